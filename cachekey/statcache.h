@@ -1,0 +1,50 @@
+/* The context stat cache: (path, dev, inode, size, mtime_ns, ctime_ns) ->
+ * content sha256, kept in an LMDB database so that re-hashing an unchanged
+ * context reads no file contents. A file is re-read whenever any of those
+ * stat fields differ.
+ *
+ * The LMDB environment belongs to the caller (the client's store opens one
+ * per $CAIRN_ROOT); the cache uses one named database, "statcache", in it.
+ * The environment must be opened with MDB_NOTLS and room for the named
+ * database (mdb_env_set_maxdbs).
+ *
+ * Thread-safety: lookups may be called from several threads at once;
+ * updates are queued in memory (thread-safe) and written in one write
+ * transaction by ck_statcache_flush.
+ */
+#ifndef CAIRN_CACHEKEY_STATCACHE_H
+#define CAIRN_CACHEKEY_STATCACHE_H
+
+#include "cachekey/digest.h"
+#include "common/error.h"
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+struct ck_statcache;
+
+/* Opens (creating if needed) the "statcache" database in env, which is
+ * borrowed and must outlive the cache. Returns 0 or CAIRN_E_DB. */
+int ck_statcache_open(MDB_env *env, struct ck_statcache **out,
+                      struct cairn_err *err);
+
+/* Flushes pending updates, then frees sc. Accepts NULL. */
+void ck_statcache_close(struct ck_statcache *sc);
+
+/* Looks up abspath; true and digest filled when an entry exists whose
+ * dev, inode, size, mtime_ns and ctime_ns all equal st's. */
+bool ck_statcache_lookup(struct ck_statcache *sc, const char *abspath,
+                         const struct stat *st, uint8_t digest[CK_SHA256_LEN]);
+
+/* Queues an entry for abspath. Returns 0 or CAIRN_E_NOMEM. */
+int ck_statcache_put(struct ck_statcache *sc, const char *abspath,
+                     const struct stat *st,
+                     const uint8_t digest[CK_SHA256_LEN]);
+
+/* Writes queued entries in one transaction. Returns 0 or CAIRN_E_DB (the
+ * cache is only an optimisation: callers may ignore a failure). */
+int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err);
+
+#endif

@@ -1,0 +1,134 @@
+/* cairnd's storage: content-addressed blobs and action results in one LMDB
+ * environment (docs/storage.md says why it is laid out as it is).
+ *
+ * - Blobs are split into CD_STORE_CHUNK-byte chunks, so values stay small,
+ *   reads stream from the memory map, and no upload needs one huge write
+ *   transaction.
+ * - Uploads are hashed while they stream and become visible only after the
+ *   digest and size check, in one commit; a crash leaves no partial blob
+ *   visible, and leftovers are removed at the next open without scanning
+ *   the data.
+ * - A persistent LRU (last-access order in LMDB) and a size cap drive
+ *   eviction; access-time updates are batched so readers never wait on the
+ *   single LMDB writer.
+ * - Instance names are separate namespaces: the same digest under two
+ *   instances is two entries.
+ * - The empty blob always exists.
+ *
+ * Thread-safety: every function may be called from any thread; a struct
+ * cd_upload or cd_reader is used by one thread at a time.
+ */
+#ifndef CAIRN_SERVER_STORE_H
+#define CAIRN_SERVER_STORE_H
+
+#include "cachekey/digest.h"
+#include "common/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CD_STORE_CHUNK (1u << 20)
+#define CD_STORE_MAX_INSTANCE 256 /* bytes of an instance name */
+#define CD_STORE_MAX_AC_RESULT (4u << 20) /* bytes of one ActionResult */
+
+/* A REAPI digest: sha256 and size in bytes. */
+struct cd_digest {
+    uint8_t hash[CK_SHA256_LEN];
+    int64_t size;
+};
+
+struct cd_store;
+
+struct cd_store_opts {
+    const char *dir;       /* LMDB environment directory (created) */
+    uint64_t max_size;     /* bytes of blob data kept; eviction above */
+    unsigned upload_ttl_s; /* abandoned uploads are dropped after this */
+};
+
+/* Opens or creates the store. Returns 0, CAIRN_E_DB, negative errno; err
+ * says what. */
+int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
+                  struct cairn_err *err);
+/* Flushes batched access times and closes. Accepts NULL. */
+void cd_store_close(struct cd_store *st);
+
+/* --- CAS --- */
+
+/* Sets missing[i] for each of the n digests that is not stored under
+ * instance. The found ones count as accessed (LRU). Returns 0 or CAIRN_E_DB. */
+int cd_store_find_missing(struct cd_store *st, const char *instance,
+                          const struct cd_digest *digests, size_t n,
+                          bool *missing);
+
+/* Stores a whole blob (BatchUpdateBlobs). Verifies size and sha256 first.
+ * Returns 0 (also when it was already present), CAIRN_E_DIGEST (content
+ * does not match d), CAIRN_E_FULL (no room even after eviction), CAIRN_E_DB. */
+int cd_store_blob_put(struct cd_store *st, const char *instance,
+                      const struct cd_digest *d, const void *data, size_t len);
+
+/* Reads a whole blob of at most max bytes (BatchReadBlobs). *data is
+ * malloc'd (caller frees). Returns 0, CAIRN_E_NOTFOUND, CAIRN_E_TOOBIG (the
+ * blob is larger than max), CAIRN_E_DB. */
+int cd_store_blob_get(struct cd_store *st, const char *instance,
+                      const struct cd_digest *d, size_t max, void **data);
+
+/* Streaming reads (ByteStream Read). */
+struct cd_reader;
+/* Returns 0 or CAIRN_E_NOTFOUND. */
+int cd_store_reader_open(struct cd_store *st, const char *instance,
+                         const struct cd_digest *d, struct cd_reader **out);
+/* Copies up to n bytes at offset into buf; *got is 0 at the end. Returns 0
+ * or CAIRN_E_INVAL (offset > size) or CAIRN_E_NOTFOUND (evicted meanwhile). */
+int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
+                   size_t *got);
+void cd_reader_close(struct cd_reader *r);
+
+/* Streaming writes (ByteStream Write). Data arrives in order; chunks are
+ * staged in their own small transactions; commit verifies and makes the
+ * blob visible in one transaction. */
+struct cd_upload;
+/* Returns 0, CAIRN_E_EXISTS (the blob is already stored: nothing to
+ * upload), CAIRN_E_FULL, CAIRN_E_DB. */
+int cd_store_upload_begin(struct cd_store *st, const char *instance,
+                          const struct cd_digest *d, struct cd_upload **out);
+/* Appends n bytes. Returns 0, CAIRN_E_INVAL (more than the digest's size),
+ * CAIRN_E_FULL, CAIRN_E_DB. */
+int cd_upload_write(struct cd_upload *u, const void *p, size_t n);
+/* Bytes received so far (QueryWriteStatus committed_size). */
+uint64_t cd_upload_offset(const struct cd_upload *u);
+/* Verifies size and sha256 and publishes the blob; frees u in every case.
+ * Returns 0, CAIRN_E_DIGEST (size or hash wrong; nothing visible),
+ * CAIRN_E_FULL, CAIRN_E_DB. */
+int cd_upload_commit(struct cd_upload *u);
+/* Drops everything staged and frees u. Accepts NULL. */
+void cd_upload_abort(struct cd_upload *u);
+
+/* --- Action cache --- */
+
+/* Raw serialised ActionResult for action digest d. *data malloc'd. Returns
+ * 0 or CAIRN_E_NOTFOUND. (The completeness check on referenced blobs is
+ * the caller's: it parses the message.) */
+int cd_store_ac_get(struct cd_store *st, const char *instance,
+                    const struct cd_digest *action, void **data, size_t *len);
+/* Stores or replaces. Returns 0, CAIRN_E_TOOBIG, CAIRN_E_FULL, CAIRN_E_DB. */
+int cd_store_ac_put(struct cd_store *st, const char *instance,
+                    const struct cd_digest *action, const void *data,
+                    size_t len);
+
+/* --- Operations --- */
+
+struct cd_store_stats {
+    uint64_t blobs;       /* blobs stored */
+    uint64_t bytes;       /* blob bytes stored */
+    uint64_t max_size;
+    uint64_t evictions;   /* blobs evicted since open */
+    uint64_t evicted_bytes;
+};
+void cd_store_stats_get(struct cd_store *st, struct cd_store_stats *out);
+
+/* Drops uploads older than upload_ttl_s and writes batched access times.
+ * Called periodically by the server. Returns 0 or CAIRN_E_DB. */
+int cd_store_maintain(struct cd_store *st);
+
+#endif
