@@ -25,6 +25,11 @@
 #define CK_DOCKERFILE_MAX_SIZE (4u << 20)   /* whole file, bytes */
 #define CK_DOCKERFILE_MAX_LINE (256u << 10) /* one logical line, bytes */
 #define CK_DOCKERFILE_MAX_HEREDOC (4u << 20) /* one heredoc body, bytes */
+/* Memory the parsed form of one file may use (strings, arrays, structs).
+ * Tiny instructions cost far more parsed than written, so the file-size cap
+ * alone does not bound memory; past this the parse fails with
+ * CAIRN_E_TOOBIG. */
+#define CK_DOCKERFILE_MAX_MEMORY (64u << 20)
 
 enum ck_instr_kind {
     CK_INSTR_FROM,
@@ -130,7 +135,9 @@ int ck_dockerfile_parse_file(const char *path, struct ck_dockerfile **out,
 void ck_dockerfile_free(struct ck_dockerfile *df);
 
 /* Value of flag name ("chown") on instr, or NULL when absent. *present
- * (if not NULL) tells absent from "--link" (present, value NULL). */
+ * (if not NULL) tells absent from "--link" (present, value NULL). For a
+ * flag that may repeat (--mount, --exclude) this is the first occurrence;
+ * walk instr->flags for all of them. The string is borrowed from instr. */
 const char *ck_instr_flag(const struct ck_instr *instr, const char *name,
                           bool *present);
 
