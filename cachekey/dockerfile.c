@@ -1404,10 +1404,12 @@ static int read_heredocs(struct parser *p, struct ck_instr *ins, const char *lin
         struct ck_heredoc h = {NULL, NULL, false, false};
         int m = heredoc_word(p, words.v[i], strlen(words.v[i]), &h.name, &h.expand,
                              &h.chomp);
-        if (m <= 0) {
+        if (m < 0) {
             rc = m;
             break;
         }
+        if (m == 0)
+            continue;
         size_t cap = target->nheredocs;
         void *arr = target->heredocs;
         rc = grow(p, &arr, &cap, target->nheredocs + 1, sizeof *target->heredocs);
