@@ -78,7 +78,8 @@ struct ck_heredoc {
  *  FROM         words: {image} or {image, "AS", name} ("AS" as written).
  *  RUN, CMD, ENTRYPOINT
  *               json: the argv; shell form: one element, the command line
- *               with continuations joined (backslash-newline removed).
+ *               with continuations joined (backslash-newline removed). An
+ *               empty shell form ("CMD" alone) is {""}, as Docker runs it.
  *  SHELL        json only (shell form is an error): the argv.
  *  ENV, LABEL   pairs {k1, v1, k2, v2, ...}; raw (quotes kept). The legacy
  *               form "ENV k v w" gives {k, "v w"}.
@@ -89,11 +90,23 @@ struct ck_heredoc {
  *  USER, WORKDIR, STOPSIGNAL, MAINTAINER
  *               one element: the rest of the line, trimmed.
  *  HEALTHCHECK  {"NONE"} or {"CMD", ...} where "..." is as for CMD (json
- *               tells which form).
+ *               tells which form); the type is upper-cased ("cmd" -> "CMD").
  *  ONBUILD      no args; sub holds the triggered instruction.
  *
  * A heredoc's marker stays in args as written ("<<EOF", "<<-'EOF'"); the
- * bodies are in heredocs, in order of appearance.
+ * bodies are in heredocs, in order of appearance (for ONBUILD, on sub).
+ * Only RUN, COPY and ADD take heredocs; CRLF in a body becomes LF.
+ *
+ * Flags, in the order written (quotes removed from the flag word):
+ *   FROM --platform; RUN --mount --network --security; COPY --from --chown
+ *   --chmod --link --parents --exclude; ADD --chown --chmod --link
+ *   --checksum --keep-git-dir --unpack --exclude; HEALTHCHECK --interval
+ *   --timeout --start-period --start-interval --retries.
+ * Only --mount and --exclude may repeat. Boolean flags (--link, --parents,
+ * --keep-git-dir, --unpack) take no value or =true/=false; the others need
+ * =value. Anything else is an error, e.g. `unknown flag "--foo" for COPY`.
+ * Values are not interpreted (durations, modes, mount specs are the
+ * caller's business).
  */
 struct ck_instr {
     enum ck_instr_kind kind;
@@ -118,10 +131,12 @@ struct ck_dockerfile {
     size_t ninstrs;
 };
 
-/* Parses len bytes of text. name is used in error messages. On success
- * *out is a new struct ck_dockerfile (free with ck_dockerfile_free).
- * Returns 0, CAIRN_E_PARSE (err says file:line: what), CAIRN_E_TOOBIG, or
- * CAIRN_E_NOMEM. */
+/* Parses len bytes of text (need not be NUL-terminated). name is used in
+ * error messages (NULL: "Dockerfile"). On success *out is a new struct
+ * ck_dockerfile (free with ck_dockerfile_free); on failure *out is left
+ * alone. Returns 0, CAIRN_E_PARSE (err says file:line: what; a file
+ * without any instruction or with a NUL byte is an error too),
+ * CAIRN_E_TOOBIG (one of the caps above), CAIRN_E_INVAL or CAIRN_E_NOMEM. */
 int ck_dockerfile_parse(const char *name, const char *text, size_t len,
                         struct ck_dockerfile **out, struct cairn_err *err);
 
