@@ -136,7 +136,7 @@ static int grow(struct parser *p, void **arr, size_t *cap, size_t need, size_t e
     /* The memory cap keeps ncap far below overflow; check anyway so the
      * multiplication below can never wrap. */
     if (ncap > CK_DOCKERFILE_MAX_MEMORY / elem)
-        return charge(p, CK_DOCKERFILE_MAX_MEMORY);
+        return charge(p, SIZE_MAX);
     int rc = charge(p, (ncap - *cap) * elem);
     if (rc)
         return rc;
@@ -146,6 +146,19 @@ static int grow(struct parser *p, void **arr, size_t *cap, size_t need, size_t e
     *arr = na;
     *cap = ncap;
     return 0;
+}
+
+/* Capacity of an array of n elements that only ever grew through grow():
+ * 0, then 4, 8, 16, ... Arrays stored in the public structs keep no
+ * capacity field, so it is derived from the count instead. */
+static size_t implied_cap(size_t n)
+{
+    if (n == 0)
+        return 0;
+    size_t cap = 4;
+    while (cap < n)
+        cap *= 2;
+    return cap;
 }
 
 static int sv_push(struct parser *p, struct strvec *sv, const char *s, size_t n)
@@ -174,7 +187,7 @@ static void sv_free(struct strvec *sv)
 /* Moves sv's strings to the end of ins->args. */
 static int take_args(struct parser *p, struct ck_instr *ins, struct strvec *sv)
 {
-    size_t cap = ins->nargs;
+    size_t cap = implied_cap(ins->nargs);
     void *arr = ins->args;
     int rc = grow(p, &arr, &cap, ins->nargs + sv->n, sizeof *ins->args);
     ins->args = arr;
@@ -1175,7 +1188,7 @@ static int add_flag(struct parser *p, struct ck_instr *ins, const char *w, size_
                     def->name);
     }
 
-    size_t cap = ins->nflags;
+    size_t cap = implied_cap(ins->nflags);
     void *arr = ins->flags;
     int rc = grow(p, &arr, &cap, ins->nflags + 1, sizeof *ins->flags);
     ins->flags = arr;
@@ -1410,7 +1423,7 @@ static int read_heredocs(struct parser *p, struct ck_instr *ins, const char *lin
         }
         if (m == 0)
             continue;
-        size_t cap = target->nheredocs;
+        size_t cap = implied_cap(target->nheredocs);
         void *arr = target->heredocs;
         rc = grow(p, &arr, &cap, target->nheredocs + 1, sizeof *target->heredocs);
         target->heredocs = arr;
@@ -1445,12 +1458,14 @@ static int read_heredocs(struct parser *p, struct ck_instr *ins, const char *lin
             if (rc == 0)
                 rc = cairn_buf_putc(&body, '\n');
         }
-        if (rc) {
-            rc = perr(p, p->cur_line, rc == CAIRN_E_TOOBIG ? rc : CAIRN_E_NOMEM,
-                      rc == CAIRN_E_TOOBIG
-                          ? "heredoc \"%.*s\" is longer than the limit of %u bytes"
-                          : "out of memory (heredoc \"%.*s\", limit %u)",
+        if (rc == CAIRN_E_TOOBIG) {
+            rc = perr(p, p->cur_line, rc,
+                      "heredoc \"%.*s\" is longer than the limit of %u bytes",
                       clamp_len(nl), h->name, CK_DOCKERFILE_MAX_HEREDOC);
+            break;
+        }
+        if (rc) {
+            rc = perr(p, p->cur_line, CAIRN_E_NOMEM, "out of memory");
             break;
         }
         if (!terminated) {

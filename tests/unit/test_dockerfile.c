@@ -569,6 +569,40 @@ static void test_heredoc_content_large(void **state)
     free(body);
 }
 
+/* Arrays that grow one element at a time (flags, heredocs) must grow
+ * geometrically: many repeats parse quickly and within the memory cap. */
+static void test_many_repeats(void **state)
+{
+    (void)state;
+    size_t len;
+    struct cairn_buf b;
+    cairn_buf_init(&b, 0);
+    char *flags = repeat("--mount=x ", 20000 * 10, &len);
+    assert_int_equal(cairn_buf_puts(&b, "RUN "), 0);
+    assert_int_equal(cairn_buf_append(&b, flags, len), 0);
+    assert_int_equal(cairn_buf_puts(&b, "true\nRUN cat"), 0);
+    free(flags);
+    char *markers = repeat(" <<A", 5000 * 4, &len);
+    assert_int_equal(cairn_buf_append(&b, markers, len), 0);
+    free(markers);
+    char *ends = repeat("\nA", 5000 * 2, &len);
+    assert_int_equal(cairn_buf_append(&b, ends, len), 0);
+    free(ends);
+
+    struct ck_dockerfile *df = NULL;
+    struct cairn_err err;
+    if (ck_dockerfile_parse("Dockerfile", b.data, b.len, &df, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(df->instrs[0].nflags, 20000);
+    assert_string_equal(df->instrs[0].flags[19999].value, "x");
+    assert_string_equal(df->instrs[0].args[0], "true");
+    assert_int_equal(df->instrs[1].nheredocs, 5000);
+    assert_string_equal(df->instrs[1].heredocs[4999].content, "");
+    assert_int_equal(df->instrs[1].end_line, 5002);
+    ck_dockerfile_free(df);
+    cairn_buf_free(&b);
+}
+
 static void test_flag_lookup(void **state)
 {
     (void)state;
@@ -698,6 +732,7 @@ int main(void)
         cmocka_unit_test(test_nul_byte),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_heredoc_content_large),
+        cmocka_unit_test(test_many_repeats),
         cmocka_unit_test(test_flag_lookup),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_parse_file),
