@@ -25,6 +25,11 @@
 #define CK_DOCKERFILE_MAX_SIZE (4u << 20)   /* whole file, bytes */
 #define CK_DOCKERFILE_MAX_LINE (256u << 10) /* one logical line, bytes */
 #define CK_DOCKERFILE_MAX_HEREDOC (4u << 20) /* one heredoc body, bytes */
+/* Memory the parsed form of one file may use (strings, arrays, structs).
+ * Tiny instructions cost far more parsed than written, so the file-size cap
+ * alone does not bound memory; past this the parse fails with
+ * CAIRN_E_TOOBIG. */
+#define CK_DOCKERFILE_MAX_MEMORY (64u << 20)
 
 enum ck_instr_kind {
     CK_INSTR_FROM,
@@ -73,7 +78,8 @@ struct ck_heredoc {
  *  FROM         words: {image} or {image, "AS", name} ("AS" as written).
  *  RUN, CMD, ENTRYPOINT
  *               json: the argv; shell form: one element, the command line
- *               with continuations joined (backslash-newline removed).
+ *               with continuations joined (backslash-newline removed). An
+ *               empty shell form ("CMD" alone) is {""}, as Docker runs it.
  *  SHELL        json only (shell form is an error): the argv.
  *  ENV, LABEL   pairs {k1, v1, k2, v2, ...}; raw (quotes kept). The legacy
  *               form "ENV k v w" gives {k, "v w"}.
@@ -84,11 +90,23 @@ struct ck_heredoc {
  *  USER, WORKDIR, STOPSIGNAL, MAINTAINER
  *               one element: the rest of the line, trimmed.
  *  HEALTHCHECK  {"NONE"} or {"CMD", ...} where "..." is as for CMD (json
- *               tells which form).
+ *               tells which form); the type is upper-cased ("cmd" -> "CMD").
  *  ONBUILD      no args; sub holds the triggered instruction.
  *
  * A heredoc's marker stays in args as written ("<<EOF", "<<-'EOF'"); the
- * bodies are in heredocs, in order of appearance.
+ * bodies are in heredocs, in order of appearance (for ONBUILD, on sub).
+ * Only RUN, COPY and ADD take heredocs; CRLF in a body becomes LF.
+ *
+ * Flags, in the order written (quotes removed from the flag word):
+ *   FROM --platform; RUN --mount --network --security; COPY --from --chown
+ *   --chmod --link --parents --exclude; ADD --chown --chmod --link
+ *   --checksum --keep-git-dir --unpack --exclude; HEALTHCHECK --interval
+ *   --timeout --start-period --start-interval --retries.
+ * Only --mount and --exclude may repeat. Boolean flags (--link, --parents,
+ * --keep-git-dir, --unpack) take no value or =true/=false; the others need
+ * =value. Anything else is an error, e.g. `unknown flag "--foo" for COPY`.
+ * Values are not interpreted (durations, modes, mount specs are the
+ * caller's business).
  */
 struct ck_instr {
     enum ck_instr_kind kind;
@@ -113,10 +131,12 @@ struct ck_dockerfile {
     size_t ninstrs;
 };
 
-/* Parses len bytes of text. name is used in error messages. On success
- * *out is a new struct ck_dockerfile (free with ck_dockerfile_free).
- * Returns 0, CAIRN_E_PARSE (err says file:line: what), CAIRN_E_TOOBIG, or
- * CAIRN_E_NOMEM. */
+/* Parses len bytes of text (need not be NUL-terminated). name is used in
+ * error messages (NULL: "Dockerfile"). On success *out is a new struct
+ * ck_dockerfile (free with ck_dockerfile_free); on failure *out is left
+ * alone. Returns 0, CAIRN_E_PARSE (err says file:line: what; a file
+ * without any instruction or with a NUL byte is an error too),
+ * CAIRN_E_TOOBIG (one of the caps above), CAIRN_E_INVAL or CAIRN_E_NOMEM. */
 int ck_dockerfile_parse(const char *name, const char *text, size_t len,
                         struct ck_dockerfile **out, struct cairn_err *err);
 
@@ -130,7 +150,9 @@ int ck_dockerfile_parse_file(const char *path, struct ck_dockerfile **out,
 void ck_dockerfile_free(struct ck_dockerfile *df);
 
 /* Value of flag name ("chown") on instr, or NULL when absent. *present
- * (if not NULL) tells absent from "--link" (present, value NULL). */
+ * (if not NULL) tells absent from "--link" (present, value NULL). For a
+ * flag that may repeat (--mount, --exclude) this is the first occurrence;
+ * walk instr->flags for all of them. The string is borrowed from instr. */
 const char *ck_instr_flag(const struct ck_instr *instr, const char *name,
                           bool *present);
 
