@@ -374,6 +374,38 @@ static size_t ex_reverse(const char *s, size_t n, char *out)
     return total;
 }
 
+/* BuildKit's reversePattern: the characters of p in reverse order, except
+ * that a backslash and the character after it stay in that order. The
+ * pairing is done left to right on the original, so a trailing lone
+ * backslash ends up first (a, b, backslash becomes backslash, b, a), which
+ * can turn an invalid pattern into a valid one; we reverse the text, not
+ * parsed tokens, to keep exactly that behaviour. out needs room for 3 * n
+ * bytes (invalid bytes become U+FFFD, as in Go's []rune conversion). */
+static size_t ex_reverse_pattern(const char *p, size_t n, char *out)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n;) {
+        int32_t r;
+        i += ex_decode(p + i, n - i, &r);
+        char enc[4];
+        total += ex_encode(r, enc);
+    }
+    size_t at = total;
+    for (size_t i = 0; i < n;) {
+        int32_t r, r2;
+        i += ex_decode(p + i, n - i, &r);
+        char enc[8];
+        size_t l = ex_encode(r, enc);
+        if (r == '\\' && i < n) {
+            i += ex_decode(p + i, n - i, &r2);
+            l += ex_encode(r2, enc + l);
+        }
+        at -= l;
+        memcpy(out + at, enc, l);
+    }
+    return total;
+}
+
 /* ${V#word}, ${V##word} (suffix false) and ${V%word}, ${V%%word} (suffix
  * true). BuildKit trims a suffix by reversing both the value and the
  * pattern and trimming a prefix; we do the same, which also gives the same
@@ -386,40 +418,41 @@ static int ex_trim(struct ex *x, const char *word, size_t wl, const char *val,
         word++;
         wl--;
     }
-    struct ex_tok *toks = malloc((wl + 1) * sizeof *toks);
-    char *rev = NULL, *back = NULL;
+    struct ex_tok *toks = NULL;
+    char *rev = NULL, *back = NULL, *rpat = NULL;
     size_t nt = 0, end = 0;
     int rc;
-    if (toks == NULL) {
-        rc = cairn_err_set(x->err, CAIRN_E_NOMEM, "out of memory");
-        goto out;
-    }
-    rc = ex_pattern_parse(x, word, wl, toks, &nt);
-    if (rc != 0)
-        goto out;
     if (!suffix) {
-        rc = ex_match_prefix(x, toks, nt, val, vl, greedy, &end);
+        toks = malloc((wl + 1) * sizeof *toks);
+        if (toks == NULL) {
+            rc = cairn_err_set(x->err, CAIRN_E_NOMEM, "out of memory");
+            goto out;
+        }
+        rc = ex_pattern_parse(x, word, wl, toks, &nt);
+        if (rc == 0)
+            rc = ex_match_prefix(x, toks, nt, val, vl, greedy, &end);
         if (rc == 0)
             rc = end == SIZE_MAX ? ex_put(x, dst, val, vl)
                                  : ex_put(x, dst, val + end, vl - end);
         goto out;
-    }
-    for (size_t i = 0, j = nt; i < j--; i++) {
-        struct ex_tok t = toks[i];
-        toks[i] = toks[j];
-        toks[j] = t;
     }
     if (vl > CK_EXPAND_MAX_OUTPUT) {
         rc = cairn_err_set(x->err, CAIRN_E_TOOBIG, "expansion exceeds %u bytes",
                            (unsigned)CK_EXPAND_MAX_OUTPUT);
         goto out;
     }
+    rpat = malloc(3 * wl + 1);
+    toks = malloc((3 * wl + 1) * sizeof *toks);
     rev = malloc(3 * vl + 1);
     back = malloc(3 * vl + 1);
-    if (rev == NULL || back == NULL) {
+    if (rpat == NULL || toks == NULL || rev == NULL || back == NULL) {
         rc = cairn_err_set(x->err, CAIRN_E_NOMEM, "out of memory");
         goto out;
     }
+    size_t pl = ex_reverse_pattern(word, wl, rpat);
+    rc = ex_pattern_parse(x, rpat, pl, toks, &nt);
+    if (rc != 0)
+        goto out;
     size_t rl = ex_reverse(val, vl, rev);
     rc = ex_match_prefix(x, toks, nt, rev, rl, greedy, &end);
     if (rc != 0)
@@ -430,6 +463,7 @@ static int ex_trim(struct ex *x, const char *word, size_t wl, const char *val,
     rc = ex_put(x, dst, back, bl);
 out:
     free(toks);
+    free(rpat);
     free(rev);
     free(back);
     return rc;

@@ -51,6 +51,7 @@ static env_t env_trim3 = {"FOO=a***yy*", NULL};
 static env_t env_trim4 = {"FOO=???y", NULL};
 static env_t env_path = {"F=/usr/local/lib/libx.so.1", "NL=ab\ncd", NULL};
 static env_t env_star = {"FOO=*ab*", NULL};
+static env_t env_bs = {"V=ab\\", NULL};
 static env_t env_utf8 = {"U=\xc3\xa9t\xc3\xa9", NULL};
 
 static const struct ex_case cases[] = {
@@ -220,6 +221,10 @@ static const struct ex_case cases[] = {
     {"${FOO#\\**}", '`', "ab*", 0, NULL, env_star},
     {"${FOO#`**}", '`', "*ab*", 0, NULL, env_star},
     {"${FOO#\\**}", '\\', "ab*", 0, NULL, env_star},
+    /* BuildKit reverses the pattern text for '%', pairing backslashes left
+     * to right: "\?\" is invalid forwards but fine reversed. */
+    {"${V%\\?\\}", '`', "a", 0, NULL, env_bs},
+    {"${V#\\?\\}", '`', ERR, CAIRN_E_PARSE, "invalid escape", env_bs},
 };
 
 static void test_word_table(void **state)
