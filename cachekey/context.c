@@ -1214,6 +1214,8 @@ static int collect(struct ck_context *ctx, const char *src,
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     }
     for (int i = 0; i < ctx->nthreads; i++) {
+        if (ctx->workers[i].nents == 0)
+            continue;
         memcpy(out->v + out->n, ctx->workers[i].ents,
                ctx->workers[i].nents * sizeof *out->v);
         out->n += ctx->workers[i].nents;
