@@ -255,16 +255,6 @@ nomem:
 
 /* ---- hashing ---- */
 
-static bool same_file(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
-           a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-           a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
-           a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
 /* Builds the stat-cache key "<root>/<disk>" in w->abspath. */
 static const char *abs_key(struct ck_context *ctx, struct worker *w,
                            const char *disk)
@@ -294,14 +284,21 @@ static bool cache_lookup(struct run *r, struct worker *w, struct entry *e,
     return key != NULL && ck_statcache_lookup(ctx->cache, key, st, e->digest);
 }
 
-/* Hashes the regular file e, opened relative to dirfd as name. st is what
- * the walk saw; the cache learns the digest only if the file still has that
- * stat after reading it, was read to its full size, and is old enough not
- * to be racy. O_NONBLOCK keeps a fifo swapped in meanwhile from hanging us;
- * O_NOFOLLOW keeps a symlink swapped in from leading outside. */
+/* Hashes the regular file e, opened relative to dirfd as name; st is the
+ * stat the walk took before opening it. That stat (not one taken after the
+ * read) is what the cache records: if the file changes while we read it,
+ * its ctime moves past the recorded one and the entry never hits again,
+ * whereas a stat taken afterwards could pair new metadata with old bytes.
+ * So no fstat per file is needed: O_NOFOLLOW keeps a symlink swapped in
+ * from leading outside, O_NONBLOCK keeps a fifo from hanging us, and
+ * reading more than st_size bytes (a device, a growing file) fails. The
+ * cache learns the digest only if exactly st_size bytes were read and the
+ * file is old enough not to be racy (CTX_RACY_NS). */
 static int hash_file(struct run *r, struct worker *w, int dirfd,
                      const char *name, struct entry *e, const struct stat *st)
 {
+    if (st->st_size == 0) /* nothing to read: no need to open it */
+        return ck_sha256_final(w->sha, e->digest);
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
                                      O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
@@ -310,14 +307,8 @@ static int hash_file(struct run *r, struct worker *w, int dirfd,
         return rc;
     }
     int rc = 0;
-    struct stat st2;
-    if (fstat(fd, &st2) != 0 || !S_ISREG(st2.st_mode)) {
-        rc = CAIRN_E_IO;
-        run_fail(r, rc, "%s%s changed while the context was hashed", e->disk,
-                 "");
-        goto out;
-    }
-    if (st2.st_size > (off_t)CTX_SMALL_FILE)
+    uint64_t size = (uint64_t)st->st_size;
+    if (size > CTX_SMALL_FILE)
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     uint64_t total = 0;
     for (;;) {
@@ -332,15 +323,21 @@ static int hash_file(struct run *r, struct worker *w, int dirfd,
         if (n == 0)
             break;
         total += (uint64_t)n;
+        if (total > size) {
+            rc = CAIRN_E_IO;
+            run_fail(r, rc, "%s%s changed while the context was hashed",
+                     e->disk, "");
+            goto out;
+        }
         if ((rc = ck_sha256_update(w->sha, w->buf, (size_t)n)) != 0) {
             run_fail(r, rc, "%s%s: sha256 failed", e->disk, "");
             goto out;
         }
-        /* A short read of exactly the expected size means end of file;
-         * skipping the extra read() that would return 0 saves a syscall
-         * per small file. A file that grew meanwhile has a new stat and
-         * is re-read next time. */
-        if ((size_t)n < CTX_BUF_SIZE && total == (uint64_t)st2.st_size)
+        /* Having read st_size bytes, assume end of file: skipping the
+         * read() that would return 0 saves a syscall per small file. A
+         * file that grew meanwhile has a new stat and is re-read next
+         * time. */
+        if (total == size)
             break;
     }
     w->bytes_read += total;
@@ -348,14 +345,13 @@ static int hash_file(struct run *r, struct worker *w, int dirfd,
         run_fail(r, rc, "%s%s: sha256 failed", e->disk, "");
         goto out;
     }
-    if (r->ctx->cache != NULL && total == (uint64_t)st2.st_size &&
-        same_file(st, &st2) &&
-        (int64_t)st2.st_ctim.tv_sec * 1000000000 + st2.st_ctim.tv_nsec <
+    if (r->ctx->cache != NULL && total == size &&
+        (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec <
             r->t0_ns - CTX_RACY_NS) {
         const char *key = abs_key(r->ctx, w, e->disk);
         /* A failed put only costs a re-read next time. */
         if (key != NULL)
-            (void)ck_statcache_put(r->ctx->cache, key, &st2, e->digest);
+            (void)ck_statcache_put(r->ctx->cache, key, st, e->digest);
     }
 out:
     close(fd);
@@ -504,8 +500,8 @@ static void run_task(struct run *r, struct worker *w, const struct task *t)
         (void)walk_dir(r, w, t->e);
         return;
     }
-    /* Large files are re-stat'ed here: the walker's stat is what the cache
-     * was checked against and what the entry records. */
+    /* The walker's stat was not kept (entries stay small); a fresh one,
+     * still taken before the read, is as good for the cache. */
     struct stat st;
     if (fstatat(r->ctx->rootfd, t->e->disk, &st, AT_SYMLINK_NOFOLLOW) != 0) {
         int rc = errno_rc();

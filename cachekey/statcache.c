@@ -252,6 +252,22 @@ int ck_statcache_put(struct ck_statcache *sc, const char *abspath,
     return rc;
 }
 
+/* qsort has no context argument; flush sorts under no lock, on keys it
+ * owns, so the buffer travels through this thread-local. */
+static _Thread_local const char *sort_keys;
+
+static int pending_cmp(const void *a, const void *b)
+{
+    const struct sc_pending *x = a, *y = b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(sort_keys + x->key_off, sort_keys + y->key_off, n);
+    if (c != 0)
+        return c;
+    if (x->key_len != y->key_len)
+        return x->key_len < y->key_len ? -1 : 1;
+    return x->key_off < y->key_off ? -1 : x->key_off > y->key_off;
+}
+
 int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
 {
     if (sc == NULL)
@@ -277,6 +293,12 @@ int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
 
     int rc = 0;
     if (npend > 0) {
+        /* Inserting in key order walks the B-tree left to right, touching
+         * each page once instead of at random (LMDB's own advice for bulk
+         * loads); a key queued twice keeps its last value, as the stable
+         * queue order of equal keys is kept by the offset tie-break. */
+        sort_keys = keys;
+        qsort(pend, npend, sizeof *pend, pending_cmp);
         MDB_txn *txn = NULL;
         int mrc = mdb_txn_begin(sc->env, NULL, 0, &txn);
         for (size_t i = 0; mrc == 0 && i < npend; i++) {
