@@ -411,6 +411,20 @@ static void test_ignored_paths_are_absent(void **state)
     assert_int_equal(d.rc, CAIRN_E_NOTFOUND);
     ck_ignore_free(ig);
 
+    /* "**" reaches any depth; a file re-included by "!" under it counts. */
+    ig = parse_ignore("**/*.c\n!src/main.c\n");
+    w = walk(r, ".", ig, &rc);
+    assert_int_equal(rc, 0);
+    assert_false(walked_has(&w, "f src/lib/util.c"));
+    assert_true(walked_has(&w, "f src/main.c"));
+    assert_true(walked_has(&w, "f src/lib/util.h"));
+    base = digest_opts(r, "src", 2, ig, NULL);
+    put_file(r, "src/lib/util.c", "/* changed again */\n", 0644);
+    assert_string_equal(digest_opts(r, "src", 1, ig, NULL).hex, base.hex);
+    put_file(r, "src/main.c", "int main(void){return 2;}\n", 0644);
+    assert_string_not_equal(digest_opts(r, "src", 1, ig, NULL).hex, base.hex);
+    ck_ignore_free(ig);
+
     /* Without the exception the whole ignored directory is gone. */
     ig = parse_ignore("src/lib\n");
     w = walk(r, "src", ig, &rc);
