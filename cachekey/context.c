@@ -194,7 +194,7 @@ static void run_fail(struct run *r, int rc, const char *fmt, const char *a,
 {
     pthread_mutex_lock(&r->mu);
     if (r->rc == 0) {
-        r->rc = rc;
+        __atomic_store_n(&r->rc, rc, __ATOMIC_RELAXED);
         cairn_err_set(&r->err, rc, fmt, a, b);
         pthread_cond_broadcast(&r->cv);
     }
@@ -396,7 +396,8 @@ static int walk_dir(struct run *r, struct worker *w, struct entry *dir)
         if (name[0] == '.' &&
             (name[1] == '\0' || (name[1] == '.' && name[2] == '\0')))
             continue;
-        if (r->rc != 0) /* benign race: another worker failed */
+        /* Another worker failed: stop early (a relaxed read suffices). */
+        if (__atomic_load_n(&r->rc, __ATOMIC_RELAXED) != 0)
             break;
         size_t nlen = strlen(name);
         if (dlen + 1 + nlen >= PATH_MAX) {
@@ -448,7 +449,7 @@ static int walk_dir(struct run *r, struct worker *w, struct entry *dir)
             continue; /* fifo, socket, device: not part of the context */
         struct entry *e = entry_new(r, w);
         if (e == NULL) {
-            rc = r->rc;
+            rc = __atomic_load_n(&r->rc, __ATOMIC_RELAXED);
             break;
         }
         e->disk = disk;
