@@ -1,0 +1,322 @@
+#include "cachekey/statcache.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Value layout (little-endian, fixed size, versioned so a future layout can
+ * be told apart and simply treated as a miss):
+ *   [0]      version (1)
+ *   [1..8]   st_dev
+ *   [9..16]  st_ino
+ *   [17..24] st_size
+ *   [25..32] mtime in ns
+ *   [33..40] ctime in ns
+ *   [41..72] content sha256
+ */
+#define SC_VERSION 1
+#define SC_VAL_LEN (1 + 5 * 8 + CK_SHA256_LEN)
+#define SC_DBNAME "statcache"
+
+/* A read transaction kept between lookups. Beginning one per lookup costs a
+ * reader-slot acquisition each time; with MDB_NOTLS a txn is not tied to a
+ * thread, so idle ones are pooled and handed to whichever thread looks up
+ * next. gen tells whether the snapshot predates the last flush. */
+struct sc_rtxn {
+    MDB_txn *txn;
+    unsigned gen;
+    bool live; /* false after mdb_txn_reset: needs mdb_txn_renew */
+};
+
+struct sc_pending {
+    size_t key_off; /* into keys */
+    size_t key_len;
+    uint8_t val[SC_VAL_LEN];
+};
+
+struct ck_statcache {
+    MDB_env *env;
+    MDB_dbi dbi;
+    size_t maxkey;
+
+    pthread_mutex_t mu; /* guards everything below */
+    struct sc_rtxn *idle;
+    size_t nidle, idle_cap;
+    size_t nreaders; /* txns allocated, idle or in use */
+    unsigned gen;
+    /* Queued puts: keys are packed into one buffer so that queueing a
+     * 20,000-file context costs a handful of reallocs, not 20,000 mallocs. */
+    char *keys;
+    size_t keys_len, keys_cap;
+    struct sc_pending *pend;
+    size_t npend, pend_cap;
+};
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+static int64_t ts_ns(const struct timespec *ts)
+{
+    return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static void encode_stat(uint8_t val[SC_VAL_LEN], const struct stat *st)
+{
+    val[0] = SC_VERSION;
+    put_le64(val + 1, (uint64_t)st->st_dev);
+    put_le64(val + 9, (uint64_t)st->st_ino);
+    put_le64(val + 17, (uint64_t)st->st_size);
+    put_le64(val + 25, (uint64_t)ts_ns(&st->st_mtim));
+    put_le64(val + 33, (uint64_t)ts_ns(&st->st_ctim));
+}
+
+int ck_statcache_open(MDB_env *env, struct ck_statcache **out,
+                      struct cairn_err *err)
+{
+    struct ck_statcache *sc = calloc(1, sizeof *sc);
+    if (sc == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    sc->env = env;
+    int maxkey = mdb_env_get_maxkeysize(env);
+    sc->maxkey = maxkey > 0 ? (size_t)maxkey : 0;
+
+    MDB_txn *txn = NULL;
+    int mrc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (mrc == 0)
+        mrc = mdb_dbi_open(txn, SC_DBNAME, MDB_CREATE, &sc->dbi);
+    if (mrc == 0) {
+        mrc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (mrc != 0) {
+        if (txn != NULL)
+            mdb_txn_abort(txn);
+        free(sc);
+        return cairn_err_set(err, CAIRN_E_DB, "stat cache: %s",
+                             mdb_strerror(mrc));
+    }
+    pthread_mutex_init(&sc->mu, NULL);
+    *out = sc;
+    return 0;
+}
+
+void ck_statcache_close(struct ck_statcache *sc)
+{
+    if (sc == NULL)
+        return;
+    (void)ck_statcache_flush(sc, NULL);
+    /* Every txn is idle here: the contract forbids lookups racing close. */
+    for (size_t i = 0; i < sc->nidle; i++)
+        mdb_txn_abort(sc->idle[i].txn);
+    free(sc->idle);
+    free(sc->keys);
+    free(sc->pend);
+    pthread_mutex_destroy(&sc->mu);
+    free(sc);
+}
+
+/* Takes an idle txn that sees the latest flushed state, or begins one.
+ * Returns false when LMDB refuses (e.g. reader table full): the caller then
+ * treats it as a miss, since the cache is only an optimisation. */
+static bool rtxn_get(struct ck_statcache *sc, struct sc_rtxn *out)
+{
+    pthread_mutex_lock(&sc->mu);
+    unsigned gen = sc->gen;
+    bool have = sc->nidle > 0;
+    if (have)
+        *out = sc->idle[--sc->nidle];
+    else
+        sc->nreaders++;
+    pthread_mutex_unlock(&sc->mu);
+
+    if (!have) {
+        out->txn = NULL;
+        if (mdb_txn_begin(sc->env, NULL, MDB_RDONLY, &out->txn) != 0) {
+            pthread_mutex_lock(&sc->mu);
+            sc->nreaders--;
+            pthread_mutex_unlock(&sc->mu);
+            return false;
+        }
+        out->live = true;
+        out->gen = gen;
+        return true;
+    }
+    if (out->live && out->gen != gen) {
+        mdb_txn_reset(out->txn);
+        out->live = false;
+    }
+    if (!out->live) {
+        if (mdb_txn_renew(out->txn) != 0) {
+            mdb_txn_abort(out->txn);
+            pthread_mutex_lock(&sc->mu);
+            sc->nreaders--;
+            pthread_mutex_unlock(&sc->mu);
+            return false;
+        }
+        out->live = true;
+        out->gen = gen;
+    }
+    return true;
+}
+
+static void rtxn_put(struct ck_statcache *sc, struct sc_rtxn *t)
+{
+    pthread_mutex_lock(&sc->mu);
+    if (sc->nidle == sc->idle_cap) {
+        size_t cap = sc->idle_cap ? sc->idle_cap * 2 : 8;
+        struct sc_rtxn *n = realloc(sc->idle, cap * sizeof *n);
+        if (n == NULL) {
+            sc->nreaders--;
+            pthread_mutex_unlock(&sc->mu);
+            mdb_txn_abort(t->txn);
+            return;
+        }
+        sc->idle = n;
+        sc->idle_cap = cap;
+    }
+    sc->idle[sc->nidle++] = *t;
+    pthread_mutex_unlock(&sc->mu);
+}
+
+bool ck_statcache_lookup(struct ck_statcache *sc, const char *abspath,
+                         const struct stat *st, uint8_t digest[CK_SHA256_LEN])
+{
+    size_t klen = strlen(abspath);
+    if (klen == 0 || klen > sc->maxkey)
+        return false;
+    struct sc_rtxn t;
+    if (!rtxn_get(sc, &t))
+        return false;
+    MDB_val k = {.mv_size = klen, .mv_data = (void *)abspath};
+    MDB_val v;
+    bool hit = false;
+    if (mdb_get(t.txn, sc->dbi, &k, &v) == 0 && v.mv_size == SC_VAL_LEN) {
+        uint8_t want[SC_VAL_LEN];
+        encode_stat(want, st);
+        /* The value is borrowed from the map until the txn ends: compare
+         * and copy before handing the txn back. */
+        if (memcmp(v.mv_data, want, SC_VAL_LEN - CK_SHA256_LEN) == 0) {
+            memcpy(digest, (const uint8_t *)v.mv_data + SC_VAL_LEN -
+                               CK_SHA256_LEN, CK_SHA256_LEN);
+            hit = true;
+        }
+    }
+    rtxn_put(sc, &t);
+    return hit;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (q == NULL)
+        return CAIRN_E_NOMEM;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+int ck_statcache_put(struct ck_statcache *sc, const char *abspath,
+                     const struct stat *st,
+                     const uint8_t digest[CK_SHA256_LEN])
+{
+    size_t klen = strlen(abspath);
+    /* Keys LMDB cannot hold are simply never cached. */
+    if (klen == 0 || klen > sc->maxkey)
+        return 0;
+    int rc = 0;
+    pthread_mutex_lock(&sc->mu);
+    if (grow((void **)&sc->keys, &sc->keys_cap, sc->keys_len + klen, 1) ||
+        grow((void **)&sc->pend, &sc->pend_cap, sc->npend + 1,
+             sizeof *sc->pend)) {
+        rc = CAIRN_E_NOMEM;
+    } else {
+        struct sc_pending *p = &sc->pend[sc->npend++];
+        p->key_off = sc->keys_len;
+        p->key_len = klen;
+        memcpy(sc->keys + sc->keys_len, abspath, klen);
+        sc->keys_len += klen;
+        encode_stat(p->val, st);
+        memcpy(p->val + SC_VAL_LEN - CK_SHA256_LEN, digest, CK_SHA256_LEN);
+    }
+    pthread_mutex_unlock(&sc->mu);
+    return rc;
+}
+
+/* qsort has no context argument; flush sorts under no lock, on keys it
+ * owns, so the buffer travels through this thread-local. */
+static _Thread_local const char *sort_keys;
+
+static int pending_cmp(const void *a, const void *b)
+{
+    const struct sc_pending *x = a, *y = b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(sort_keys + x->key_off, sort_keys + y->key_off, n);
+    if (c != 0)
+        return c;
+    if (x->key_len != y->key_len)
+        return x->key_len < y->key_len ? -1 : 1;
+    return x->key_off < y->key_off ? -1 : x->key_off > y->key_off;
+}
+
+int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
+{
+    if (sc == NULL)
+        return 0;
+    pthread_mutex_lock(&sc->mu);
+    /* Idle readers drop their snapshot now so they see this flush (and so
+     * they do not pin old pages between builds); busy ones notice the new
+     * generation when they come back. */
+    sc->gen++;
+    for (size_t i = 0; i < sc->nidle; i++) {
+        if (sc->idle[i].live) {
+            mdb_txn_reset(sc->idle[i].txn);
+            sc->idle[i].live = false;
+        }
+    }
+    char *keys = sc->keys;
+    struct sc_pending *pend = sc->pend;
+    size_t npend = sc->npend;
+    sc->keys = NULL;
+    sc->pend = NULL;
+    sc->keys_len = sc->keys_cap = sc->npend = sc->pend_cap = 0;
+    pthread_mutex_unlock(&sc->mu);
+
+    int rc = 0;
+    if (npend > 0) {
+        /* Inserting in key order walks the B-tree left to right, touching
+         * each page once instead of at random (LMDB's own advice for bulk
+         * loads); a key queued twice keeps its last value, as the stable
+         * queue order of equal keys is kept by the offset tie-break. */
+        sort_keys = keys;
+        qsort(pend, npend, sizeof *pend, pending_cmp);
+        MDB_txn *txn = NULL;
+        int mrc = mdb_txn_begin(sc->env, NULL, 0, &txn);
+        for (size_t i = 0; mrc == 0 && i < npend; i++) {
+            MDB_val k = {.mv_size = pend[i].key_len,
+                         .mv_data = keys + pend[i].key_off};
+            MDB_val v = {.mv_size = SC_VAL_LEN, .mv_data = pend[i].val};
+            mrc = mdb_put(txn, sc->dbi, &k, &v, 0);
+        }
+        if (mrc == 0) {
+            mrc = mdb_txn_commit(txn);
+        } else if (txn != NULL) {
+            mdb_txn_abort(txn);
+        }
+        if (mrc != 0)
+            rc = cairn_err_set(err, CAIRN_E_DB, "stat cache flush: %s",
+                               mdb_strerror(mrc));
+    }
+    free(keys);
+    free(pend);
+    return rc;
+}
