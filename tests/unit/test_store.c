@@ -880,6 +880,8 @@ static void test_kill9_durability(void **state)
                                          (uint64_t)(last[t] + 2), &chunks),
                              0);
         }
+        print_message("round %d: %llu blobs visible, %llu chunks\n", round,
+                      (unsigned long long)visible, (unsigned long long)chunks);
         /* No other blob and no stray chunk is visible. */
         assert_int_equal(s.blobs, visible);
         assert_int_equal(s.chunks, chunks);
