@@ -24,7 +24,7 @@
 #define STORE_QUEUE_MAX 8192
 #define STORE_QUEUE_BYTES (1u << 20)
 #define STORE_QUEUE_FLUSH 1024 /* the flusher wakes up past this */
-#define STORE_FLUSH_PERIOD_S 5   /* and at least this often */
+#define STORE_FLUSH_PERIOD_S 5 /* and at least this often */
 #define STORE_APPLY_BATCH 2048 /* access updates per write txn */
 #define STORE_GC_BATCH 256     /* chunks deleted per write txn */
 #define STORE_MAP_SLACK (1ull << 30)
@@ -89,7 +89,7 @@ struct cd_store {
     uint8_t *q_buf;
     size_t q_len;
     size_t q_n;
-    uint64_t *q_set; /* 2 * STORE_QUEUE_MAX slots, 0 = free */
+    uint64_t *q_set;       /* 2 * STORE_QUEUE_MAX slots, 0 = free */
     pthread_cond_t q_cond; /* wakes the flusher */
     bool q_stop;
     bool flusher_started;
@@ -113,8 +113,8 @@ struct cd_upload {
     struct cd_store *st;
     struct cd_upload *prev, *next; /* st->uploads, under st->up_mu */
     bool listed;                   /* under st->up_mu */
-    pthread_mutex_t mu; /* owner ops vs. cd_store_maintain */
-    int err;            /* sticky: set by a failed stage or by expiry */
+    pthread_mutex_t mu;            /* owner ops vs. cd_store_maintain */
+    int err; /* sticky: set by a failed stage or by expiry */
     struct store_key key;
     struct cd_digest d;
     uint64_t id;
@@ -202,8 +202,7 @@ static int store_key_make(char kind, const char *instance,
 
 static bool store_is_empty(const struct cd_store *st, const struct cd_digest *d)
 {
-    return d->size == 0 &&
-           memcmp(d->hash, st->empty_hash, CK_SHA256_LEN) == 0;
+    return d->size == 0 && memcmp(d->hash, st->empty_hash, CK_SHA256_LEN) == 0;
 }
 
 static void store_chunk_key(uint8_t k[STORE_CHUNK_KEY], uint64_t id,
@@ -535,7 +534,8 @@ static bool store_pinned(struct cd_store *st, uint64_t id)
     return found;
 }
 
-/* --- chunk removal --------------------------------------------------------- */
+/* --- chunk removal ---------------------------------------------------------
+ */
 
 /* Deletes up to STORE_GC_BATCH chunks of data id; *done says none is left.
  * Deleting an overflow value frees its pages without touching them, so a
@@ -555,8 +555,9 @@ static int store_chunks_drop_batch(struct cd_store *st, MDB_txn *txn,
         /* Re-seeking from the start of id after each delete avoids relying
          * on where LMDB leaves a cursor after mdb_cursor_del. */
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != STORE_CHUNK_KEY ||
-                                               store_get_be64(k.mv_data) != id))) {
+        if (rc == MDB_NOTFOUND ||
+            (rc == 0 && (k.mv_size != STORE_CHUNK_KEY ||
+                         store_get_be64(k.mv_data) != id))) {
             mdb_cursor_close(cur);
             *done = true;
             return 0;
@@ -639,11 +640,10 @@ struct store_evicted {
 };
 
 /* Evicts least-recently-used entries until need more bytes fit under
- * max_size. Blobs with an open reader are passed over while others can
- * go. A blob's chunks are
- * not deleted here: its id goes to the garbage table and store_sweep
- * removes them in small txns after this one commits, so the caller's txn
- * stays small however big the victims are. */
+ * max_size. Blobs with an open reader are passed over while others can go.
+ * A blob's chunks are not deleted here: its id goes to the garbage table
+ * and store_sweep removes them in small txns after this one commits, so
+ * the caller's txn stays small however big the victims are. */
 static int store_evict(struct cd_store *st, MDB_txn *txn,
                        struct store_stats_rec *s, uint64_t need,
                        struct store_evicted *ev)
@@ -777,8 +777,8 @@ static int store_env_open(struct cd_store *st, const struct cd_store_opts *o,
     if (rc == 0)
         rc = mdb_env_open(st->env, o->dir, MDB_NOTLS | MDB_NOMETASYNC, 0600);
     if (rc != 0)
-        return cairn_err_set(err, store_mdb_err(rc), "lmdb open %s: %s",
-                             o->dir, mdb_strerror(rc));
+        return cairn_err_set(err, store_mdb_err(rc), "lmdb open %s: %s", o->dir,
+                             mdb_strerror(rc));
     /* A killed process leaves its reader slots behind; clear them so they
      * do not pin old pages forever. */
     int dead = 0;
@@ -913,7 +913,8 @@ void cd_store_close(struct cd_store *st)
     free(st);
 }
 
-/* --- CAS reads ------------------------------------------------------------- */
+/* --- CAS reads -------------------------------------------------------------
+ */
 
 int cd_store_find_missing(struct cd_store *st, const char *instance,
                           const struct cd_digest *digests, size_t n,
@@ -1104,7 +1105,8 @@ void cd_reader_close(struct cd_reader *r)
     free(r);
 }
 
-/* --- uploads ---------------------------------------------------------------- */
+/* --- uploads ----------------------------------------------------------------
+ */
 
 static int store_exists(struct cd_store *st, const struct store_key *k,
                         bool *exists)
@@ -1327,7 +1329,8 @@ static int store_publish(struct cd_upload *u, struct store_evicted *ev,
     store_be64(sk, m.seq);
     MDB_val ek = {u->key.len, u->key.b}, ev_ = {sizeof m, &m};
     MDB_val lk = {8, sk}, lv = {u->key.len, u->key.b};
-    if ((rc = store_mdb_err(mdb_put(txn, st->dbi_entries, &ek, &ev_, 0))) != 0 ||
+    if ((rc = store_mdb_err(mdb_put(txn, st->dbi_entries, &ek, &ev_, 0))) !=
+            0 ||
         (rc = store_mdb_err(mdb_put(txn, st->dbi_lru, &lk, &lv, 0))) != 0)
         goto fail;
     if (u->pending) {
@@ -1562,8 +1565,7 @@ static int store_uploads_expire(struct cd_store *st, uint64_t **ids,
             u = next;
             continue;
         }
-        if (now - u->last >= (time_t)st->ttl_s &&
-            u->err != CAIRN_E_TIMEOUT) {
+        if (now - u->last >= (time_t)st->ttl_s && u->err != CAIRN_E_TIMEOUT) {
             if (u->pending && n == cap) {
                 size_t nc = cap ? 2 * cap : 8;
                 uint64_t *nv = realloc(v, nc * sizeof *nv);

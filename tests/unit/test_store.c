@@ -561,8 +561,9 @@ static void test_too_big(void **state)
     uint8_t *big = malloc(4 * MIB);
     assert_non_null(big);
     memset(big, 1, 4 * MIB);
-    assert_int_equal(cd_store_ac_put(f->st, "m", &d, big, CD_STORE_MAX_AC_RESULT),
-                     CAIRN_E_FULL);
+    assert_int_equal(
+        cd_store_ac_put(f->st, "m", &d, big, CD_STORE_MAX_AC_RESULT),
+        CAIRN_E_FULL);
     assert_int_equal(
         cd_store_ac_put(f->st, "m", &d, big, CD_STORE_MAX_AC_RESULT + 1),
         CAIRN_E_TOOBIG);
@@ -752,7 +753,8 @@ static void test_concurrent_read_while_upload(void **state)
     pthread_mutex_destroy(&c.mu);
 }
 
-/* --- kill -9 durability ---------------------------------------------------- */
+/* --- kill -9 durability ----------------------------------------------------
+ */
 
 #define CRASH_THREADS 4
 #define CRASH_ROUNDS 4
@@ -939,20 +941,20 @@ static void test_kill9_durability(void **state)
         uint64_t visible = 0, chunks = 0;
         for (int t = 0; t < CRASH_THREADS; t++) {
             for (int64_t i = 0; i <= last[t]; i++)
-                assert_int_equal(crash_check(f->st, round, t, (uint64_t)i,
-                                             &chunks),
-                                 1);
+                assert_int_equal(
+                    crash_check(f->st, round, t, (uint64_t)i, &chunks), 1);
             visible += (uint64_t)(last[t] + 1);
             /* Committed but killed before the ack: may or may not be
              * there; either way whole. Nothing beyond it can be. */
             visible += (uint64_t)crash_check(f->st, round, t,
                                              (uint64_t)(last[t] + 1), &chunks);
-            assert_int_equal(crash_check(f->st, round, t,
-                                         (uint64_t)(last[t] + 2), &chunks),
-                             0);
+            assert_int_equal(
+                crash_check(f->st, round, t, (uint64_t)(last[t] + 2), &chunks),
+                0);
         }
         print_message("round %d: %llu blobs visible, %llu chunks, %llu "
-                      "uploads left over\n", round, (unsigned long long)visible,
+                      "uploads left over\n",
+                      round, (unsigned long long)visible,
                       (unsigned long long)chunks,
                       (unsigned long long)leftovers);
         /* No other blob and no stray chunk is visible. */
@@ -978,8 +980,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_streaming_and_reader, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_exists_and_abort, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exists_and_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abandoned_upload_maintain,
                                         setup_ttl0, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_same_blob, setup,
@@ -994,14 +995,12 @@ int main(void)
                                         setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_too_big, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_ac, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ac_in_lru, setup_small,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ac_in_lru, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_stats, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_read_while_upload,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(test_kill9_durability, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_durability, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
