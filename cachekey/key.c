@@ -13,13 +13,6 @@ static int put(struct cairn_buf *m, const char *label, const char *value)
     return rc ? rc : ck_field_append_str(m, value ? value : "");
 }
 
-static int put_bytes(struct cairn_buf *m, const char *label, const void *p,
-                     size_t n)
-{
-    int rc = ck_field_append_str(m, label);
-    return rc ? rc : ck_field_append(m, p, n);
-}
-
 static int put_hex(struct cairn_buf *m, const char *label,
                    const uint8_t d[CK_SHA256_LEN])
 {

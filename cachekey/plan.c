@@ -366,15 +366,12 @@ static int step_snapshot(struct ck_step *s, const struct stage_state *st)
     struct cairn_buf kv;
     cairn_buf_init(&kv, 0);
     int rc = 0;
-    bool have_path = false;
     for (size_t i = 0; !rc && i < st->env.n; i++) {
         const struct var *v = &st->env.v[i];
         cairn_buf_reset(&kv);
         rc = cairn_buf_printf(&kv, "%s=%s", v->name, v->value ? v->value : "");
         if (!rc)
             rc = cairn_strvec_push(&env, kv.data);
-        if (strcmp(v->name, "PATH") == 0)
-            have_path = true;
     }
     for (size_t i = 0; !rc && i < st->args.n; i++) {
         const struct var *v = &st->args.v[i];
@@ -384,14 +381,9 @@ static int step_snapshot(struct ck_step *s, const struct stage_state *st)
         rc = cairn_buf_printf(&kv, "%s=%s", v->name, v->value);
         if (!rc)
             rc = cairn_strvec_push(&args, kv.data);
-        if (!rc && vars_find(&st->env, v->name, strlen(v->name)) == NULL) {
+        if (!rc && vars_find(&st->env, v->name, strlen(v->name)) == NULL)
             rc = cairn_strvec_push(&env, kv.data);
-            if (strcmp(v->name, "PATH") == 0)
-                have_path = true;
-        }
     }
-    if (!rc && !have_path)
-        rc = cairn_strvec_push(&env, "PATH=" CK_DEFAULT_PATH);
     cairn_buf_free(&kv);
     if (rc)
         goto out;
@@ -997,6 +989,13 @@ static int start_stage(struct walker *w, const struct ck_instr *in)
             triggers = stage->base.onbuild;
             ntriggers = stage->base.nonbuild;
         }
+    }
+    /* Like BuildKit, every stage's image has a PATH: the default one when
+     * the base sets none (so ENV PATH=/x:$PATH extends it). */
+    if (vars_find(&st->env, "PATH", 4) == NULL) {
+        rc = vars_set(&st->env, "PATH", CK_DEFAULT_PATH);
+        if (rc)
+            return rc;
     }
     if (st->shell.n == 0) {
         rc = cairn_strvec_push(&st->shell, "/bin/sh");

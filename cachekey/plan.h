@@ -95,8 +95,9 @@ struct ck_step {
 
     /* State the step runs in (after the step for ENV/WORKDIR/USER/SHELL
      * themselves). env is the effective environment of a RUN: the image's
-     * ENV, then the stage's ENV, plus ARGs in scope that ENV does not
-     * shadow, plus PATH's default when unset; "K=V", sorted by K. */
+     * ENV (with PATH's default added when the base sets none, as BuildKit
+     * does), then the stage's ENV, plus ARGs in scope that ENV does not
+     * shadow; "K=V", sorted by K. */
     char **env;
     size_t nenv;
     char **args_in_scope; /* "K=V" of ARGs with a value, sorted */
@@ -158,7 +159,7 @@ int ck_plan_build(const struct ck_dockerfile *df,
 /* Frees the plan. Accepts NULL. */
 void ck_plan_free(struct ck_plan *plan);
 
-/* Default PATH of a RUN whose image sets none (as Docker's). */
+/* PATH of a stage whose base image sets none (as BuildKit's). */
 #define CK_DEFAULT_PATH \
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -145,7 +145,36 @@ static const char golden_dockerfile[] =
 
 /* Pinned keys of golden_dockerfile over golden_files, one per step. */
 static const char *const golden_keys[] = {
-    NULL, /* filled in below by the first run; see file comment */
+    "44894f499827550866a370d3ce9c54bf8c567afa6928b31431adb796ac69562c",
+    /* FROM scratch AS build */
+    "8f89010400675013a8e85277ae597997083fd4a56c45cdb8ebc354ede47d1369",
+    /* ARG VERSION=1.0 */
+    "9033795262b5d1a2bdf6a0dca6d0a715694c309c94a929bdb4678120463d5c62",
+    /* ENV APP=/app PATH=/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/u */
+    "a40e2183b56c23116da2efd9aca49a251b87c0170574006e1e743098d3ec9d42",
+    /* WORKDIR /app */
+    "b8909fd6401d6c83d462b40c482f568af4df193d5623593b84ee02894bc6f2c4",
+    /* COPY app/ src/ */
+    "99f8598b9f8d1dfa896557e82c9dc2bd100700591e57957978af843cae9724b3",
+    /* COPY --chmod=0640 --chown=1000:1000 config.json /etc/app/ */
+    "d3d8a6f0ac64e50acf7ff804cc31410a2a9acf787b68d460c77f311fdcd772ff",
+    /* RUN cc -o bin/app src/main.c &&     echo $VERSION > VERSION */
+    "d351b844a69251f0ff97a147156de3d749a3f28d374c1207bab45abf19fe85cc",
+    /* RUN <<EOF */
+    "6b99f52b037ed5f19d6e9fef955694ef0f7c0d444dbac3c75a6c3229579b6067",
+    /* LABEL org.opencontainers.image.version=1.0 */
+    "7e490f0e91802fe3e22bd3f367f7fba588b32bdbd222f8de70bb1138964ab1c1",
+    /* FROM scratch */
+    "1ac05e0d8434c73f7c2cf2e0e4ab05152b15a70f31314d3e085ee8643dfef478",
+    /* COPY --from=build /app/bin/app /usr/local/bin/app */
+    "b453f30d843cf5520ff7c7dd07dd96ad72667075494e2b3e2a734c05eb8ee59b",
+    /* COPY <<EOF /etc/motd */
+    "79353ff51bed4780045c40a66d4e0ec7ae71aad2f8ce76968cbd195bfc6c16b7",
+    /* EXPOSE 8080/tcp */
+    "0490f7383947448508c68e6ad6d5208acaed9eb15be96d8447cedd510b22624a",
+    /* USER 1000 */
+    "bb097a07f081b11d0765e9bc2a8105015744041c17a08eef7ff1f45820bfba5e",
+    /* ENTRYPOINT ["/usr/local/bin/app"] */
 };
 
 static void test_golden_vectors(void **state)
@@ -199,11 +228,19 @@ static void test_inputs_change_exactly_their_steps(void **state)
     char base[6][CK_SHA256_HEX_LEN + 1], other[6][CK_SHA256_HEX_LEN + 1];
     keys_of(root, NULL, 0, base, 6);
 
-    /* An unused build arg changes nothing. */
-    const char *unused[] = {"UNUSED=zzz"};
-    keys_of(root, unused, 1, other, 6);
+    /* A build arg no ARG declares changes nothing. */
+    const char *undeclared[] = {"NOTDECLARED=zzz"};
+    keys_of(root, undeclared, 1, other, 6);
     for (int i = 0; i < 6; i++)
         assert_string_equal(base[i], other[i]);
+
+    /* A declared one is in RUN's environment (as in Docker): the steps
+     * before the first RUN keep their keys. */
+    const char *unused[] = {"UNUSED=zzz"};
+    keys_of(root, unused, 1, other, 6);
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(base[i], other[i]);
+    assert_string_not_equal(base[4], other[4]);
 
     /* A build arg RUN sees changes RUN and what follows only. */
     const char *used[] = {"USED=c"};
@@ -314,11 +351,15 @@ static void test_unresolved_and_missing_source(void **state)
     char *root = make_root();
     write_tree(root, golden_files, sizeof golden_files / sizeof golden_files[0]);
     struct result r;
-    const char *df = "FROM debian:12\nRUN true\nFROM scratch\nCOPY app /\n";
+    const char *df = "FROM debian:12 AS a\nRUN true\nFROM scratch\n"
+                     "COPY app /\nCOPY --from=a / /\n";
     assert_int_equal(compute(root, df, NULL, 0, &r), 0);
     assert_true(r.keys->keys[0].unresolved);
     assert_true(r.keys->keys[1].unresolved);
     assert_false(r.keys->keys[2].unresolved);
+    assert_false(r.keys->keys[3].unresolved);
+    /* Copying from an unresolved stage makes the copy unresolved too. */
+    assert_true(r.keys->keys[4].unresolved);
     release(&r);
 
     assert_int_equal(compute(root, "FROM scratch\nCOPY nothere /\n", NULL, 0, &r),
