@@ -8,7 +8,7 @@ BUILD_PKGS=(
   build-essential cmake pkg-config git
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libssl-dev liblmdb-dev libarchive-dev libjansson-dev
-  libcmocka-dev openssl
+  libcmocka-dev openssl zlib1g-dev libzstd-dev
 )
 # Test and benchmark peers: tools we did not write that check our output.
 TEST_PKGS=(
