@@ -16,7 +16,13 @@
  * - The empty blob always exists.
  *
  * Thread-safety: every function may be called from any thread; a struct
- * cd_upload or cd_reader is used by one thread at a time.
+ * cd_upload or cd_reader is used by one thread at a time (it may move
+ * between threads). Every reader and upload must be closed/committed/
+ * aborted before cd_store_close.
+ *
+ * Instance names longer than CD_STORE_MAX_INSTANCE bytes are refused with
+ * CAIRN_E_INVAL by every function that takes one; a negative digest size
+ * is simply not found (missing).
  */
 #ifndef CAIRN_SERVER_STORE_H
 #define CAIRN_SERVER_STORE_H
@@ -42,7 +48,8 @@ struct cd_store;
 
 struct cd_store_opts {
     const char *dir;       /* LMDB environment directory (created) */
-    uint64_t max_size;     /* bytes of blob data kept; eviction above */
+    uint64_t max_size;     /* bytes of blob data + action results kept;
+                            * eviction above; 0 means no cap */
     unsigned upload_ttl_s; /* abandoned uploads are dropped after this */
 };
 
@@ -93,13 +100,17 @@ struct cd_upload;
 int cd_store_upload_begin(struct cd_store *st, const char *instance,
                           const struct cd_digest *d, struct cd_upload **out);
 /* Appends n bytes. Returns 0, CAIRN_E_INVAL (more than the digest's size),
- * CAIRN_E_FULL, CAIRN_E_DB. */
+ * CAIRN_E_FULL, CAIRN_E_DB, CAIRN_E_TIMEOUT (cd_store_maintain dropped the
+ * upload after upload_ttl_s without calls; only abort/commit remain). After
+ * an error other than CAIRN_E_INVAL the upload is dead: commit repeats the
+ * error. */
 int cd_upload_write(struct cd_upload *u, const void *p, size_t n);
 /* Bytes received so far (QueryWriteStatus committed_size). */
 uint64_t cd_upload_offset(const struct cd_upload *u);
 /* Verifies size and sha256 and publishes the blob; frees u in every case.
- * Returns 0, CAIRN_E_DIGEST (size or hash wrong; nothing visible),
- * CAIRN_E_FULL, CAIRN_E_DB. */
+ * Returns 0 (also when a concurrent upload of the same blob won),
+ * CAIRN_E_DIGEST (size or hash wrong; nothing visible), CAIRN_E_FULL,
+ * CAIRN_E_DB, CAIRN_E_TIMEOUT (expired, see cd_upload_write). */
 int cd_upload_commit(struct cd_upload *u);
 /* Drops everything staged and frees u. Accepts NULL. */
 void cd_upload_abort(struct cd_upload *u);
@@ -124,6 +135,12 @@ struct cd_store_stats {
     uint64_t max_size;
     uint64_t evictions;   /* blobs evicted since open */
     uint64_t evicted_bytes;
+    /* Added by the store (all O(1) to read, none needs a scan): */
+    uint64_t ac_entries;      /* action results stored */
+    uint64_t ac_bytes;        /* their bytes (count against max_size) */
+    uint64_t chunks;          /* chunk records, committed and staged */
+    uint64_t pending_uploads; /* uploads with staged chunks */
+    uint64_t garbage;         /* evicted blobs whose chunks await removal */
 };
 void cd_store_stats_get(struct cd_store *st, struct cd_store_stats *out);
 

@@ -1,0 +1,927 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cachekey/digest.h"
+#include "common/error.h"
+#include "server/store.h"
+
+#define MIB (1u << 20)
+
+struct fixture {
+    char dir[64];
+    struct cd_store *st;
+    struct cd_store_opts opts;
+};
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static void fill(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(rng_next(&s) >> 32);
+}
+
+static void digest_of(const void *p, size_t n, struct cd_digest *d)
+{
+    assert_int_equal(ck_sha256(p, n, d->hash), 0);
+    d->size = (int64_t)n;
+}
+
+/* A blob made from seed, with its digest; caller frees *data. */
+static uint8_t *make_blob(size_t n, uint64_t seed, struct cd_digest *d)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    fill(p, n, seed);
+    digest_of(p, n, d);
+    return p;
+}
+
+static void store_open_ok(struct fixture *f)
+{
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    int rc = cd_store_open(&f->opts, &f->st, &err);
+    if (rc != 0)
+        fail_msg("open: %s", err.msg);
+}
+
+static void rm_store_dir(const char *dir)
+{
+    char p[128];
+    snprintf(p, sizeof p, "%s/data.mdb", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/lock.mdb", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
+static int setup_sized(void **state, uint64_t max_size, unsigned ttl)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/cairn-store-XXXXXX");
+    if (mkdtemp(f->dir) == NULL) {
+        free(f);
+        return -1;
+    }
+    f->opts.dir = f->dir;
+    f->opts.max_size = max_size;
+    f->opts.upload_ttl_s = ttl;
+    struct cairn_err err;
+    if (cd_store_open(&f->opts, &f->st, &err) != 0) {
+        fprintf(stderr, "open: %s\n", err.msg);
+        rm_store_dir(f->dir);
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_sized(state, 0, 3600);
+}
+
+static int setup_small(void **state)
+{
+    /* Room for about three 1 MiB blobs. */
+    return setup_sized(state, 3 * MIB + MIB / 2, 3600);
+}
+
+static int setup_ttl0(void **state)
+{
+    return setup_sized(state, 0, 0);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    cd_store_close(f->st);
+    rm_store_dir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void reopen(struct fixture *f)
+{
+    cd_store_close(f->st);
+    f->st = NULL;
+    store_open_ok(f);
+}
+
+/* Reads the whole blob through a reader in pieces of step bytes and
+ * compares it with want. */
+static void read_back(struct cd_store *st, const char *inst,
+                      const struct cd_digest *d, const uint8_t *want,
+                      size_t step)
+{
+    struct cd_reader *r = NULL;
+    assert_int_equal(cd_store_reader_open(st, inst, d, &r), 0);
+    uint8_t *buf = malloc(step);
+    assert_non_null(buf);
+    uint64_t off = 0;
+    for (;;) {
+        size_t got = 99;
+        assert_int_equal(cd_reader_read(r, off, buf, step, &got), 0);
+        if (got == 0)
+            break;
+        assert_memory_equal(buf, want + off, got);
+        off += got;
+    }
+    assert_int_equal(off, (uint64_t)d->size);
+    free(buf);
+    cd_reader_close(r);
+}
+
+/* --- tests ---------------------------------------------------------------- */
+
+static void test_put_get_roundtrip(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    uint8_t *p = make_blob(1000, 1, &d);
+    assert_int_equal(cd_store_blob_put(f->st, "main", &d, p, 1000), 0);
+    /* A second put of the same content is fine. */
+    assert_int_equal(cd_store_blob_put(f->st, "main", &d, p, 1000), 0);
+    void *got = NULL;
+    assert_int_equal(cd_store_blob_get(f->st, "main", &d, 1000, &got), 0);
+    assert_memory_equal(got, p, 1000);
+    free(got);
+    got = NULL;
+    assert_int_equal(cd_store_blob_get(f->st, "main", &d, 999, &got),
+                     CAIRN_E_TOOBIG);
+    assert_null(got);
+    struct cd_store_stats s;
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.blobs, 1);
+    assert_int_equal(s.bytes, 1000);
+    free(p);
+}
+
+static void test_mismatch_rejected(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    uint8_t *p = make_blob(3 * MIB, 2, &d);
+    /* Wrong content for the digest (flip one byte). */
+    p[12345] ^= 1;
+    assert_int_equal(cd_store_blob_put(f->st, "main", &d, p, 3 * MIB),
+                     CAIRN_E_DIGEST);
+    /* Size mismatch. */
+    assert_int_equal(cd_store_blob_put(f->st, "main", &d, p, 3 * MIB - 1),
+                     CAIRN_E_DIGEST);
+    /* Streaming: too short, then commit. */
+    struct cd_upload *u = NULL;
+    assert_int_equal(cd_store_upload_begin(f->st, "main", &d, &u), 0);
+    assert_int_equal(cd_upload_write(u, p, 2 * MIB + 7), 0);
+    assert_int_equal(cd_upload_commit(u), CAIRN_E_DIGEST);
+    /* Too long is refused on write. */
+    assert_int_equal(cd_store_upload_begin(f->st, "main", &d, &u), 0);
+    assert_int_equal(cd_upload_write(u, p, 3 * MIB), 0);
+    assert_int_equal(cd_upload_write(u, p, 1), CAIRN_E_INVAL);
+    assert_int_equal(cd_upload_commit(u), CAIRN_E_DIGEST);
+    bool missing = false;
+    assert_int_equal(cd_store_find_missing(f->st, "main", &d, 1, &missing), 0);
+    assert_true(missing);
+    struct cd_store_stats s;
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.blobs, 0);
+    assert_int_equal(s.bytes, 0);
+    assert_int_equal(s.chunks, 0);
+    assert_int_equal(s.pending_uploads, 0);
+    free(p);
+}
+
+static void test_streaming_and_reader(void **state)
+{
+    struct fixture *f = *state;
+    size_t n = 3 * MIB + MIB / 2;
+    struct cd_digest d;
+    uint8_t *p = make_blob(n, 3, &d);
+    struct cd_upload *u = NULL;
+    assert_int_equal(cd_store_upload_begin(f->st, "main", &d, &u), 0);
+    /* Odd piece sizes cross chunk boundaries in every way. */
+    size_t off = 0, piece = 1;
+    while (off < n) {
+        size_t k = piece < n - off ? piece : n - off;
+        assert_int_equal(cd_upload_write(u, p + off, k), 0);
+        off += k;
+        assert_int_equal(cd_upload_offset(u), off);
+        piece = piece * 3 + 4099;
+    }
+    assert_int_equal(cd_upload_commit(u), 0);
+    struct cd_store_stats s;
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.chunks, 4);
+    assert_int_equal(s.pending_uploads, 0);
+    read_back(f->st, "main", &d, p, 65536);
+    read_back(f->st, "main", &d, p, 3 * MIB / 2 + 1);
+    /* Offsets and limits. */
+    struct cd_reader *r = NULL;
+    assert_int_equal(cd_store_reader_open(f->st, "main", &d, &r), 0);
+    uint8_t buf[5000];
+    size_t got = 0;
+    assert_int_equal(cd_reader_read(r, MIB - 10, buf, 20, &got), 0);
+    assert_int_equal(got, 20);
+    assert_memory_equal(buf, p + MIB - 10, 20);
+    assert_int_equal(cd_reader_read(r, n - 100, buf, sizeof buf, &got), 0);
+    assert_int_equal(got, 100);
+    assert_memory_equal(buf, p + n - 100, 100);
+    assert_int_equal(cd_reader_read(r, n, buf, sizeof buf, &got), 0);
+    assert_int_equal(got, 0);
+    assert_int_equal(cd_reader_read(r, n + 1, buf, sizeof buf, &got),
+                     CAIRN_E_INVAL);
+    cd_reader_close(r);
+    void *whole = NULL;
+    assert_int_equal(cd_store_blob_get(f->st, "main", &d, n, &whole), 0);
+    assert_memory_equal(whole, p, n);
+    free(whole);
+    free(p);
+}
+
+static void test_exists_and_abort(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d, e;
+    uint8_t *p = make_blob(2 * MIB + 5, 4, &d);
+    uint8_t *q = make_blob(100, 5, &e);
+    assert_int_equal(cd_store_blob_put(f->st, "main", &e, q, 100), 0);
+    struct cd_upload *u = NULL;
+    assert_int_equal(cd_store_upload_begin(f->st, "main", &e, &u),
+                     CAIRN_E_EXISTS);
+    assert_int_equal(cd_store_upload_begin(f->st, "main", &d, &u), 0);
+    assert_int_equal(cd_upload_write(u, p, 2 * MIB + 1), 0);
+    struct cd_store_stats s;
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.pending_uploads, 1);
+    assert_int_equal(s.chunks, 1 + 2);
+    cd_upload_abort(u);
+    cd_upload_abort(NULL);
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.pending_uploads, 0);
+    assert_int_equal(s.chunks, 1);
+    assert_int_equal(s.blobs, 1);
+    bool missing = false;
+    assert_int_equal(cd_store_find_missing(f->st, "main", &d, 1, &missing), 0);
+    assert_true(missing);
+    struct cd_reader *r = NULL;
+    assert_int_equal(cd_store_reader_open(f->st, "main", &d, &r),
+                     CAIRN_E_NOTFOUND);
+    free(p);
+    free(q);
+}
+
+static void test_abandoned_upload_maintain(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    uint8_t *p = make_blob(3 * MIB, 6, &d);
+    struct cd_upload *u = NULL;
+    assert_int_equal(cd_store_upload_begin(f->st, "main", &d, &u), 0);
+    assert_int_equal(cd_upload_write(u, p, 2 * MIB + 3), 0);
+    struct cd_store_stats s;
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.pending_uploads, 1);
+    assert_int_equal(s.chunks, 2);
+    assert_int_equal(cd_store_maintain(f->st), 0);
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.pending_uploads, 0);
+    assert_int_equal(s.chunks, 0);
+    /* The owner comes back too late. */
+    assert_int_equal(cd_upload_write(u, p + 2 * MIB + 3, MIB - 3),
+                     CAIRN_E_TIMEOUT);
+    assert_int_equal(cd_upload_commit(u), CAIRN_E_TIMEOUT);
+    bool missing = false;
+    assert_int_equal(cd_store_find_missing(f->st, "main", &d, 1, &missing), 0);
+    assert_true(missing);
+    /* An upload that is then completed works normally. */
+    assert_int_equal(cd_store_blob_put(f->st, "main", &d, p, 3 * MIB), 0);
+    read_back(f->st, "main", &d, p, MIB);
+    free(p);
+}
+
+static void test_instances_separate(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    uint8_t *p = make_blob(777, 7, &d);
+    assert_int_equal(cd_store_blob_put(f->st, "main", &d, p, 777), 0);
+    bool missing[1];
+    assert_int_equal(cd_store_find_missing(f->st, "pr", &d, 1, missing), 0);
+    assert_true(missing[0]);
+    assert_int_equal(cd_store_find_missing(f->st, "", &d, 1, missing), 0);
+    assert_true(missing[0]);
+    assert_int_equal(cd_store_find_missing(f->st, NULL, &d, 1, missing), 0);
+    assert_true(missing[0]);
+    void *got = NULL;
+    assert_int_equal(cd_store_blob_get(f->st, "pr", &d, 1000, &got),
+                     CAIRN_E_NOTFOUND);
+    /* "ma" + "in..." must not alias "main" (length-prefixed keys). */
+    assert_int_equal(cd_store_find_missing(f->st, "mai", &d, 1, missing), 0);
+    assert_true(missing[0]);
+    char longname[CD_STORE_MAX_INSTANCE + 2];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    assert_int_equal(cd_store_blob_put(f->st, longname, &d, p, 777),
+                     CAIRN_E_INVAL);
+    longname[CD_STORE_MAX_INSTANCE] = '\0';
+    assert_int_equal(cd_store_blob_put(f->st, longname, &d, p, 777), 0);
+    assert_int_equal(cd_store_blob_get(f->st, longname, &d, 1000, &got), 0);
+    assert_memory_equal(got, p, 777);
+    free(got);
+    free(p);
+}
+
+static void test_empty_blob(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    digest_of("", 0, &d);
+    bool missing = true;
+    assert_int_equal(cd_store_find_missing(f->st, "any", &d, 1, &missing), 0);
+    assert_false(missing);
+    void *got = NULL;
+    assert_int_equal(cd_store_blob_get(f->st, "any", &d, 0, &got), 0);
+    assert_non_null(got);
+    free(got);
+    struct cd_reader *r = NULL;
+    assert_int_equal(cd_store_reader_open(f->st, "any", &d, &r), 0);
+    uint8_t b[4];
+    size_t n = 9;
+    assert_int_equal(cd_reader_read(r, 0, b, sizeof b, &n), 0);
+    assert_int_equal(n, 0);
+    cd_reader_close(r);
+    struct cd_upload *u = NULL;
+    assert_int_equal(cd_store_upload_begin(f->st, "any", &d, &u),
+                     CAIRN_E_EXISTS);
+    assert_int_equal(cd_store_blob_put(f->st, "any", &d, "", 0), 0);
+    /* Size 0 with another hash is not the empty blob. */
+    d.hash[0] ^= 1;
+    assert_int_equal(cd_store_find_missing(f->st, "any", &d, 1, &missing), 0);
+    assert_true(missing);
+    assert_int_equal(cd_store_blob_put(f->st, "any", &d, "", 0),
+                     CAIRN_E_DIGEST);
+    struct cd_store_stats s;
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.blobs, 0);
+}
+
+static void test_find_missing(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d[4];
+    uint8_t *a = make_blob(10, 8, &d[0]);
+    uint8_t *b = make_blob(20, 9, &d[1]);
+    uint8_t *c = make_blob(30, 10, &d[2]);
+    d[3] = d[1];
+    d[3].size = 21; /* right hash, wrong size */
+    assert_int_equal(cd_store_blob_put(f->st, "i", &d[0], a, 10), 0);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &d[2], c, 30), 0);
+    bool m[4];
+    assert_int_equal(cd_store_find_missing(f->st, "i", d, 4, m), 0);
+    assert_false(m[0]);
+    assert_true(m[1]);
+    assert_false(m[2]);
+    assert_true(m[3]);
+    free(a);
+    free(b);
+    free(c);
+}
+
+static void test_lru_eviction(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d[4];
+    uint8_t *p[4];
+    for (int i = 0; i < 4; i++)
+        p[i] = make_blob(MIB, 20 + (uint64_t)i, &d[i]);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cd_store_blob_put(f->st, "m", &d[i], p[i], MIB), 0);
+    /* Touch the oldest: now blob 1 is least recently used. */
+    void *got = NULL;
+    assert_int_equal(cd_store_blob_get(f->st, "m", &d[0], MIB, &got), 0);
+    free(got);
+    assert_int_equal(cd_store_blob_put(f->st, "m", &d[3], p[3], MIB), 0);
+    bool m[4];
+    assert_int_equal(cd_store_find_missing(f->st, "m", d, 4, m), 0);
+    assert_false(m[0]);
+    assert_true(m[1]);
+    assert_false(m[2]);
+    assert_false(m[3]);
+    struct cd_store_stats s;
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.blobs, 3);
+    assert_int_equal(s.bytes, 3 * MIB);
+    assert_int_equal(s.evictions, 1);
+    assert_int_equal(s.evicted_bytes, MIB);
+    assert_int_equal(s.garbage, 0);
+    assert_int_equal(s.chunks, 3);
+    /* The LRU order survives a reopen (it lives in LMDB): touch 2 and 3,
+     * reopen, insert 1 again: 0 goes. */
+    assert_int_equal(cd_store_blob_get(f->st, "m", &d[2], MIB, &got), 0);
+    free(got);
+    assert_int_equal(cd_store_blob_get(f->st, "m", &d[3], MIB, &got), 0);
+    free(got);
+    reopen(f);
+    assert_int_equal(cd_store_blob_put(f->st, "m", &d[1], p[1], MIB), 0);
+    assert_int_equal(cd_store_find_missing(f->st, "m", d, 4, m), 0);
+    assert_true(m[0]);
+    assert_false(m[1]);
+    assert_false(m[2]);
+    assert_false(m[3]);
+    for (int i = 0; i < 4; i++)
+        free(p[i]);
+}
+
+static void test_reader_survives_or_notfound(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d[5];
+    uint8_t *p[5];
+    for (int i = 0; i < 5; i++)
+        p[i] = make_blob(MIB, 40 + (uint64_t)i, &d[i]);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cd_store_blob_put(f->st, "m", &d[i], p[i], MIB), 0);
+    /* An open reader on the oldest blob protects it: the next one goes. */
+    struct cd_reader *r[3] = {NULL, NULL, NULL};
+    assert_int_equal(cd_store_reader_open(f->st, "m", &d[0], &r[0]), 0);
+    assert_int_equal(cd_store_blob_put(f->st, "m", &d[3], p[3], MIB), 0);
+    bool m[5];
+    assert_int_equal(cd_store_find_missing(f->st, "m", d, 4, m), 0);
+    assert_false(m[0]);
+    assert_true(m[1]);
+    uint8_t buf[4096];
+    size_t got = 0;
+    assert_int_equal(cd_reader_read(r[0], 0, buf, sizeof buf, &got), 0);
+    assert_int_equal(got, sizeof buf);
+    assert_memory_equal(buf, p[0], got);
+    /* When every candidate is being read, the oldest goes anyway (a put
+     * does not fail for a slow reader); its reader then gets NOTFOUND,
+     * never other bytes. */
+    assert_int_equal(cd_store_reader_open(f->st, "m", &d[2], &r[1]), 0);
+    assert_int_equal(cd_store_reader_open(f->st, "m", &d[3], &r[2]), 0);
+    assert_int_equal(cd_store_blob_put(f->st, "m", &d[4], p[4], MIB), 0);
+    assert_int_equal(cd_store_find_missing(f->st, "m", d, 5, m), 0);
+    assert_true(m[0]);
+    assert_false(m[2]);
+    assert_false(m[3]);
+    assert_false(m[4]);
+    assert_int_equal(cd_reader_read(r[0], 4096, buf, sizeof buf, &got),
+                     CAIRN_E_NOTFOUND);
+    assert_int_equal(cd_reader_read(r[1], MIB - 10, buf, sizeof buf, &got), 0);
+    assert_int_equal(got, 10);
+    assert_memory_equal(buf, p[2] + MIB - 10, 10);
+    for (int i = 0; i < 3; i++)
+        cd_reader_close(r[i]);
+    /* Re-uploading the evicted blob gives a fresh, readable copy. */
+    assert_int_equal(cd_store_blob_put(f->st, "m", &d[0], p[0], MIB), 0);
+    read_back(f->st, "m", &d[0], p[0], 100000);
+    for (int i = 0; i < 5; i++)
+        free(p[i]);
+}
+
+static void test_too_big(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    size_t n = 4 * MIB;
+    uint8_t *p = make_blob(n, 50, &d);
+    assert_int_equal(cd_store_blob_put(f->st, "m", &d, p, n), CAIRN_E_FULL);
+    struct cd_upload *u = NULL;
+    assert_int_equal(cd_store_upload_begin(f->st, "m", &d, &u), CAIRN_E_FULL);
+    uint8_t *big = malloc(4 * MIB);
+    assert_non_null(big);
+    memset(big, 1, 4 * MIB);
+    assert_int_equal(cd_store_ac_put(f->st, "m", &d, big, CD_STORE_MAX_AC_RESULT),
+                     CAIRN_E_FULL);
+    assert_int_equal(
+        cd_store_ac_put(f->st, "m", &d, big, CD_STORE_MAX_AC_RESULT + 1),
+        CAIRN_E_TOOBIG);
+    struct cd_store_stats s;
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.blobs, 0);
+    assert_int_equal(s.chunks, 0);
+    free(big);
+    free(p);
+}
+
+static void test_ac(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest a;
+    digest_of("action", 6, &a);
+    void *got = NULL;
+    size_t len = 0;
+    assert_int_equal(cd_store_ac_get(f->st, "m", &a, &got, &len),
+                     CAIRN_E_NOTFOUND);
+    assert_int_equal(cd_store_ac_put(f->st, "m", &a, "result-1", 8), 0);
+    assert_int_equal(cd_store_ac_get(f->st, "m", &a, &got, &len), 0);
+    assert_int_equal(len, 8);
+    assert_memory_equal(got, "result-1", 8);
+    free(got);
+    assert_int_equal(cd_store_ac_put(f->st, "m", &a, "second result", 13), 0);
+    assert_int_equal(cd_store_ac_get(f->st, "m", &a, &got, &len), 0);
+    assert_int_equal(len, 13);
+    assert_memory_equal(got, "second result", 13);
+    free(got);
+    assert_int_equal(cd_store_ac_get(f->st, "other", &a, &got, &len),
+                     CAIRN_E_NOTFOUND);
+    /* An AC digest is not a CAS blob. */
+    bool missing = false;
+    assert_int_equal(cd_store_find_missing(f->st, "m", &a, 1, &missing), 0);
+    assert_true(missing);
+    struct cd_store_stats s;
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.ac_entries, 1);
+    assert_int_equal(s.ac_bytes, 13);
+    reopen(f);
+    assert_int_equal(cd_store_ac_get(f->st, "m", &a, &got, &len), 0);
+    assert_int_equal(len, 13);
+    free(got);
+}
+
+static void test_ac_in_lru(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest a, d[3];
+    digest_of("act", 3, &a);
+    uint8_t *p[3];
+    for (int i = 0; i < 3; i++)
+        p[i] = make_blob(MIB + MIB / 8, 60 + (uint64_t)i, &d[i]);
+    assert_int_equal(cd_store_ac_put(f->st, "m", &a, "r", 1), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(
+            cd_store_blob_put(f->st, "m", &d[i], p[i], MIB + MIB / 8), 0);
+    /* 3 * 1.125 MiB + 1 byte fits in 3.5 MiB; 1/8 MiB more does not,
+     * and evicting the oldest entry, the 1-byte action result, is enough. */
+    struct cd_digest e;
+    uint8_t *q = make_blob(MIB / 8, 70, &e);
+    assert_int_equal(cd_store_blob_put(f->st, "m", &e, q, MIB / 8), 0);
+    void *got = NULL;
+    size_t len = 0;
+    assert_int_equal(cd_store_ac_get(f->st, "m", &a, &got, &len),
+                     CAIRN_E_NOTFOUND);
+    bool m[3];
+    assert_int_equal(cd_store_find_missing(f->st, "m", d, 3, m), 0);
+    assert_false(m[0]);
+    assert_false(m[1]);
+    assert_false(m[2]);
+    struct cd_store_stats s;
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.blobs, 4);
+    assert_int_equal(s.bytes, 3 * (MIB + MIB / 8) + MIB / 8);
+    assert_int_equal(s.ac_entries, 0);
+    assert_int_equal(s.ac_bytes, 0);
+    for (int i = 0; i < 3; i++)
+        free(p[i]);
+    free(q);
+}
+
+static void test_reopen_keeps_stats(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d[3];
+    uint8_t *p[3];
+    size_t sizes[3] = {5, MIB, 2 * MIB + 1};
+    for (int i = 0; i < 3; i++) {
+        p[i] = make_blob(sizes[i], 80 + (uint64_t)i, &d[i]);
+        assert_int_equal(cd_store_blob_put(f->st, "m", &d[i], p[i], sizes[i]),
+                         0);
+    }
+    struct cd_digest a;
+    digest_of("x", 1, &a);
+    assert_int_equal(cd_store_ac_put(f->st, "m", &a, "abc", 3), 0);
+    struct cd_store_stats before, after;
+    cd_store_stats_get(f->st, &before);
+    reopen(f);
+    cd_store_stats_get(f->st, &after);
+    assert_int_equal(after.blobs, 3);
+    assert_int_equal(after.bytes, 5 + MIB + 2 * MIB + 1);
+    assert_int_equal(after.blobs, before.blobs);
+    assert_int_equal(after.bytes, before.bytes);
+    assert_int_equal(after.ac_entries, 1);
+    assert_int_equal(after.chunks, before.chunks);
+    for (int i = 0; i < 3; i++) {
+        read_back(f->st, "m", &d[i], p[i], 300000);
+        free(p[i]);
+    }
+}
+
+/* --- concurrency ---------------------------------------------------------- */
+
+struct conc {
+    struct cd_store *st;
+    struct cd_digest d[8];
+    uint8_t *p[8];
+    size_t n;
+    int failures;
+    pthread_mutex_t mu;
+};
+
+static void *conc_reader(void *arg)
+{
+    struct conc *c = arg;
+    int bad = 0;
+    for (int round = 0; round < 30; round++) {
+        for (int i = 0; i < 4; i++) {
+            void *got = NULL;
+            if (cd_store_blob_get(c->st, "m", &c->d[i], c->n, &got) != 0 ||
+                memcmp(got, c->p[i], c->n) != 0)
+                bad++;
+            free(got);
+            struct cd_reader *r = NULL;
+            uint8_t buf[8192];
+            size_t n = 0;
+            uint64_t off = (uint64_t)round * 7919 % c->n;
+            if (cd_store_reader_open(c->st, "m", &c->d[i], &r) != 0 ||
+                cd_reader_read(r, off, buf, sizeof buf, &n) != 0 ||
+                memcmp(buf, c->p[i] + off, n) != 0)
+                bad++;
+            cd_reader_close(r);
+            bool m[8];
+            if (cd_store_find_missing(c->st, "m", c->d, 4, m) != 0 || m[0] ||
+                m[3])
+                bad++;
+        }
+    }
+    pthread_mutex_lock(&c->mu);
+    c->failures += bad;
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void test_concurrent_read_while_upload(void **state)
+{
+    struct fixture *f = *state;
+    struct conc c = {.st = f->st, .n = MIB + 333};
+    pthread_mutex_init(&c.mu, NULL);
+    for (int i = 0; i < 8; i++)
+        c.p[i] = make_blob(c.n, 90 + (uint64_t)i, &c.d[i]);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(cd_store_blob_put(f->st, "m", &c.d[i], c.p[i], c.n),
+                         0);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, conc_reader, &c), 0);
+    for (int i = 4; i < 8; i++) {
+        struct cd_upload *u = NULL;
+        assert_int_equal(cd_store_upload_begin(f->st, "m", &c.d[i], &u), 0);
+        for (size_t off = 0; off < c.n; off += 100000) {
+            size_t k = c.n - off < 100000 ? c.n - off : 100000;
+            assert_int_equal(cd_upload_write(u, c.p[i] + off, k), 0);
+        }
+        assert_int_equal(cd_upload_commit(u), 0);
+        assert_int_equal(cd_store_maintain(f->st), 0);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(c.failures, 0);
+    for (int i = 0; i < 8; i++) {
+        read_back(f->st, "m", &c.d[i], c.p[i], 1 << 16);
+        free(c.p[i]);
+    }
+    pthread_mutex_destroy(&c.mu);
+}
+
+/* --- kill -9 durability ---------------------------------------------------- */
+
+#define CRASH_THREADS 4
+#define CRASH_ROUNDS 4
+
+/* Blob i of thread t: deterministic, so the parent can rebuild every blob
+ * the child may have written. Sizes span 1 byte to 3 MiB. */
+static size_t crash_size(int t, uint64_t i)
+{
+    uint64_t s = (uint64_t)t * 1000003 + i * 7 + 11;
+    rng_next(&s);
+    rng_next(&s);
+    return (size_t)(rng_next(&s) % (3 * MIB)) + 1;
+}
+
+static uint64_t crash_seed(int round, int t, uint64_t i)
+{
+    return ((uint64_t)round << 40) | ((uint64_t)t << 32) | i;
+}
+
+struct crash_child {
+    struct cd_store *st;
+    int fd;
+    int t;
+    int round;
+    pthread_mutex_t *mu;
+};
+
+struct crash_ack {
+    uint32_t t;
+    uint32_t i;
+};
+
+static void *crash_writer(void *arg)
+{
+    struct crash_child *c = arg;
+    for (uint32_t i = 0;; i++) {
+        size_t n = crash_size(c->t, i);
+        struct cd_digest d;
+        uint8_t *p = make_blob(n, crash_seed(c->round, c->t, i), &d);
+        int rc;
+        if (i % 3 == 0) {
+            rc = cd_store_blob_put(c->st, "crash", &d, p, n);
+        } else {
+            struct cd_upload *u = NULL;
+            rc = cd_store_upload_begin(c->st, "crash", &d, &u);
+            for (size_t off = 0; rc == 0 && off < n; off += 300007) {
+                size_t k = n - off < 300007 ? n - off : 300007;
+                rc = cd_upload_write(u, p + off, k);
+            }
+            rc = rc == 0 ? cd_upload_commit(u) : rc;
+        }
+        free(p);
+        if (rc != 0)
+            _exit(3);
+        /* The ack: written only after the commit returned. */
+        struct crash_ack a = {(uint32_t)c->t, i};
+        pthread_mutex_lock(c->mu);
+        ssize_t w = write(c->fd, &a, sizeof a);
+        pthread_mutex_unlock(c->mu);
+        if (w != (ssize_t)sizeof a)
+            _exit(4);
+    }
+    return NULL;
+}
+
+static void crash_child_run(const char *dir, int fd, int round)
+{
+    struct cd_store_opts o = {.dir = dir, .max_size = 0, .upload_ttl_s = 3600};
+    struct cd_store *st = NULL;
+    if (cd_store_open(&o, &st, NULL) != 0)
+        _exit(2);
+    pthread_mutex_t mu;
+    pthread_mutex_init(&mu, NULL);
+    struct crash_child c[CRASH_THREADS];
+    pthread_t th[CRASH_THREADS];
+    for (int t = 0; t < CRASH_THREADS; t++) {
+        c[t] = (struct crash_child){st, fd, t, round, &mu};
+        if (pthread_create(&th[t], NULL, crash_writer, &c[t]) != 0)
+            _exit(5);
+    }
+    for (;;)
+        pause(); /* until SIGKILL */
+}
+
+/* 1 when the blob is visible and verifies, 0 when absent; fails on a
+ * visible blob with wrong content. */
+static int crash_check(struct cd_store *st, int round, int t, uint64_t i,
+                       uint64_t *chunks)
+{
+    size_t n = crash_size(t, i);
+    struct cd_digest d;
+    uint8_t *p = make_blob(n, crash_seed(round, t, i), &d);
+    struct cd_reader *r = NULL;
+    int rc = cd_store_reader_open(st, "crash", &d, &r);
+    if (rc == CAIRN_E_NOTFOUND) {
+        free(p);
+        return 0;
+    }
+    assert_int_equal(rc, 0);
+    uint8_t *buf = malloc(n);
+    assert_non_null(buf);
+    size_t off = 0, got = 0;
+    do {
+        assert_int_equal(cd_reader_read(r, off, buf + off, n - off, &got), 0);
+        off += got;
+    } while (got != 0);
+    assert_int_equal(off, n);
+    uint8_t h[CK_SHA256_LEN];
+    assert_int_equal(ck_sha256(buf, n, h), 0);
+    assert_memory_equal(h, d.hash, CK_SHA256_LEN);
+    cd_reader_close(r);
+    free(buf);
+    free(p);
+    *chunks += (n + CD_STORE_CHUNK - 1) / CD_STORE_CHUNK;
+    return 1;
+}
+
+static void test_kill9_durability(void **state)
+{
+    struct fixture *f = *state;
+    /* The fixture's store is not used by the child: close it so the child
+     * is the only writer, as a crashed cairnd would be. */
+    cd_store_close(f->st);
+    f->st = NULL;
+    srand((unsigned)time(NULL));
+    uint64_t total_acked = 0;
+    for (int round = 0; round < CRASH_ROUNDS; round++) {
+        rm_store_dir(f->dir);
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(fds[0]);
+            crash_child_run(f->dir, fds[1], round);
+        }
+        close(fds[1]);
+        struct timespec ts = {0, (300 + rand() % 900) * 1000000L};
+        nanosleep(&ts, NULL);
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status)); /* not an early _exit */
+        int64_t last[CRASH_THREADS];
+        for (int t = 0; t < CRASH_THREADS; t++)
+            last[t] = -1;
+        struct crash_ack a;
+        while (read(fds[0], &a, sizeof a) == (ssize_t)sizeof a) {
+            assert_true(a.t < CRASH_THREADS);
+            assert_int_equal((int64_t)a.i, last[a.t] + 1); /* in order */
+            last[a.t] = a.i;
+            total_acked++;
+        }
+        close(fds[0]);
+        store_open_ok(f);
+        struct cd_store_stats s;
+        cd_store_stats_get(f->st, &s);
+        assert_int_equal(s.pending_uploads, 0);
+        assert_int_equal(s.garbage, 0);
+        uint64_t visible = 0, chunks = 0;
+        for (int t = 0; t < CRASH_THREADS; t++) {
+            for (int64_t i = 0; i <= last[t]; i++)
+                assert_int_equal(crash_check(f->st, round, t, (uint64_t)i,
+                                             &chunks),
+                                 1);
+            visible += (uint64_t)(last[t] + 1);
+            /* Committed but killed before the ack: may or may not be
+             * there; either way whole. Nothing beyond it can be. */
+            visible += (uint64_t)crash_check(f->st, round, t,
+                                             (uint64_t)(last[t] + 1), &chunks);
+            assert_int_equal(crash_check(f->st, round, t,
+                                         (uint64_t)(last[t] + 2), &chunks),
+                             0);
+        }
+        /* No other blob and no stray chunk is visible. */
+        assert_int_equal(s.blobs, visible);
+        assert_int_equal(s.chunks, chunks);
+        cd_store_close(f->st);
+        f->st = NULL;
+    }
+    /* The test means nothing if the child never got anything done. */
+    assert_true(total_acked > 0);
+    store_open_ok(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_put_get_roundtrip, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_mismatch_rejected, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_streaming_and_reader, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exists_and_abort, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_abandoned_upload_maintain,
+                                        setup_ttl0, teardown),
+        cmocka_unit_test_setup_teardown(test_instances_separate, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_empty_blob, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_missing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lru_eviction, setup_small,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reader_survives_or_notfound,
+                                        setup_small, teardown),
+        cmocka_unit_test_setup_teardown(test_too_big, setup_small, teardown),
+        cmocka_unit_test_setup_teardown(test_ac, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ac_in_lru, setup_small,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_stats, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_read_while_upload,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_durability, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
