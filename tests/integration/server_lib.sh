@@ -51,7 +51,7 @@ cd_start() {
     CD_PID=$!
     local i
     for i in $(seq 1 100); do
-        CD_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$T/cairnd$CD_N.out")
+        CD_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$T/cairnd$CD_N.out" 2>/dev/null)
         [ -n "$CD_PORT" ] && return 0
         if ! kill -0 "$CD_PID" 2>/dev/null; then
             echo "cairnd exited during start-up:"; cat "$CD_LOG"; exit 1
