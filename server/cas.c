@@ -83,7 +83,7 @@ static void item_set(struct item_status *s, int rc, const char *msg)
 {
     google__rpc__status__init(&s->st);
     s->st.code = (int32_t)cd_status_from_err(rc);
-    snprintf(s->msg, sizeof s->msg, "%s", msg);
+    snprintf(s->msg, sizeof s->msg, "%.250s", msg);
     s->st.message = s->msg;
 }
 
