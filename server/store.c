@@ -23,7 +23,8 @@
 #define STORE_POOL_MAX 64  /* reset read txns kept for reuse */
 #define STORE_QUEUE_MAX 8192
 #define STORE_QUEUE_BYTES (1u << 20)
-#define STORE_QUEUE_FLUSH 1024 /* writers flush the access queue past this */
+#define STORE_QUEUE_FLUSH 1024 /* the flusher wakes up past this */
+#define STORE_FLUSH_PERIOD_S 5 /* and at least this often */
 #define STORE_APPLY_BATCH 2048 /* access updates per write txn */
 #define STORE_GC_BATCH 256     /* chunks deleted per write txn */
 #define STORE_MAP_SLACK (1ull << 30)
@@ -88,7 +89,11 @@ struct cd_store {
     uint8_t *q_buf;
     size_t q_len;
     size_t q_n;
-    uint64_t *q_set; /* 2 * STORE_QUEUE_MAX slots, 0 = free */
+    uint64_t *q_set;       /* 2 * STORE_QUEUE_MAX slots, 0 = free */
+    pthread_cond_t q_cond; /* wakes the flusher */
+    bool q_stop;
+    bool flusher_started;
+    pthread_t flusher;
 
     /* Data ids with an open cd_reader: eviction passes them over. */
     pthread_mutex_t pin_mu;
@@ -108,8 +113,8 @@ struct cd_upload {
     struct cd_store *st;
     struct cd_upload *prev, *next; /* st->uploads, under st->up_mu */
     bool listed;                   /* under st->up_mu */
-    pthread_mutex_t mu; /* owner ops vs. cd_store_maintain */
-    int err;            /* sticky: set by a failed stage or by expiry */
+    pthread_mutex_t mu;            /* owner ops vs. cd_store_maintain */
+    int err; /* sticky: set by a failed stage or by expiry */
     struct store_key key;
     struct cd_digest d;
     uint64_t id;
@@ -197,8 +202,7 @@ static int store_key_make(char kind, const char *instance,
 
 static bool store_is_empty(const struct cd_store *st, const struct cd_digest *d)
 {
-    return d->size == 0 &&
-           memcmp(d->hash, st->empty_hash, CK_SHA256_LEN) == 0;
+    return d->size == 0 && memcmp(d->hash, st->empty_hash, CK_SHA256_LEN) == 0;
 }
 
 static void store_chunk_key(uint8_t k[STORE_CHUNK_KEY], uint64_t id,
@@ -336,17 +340,10 @@ static void store_touch(struct cd_store *st, const struct store_key *k)
     st->q_buf[st->q_len + 1] = (uint8_t)k->len;
     memcpy(st->q_buf + st->q_len + 2, k->b, k->len);
     st->q_len += 2 + k->len;
-    st->q_n++;
+    if (++st->q_n == STORE_QUEUE_FLUSH)
+        pthread_cond_signal(&st->q_cond);
 out:
     pthread_mutex_unlock(&st->q_mu);
-}
-
-static size_t store_queue_len(struct cd_store *st)
-{
-    pthread_mutex_lock(&st->q_mu);
-    size_t n = st->q_n;
-    pthread_mutex_unlock(&st->q_mu);
-    return n;
 }
 
 /* Moves one entry to the young end of the LRU. */
@@ -381,49 +378,108 @@ static int store_lru_bump(struct cd_store *st, MDB_txn *txn,
     return store_mdb_err(mdb_put(txn, st->dbi_entries, &ek, &ev, 0));
 }
 
+/* Takes the whole queue (malloc'd copy in *out, or NULL when empty). */
+static int store_queue_take(struct cd_store *st, uint8_t **out, size_t *len)
+{
+    int rc = 0;
+    *out = NULL;
+    pthread_mutex_lock(&st->q_mu);
+    *len = st->q_len;
+    if (st->q_len > 0) {
+        if ((*out = malloc(st->q_len)) == NULL) {
+            rc = CAIRN_E_NOMEM;
+        } else {
+            memcpy(*out, st->q_buf, st->q_len);
+            st->q_len = 0;
+            st->q_n = 0;
+            memset(st->q_set, 0, 2 * STORE_QUEUE_MAX * sizeof *st->q_set);
+        }
+    }
+    pthread_mutex_unlock(&st->q_mu);
+    return rc;
+}
+
+/* Applies queued accesses from *off on, at most max of them, in txn. */
+static int store_access_apply(struct cd_store *st, MDB_txn *txn,
+                              struct store_stats_rec *s, const uint8_t *q,
+                              size_t len, size_t *off, size_t max)
+{
+    for (size_t i = 0; i < max && *off < len; i++) {
+        size_t kl = (size_t)q[*off] << 8 | q[*off + 1];
+        int rc = store_lru_bump(st, txn, s, q + *off + 2, kl);
+        if (rc != 0)
+            return rc;
+        *off += 2 + kl;
+    }
+    return 0;
+}
+
 /* Writes queued accesses into the LRU, STORE_APPLY_BATCH per txn so the
  * writer lock is held only briefly. */
 static int store_access_flush(struct cd_store *st)
 {
-    pthread_mutex_lock(&st->q_mu);
-    size_t len = st->q_len;
-    uint8_t *copy = len ? malloc(len) : NULL;
-    if (copy != NULL) {
-        memcpy(copy, st->q_buf, len);
-        st->q_len = 0;
-        st->q_n = 0;
-        memset(st->q_set, 0, 2 * STORE_QUEUE_MAX * sizeof *st->q_set);
-    }
-    pthread_mutex_unlock(&st->q_mu);
-    if (len == 0)
-        return 0;
-    if (copy == NULL)
-        return CAIRN_E_NOMEM;
-    int rc = 0;
+    uint8_t *q = NULL;
+    size_t len = 0;
+    int rc = store_queue_take(st, &q, &len);
     size_t off = 0;
-    while (off < len) {
+    while (rc == 0 && off < len) {
         MDB_txn *txn = NULL;
         rc = store_mdb_err(mdb_txn_begin(st->env, NULL, 0, &txn));
         if (rc != 0)
             break;
         struct store_stats_rec s;
         rc = store_stats_load(st, txn, &s);
-        for (size_t i = 0; rc == 0 && i < STORE_APPLY_BATCH && off < len;
-             i++) {
-            size_t kl = (size_t)copy[off] << 8 | copy[off + 1];
-            rc = store_lru_bump(st, txn, &s, copy + off + 2, kl);
-            off += 2 + kl;
-        }
+        if (rc == 0)
+            rc = store_access_apply(st, txn, &s, q, len, &off,
+                                    STORE_APPLY_BATCH);
         if (rc == 0)
             rc = store_stats_save(st, txn, &s);
         if (rc == 0)
             rc = store_wtxn_commit(txn);
         else
             mdb_txn_abort(txn);
-        if (rc != 0)
-            break;
     }
-    free(copy);
+    free(q);
+    return rc;
+}
+
+/* The flusher thread: the read path only queues accesses; this thread
+ * writes them when the queue has grown or every few seconds, so the LRU in
+ * LMDB is seconds behind at most and the queue rarely overflows. */
+static void *store_flusher_main(void *arg)
+{
+    struct cd_store *st = arg;
+    pthread_mutex_lock(&st->q_mu);
+    while (!st->q_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += STORE_FLUSH_PERIOD_S;
+        while (!st->q_stop && st->q_n < STORE_QUEUE_FLUSH) {
+            if (pthread_cond_timedwait(&st->q_cond, &st->q_mu, &ts) ==
+                ETIMEDOUT)
+                break;
+        }
+        if (st->q_stop)
+            break;
+        pthread_mutex_unlock(&st->q_mu);
+        (void)store_access_flush(st); /* best effort: LRU order only */
+        pthread_mutex_lock(&st->q_mu);
+    }
+    pthread_mutex_unlock(&st->q_mu);
+    return NULL;
+}
+
+/* Before evicting, a writer applies what is queued in its own txn, so the
+ * entries read most recently are not the ones chosen, at no extra sync. */
+static int store_access_apply_all(struct cd_store *st, MDB_txn *txn,
+                                  struct store_stats_rec *s)
+{
+    uint8_t *q = NULL;
+    size_t len = 0, off = 0;
+    int rc = store_queue_take(st, &q, &len);
+    if (rc == 0)
+        rc = store_access_apply(st, txn, s, q, len, &off, SIZE_MAX);
+    free(q);
     return rc;
 }
 
@@ -478,7 +534,8 @@ static bool store_pinned(struct cd_store *st, uint64_t id)
     return found;
 }
 
-/* --- chunk removal --------------------------------------------------------- */
+/* --- chunk removal ---------------------------------------------------------
+ */
 
 /* Deletes up to STORE_GC_BATCH chunks of data id; *done says none is left.
  * Deleting an overflow value frees its pages without touching them, so a
@@ -498,8 +555,9 @@ static int store_chunks_drop_batch(struct cd_store *st, MDB_txn *txn,
         /* Re-seeking from the start of id after each delete avoids relying
          * on where LMDB leaves a cursor after mdb_cursor_del. */
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != STORE_CHUNK_KEY ||
-                                               store_get_be64(k.mv_data) != id))) {
+        if (rc == MDB_NOTFOUND ||
+            (rc == 0 && (k.mv_size != STORE_CHUNK_KEY ||
+                         store_get_be64(k.mv_data) != id))) {
             mdb_cursor_close(cur);
             *done = true;
             return 0;
@@ -582,11 +640,10 @@ struct store_evicted {
 };
 
 /* Evicts least-recently-used entries until need more bytes fit under
- * max_size. Blobs with an open reader are passed over while others can
- * go. A blob's chunks are
- * not deleted here: its id goes to the garbage table and store_sweep
- * removes them in small txns after this one commits, so the caller's txn
- * stays small however big the victims are. */
+ * max_size. Blobs with an open reader are passed over while others can go.
+ * A blob's chunks are not deleted here: its id goes to the garbage table
+ * and store_sweep removes them in small txns after this one commits, so
+ * the caller's txn stays small however big the victims are. */
 static int store_evict(struct cd_store *st, MDB_txn *txn,
                        struct store_stats_rec *s, uint64_t need,
                        struct store_evicted *ev)
@@ -595,6 +652,11 @@ static int store_evict(struct cd_store *st, MDB_txn *txn,
         return 0;
     if (need > st->max_size)
         return CAIRN_E_FULL;
+    if (s->bytes + s->ac_bytes + need <= st->max_size)
+        return 0;
+    int arc = store_access_apply_all(st, txn, s);
+    if (arc != 0)
+        return arc;
     uint64_t pos = 0;
     bool spare_pinned = true;
     while (s->bytes + s->ac_bytes + need > st->max_size) {
@@ -683,20 +745,6 @@ static void store_evicted_account(struct cd_store *st,
     pthread_mutex_unlock(&st->ctr_mu);
 }
 
-/* Before a write that may evict, bring the LRU up to date so recent reads
- * protect their entries; otherwise flush only once the queue has grown. */
-static void store_prepare_write(struct cd_store *st, uint64_t need)
-{
-    bool may_evict = false;
-    if (st->max_size != 0) {
-        struct cd_store_stats s;
-        cd_store_stats_get(st, &s);
-        may_evict = s.bytes + need > st->max_size / 2;
-    }
-    if (may_evict || store_queue_len(st) >= STORE_QUEUE_FLUSH)
-        (void)store_access_flush(st); /* best effort: LRU order only */
-}
-
 /* --- open / close ------------------------------------------------------- */
 
 static int store_dbi_open(MDB_txn *txn, const char *name, MDB_dbi *out)
@@ -729,8 +777,8 @@ static int store_env_open(struct cd_store *st, const struct cd_store_opts *o,
     if (rc == 0)
         rc = mdb_env_open(st->env, o->dir, MDB_NOTLS | MDB_NOMETASYNC, 0600);
     if (rc != 0)
-        return cairn_err_set(err, store_mdb_err(rc), "lmdb open %s: %s",
-                             o->dir, mdb_strerror(rc));
+        return cairn_err_set(err, store_mdb_err(rc), "lmdb open %s: %s", o->dir,
+                             mdb_strerror(rc));
     /* A killed process leaves its reader slots behind; clear them so they
      * do not pin old pages forever. */
     int dead = 0;
@@ -787,6 +835,11 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
         return cairn_err_set(err, CAIRN_E_NOMEM, "store: out of memory");
     pthread_mutex_init(&st->pool_mu, NULL);
     pthread_mutex_init(&st->q_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&st->q_cond, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&st->pin_mu, NULL);
     pthread_mutex_init(&st->up_mu, NULL);
     pthread_mutex_init(&st->ctr_mu, NULL);
@@ -818,6 +871,11 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
                       cairn_strerror(rc));
         goto fail;
     }
+    if (pthread_create(&st->flusher, NULL, store_flusher_main, st) != 0) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "store: cannot start thread");
+        goto fail;
+    }
+    st->flusher_started = true;
     *out = st;
     return 0;
 fail:
@@ -829,6 +887,13 @@ void cd_store_close(struct cd_store *st)
 {
     if (st == NULL)
         return;
+    if (st->flusher_started) {
+        pthread_mutex_lock(&st->q_mu);
+        st->q_stop = true;
+        pthread_cond_signal(&st->q_cond);
+        pthread_mutex_unlock(&st->q_mu);
+        pthread_join(st->flusher, NULL);
+    }
     if (st->env != NULL) {
         (void)store_access_flush(st);
         for (size_t i = 0; i < st->npool; i++)
@@ -841,13 +906,15 @@ void cd_store_close(struct cd_store *st)
     free(st->pins);
     pthread_mutex_destroy(&st->pool_mu);
     pthread_mutex_destroy(&st->q_mu);
+    pthread_cond_destroy(&st->q_cond);
     pthread_mutex_destroy(&st->pin_mu);
     pthread_mutex_destroy(&st->up_mu);
     pthread_mutex_destroy(&st->ctr_mu);
     free(st);
 }
 
-/* --- CAS reads ------------------------------------------------------------- */
+/* --- CAS reads -------------------------------------------------------------
+ */
 
 int cd_store_find_missing(struct cd_store *st, const char *instance,
                           const struct cd_digest *digests, size_t n,
@@ -1038,7 +1105,8 @@ void cd_reader_close(struct cd_reader *r)
     free(r);
 }
 
-/* --- uploads ---------------------------------------------------------------- */
+/* --- uploads ----------------------------------------------------------------
+ */
 
 static int store_exists(struct cd_store *st, const struct store_key *k,
                         bool *exists)
@@ -1261,7 +1329,8 @@ static int store_publish(struct cd_upload *u, struct store_evicted *ev,
     store_be64(sk, m.seq);
     MDB_val ek = {u->key.len, u->key.b}, ev_ = {sizeof m, &m};
     MDB_val lk = {8, sk}, lv = {u->key.len, u->key.b};
-    if ((rc = store_mdb_err(mdb_put(txn, st->dbi_entries, &ek, &ev_, 0))) != 0 ||
+    if ((rc = store_mdb_err(mdb_put(txn, st->dbi_entries, &ek, &ev_, 0))) !=
+            0 ||
         (rc = store_mdb_err(mdb_put(txn, st->dbi_lru, &lk, &lv, 0))) != 0)
         goto fail;
     if (u->pending) {
@@ -1309,7 +1378,6 @@ int cd_upload_commit(struct cd_upload *u)
         rc = CAIRN_E_DIGEST;
         goto out;
     }
-    store_prepare_write(st, (uint64_t)u->d.size);
     struct store_evicted ev = {0, 0};
     bool dup = false;
     rc = store_publish(u, &ev, &dup);
@@ -1397,7 +1465,6 @@ int cd_store_ac_put(struct cd_store *st, const char *instance,
         return rc;
     if (st->max_size != 0 && len > st->max_size)
         return CAIRN_E_FULL;
-    store_prepare_write(st, len);
     MDB_txn *txn = NULL;
     if ((rc = store_mdb_err(mdb_txn_begin(st->env, NULL, 0, &txn))) != 0)
         return rc;
@@ -1498,8 +1565,7 @@ static int store_uploads_expire(struct cd_store *st, uint64_t **ids,
             u = next;
             continue;
         }
-        if (now - u->last >= (time_t)st->ttl_s &&
-            u->err != CAIRN_E_TIMEOUT) {
+        if (now - u->last >= (time_t)st->ttl_s && u->err != CAIRN_E_TIMEOUT) {
             if (u->pending && n == cap) {
                 size_t nc = cap ? 2 * cap : 8;
                 uint64_t *nv = realloc(v, nc * sizeof *nv);
