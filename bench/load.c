@@ -1,0 +1,423 @@
+/* bench_load: load generator for cairnd (driven by bench/load).
+ *
+ *   bench_load ADDR ac SECONDS CALLERS     GetActionResult rate, p50, p99
+ *   bench_load ADDR cas SIZE COUNT         ByteStream write+read MB/s
+ *   bench_load ADDR tcp SIZE               loopback TCP copy MB/s (baseline)
+ *
+ * Blob contents come from a fast PRNG, streamed: no blob is ever held in
+ * memory whole, so multi-GiB blobs measure the server, not this tool.
+ * Results are printed as one "key=value ..." line. */
+#include "reapi_client.h"
+
+#include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
+#include "cachekey/digest.h"
+#include "google/bytestream/bytestream.pb-c.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHUNK (1u << 20)
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *addr;
+
+/* xorshift64* stream: blob `seed` byte range [pos, pos+n). Deterministic
+ * per 8-byte word so any chunking yields the same bytes. */
+static void gen(uint64_t seed, uint64_t pos, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i += 8) {
+        uint64_t x = (seed * 0x9E3779B97F4A7C15ull) ^ ((pos + i) >> 3) * 0xD1B54A32D192ED03ull;
+        x ^= x >> 31;
+        x *= 0xBF58476D1CE4E5B9ull;
+        x ^= x >> 29;
+        memcpy(out + i, &x, n - i < 8 ? n - i : 8);
+    }
+}
+
+static void blob_hash(uint64_t seed, uint64_t size, char hex[65])
+{
+    struct ck_sha256 *h;
+    ck_sha256_new(&h);
+    uint8_t *buf = malloc(CHUNK);
+    for (uint64_t pos = 0; pos < size; pos += CHUNK) {
+        size_t n = size - pos < CHUNK ? (size_t)(size - pos) : CHUNK;
+        gen(seed, pos, buf, n);
+        ck_sha256_update(h, buf, n);
+    }
+    uint8_t d[32];
+    ck_sha256_final(h, d);
+    ck_sha256_free(h);
+    ck_hex_encode(d, hex);
+    free(buf);
+}
+
+static int bs_write(struct rc_conn *c, const char *res, uint64_t seed, uint64_t size)
+{
+    grpc_call *call = grpc_channel_create_call(c->ch, NULL, 0, c->cq,
+                                               grpc_slice_from_static_string("/google.bytestream.ByteStream/Write"),
+                                               NULL, rc_deadline(c), NULL);
+    grpc_metadata_array md, tmd;
+    grpc_metadata_array_init(&md);
+    grpc_metadata_array_init(&tmd);
+    grpc_status_code code = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[1].data.recv_status_on_client.trailing_metadata = &tmd;
+    ops[1].data.recv_status_on_client.status = &code;
+    ops[1].data.recv_status_on_client.status_details = &details;
+    grpc_call_start_batch(call, &ops[0], 1, (void *)1, NULL);
+    rc_wait(c, (void *)1);
+    grpc_call_start_batch(call, &ops[1], 1, (void *)9, NULL);
+    uint8_t *data = malloc(CHUNK), *msg = malloc(CHUNK + 512);
+    uint64_t pos = 0;
+    bool ok = true;
+    do {
+        size_t n = size - pos < CHUNK ? (size_t)(size - pos) : CHUNK;
+        gen(seed, pos, data, n);
+        Google__Bytestream__WriteRequest wr = GOOGLE__BYTESTREAM__WRITE_REQUEST__INIT;
+        wr.resource_name = pos == 0 ? (char *)res : NULL;
+        wr.write_offset = (int64_t)pos;
+        wr.data.data = data;
+        wr.data.len = n;
+        pos += n;
+        wr.finish_write = pos == size;
+        size_t len = protobuf_c_message_pack(&wr.base, msg);
+        grpc_slice s = grpc_slice_new(msg, len, free);
+        msg = malloc(CHUNK + 512);
+        grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_SEND_MESSAGE;
+        op.data.send_message.send_message = bb;
+        grpc_call_start_batch(call, &op, 1, (void *)2, NULL);
+        ok = rc_wait(c, (void *)2);
+        grpc_byte_buffer_destroy(bb);
+    } while (ok && pos < size);
+    grpc_byte_buffer *recv = NULL;
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[1].data.recv_initial_metadata.recv_initial_metadata = &md;
+    ops[2].op = GRPC_OP_RECV_MESSAGE;
+    ops[2].data.recv_message.recv_message = &recv;
+    grpc_call_start_batch(call, ops, 3, (void *)3, NULL);
+    rc_wait(c, (void *)3);
+    rc_wait(c, (void *)9);
+    if (code != GRPC_STATUS_OK)
+        fprintf(stderr, "write %s: status %d %.*s\n", res, (int)code, (int)GRPC_SLICE_LENGTH(details),
+                (const char *)GRPC_SLICE_START_PTR(details));
+    if (recv)
+        grpc_byte_buffer_destroy(recv);
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&md);
+    grpc_metadata_array_destroy(&tmd);
+    grpc_call_unref(call);
+    free(data);
+    free(msg);
+    return code == GRPC_STATUS_OK ? 0 : -1;
+}
+
+/* Reads the blob, returning bytes received (framing included), -1 on error. */
+static int64_t bs_read(struct rc_conn *c, const char *res)
+{
+    Google__Bytestream__ReadRequest rq = GOOGLE__BYTESTREAM__READ_REQUEST__INIT;
+    rq.resource_name = (char *)res;
+    uint8_t req[1024];
+    size_t len = protobuf_c_message_pack(&rq.base, req);
+    grpc_call *call = grpc_channel_create_call(c->ch, NULL, 0, c->cq,
+                                               grpc_slice_from_static_string("/google.bytestream.ByteStream/Read"),
+                                               NULL, rc_deadline(c), NULL);
+    grpc_metadata_array md, tmd;
+    grpc_metadata_array_init(&md);
+    grpc_metadata_array_init(&tmd);
+    grpc_byte_buffer *send = rc_buffer(req, len), *recv = NULL;
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &md;
+    grpc_call_start_batch(call, ops, 4, (void *)1, NULL);
+    rc_wait(c, (void *)1);
+    int64_t total = 0;
+    for (;;) {
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &recv;
+        grpc_call_start_batch(call, &op, 1, (void *)2, NULL);
+        if (!rc_wait(c, (void *)2) || recv == NULL)
+            break;
+        total += (int64_t)grpc_byte_buffer_length(recv);
+        grpc_byte_buffer_destroy(recv);
+        recv = NULL;
+    }
+    grpc_status_code code = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.trailing_metadata = &tmd;
+    op.data.recv_status_on_client.status = &code;
+    op.data.recv_status_on_client.status_details = &details;
+    grpc_call_start_batch(call, &op, 1, (void *)3, NULL);
+    rc_wait(c, (void *)3);
+    grpc_slice_unref(details);
+    grpc_byte_buffer_destroy(send);
+    grpc_metadata_array_destroy(&md);
+    grpc_metadata_array_destroy(&tmd);
+    grpc_call_unref(call);
+    return code == GRPC_STATUS_OK ? total : -1;
+}
+
+/* --- ac --- */
+
+struct ac_worker {
+    pthread_t th;
+    double until;
+    uint8_t *req;
+    size_t len;
+    double *lat;
+    size_t n, cap;
+    size_t errors;
+};
+
+static void *ac_main(void *arg)
+{
+    struct ac_worker *w = arg;
+    struct rc_conn c;
+    rc_connect(&c, addr, NULL, NULL, NULL, NULL, NULL);
+    struct rc_status st;
+    for (;;) {
+        double t0 = now();
+        if (t0 >= w->until)
+            break;
+        uint8_t *resp = NULL;
+        size_t rlen;
+        if (rc_unary(&c, "/build.bazel.remote.execution.v2.ActionCache/GetActionResult", w->req, w->len,
+                     &resp, &rlen, &st) != GRPC_STATUS_OK)
+            w->errors++;
+        free(resp);
+        if (w->n == w->cap) {
+            w->cap = w->cap ? w->cap * 2 : 4096;
+            w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
+        }
+        w->lat[w->n++] = now() - t0;
+    }
+    rc_close(&c);
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int run_ac(double seconds, int callers)
+{
+    /* One small output blob and an action result that references it. */
+    struct rc_conn c;
+    rc_connect(&c, addr, NULL, NULL, NULL, NULL, NULL);
+    char hex[65], res[256];
+    blob_hash(7, 1000, hex);
+    snprintf(res, sizeof res, "bench/uploads/ac/blobs/%s/1000", hex);
+    bs_write(&c, res, 7, 1000);
+    Build__Bazel__Remote__Execution__V2__Digest out = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+    out.hash = hex;
+    out.size_bytes = 1000;
+    Build__Bazel__Remote__Execution__V2__OutputFile of = BUILD__BAZEL__REMOTE__EXECUTION__V2__OUTPUT_FILE__INIT;
+    of.path = "layer";
+    of.digest = &out;
+    Build__Bazel__Remote__Execution__V2__OutputFile *ofs[] = {&of};
+    Build__Bazel__Remote__Execution__V2__ActionResult ar = BUILD__BAZEL__REMOTE__EXECUTION__V2__ACTION_RESULT__INIT;
+    ar.n_output_files = 1;
+    ar.output_files = ofs;
+    char ahex[65];
+    blob_hash(8, 64, ahex);
+    Build__Bazel__Remote__Execution__V2__Digest act = BUILD__BAZEL__REMOTE__EXECUTION__V2__DIGEST__INIT;
+    act.hash = ahex;
+    act.size_bytes = 64;
+    Build__Bazel__Remote__Execution__V2__UpdateActionResultRequest up =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__UPDATE_ACTION_RESULT_REQUEST__INIT;
+    up.instance_name = "bench";
+    up.action_digest = &act;
+    up.action_result = &ar;
+    uint8_t buf[4096];
+    size_t len = protobuf_c_message_pack(&up.base, buf);
+    struct rc_status st;
+    if (rc_unary(&c, "/build.bazel.remote.execution.v2.ActionCache/UpdateActionResult", buf, len, NULL,
+                 NULL, &st) != GRPC_STATUS_OK) {
+        fprintf(stderr, "UpdateActionResult: %s\n", st.msg);
+        return 1;
+    }
+    rc_close(&c);
+    Build__Bazel__Remote__Execution__V2__GetActionResultRequest get =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__GET_ACTION_RESULT_REQUEST__INIT;
+    get.instance_name = "bench";
+    get.action_digest = &act;
+    len = protobuf_c_message_pack(&get.base, buf);
+
+    struct ac_worker *w = calloc((size_t)callers, sizeof *w);
+    double t0 = now();
+    for (int i = 0; i < callers; i++) {
+        w[i].until = t0 + seconds;
+        w[i].req = buf;
+        w[i].len = len;
+        pthread_create(&w[i].th, NULL, ac_main, &w[i]);
+    }
+    size_t total = 0, errors = 0;
+    for (int i = 0; i < callers; i++) {
+        pthread_join(w[i].th, NULL);
+        total += w[i].n;
+        errors += w[i].errors;
+    }
+    double elapsed = now() - t0;
+    double *all = malloc((total ? total : 1) * sizeof *all);
+    size_t k = 0;
+    for (int i = 0; i < callers; i++) {
+        memcpy(all + k, w[i].lat, w[i].n * sizeof *all);
+        k += w[i].n;
+        free(w[i].lat);
+    }
+    qsort(all, total, sizeof *all, cmp_double);
+    printf("ac callers=%d calls=%zu errors=%zu rate=%.0f/s p50=%.3fms p99=%.3fms\n", callers, total,
+           errors, (double)total / elapsed, total ? all[total / 2] * 1e3 : 0,
+           total ? all[total * 99 / 100] * 1e3 : 0);
+    free(all);
+    free(w);
+    return errors ? 1 : 0;
+}
+
+/* --- cas --- */
+
+static int run_cas(uint64_t size, int count)
+{
+    struct rc_conn c;
+    rc_connect(&c, addr, NULL, NULL, NULL, NULL, NULL);
+    c.timeout_s = 3600;
+    char (*names)[256] = calloc((size_t)count, sizeof *names);
+    uint64_t seed0 = (uint64_t)time(NULL) * 1000;
+    for (int i = 0; i < count; i++) {
+        char hex[65];
+        blob_hash(seed0 + (uint64_t)i, size, hex);
+        snprintf(names[i], sizeof names[i], "bench/uploads/x/blobs/%s/%llu", hex, (unsigned long long)size);
+    }
+    /* Generation costs are part of a client's life too, but not the
+     * server's: time the PRNG alone and subtract it. */
+    double g0 = now();
+    uint8_t *scratch = malloc(CHUNK);
+    for (int i = 0; i < count; i++)
+        for (uint64_t pos = 0; pos < size; pos += CHUNK)
+            gen(seed0 + (uint64_t)i, pos, scratch, size - pos < CHUNK ? (size_t)(size - pos) : CHUNK);
+    double gen_s = now() - g0;
+    free(scratch);
+    double t0 = now();
+    int bad = 0;
+    for (int i = 0; i < count; i++)
+        bad |= bs_write(&c, names[i], seed0 + (uint64_t)i, size);
+    double wr = now() - t0 - gen_s;
+    t0 = now();
+    for (int i = 0; i < count; i++) {
+        /* read resource: drop "uploads/x/" */
+        char rn[256];
+        snprintf(rn, sizeof rn, "bench/%s", strstr(names[i], "blobs/"));
+        bad |= bs_read(&c, rn) < (int64_t)size;
+    }
+    double rd = now() - t0;
+    double mb = (double)size * count / 1e6;
+    printf("cas size=%llu count=%d write=%.1fMB/s read=%.1fMB/s errors=%d\n", (unsigned long long)size,
+           count, mb / (wr > 1e-9 ? wr : 1e-9), mb / rd, bad);
+    free(names);
+    rc_close(&c);
+    return bad ? 1 : 0;
+}
+
+/* --- tcp baseline --- */
+
+struct tcp_sink {
+    int fd;
+    uint64_t got;
+};
+
+static void *tcp_sink_main(void *arg)
+{
+    struct tcp_sink *s = arg;
+    uint8_t *buf = malloc(CHUNK);
+    ssize_t n;
+    while ((n = read(s->fd, buf, CHUNK)) > 0)
+        s->got += (uint64_t)n;
+    free(buf);
+    return NULL;
+}
+
+static int run_tcp(uint64_t size)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (bind(ls, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(ls, 1) != 0 ||
+        getsockname(ls, (struct sockaddr *)&sa, &sl) != 0)
+        return 1;
+    int cfd = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(cfd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        return 1;
+    struct tcp_sink sink = {accept(ls, NULL, NULL), 0};
+    pthread_t th;
+    pthread_create(&th, NULL, tcp_sink_main, &sink);
+    uint8_t *buf = malloc(CHUNK);
+    gen(1, 0, buf, CHUNK);
+    double t0 = now();
+    for (uint64_t pos = 0; pos < size; pos += CHUNK) {
+        size_t n = size - pos < CHUNK ? (size_t)(size - pos) : CHUNK, off = 0;
+        while (off < n) {
+            ssize_t w = write(cfd, buf + off, n - off);
+            if (w <= 0)
+                return 1;
+            off += (size_t)w;
+        }
+    }
+    close(cfd);
+    pthread_join(th, NULL);
+    double el = now() - t0;
+    printf("tcp size=%llu copy=%.1fMB/s\n", (unsigned long long)size, (double)sink.got / 1e6 / el);
+    close(sink.fd);
+    close(ls);
+    free(buf);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: bench_load ADDR ac SECONDS CALLERS | cas SIZE COUNT | tcp SIZE\n");
+        return 2;
+    }
+    addr = argv[1];
+    grpc_init();
+    int rc = 2;
+    if (!strcmp(argv[2], "ac") && argc > 4)
+        rc = run_ac(strtod(argv[3], NULL), (int)strtol(argv[4], NULL, 10));
+    else if (!strcmp(argv[2], "cas") && argc > 4)
+        rc = run_cas(strtoull(argv[3], NULL, 10), (int)strtol(argv[4], NULL, 10));
+    else if (!strcmp(argv[2], "tcp"))
+        rc = run_tcp(strtoull(argv[3], NULL, 10));
+    grpc_shutdown();
+    return rc;
+}

@@ -1,0 +1,652 @@
+/* reapi_probe: a tiny REAPI client for tests. Each subcommand makes one
+ * call and exits with the gRPC status code of the call (0 OK, 5
+ * NOT_FOUND, ...) or 100 for a usage/local error, so shell tests can
+ * assert exact codes; the status message goes to stderr.
+ *
+ *   reapi_probe [--addr A] [--token T] [--ca F [--cert F --key F]
+ *               [--server-name N]] [--timeout S] CMD ARGS...
+ *
+ * Digests are written "hash/size". See the table at the bottom. */
+#include "reapi_client.h"
+
+#include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
+#include "cachekey/digest.h"
+#include "google/bytestream/bytestream.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#define REAPI "/build.bazel.remote.execution.v2."
+#define EXIT_LOCAL 100
+
+typedef Build__Bazel__Remote__Execution__V2__Digest Digest;
+
+static const char *status_names[] = {
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+    "UNAUTHENTICATED",
+};
+
+static const char *code_name(int code)
+{
+    return code >= 0 && code <= 16 ? status_names[code] : "?";
+}
+
+static int report(const struct rc_status *st)
+{
+    if (st->code != GRPC_STATUS_OK)
+        fprintf(stderr, "%s: %s\n", code_name(st->code), st->msg);
+    return (int)st->code;
+}
+
+static long long parse_ll(const char *s)
+{
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0') {
+        fprintf(stderr, "not a number: %s\n", s);
+        exit(EXIT_LOCAL);
+    }
+    return v;
+}
+
+/* "hash/size" -> Digest (hash points into s, which is modified). */
+static void parse_digest(char *s, Digest *d)
+{
+    build__bazel__remote__execution__v2__digest__init(d);
+    char *slash = strrchr(s, '/');
+    if (slash == NULL) {
+        fprintf(stderr, "digest must be hash/size: %s\n", s);
+        exit(EXIT_LOCAL);
+    }
+    *slash = '\0';
+    d->hash = s;
+    d->size_bytes = parse_ll(slash + 1);
+}
+
+static char *file_digest(const char *path, uint8_t **data, size_t *len)
+{
+    *data = (uint8_t *)rc_read_file(path, len);
+    if (*data == NULL) {
+        fprintf(stderr, "cannot read %s\n", path);
+        exit(EXIT_LOCAL);
+    }
+    uint8_t h[CK_SHA256_LEN];
+    ck_sha256(*data, *len, h);
+    char *hex = malloc(CK_SHA256_HEX_LEN + 1);
+    ck_hex_encode(h, hex);
+    return hex;
+}
+
+static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(*len + 1);
+    protobuf_c_message_pack(m, buf);
+    return buf;
+}
+
+static int call(struct rc_conn *c, const char *method, const ProtobufCMessage *m,
+                uint8_t **resp, size_t *rlen)
+{
+    size_t len;
+    uint8_t *req = pack(m, &len);
+    struct rc_status st;
+    rc_unary(c, method, req, len, resp, rlen, &st);
+    free(req);
+    return report(&st);
+}
+
+/* --- subcommands --- */
+
+static int cmd_health(struct rc_conn *c, int argc, char **argv)
+{
+    Grpc__Health__V1__HealthCheckRequest rq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    rq.service = argc > 0 ? argv[0] : "";
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    int rc = call(c, "/grpc.health.v1.Health/Check", &rq.base, &resp, &rlen);
+    if (rc == 0) {
+        Grpc__Health__V1__HealthCheckResponse *r =
+            grpc__health__v1__health_check_response__unpack(NULL, rlen, resp);
+        printf("status=%d\n", r ? (int)r->status : -1);
+        grpc__health__v1__health_check_response__free_unpacked(r, NULL);
+    }
+    free(resp);
+    return rc;
+}
+
+static int cmd_caps(struct rc_conn *c, int argc, char **argv)
+{
+    Build__Bazel__Remote__Execution__V2__GetCapabilitiesRequest rq =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__GET_CAPABILITIES_REQUEST__INIT;
+    rq.instance_name = argc > 0 ? argv[0] : "";
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    int rc = call(c, REAPI "Capabilities/GetCapabilities", &rq.base, &resp, &rlen);
+    if (rc == 0) {
+        Build__Bazel__Remote__Execution__V2__ServerCapabilities *r =
+            build__bazel__remote__execution__v2__server_capabilities__unpack(NULL, rlen, resp);
+        const Build__Bazel__Remote__Execution__V2__CacheCapabilities *cc = r->cache_capabilities;
+        printf("digest_functions=");
+        for (size_t i = 0; cc && i < cc->n_digest_functions; i++)
+            printf("%s%d", i ? "," : "", (int)cc->digest_functions[i]);
+        printf(" update_enabled=%d max_batch=%lld symlink_strategy=%d low=%d.%d high=%d.%d\n",
+               cc && cc->action_cache_update_capabilities
+                   ? (int)cc->action_cache_update_capabilities->update_enabled : -1,
+               cc ? (long long)cc->max_batch_total_size_bytes : -1LL,
+               cc ? (int)cc->symlink_absolute_path_strategy : -1,
+               r->low_api_version ? r->low_api_version->major : -1,
+               r->low_api_version ? r->low_api_version->minor : -1,
+               r->high_api_version ? r->high_api_version->major : -1,
+               r->high_api_version ? r->high_api_version->minor : -1);
+        build__bazel__remote__execution__v2__server_capabilities__free_unpacked(r, NULL);
+    }
+    free(resp);
+    return rc;
+}
+
+/* fmb INSTANCE DIGEST... : prints the missing digests. */
+static int cmd_fmb(struct rc_conn *c, int argc, char **argv)
+{
+    if (argc < 1)
+        return EXIT_LOCAL;
+    Build__Bazel__Remote__Execution__V2__FindMissingBlobsRequest rq =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__FIND_MISSING_BLOBS_REQUEST__INIT;
+    rq.instance_name = argv[0];
+    rq.n_blob_digests = (size_t)(argc - 1);
+    Digest *ds = calloc((size_t)argc, sizeof *ds);
+    Digest **dp = calloc((size_t)argc, sizeof *dp);
+    for (int i = 1; i < argc; i++) {
+        parse_digest(argv[i], &ds[i - 1]);
+        dp[i - 1] = &ds[i - 1];
+    }
+    rq.blob_digests = dp;
+    const char *fn = getenv("PROBE_DIGEST_FUNCTION");
+    if (fn)
+        rq.digest_function = (int)parse_ll(fn);
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    int rc = call(c, REAPI "ContentAddressableStorage/FindMissingBlobs", &rq.base, &resp, &rlen);
+    if (rc == 0) {
+        Build__Bazel__Remote__Execution__V2__FindMissingBlobsResponse *r =
+            build__bazel__remote__execution__v2__find_missing_blobs_response__unpack(NULL, rlen, resp);
+        for (size_t i = 0; i < r->n_missing_blob_digests; i++)
+            printf("%s/%lld\n", r->missing_blob_digests[i]->hash,
+                   (long long)r->missing_blob_digests[i]->size_bytes);
+        build__bazel__remote__execution__v2__find_missing_blobs_response__free_unpacked(r, NULL);
+    }
+    free(resp);
+    free(dp);
+    free(ds);
+    return rc;
+}
+
+/* put INSTANCE FILE [DIGEST] : BatchUpdateBlobs of one file; DIGEST
+ * overrides the computed one (for mismatch tests). Prints the digest.
+ * Exit code: the call's status, else the blob's status. */
+static int cmd_put(struct rc_conn *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return EXIT_LOCAL;
+    uint8_t *data;
+    size_t len;
+    char *hex = file_digest(argv[1], &data, &len);
+    Digest d;
+    build__bazel__remote__execution__v2__digest__init(&d);
+    d.hash = hex;
+    d.size_bytes = (int64_t)len;
+    if (argc > 2)
+        parse_digest(argv[2], &d);
+    Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest__Request item =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_UPDATE_BLOBS_REQUEST__REQUEST__INIT;
+    item.digest = &d;
+    item.data.data = data;
+    item.data.len = len;
+    Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest__Request *items[] = {&item};
+    Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest rq =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_UPDATE_BLOBS_REQUEST__INIT;
+    rq.instance_name = argv[0];
+    rq.n_requests = 1;
+    rq.requests = items;
+    const char *fn = getenv("PROBE_DIGEST_FUNCTION");
+    if (fn)
+        rq.digest_function = (int)parse_ll(fn);
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    int rc = call(c, REAPI "ContentAddressableStorage/BatchUpdateBlobs", &rq.base, &resp, &rlen);
+    if (rc == 0) {
+        Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsResponse *r =
+            build__bazel__remote__execution__v2__batch_update_blobs_response__unpack(NULL, rlen, resp);
+        int code = r->n_responses == 1 && r->responses[0]->status ? r->responses[0]->status->code : 0;
+        if (r->n_responses != 1) {
+            fprintf(stderr, "expected 1 response, got %zu\n", r->n_responses);
+            code = EXIT_LOCAL;
+        } else if (code != 0) {
+            fprintf(stderr, "%s: %s\n", code_name(code), r->responses[0]->status->message);
+        }
+        rc = code;
+        build__bazel__remote__execution__v2__batch_update_blobs_response__free_unpacked(r, NULL);
+    }
+    if (rc == 0)
+        printf("%s/%lld\n", d.hash, (long long)d.size_bytes);
+    free(resp);
+    free(hex);
+    free(data);
+    return rc;
+}
+
+/* get INSTANCE DIGEST : BatchReadBlobs; the data goes to stdout. */
+static int cmd_get(struct rc_conn *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return EXIT_LOCAL;
+    Digest d;
+    parse_digest(argv[1], &d);
+    Digest *dp[] = {&d};
+    Build__Bazel__Remote__Execution__V2__BatchReadBlobsRequest rq =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_READ_BLOBS_REQUEST__INIT;
+    rq.instance_name = argv[0];
+    rq.n_digests = 1;
+    rq.digests = dp;
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    int rc = call(c, REAPI "ContentAddressableStorage/BatchReadBlobs", &rq.base, &resp, &rlen);
+    if (rc == 0) {
+        Build__Bazel__Remote__Execution__V2__BatchReadBlobsResponse *r =
+            build__bazel__remote__execution__v2__batch_read_blobs_response__unpack(NULL, rlen, resp);
+        if (r->n_responses != 1) {
+            rc = EXIT_LOCAL;
+        } else {
+            const Build__Bazel__Remote__Execution__V2__BatchReadBlobsResponse__Response *it = r->responses[0];
+            rc = it->status ? it->status->code : 0;
+            if (rc != 0)
+                fprintf(stderr, "%s: %s\n", code_name(rc), it->status->message);
+            else
+                fwrite(it->data.data, 1, it->data.len, stdout);
+        }
+        build__bazel__remote__execution__v2__batch_read_blobs_response__free_unpacked(r, NULL);
+    }
+    free(resp);
+    return rc;
+}
+
+/* ac-put INSTANCE ACTION_DIGEST [file=PATH:DIGEST | stdout=DIGEST |
+ * tree=PATH:DIGEST]... */
+static int cmd_ac_put(struct rc_conn *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return EXIT_LOCAL;
+    Digest action;
+    parse_digest(argv[1], &action);
+    size_t n = (size_t)argc;
+    Build__Bazel__Remote__Execution__V2__OutputFile *files = calloc(n, sizeof *files);
+    Build__Bazel__Remote__Execution__V2__OutputFile **fp = calloc(n, sizeof *fp);
+    Build__Bazel__Remote__Execution__V2__OutputDirectory *dirs = calloc(n, sizeof *dirs);
+    Build__Bazel__Remote__Execution__V2__OutputDirectory **dp = calloc(n, sizeof *dp);
+    Digest *ds = calloc(n, sizeof *ds);
+    Build__Bazel__Remote__Execution__V2__ActionResult ar = BUILD__BAZEL__REMOTE__EXECUTION__V2__ACTION_RESULT__INIT;
+    ar.output_files = fp;
+    ar.output_directories = dp;
+    for (int i = 2; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (eq == NULL)
+            return EXIT_LOCAL;
+        *eq = '\0';
+        char *val = eq + 1;
+        if (strcmp(argv[i], "stdout") == 0) {
+            parse_digest(val, &ds[i]);
+            ar.stdout_digest = &ds[i];
+            continue;
+        }
+        char *colon = strchr(val, ':');
+        if (colon == NULL)
+            return EXIT_LOCAL;
+        *colon = '\0';
+        parse_digest(colon + 1, &ds[i]);
+        if (strcmp(argv[i], "file") == 0) {
+            build__bazel__remote__execution__v2__output_file__init(&files[i]);
+            files[i].path = val;
+            files[i].digest = &ds[i];
+            fp[ar.n_output_files++] = &files[i];
+        } else {
+            build__bazel__remote__execution__v2__output_directory__init(&dirs[i]);
+            dirs[i].path = val;
+            dirs[i].tree_digest = &ds[i];
+            dp[ar.n_output_directories++] = &dirs[i];
+        }
+    }
+    Build__Bazel__Remote__Execution__V2__UpdateActionResultRequest rq =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__UPDATE_ACTION_RESULT_REQUEST__INIT;
+    rq.instance_name = argv[0];
+    rq.action_digest = &action;
+    rq.action_result = &ar;
+    int rc = call(c, REAPI "ActionCache/UpdateActionResult", &rq.base, NULL, NULL);
+    free(files);
+    free(fp);
+    free(dirs);
+    free(dp);
+    free(ds);
+    return rc;
+}
+
+/* ac-get INSTANCE ACTION_DIGEST : prints "file PATH DIGEST" lines. */
+static int cmd_ac_get(struct rc_conn *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return EXIT_LOCAL;
+    Digest action;
+    parse_digest(argv[1], &action);
+    Build__Bazel__Remote__Execution__V2__GetActionResultRequest rq =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__GET_ACTION_RESULT_REQUEST__INIT;
+    rq.instance_name = argv[0];
+    rq.action_digest = &action;
+    const char *fn = getenv("PROBE_DIGEST_FUNCTION");
+    if (fn)
+        rq.digest_function = (int)parse_ll(fn);
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    int rc = call(c, REAPI "ActionCache/GetActionResult", &rq.base, &resp, &rlen);
+    if (rc == 0) {
+        Build__Bazel__Remote__Execution__V2__ActionResult *r =
+            build__bazel__remote__execution__v2__action_result__unpack(NULL, rlen, resp);
+        for (size_t i = 0; i < r->n_output_files; i++)
+            printf("file %s %s/%lld\n", r->output_files[i]->path, r->output_files[i]->digest->hash,
+                   (long long)r->output_files[i]->digest->size_bytes);
+        printf("exit_code %d\n", r->exit_code);
+        build__bazel__remote__execution__v2__action_result__free_unpacked(r, NULL);
+    }
+    free(resp);
+    return rc;
+}
+
+/* read RESOURCE [OFFSET [LIMIT]] : ByteStream Read to stdout; prints
+ * "messages=N max_message=M" on stderr. */
+static int cmd_read(struct rc_conn *c, int argc, char **argv)
+{
+    if (argc < 1)
+        return EXIT_LOCAL;
+    Google__Bytestream__ReadRequest rq = GOOGLE__BYTESTREAM__READ_REQUEST__INIT;
+    rq.resource_name = argv[0];
+    rq.read_offset = argc > 1 ? parse_ll(argv[1]) : 0;
+    rq.read_limit = argc > 2 ? parse_ll(argv[2]) : 0;
+    size_t len;
+    uint8_t *req = pack(&rq.base, &len);
+    grpc_call *call = grpc_channel_create_call(c->ch, NULL, 0, c->cq,
+                                               grpc_slice_from_static_string("/google.bytestream.ByteStream/Read"),
+                                               NULL, rc_deadline(c), NULL);
+    grpc_metadata_array init_md, trail_md;
+    grpc_metadata_array_init(&init_md);
+    grpc_metadata_array_init(&trail_md);
+    grpc_byte_buffer *send = rc_buffer(req, len), *recv = NULL;
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = c->n_md;
+    ops[0].data.send_initial_metadata.metadata = c->md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
+    grpc_call_start_batch(call, ops, 4, (void *)1, NULL);
+    rc_wait(c, (void *)1);
+    size_t msgs = 0, maxmsg = 0;
+    for (;;) {
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &recv;
+        grpc_call_start_batch(call, &op, 1, (void *)2, NULL);
+        if (!rc_wait(c, (void *)2) || recv == NULL)
+            break;
+        size_t rlen;
+        uint8_t *m = rc_flatten(recv, &rlen);
+        grpc_byte_buffer_destroy(recv);
+        recv = NULL;
+        Google__Bytestream__ReadResponse *r = google__bytestream__read_response__unpack(NULL, rlen, m);
+        if (r) {
+            fwrite(r->data.data, 1, r->data.len, stdout);
+            msgs++;
+            if (r->data.len > maxmsg)
+                maxmsg = r->data.len;
+        }
+        google__bytestream__read_response__free_unpacked(r, NULL);
+        free(m);
+    }
+    grpc_status_code code = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.trailing_metadata = &trail_md;
+    op.data.recv_status_on_client.status = &code;
+    op.data.recv_status_on_client.status_details = &details;
+    grpc_call_start_batch(call, &op, 1, (void *)3, NULL);
+    rc_wait(c, (void *)3);
+    struct rc_status st;
+    rc_status_set(&st, code, details);
+    fprintf(stderr, "messages=%zu max_message=%zu\n", msgs, maxmsg);
+    grpc_slice_unref(details);
+    grpc_byte_buffer_destroy(send);
+    grpc_metadata_array_destroy(&init_md);
+    grpc_metadata_array_destroy(&trail_md);
+    grpc_call_unref(call);
+    free(req);
+    return report(&st);
+}
+
+/* write RESOURCE FILE [offset=N] [from=N] [count=N] [chunk=N]
+ * [finish=0|1] [abort=1] [raw=HEXSTRING]
+ * Sends FILE[from, from+count) starting at write_offset=offset (default:
+ * from), in messages of chunk bytes; finish_write on the last unless
+ * finish=0. abort=1 cancels the call after sending (a client that goes
+ * away). Prints "committed_size=N". */
+static int cmd_write(struct rc_conn *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return EXIT_LOCAL;
+    size_t flen;
+    uint8_t *data = (uint8_t *)rc_read_file(argv[1], &flen);
+    if (data == NULL)
+        return EXIT_LOCAL;
+    long long from = 0, count = -1, offset = -1, chunk = 64 * 1024, finish = 1, abort_call = 0;
+    for (int i = 2; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (eq == NULL)
+            return EXIT_LOCAL;
+        *eq = '\0';
+        long long v = parse_ll(eq + 1);
+        if (!strcmp(argv[i], "from")) from = v;
+        else if (!strcmp(argv[i], "count")) count = v;
+        else if (!strcmp(argv[i], "offset")) offset = v;
+        else if (!strcmp(argv[i], "chunk")) chunk = v;
+        else if (!strcmp(argv[i], "finish")) finish = v;
+        else if (!strcmp(argv[i], "abort")) abort_call = v;
+        else return EXIT_LOCAL;
+    }
+    if (count < 0 || from + count > (long long)flen)
+        count = (long long)flen - from;
+    if (offset < 0)
+        offset = from;
+    grpc_call *call = grpc_channel_create_call(c->ch, NULL, 0, c->cq,
+                                               grpc_slice_from_static_string("/google.bytestream.ByteStream/Write"),
+                                               NULL, rc_deadline(c), NULL);
+    grpc_metadata_array init_md, trail_md;
+    grpc_metadata_array_init(&init_md);
+    grpc_metadata_array_init(&trail_md);
+    grpc_status_code code = GRPC_STATUS_UNKNOWN;
+    grpc_slice details = grpc_empty_slice();
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = c->n_md;
+    ops[0].data.send_initial_metadata.metadata = c->md;
+    grpc_call_start_batch(call, ops, 1, (void *)1, NULL);
+    rc_wait(c, (void *)1);
+    /* The status batch is posted up front so an early server error ends
+     * the sending loop. */
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[0].data.recv_status_on_client.trailing_metadata = &trail_md;
+    ops[0].data.recv_status_on_client.status = &code;
+    ops[0].data.recv_status_on_client.status_details = &details;
+    grpc_call_start_batch(call, ops, 1, (void *)9, NULL);
+    long long sent = 0;
+    bool first = true, ok = true;
+    do {
+        long long n = count - sent < chunk ? count - sent : chunk;
+        Google__Bytestream__WriteRequest wr = GOOGLE__BYTESTREAM__WRITE_REQUEST__INIT;
+        if (first)
+            wr.resource_name = argv[0];
+        first = false;
+        wr.write_offset = offset + sent;
+        wr.data.data = data + from + sent;
+        wr.data.len = (size_t)n;
+        sent += n;
+        wr.finish_write = finish && sent == count;
+        size_t len;
+        uint8_t *msg = pack(&wr.base, &len);
+        grpc_byte_buffer *bb = rc_buffer(msg, len);
+        free(msg);
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_SEND_MESSAGE;
+        op.data.send_message.send_message = bb;
+        grpc_call_start_batch(call, &op, 1, (void *)2, NULL);
+        ok = rc_wait(c, (void *)2);
+        grpc_byte_buffer_destroy(bb);
+    } while (ok && sent < count);
+    if (abort_call) {
+        /* Let the server take in what was sent, then vanish. */
+        usleep(300 * 1000);
+        grpc_call_cancel(call, NULL);
+    }
+    grpc_byte_buffer *recv = NULL;
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[1].data.recv_initial_metadata.recv_initial_metadata = &init_md;
+    ops[2].op = GRPC_OP_RECV_MESSAGE;
+    ops[2].data.recv_message.recv_message = &recv;
+    grpc_call_start_batch(call, ops, 3, (void *)3, NULL);
+    rc_wait(c, (void *)3);
+    rc_wait(c, (void *)9);
+    struct rc_status st;
+    rc_status_set(&st, code, details);
+    if (code == GRPC_STATUS_OK && recv != NULL) {
+        size_t rlen;
+        uint8_t *m = rc_flatten(recv, &rlen);
+        Google__Bytestream__WriteResponse *r = google__bytestream__write_response__unpack(NULL, rlen, m);
+        printf("committed_size=%lld\n", r ? (long long)r->committed_size : -1LL);
+        google__bytestream__write_response__free_unpacked(r, NULL);
+        free(m);
+    }
+    if (recv)
+        grpc_byte_buffer_destroy(recv);
+    grpc_slice_unref(details);
+    grpc_metadata_array_destroy(&init_md);
+    grpc_metadata_array_destroy(&trail_md);
+    grpc_call_unref(call);
+    free(data);
+    return report(&st);
+}
+
+static int cmd_qws(struct rc_conn *c, int argc, char **argv)
+{
+    if (argc < 1)
+        return EXIT_LOCAL;
+    Google__Bytestream__QueryWriteStatusRequest rq = GOOGLE__BYTESTREAM__QUERY_WRITE_STATUS_REQUEST__INIT;
+    rq.resource_name = argv[0];
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    int rc = call(c, "/google.bytestream.ByteStream/QueryWriteStatus", &rq.base, &resp, &rlen);
+    if (rc == 0) {
+        Google__Bytestream__QueryWriteStatusResponse *r =
+            google__bytestream__query_write_status_response__unpack(NULL, rlen, resp);
+        printf("committed_size=%lld complete=%d\n", (long long)r->committed_size, (int)r->complete);
+        google__bytestream__query_write_status_response__free_unpacked(r, NULL);
+    }
+    free(resp);
+    return rc;
+}
+
+/* raw METHOD FILE : sends FILE's bytes as the request of unary METHOD. */
+static int cmd_raw(struct rc_conn *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return EXIT_LOCAL;
+    size_t len;
+    char *data = rc_read_file(argv[1], &len);
+    if (data == NULL)
+        return EXIT_LOCAL;
+    struct rc_status st;
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    rc_unary(c, argv[0], data, len, &resp, &rlen, &st);
+    if (st.code == GRPC_STATUS_OK)
+        printf("response_bytes=%zu\n", rlen);
+    free(resp);
+    free(data);
+    return report(&st);
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(struct rc_conn *c, int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"health", cmd_health, "[SERVICE]"},
+    {"caps", cmd_caps, "[INSTANCE]"},
+    {"fmb", cmd_fmb, "INSTANCE DIGEST..."},
+    {"put", cmd_put, "INSTANCE FILE [DIGEST]"},
+    {"get", cmd_get, "INSTANCE DIGEST"},
+    {"ac-put", cmd_ac_put, "INSTANCE ACTION [file=PATH:DIGEST|tree=PATH:DIGEST|stdout=DIGEST]..."},
+    {"ac-get", cmd_ac_get, "INSTANCE ACTION"},
+    {"read", cmd_read, "RESOURCE [OFFSET [LIMIT]]"},
+    {"write", cmd_write, "RESOURCE FILE [offset=N from=N count=N chunk=N finish=0 abort=1]"},
+    {"qws", cmd_qws, "RESOURCE"},
+    {"raw", cmd_raw, "METHOD FILE"},
+};
+
+int main(int argc, char **argv)
+{
+    const char *addr = "127.0.0.1:8980", *token = NULL, *ca = NULL, *cert = NULL, *key = NULL,
+               *server_name = NULL;
+    double timeout = 60;
+    int i = 1;
+    for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
+        if (!strcmp(argv[i], "--addr")) addr = argv[i + 1];
+        else if (!strcmp(argv[i], "--token")) token = argv[i + 1];
+        else if (!strcmp(argv[i], "--ca")) ca = argv[i + 1];
+        else if (!strcmp(argv[i], "--cert")) cert = argv[i + 1];
+        else if (!strcmp(argv[i], "--key")) key = argv[i + 1];
+        else if (!strcmp(argv[i], "--server-name")) server_name = argv[i + 1];
+        else if (!strcmp(argv[i], "--timeout")) timeout = (double)parse_ll(argv[i + 1]);
+        else break;
+    }
+    size_t k = 0;
+    while (i < argc && k < sizeof commands / sizeof *commands && strcmp(commands[k].name, argv[i]) != 0)
+        k++;
+    if (i >= argc || k == sizeof commands / sizeof *commands) {
+        fprintf(stderr, "usage: reapi_probe [--addr A] [--token T] [--ca F [--cert F --key F]] CMD\n");
+        for (size_t j = 0; j < sizeof commands / sizeof *commands; j++)
+            fprintf(stderr, "  %s %s\n", commands[j].name, commands[j].help);
+        return EXIT_LOCAL;
+    }
+    grpc_init();
+    struct rc_conn c;
+    if (rc_connect(&c, addr, ca, cert, key, token, server_name) != 0) {
+        fprintf(stderr, "cannot set up the connection (TLS files?)\n");
+        grpc_shutdown();
+        return EXIT_LOCAL;
+    }
+    c.timeout_s = timeout;
+    int rc = commands[k].fn(&c, argc - i - 1, argv + i + 1);
+    rc_close(&c);
+    grpc_shutdown();
+    return rc;
+}

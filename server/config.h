@@ -1,0 +1,39 @@
+/* cairnd's command line: one table of options (server/config.c), parsed
+ * into struct cd_config. Strings point into argv (borrowed for the life of
+ * the process). Not thread-safe; used once by main(). */
+#ifndef CAIRN_SERVER_CONFIG_H
+#define CAIRN_SERVER_CONFIG_H
+
+#include "common/error.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct cd_config {
+    const char *listen;       /* --listen ADDR:PORT */
+    const char *dir;          /* --dir PATH */
+    uint64_t max_size;        /* --max-size SIZE */
+    const char *tokens;       /* --tokens FILE */
+    const char *tls_cert;     /* --tls-cert FILE */
+    const char *tls_key;      /* --tls-key FILE */
+    const char *tls_client_ca; /* --tls-client-ca FILE */
+    unsigned threads;         /* --threads N (default: online CPUs) */
+    const char *log_level;    /* --log-level L */
+    unsigned upload_ttl_s;    /* --upload-ttl SECONDS (testing) */
+    unsigned stats_interval_s; /* --stats-interval SECONDS */
+    unsigned drain_timeout_s; /* --drain-timeout SECONDS */
+    bool help;
+};
+
+/* Parses "10G", "512M", "64K", "123" (bytes; K/M/G/T are powers of 1024,
+ * an optional trailing "B"/"iB" is accepted). Returns 0 or CAIRN_E_INVAL. */
+int cd_size_parse(const char *s, uint64_t *out);
+
+/* Fills cfg from argv (defaults first). Returns 0 or CAIRN_E_INVAL with
+ * err naming the option. cfg->help set: print cd_config_usage. */
+int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_err *err);
+
+/* Writes the usage text (from the option table) to stdout. */
+void cd_config_usage(void);
+
+#endif

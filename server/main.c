@@ -1,0 +1,198 @@
+/* cairnd: the REAPI v2 cache server. Parses the command line, opens the
+ * store, starts the gRPC workers, and then the main thread only waits for
+ * signals and runs the periodic jobs (upload expiry, store maintenance,
+ * the summary line). SIGTERM/SIGINT drain: new calls are refused, calls in
+ * flight finish (up to --drain-timeout), then the process exits 0. */
+#include "server/auth.h"
+#include "server/config.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/rpc.h"
+#include "server/store.h"
+#include "server/uploads.h"
+
+#include <errno.h>
+#include <grpc/grpc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Reads a whole PEM file (capped: certificates are small). */
+#define MAX_PEM (1u << 20)
+
+static char *read_pem(const char *path, struct cairn_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(MAX_PEM + 1);
+    size_t n = buf ? fread(buf, 1, MAX_PEM + 1, f) : 0;
+    fclose(f);
+    if (buf == NULL || n > MAX_PEM || n == 0) {
+        cairn_err_set(err, CAIRN_E_INVAL, "%s: empty, unreadable or larger than %u bytes",
+                      path, MAX_PEM);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static void log_summary(const char *when, struct cd_metrics *m, struct cd_store *st)
+{
+    struct cd_store_stats ss;
+    cd_store_stats_get(st, &ss);
+    cd_log(CD_LOG_INFO,
+           "summary (%s): requests=%llu errors=%llu ac_hits=%llu ac_misses=%llu "
+           "bytes_in=%llu bytes_out=%llu blobs=%llu stored_bytes=%llu/%llu evictions=%llu",
+           when, (unsigned long long)atomic_load(&m->requests),
+           (unsigned long long)atomic_load(&m->errors), (unsigned long long)atomic_load(&m->ac_hits),
+           (unsigned long long)atomic_load(&m->ac_misses),
+           (unsigned long long)atomic_load(&m->bytes_in),
+           (unsigned long long)atomic_load(&m->bytes_out), (unsigned long long)ss.blobs,
+           (unsigned long long)ss.bytes, (unsigned long long)ss.max_size,
+           (unsigned long long)ss.evictions);
+}
+
+/* Prints the bound address the way tests and scripts read it:
+ * "listening on HOST:PORT" (HOST as given, e.g. 127.0.0.1 or [::1]). */
+static void print_listening(const char *listen, int port)
+{
+    const char *colon = strrchr(listen, ':');
+    int hostlen = colon ? (int)(colon - listen) : (int)strlen(listen);
+    printf("listening on %.*s:%d\n", hostlen, listen, port);
+    fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+    struct cd_config cfg;
+    struct cairn_err err = {0};
+    if (cd_config_parse(argc, argv, &cfg, &err) != 0) {
+        fprintf(stderr, "cairnd: %s\n", err.msg);
+        return 2;
+    }
+    if (cfg.help) {
+        cd_config_usage();
+        return 0;
+    }
+    enum cd_log_level level;
+    if (cd_log_level_parse(cfg.log_level, &level) != 0) {
+        fprintf(stderr, "cairnd: --log-level: '%s' is not error|warn|info|debug\n", cfg.log_level);
+        return 2;
+    }
+    cd_log_level_set(level);
+
+    /* Signals are taken synchronously by the main thread (sigtimedwait);
+     * block them before any thread exists so every thread inherits the
+     * mask and none of gRPC's threads gets them. SIGPIPE: a peer closing a
+     * socket must not kill the server. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = 1;
+    struct cd_store *store = NULL;
+    struct cd_auth *auth = NULL;
+    struct cd_uploads *uploads = NULL;
+    struct cd_rpc *rpc = NULL;
+    char *cert = NULL, *key = NULL, *ca = NULL;
+    struct cd_metrics metrics;
+    memset(&metrics, 0, sizeof metrics);
+
+    if (cfg.tokens != NULL) {
+        if (cd_auth_load(cfg.tokens, &auth, &err) != 0) {
+            fprintf(stderr, "cairnd: --tokens: %s\n", err.msg);
+            return 2;
+        }
+        cd_log(CD_LOG_INFO, "auth: %zu grants loaded from %s", cd_auth_count(auth), cfg.tokens);
+    } else {
+        cd_log(CD_LOG_WARN, "auth: no --tokens given: the cache is OPEN to anyone who can connect");
+    }
+    if (cfg.tls_cert != NULL) {
+        if ((cert = read_pem(cfg.tls_cert, &err)) == NULL ||
+            (key = read_pem(cfg.tls_key, &err)) == NULL ||
+            (cfg.tls_client_ca != NULL && (ca = read_pem(cfg.tls_client_ca, &err)) == NULL)) {
+            fprintf(stderr, "cairnd: TLS: %s\n", err.msg);
+            status = 2;
+            goto out;
+        }
+    }
+
+    struct cd_store_opts so = {cfg.dir, cfg.max_size, cfg.upload_ttl_s};
+    if (cd_store_open(&so, &store, &err) != 0) {
+        fprintf(stderr, "cairnd: store %s: %s\n", cfg.dir, err.msg);
+        goto out;
+    }
+    if (cd_uploads_new(cfg.upload_ttl_s, &uploads) != 0) {
+        fprintf(stderr, "cairnd: out of memory\n");
+        goto out;
+    }
+    struct cd_svc svc = {store, auth, uploads, &metrics};
+    grpc_init();
+    struct cd_rpc_opts ro = {cfg.listen, cfg.threads, cert, key, ca};
+    int port = 0;
+    if (cd_rpc_start(&ro, &svc, &rpc, &port, &err) != 0) {
+        fprintf(stderr, "cairnd: %s\n", err.msg);
+        grpc_shutdown();
+        goto out;
+    }
+    cd_log(CD_LOG_INFO, "cairnd %s: store %s (max %llu bytes), %u threads, %s%s", CAIRN_VERSION,
+           cfg.dir, (unsigned long long)cfg.max_size, cfg.threads,
+           cert ? "TLS" : "plaintext", ca ? " with client certificates" : "");
+    print_listening(cfg.listen, port);
+
+    /* Periodic jobs run on this thread between signals. Upload expiry runs
+     * at least twice per TTL so an abandoned upload lives at most 1.5 TTL. */
+    unsigned maintain_every = cfg.upload_ttl_s / 2;
+    if (maintain_every < 1)
+        maintain_every = 1;
+    if (maintain_every > 30)
+        maintain_every = 30;
+    time_t last_maintain = time(NULL), last_stats = last_maintain;
+    int sig = 0;
+    for (;;) {
+        struct timespec tick = {1, 0};
+        sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        time_t now = time(NULL);
+        if (now - last_maintain >= (time_t)maintain_every) {
+            last_maintain = now;
+            unsigned n = cd_uploads_expire(uploads);
+            if (n > 0)
+                cd_log(CD_LOG_INFO, "dropped %u abandoned upload(s) idle for %us", n, cfg.upload_ttl_s);
+            int rc = cd_store_maintain(store);
+            if (rc != 0)
+                cd_log(CD_LOG_WARN, "store maintenance: %s", cairn_strerror(rc));
+        }
+        if (now - last_stats >= (time_t)cfg.stats_interval_s) {
+            last_stats = now;
+            log_summary("periodic", &metrics, store);
+        }
+    }
+    cd_log(CD_LOG_INFO, "%s: draining (up to %us)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+           cfg.drain_timeout_s);
+    unsigned cancelled = cd_rpc_drain(rpc, cfg.drain_timeout_s);
+    if (cancelled > 0)
+        cd_log(CD_LOG_WARN, "cancelled %u call(s) still running after the drain timeout", cancelled);
+    cd_rpc_free(rpc);
+    grpc_shutdown();
+    log_summary("exit", &metrics, store);
+    status = 0;
+out:
+    cd_uploads_free(uploads);
+    cd_store_close(store);
+    cd_auth_free(auth);
+    free(cert);
+    free(key);
+    free(ca);
+    return status;
+}

@@ -1,0 +1,58 @@
+#include "server/reapi.h"
+
+#include "server/resource.h"
+
+#include <stdlib.h>
+
+int cd_pb_digest_err(const PbDigest *pb, struct cd_digest *d, struct cairn_err *err)
+{
+    if (pb == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "digest is missing");
+    return cd_digest_parse(pb->hash, pb->size_bytes, d, err);
+}
+
+int cd_pb_digest(const PbDigest *pb, const char *what, struct cd_digest *d,
+                 struct cd_reply *r)
+{
+    struct cairn_err err;
+    int rc = cd_pb_digest_err(pb, d, &err);
+    if (rc != 0)
+        return cd_reply_fail(r, rc, "%s: %s", what, err.msg);
+    return 0;
+}
+
+void cd_pb_digest_set(PbDigest *pb, const struct cd_digest *d, char *hex)
+{
+    ck_hex_encode(d->hash, hex);
+    pb->hash = hex;
+    pb->size_bytes = d->size;
+}
+
+int cd_pb_pack(const ProtobufCMessage *m, struct cd_reply *r)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    /* malloc(0) may return NULL; always allocate at least one byte. */
+    uint8_t *out = malloc(len ? len : 1);
+    if (out == NULL)
+        return cd_reply_fail(r, CAIRN_E_NOMEM, "out of memory packing the response");
+    protobuf_c_message_pack(m, out);
+    r->out = out;
+    r->out_len = len;
+    return 0;
+}
+
+int cd_pb_malformed(struct cd_reply *r, const char *what)
+{
+    return cd_reply_fail(r, CAIRN_E_PARSE, "malformed %s: not a valid protobuf message", what);
+}
+
+int cd_pb_request_check(const char *instance, int digest_function, struct cd_reply *r)
+{
+    struct cairn_err err;
+    int rc = cd_instance_check(instance, &err);
+    if (rc == 0)
+        rc = cd_digest_function_check(digest_function, &err);
+    if (rc != 0)
+        return cd_reply_fail(r, rc, "%s", err.msg);
+    return 0;
+}

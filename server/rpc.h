@@ -1,0 +1,44 @@
+/* cairnd's gRPC server loop on the gRPC C core.
+ *
+ * Each worker thread owns one completion queue and serves the calls that
+ * arrive on it from start to end, so a call's state is only ever touched
+ * by one thread and needs no lock. Every method of the table in
+ * server/service.h is registered; other paths get UNIMPLEMENTED. A call is
+ * a small state machine (server/rpc.c) for the three shapes REAPI uses:
+ * unary, server streaming (ByteStream Read) and client streaming
+ * (ByteStream Write); a client that cancels or disconnects mid-stream
+ * ends the call and the handler's state is freed (its upload parked).
+ *
+ * Not thread-safe: start, drain and free are called from one thread (main).
+ */
+#ifndef CAIRN_SERVER_RPC_H
+#define CAIRN_SERVER_RPC_H
+
+#include "common/error.h"
+#include "server/service.h"
+
+struct cd_rpc_opts {
+    const char *listen;        /* "host:port"; port 0 picks a free one */
+    unsigned threads;          /* worker threads (completion queues), >= 1 */
+    const char *tls_cert_pem;  /* server certificate chain (NULL: plaintext) */
+    const char *tls_key_pem;   /* its private key */
+    const char *tls_client_ca_pem; /* non-NULL: require and verify client certs */
+};
+
+struct cd_rpc;
+
+/* Binds, registers the methods and starts the workers. *port is the bound
+ * port. svc is borrowed until cd_rpc_free. Call grpc_init() first.
+ * Returns 0, CAIRN_E_INVAL (bad address or TLS material), CAIRN_E_NOMEM. */
+int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc,
+                 struct cd_rpc **out, int *port, struct cairn_err *err);
+
+/* Stops accepting calls (new ones are refused) and waits up to timeout_s
+ * seconds for in-flight calls to finish, then cancels the rest. Returns
+ * the number of calls that had to be cancelled. */
+unsigned cd_rpc_drain(struct cd_rpc *rpc, unsigned timeout_s);
+
+/* Drains (if not done) and frees everything. Accepts NULL. */
+void cd_rpc_free(struct cd_rpc *rpc);
+
+#endif

@@ -1,0 +1,79 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "server/resource.h"
+
+#define H "abababababababababababababababababababababababababababababababab"
+
+static void test_read_names(void **state)
+{
+    (void)state;
+    struct cd_resource r;
+    struct cairn_err err;
+    assert_int_equal(cd_resource_parse_read("blobs/" H "/42", &r, &err), 0);
+    assert_string_equal(r.instance, "");
+    assert_int_equal(r.digest.size, 42);
+    assert_int_equal(r.digest.hash[0], 0xab);
+    assert_int_equal(cd_resource_parse_read("main/pr/blobs/" H "/0", &r, &err), 0);
+    assert_string_equal(r.instance, "main/pr");
+    assert_int_equal(cd_resource_parse_read("blobs/sha256/" H "/7", &r, &err), 0);
+    assert_int_equal(cd_resource_parse_read("blobs/" H "/42/x", &r, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_resource_parse_read("blobs/" H, &r, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_resource_parse_read("blobs/" H "/-1", &r, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_resource_parse_read("blobs/" H "/1x", &r, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_resource_parse_read("blobs/abc/1", &r, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_resource_parse_read("blobs/md5/" H "/1", &r, &err), CAIRN_E_UNSUPPORTED);
+    assert_int_equal(cd_resource_parse_read("compressed-blobs/zstd/" H "/1", &r, &err),
+                     CAIRN_E_UNSUPPORTED);
+    assert_int_equal(cd_resource_parse_read("", &r, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_resource_parse_read("a//blobs/" H "/1", &r, &err), CAIRN_E_INVAL);
+}
+
+static void test_write_names(void **state)
+{
+    (void)state;
+    struct cd_resource r;
+    struct cairn_err err;
+    assert_int_equal(cd_resource_parse_write("uploads/u-1/blobs/" H "/5", &r, &err), 0);
+    assert_int_equal(cd_resource_parse_write("ci/uploads/u/blobs/" H "/5/meta/x", &r, &err), 0);
+    assert_string_equal(r.instance, "ci");
+    assert_int_equal(r.digest.size, 5);
+    assert_int_equal(cd_resource_parse_write("uploads/u/" H "/5", &r, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_resource_parse_write("uploads/blobs/" H "/5", &r, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_resource_parse_write("blobs/" H "/5", &r, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_resource_parse_write("uploads/u/blobs/" H, &r, &err), CAIRN_E_INVAL);
+}
+
+static void test_digests_and_instances(void **state)
+{
+    (void)state;
+    struct cd_digest d;
+    struct cairn_err err;
+    assert_int_equal(cd_digest_parse(H, 1, &d, &err), 0);
+    assert_int_equal(cd_digest_parse(H, -1, &d, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_digest_parse(H, CD_MAX_BLOB_SIZE + 1, &d, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_digest_parse(NULL, 0, &d, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_digest_parse("zz", 0, &d, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_instance_check("main", &err), 0);
+    assert_int_equal(cd_instance_check(NULL, &err), 0);
+    assert_int_equal(cd_instance_check("a/blobs", &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_instance_check("a/", &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_digest_function_check(0, &err), 0);
+    assert_int_equal(cd_digest_function_check(1, &err), 0);
+    assert_int_equal(cd_digest_function_check(3, &err), CAIRN_E_INVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_read_names),
+        cmocka_unit_test(test_write_names),
+        cmocka_unit_test(test_digests_and_instances),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
