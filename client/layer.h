@@ -1,0 +1,126 @@
+/* Layers: OCI layer tarballs written in one pass (tar -> diff_id hash ->
+ * compressor -> blob hash -> file) and unpacked into snapshot directories.
+ *
+ * Written layers are deterministic: entries in the order added (callers add
+ * in byte order of path), numeric uid/gid only (no user/group names), no
+ * atime/ctime, PAX headers only where needed, and with a source date epoch
+ * every mtime is clamped to it. Whiteouts follow the OCI image spec:
+ * ".wh.<name>" for a deleted path, ".wh..wh..opq" inside a directory whose
+ * lower contents are hidden.
+ *
+ * Thread-safety: a writer is used by one thread; separate writers and
+ * unpacks may run in parallel.
+ */
+#ifndef CAIRN_CLIENT_LAYER_H
+#define CAIRN_CLIENT_LAYER_H
+
+#include "common/error.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum cairn_compression {
+    CAIRN_COMPRESS_GZIP,
+    CAIRN_COMPRESS_ZSTD,
+    CAIRN_COMPRESS_NONE,
+};
+
+#define CAIRN_MEDIA_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
+#define CAIRN_MEDIA_LAYER_ZSTD "application/vnd.oci.image.layer.v1.tar+zstd"
+#define CAIRN_MEDIA_LAYER_TAR "application/vnd.oci.image.layer.v1.tar"
+/* Docker's media type (docker save archives), read on import/load. */
+#define CAIRN_MEDIA_DOCKER_LAYER "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+/* "sha256:" + 64 hex + NUL */
+#define CAIRN_DIGEST_STR_LEN 72
+
+struct cairn_layer_desc {
+    char digest[CAIRN_DIGEST_STR_LEN];  /* of the blob as stored */
+    char diff_id[CAIRN_DIGEST_STR_LEN]; /* of the uncompressed tar */
+    int64_t size;                       /* blob bytes */
+    const char *media_type;             /* static string, one of above */
+};
+
+struct cairn_layer_writer;
+
+struct cairn_layer_opts {
+    enum cairn_compression compression;
+    int64_t source_date_epoch; /* < 0: keep file times */
+    /* Called now and then with bytes written so far (a progress line);
+     * may be NULL. */
+    void (*progress)(void *arg, uint64_t tar_bytes);
+    void *progress_arg;
+};
+
+/* Starts a layer written to a new file in tmpdir (same file system as the
+ * store, so the finished blob can be renamed into place). */
+int cairn_layer_writer_new(const char *tmpdir,
+                           const struct cairn_layer_opts *opts,
+                           struct cairn_layer_writer **out,
+                           struct cairn_err *err);
+
+/* Metadata of one entry. path is relative to the layer root, no leading
+ * "/" or "./", '/'-separated. */
+struct cairn_layer_entry {
+    const char *path;
+    mode_t mode; /* type bits (S_IFREG, S_IFDIR, S_IFLNK) and permissions */
+    uid_t uid;
+    gid_t gid;
+    int64_t mtime; /* seconds */
+    const char *link_target; /* symlinks */
+};
+
+/* Adds a directory or symlink entry (no content). */
+int cairn_layer_add(struct cairn_layer_writer *w,
+                    const struct cairn_layer_entry *e, struct cairn_err *err);
+/* Adds a regular file whose content is read from fd (size bytes). */
+int cairn_layer_add_file(struct cairn_layer_writer *w,
+                         const struct cairn_layer_entry *e, int fd,
+                         int64_t size, struct cairn_err *err);
+/* Adds a regular file with content from memory (heredoc COPY). */
+int cairn_layer_add_data(struct cairn_layer_writer *w,
+                         const struct cairn_layer_entry *e, const void *data,
+                         size_t len, struct cairn_err *err);
+/* Adds ".wh.<name>" for path (deleted), or ".wh..wh..opq" inside dir. */
+int cairn_layer_add_whiteout(struct cairn_layer_writer *w, const char *path,
+                             struct cairn_err *err);
+int cairn_layer_add_opaque(struct cairn_layer_writer *w, const char *dir,
+                           struct cairn_err *err);
+
+/* Adds everything under an overlayfs upper directory, in byte order of
+ * path: overlay whiteouts (char device 0/0) become ".wh." entries, a
+ * directory with the trusted.overlay.opaque=y xattr gets ".wh..wh..opq",
+ * hard links inside the tree become tar hard links. Paths listed in skip
+ * (relative, NULL-terminated, may be NULL) are left out (mount points the
+ * sandbox created). */
+int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
+                          const char *const *skip, struct cairn_err *err);
+
+/* Finishes the tar and compressor. On success *desc is filled and
+ * *blob_path (malloc'd) names the finished blob file in tmpdir, which the
+ * caller renames into the store or unlinks. Frees w in every case. */
+int cairn_layer_writer_finish(struct cairn_layer_writer *w,
+                              struct cairn_layer_desc *desc, char **blob_path,
+                              struct cairn_err *err);
+/* Discards the layer (removes the temporary file) and frees w. Accepts
+ * NULL. */
+void cairn_layer_writer_abort(struct cairn_layer_writer *w);
+
+/* Unpacks the layer blob at blob_path (gzip, zstd or plain tar, detected
+ * from the content) into dest, an empty directory, as an overlayfs lower
+ * layer: ".wh.x" becomes a 0/0 char device x, ".wh..wh..opq" sets
+ * trusted.overlay.opaque=y on its directory. Owners, modes, times, xattrs
+ * and hard links are restored. Entries escaping dest (absolute paths,
+ * "..", symlinked parents) are refused with CAIRN_E_CORRUPT. When
+ * diff_id is not NULL, the uncompressed stream is hashed and a mismatch
+ * is CAIRN_E_DIGEST. */
+int cairn_layer_unpack(const char *blob_path, const char *dest,
+                       const char *diff_id, struct cairn_err *err);
+
+/* Computes both digests of an existing blob file (import/load). */
+int cairn_layer_digest_file(const char *blob_path,
+                            struct cairn_layer_desc *desc,
+                            struct cairn_err *err);
+
+#endif

@@ -1,0 +1,65 @@
+/* The RUN sandbox: a command in new mount, PID, UTS and IPC namespaces (and
+ * a network namespace with only loopback for --network=none), on an
+ * overlayfs root made of read-only lower directories and a fresh upper
+ * directory, with /proc, a minimal /dev (null zero full random urandom tty,
+ * pts, shm), /etc/resolv.conf and /etc/hosts from the host (bind mounts;
+ * the mount points the sandbox had to create are reported so the layer can
+ * leave them out), the environment, working directory (created if
+ * missing) and user given.
+ *
+ * Needs root (or CAP_SYS_ADMIN). Thread-safety: runs are independent.
+ */
+#ifndef CAIRN_CLIENT_SANDBOX_H
+#define CAIRN_CLIENT_SANDBOX_H
+
+#include "common/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct cairn_run_spec {
+    const char *const *lowerdirs; /* top-most first; may be empty */
+    size_t nlowerdirs;
+    const char *upperdir; /* empty directory: receives the changes */
+    const char *workdir;  /* empty directory on the same fs as upperdir
+                             (overlayfs work dir) */
+    const char *const *argv; /* argv[0] resolved through PATH in env */
+    size_t argc;
+    const char *const *env; /* "K=V" */
+    size_t nenv;
+    const char *cwd;  /* absolute; created (0755, root) when missing */
+    const char *user; /* "", "name", "uid", "name:group", "uid:gid";
+                         resolved through the root's /etc/passwd and
+                         /etc/group; "" is root */
+    bool network_none; /* true: private net namespace with loopback up */
+    const char *hostname; /* NULL: "cairn" */
+    const void *stdin_data; /* fed to the command's stdin (heredoc), or
+                               NULL for /dev/null */
+    size_t stdin_len;
+    int out_fd; /* the command's stdout and stderr go here */
+};
+
+/* Paths (relative to the root) the sandbox created only to mount over;
+ * NULL-terminated, owned by the result. */
+struct cairn_run_result {
+    int exit_code;   /* the command's status; 128+N when killed by N */
+    char **created;  /* free with cairn_run_result_clear */
+};
+
+/* Runs the command and waits for it. Returns 0 when the command ran (any
+ * exit code, see result->exit_code), or an error when the sandbox could
+ * not be set up (err says which step: mount, user lookup, exec ...);
+ * CAIRN_E_NOTFOUND when the user or the command does not exist. */
+int cairn_sandbox_run(const struct cairn_run_spec *spec,
+                      struct cairn_run_result *result, struct cairn_err *err);
+
+void cairn_run_result_clear(struct cairn_run_result *result);
+
+/* Mounts a read-only overlay of lowerdirs (top-most first) at target (one
+ * lower: a read-only bind mount), for reading a stage's files (COPY
+ * --from). Undo with cairn_sandbox_unmount. */
+int cairn_sandbox_mount_ro(const char *const *lowerdirs, size_t n,
+                           const char *target, struct cairn_err *err);
+int cairn_sandbox_unmount(const char *target, struct cairn_err *err);
+
+#endif

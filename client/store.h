@@ -1,0 +1,140 @@
+/* The local store under $CAIRN_ROOT (DESIGN.md, "Storage", client part):
+ *
+ *   oci-layout, index.json, blobs/sha256/<hex>   an OCI image layout that
+ *                                                skopeo/umoci/podman read
+ *   index/                                       LMDB: key index, tags,
+ *                                                images, stat cache
+ *   snapshots/<diff_id hex>/                     unpacked layers (overlay
+ *                                                lower dirs), made lazily
+ *   tmp/                                         staging; same file system
+ *
+ * Several cairn processes may use one store at once: LMDB serialises
+ * writers, blobs and snapshots appear by rename (nothing half-written ever
+ * has its final name), index.json is rewritten by rename under a lock,
+ * and prune takes an exclusive lock that builds share.
+ *
+ * Thread-safety: one struct cairn_store may be used by several threads.
+ */
+#ifndef CAIRN_CLIENT_STORE_H
+#define CAIRN_CLIENT_STORE_H
+
+#include "client/layer.h"
+#include "common/error.h"
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cairn_store;
+
+/* Opens (creating the layout if needed) the store at root. */
+int cairn_store_open(const char *root, struct cairn_store **out,
+                     struct cairn_err *err);
+/* Accepts NULL. */
+void cairn_store_close(struct cairn_store *st);
+
+const char *cairn_store_root(const struct cairn_store *st);
+/* The LMDB environment (for the stat cache), borrowed. */
+MDB_env *cairn_store_env(struct cairn_store *st);
+/* Directory for temporary files on the store's file system. */
+const char *cairn_store_tmpdir(const struct cairn_store *st);
+
+/* Shared (builds) or exclusive (prune) lock on the store; released by
+ * cairn_store_unlock or close. */
+int cairn_store_lock(struct cairn_store *st, bool exclusive,
+                     struct cairn_err *err);
+void cairn_store_unlock(struct cairn_store *st);
+
+/* --- blobs --- */
+int cairn_store_blob_path(const struct cairn_store *st, const char *digest,
+                          char *buf, size_t len);
+bool cairn_store_blob_has(const struct cairn_store *st, const char *digest);
+/* Moves the file at tmp_path (in the store's tmpdir) to the blob named
+ * digest (already computed by the caller while writing it). An existing
+ * blob wins and tmp_path is removed. */
+int cairn_store_blob_add_file(struct cairn_store *st, const char *tmp_path,
+                              const char *digest, struct cairn_err *err);
+/* Stores bytes; writes their digest ("sha256:...") into digest. */
+int cairn_store_blob_add_data(struct cairn_store *st, const void *data,
+                              size_t len, char digest[CAIRN_DIGEST_STR_LEN],
+                              struct cairn_err *err);
+/* Reads a blob of at most max bytes and verifies its digest
+ * (CAIRN_E_DIGEST on mismatch). *data malloc'd, NUL-terminated. */
+int cairn_store_blob_read(struct cairn_store *st, const char *digest,
+                          size_t max, char **data, size_t *len,
+                          struct cairn_err *err);
+
+/* --- the local cache key index --- */
+struct cairn_layer_rec {
+    bool empty; /* the step changed nothing: no layer */
+    struct cairn_layer_desc layer;
+};
+/* CAIRN_E_NOTFOUND when key_hex is not indexed or its blob is gone. */
+int cairn_store_key_get(struct cairn_store *st, const char *key_hex,
+                        struct cairn_layer_rec *out);
+int cairn_store_key_put(struct cairn_store *st, const char *key_hex,
+                        const struct cairn_layer_rec *rec,
+                        struct cairn_err *err);
+
+/* --- images and tags --- */
+struct cairn_image_row {
+    char manifest_digest[CAIRN_DIGEST_STR_LEN];
+    char config_digest[CAIRN_DIGEST_STR_LEN]; /* the image ID */
+    int64_t created; /* seconds */
+    int64_t size;    /* sum of layer blob sizes */
+    char **tags;     /* "repo:tag", NULL-terminated; borrowed during the
+                        callback only */
+    size_t ntags;
+};
+/* Records an image whose manifest and config blobs are stored. */
+int cairn_store_image_add(struct cairn_store *st,
+                          const struct cairn_image_row *row,
+                          struct cairn_err *err);
+/* Points ref ("name[:tag]", tag defaults to "latest") at an image; the
+ * image that had it keeps its other tags or becomes dangling. Rewrites
+ * index.json. */
+int cairn_store_tag(struct cairn_store *st, const char *ref,
+                    const char *manifest_digest, struct cairn_err *err);
+int cairn_store_untag(struct cairn_store *st, const char *ref,
+                      struct cairn_err *err);
+/* Finds an image by ref, full "sha256:..." id or manifest digest, or a
+ * unique id prefix (as docker accepts). CAIRN_E_NOTFOUND otherwise. */
+int cairn_store_image_find(struct cairn_store *st, const char *name,
+                           struct cairn_image_row *out,
+                           struct cairn_err *err);
+/* Calls fn for every image, newest first. */
+int cairn_store_image_each(struct cairn_store *st,
+                           int (*fn)(void *arg,
+                                     const struct cairn_image_row *row),
+                           void *arg);
+/* Removes an image record (and its tags). Blobs go at the next prune. */
+int cairn_store_image_remove(struct cairn_store *st,
+                             const char *manifest_digest,
+                             struct cairn_err *err);
+
+/* --- snapshots --- */
+/* Writes into path the snapshot directory of layer, unpacking its blob
+ * first when missing (verified against diff_id). */
+int cairn_store_snapshot(struct cairn_store *st,
+                         const struct cairn_layer_desc *layer, char *path,
+                         size_t len, struct cairn_err *err);
+
+/* --- space --- */
+struct cairn_store_usage {
+    uint64_t images, images_bytes;       /* bytes of blobs images use */
+    uint64_t layers, layer_bytes;        /* layer blobs */
+    uint64_t snapshots, snapshot_bytes;  /* unpacked */
+    uint64_t keys, index_bytes;          /* key index entries; LMDB file */
+    uint64_t reclaimable_bytes;          /* what prune would free */
+};
+int cairn_store_usage_get(struct cairn_store *st,
+                          struct cairn_store_usage *out,
+                          struct cairn_err *err);
+/* Removes dangling images (no tag), then every blob, snapshot and key
+ * index entry no remaining image or key needs... see store.c for the
+ * exact rule. *reclaimed gets the bytes freed. */
+int cairn_store_prune(struct cairn_store *st, uint64_t *reclaimed,
+                      struct cairn_err *err);
+
+#endif
