@@ -5,5 +5,16 @@
 #define CAIRN_CLIENT_COMMANDS_H
 
 int cairn_cmd_keys(int argc, char **argv);
+int cairn_cmd_images(int argc, char **argv);
+int cairn_cmd_tag(int argc, char **argv);
+int cairn_cmd_rmi(int argc, char **argv);
+int cairn_cmd_prune(int argc, char **argv);
+int cairn_cmd_du(int argc, char **argv);
+int cairn_cmd_history(int argc, char **argv);
+int cairn_cmd_inspect(int argc, char **argv);
+int cairn_cmd_save(int argc, char **argv);
+int cairn_cmd_import(int argc, char **argv);
+int cairn_cmd_load(int argc, char **argv);
+int cairn_cmd_build(int argc, char **argv);
 
 #endif

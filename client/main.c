@@ -12,8 +12,18 @@ struct cairn_command {
 };
 
 static const struct cairn_command commands[] = {
-    {"keys", cairn_cmd_keys,
-     "print the cache key of every instruction of a Dockerfile"},
+    {"build", cairn_cmd_build, "build an image from a Dockerfile"},
+    {"keys", cairn_cmd_keys, "print the cache key of every instruction of a Dockerfile"},
+    {"images", cairn_cmd_images, "list images"},
+    {"history", cairn_cmd_history, "show the history of an image"},
+    {"inspect", cairn_cmd_inspect, "show an image as JSON"},
+    {"tag", cairn_cmd_tag, "give an image another name"},
+    {"rmi", cairn_cmd_rmi, "remove images"},
+    {"prune", cairn_cmd_prune, "remove dangling images and unused layers"},
+    {"du", cairn_cmd_du, "show disk usage of the store"},
+    {"save", cairn_cmd_save, "write images to a tar archive"},
+    {"import", cairn_cmd_import, "make an image from a rootfs tarball"},
+    {"load", cairn_cmd_load, "load images from a docker save or OCI archive"},
 };
 
 static void usage(FILE *out)
