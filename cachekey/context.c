@@ -1451,3 +1451,38 @@ int ck_context_source_walk(struct ck_context *ctx, const char *src,
     collected_free(&c);
     return rc;
 }
+
+int ck_context_source_each(struct ck_context *ctx, const char *src,
+                           ck_context_each_fn fn, void *arg,
+                           struct cairn_err *err)
+{
+    struct collected c;
+    int rc = collect(ctx, src, &c, err);
+    if (ctx->cache != NULL)
+        (void)ck_statcache_flush(ctx->cache, NULL);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; rc == 0 && i < c.n; i++) {
+        const struct entry *e = c.v[i];
+        const struct match *m = &c.matches[e->match];
+        struct ck_context_entry ce = {
+            .match = m->display,
+            .match_is_dir = S_ISDIR(m->st.st_mode),
+            .rel = e->path,
+            .disk = e->disk,
+            .type = e->type,
+            .mode = e->mode,
+            .link_target = e->target,
+            .size = e->size,
+            .digest = e->type == 'f' ? e->digest : NULL,
+        };
+        rc = fn(arg, &ce);
+    }
+    collected_free(&c);
+    return rc;
+}
+
+const char *ck_context_dir(const struct ck_context *ctx)
+{
+    return ctx->rootabs;
+}

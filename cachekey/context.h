@@ -89,4 +89,28 @@ int ck_context_source_walk(struct ck_context *ctx, const char *src,
                            ck_context_entry_fn fn, void *arg,
                            struct cairn_err *err);
 
+/* One selected entry with everything needed to copy it (the build writes
+ * COPY layers from these). Strings are borrowed for the callback only. */
+struct ck_context_entry {
+    const char *match; /* the top-level match, context-relative */
+    bool match_is_dir; /* a directory match copies its contents */
+    const char *rel;   /* path under the match, "." for the match itself */
+    const char *disk;  /* context-relative path to open ("." = root) */
+    char type;         /* 'f', 'd', 'l' */
+    unsigned mode;     /* full st_mode */
+    const char *link_target; /* 'l' */
+    uint64_t size;
+    const uint8_t *digest; /* 'f': content sha256 */
+};
+typedef int (*ck_context_each_fn)(void *arg, const struct ck_context_entry *e);
+
+/* Calls fn for every entry src selects, in tree-digest order. fn returns 0
+ * to go on, non-zero to stop (that value is returned). */
+int ck_context_source_each(struct ck_context *ctx, const char *src,
+                           ck_context_each_fn fn, void *arg,
+                           struct cairn_err *err);
+
+/* The context's root directory as opened (borrowed). */
+const char *ck_context_dir(const struct ck_context *ctx);
+
 #endif

@@ -1,0 +1,1381 @@
+#include "build.h"
+
+#include "cachekey/context.h"
+#include "cachekey/dockerfile.h"
+#include "cachekey/dockerignore.h"
+#include "cachekey/key.h"
+#include "cachekey/plan.h"
+#include "cachekey/statcache.h"
+#include "client/image.h"
+#include "client/sandbox.h"
+#include "common/buf.h"
+#include "common/strvec.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+/* What a stage has produced so far: its image config and layers. */
+struct stage_out {
+    struct cairn_image_config cfg;
+    struct cairn_layer_desc *layers;
+    size_t nlayers;
+    bool cmd_set; /* CMD given in this stage (ENTRYPOINT keeps it) */
+    char **snapshots; /* snapshot dirs of layers, filled lazily */
+};
+
+struct build {
+    struct cairn_store *st;
+    const struct cairn_build_opts *o;
+    struct cairn_build_stats *stats;
+    struct cairn_err *err;
+    FILE *out;
+    struct ck_dockerfile *df;
+    struct ck_plan *plan;
+    struct ck_keys *keys;
+    struct ck_context *ctx;
+    struct stage_out *stages;
+    int64_t now;
+    int total;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void stage_out_free(struct stage_out *s)
+{
+    cairn_image_config_clear(&s->cfg);
+    free(s->layers);
+    if (s->snapshots)
+        cairn_strv_free(s->snapshots, s->nlayers);
+    memset(s, 0, sizeof *s);
+}
+
+static int layers_push(struct stage_out *s, const struct cairn_layer_desc *d)
+{
+    struct cairn_layer_desc *nl =
+        realloc(s->layers, (s->nlayers + 1) * sizeof *nl);
+    if (nl == NULL)
+        return CAIRN_E_NOMEM;
+    s->layers = nl;
+    char **ns = NULL;
+    if (s->snapshots) {
+        ns = realloc(s->snapshots, (s->nlayers + 2) * sizeof *ns);
+        if (ns == NULL)
+            return CAIRN_E_NOMEM;
+        ns[s->nlayers] = NULL;
+        ns[s->nlayers + 1] = NULL;
+        s->snapshots = ns;
+    }
+    s->layers[s->nlayers++] = *d;
+    return 0;
+}
+
+static int strv_assign(char ***dst, size_t *ndst, char *const *src, size_t n)
+{
+    char **v = cairn_strv_dup(src, n);
+    if (v == NULL)
+        return CAIRN_E_NOMEM;
+    cairn_strv_free(*dst, *ndst);
+    *dst = v;
+    *ndst = n;
+    return 0;
+}
+
+static int strv_append(char ***v, size_t *n, const char *s)
+{
+    char **nv = realloc(*v, (*n + 2) * sizeof *nv);
+    if (nv == NULL)
+        return CAIRN_E_NOMEM;
+    *v = nv;
+    if ((nv[*n] = strdup(s)) == NULL)
+        return CAIRN_E_NOMEM;
+    nv[++*n] = NULL;
+    return 0;
+}
+
+static int strv_add_unique(char ***v, size_t *n, const char *s)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*v)[i], s) == 0)
+            return 0;
+    return strv_append(v, n, s);
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag,
+                 struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Removes a temporary tree (best effort: it is in the store's tmp/). */
+static void rm_tree(const char *path)
+{
+    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Short id as Docker prints it: 12 hex digits. */
+static void short_id(const char *hex_or_digest, char out[13])
+{
+    const char *h = strncmp(hex_or_digest, "sha256:", 7) == 0
+                        ? hex_or_digest + 7
+                        : hex_or_digest;
+    snprintf(out, 13, "%.12s", h);
+}
+
+static int step_fail(struct build *b, const struct ck_step *s, int rc,
+                     const char *what)
+{
+    return cairn_err_set(b->err, rc, "step %d/%d (%s:%d %s): %s", s->number,
+                         b->total, b->df->name, s->instr->line,
+                         ck_instr_name(s->instr->kind), what);
+}
+
+/* ---- base images -------------------------------------------------------- */
+
+static int load_image(struct build *b, const char *manifest_digest,
+                      struct cairn_manifest *m, struct cairn_image_config *c)
+{
+    char *json = NULL;
+    size_t len = 0;
+    int rc = cairn_store_blob_read(b->st, manifest_digest, CAIRN_IMAGE_MAX_JSON,
+                                   &json, &len, b->err);
+    if (rc)
+        return rc;
+    rc = cairn_manifest_parse(json, len, m, b->err);
+    free(json);
+    if (rc)
+        return rc;
+    rc = cairn_store_blob_read(b->st, m->config_digest, CAIRN_IMAGE_MAX_JSON,
+                               &json, &len, b->err);
+    if (rc)
+        return rc;
+    rc = cairn_image_config_parse(json, len, c, b->err);
+    free(json);
+    if (rc)
+        return rc;
+    if (c->ndiff_ids != m->nlayers)
+        return cairn_err_set(b->err, CAIRN_E_CORRUPT,
+                             "image %s: %zu layers but %zu diff_ids",
+                             manifest_digest, m->nlayers, c->ndiff_ids);
+    for (size_t i = 0; i < m->nlayers; i++)
+        snprintf(m->layers[i].diff_id, sizeof m->layers[i].diff_id, "%s",
+                 c->diff_ids[i]);
+    return 0;
+}
+
+/* ck_plan's resolver: images come from the local store. */
+static int resolve_image(void *arg, const char *ref, const char *platform,
+                         struct ck_image_info *out, struct cairn_err *err)
+{
+    struct build *b = arg;
+    (void)platform;
+    struct cairn_image_row row;
+    memset(&row, 0, sizeof row);
+    struct cairn_err e;
+    cairn_err_clear(&e);
+    int rc = cairn_store_image_find(b->st, ref, &row, &e);
+    if (rc == CAIRN_E_NOTFOUND)
+        return cairn_err_set(
+            err, CAIRN_E_NOTFOUND,
+            "image \"%s\" is not in the store; bring it in with "
+            "'cairn import ROOTFS.tar %s' or 'cairn load -i IMAGE.tar' "
+            "(what docker save writes)",
+            ref, ref);
+    if (rc)
+        return cairn_err_set(err, rc, "%s", e.msg);
+    struct cairn_manifest m;
+    struct cairn_image_config c;
+    memset(&m, 0, sizeof m);
+    memset(&c, 0, sizeof c);
+    rc = load_image(b, row.manifest_digest, &m, &c);
+    if (rc) {
+        cairn_err_set(err, rc, "%s", b->err->msg);
+        goto out;
+    }
+    memset(out, 0, sizeof *out);
+    out->digest = strdup(row.manifest_digest);
+    struct cairn_buf pb;
+    cairn_buf_init(&pb, 0);
+    cairn_buf_printf(&pb, "%s/%s%s%s", c.os ? c.os : "linux",
+                     c.architecture ? c.architecture : "amd64",
+                     c.variant ? "/" : "", c.variant ? c.variant : "");
+    out->platform = cairn_buf_take(&pb);
+    out->env = cairn_strv_dup(c.env, c.nenv);
+    out->nenv = c.nenv;
+    out->workdir = strdup(c.workdir ? c.workdir : "");
+    out->user = strdup(c.user ? c.user : "");
+    if (c.nshell) {
+        out->shell = cairn_strv_dup(c.shell, c.nshell);
+        out->nshell = c.nshell;
+    }
+    out->onbuild = cairn_strv_dup(c.onbuild, c.nonbuild);
+    out->nonbuild = c.nonbuild;
+    if (!out->digest || !out->platform || !out->env || !out->workdir ||
+        !out->user || !out->onbuild || (c.nshell && !out->shell)) {
+        ck_image_info_clear(out);
+        rc = CAIRN_E_NOMEM;
+    }
+out:
+    cairn_manifest_clear(&m);
+    cairn_image_config_clear(&c);
+    return rc;
+}
+
+/* ---- snapshots and the parent's file system ----------------------------- */
+
+/* Makes sure every layer of s has its snapshot directory. */
+static int stage_snapshots(struct build *b, struct stage_out *s)
+{
+    if (s->snapshots == NULL) {
+        s->snapshots = calloc(s->nlayers + 1, sizeof *s->snapshots);
+        if (s->snapshots == NULL)
+            return CAIRN_E_NOMEM;
+    }
+    for (size_t i = 0; i < s->nlayers; i++) {
+        if (s->snapshots[i])
+            continue;
+        char path[4096];
+        int rc = cairn_store_snapshot(b->st, &s->layers[i], path, sizeof path,
+                                      b->err);
+        if (rc)
+            return rc;
+        if ((s->snapshots[i] = strdup(path)) == NULL)
+            return CAIRN_E_NOMEM;
+    }
+    return 0;
+}
+
+/* Lower dirs for overlayfs: top-most first. */
+static int stage_lowers(struct build *b, struct stage_out *s,
+                        const char ***out)
+{
+    int rc = stage_snapshots(b, s);
+    if (rc)
+        return rc;
+    const char **v = calloc(s->nlayers + 1, sizeof *v);
+    if (v == NULL)
+        return CAIRN_E_NOMEM;
+    for (size_t i = 0; i < s->nlayers; i++)
+        v[i] = s->snapshots[s->nlayers - 1 - i];
+    *out = v;
+    return 0;
+}
+
+/* Looks path (relative) up through the stage's layers, top-most first,
+ * as overlayfs would (a 0/0 char device is a whiteout). Returns 0 and fills
+ * st, or CAIRN_E_NOTFOUND. */
+static int stage_lstat(struct build *b, struct stage_out *s, const char *rel,
+                       struct stat *st, char *found, size_t flen)
+{
+    if (s->nlayers == 0)
+        return CAIRN_E_NOTFOUND;
+    int rc = stage_snapshots(b, s);
+    if (rc)
+        return rc;
+    for (size_t i = s->nlayers; i-- > 0;) {
+        char p[8192];
+        snprintf(p, sizeof p, "%s/%s", s->snapshots[i], rel);
+        if (lstat(p, st) != 0)
+            continue;
+        if (S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0))
+            return CAIRN_E_NOTFOUND;
+        if (found)
+            snprintf(found, flen, "%s", p);
+        return 0;
+    }
+    return CAIRN_E_NOTFOUND;
+}
+
+/* Finds name in a passwd or group file of the stage's root: the numeric
+ * id of the entry whose first field is name. */
+static int lookup_id(struct build *b, struct stage_out *s, const char *file,
+                     const char *name, unsigned *id)
+{
+    struct stat st;
+    char path[8192];
+    if (stage_lstat(b, s, file, &st, path, sizeof path) != 0)
+        return CAIRN_E_NOTFOUND;
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return CAIRN_E_NOTFOUND;
+    char line[1024];
+    int rc = CAIRN_E_NOTFOUND;
+    size_t n = strlen(name);
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, name, n) != 0 || line[n] != ':')
+            continue;
+        char *p = strchr(line + n + 1, ':'); /* skip password */
+        if (p == NULL)
+            break;
+        char *end = NULL;
+        unsigned long v = strtoul(p + 1, &end, 10);
+        if (end != p + 1 && v <= 0x7fffffff) {
+            *id = (unsigned)v;
+            rc = 0;
+        }
+        break;
+    }
+    fclose(f);
+    return rc;
+}
+
+/* --chown=user[:group] by name or id, names through the parent's
+ * /etc/passwd and /etc/group (as Docker does). */
+static int resolve_chown(struct build *b, struct stage_out *s,
+                         const struct ck_step *step, uid_t *uid, gid_t *gid)
+{
+    *uid = 0;
+    *gid = 0;
+    if (step->chown == NULL || step->chown[0] == '\0')
+        return 0;
+    char user[256], group[256] = "";
+    const char *colon = strchr(step->chown, ':');
+    size_t ul = colon ? (size_t)(colon - step->chown) : strlen(step->chown);
+    if (ul >= sizeof user || (colon && strlen(colon + 1) >= sizeof group))
+        return step_fail(b, step, CAIRN_E_INVAL, "--chown value too long");
+    memcpy(user, step->chown, ul);
+    user[ul] = '\0';
+    if (colon)
+        memcpy(group, colon + 1, strlen(colon + 1) + 1);
+    char *end = NULL;
+    unsigned id = 0;
+    unsigned long v = strtoul(user, &end, 10);
+    if (user[0] && *end == '\0') {
+        *uid = (uid_t)v;
+        *gid = (gid_t)v; /* Docker: a lone uid also sets the gid */
+    } else if (lookup_id(b, s, "etc/passwd", user, &id) == 0) {
+        *uid = id;
+        unsigned g = 0;
+        /* The user's primary group is the 4th passwd field. */
+        struct stat st;
+        char path[8192];
+        if (stage_lstat(b, s, "etc/passwd", &st, path, sizeof path) == 0) {
+            FILE *f = fopen(path, "r");
+            char line[1024];
+            while (f && fgets(line, sizeof line, f)) {
+                if (strncmp(line, user, ul) == 0 && line[ul] == ':') {
+                    char *p = line;
+                    for (int k = 0; k < 3 && p; k++)
+                        p = strchr(p + 1, ':');
+                    if (p)
+                        g = (unsigned)strtoul(p + 1, NULL, 10);
+                    break;
+                }
+            }
+            if (f)
+                fclose(f);
+        }
+        *gid = g;
+    } else {
+        char msg[400];
+        snprintf(msg, sizeof msg,
+                 "unable to convert uid/gid chown string to host mapping: "
+                 "can't find uid for user %s: no such user: %s",
+                 user, user);
+        return step_fail(b, step, CAIRN_E_NOTFOUND, msg);
+    }
+    if (group[0]) {
+        v = strtoul(group, &end, 10);
+        if (*end == '\0') {
+            *gid = (gid_t)v;
+        } else if (lookup_id(b, s, "etc/group", group, &id) == 0) {
+            *gid = id;
+        } else {
+            char msg[400];
+            snprintf(msg, sizeof msg,
+                     "unable to convert uid/gid chown string to host "
+                     "mapping: can't find gid for group %s: no such group: %s",
+                     group, group);
+            return step_fail(b, step, CAIRN_E_NOTFOUND, msg);
+        }
+    }
+    return 0;
+}
+
+/* ---- metadata instructions ---------------------------------------------- */
+
+static int64_t parse_duration_ns(const char *s)
+{
+    /* Go durations as Docker accepts them: "30s", "1m30s", "500ms". */
+    int64_t total = 0;
+    while (s && *s) {
+        char *end = NULL;
+        double v = strtod(s, &end);
+        if (end == s)
+            return -1;
+        int64_t unit;
+        if (strncmp(end, "ns", 2) == 0)
+            unit = 1, end += 2;
+        else if (strncmp(end, "us", 2) == 0)
+            unit = 1000, end += 2;
+        else if (strncmp(end, "ms", 2) == 0)
+            unit = 1000000, end += 2;
+        else if (*end == 's')
+            unit = 1000000000, end += 1;
+        else if (*end == 'm')
+            unit = 60LL * 1000000000, end += 1;
+        else if (*end == 'h')
+            unit = 3600LL * 1000000000, end += 1;
+        else
+            return -1;
+        total += (int64_t)(v * (double)unit);
+        s = end;
+    }
+    return total;
+}
+
+static int apply_healthcheck(struct build *b, const struct ck_step *s,
+                             struct cairn_image_config *c)
+{
+    struct cairn_healthcheck *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return CAIRN_E_NOMEM;
+    int rc = 0;
+    if (strcmp(s->words[0], "NONE") == 0) {
+        rc = strv_append(&h->test, &h->ntest, "NONE");
+    } else {
+        rc = strv_append(&h->test, &h->ntest, s->instr->json ? "CMD" : "CMD-SHELL");
+        for (size_t i = 1; !rc && i < s->nwords; i++)
+            rc = strv_append(&h->test, &h->ntest, s->words[i]);
+        static const struct {
+            const char *flag;
+            size_t off;
+        } durs[] = {
+            {"interval", offsetof(struct cairn_healthcheck, interval_ns)},
+            {"timeout", offsetof(struct cairn_healthcheck, timeout_ns)},
+            {"start-period", offsetof(struct cairn_healthcheck, start_period_ns)},
+            {"start-interval", offsetof(struct cairn_healthcheck, start_interval_ns)},
+        };
+        for (size_t i = 0; !rc && i < sizeof durs / sizeof durs[0]; i++) {
+            const char *v = ck_instr_flag(s->instr, durs[i].flag, NULL);
+            if (v == NULL)
+                continue;
+            int64_t ns = parse_duration_ns(v);
+            if (ns < 0)
+                rc = step_fail(b, s, CAIRN_E_PARSE, "bad HEALTHCHECK duration");
+            else
+                *(int64_t *)((char *)h + durs[i].off) = ns;
+        }
+        const char *r = ck_instr_flag(s->instr, "retries", NULL);
+        if (!rc && r != NULL) {
+            char *end = NULL;
+            long v = strtol(r, &end, 10);
+            if (*end != '\0' || v < 0 || v > 1000000)
+                rc = step_fail(b, s, CAIRN_E_PARSE, "bad HEALTHCHECK --retries");
+            else
+                h->retries = (int)v;
+        }
+    }
+    if (rc) {
+        cairn_strv_free(h->test, h->ntest);
+        free(h);
+        return rc;
+    }
+    if (c->healthcheck) {
+        cairn_strv_free(c->healthcheck->test, c->healthcheck->ntest);
+        free(c->healthcheck);
+    }
+    c->healthcheck = h;
+    return 0;
+}
+
+/* argv of a shell-form CMD/ENTRYPOINT/RUN: the SHELL then the string. */
+static int shell_argv(const struct ck_step *s, struct cairn_strvec *out)
+{
+    int rc = 0;
+    if (s->instr->json) {
+        for (size_t i = 0; !rc && i < s->nwords; i++)
+            rc = cairn_strvec_push(out, s->words[i]);
+        return rc;
+    }
+    for (size_t i = 0; !rc && i < s->nshell; i++)
+        rc = cairn_strvec_push(out, s->shell[i]);
+    if (!rc)
+        rc = cairn_strvec_push(out, s->nwords ? s->words[0] : "");
+    return rc;
+}
+
+static int apply_meta(struct build *b, const struct ck_step *s,
+                      struct stage_out *so)
+{
+    struct cairn_image_config *c = &so->cfg;
+    int rc = 0;
+    struct cairn_strvec v;
+    cairn_strvec_init(&v);
+    switch (s->instr->kind) {
+    case CK_INSTR_ENV:
+        for (size_t i = 0; !rc && i + 1 < s->nwords; i += 2)
+            rc = cairn_image_config_set_env(c, s->words[i], s->words[i + 1]);
+        break;
+    case CK_INSTR_LABEL:
+        for (size_t i = 0; !rc && i + 1 < s->nwords; i += 2)
+            rc = cairn_image_config_set_label(c, s->words[i], s->words[i + 1]);
+        break;
+    case CK_INSTR_CMD:
+        rc = shell_argv(s, &v);
+        if (!rc)
+            rc = strv_assign(&c->cmd, &c->ncmd, v.v, v.n);
+        c->has_cmd = true;
+        so->cmd_set = true;
+        break;
+    case CK_INSTR_ENTRYPOINT:
+        rc = shell_argv(s, &v);
+        if (!rc)
+            rc = strv_assign(&c->entrypoint, &c->nentrypoint, v.v, v.n);
+        c->has_entrypoint = true;
+        /* Docker: a new ENTRYPOINT drops the CMD the base image set. */
+        if (!rc && !so->cmd_set) {
+            cairn_strv_free(c->cmd, c->ncmd);
+            c->cmd = NULL;
+            c->ncmd = 0;
+            c->has_cmd = false;
+        }
+        break;
+    case CK_INSTR_EXPOSE:
+        for (size_t i = 0; !rc && i < s->nwords; i++) {
+            char port[128];
+            snprintf(port, sizeof port, "%s%s", s->words[i],
+                     strchr(s->words[i], '/') ? "" : "/tcp");
+            rc = strv_add_unique(&c->exposed_ports, &c->nexposed_ports, port);
+        }
+        break;
+    case CK_INSTR_VOLUME:
+        for (size_t i = 0; !rc && i < s->nwords; i++)
+            rc = strv_add_unique(&c->volumes, &c->nvolumes, s->words[i]);
+        break;
+    case CK_INSTR_USER:
+        free(c->user);
+        c->user = strdup(s->user);
+        rc = c->user ? 0 : CAIRN_E_NOMEM;
+        break;
+    case CK_INSTR_WORKDIR:
+        free(c->workdir);
+        c->workdir = strdup(s->workdir);
+        rc = c->workdir ? 0 : CAIRN_E_NOMEM;
+        break;
+    case CK_INSTR_STOPSIGNAL:
+        free(c->stop_signal);
+        c->stop_signal = strdup(s->words[0]);
+        rc = c->stop_signal ? 0 : CAIRN_E_NOMEM;
+        break;
+    case CK_INSTR_SHELL:
+        rc = strv_assign(&c->shell, &c->nshell, s->words, s->nwords);
+        break;
+    case CK_INSTR_ONBUILD:
+        rc = strv_append(&c->onbuild, &c->nonbuild, s->words[0]);
+        break;
+    case CK_INSTR_HEALTHCHECK:
+        rc = apply_healthcheck(b, s, c);
+        break;
+    case CK_INSTR_MAINTAINER:
+        free(c->author);
+        c->author = strdup(s->words[0]);
+        rc = c->author ? 0 : CAIRN_E_NOMEM;
+        break;
+    default:
+        break;
+    }
+    cairn_strvec_free(&v);
+    return rc;
+}
+
+/* History's "created by": BuildKit's style, the instruction as run. */
+static char *created_by(const struct ck_step *s)
+{
+    struct cairn_buf cb;
+    cairn_buf_init(&cb, 0);
+    if (s->instr->kind == CK_INSTR_RUN && !s->instr->json) {
+        cairn_buf_puts(&cb, "RUN");
+        for (size_t i = 0; i < s->nshell; i++)
+            cairn_buf_printf(&cb, " %s", s->shell[i]);
+        cairn_buf_printf(&cb, " %s", s->nwords ? s->words[0] : "");
+        for (size_t i = 0; i < s->instr->nheredocs; i++)
+            cairn_buf_printf(&cb, "\n%s%s", s->instr->heredocs[i].content,
+                             s->instr->heredocs[i].name);
+    } else {
+        cairn_buf_puts(&cb, s->text);
+    }
+    return cairn_buf_take(&cb);
+}
+
+static int add_history(struct build *b, const struct ck_step *s,
+                       struct stage_out *so, bool empty)
+{
+    char *by = created_by(s);
+    if (by == NULL)
+        return CAIRN_E_NOMEM;
+    int rc = cairn_image_config_add_history(&so->cfg, b->now, by, empty);
+    free(by);
+    return rc;
+}
+
+/* ---- COPY / ADD ---------------------------------------------------------- */
+
+struct copy_job {
+    struct build *b;
+    const struct ck_step *step;
+    struct stage_out *parent;
+    struct cairn_layer_writer *w;
+    const char *srcroot; /* directory the entries' disk paths are under */
+    char dest[4096];     /* absolute destination, cleaned, no trailing / */
+    bool dest_is_dir;
+    uid_t uid;
+    gid_t gid;
+    bool has_chmod;
+    mode_t chmod;
+    struct cairn_strvec emitted; /* directories already in the layer */
+    unsigned entries;
+};
+
+static bool emitted_has(struct copy_job *j, const char *p)
+{
+    for (size_t i = 0; i < j->emitted.n; i++)
+        if (strcmp(j->emitted.v[i], p) == 0)
+            return true;
+    return false;
+}
+
+static int64_t clamp_time(struct build *b, int64_t t)
+{
+    if (b->o->source_date_epoch >= 0 && t > b->o->source_date_epoch)
+        return b->o->source_date_epoch;
+    return t;
+}
+
+/* Adds the directories above path (relative, no leading '/') that the
+ * layer does not have yet, with the parent image's metadata when the
+ * directory exists there (a diff would carry it unchanged) and 0755 root
+ * otherwise. */
+static int ensure_parents(struct copy_job *j, const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = strchr(buf, '/'); p; p = strchr(p + 1, '/')) {
+        *p = '\0';
+        if (!emitted_has(j, buf)) {
+            struct stat st;
+            struct cairn_layer_entry e = {
+                .path = buf, .mode = S_IFDIR | 0755, .mtime = clamp_time(j->b, j->b->now)};
+            if (stage_lstat(j->b, j->parent, buf, &st, NULL, 0) == 0 &&
+                S_ISDIR(st.st_mode)) {
+                e.mode = st.st_mode;
+                e.uid = st.st_uid;
+                e.gid = st.st_gid;
+                e.mtime = clamp_time(j->b, st.st_mtime);
+            }
+            int rc = cairn_layer_add(j->w, &e, j->b->err);
+            if (!rc)
+                rc = cairn_strvec_push(&j->emitted, buf);
+            if (rc)
+                return rc;
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static int copy_entry(void *arg, const struct ck_context_entry *e)
+{
+    struct copy_job *j = arg;
+    struct build *b = j->b;
+    char target[8192];
+    /* Where the entry lands: a directory match copies its contents into
+     * dest; a file goes to dest itself, or into it when dest is a dir. */
+    if (e->match_is_dir) {
+        if (strcmp(e->rel, ".") == 0)
+            snprintf(target, sizeof target, "%s", j->dest);
+        else
+            snprintf(target, sizeof target, "%s/%s", j->dest, e->rel);
+    } else if (j->dest_is_dir) {
+        snprintf(target, sizeof target, "%s/%s", j->dest, base_name(e->match));
+    } else {
+        snprintf(target, sizeof target, "%s", j->dest);
+    }
+    const char *rel = target;
+    while (*rel == '/')
+        rel++;
+    if (*rel == '\0')
+        return 0; /* the root itself: never an entry */
+    int rc = ensure_parents(j, rel);
+    if (rc)
+        return rc;
+    char src[8192];
+    snprintf(src, sizeof src, "%s/%s", j->srcroot, e->disk);
+    struct stat st;
+    if (lstat(src, &st) != 0)
+        return cairn_err_set(b->err, -errno, "cannot read %s: %s", e->disk,
+                             strerror(errno));
+    mode_t perm = (mode_t)(e->mode & 07777);
+    if (j->has_chmod && e->type != 'l')
+        perm = j->chmod;
+    struct cairn_layer_entry le = {
+        .path = rel,
+        .uid = j->uid,
+        .gid = j->gid,
+        .mtime = clamp_time(b, st.st_mtime),
+        .link_target = e->link_target,
+    };
+    j->entries++;
+    if (e->type == 'd') {
+        if (emitted_has(j, rel))
+            return 0;
+        le.mode = S_IFDIR | perm;
+        rc = cairn_layer_add(j->w, &le, b->err);
+        if (!rc)
+            rc = cairn_strvec_push(&j->emitted, rel);
+        return rc;
+    }
+    if (e->type == 'l') {
+        le.mode = S_IFLNK | 0777;
+        return cairn_layer_add(j->w, &le, b->err);
+    }
+    le.mode = S_IFREG | perm;
+    int fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return cairn_err_set(b->err, -errno, "cannot open %s: %s", e->disk,
+                             strerror(errno));
+    rc = cairn_layer_add_file(j->w, &le, fd, (int64_t)st.st_size, b->err);
+    close(fd);
+    return rc;
+}
+
+static int count_match(void *arg, const struct ck_context_entry *e)
+{
+    struct cairn_strvec *m = arg;
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->v[i], e->match) == 0)
+            return 0;
+    return cairn_strvec_push(m, e->match);
+}
+
+/* Writes a COPY/ADD layer. *empty is set when it added nothing. */
+static int run_copy(struct build *b, const struct ck_step *s,
+                    struct stage_out *so, struct cairn_layer_desc *desc,
+                    char **blob, bool *empty)
+{
+    struct copy_job j;
+    memset(&j, 0, sizeof j);
+    j.b = b;
+    j.step = s;
+    j.parent = so;
+    cairn_strvec_init(&j.emitted);
+    struct ck_context *src_ctx = b->ctx;
+    char mnt[4096] = "";
+    const char **lowers = NULL;
+    int rc = resolve_chown(b, so, s, &j.uid, &j.gid);
+    if (rc)
+        return rc;
+    if (s->chmod) {
+        char *end = NULL;
+        unsigned long m = strtoul(s->chmod, &end, 8);
+        if (*end != '\0' || m > 07777)
+            return step_fail(b, s, CAIRN_E_PARSE, "invalid --chmod value");
+        j.has_chmod = true;
+        j.chmod = (mode_t)m;
+    }
+
+    /* The destination, absolute, relative to WORKDIR otherwise. */
+    const char *dest = s->words[s->nwords - 1];
+    size_t dl = strlen(dest);
+    bool trailing = dl > 0 && dest[dl - 1] == '/';
+    if (dest[0] == '/')
+        snprintf(j.dest, sizeof j.dest, "%s", dest);
+    else
+        snprintf(j.dest, sizeof j.dest, "%s/%s", s->workdir, dest);
+    /* Clean "." segments and trailing slashes enough for joining. */
+    size_t n = strlen(j.dest);
+    while (n > 1 && (j.dest[n - 1] == '/' ||
+                     (n > 1 && j.dest[n - 1] == '.' && j.dest[n - 2] == '/'))) {
+        j.dest[--n] = '\0';
+    }
+    if (strcmp(j.dest, "/.") == 0 || n == 0)
+        snprintf(j.dest, sizeof j.dest, "/");
+
+    /* Sources in another stage or image: a read-only view of its root. */
+    struct stage_out img;
+    memset(&img, 0, sizeof img);
+    if (s->from_kind != CK_FROM_CONTEXT) {
+        struct stage_out *from = &img;
+        if (s->from_kind == CK_FROM_STAGE) {
+            from = &b->stages[s->from_stage];
+        } else {
+            struct cairn_manifest m;
+            memset(&m, 0, sizeof m);
+            rc = load_image(b, s->from_image.digest, &m, &img.cfg);
+            for (size_t i = 0; !rc && i < m.nlayers; i++)
+                rc = layers_push(&img, &m.layers[i]);
+            cairn_manifest_clear(&m);
+            if (rc)
+                goto out;
+        }
+        if (from->nlayers == 0) {
+            rc = step_fail(b, s, CAIRN_E_NOTFOUND,
+                           "the stage or image copied from has no files");
+            goto out;
+        }
+        rc = stage_lowers(b, from, &lowers);
+        if (rc)
+            goto out;
+        snprintf(mnt, sizeof mnt, "%s/from-XXXXXX", cairn_store_tmpdir(b->st));
+        if (mkdtemp(mnt) == NULL) {
+            rc = cairn_err_set(b->err, -errno, "mkdtemp: %s", strerror(errno));
+            mnt[0] = '\0';
+            goto out;
+        }
+        rc = cairn_sandbox_mount_ro(lowers, from->nlayers, mnt, b->err);
+        if (rc) {
+            rmdir(mnt);
+            mnt[0] = '\0';
+            goto out;
+        }
+        struct ck_context_opts co = {.threads = 0};
+        rc = ck_context_open(mnt, &co, &src_ctx, b->err);
+        if (rc) {
+            src_ctx = NULL;
+            goto out;
+        }
+    }
+    j.srcroot = ck_context_dir(src_ctx);
+
+    /* Several sources, or a wildcard with several matches, or a trailing
+     * slash: dest is a directory (Docker's rule). */
+    size_t nsrc = 0;
+    struct cairn_strvec matches;
+    cairn_strvec_init(&matches);
+    for (size_t i = 0; i + 1 < s->nwords; i++) {
+        if (strncmp(s->words[i], "<<", 2) == 0) {
+            nsrc++;
+            continue;
+        }
+        rc = ck_context_source_each(src_ctx, s->words[i], count_match,
+                                    &matches, b->err);
+        if (rc) {
+            cairn_strvec_free(&matches);
+            cairn_err_prefix(b->err, "step %d/%d (%s:%d %s)", s->number,
+                             b->total, b->df->name, s->instr->line,
+                             ck_instr_name(s->instr->kind));
+            goto out;
+        }
+    }
+    nsrc += matches.n;
+    cairn_strvec_free(&matches);
+    j.dest_is_dir = trailing || nsrc > 1 || strcmp(j.dest, "/") == 0;
+
+    struct cairn_layer_opts lo = {.compression = b->o->compression,
+                                  .source_date_epoch = b->o->source_date_epoch};
+    rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &j.w, b->err);
+    if (rc)
+        goto out;
+    for (size_t i = 0; !rc && i + 1 < s->nwords; i++) {
+        const char *src = s->words[i];
+        if (strncmp(src, "<<", 2) == 0) {
+            /* Heredoc source: a file named after the delimiter. */
+            const struct ck_heredoc *h = NULL;
+            for (size_t k = 0; k < s->instr->nheredocs; k++)
+                if (strstr(src, s->instr->heredocs[k].name))
+                    h = &s->instr->heredocs[k];
+            if (h == NULL)
+                continue;
+            char target[8192];
+            if (j.dest_is_dir)
+                snprintf(target, sizeof target, "%s/%s", j.dest, h->name);
+            else
+                snprintf(target, sizeof target, "%s", j.dest);
+            const char *rel = target;
+            while (*rel == '/')
+                rel++;
+            rc = ensure_parents(&j, rel);
+            struct cairn_layer_entry le = {
+                .path = rel,
+                .mode = S_IFREG | (j.has_chmod ? j.chmod : 0644),
+                .uid = j.uid,
+                .gid = j.gid,
+                .mtime = clamp_time(b, b->now),
+            };
+            if (!rc)
+                rc = cairn_layer_add_data(j.w, &le, h->content,
+                                          strlen(h->content), b->err);
+            j.entries++;
+            continue;
+        }
+        rc = ck_context_source_each(src_ctx, src, copy_entry, &j, b->err);
+    }
+    if (rc) {
+        cairn_layer_writer_abort(j.w);
+        goto out;
+    }
+    *empty = j.entries == 0;
+    rc = cairn_layer_writer_finish(j.w, desc, blob, b->err);
+out:
+    if (src_ctx != b->ctx)
+        ck_context_close(src_ctx);
+    if (mnt[0]) {
+        cairn_sandbox_unmount(mnt, NULL);
+        rmdir(mnt);
+    }
+    free(lowers);
+    stage_out_free(&img);
+    cairn_strvec_free(&j.emitted);
+    return rc;
+}
+
+/* ---- RUN ----------------------------------------------------------------- */
+
+/* True when dir holds anything but the paths in skip. */
+static bool upper_has_changes(const char *dir, const char *prefix,
+                              char *const *skip)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return false;
+    struct dirent *de;
+    bool found = false;
+    while (!found && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char rel[4096], full[8192];
+        snprintf(rel, sizeof rel, "%s%s%s", prefix, prefix[0] ? "/" : "",
+                 de->d_name);
+        snprintf(full, sizeof full, "%s/%s", dir, de->d_name);
+        bool skipped = false;
+        for (size_t i = 0; skip && skip[i]; i++)
+            if (strcmp(skip[i], rel) == 0)
+                skipped = true;
+        struct stat st;
+        if (!skipped) {
+            found = true;
+        } else if (lstat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
+            found = upper_has_changes(full, rel, skip);
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+static int run_run(struct build *b, const struct ck_step *s,
+                   struct stage_out *so, struct cairn_layer_desc *desc,
+                   char **blob, bool *empty)
+{
+    char tmp[4096], upper[4200], work[4200];
+    snprintf(tmp, sizeof tmp, "%s/run-XXXXXX", cairn_store_tmpdir(b->st));
+    if (mkdtemp(tmp) == NULL)
+        return cairn_err_set(b->err, -errno, "mkdtemp: %s", strerror(errno));
+    snprintf(upper, sizeof upper, "%s/upper", tmp);
+    snprintf(work, sizeof work, "%s/work", tmp);
+    const char **lowers = NULL;
+    struct cairn_strvec argv, env;
+    cairn_strvec_init(&argv);
+    cairn_strvec_init(&env);
+    struct cairn_run_result res;
+    memset(&res, 0, sizeof res);
+    const void *stdin_data = NULL;
+    size_t stdin_len = 0;
+    char *script = NULL;
+    int rc = 0;
+    if (mkdir(upper, 0755) != 0 || mkdir(work, 0700) != 0) {
+        rc = cairn_err_set(b->err, -errno, "mkdir: %s", strerror(errno));
+        goto out;
+    }
+    rc = stage_lowers(b, so, &lowers);
+    if (rc)
+        goto out;
+
+    const struct ck_instr *in = s->instr;
+    if (in->json) {
+        for (size_t i = 0; !rc && i < s->nwords; i++)
+            rc = cairn_strvec_push(&argv, s->words[i]);
+    } else {
+        for (size_t i = 0; !rc && i < s->nshell; i++)
+            rc = cairn_strvec_push(&argv, s->shell[i]);
+        const char *cmd = s->nwords ? s->words[0] : "";
+        if (!rc && in->nheredocs == 1 && strncmp(cmd, "<<", 2) == 0 &&
+            strchr(cmd, ' ') == NULL) {
+            /* RUN <<EOF: the heredoc is the script (BuildKit's rule). */
+            rc = cairn_strvec_push(&argv, in->heredocs[0].content);
+        } else if (!rc && in->nheredocs > 0) {
+            /* Heredocs as redirections: the shell reads them itself. */
+            struct cairn_buf sb;
+            cairn_buf_init(&sb, 0);
+            cairn_buf_puts(&sb, cmd);
+            for (size_t i = 0; i < in->nheredocs; i++)
+                cairn_buf_printf(&sb, "\n%s%s", in->heredocs[i].content,
+                                 in->heredocs[i].name);
+            cairn_buf_putc(&sb, '\n');
+            script = cairn_buf_take(&sb);
+            rc = script ? cairn_strvec_push(&argv, script) : CAIRN_E_NOMEM;
+        } else if (!rc) {
+            rc = cairn_strvec_push(&argv, cmd);
+        }
+    }
+    for (size_t i = 0; !rc && i < s->nenv; i++)
+        rc = cairn_strvec_push(&env, s->env[i]);
+    /* Proxy settings reach the command but never the key or the image. */
+    for (size_t i = 0; !rc && i < b->o->nbuild_args; i++) {
+        const char *a = b->o->build_args[i];
+        static const char *const proxies[] = {
+            "HTTP_PROXY=", "http_proxy=", "HTTPS_PROXY=", "https_proxy=",
+            "FTP_PROXY=", "ftp_proxy=", "NO_PROXY=", "no_proxy=",
+            "ALL_PROXY=", "all_proxy="};
+        for (size_t k = 0; k < sizeof proxies / sizeof proxies[0]; k++)
+            if (strncmp(a, proxies[k], strlen(proxies[k])) == 0)
+                rc = cairn_strvec_push(&env, a);
+    }
+    if (rc)
+        goto out;
+    bool net_none = b->o->network_none;
+    if (strcmp(s->network, "none") == 0)
+        net_none = true;
+    else if (strcmp(s->network, "host") == 0)
+        net_none = false;
+    struct cairn_run_spec spec = {
+        .lowerdirs = lowers,
+        .nlowerdirs = so->nlayers,
+        .upperdir = upper,
+        .workdir = work,
+        .argv = (const char *const *)argv.v,
+        .argc = argv.n,
+        .env = (const char *const *)env.v,
+        .nenv = env.n,
+        .cwd = s->workdir,
+        .user = s->user,
+        .network_none = net_none,
+        .stdin_data = stdin_data,
+        .stdin_len = stdin_len,
+        .out_fd = fileno(b->out),
+    };
+    fflush(b->out);
+    rc = cairn_sandbox_run(&spec, &res, b->err);
+    if (rc) {
+        cairn_err_prefix(b->err, "step %d/%d (%s:%d RUN)", s->number,
+                         b->total, b->df->name, s->instr->line);
+        goto out;
+    }
+    if (res.exit_code != 0) {
+        struct cairn_buf cmdline;
+        cairn_buf_init(&cmdline, 4096);
+        for (size_t i = 0; i < argv.n; i++)
+            cairn_buf_printf(&cmdline, "%s%s", i ? " " : "", argv.v[i]);
+        rc = cairn_err_set(b->err, CAIRN_E_FAILED,
+                           "step %d/%d (%s:%d RUN): The command '%s' returned "
+                           "a non-zero code: %d",
+                           s->number, b->total, b->df->name, s->instr->line,
+                           cmdline.data ? cmdline.data : "", res.exit_code);
+        cairn_buf_free(&cmdline);
+        goto out;
+    }
+    *empty = !upper_has_changes(upper, "", res.created);
+    if (*empty)
+        goto out;
+    struct cairn_layer_writer *w = NULL;
+    struct cairn_layer_opts lo = {.compression = b->o->compression,
+                                  .source_date_epoch = b->o->source_date_epoch};
+    rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &w, b->err);
+    if (!rc)
+        rc = cairn_layer_add_upper(w, upper, (const char *const *)res.created,
+                                   b->err);
+    if (rc) {
+        cairn_layer_writer_abort(w);
+        goto out;
+    }
+    rc = cairn_layer_writer_finish(w, desc, blob, b->err);
+out:
+    cairn_run_result_clear(&res);
+    free(script);
+    free(lowers);
+    cairn_strvec_free(&argv);
+    cairn_strvec_free(&env);
+    rm_tree(tmp);
+    return rc;
+}
+
+/* ---- the walk ------------------------------------------------------------ */
+
+static int start_stage(struct build *b, const struct ck_stage *st,
+                       struct stage_out *so)
+{
+    int rc = 0;
+    switch (st->base_kind) {
+    case CK_BASE_SCRATCH: {
+        char os[64] = "linux", arch[64] = "amd64";
+        const char *sl = strchr(st->platform, '/');
+        if (sl) {
+            snprintf(os, sizeof os, "%.*s", (int)(sl - st->platform),
+                     st->platform);
+            snprintf(arch, sizeof arch, "%s", sl + 1);
+            char *v = strchr(arch, '/');
+            if (v)
+                *v = '\0';
+        }
+        so->cfg.os = strdup(os);
+        so->cfg.architecture = strdup(arch);
+        so->cfg.created = -1;
+        if (so->cfg.os == NULL || so->cfg.architecture == NULL)
+            rc = CAIRN_E_NOMEM;
+        break;
+    }
+    case CK_BASE_STAGE: {
+        const struct stage_out *base = &b->stages[st->base_stage];
+        rc = cairn_image_config_copy(&so->cfg, &base->cfg);
+        for (size_t i = 0; !rc && i < base->nlayers; i++)
+            rc = layers_push(so, &base->layers[i]);
+        break;
+    }
+    case CK_BASE_IMAGE: {
+        struct cairn_manifest m;
+        memset(&m, 0, sizeof m);
+        rc = load_image(b, st->base.digest, &m, &so->cfg);
+        for (size_t i = 0; !rc && i < m.nlayers; i++)
+            rc = layers_push(so, &m.layers[i]);
+        cairn_manifest_clear(&m);
+        break;
+    }
+    }
+    if (rc)
+        return rc;
+    /* PATH as the plan saw it (BuildKit adds the default when unset). */
+    bool has_path = false;
+    for (size_t i = 0; i < so->cfg.nenv; i++)
+        if (strncmp(so->cfg.env[i], "PATH=", 5) == 0)
+            has_path = true;
+    if (!has_path)
+        rc = cairn_image_config_set_env(&so->cfg, "PATH", CK_DEFAULT_PATH);
+    /* ONBUILD triggers fire once; the new image does not carry them. */
+    cairn_strv_free(so->cfg.onbuild, so->cfg.nonbuild);
+    so->cfg.onbuild = NULL;
+    so->cfg.nonbuild = 0;
+    return rc;
+}
+
+static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
+                         bool *cached)
+{
+    const struct ck_step *s = &b->plan->steps[i];
+    const struct ck_step_key *k = &b->keys->keys[i];
+    struct cairn_layer_rec rec;
+    memset(&rec, 0, sizeof rec);
+    int rc;
+    if (!b->o->no_cache && cairn_store_key_get(b->st, k->hex, &rec) == 0) {
+        *cached = true;
+        b->stats->cached++;
+    } else {
+        *cached = false;
+        char *blob = NULL;
+        bool empty = false;
+        if (s->instr->kind == CK_INSTR_RUN)
+            rc = run_run(b, s, so, &rec.layer, &blob, &empty);
+        else
+            rc = run_copy(b, s, so, &rec.layer, &blob, &empty);
+        if (rc)
+            return rc;
+        b->stats->run++;
+        rec.empty = empty;
+        if (blob != NULL && empty) {
+            unlink(blob);
+        } else if (blob != NULL) {
+            rc = cairn_store_blob_add_file(b->st, blob, rec.layer.digest, b->err);
+            b->stats->layer_bytes += (uint64_t)rec.layer.size;
+        }
+        free(blob);
+        if (!rc)
+            rc = cairn_store_key_put(b->st, k->hex, &rec, b->err);
+        if (rc)
+            return rc;
+    }
+    if (!rec.empty) {
+        rc = layers_push(so, &rec.layer);
+        if (!rc)
+            rc = strv_append(&so->cfg.diff_ids, &so->cfg.ndiff_ids,
+                             rec.layer.diff_id);
+        if (rc)
+            return rc;
+    }
+    return add_history(b, s, so, rec.empty);
+}
+
+static int walk(struct build *b)
+{
+    const struct ck_plan *p = b->plan;
+    for (size_t i = 0; i < p->nsteps; i++) {
+        const struct ck_step *s = &p->steps[i];
+        const struct ck_stage *st = &p->stages[s->stage];
+        if (!st->needed)
+            continue;
+        struct stage_out *so = &b->stages[s->stage];
+        char display[512];
+        snprintf(display, sizeof display, "%s", s->text);
+        fprintf(b->out, "Step %d/%d : %s\n", s->number, b->total, display);
+        int rc = 0;
+        bool cached = false;
+        if (s->instr->kind == CK_INSTR_FROM) {
+            rc = start_stage(b, st, so);
+        } else if (s->instr->kind == CK_INSTR_RUN ||
+                   s->instr->kind == CK_INSTR_COPY ||
+                   s->instr->kind == CK_INSTR_ADD) {
+            rc = do_layer_step(b, i, so, &cached);
+            if (!rc && cached)
+                fprintf(b->out, " ---> Using cache\n");
+        } else {
+            rc = apply_meta(b, s, so);
+            if (!rc && s->instr->kind != CK_INSTR_ARG)
+                rc = add_history(b, s, so, true);
+        }
+        if (rc)
+            return rc;
+        char id[13];
+        short_id(b->keys->keys[i].hex, id);
+        fprintf(b->out, " ---> %s\n", id);
+        fflush(b->out);
+    }
+    return 0;
+}
+
+/* Stores config and manifest of the target stage and records the image. */
+static int commit_image(struct build *b, char image_id[CAIRN_DIGEST_STR_LEN])
+{
+    struct stage_out *so = &b->stages[b->plan->target];
+    so->cfg.created = b->now;
+    char *json = NULL;
+    size_t len = 0;
+    int rc = cairn_image_config_to_json(&so->cfg, &json, &len);
+    if (rc)
+        return rc;
+    char config_digest[CAIRN_DIGEST_STR_LEN];
+    rc = cairn_store_blob_add_data(b->st, json, len, config_digest, b->err);
+    free(json);
+    if (rc)
+        return rc;
+    struct cairn_manifest m = {
+        .media_type = CAIRN_MEDIA_MANIFEST,
+        .config_digest = config_digest,
+        .config_size = (int64_t)len,
+        .config_media_type = CAIRN_MEDIA_CONFIG,
+        .layers = so->layers,
+        .nlayers = so->nlayers,
+    };
+    rc = cairn_manifest_to_json(&m, &json, &len);
+    if (rc)
+        return rc;
+    char manifest_digest[CAIRN_DIGEST_STR_LEN];
+    rc = cairn_store_blob_add_data(b->st, json, len, manifest_digest, b->err);
+    free(json);
+    if (rc)
+        return rc;
+    struct cairn_image_row row;
+    memset(&row, 0, sizeof row);
+    snprintf(row.manifest_digest, sizeof row.manifest_digest, "%s",
+             manifest_digest);
+    snprintf(row.config_digest, sizeof row.config_digest, "%s", config_digest);
+    row.created = b->now;
+    for (size_t i = 0; i < so->nlayers; i++)
+        row.size += so->layers[i].size;
+    rc = cairn_store_image_add(b->st, &row, b->err);
+    for (size_t i = 0; !rc && i < b->o->ntags; i++)
+        rc = cairn_store_tag(b->st, b->o->tags[i], manifest_digest, b->err);
+    if (!rc)
+        snprintf(image_id, CAIRN_DIGEST_STR_LEN, "%s", config_digest);
+    return rc;
+}
+
+int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
+                    char image_id[CAIRN_DIGEST_STR_LEN],
+                    struct cairn_build_stats *stats, struct cairn_err *err)
+{
+    struct build b;
+    memset(&b, 0, sizeof b);
+    memset(stats, 0, sizeof *stats);
+    b.st = st;
+    b.o = o;
+    b.stats = stats;
+    b.err = err;
+    b.out = o->out ? o->out : stdout;
+    b.now = o->source_date_epoch >= 0 ? o->source_date_epoch : (int64_t)time(NULL);
+    struct ck_ignore *ig = NULL;
+    struct ck_statcache *sc = NULL;
+    char dfpath[4096];
+    const char *dockerfile = o->dockerfile;
+    if (dockerfile == NULL) {
+        snprintf(dfpath, sizeof dfpath, "%s/Dockerfile", o->context);
+        dockerfile = dfpath;
+    }
+    struct stat cst;
+    if (stat(o->context, &cst) != 0 || !S_ISDIR(cst.st_mode))
+        return cairn_err_set(err, CAIRN_E_NOTFOUND,
+                             "unable to prepare context: path \"%s\" not found",
+                             o->context);
+    int rc = ck_dockerfile_parse_file(dockerfile, &b.df, err);
+    if (rc)
+        goto out;
+    rc = ck_ignore_load(o->context, dockerfile, &ig, err);
+    if (!rc)
+        rc = ck_statcache_open(cairn_store_env(st), &sc, err);
+    struct ck_context_opts co = {.ignore = ig, .cache = sc};
+    if (!rc)
+        rc = ck_context_open(o->context, &co, &b.ctx, err);
+    struct ck_plan_opts po = {
+        .build_args = o->build_args,
+        .nbuild_args = o->nbuild_args,
+        .target = o->target,
+        .resolve = resolve_image,
+        .resolve_arg = &b,
+    };
+    if (!rc)
+        rc = ck_plan_build(b.df, &po, &b.plan, err);
+    if (rc)
+        goto out;
+    if (b.plan->nunused_build_args > 0) {
+        fprintf(b.out, "[Warning] One or more build-args [");
+        for (size_t i = 0; i < b.plan->nunused_build_args; i++)
+            fprintf(b.out, "%s%s", i ? " " : "", b.plan->unused_build_args[i]);
+        fprintf(b.out, "] were not consumed\n");
+    }
+    rc = ck_keys_compute(b.plan, b.ctx, &b.keys, err);
+    if (rc)
+        goto out;
+    for (size_t i = 0; i < b.plan->nsteps; i++)
+        if (b.plan->stages[b.plan->steps[i].stage].needed)
+            b.total++;
+    stats->steps = (unsigned)b.total;
+    b.stages = calloc(b.plan->nstages, sizeof *b.stages);
+    if (b.stages == NULL) {
+        rc = CAIRN_E_NOMEM;
+        goto out;
+    }
+    rc = cairn_store_lock(st, false, err);
+    if (rc)
+        goto out;
+    rc = walk(&b);
+    if (!rc)
+        rc = commit_image(&b, image_id);
+    cairn_store_unlock(st);
+out:
+    if (b.stages)
+        for (size_t i = 0; i < b.plan->nstages; i++)
+            stage_out_free(&b.stages[i]);
+    free(b.stages);
+    ck_keys_free(b.keys);
+    ck_plan_free(b.plan);
+    ck_context_close(b.ctx);
+    ck_statcache_close(sc);
+    ck_ignore_free(ig);
+    ck_dockerfile_free(b.df);
+    return rc;
+}
