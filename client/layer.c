@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -1409,8 +1410,414 @@ int cairn_layer_digest_file(const char *blob_path,
     return rc;
 }
 
+/* ------------------------------------------------------------------ */
+/* Unpack                                                              */
+
+struct unpack {
+    struct blob_reader r;
+    struct archive *in;
+    struct archive *disk;
+    char *root; /* realpath of dest: no symlinks for libarchive to trip on */
+    int rootfd;
+    char *full; /* scratch: root + "/" + entry path */
+    char *link; /* scratch: root + "/" + hard-link target */
+    size_t scratch_cap;
+};
+
+static la_ssize_t unpack_read_cb(struct archive *a, void *cd, const void **buf)
+{
+    struct blob_reader *r = cd;
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    if (reader_produce(r, &p, &n) != 0) {
+        archive_set_error(a, EIO, "%s", r->msg);
+        return -1;
+    }
+    *buf = p;
+    return (la_ssize_t)n;
+}
+
+/* The entry path relative to dest: leading "./" dropped; absolute paths,
+ * ".." components and oversize names refused. The result points into
+ * name. */
+static int entry_rel(const char *name, const char **out, struct cairn_err *err)
+{
+    if (name == NULL)
+        return cairn_err_set(err, CAIRN_E_CORRUPT, "layer entry without a name");
+    if (strnlen(name, LAYER_PATH_MAX) >= LAYER_PATH_MAX)
+        return cairn_err_set(err, CAIRN_E_CORRUPT, "layer entry name too long");
+    if (name[0] == '/')
+        return cairn_err_set(err, CAIRN_E_CORRUPT,
+                             "layer entry has an absolute path: %s", name);
+    const char *p = name;
+    while (p[0] == '.' && p[1] == '/')
+        p += 2;
+    if (strcmp(p, ".") == 0)
+        p += 1;
+    for (const char *s = p; *s;) {
+        const char *e = strchr(s, '/');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        if (len == 2 && s[0] == '.' && s[1] == '.')
+            return cairn_err_set(err, CAIRN_E_CORRUPT,
+                                 "layer entry escapes with '..': %s", name);
+        s += len;
+        while (*s == '/')
+            s++;
+    }
+    *out = p;
+    return 0;
+}
+
+/* Opens directory rel (length len) beneath rootfd without following any
+ * symlink, creating missing directories (a whiteout may come before, or
+ * without, its directory's entry). */
+static int open_beneath(int rootfd, const char *rel, size_t len, int *out,
+                        struct cairn_err *err)
+{
+    char buf[LAYER_PATH_MAX];
+    if (len >= sizeof buf)
+        return cairn_err_set(err, CAIRN_E_CORRUPT, "path too long");
+    memcpy(buf, rel, len);
+    buf[len] = '\0';
+    int fd = rootfd;
+    char *save = NULL;
+    for (char *c = strtok_r(buf, "/", &save); c != NULL;
+         c = strtok_r(NULL, "/", &save)) {
+        if (strcmp(c, ".") == 0)
+            continue;
+        int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+        int nfd = openat(fd, c, flags);
+        if (nfd < 0 && errno == ENOENT && mkdirat(fd, c, 0755) == 0)
+            nfd = openat(fd, c, flags);
+        int e = errno;
+        if (fd != rootfd)
+            close(fd);
+        if (nfd < 0) {
+            if (e == ELOOP || e == ENOTDIR)
+                return cairn_err_set(err, CAIRN_E_CORRUPT,
+                                     "whiteout under a symlink or file: %.*s",
+                                     (int)len, rel);
+            return cairn_err_set(err, -e, "open %.*s: %s", (int)len, rel,
+                                 strerror(e));
+        }
+        fd = nfd;
+    }
+    if (fd == rootfd) {
+        fd = dup(rootfd);
+        if (fd < 0)
+            return cairn_err_set(err, -errno, "dup: %s", strerror(errno));
+    }
+    *out = fd;
+    return 0;
+}
+
+/* ".wh.<name>": overlayfs spells a deletion as a 0/0 character device. */
+static int unpack_whiteout(struct unpack *u, const char *dir, size_t dirlen,
+                           const char *name, size_t namelen,
+                           struct cairn_err *err)
+{
+    char nm[256];
+    if (namelen == 0 || namelen >= sizeof nm ||
+        memchr(name, '/', namelen) != NULL ||
+        (namelen == 1 && name[0] == '.') ||
+        (namelen == 2 && name[0] == '.' && name[1] == '.'))
+        return cairn_err_set(err, CAIRN_E_CORRUPT, "bad whiteout %.*s",
+                             (int)(name + namelen - dir), dir);
+    memcpy(nm, name, namelen);
+    nm[namelen] = '\0';
+    int dfd;
+    int rc = open_beneath(u->rootfd, dir, dirlen, &dfd, err);
+    if (rc != 0)
+        return rc;
+    /* Replace whatever this layer put there earlier: a file, a symlink
+     * (unlinked, never followed) or an empty directory. */
+    if (unlinkat(dfd, nm, 0) != 0 && errno == EISDIR)
+        unlinkat(dfd, nm, AT_REMOVEDIR);
+    if (mknodat(dfd, nm, S_IFCHR | 0, makedev(0, 0)) != 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "whiteout %.*s/%s: %s", (int)dirlen, dir, nm,
+                      cairn_strerror(rc));
+    }
+    close(dfd);
+    return rc;
+}
+
+/* ".wh..wh..opq": the directory hides the lower layers' contents. */
+static int unpack_opaque(struct unpack *u, const char *dir, size_t dirlen,
+                         struct cairn_err *err)
+{
+    int dfd;
+    int rc = open_beneath(u->rootfd, dir, dirlen, &dfd, err);
+    if (rc != 0)
+        return rc;
+    if (fsetxattr(dfd, "trusted.overlay.opaque", "y", 1, 0) != 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "opaque %.*s: %s", (int)dirlen, dir,
+                      cairn_strerror(rc));
+    }
+    close(dfd);
+    return rc;
+}
+
+/* Drops overlayfs' own xattrs from an entry: a layer must not be able to
+ * plant redirects or opaque flags except through the OCI markers. */
+static void strip_overlay_xattrs(struct archive_entry *ae)
+{
+    const char *n;
+    const void *v;
+    size_t l;
+    bool found = false;
+    archive_entry_xattr_reset(ae);
+    while (archive_entry_xattr_next(ae, &n, &v, &l) == ARCHIVE_OK)
+        if (strncmp(n, "trusted.overlay.", 16) == 0 ||
+            strncmp(n, "user.overlay.", 13) == 0)
+            found = true;
+    if (!found)
+        return;
+    struct archive_entry *keep = archive_entry_new();
+    if (keep == NULL)
+        return;
+    archive_entry_xattr_reset(ae);
+    while (archive_entry_xattr_next(ae, &n, &v, &l) == ARCHIVE_OK)
+        if (strncmp(n, "trusted.overlay.", 16) != 0 &&
+            strncmp(n, "user.overlay.", 13) != 0)
+            archive_entry_xattr_add_entry(keep, n, v, l);
+    archive_entry_xattr_clear(ae);
+    archive_entry_xattr_reset(keep);
+    while (archive_entry_xattr_next(keep, &n, &v, &l) == ARCHIVE_OK)
+        archive_entry_xattr_add_entry(ae, n, v, l);
+    archive_entry_free(keep);
+}
+
+/* A failure of the tar reader: the decompressor's own error when it was
+ * the cause, else libarchive's description of the bad tar. */
+static int unpack_read_fail(struct unpack *u, const char *blob,
+                            struct cairn_err *err)
+{
+    if (u->r.rc != 0)
+        return cairn_err_set(err, u->r.rc, "layer %s: %s", blob, u->r.msg);
+    const char *why = archive_error_string(u->in);
+    return cairn_err_set(err, CAIRN_E_CORRUPT, "layer %s: %s", blob,
+                         why ? why : "bad tar");
+}
+
+/* A failure of the disk writer. Resource problems keep their errno; the
+ * rest (refusals to write through a symlink, bad links, ...) are the
+ * archive's fault. */
+static int unpack_disk_fail(struct unpack *u, const char *name,
+                            struct cairn_err *err)
+{
+    int e = archive_errno(u->disk);
+    int code = CAIRN_E_CORRUPT;
+    switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+    case EIO:
+    case ENOMEM:
+    case EROFS:
+    case EMFILE:
+    case ENFILE:
+    case EPERM:
+    case EACCES:
+        code = -e;
+        break;
+    default:
+        break;
+    }
+    const char *why = archive_error_string(u->disk);
+    return cairn_err_set(err, code, "unpacking %s: %s", name,
+                         why ? why : "failed");
+}
+
+static int unpack_entries(struct unpack *u, const char *blob,
+                          struct cairn_err *err)
+{
+    size_t entries = 0;
+    for (;;) {
+        struct archive_entry *ae;
+        int ar = archive_read_next_header(u->in, &ae);
+        if (ar == ARCHIVE_EOF)
+            return 0;
+        /* Warnings (names not convertible to the locale) keep the raw
+         * bytes, which is what a file system wants anyway. */
+        if (ar < ARCHIVE_WARN)
+            return unpack_read_fail(u, blob, err);
+        if (++entries > LAYER_MAX_ENTRIES)
+            return cairn_err_set(err, CAIRN_E_TOOBIG,
+                                 "layer %s has more than %zu entries", blob,
+                                 LAYER_MAX_ENTRIES);
+        const char *rel;
+        int rc = entry_rel(archive_entry_pathname(ae), &rel, err);
+        if (rc != 0)
+            return rc;
+        size_t len = strlen(rel);
+        while (len > 0 && rel[len - 1] == '/')
+            len--;
+        size_t base = len;
+        while (base > 0 && rel[base - 1] != '/')
+            base--;
+        size_t dirlen = base > 0 ? base - 1 : 0;
+        if (len - base >= 4 && memcmp(rel + base, WH_PREFIX, 4) == 0) {
+            if (len - base == strlen(WH_OPAQUE) &&
+                memcmp(rel + base, WH_OPAQUE, len - base) == 0)
+                rc = unpack_opaque(u, rel, dirlen, err);
+            else if (len - base >= 8 &&
+                     memcmp(rel + base, WH_PREFIX WH_PREFIX, 8) == 0)
+                rc = 0; /* other ".wh..wh." names: aufs bookkeeping */
+            else
+                rc = unpack_whiteout(u, rel, dirlen, rel + base + 4,
+                                     len - base - 4, err);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        if (archive_entry_filetype(ae) == AE_IFSOCK)
+            continue;
+        int n = snprintf(u->full, u->scratch_cap, "%s/%s", u->root, rel);
+        if (n < 0 || (size_t)n >= u->scratch_cap)
+            return cairn_err_set(err, CAIRN_E_CORRUPT, "path too long: %s",
+                                 rel);
+        const char *hl = archive_entry_hardlink(ae);
+        if (hl != NULL) {
+            const char *hrel;
+            if ((rc = entry_rel(hl, &hrel, err)) != 0)
+                return rc;
+            n = snprintf(u->link, u->scratch_cap, "%s/%s", u->root, hrel);
+            if (n < 0 || (size_t)n >= u->scratch_cap)
+                return cairn_err_set(err, CAIRN_E_CORRUPT,
+                                     "path too long: %s", hrel);
+            archive_entry_copy_hardlink(ae, u->link);
+        }
+        /* From here on rel points into memory the entry may free. */
+        archive_entry_copy_pathname(ae, u->full);
+        strip_overlay_xattrs(ae);
+        const char *shown = u->full + strlen(u->root) + 1;
+        if (archive_write_header(u->disk, ae) != ARCHIVE_OK)
+            return unpack_disk_fail(u, shown, err);
+        if (archive_entry_size(ae) > 0) {
+            for (;;) {
+                const void *buf;
+                size_t sz;
+                la_int64_t off;
+                ar = archive_read_data_block(u->in, &buf, &sz, &off);
+                if (ar == ARCHIVE_EOF)
+                    break;
+                if (ar != ARCHIVE_OK)
+                    return unpack_read_fail(u, blob, err);
+                if (archive_write_data_block(u->disk, buf, sz, off) !=
+                    ARCHIVE_OK)
+                    return unpack_disk_fail(u, shown, err);
+            }
+        }
+        /* A warning here means an owner, mode, time or xattr (file
+         * capabilities!) was not restored: the snapshot would be wrong. */
+        if (archive_write_finish_entry(u->disk) != ARCHIVE_OK)
+            return unpack_disk_fail(u, shown, err);
+    }
+}
+
+static int check_digest_arg(const char *d)
+{
+    uint8_t bin[CK_SHA256_LEN];
+    if (d == NULL)
+        return 0;
+    if (strncmp(d, "sha256:", 7) != 0 || strlen(d + 7) != CK_SHA256_HEX_LEN ||
+        ck_hex_decode(d + 7, bin) != 0)
+        return CAIRN_E_INVAL;
+    return 0;
+}
+
 int cairn_layer_unpack(const char *blob_path, const char *dest,
                        const char *diff_id, struct cairn_err *err)
 {
-    return cairn_err_set(err, CAIRN_E_UNSUPPORTED, "unpack not written yet");
+    if (blob_path == NULL || dest == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "unpack: bad arguments");
+    if (check_digest_arg(diff_id) != 0)
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad diff_id '%s'", diff_id);
+    struct unpack u;
+    memset(&u, 0, sizeof u);
+    u.rootfd = -1;
+    u.r.fd = -1;
+    int rc = 0;
+    u.root = realpath(dest, NULL);
+    if (u.root == NULL) {
+        rc = -errno;
+        cairn_err_set(err, rc, "unpack into %s: %s", dest, cairn_strerror(rc));
+        goto out;
+    }
+    u.rootfd = open(u.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (u.rootfd < 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "open %s: %s", u.root, cairn_strerror(rc));
+        goto out;
+    }
+    u.scratch_cap = strlen(u.root) + 2 + LAYER_PATH_MAX;
+    u.full = malloc(u.scratch_cap);
+    u.link = malloc(u.scratch_cap);
+    if (u.full == NULL || u.link == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = reader_open(&u.r, blob_path)) != 0) {
+        cairn_err_set(err, rc, "layer %s: %s", blob_path, u.r.msg);
+        goto out;
+    }
+    /* The decompressed stream goes to libarchive as a plain tar (our own
+     * decompressor hashes it on the way); no libarchive filter runs. */
+    u.in = archive_read_new();
+    u.disk = archive_write_disk_new();
+    if (u.in == NULL || u.disk == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if (archive_read_support_format_tar(u.in) != ARCHIVE_OK ||
+        archive_read_open(u.in, &u.r, NULL, unpack_read_cb, NULL) !=
+            ARCHIVE_OK) {
+        rc = unpack_read_fail(&u, blob_path, err);
+        goto out;
+    }
+    /* Paths handed to libarchive are absolute (root + entry) so nothing
+     * depends on the process's working directory, which parallel unpacks
+     * share; that is why SECURE_NOABSOLUTEPATHS is not set: entry_rel
+     * refuses absolute entry names itself. SECURE_SYMLINKS checks every
+     * component, which is safe because root is a realpath. No
+     * set_standard_lookup: owners are the numeric ids in the tar, never
+     * names looked up on this host. */
+    archive_write_disk_set_options(
+        u.disk, ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+                    ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_OWNER |
+                    ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+                    ARCHIVE_EXTRACT_XATTR);
+    if ((rc = unpack_entries(&u, blob_path, err)) != 0)
+        goto out;
+    /* Close applies the deferred directory modes and times. */
+    if (archive_write_close(u.disk) != ARCHIVE_OK) {
+        rc = unpack_disk_fail(&u, dest, err);
+        goto out;
+    }
+    if ((rc = reader_drain(&u.r)) != 0) {
+        cairn_err_set(err, rc, "layer %s: %s", blob_path, u.r.msg);
+        goto out;
+    }
+    struct cairn_layer_desc d;
+    if ((rc = reader_digests(&u.r, &d)) != 0) {
+        cairn_err_set(err, rc, "sha256: %s", cairn_strerror(rc));
+        goto out;
+    }
+    if (diff_id != NULL && strcasecmp(d.diff_id, diff_id) != 0)
+        rc = cairn_err_set(err, CAIRN_E_DIGEST,
+                           "layer %s: uncompressed content is %s, expected %s",
+                           blob_path, d.diff_id, diff_id);
+out:
+    if (u.in != NULL)
+        archive_read_free(u.in);
+    if (u.disk != NULL)
+        archive_write_free(u.disk);
+    reader_close(&u.r);
+    if (u.rootfd >= 0)
+        close(u.rootfd);
+    free(u.root);
+    free(u.full);
+    free(u.link);
+    return rc;
 }

@@ -6,6 +6,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -583,6 +584,420 @@ static void test_progress(void **state)
     free(blob);
 }
 
+/* ---- unpack --------------------------------------------------------- */
+
+static void unpack_ok(const char *blob, const char *dest, const char *diff_id)
+{
+    struct cairn_err err = {0};
+    int rc = cairn_layer_unpack(blob, dest, diff_id, &err);
+    if (rc != 0)
+        fail_msg("unpack: %s (%d)", err.msg, rc);
+}
+
+/* Compares one path of the source tree with its unpacked copy. */
+static void compare_path(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    assert_int_equal(lstat(a, &sa), 0);
+    if (lstat(b, &sb) != 0)
+        fail_msg("missing after unpack: %s", b);
+    assert_int_equal(sa.st_mode, sb.st_mode);
+    assert_int_equal(sa.st_uid, sb.st_uid);
+    assert_int_equal(sa.st_gid, sb.st_gid);
+    if (!S_ISLNK(sa.st_mode))
+        assert_int_equal(sa.st_mtim.tv_sec, sb.st_mtim.tv_sec);
+    if (S_ISCHR(sa.st_mode) || S_ISBLK(sa.st_mode))
+        assert_int_equal(sa.st_rdev, sb.st_rdev);
+    if (S_ISREG(sa.st_mode)) {
+        assert_int_equal(sa.st_size, sb.st_size);
+        char da[CAIRN_DIGEST_STR_LEN], db[CAIRN_DIGEST_STR_LEN];
+        file_sha256(a, da);
+        file_sha256(b, db);
+        assert_string_equal(da, db);
+    }
+    if (S_ISLNK(sa.st_mode)) {
+        char ta[256] = {0}, tb[256] = {0};
+        assert_true(readlink(a, ta, sizeof ta - 1) > 0);
+        assert_true(readlink(b, tb, sizeof tb - 1) > 0);
+        assert_string_equal(ta, tb);
+        return;
+    }
+    /* user.* xattrs and the opaque flag survive; other overlay
+     * attributes of the source are not part of the layer. */
+    char la[1024], lb[1024];
+    ssize_t na = llistxattr(a, la, sizeof la);
+    ssize_t nb = llistxattr(b, lb, sizeof lb);
+    assert_true(na >= 0 && nb >= 0);
+    for (ssize_t i = 0; i < na; i += (ssize_t)strlen(la + i) + 1) {
+        const char *n = la + i;
+        if (strncmp(n, "trusted.overlay.", 16) == 0 &&
+            strcmp(n, "trusted.overlay.opaque") != 0) {
+            assert_int_equal(lgetxattr(b, n, NULL, 0), -1);
+            continue;
+        }
+        char va[256], vb[256];
+        ssize_t xa = lgetxattr(a, n, va, sizeof va);
+        ssize_t xb = lgetxattr(b, n, vb, sizeof vb);
+        if (xb < 0)
+            fail_msg("%s lost xattr %s", b, n);
+        assert_int_equal(xa, xb);
+        assert_memory_equal(va, vb, (size_t)xa);
+    }
+}
+
+static const char *const upper_paths[] = {
+    "bin", "bin-x", "bin/empty", "bin/sh", "bin/small", "bin/tool",
+    "bin/tool-hl", "etc", "etc/gone", "etc/fifo", "etc/null", "etc/opq",
+    "etc/opq/new", NULL};
+
+static void test_roundtrip(void **state)
+{
+    struct fixture *f = *state;
+    make_upper(f);
+    for (int c = CAIRN_COMPRESS_GZIP; c <= CAIRN_COMPRESS_NONE; c++) {
+        struct cairn_layer_desc d;
+        char *blob = write_upper(f, (enum cairn_compression)c, -1, &d);
+        char out[256], a[1024], b[1024];
+        snprintf(a, sizeof a, "out%d", c);
+        mkdir_at(f, a, 0755);
+        path_in(out, sizeof out, f, a);
+        unpack_ok(blob, out, d.diff_id);
+        for (const char *const *p = upper_paths; *p; p++) {
+            snprintf(a, sizeof a, "%s/upper/%s", f->dir, *p);
+            snprintf(b, sizeof b, "%s/%s", out, *p);
+            compare_path(a, b);
+        }
+        /* Whiteout as overlayfs spells it, the opaque flag, the hard link
+         * and the skipped mount point. */
+        struct stat st, st2;
+        snprintf(b, sizeof b, "%s/etc/gone", out);
+        assert_int_equal(lstat(b, &st), 0);
+        assert_true(S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0));
+        char v[4];
+        snprintf(b, sizeof b, "%s/etc/opq", out);
+        assert_int_equal(getxattr(b, "trusted.overlay.opaque", v, sizeof v),
+                         1);
+        assert_int_equal(v[0], 'y');
+        snprintf(b, sizeof b, "%s/etc/opq/.wh..wh..opq", out);
+        assert_int_equal(lstat(b, &st), -1);
+        snprintf(a, sizeof a, "%s/bin/tool", out);
+        snprintf(b, sizeof b, "%s/bin/tool-hl", out);
+        assert_int_equal(lstat(a, &st), 0);
+        assert_int_equal(lstat(b, &st2), 0);
+        assert_int_equal(st.st_ino, st2.st_ino);
+        assert_int_equal(st.st_nlink, 2);
+        snprintf(b, sizeof b, "%s/proc", out);
+        assert_int_equal(lstat(b, &st), -1);
+        unlink(blob);
+        free(blob);
+    }
+}
+
+static void test_special_names(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_layer_writer *w;
+    writer_new_ok(f, CAIRN_COMPRESS_ZSTD, -1, &w);
+    struct cairn_err err = {0};
+    char longp[300];
+    memset(longp, 'b', sizeof longp - 1);
+    longp[sizeof longp - 1] = '\0';
+    longp[200] = '/';
+    struct cairn_layer_entry d1 = {.path = "caf\xc3\xa9", .mode = S_IFDIR | 0755};
+    struct cairn_layer_entry f1 = {.path = "caf\xc3\xa9/\xff\xfe", .mode = 0644,
+                                   .mtime = 12345};
+    struct cairn_layer_entry d2 = {.path = "dd", .mode = S_IFDIR | 0555};
+    struct cairn_layer_entry f2 = {.path = longp, .mode = 0600};
+    longp[200] = '\0';
+    struct cairn_layer_entry d3 = {.path = longp, .mode = S_IFDIR | 0700};
+    assert_int_equal(cairn_layer_add(w, &d1, &err), 0);
+    assert_int_equal(cairn_layer_add_data(w, &f1, "u", 1, &err), 0);
+    assert_int_equal(cairn_layer_add(w, &d2, &err), 0);
+    /* Markers for directories not (yet) in the tar. */
+    assert_int_equal(cairn_layer_add_whiteout(w, "dd/x/gone", &err), 0);
+    assert_int_equal(cairn_layer_add_opaque(w, "new/opq", &err), 0);
+    assert_int_equal(cairn_layer_add(w, &d3, &err), 0);
+    longp[200] = '/';
+    assert_int_equal(cairn_layer_add_data(w, &f2, "long", 4, &err), 0);
+    struct cairn_layer_desc d;
+    char *blob = finish_ok(w, &d);
+    char out[512], p[1024];
+    mkdir_at(f, "out", 0755);
+    path_in(out, sizeof out, f, "out");
+    unpack_ok(blob, out, d.diff_id);
+    struct stat st;
+    snprintf(p, sizeof p, "%s/caf\xc3\xa9/\xff\xfe", out);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_int_equal(st.st_mtim.tv_sec, 12345);
+    snprintf(p, sizeof p, "%s/%s", out, longp);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_int_equal(st.st_size, 4);
+    snprintf(p, sizeof p, "%s/dd", out);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0555);
+    snprintf(p, sizeof p, "%s/dd/x/gone", out);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISCHR(st.st_mode));
+    char v[2];
+    snprintf(p, sizeof p, "%s/new/opq", out);
+    assert_int_equal(getxattr(p, "trusted.overlay.opaque", v, sizeof v), 1);
+    free(blob);
+}
+
+static void test_empty_layer(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_layer_writer *w;
+    writer_new_ok(f, CAIRN_COMPRESS_GZIP, 0, &w);
+    struct cairn_layer_desc d;
+    char *blob = finish_ok(w, &d);
+    /* Docker's empty layer: two zero blocks. */
+    uint8_t zeros[1024] = {0}, bin[CK_SHA256_LEN];
+    char hex[CK_SHA256_HEX_LEN + 1], want[CAIRN_DIGEST_STR_LEN];
+    assert_int_equal(ck_sha256(zeros, sizeof zeros, bin), 0);
+    ck_hex_encode(bin, hex);
+    snprintf(want, sizeof want, "sha256:%s", hex);
+    assert_string_equal(d.diff_id, want);
+    char out[512];
+    mkdir_at(f, "out", 0755);
+    path_in(out, sizeof out, f, "out");
+    unpack_ok(blob, out, d.diff_id);
+    free(blob);
+}
+
+struct tar_ent {
+    const char *name;
+    mode_t mode;
+    const char *target; /* symlink target; or hard link when hard */
+    bool hard;
+    const char *data;
+};
+
+/* Writes a plain pax tar, the way an attacker's tool would. */
+static void make_tar(const char *path, const struct tar_ent *e, size_t n)
+{
+    struct archive *a = archive_write_new();
+    assert_non_null(a);
+    assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+    assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+    for (size_t i = 0; i < n; i++) {
+        struct archive_entry *ae = archive_entry_new();
+        archive_entry_copy_pathname(ae, e[i].name);
+        archive_entry_set_mode(ae, e[i].mode);
+        if (e[i].target && e[i].hard)
+            archive_entry_copy_hardlink(ae, e[i].target);
+        else if (e[i].target)
+            archive_entry_copy_symlink(ae, e[i].target);
+        size_t len = e[i].data ? strlen(e[i].data) : 0;
+        archive_entry_set_size(ae, (la_int64_t)len);
+        assert_true(archive_write_header(a, ae) >= ARCHIVE_WARN);
+        if (len)
+            assert_int_equal(archive_write_data(a, e[i].data, len),
+                             (la_ssize_t)len);
+        archive_entry_free(ae);
+    }
+    assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+    archive_write_free(a);
+}
+
+static int count_entries(const char *dir)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void test_unpack_refuses_escapes(void **state)
+{
+    struct fixture *f = *state;
+    char outside[512], tar[512], dest[512];
+    mkdir_at(f, "outside", 0755);
+    path_in(outside, sizeof outside, f, "outside");
+    path_in(tar, sizeof tar, f, "evil.tar");
+    const struct {
+        struct tar_ent e[2];
+        size_t n;
+    } cases[] = {
+        {{{"../x", S_IFREG | 0644, NULL, false, "pwned"}}, 1},
+        {{{"a/../../x", S_IFREG | 0644, NULL, false, "pwned"}}, 1},
+        {{{"/x", S_IFREG | 0644, NULL, false, "pwned"}}, 1},
+        {{{"a", S_IFLNK | 0777, outside, false, NULL},
+          {"a/x", S_IFREG | 0644, NULL, false, "pwned"}},
+         2},
+        {{{"a", S_IFLNK | 0777, "../outside", false, NULL},
+          {"a/x", S_IFREG | 0644, NULL, false, "pwned"}},
+         2},
+        {{{"a", S_IFLNK | 0777, outside, false, NULL},
+          {"a/.wh.x", S_IFREG, NULL, false, NULL}},
+         2},
+        {{{"a", S_IFLNK | 0777, outside, false, NULL},
+          {"a/.wh..wh..opq", S_IFREG, NULL, false, NULL}},
+         2},
+        {{{"h", S_IFREG | 0644, "../outside/x", true, NULL}}, 1},
+        {{{"../.wh.x", S_IFREG, NULL, false, NULL}}, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char rel[32];
+        snprintf(rel, sizeof rel, "dest%zu", i);
+        mkdir_at(f, rel, 0755);
+        path_in(dest, sizeof dest, f, rel);
+        make_tar(tar, cases[i].e, cases[i].n);
+        struct cairn_err err = {0};
+        int rc = cairn_layer_unpack(tar, dest, NULL, &err);
+        if (rc != CAIRN_E_CORRUPT)
+            fail_msg("case %zu: rc %d (%s)", i, rc, err.msg);
+        assert_true(err.msg[0] != '\0');
+        if (getenv("LAYER_TEST_VERBOSE"))
+            print_message("case %zu: %s\n", i, err.msg);
+        assert_int_equal(count_entries(outside), 0);
+        char x[600];
+        snprintf(x, sizeof x, "%s/x", f->dir);
+        assert_int_equal(access(x, F_OK), -1);
+    }
+    /* A symlink pointing out is fine as long as nothing goes through it. */
+    const struct tar_ent ok[] = {{"a", S_IFLNK | 0777, "/etc/passwd", false, NULL},
+                                 {"b", S_IFLNK | 0777, "../../..", false, NULL}};
+    make_tar(tar, ok, 2);
+    mkdir_at(f, "destok", 0755);
+    path_in(dest, sizeof dest, f, "destok");
+    unpack_ok(tar, dest, NULL);
+}
+
+/* Copies the first n bytes of src to dst (n < 0: all but -n). */
+static void copy_prefix(const char *src, const char *dst, off_t n)
+{
+    struct stat st;
+    assert_int_equal(stat(src, &st), 0);
+    if (n < 0)
+        n += st.st_size;
+    int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(in >= 0 && out >= 0);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(read(in, buf, (size_t)n), n);
+    assert_int_equal(write(out, buf, (size_t)n), n);
+    free(buf);
+    close(in);
+    close(out);
+}
+
+static void test_unpack_bad_blobs(void **state)
+{
+    struct fixture *f = *state;
+    make_upper(f);
+    char bad[512], dest[512];
+    path_in(bad, sizeof bad, f, "bad.blob");
+    for (int c = CAIRN_COMPRESS_GZIP; c <= CAIRN_COMPRESS_NONE; c++) {
+        struct cairn_layer_desc d;
+        char *blob = write_upper(f, (enum cairn_compression)c, -1, &d);
+        struct cairn_err err = {0};
+        int rc;
+        char rel[32];
+
+        /* Cut in the middle of the big file, and just before the end (for
+         * the compressed ones: inside the trailer). */
+        off_t cuts[] = {d.size / 2, -4};
+        for (size_t k = 0; k < 2; k++) {
+            snprintf(rel, sizeof rel, "cut%d_%zu", c, k);
+            mkdir_at(f, rel, 0755);
+            path_in(dest, sizeof dest, f, rel);
+            copy_prefix(blob, bad, cuts[k]);
+            rc = cairn_layer_unpack(bad, dest, d.diff_id, &err);
+            if (c == CAIRN_COMPRESS_NONE && k == 1) {
+                /* A plain tar missing part of its zero padding still
+                 * reads; only the digest can tell. */
+                assert_int_equal(rc, CAIRN_E_DIGEST);
+            } else if (rc != CAIRN_E_CORRUPT) {
+                fail_msg("comp %d cut %zu: rc %d (%s)", c, k, rc, err.msg);
+            }
+            if (c != CAIRN_COMPRESS_NONE) {
+                struct cairn_layer_desc d2;
+                assert_int_equal(cairn_layer_digest_file(bad, &d2, &err),
+                                 CAIRN_E_CORRUPT);
+            }
+        }
+
+        /* Wrong diff_id; malformed diff_id. */
+        snprintf(rel, sizeof rel, "wrong%d", c);
+        mkdir_at(f, rel, 0755);
+        path_in(dest, sizeof dest, f, rel);
+        char wrong[CAIRN_DIGEST_STR_LEN];
+        memcpy(wrong, d.diff_id, sizeof wrong);
+        wrong[10] = wrong[10] == '0' ? '1' : '0';
+        assert_int_equal(cairn_layer_unpack(blob, dest, wrong, &err),
+                         CAIRN_E_DIGEST);
+        assert_non_null(strstr(err.msg, d.diff_id));
+        assert_int_equal(cairn_layer_unpack(blob, dest, "sha256:abc", &err),
+                         CAIRN_E_INVAL);
+        unlink(blob);
+        free(blob);
+    }
+
+    /* Garbage after a complete gzip stream, and a flipped byte. */
+    struct cairn_layer_desc d;
+    char *blob = write_upper(f, CAIRN_COMPRESS_GZIP, -1, &d);
+    copy_prefix(blob, bad, d.size);
+    int fd = open(bad, O_WRONLY | O_APPEND);
+    assert_int_equal(write(fd, "junkjunk", 8), 8);
+    close(fd);
+    struct cairn_err err = {0};
+    struct cairn_layer_desc d2;
+    assert_int_equal(cairn_layer_digest_file(bad, &d2, &err), CAIRN_E_CORRUPT);
+    copy_prefix(blob, bad, d.size);
+    fd = open(bad, O_RDWR);
+    uint8_t byte;
+    assert_int_equal(pread(fd, &byte, 1, d.size / 3), 1);
+    byte ^= 0x55;
+    assert_int_equal(pwrite(fd, &byte, 1, d.size / 3), 1);
+    close(fd);
+    mkdir_at(f, "flip", 0755);
+    path_in(dest, sizeof dest, f, "flip");
+    int rc = cairn_layer_unpack(bad, dest, NULL, &err);
+    assert_true(rc == CAIRN_E_CORRUPT);
+    /* Not a layer at all; missing file. */
+    write_file_at(f, "noise", 5000, 77, 0644);
+    path_in(bad, sizeof bad, f, "noise");
+    assert_int_equal(cairn_layer_unpack(bad, dest, NULL, &err), CAIRN_E_CORRUPT);
+    path_in(bad, sizeof bad, f, "missing");
+    assert_int_equal(cairn_layer_unpack(bad, dest, NULL, &err), -ENOENT);
+    assert_int_equal(cairn_layer_digest_file(bad, &d2, &err), -ENOENT);
+    free(blob);
+}
+
+static void test_whiteout_replaces(void **state)
+{
+    struct fixture *f = *state;
+    char tar[512], dest[512], p[600];
+    path_in(tar, sizeof tar, f, "w.tar");
+    const struct tar_ent e[] = {
+        {"x", S_IFREG | 0644, NULL, false, "data"},
+        {"l", S_IFLNK | 0777, "x", false, NULL},
+        {"d", S_IFDIR | 0755, NULL, false, NULL},
+        {".wh.x", S_IFREG, NULL, false, NULL},
+        {".wh.l", S_IFREG, NULL, false, NULL},
+        {"./.wh.d", S_IFREG, NULL, false, NULL},
+        {".wh..wh.plnk", S_IFREG, NULL, false, NULL},
+    };
+    make_tar(tar, e, sizeof e / sizeof e[0]);
+    mkdir_at(f, "dest", 0755);
+    path_in(dest, sizeof dest, f, "dest");
+    unpack_ok(tar, dest, NULL);
+    const char *names[] = {"x", "l", "d"};
+    for (size_t i = 0; i < 3; i++) {
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", dest, names[i]);
+        assert_int_equal(lstat(p, &st), 0);
+        assert_true(S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0));
+    }
+    assert_int_equal(count_entries(dest), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -593,6 +1008,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_epoch_clamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_special_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_layer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unpack_refuses_escapes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unpack_bad_blobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_whiteout_replaces, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
