@@ -373,14 +373,13 @@ int cairn_layer_writer_new(const char *tmpdir,
         goto fail;
     }
     /* Restricted pax: plain ustar headers unless a field does not fit
-     * (long path, big file, large ids, xattrs). hdrcharset=BINARY stores
-     * path bytes as they are, so the output never depends on the locale.
-     * SCHILY.xattr is the xattr header Docker and Go read; libarchive would
-     * otherwise also write its own copy of each. No bytes_in_last_block
+     * (long path, big file, large ids, xattrs). SCHILY.xattr is the xattr
+     * header Docker and Go read; libarchive would otherwise also write its
+     * own copy of each. Names are bytes: cairn never calls setlocale, so
+     * libarchive runs in the C locale and stores non-ASCII names raw (with
+     * hdrcharset=BINARY), the same on every host. No bytes_in_last_block
      * padding: the tar ends with its two zero blocks, like Docker's. */
     if (archive_write_set_format_pax_restricted(w->ar) != ARCHIVE_OK ||
-        archive_write_set_format_option(w->ar, "pax", "hdrcharset", "BINARY") <
-            ARCHIVE_OK ||
         archive_write_set_format_option(w->ar, "pax", "xattrheader", "SCHILY") <
             ARCHIVE_OK ||
         archive_write_add_filter_none(w->ar) != ARCHIVE_OK ||
