@@ -78,7 +78,7 @@
 #define SBX_MAX_GROUPS 256
 /* /etc/passwd and /etc/group bigger than this are refused (EFBIG). */
 #define SBX_MAX_DBFILE (64u << 20)
-#define SBX_DEFAULT_PATH \
+#define SBX_DEFAULT_PATH                                                       \
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 /* The stub entries' mtime: no layer carries this (tar times are whole
  * seconds unless PAX says otherwise, and 1970 is unlikely). */
@@ -93,7 +93,10 @@ static const struct {
     const char *path; /* relative to the root */
     int dir;
 } sbx_mountpoints[MP_COUNT] = {
-    {"proc", 1}, {"dev", 1}, {"etc", 1}, {"etc/hosts", 0},
+    {"proc", 1},
+    {"dev", 1},
+    {"etc", 1},
+    {"etc/hosts", 0},
     {"etc/resolv.conf", 0},
 };
 
@@ -115,38 +118,38 @@ static const char *const sbx_dev_names[SRC_NDEV] = {
 };
 
 /* Setup steps, for the messages. */
-#define SBX_STEPS(X)                                                        \
-    X(SBX_STEP_FDS, "prepare file descriptors")                             \
-    X(SBX_STEP_PDEATHSIG, "set the parent-death signal")                    \
-    X(SBX_STEP_UNSHARE, "create namespaces (unshare)")                      \
-    X(SBX_STEP_FORK, "fork the sandbox init")                               \
-    X(SBX_STEP_PRIVATE, "make the mount tree private")                      \
-    X(SBX_STEP_HOSTNAME, "set the hostname")                                \
-    X(SBX_STEP_LOOPBACK, "bring up the loopback interface")                 \
-    X(SBX_STEP_RUNDIR, "enter the run directory")                           \
-    X(SBX_STEP_OVERLAY, "mount the overlay root")                           \
-    X(SBX_STEP_CLONE, "clone host file")                                    \
-    X(SBX_STEP_PIVOT, "pivot_root into the overlay")                        \
-    X(SBX_STEP_MOUNTPOINT, "create mount point")                            \
-    X(SBX_STEP_PROC, "mount /proc")                                         \
-    X(SBX_STEP_DEV, "mount a tmpfs on /dev")                                \
-    X(SBX_STEP_DEVNODE, "bind-mount device")                                \
-    X(SBX_STEP_DEVPTS, "mount /dev/pts")                                    \
-    X(SBX_STEP_SHM, "mount /dev/shm")                                       \
-    X(SBX_STEP_DEVLINK, "create the /dev symlinks")                         \
-    X(SBX_STEP_BIND, "bind-mount")                                          \
-    X(SBX_STEP_STDIO, "set up stdin, stdout and stderr")                    \
-    X(SBX_STEP_PASSWD, "read /etc/passwd")                                  \
-    X(SBX_STEP_GROUP, "read /etc/group")                                    \
-    X(SBX_STEP_USER_NOTFOUND, "look up the user")                           \
-    X(SBX_STEP_GROUP_NOTFOUND, "look up the group")                         \
-    X(SBX_STEP_CWD, "create the working directory")                         \
-    X(SBX_STEP_CHDIR, "enter the working directory")                        \
-    X(SBX_STEP_CAPS, "drop capabilities")                                   \
-    X(SBX_STEP_SETGROUPS, "set the supplementary groups")                   \
-    X(SBX_STEP_SETGID, "set the group id")                                  \
-    X(SBX_STEP_SETUID, "set the user id")                                   \
-    X(SBX_STEP_EXEC_NOTFOUND, "look up the command")                        \
+#define SBX_STEPS(X)                                                           \
+    X(SBX_STEP_FDS, "prepare file descriptors")                                \
+    X(SBX_STEP_PDEATHSIG, "set the parent-death signal")                       \
+    X(SBX_STEP_UNSHARE, "create namespaces (unshare)")                         \
+    X(SBX_STEP_FORK, "fork the sandbox init")                                  \
+    X(SBX_STEP_PRIVATE, "make the mount tree private")                         \
+    X(SBX_STEP_HOSTNAME, "set the hostname")                                   \
+    X(SBX_STEP_LOOPBACK, "bring up the loopback interface")                    \
+    X(SBX_STEP_RUNDIR, "enter the run directory")                              \
+    X(SBX_STEP_OVERLAY, "mount the overlay root")                              \
+    X(SBX_STEP_CLONE, "clone host file")                                       \
+    X(SBX_STEP_PIVOT, "pivot_root into the overlay")                           \
+    X(SBX_STEP_MOUNTPOINT, "create mount point")                               \
+    X(SBX_STEP_PROC, "mount /proc")                                            \
+    X(SBX_STEP_DEV, "mount a tmpfs on /dev")                                   \
+    X(SBX_STEP_DEVNODE, "bind-mount device")                                   \
+    X(SBX_STEP_DEVPTS, "mount /dev/pts")                                       \
+    X(SBX_STEP_SHM, "mount /dev/shm")                                          \
+    X(SBX_STEP_DEVLINK, "create the /dev symlinks")                            \
+    X(SBX_STEP_BIND, "bind-mount")                                             \
+    X(SBX_STEP_STDIO, "set up stdin, stdout and stderr")                       \
+    X(SBX_STEP_PASSWD, "read /etc/passwd")                                     \
+    X(SBX_STEP_GROUP, "read /etc/group")                                       \
+    X(SBX_STEP_USER_NOTFOUND, "look up the user")                              \
+    X(SBX_STEP_GROUP_NOTFOUND, "look up the group")                            \
+    X(SBX_STEP_CWD, "create the working directory")                            \
+    X(SBX_STEP_CHDIR, "enter the working directory")                           \
+    X(SBX_STEP_CAPS, "drop capabilities")                                      \
+    X(SBX_STEP_SETGROUPS, "set the supplementary groups")                      \
+    X(SBX_STEP_SETGID, "set the group id")                                     \
+    X(SBX_STEP_SETUID, "set the user id")                                      \
+    X(SBX_STEP_EXEC_NOTFOUND, "look up the command")                           \
     X(SBX_STEP_EXEC, "exec the command")
 
 enum sbx_step {
@@ -176,19 +179,19 @@ struct sbx_msg {
 /* Everything C and G need, prepared by the caller before forking. */
 struct sbx_prep {
     char *rundir;
-    char *opts;                  /* overlay mount options */
-    const char *src[SRC_COUNT];  /* host files to clone */
-    char *own_hosts;             /* rundir files when generated */
+    char *opts;                 /* overlay mount options */
+    const char *src[SRC_COUNT]; /* host files to clone */
+    char *own_hosts;            /* rundir files when generated */
     char *own_resolv;
-    const char **argv;           /* NULL-terminated; strings borrowed */
+    const char **argv; /* NULL-terminated; strings borrowed */
     const char **envp;
-    const char *path;            /* PATH for the command lookup */
+    const char *path; /* PATH for the command lookup */
     const char *cwd;
     const char *hostname;
-    char *user_copy;             /* spec->user, split at ':' */
-    const char *user;            /* NULL: "" (root by uid 0) */
-    const char *group;           /* NULL: none given */
-    int user_num, group_num;     /* the part is numeric */
+    char *user_copy;         /* spec->user, split at ':' */
+    const char *user;        /* NULL: "" (root by uid 0) */
+    const char *group;       /* NULL: none given */
+    int user_num, group_num; /* the part is numeric */
     uint32_t uid, gid;
     int network_none;
     pid_t parent_pid;
@@ -283,8 +286,7 @@ static int sbx_map_open(const char *path, struct sbx_map *m)
     } else if ((uint64_t)st.st_size > SBX_MAX_DBFILE) {
         e = EFBIG;
     } else if (st.st_size > 0) {
-        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd,
-                       0);
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
             e = errno;
         } else {
@@ -360,8 +362,8 @@ static int sbx_group_line(void *arg, const char *p, const char *end)
     if (n < 3 || sbx_parse_id(f[2].p, f[2].n, &gid) != 0)
         return 0;
     if (pr->group != NULL) {
-        int hit = pr->group_num ? gid == pr->gid
-                                : sbx_field_eq(&f[0], pr->group);
+        int hit =
+            pr->group_num ? gid == pr->gid : sbx_field_eq(&f[0], pr->group);
         if (hit) {
             ids->gid = gid;
             ids->group_found = 1;
@@ -459,17 +461,16 @@ static int sbx_loopback_up(void)
 /* Docker's default capability set; everything else leaves the bounding
  * set, so not even root in the sandbox can get it back. */
 static const int sbx_keep_caps[] = {
-    CAP_CHOWN,      CAP_DAC_OVERRIDE, CAP_FSETID,     CAP_FOWNER,
-    CAP_MKNOD,      CAP_NET_RAW,      CAP_SETGID,     CAP_SETUID,
-    CAP_SETFCAP,    CAP_SETPCAP,      CAP_NET_BIND_SERVICE,
-    CAP_SYS_CHROOT, CAP_KILL,         CAP_AUDIT_WRITE,
+    CAP_CHOWN,   CAP_DAC_OVERRIDE, CAP_FSETID,           CAP_FOWNER,
+    CAP_MKNOD,   CAP_NET_RAW,      CAP_SETGID,           CAP_SETUID,
+    CAP_SETFCAP, CAP_SETPCAP,      CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT,
+    CAP_KILL,    CAP_AUDIT_WRITE,
 };
 
 static int sbx_drop_caps(void)
 {
     uint64_t keep = 0;
-    for (size_t i = 0; i < sizeof sbx_keep_caps / sizeof sbx_keep_caps[0];
-         i++)
+    for (size_t i = 0; i < sizeof sbx_keep_caps / sizeof sbx_keep_caps[0]; i++)
         keep |= UINT64_C(1) << sbx_keep_caps[i];
     for (int cap = 0; cap < 64; cap++) {
         if (keep & (UINT64_C(1) << cap))
@@ -581,8 +582,11 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
 
     int tree[SRC_COUNT];
     for (int i = 0; i < SRC_COUNT; i++) {
-        tree[i] = open_tree(AT_FDCWD, p->src[i],
-                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        tree[i] =
+            open_tree(AT_FDCWD, p->src[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        /* A host without some device (a minimal container) still runs. */
+        if (tree[i] < 0 && i < SRC_NDEV && errno == ENOENT)
+            continue;
         if (tree[i] < 0)
             sbx_fail(fd, SBX_STEP_CLONE, errno, i);
         if (i >= SRC_NDEV) {
@@ -590,8 +594,8 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
                 .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
                             MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
             };
-            if (mount_setattr(tree[i], "", AT_EMPTY_PATH, &attr,
-                              sizeof attr) != 0)
+            if (mount_setattr(tree[i], "", AT_EMPTY_PATH, &attr, sizeof attr) !=
+                0)
                 sbx_fail(fd, SBX_STEP_CLONE, errno, i);
         }
     }
@@ -645,6 +649,8 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
               "mode=755,size=65536k") != 0)
         sbx_fail(fd, SBX_STEP_DEV, errno, -1);
     for (int i = 0; i < SRC_NDEV; i++) {
+        if (tree[i] < 0)
+            continue;
         char path[32];
         size_t n = strlen(sbx_dev_names[i]);
         memcpy(path, "/dev/", 5);
@@ -727,10 +733,17 @@ static int sbx_fd_high(int fd)
     return fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
 
-static int sbx_int_cmp(const void *a, const void *b)
+/* Closes every descriptor from lo up except those in keep (sorted). */
+static void sbx_close_except(unsigned lo, const int *keep, size_t n)
 {
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x > y) - (x < y);
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i] < 0 || (unsigned)keep[i] < lo)
+            continue;
+        if ((unsigned)keep[i] > lo)
+            close_range(lo, (unsigned)keep[i] - 1, 0);
+        lo = (unsigned)keep[i] + 1;
+    }
+    close_range(lo, ~0U, 0);
 }
 
 /* C: namespaces, the init, and its exit status. */
@@ -762,17 +775,16 @@ static _Noreturn void sbx_helper(struct sbx_prep *p)
         if (p->stdin_fd < 0)
             sbx_fail(msg, SBX_STEP_FDS, errno, -1);
     }
+    /* Sorted by hand: qsort may allocate. */
     int keep[3] = {p->msg_fd, p->out_fd, p->stdin_fd};
-    qsort(keep, 3, sizeof keep[0], sbx_int_cmp);
-    unsigned lo = 3;
-    for (int i = 0; i < 3; i++) {
-        if (keep[i] < (int)lo)
-            continue;
-        if ((unsigned)keep[i] > lo)
-            close_range(lo, (unsigned)keep[i] - 1, 0);
-        lo = (unsigned)keep[i] + 1;
+    for (int i = 1; i < 3; i++) {
+        for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
     }
-    close_range(lo, ~0U, 0);
+    sbx_close_except(3, keep, 3);
 
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
         sbx_fail(msg, SBX_STEP_PDEATHSIG, errno, -1);
@@ -793,11 +805,10 @@ static _Noreturn void sbx_helper(struct sbx_prep *p)
         close(alive[1]);
         sbx_init(p, alive[0]);
     }
-    close(alive[0]);
-    close(msg);
-    close(p->out_fd);
-    if (p->stdin_fd >= 0)
-        close(p->stdin_fd);
+    /* C keeps nothing but its end of the alive pipe, so P sees the
+     * message pipe's EOF and the command its stdin's as soon as G is
+     * done with them. */
+    sbx_close_except(0, &alive[1], 1);
     int st;
     while (waitpid(g, &st, 0) < 0) {
         if (errno != EINTR)
@@ -951,9 +962,18 @@ static void sbx_prep_free(struct sbx_prep *p, size_t nlowers)
 {
     if (p->rundir != NULL) {
         static const char *const names[] = {
-            "stub/etc/resolv.conf", "stub/etc/hosts", "stub/etc",
-            "stub/dev", "stub/proc", "stub", "root", "u", "w", "l",
-            "hosts", "resolv.conf",
+            "stub/etc/resolv.conf",
+            "stub/etc/hosts",
+            "stub/etc",
+            "stub/dev",
+            "stub/proc",
+            "stub",
+            "root",
+            "u",
+            "w",
+            "l",
+            "hosts",
+            "resolv.conf",
         };
         sbx_unlink_lowers(p->rundir, "l/", nlowers);
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -980,8 +1000,9 @@ static int sbx_parse_user(struct sbx_prep *p, const char *user,
     if (user == NULL || user[0] == '\0')
         return 0;
     if (strlen(user) > 255)
-        return cairn_err_set(err, CAIRN_E_TOOBIG, "sandbox: user name too "
-                                                  "long");
+        return cairn_err_set(err, CAIRN_E_TOOBIG,
+                             "sandbox: user name too "
+                             "long");
     p->user_copy = strdup(user);
     if (p->user_copy == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "sandbox: out of memory");
@@ -989,8 +1010,7 @@ static int sbx_parse_user(struct sbx_prep *p, const char *user,
     if (colon != NULL) {
         *colon = '\0';
         p->group = colon + 1;
-        p->group_num =
-            sbx_parse_id(p->group, strlen(p->group), &p->gid) == 0;
+        p->group_num = sbx_parse_id(p->group, strlen(p->group), &p->gid) == 0;
         if (p->group[0] == '\0')
             p->group = NULL;
     }
@@ -1001,8 +1021,7 @@ static int sbx_parse_user(struct sbx_prep *p, const char *user,
     return 0;
 }
 
-static int sbx_prep_init(struct sbx_prep *p,
-                         const struct cairn_run_spec *spec,
+static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
                          struct cairn_err *err)
 {
     memset(p, 0, sizeof *p);
@@ -1044,8 +1063,7 @@ static int sbx_prep_init(struct sbx_prep *p,
     if ((rc = cairn_buf_puts(&opts, "lowerdir=")) != 0 ||
         (rc = sbx_link_lowers(p->rundir, "l/", spec->lowerdirs,
                               spec->nlowerdirs, &opts)) != 0 ||
-        (rc = cairn_buf_puts(&opts, spec->nlowerdirs ? ":stub" : "stub")) !=
-            0)
+        (rc = cairn_buf_puts(&opts, spec->nlowerdirs ? ":stub" : "stub")) != 0)
         goto out;
     if ((path = sbx_join(p->rundir, "u")) == NULL) {
         rc = CAIRN_E_NOMEM;
@@ -1081,16 +1099,16 @@ static int sbx_prep_init(struct sbx_prep *p,
     step = "write the network files";
     for (int i = 0; i < SRC_NDEV; i++) {
         static const char *const devs[SRC_NDEV] = {
-            "/dev/null", "/dev/zero", "/dev/full", "/dev/random",
-            "/dev/urandom", "/dev/tty",
+            "/dev/null",   "/dev/zero",    "/dev/full",
+            "/dev/random", "/dev/urandom", "/dev/tty",
         };
         p->src[i] = devs[i];
     }
     p->src[SRC_HOSTS] = "/etc/hosts";
     p->src[SRC_RESOLV] = "/etc/resolv.conf";
     if (spec->network_none || access("/etc/hosts", F_OK) != 0) {
-        rc = sbx_write_file(p->rundir, "hosts",
-                            "127.0.0.1\tlocalhost\n", &p->own_hosts);
+        rc = sbx_write_file(p->rundir, "hosts", "127.0.0.1\tlocalhost\n",
+                            &p->own_hosts);
         if (rc != 0)
             goto out;
         p->src[SRC_HOSTS] = p->own_hosts;
@@ -1117,7 +1135,7 @@ static int sbx_prep_init(struct sbx_prep *p,
         if (strncmp(spec->env[i], "PATH=", 5) == 0)
             p->path = spec->env[i] + 5;
     }
-    p->cwd = spec->cwd != NULL && spec->cwd[0] == '/' ? spec->cwd : "/";
+    p->cwd = spec->cwd != NULL ? spec->cwd : "/";
     p->hostname = spec->hostname != NULL ? spec->hostname : "cairn";
     p->network_none = spec->network_none;
     p->parent_pid = getpid();
@@ -1175,8 +1193,7 @@ static int sbx_report(const struct sbx_msg *m, const struct sbx_prep *p,
                              "$PATH",
                              spec->argv[0]);
     case SBX_STEP_EXEC:
-        return cairn_err_set(err, m->err == ENOENT ? CAIRN_E_NOTFOUND
-                                                   : -m->err,
+        return cairn_err_set(err, m->err == ENOENT ? CAIRN_E_NOTFOUND : -m->err,
                              "exec %s: %s", spec->argv[0], strerror(m->err));
     default:
         break;
@@ -1199,8 +1216,7 @@ static int sbx_report(const struct sbx_msg *m, const struct sbx_prep *p,
     }
     int code = m->err > 0 ? -m->err : CAIRN_E_FAILED;
     return cairn_err_set(err, code, "sandbox: %s%s%s: %s", sbx_step_text[step],
-                         sep, what,
-                         m->err > 0 ? strerror(m->err) : "failed");
+                         sep, what, m->err > 0 ? strerror(m->err) : "failed");
 }
 
 /* Feeds stdin and collects the records until both are done. */
@@ -1306,7 +1322,8 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
         spec->argv == NULL || spec->argv[0] == NULL ||
         spec->argv[0][0] == '\0' || spec->upperdir == NULL ||
         spec->workdir == NULL || spec->out_fd < 0 ||
-        (spec->nlowerdirs > 0 && spec->lowerdirs == NULL))
+        (spec->nlowerdirs > 0 && spec->lowerdirs == NULL) ||
+        (spec->cwd != NULL && spec->cwd[0] != '/'))
         return cairn_err_set(err, CAIRN_E_INVAL,
                              "sandbox: incomplete run spec");
     if (spec->nlowerdirs > SBX_MAX_LOWERS)
@@ -1370,14 +1387,20 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
     }
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 
+    /* Waited for without reaping first: until it is reaped the pid
+     * cannot be reused, so kill_all never hits a stranger. */
+    siginfo_t si;
     int st = 0;
+    while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) < 0 &&
+           errno == EINTR)
+        ;
+    sbx_register(pid, 0);
     while (waitpid(pid, &st, 0) < 0) {
         if (errno != EINTR) {
             st = -1;
             break;
         }
     }
-    sbx_register(pid, 0);
 
     char **created = NULL;
     if (first_err.kind == SBX_MSG_ERROR) {
@@ -1390,8 +1413,9 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
         goto out;
     }
     if (st == -1) {
-        rc = cairn_err_set(err, CAIRN_E_FAILED, "sandbox: lost the helper "
-                                                "process");
+        rc = cairn_err_set(err, CAIRN_E_FAILED,
+                           "sandbox: lost the helper "
+                           "process");
         goto out;
     }
     rc = sbx_created(spec, &mounts, &created);
@@ -1399,8 +1423,7 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
         cairn_err_set(err, rc, "sandbox: out of memory");
         goto out;
     }
-    result->exit_code =
-        WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    result->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     result->created = created;
 out:
     for (int i = 0; i < 2; i++) {
@@ -1429,8 +1452,9 @@ int cairn_sandbox_mount_ro(const char *const *lowerdirs, size_t n,
                            const char *target, struct cairn_err *err)
 {
     if (target == NULL || (n > 0 && lowerdirs == NULL))
-        return cairn_err_set(err, CAIRN_E_INVAL, "sandbox: mount_ro: no "
-                                                 "target");
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "sandbox: mount_ro: no "
+                             "target");
     if (n > SBX_MAX_LOWERS + 1)
         return cairn_err_set(err, CAIRN_E_TOOBIG,
                              "sandbox: %zu layers; at most %d fit in an "
@@ -1439,8 +1463,9 @@ int cairn_sandbox_mount_ro(const char *const *lowerdirs, size_t n,
     if (n == 0) {
         if (mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV,
                   "size=4k,mode=755") != 0)
-            return cairn_err_set(err, -errno, "sandbox: mount an empty "
-                                              "tmpfs on %s: %s",
+            return cairn_err_set(err, -errno,
+                                 "sandbox: mount an empty "
+                                 "tmpfs on %s: %s",
                                  target, strerror(errno));
         return 0;
     }
@@ -1510,8 +1535,9 @@ int cairn_sandbox_mount_ro(const char *const *lowerdirs, size_t n,
     }
     close(pfd[0]);
     if (e != 0)
-        rc = cairn_err_set(err, -e, "sandbox: mount a read-only overlay of "
-                                    "%zu layers on %s: %s",
+        rc = cairn_err_set(err, -e,
+                           "sandbox: mount a read-only overlay of "
+                           "%zu layers on %s: %s",
                            n, abs, strerror(e));
 out:
     if (dir != NULL) {
@@ -1527,8 +1553,9 @@ out:
 int cairn_sandbox_unmount(const char *target, struct cairn_err *err)
 {
     if (target == NULL)
-        return cairn_err_set(err, CAIRN_E_INVAL, "sandbox: unmount: no "
-                                                 "target");
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "sandbox: unmount: no "
+                             "target");
     if (umount2(target, MNT_DETACH) != 0)
         return cairn_err_set(err, -errno, "sandbox: unmount %s: %s", target,
                              strerror(errno));

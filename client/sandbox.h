@@ -20,19 +20,19 @@
 struct cairn_run_spec {
     const char *const *lowerdirs; /* top-most first; may be empty */
     size_t nlowerdirs;
-    const char *upperdir; /* empty directory: receives the changes */
-    const char *workdir;  /* empty directory on the same fs as upperdir
-                             (overlayfs work dir) */
+    const char *upperdir;    /* empty directory: receives the changes */
+    const char *workdir;     /* empty directory on the same fs as upperdir
+                                (overlayfs work dir) */
     const char *const *argv; /* argv[0] resolved through PATH in env */
     size_t argc;
     const char *const *env; /* "K=V" */
     size_t nenv;
-    const char *cwd;  /* absolute; created (0755, root) when missing */
-    const char *user; /* "", "name", "uid", "name:group", "uid:gid";
-                         resolved through the root's /etc/passwd and
-                         /etc/group; "" is root */
-    bool network_none; /* true: private net namespace with loopback up */
-    const char *hostname; /* NULL: "cairn" */
+    const char *cwd;        /* absolute; created (0755, root) when missing */
+    const char *user;       /* "", "name", "uid", "name:group", "uid:gid";
+                               resolved through the root's /etc/passwd and
+                               /etc/group; "" is root */
+    bool network_none;      /* true: private net namespace with loopback up */
+    const char *hostname;   /* NULL: "cairn" */
     const void *stdin_data; /* fed to the command's stdin (heredoc), or
                                NULL for /dev/null */
     size_t stdin_len;
@@ -47,8 +47,8 @@ struct cairn_run_spec {
  * is not listed). NULL-terminated, owned by the result; the layer writer
  * may pass it as its skip list. */
 struct cairn_run_result {
-    int exit_code;   /* the command's status; 128+N when killed by N */
-    char **created;  /* free with cairn_run_result_clear */
+    int exit_code;  /* the command's status; 128+N when killed by N */
+    char **created; /* free with cairn_run_result_clear */
 };
 
 /* Runs the command and waits for it. Returns 0 when the command ran (any

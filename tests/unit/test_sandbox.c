@@ -21,10 +21,11 @@
 #include "client/sandbox.h"
 #include "common/error.h"
 
-static char base[64];       /* scratch directory for the whole run */
+static char base[64];        /* scratch directory for the whole run */
 static char lower[PATH_MAX]; /* the busybox root */
 static int counter;
 static int mounts_at_start;
+static int fds_at_start;
 
 /* One sandbox run: fresh upper/work dirs, output captured in a memfd. */
 struct box {
@@ -131,6 +132,18 @@ static void read_file(const char *path, char *buf, size_t size)
     fclose(f);
 }
 
+static int count_fds(void)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "ls /proc/%d/fd | wc -l", (int)getpid());
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    int n = -1;
+    assert_int_equal(fscanf(f, "%d", &n), 1);
+    pclose(f);
+    return n;
+}
+
 static int count_mounts(void)
 {
     FILE *f = fopen("/proc/self/mountinfo", "r");
@@ -161,6 +174,7 @@ static int setup(void **state)
     /* Run directories go here, so the last test can see they are gone. */
     setenv("TMPDIR", base, 1);
     mounts_at_start = count_mounts();
+    fds_at_start = count_fds();
     return 0;
 }
 
@@ -505,8 +519,8 @@ static void test_created_mountpoints(void **state)
     /* The command writes into a created directory: a real change. */
     char noetc[PATH_MAX];
     join(noetc, sizeof noetc, base, "noetc");
-    int n = snprintf(cmd, sizeof cmd, "mkdir -p %s && cp -a %s/bin %s/",
-                     noetc, lower, noetc);
+    int n = snprintf(cmd, sizeof cmd, "mkdir -p %s && cp -a %s/bin %s/", noetc,
+                     lower, noetc);
     assert_true(n > 0 && (size_t)n < sizeof cmd);
     assert_int_equal(system(cmd), 0);
     box_init(&b, "echo y > /etc/mine");
@@ -609,6 +623,94 @@ static void test_mount_ro(void **state)
     assert_non_null(strstr(err.msg, target));
 }
 
+/* Root in the sandbox keeps only Docker's default capabilities. */
+static void test_caps_dropped(void **state)
+{
+    (void)state;
+    struct box b;
+    box_init(&b, "mount -t tmpfs t /tmp 2>/dev/null && echo mounted; "
+                 "grep CapBnd /proc/self/status; chown 1000 /tmp && echo own");
+    box_run_ok(&b);
+    assert_string_equal(b.output, "CapBnd:\t00000000a80425fb\nown\n");
+    box_free(&b);
+}
+
+/* An image whose /etc/resolv.conf points nowhere still runs. */
+static void test_dangling_resolv(void **state)
+{
+    (void)state;
+    char top[PATH_MAX], path[PATH_MAX];
+    join(top, sizeof top, base, "top-dangling");
+    mkdir_ok(top);
+    join(path, sizeof path, top, "etc");
+    mkdir_ok(path);
+    join(path, sizeof path, top, "etc/resolv.conf");
+    assert_int_equal(symlink("/run/nowhere/resolv.conf", path), 0);
+    struct box b;
+    box_init(&b, "test -e /etc/resolv.conf || echo absent; test -f "
+                 "/etc/hosts && echo hosts");
+    b.lowers[0] = top;
+    b.lowers[1] = lower;
+    b.spec.nlowerdirs = 2;
+    box_run_ok(&b);
+    assert_string_equal(b.output, "absent\nhosts\n");
+    assert_false(listed(b.res.created, "etc/resolv.conf"));
+    assert_false(exists_in(b.upper, "etc"));
+    box_free(&b);
+}
+
+struct par {
+    pthread_t t;
+    int i;
+    char want[16];
+    struct box b;
+};
+
+static void *par_run(void *arg)
+{
+    struct par *p = arg;
+    int rc = box_run(&p->b);
+    if (rc != 0 || p->b.res.exit_code != 0 ||
+        strcmp(p->b.output, p->want) != 0) {
+        fprintf(stderr, "run %d: rc %d (%s) exit %d output '%s'\n", p->i, rc,
+                p->b.err.msg, p->b.res.exit_code, p->b.output);
+        p->i = -1;
+    }
+    return NULL;
+}
+
+/* Runs from several threads at once do not see each other's files. */
+static void test_parallel(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    static struct par ps[N];
+    for (int i = 0; i < N; i++) {
+        ps[i].i = i;
+        snprintf(ps[i].want, sizeof ps[i].want, "in%d\n", i);
+        box_init(&ps[i].b, "cat");
+        ps[i].b.spec.stdin_data = ps[i].want;
+        ps[i].b.spec.stdin_len = strlen(ps[i].want);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_create(&ps[i].t, NULL, par_run, &ps[i]), 0);
+    for (int i = 0; i < N; i++) {
+        pthread_join(ps[i].t, NULL);
+        assert_int_equal(ps[i].i, i);
+        box_free(&ps[i].b);
+    }
+}
+
+static void test_bad_spec(void **state)
+{
+    (void)state;
+    struct box b;
+    box_init(&b, "true");
+    b.spec.cwd = "relative";
+    assert_int_equal(box_run(&b), CAIRN_E_INVAL);
+    box_free(&b);
+}
+
 static void test_true_timing(void **state)
 {
     (void)state;
@@ -635,6 +737,7 @@ static void test_host_mounts_unchanged(void **state)
 {
     (void)state;
     assert_int_equal(count_mounts(), mounts_at_start);
+    assert_int_equal(count_fds(), fds_at_start);
     char cmd[256];
     snprintf(cmd, sizeof cmd,
              "test -z \"$(ls -d %s/cairn-run-* %s/cairn-ro-* 2>/dev/null)\"",
@@ -664,6 +767,10 @@ int main(void)
         cmocka_unit_test(test_zero_lowers),
         cmocka_unit_test(test_many_lowers),
         cmocka_unit_test(test_mount_ro),
+        cmocka_unit_test(test_caps_dropped),
+        cmocka_unit_test(test_dangling_resolv),
+        cmocka_unit_test(test_parallel),
+        cmocka_unit_test(test_bad_spec),
         cmocka_unit_test(test_true_timing),
         cmocka_unit_test(test_host_mounts_unchanged),
     };
