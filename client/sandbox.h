@@ -20,19 +20,19 @@
 struct cairn_run_spec {
     const char *const *lowerdirs; /* top-most first; may be empty */
     size_t nlowerdirs;
-    const char *upperdir;    /* empty directory: receives the changes */
-    const char *workdir;     /* empty directory on the same fs as upperdir
-                                (overlayfs work dir) */
+    const char *upperdir; /* empty directory: receives the changes */
+    const char *workdir;  /* empty directory on the same fs as upperdir
+                             (overlayfs work dir) */
     const char *const *argv; /* argv[0] resolved through PATH in env */
     size_t argc;
     const char *const *env; /* "K=V" */
     size_t nenv;
-    const char *cwd;        /* absolute; created (0755, root) when missing */
-    const char *user;       /* "", "name", "uid", "name:group", "uid:gid";
-                               resolved through the root's /etc/passwd and
-                               /etc/group; "" is root */
-    bool network_none;      /* true: private net namespace with loopback up */
-    const char *hostname;   /* NULL: "cairn" */
+    const char *cwd;  /* absolute; created (0755, root) when missing */
+    const char *user; /* "", "name", "uid", "name:group", "uid:gid";
+                         resolved through the root's /etc/passwd and
+                         /etc/group; "" is root */
+    bool network_none; /* true: private net namespace with loopback up */
+    const char *hostname; /* NULL: "cairn" */
     const void *stdin_data; /* fed to the command's stdin (heredoc), or
                                NULL for /dev/null */
     size_t stdin_len;
@@ -47,16 +47,18 @@ struct cairn_run_spec {
  * is not listed). NULL-terminated, owned by the result; the layer writer
  * may pass it as its skip list. */
 struct cairn_run_result {
-    int exit_code;  /* the command's status; 128+N when killed by N */
-    char **created; /* free with cairn_run_result_clear */
+    int exit_code;   /* the command's status; 128+N when killed by N */
+    char **created;  /* free with cairn_run_result_clear */
 };
 
 /* Runs the command and waits for it. Returns 0 when the command ran (any
  * exit code, see result->exit_code), or an error when the sandbox could
  * not be set up (err says which step: mount, user lookup, exec ...);
  * CAIRN_E_NOTFOUND when the user, group or command does not exist,
- * CAIRN_E_TOOBIG past 499 lower directories. result is written only on
- * success. The calling thread must not exit during the call (the sandbox
+ * CAIRN_E_TOOBIG past 499 lower directories, CAIRN_E_INVAL for a relative
+ * cwd (NULL is "/"). The environment is exactly spec->env (no HOME is
+ * added); without PATH in it, argv[0] is looked up in BuildKit's default
+ * PATH. result is written only on success. The calling thread must not exit during the call (the sandbox
  * is killed when it does: PR_SET_PDEATHSIG). stdin_data is borrowed for
  * the call; SIGPIPE is blocked in the calling thread while it is fed. */
 int cairn_sandbox_run(const struct cairn_run_spec *spec,
