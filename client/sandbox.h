@@ -58,9 +58,10 @@ struct cairn_run_result {
  * CAIRN_E_TOOBIG past 499 lower directories, CAIRN_E_INVAL for a relative
  * cwd (NULL is "/"). The environment is exactly spec->env (no HOME is
  * added); without PATH in it, argv[0] is looked up in BuildKit's default
- * PATH. result is written only on success. The calling thread must not exit during the call (the sandbox
- * is killed when it does: PR_SET_PDEATHSIG). stdin_data is borrowed for
- * the call; SIGPIPE is blocked in the calling thread while it is fed. */
+ * PATH. result is written only on success. The calling thread must not
+ * exit during the call (the sandbox is killed when it does:
+ * PR_SET_PDEATHSIG). stdin_data is borrowed for the call; SIGPIPE is
+ * blocked in the calling thread while it is fed. Thread-safe. */
 int cairn_sandbox_run(const struct cairn_run_spec *spec,
                       struct cairn_run_result *result, struct cairn_err *err);
 
