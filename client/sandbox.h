@@ -39,8 +39,13 @@ struct cairn_run_spec {
     int out_fd; /* the command's stdout and stderr go here */
 };
 
-/* Paths (relative to the root) the sandbox created only to mount over;
- * NULL-terminated, owned by the result. */
+/* Paths (relative to the root, no leading "/", parents before children:
+ * "proc", "dev", "etc", "etc/hosts", "etc/resolv.conf") of the mount points
+ * the image did not have and the sandbox provided only for the run. None
+ * of them is left in upperdir after the run (a directory such as "etc"
+ * that the command wrote into is a real change: it stays in upperdir and
+ * is not listed). NULL-terminated, owned by the result; the layer writer
+ * may pass it as its skip list. */
 struct cairn_run_result {
     int exit_code;   /* the command's status; 128+N when killed by N */
     char **created;  /* free with cairn_run_result_clear */
@@ -49,15 +54,30 @@ struct cairn_run_result {
 /* Runs the command and waits for it. Returns 0 when the command ran (any
  * exit code, see result->exit_code), or an error when the sandbox could
  * not be set up (err says which step: mount, user lookup, exec ...);
- * CAIRN_E_NOTFOUND when the user or the command does not exist. */
+ * CAIRN_E_NOTFOUND when the user, group or command does not exist,
+ * CAIRN_E_TOOBIG past 499 lower directories, CAIRN_E_INVAL for a relative
+ * cwd (NULL is "/"). The environment is exactly spec->env (no HOME is
+ * added); without PATH in it, argv[0] is looked up in BuildKit's default
+ * PATH. result is written only on success. The calling thread must not
+ * exit during the call (the sandbox is killed when it does:
+ * PR_SET_PDEATHSIG). stdin_data is borrowed for the call; SIGPIPE is
+ * blocked in the calling thread while it is fed. Thread-safe. */
 int cairn_sandbox_run(const struct cairn_run_spec *spec,
                       struct cairn_run_result *result, struct cairn_err *err);
 
 void cairn_run_result_clear(struct cairn_run_result *result);
 
+/* Kills (SIGKILL) every sandbox this process is running; each pending
+ * cairn_sandbox_run then returns with exit_code 137. Async-signal-safe:
+ * meant for the build's SIGINT/SIGTERM handler. (A terminal's Ctrl-C also
+ * reaches the sandboxes through the foreground process group.) */
+void cairn_sandbox_kill_all(void);
+
 /* Mounts a read-only overlay of lowerdirs (top-most first) at target (one
- * lower: a read-only bind mount), for reading a stage's files (COPY
- * --from). Undo with cairn_sandbox_unmount. */
+ * lower: a read-only bind mount; none: an empty read-only tmpfs), in the
+ * caller's mount namespace, for reading a stage's files (COPY --from).
+ * target is an existing directory. Undo with cairn_sandbox_unmount, which
+ * detaches (MNT_DETACH). Needs root. Thread-safe. */
 int cairn_sandbox_mount_ro(const char *const *lowerdirs, size_t n,
                            const char *target, struct cairn_err *err);
 int cairn_sandbox_unmount(const char *target, struct cairn_err *err);
