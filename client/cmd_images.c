@@ -182,7 +182,7 @@ static void images_usage(FILE *out)
 
 struct images_opts {
     bool quiet, no_trunc;
-    int dangling; /* -1: any; 0: tagged only; 1: untagged only */
+    int dangling;             /* -1: any; 0: tagged only; 1: untagged only */
     struct cairn_strvec refs; /* reference patterns: all must match */
     int64_t now;
     struct table table;
@@ -214,8 +214,7 @@ static int images_row(void *arg, const struct cairn_image_row *row)
     char id[CAIRN_DIGEST_STR_LEN], created[64], size[32], repo[512];
     short_id(row->config_digest, o->no_trunc, id, sizeof id);
     human_ago(row->created, o->now, created, sizeof created);
-    human_size((uint64_t)(row->size > 0 ? row->size : 0), 3, size,
-               sizeof size);
+    human_size((uint64_t)(row->size > 0 ? row->size : 0), 3, size, sizeof size);
     size_t n = dangling ? 1 : row->ntags;
     for (size_t i = 0; i < n; i++) {
         const char *tag = "<none>";
@@ -319,8 +318,7 @@ int cairn_cmd_images(int argc, char **argv)
         goto out;
     int rc = cairn_store_image_each(st, images_row, &o);
     if (rc) {
-        fprintf(stderr, "Error: cannot list images: %s\n",
-                cairn_strerror(rc));
+        fprintf(stderr, "Error: cannot list images: %s\n", cairn_strerror(rc));
         goto out;
     }
     if (o.quiet) {

@@ -96,8 +96,8 @@ static int store_mdb_err(int mrc)
 
 static int mdb_fail(struct cairn_err *err, int mrc, const char *what)
 {
-    return cairn_err_set(err, store_mdb_err(mrc), "store index: %s: %s",
-                         what, mdb_strerror(mrc));
+    return cairn_err_set(err, store_mdb_err(mrc), "store index: %s: %s", what,
+                         mdb_strerror(mrc));
 }
 
 static int path_fmt(char *buf, size_t len, const char *a, const char *b,
@@ -176,8 +176,7 @@ static int rename_noreplace(const char *from, const char *to)
     if (lstat(from, &sb) == 0 && S_ISDIR(sb.st_mode)) {
         if (rename(from, to) == 0)
             return 0;
-        return errno == EEXIST || errno == ENOTEMPTY ? CAIRN_E_EXISTS
-                                                     : -errno;
+        return errno == EEXIST || errno == ENOTEMPTY ? CAIRN_E_EXISTS : -errno;
     }
     if (link(from, to) != 0)
         return errno == EEXIST ? CAIRN_E_EXISTS : -errno;
@@ -229,8 +228,8 @@ static int tmp_write(const struct cairn_store *st, const char *prefix,
  * set. Directories without owner rwx (a layer may have r-x ones) are
  * opened up first, as rm -rf would. Best effort: returns the first
  * error but keeps going. */
-static int tree_walk(int dirfd, const char *name, bool remove,
-                     uint64_t *bytes, int depth)
+static int tree_walk(int dirfd, const char *name, bool remove, uint64_t *bytes,
+                     int depth)
 {
     struct stat sb;
     if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
@@ -245,8 +244,8 @@ static int tree_walk(int dirfd, const char *name, bool remove,
         return -ELOOP;
     if (remove && (sb.st_mode & S_IRWXU) != S_IRWXU)
         fchmodat(dirfd, name, (sb.st_mode & 07777) | S_IRWXU, 0);
-    int fd = openat(dirfd, name,
-                    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd =
+        openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     DIR *d = fdopendir(fd);
@@ -283,8 +282,7 @@ static int dbs_open(struct cairn_store *st, struct cairn_err *err)
     if (mrc == 0)
         mrc = mdb_dbi_open(txn, STORE_DB_TAGS, MDB_CREATE, &st->db_tags);
     if (mrc == 0)
-        mrc = mdb_dbi_open(txn, STORE_DB_IMAGES, MDB_CREATE,
-                           &st->db_images);
+        mrc = mdb_dbi_open(txn, STORE_DB_IMAGES, MDB_CREATE, &st->db_images);
     if (mrc == 0) {
         mrc = mdb_txn_commit(txn);
         return mrc ? mdb_fail(err, mrc, "open databases") : 0;
@@ -446,8 +444,9 @@ int cairn_store_lock(struct cairn_store *st, bool exclusive,
     }
     pthread_mutex_unlock(&st->lock_mu);
     if (rc == CAIRN_E_INVAL)
-        return cairn_err_set(err, rc, "store already locked in the other "
-                                      "mode by this process");
+        return cairn_err_set(err, rc,
+                             "store already locked in the other "
+                             "mode by this process");
     if (rc)
         return cairn_err_set(err, rc, "cannot lock the store: %s",
                              cairn_strerror(rc));
@@ -659,8 +658,7 @@ static const char *const media_codes[] = {
 };
 #define NMEDIA (sizeof media_codes / sizeof media_codes[0])
 
-static int keyrec_pack(const struct cairn_layer_rec *r,
-                       uint8_t out[KEYREC_LEN])
+static int keyrec_pack(const struct cairn_layer_rec *r, uint8_t out[KEYREC_LEN])
 {
     memset(out, 0, KEYREC_LEN);
     out[0] = KEYREC_VERSION;
@@ -670,8 +668,8 @@ static int keyrec_pack(const struct cairn_layer_rec *r,
     }
     out[2] = 0xff;
     for (size_t i = 0; i < NMEDIA; i++)
-        if (r->layer.media_type && strcmp(r->layer.media_type,
-                                          media_codes[i]) == 0)
+        if (r->layer.media_type &&
+            strcmp(r->layer.media_type, media_codes[i]) == 0)
             out[2] = (uint8_t)i;
     if (out[2] == 0xff || r->layer.size < 0)
         return CAIRN_E_INVAL;
@@ -742,8 +740,8 @@ int cairn_store_key_put(struct cairn_store *st, const char *key_hex,
         return cairn_err_set(err, CAIRN_E_INVAL, "bad cache key \"%s\"",
                              key_hex ? key_hex : "");
     if (keyrec_pack(rec, val))
-        return cairn_err_set(err, CAIRN_E_INVAL,
-                             "bad layer record for key %s", key_hex);
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad layer record for key %s",
+                             key_hex);
     MDB_txn *txn;
     int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (mrc)
@@ -953,8 +951,7 @@ static bool digest_array_ok(const json_t *a)
     return true;
 }
 
-static int imgrec_decode(const MDB_val *k, const MDB_val *v,
-                         struct imgrec *r)
+static int imgrec_decode(const MDB_val *k, const MDB_val *v, struct imgrec *r)
 {
     memset(r, 0, sizeof *r);
     if (k->mv_size != CK_SHA256_LEN || v->mv_size > STORE_RECORD_MAX)
@@ -989,9 +986,8 @@ static char *imgrec_encode(const struct imgrec *r, size_t *len)
     json_t *j = json_pack("{s:s,s:I,s:s,s:I,s:I,s:O,s:O}", "mediaType",
                           r->media_type, "size", (json_int_t)r->manifest_size,
                           "config", r->config, "created",
-                          (json_int_t)r->created, "bytes",
-                          (json_int_t)r->bytes, "layers", r->layers,
-                          "diffIds", r->diff_ids);
+                          (json_int_t)r->created, "bytes", (json_int_t)r->bytes,
+                          "layers", r->layers, "diffIds", r->diff_ids);
     if (j == NULL)
         return NULL;
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
@@ -1036,8 +1032,7 @@ static int imgrec_from_blobs(struct cairn_store *st, const char *manifest,
     memset(r, 0, sizeof *r);
     int rc = digest_bin(manifest, r->manifest);
     if (rc)
-        return cairn_err_set(err, rc, "bad manifest digest \"%s\"",
-                             manifest);
+        return cairn_err_set(err, rc, "bad manifest digest \"%s\"", manifest);
     rc = cairn_store_blob_read(st, manifest, CAIRN_IMAGE_MAX_JSON, &mdata,
                                &mlen, err);
     if (rc)
@@ -1092,8 +1087,7 @@ static int imgrec_from_blobs(struct cairn_store *st, const char *manifest,
         goto out;
     rc = CAIRN_E_CORRUPT;
     c = json_loadb(cdata, clen, 0, NULL);
-    json_t *diffs = json_object_get(json_object_get(c, "rootfs"),
-                                    "diff_ids");
+    json_t *diffs = json_object_get(json_object_get(c, "rootfs"), "diff_ids");
     if (c == NULL || !digest_array_ok(diffs) ||
         json_array_size(diffs) != json_array_size(layers)) {
         cairn_err_set(err, rc,
@@ -1185,16 +1179,16 @@ static json_t *descriptor(const struct imgrec *r, const char *ref)
 {
     char d[CAIRN_DIGEST_STR_LEN];
     digest_str(r->manifest, d);
-    json_t *j = json_pack("{s:s,s:s,s:I}", "mediaType", r->media_type,
-                          "digest", d, "size", (json_int_t)r->manifest_size);
+    json_t *j = json_pack("{s:s,s:s,s:I}", "mediaType", r->media_type, "digest",
+                          d, "size", (json_int_t)r->manifest_size);
     if (j == NULL || ref == NULL)
         return j;
     struct cairn_buf full;
     cairn_buf_init(&full, 0);
     json_t *ann = NULL;
     if (ref_full(ref, &full) == 0)
-        ann = json_pack("{s:s,s:s}", ANN_CAIRN_REF, full.data, ANN_REF_NAME,
-                        ref);
+        ann =
+            json_pack("{s:s,s:s}", ANN_CAIRN_REF, full.data, ANN_REF_NAME, ref);
     cairn_buf_free(&full);
     if (ann == NULL || json_object_set_new(j, "annotations", ann) != 0) {
         json_decref(j);
@@ -1233,8 +1227,7 @@ static int index_json_build(struct cairn_store *st, char **out)
             if (memcmp(tags.v[i].manifest, r.manifest, CK_SHA256_LEN))
                 continue;
             tagged = true;
-            if (json_array_append_new(manifests,
-                                      descriptor(&r, tags.v[i].ref)))
+            if (json_array_append_new(manifests, descriptor(&r, tags.v[i].ref)))
                 rc = CAIRN_E_NOMEM;
         }
         if (!tagged && !rc &&
@@ -1291,8 +1284,7 @@ static int index_json_write(struct cairn_store *st, struct cairn_err *err)
                              cairn_strerror(fd));
     int rc = index_json_build(st, &json);
     if (!rc)
-        rc = tmp_write(st, "index.json", json, strlen(json), tmp,
-                       sizeof tmp);
+        rc = tmp_write(st, "index.json", json, strlen(json), tmp, sizeof tmp);
     if (!rc) {
         path_fmt(final, sizeof final, st->root, "/index.json", NULL);
         if (rename(tmp, final) != 0) {
@@ -1312,8 +1304,7 @@ static int index_json_write(struct cairn_store *st, struct cairn_err *err)
 /* images and tags                                                      */
 
 static int tag_put(struct cairn_store *st, MDB_txn *txn, const char *ref,
-                   const uint8_t manifest[CK_SHA256_LEN],
-                   struct cairn_err *err)
+                   const uint8_t manifest[CK_SHA256_LEN], struct cairn_err *err)
 {
     char norm[STORE_NAME_MAX + STORE_TAG_MAX + 2];
     int rc = cairn_store_ref_normalize(ref, norm, sizeof norm, err);
@@ -1338,8 +1329,7 @@ int cairn_store_image_add(struct cairn_store *st,
         strcmp(row->config_digest, r.config) != 0) {
         rc = cairn_err_set(err, CAIRN_E_INVAL,
                            "manifest %s has config %s, not %s",
-                           row->manifest_digest, r.config,
-                           row->config_digest);
+                           row->manifest_digest, r.config, row->config_digest);
         goto out;
     }
     if (row->created > 0)
@@ -1565,8 +1555,7 @@ static bool is_hex_prefix(const char *s)
 }
 
 int cairn_store_image_find(struct cairn_store *st, const char *name,
-                           struct cairn_image_row *out,
-                           struct cairn_err *err)
+                           struct cairn_image_row *out, struct cairn_err *err)
 {
     if (name == NULL || name[0] == '\0')
         return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: ");
@@ -1626,8 +1615,7 @@ out:
 }
 
 int cairn_store_image_remove(struct cairn_store *st,
-                             const char *manifest_digest,
-                             struct cairn_err *err)
+                             const char *manifest_digest, struct cairn_err *err)
 {
     uint8_t m[CK_SHA256_LEN];
     if (digest_bin(manifest_digest, m))
@@ -1669,12 +1657,6 @@ int cairn_store_image_remove(struct cairn_store *st,
 /* ------------------------------------------------------------------ */
 /* snapshots                                                            */
 
-/* TRANSITIONAL: cairn_layer_unpack comes with client/layer.c (branch
- * h/layer), not merged yet. A weak reference lets the client link without
- * it; cairn_store_snapshot then answers CAIRN_E_UNSUPPORTED. Delete this
- * pragma and the NULL check below once layer.c is in. */
-#pragma weak cairn_layer_unpack
-
 int cairn_store_snapshot(struct cairn_store *st,
                          const struct cairn_layer_desc *layer, char *path,
                          size_t len, struct cairn_err *err)
@@ -1693,9 +1675,6 @@ int cairn_store_snapshot(struct cairn_store *st,
     struct stat sb;
     if (stat(final, &sb) == 0 && S_ISDIR(sb.st_mode))
         goto done;
-    if (cairn_layer_unpack == NULL)
-        return cairn_err_set(err, CAIRN_E_UNSUPPORTED,
-                             "layer unpacking is not built in yet");
     int n = snprintf(tmp, sizeof tmp, "%s/snap-XXXXXX", st->tmpdir);
     if (n < 0 || (size_t)n >= sizeof tmp || mkdtemp(tmp) == NULL)
         return cairn_err_set(err, -errno, "cannot create a directory in %s",
@@ -1790,11 +1769,11 @@ static void digset_free(struct digset *s)
 
 /* What prune keeps and drops, computed in one transaction. */
 struct plan {
-    struct digset keep_blobs;  /* K */
-    struct digset keep_diffs;  /* D */
-    struct digset all_image;   /* blobs any image uses */
-    struct digset all_layers;  /* layer blobs of any image or key */
-    struct digset drop_images; /* manifests of dangling images */
+    struct digset keep_blobs;     /* K */
+    struct digset keep_diffs;     /* D */
+    struct digset all_image;      /* blobs any image uses */
+    struct digset all_layers;     /* layer blobs of any image or key */
+    struct digset drop_images;    /* manifests of dangling images */
     struct cairn_strvec drop_ids; /* their IDs */
     uint64_t images, images_active, keys, keys_active;
 };
@@ -1878,8 +1857,7 @@ static int plan_make(struct cairn_store *st, MDB_txn *txn, bool apply,
         p->keys++;
         /* A record we cannot read is dropped: it could only miss. */
         bool ok = keyrec_unpack(&v, &r) == 0;
-        bool has_layer =
-            ok && !r.empty && digest_bin(r.layer.digest, lb) == 0;
+        bool has_layer = ok && !r.empty && digest_bin(r.layer.digest, lb) == 0;
         bool keep =
             ok && (r.empty || (has_layer && digset_has(&p->keep_blobs, lb)));
         if (has_layer)
@@ -1940,8 +1918,7 @@ struct sweep {
     int first_err;
 };
 
-static int sweep_blob(void *arg, int dfd, const char *name,
-                      const uint8_t *bin)
+static int sweep_blob(void *arg, int dfd, const char *name, const uint8_t *bin)
 {
     struct sweep *s = arg;
     struct stat sb;
@@ -2004,8 +1981,7 @@ static int sweep_snapshot(void *arg, int dfd, const char *name,
 }
 
 /* Everything in tmp/ is a leftover when prune runs (see the top). */
-static int sweep_tmp(void *arg, int dfd, const char *name,
-                     const uint8_t *bin)
+static int sweep_tmp(void *arg, int dfd, const char *name, const uint8_t *bin)
 {
     struct sweep *s = arg;
     (void)bin;
@@ -2020,8 +1996,7 @@ static int sweep_tmp(void *arg, int dfd, const char *name,
     return 0;
 }
 
-int cairn_store_usage_get(struct cairn_store *st,
-                          struct cairn_store_usage *out,
+int cairn_store_usage_get(struct cairn_store *st, struct cairn_store_usage *out,
                           struct cairn_err *err)
 {
     struct plan p;

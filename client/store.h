@@ -73,7 +73,10 @@ struct cairn_layer_rec {
     bool empty; /* the step changed nothing: no layer */
     struct cairn_layer_desc layer;
 };
-/* CAIRN_E_NOTFOUND when key_hex is not indexed or its blob is gone. */
+/* CAIRN_E_NOTFOUND when key_hex is not indexed or its blob is gone.
+ * key_hex is 64 hex digits; a layer's media_type must be one of the
+ * CAIRN_MEDIA_*LAYER* types (CAIRN_E_INVAL otherwise). On success *out
+ * is filled; its media_type points at a static string. */
 int cairn_store_key_get(struct cairn_store *st, const char *key_hex,
                         struct cairn_layer_rec *out);
 int cairn_store_key_put(struct cairn_store *st, const char *key_hex,

@@ -157,9 +157,8 @@ static void layer_make(struct cairn_store *st, const char *content,
     char *tar = tar_make("file.txt", content, false, &tlen);
     char *gz = tar_make("file.txt", content, true, &glen);
     digest_hex(tar, tlen, desc->diff_id);
-    assert_int_equal(cairn_store_blob_add_data(st, gz, glen, desc->digest,
-                                               &err),
-                     0);
+    assert_int_equal(
+        cairn_store_blob_add_data(st, gz, glen, desc->digest, &err), 0);
     desc->size = (int64_t)glen;
     desc->media_type = CAIRN_MEDIA_LAYER_GZIP;
     free(tar);
@@ -183,34 +182,32 @@ static void image_make(struct cairn_store *st, const char *seed,
     json_t *diffs = json_array(), *ls = json_array();
     for (size_t i = 0; i < nlayers; i++) {
         json_array_append_new(diffs, json_string(layers[i].diff_id));
-        json_array_append_new(
-            ls, json_pack("{s:s,s:s,s:I}", "mediaType", layers[i].media_type,
-                          "digest", layers[i].digest, "size",
-                          (json_int_t)layers[i].size));
+        json_array_append_new(ls, json_pack("{s:s,s:s,s:I}", "mediaType",
+                                            layers[i].media_type, "digest",
+                                            layers[i].digest, "size",
+                                            (json_int_t)layers[i].size));
     }
     char when[32];
     time_t t = (time_t)created;
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    json_t *cfg = json_pack(
-        "{s:s,s:s,s:s,s:{s:{s:s}},s:{s:s,s:o}}", "architecture", "amd64",
-        "os", "linux", "created", when, "config", "Labels", "seed", seed,
-        "rootfs", "type", "layers", "diff_ids", diffs);
+    json_t *cfg =
+        json_pack("{s:s,s:s,s:s,s:{s:{s:s}},s:{s:s,s:o}}", "architecture",
+                  "amd64", "os", "linux", "created", when, "config", "Labels",
+                  "seed", seed, "rootfs", "type", "layers", "diff_ids", diffs);
     char *cj = json_dumps(cfg, JSON_COMPACT | JSON_SORT_KEYS);
-    assert_int_equal(cairn_store_blob_add_data(st, cj, strlen(cj),
-                                               out->config, &err),
-                     0);
+    assert_int_equal(
+        cairn_store_blob_add_data(st, cj, strlen(cj), out->config, &err), 0);
     out->config_size = (int64_t)strlen(cj);
-    json_t *man = json_pack("{s:i,s:s,s:{s:s,s:s,s:I},s:o}", "schemaVersion",
-                            2, "mediaType", CAIRN_MEDIA_MANIFEST, "config",
-                            "mediaType", CAIRN_MEDIA_CONFIG, "digest",
-                            out->config, "size",
-                            (json_int_t)out->config_size, "layers", ls);
+    json_t *man =
+        json_pack("{s:i,s:s,s:{s:s,s:s,s:I},s:o}", "schemaVersion", 2,
+                  "mediaType", CAIRN_MEDIA_MANIFEST, "config", "mediaType",
+                  CAIRN_MEDIA_CONFIG, "digest", out->config, "size",
+                  (json_int_t)out->config_size, "layers", ls);
     char *mj = json_dumps(man, JSON_COMPACT | JSON_SORT_KEYS);
-    assert_int_equal(cairn_store_blob_add_data(st, mj, strlen(mj),
-                                               out->manifest, &err),
-                     0);
+    assert_int_equal(
+        cairn_store_blob_add_data(st, mj, strlen(mj), out->manifest, &err), 0);
     out->manifest_size = (int64_t)strlen(mj);
     size_t ntags = 0;
     while (tags && tags[ntags])
@@ -324,9 +321,8 @@ static void test_blobs(void **state)
     struct cairn_err err;
     char d[CAIRN_DIGEST_STR_LEN], p[256];
     const char *text = "hello blob";
-    assert_int_equal(cairn_store_blob_add_data(f->st, text, strlen(text), d,
-                                               &err),
-                     0);
+    assert_int_equal(
+        cairn_store_blob_add_data(f->st, text, strlen(text), d, &err), 0);
     char want[CAIRN_DIGEST_STR_LEN];
     digest_hex(text, strlen(text), want);
     assert_string_equal(d, want);
@@ -345,9 +341,8 @@ static void test_blobs(void **state)
     assert_int_equal(cairn_store_blob_read(f->st, d, 3, &data, &len, &err),
                      CAIRN_E_TOOBIG);
     /* Adding the same bytes again is a no-op. */
-    assert_int_equal(cairn_store_blob_add_data(f->st, text, strlen(text), d,
-                                               &err),
-                     0);
+    assert_int_equal(
+        cairn_store_blob_add_data(f->st, text, strlen(text), d, &err), 0);
 
     /* add_file: the file moves in; an existing blob wins and the
      * temporary file goes away. */
@@ -376,9 +371,9 @@ static void test_blobs(void **state)
     assert_false(cairn_store_blob_has(f->st, d2));
     assert_int_equal(cairn_store_blob_read(f->st, d2, 100, &data, &len, &err),
                      CAIRN_E_NOTFOUND);
-    assert_int_equal(cairn_store_blob_read(f->st, "md5:00", 100, &data, &len,
-                                           &err),
-                     CAIRN_E_INVAL);
+    assert_int_equal(
+        cairn_store_blob_read(f->st, "md5:00", 100, &data, &len, &err),
+        CAIRN_E_INVAL);
     /* Nothing was left in tmp/. */
     assert_int_equal(dir_count(cairn_store_tmpdir(f->st)), 0);
 }
@@ -397,8 +392,7 @@ static void test_keys(void **state)
     struct cairn_layer_rec rec, got;
     memset(&rec, 0, sizeof rec);
     layer_make(f->st, "layer one", &rec.layer);
-    assert_int_equal(cairn_store_key_get(f->st, KEY1, &got),
-                     CAIRN_E_NOTFOUND);
+    assert_int_equal(cairn_store_key_get(f->st, KEY1, &got), CAIRN_E_NOTFOUND);
     assert_int_equal(cairn_store_key_put(f->st, KEY1, &rec, &err), 0);
     assert_int_equal(cairn_store_key_get(f->st, KEY1, &got), 0);
     assert_false(got.empty);
@@ -419,15 +413,13 @@ static void test_keys(void **state)
     bad.layer.media_type = "text/plain";
     assert_int_equal(cairn_store_key_put(f->st, KEY3, &bad, &err),
                      CAIRN_E_INVAL);
-    assert_int_equal(cairn_store_key_get(f->st, KEY3, &got),
-                     CAIRN_E_NOTFOUND);
+    assert_int_equal(cairn_store_key_get(f->st, KEY3, &got), CAIRN_E_NOTFOUND);
 
     /* The blob goes: the key is a miss. */
     char p[256];
     cairn_store_blob_path(f->st, rec.layer.digest, p, sizeof p);
     assert_int_equal(unlink(p), 0);
-    assert_int_equal(cairn_store_key_get(f->st, KEY1, &got),
-                     CAIRN_E_NOTFOUND);
+    assert_int_equal(cairn_store_key_get(f->st, KEY1, &got), CAIRN_E_NOTFOUND);
     assert_int_equal(cairn_store_key_get(f->st, KEY2, &got), 0);
 }
 
@@ -450,8 +442,8 @@ static void test_ref_normalize(void **state)
             cairn_store_ref_normalize(ok[i][0], buf, sizeof buf, &err), 0);
         assert_string_equal(buf, ok[i][1]);
     }
-    static const char *const bad[] = {"MyApp", "a:", ":x", "a/:b", "-a",
-                                      "a:.x", "a..b", "a/B", ""};
+    static const char *const bad[] = {"MyApp", "a:",   ":x",  "a/:b", "-a",
+                                      "a:.x",  "a..b", "a/B", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(
             cairn_store_ref_normalize(bad[i], buf, sizeof buf, &err),
@@ -459,9 +451,9 @@ static void test_ref_normalize(void **state)
     assert_int_equal(cairn_store_ref_normalize("MyApp", buf, sizeof buf, &err),
                      CAIRN_E_INVAL);
     assert_non_null(strstr(err.msg, "must be lowercase"));
-    assert_int_equal(cairn_store_ref_normalize("a@sha256:00", buf, sizeof buf,
-                                               &err),
-                     CAIRN_E_UNSUPPORTED);
+    assert_int_equal(
+        cairn_store_ref_normalize("a@sha256:00", buf, sizeof buf, &err),
+        CAIRN_E_UNSUPPORTED);
 }
 
 struct each_state {
@@ -529,9 +521,9 @@ static void test_images_and_tags(void **state)
     assert_int_equal(cairn_store_image_find(f->st, "nope", &row, &err),
                      CAIRN_E_NOTFOUND);
     assert_string_equal(err.msg, "No such image: nope");
-    assert_int_equal(cairn_store_image_find(f->st, "myapp@sha256:00", &row,
-                                            &err),
-                     CAIRN_E_INVAL);
+    assert_int_equal(
+        cairn_store_image_find(f->st, "myapp@sha256:00", &row, &err),
+        CAIRN_E_INVAL);
 
     /* Retagging myapp:latest onto a newer build: the old image keeps its
      * other tag; after untagging that, it is dangling. */
@@ -569,17 +561,16 @@ static void test_images_and_tags(void **state)
     struct cairn_image_row gr;
     memset(&gr, 0, sizeof gr);
     char *mj = NULL;
-    json_t *man = json_pack(
-        "{s:i,s:{s:s,s:I},s:[{s:s,s:s,s:I}]}", "schemaVersion", 2, "config",
-        "digest", a.config, "size", (json_int_t)a.config_size, "layers",
-        "mediaType", CAIRN_MEDIA_LAYER_GZIP, "digest", ghost.digest, "size",
-        (json_int_t)1);
+    json_t *man = json_pack("{s:i,s:{s:s,s:I},s:[{s:s,s:s,s:I}]}",
+                            "schemaVersion", 2, "config", "digest", a.config,
+                            "size", (json_int_t)a.config_size, "layers",
+                            "mediaType", CAIRN_MEDIA_LAYER_GZIP, "digest",
+                            ghost.digest, "size", (json_int_t)1);
     mj = json_dumps(man, JSON_COMPACT);
     assert_int_equal(cairn_store_blob_add_data(f->st, mj, strlen(mj),
                                                gr.manifest_digest, &err),
                      0);
-    assert_int_equal(cairn_store_image_add(f->st, &gr, &err),
-                     CAIRN_E_NOTFOUND);
+    assert_int_equal(cairn_store_image_add(f->st, &gr, &err), CAIRN_E_NOTFOUND);
     free(mj);
     json_decref(man);
 
@@ -622,9 +613,8 @@ static void test_ambiguous_prefix(void **state)
                      CAIRN_E_INVAL);
     assert_non_null(strstr(err.msg, "ambiguous"));
     /* The full ID still finds each. */
-    assert_int_equal(cairn_store_image_find(f->st, imgs[y].config + 7, &row,
-                                            &err),
-                     0);
+    assert_int_equal(
+        cairn_store_image_find(f->st, imgs[y].config + 7, &row, &err), 0);
     assert_string_equal(row.manifest_digest, imgs[y].manifest);
     cairn_store_image_row_clear(&row);
 }
@@ -686,8 +676,8 @@ static void test_prune(void **state)
     write_file(leftover, "12345");
 
     int64_t want = blob_size(f, b.manifest) + blob_size(f, b.config) +
-                   blob_size(f, only_b.digest) +
-                   blob_size(f, only_key.digest) + 1000 + 5;
+                   blob_size(f, only_b.digest) + blob_size(f, only_key.digest) +
+                   1000 + 5;
 
     struct cairn_store_usage u;
     assert_int_equal(cairn_store_usage_get(f->st, &u, &err), 0);
@@ -695,8 +685,7 @@ static void test_prune(void **state)
     assert_int_equal(u.images_active, 1);
     assert_int_equal(u.layers, 3);
     assert_int_equal(u.layers_active, 1);
-    assert_int_equal(u.layer_bytes,
-                     shared.size + only_b.size + only_key.size);
+    assert_int_equal(u.layer_bytes, shared.size + only_b.size + only_key.size);
     assert_int_equal(u.layers_reclaimable, only_b.size + only_key.size);
     assert_int_equal(u.images_bytes,
                      blob_size(f, a.manifest) + blob_size(f, a.config) +
@@ -732,8 +721,7 @@ static void test_prune(void **state)
     assert_true(cairn_store_blob_has(f->st, shared.digest));
     struct cairn_layer_rec got;
     assert_int_equal(cairn_store_key_get(f->st, KEY1, &got), 0);
-    assert_int_equal(cairn_store_key_get(f->st, KEY2, &got),
-                     CAIRN_E_NOTFOUND);
+    assert_int_equal(cairn_store_key_get(f->st, KEY2, &got), CAIRN_E_NOTFOUND);
     assert_int_equal(cairn_store_key_get(f->st, key4, &got), 0);
     char p[256];
     snprintf(p, sizeof p, "%s/snapshots/%s", f->root, shared.diff_id + 7);
@@ -769,6 +757,76 @@ static void test_snapshot_existing(void **state)
     assert_string_equal(p, want);
     assert_int_equal(cairn_store_snapshot(f->st, &l, p, 10, &err),
                      CAIRN_E_TOOBIG);
+}
+
+/* A missing snapshot is unpacked from the blob (checked against its
+ * diff_id); a corrupt diff_id is refused and leaves nothing behind. */
+static void test_snapshot_unpack(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_err err;
+    struct cairn_layer_desc l;
+    layer_make(f->st, "unpacked content\n", &l);
+    char p[512], q[600];
+    int rc = cairn_store_snapshot(f->st, &l, p, sizeof p, &err);
+    if (rc)
+        fprintf(stderr, "snapshot: %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    snprintf(q, sizeof q, "%s/file.txt", p);
+    FILE *fp = fopen(q, "r");
+    assert_non_null(fp);
+    char buf[64] = {0};
+    assert_non_null(fgets(buf, sizeof buf, fp));
+    fclose(fp);
+    assert_string_equal(buf, "unpacked content\n");
+    assert_int_equal(dir_count(cairn_store_tmpdir(f->st)), 0);
+
+    struct cairn_layer_desc bad = l;
+    digest_hex("not the tar", 11, bad.diff_id);
+    assert_int_equal(cairn_store_snapshot(f->st, &bad, p, sizeof p, &err),
+                     CAIRN_E_DIGEST);
+    snprintf(q, sizeof q, "%s/snapshots/%s", f->root, bad.diff_id + 7);
+    assert_int_equal(access(q, F_OK), -1);
+    assert_int_equal(dir_count(cairn_store_tmpdir(f->st)), 0);
+}
+
+/* Processes unpacking the same layer at once: every one gets the same
+ * complete snapshot; the losers of the rename discard theirs. */
+static void test_snapshot_race(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_err err;
+    struct cairn_layer_desc l;
+    char big[8192];
+    memset(big, 'z', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    layer_make(f->st, big, &l);
+    enum { NPROC = 4 };
+    pid_t pids[NPROC];
+    for (int i = 0; i < NPROC; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            struct cairn_store *st;
+            char p[512], q[600];
+            if (cairn_store_open(f->root, &st, &err) != 0)
+                _exit(2);
+            int rc = cairn_store_snapshot(st, &l, p, sizeof p, &err);
+            cairn_store_close(st);
+            snprintf(q, sizeof q, "%s/file.txt", p);
+            _exit(rc ? 3 : file_size(q) == (int64_t)strlen(big) ? 0 : 4);
+        }
+    }
+    for (int i = 0; i < NPROC; i++) {
+        int status;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    char snaps[256];
+    path_in(f, "snapshots", snaps, sizeof snaps);
+    assert_int_equal(dir_count(snaps), 1);
+    assert_int_equal(dir_count(cairn_store_tmpdir(f->st)), 0);
 }
 
 /* Two processes tag at once: LMDB serialises the writes and index.json is
@@ -895,19 +953,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_blobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
         cmocka_unit_test(test_ref_normalize),
-        cmocka_unit_test_setup_teardown(test_images_and_tags, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_ambiguous_prefix, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_images_and_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ambiguous_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_existing, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_unpack, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_tagging, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_prune_waits_for_lock, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_crash_leftovers, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_crash_leftovers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
