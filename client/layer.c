@@ -214,9 +214,8 @@ static int out_compress(struct cairn_layer_writer *w, const void *p, size_t n,
         ZSTD_inBuffer in = {p, n, 0};
         for (;;) {
             ZSTD_outBuffer o = {w->out, LAYER_IO_BUF, w->out_len};
-            size_t zr = ZSTD_compressStream2(w->zc, &o, &in,
-                                             finish ? ZSTD_e_end
-                                                    : ZSTD_e_continue);
+            size_t zr = ZSTD_compressStream2(
+                w->zc, &o, &in, finish ? ZSTD_e_end : ZSTD_e_continue);
             w->out_len = o.pos;
             if (ZSTD_isError(zr))
                 return CAIRN_E_IO;
@@ -281,8 +280,8 @@ static int compressor_init(struct cairn_layer_writer *w)
         w->zc = ZSTD_createCCtx();
         if (w->zc == NULL)
             return CAIRN_E_NOMEM;
-        if (ZSTD_isError(ZSTD_CCtx_setParameter(
-                w->zc, ZSTD_c_compressionLevel, LAYER_ZSTD_LEVEL)) ||
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel,
+                                                LAYER_ZSTD_LEVEL)) ||
             ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1)))
             return CAIRN_E_INVAL;
         return 0;
@@ -374,16 +373,15 @@ int cairn_layer_writer_new(const char *tmpdir,
         goto fail;
     }
     /* Restricted pax: plain ustar headers unless a field does not fit
-     * (long path, big file, large ids, xattrs). hdrcharset=BINARY stores
-     * path bytes as they are, so the output never depends on the locale.
-     * SCHILY.xattr is the xattr header Docker and Go read; libarchive would
-     * otherwise also write its own copy of each. No bytes_in_last_block
+     * (long path, big file, large ids, xattrs). SCHILY.xattr is the xattr
+     * header Docker and Go read; libarchive would otherwise also write its
+     * own copy of each. Names are bytes: cairn never calls setlocale, so
+     * libarchive runs in the C locale and stores non-ASCII names raw (with
+     * hdrcharset=BINARY), the same on every host. No bytes_in_last_block
      * padding: the tar ends with its two zero blocks, like Docker's. */
     if (archive_write_set_format_pax_restricted(w->ar) != ARCHIVE_OK ||
-        archive_write_set_format_option(w->ar, "pax", "hdrcharset", "BINARY") <
+        archive_write_set_format_option(w->ar, "pax", "xattrheader", "SCHILY") <
             ARCHIVE_OK ||
-        archive_write_set_format_option(w->ar, "pax", "xattrheader",
-                                        "SCHILY") < ARCHIVE_OK ||
         archive_write_add_filter_none(w->ar) != ARCHIVE_OK ||
         archive_write_set_bytes_per_block(w->ar, LAYER_TAR_BLOCK) !=
             ARCHIVE_OK ||
@@ -508,9 +506,9 @@ int cairn_layer_add(struct cairn_layer_writer *w,
                              e && e->path ? e->path : "(null)");
     bool lnk = S_ISLNK(e->mode);
     if (!S_ISDIR(e->mode) && !lnk)
-        return cairn_err_set(err, CAIRN_E_INVAL,
-                             "%s: only directories and symlinks have no content",
-                             e->path);
+        return cairn_err_set(
+            err, CAIRN_E_INVAL,
+            "%s: only directories and symlinks have no content", e->path);
     if (lnk && (e->link_target == NULL || e->link_target[0] == '\0' ||
                 strnlen(e->link_target, LAYER_PATH_MAX) >= LAYER_PATH_MAX))
         return cairn_err_set(err, CAIRN_E_INVAL, "%s: bad symlink target",
@@ -533,8 +531,8 @@ int cairn_layer_add_file(struct cairn_layer_writer *w,
     if (w == NULL || e == NULL || !rel_path_ok(e->path) || size < 0 || fd < 0)
         return cairn_err_set(err, CAIRN_E_INVAL, "bad layer file '%s'",
                              e && e->path ? e->path : "(null)");
-    struct archive_entry *ae = entry_new(w, e->path, S_IFREG | (e->mode & 07777),
-                                         e->uid, e->gid, e->mtime);
+    struct archive_entry *ae = entry_new(
+        w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid, e->mtime);
     if (ae == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     archive_entry_set_size(ae, size);
@@ -553,8 +551,8 @@ int cairn_layer_add_data(struct cairn_layer_writer *w,
         (data == NULL && len > 0) || len > INT64_MAX)
         return cairn_err_set(err, CAIRN_E_INVAL, "bad layer file '%s'",
                              e && e->path ? e->path : "(null)");
-    struct archive_entry *ae = entry_new(w, e->path, S_IFREG | (e->mode & 07777),
-                                         e->uid, e->gid, e->mtime);
+    struct archive_entry *ae = entry_new(
+        w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid, e->mtime);
     if (ae == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     archive_entry_set_size(ae, (la_int64_t)len);
@@ -803,7 +801,8 @@ static int upper_walk_dir(struct upper_walk *u, const char *rel, size_t self,
     if (d == NULL) {
         int rc = -errno;
         close(dfd);
-        return cairn_err_set(err, rc, "opendir %s: %s", rel, cairn_strerror(rc));
+        return cairn_err_set(err, rc, "opendir %s: %s", rel,
+                             cairn_strerror(rc));
     }
     size_t start = u->n;
     int rc = 0;
@@ -852,8 +851,8 @@ static int upper_walk_dir(struct upper_walk *u, const char *rel, size_t self,
             continue; /* sockets: tar cannot hold them; Docker drops them too */
         it.name = path_join(rel, "", nm);
         if (it.name == NULL) {
-            rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s/%s",
-                               rel, nm);
+            rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s/%s", rel,
+                               nm);
             break;
         }
         if (skip_match(u->skip, it.name)) {
@@ -1443,7 +1442,8 @@ static la_ssize_t unpack_read_cb(struct archive *a, void *cd, const void **buf)
 static int entry_rel(const char *name, const char **out, struct cairn_err *err)
 {
     if (name == NULL)
-        return cairn_err_set(err, CAIRN_E_CORRUPT, "layer entry without a name");
+        return cairn_err_set(err, CAIRN_E_CORRUPT,
+                             "layer entry without a name");
     if (strnlen(name, LAYER_PATH_MAX) >= LAYER_PATH_MAX)
         return cairn_err_set(err, CAIRN_E_CORRUPT, "layer entry name too long");
     if (name[0] == '/')
@@ -1684,8 +1684,8 @@ static int unpack_entries(struct unpack *u, const char *blob,
                 return rc;
             n = snprintf(u->link, u->scratch_cap, "%s/%s", u->root, hrel);
             if (n < 0 || (size_t)n >= u->scratch_cap)
-                return cairn_err_set(err, CAIRN_E_CORRUPT,
-                                     "path too long: %s", hrel);
+                return cairn_err_set(err, CAIRN_E_CORRUPT, "path too long: %s",
+                                     hrel);
             archive_entry_copy_hardlink(ae, u->link);
         }
         /* From here on rel points into memory the entry may free. */

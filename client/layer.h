@@ -93,7 +93,10 @@ int cairn_layer_add_opaque(struct cairn_layer_writer *w, const char *dir,
  * directory with the trusted.overlay.opaque=y xattr gets ".wh..wh..opq",
  * hard links inside the tree become tar hard links. Paths listed in skip
  * (relative, NULL-terminated, may be NULL) are left out (mount points the
- * sandbox created). */
+ * sandbox created). Sockets are left out (tar cannot hold them);
+ * overlayfs' own xattrs (trusted.overlay.*, user.overlay.*) are dropped;
+ * an upper directory that needs its lower layers (metacopy or redirect
+ * xattrs) fails with CAIRN_E_UNSUPPORTED. */
 int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
                           const char *const *skip, struct cairn_err *err);
 
@@ -114,7 +117,10 @@ void cairn_layer_writer_abort(struct cairn_layer_writer *w);
  * and hard links are restored. Entries escaping dest (absolute paths,
  * "..", symlinked parents) are refused with CAIRN_E_CORRUPT. When
  * diff_id is not NULL, the uncompressed stream is hashed and a mismatch
- * is CAIRN_E_DIGEST. */
+ * is CAIRN_E_DIGEST. Truncated or corrupt blobs are CAIRN_E_CORRUPT; disk
+ * trouble (ENOSPC, EIO, ...) keeps its negative errno. An owner, mode or
+ * xattr that cannot be restored is an error, not a warning. On failure
+ * dest holds a partial tree for the caller to remove. */
 int cairn_layer_unpack(const char *blob_path, const char *dest,
                        const char *diff_id, struct cairn_err *err);
 
