@@ -1,6 +1,10 @@
-/* The client's LMDB index under $CAIRN_ROOT: one environment holding the
- * context stat cache now, and the local key index and tags once images are
- * stored (DESIGN.md, "Storage", client part).
+/* The client's LMDB index under $CAIRN_ROOT/index: the LMDB part of the
+ * local store (client/store.c), one environment holding the context stat
+ * cache ("statcache", opened by cachekey/statcache.c) and the store's
+ * "keys", "tags" and "images" databases (DESIGN.md, "Storage", client
+ * part). `cairn keys` opens only this, for the stat cache; everything
+ * else goes through cairn_store_open. A process must open one store root
+ * at most once at a time (an LMDB rule).
  *
  * Thread-safety: the environment is opened with MDB_NOTLS, so read
  * transactions may be used from any thread; see each user's module.
