@@ -1,0 +1,1416 @@
+#include "layer.h"
+
+#include "cachekey/digest.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+/* Size of the compressed-output buffer (writer) and of the raw-input and
+ * decompressed-output buffers (reader). Large, so a layer costs few write(2)
+ * calls and the hashes run over long runs of memory. */
+#define LAYER_IO_BUF ((size_t)1 << 20)
+/* libarchive hands us the tar stream in blocks of this size. It does not
+ * change the bytes written: the last block is not padded (see
+ * writer_new). */
+#define LAYER_TAR_BLOCK (64 * 1024)
+#define LAYER_PROGRESS_STEP ((uint64_t)8 << 20)
+/* Caps on what a layer may hold, on both sides: paths longer than Linux's
+ * PATH_MAX cannot be created anyway, and a few million entries is far more
+ * than any real image layer. */
+#define LAYER_PATH_MAX 4096
+#define LAYER_MAX_ENTRIES ((size_t)1 << 21)
+#define LAYER_XATTR_LIST_MAX 65536
+#define LAYER_XATTR_VALUE_MAX 65536
+#define LAYER_GZIP_LEVEL 6
+#define LAYER_ZSTD_LEVEL 3
+/* The OS byte of the gzip header: 255 ("unknown"), as Go's compress/gzip
+ * writes it, so our blobs do not depend on the build host. */
+#define LAYER_GZIP_OS 255
+
+#define WH_PREFIX ".wh."
+#define WH_OPAQUE ".wh..wh..opq"
+
+/* ------------------------------------------------------------------ */
+/* Shared helpers                                                      */
+
+static void digest_format(struct ck_sha256 *h, char out[CAIRN_DIGEST_STR_LEN],
+                          int *rc)
+{
+    uint8_t bin[CK_SHA256_LEN];
+    char hex[CK_SHA256_HEX_LEN + 1];
+    int r = ck_sha256_final(h, bin);
+    if (r != 0) {
+        *rc = r;
+        return;
+    }
+    ck_hex_encode(bin, hex);
+    snprintf(out, CAIRN_DIGEST_STR_LEN, "sha256:%s", hex);
+}
+
+static const char *media_type_of(enum cairn_compression c)
+{
+    switch (c) {
+    case CAIRN_COMPRESS_GZIP:
+        return CAIRN_MEDIA_LAYER_GZIP;
+    case CAIRN_COMPRESS_ZSTD:
+        return CAIRN_MEDIA_LAYER_ZSTD;
+    case CAIRN_COMPRESS_NONE:
+        break;
+    }
+    return CAIRN_MEDIA_LAYER_TAR;
+}
+
+/* A relative layer path as the contract describes it: not empty, no leading
+ * "/", no empty, "." or ".." components, shorter than LAYER_PATH_MAX. */
+static bool rel_path_ok(const char *p)
+{
+    if (p == NULL || p[0] == '\0' || p[0] == '/')
+        return false;
+    size_t n = strnlen(p, LAYER_PATH_MAX);
+    if (n >= LAYER_PATH_MAX)
+        return false;
+    const char *s = p;
+    for (;;) {
+        const char *e = strchr(s, '/');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        if (len == 0 || (len == 1 && s[0] == '.') ||
+            (len == 2 && s[0] == '.' && s[1] == '.'))
+            return false;
+        if (e == NULL)
+            return true;
+        s = e + 1;
+    }
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writer: tar -> sha256 (diff_id) -> compressor -> sha256 (digest) -> file */
+
+struct cairn_layer_writer {
+    struct archive *ar;
+    int fd;
+    char *path; /* the temporary blob file */
+    enum cairn_compression comp;
+    int64_t epoch;
+    void (*progress)(void *, uint64_t);
+    void *progress_arg;
+    struct ck_sha256 *tar_hash;
+    struct ck_sha256 *blob_hash;
+    z_stream z;
+    gz_header gzh;
+    bool z_live;
+    ZSTD_CCtx *zc;
+    uint8_t *out; /* LAYER_IO_BUF bytes of compressed output */
+    size_t out_len;
+    uint8_t *copy; /* LAYER_IO_BUF bytes for reading file content */
+    uint64_t tar_bytes;
+    uint64_t blob_bytes;
+    uint64_t next_progress;
+    size_t entries;
+    /* The first failure, sticky: after libarchive has seen a write error
+     * or an entry was cut short the tar stream is unusable, so every later
+     * call fails with the same code and message. */
+    int broken;
+    struct cairn_err fail;
+};
+
+static int writer_break(struct cairn_layer_writer *w, int code, const char *fmt,
+                        ...) __attribute__((format(printf, 3, 4)));
+static int writer_break(struct cairn_layer_writer *w, int code, const char *fmt,
+                        ...)
+{
+    if (w->broken == 0) {
+        w->broken = code;
+        w->fail.code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(w->fail.msg, sizeof w->fail.msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static int out_flush(struct cairn_layer_writer *w)
+{
+    if (w->out_len == 0)
+        return 0;
+    int rc = ck_sha256_update(w->blob_hash, w->out, w->out_len);
+    if (rc == 0)
+        rc = write_all(w->fd, w->out, w->out_len);
+    if (rc == 0) {
+        w->blob_bytes += w->out_len;
+        w->out_len = 0;
+    }
+    return rc;
+}
+
+/* Feeds n tar bytes to the compressor (finish: ends the stream; p may then
+ * be NULL) and writes out whatever fills the output buffer. */
+static int out_compress(struct cairn_layer_writer *w, const void *p, size_t n,
+                        bool finish)
+{
+    int rc = 0;
+    switch (w->comp) {
+    case CAIRN_COMPRESS_NONE: {
+        const uint8_t *s = p;
+        while (n > 0) {
+            size_t room = LAYER_IO_BUF - w->out_len;
+            size_t k = n < room ? n : room;
+            memcpy(w->out + w->out_len, s, k);
+            w->out_len += k;
+            s += k;
+            n -= k;
+            if (w->out_len == LAYER_IO_BUF && (rc = out_flush(w)) != 0)
+                return rc;
+        }
+        return 0;
+    }
+    case CAIRN_COMPRESS_GZIP:
+        /* zlib counts in uInt; the callers never pass more than a tar block
+         * or LAYER_IO_BUF at a time. */
+        w->z.next_in = (Bytef *)(uintptr_t)p;
+        w->z.avail_in = (uInt)n;
+        for (;;) {
+            w->z.next_out = w->out + w->out_len;
+            w->z.avail_out = (uInt)(LAYER_IO_BUF - w->out_len);
+            int zr = deflate(&w->z, finish ? Z_FINISH : Z_NO_FLUSH);
+            w->out_len = LAYER_IO_BUF - w->z.avail_out;
+            if (zr == Z_STREAM_ERROR)
+                return CAIRN_E_IO;
+            if (w->out_len == LAYER_IO_BUF && (rc = out_flush(w)) != 0)
+                return rc;
+            if (finish ? zr == Z_STREAM_END : w->z.avail_in == 0)
+                return 0;
+        }
+    case CAIRN_COMPRESS_ZSTD: {
+        ZSTD_inBuffer in = {p, n, 0};
+        for (;;) {
+            ZSTD_outBuffer o = {w->out, LAYER_IO_BUF, w->out_len};
+            size_t zr = ZSTD_compressStream2(w->zc, &o, &in,
+                                             finish ? ZSTD_e_end
+                                                    : ZSTD_e_continue);
+            w->out_len = o.pos;
+            if (ZSTD_isError(zr))
+                return CAIRN_E_IO;
+            if (w->out_len == LAYER_IO_BUF && (rc = out_flush(w)) != 0)
+                return rc;
+            if (finish ? zr == 0 : in.pos == in.size)
+                return 0;
+        }
+    }
+    }
+    return CAIRN_E_INVAL;
+}
+
+/* libarchive's sink: every byte of the tar passes here exactly once. */
+static la_ssize_t tar_write_cb(struct archive *a, void *cd, const void *buf,
+                               size_t len)
+{
+    struct cairn_layer_writer *w = cd;
+    if (w->broken) {
+        archive_set_error(a, EIO, "layer pipeline failed earlier");
+        return -1;
+    }
+    int rc = ck_sha256_update(w->tar_hash, buf, len);
+    if (rc == 0)
+        rc = out_compress(w, buf, len, false);
+    if (rc != 0) {
+        writer_break(w, rc, "writing layer %s: %s", w->path,
+                     cairn_strerror(rc));
+        archive_set_error(a, EIO, "layer pipeline: %s", cairn_strerror(rc));
+        return -1;
+    }
+    w->tar_bytes += len;
+    if (w->progress != NULL && w->tar_bytes >= w->next_progress) {
+        w->progress(w->progress_arg, w->tar_bytes);
+        w->next_progress = w->tar_bytes + LAYER_PROGRESS_STEP;
+    }
+    return (la_ssize_t)len;
+}
+
+static int compressor_init(struct cairn_layer_writer *w)
+{
+    switch (w->comp) {
+    case CAIRN_COMPRESS_NONE:
+        return 0;
+    case CAIRN_COMPRESS_GZIP:
+        /* windowBits 15 + 16 selects the gzip wrapper. The header is set
+         * explicitly (mtime 0, no name, fixed OS byte) so the blob depends
+         * only on the tar bytes. */
+        if (deflateInit2(&w->z, LAYER_GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8,
+                         Z_DEFAULT_STRATEGY) != Z_OK)
+            return CAIRN_E_NOMEM;
+        w->z_live = true;
+        memset(&w->gzh, 0, sizeof w->gzh);
+        w->gzh.os = LAYER_GZIP_OS;
+        if (deflateSetHeader(&w->z, &w->gzh) != Z_OK)
+            return CAIRN_E_INVAL;
+        return 0;
+    case CAIRN_COMPRESS_ZSTD:
+        /* Single-threaded on purpose: zstd's multi-threaded mode produces
+         * different (if deterministic) frames, and the build runs steps in
+         * parallel already. */
+        w->zc = ZSTD_createCCtx();
+        if (w->zc == NULL)
+            return CAIRN_E_NOMEM;
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(
+                w->zc, ZSTD_c_compressionLevel, LAYER_ZSTD_LEVEL)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1)))
+            return CAIRN_E_INVAL;
+        return 0;
+    }
+    return CAIRN_E_INVAL;
+}
+
+static void writer_free(struct cairn_layer_writer *w, bool remove_file)
+{
+    if (w == NULL)
+        return;
+    if (w->ar != NULL)
+        archive_write_free(w->ar); /* also closes; errors are moot here */
+    if (w->z_live)
+        deflateEnd(&w->z);
+    ZSTD_freeCCtx(w->zc);
+    if (w->fd >= 0)
+        close(w->fd);
+    if (remove_file && w->path != NULL)
+        unlink(w->path);
+    free(w->path);
+    free(w->out);
+    free(w->copy);
+    ck_sha256_free(w->tar_hash);
+    ck_sha256_free(w->blob_hash);
+    free(w);
+}
+
+int cairn_layer_writer_new(const char *tmpdir,
+                           const struct cairn_layer_opts *opts,
+                           struct cairn_layer_writer **out,
+                           struct cairn_err *err)
+{
+    if (tmpdir == NULL || opts == NULL || out == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "layer writer: bad arguments");
+    if (opts->compression != CAIRN_COMPRESS_GZIP &&
+        opts->compression != CAIRN_COMPRESS_ZSTD &&
+        opts->compression != CAIRN_COMPRESS_NONE)
+        return cairn_err_set(err, CAIRN_E_INVAL, "unknown layer compression %d",
+                             (int)opts->compression);
+    struct cairn_layer_writer *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    w->fd = -1;
+    w->comp = opts->compression;
+    w->epoch = opts->source_date_epoch;
+    w->progress = opts->progress;
+    w->progress_arg = opts->progress_arg;
+    w->next_progress = LAYER_PROGRESS_STEP;
+    int rc = 0;
+
+    size_t plen = strlen(tmpdir) + sizeof "/layer-XXXXXX";
+    w->path = malloc(plen);
+    w->out = malloc(LAYER_IO_BUF);
+    w->copy = malloc(LAYER_IO_BUF);
+    if (w->path == NULL || w->out == NULL || w->copy == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    snprintf(w->path, plen, "%s/layer-XXXXXX", tmpdir);
+    w->fd = mkostemp(w->path, O_CLOEXEC);
+    if (w->fd < 0) {
+        rc = -errno;
+        free(w->path);
+        w->path = NULL; /* nothing to unlink */
+        cairn_err_set(err, rc, "cannot create a layer file in %s: %s", tmpdir,
+                      cairn_strerror(rc));
+        goto fail;
+    }
+    /* Blobs end up in the store, which other tools (skopeo, umoci) read. */
+    if (fchmod(w->fd, 0644) != 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "chmod %s: %s", w->path, cairn_strerror(rc));
+        goto fail;
+    }
+    if ((rc = ck_sha256_new(&w->tar_hash)) != 0 ||
+        (rc = ck_sha256_new(&w->blob_hash)) != 0) {
+        cairn_err_set(err, rc, "sha256: %s", cairn_strerror(rc));
+        goto fail;
+    }
+    if ((rc = compressor_init(w)) != 0) {
+        cairn_err_set(err, rc, "layer compressor: %s", cairn_strerror(rc));
+        goto fail;
+    }
+
+    w->ar = archive_write_new();
+    if (w->ar == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    /* Restricted pax: plain ustar headers unless a field does not fit
+     * (long path, big file, large ids, xattrs). hdrcharset=BINARY stores
+     * path bytes as they are, so the output never depends on the locale.
+     * SCHILY.xattr is the xattr header Docker and Go read; libarchive would
+     * otherwise also write its own copy of each. No bytes_in_last_block
+     * padding: the tar ends with its two zero blocks, like Docker's. */
+    if (archive_write_set_format_pax_restricted(w->ar) != ARCHIVE_OK ||
+        archive_write_set_format_option(w->ar, "pax", "hdrcharset", "BINARY") <
+            ARCHIVE_OK ||
+        archive_write_set_format_option(w->ar, "pax", "xattrheader",
+                                        "SCHILY") < ARCHIVE_OK ||
+        archive_write_add_filter_none(w->ar) != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(w->ar, LAYER_TAR_BLOCK) !=
+            ARCHIVE_OK ||
+        archive_write_set_bytes_in_last_block(w->ar, 1) != ARCHIVE_OK ||
+        archive_write_open(w->ar, w, NULL, tar_write_cb, NULL) != ARCHIVE_OK) {
+        rc = cairn_err_set(err, CAIRN_E_ARCHIVE, "layer tar writer: %s",
+                           archive_error_string(w->ar));
+        goto fail;
+    }
+    *out = w;
+    return 0;
+fail:
+    writer_free(w, true);
+    return rc;
+}
+
+static int64_t writer_mtime(const struct cairn_layer_writer *w, int64_t t)
+{
+    return w->epoch >= 0 && t > w->epoch ? w->epoch : t;
+}
+
+/* Reports the writer's sticky failure to the caller. */
+static int writer_fail_report(struct cairn_layer_writer *w,
+                              struct cairn_err *err)
+{
+    if (err != NULL)
+        *err = w->fail;
+    return w->broken;
+}
+
+/* Translates a libarchive failure on the writer: our own pipeline's error
+ * when that is what made libarchive fail, else CAIRN_E_ARCHIVE. */
+static int writer_archive_fail(struct cairn_layer_writer *w, const char *path,
+                               struct cairn_err *err)
+{
+    const char *why = archive_error_string(w->ar);
+    writer_break(w, CAIRN_E_ARCHIVE, "layer entry %s: %s", path,
+                 why ? why : "tar writer failed");
+    return writer_fail_report(w, err);
+}
+
+static int writer_header(struct cairn_layer_writer *w, struct archive_entry *ae,
+                         struct cairn_err *err)
+{
+    if (w->broken)
+        return writer_fail_report(w, err);
+    if (w->entries >= LAYER_MAX_ENTRIES)
+        return cairn_err_set(err, CAIRN_E_TOOBIG,
+                             "layer has more than %zu entries",
+                             LAYER_MAX_ENTRIES);
+    /* ARCHIVE_WARN is accepted: libarchive warns about things like names it
+     * cannot convert, and writes them unchanged (hdrcharset=BINARY). */
+    if (archive_write_header(w->ar, ae) < ARCHIVE_WARN)
+        return writer_archive_fail(w, archive_entry_pathname(ae), err);
+    w->entries++;
+    return 0;
+}
+
+static int writer_data(struct cairn_layer_writer *w, const void *p, size_t n,
+                       const char *path, struct cairn_err *err)
+{
+    const uint8_t *s = p;
+    while (n > 0) {
+        la_ssize_t k = archive_write_data(w->ar, s, n);
+        if (k <= 0)
+            return writer_archive_fail(w, path, err);
+        s += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static struct archive_entry *entry_new(struct cairn_layer_writer *w,
+                                       const char *path, mode_t mode, uid_t uid,
+                                       gid_t gid, int64_t mtime)
+{
+    struct archive_entry *ae = archive_entry_new();
+    if (ae == NULL)
+        return NULL;
+    archive_entry_copy_pathname(ae, path);
+    archive_entry_set_mode(ae, mode);
+    archive_entry_set_uid(ae, uid);
+    archive_entry_set_gid(ae, gid);
+    archive_entry_set_mtime(ae, writer_mtime(w, mtime), 0);
+    return ae;
+}
+
+/* Streams exactly size bytes of fd into the current entry. A file that
+ * ends early breaks the writer: its header already promised size bytes. */
+static int writer_copy_fd(struct cairn_layer_writer *w, int fd, int64_t size,
+                          const char *path, struct cairn_err *err)
+{
+    uint64_t left = (uint64_t)size;
+    while (left > 0) {
+        size_t want = left < LAYER_IO_BUF ? (size_t)left : LAYER_IO_BUF;
+        ssize_t r = read(fd, w->copy, want);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int rc = -errno;
+            writer_break(w, rc, "reading %s: %s", path, cairn_strerror(rc));
+            return writer_fail_report(w, err);
+        }
+        if (r == 0) {
+            writer_break(w, CAIRN_E_IO, "%s shrank while it was being added",
+                         path);
+            return writer_fail_report(w, err);
+        }
+        int rc = writer_data(w, w->copy, (size_t)r, path, err);
+        if (rc != 0)
+            return rc;
+        left -= (uint64_t)r;
+    }
+    return 0;
+}
+
+int cairn_layer_add(struct cairn_layer_writer *w,
+                    const struct cairn_layer_entry *e, struct cairn_err *err)
+{
+    if (w == NULL || e == NULL || !rel_path_ok(e->path))
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad layer path '%s'",
+                             e && e->path ? e->path : "(null)");
+    bool lnk = S_ISLNK(e->mode);
+    if (!S_ISDIR(e->mode) && !lnk)
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "%s: only directories and symlinks have no content",
+                             e->path);
+    if (lnk && (e->link_target == NULL || e->link_target[0] == '\0' ||
+                strnlen(e->link_target, LAYER_PATH_MAX) >= LAYER_PATH_MAX))
+        return cairn_err_set(err, CAIRN_E_INVAL, "%s: bad symlink target",
+                             e->path);
+    struct archive_entry *ae =
+        entry_new(w, e->path, e->mode, e->uid, e->gid, e->mtime);
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    if (lnk)
+        archive_entry_copy_symlink(ae, e->link_target);
+    int rc = writer_header(w, ae, err);
+    archive_entry_free(ae);
+    return rc;
+}
+
+int cairn_layer_add_file(struct cairn_layer_writer *w,
+                         const struct cairn_layer_entry *e, int fd,
+                         int64_t size, struct cairn_err *err)
+{
+    if (w == NULL || e == NULL || !rel_path_ok(e->path) || size < 0 || fd < 0)
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad layer file '%s'",
+                             e && e->path ? e->path : "(null)");
+    struct archive_entry *ae = entry_new(w, e->path, S_IFREG | (e->mode & 07777),
+                                         e->uid, e->gid, e->mtime);
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    archive_entry_set_size(ae, size);
+    int rc = writer_header(w, ae, err);
+    archive_entry_free(ae);
+    if (rc == 0)
+        rc = writer_copy_fd(w, fd, size, e->path, err);
+    return rc;
+}
+
+int cairn_layer_add_data(struct cairn_layer_writer *w,
+                         const struct cairn_layer_entry *e, const void *data,
+                         size_t len, struct cairn_err *err)
+{
+    if (w == NULL || e == NULL || !rel_path_ok(e->path) ||
+        (data == NULL && len > 0) || len > INT64_MAX)
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad layer file '%s'",
+                             e && e->path ? e->path : "(null)");
+    struct archive_entry *ae = entry_new(w, e->path, S_IFREG | (e->mode & 07777),
+                                         e->uid, e->gid, e->mtime);
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    archive_entry_set_size(ae, (la_int64_t)len);
+    int rc = writer_header(w, ae, err);
+    archive_entry_free(ae);
+    if (rc == 0)
+        rc = writer_data(w, data, len, e->path, err);
+    return rc;
+}
+
+/* Writes an empty marker file (whiteout or opaque marker). Mode 0, owner
+ * 0:0 and mtime 0 as Docker and containerd write them, so a deletion makes
+ * the same bytes whenever it runs. */
+static int writer_marker(struct cairn_layer_writer *w, const char *name,
+                         struct cairn_err *err)
+{
+    struct archive_entry *ae = entry_new(w, name, S_IFREG, 0, 0, 0);
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    archive_entry_set_size(ae, 0);
+    int rc = writer_header(w, ae, err);
+    archive_entry_free(ae);
+    return rc;
+}
+
+/* Joins dir (may be "") and a prefixed base name into buf. */
+static int marker_name(char *buf, size_t cap, const char *dir, size_t dirlen,
+                       const char *prefix, const char *base)
+{
+    int n = snprintf(buf, cap, "%.*s%s%s%s", (int)dirlen, dir,
+                     dirlen ? "/" : "", prefix, base);
+    return n < 0 || (size_t)n >= cap ? CAIRN_E_TOOBIG : 0;
+}
+
+int cairn_layer_add_whiteout(struct cairn_layer_writer *w, const char *path,
+                             struct cairn_err *err)
+{
+    if (w == NULL || !rel_path_ok(path))
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad whiteout path '%s'",
+                             path ? path : "(null)");
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? (size_t)(slash - path) : 0;
+    const char *base = slash ? slash + 1 : path;
+    char name[LAYER_PATH_MAX];
+    if (marker_name(name, sizeof name, path, dirlen, WH_PREFIX, base) != 0)
+        return cairn_err_set(err, CAIRN_E_TOOBIG, "whiteout path too long: %s",
+                             path);
+    return writer_marker(w, name, err);
+}
+
+int cairn_layer_add_opaque(struct cairn_layer_writer *w, const char *dir,
+                           struct cairn_err *err)
+{
+    if (w == NULL || dir == NULL || (dir[0] != '\0' && !rel_path_ok(dir)))
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad opaque directory '%s'",
+                             dir ? dir : "(null)");
+    char name[LAYER_PATH_MAX];
+    if (marker_name(name, sizeof name, dir, strlen(dir), WH_OPAQUE, "") != 0)
+        return cairn_err_set(err, CAIRN_E_TOOBIG, "opaque path too long: %s",
+                             dir);
+    return writer_marker(w, name, err);
+}
+
+int cairn_layer_writer_finish(struct cairn_layer_writer *w,
+                              struct cairn_layer_desc *desc, char **blob_path,
+                              struct cairn_err *err)
+{
+    if (w == NULL || desc == NULL || blob_path == NULL) {
+        writer_free(w, true);
+        return cairn_err_set(err, CAIRN_E_INVAL, "layer finish: bad arguments");
+    }
+    int rc = 0;
+    if (w->broken) {
+        rc = writer_fail_report(w, err);
+        goto out;
+    }
+    /* Close writes the end-of-archive blocks through tar_write_cb. */
+    if (archive_write_close(w->ar) != ARCHIVE_OK) {
+        rc = writer_archive_fail(w, "(end of archive)", err);
+        goto out;
+    }
+    if ((rc = out_compress(w, NULL, 0, true)) != 0 ||
+        (rc = out_flush(w)) != 0) {
+        cairn_err_set(err, rc, "writing layer %s: %s", w->path,
+                      cairn_strerror(rc));
+        goto out;
+    }
+    /* The blob is renamed into a content-addressed store next: make sure
+     * its bytes are on disk before its name says they are there. */
+    if (fdatasync(w->fd) != 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "sync %s: %s", w->path, cairn_strerror(rc));
+        goto out;
+    }
+    struct cairn_layer_desc d;
+    memset(&d, 0, sizeof d);
+    digest_format(w->tar_hash, d.diff_id, &rc);
+    digest_format(w->blob_hash, d.digest, &rc);
+    if (rc != 0) {
+        cairn_err_set(err, rc, "sha256: %s", cairn_strerror(rc));
+        goto out;
+    }
+    d.size = (int64_t)w->blob_bytes;
+    d.media_type = media_type_of(w->comp);
+    if (w->progress != NULL)
+        w->progress(w->progress_arg, w->tar_bytes);
+    *desc = d;
+    *blob_path = w->path;
+    w->path = NULL; /* handed to the caller: neither freed nor unlinked */
+out:
+    writer_free(w, true);
+    return rc;
+}
+
+void cairn_layer_writer_abort(struct cairn_layer_writer *w)
+{
+    writer_free(w, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* Overlay upper directories                                           */
+
+enum upper_kind { UK_FILE, UK_DIR, UK_LINK, UK_DEV, UK_WHITEOUT };
+
+/* One path found under the upper directory. The walk collects every path
+ * first and sorts them, because the tar must be in byte order of the full
+ * path ("a-b" before "a/x"), which no directory-by-directory walk gives. */
+struct upper_item {
+    char *name; /* tar path; for whiteouts "dir/.wh.base" */
+    char *rel;  /* path under upperdir when it differs from name, else NULL */
+    enum upper_kind kind;
+    bool opaque;
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+    int64_t mtime;
+    dev_t dev;
+    dev_t rdev;
+    ino_t ino;
+    nlink_t nlink;
+    ptrdiff_t link_to; /* first path of its hard-link group, or -1 */
+};
+
+struct upper_walk {
+    int root; /* fd of the upper directory */
+    const char *const *skip;
+    struct upper_item *items;
+    size_t n;
+    size_t cap;
+    char *full; /* scratch: upperdir + "/" + rel, for the *xattr calls */
+    size_t full_cap;
+    size_t root_len;
+};
+
+static const char *item_rel(const struct upper_item *it)
+{
+    return it->rel ? it->rel : it->name;
+}
+
+static bool skip_match(const char *const *skip, const char *rel)
+{
+    if (skip == NULL)
+        return false;
+    size_t rlen = strlen(rel);
+    for (; *skip != NULL; skip++) {
+        /* Lenient about how the sandbox spells its mount points:
+         * "/proc", "./proc" and "proc/" all mean "proc". */
+        const char *s = *skip;
+        while (*s == '/')
+            s++;
+        while (s[0] == '.' && s[1] == '/')
+            s += 2;
+        size_t n = strlen(s);
+        while (n > 0 && s[n - 1] == '/')
+            n--;
+        if (n == rlen && memcmp(s, rel, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* overlayfs marks opaque directories with trusted.overlay.opaque=y, or with
+ * user.overlay.opaque=y when mounted with userxattr (rootless). */
+static bool dir_is_opaque(int dfd)
+{
+    static const char *const names[] = {"trusted.overlay.opaque",
+                                        "user.overlay.opaque"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char v[2];
+        ssize_t n = fgetxattr(dfd, names[i], v, sizeof v);
+        if (n == 1 && v[0] == 'y')
+            return true;
+    }
+    return false;
+}
+
+static int upper_push(struct upper_walk *u, struct upper_item *it,
+                      struct cairn_err *err)
+{
+    if (u->n >= LAYER_MAX_ENTRIES)
+        return cairn_err_set(err, CAIRN_E_TOOBIG,
+                             "upper directory has more than %zu entries",
+                             LAYER_MAX_ENTRIES);
+    if (u->n == u->cap) {
+        size_t ncap = u->cap ? u->cap * 2 : 256;
+        struct upper_item *p = realloc(u->items, ncap * sizeof *p);
+        if (p == NULL)
+            return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        u->items = p;
+        u->cap = ncap;
+    }
+    u->items[u->n++] = *it;
+    return 0;
+}
+
+/* Joins a parent path (may be "") and a name into a new string. */
+static char *path_join(const char *dir, const char *prefix, const char *name)
+{
+    size_t dl = strlen(dir), pl = strlen(prefix), nl = strlen(name);
+    if (dl + 1 + pl + nl >= LAYER_PATH_MAX)
+        return NULL;
+    char *s = malloc(dl + 1 + pl + nl + 1);
+    if (s == NULL)
+        return NULL;
+    snprintf(s, dl + 1 + pl + nl + 1, "%s%s%s%s", dir, dl ? "/" : "", prefix,
+             name);
+    return s;
+}
+
+/* Reads one directory's entries into u->items, then descends into its
+ * subdirectories. The directory is closed before descending, so deep trees
+ * do not hold one descriptor per level. */
+static int upper_walk_dir(struct upper_walk *u, const char *rel, size_t self,
+                          struct cairn_err *err)
+{
+    int dfd = openat(u->root, rel[0] ? rel : ".",
+                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) {
+        int rc = -errno;
+        return cairn_err_set(err, rc, "open %s: %s", rel[0] ? rel : ".",
+                             cairn_strerror(rc));
+    }
+    if (self != SIZE_MAX && dir_is_opaque(dfd))
+        u->items[self].opaque = true;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        int rc = -errno;
+        close(dfd);
+        return cairn_err_set(err, rc, "opendir %s: %s", rel, cairn_strerror(rc));
+    }
+    size_t start = u->n;
+    int rc = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            if (errno != 0) {
+                rc = -errno;
+                cairn_err_set(err, rc, "readdir %s: %s", rel,
+                              cairn_strerror(rc));
+            }
+            break;
+        }
+        const char *nm = de->d_name;
+        if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            rc = -errno;
+            cairn_err_set(err, rc, "stat %s/%s: %s", rel, nm,
+                          cairn_strerror(rc));
+            break;
+        }
+        struct upper_item it = {.mode = st.st_mode,
+                                .uid = st.st_uid,
+                                .gid = st.st_gid,
+                                .mtime = st.st_mtim.tv_sec,
+                                .dev = st.st_dev,
+                                .rdev = st.st_rdev,
+                                .ino = st.st_ino,
+                                .nlink = st.st_nlink,
+                                .link_to = -1};
+        if (S_ISREG(st.st_mode))
+            it.kind = UK_FILE;
+        else if (S_ISDIR(st.st_mode))
+            it.kind = UK_DIR;
+        else if (S_ISLNK(st.st_mode))
+            it.kind = UK_LINK;
+        else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0))
+            it.kind = UK_WHITEOUT;
+        else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ||
+                 S_ISFIFO(st.st_mode))
+            it.kind = UK_DEV;
+        else
+            continue; /* sockets: tar cannot hold them; Docker drops them too */
+        it.name = path_join(rel, "", nm);
+        if (it.name == NULL) {
+            rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s/%s",
+                               rel, nm);
+            break;
+        }
+        if (skip_match(u->skip, it.name)) {
+            free(it.name);
+            continue;
+        }
+        if (it.kind == UK_WHITEOUT) {
+            it.rel = it.name;
+            it.name = path_join(rel, WH_PREFIX, nm);
+            if (it.name == NULL) {
+                rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s/%s",
+                                   rel, nm);
+                free(it.rel);
+                break;
+            }
+        }
+        if ((rc = upper_push(u, &it, err)) != 0) {
+            free(it.name);
+            free(it.rel);
+            break;
+        }
+    }
+    closedir(d);
+    for (size_t i = start, end = u->n; rc == 0 && i < end; i++)
+        if (u->items[i].kind == UK_DIR)
+            rc = upper_walk_dir(u, u->items[i].name, i, err);
+    return rc;
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+    const struct upper_item *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+struct link_key {
+    dev_t dev;
+    ino_t ino;
+    size_t idx;
+};
+
+static int link_cmp(const void *a, const void *b)
+{
+    const struct link_key *x = a, *y = b;
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    if (x->ino != y->ino)
+        return x->ino < y->ino ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Marks every regular file that shares an inode with an earlier path (in
+ * tar order) as a hard link to that first path. */
+static int upper_find_links(struct upper_walk *u, struct cairn_err *err)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < u->n; i++)
+        if (u->items[i].kind == UK_FILE && u->items[i].nlink > 1)
+            n++;
+    if (n < 2)
+        return 0;
+    struct link_key *k = malloc(n * sizeof *k);
+    if (k == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    n = 0;
+    for (size_t i = 0; i < u->n; i++)
+        if (u->items[i].kind == UK_FILE && u->items[i].nlink > 1)
+            k[n++] = (struct link_key){u->items[i].dev, u->items[i].ino, i};
+    qsort(k, n, sizeof *k, link_cmp);
+    for (size_t i = 1; i < n; i++) {
+        size_t first = i;
+        while (first > 0 && k[first - 1].dev == k[i].dev &&
+               k[first - 1].ino == k[i].ino)
+            first--;
+        if (first != i)
+            u->items[k[i].idx].link_to = (ptrdiff_t)k[first].idx;
+    }
+    free(k);
+    return 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Copies the xattrs of full (not following symlinks) onto ae, sorted by
+ * name so the tar does not depend on the file system's listing order.
+ * overlayfs' own attributes stay behind; the ones that mean this upper
+ * directory cannot stand alone as a layer are refused. */
+static int upper_xattrs(struct archive_entry *ae, const char *full,
+                        struct cairn_err *err)
+{
+    ssize_t len = llistxattr(full, NULL, 0);
+    if (len < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP))
+        return 0;
+    if (len < 0) {
+        int rc = -errno;
+        return cairn_err_set(err, rc, "listxattr %s: %s", full,
+                             cairn_strerror(rc));
+    }
+    if (len == 0)
+        return 0;
+    if (len > LAYER_XATTR_LIST_MAX)
+        return cairn_err_set(err, CAIRN_E_TOOBIG, "%s: too many xattrs", full);
+    int rc = 0;
+    char *list = malloc((size_t)len + 1);
+    char **names = NULL;
+    void *val = malloc(LAYER_XATTR_VALUE_MAX);
+    if (list == NULL || val == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    len = llistxattr(full, list, (size_t)len);
+    if (len < 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "listxattr %s: %s", full, cairn_strerror(rc));
+        goto out;
+    }
+    list[len] = '\0';
+    size_t count = 0;
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(list + i) + 1)
+        count++;
+    names = calloc(count ? count : 1, sizeof *names);
+    if (names == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    count = 0;
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(list + i) + 1)
+        names[count++] = list + i;
+    qsort(names, count, sizeof *names, name_cmp);
+    for (size_t i = 0; i < count; i++) {
+        const char *nm = names[i];
+        bool ovl = strncmp(nm, "trusted.overlay.", 16) == 0 ||
+                   strncmp(nm, "user.overlay.", 13) == 0;
+        if (ovl && (strstr(nm, ".overlay.metacopy") != NULL ||
+                    strstr(nm, ".overlay.redirect") != NULL)) {
+            rc = cairn_err_set(err, CAIRN_E_UNSUPPORTED,
+                               "%s has %s: mount the overlay with "
+                               "metacopy=off,redirect_dir=off",
+                               full, nm);
+            goto out;
+        }
+        if (ovl || nm[0] == '\0')
+            continue;
+        ssize_t vl = lgetxattr(full, nm, val, LAYER_XATTR_VALUE_MAX);
+        if (vl < 0) {
+            rc = -errno;
+            cairn_err_set(err, rc, "getxattr %s %s: %s", full, nm,
+                          cairn_strerror(rc));
+            goto out;
+        }
+        archive_entry_xattr_add_entry(ae, nm, val, (size_t)vl);
+    }
+out:
+    free(names);
+    free(list);
+    free(val);
+    return rc;
+}
+
+static int upper_full_path(struct upper_walk *u, const char *rel,
+                           const char *upperdir)
+{
+    int n = snprintf(u->full, u->full_cap, "%s/%s", upperdir, rel);
+    return n < 0 || (size_t)n >= u->full_cap ? CAIRN_E_TOOBIG : 0;
+}
+
+static int upper_emit(struct cairn_layer_writer *w, struct upper_walk *u,
+                      const char *upperdir, size_t i, struct cairn_err *err)
+{
+    const struct upper_item *it = &u->items[i];
+    if (it->kind == UK_WHITEOUT)
+        return writer_marker(w, it->name, err);
+    int rc = upper_full_path(u, item_rel(it), upperdir);
+    if (rc != 0)
+        return cairn_err_set(err, rc, "path too long: %s", it->name);
+    struct archive_entry *ae =
+        entry_new(w, it->name, it->mode, it->uid, it->gid, it->mtime);
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    int fd = -1;
+    if ((rc = upper_xattrs(ae, u->full, err)) != 0)
+        goto out;
+    switch (it->kind) {
+    case UK_FILE:
+        if (it->link_to >= 0) {
+            archive_entry_copy_hardlink(ae, u->items[it->link_to].name);
+            archive_entry_set_size(ae, 0);
+            break;
+        }
+        fd = openat(u->root, item_rel(it), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            rc = -errno;
+            cairn_err_set(err, rc, "open %s: %s", u->full, cairn_strerror(rc));
+            goto out;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_ino != it->ino) {
+            rc = cairn_err_set(err, CAIRN_E_IO, "%s changed during the walk",
+                               u->full);
+            goto out;
+        }
+        archive_entry_set_size(ae, st.st_size);
+        break;
+    case UK_LINK: {
+        char target[LAYER_PATH_MAX];
+        ssize_t n = readlinkat(u->root, item_rel(it), target, sizeof target);
+        if (n < 0) {
+            rc = -errno;
+            cairn_err_set(err, rc, "readlink %s: %s", u->full,
+                          cairn_strerror(rc));
+            goto out;
+        }
+        if ((size_t)n >= sizeof target) {
+            rc = cairn_err_set(err, CAIRN_E_TOOBIG,
+                               "symlink target too long: %s", u->full);
+            goto out;
+        }
+        target[n] = '\0';
+        archive_entry_copy_symlink(ae, target);
+        break;
+    }
+    case UK_DEV:
+        archive_entry_set_rdev(ae, it->rdev);
+        break;
+    case UK_DIR:
+    case UK_WHITEOUT:
+        break;
+    }
+    if ((rc = writer_header(w, ae, err)) != 0)
+        goto out;
+    if (fd >= 0)
+        rc = writer_copy_fd(w, fd, archive_entry_size(ae), u->full, err);
+    if (rc == 0 && it->kind == UK_DIR && it->opaque) {
+        char name[LAYER_PATH_MAX];
+        if (marker_name(name, sizeof name, it->name, strlen(it->name),
+                        WH_OPAQUE, "") != 0)
+            rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s",
+                               it->name);
+        else
+            rc = writer_marker(w, name, err);
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    archive_entry_free(ae);
+    return rc;
+}
+
+int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
+                          const char *const *skip, struct cairn_err *err)
+{
+    if (w == NULL || upperdir == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "add_upper: bad arguments");
+    if (w->broken)
+        return writer_fail_report(w, err);
+    struct upper_walk u = {.root = -1, .skip = skip};
+    int rc = 0;
+    u.root_len = strlen(upperdir);
+    u.full_cap = u.root_len + 1 + LAYER_PATH_MAX + 1;
+    u.full = malloc(u.full_cap);
+    if (u.full == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    u.root = open(upperdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (u.root < 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "open %s: %s", upperdir, cairn_strerror(rc));
+        goto out;
+    }
+    if ((rc = upper_walk_dir(&u, "", SIZE_MAX, err)) != 0)
+        goto out;
+    /* The upper root itself has no entry; an opaque root hides every lower
+     * layer, which only a marker at the top can say. */
+    if (dir_is_opaque(u.root) && (rc = writer_marker(w, WH_OPAQUE, err)) != 0)
+        goto out;
+    if (u.n > 0)
+        qsort(u.items, u.n, sizeof *u.items, item_cmp);
+    if ((rc = upper_find_links(&u, err)) != 0)
+        goto out;
+    for (size_t i = 0; i < u.n && rc == 0; i++)
+        rc = upper_emit(w, &u, upperdir, i, err);
+out:
+    for (size_t i = 0; i < u.n; i++) {
+        free(u.items[i].name);
+        free(u.items[i].rel);
+    }
+    free(u.items);
+    free(u.full);
+    if (u.root >= 0)
+        close(u.root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reader: file -> sha256 (digest) -> decompressor -> sha256 (diff_id)  */
+
+/* Streams a blob's uncompressed tar, hashing both sides as it goes. The
+ * compression is detected from the magic bytes, so a layer stored under
+ * the wrong media type still reads correctly. */
+struct blob_reader {
+    int fd;
+    enum cairn_compression comp;
+    uint8_t *raw; /* LAYER_IO_BUF bytes read from the file */
+    size_t raw_len;
+    size_t raw_pos;
+    bool raw_eof;
+    uint8_t *out; /* LAYER_IO_BUF bytes of decompressed tar */
+    z_stream z;
+    bool z_live;
+    bool z_member_done; /* the last gzip member ended cleanly */
+    ZSTD_DCtx *zd;
+    size_t zd_hint; /* 0 when the last zstd frame is complete */
+    bool started;
+    bool eof;
+    struct ck_sha256 *tar_hash;
+    struct ck_sha256 *blob_hash;
+    uint64_t tar_bytes;
+    uint64_t blob_bytes;
+    /* The first failure; libarchive only sees "read error", the caller
+     * gets this. */
+    int rc;
+    char msg[256];
+};
+
+static int reader_fail(struct blob_reader *r, int code, const char *what)
+{
+    if (r->rc == 0) {
+        r->rc = code;
+        snprintf(r->msg, sizeof r->msg, "%s", what);
+    }
+    return code;
+}
+
+static int reader_fill(struct blob_reader *r)
+{
+    for (;;) {
+        ssize_t n = read(r->fd, r->raw, LAYER_IO_BUF);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return reader_fail(r, -errno, strerror(errno));
+        if (n == 0) {
+            r->raw_eof = true;
+            r->raw_len = r->raw_pos = 0;
+            return 0;
+        }
+        if (ck_sha256_update(r->blob_hash, r->raw, (size_t)n) != 0)
+            return reader_fail(r, CAIRN_E_CRYPTO, "sha256 failed");
+        r->blob_bytes += (uint64_t)n;
+        r->raw_len = (size_t)n;
+        r->raw_pos = 0;
+        return 0;
+    }
+}
+
+static int reader_open(struct blob_reader *r, const char *path)
+{
+    memset(r, 0, sizeof *r);
+    r->rc = 0;
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0)
+        return reader_fail(r, -errno, strerror(errno));
+    r->raw = malloc(LAYER_IO_BUF);
+    r->out = malloc(LAYER_IO_BUF);
+    if (r->raw == NULL || r->out == NULL)
+        return reader_fail(r, CAIRN_E_NOMEM, "out of memory");
+    if (ck_sha256_new(&r->tar_hash) != 0 || ck_sha256_new(&r->blob_hash) != 0)
+        return reader_fail(r, CAIRN_E_CRYPTO, "sha256 failed");
+    int rc = reader_fill(r);
+    if (rc != 0)
+        return rc;
+    const uint8_t *m = r->raw;
+    if (r->raw_len >= 2 && m[0] == 0x1f && m[1] == 0x8b) {
+        r->comp = CAIRN_COMPRESS_GZIP;
+        if (inflateInit2(&r->z, 15 + 16) != Z_OK)
+            return reader_fail(r, CAIRN_E_NOMEM, "zlib init failed");
+        r->z_live = true;
+    } else if (r->raw_len >= 4 && m[0] == 0x28 && m[1] == 0xb5 &&
+               m[2] == 0x2f && m[3] == 0xfd) {
+        r->comp = CAIRN_COMPRESS_ZSTD;
+        /* The default window limit (128 MiB) caps what a hostile frame
+         * header can make us allocate. */
+        r->zd = ZSTD_createDCtx();
+        if (r->zd == NULL)
+            return reader_fail(r, CAIRN_E_NOMEM, "zstd init failed");
+    } else {
+        r->comp = CAIRN_COMPRESS_NONE;
+    }
+    return 0;
+}
+
+static void reader_close(struct blob_reader *r)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    if (r->z_live)
+        inflateEnd(&r->z);
+    ZSTD_freeDCtx(r->zd);
+    free(r->raw);
+    free(r->out);
+    ck_sha256_free(r->tar_hash);
+    ck_sha256_free(r->blob_hash);
+}
+
+/* Decompresses the next chunk into r->out (or, uncompressed, hands out
+ * r->raw). *n == 0 means the end of the stream. Truncated or corrupt
+ * streams fail with CAIRN_E_CORRUPT. */
+static int reader_produce(struct blob_reader *r, const uint8_t **p, size_t *n)
+{
+    *n = 0;
+    if (r->rc != 0)
+        return r->rc;
+    if (r->eof)
+        return 0;
+    int rc;
+    switch (r->comp) {
+    case CAIRN_COMPRESS_NONE:
+        if (r->started && (rc = reader_fill(r)) != 0)
+            return rc;
+        r->started = true;
+        if (r->raw_eof) {
+            r->eof = true;
+            return 0;
+        }
+        *p = r->raw;
+        *n = r->raw_len;
+        break;
+    case CAIRN_COMPRESS_GZIP:
+        for (;;) {
+            if (r->raw_pos == r->raw_len && !r->raw_eof &&
+                (rc = reader_fill(r)) != 0)
+                return rc;
+            bool more = r->raw_pos < r->raw_len;
+            if (r->z_member_done) {
+                if (!more) {
+                    r->eof = true;
+                    return 0;
+                }
+                /* More bytes after a complete member: another member
+                 * (pigz, concatenated gzip), or garbage, which inflate
+                 * rejects. */
+                if (inflateReset(&r->z) != Z_OK)
+                    return reader_fail(r, CAIRN_E_CORRUPT, "zlib reset");
+                r->z_member_done = false;
+            }
+            /* inflate runs even without new input: output it could not
+             * hand out last time (a full buffer) may still be pending. */
+            r->z.next_in = r->raw + r->raw_pos;
+            r->z.avail_in = (uInt)(r->raw_len - r->raw_pos);
+            r->z.next_out = r->out;
+            r->z.avail_out = (uInt)LAYER_IO_BUF;
+            int zr = inflate(&r->z, Z_NO_FLUSH);
+            r->raw_pos = r->raw_len - r->z.avail_in;
+            size_t got = LAYER_IO_BUF - r->z.avail_out;
+            if (zr == Z_STREAM_END)
+                r->z_member_done = true;
+            else if (zr != Z_OK && zr != Z_BUF_ERROR)
+                return reader_fail(r, CAIRN_E_CORRUPT,
+                                   r->z.msg ? r->z.msg : "bad gzip data");
+            if (got > 0) {
+                *p = r->out;
+                *n = got;
+                break;
+            }
+            if (!more && r->raw_eof && !r->z_member_done)
+                return reader_fail(r, CAIRN_E_CORRUPT,
+                                   "gzip stream is truncated");
+        }
+        break;
+    case CAIRN_COMPRESS_ZSTD:
+        for (;;) {
+            if (r->raw_pos == r->raw_len && !r->raw_eof &&
+                (rc = reader_fill(r)) != 0)
+                return rc;
+            ZSTD_inBuffer in = {r->raw, r->raw_len, r->raw_pos};
+            ZSTD_outBuffer o = {r->out, LAYER_IO_BUF, 0};
+            size_t zr = ZSTD_decompressStream(r->zd, &o, &in);
+            if (ZSTD_isError(zr))
+                return reader_fail(r, CAIRN_E_CORRUPT, ZSTD_getErrorName(zr));
+            /* A call that neither read nor wrote reports what the next
+             * frame would need, not whether the last one ended. */
+            if (in.pos != r->raw_pos || o.pos > 0)
+                r->zd_hint = zr;
+            r->raw_pos = in.pos;
+            if (o.pos > 0) {
+                *p = r->out;
+                *n = o.pos;
+                break;
+            }
+            if (r->raw_pos == r->raw_len && r->raw_eof) {
+                if (r->zd_hint != 0)
+                    return reader_fail(r, CAIRN_E_CORRUPT,
+                                       "zstd stream is truncated");
+                r->eof = true;
+                return 0;
+            }
+        }
+        break;
+    }
+    if (ck_sha256_update(r->tar_hash, *p, *n) != 0)
+        return reader_fail(r, CAIRN_E_CRYPTO, "sha256 failed");
+    r->tar_bytes += *n;
+    return 0;
+}
+
+/* Reads the rest of the stream, so both hashes cover every byte, and the
+ * compressed stream's own checks (gzip CRC, zstd checksum) run to the
+ * end even after the tar's end-of-archive blocks. */
+static int reader_drain(struct blob_reader *r)
+{
+    for (;;) {
+        const uint8_t *p;
+        size_t n;
+        int rc = reader_produce(r, &p, &n);
+        if (rc != 0 || n == 0)
+            return rc;
+    }
+}
+
+static int reader_digests(struct blob_reader *r, struct cairn_layer_desc *d)
+{
+    int rc = 0;
+    memset(d, 0, sizeof *d);
+    digest_format(r->tar_hash, d->diff_id, &rc);
+    digest_format(r->blob_hash, d->digest, &rc);
+    d->size = (int64_t)r->blob_bytes;
+    d->media_type = media_type_of(r->comp);
+    return rc;
+}
+
+int cairn_layer_digest_file(const char *blob_path,
+                            struct cairn_layer_desc *desc,
+                            struct cairn_err *err)
+{
+    if (blob_path == NULL || desc == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "digest_file: bad arguments");
+    struct blob_reader r;
+    struct cairn_layer_desc d;
+    int rc = reader_open(&r, blob_path);
+    if (rc == 0)
+        rc = reader_drain(&r);
+    if (rc == 0)
+        rc = reader_digests(&r, &d);
+    if (rc != 0)
+        cairn_err_set(err, rc, "layer %s: %s", blob_path,
+                      r.rc ? r.msg : cairn_strerror(rc));
+    else
+        *desc = d;
+    reader_close(&r);
+    return rc;
+}
+
+int cairn_layer_unpack(const char *blob_path, const char *dest,
+                       const char *diff_id, struct cairn_err *err)
+{
+    return cairn_err_set(err, CAIRN_E_UNSUPPORTED, "unpack not written yet");
+}
