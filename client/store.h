@@ -41,7 +41,10 @@ MDB_env *cairn_store_env(struct cairn_store *st);
 const char *cairn_store_tmpdir(const struct cairn_store *st);
 
 /* Shared (builds) or exclusive (prune) lock on the store; released by
- * cairn_store_unlock or close. */
+ * cairn_store_unlock or close. Nested calls on one struct count; a call
+ * for the other mode while held is CAIRN_E_INVAL. Adding a blob or a
+ * snapshot without the lock takes the shared lock, kept until unlock or
+ * close. */
 int cairn_store_lock(struct cairn_store *st, bool exclusive,
                      struct cairn_err *err);
 void cairn_store_unlock(struct cairn_store *st);
@@ -87,7 +90,14 @@ struct cairn_image_row {
                         callback only */
     size_t ntags;
 };
-/* Records an image whose manifest and config blobs are stored. */
+/* Records an image whose manifest, config and layer blobs are stored
+ * (each is read back and verified; a missing one is CAIRN_E_NOTFOUND).
+ * The config digest, size and layers are taken from the manifest;
+ * row->config_digest, when not empty, must match it. row->created <= 0
+ * takes the config's "created". Tags in row->tags (may be NULL) are
+ * applied as by cairn_store_tag. Callers hold the store lock (shared)
+ * from their first blob until this returns, so prune cannot take the
+ * blobs away in between. */
 int cairn_store_image_add(struct cairn_store *st,
                           const struct cairn_image_row *row,
                           struct cairn_err *err);
@@ -99,10 +109,22 @@ int cairn_store_tag(struct cairn_store *st, const char *ref,
 int cairn_store_untag(struct cairn_store *st, const char *ref,
                       struct cairn_err *err);
 /* Finds an image by ref, full "sha256:..." id or manifest digest, or a
- * unique id prefix (as docker accepts). CAIRN_E_NOTFOUND otherwise. */
+ * unique id prefix (as docker accepts). CAIRN_E_NOTFOUND otherwise;
+ * CAIRN_E_INVAL for a prefix that matches several images or a ref with a
+ * digest ("name@sha256:..."). On success out->tags is malloc'd and owned
+ * by the caller: release it with cairn_store_image_row_clear. */
 int cairn_store_image_find(struct cairn_store *st, const char *name,
                            struct cairn_image_row *out,
                            struct cairn_err *err);
+/* Frees the tags of a row filled by cairn_store_image_find. Accepts NULL. */
+void cairn_store_image_row_clear(struct cairn_image_row *row);
+
+/* Writes into buf the stored form of ref, as docker normalises it:
+ * "name" -> "name:latest", "docker.io/library/x" -> "x". Refuses
+ * uppercase repositories and bad tags (CAIRN_E_INVAL) and digests
+ * (CAIRN_E_UNSUPPORTED). */
+int cairn_store_ref_normalize(const char *ref, char *buf, size_t len,
+                              struct cairn_err *err);
 /* Calls fn for every image, newest first. */
 int cairn_store_image_each(struct cairn_store *st,
                            int (*fn)(void *arg,
@@ -115,7 +137,8 @@ int cairn_store_image_remove(struct cairn_store *st,
 
 /* --- snapshots --- */
 /* Writes into path the snapshot directory of layer, unpacking its blob
- * first when missing (verified against diff_id). */
+ * first when missing (verified against diff_id). Unpacks into tmp/ and
+ * renames; when another process wins the rename, ours is discarded. */
 int cairn_store_snapshot(struct cairn_store *st,
                          const struct cairn_layer_desc *layer, char *path,
                          size_t len, struct cairn_err *err);
@@ -127,6 +150,13 @@ struct cairn_store_usage {
     uint64_t snapshots, snapshot_bytes;  /* unpacked */
     uint64_t keys, index_bytes;          /* key index entries; LMDB file */
     uint64_t reclaimable_bytes;          /* what prune would free */
+    /* "Active" is what survives a prune (tagged images, layers they or a
+     * surviving key use, snapshots of those layers, keys whose layer
+     * survives); "reclaimable" is what prune frees of each kind. */
+    uint64_t images_active, images_reclaimable;
+    uint64_t layers_active, layers_reclaimable;
+    uint64_t snapshots_active, snapshots_reclaimable;
+    uint64_t keys_active;
 };
 int cairn_store_usage_get(struct cairn_store *st,
                           struct cairn_store_usage *out,
@@ -136,5 +166,13 @@ int cairn_store_usage_get(struct cairn_store *st,
  * exact rule. *reclaimed gets the bytes freed. */
 int cairn_store_prune(struct cairn_store *st, uint64_t *reclaimed,
                       struct cairn_err *err);
+/* Same, and calls on_image (may be NULL) with the ID ("sha256:...") of
+ * every image removed, after the removal is committed. Takes the
+ * exclusive lock for its duration (waiting for builds to finish); a
+ * shared lock this struct held is converted and given back after. */
+int cairn_store_prune_with(struct cairn_store *st,
+                           void (*on_image)(void *arg, const char *id),
+                           void *arg, uint64_t *reclaimed,
+                           struct cairn_err *err);
 
 #endif
