@@ -380,7 +380,7 @@ static int resolve_chown(struct build *b, struct stage_out *s,
         }
         *gid = g;
     } else {
-        char msg[400];
+        char msg[800];
         snprintf(msg, sizeof msg,
                  "unable to convert uid/gid chown string to host mapping: "
                  "can't find uid for user %s: no such user: %s",
@@ -394,7 +394,7 @@ static int resolve_chown(struct build *b, struct stage_out *s,
         } else if (lookup_id(b, s, "etc/group", group, &id) == 0) {
             *gid = id;
         } else {
-            char msg[400];
+            char msg[800];
             snprintf(msg, sizeof msg,
                      "unable to convert uid/gid chown string to host "
                      "mapping: can't find gid for group %s: no such group: %s",
