@@ -583,7 +583,8 @@ static int save_resolve(struct cairn_store *st, const char *name,
         im->manifest_size = (int64_t)len;
     free(json);
     if (rc) {
-        cairn_err_prefix(err, "%s", name);
+        if (rc != CAIRN_E_NOTFOUND) /* the store names it already */
+            cairn_err_prefix(err, "%s", name);
         free(im->tag);
         im->tag = NULL;
     }

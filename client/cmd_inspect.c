@@ -89,7 +89,8 @@ static int img_load(struct cairn_store *st, const char *name, struct img *im,
     return 0;
 fail:
     free(mjson);
-    cairn_err_prefix(err, "%s", name);
+    if (rc != CAIRN_E_NOTFOUND) /* the store names it already */
+        cairn_err_prefix(err, "%s", name);
     img_clear(im);
     return rc;
 }
