@@ -205,6 +205,7 @@ static int resolve_image(void *arg, const char *ref, const char *platform,
         cairn_err_set(err, rc, "%s", b->err->msg);
         goto out;
     }
+
     memset(out, 0, sizeof *out);
     out->digest = strdup(row.manifest_digest);
     struct cairn_buf pb;
@@ -229,6 +230,7 @@ static int resolve_image(void *arg, const char *ref, const char *platform,
         rc = CAIRN_E_NOMEM;
     }
 out:
+    cairn_store_image_row_clear(&row);
     cairn_manifest_clear(&m);
     cairn_image_config_clear(&c);
     return rc;
@@ -1115,6 +1117,7 @@ static int start_stage(struct build *b, const struct ck_stage *st,
     int rc = 0;
     switch (st->base_kind) {
     case CK_BASE_SCRATCH: {
+        cairn_image_config_init(&so->cfg);
         char os[64] = "linux", arch[64] = "amd64";
         const char *sl = strchr(st->platform, '/');
         if (sl) {
@@ -1249,7 +1252,8 @@ static int walk(struct build *b)
 }
 
 /* Stores config and manifest of the target stage and records the image. */
-static int commit_image(struct build *b, char image_id[CAIRN_DIGEST_STR_LEN])
+static int commit_image(struct build *b, char image_id[CAIRN_DIGEST_STR_LEN],
+                        char manifest_out[CAIRN_DIGEST_STR_LEN])
 {
     struct stage_out *so = &b->stages[b->plan->target];
     so->cfg.created = b->now;
@@ -1290,8 +1294,10 @@ static int commit_image(struct build *b, char image_id[CAIRN_DIGEST_STR_LEN])
     rc = cairn_store_image_add(b->st, &row, b->err);
     for (size_t i = 0; !rc && i < b->o->ntags; i++)
         rc = cairn_store_tag(b->st, b->o->tags[i], manifest_digest, b->err);
-    if (!rc)
+    if (!rc) {
         snprintf(image_id, CAIRN_DIGEST_STR_LEN, "%s", config_digest);
+        snprintf(manifest_out, CAIRN_DIGEST_STR_LEN, "%s", manifest_digest);
+    }
     return rc;
 }
 
@@ -1363,8 +1369,28 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     if (rc)
         goto out;
     rc = walk(&b);
-    if (!rc)
-        rc = commit_image(&b, image_id);
+    /* A build whose final key already produced an image gives that same
+     * image (so a fully cached rebuild keeps its ID, as in Docker); with a
+     * source date epoch the image is reproducible anyway. */
+    const struct ck_stage *ts = &b.plan->stages[b.plan->target];
+    const char *final_key = b.keys->keys[ts->first_step + ts->nsteps - 1].hex;
+    char manifest[CAIRN_DIGEST_STR_LEN];
+    struct cairn_image_row row;
+    memset(&row, 0, sizeof row);
+    if (!rc && !o->no_cache && o->source_date_epoch < 0 &&
+        stats->run == 0 &&
+        cairn_store_result_get(st, final_key, manifest) == 0 &&
+        cairn_store_image_find(st, manifest, &row, NULL) == 0) {
+        for (size_t i = 0; !rc && i < o->ntags; i++)
+            rc = cairn_store_tag(st, o->tags[i], manifest, err);
+        if (!rc)
+            snprintf(image_id, CAIRN_DIGEST_STR_LEN, "%s", row.config_digest);
+        cairn_store_image_row_clear(&row);
+    } else if (!rc) {
+        rc = commit_image(&b, image_id, manifest);
+        if (!rc)
+            rc = cairn_store_result_put(st, final_key, manifest, err);
+    }
     cairn_store_unlock(st);
 out:
     if (b.stages)

@@ -1130,7 +1130,15 @@ int cairn_cmd_import(int argc, char **argv)
     /* Changes first: a typo should fail before a large file is read. */
     const char *arch, *variant;
     host_platform(&arch, &variant);
+    /* SOURCE_DATE_EPOCH makes imports reproducible, as it does builds. */
     int64_t now = (int64_t)time(NULL);
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    if (sde != NULL && sde[0] != '\0') {
+        char *end = NULL;
+        long long v = strtoll(sde, &end, 10);
+        if (*end == '\0' && v >= 0)
+            now = v;
+    }
     cfg.created = now;
     if ((cfg.architecture = strdup(arch)) == NULL ||
         (variant && (cfg.variant = strdup(variant)) == NULL) ||

@@ -48,6 +48,7 @@
 
 #define STORE_PATH_MAX 4096
 #define STORE_DB_KEYS "keys"
+#define STORE_DB_RESULTS "results"
 #define STORE_DB_TAGS "tags"
 #define STORE_DB_IMAGES "images"
 /* Image records are small JSON; anything bigger is corrupt. */
@@ -69,7 +70,7 @@ struct cairn_store {
     char *tmpdir;
     struct cairn_index *idx;
     MDB_env *env; /* borrowed from idx */
-    MDB_dbi db_keys, db_tags, db_images;
+    MDB_dbi db_keys, db_tags, db_images, db_results;
 
     pthread_mutex_t lock_mu; /* guards the lock_* fields */
     int lock_fd;             /* root/store.lock */
@@ -279,6 +280,9 @@ static int dbs_open(struct cairn_store *st, struct cairn_err *err)
     int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (mrc == 0)
         mrc = mdb_dbi_open(txn, STORE_DB_KEYS, MDB_CREATE, &st->db_keys);
+    if (mrc == 0)
+        mrc = mdb_dbi_open(txn, STORE_DB_RESULTS, MDB_CREATE,
+                           &st->db_results);
     if (mrc == 0)
         mrc = mdb_dbi_open(txn, STORE_DB_TAGS, MDB_CREATE, &st->db_tags);
     if (mrc == 0)
@@ -754,6 +758,61 @@ int cairn_store_key_put(struct cairn_store *st, const char *key_hex,
     }
     mrc = mdb_txn_commit(txn);
     return mrc ? mdb_fail(err, mrc, "commit key") : 0;
+}
+
+/* Results: the image a build's final key produced, so a build whose every
+ * step is cached gives the very same image (as Docker's builder does)
+ * instead of a new config with a new time. */
+int cairn_store_result_get(struct cairn_store *st, const char *key_hex,
+                           char manifest_digest[CAIRN_DIGEST_STR_LEN])
+{
+    uint8_t k[CK_SHA256_LEN];
+    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
+        ck_hex_decode(key_hex, k))
+        return CAIRN_E_INVAL;
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (mrc)
+        return store_mdb_err(mrc);
+    MDB_val kv = {sizeof k, k}, v;
+    char d[CAIRN_DIGEST_STR_LEN] = "";
+    mrc = mdb_get(txn, st->db_results, &kv, &v);
+    if (mrc == 0 && v.mv_size < sizeof d)
+        memcpy(d, v.mv_data, v.mv_size);
+    mdb_txn_abort(txn);
+    if (mrc)
+        return store_mdb_err(mrc);
+    /* The image may have been pruned since: then it is a miss. */
+    struct cairn_image_row row;
+    memset(&row, 0, sizeof row);
+    if (d[0] == '\0' || cairn_store_image_find(st, d, &row, NULL) != 0)
+        return CAIRN_E_NOTFOUND;
+    cairn_store_image_row_clear(&row);
+    memcpy(manifest_digest, d, sizeof d);
+    return 0;
+}
+
+int cairn_store_result_put(struct cairn_store *st, const char *key_hex,
+                           const char *manifest_digest, struct cairn_err *err)
+{
+    uint8_t k[CK_SHA256_LEN];
+    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
+        ck_hex_decode(key_hex, k) ||
+        strlen(manifest_digest) >= CAIRN_DIGEST_STR_LEN)
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad build result");
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc)
+        return mdb_fail(err, mrc, "begin");
+    MDB_val kv = {sizeof k, k};
+    MDB_val v = {strlen(manifest_digest), (void *)manifest_digest};
+    mrc = mdb_put(txn, st->db_results, &kv, &v, 0);
+    if (mrc) {
+        mdb_txn_abort(txn);
+        return mdb_fail(err, mrc, "put result");
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc ? mdb_fail(err, mrc, "commit result") : 0;
 }
 
 /* ------------------------------------------------------------------ */

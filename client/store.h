@@ -83,6 +83,13 @@ int cairn_store_key_put(struct cairn_store *st, const char *key_hex,
                         const struct cairn_layer_rec *rec,
                         struct cairn_err *err);
 
+/* The image (manifest digest) a build's final key produced. get returns
+ * CAIRN_E_NOTFOUND when unknown or when that image is gone. */
+int cairn_store_result_get(struct cairn_store *st, const char *key_hex,
+                           char manifest_digest[CAIRN_DIGEST_STR_LEN]);
+int cairn_store_result_put(struct cairn_store *st, const char *key_hex,
+                           const char *manifest_digest, struct cairn_err *err);
+
 /* --- images and tags --- */
 struct cairn_image_row {
     char manifest_digest[CAIRN_DIGEST_STR_LEN];
