@@ -15,7 +15,7 @@ TEST_PKGS=(
   clang libclang-rt-14-dev
   skopeo umoci busybox-static
   bazel-bootstrap docker-registry
-  uidmap iproute2 hyperfine jq
+  uidmap iproute2 hyperfine jq docker.io buildah
 )
 
 missing=()
