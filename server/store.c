@@ -378,23 +378,47 @@ static int store_lru_bump(struct cd_store *st, MDB_txn *txn,
     return store_mdb_err(mdb_put(txn, st->dbi_entries, &ek, &ev, 0));
 }
 
-/* Takes the whole queue (malloc'd copy in *out, or NULL when empty). */
-static int store_queue_take(struct cd_store *st, uint8_t **out, size_t *len)
+/* Takes up to max queued accesses, oldest first (malloc'd copy in *out,
+ * NULL when the queue is empty); what is left stays queued. Callers take
+ * the queue only inside their write txn: an access taken out of the queue
+ * but not yet in the LRU would be invisible to a concurrent evictor, which
+ * could then pick an entry that was just read. */
+static int store_queue_take(struct cd_store *st, size_t max, uint8_t **out,
+                            size_t *len)
 {
     int rc = 0;
     *out = NULL;
+    *len = 0;
     pthread_mutex_lock(&st->q_mu);
-    *len = st->q_len;
-    if (st->q_len > 0) {
-        if ((*out = malloc(st->q_len)) == NULL) {
-            rc = CAIRN_E_NOMEM;
-        } else {
-            memcpy(*out, st->q_buf, st->q_len);
-            st->q_len = 0;
-            st->q_n = 0;
-            memset(st->q_set, 0, 2 * STORE_QUEUE_MAX * sizeof *st->q_set);
-        }
+    size_t n = 0, take = 0;
+    while (n < max && take < st->q_len) {
+        take += 2 + ((size_t)st->q_buf[take] << 8 | st->q_buf[take + 1]);
+        n++;
     }
+    if (take == 0)
+        goto out;
+    if ((*out = malloc(take)) == NULL) {
+        rc = CAIRN_E_NOMEM;
+        goto out;
+    }
+    memcpy(*out, st->q_buf, take);
+    *len = take;
+    memmove(st->q_buf, st->q_buf + take, st->q_len - take);
+    st->q_len -= take;
+    st->q_n -= n;
+    /* Rebuild the dedup set from what is left (usually nothing). */
+    memset(st->q_set, 0, 2 * STORE_QUEUE_MAX * sizeof *st->q_set);
+    size_t mask = 2 * STORE_QUEUE_MAX - 1;
+    for (size_t off = 0; off < st->q_len;) {
+        size_t kl = (size_t)st->q_buf[off] << 8 | st->q_buf[off + 1];
+        uint64_t h = store_key_hash(st->q_buf + off + 2, kl);
+        size_t i = h & mask;
+        while (st->q_set[i] != 0 && st->q_set[i] != h)
+            i = (i + 1) & mask;
+        st->q_set[i] = h;
+        off += 2 + kl;
+    }
+out:
     pthread_mutex_unlock(&st->q_mu);
     return rc;
 }
@@ -415,31 +439,40 @@ static int store_access_apply(struct cd_store *st, MDB_txn *txn,
 }
 
 /* Writes queued accesses into the LRU, STORE_APPLY_BATCH per txn so the
- * writer lock is held only briefly. */
+ * writer lock is held only briefly. Each batch is taken from the queue
+ * inside its txn (see store_queue_take); accesses queued meanwhile wait
+ * for the next flush, so this ends even under a steady stream of reads. */
 static int store_access_flush(struct cd_store *st)
 {
-    uint8_t *q = NULL;
-    size_t len = 0;
-    int rc = store_queue_take(st, &q, &len);
-    size_t off = 0;
-    while (rc == 0 && off < len) {
+    pthread_mutex_lock(&st->q_mu);
+    size_t batches = (st->q_n + STORE_APPLY_BATCH - 1) / STORE_APPLY_BATCH;
+    pthread_mutex_unlock(&st->q_mu);
+    int rc = 0;
+    for (size_t b = 0; rc == 0 && b < batches; b++) {
         MDB_txn *txn = NULL;
         rc = store_mdb_err(mdb_txn_begin(st->env, NULL, 0, &txn));
         if (rc != 0)
             break;
+        uint8_t *q = NULL;
+        size_t len = 0, off = 0;
         struct store_stats_rec s;
-        rc = store_stats_load(st, txn, &s);
+        rc = store_queue_take(st, STORE_APPLY_BATCH, &q, &len);
+        if (rc == 0 && len == 0) {
+            mdb_txn_abort(txn); /* an evictor took it meanwhile */
+            break;
+        }
         if (rc == 0)
-            rc = store_access_apply(st, txn, &s, q, len, &off,
-                                    STORE_APPLY_BATCH);
+            rc = store_stats_load(st, txn, &s);
+        if (rc == 0)
+            rc = store_access_apply(st, txn, &s, q, len, &off, SIZE_MAX);
         if (rc == 0)
             rc = store_stats_save(st, txn, &s);
         if (rc == 0)
             rc = store_wtxn_commit(txn);
         else
             mdb_txn_abort(txn);
+        free(q);
     }
-    free(q);
     return rc;
 }
 
@@ -476,7 +509,7 @@ static int store_access_apply_all(struct cd_store *st, MDB_txn *txn,
 {
     uint8_t *q = NULL;
     size_t len = 0, off = 0;
-    int rc = store_queue_take(st, &q, &len);
+    int rc = store_queue_take(st, SIZE_MAX, &q, &len);
     if (rc == 0)
         rc = store_access_apply(st, txn, s, q, len, &off, SIZE_MAX);
     free(q);
