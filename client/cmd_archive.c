@@ -22,6 +22,8 @@
  */
 #include "commands.h"
 
+#include "client/cli.h"
+
 #include "cachekey/digest.h"
 #include "cachekey/dockerfile.h"
 #include "cachekey/expand.h"
@@ -60,13 +62,6 @@
 /* ------------------------------------------------------------------ */
 /* shared helpers                                                     */
 
-static int open_store(struct cairn_store **st, struct cairn_err *err)
-{
-    char root[PATH_MAX];
-    if (cairn_root_path(root, sizeof root) != 0)
-        return cairn_err_set(err, CAIRN_E_TOOBIG, "store path too long");
-    return cairn_store_open(root, st, err);
-}
 
 /* Adds the stored form of a name found in an archive (skopeo writes
  * "docker.io/x/y:t", Docker "x/y:t"; both become "x/y:t"). */
@@ -304,25 +299,6 @@ static int image_commit(struct cairn_store *st, const char *manifest_json,
     return 0;
 }
 
-/* Matches "--name VALUE", "--name=VALUE" and "-s VALUE"; advances *i
- * past a separate value. Returns the value, or NULL when argv[*i] is not
- * this option (*missing set when it is, but the value is missing). */
-static const char *opt_value(int argc, char **argv, int *i, const char *lng,
-                             const char *shrt, bool *missing)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(lng);
-    if (strncmp(a, lng, n) == 0 && a[n] == '=')
-        return a + n + 1;
-    if (strcmp(a, lng) == 0 || (shrt && strcmp(a, shrt) == 0)) {
-        if (*i + 1 >= argc) {
-            *missing = true;
-            return NULL;
-        }
-        return argv[++*i];
-    }
-    return NULL;
-}
 
 /* ------------------------------------------------------------------ */
 /* save                                                               */
@@ -615,7 +591,7 @@ int cairn_cmd_save(int argc, char **argv)
             save_usage(stdout);
             cairn_strvec_free(&names);
             return 0;
-        } else if ((v = opt_value(argc, argv, &i, "--output", "-o",
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--output", "-o",
                                   &missing))) {
             output = v;
         } else if (missing || (argv[i][0] == '-' && argv[i][1] != '\0')) {
@@ -650,7 +626,7 @@ int cairn_cmd_save(int argc, char **argv)
     int fd = -1, status = 1, rc;
     if (imgs == NULL)
         goto out;
-    if ((rc = open_store(&st, &err)))
+    if ((rc = cairn_cli_store_open(&st, &err)))
         goto fail;
     for (size_t i = 0; i < names.n; i++)
         if ((rc = save_resolve(st, names.v[i], &imgs[i], &err)))
@@ -1089,11 +1065,11 @@ int cairn_cmd_import(int argc, char **argv)
             import_usage(stdout);
             status = 0;
             goto args_out;
-        } else if ((v = opt_value(argc, argv, &i, "--change", "-c",
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--change", "-c",
                                   &missing))) {
             if (cairn_strvec_push(&changes, v))
                 goto args_out;
-        } else if ((v = opt_value(argc, argv, &i, "--message", "-m",
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--message", "-m",
                                   &missing))) {
             message = v;
         } else if (missing || (argv[i][0] == '-' && argv[i][1] != '\0')) {
@@ -1155,7 +1131,7 @@ int cairn_cmd_import(int argc, char **argv)
         tag = tagbuf;
     }
 
-    if ((rc = open_store(&st, &err)))
+    if ((rc = cairn_cli_store_open(&st, &err)))
         goto fail;
     if (strcmp(src, "-") == 0) {
         in = 0;
@@ -1911,7 +1887,7 @@ int cairn_cmd_load(int argc, char **argv)
         } else if (strcmp(argv[i], "-q") == 0 ||
                    strcmp(argv[i], "--quiet") == 0) {
             quiet = true;
-        } else if ((v = opt_value(argc, argv, &i, "--input", "-i", &missing))) {
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--input", "-i", &missing))) {
             input = v;
         } else {
             fprintf(stderr, "cairn load: %s \"%s\"\n\n",
@@ -1938,7 +1914,7 @@ int cairn_cmd_load(int argc, char **argv)
     json_t *index = NULL, *dman = NULL;
     struct archive *a = NULL;
     int status = 1, rc;
-    if ((rc = open_store(&st, &err)))
+    if ((rc = cairn_cli_store_open(&st, &err)))
         goto fail;
     if ((a = archive_read_new()) == NULL) {
         rc = CAIRN_E_NOMEM;

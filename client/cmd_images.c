@@ -5,6 +5,8 @@
  * read it without surprise. */
 #include "commands.h"
 
+#include "client/cli.h"
+
 #include "client/index.h"
 #include "client/store.h"
 #include "common/buf.h"
@@ -22,17 +24,14 @@
 /* ------------------------------------------------------------------ */
 /* shared helpers                                                       */
 
-static int store_open(const char *cmd, struct cairn_store **out)
+
+/* Opens the store; on failure prints Docker-style and returns -1. */
+static int images_store_open(const char *cmd, struct cairn_store **out)
 {
-    char root[4096];
     struct cairn_err err;
     cairn_err_clear(&err);
-    if (cairn_root_path(root, sizeof root) != 0) {
-        fprintf(stderr, "cairn %s: store path too long\n", cmd);
-        return -1;
-    }
-    if (cairn_store_open(root, out, &err) != 0) {
-        fprintf(stderr, "Error: %s\n", err.msg);
+    if (cairn_cli_store_open(out, &err) != 0) {
+        fprintf(stderr, "cairn %s: %s\n", cmd, err.msg);
         return -1;
     }
     return 0;
@@ -43,53 +42,7 @@ static bool is_help(const char *a)
     return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
 }
 
-/* Docker's units.HumanSizeWithPrecision: SI units (1000), "%.*g". */
-static void human_size(uint64_t bytes, int precision, char *buf, size_t len)
-{
-    static const char *const units[] = {"B",  "kB", "MB", "GB", "TB",
-                                        "PB", "EB", "ZB", "YB"};
-    double v = (double)bytes;
-    size_t i = 0;
-    while (v >= 1000.0 && i + 1 < sizeof units / sizeof units[0]) {
-        v /= 1000.0;
-        i++;
-    }
-    snprintf(buf, len, "%.*g%s", precision, v, units[i]);
-}
 
-/* Docker's units.HumanDuration, followed by " ago". */
-static void human_ago(int64_t created, int64_t now, char *buf, size_t len)
-{
-    if (created <= 0) {
-        snprintf(buf, len, "N/A");
-        return;
-    }
-    int64_t s = now - created;
-    int64_t m = s / 60;
-    int64_t h = (s + 1800) / 3600; /* Go rounds hours */
-    if (s < 1)
-        snprintf(buf, len, "Less than a second ago");
-    else if (s == 1)
-        snprintf(buf, len, "1 second ago");
-    else if (s < 60)
-        snprintf(buf, len, "%lld seconds ago", (long long)s);
-    else if (m == 1)
-        snprintf(buf, len, "About a minute ago");
-    else if (m < 60)
-        snprintf(buf, len, "%lld minutes ago", (long long)m);
-    else if (h == 1)
-        snprintf(buf, len, "About an hour ago");
-    else if (h < 48)
-        snprintf(buf, len, "%lld hours ago", (long long)h);
-    else if (h < 24 * 7 * 2)
-        snprintf(buf, len, "%lld days ago", (long long)(h / 24));
-    else if (h < 24 * 30 * 2)
-        snprintf(buf, len, "%lld weeks ago", (long long)(h / 24 / 7));
-    else if (h < 24 * 365 * 2)
-        snprintf(buf, len, "%lld months ago", (long long)(h / 24 / 30));
-    else
-        snprintf(buf, len, "%lld years ago", (long long)(s / 3600 / 24 / 365));
-}
 
 /* A table printed like Go's tabwriter(minwidth 10, padding 3), which
  * docker uses: every column but the last is max(10, widest + 3) wide. */
@@ -213,8 +166,9 @@ static int images_row(void *arg, const struct cairn_image_row *row)
         return 0;
     char id[CAIRN_DIGEST_STR_LEN], created[64], size[32], repo[512];
     short_id(row->config_digest, o->no_trunc, id, sizeof id);
-    human_ago(row->created, o->now, created, sizeof created);
-    human_size((uint64_t)(row->size > 0 ? row->size : 0), 3, size, sizeof size);
+    cairn_cli_human_ago(row->created > 0 ? row->created : -1, o->now, created,
+                        sizeof created);
+    cairn_cli_human_size((uint64_t)(row->size > 0 ? row->size : 0), 3, size, sizeof size);
     size_t n = dangling ? 1 : row->ntags;
     for (size_t i = 0; i < n; i++) {
         const char *tag = "<none>";
@@ -310,7 +264,7 @@ int cairn_cmd_images(int argc, char **argv)
     if (arg && cairn_strvec_push(&o.refs, arg))
         goto out;
     status = 1;
-    if (store_open("images", &st))
+    if (images_store_open("images", &st))
         goto out;
     o.now = (int64_t)time(NULL);
     const char *hdr[] = {"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"};
@@ -371,7 +325,7 @@ int cairn_cmd_tag(int argc, char **argv)
         return 2;
     }
     struct cairn_store *st = NULL;
-    if (store_open("tag", &st))
+    if (images_store_open("tag", &st))
         return 1;
     struct cairn_err err;
     cairn_err_clear(&err);
@@ -492,7 +446,7 @@ int cairn_cmd_rmi(int argc, char **argv)
         return 2;
     }
     struct cairn_store *st = NULL;
-    if (store_open("rmi", &st))
+    if (images_store_open("rmi", &st))
         return 1;
     int status = 0;
     bool opts_done = false;
@@ -571,7 +525,7 @@ int cairn_cmd_prune(int argc, char **argv)
             return 0;
     }
     struct cairn_store *st = NULL;
-    if (store_open("prune", &st))
+    if (images_store_open("prune", &st))
         return 1;
     struct cairn_err err;
     cairn_err_clear(&err);
@@ -586,7 +540,7 @@ int cairn_cmd_prune(int argc, char **argv)
         return 1;
     }
     char size[32];
-    human_size(freed, 4, size, sizeof size);
+    cairn_cli_human_size(freed, 4, size, sizeof size);
     printf("Total reclaimed space: %s\n", size);
     return 0;
 }
@@ -614,8 +568,8 @@ static int du_row(struct table *t, const char *type, uint64_t total,
     char tot[32], act[32], sz[32], rec[64], rs[32];
     snprintf(tot, sizeof tot, "%llu", (unsigned long long)total);
     snprintf(act, sizeof act, "%llu", (unsigned long long)active);
-    human_size(size, 4, sz, sizeof sz);
-    human_size(reclaim, 4, rs, sizeof rs);
+    cairn_cli_human_size(size, 4, sz, sizeof sz);
+    cairn_cli_human_size(reclaim, 4, rs, sizeof rs);
     if (size > 0)
         snprintf(rec, sizeof rec, "%s (%llu%%)", rs,
                  (unsigned long long)(reclaim * 100 / size));
@@ -637,7 +591,7 @@ int cairn_cmd_du(int argc, char **argv)
         return 2;
     }
     struct cairn_store *st = NULL;
-    if (store_open("du", &st))
+    if (images_store_open("du", &st))
         return 1;
     struct cairn_err err;
     cairn_err_clear(&err);

@@ -11,6 +11,8 @@
  */
 #include "commands.h"
 
+#include "client/cli.h"
+
 #include "client/image.h"
 #include "client/index.h"
 #include "client/store.h"
@@ -50,13 +52,6 @@ static void img_clear(struct img *im)
     memset(im, 0, sizeof *im);
 }
 
-static int open_store(struct cairn_store **st, struct cairn_err *err)
-{
-    char root[PATH_MAX];
-    if (cairn_root_path(root, sizeof root) != 0)
-        return cairn_err_set(err, CAIRN_E_TOOBIG, "store path too long");
-    return cairn_store_open(root, st, err);
-}
 
 /* Finds name in the store and reads its manifest and config. */
 static int img_load(struct cairn_store *st, const char *name, struct img *im,
@@ -139,52 +134,7 @@ out:
     return rc;
 }
 
-/* Docker's units.HumanSizeWithPrecision(size, 3): SI units, %.3g. */
-static void human_size(int64_t n, char *buf, size_t len)
-{
-    static const char *const unit[] = {"B",  "kB", "MB", "GB", "TB",
-                                       "PB", "EB", "ZB", "YB"};
-    double v = (double)n;
-    size_t i = 0;
-    while (v >= 1000.0 && i + 1 < sizeof unit / sizeof unit[0]) {
-        v /= 1000.0;
-        i++;
-    }
-    snprintf(buf, len, "%.3g%s", v, unit[i]);
-}
 
-/* Docker's units.HumanDuration(now - t) + " ago". */
-static void human_since(int64_t t, int64_t now, char *buf, size_t len)
-{
-    if (t < 0) {
-        snprintf(buf, len, "N/A");
-        return;
-    }
-    int64_t s = now - t;
-    int64_t hours = (s + 1800) / 3600; /* Go rounds hours half up */
-    if (s < 1)
-        snprintf(buf, len, "Less than a second ago");
-    else if (s == 1)
-        snprintf(buf, len, "1 second ago");
-    else if (s < 60)
-        snprintf(buf, len, "%lld seconds ago", (long long)s);
-    else if (s / 60 == 1)
-        snprintf(buf, len, "About a minute ago");
-    else if (s / 60 < 60)
-        snprintf(buf, len, "%lld minutes ago", (long long)(s / 60));
-    else if (hours == 1)
-        snprintf(buf, len, "About an hour ago");
-    else if (hours < 48)
-        snprintf(buf, len, "%lld hours ago", (long long)hours);
-    else if (hours < 24 * 7 * 2)
-        snprintf(buf, len, "%lld days ago", (long long)(hours / 24));
-    else if (hours < 24 * 30 * 2)
-        snprintf(buf, len, "%lld weeks ago", (long long)(hours / 24 / 7));
-    else if (hours < 24 * 365 * 2)
-        snprintf(buf, len, "%lld months ago", (long long)(hours / 24 / 30));
-    else
-        snprintf(buf, len, "%lld years ago", (long long)(s / 3600 / 24 / 365));
-}
 
 /* Display width, counted in code points (no East Asian wide forms). */
 static size_t text_width(const char *s)
@@ -296,7 +246,7 @@ int cairn_cmd_history(int argc, char **argv)
     int status = 1;
     size_t nrows = 0, ncells = 0;
     char *(*cells)[HCOLS] = NULL;
-    if (open_store(&st, &err) || img_load(st, name, &im, &err)) {
+    if (cairn_cli_store_open(&st, &err) || img_load(st, name, &im, &err)) {
         fprintf(stderr, "cairn history: %s\n", err.msg);
         goto out;
     }
@@ -330,8 +280,8 @@ int cairn_cmd_history(int argc, char **argv)
             nlayer++;
         }
         if (human) {
-            human_since(e->created, now, created, sizeof created);
-            human_size(bytes, size, sizeof size);
+            cairn_cli_human_ago(e->created, now, created, sizeof created);
+            cairn_cli_human_size((uint64_t)(bytes > 0 ? bytes : 0), 3, size, sizeof size);
         } else {
             if (e->created < 0 ||
                 cairn_image_time_format(e->created, created) != 0)
@@ -547,7 +497,7 @@ int cairn_cmd_inspect(int argc, char **argv)
     struct cairn_err err;
     cairn_err_clear(&err);
     struct cairn_store *st = NULL;
-    if (open_store(&st, &err)) {
+    if (cairn_cli_store_open(&st, &err)) {
         fprintf(stderr, "cairn inspect: %s\n", err.msg);
         return 1;
     }

@@ -3,6 +3,8 @@
  * as JSON (--json). */
 #include "commands.h"
 
+#include "client/cli.h"
+
 #include "cachekey/context.h"
 #include "cachekey/dockerfile.h"
 #include "cachekey/dockerignore.h"
@@ -42,24 +44,6 @@ static void keys_usage(FILE *out)
             "material\n");
 }
 
-/* Matches "--name VALUE" and "--name=VALUE"; advances *i past a separate
- * value. Returns the value, or NULL when argv[*i] is not this option. */
-static const char *opt_value(int argc, char **argv, int *i, const char *lng,
-                             const char *shrt, bool *missing)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(lng);
-    if (strncmp(a, lng, n) == 0 && a[n] == '=')
-        return a + n + 1;
-    if (strcmp(a, lng) == 0 || (shrt && strcmp(a, shrt) == 0)) {
-        if (*i + 1 >= argc) {
-            *missing = true;
-            return NULL;
-        }
-        return argv[++*i];
-    }
-    return NULL;
-}
 
 static int parse_opts(int argc, char **argv, struct keys_opts *o)
 {
@@ -74,13 +58,13 @@ static int parse_opts(int argc, char **argv, struct keys_opts *o)
             o->json = true;
         } else if (strcmp(a, "--explain") == 0) {
             o->explain = true;
-        } else if ((v = opt_value(argc, argv, &i, "--file", "-f", &missing))) {
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--file", "-f", &missing))) {
             o->dockerfile = v;
-        } else if ((v = opt_value(argc, argv, &i, "--build-arg", NULL,
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--build-arg", NULL,
                                   &missing))) {
             if (cairn_strvec_push(&o->build_args, v))
                 return -1;
-        } else if ((v = opt_value(argc, argv, &i, "--target", NULL,
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--target", NULL,
                                   &missing))) {
             o->target = v;
         } else if (missing) {
