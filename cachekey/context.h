@@ -21,7 +21,8 @@
  * uid/gid. Ignored paths are skipped as if absent.
  *
  * Files are hashed on a pool of threads (both cores for large contexts).
- * An optional stat cache skips reading unchanged files.
+ * An optional stat cache skips reading unchanged files and listing
+ * unchanged directories (every entry is still stat'ed).
  *
  * Thread-safety: one struct ck_context is used by one thread at a time
  * (it runs its own worker threads internally).

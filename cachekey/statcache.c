@@ -4,18 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Value layout (little-endian, fixed size, versioned so a future layout can
- * be told apart and simply treated as a miss):
- *   [0]      version (1)
+/* Value layout (little-endian, versioned so a future layout can be told
+ * apart and simply treated as a miss):
+ *   [0]      version: 1 for a file, 2 for a directory listing
  *   [1..8]   st_dev
  *   [9..16]  st_ino
  *   [17..24] st_size
  *   [25..32] mtime in ns
  *   [33..40] ctime in ns
- *   [41..72] content sha256
- */
+ *   [41..72] content sha256 (file), or
+ *   [41..]   the listing, opaque bytes (directory)
+ * Files and directories share the key space (the absolute path): a path
+ * that turns from one into the other simply misses on the version byte,
+ * which is part of the compared stat prefix. */
 #define SC_VERSION 1
-#define SC_VAL_LEN (1 + 5 * 8 + CK_SHA256_LEN)
+#define SC_DIR_VERSION 2
+#define SC_STAT_LEN (1 + 5 * 8)
 #define SC_DBNAME "statcache"
 
 /* A read transaction kept between lookups. Beginning one per lookup costs a
@@ -28,10 +32,12 @@ struct sc_rtxn {
     bool live; /* false after mdb_txn_reset: needs mdb_txn_renew */
 };
 
+/* A queued put: key_len bytes of key, then val_len bytes of value, at
+ * off in the packed buffer. */
 struct sc_pending {
-    size_t key_off; /* into keys */
+    size_t off;
     size_t key_len;
-    uint8_t val[SC_VAL_LEN];
+    size_t val_len;
 };
 
 struct ck_statcache {
@@ -44,8 +50,9 @@ struct ck_statcache {
     size_t nidle, idle_cap;
     size_t nreaders; /* txns allocated, idle or in use */
     unsigned gen;
-    /* Queued puts: keys are packed into one buffer so that queueing a
-     * 20,000-file context costs a handful of reallocs, not 20,000 mallocs. */
+    /* Queued puts: keys and values are packed into one buffer so that
+     * queueing a 20,000-file context costs a handful of reallocs, not
+     * 20,000 mallocs. */
     char *keys;
     size_t keys_len, keys_cap;
     struct sc_pending *pend;
@@ -65,9 +72,10 @@ static int64_t ts_ns(const struct timespec *ts)
     return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
-static void encode_stat(uint8_t val[SC_VAL_LEN], const struct stat *st)
+static void encode_stat(uint8_t val[SC_STAT_LEN], uint8_t version,
+                        const struct stat *st)
 {
-    val[0] = SC_VERSION;
+    val[0] = version;
     put_le64(val + 1, (uint64_t)st->st_dev);
     put_le64(val + 9, (uint64_t)st->st_ino);
     put_le64(val + 17, (uint64_t)st->st_size);
@@ -183,8 +191,14 @@ static void rtxn_put(struct ck_statcache *sc, struct sc_rtxn *t)
     pthread_mutex_unlock(&sc->mu);
 }
 
-bool ck_statcache_lookup(struct ck_statcache *sc, const char *abspath,
-                         const struct stat *st, uint8_t digest[CK_SHA256_LEN])
+/* Looks up key and, when the stored value has the given version and stat,
+ * copies up to cap bytes of what follows the stat into out. The value is
+ * borrowed from the map until the txn ends: compare and copy before
+ * handing the txn back. Sets *len to the payload length (which may exceed
+ * cap: then nothing is copied and it is a miss). */
+static bool lookup(struct ck_statcache *sc, const char *abspath,
+                   uint8_t version, const struct stat *st, void *out,
+                   size_t cap, size_t *len)
 {
     size_t klen = strlen(abspath);
     if (klen == 0 || klen > sc->maxkey)
@@ -195,19 +209,43 @@ bool ck_statcache_lookup(struct ck_statcache *sc, const char *abspath,
     MDB_val k = {.mv_size = klen, .mv_data = (void *)abspath};
     MDB_val v;
     bool hit = false;
-    if (mdb_get(t.txn, sc->dbi, &k, &v) == 0 && v.mv_size == SC_VAL_LEN) {
-        uint8_t want[SC_VAL_LEN];
-        encode_stat(want, st);
-        /* The value is borrowed from the map until the txn ends: compare
-         * and copy before handing the txn back. */
-        if (memcmp(v.mv_data, want, SC_VAL_LEN - CK_SHA256_LEN) == 0) {
-            memcpy(digest, (const uint8_t *)v.mv_data + SC_VAL_LEN -
-                               CK_SHA256_LEN, CK_SHA256_LEN);
+    if (mdb_get(t.txn, sc->dbi, &k, &v) == 0 && v.mv_size >= SC_STAT_LEN &&
+        v.mv_size - SC_STAT_LEN <= cap) {
+        uint8_t want[SC_STAT_LEN];
+        encode_stat(want, version, st);
+        if (memcmp(v.mv_data, want, SC_STAT_LEN) == 0) {
+            *len = v.mv_size - SC_STAT_LEN;
+            memcpy(out, (const uint8_t *)v.mv_data + SC_STAT_LEN, *len);
             hit = true;
         }
     }
     rtxn_put(sc, &t);
     return hit;
+}
+
+bool ck_statcache_lookup(struct ck_statcache *sc, const char *abspath,
+                         const struct stat *st, uint8_t digest[CK_SHA256_LEN])
+{
+    uint8_t got[CK_SHA256_LEN];
+    size_t n = 0;
+    /* Copy to a local first: digest is written only on a hit of the
+     * exact size. */
+    if (!lookup(sc, abspath, SC_VERSION, st, got, sizeof got, &n) ||
+        n != CK_SHA256_LEN)
+        return false;
+    memcpy(digest, got, CK_SHA256_LEN);
+    return true;
+}
+
+bool ck_statcache_dir_lookup(struct ck_statcache *sc, const char *abspath,
+                             const struct stat *st, void *buf, size_t cap,
+                             size_t *len)
+{
+    size_t n = 0;
+    if (!lookup(sc, abspath, SC_DIR_VERSION, st, buf, cap, &n))
+        return false;
+    *len = n;
+    return true;
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -225,31 +263,52 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-int ck_statcache_put(struct ck_statcache *sc, const char *abspath,
-                     const struct stat *st,
-                     const uint8_t digest[CK_SHA256_LEN])
+/* Queues key -> (version, stat, payload). */
+static int put(struct ck_statcache *sc, const char *abspath, uint8_t version,
+               const struct stat *st, const void *payload, size_t plen)
 {
     size_t klen = strlen(abspath);
     /* Keys LMDB cannot hold are simply never cached. */
     if (klen == 0 || klen > sc->maxkey)
         return 0;
+    size_t vlen = SC_STAT_LEN + plen;
     int rc = 0;
     pthread_mutex_lock(&sc->mu);
-    if (grow((void **)&sc->keys, &sc->keys_cap, sc->keys_len + klen, 1) ||
+    if (grow((void **)&sc->keys, &sc->keys_cap, sc->keys_len + klen + vlen,
+             1) ||
         grow((void **)&sc->pend, &sc->pend_cap, sc->npend + 1,
              sizeof *sc->pend)) {
         rc = CAIRN_E_NOMEM;
     } else {
         struct sc_pending *p = &sc->pend[sc->npend++];
-        p->key_off = sc->keys_len;
+        p->off = sc->keys_len;
         p->key_len = klen;
-        memcpy(sc->keys + sc->keys_len, abspath, klen);
-        sc->keys_len += klen;
-        encode_stat(p->val, st);
-        memcpy(p->val + SC_VAL_LEN - CK_SHA256_LEN, digest, CK_SHA256_LEN);
+        p->val_len = vlen;
+        uint8_t *d = (uint8_t *)sc->keys + sc->keys_len;
+        memcpy(d, abspath, klen);
+        encode_stat(d + klen, version, st);
+        if (plen > 0)
+            memcpy(d + klen + SC_STAT_LEN, payload, plen);
+        sc->keys_len += klen + vlen;
     }
     pthread_mutex_unlock(&sc->mu);
     return rc;
+}
+
+int ck_statcache_put(struct ck_statcache *sc, const char *abspath,
+                     const struct stat *st,
+                     const uint8_t digest[CK_SHA256_LEN])
+{
+    return put(sc, abspath, SC_VERSION, st, digest, CK_SHA256_LEN);
+}
+
+int ck_statcache_dir_put(struct ck_statcache *sc, const char *abspath,
+                         const struct stat *st, const void *list,
+                         size_t len)
+{
+    if (len > CK_STATCACHE_DIR_MAX)
+        return 0; /* not cached: the directory is simply listed again */
+    return put(sc, abspath, SC_DIR_VERSION, st, list, len);
 }
 
 /* qsort has no context argument; flush sorts under no lock, on keys it
@@ -260,12 +319,12 @@ static int pending_cmp(const void *a, const void *b)
 {
     const struct sc_pending *x = a, *y = b;
     size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
-    int c = memcmp(sort_keys + x->key_off, sort_keys + y->key_off, n);
+    int c = memcmp(sort_keys + x->off, sort_keys + y->off, n);
     if (c != 0)
         return c;
     if (x->key_len != y->key_len)
         return x->key_len < y->key_len ? -1 : 1;
-    return x->key_off < y->key_off ? -1 : x->key_off > y->key_off;
+    return x->off < y->off ? -1 : x->off > y->off;
 }
 
 int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
@@ -303,8 +362,9 @@ int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
         int mrc = mdb_txn_begin(sc->env, NULL, 0, &txn);
         for (size_t i = 0; mrc == 0 && i < npend; i++) {
             MDB_val k = {.mv_size = pend[i].key_len,
-                         .mv_data = keys + pend[i].key_off};
-            MDB_val v = {.mv_size = SC_VAL_LEN, .mv_data = pend[i].val};
+                         .mv_data = keys + pend[i].off};
+            MDB_val v = {.mv_size = pend[i].val_len,
+                         .mv_data = keys + pend[i].off + pend[i].key_len};
             mrc = mdb_put(txn, sc->dbi, &k, &v, 0);
         }
         if (mrc == 0) {

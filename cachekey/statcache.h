@@ -1,7 +1,9 @@
 /* The context stat cache: (path, dev, inode, size, mtime_ns, ctime_ns) ->
  * content sha256, kept in an LMDB database so that re-hashing an unchanged
  * context reads no file contents. A file is re-read whenever any of those
- * stat fields differ.
+ * stat fields differ. Directories get the same treatment for their
+ * listing (the names in them), so an unchanged directory is not read
+ * either; its entries are still stat'ed one by one.
  *
  * The LMDB environment belongs to the caller (the client's store opens one
  * per $CAIRN_ROOT); the cache uses one named database, "statcache", in it.
@@ -42,6 +44,25 @@ bool ck_statcache_lookup(struct ck_statcache *sc, const char *abspath,
 int ck_statcache_put(struct ck_statcache *sc, const char *abspath,
                      const struct stat *st,
                      const uint8_t digest[CK_SHA256_LEN]);
+
+#define CK_STATCACHE_DIR_MAX (64u << 10) /* largest listing kept, bytes */
+
+/* Looks up the listing of directory abspath: true, with the listing copied
+ * to buf[0..*len), when an entry exists whose dev, inode, size, mtime_ns
+ * and ctime_ns all equal st's and whose listing fits in cap bytes. The
+ * listing's bytes are the caller's own format; the cache does not parse
+ * them. buf and *len are written only on a hit. Thread-safe. */
+bool ck_statcache_dir_lookup(struct ck_statcache *sc, const char *abspath,
+                             const struct stat *st, void *buf, size_t cap,
+                             size_t *len);
+
+/* Queues the listing list[0..len) of directory abspath, read after st was
+ * taken (so that a change during the read moves the directory's ctime past
+ * the recorded one). Listings longer than CK_STATCACHE_DIR_MAX are not
+ * kept (returns 0). The bytes are copied. Returns 0 or CAIRN_E_NOMEM. */
+int ck_statcache_dir_put(struct ck_statcache *sc, const char *abspath,
+                         const struct stat *st, const void *list,
+                         size_t len);
 
 /* Writes queued entries in one transaction. Returns 0 or CAIRN_E_DB (the
  * cache is only an optimisation: callers may ignore a failure). */

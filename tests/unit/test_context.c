@@ -686,6 +686,87 @@ static void test_stat_cache(void **state)
     rm_tree(r);
 }
 
+/* Unchanged directories are listed from the stat cache; every change to
+ * the set of names must still be seen, and the digest must always equal
+ * an uncached one. */
+static void expect_same_as_uncached(const char *r, const struct ck_ignore *ig,
+                                    struct ck_statcache *sc)
+{
+    struct dig cached = digest_opts(r, ".", 2, ig, sc);
+    struct dig plain = digest_opts(r, ".", 1, ig, NULL);
+    assert_int_equal(cached.rc, 0);
+    assert_int_equal(plain.rc, 0);
+    assert_string_equal(cached.hex, plain.hex);
+}
+
+static void test_listing_cache(void **state)
+{
+    (void)state;
+    char r[64], p[256];
+    mk_tmpdir(r);
+    make_tree(r);
+    struct lmdb_dir l;
+    lmdb_open(&l);
+    struct ck_statcache *sc = NULL;
+    assert_int_equal(ck_statcache_open(l.env, &sc, NULL), 0);
+    sleep(3); /* past the racy window, so listings are recorded */
+    struct dig cold = digest_opts(r, ".", 2, NULL, sc);
+    struct dig warm = digest_opts(r, ".", 2, NULL, sc);
+    assert_int_equal(warm.rc, 0);
+    assert_int_equal(warm.st.bytes_read, 0);
+    assert_string_equal(warm.hex, cold.hex);
+
+    /* Names added, removed, renamed, a file turned into a directory: each
+     * changes the directory, so its cached listing no longer hits. These
+     * follow each other within the racy window on purpose: a directory
+     * changed twice in one timestamp tick must not keep a stale listing
+     * (whether two changes share a tick depends on the file system's
+     * clock; walk_dir's racy rule is what makes it safe either way). */
+    put_file(r, "src/new.c", "new\n", 0644);
+    expect_same_as_uncached(r, NULL, sc);
+    put_file(r, "src/new2.c", "new2\n", 0644);
+    expect_same_as_uncached(r, NULL, sc);
+    snprintf(p, sizeof p, "%s/src/new.c", r);
+    assert_int_equal(unlink(p), 0);
+    expect_same_as_uncached(r, NULL, sc);
+    char q[256];
+    snprintf(p, sizeof p, "%s/src/lib/util.c", r);
+    snprintf(q, sizeof q, "%s/src/lib/util2.c", r);
+    assert_int_equal(rename(p, q), 0);
+    expect_same_as_uncached(r, NULL, sc);
+    snprintf(p, sizeof p, "%s/a.txt", r);
+    assert_int_equal(unlink(p), 0);
+    put_file(r, "a.txt/inner", "now a directory\n", 0644);
+    expect_same_as_uncached(r, NULL, sc);
+
+    /* Ignore rules apply to cached listings as to read ones. */
+    struct ck_ignore *ig = parse_ignore("logs\n*.bin\nsrc/lib\n"
+                                        "!src/lib/util.h\n");
+    expect_same_as_uncached(r, ig, sc);
+    expect_same_as_uncached(r, ig, sc);
+    ck_ignore_free(ig);
+
+    /* A damaged listing whose stat matches must not lead the walk
+     * outside its directory: it is refused and the directory read. */
+    char *abs = realpath(r, NULL);
+    assert_non_null(abs);
+    snprintf(p, sizeof p, "%s/src", abs);
+    struct stat st;
+    assert_int_equal(lstat(p, &st), 0);
+    static const char bad[] = "\x08../../etc/passwd\0\x08main.c";
+    assert_int_equal(ck_statcache_dir_put(sc, p, &st, bad, sizeof bad - 1), 0);
+    assert_int_equal(ck_statcache_flush(sc, NULL), 0);
+    expect_same_as_uncached(r, NULL, sc);
+    assert_int_equal(ck_statcache_dir_put(sc, p, &st, bad, sizeof bad), 0);
+    assert_int_equal(ck_statcache_flush(sc, NULL), 0);
+    expect_same_as_uncached(r, NULL, sc);
+    free(abs);
+
+    ck_statcache_close(sc);
+    lmdb_close(&l);
+    rm_tree(r);
+}
+
 /* ---- scale ---- */
 
 static void test_many_files_below_cap(void **state)
@@ -720,6 +801,7 @@ int main(void)
         cmocka_unit_test(test_walk_stops),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_stat_cache),
+        cmocka_unit_test(test_listing_cache),
         cmocka_unit_test(test_many_files_below_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

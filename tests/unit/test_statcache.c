@@ -156,6 +156,63 @@ static void test_oversized_key_never_cached(void **state)
     ck_statcache_close(sc);
 }
 
+static void test_dir_listing(void **state)
+{
+    struct fixture *f = *state;
+    struct ck_statcache *sc = NULL;
+    assert_int_equal(ck_statcache_open(f->env, &sc, NULL), 0);
+    struct stat st = fake_stat();
+    static const char list[] = "\x08a.c\0\x04sub\0";
+    char buf[64];
+    size_t len = 12345;
+    assert_false(ck_statcache_dir_lookup(sc, "/ctx/d", &st, buf, sizeof buf,
+                                         &len));
+    assert_int_equal(len, 12345); /* untouched on a miss */
+    assert_int_equal(ck_statcache_dir_put(sc, "/ctx/d", &st, list,
+                                          sizeof list - 1), 0);
+    assert_int_equal(ck_statcache_flush(sc, NULL), 0);
+    assert_true(ck_statcache_dir_lookup(sc, "/ctx/d", &st, buf, sizeof buf,
+                                        &len));
+    assert_int_equal(len, sizeof list - 1);
+    assert_memory_equal(buf, list, len);
+    /* Too small a buffer is a miss, not a truncated listing. */
+    assert_false(ck_statcache_dir_lookup(sc, "/ctx/d", &st, buf, 4, &len));
+
+    /* Any stat change is a miss. */
+    struct stat s2 = st;
+    s2.st_mtim.tv_nsec++;
+    assert_false(ck_statcache_dir_lookup(sc, "/ctx/d", &s2, buf, sizeof buf,
+                                         &len));
+    s2 = st;
+    s2.st_ino++;
+    assert_false(ck_statcache_dir_lookup(sc, "/ctx/d", &s2, buf, sizeof buf,
+                                         &len));
+
+    /* Files and directories share paths but never answer for each other,
+     * even when the sizes happen to line up. */
+    uint8_t d[CK_SHA256_LEN], got[CK_SHA256_LEN];
+    memset(d, 0x5a, sizeof d);
+    assert_false(ck_statcache_lookup(sc, "/ctx/d", &st, got));
+    assert_int_equal(ck_statcache_dir_put(sc, "/ctx/e", &st, d, sizeof d), 0);
+    assert_int_equal(ck_statcache_put(sc, "/ctx/f", &st, d), 0);
+    assert_int_equal(ck_statcache_flush(sc, NULL), 0);
+    assert_false(ck_statcache_lookup(sc, "/ctx/e", &st, got));
+    assert_false(ck_statcache_dir_lookup(sc, "/ctx/f", &st, buf, sizeof buf,
+                                         &len));
+    assert_true(ck_statcache_lookup(sc, "/ctx/f", &st, got));
+
+    /* Listings over the cap are not kept. */
+    char *big = calloc(1, CK_STATCACHE_DIR_MAX + 1);
+    assert_non_null(big);
+    assert_int_equal(ck_statcache_dir_put(sc, "/ctx/big", &st, big,
+                                          CK_STATCACHE_DIR_MAX + 1), 0);
+    assert_int_equal(ck_statcache_flush(sc, NULL), 0);
+    assert_false(ck_statcache_dir_lookup(sc, "/ctx/big", &st, big,
+                                         CK_STATCACHE_DIR_MAX + 1, &len));
+    free(big);
+    ck_statcache_close(sc);
+}
+
 struct thr {
     struct ck_statcache *sc;
     int id;
@@ -222,6 +279,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_lookups_and_puts,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dir_listing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
