@@ -46,6 +46,7 @@ struct build {
     struct stage_out *stages;
     int64_t now;
     int total;
+    bool *remote_hit; /* per plan step: taken from the shared cache */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1178,7 +1179,10 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
     int rc;
     if (!b->o->no_cache && cairn_store_key_get(b->st, k->hex, &rec) == 0) {
         *cached = true;
-        b->stats->cached++;
+        if (b->remote_hit && b->remote_hit[i])
+            b->stats->remote++;
+        else
+            b->stats->cached++;
     } else {
         *cached = false;
         char *blob = NULL;
@@ -1202,6 +1206,12 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
             rc = cairn_store_key_put(b->st, k->hex, &rec, b->err);
         if (rc)
             return rc;
+        if (b->o->cache) {
+            char *by = created_by(s);
+            cairn_cache_upload(b->o->cache, b->st, k->hex, k->material.data,
+                               k->material.len, &rec, by);
+            free(by);
+        }
     }
     if (!rec.empty) {
         rc = layers_push(so, &rec.layer);
@@ -1212,6 +1222,42 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
             return rc;
     }
     return add_history(b, s, so, rec.empty);
+}
+
+/* The shared cache's lookup phase: every layer step the local index
+ * cannot serve is looked up at once, before anything runs (keys never
+ * depend on a step's output); hits land in the store and its key index,
+ * so the walk takes them like local hits. */
+static int remote_lookup(struct build *b)
+{
+    const struct ck_plan *p = b->plan;
+    b->remote_hit = calloc(p->nsteps + 1, sizeof *b->remote_hit);
+    struct cairn_cache_step *cs = calloc(p->nsteps + 1, sizeof *cs);
+    size_t *idx = calloc(p->nsteps + 1, sizeof *idx);
+    if (b->remote_hit == NULL || cs == NULL || idx == NULL) {
+        free(cs);
+        free(idx);
+        return CAIRN_E_NOMEM;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < p->nsteps; i++) {
+        const struct ck_step_key *k = &b->keys->keys[i];
+        struct cairn_layer_rec rec;
+        if (!p->stages[p->steps[i].stage].needed || !k->computed ||
+            !k->layer || k->unresolved ||
+            cairn_store_key_get(b->st, k->hex, &rec) == 0)
+            continue;
+        cs[n].key_hex = k->hex;
+        cs[n].material = k->material.data;
+        cs[n].material_len = k->material.len;
+        idx[n++] = i;
+    }
+    cairn_cache_lookup(b->o->cache, b->st, cs, n);
+    for (size_t j = 0; j < n; j++)
+        b->remote_hit[idx[j]] = cs[j].hit;
+    free(cs);
+    free(idx);
+    return 0;
 }
 
 static int walk(struct build *b)
@@ -1235,7 +1281,8 @@ static int walk(struct build *b)
                    s->instr->kind == CK_INSTR_ADD) {
             rc = do_layer_step(b, i, so, &cached);
             if (!rc && cached)
-                fprintf(b->out, " ---> Using cache\n");
+                fprintf(b->out, " ---> Using cache%s\n",
+                        b->remote_hit && b->remote_hit[i] ? " (remote)" : "");
         } else {
             rc = apply_meta(b, s, so);
             if (!rc && s->instr->kind != CK_INSTR_ARG)
@@ -1368,7 +1415,10 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     rc = cairn_store_lock(st, false, err);
     if (rc)
         goto out;
-    rc = walk(&b);
+    if (o->cache && !o->no_cache)
+        rc = remote_lookup(&b);
+    if (!rc)
+        rc = walk(&b);
     /* A build whose final key already produced an image gives that same
      * image (so a fully cached rebuild keeps its ID, as in Docker); with a
      * source date epoch the image is reproducible anyway. */
@@ -1391,8 +1441,17 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         if (!rc)
             rc = cairn_store_result_put(st, final_key, manifest, err);
     }
+    if (o->cache) {
+        /* Uploads read blobs from the store: they end before the lock. */
+        struct cairn_cache_stats cst_;
+        cairn_cache_finish(o->cache);
+        cairn_cache_stats_get(o->cache, &cst_);
+        stats->bytes_down = cst_.bytes_down;
+        stats->bytes_up = cst_.bytes_up;
+    }
     cairn_store_unlock(st);
 out:
+    free(b.remote_hit);
     if (b.stages)
         for (size_t i = 0; i < b.plan->nstages; i++)
             stage_out_free(&b.stages[i]);

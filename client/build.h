@@ -14,6 +14,7 @@
 #ifndef CAIRN_CLIENT_BUILD_H
 #define CAIRN_CLIENT_BUILD_H
 
+#include "client/cache.h"
 #include "client/layer.h"
 #include "client/store.h"
 #include "common/error.h"
@@ -36,12 +37,20 @@ struct cairn_build_opts {
     int64_t source_date_epoch; /* < 0: now */
     bool tty;                  /* progress lines on a terminal */
     FILE *out;                 /* build output (stdout) */
+    /* Shared cache (NULL: local only), borrowed. Layer steps that miss
+     * the local index are looked up there before the first step runs;
+     * new layers are uploaded while later steps run; the build waits for
+     * the uploads before it returns. */
+    struct cairn_cache *cache;
 };
 
 /* Counts of what a build did, for the summary line. */
 struct cairn_build_stats {
     unsigned steps;       /* steps of the needed stages */
     unsigned cached;      /* layer steps taken from the local index */
+    unsigned remote;      /* layer steps taken from the shared cache */
+    uint64_t bytes_down;  /* from the shared cache */
+    uint64_t bytes_up;    /* to the shared cache */
     unsigned run;         /* layer steps executed */
     uint64_t layer_bytes; /* bytes of new layer blobs */
 };

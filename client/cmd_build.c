@@ -2,6 +2,8 @@
 #include "commands.h"
 
 #include "client/build.h"
+#include "client/cache.h"
+#include "client/config.h"
 #include "client/index.h"
 #include "client/store.h"
 #include "common/strvec.h"
@@ -32,7 +34,18 @@ static void build_usage(FILE *out)
             "(default gzip)\n"
             "      --source-date-epoch N    clamp times (or "
             "SOURCE_DATE_EPOCH)\n"
-            "      --progress auto|plain|tty\n");
+            "      --progress auto|plain|tty\n"
+            "      --cache URL              shared cache, grpc://host:port"
+            "[/instance]\n"
+            "                               or grpcs://... (repeatable; or "
+            "CAIRN_CACHE)\n"
+            "      --cache-mode read|readwrite   (default readwrite)\n"
+            "      --cache-token TOKEN      bearer token (or "
+            "CAIRN_CACHE_TOKEN)\n"
+            "      --cache-ca FILE          CA certificates for grpcs://\n"
+            "      --cache-timeout DUR      per-call deadline (default 30s)\n"
+            "Settings also come from $XDG_CONFIG_HOME/cairn/config "
+            "(docs/remote.md).\n");
 }
 
 /* Matches "--name VALUE", "--name=VALUE" and the short form. */
@@ -77,6 +90,16 @@ int cairn_cmd_build(int argc, char **argv)
     const char *progress = "auto";
     int status = 2;
     struct cairn_store *st = NULL;
+    struct cairn_cache *cache = NULL;
+    struct cairn_config cfg;
+    cairn_config_init(&cfg);
+    bool cache_flag = false;
+    struct cairn_err cerr;
+    cairn_err_clear(&cerr);
+    if (cairn_config_load(&cfg, &cerr) != 0) {
+        fprintf(stderr, "cairn build: %s\n", cerr.msg);
+        goto out;
+    }
 
     const char *env_epoch = getenv("SOURCE_DATE_EPOCH");
     if (env_epoch && env_epoch[0] && !parse_epoch(env_epoch, &o.source_date_epoch)) {
@@ -129,6 +152,23 @@ int cairn_cmd_build(int argc, char **argv)
             }
         } else if ((v = opt_value(argc, argv, &i, "--progress", NULL, &missing))) {
             progress = v;
+        } else if ((v = opt_value(argc, argv, &i, "--cache", NULL, &missing))) {
+            /* Flags replace the configured endpoints. */
+            if (!cache_flag && cairn_config_set(&cfg, "cache", "", NULL) != 0)
+                goto out;
+            cache_flag = true;
+            if (cairn_config_set(&cfg, "cache", v, &cerr) != 0)
+                goto out;
+        } else if ((v = opt_value(argc, argv, &i, "--cache-mode", NULL, &missing)) ||
+                   (v = opt_value(argc, argv, &i, "--cache-token", NULL, &missing)) ||
+                   (v = opt_value(argc, argv, &i, "--cache-ca", NULL, &missing)) ||
+                   (v = opt_value(argc, argv, &i, "--cache-timeout", NULL, &missing))) {
+            char key[32];
+            snprintf(key, sizeof key, "%.*s", (int)strcspn(a + 2, "="), a + 2);
+            if (cairn_config_set(&cfg, key, v, &cerr) != 0) {
+                fprintf(stderr, "cairn build: %s\n", cerr.msg);
+                goto out;
+            }
         } else if (missing) {
             fprintf(stderr, "cairn build: %s needs a value\n", a);
             goto out;
@@ -167,6 +207,14 @@ int cairn_cmd_build(int argc, char **argv)
         fprintf(stderr, "cairn build: %s\n", err.msg[0] ? err.msg : cairn_strerror(rc));
         goto out;
     }
+    if (cfg.urls.n > 0) {
+        rc = cairn_cache_open(&cfg, &cache, &err);
+        if (rc) {
+            fprintf(stderr, "cairn build: %s\n", err.msg);
+            goto out;
+        }
+        o.cache = cache;
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     char id[CAIRN_DIGEST_STR_LEN];
@@ -186,10 +234,19 @@ int cairn_cmd_build(int argc, char **argv)
     }
     double secs = (double)(t1.tv_sec - t0.tv_sec) +
                   (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf("cairn: %u steps, %u layers from cache, %u run, %.2fs\n",
-           stats.steps, stats.cached, stats.run, secs);
+    if (cache)
+        printf("cairn: %u steps, %u local hits, %u remote hits, %u run, "
+               "%llu bytes down, %llu bytes up, %.2fs\n",
+               stats.steps, stats.cached, stats.remote, stats.run,
+               (unsigned long long)stats.bytes_down,
+               (unsigned long long)stats.bytes_up, secs);
+    else
+        printf("cairn: %u steps, %u layers from cache, %u run, %.2fs\n",
+               stats.steps, stats.cached, stats.run, secs);
     status = 0;
 out:
+    cairn_cache_close(cache);
+    cairn_config_clear(&cfg);
     cairn_store_close(st);
     cairn_strvec_free(&tags);
     cairn_strvec_free(&args);

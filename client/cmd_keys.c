@@ -211,6 +211,10 @@ static int print_json(const struct ck_plan *plan, const struct ck_keys *keys,
             json_decref(arr);
             return CAIRN_E_NOMEM;
         }
+        /* The REAPI action digest of the step is {key, material_size}
+         * (docs/remote.md). */
+        json_object_set_new(o, "material_size",
+                            json_integer((json_int_t)k->material.len));
         if (explain) {
             json_t *mat = json_array();
             size_t pos = 0;

@@ -50,3 +50,44 @@ say "prune"
 "$cairn" images
 say "disk usage"
 "$cairn" du
+
+# The main job: two machines sharing layers through cairnd. Machine A (one
+# store) builds examples/hello and uploads; machine B (a fresh store) builds
+# the same thing and gets every layer step from the cache, running nothing.
+say "the shared cache: start cairnd on 127.0.0.1 (port 0), a temp directory"
+cairnd="$build/server/cairnd"
+mkdir -p "$work/cairnd"
+"$cairnd" --listen 127.0.0.1:0 --dir "$work/cairnd" --max-size 1G \
+    >"$work/cairnd.out" 2>"$work/cairnd.log" &
+cairnd_pid=$!
+trap 'kill "$cairnd_pid" 2>/dev/null; wait "$cairnd_pid" 2>/dev/null; rm -rf "$work"' EXIT
+port=
+for _ in $(seq 1 100); do
+    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$work/cairnd.out")
+    [ -n "$port" ] && break
+    sleep 0.1
+done
+[ -n "$port" ] || { echo "cairnd did not start:"; cat "$work/cairnd.log"; exit 1; }
+cache="grpc://127.0.0.1:$port/main"
+"$cairn" cache ping "$cache"
+
+now() { date +%s.%N; }
+# The same base image on both machines: a fixed import date gives the same
+# digest, so the FROM keys (and every key after them) agree.
+for m in A B; do
+    SOURCE_DATE_EPOCH=1700000000 CAIRN_ROOT="$work/machine-$m" "$cairn" import "$work/busybox.tar" busybox:latest >/dev/null
+done
+say "machine A: build examples/hello with --cache (everything runs, uploads)"
+t0=$(now)
+CAIRN_ROOT="$work/machine-A" "$cairn" build -t hello --build-arg BASE=busybox:latest --cache "$cache" examples/hello
+t1=$(now)
+say "machine B: a fresh store, the same build (all remote hits)"
+CAIRN_ROOT="$work/machine-B" "$cairn" build -t hello --build-arg BASE=busybox:latest --cache "$cache" examples/hello
+t2=$(now)
+say "times"
+awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {
+    printf "machine A (cold, builds and uploads): %.2fs\n", b - a
+    printf "machine B (fresh store, warm cache):  %.2fs\n", c - b }'
+kill -TERM "$cairnd_pid"
+wait "$cairnd_pid" || true
+echo "cairnd stopped"

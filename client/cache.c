@@ -1,0 +1,788 @@
+#include "cache.h"
+
+#include "cachekey/digest.h"
+#include "client/remote.h"
+#include "common/buf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CACHE_LOOKUP_THREADS 8
+#define CACHE_MAX_JSON (64 << 10)
+#define CACHE_MAX_URL 512
+
+struct endpoint {
+    char url[CACHE_MAX_URL];
+    char instance[256];
+    struct cairn_remote *r;
+    bool down;     /* guarded by cache->mu after the probe */
+    bool writable; /* readwrite mode and update_enabled */
+    int64_t max_batch;
+};
+
+struct upload_job {
+    struct upload_job *next;
+    char key_hex[CK_SHA256_HEX_LEN + 1];
+    uint8_t *material;
+    size_t material_len;
+    struct cairn_layer_rec rec;
+    char *created_by;
+    struct cairn_store *st;
+};
+
+struct cairn_cache {
+    struct endpoint *eps;
+    size_t neps;
+    bool read_only;
+    bool probed;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct upload_job *head, *tail;
+    bool uploader_running, stopping;
+    unsigned busy; /* jobs queued or in progress */
+    pthread_t uploader;
+    struct cairn_cache_stats stats;
+};
+
+static void warn(struct cairn_cache *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Warnings go to stderr in one write each, under the lock, so lines from
+ * the uploader and the lookup threads never interleave. */
+static void warn(struct cairn_cache *c, const char *fmt, ...)
+{
+    char line[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&c->mu);
+    fprintf(stderr, "cairn: warning: %s\n", line);
+    pthread_mutex_unlock(&c->mu);
+}
+
+int cairn_cache_url_parse(const char *url, char *target, size_t tlen,
+                          char *instance, size_t ilen, bool *tls,
+                          struct cairn_err *err)
+{
+    const char *rest;
+    if (strncmp(url, "grpc://", 7) == 0) {
+        *tls = false;
+        rest = url + 7;
+    } else if (strncmp(url, "grpcs://", 8) == 0) {
+        *tls = true;
+        rest = url + 8;
+    } else {
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "cache URL \"%s\": expected grpc://host:port"
+                             "[/instance] or grpcs://...",
+                             url);
+    }
+    const char *slash = strchr(rest, '/');
+    size_t hl = slash ? (size_t)(slash - rest) : strlen(rest);
+    const char *colon = memchr(rest, ':', hl);
+    if (hl == 0 || colon == NULL || colon == rest || colon + 1 == rest + hl ||
+        hl >= tlen)
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "cache URL \"%s\": needs host:port", url);
+    for (const char *p = colon + 1; p < rest + hl; p++)
+        if (*p < '0' || *p > '9')
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "cache URL \"%s\": bad port", url);
+    memcpy(target, rest, hl);
+    target[hl] = '\0';
+    const char *inst = slash ? slash + 1 : "";
+    size_t il = strlen(inst);
+    while (il > 0 && inst[il - 1] == '/')
+        il--;
+    if (il >= ilen || il >= 256 || strstr(inst, "//") != NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "cache URL \"%s\": bad instance name", url);
+    /* Reserved path segments would make the resource names ambiguous. */
+    static const char *const reserved[] = {"blobs", "uploads", "actions",
+                                           "actionResults", "operations",
+                                           "capabilities", "compressed-blobs"};
+    char segs[256];
+    memcpy(segs, inst, il);
+    segs[il] = '\0';
+    char *save = NULL;
+    for (char *seg = strtok_r(segs, "/", &save); seg;
+         seg = strtok_r(NULL, "/", &save))
+        for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+            if (strcmp(seg, reserved[i]) == 0)
+                return cairn_err_set(err, CAIRN_E_INVAL,
+                                     "cache URL \"%s\": instance uses the "
+                                     "reserved name \"%s\"",
+                                     url, reserved[i]);
+    memcpy(instance, inst, il);
+    instance[il] = '\0';
+    return 0;
+}
+
+int cairn_cache_open(const struct cairn_config *cfg, struct cairn_cache **out,
+                     struct cairn_err *err)
+{
+    if (cfg->urls.n == 0)
+        return cairn_err_set(err, CAIRN_E_INVAL, "no cache URL");
+    struct cairn_cache *c = calloc(1, sizeof *c);
+    if (c == NULL || (c->eps = calloc(cfg->urls.n, sizeof *c->eps)) == NULL) {
+        free(c);
+        return CAIRN_E_NOMEM;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->read_only = cfg->read_only;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < cfg->urls.n; i++) {
+        struct endpoint *e = &c->eps[i];
+        char target[256];
+        bool tls = false;
+        rc = cairn_cache_url_parse(cfg->urls.v[i], target, sizeof target,
+                                   e->instance, sizeof e->instance, &tls, err);
+        if (rc)
+            break;
+        snprintf(e->url, sizeof e->url, "%s", cfg->urls.v[i]);
+        struct cairn_remote_opts ro = {
+            .target = target,
+            .tls = tls,
+            .ca_file = cfg->ca_file,
+            .token = cfg->token,
+            .timeout_ms = cfg->timeout_ms,
+        };
+        rc = cairn_remote_open(&ro, &e->r, err);
+        if (!rc)
+            c->neps++;
+    }
+    if (rc) {
+        cairn_cache_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+/* ---- placement ---------------------------------------------------------- */
+
+/* Rendezvous (highest random weight) hashing: each endpoint scores
+ * sha256(url NUL key); the highest wins. Adding or removing an endpoint
+ * moves only the keys that it wins or won. */
+static struct endpoint *pick(struct cairn_cache *c, const char *key_hex)
+{
+    struct endpoint *best = NULL;
+    uint64_t best_score = 0;
+    for (size_t i = 0; i < c->neps; i++) {
+        struct cairn_buf b;
+        cairn_buf_init(&b, 0);
+        cairn_buf_puts(&b, c->eps[i].url);
+        cairn_buf_putc(&b, '\0');
+        cairn_buf_puts(&b, key_hex);
+        uint8_t h[CK_SHA256_LEN];
+        ck_sha256(b.data ? b.data : "", b.len, h);
+        cairn_buf_free(&b);
+        uint64_t score = 0;
+        for (int k = 0; k < 8; k++)
+            score = score << 8 | h[k];
+        if (best == NULL || score > best_score) {
+            best = &c->eps[i];
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+static bool ep_down(struct cairn_cache *c, struct endpoint *e)
+{
+    pthread_mutex_lock(&c->mu);
+    bool d = e->down;
+    pthread_mutex_unlock(&c->mu);
+    return d;
+}
+
+/* A transport failure (down, timeout) takes the endpoint out for the rest
+ * of the build with one warning; other failures concern one step. */
+static void ep_failed(struct cairn_cache *c, struct endpoint *e, int rc,
+                      const struct cairn_err *err, const char *what)
+{
+    if (rc == CAIRN_E_RPC || rc == CAIRN_E_TIMEOUT || rc == CAIRN_E_AUTH) {
+        pthread_mutex_lock(&c->mu);
+        bool was = e->down;
+        e->down = true;
+        pthread_mutex_unlock(&c->mu);
+        if (!was)
+            warn(c, "cache %s unusable (%s): %s; its steps run locally",
+                 e->url, what, err->msg[0] ? err->msg : cairn_strerror(rc));
+        return;
+    }
+    warn(c, "cache %s: %s: %s", e->url, what,
+         err->msg[0] ? err->msg : cairn_strerror(rc));
+}
+
+static void *probe_thread(void *arg)
+{
+    void **a = arg;
+    struct cairn_cache *c = a[0];
+    struct endpoint *e = a[1];
+    struct cairn_remote_caps caps;
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    int rc = cairn_remote_capabilities(e->r, e->instance, &caps, &err);
+    if (rc) {
+        ep_failed(c, e, rc == CAIRN_E_UNSUPPORTED ? CAIRN_E_RPC : rc, &err,
+                  "capabilities");
+        return NULL;
+    }
+    if (!caps.sha256) {
+        pthread_mutex_lock(&c->mu);
+        e->down = true;
+        pthread_mutex_unlock(&c->mu);
+        warn(c, "cache %s does not offer SHA256 digests; not used", e->url);
+        return NULL;
+    }
+    e->max_batch = caps.max_batch > 0 ? caps.max_batch : (1 << 20);
+    e->writable = !c->read_only && caps.update_enabled;
+    if (!c->read_only && !caps.update_enabled)
+        fprintf(stderr, "cairn: cache %s is read-only for this client; no "
+                        "uploads\n",
+                e->url);
+    return NULL;
+}
+
+static void probe_all(struct cairn_cache *c)
+{
+    if (c->probed)
+        return;
+    c->probed = true;
+    pthread_t *t = calloc(c->neps, sizeof *t);
+    void *(*args)[2] = calloc(c->neps, sizeof *args);
+    bool *started = calloc(c->neps, sizeof *started);
+    for (size_t i = 0; t && args && started && i < c->neps; i++) {
+        args[i][0] = c;
+        args[i][1] = &c->eps[i];
+        started[i] = pthread_create(&t[i], NULL, probe_thread, args[i]) == 0;
+        if (!started[i])
+            probe_thread(args[i]);
+    }
+    for (size_t i = 0; t && args && started && i < c->neps; i++)
+        if (started[i])
+            pthread_join(t[i], NULL);
+    free(t);
+    free(args);
+    free(started);
+}
+
+/* ---- lookups ------------------------------------------------------------ */
+
+static void add_down(struct cairn_cache *c, uint64_t n)
+{
+    pthread_mutex_lock(&c->mu);
+    c->stats.bytes_down += n;
+    pthread_mutex_unlock(&c->mu);
+}
+
+struct mem_sink {
+    struct cairn_buf buf;
+};
+
+static int mem_write(void *arg, const void *data, size_t len)
+{
+    struct mem_sink *m = arg;
+    return cairn_buf_append(&m->buf, data, len);
+}
+
+struct file_sink {
+    int fd;
+    struct ck_sha256 *h;
+};
+
+static int file_write(void *arg, const void *data, size_t len)
+{
+    struct file_sink *f = arg;
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = write(f->fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        left -= (size_t)n;
+    }
+    return ck_sha256_update(f->h, data, len);
+}
+
+static const char *layer_media_type(const char *s)
+{
+    static const char *const known[] = {CAIRN_MEDIA_LAYER_GZIP,
+                                        CAIRN_MEDIA_LAYER_ZSTD,
+                                        CAIRN_MEDIA_LAYER_TAR};
+    for (size_t i = 0; s && i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(s, known[i]) == 0)
+            return known[i];
+    return NULL;
+}
+
+static bool is_digest(const char *s)
+{
+    if (s == NULL || strncmp(s, "sha256:", 7) != 0 || strlen(s) != 71)
+        return false;
+    uint8_t bin[CK_SHA256_LEN];
+    return ck_hex_decode(s + 7, bin) == 0;
+}
+
+/* Parses layer.json into rec (checked against the `layer` output file). */
+static int parse_layer_json(const char *json, size_t len,
+                            const struct cairn_remote_file *layer,
+                            struct cairn_layer_rec *rec, struct cairn_err *err)
+{
+    json_error_t je;
+    json_t *o = json_loadb(json, len, 0, &je);
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        return cairn_err_set(err, CAIRN_E_CORRUPT, "layer.json is not JSON");
+    }
+    int rc = 0;
+    memset(rec, 0, sizeof *rec);
+    rec->empty = json_is_true(json_object_get(o, "empty"));
+    if (rec->empty) {
+        if (layer != NULL)
+            rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                               "empty step with a layer file");
+        goto out;
+    }
+    const char *mt = json_string_value(json_object_get(o, "mediaType"));
+    const char *dg = json_string_value(json_object_get(o, "digest"));
+    const char *di = json_string_value(json_object_get(o, "diffId"));
+    json_t *sz = json_object_get(o, "size");
+    rec->layer.media_type = layer_media_type(mt);
+    if (layer == NULL || rec->layer.media_type == NULL || !is_digest(dg) ||
+        !is_digest(di) || !json_is_integer(sz) ||
+        json_integer_value(sz) != layer->digest.size ||
+        strcmp(dg + 7, layer->digest.hash) != 0) {
+        rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                           "layer.json does not describe the layer file");
+        goto out;
+    }
+    snprintf(rec->layer.digest, sizeof rec->layer.digest, "%s", dg);
+    snprintf(rec->layer.diff_id, sizeof rec->layer.diff_id, "%s", di);
+    rec->layer.size = json_integer_value(sz);
+out:
+    json_decref(o);
+    return rc;
+}
+
+/* Downloads the layer blob into st (unless there) and checks that its
+ * digest and diff_id are the ones rec claims. */
+static int fetch_layer(struct cairn_cache *c, struct endpoint *e,
+                       struct cairn_store *st, const struct cairn_remote_file *f,
+                       const struct cairn_layer_rec *rec, struct cairn_err *err)
+{
+    char path[4096];
+    int rc = 0;
+    bool have = cairn_store_blob_has(st, rec->layer.digest);
+    if (have) {
+        cairn_store_blob_path(st, rec->layer.digest, path, sizeof path);
+    } else {
+        snprintf(path, sizeof path, "%s/remote-XXXXXX", cairn_store_tmpdir(st));
+        int fd = mkstemp(path);
+        if (fd < 0)
+            return cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
+        struct file_sink fs = {.fd = fd};
+        rc = ck_sha256_new(&fs.h);
+        int64_t got = 0;
+        if (!rc)
+            rc = cairn_remote_read(e->r, e->instance, &f->digest, file_write,
+                                   &fs, &got, err);
+        add_down(c, (uint64_t)got);
+        uint8_t h[CK_SHA256_LEN];
+        char hex[CK_SHA256_HEX_LEN + 1];
+        if (!rc && (rc = ck_sha256_final(fs.h, h)) == 0) {
+            ck_hex_encode(h, hex);
+            if (strcmp(hex, f->digest.hash) != 0)
+                rc = cairn_err_set(err, CAIRN_E_DIGEST,
+                                   "blob sha256:%s arrived as sha256:%s",
+                                   f->digest.hash, hex);
+        }
+        ck_sha256_free(fs.h);
+        if (close(fd) != 0 && !rc)
+            rc = -errno;
+        if (rc) {
+            unlink(path);
+            return rc;
+        }
+    }
+    /* The blob is what the action result named; now check that it is the
+     * layer layer.json claims (a lying result can name any stored blob). */
+    struct cairn_layer_desc d;
+    memset(&d, 0, sizeof d);
+    rc = cairn_layer_digest_file(path, &d, err);
+    if (!rc && (strcmp(d.digest, rec->layer.digest) != 0 ||
+                strcmp(d.diff_id, rec->layer.diff_id) != 0))
+        rc = cairn_err_set(err, CAIRN_E_DIGEST,
+                           "layer %s has diff_id %s, not %s", d.digest,
+                           d.diff_id, rec->layer.diff_id);
+    if (!have) {
+        if (!rc)
+            rc = cairn_store_blob_add_file(st, path, rec->layer.digest, err);
+        else
+            unlink(path);
+    }
+    return rc;
+}
+
+static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
+                      struct cairn_cache_step *s, struct endpoint *e,
+                      struct cairn_err *err)
+{
+    struct cairn_remote_digest action;
+    snprintf(action.hash, sizeof action.hash, "%s", s->key_hex);
+    action.size = (int64_t)s->material_len;
+    struct cairn_remote_result *res = calloc(1, sizeof *res);
+    if (res == NULL)
+        return CAIRN_E_NOMEM;
+    int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
+    const struct cairn_remote_file *layer = NULL, *meta = NULL;
+    for (size_t i = 0; !rc && i < res->nfiles; i++) {
+        if (strcmp(res->files[i].path, "layer") == 0)
+            layer = &res->files[i];
+        else if (strcmp(res->files[i].path, "layer.json") == 0)
+            meta = &res->files[i];
+    }
+    if (!rc && (res->exit_code != 0 || meta == NULL ||
+                meta->digest.size > CACHE_MAX_JSON))
+        rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                           "action result is not a cairn layer step");
+    struct mem_sink ms;
+    cairn_buf_init(&ms.buf, CACHE_MAX_JSON);
+    if (!rc) {
+        int64_t got = 0;
+        rc = cairn_remote_read(e->r, e->instance, &meta->digest, mem_write,
+                               &ms, &got, err);
+        add_down(c, (uint64_t)got);
+    }
+    if (!rc) {
+        uint8_t h[CK_SHA256_LEN];
+        char hex[CK_SHA256_HEX_LEN + 1];
+        ck_sha256(ms.buf.data ? ms.buf.data : "", ms.buf.len, h);
+        ck_hex_encode(h, hex);
+        if (strcmp(hex, meta->digest.hash) != 0)
+            rc = cairn_err_set(err, CAIRN_E_DIGEST,
+                               "layer.json does not match its digest");
+    }
+    struct cairn_layer_rec rec;
+    if (!rc)
+        rc = parse_layer_json(ms.buf.data, ms.buf.len, layer, &rec, err);
+    cairn_buf_free(&ms.buf);
+    if (!rc && !rec.empty)
+        rc = fetch_layer(c, e, st, layer, &rec, err);
+    if (!rc)
+        rc = cairn_store_key_put(st, s->key_hex, &rec, err);
+    free(res);
+    return rc;
+}
+
+struct lookup_ctx {
+    struct cairn_cache *c;
+    struct cairn_store *st;
+    struct cairn_cache_step *steps;
+    size_t n;
+    size_t next; /* guarded by c->mu */
+};
+
+static void *lookup_thread(void *arg)
+{
+    struct lookup_ctx *l = arg;
+    struct cairn_cache *c = l->c;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        size_t i = l->next++;
+        pthread_mutex_unlock(&c->mu);
+        if (i >= l->n)
+            break;
+        struct cairn_cache_step *s = &l->steps[i];
+        struct endpoint *e = pick(c, s->key_hex);
+        if (ep_down(c, e))
+            continue;
+        struct cairn_err err;
+        cairn_err_clear(&err);
+        int rc = lookup_one(c, l->st, s, e, &err);
+        if (rc == 0) {
+            s->hit = true;
+            pthread_mutex_lock(&c->mu);
+            c->stats.remote_hits++;
+            pthread_mutex_unlock(&c->mu);
+        } else if (rc != CAIRN_E_NOTFOUND) {
+            char what[100];
+            snprintf(what, sizeof what, "step key %.12s refused", s->key_hex);
+            ep_failed(c, e, rc, &err, what);
+        }
+    }
+    return NULL;
+}
+
+void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
+                        struct cairn_cache_step *steps, size_t n)
+{
+    probe_all(c);
+    if (n == 0)
+        return;
+    struct lookup_ctx l = {.c = c, .st = st, .steps = steps, .n = n};
+    size_t nt = n < CACHE_LOOKUP_THREADS ? n : CACHE_LOOKUP_THREADS;
+    pthread_t t[CACHE_LOOKUP_THREADS];
+    size_t started = 0;
+    for (size_t i = 0; i < nt; i++)
+        if (pthread_create(&t[started], NULL, lookup_thread, &l) == 0)
+            started++;
+    if (started == 0)
+        lookup_thread(&l);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* ---- uploads ------------------------------------------------------------ */
+
+static char *layer_json(const struct upload_job *j)
+{
+    json_t *o;
+    if (j->rec.empty)
+        o = json_pack("{s:b, s:s}", "empty", 1, "createdBy",
+                      j->created_by ? j->created_by : "");
+    else
+        o = json_pack("{s:s, s:s, s:s, s:I, s:b, s:s}", "mediaType",
+                      j->rec.layer.media_type, "digest", j->rec.layer.digest,
+                      "diffId", j->rec.layer.diff_id, "size",
+                      (json_int_t)j->rec.layer.size, "empty", 0, "createdBy",
+                      j->created_by ? j->created_by : "");
+    if (o == NULL)
+        return NULL;
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
+static void digest_of(const void *p, size_t n, struct cairn_remote_digest *d)
+{
+    uint8_t h[CK_SHA256_LEN];
+    ck_sha256(p, n, h);
+    ck_hex_encode(h, d->hash);
+    d->size = (int64_t)n;
+}
+
+static int upload_one(struct cairn_cache *c, struct endpoint *e,
+                      struct upload_job *j, uint64_t *up,
+                      struct cairn_err *err)
+{
+    char *json = layer_json(j);
+    if (json == NULL)
+        return CAIRN_E_NOMEM;
+    struct cairn_remote_digest d[3];
+    digest_of(j->material, j->material_len, &d[0]);
+    digest_of(json, strlen(json), &d[1]);
+    size_t nd = 2;
+    if (!j->rec.empty) {
+        snprintf(d[2].hash, sizeof d[2].hash, "%s", j->rec.layer.digest + 7);
+        d[2].size = j->rec.layer.size;
+        nd = 3;
+    }
+    bool missing[3] = {false, false, false};
+    int rc = cairn_remote_find_missing(e->r, e->instance, d, nd, missing, err);
+    /* Small blobs go in one batch; the layer streams when it does not fit
+     * comfortably in the server's batch limit. */
+    struct cairn_remote_blob batch[2];
+    size_t nb = 0;
+    int64_t total = 0;
+    const void *data[2] = {j->material, json};
+    for (size_t i = 0; !rc && i < 2; i++)
+        if (missing[i]) {
+            batch[nb].digest = d[i];
+            batch[nb++].data = data[i];
+            total += d[i].size;
+        }
+    if (!rc && nb > 0 && total > e->max_batch / 2)
+        rc = cairn_err_set(err, CAIRN_E_TOOBIG, "key material too large");
+    if (!rc && nb > 0) {
+        rc = cairn_remote_batch_update(e->r, e->instance, batch, nb, err);
+        if (!rc)
+            *up += (uint64_t)total;
+    }
+    if (!rc && nd == 3 && missing[2]) {
+        char path[4096];
+        cairn_store_blob_path(j->st, j->rec.layer.digest, path, sizeof path);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
+        } else {
+            rc = cairn_remote_write(e->r, e->instance, &d[2], fd, err);
+            close(fd);
+            if (!rc)
+                *up += (uint64_t)d[2].size;
+        }
+    }
+    if (!rc) {
+        struct cairn_remote_result *res = calloc(1, sizeof *res);
+        if (res == NULL) {
+            rc = CAIRN_E_NOMEM;
+        } else {
+            snprintf(res->files[0].path, sizeof res->files[0].path,
+                     "layer.json");
+            res->files[0].digest = d[1];
+            res->nfiles = 1;
+            if (nd == 3) {
+                snprintf(res->files[1].path, sizeof res->files[1].path,
+                         "layer");
+                res->files[1].digest = d[2];
+                res->nfiles = 2;
+            }
+            struct cairn_remote_digest action;
+            snprintf(action.hash, sizeof action.hash, "%s", j->key_hex);
+            action.size = (int64_t)j->material_len;
+            rc = cairn_remote_ac_put(e->r, e->instance, &action, res, err);
+            free(res);
+        }
+    }
+    (void)c;
+    free(json);
+    return rc;
+}
+
+static void job_free(struct upload_job *j)
+{
+    if (j == NULL)
+        return;
+    free(j->material);
+    free(j->created_by);
+    free(j);
+}
+
+static void *uploader(void *arg)
+{
+    struct cairn_cache *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (c->head == NULL && !c->stopping)
+            pthread_cond_wait(&c->cv, &c->mu);
+        struct upload_job *j = c->head;
+        if (j == NULL)
+            break;
+        c->head = j->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        pthread_mutex_unlock(&c->mu);
+
+        struct endpoint *e = pick(c, j->key_hex);
+        uint64_t up = 0;
+        int rc = 0;
+        struct cairn_err err;
+        cairn_err_clear(&err);
+        bool skip = ep_down(c, e) || !e->writable;
+        if (!skip) {
+            rc = upload_one(c, e, j, &up, &err);
+            if (rc) {
+                char what[100];
+                snprintf(what, sizeof what, "upload of step key %.12s",
+                         j->key_hex);
+                ep_failed(c, e, rc, &err, what);
+            }
+        }
+        pthread_mutex_lock(&c->mu);
+        c->stats.bytes_up += up;
+        if (!skip && rc == 0)
+            c->stats.uploads++;
+        else if (!skip)
+            c->stats.upload_failures++;
+        c->busy--;
+        pthread_cond_broadcast(&c->cv);
+        job_free(j);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+void cairn_cache_upload(struct cairn_cache *c, struct cairn_store *st,
+                        const char *key_hex, const void *material,
+                        size_t material_len, const struct cairn_layer_rec *rec,
+                        const char *created_by)
+{
+    probe_all(c);
+    bool any = false;
+    for (size_t i = 0; i < c->neps; i++)
+        if (c->eps[i].writable && !ep_down(c, &c->eps[i]))
+            any = true;
+    if (!any)
+        return;
+    struct upload_job *j = calloc(1, sizeof *j);
+    if (j == NULL || (j->material = malloc(material_len + 1)) == NULL ||
+        (created_by && (j->created_by = strdup(created_by)) == NULL)) {
+        job_free(j);
+        warn(c, "out of memory queueing an upload");
+        return;
+    }
+    snprintf(j->key_hex, sizeof j->key_hex, "%s", key_hex);
+    memcpy(j->material, material, material_len);
+    j->material_len = material_len;
+    j->rec = *rec;
+    j->st = st;
+    pthread_mutex_lock(&c->mu);
+    if (!c->uploader_running) {
+        c->uploader_running =
+            pthread_create(&c->uploader, NULL, uploader, c) == 0;
+        if (!c->uploader_running) {
+            pthread_mutex_unlock(&c->mu);
+            job_free(j);
+            warn(c, "cannot start the upload thread");
+            return;
+        }
+    }
+    if (c->tail)
+        c->tail->next = j;
+    else
+        c->head = j;
+    c->tail = j;
+    c->busy++;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void cairn_cache_finish(struct cairn_cache *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    while (c->busy > 0)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void cairn_cache_stats_get(struct cairn_cache *c, struct cairn_cache_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->stats;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void cairn_cache_close(struct cairn_cache *c)
+{
+    if (c == NULL)
+        return;
+    cairn_cache_finish(c);
+    pthread_mutex_lock(&c->mu);
+    c->stopping = true;
+    pthread_cond_broadcast(&c->cv);
+    bool running = c->uploader_running;
+    pthread_mutex_unlock(&c->mu);
+    if (running)
+        pthread_join(c->uploader, NULL);
+    for (size_t i = 0; i < c->neps; i++)
+        cairn_remote_close(c->eps[i].r);
+    free(c->eps);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}

@@ -1,0 +1,46 @@
+/* Remote cache settings from $XDG_CONFIG_HOME/cairn/config (default
+ * ~/.config/cairn/config) and the environment, so a CI fleet configures
+ * the cache once. Later sources override earlier ones: the file, then
+ * CAIRN_CACHE (URLs separated by spaces or commas), CAIRN_CACHE_MODE,
+ * CAIRN_CACHE_TOKEN, CAIRN_CACHE_CA, CAIRN_CACHE_TIMEOUT, then command-line
+ * flags (set by the caller). The file has "key = value" lines; '#' starts
+ * a comment; keys: cache (repeatable), cache-mode, cache-token, cache-ca,
+ * cache-timeout.
+ *
+ * Not thread-safe; one owner.
+ */
+#ifndef CAIRN_CLIENT_CONFIG_H
+#define CAIRN_CLIENT_CONFIG_H
+
+#include "common/error.h"
+#include "common/strvec.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct cairn_config {
+    struct cairn_strvec urls; /* owned */
+    bool read_only;           /* --cache-mode read */
+    char *token;              /* owned, may be NULL */
+    char *ca_file;            /* owned, may be NULL */
+    int64_t timeout_ms;       /* 0: default */
+};
+
+void cairn_config_init(struct cairn_config *c);
+/* Frees what c owns. Accepts NULL. */
+void cairn_config_clear(struct cairn_config *c);
+
+/* Reads the file (a missing file is fine) and the environment into c.
+ * A line the parser does not understand is CAIRN_E_PARSE with path:line. */
+int cairn_config_load(struct cairn_config *c, struct cairn_err *err);
+
+/* Applies one setting by name ("cache", "cache-mode", ...), as the file,
+ * the environment and the flags do. "cache" appends; an empty "cache"
+ * value clears the list. */
+int cairn_config_set(struct cairn_config *c, const char *key,
+                     const char *value, struct cairn_err *err);
+
+/* Parses a duration: "30s", "1500ms", "2m", or plain seconds. */
+int cairn_config_duration_ms(const char *s, int64_t *ms);
+
+#endif
