@@ -1464,3 +1464,15 @@ out:
     ck_dockerfile_free(b.df);
     return rc;
 }
+
+int cairn_build_resolve(void *store, const char *ref, const char *platform,
+                        struct ck_image_info *out, struct cairn_err *err)
+{
+    struct cairn_err scratch;
+    cairn_err_clear(&scratch);
+    struct build b;
+    memset(&b, 0, sizeof b);
+    b.st = store;
+    b.err = &scratch;
+    return resolve_image(&b, ref, platform, out, err);
+}

@@ -61,4 +61,10 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
                     char image_id[CAIRN_DIGEST_STR_LEN],
                     struct cairn_build_stats *stats, struct cairn_err *err);
 
+/* A ck_image_resolve_fn over the local store (arg: struct cairn_store *),
+ * for callers that plan without building (cairn keys). */
+struct ck_image_info;
+int cairn_build_resolve(void *store, const char *ref, const char *platform,
+                        struct ck_image_info *out, struct cairn_err *err);
+
 #endif

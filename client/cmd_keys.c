@@ -11,7 +11,8 @@
 #include "cachekey/key.h"
 #include "cachekey/plan.h"
 #include "cachekey/statcache.h"
-#include "client/index.h"
+#include "client/build.h"
+#include "client/store.h"
 #include "common/buf.h"
 #include "common/strvec.h"
 
@@ -246,7 +247,7 @@ int cairn_cmd_keys(int argc, char **argv)
     cairn_err_clear(&err);
     struct ck_dockerfile *df = NULL;
     struct ck_ignore *ig = NULL;
-    struct cairn_index *idx = NULL;
+    struct cairn_store *store = NULL;
     struct ck_statcache *sc = NULL;
     struct ck_context *ctx = NULL;
     struct ck_plan *plan = NULL;
@@ -270,16 +271,15 @@ int cairn_cmd_keys(int argc, char **argv)
     if (rc)
         goto fail;
 
-    /* The stat cache only saves time: without a writable store the keys
-     * are the same, just slower to compute. */
-    char root[4096];
+    /* The store gives the stat cache and the base images' digests; without
+     * one the keys are computed all the same, slower and with bases marked
+     * unresolved. */
     struct cairn_err ierr;
     cairn_err_clear(&ierr);
-    if (cairn_root_path(root, sizeof root) == 0 &&
-        cairn_index_open(root, &idx, &ierr) == 0)
-        ck_statcache_open(cairn_index_env(idx), &sc, &ierr);
+    if (cairn_cli_store_open(&store, &ierr) == 0)
+        ck_statcache_open(cairn_store_env(store), &sc, &ierr);
     if (ierr.code)
-        fprintf(stderr, "cairn keys: warning: no stat cache (%s)\n", ierr.msg);
+        fprintf(stderr, "cairn keys: warning: no local store (%s)\n", ierr.msg);
 
     struct ck_context_opts copts = {.ignore = ig, .cache = sc, .threads = 0};
     rc = ck_context_open(o.context, &copts, &ctx, &err);
@@ -290,6 +290,8 @@ int cairn_cmd_keys(int argc, char **argv)
         .build_args = (const char *const *)o.build_args.v,
         .nbuild_args = o.build_args.n,
         .target = o.target,
+        .resolve = store ? cairn_build_resolve : NULL,
+        .resolve_arg = store,
         .allow_unresolved = true,
     };
     rc = ck_plan_build(df, &popts, &plan, &err);
@@ -317,7 +319,7 @@ out:
     ck_plan_free(plan);
     ck_context_close(ctx);
     ck_statcache_close(sc);
-    cairn_index_close(idx);
+    cairn_store_close(store);
     ck_ignore_free(ig);
     ck_dockerfile_free(df);
     cairn_strvec_free(&o.build_args);

@@ -102,4 +102,13 @@ grep -q 'outside the build context' "$T/err" || fail "outside message: $(cat "$T
 printf 'FROM debian:12\nRUN true\n' > "$T/bad/Dockerfile"
 "$CAIRN" keys "$T/bad" | grep -q 'unresolved' || fail "unresolved base not marked"
 
+# 8. A base image in the store resolves to its manifest digest.
+bash "$CAIRN_SOURCE_DIR/tests/rootfs.sh" "$T/rootfs" >/dev/null
+tar -C "$T/rootfs" -cf "$T/bb.tar" .
+"$CAIRN" import "$T/bb.tar" busybox:1 >/dev/null || fail "import"
+printf 'FROM busybox:1\nRUN true\n' > "$T/bad/Dockerfile"
+"$CAIRN" keys "$T/bad" > "$T/out" || fail "keys with a stored base"
+grep -q unresolved "$T/out" && fail "stored base still unresolved"
+"$CAIRN" keys --explain "$T/bad" | grep -q '^    digest: sha256:' || fail "FROM digest field"
+
 echo "test_keys: all passed"
