@@ -695,11 +695,75 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
+/* ADD sources that are fetched, not read from the context (the key
+ * covers them by name only; fetching needs the network, so not yet). */
+static bool add_is_remote(const char *src)
+{
+    static const char *const remote[] = {"http://", "https://", "git@",
+                                         "git://"};
+    for (size_t k = 0; k < sizeof remote / sizeof remote[0]; k++)
+        if (strncmp(src, remote[k], strlen(remote[k])) == 0)
+            return true;
+    return false;
+}
+
+/* cairn_layer_add_archive's hook: parents first, each directory once. */
+static int archive_entry_cb(void *arg, const char *path, mode_t mode,
+                            struct cairn_err *err)
+{
+    struct copy_job *j = arg;
+    (void)err; /* ensure_parents reports through j->b->err, the same one */
+    int rc = ensure_parents(j, path);
+    if (rc)
+        return rc;
+    if (S_ISDIR(mode)) {
+        if (emitted_has(j, path))
+            return 1;
+        rc = cairn_strvec_push(&j->emitted, path);
+    }
+    if (!rc)
+        j->entries++;
+    return rc;
+}
+
+/* ADD of a local tar archive: its entries land under dest, which is a
+ * directory whatever its spelling (Docker's rule). --chown applies to
+ * them; --chmod does not (BuildKit keeps the archive's modes). */
+static int copy_archive(struct copy_job *j, const char *src)
+{
+    struct build *b = j->b;
+    const char *dest = j->dest;
+    while (*dest == '/')
+        dest++;
+    struct cairn_layer_extract x = {
+        .dest = dest,
+        .chown = j->step->chown != NULL && j->step->chown[0] != '\0',
+        .uid = j->uid,
+        .gid = j->gid,
+        .entry = archive_entry_cb,
+        .arg = j,
+    };
+    int rc = cairn_layer_add_archive(j->w, src, &x, b->err);
+    if (rc)
+        cairn_err_prefix(b->err, "step %d/%d (%s:%d ADD)", j->step->number,
+                         b->total, b->df->name, j->step->instr->line);
+    return rc;
+}
+
 static int copy_entry(void *arg, const struct ck_context_entry *e)
 {
     struct copy_job *j = arg;
     struct build *b = j->b;
     char target[8192];
+    if (j->step->instr->kind == CK_INSTR_ADD && e->type == 'f' &&
+        !e->match_is_dir) {
+        char path[8192];
+        bool tar = false;
+        snprintf(path, sizeof path, "%s/%s", j->srcroot, e->disk);
+        cairn_layer_is_archive(path, &tar);
+        if (tar)
+            return copy_archive(j, path);
+    }
     /* Where the entry lands: a directory match copies its contents into
      * dest; a file goes to dest itself, or into it when dest is a dir. */
     if (e->match_is_dir) {
@@ -867,6 +931,15 @@ static int run_copy(struct build *b, const struct ck_step *s,
         if (strncmp(s->words[i], "<<", 2) == 0) {
             nsrc++;
             continue;
+        }
+        if (s->instr->kind == CK_INSTR_ADD && add_is_remote(s->words[i])) {
+            char msg[600];
+            snprintf(msg, sizeof msg,
+                     "ADD from a URL is not supported yet: %.500s",
+                     s->words[i]);
+            cairn_strvec_free(&matches);
+            rc = step_fail(b, s, CAIRN_E_UNSUPPORTED, msg);
+            goto out;
         }
         rc = ck_context_source_each(src_ctx, s->words[i], count_match,
                                     &matches, b->err);
