@@ -624,6 +624,52 @@ static int add_history(struct build *b, const struct ck_step *s,
     return rc;
 }
 
+/* ---- layer progress ------------------------------------------------------ */
+
+/* Layers smaller than this are written before anyone would wonder. */
+#define BUILD_PROGRESS_MIN ((uint64_t)32 << 20)
+
+/* The progress line of one layer write on a terminal. */
+struct layer_progress {
+    FILE *out;
+    bool shown;
+};
+
+static void layer_progress_cb(void *arg, uint64_t tar_bytes)
+{
+    struct layer_progress *p = arg;
+    if (tar_bytes < BUILD_PROGRESS_MIN)
+        return;
+    /* MB as Docker prints sizes: 10^6 bytes. The line is rewritten in
+     * place with \r until the layer is done. */
+    fprintf(p->out, "\r ---> writing layer: %llu MB",
+            (unsigned long long)(tar_bytes / 1000000));
+    fflush(p->out);
+    p->shown = true;
+}
+
+/* Hooks p into lo when the output is a terminal (plain logs get no
+ * carriage returns). */
+static void layer_progress_start(struct build *b, struct cairn_layer_opts *lo,
+                                 struct layer_progress *p)
+{
+    p->out = b->out;
+    p->shown = false;
+    if (b->o->tty) {
+        lo->progress = layer_progress_cb;
+        lo->progress_arg = p;
+    }
+}
+
+/* Ends a progress line that was shown, so the next output starts on a
+ * line of its own. */
+static void layer_progress_end(struct layer_progress *p)
+{
+    if (p->shown)
+        fputc('\n', p->out);
+    p->shown = false;
+}
+
 /* ---- COPY / ADD ---------------------------------------------------------- */
 
 struct copy_job {
@@ -957,6 +1003,8 @@ static int run_copy(struct build *b, const struct ck_step *s,
 
     struct cairn_layer_opts lo = {.compression = b->o->compression,
                                   .source_date_epoch = b->o->source_date_epoch};
+    struct layer_progress lp;
+    layer_progress_start(b, &lo, &lp);
     rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &j.w, b->err);
     if (rc)
         goto out;
@@ -996,10 +1044,12 @@ static int run_copy(struct build *b, const struct ck_step *s,
     }
     if (rc) {
         cairn_layer_writer_abort(j.w);
+        layer_progress_end(&lp);
         goto out;
     }
     *empty = j.entries == 0;
     rc = cairn_layer_writer_finish(j.w, desc, blob, b->err);
+    layer_progress_end(&lp);
 out:
     if (src_ctx != b->ctx)
         ck_context_close(src_ctx);
@@ -1163,15 +1213,19 @@ static int run_run(struct build *b, const struct ck_step *s,
     struct cairn_layer_writer *w = NULL;
     struct cairn_layer_opts lo = {.compression = b->o->compression,
                                   .source_date_epoch = b->o->source_date_epoch};
+    struct layer_progress lp;
+    layer_progress_start(b, &lo, &lp);
     rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &w, b->err);
     if (!rc)
         rc = cairn_layer_add_upper(w, upper, (const char *const *)res.created,
                                    b->err);
     if (rc) {
         cairn_layer_writer_abort(w);
+        layer_progress_end(&lp);
         goto out;
     }
     rc = cairn_layer_writer_finish(w, desc, blob, b->err);
+    layer_progress_end(&lp);
 out:
     cairn_run_result_clear(&res);
     free(script);
