@@ -334,6 +334,59 @@ static int lookup_id(struct build *b, struct stage_out *s, const char *file,
     return rc;
 }
 
+/* HOME for a RUN as user ("", "name", "uid", with an optional ":group"),
+ * as runc sets it: the home field of the user's /etc/passwd entry in the
+ * stage's root (matched by name, or by uid when numeric), "/" when there
+ * is no entry. */
+static void passwd_home(struct build *b, struct stage_out *s, const char *user,
+                        char *out, size_t cap)
+{
+    snprintf(out, cap, "/");
+    char name[256];
+    if (user == NULL)
+        user = "";
+    size_t n = strcspn(user, ":");
+    if (n >= sizeof name)
+        return;
+    memcpy(name, user, n);
+    name[n] = '\0';
+    if (n == 0)
+        snprintf(name, sizeof name, "0");
+    char *end = NULL;
+    unsigned long uid = strtoul(name, &end, 10);
+    bool numeric = *end == '\0';
+    struct stat st;
+    char path[8192];
+    if (stage_lstat(b, s, "etc/passwd", &st, path, sizeof path) != 0)
+        return;
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        /* name:password:uid:gid:gecos:home:shell */
+        char *field[7] = {line};
+        size_t nf = 1;
+        for (char *p = line; *p && nf < 7; p++)
+            if (*p == ':') {
+                *p = '\0';
+                field[nf++] = p + 1;
+            }
+        if (nf < 6)
+            continue;
+        bool hit = numeric ? (strtoul(field[2], &end, 10) == uid &&
+                              end != field[2] && *end == '\0')
+                           : strcmp(field[0], name) == 0;
+        if (hit) {
+            if (field[5][0] != '\0')
+                snprintf(out, cap, "%s", field[5]);
+            break;
+        }
+    }
+    fclose(f);
+}
+
 /* --chown=user[:group] by name or id, names through the parent's
  * /etc/passwd and /etc/group (as Docker does). */
 static int resolve_chown(struct build *b, struct stage_out *s,
@@ -1151,8 +1204,20 @@ static int run_run(struct build *b, const struct ck_step *s,
             rc = cairn_strvec_push(&argv, cmd);
         }
     }
-    for (size_t i = 0; !rc && i < s->nenv; i++)
+    bool has_home = false;
+    for (size_t i = 0; !rc && i < s->nenv; i++) {
         rc = cairn_strvec_push(&env, s->env[i]);
+        has_home = has_home || strncmp(s->env[i], "HOME=", 5) == 0;
+    }
+    /* Docker (runc) sets HOME from the user's passwd entry when the
+     * environment has none. It is derived from the parent's files, which
+     * the key already covers, so it stays out of the key and the image. */
+    if (!rc && !has_home) {
+        char home[1024], var[1100];
+        passwd_home(b, so, s->user, home, sizeof home);
+        snprintf(var, sizeof var, "HOME=%s", home);
+        rc = cairn_strvec_push(&env, var);
+    }
     /* Proxy settings reach the command but never the key or the image. */
     for (size_t i = 0; !rc && i < b->o->nbuild_args; i++) {
         const char *a = b->o->build_args[i];
