@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -842,11 +843,7 @@ static int copy_archive(struct copy_job *j, const char *src)
         .entry = archive_entry_cb,
         .arg = j,
     };
-    int rc = cairn_layer_add_archive(j->w, src, &x, b->err);
-    if (rc)
-        cairn_err_prefix(b->err, "step %d/%d (%s:%d ADD)", j->step->number,
-                         b->total, b->df->name, j->step->instr->line);
-    return rc;
+    return cairn_layer_add_archive(j->w, src, &x, b->err);
 }
 
 static int copy_entry(void *arg, const struct ck_context_entry *e)
@@ -1118,6 +1115,30 @@ out:
 
 /* ---- RUN ----------------------------------------------------------------- */
 
+/* Below this much free space the store's file system counts as full. */
+#define BUILD_FULL_FREE ((uint64_t)1 << 20)
+
+/* A full store shows in a RUN as a failing write inside the command
+ * (through overlayfs even as EIO, not ENOSPC): add that to the step's
+ * error, or the user hunts for a bug in the command. */
+static void note_full_disk(struct build *b)
+{
+    struct statvfs sv;
+    const char *dir = cairn_store_tmpdir(b->st);
+    if (statvfs(dir, &sv) != 0)
+        return;
+    uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+    bool no_inodes = sv.f_files > 0 && sv.f_favail == 0;
+    if (avail >= BUILD_FULL_FREE && !no_inodes)
+        return;
+    size_t n = strnlen(b->err->msg, sizeof b->err->msg);
+    snprintf(b->err->msg + n, sizeof b->err->msg - n,
+             " (no space left on device: the store's file system at %s has "
+             "%llu kB%s free)",
+             dir, (unsigned long long)(avail / 1024),
+             no_inodes ? " and no inodes" : "");
+}
+
 /* True when dir holds anything but the paths in skip. */
 static bool upper_has_changes(const char *dir, const char *prefix,
                               char *const *skip)
@@ -1270,6 +1291,7 @@ static int run_run(struct build *b, const struct ck_step *s,
                            s->number, b->total, b->df->name, s->instr->line,
                            cmdline.data ? cmdline.data : "", res.exit_code);
         cairn_buf_free(&cmdline);
+        note_full_disk(b);
         goto out;
     }
     *empty = !upper_has_changes(upper, "", res.created);
@@ -1433,8 +1455,15 @@ static int walk(struct build *b)
             if (!rc && s->instr->kind != CK_INSTR_ARG)
                 rc = add_history(b, s, so, true);
         }
-        if (rc)
+        if (rc) {
+            /* Every failure names its step; the layer writer and the
+             * store (a full disk, say) do not know which one they serve. */
+            if (strncmp(b->err->msg, "step ", 5) != 0)
+                cairn_err_prefix(b->err, "step %d/%d (%s:%d %s)", s->number,
+                                 b->total, b->df->name, s->instr->line,
+                                 ck_instr_name(s->instr->kind));
             return rc;
+        }
         char id[13];
         short_id(b->keys->keys[i].hex, id);
         fprintf(b->out, " ---> %s\n", id);
