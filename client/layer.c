@@ -705,7 +705,8 @@ int cairn_layer_is_archive(const char *path, bool *yes)
     struct archive_entry *ae = NULL;
     /* Docker asks the tar reader for a first header: an empty file or a
      * tar with no entries is no archive and is copied as it is. */
-    *yes = archive_read_next_header(a, &ae) >= ARCHIVE_WARN;
+    int r = archive_read_next_header(a, &ae);
+    *yes = r == ARCHIVE_OK || r == ARCHIVE_WARN;
     archive_read_free(a);
     return 0;
 }
