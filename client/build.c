@@ -851,8 +851,10 @@ static int copy_entry(void *arg, const struct ck_context_entry *e)
     struct copy_job *j = arg;
     struct build *b = j->b;
     char target[8192];
+    const char *unpack = ck_instr_flag(j->step->instr, "unpack", NULL);
     if (j->step->instr->kind == CK_INSTR_ADD && e->type == 'f' &&
-        !e->match_is_dir) {
+        !e->match_is_dir && !(unpack && strcmp(unpack, "false") == 0)) {
+        /* --unpack=false (Dockerfile 1.17) copies an archive as a file. */
         char path[8192];
         bool tar = false;
         snprintf(path, sizeof path, "%s/%s", j->srcroot, e->disk);

@@ -3,7 +3,7 @@
 # bzip2, xz, zstd), as Docker does; other files (a lone .gz, a tar inside a
 # copied directory) are copied as they are. --chown applies to extracted
 # entries, --chmod does not. Entries escaping the destination are refused;
-# ADD of a URL says it is not supported.
+# ADD of a URL says it is not supported; --unpack=false keeps the archive.
 . "$(dirname "$0")/lib.sh"
 
 bash "$CAIRN_SOURCE_DIR/tests/rootfs.sh" "$T/rootfs" >/dev/null
@@ -36,6 +36,7 @@ ADD --chown=app:app --chmod=0700 a.tzst /opt/zst
 ADD blob.bin /opt/blob
 ADD p.txt.gz /opt/
 ADD sub /opt/sub
+ADD --unpack=false a.tar.gz /opt/kept/
 RUN set -e; \
     for d in plain gz multi zst blob; do test "$(cat /opt/$d/d/e/f)" = hi; test "$(cat /opt/$d/d/link)" = hi; done; \
     test "$(stat -c %h /opt/gz/d/hard)" = 2; \
@@ -45,6 +46,7 @@ RUN set -e; \
     test "$(stat -c %u:%g:%a /opt/zst/d)" = 1000:1000:755; \
     test -f /opt/p.txt.gz; test ! -e /opt/p.txt; \
     test -f /opt/sub/inner.tar; test ! -e /opt/sub/d; \
+    test -f /opt/kept/a.tar.gz; test ! -e /opt/kept/d; \
     echo ADD-CHECKS-OK
 DF
 "$CAIRN" build --progress plain -t added "$ctx" > "$T/b1" 2>&1 || { cat "$T/b1"; fail "ADD build"; }
@@ -68,7 +70,7 @@ done
 
 # Rebuild: every ADD is cached.
 "$CAIRN" build --progress plain "$ctx" > "$T/b2" 2>&1 || { cat "$T/b2"; fail "rebuild"; }
-assert_eq "$(grep -c ' ---> Using cache' "$T/b2")" 8 "cached steps on rebuild"
+assert_eq "$(grep -c ' ---> Using cache' "$T/b2")" 9 "cached steps on rebuild"
 
 # Bad archives: clear error naming the step, non-zero exit, nothing kept.
 python3 - "$T/bad" <<'PY'
