@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -335,6 +336,59 @@ static int lookup_id(struct build *b, struct stage_out *s, const char *file,
     return rc;
 }
 
+/* HOME for a RUN as user ("", "name", "uid", with an optional ":group"),
+ * as runc sets it: the home field of the user's /etc/passwd entry in the
+ * stage's root (matched by name, or by uid when numeric), "/" when there
+ * is no entry. */
+static void passwd_home(struct build *b, struct stage_out *s, const char *user,
+                        char *out, size_t cap)
+{
+    snprintf(out, cap, "/");
+    char name[256];
+    if (user == NULL)
+        user = "";
+    size_t n = strcspn(user, ":");
+    if (n >= sizeof name)
+        return;
+    memcpy(name, user, n);
+    name[n] = '\0';
+    if (n == 0)
+        snprintf(name, sizeof name, "0");
+    char *end = NULL;
+    unsigned long uid = strtoul(name, &end, 10);
+    bool numeric = *end == '\0';
+    struct stat st;
+    char path[8192];
+    if (stage_lstat(b, s, "etc/passwd", &st, path, sizeof path) != 0)
+        return;
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        /* name:password:uid:gid:gecos:home:shell */
+        char *field[7] = {line};
+        size_t nf = 1;
+        for (char *p = line; *p && nf < 7; p++)
+            if (*p == ':') {
+                *p = '\0';
+                field[nf++] = p + 1;
+            }
+        if (nf < 6)
+            continue;
+        bool hit = numeric ? (strtoul(field[2], &end, 10) == uid &&
+                              end != field[2] && *end == '\0')
+                           : strcmp(field[0], name) == 0;
+        if (hit) {
+            if (field[5][0] != '\0')
+                snprintf(out, cap, "%s", field[5]);
+            break;
+        }
+    }
+    fclose(f);
+}
+
 /* --chown=user[:group] by name or id, names through the parent's
  * /etc/passwd and /etc/group (as Docker does). */
 static int resolve_chown(struct build *b, struct stage_out *s,
@@ -625,6 +679,52 @@ static int add_history(struct build *b, const struct ck_step *s,
     return rc;
 }
 
+/* ---- layer progress ------------------------------------------------------ */
+
+/* Layers smaller than this are written before anyone would wonder. */
+#define BUILD_PROGRESS_MIN ((uint64_t)32 << 20)
+
+/* The progress line of one layer write on a terminal. */
+struct layer_progress {
+    FILE *out;
+    bool shown;
+};
+
+static void layer_progress_cb(void *arg, uint64_t tar_bytes)
+{
+    struct layer_progress *p = arg;
+    if (tar_bytes < BUILD_PROGRESS_MIN)
+        return;
+    /* MB as Docker prints sizes: 10^6 bytes. The line is rewritten in
+     * place with \r until the layer is done. */
+    fprintf(p->out, "\r ---> writing layer: %llu MB",
+            (unsigned long long)(tar_bytes / 1000000));
+    fflush(p->out);
+    p->shown = true;
+}
+
+/* Hooks p into lo when the output is a terminal (plain logs get no
+ * carriage returns). */
+static void layer_progress_start(struct build *b, struct cairn_layer_opts *lo,
+                                 struct layer_progress *p)
+{
+    p->out = b->out;
+    p->shown = false;
+    if (b->o->tty) {
+        lo->progress = layer_progress_cb;
+        lo->progress_arg = p;
+    }
+}
+
+/* Ends a progress line that was shown, so the next output starts on a
+ * line of its own. */
+static void layer_progress_end(struct layer_progress *p)
+{
+    if (p->shown)
+        fputc('\n', p->out);
+    p->shown = false;
+}
+
 /* ---- COPY / ADD ---------------------------------------------------------- */
 
 struct copy_job {
@@ -696,11 +796,73 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
+/* ADD sources that are fetched, not read from the context (the key
+ * covers them by name only; fetching needs the network, so not yet). */
+static bool add_is_remote(const char *src)
+{
+    static const char *const remote[] = {"http://", "https://", "git@",
+                                         "git://"};
+    for (size_t k = 0; k < sizeof remote / sizeof remote[0]; k++)
+        if (strncmp(src, remote[k], strlen(remote[k])) == 0)
+            return true;
+    return false;
+}
+
+/* cairn_layer_add_archive's hook: parents first, each directory once. */
+static int archive_entry_cb(void *arg, const char *path, mode_t mode,
+                            struct cairn_err *err)
+{
+    struct copy_job *j = arg;
+    (void)err; /* ensure_parents reports through j->b->err, the same one */
+    int rc = ensure_parents(j, path);
+    if (rc)
+        return rc;
+    if (S_ISDIR(mode)) {
+        if (emitted_has(j, path))
+            return 1;
+        rc = cairn_strvec_push(&j->emitted, path);
+    }
+    if (!rc)
+        j->entries++;
+    return rc;
+}
+
+/* ADD of a local tar archive: its entries land under dest, which is a
+ * directory whatever its spelling (Docker's rule). --chown applies to
+ * them; --chmod does not (BuildKit keeps the archive's modes). */
+static int copy_archive(struct copy_job *j, const char *src)
+{
+    struct build *b = j->b;
+    const char *dest = j->dest;
+    while (*dest == '/')
+        dest++;
+    struct cairn_layer_extract x = {
+        .dest = dest,
+        .chown = j->step->chown != NULL && j->step->chown[0] != '\0',
+        .uid = j->uid,
+        .gid = j->gid,
+        .entry = archive_entry_cb,
+        .arg = j,
+    };
+    return cairn_layer_add_archive(j->w, src, &x, b->err);
+}
+
 static int copy_entry(void *arg, const struct ck_context_entry *e)
 {
     struct copy_job *j = arg;
     struct build *b = j->b;
     char target[8192];
+    const char *unpack = ck_instr_flag(j->step->instr, "unpack", NULL);
+    if (j->step->instr->kind == CK_INSTR_ADD && e->type == 'f' &&
+        !e->match_is_dir && !(unpack && strcmp(unpack, "false") == 0)) {
+        /* --unpack=false (Dockerfile 1.17) copies an archive as a file. */
+        char path[8192];
+        bool tar = false;
+        snprintf(path, sizeof path, "%s/%s", j->srcroot, e->disk);
+        cairn_layer_is_archive(path, &tar);
+        if (tar)
+            return copy_archive(j, path);
+    }
     /* Where the entry lands: a directory match copies its contents into
      * dest; a file goes to dest itself, or into it when dest is a dir. */
     if (e->match_is_dir) {
@@ -869,6 +1031,15 @@ static int run_copy(struct build *b, const struct ck_step *s,
             nsrc++;
             continue;
         }
+        if (s->instr->kind == CK_INSTR_ADD && add_is_remote(s->words[i])) {
+            char msg[600];
+            snprintf(msg, sizeof msg,
+                     "ADD from a URL is not supported yet: %.500s",
+                     s->words[i]);
+            cairn_strvec_free(&matches);
+            rc = step_fail(b, s, CAIRN_E_UNSUPPORTED, msg);
+            goto out;
+        }
         rc = ck_context_source_each(src_ctx, s->words[i], count_match,
                                     &matches, b->err);
         if (rc) {
@@ -885,6 +1056,8 @@ static int run_copy(struct build *b, const struct ck_step *s,
 
     struct cairn_layer_opts lo = {.compression = b->o->compression,
                                   .source_date_epoch = b->o->source_date_epoch};
+    struct layer_progress lp;
+    layer_progress_start(b, &lo, &lp);
     rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &j.w, b->err);
     if (rc)
         goto out;
@@ -924,10 +1097,12 @@ static int run_copy(struct build *b, const struct ck_step *s,
     }
     if (rc) {
         cairn_layer_writer_abort(j.w);
+        layer_progress_end(&lp);
         goto out;
     }
     *empty = j.entries == 0;
     rc = cairn_layer_writer_finish(j.w, desc, blob, b->err);
+    layer_progress_end(&lp);
 out:
     if (src_ctx != b->ctx)
         ck_context_close(src_ctx);
@@ -942,6 +1117,30 @@ out:
 }
 
 /* ---- RUN ----------------------------------------------------------------- */
+
+/* Below this much free space the store's file system counts as full. */
+#define BUILD_FULL_FREE ((uint64_t)1 << 20)
+
+/* A full store shows in a RUN as a failing write inside the command
+ * (through overlayfs even as EIO, not ENOSPC): add that to the step's
+ * error, or the user hunts for a bug in the command. */
+static void note_full_disk(struct build *b)
+{
+    struct statvfs sv;
+    const char *dir = cairn_store_tmpdir(b->st);
+    if (statvfs(dir, &sv) != 0)
+        return;
+    uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+    bool no_inodes = sv.f_files > 0 && sv.f_favail == 0;
+    if (avail >= BUILD_FULL_FREE && !no_inodes)
+        return;
+    size_t n = strnlen(b->err->msg, sizeof b->err->msg);
+    snprintf(b->err->msg + n, sizeof b->err->msg - n,
+             " (no space left on device: the store's file system at %s has "
+             "%llu kB%s free)",
+             dir, (unsigned long long)(avail / 1024),
+             no_inodes ? " and no inodes" : "");
+}
 
 /* True when dir holds anything but the paths in skip. */
 static bool upper_has_changes(const char *dir, const char *prefix,
@@ -1029,8 +1228,20 @@ static int run_run(struct build *b, const struct ck_step *s,
             rc = cairn_strvec_push(&argv, cmd);
         }
     }
-    for (size_t i = 0; !rc && i < s->nenv; i++)
+    bool has_home = false;
+    for (size_t i = 0; !rc && i < s->nenv; i++) {
         rc = cairn_strvec_push(&env, s->env[i]);
+        has_home = has_home || strncmp(s->env[i], "HOME=", 5) == 0;
+    }
+    /* Docker (runc) sets HOME from the user's passwd entry when the
+     * environment has none. It is derived from the parent's files, which
+     * the key already covers, so it stays out of the key and the image. */
+    if (!rc && !has_home) {
+        char home[1024], var[1100];
+        passwd_home(b, so, s->user, home, sizeof home);
+        snprintf(var, sizeof var, "HOME=%s", home);
+        rc = cairn_strvec_push(&env, var);
+    }
     /* Proxy settings reach the command but never the key or the image. */
     for (size_t i = 0; !rc && i < b->o->nbuild_args; i++) {
         const char *a = b->o->build_args[i];
@@ -1083,6 +1294,7 @@ static int run_run(struct build *b, const struct ck_step *s,
                            s->number, b->total, b->df->name, s->instr->line,
                            cmdline.data ? cmdline.data : "", res.exit_code);
         cairn_buf_free(&cmdline);
+        note_full_disk(b);
         goto out;
     }
     *empty = !upper_has_changes(upper, "", res.created);
@@ -1091,15 +1303,19 @@ static int run_run(struct build *b, const struct ck_step *s,
     struct cairn_layer_writer *w = NULL;
     struct cairn_layer_opts lo = {.compression = b->o->compression,
                                   .source_date_epoch = b->o->source_date_epoch};
+    struct layer_progress lp;
+    layer_progress_start(b, &lo, &lp);
     rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &w, b->err);
     if (!rc)
         rc = cairn_layer_add_upper(w, upper, (const char *const *)res.created,
                                    b->err);
     if (rc) {
         cairn_layer_writer_abort(w);
+        layer_progress_end(&lp);
         goto out;
     }
     rc = cairn_layer_writer_finish(w, desc, blob, b->err);
+    layer_progress_end(&lp);
 out:
     cairn_run_result_clear(&res);
     free(script);
@@ -1288,8 +1504,15 @@ static int walk(struct build *b)
             if (!rc && s->instr->kind != CK_INSTR_ARG)
                 rc = add_history(b, s, so, true);
         }
-        if (rc)
+        if (rc) {
+            /* Every failure names its step; the layer writer and the
+             * store (a full disk, say) do not know which one they serve. */
+            if (strncmp(b->err->msg, "step ", 5) != 0)
+                cairn_err_prefix(b->err, "step %d/%d (%s:%d %s)", s->number,
+                                 b->total, b->df->name, s->instr->line,
+                                 ck_instr_name(s->instr->kind));
             return rc;
+        }
         char id[13];
         short_id(b->keys->keys[i].hex, id);
         fprintf(b->out, " ---> %s\n", id);

@@ -673,6 +673,278 @@ void cairn_layer_writer_abort(struct cairn_layer_writer *w)
 }
 
 /* ------------------------------------------------------------------ */
+/* ADD of a local archive                                              */
+
+/* A reader for what Docker's ADD extracts (pkg/archive's
+ * DecompressStream, then a tar reader): a tar, plain or inside gzip,
+ * bzip2, xz or zstd. Zip, cpio and the rest stay files. */
+static struct archive *add_reader_open(const char *path)
+{
+    struct archive *a = archive_read_new();
+    if (a == NULL)
+        return NULL;
+    /* ARCHIVE_WARN: the filter runs through an external program. */
+    if (archive_read_support_filter_gzip(a) < ARCHIVE_WARN ||
+        archive_read_support_filter_bzip2(a) < ARCHIVE_WARN ||
+        archive_read_support_filter_xz(a) < ARCHIVE_WARN ||
+        archive_read_support_filter_zstd(a) < ARCHIVE_WARN ||
+        archive_read_support_format_tar(a) != ARCHIVE_OK ||
+        archive_read_open_filename(a, path, LAYER_TAR_BLOCK) != ARCHIVE_OK) {
+        archive_read_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+int cairn_layer_is_archive(const char *path, bool *yes)
+{
+    *yes = false;
+    struct archive *a = add_reader_open(path);
+    if (a == NULL)
+        return 0;
+    struct archive_entry *ae = NULL;
+    /* Docker asks the tar reader for a first header: an empty file or a
+     * tar with no entries is no archive and is copied as it is. */
+    int r = archive_read_next_header(a, &ae);
+    *yes = r == ARCHIVE_OK || r == ARCHIVE_WARN;
+    archive_read_free(a);
+    return 0;
+}
+
+/* Cleans an archive path lexically into out: "", "." and leading "/"
+ * dropped, ".." popping a component. Returns false when ".." climbs above
+ * the root (Docker's "breakout") or the result does not fit. */
+static bool add_clean(const char *base, const char *p, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int pass = 0; pass < 2; pass++) {
+        const char *s = pass == 0 ? base : p;
+        while (s != NULL && *s) {
+            const char *e = strchr(s, '/');
+            size_t len = e ? (size_t)(e - s) : strlen(s);
+            if (len == 2 && s[0] == '.' && s[1] == '.') {
+                if (n == 0)
+                    return false;
+                while (n > 0 && out[n - 1] != '/')
+                    n--;
+                if (n > 0)
+                    n--;
+                out[n] = '\0';
+            } else if (len > 0 && !(len == 1 && s[0] == '.')) {
+                if (n + (n ? 1 : 0) + len + 1 > cap)
+                    return false;
+                if (n)
+                    out[n++] = '/';
+                memcpy(out + n, s, len);
+                n += len;
+                out[n] = '\0';
+            }
+            s = e ? e + 1 : NULL;
+        }
+    }
+    return true;
+}
+
+/* dest + "/" + rel (either may be ""). */
+static bool add_join(const char *dest, const char *rel, char *out, size_t cap)
+{
+    int n =
+        snprintf(out, cap, "%s%s%s", dest, dest[0] && rel[0] ? "/" : "", rel);
+    return n >= 0 && (size_t)n < cap;
+}
+
+struct add_state {
+    struct cairn_layer_writer *w;
+    const struct cairn_layer_extract *x;
+    const char *src; /* for messages */
+    struct archive *a;
+    char **links; /* symlinks the archive made (layer paths) */
+    size_t nlinks;
+};
+
+/* True when a parent of path is a symlink this archive added: writing
+ * through it would land wherever the link points, maybe outside dest. */
+static bool add_under_link(const struct add_state *s, const char *path)
+{
+    for (size_t i = 0; i < s->nlinks; i++) {
+        size_t n = strlen(s->links[i]);
+        if (strncmp(path, s->links[i], n) == 0 && path[n] == '/')
+            return true;
+    }
+    return false;
+}
+
+static int add_refuse(struct add_state *s, const char *name, const char *why,
+                      struct cairn_err *err)
+{
+    return cairn_err_set(err, CAIRN_E_CORRUPT, "archive %s: entry %s: %s",
+                         s->src, name, why);
+}
+
+/* Adds the current entry of the archive (header in). */
+static int add_one(struct add_state *s, struct archive_entry *in,
+                   struct cairn_err *err)
+{
+    const struct cairn_layer_extract *x = s->x;
+    const char *name = archive_entry_pathname(in);
+    if (name == NULL || name[0] == '\0')
+        return add_refuse(s, "(no name)", "entry without a path", err);
+    char rel[LAYER_PATH_MAX], path[LAYER_PATH_MAX];
+    if (!add_clean("", name, rel, sizeof rel))
+        return add_refuse(s, name, "path escapes the destination", err);
+    if (!add_join(x->dest, rel, path, sizeof path))
+        return add_refuse(s, name, "path too long", err);
+    mode_t type = archive_entry_filetype(in);
+    const char *hard = archive_entry_hardlink(in);
+    if (path[0] == '\0')
+        return 0; /* "./" with dest "/": the root is never an entry */
+    if (rel[0] == '\0' && (type != AE_IFDIR || hard != NULL))
+        return add_refuse(s, name, "the archive root is not a directory", err);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (strncmp(base, WH_PREFIX, strlen(WH_PREFIX)) == 0)
+        return add_refuse(s, name, "\".wh.\" names are OCI whiteouts", err);
+    if (add_under_link(s, path))
+        return add_refuse(s, name, "a parent directory is a symlink", err);
+
+    char target[LAYER_PATH_MAX];
+    if (hard != NULL) {
+        char hrel[LAYER_PATH_MAX];
+        if (!add_clean("", hard, hrel, sizeof hrel) || hrel[0] == '\0' ||
+            !add_join(x->dest, hrel, target, sizeof target))
+            return add_refuse(s, name, "hard link target escapes", err);
+    } else if (type == AE_IFLNK) {
+        const char *t = archive_entry_symlink(in);
+        if (t == NULL || t[0] == '\0')
+            return add_refuse(s, name, "symlink without a target", err);
+        /* Docker's check: a relative target, joined to the link's
+         * directory, stays inside dest. Absolute targets are resolved in
+         * the container's root, so they cannot escape it. */
+        char dir[LAYER_PATH_MAX], tmp[LAYER_PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", rel);
+        char *sl = strrchr(dir, '/');
+        if (sl)
+            *sl = '\0';
+        else
+            dir[0] = '\0';
+        if (t[0] != '/' && !add_clean(dir, t, tmp, sizeof tmp))
+            return add_refuse(s, name, "symlink target escapes", err);
+        if (strlen(t) >= LAYER_PATH_MAX)
+            return add_refuse(s, name, "symlink target too long", err);
+    } else if (type == AE_IFSOCK) {
+        return 0; /* tar cannot hold sockets anyway */
+    } else if (type == AE_IFCHR && archive_entry_rdev(in) == 0) {
+        return add_refuse(s, name, "a 0/0 device is an overlay whiteout", err);
+    } else if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFIFO &&
+               type != AE_IFCHR && type != AE_IFBLK) {
+        return add_refuse(s, name, "unknown entry type", err);
+    }
+
+    mode_t mode = (mode_t)(type | (archive_entry_perm(in) & 07777));
+    if (hard != NULL)
+        mode = (mode_t)(S_IFREG | (archive_entry_perm(in) & 07777));
+    if (x->entry != NULL) {
+        int rc = x->entry(x->arg, path, mode, err);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+    }
+    uid_t uid = x->chown ? x->uid : (uid_t)archive_entry_uid(in);
+    gid_t gid = x->chown ? x->gid : (gid_t)archive_entry_gid(in);
+    struct archive_entry *ae =
+        entry_new(s->w, path, mode, uid, gid, archive_entry_mtime(in));
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    int64_t size = 0;
+    if (hard != NULL) {
+        archive_entry_copy_hardlink(ae, target);
+    } else if (type == AE_IFLNK) {
+        archive_entry_copy_symlink(ae, archive_entry_symlink(in));
+    } else if (type == AE_IFCHR || type == AE_IFBLK) {
+        archive_entry_set_rdev(ae, archive_entry_rdev(in));
+    } else if (type == AE_IFREG) {
+        size = archive_entry_size(in);
+    }
+    archive_entry_set_size(ae, size);
+    /* Extended attributes travel as Docker's untar restores them. */
+    const char *xn;
+    const void *xv;
+    size_t xl;
+    archive_entry_xattr_reset(in);
+    while (archive_entry_xattr_next(in, &xn, &xv, &xl) == ARCHIVE_OK)
+        archive_entry_xattr_add_entry(ae, xn, xv, xl);
+    int rc = writer_header(s->w, ae, err);
+    archive_entry_free(ae);
+    if (rc != 0)
+        return rc;
+    if (type == AE_IFLNK && hard == NULL) {
+        char **nl = realloc(s->links, (s->nlinks + 1) * sizeof *nl);
+        if (nl == NULL)
+            return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        s->links = nl;
+        if ((nl[s->nlinks] = strdup(path)) == NULL)
+            return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        s->nlinks++;
+    }
+    /* The header promised size bytes: anything short breaks the writer. */
+    int64_t left = size;
+    while (left > 0) {
+        la_ssize_t r = archive_read_data(s->a, s->w->copy, LAYER_IO_BUF);
+        if (r <= 0) {
+            const char *why = archive_error_string(s->a);
+            if (r == 0 || why == NULL)
+                why = "truncated";
+            writer_break(s->w, CAIRN_E_CORRUPT, "archive %s: entry %s: %s",
+                         s->src, name, why);
+            return writer_fail_report(s->w, err);
+        }
+        if (r > left)
+            r = (la_ssize_t)left;
+        rc = writer_data(s->w, s->w->copy, (size_t)r, path, err);
+        if (rc != 0)
+            return rc;
+        left -= r;
+    }
+    return 0;
+}
+
+int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,
+                            const struct cairn_layer_extract *x,
+                            struct cairn_err *err)
+{
+    if (w == NULL || path == NULL || x == NULL || x->dest == NULL ||
+        (x->dest[0] != '\0' && !rel_path_ok(x->dest)))
+        return cairn_err_set(err, CAIRN_E_INVAL, "add archive: bad arguments");
+    if (w->broken)
+        return writer_fail_report(w, err);
+    struct add_state s = {.w = w, .x = x, .src = path};
+    s.a = add_reader_open(path);
+    if (s.a == NULL)
+        return cairn_err_set(err, CAIRN_E_ARCHIVE, "%s: not a tar archive",
+                             path);
+    int rc = 0;
+    for (;;) {
+        struct archive_entry *in = NULL;
+        int r = archive_read_next_header(s.a, &in);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r < ARCHIVE_WARN) {
+            const char *why = archive_error_string(s.a);
+            rc = cairn_err_set(err, CAIRN_E_CORRUPT, "archive %s: %s", path,
+                               why ? why : "corrupt");
+            break;
+        }
+        if ((rc = add_one(&s, in, err)) != 0)
+            break;
+    }
+    archive_read_free(s.a);
+    for (size_t i = 0; i < s.nlinks; i++)
+        free(s.links[i]);
+    free(s.links);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* Overlay upper directories                                           */
 
 enum upper_kind { UK_FILE, UK_DIR, UK_LINK, UK_DEV, UK_WHITEOUT };

@@ -100,6 +100,41 @@ int cairn_layer_add_opaque(struct cairn_layer_writer *w, const char *dir,
 int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
                           const char *const *skip, struct cairn_err *err);
 
+/* ADD's archive rule (Docker's): *yes is set when the file at path is a
+ * tar archive with at least one entry, plain or compressed with gzip,
+ * bzip2, xz or zstd. Anything else (unreadable, zip, a lone .gz) is not,
+ * and ADD copies it as a file. Always returns 0. */
+int cairn_layer_is_archive(const char *path, bool *yes);
+
+/* How the entries of an archive go into a layer. */
+struct cairn_layer_extract {
+    const char *dest; /* layer path the archive root maps to; "" = root */
+    bool chown;       /* true: every entry gets uid:gid (ADD --chown) */
+    uid_t uid;
+    gid_t gid;
+    /* Called before each entry is added with its layer path and mode, so
+     * the caller can add missing parent directories. Returns 0 to add the
+     * entry, 1 to leave it out (a directory already in the layer), or a
+     * negative error (err set), which stops the extraction. May be NULL. */
+    int (*entry)(void *arg, const char *path, mode_t mode,
+                 struct cairn_err *err);
+    void *arg;
+};
+
+/* Adds every entry of the tar archive at path (see cairn_layer_is_archive
+ * for the compressions) under x->dest, as Docker's ADD extracts it:
+ * modes, times (clamped to the source date epoch), xattrs, symlinks, hard
+ * links and devices as in the archive, owners from the archive unless
+ * x->chown. Entries escaping dest ("..", a relative symlink target or
+ * hard link leaving it, a path through a symlink the archive made), names
+ * starting with ".wh." and 0/0 character devices (both mean deletion in a
+ * layer) are refused with CAIRN_E_CORRUPT; sockets are skipped. A corrupt
+ * or truncated archive is CAIRN_E_CORRUPT. After an error the layer is
+ * incomplete: the caller aborts w. */
+int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,
+                            const struct cairn_layer_extract *x,
+                            struct cairn_err *err);
+
 /* Finishes the tar and compressor. On success *desc is filled and
  * *blob_path (malloc'd) names the finished blob file in tmpdir, which the
  * caller renames into the store or unlinks. Frees w in every case. */

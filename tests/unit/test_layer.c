@@ -977,6 +977,158 @@ static void test_unpack_bad_blobs(void **state)
     free(blob);
 }
 
+/* ---- ADD of an archive ---------------------------------------------- */
+
+/* Records the entry hook's calls and leaves out the directory "skipme". */
+struct add_log {
+    struct cairn_buf b;
+};
+
+static int add_hook(void *arg, const char *path, mode_t mode,
+                    struct cairn_err *err)
+{
+    struct add_log *l = arg;
+    (void)err;
+    assert_int_equal(
+        cairn_buf_printf(&l->b, "%s %c\n", path, S_ISDIR(mode) ? 'd' : 'o'), 0);
+    return strcmp(path, "opt/app/skipme") == 0 ? 1 : 0;
+}
+
+static void test_archive_detect(void **state)
+{
+    struct fixture *f = *state;
+    char tar[512], gz[512], txt[512], empty[512], cmd[2048];
+    path_in(tar, sizeof tar, f, "a.tar");
+    path_in(gz, sizeof gz, f, "a.tar.gz");
+    path_in(txt, sizeof txt, f, "t.gz");
+    path_in(empty, sizeof empty, f, "empty.tar");
+    const struct tar_ent e[] = {{"x", S_IFREG | 0644, NULL, false, "x"}};
+    make_tar(tar, e, 1);
+    make_tar(empty, e, 0);
+    snprintf(cmd, sizeof cmd, "gzip -c %s > %s && echo text | gzip -c > %s",
+             tar, gz, txt);
+    assert_int_equal(system(cmd), 0);
+    bool yes = false;
+    assert_int_equal(cairn_layer_is_archive(tar, &yes), 0);
+    assert_true(yes);
+    assert_int_equal(cairn_layer_is_archive(gz, &yes), 0);
+    assert_true(yes);
+    /* A compressed non-tar, a tar without entries and a missing file are
+     * copied as files, as Docker does. */
+    assert_int_equal(cairn_layer_is_archive(txt, &yes), 0);
+    assert_false(yes);
+    assert_int_equal(cairn_layer_is_archive(empty, &yes), 0);
+    assert_false(yes);
+    assert_int_equal(cairn_layer_is_archive("/nonexistent/x.tar", &yes), 0);
+    assert_false(yes);
+}
+
+static void test_archive_add(void **state)
+{
+    struct fixture *f = *state;
+    char tar[512];
+    path_in(tar, sizeof tar, f, "in.tar");
+    const struct tar_ent e[] = {
+        {"./", S_IFDIR | 0750, NULL, false, NULL},
+        {"./d/", S_IFDIR | 0700, NULL, false, NULL},
+        {"./d/f", S_IFREG | 0600, NULL, false, "data"},
+        {"./d/h", S_IFREG | 0600, "d/f", true, NULL},
+        {"./d/l", S_IFLNK | 0777, "f", false, NULL},
+        {"/abs/g", S_IFREG | 0644, NULL, false, "g"},
+        {"skipme/", S_IFDIR | 0755, NULL, false, NULL},
+    };
+    make_tar(tar, e, sizeof e / sizeof e[0]);
+    struct cairn_layer_writer *w = NULL;
+    writer_new_ok(f, CAIRN_COMPRESS_GZIP, -1, &w);
+    struct add_log log;
+    cairn_buf_init(&log.b, 0);
+    struct cairn_layer_extract x = {.dest = "opt/app",
+                                    .chown = true,
+                                    .uid = 1000,
+                                    .gid = 2000,
+                                    .entry = add_hook,
+                                    .arg = &log};
+    struct cairn_err err = {0};
+    int rc = cairn_layer_add_archive(w, tar, &x, &err);
+    if (rc != 0)
+        fail_msg("add_archive: %s", err.msg);
+    struct cairn_layer_desc d;
+    char *blob = finish_ok(w, &d);
+    char *list = list_tar(blob);
+    /* Paths under dest (a leading "/" is inside it), modes as in the
+     * archive, owners from --chown, links rewritten under dest. */
+    assert_string_equal(list, "opt/app/ d 0750 1000:2000 0\n"
+                              "opt/app/d/ d 0700 1000:2000 0\n"
+                              "opt/app/d/f f 0600 1000:2000 4\n"
+                              "opt/app/d/h h 0600 1000:2000 0 => opt/app/d/f\n"
+                              "opt/app/d/l l 0777 1000:2000 0 -> f\n"
+                              "opt/app/abs/g f 0644 1000:2000 1\n");
+    char *calls = cairn_buf_take(&log.b);
+    assert_string_equal(calls, "opt/app d\nopt/app/d d\nopt/app/d/f o\n"
+                               "opt/app/d/h o\nopt/app/d/l o\n"
+                               "opt/app/abs/g o\nopt/app/skipme d\n");
+    free(calls);
+    free(list);
+    unlink(blob);
+    free(blob);
+}
+
+static void test_archive_refuses(void **state)
+{
+    struct fixture *f = *state;
+    char tar[512];
+    path_in(tar, sizeof tar, f, "evil.tar");
+    const struct {
+        struct tar_ent e[2];
+        size_t n;
+    } cases[] = {
+        {{{"../x", S_IFREG | 0644, NULL, false, "x"}}, 1},
+        {{{"a/../../x", S_IFREG | 0644, NULL, false, "x"}}, 1},
+        {{{"l", S_IFLNK | 0777, "/etc", false, NULL},
+          {"l/passwd", S_IFREG | 0644, NULL, false, "x"}},
+         2},
+        {{{"l", S_IFLNK | 0777, "../../x", false, NULL}}, 1},
+        {{{"h", S_IFREG | 0644, "../x", true, NULL}}, 1},
+        {{{"a/.wh.b", S_IFREG | 0644, NULL, false, NULL}}, 1},
+        {{{"c", S_IFCHR | 0644, NULL, false, NULL}}, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        make_tar(tar, cases[i].e, cases[i].n);
+        struct cairn_layer_writer *w = NULL;
+        writer_new_ok(f, CAIRN_COMPRESS_NONE, -1, &w);
+        struct cairn_layer_extract x = {.dest = "dest"};
+        struct cairn_err err = {0};
+        int rc = cairn_layer_add_archive(w, tar, &x, &err);
+        if (rc != CAIRN_E_CORRUPT)
+            fail_msg("case %zu: rc %d (%s)", i, rc, err.msg);
+        assert_non_null(strstr(err.msg, "evil.tar"));
+        cairn_layer_writer_abort(w);
+    }
+    /* Truncated content is refused too (the header promised more). */
+    const struct tar_ent big[] = {
+        {"f", S_IFREG | 0644, NULL, false,
+         "0123456789012345678901234567890123456789012345678901234567890123"
+         "0123456789012345678901234567890123456789012345678901234567890123"
+         "0123456789012345678901234567890123456789012345678901234567890123"
+         "0123456789012345678901234567890123456789012345678901234567890123"
+         "0123456789012345678901234567890123456789012345678901234567890123"
+         "0123456789012345678901234567890123456789012345678901234567890123"
+         "0123456789012345678901234567890123456789012345678901234567890123"
+         "0123456789012345678901234567890123456789012345678901234567890123"
+         "0123456789"}};
+    char cut[512];
+    path_in(cut, sizeof cut, f, "cut.tar");
+    make_tar(tar, big, 1);
+    copy_prefix(tar, cut, 600);
+    struct cairn_layer_writer *w = NULL;
+    writer_new_ok(f, CAIRN_COMPRESS_NONE, -1, &w);
+    struct cairn_layer_extract x = {.dest = ""};
+    struct cairn_err err = {0};
+    assert_int_equal(cairn_layer_add_archive(w, cut, &x, &err),
+                     CAIRN_E_CORRUPT);
+    cairn_layer_writer_abort(w);
+}
+
 static void test_whiteout_replaces(void **state)
 {
     struct fixture *f = *state;
@@ -1021,6 +1173,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unpack_refuses_escapes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unpack_bad_blobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_detect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_add, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_archive_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_whiteout_replaces, setup,
                                         teardown),
     };

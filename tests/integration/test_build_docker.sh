@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# A `cairn save`d image runs in Docker: `docker load` + `docker run` with
+# the output checked. The test starts its own dockerd with no networking
+# (no bridge, no iptables) on a socket and data root inside its temporary
+# directory, and stops it at the end. Where dockerd cannot run (no cgroup
+# support, no dockerd), or cannot run any container at all (a control
+# image made by `docker import` fails too), it says why and skips.
+. "$(dirname "$0")/lib.sh"
+
+DOCKERD=$(command -v dockerd || true)
+DOCKER=/usr/bin/docker # Debian's docker.io client, matching its dockerd
+skip() {
+    echo "SKIP: test_build_docker: $*"
+    exit 0
+}
+[ -n "$DOCKERD" ] || skip "dockerd is not installed"
+[ -x "$DOCKER" ] || skip "$DOCKER is not installed"
+
+# stop_dockerd: the dockerd this test started (by its pid), then any
+# mounts it left under $T, so the temporary directory can be removed.
+dockerd_pid=
+stop_dockerd() {
+    if [ -n "$dockerd_pid" ] && kill -0 "$dockerd_pid" 2>/dev/null; then
+        kill -TERM "$dockerd_pid" 2>/dev/null || true
+        for _ in $(seq 1 150); do
+            kill -0 "$dockerd_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$dockerd_pid" 2>/dev/null && kill -KILL "$dockerd_pid" 2>/dev/null
+        wait "$dockerd_pid" 2>/dev/null || true
+    fi
+    dockerd_pid=
+    awk -v t="$T" 'index($2, t) == 1 {print $2}' /proc/self/mounts | sort -r |
+        while read -r m; do umount -l "$m" 2>/dev/null || true; done
+}
+trap 'stop_dockerd; rm -rf "$T"' EXIT
+
+bash "$CAIRN_SOURCE_DIR/tests/rootfs.sh" "$T/rootfs" >/dev/null
+tar -C "$T/rootfs" -cf "$T/busybox.tar" .
+"$CAIRN" import "$T/busybox.tar" busybox:latest >/dev/null || fail "import"
+
+# The image: a RUN layer, a deletion (whiteout), a COPY with --chown, an
+# ENV, a WORKDIR, a USER and a CMD that prints all of them.
+ctx="$T/ctx"
+mkdir -p "$ctx"
+echo "copied file" > "$ctx/file.txt"
+cat > "$ctx/Dockerfile" <<'DF'
+FROM busybox
+RUN mkdir -p /data && echo "from RUN" > /data/run.txt && rm /bin/vi
+COPY --chown=app:app file.txt /data/file.txt
+ENV GREETING=hello-from-env
+WORKDIR /data
+USER app
+CMD ["sh", "-c", "cat run.txt file.txt; echo \"$GREETING $(id -u) $(pwd)\"; stat -c %u /data/file.txt; test -e /bin/vi && echo vi-present || echo vi-gone"]
+DF
+"$CAIRN" build --progress plain -t cairn-docker-test:1 "$ctx" > "$T/build.out" 2>&1 ||
+    { cat "$T/build.out"; fail "build"; }
+"$CAIRN" save cairn-docker-test:1 -o "$T/image.tar" || fail "save"
+
+# Start dockerd: networking off, everything under $T.
+mkdir -p "$T/docker" "$T/exec"
+sock="$T/docker.sock"
+"$DOCKERD" --bridge=none --iptables=false --ip-masq=false \
+    --data-root "$T/docker" --exec-root "$T/exec" --pidfile "$T/docker.pid" \
+    -H "unix://$sock" > "$T/dockerd.log" 2>&1 &
+dockerd_pid=$!
+dk() { "$DOCKER" -H "unix://$sock" "$@"; }
+up=
+for _ in $(seq 1 300); do
+    kill -0 "$dockerd_pid" 2>/dev/null || break
+    if dk version >/dev/null 2>&1; then up=1; break; fi
+    sleep 0.1
+done
+if [ -z "$up" ]; then
+    why=$(grep -iE 'level=(fatal|error)|failed' "$T/dockerd.log" | tail -3)
+    stop_dockerd
+    skip "dockerd did not start here: ${why:-$(tail -3 "$T/dockerd.log")}"
+fi
+
+# docker load must accept cairn's archive whatever the host can run.
+dk load -i "$T/image.tar" > "$T/load.out" 2>&1 || fail "docker load: $(cat "$T/load.out")"
+grep -q 'cairn-docker-test:1' "$T/load.out" || fail "docker load did not name the tag: $(cat "$T/load.out")"
+dk image inspect cairn-docker-test:1 > "$T/dinspect.json" || fail "docker image inspect"
+assert_eq "$(jq -r '.[0].Config.User' "$T/dinspect.json")" "app" "User as docker reads it"
+assert_eq "$(jq -r '.[0].Config.WorkingDir' "$T/dinspect.json")" "/data" "WorkingDir as docker reads it"
+assert_eq "$(jq -r '.[0].RootFS.Layers | length' "$T/dinspect.json")" 3 "layers as docker reads them"
+
+# A control container from `docker import` of the same rootfs: if even
+# that cannot run, this host cannot run containers (cgroups, seccomp...).
+dk import "$T/busybox.tar" cairn-docker-control:1 >/dev/null 2>&1 || fail "docker import of the control image"
+if ! dk run --rm --network=none cairn-docker-control:1 /bin/echo control-ok > "$T/control.out" 2>&1; then
+    why=$(tail -2 "$T/control.out")
+    stop_dockerd
+    skip "docker cannot run containers here (control image failed too): $why"
+fi
+grep -q '^control-ok$' "$T/control.out" || fail "control container output: $(cat "$T/control.out")"
+
+dk run --rm --network=none cairn-docker-test:1 > "$T/run.out" 2>&1 || fail "docker run: $(cat "$T/run.out")"
+printf 'from RUN\ncopied file\nhello-from-env 1000 /data\n1000\nvi-gone\n' > "$T/expected"
+diff -u "$T/expected" "$T/run.out" || fail "docker run output differs"
+
+stop_dockerd
+echo "test_build_docker: all passed"
