@@ -855,6 +855,24 @@ static int change_apply(struct cairn_image_config *c, const char *text,
                 words = NULL;
             }
             break;
+        case CK_INSTR_ONBUILD:
+            /* docker import accepts ONBUILD: the trigger is stored as
+             * written and runs when a build uses this image. */
+            if (in->sub == NULL || in->sub->original == NULL) {
+                rc = cairn_err_set(err, CAIRN_E_PARSE,
+                                   "ONBUILD needs an instruction");
+                break;
+            } else {
+                /* In order, unlike the sets above: triggers run in turn. */
+                struct cairn_strvec sv = {.v = c->onbuild, .n = c->nonbuild,
+                                          .alloc = c->nonbuild + 1};
+                if (sv.v == NULL)
+                    sv.alloc = 0;
+                rc = cairn_strvec_push(&sv, in->sub->original);
+                c->onbuild = sv.v;
+                c->nonbuild = sv.n;
+            }
+            break;
         case CK_INSTR_USER:
         case CK_INSTR_WORKDIR:
         case CK_INSTR_STOPSIGNAL:
