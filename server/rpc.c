@@ -19,6 +19,8 @@
 /* Requests kept posted per method and worker: a burst of new calls finds
  * a waiting request instead of queueing inside gRPC until one is reposted. */
 #define SLOTS_PER_METHOD 16
+/* Bytes gRPC may buffer per incoming stream ahead of the handler. */
+#define CD_RECV_WINDOW (4u << 20)
 /* Slices of a streamed message described without allocating. */
 #define STREAM_IOV_INLINE 64
 /* The `authorization` value is copied off the metadata; cap it. */
@@ -564,6 +566,12 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)CD_MAX_MESSAGE}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = (int)CD_MAX_MESSAGE}},
+        /* A fixed receive window per stream instead of BDP probing: with
+         * probing, gRPC let a fast uploader fill ~50 MB of buffers while
+         * the handler waited on the disk; 4 MiB keeps the pipe full on
+         * loopback (docs/operations.md, memory). */
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, {.integer = (int)CD_RECV_WINDOW}},
     };
     grpc_channel_args chargs = {sizeof args / sizeof args[0], args};
     rpc->server = grpc_server_create(&chargs, NULL);
