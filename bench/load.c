@@ -1,8 +1,11 @@
 /* bench_load: load generator for cairnd (driven by bench/load).
  *
  *   bench_load ADDR ac SECONDS CALLERS     GetActionResult rate, p50, p99
+ *   bench_load - echo SECONDS CALLERS      same load on an in-process gRPC
+ *                                          server that does nothing (ceiling)
  *   bench_load ADDR cas SIZE COUNT         ByteStream write+read MB/s
- *   bench_load ADDR tcp SIZE               loopback TCP copy MB/s (baseline)
+ *   bench_load - tcp SIZE                  loopback TCP copy MB/s (baseline)
+ *   bench_load - disk SIZE DIR             16 MiB write+fdatasync MB/s in DIR
  *
  * Blob contents come from a fast PRNG, streamed: no blob is ever held in
  * memory whole, so multi-GiB blobs measure the server, not this tool.
@@ -188,39 +191,115 @@ static int64_t bs_read(struct rc_conn *c, const char *res)
 
 /* --- ac --- */
 
+/* The AC load is asynchronous: AC_THREADS threads, each with its own
+ * completion queue and channel, keep CALLERS calls in flight between them.
+ * A caller starts its next call as soon as its last one completes, so the
+ * rate measures the server, not a thread per caller blocked in pluck. */
+#define AC_THREADS 2
+#define AC_METHOD "/build.bazel.remote.execution.v2.ActionCache/GetActionResult"
+
+struct ac_caller {
+    grpc_call *call;
+    grpc_byte_buffer *send, *recv;
+    grpc_metadata_array init_md, trail_md;
+    grpc_status_code code;
+    grpc_slice details;
+    double t0;
+};
+
 struct ac_worker {
     pthread_t th;
     double until;
-    uint8_t *req;
-    size_t len;
+    grpc_slice req; /* shared request bytes (refcounted) */
+    int callers;
     double *lat;
     size_t n, cap;
     size_t errors;
 };
 
+static void ac_call_start(grpc_channel *ch, void *method, grpc_completion_queue *cq,
+                          struct ac_worker *w, struct ac_caller *k)
+{
+    k->call = grpc_channel_create_registered_call(ch, NULL, 0, cq, method,
+                                                  gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_metadata_array_init(&k->init_md);
+    grpc_metadata_array_init(&k->trail_md);
+    k->send = grpc_raw_byte_buffer_create(&w->req, 1);
+    k->recv = NULL;
+    k->code = GRPC_STATUS_UNKNOWN;
+    k->details = grpc_empty_slice();
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = k->send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &k->init_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &k->recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &k->trail_md;
+    ops[5].data.recv_status_on_client.status = &k->code;
+    ops[5].data.recv_status_on_client.status_details = &k->details;
+    k->t0 = now();
+    if (grpc_call_start_batch(k->call, ops, 6, k, NULL) != GRPC_CALL_OK) {
+        fprintf(stderr, "ac: grpc_call_start_batch failed\n");
+        exit(1);
+    }
+}
+
+static void ac_call_end(struct ac_caller *k)
+{
+    if (k->recv)
+        grpc_byte_buffer_destroy(k->recv);
+    grpc_byte_buffer_destroy(k->send);
+    grpc_slice_unref(k->details);
+    grpc_metadata_array_destroy(&k->init_md);
+    grpc_metadata_array_destroy(&k->trail_md);
+    grpc_call_unref(k->call);
+}
+
 static void *ac_main(void *arg)
 {
     struct ac_worker *w = arg;
-    struct rc_conn c;
-    rc_connect(&c, addr, NULL, NULL, NULL, NULL, NULL);
-    struct rc_status st;
-    for (;;) {
-        double t0 = now();
-        if (t0 >= w->until)
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_arg a = {GRPC_ARG_INTEGER, (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}};
+    grpc_channel_args chargs = {1, &a};
+    grpc_channel *ch = grpc_channel_create(addr, creds, &chargs);
+    grpc_channel_credentials_release(creds);
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    void *method = grpc_channel_register_call(ch, AC_METHOD, NULL, NULL);
+    struct ac_caller *k = calloc((size_t)w->callers, sizeof *k);
+    for (int i = 0; i < w->callers; i++)
+        ac_call_start(ch, method, cq, w, &k[i]);
+    int live = w->callers;
+    while (live > 0) {
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type != GRPC_OP_COMPLETE)
             break;
-        uint8_t *resp = NULL;
-        size_t rlen;
-        if (rc_unary(&c, "/build.bazel.remote.execution.v2.ActionCache/GetActionResult", w->req, w->len,
-                     &resp, &rlen, &st) != GRPC_STATUS_OK)
+        struct ac_caller *c = ev.tag;
+        double t1 = now();
+        if (!ev.success || c->code != GRPC_STATUS_OK || c->recv == NULL)
             w->errors++;
-        free(resp);
         if (w->n == w->cap) {
-            w->cap = w->cap ? w->cap * 2 : 4096;
+            w->cap = w->cap ? w->cap * 2 : 65536;
             w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
         }
-        w->lat[w->n++] = now() - t0;
+        w->lat[w->n++] = t1 - c->t0;
+        ac_call_end(c);
+        if (t1 < w->until)
+            ac_call_start(ch, method, cq, w, c);
+        else
+            live--;
     }
-    rc_close(&c);
+    free(k);
+    grpc_channel_destroy(ch);
+    grpc_completion_queue_shutdown(cq);
+    while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+           GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(cq);
     return NULL;
 }
 
@@ -229,6 +308,8 @@ static int cmp_double(const void *a, const void *b)
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
+
+static int ac_drive(const char *what, grpc_slice req, double seconds, int callers);
 
 static int run_ac(double seconds, int callers)
 {
@@ -273,17 +354,149 @@ static int run_ac(double seconds, int callers)
     get.instance_name = "bench";
     get.action_digest = &act;
     len = protobuf_c_message_pack(&get.base, buf);
+    grpc_slice req = grpc_slice_from_copied_buffer((const char *)buf, len);
+    int rc = ac_drive("ac", req, seconds, callers);
+    grpc_slice_unref(req);
+    return rc;
+}
 
-    struct ac_worker *w = calloc((size_t)callers, sizeof *w);
+/* --- echo: the gRPC ceiling for the ac numbers --- */
+
+/* A do-nothing gRPC server in this process (C core, ECHO_THREADS
+ * completion queues, the same registered-method setup as cairnd) that
+ * answers GetActionResult with a fixed reply. Driven by the same client
+ * as "ac", it shows what the gRPC stack alone reaches on this machine at
+ * this moment: cairnd's rate is read against it. */
+#define ECHO_THREADS 2
+#define ECHO_SLOTS 32
+
+struct echo_call {
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload, *send;
+    int cancelled;
+    bool matched;
+};
+
+struct echo_srv {
+    grpc_server *srv;
+    void *method;
+    grpc_slice reply;
+    grpc_completion_queue *cq[ECHO_THREADS];
+    pthread_t th[ECHO_THREADS];
+};
+
+static struct echo_srv echo;
+
+static void echo_post(grpc_completion_queue *cq)
+{
+    struct echo_call *k = calloc(1, sizeof *k);
+    grpc_metadata_array_init(&k->md);
+    grpc_server_request_registered_call(echo.srv, echo.method, &k->call, &k->deadline, &k->md,
+                                        &k->payload, cq, cq, k);
+}
+
+static void *echo_main(void *arg)
+{
+    grpc_completion_queue *cq = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        struct echo_call *k = ev.tag;
+        if (ev.tag == NULL)
+            continue;
+        if (k->matched || !ev.success) {
+            if (k->payload)
+                grpc_byte_buffer_destroy(k->payload);
+            if (k->send)
+                grpc_byte_buffer_destroy(k->send);
+            grpc_metadata_array_destroy(&k->md);
+            if (k->call)
+                grpc_call_unref(k->call);
+            free(k);
+            continue;
+        }
+        k->matched = true;
+        echo_post(cq);
+        k->send = grpc_raw_byte_buffer_create(&echo.reply, 1);
+        grpc_slice details = grpc_empty_slice();
+        grpc_op ops[4];
+        memset(ops, 0, sizeof ops);
+        ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[1].op = GRPC_OP_SEND_MESSAGE;
+        ops[1].data.send_message.send_message = k->send;
+        ops[2].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[2].data.send_status_from_server.status = GRPC_STATUS_OK;
+        ops[2].data.send_status_from_server.status_details = &details;
+        ops[3].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[3].data.recv_close_on_server.cancelled = &k->cancelled;
+        grpc_call_start_batch(k->call, ops, 4, k, NULL);
+    }
+    return NULL;
+}
+
+static int run_echo(double seconds, int callers)
+{
+    echo.srv = grpc_server_create(NULL, NULL);
+    echo.method = grpc_server_register_method(echo.srv, AC_METHOD, NULL,
+                                              GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    for (int i = 0; i < ECHO_THREADS; i++) {
+        echo.cq[i] = grpc_completion_queue_create_for_next(NULL);
+        grpc_server_register_completion_queue(echo.srv, echo.cq[i], NULL);
+    }
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int port = grpc_server_add_http2_port(echo.srv, "127.0.0.1:0", creds);
+    grpc_server_credentials_release(creds);
+    if (port <= 0)
+        return 1;
+    grpc_server_start(echo.srv);
+    /* About the size of the ActionResult cairnd returns in "ac". */
+    uint8_t reply[120];
+    gen(3, 0, reply, sizeof reply);
+    echo.reply = grpc_slice_from_copied_buffer((const char *)reply, sizeof reply);
+    for (int i = 0; i < ECHO_THREADS; i++) {
+        for (int j = 0; j < ECHO_SLOTS; j++)
+            echo_post(echo.cq[i]);
+        pthread_create(&echo.th[i], NULL, echo_main, echo.cq[i]);
+    }
+    char eaddr[64];
+    snprintf(eaddr, sizeof eaddr, "127.0.0.1:%d", port);
+    addr = eaddr;
+    /* Same request bytes as "ac" (the echo server does not parse them). */
+    uint8_t req[110];
+    gen(4, 0, req, sizeof req);
+    grpc_slice rs = grpc_slice_from_copied_buffer((const char *)req, sizeof req);
+    int rc = ac_drive("echo", rs, seconds, callers);
+    grpc_slice_unref(rs);
+    grpc_server_shutdown_and_notify(echo.srv, echo.cq[0], NULL);
+    grpc_server_cancel_all_calls(echo.srv);
+    grpc_server_destroy(echo.srv);
+    for (int i = 0; i < ECHO_THREADS; i++) {
+        grpc_completion_queue_shutdown(echo.cq[i]);
+        pthread_join(echo.th[i], NULL);
+        grpc_completion_queue_destroy(echo.cq[i]);
+    }
+    grpc_slice_unref(echo.reply);
+    return rc;
+}
+
+/* Runs the async AC load against addr with request bytes req and prints
+ * one result line labelled what. */
+static int ac_drive(const char *what, grpc_slice req, double seconds, int callers)
+{
+    int nthreads = callers < AC_THREADS ? callers : AC_THREADS;
+    struct ac_worker *w = calloc((size_t)nthreads, sizeof *w);
     double t0 = now();
-    for (int i = 0; i < callers; i++) {
+    for (int i = 0; i < nthreads; i++) {
         w[i].until = t0 + seconds;
-        w[i].req = buf;
-        w[i].len = len;
+        w[i].req = req;
+        w[i].callers = callers / nthreads + (i < callers % nthreads);
         pthread_create(&w[i].th, NULL, ac_main, &w[i]);
     }
     size_t total = 0, errors = 0;
-    for (int i = 0; i < callers; i++) {
+    for (int i = 0; i < nthreads; i++) {
         pthread_join(w[i].th, NULL);
         total += w[i].n;
         errors += w[i].errors;
@@ -291,15 +504,15 @@ static int run_ac(double seconds, int callers)
     double elapsed = now() - t0;
     double *all = malloc((total ? total : 1) * sizeof *all);
     size_t k = 0;
-    for (int i = 0; i < callers; i++) {
+    for (int i = 0; i < nthreads; i++) {
         memcpy(all + k, w[i].lat, w[i].n * sizeof *all);
         k += w[i].n;
         free(w[i].lat);
     }
     qsort(all, total, sizeof *all, cmp_double);
-    printf("ac callers=%d calls=%zu errors=%zu rate=%.0f/s p50=%.3fms p99=%.3fms\n", callers, total,
-           errors, (double)total / elapsed, total ? all[total / 2] * 1e3 : 0,
-           total ? all[total * 99 / 100] * 1e3 : 0);
+    printf("%s callers=%d threads=%d calls=%zu errors=%zu rate=%.0f/s p50=%.3fms p99=%.3fms\n",
+           what, callers, nthreads, total, errors, (double)total / elapsed,
+           total ? all[total / 2] * 1e3 : 0, total ? all[total * 99 / 100] * 1e3 : 0);
     free(all);
     free(w);
     return errors ? 1 : 0;
@@ -347,6 +560,36 @@ static int run_cas(uint64_t size, int count)
     free(names);
     rc_close(&c);
     return bad ? 1 : 0;
+}
+
+/* --- disk baseline --- */
+
+/* Writes size bytes to a new file in dir in 16 MiB writes, each followed
+ * by fdatasync: what the disk under the store gives a durable, batched
+ * writer (the ceiling for ByteStream Write), measured in the same run. */
+static int run_disk(uint64_t size, const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/bench-disk-baseline", dir);
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+        return 1;
+    size_t step = 16u << 20;
+    uint8_t *buf = malloc(step);
+    gen(2, 0, buf, step);
+    double t0 = now();
+    int bad = 0;
+    for (uint64_t pos = 0; pos < size && !bad; pos += step) {
+        size_t n = size - pos < step ? (size_t)(size - pos) : step;
+        bad = fwrite(buf, 1, n, f) != n || fflush(f) != 0 || fdatasync(fileno(f)) != 0;
+    }
+    double el = now() - t0;
+    fclose(f);
+    unlink(path);
+    free(buf);
+    printf("disk size=%llu write+fdatasync(16MiB)=%.1fMB/s\n", (unsigned long long)size,
+           (double)size / 1e6 / el);
+    return bad;
 }
 
 /* --- tcp baseline --- */
@@ -406,7 +649,8 @@ static int run_tcp(uint64_t size)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_load ADDR ac SECONDS CALLERS | cas SIZE COUNT | tcp SIZE\n");
+        fprintf(stderr, "usage: bench_load ADDR ac SECONDS CALLERS | - echo SECONDS CALLERS | "
+                        "ADDR cas SIZE COUNT | - tcp SIZE | - disk SIZE DIR\n");
         return 2;
     }
     addr = argv[1];
@@ -414,8 +658,12 @@ int main(int argc, char **argv)
     int rc = 2;
     if (!strcmp(argv[2], "ac") && argc > 4)
         rc = run_ac(strtod(argv[3], NULL), (int)strtol(argv[4], NULL, 10));
+    else if (!strcmp(argv[2], "echo") && argc > 4)
+        rc = run_echo(strtod(argv[3], NULL), (int)strtol(argv[4], NULL, 10));
     else if (!strcmp(argv[2], "cas") && argc > 4)
         rc = run_cas(strtoull(argv[3], NULL, 10), (int)strtol(argv[4], NULL, 10));
+    else if (!strcmp(argv[2], "disk") && argc > 4)
+        rc = run_disk(strtoull(argv[3], NULL, 10), argv[4]);
     else if (!strcmp(argv[2], "tcp"))
         rc = run_tcp(strtoull(argv[3], NULL, 10));
     grpc_shutdown();

@@ -128,12 +128,30 @@ const struct cd_stream_ops cd_bytestream_read_ops = {
 
 /* --- Write --- */
 
+/* The fields of a WriteRequest, read in place from the received pieces
+ * (server/wire.h): the data is fed to the upload straight from gRPC's
+ * slices instead of being copied into one buffer and again by
+ * protobuf-c. */
+#define WR_RESOURCE_NAME 1
+#define WR_WRITE_OFFSET 2
+#define WR_FINISH_WRITE 3
+#define WR_DATA 10
+
+struct write_req {
+    char name[CD_MAX_RESOURCE_NAME + 1]; /* "" when not set */
+    int64_t offset;
+    bool finish;
+    struct cd_wire data; /* the bytes of the data field; empty if unset */
+};
+
 struct write_state {
     struct cd_svc *svc;
     char *name;              /* resource name of the first message */
     struct cd_resource res;
     struct cd_upload *upload; /* held while the stream feeds it */
     bool named;              /* name is marked busy in the upload table */
+    struct write_req req;    /* the message being handled (2 KiB: kept
+                              * here rather than on the stack) */
 };
 
 static int write_start(struct cd_svc *svc, const struct cd_req *req, void **state,
@@ -190,48 +208,93 @@ static int write_open(struct write_state *st, const struct cd_req *req, const ch
     return 0;
 }
 
+static int write_req_parse(const struct cd_req *req, struct write_req *out, struct cd_reply *r)
+{
+    struct cd_iov one = {req->data, req->len};
+    struct cd_wire w;
+    if (req->iov != NULL)
+        cd_wire_init(&w, req->iov, req->niov);
+    else
+        cd_wire_init(&w, &one, 1);
+    out->name[0] = '\0';
+    out->offset = 0;
+    out->finish = false;
+    memset(&out->data, 0, sizeof out->data);
+    while (cd_wire_more(&w)) {
+        uint32_t f, t;
+        uint64_t v;
+        struct cd_wire sub;
+        if (cd_wire_key(&w, &f, &t) != 0)
+            goto malformed;
+        if (f == WR_RESOURCE_NAME && t == CD_WIRE_LEN) {
+            if (cd_wire_len(&w, &sub) != 0)
+                goto malformed;
+            if (sub.left > CD_MAX_RESOURCE_NAME)
+                return cd_reply_fail(r, CAIRN_E_INVAL, "resource_name is longer than %d bytes",
+                                     CD_MAX_RESOURCE_NAME);
+            size_t n = sub.left;
+            if (cd_wire_copy(&sub, out->name, n) != 0 || memchr(out->name, '\0', n) != NULL)
+                goto malformed;
+            out->name[n] = '\0';
+        } else if ((f == WR_WRITE_OFFSET || f == WR_FINISH_WRITE) && t == CD_WIRE_VARINT) {
+            if (cd_wire_varint(&w, &v) != 0)
+                goto malformed;
+            if (f == WR_WRITE_OFFSET)
+                out->offset = (int64_t)v;
+            else
+                out->finish = v != 0;
+        } else if (f == WR_DATA && t == CD_WIRE_LEN) {
+            if (cd_wire_len(&w, &out->data) != 0)
+                goto malformed;
+        } else if (f == WR_RESOURCE_NAME || f == WR_WRITE_OFFSET || f == WR_FINISH_WRITE ||
+                   f == WR_DATA || cd_wire_skip(&w, t) != 0) {
+            goto malformed;
+        }
+    }
+    return 0;
+malformed:
+    return cd_pb_malformed(r, "WriteRequest");
+}
+
+static int write_piece(void *ctx, const uint8_t *p, size_t n)
+{
+    return cd_upload_write(ctx, p, n);
+}
+
 static int write_message(void *state, const struct cd_req *req, bool *done, struct cd_reply *r)
 {
     struct write_state *st = state;
-    PbWriteRequest *in = google__bytestream__write_request__unpack(NULL, req->len, req->data);
-    if (in == NULL)
-        return cd_pb_malformed(r, "WriteRequest");
-    int rc = 0;
-    const char *name = in->resource_name ? in->resource_name : "";
+    struct write_req *in = &st->req;
+    int rc = write_req_parse(req, in, r);
+    if (rc != 0)
+        return rc;
+    const char *name = in->name;
     if (st->name == NULL) {
-        if (name[0] == '\0') {
-            rc = cd_reply_fail(r, CAIRN_E_INVAL, "the first WriteRequest must set resource_name");
-            goto out;
-        }
+        if (name[0] == '\0')
+            return cd_reply_fail(r, CAIRN_E_INVAL, "the first WriteRequest must set resource_name");
         if ((rc = write_open(st, req, name, done, r)) != 0 || *done)
-            goto out;
+            return rc;
     } else if (name[0] != '\0' && strcmp(name, st->name) != 0) {
-        rc = cd_reply_fail(r, CAIRN_E_INVAL, "resource_name changed within one Write stream");
-        goto out;
+        return cd_reply_fail(r, CAIRN_E_INVAL, "resource_name changed within one Write stream");
     }
     uint64_t committed = cd_upload_offset(st->upload);
-    if (in->write_offset < 0 || (uint64_t)in->write_offset != committed) {
-        rc = cd_reply_fail(r, CAIRN_E_INVAL,
-                           "write_offset %lld does not match the committed size %llu",
-                           (long long)in->write_offset, (unsigned long long)committed);
-        goto out;
+    if (in->offset < 0 || (uint64_t)in->offset != committed)
+        return cd_reply_fail(r, CAIRN_E_INVAL,
+                             "write_offset %lld does not match the committed size %llu",
+                             (long long)in->offset, (unsigned long long)committed);
+    size_t len = in->data.left;
+    if (len > 0) {
+        if (len > (uint64_t)st->res.digest.size - committed)
+            return cd_reply_fail(r, CAIRN_E_INVAL, "data runs past the digest size %lld",
+                                 (long long)st->res.digest.size);
+        rc = cd_wire_each(in->data, write_piece, st->upload);
+        if (rc != 0)
+            return cd_reply_fail(r, rc, rc == CAIRN_E_FULL ? "store is full" : "store: %s",
+                                 cairn_strerror(rc));
+        cd_metrics_add(&st->svc->metrics->bytes_in, len);
     }
-    if (in->data.len > 0) {
-        rc = cd_upload_write(st->upload, in->data.data, in->data.len);
-        if (rc == CAIRN_E_INVAL) {
-            rc = cd_reply_fail(r, rc, "data runs past the digest size %lld",
-                               (long long)st->res.digest.size);
-            goto out;
-        }
-        if (rc != 0) {
-            cd_reply_fail(r, rc, rc == CAIRN_E_FULL ? "store is full" : "store: %s",
-                          cairn_strerror(rc));
-            goto out;
-        }
-        cd_metrics_add(&st->svc->metrics->bytes_in, in->data.len);
-    }
-    if (!in->finish_write)
-        goto out;
+    if (!in->finish)
+        return 0;
     *done = true;
     uint64_t total = cd_upload_offset(st->upload);
     /* commit frees the upload whatever it returns. */
@@ -243,14 +306,12 @@ static int write_message(void *state, const struct cd_req *req, bool *done, stru
                           (unsigned long long)total, (long long)st->res.digest.size);
         else
             cd_reply_fail(r, rc, "uploaded data does not hash to the digest; nothing stored");
-    } else if (rc != 0) {
-        cd_reply_fail(r, rc, rc == CAIRN_E_FULL ? "store is full" : "store: %s", cairn_strerror(rc));
-    } else {
-        rc = write_reply(st->res.digest.size, r);
+        return rc;
     }
-out:
-    google__bytestream__write_request__free_unpacked(in, NULL);
-    return rc;
+    if (rc != 0)
+        return cd_reply_fail(r, rc, rc == CAIRN_E_FULL ? "store is full" : "store: %s",
+                             cairn_strerror(rc));
+    return write_reply(st->res.digest.size, r);
 }
 
 static void write_end(void *state, struct cd_reply *r)

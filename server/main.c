@@ -126,7 +126,7 @@ int main(int argc, char **argv)
         }
     }
 
-    struct cd_store_opts so = {cfg.dir, cfg.max_size, cfg.upload_ttl_s};
+    struct cd_store_opts so = {.dir = cfg.dir, .max_size = cfg.max_size, .upload_ttl_s = cfg.upload_ttl_s};
     if (cd_store_open(&so, &store, &err) != 0) {
         fprintf(stderr, "cairnd: store %s: %s\n", cfg.dir, err.msg);
         goto out;

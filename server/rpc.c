@@ -18,7 +18,11 @@
 
 /* Requests kept posted per method and worker: a burst of new calls finds
  * a waiting request instead of queueing inside gRPC until one is reposted. */
-#define SLOTS_PER_METHOD 4
+#define SLOTS_PER_METHOD 16
+/* Bytes gRPC may buffer per incoming stream ahead of the handler. */
+#define CD_RECV_WINDOW (4u << 20)
+/* Slices of a streamed message described without allocating. */
+#define STREAM_IOV_INLINE 64
 /* The `authorization` value is copied off the metadata; cap it. */
 #define MAX_AUTH_HEADER 4096
 
@@ -199,7 +203,8 @@ static void call_finish(struct call *c)
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = c->send_buf;
     }
-    c->status_details = grpc_slice_from_copied_string(code == GRPC_STATUS_OK ? "" : c->reply.err.msg);
+    c->status_details = code == GRPC_STATUS_OK ? grpc_empty_slice()
+                                               : grpc_slice_from_copied_string(c->reply.err.msg);
     c->has_details = true;
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = code;
@@ -238,9 +243,14 @@ static int post_close(struct call *c)
     return 0;
 }
 
-/* Copies a byte buffer into one contiguous slice for the handler. */
+/* One contiguous slice of a byte buffer for the handler: a reference to
+ * the buffer's only slice when it has one (small messages always do), a
+ * copy otherwise. */
 static grpc_slice buffer_flatten(grpc_byte_buffer *bb)
 {
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count == 1)
+        return grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
     grpc_byte_buffer_reader rd;
     if (!grpc_byte_buffer_reader_init(&rd, bb))
         return grpc_empty_slice();
@@ -299,13 +309,40 @@ static void on_stream_recv(struct call *c, bool ok)
         call_finish(c);
         return;
     }
-    grpc_slice s = buffer_flatten(c->recv_buf);
-    grpc_byte_buffer_destroy(c->recv_buf);
+    /* The handler reads the message in place, over the received slices
+     * (a plain buffer: no copy); a compressed one is decompressed into one
+     * slice first. */
+    grpc_byte_buffer *bb = c->recv_buf;
     c->recv_buf = NULL;
-    struct cd_req req = {GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), c->authorization};
+    grpc_slice flat = grpc_empty_slice();
+    struct cd_iov small[STREAM_IOV_INLINE], *iov = small;
+    size_t niov = 0, total = 0;
+    if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE) {
+        const grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
+        if (sb->count > STREAM_IOV_INLINE && (iov = malloc(sb->count * sizeof *iov)) == NULL) {
+            grpc_byte_buffer_destroy(bb);
+            cd_reply_fail(&c->reply, CAIRN_E_NOMEM, "out of memory");
+            call_finish(c);
+            return;
+        }
+        for (size_t i = 0; i < sb->count; i++) {
+            iov[niov++] = (struct cd_iov){GRPC_SLICE_START_PTR(sb->slices[i]),
+                                          GRPC_SLICE_LENGTH(sb->slices[i])};
+            total += GRPC_SLICE_LENGTH(sb->slices[i]);
+        }
+    } else {
+        flat = buffer_flatten(bb);
+        small[0] = (struct cd_iov){GRPC_SLICE_START_PTR(flat), GRPC_SLICE_LENGTH(flat)};
+        niov = 1;
+        total = GRPC_SLICE_LENGTH(flat);
+    }
+    struct cd_req req = {NULL, total, iov, niov, c->authorization};
     bool done = false;
     int rc = c->m->stream->message(c->state, &req, &done, &c->reply);
-    grpc_slice_unref(s);
+    if (iov != small)
+        free(iov);
+    grpc_slice_unref(flat);
+    grpc_byte_buffer_destroy(bb);
     if (rc != 0 || done)
         call_finish(c);
     else
@@ -352,7 +389,7 @@ static void call_dispatch(struct call *c, grpc_byte_buffer *payload)
         return;
     }
     if (m->kind == CD_CALL_CLIENT_STREAM) {
-        struct cd_req req = {NULL, 0, c->authorization};
+        struct cd_req req = {NULL, 0, NULL, 0, c->authorization};
         if (m->stream->start(svc, &req, &c->state, &c->reply) != 0 || post_close(c) != 0) {
             call_finish(c);
             return;
@@ -367,7 +404,8 @@ static void call_dispatch(struct call *c, grpc_byte_buffer *payload)
         return;
     }
     grpc_slice s = buffer_flatten(payload);
-    struct cd_req req = {GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), c->authorization};
+    struct cd_req req = {GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), NULL, 0,
+                         c->authorization};
     if (m->kind == CD_CALL_UNARY) {
         m->unary(svc, &req, &c->reply);
         grpc_slice_unref(s);
@@ -528,6 +566,12 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)CD_MAX_MESSAGE}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = (int)CD_MAX_MESSAGE}},
+        /* A fixed receive window per stream instead of BDP probing: with
+         * probing, gRPC let a fast uploader fill ~50 MB of buffers while
+         * the handler waited on the disk; 4 MiB keeps the pipe full on
+         * loopback (docs/operations.md, memory). */
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, {.integer = (int)CD_RECV_WINDOW}},
     };
     grpc_channel_args chargs = {sizeof args / sizeof args[0], args};
     rpc->server = grpc_server_create(&chargs, NULL);

@@ -16,6 +16,7 @@
 #include "server/metrics.h"
 #include "server/store.h"
 #include "server/uploads.h"
+#include "server/wire.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,10 +40,16 @@ struct cd_svc {
     struct cd_metrics *metrics;
 };
 
-/* One request message, borrowed for the duration of the handler call. */
+/* One request message, borrowed for the duration of the handler call.
+ * Unary calls and the first message of a server-streaming call arrive
+ * contiguous in data/len (iov NULL). Client-streaming messages arrive as
+ * the pieces gRPC received them in (iov/niov, data NULL, len the total),
+ * so a 1 MiB Write message is not copied only to be made contiguous. */
 struct cd_req {
     const uint8_t *data;
     size_t len;
+    const struct cd_iov *iov;
+    size_t niov;
     const char *authorization; /* `authorization` metadata or NULL */
 };
 

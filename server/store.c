@@ -31,6 +31,13 @@
 #define STORE_MAP_UNCAPPED (1ull << 40)
 #define STORE_MAX_READERS 1024
 #define STORE_MADVISE_MIN (4ull * CD_STORE_CHUNK)
+/* An upload buffers this much and stages it in one write txn: the cost of
+ * a staging txn is mostly its fdatasync, and the disk writes 16 MiB per
+ * sync several times faster than 1 MiB (docs/storage.md). */
+#define STORE_STAGE_BATCH (8u * CD_STORE_CHUNK)
+/* All uploads' batch buffers together stay below this; an upload that
+ * finds the budget spent stages chunk by chunk, as before batching. */
+#define STORE_STAGE_BUDGET (256ull * CD_STORE_CHUNK)
 
 /* The running totals, one record in the "meta" table, rewritten in every
  * txn that changes them, so open never counts anything. Host byte order:
@@ -107,6 +114,19 @@ struct cd_store {
     pthread_mutex_t ctr_mu;
     uint64_t next_id; /* in-memory allocator; persisted lazily */
     uint64_t evictions, evicted_bytes;
+    uint64_t stage_used; /* bytes of STORE_STAGE_BUDGET held by uploads */
+    size_t stage_batch;  /* whole chunks */
+
+    /* The stager thread writes full upload buffers while their uploads go
+     * on filling their other buffer: receiving and hashing overlap with
+     * the disk (docs/storage.md). FIFO of uploads with a buffer queued. */
+    pthread_mutex_t sg_mu;
+    pthread_cond_t sg_cond; /* wakes the stager */
+    pthread_cond_t sg_done; /* a stage finished (broadcast) */
+    struct cd_upload *sg_head, *sg_tail;
+    bool sg_stop;
+    bool stager_started;
+    pthread_t stager;
 };
 
 struct cd_upload {
@@ -119,10 +139,24 @@ struct cd_upload {
     struct cd_digest d;
     uint64_t id;
     uint64_t off;
-    uint32_t nstaged;
+    uint32_t nstaged; /* chunks written to LMDB so far */
     bool pending; /* a "pending" record exists for id */
-    uint8_t *buf;
+    /* Two buffers: one fills while the stager writes the other. mmap'd,
+     * so freeing them returns the memory to the system at once. */
+    uint8_t *bufs[2];
+    uint8_t *buf; /* the one filling: data not yet staged */
     size_t blen;
+    size_t cap;      /* bytes a buffer holds: a multiple of CD_STORE_CHUNK,
+                      * or the whole blob when it is smaller */
+    size_t reserved; /* of st->stage_used, given back with the buffers */
+    /* Under st->sg_mu: a buffer is queued for or being written by the
+     * stager (sg_p, sg_len), and the error of the last stage. While
+     * staging, the stager owns nstaged and pending. */
+    bool staging;
+    int sg_err;
+    const uint8_t *sg_p;
+    size_t sg_len;
+    struct cd_upload *sg_next;
     struct ck_sha256 *h;
     time_t last; /* monotonic seconds of the last call */
 };
@@ -135,6 +169,26 @@ struct cd_reader {
 };
 
 /* --- small helpers ------------------------------------------------------ */
+
+/* Frees u's data buffers (no stage in flight) and gives the batch budget
+ * back. */
+static void store_buf_free(struct cd_upload *u)
+{
+    for (int i = 0; i < 2; i++) {
+        if (u->bufs[i] != NULL)
+            munmap(u->bufs[i], u->cap);
+        u->bufs[i] = NULL;
+    }
+    u->buf = NULL;
+    u->blen = 0;
+    u->cap = 0;
+    if (u->reserved != 0) {
+        pthread_mutex_lock(&u->st->ctr_mu);
+        u->st->stage_used -= u->reserved;
+        pthread_mutex_unlock(&u->st->ctr_mu);
+        u->reserved = 0;
+    }
+}
 
 /* The one place MDB_* and errno values from LMDB become cairn codes. */
 static int store_mdb_err(int rc)
@@ -318,21 +372,18 @@ static uint64_t store_key_hash(const uint8_t *p, size_t n)
     return h ? h : 1;
 }
 
-/* Records an access for the next flush. Never blocks on LMDB: the read
- * path only takes this short mutex. A full queue drops the access, which
- * makes the LRU order slightly stale, never wrong about what exists. */
-static void store_touch(struct cd_store *st, const struct store_key *k)
+/* Queues one access; the caller holds q_mu. */
+static void store_touch_locked(struct cd_store *st, const struct store_key *k)
 {
     uint64_t h = store_key_hash(k->b, k->len);
     size_t mask = 2 * STORE_QUEUE_MAX - 1;
-    pthread_mutex_lock(&st->q_mu);
     if (st->q_n >= STORE_QUEUE_MAX ||
         st->q_len + 2 + k->len > STORE_QUEUE_BYTES)
-        goto out;
+        return;
     size_t i = h & mask;
     while (st->q_set[i] != 0) {
         if (st->q_set[i] == h)
-            goto out; /* already queued (or a hash twin: close enough) */
+            return; /* already queued (or a hash twin: close enough) */
         i = (i + 1) & mask;
     }
     st->q_set[i] = h;
@@ -342,8 +393,24 @@ static void store_touch(struct cd_store *st, const struct store_key *k)
     st->q_len += 2 + k->len;
     if (++st->q_n == STORE_QUEUE_FLUSH)
         pthread_cond_signal(&st->q_cond);
-out:
+}
+
+/* Records accesses for the next flush. Never blocks on LMDB: the read
+ * path only takes this short mutex, once for all n keys. A full queue
+ * drops the access, which makes the LRU order slightly stale, never wrong
+ * about what exists. */
+static void store_touch_n(struct cd_store *st, const struct store_key *k,
+                          size_t n)
+{
+    pthread_mutex_lock(&st->q_mu);
+    for (size_t i = 0; i < n; i++)
+        store_touch_locked(st, &k[i]);
     pthread_mutex_unlock(&st->q_mu);
+}
+
+static void store_touch(struct cd_store *st, const struct store_key *k)
+{
+    store_touch_n(st, k, 1);
 }
 
 /* Moves one entry to the young end of the LRU. */
@@ -499,6 +566,34 @@ static void *store_flusher_main(void *arg)
         pthread_mutex_lock(&st->q_mu);
     }
     pthread_mutex_unlock(&st->q_mu);
+    return NULL;
+}
+
+static int store_stage(struct cd_upload *u, const uint8_t *p, size_t len);
+
+/* The stager thread: writes queued upload buffers, one txn each, in the
+ * order they were queued. */
+static void *store_stager_main(void *arg)
+{
+    struct cd_store *st = arg;
+    pthread_mutex_lock(&st->sg_mu);
+    for (;;) {
+        while (!st->sg_stop && st->sg_head == NULL)
+            pthread_cond_wait(&st->sg_cond, &st->sg_mu);
+        if (st->sg_head == NULL)
+            break; /* stopping, and nothing left */
+        struct cd_upload *u = st->sg_head;
+        st->sg_head = u->sg_next;
+        if (st->sg_head == NULL)
+            st->sg_tail = NULL;
+        pthread_mutex_unlock(&st->sg_mu);
+        int rc = store_stage(u, u->sg_p, u->sg_len);
+        pthread_mutex_lock(&st->sg_mu);
+        u->sg_err = rc;
+        u->staging = false;
+        pthread_cond_broadcast(&st->sg_done);
+    }
+    pthread_mutex_unlock(&st->sg_mu);
     return NULL;
 }
 
@@ -876,8 +971,16 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
     pthread_mutex_init(&st->pin_mu, NULL);
     pthread_mutex_init(&st->up_mu, NULL);
     pthread_mutex_init(&st->ctr_mu, NULL);
+    pthread_mutex_init(&st->sg_mu, NULL);
+    pthread_cond_init(&st->sg_cond, NULL);
+    pthread_cond_init(&st->sg_done, NULL);
     st->max_size = opts->max_size;
     st->ttl_s = opts->upload_ttl_s;
+    st->stage_batch = opts->stage_batch / CD_STORE_CHUNK * CD_STORE_CHUNK;
+    if (st->stage_batch == 0)
+        st->stage_batch = STORE_STAGE_BATCH;
+    if (st->stage_batch > STORE_STAGE_BUDGET / 4)
+        st->stage_batch = STORE_STAGE_BUDGET / 4;
     long pg = sysconf(_SC_PAGESIZE);
     st->page = pg > 0 ? (size_t)pg : 4096;
     int rc = ck_sha256("", 0, st->empty_hash);
@@ -909,6 +1012,11 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
         goto fail;
     }
     st->flusher_started = true;
+    if (pthread_create(&st->stager, NULL, store_stager_main, st) != 0) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "store: cannot start thread");
+        goto fail;
+    }
+    st->stager_started = true;
     *out = st;
     return 0;
 fail:
@@ -927,6 +1035,13 @@ void cd_store_close(struct cd_store *st)
         pthread_mutex_unlock(&st->q_mu);
         pthread_join(st->flusher, NULL);
     }
+    if (st->stager_started) {
+        pthread_mutex_lock(&st->sg_mu);
+        st->sg_stop = true;
+        pthread_cond_signal(&st->sg_cond);
+        pthread_mutex_unlock(&st->sg_mu);
+        pthread_join(st->stager, NULL);
+    }
     if (st->env != NULL) {
         (void)store_access_flush(st);
         for (size_t i = 0; i < st->npool; i++)
@@ -943,6 +1058,9 @@ void cd_store_close(struct cd_store *st)
     pthread_mutex_destroy(&st->pin_mu);
     pthread_mutex_destroy(&st->up_mu);
     pthread_mutex_destroy(&st->ctr_mu);
+    pthread_mutex_destroy(&st->sg_mu);
+    pthread_cond_destroy(&st->sg_cond);
+    pthread_cond_destroy(&st->sg_done);
     free(st);
 }
 
@@ -1201,20 +1319,99 @@ int cd_store_upload_begin(struct cd_store *st, const char *instance,
     return 0;
 }
 
-/* Writes one full chunk in its own txn. The first one also records the
- * upload in "pending" (so a crash leaves a findable leftover) and moves the
- * persisted id allocator past it (so ids are never reused after a crash). */
-static int store_stage(struct cd_upload *u, const void *p)
+/* Allocates u's buffer: one batch when the blob needs more than one chunk
+ * and the budget allows, else one chunk (or the whole blob if smaller). */
+static int store_buf_alloc(struct cd_upload *u)
+{
+    struct cd_store *st = u->st;
+    uint64_t size = (uint64_t)u->d.size;
+    size_t cap = size < CD_STORE_CHUNK ? (size_t)size : CD_STORE_CHUNK;
+    if (size > CD_STORE_CHUNK) {
+        /* Two buffers' worth: the second is mapped only when the first
+         * goes to the stager, which never happens for a blob that fits. */
+        size_t want = size < st->stage_batch ? (size_t)size : st->stage_batch;
+        pthread_mutex_lock(&st->ctr_mu);
+        if (st->stage_used + 2 * want <= STORE_STAGE_BUDGET) {
+            st->stage_used += 2 * want;
+            u->reserved = 2 * want;
+            cap = want;
+        }
+        pthread_mutex_unlock(&st->ctr_mu);
+    }
+    u->cap = cap;
+    void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        store_buf_free(u);
+        return CAIRN_E_NOMEM;
+    }
+    u->bufs[0] = u->buf = p;
+    return 0;
+}
+
+/* Waits until u has no stage in flight; returns that stage's error. */
+static int store_stage_wait(struct cd_upload *u)
+{
+    struct cd_store *st = u->st;
+    pthread_mutex_lock(&st->sg_mu);
+    while (u->staging)
+        pthread_cond_wait(&st->sg_done, &st->sg_mu);
+    int rc = u->sg_err;
+    pthread_mutex_unlock(&st->sg_mu);
+    return rc;
+}
+
+/* Hands the full buffer to the stager and switches to the other one (the
+ * previous stage has finished: the caller waited). */
+static int store_stage_async(struct cd_upload *u)
+{
+    struct cd_store *st = u->st;
+    int other = u->buf == u->bufs[0] ? 1 : 0;
+    if (u->bufs[other] == NULL) {
+        void *p = mmap(NULL, u->cap, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return CAIRN_E_NOMEM;
+        u->bufs[other] = p;
+    }
+    pthread_mutex_lock(&st->sg_mu);
+    u->staging = true;
+    u->sg_p = u->buf;
+    u->sg_len = u->blen;
+    u->sg_next = NULL;
+    if (st->sg_tail != NULL)
+        st->sg_tail->sg_next = u;
+    else
+        st->sg_head = u;
+    st->sg_tail = u;
+    pthread_cond_signal(&st->sg_cond);
+    pthread_mutex_unlock(&st->sg_mu);
+    u->buf = u->bufs[other];
+    u->blen = 0;
+    return 0;
+}
+
+/* Writes len bytes at p (whole chunks) as u's next chunks in one txn. The
+ * first stage also records the upload in "pending" (so a crash leaves a
+ * findable leftover) and moves the persisted id allocator past it (so ids
+ * are never reused after a crash). Nothing reads staged chunks before the
+ * publish txn, which syncs; one fdatasync per batch is what bounds the
+ * upload rate (docs/storage.md). */
+static int store_stage(struct cd_upload *u, const uint8_t *p, size_t len)
 {
     struct cd_store *st = u->st;
     MDB_txn *txn = NULL;
     int rc = store_mdb_err(mdb_txn_begin(st->env, NULL, 0, &txn));
     if (rc != 0)
         return rc;
-    uint8_t ck[STORE_CHUNK_KEY];
-    store_chunk_key(ck, u->id, u->nstaged);
-    MDB_val k = {STORE_CHUNK_KEY, ck}, v = {CD_STORE_CHUNK, (void *)p};
-    rc = store_mdb_err(mdb_put(txn, st->dbi_chunks, &k, &v, 0));
+    uint32_t n = (uint32_t)(len / CD_STORE_CHUNK);
+    for (uint32_t i = 0; rc == 0 && i < n; i++) {
+        uint8_t ck[STORE_CHUNK_KEY];
+        store_chunk_key(ck, u->id, u->nstaged + i);
+        MDB_val k = {STORE_CHUNK_KEY, ck};
+        MDB_val v = {CD_STORE_CHUNK, (void *)(p + (size_t)i * CD_STORE_CHUNK)};
+        rc = store_mdb_err(mdb_put(txn, st->dbi_chunks, &k, &v, 0));
+    }
     if (rc == 0 && !u->pending) {
         uint8_t ik[8];
         store_be64(ik, u->id);
@@ -1234,7 +1431,7 @@ static int store_stage(struct cd_upload *u, const void *p)
     else
         mdb_txn_abort(txn);
     if (rc == 0) {
-        u->nstaged++;
+        u->nstaged += n;
         u->pending = true;
     }
     return rc;
@@ -1253,33 +1450,32 @@ int cd_upload_write(struct cd_upload *u, const void *p, size_t n)
     }
     if ((rc = ck_sha256_update(u->h, p, n)) != 0)
         goto poison;
+    if (u->buf == NULL && n > 0 && (rc = store_buf_alloc(u)) != 0)
+        goto poison;
     const uint8_t *src = p;
     while (n > 0) {
-        size_t take = CD_STORE_CHUNK - u->blen;
+        /* The data after the last full buffer stays for the publish txn,
+         * so a blob that fits one buffer costs one txn; every earlier full
+         * buffer is staged at once. */
+        size_t take = u->cap - u->blen;
         if (take > n)
             take = n;
-        /* The last chunk is kept for the commit txn, so a blob of one chunk
-         * costs one txn; any earlier full chunk is staged at once. */
         bool more = u->off + take < (uint64_t)u->d.size;
-        if (u->blen == 0 && take == CD_STORE_CHUNK && more) {
-            if ((rc = store_stage(u, src)) != 0)
+        if (u->blen == 0 && take == u->cap && more) {
+            /* A whole buffer's worth arrived in one piece: staged from the
+             * caller's memory, so synchronously, and without a copy. */
+            if ((rc = store_stage_wait(u)) != 0 ||
+                (rc = store_stage(u, src, take)) != 0)
                 goto poison;
         } else {
-            if (u->buf == NULL) {
-                uint64_t cap = (uint64_t)u->d.size < CD_STORE_CHUNK
-                                   ? (uint64_t)u->d.size
-                                   : CD_STORE_CHUNK;
-                if ((u->buf = malloc((size_t)cap)) == NULL) {
-                    rc = CAIRN_E_NOMEM;
-                    goto poison;
-                }
-            }
             memcpy(u->buf + u->blen, src, take);
             u->blen += take;
-            if (u->blen == CD_STORE_CHUNK && more) {
-                if ((rc = store_stage(u, u->buf)) != 0)
+            if (u->blen == u->cap && more) {
+                /* The stager must be done with the other buffer before
+                 * it is refilled: this is the upload's backpressure. */
+                if ((rc = store_stage_wait(u)) != 0 ||
+                    (rc = store_stage_async(u)) != 0)
                     goto poison;
-                u->blen = 0;
             }
         }
         u->off += take;
@@ -1292,6 +1488,16 @@ poison:
      * continue; commit reports the same error. */
     u->err = rc;
 out:
+    pthread_mutex_unlock(&u->mu);
+    return rc;
+}
+
+int cd_upload_wait(struct cd_upload *u)
+{
+    pthread_mutex_lock(&u->mu);
+    int rc = u->err;
+    if (rc == 0 && (rc = store_stage_wait(u)) != 0)
+        u->err = rc;
     pthread_mutex_unlock(&u->mu);
     return rc;
 }
@@ -1316,12 +1522,15 @@ static void store_upload_free(struct cd_upload *u, bool drop)
         u->listed = false;
     }
     pthread_mutex_unlock(&st->up_mu);
+    /* The stager may still be writing u's chunks; they must be in before
+     * they can be dropped. */
+    (void)store_stage_wait(u);
     /* After unlisting, maintain cannot reach u any more; u->pending is
      * false if maintain expired it and dropped the chunks itself. */
     if (drop && u->pending)
         (void)store_chunks_drop(st, st->dbi_pending, u->id);
     ck_sha256_free(u->h);
-    free(u->buf);
+    store_buf_free(u);
     pthread_mutex_destroy(&u->mu);
     free(u);
 }
@@ -1350,10 +1559,12 @@ static int store_publish(struct cd_upload *u, struct store_evicted *ev,
     uint64_t size = (uint64_t)u->d.size;
     if ((rc = store_evict(st, txn, &s, size, ev)) != 0)
         goto fail;
-    uint8_t ck[STORE_CHUNK_KEY];
-    if (u->blen > 0) {
-        store_chunk_key(ck, u->id, u->nstaged);
-        MDB_val k = {STORE_CHUNK_KEY, ck}, v = {u->blen, u->buf};
+    /* The rest of the data: whole chunks and a last, shorter one. */
+    for (size_t off = 0; off < u->blen; off += CD_STORE_CHUNK) {
+        uint8_t ck[STORE_CHUNK_KEY];
+        size_t n = u->blen - off < CD_STORE_CHUNK ? u->blen - off : CD_STORE_CHUNK;
+        store_chunk_key(ck, u->id, u->nstaged + (uint32_t)(off / CD_STORE_CHUNK));
+        MDB_val k = {STORE_CHUNK_KEY, ck}, v = {n, u->buf + off};
         if ((rc = store_mdb_err(mdb_put(txn, st->dbi_chunks, &k, &v, 0))) != 0)
             goto fail;
     }
@@ -1398,6 +1609,8 @@ int cd_upload_commit(struct cd_upload *u)
      * drop its chunks while they are being published. */
     pthread_mutex_lock(&u->mu);
     int rc = u->err;
+    if (rc == 0)
+        rc = store_stage_wait(u);
     if (rc != 0)
         goto out;
     uint8_t h[CK_SHA256_LEN];
@@ -1459,9 +1672,30 @@ int cd_store_blob_put(struct cd_store *st, const char *instance,
 
 /* --- action cache ------------------------------------------------------ */
 
-int cd_store_ac_get(struct cd_store *st, const char *instance,
-                    const struct cd_digest *action, void **data, size_t *len)
+/* Accesses collected during one read txn and queued after it, under one
+ * lock for up to STORE_TOUCH_BATCH keys. */
+#define STORE_TOUCH_BATCH 8
+struct store_touches {
+    size_t n;
+    struct store_key k[STORE_TOUCH_BATCH];
+};
+
+static void store_touches_add(struct cd_store *st, struct store_touches *t,
+                              const struct store_key *k)
 {
+    if (t->n == STORE_TOUCH_BATCH) {
+        store_touch_n(st, t->k, t->n);
+        t->n = 0;
+    }
+    t->k[t->n++] = *k;
+}
+
+int cd_store_ac_get_complete(struct cd_store *st, const char *instance,
+                             const struct cd_digest *action,
+                             cd_store_refs_fn refs, void *ctx, void **data,
+                             size_t *len, size_t *missing)
+{
+    *missing = SIZE_MAX;
     struct store_key k;
     int rc = store_key_make(STORE_KIND_AC, instance, action, &k);
     if (rc != 0)
@@ -1469,9 +1703,41 @@ int cd_store_ac_get(struct cd_store *st, const char *instance,
     MDB_txn *txn = NULL;
     if ((rc = store_rtxn_begin(st, &txn)) != 0)
         return rc;
+    /* Result and blobs are read in one snapshot: no second txn, and the
+     * answer cannot mix a result with blobs evicted after it was read. */
+    struct store_touches t;
+    t.n = 0;
+    store_touches_add(st, &t, &k);
     MDB_val mk = {k.len, k.b}, mv;
+    const struct cd_digest *d = NULL;
+    size_t nd = 0;
     void *p = NULL;
     rc = store_mdb_err(mdb_get(txn, st->dbi_ac, &mk, &mv));
+    if (rc == 0 && refs != NULL)
+        rc = refs(ctx, mv.mv_data, mv.mv_size, &d, &nd);
+    for (size_t i = 0; rc == 0 && i < nd; i++) {
+        if (store_is_empty(st, &d[i]))
+            continue;
+        struct store_key bk;
+        int krc = store_key_make(STORE_KIND_BLOB, instance, &d[i], &bk);
+        MDB_val bv;
+        int mrc = MDB_NOTFOUND;
+        if (krc == 0) {
+            MDB_val bkv = {bk.len, bk.b};
+            mrc = mdb_get(txn, st->dbi_entries, &bkv, &bv);
+        } else if (d[i].size >= 0) {
+            rc = krc;
+            break;
+        }
+        if (mrc == MDB_NOTFOUND) {
+            *missing = i;
+            rc = CAIRN_E_NOTFOUND;
+        } else if (mrc != 0) {
+            rc = store_mdb_err(mrc);
+        } else {
+            store_touches_add(st, &t, &bk);
+        }
+    }
     if (rc == 0 && (p = malloc(mv.mv_size ? mv.mv_size : 1)) == NULL)
         rc = CAIRN_E_NOMEM;
     if (rc == 0)
@@ -1480,10 +1746,18 @@ int cd_store_ac_get(struct cd_store *st, const char *instance,
     store_rtxn_end(st, txn);
     if (rc != 0)
         return rc;
-    store_touch(st, &k);
+    store_touch_n(st, t.k, t.n);
     *data = p;
     *len = n;
     return 0;
+}
+
+int cd_store_ac_get(struct cd_store *st, const char *instance,
+                    const struct cd_digest *action, void **data, size_t *len)
+{
+    size_t missing;
+    return cd_store_ac_get_complete(st, instance, action, NULL, NULL, data,
+                                    len, &missing);
 }
 
 int cd_store_ac_put(struct cd_store *st, const char *instance,
@@ -1598,7 +1872,11 @@ static int store_uploads_expire(struct cd_store *st, uint64_t **ids,
             u = next;
             continue;
         }
-        if (now - u->last >= (time_t)st->ttl_s && u->err != CAIRN_E_TIMEOUT) {
+        pthread_mutex_lock(&st->sg_mu);
+        bool staging = u->staging;
+        pthread_mutex_unlock(&st->sg_mu);
+        if (!staging && now - u->last >= (time_t)st->ttl_s &&
+            u->err != CAIRN_E_TIMEOUT) {
             if (u->pending && n == cap) {
                 size_t nc = cap ? 2 * cap : 8;
                 uint64_t *nv = realloc(v, nc * sizeof *nv);
@@ -1614,9 +1892,7 @@ static int store_uploads_expire(struct cd_store *st, uint64_t **ids,
                 v[n++] = u->id;
             u->pending = false;
             u->err = CAIRN_E_TIMEOUT;
-            free(u->buf); /* the owner may never come back */
-            u->buf = NULL;
-            u->blen = 0;
+            store_buf_free(u); /* the owner may never come back */
         }
         pthread_mutex_unlock(&u->mu);
         u = next;

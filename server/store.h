@@ -51,6 +51,9 @@ struct cd_store_opts {
     uint64_t max_size;     /* bytes of blob data + action results kept;
                             * eviction above; 0 means no cap */
     unsigned upload_ttl_s; /* abandoned uploads are dropped after this */
+    size_t stage_batch;    /* bytes an upload buffers and stages per write
+                            * txn, rounded down to whole chunks; 0: the
+                            * default (16 MiB). Tests use small values. */
 };
 
 /* Opens or creates the store. Returns 0, CAIRN_E_DB, negative errno; err
@@ -91,9 +94,11 @@ int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
                    size_t *got);
 void cd_reader_close(struct cd_reader *r);
 
-/* Streaming writes (ByteStream Write). Data arrives in order; chunks are
- * staged in their own small transactions; commit verifies and makes the
- * blob visible in one transaction. */
+/* Streaming writes (ByteStream Write). Data arrives in order and is
+ * buffered; each full buffer (stage_batch bytes, memory bounded store-
+ * wide) is staged as chunks in one write transaction by the store's
+ * stager thread while the next buffer fills; commit waits for it, verifies,
+ * writes the rest and makes the blob visible in one transaction. */
 struct cd_upload;
 /* Returns 0, CAIRN_E_EXISTS (the blob is already stored: nothing to
  * upload), CAIRN_E_FULL, CAIRN_E_DB. */
@@ -105,6 +110,10 @@ int cd_store_upload_begin(struct cd_store *st, const char *instance,
  * an error other than CAIRN_E_INVAL the upload is dead: commit repeats the
  * error. */
 int cd_upload_write(struct cd_upload *u, const void *p, size_t n);
+/* Waits until the buffer u last handed to the background stager is
+ * written (cd_upload_write returns before that). Returns 0 or the error
+ * of that stage, which also poisons u. For tests and shutdown paths. */
+int cd_upload_wait(struct cd_upload *u);
 /* Bytes received so far (QueryWriteStatus committed_size). */
 uint64_t cd_upload_offset(const struct cd_upload *u);
 /* Verifies size and sha256 and publishes the blob; frees u in every case.
@@ -122,6 +131,23 @@ void cd_upload_abort(struct cd_upload *u);
  * the caller's: it parses the message.) */
 int cd_store_ac_get(struct cd_store *st, const char *instance,
                     const struct cd_digest *action, void **data, size_t *len);
+/* Lists the blobs a stored ActionResult references, for
+ * cd_store_ac_get_complete. data is the stored value, borrowed from LMDB
+ * for the duration of the call only (copy what must outlive it). Sets
+ * *refs (owned by ctx, valid until cd_store_ac_get_complete returns) and
+ * *n, or returns a cairn code that cd_store_ac_get_complete passes on. */
+typedef int (*cd_store_refs_fn)(void *ctx, const void *data, size_t len,
+                                const struct cd_digest **refs, size_t *n);
+/* cd_store_ac_get and the completeness check in one read snapshot: the
+ * blobs refs lists (NULL: none) must all be stored under instance. Returns
+ * 0 (*data malloc'd, *len), CAIRN_E_NOTFOUND (*missing is SIZE_MAX when
+ * there is no result, else the index of the first referenced blob that is
+ * missing), the code refs returned, CAIRN_E_NOMEM, CAIRN_E_DB. On success
+ * the result and its blobs count as accessed (LRU). */
+int cd_store_ac_get_complete(struct cd_store *st, const char *instance,
+                             const struct cd_digest *action,
+                             cd_store_refs_fn refs, void *ctx, void **data,
+                             size_t *len, size_t *missing);
 /* Stores or replaces. Returns 0, CAIRN_E_TOOBIG, CAIRN_E_FULL, CAIRN_E_DB. */
 int cd_store_ac_put(struct cd_store *st, const char *instance,
                     const struct cd_digest *action, const void *data,

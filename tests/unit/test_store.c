@@ -76,7 +76,8 @@ static void rm_store_dir(const char *dir)
     rmdir(dir);
 }
 
-static int setup_sized(void **state, uint64_t max_size, unsigned ttl)
+static int setup_opts(void **state, uint64_t max_size, unsigned ttl,
+                      size_t batch)
 {
     struct fixture *f = calloc(1, sizeof *f);
     if (f == NULL)
@@ -89,6 +90,7 @@ static int setup_sized(void **state, uint64_t max_size, unsigned ttl)
     f->opts.dir = f->dir;
     f->opts.max_size = max_size;
     f->opts.upload_ttl_s = ttl;
+    f->opts.stage_batch = batch;
     struct cairn_err err;
     if (cd_store_open(&f->opts, &f->st, &err) != 0) {
         fprintf(stderr, "open: %s\n", err.msg);
@@ -100,9 +102,21 @@ static int setup_sized(void **state, uint64_t max_size, unsigned ttl)
     return 0;
 }
 
+static int setup_sized(void **state, uint64_t max_size, unsigned ttl)
+{
+    return setup_opts(state, max_size, ttl, 0);
+}
+
 static int setup(void **state)
 {
     return setup_sized(state, 0, 3600);
+}
+
+/* Stages every chunk in its own txn: staged chunks show up in the stats
+ * as soon as a chunk is full. */
+static int setup_chunkwise(void **state)
+{
+    return setup_opts(state, 0, 3600, MIB);
 }
 
 static int setup_small(void **state)
@@ -113,7 +127,12 @@ static int setup_small(void **state)
 
 static int setup_ttl0(void **state)
 {
-    return setup_sized(state, 0, 0);
+    return setup_opts(state, 0, 0, MIB);
+}
+
+static int setup_batch4(void **state)
+{
+    return setup_opts(state, 0, 3600, 4 * MIB + 123);
 }
 
 static int teardown(void **state)
@@ -262,6 +281,90 @@ static void test_streaming_and_reader(void **state)
     free(p);
 }
 
+/* Full buffers of stage_batch bytes are staged in one txn each; the rest
+ * goes with the publish txn. */
+static void test_batched_staging(void **state)
+{
+    struct fixture *f = *state;
+    size_t n = 10 * MIB + 5;
+    struct cd_digest d;
+    uint8_t *p = make_blob(n, 12, &d);
+    struct cd_upload *u = NULL;
+    struct cd_store_stats s;
+    assert_int_equal(cd_store_upload_begin(f->st, "main", &d, &u), 0);
+    /* One byte short of a batch: nothing staged yet. */
+    assert_int_equal(cd_upload_write(u, p, 4 * MIB - 1), 0);
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.chunks, 0);
+    assert_int_equal(s.pending_uploads, 0);
+    /* The batch is full and more follows: four chunks in one stage, by
+     * the stager thread. */
+    assert_int_equal(cd_upload_write(u, p + 4 * MIB - 1, 2), 0);
+    assert_int_equal(cd_upload_wait(u), 0);
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.chunks, 4);
+    assert_int_equal(s.pending_uploads, 1);
+    /* A whole batch in one piece is staged straight from the caller. */
+    assert_int_equal(cd_upload_write(u, p + 4 * MIB + 1, 4 * MIB - 1), 0);
+    assert_int_equal(cd_upload_write(u, p + 8 * MIB, 1), 0);
+    assert_int_equal(cd_upload_wait(u), 0);
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.chunks, 8);
+    assert_int_equal(cd_upload_write(u, p + 8 * MIB + 1, n - 8 * MIB - 1), 0);
+    assert_int_equal(cd_upload_offset(u), n);
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.chunks, 8); /* the tail waits for the commit */
+    assert_int_equal(cd_upload_commit(u), 0);
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.chunks, 11);
+    assert_int_equal(s.pending_uploads, 0);
+    assert_int_equal(s.blobs, 1);
+    read_back(f->st, "main", &d, p, 3 * MIB + 7);
+    /* A blob that fits one batch: staged by the commit alone. */
+    struct cd_digest e;
+    uint8_t *q = make_blob(3 * MIB + 1, 13, &e);
+    assert_int_equal(cd_store_upload_begin(f->st, "main", &e, &u), 0);
+    assert_int_equal(cd_upload_write(u, q, 3 * MIB + 1), 0);
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.chunks, 11);
+    assert_int_equal(s.pending_uploads, 0);
+    assert_int_equal(cd_upload_commit(u), 0);
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.chunks, 15);
+    read_back(f->st, "main", &e, q, MIB);
+    free(p);
+    free(q);
+}
+
+/* Aborting or expiring an upload whose buffer the stager is still
+ * writing leaves nothing behind. */
+static void test_abort_while_staging(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    uint8_t *p = make_blob(6 * MIB, 14, &d);
+    for (int round = 0; round < 2; round++) {
+        struct cd_upload *u = NULL;
+        assert_int_equal(cd_store_upload_begin(f->st, "main", &d, &u), 0);
+        assert_int_equal(cd_upload_write(u, p, 5 * MIB + 1), 0);
+        if (round == 0) {
+            cd_upload_abort(u); /* no wait first */
+        } else {
+            /* ttl 0: maintain expires it unless a stage is in flight;
+             * either way the owner's commit ends it cleanly. */
+            assert_int_equal(cd_store_maintain(f->st), 0);
+            int rc = cd_upload_commit(u);
+            assert_true(rc == CAIRN_E_TIMEOUT || rc == CAIRN_E_DIGEST);
+        }
+        struct cd_store_stats s;
+        cd_store_stats_get(f->st, &s);
+        assert_int_equal(s.chunks, 0);
+        assert_int_equal(s.pending_uploads, 0);
+        assert_int_equal(s.blobs, 0);
+    }
+    free(p);
+}
+
 static void test_exists_and_abort(void **state)
 {
     struct fixture *f = *state;
@@ -274,6 +377,7 @@ static void test_exists_and_abort(void **state)
                      CAIRN_E_EXISTS);
     assert_int_equal(cd_store_upload_begin(f->st, "main", &d, &u), 0);
     assert_int_equal(cd_upload_write(u, p, 2 * MIB + 1), 0);
+    assert_int_equal(cd_upload_wait(u), 0);
     struct cd_store_stats s;
     cd_store_stats_get(f->st, &s);
     assert_int_equal(s.pending_uploads, 1);
@@ -302,6 +406,7 @@ static void test_abandoned_upload_maintain(void **state)
     struct cd_upload *u = NULL;
     assert_int_equal(cd_store_upload_begin(f->st, "main", &d, &u), 0);
     assert_int_equal(cd_upload_write(u, p, 2 * MIB + 3), 0);
+    assert_int_equal(cd_upload_wait(u), 0);
     struct cd_store_stats s;
     cd_store_stats_get(f->st, &s);
     assert_int_equal(s.pending_uploads, 1);
@@ -355,6 +460,8 @@ static void test_concurrent_same_blob(void **state)
     assert_int_equal(cd_store_upload_begin(f->st, "m", &d, &u2), 0);
     assert_int_equal(cd_upload_write(u1, p, n), 0);
     assert_int_equal(cd_upload_write(u2, p, n), 0);
+    assert_int_equal(cd_upload_wait(u1), 0);
+    assert_int_equal(cd_upload_wait(u2), 0);
     struct cd_store_stats s;
     cd_store_stats_get(f->st, &s);
     assert_int_equal(s.pending_uploads, 2);
@@ -758,6 +865,7 @@ static void test_concurrent_read_while_upload(void **state)
 
 #define CRASH_THREADS 4
 #define CRASH_ROUNDS 4
+#define CRASH_BATCH (2 * MIB)
 
 /* Blob i of thread t: deterministic, so the parent can rebuild every blob
  * the child may have written. Sizes span 1 byte to 3 MiB. */
@@ -794,12 +902,12 @@ struct crash_ack {
 };
 
 /* Thread 0 parks in the middle of its first streamed upload of more than
- * one chunk (after it has acked something), so every kill finds at least
+ * one batch (after it has acked something), so every kill finds at least
  * one upload staged but not committed, whatever the scheduler does. The
  * other threads keep writing and are killed wherever they happen to be. */
 static bool crash_parks(int t, uint32_t i, size_t n)
 {
-    return t == 0 && i > 0 && i % 3 != 0 && n > CD_STORE_CHUNK;
+    return t == 0 && i > 0 && i % 3 != 0 && n > CRASH_BATCH;
 }
 
 static void crash_send(struct crash_child *c, uint32_t kind, uint32_t i)
@@ -830,8 +938,10 @@ static void *crash_writer(void *arg)
                 size_t k = n - off < 300007 ? n - off : 300007;
                 rc = cd_upload_write(u, p + off, k);
                 if (rc == 0 && !parked && crash_parks(c->t, i, n) &&
-                    off + k > CD_STORE_CHUNK) {
-                    /* A full chunk is staged (its own committed txn). */
+                    off + k > CRASH_BATCH) {
+                    /* A full batch is staged (its own committed txn). */
+                    if (cd_upload_wait(u) != 0)
+                        _exit(6);
                     parked = true;
                     crash_send(c, CRASH_PARKED, i);
                     for (;;)
@@ -851,7 +961,12 @@ static void *crash_writer(void *arg)
 
 static void crash_child_run(const char *dir, int fd, int round)
 {
-    struct cd_store_opts o = {.dir = dir, .max_size = 0, .upload_ttl_s = 3600};
+    /* Batches of two chunks: blobs over 2 MiB stage a multi-chunk txn
+     * before their commit. */
+    struct cd_store_opts o = {.dir = dir,
+                              .max_size = 0,
+                              .upload_ttl_s = 3600,
+                              .stage_batch = CRASH_BATCH};
     struct cd_store *st = NULL;
     if (cd_store_open(&o, &st, NULL) != 0)
         _exit(2);
@@ -1025,10 +1140,16 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_streaming_and_reader, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_exists_and_abort, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batched_staging, setup_batch4,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_abort_while_staging, setup_ttl0,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_exists_and_abort, setup_chunkwise,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_abandoned_upload_maintain,
                                         setup_ttl0, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_same_blob, setup,
+        cmocka_unit_test_setup_teardown(test_concurrent_same_blob,
+                                        setup_chunkwise,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_instances_separate, setup,
                                         teardown),
