@@ -454,6 +454,7 @@ static int cmd_write(struct rc_conn *c, int argc, char **argv)
     if (data == NULL)
         return EXIT_LOCAL;
     long long from = 0, count = -1, offset = -1, chunk = 64 * 1024, finish = 1, abort_call = 0;
+    long long hold = 0, silent = 0;
     for (int i = 2; i < argc; i++) {
         char *eq = strchr(argv[i], '=');
         if (eq == NULL)
@@ -466,6 +467,8 @@ static int cmd_write(struct rc_conn *c, int argc, char **argv)
         else if (!strcmp(argv[i], "chunk")) chunk = v;
         else if (!strcmp(argv[i], "finish")) finish = v;
         else if (!strcmp(argv[i], "abort")) abort_call = v;
+        else if (!strcmp(argv[i], "hold")) hold = v;
+        else if (!strcmp(argv[i], "silent")) silent = v;
         else return EXIT_LOCAL;
     }
     if (count < 0 || from + count > (long long)flen)
@@ -496,8 +499,8 @@ static int cmd_write(struct rc_conn *c, int argc, char **argv)
     ops[0].data.recv_status_on_client.status_details = &details;
     grpc_call_start_batch(call, ops, 1, (void *)9, NULL);
     long long sent = 0;
-    bool first = true, ok = true;
-    do {
+    bool first = true, ok = !silent;
+    while (ok) {
         long long n = count - sent < chunk ? count - sent : chunk;
         Google__Bytestream__WriteRequest wr = GOOGLE__BYTESTREAM__WRITE_REQUEST__INIT;
         if (first)
@@ -517,15 +520,40 @@ static int cmd_write(struct rc_conn *c, int argc, char **argv)
         op.op = GRPC_OP_SEND_MESSAGE;
         op.data.send_message.send_message = bb;
         grpc_call_start_batch(call, &op, 1, (void *)2, NULL);
-        ok = rc_wait(c, (void *)2);
+        ok = rc_wait(c, (void *)2) && sent < count;
         grpc_byte_buffer_destroy(bb);
-    } while (ok && sent < count);
+    }
     if (abort_call) {
         /* Let the server take in what was sent, then vanish. */
         usleep(300 * 1000);
         grpc_call_cancel(call, NULL);
     }
     grpc_byte_buffer *recv = NULL;
+    if (hold || silent) {
+        /* Keep the stream open without sending and without a half-close
+         * for hold seconds (default 1), then half-close and collect the
+         * status. The initial metadata is asked for now: gRPC holds back
+         * the status of a call whose initial metadata nobody asked for,
+         * so this is what lets a server's early end show at once. */
+        memset(ops, 0, sizeof ops);
+        ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[0].data.recv_initial_metadata.recv_initial_metadata = &init_md;
+        grpc_call_start_batch(call, ops, 1, (void *)5, NULL);
+        gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                          gpr_time_from_seconds(hold > 0 ? hold : 1, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_pluck(c->cq, (void *)9, until, NULL);
+        if (ev.type == GRPC_OP_COMPLETE) {
+            rc_wait(c, (void *)5);
+            goto done;
+        }
+        memset(ops, 0, sizeof ops);
+        ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+        grpc_call_start_batch(call, ops, 1, (void *)4, NULL);
+        rc_wait(c, (void *)4);
+        rc_wait(c, (void *)9);
+        rc_wait(c, (void *)5);
+        goto done;
+    }
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
@@ -535,6 +563,7 @@ static int cmd_write(struct rc_conn *c, int argc, char **argv)
     grpc_call_start_batch(call, ops, 3, (void *)3, NULL);
     rc_wait(c, (void *)3);
     rc_wait(c, (void *)9);
+done:;
     struct rc_status st;
     rc_status_set(&st, code, details);
     if (code == GRPC_STATUS_OK && recv != NULL) {
@@ -607,7 +636,7 @@ static const struct {
     {"ac-put", cmd_ac_put, "INSTANCE ACTION [file=PATH:DIGEST|tree=PATH:DIGEST|stdout=DIGEST]..."},
     {"ac-get", cmd_ac_get, "INSTANCE ACTION"},
     {"read", cmd_read, "RESOURCE [OFFSET [LIMIT]]"},
-    {"write", cmd_write, "RESOURCE FILE [offset=N from=N count=N chunk=N finish=0 abort=1]"},
+    {"write", cmd_write, "RESOURCE FILE [offset=N from=N count=N chunk=N finish=0 abort=1 hold=S silent=1]"},
     {"qws", cmd_qws, "RESOURCE"},
     {"raw", cmd_raw, "METHOD FILE"},
 };

@@ -292,6 +292,7 @@ static int write_message(void *state, const struct cd_req *req, bool *done, stru
             return cd_reply_fail(r, rc, rc == CAIRN_E_FULL ? "store is full" : "store: %s",
                                  cairn_strerror(rc));
         cd_metrics_add(&st->svc->metrics->bytes_in, len);
+        cd_uploads_progress(st->svc->uploads, st->name, cd_upload_offset(st->upload));
     }
     if (!in->finish)
         return 0;

@@ -137,7 +137,11 @@ int main(int argc, char **argv)
     }
     struct cd_svc svc = {store, auth, uploads, &metrics};
     grpc_init();
-    struct cd_rpc_opts ro = {cfg.listen, cfg.threads, cert, key, ca};
+    /* A silent Write stream is cancelled after half the upload TTL, so its
+     * upload is parked (and resumable) well before the store would expire
+     * it. */
+    unsigned idle_s = cfg.upload_ttl_s / 2 ? cfg.upload_ttl_s / 2 : 1;
+    struct cd_rpc_opts ro = {cfg.listen, cfg.threads, cert, key, ca, idle_s};
     int port = 0;
     if (cd_rpc_start(&ro, &svc, &rpc, &port, &err) != 0) {
         fprintf(stderr, "cairnd: %s\n", err.msg);
@@ -164,6 +168,10 @@ int main(int argc, char **argv)
         if (sig == SIGTERM || sig == SIGINT)
             break;
         time_t now = time(NULL);
+        unsigned reaped = cd_rpc_reap_idle(rpc);
+        if (reaped > 0)
+            cd_log(CD_LOG_INFO, "cancelled %u Write stream(s) idle for %us; uploads parked", reaped,
+                   idle_s);
         if (now - last_maintain >= (time_t)maintain_every) {
             last_maintain = now;
             unsigned n = cd_uploads_expire(uploads);

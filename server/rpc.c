@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -55,6 +56,10 @@ struct cd_rpc {
     bool shutdown_done;
     bool drained;
     bool destroyed;
+    /* Client-streaming calls, for cd_rpc_reap_idle. */
+    pthread_mutex_t idle_mu;
+    struct call *idle_head;
+    unsigned idle_s;
 };
 
 /* A posted grpc_server_request_(registered_)call. */
@@ -90,12 +95,81 @@ struct call {
     grpc_slice status_details;
     bool has_details;
     struct cd_reply reply;
+    /* Client streams: in rpc->idle_head's list (links and reaped under
+     * rpc->idle_mu); last_ms is when the last message arrived. */
+    struct call *idle_prev, *idle_next;
+    bool idle_listed;
+    bool reaped;
+    _Atomic int64_t last_ms;
 };
 
 /* --- call lifetime --- */
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void idle_add(struct call *c)
+{
+    struct cd_rpc *rpc = c->rpc;
+    atomic_store(&c->last_ms, now_ms());
+    pthread_mutex_lock(&rpc->idle_mu);
+    c->idle_prev = NULL;
+    c->idle_next = rpc->idle_head;
+    if (rpc->idle_head != NULL)
+        rpc->idle_head->idle_prev = c;
+    rpc->idle_head = c;
+    c->idle_listed = true;
+    pthread_mutex_unlock(&rpc->idle_mu);
+}
+
+/* Before the grpc_call goes: the reaper must not cancel a freed call. */
+static void idle_remove(struct call *c)
+{
+    struct cd_rpc *rpc = c->rpc;
+    pthread_mutex_lock(&rpc->idle_mu);
+    if (c->idle_prev != NULL)
+        c->idle_prev->idle_next = c->idle_next;
+    else
+        rpc->idle_head = c->idle_next;
+    if (c->idle_next != NULL)
+        c->idle_next->idle_prev = c->idle_prev;
+    c->idle_listed = false;
+    pthread_mutex_unlock(&rpc->idle_mu);
+}
+
+unsigned cd_rpc_reap_idle(struct cd_rpc *rpc)
+{
+    if (rpc == NULL || rpc->idle_s == 0)
+        return 0;
+    int64_t now = now_ms(), limit = (int64_t)rpc->idle_s * 1000;
+    unsigned n = 0;
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "no WriteRequest for %us: the call is cancelled and the upload kept for a resume "
+             "(QueryWriteStatus)", rpc->idle_s);
+    pthread_mutex_lock(&rpc->idle_mu);
+    for (struct call *c = rpc->idle_head; c != NULL; c = c->idle_next) {
+        if (c->reaped || now - atomic_load(&c->last_ms) < limit)
+            continue;
+        /* Thread-safe in gRPC; the call's own worker then sees the
+         * pending receive fail and closes the handler (parking the
+         * upload), exactly as when a client goes away. */
+        c->reaped = true;
+        grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED, msg, NULL);
+        n++;
+    }
+    pthread_mutex_unlock(&rpc->idle_mu);
+    return n;
+}
+
 static void call_free(struct call *c)
 {
+    if (c->idle_listed)
+        idle_remove(c);
     if (c->state != NULL && c->m != NULL && c->m->stream != NULL)
         c->m->stream->close(c->state, true);
     if (c->recv_buf)
@@ -303,6 +377,7 @@ static void on_stream_recv(struct call *c, bool ok)
         call_abandon(c);
         return;
     }
+    atomic_store(&c->last_ms, now_ms());
     if (c->recv_buf == NULL) {
         /* Half-close: the client sent everything it will send. */
         c->m->stream->end(c->state, &c->reply);
@@ -394,6 +469,7 @@ static void call_dispatch(struct call *c, grpc_byte_buffer *payload)
             call_finish(c);
             return;
         }
+        idle_add(c);
         stream_recv(c);
         return;
     }
@@ -558,6 +634,8 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
     if (rpc == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     rpc->svc = svc;
+    rpc->idle_s = opts->stream_idle_s;
+    pthread_mutex_init(&rpc->idle_mu, NULL);
     pthread_mutex_init(&rpc->mu, NULL);
     pthread_cond_init(&rpc->cv, NULL);
     rpc->shutdown_tag.fn = on_shutdown;
@@ -717,5 +795,6 @@ void cd_rpc_free(struct cd_rpc *rpc)
     free(rpc->handles);
     pthread_cond_destroy(&rpc->cv);
     pthread_mutex_destroy(&rpc->mu);
+    pthread_mutex_destroy(&rpc->idle_mu);
     free(rpc);
 }

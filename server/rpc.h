@@ -9,7 +9,8 @@
  * (ByteStream Write); a client that cancels or disconnects mid-stream
  * ends the call and the handler's state is freed (its upload parked).
  *
- * Not thread-safe: start, drain and free are called from one thread (main).
+ * Not thread-safe: start, drain and free are called from one thread (main);
+ * cd_rpc_reap_idle may be called from any thread between start and free.
  */
 #ifndef CAIRN_SERVER_RPC_H
 #define CAIRN_SERVER_RPC_H
@@ -23,6 +24,9 @@ struct cd_rpc_opts {
     const char *tls_cert_pem;  /* server certificate chain (NULL: plaintext) */
     const char *tls_key_pem;   /* its private key */
     const char *tls_client_ca_pem; /* non-NULL: require and verify client certs */
+    unsigned stream_idle_s;    /* a client stream (Write) that sends nothing
+                                * for this long is cancelled by
+                                * cd_rpc_reap_idle; 0: never */
 };
 
 struct cd_rpc;
@@ -32,6 +36,14 @@ struct cd_rpc;
  * Returns 0, CAIRN_E_INVAL (bad address or TLS material), CAIRN_E_NOMEM. */
 int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc,
                  struct cd_rpc **out, int *port, struct cairn_err *err);
+
+/* Cancels client-streaming calls (ByteStream Write) that have received
+ * no message for stream_idle_s seconds, with DEADLINE_EXCEEDED; their
+ * handler state is closed as for any cancelled call (a Write parks its
+ * upload for a resume). A silent client must not hold a call, its
+ * upload and its memory forever. Thread-safe; main calls it about once
+ * a second. Returns how many calls it cancelled. */
+unsigned cd_rpc_reap_idle(struct cd_rpc *rpc);
 
 /* Stops accepting calls (new ones are refused) and waits up to timeout_s
  * seconds for in-flight calls to finish, then cancels the rest. Returns

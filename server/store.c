@@ -1502,6 +1502,13 @@ int cd_upload_wait(struct cd_upload *u)
     return rc;
 }
 
+void cd_upload_touch(struct cd_upload *u)
+{
+    pthread_mutex_lock(&u->mu);
+    u->last = store_now();
+    pthread_mutex_unlock(&u->mu);
+}
+
 uint64_t cd_upload_offset(const struct cd_upload *u)
 {
     return u->off;

@@ -114,6 +114,9 @@ int cd_upload_write(struct cd_upload *u, const void *p, size_t n);
  * written (cd_upload_write returns before that). Returns 0 or the error
  * of that stage, which also poisons u. For tests and shutdown paths. */
 int cd_upload_wait(struct cd_upload *u);
+/* Restarts u's idle clock (cd_store_maintain expires uploads idle for
+ * upload_ttl_s), e.g. when a stream parks it for a resume. */
+void cd_upload_touch(struct cd_upload *u);
 /* Bytes received so far (QueryWriteStatus committed_size). */
 uint64_t cd_upload_offset(const struct cd_upload *u);
 /* Verifies size and sha256 and publishes the blob; frees u in every case.

@@ -106,6 +106,7 @@ void cd_uploads_park(struct cd_uploads *t, const char *name, struct cd_upload *u
         cd_uploads_release(t, name);
         return;
     }
+    cd_upload_touch(u);
     pthread_mutex_lock(&t->mu);
     struct entry *e = *find(t, name);
     if (e != NULL) {
@@ -118,6 +119,15 @@ void cd_uploads_park(struct cd_uploads *t, const char *name, struct cd_upload *u
     pthread_mutex_unlock(&t->mu);
     /* Not taken first (a caller bug): do not leak what it staged. */
     cd_upload_abort(u);
+}
+
+void cd_uploads_progress(struct cd_uploads *t, const char *name, uint64_t offset)
+{
+    pthread_mutex_lock(&t->mu);
+    struct entry *e = *find(t, name);
+    if (e != NULL && e->busy)
+        e->offset = offset;
+    pthread_mutex_unlock(&t->mu);
 }
 
 void cd_uploads_release(struct cd_uploads *t, const char *name)

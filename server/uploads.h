@@ -30,8 +30,12 @@ void cd_uploads_free(struct cd_uploads *t);
  * so two streams never start the same upload twice. */
 int cd_uploads_take(struct cd_uploads *t, const char *name, struct cd_upload **out);
 /* Puts u back under name (taken earlier with cd_uploads_take); the table
- * owns u. u NULL just clears the busy mark (same as release). */
+ * owns u, whose idle clock restarts (cd_upload_touch): a parked upload
+ * lives a full TTL. u NULL just clears the busy mark (same as release). */
 void cd_uploads_park(struct cd_uploads *t, const char *name, struct cd_upload *u);
+/* Records that the stream holding name has received offset bytes, so
+ * QueryWriteStatus during the stream reports the live committed size. */
+void cd_uploads_progress(struct cd_uploads *t, const char *name, uint64_t offset);
 /* Clears the busy mark of name after its upload was committed or aborted
  * by the caller. */
 void cd_uploads_release(struct cd_uploads *t, const char *name);
