@@ -6,6 +6,7 @@
 #include "cachekey/key.h"
 #include "cachekey/plan.h"
 #include "cachekey/statcache.h"
+#include "client/explain.h"
 #include "client/image.h"
 #include "client/sandbox.h"
 #include "common/buf.h"
@@ -48,6 +49,8 @@ struct build {
     int64_t now;
     int total;
     bool *remote_hit; /* per plan step: taken from the shared cache */
+    struct cairn_explain_build last; /* tags[0]'s last build (--explain) */
+    bool have_last;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1385,6 +1388,37 @@ static int start_stage(struct build *b, const struct ck_stage *st,
     return rc;
 }
 
+/* --explain: prints why step i has a key of its own. A layer step that
+ * missed always says something; any other step only when its key differs
+ * from the remembered one (a FROM whose image changed is where the misses
+ * after it come from). An explanation that fails is said, never fatal. */
+static void explain_step(struct build *b, size_t i, bool layer_miss)
+{
+    if (!b->o->explain || b->o->no_cache || (!layer_miss && !b->have_last))
+        return;
+    struct cairn_strvec causes;
+    cairn_strvec_init(&causes);
+    struct cairn_err e;
+    cairn_err_clear(&e);
+    int rc = 0;
+    if (b->o->ntags == 0)
+        rc = cairn_strvec_push(&causes, "no tag (-t) to compare with");
+    else
+        rc = cairn_explain_plan_step(b->have_last ? &b->last : NULL,
+                                     b->o->tags[0], b->plan, b->keys, i,
+                                     b->ctx, !layer_miss, &causes, &e);
+    /* A metadata step or FROM that changed only because an earlier step
+     * did has nothing to add: the layer steps say it. */
+    bool parent_only = causes.n == 1 &&
+                       strcmp(causes.v[0], "parent step changed") == 0;
+    for (size_t c = 0; c < causes.n && (layer_miss || !parent_only); c++)
+        fprintf(b->out, " ---> cache miss: %s\n", causes.v[c]);
+    if (rc)
+        fprintf(b->out, " ---> cache miss: (cannot explain: %s)\n",
+                e.msg[0] ? e.msg : cairn_strerror(rc));
+    cairn_strvec_free(&causes);
+}
+
 static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
                          bool *cached)
 {
@@ -1401,6 +1435,7 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
             b->stats->cached++;
     } else {
         *cached = false;
+        explain_step(b, i, true);
         char *blob = NULL;
         bool empty = false;
         if (s->instr->kind == CK_INSTR_RUN)
@@ -1492,6 +1527,8 @@ static int walk(struct build *b)
         bool cached = false;
         if (s->instr->kind == CK_INSTR_FROM) {
             rc = start_stage(b, st, so);
+            if (!rc)
+                explain_step(b, i, false);
         } else if (s->instr->kind == CK_INSTR_RUN ||
                    s->instr->kind == CK_INSTR_COPY ||
                    s->instr->kind == CK_INSTR_ADD) {
@@ -1503,6 +1540,8 @@ static int walk(struct build *b)
             rc = apply_meta(b, s, so);
             if (!rc && s->instr->kind != CK_INSTR_ARG)
                 rc = add_history(b, s, so, true);
+            if (!rc)
+                explain_step(b, i, false);
         }
         if (rc) {
             /* Every failure names its step; the layer writer and the
@@ -1571,6 +1610,24 @@ static int commit_image(struct build *b, char image_id[CAIRN_DIGEST_STR_LEN],
     return rc;
 }
 
+/* Remembers this build's keys under its tags for a later --explain. The
+ * image is built and tagged already, so a failure here is a warning. */
+static void remember(struct build *b)
+{
+    struct cairn_explain_build eb;
+    struct cairn_err e;
+    cairn_err_clear(&e);
+    int rc = cairn_explain_build_from_plan(b->plan, b->keys, b->ctx, &eb, &e);
+    if (!rc) {
+        rc = cairn_explain_remember(b->st, b->o->tags, b->o->ntags, &eb, &e);
+        cairn_explain_build_clear(&eb);
+    }
+    if (rc)
+        fprintf(b->out, "[Warning] this build is not remembered for "
+                        "--explain: %s\n",
+                e.msg[0] ? e.msg : cairn_strerror(rc));
+}
+
 int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
                     char image_id[CAIRN_DIGEST_STR_LEN],
                     struct cairn_build_stats *stats, struct cairn_err *err)
@@ -1630,6 +1687,13 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         if (b.plan->stages[b.plan->steps[i].stage].needed)
             b.total++;
     stats->steps = (unsigned)b.total;
+    if (o->explain && o->ntags > 0 && !o->no_cache) {
+        /* No record (or an unreadable one) is what --explain reports
+         * under each miss, not an error of the build. */
+        struct cairn_err le;
+        cairn_err_clear(&le);
+        b.have_last = cairn_explain_load(st, o->tags[0], &b.last, &le) == 0;
+    }
     b.stages = calloc(b.plan->nstages, sizeof *b.stages);
     if (b.stages == NULL) {
         rc = CAIRN_E_NOMEM;
@@ -1664,6 +1728,8 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         if (!rc)
             rc = cairn_store_result_put(st, final_key, manifest, err);
     }
+    if (!rc && o->ntags > 0)
+        remember(&b);
     if (o->cache) {
         /* Uploads read blobs from the store: they end before the lock. */
         struct cairn_cache_stats cst_;
@@ -1675,6 +1741,7 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     cairn_store_unlock(st);
 out:
     free(b.remote_hit);
+    cairn_explain_build_clear(&b.last);
     if (b.stages)
         for (size_t i = 0; i < b.plan->nstages; i++)
             stage_out_free(&b.stages[i]);

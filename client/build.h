@@ -42,6 +42,11 @@ struct cairn_build_opts {
      * new layers are uploaded while later steps run; the build waits for
      * the uploads before it returns. */
     struct cairn_cache *cache;
+    /* Under every layer step that misses (and every other step whose key
+     * differs from the last build of tags[0]), print why: the causes of
+     * client/explain.h. A successful build with tags always remembers its
+     * keys for this, with or without explain. */
+    bool explain;
 };
 
 /* Counts of what a build did, for the summary line. */

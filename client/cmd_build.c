@@ -28,6 +28,10 @@ static void build_usage(FILE *out)
             "(repeatable)\n"
             "      --target STAGE           build this stage\n"
             "      --no-cache               run every step\n"
+            "      --explain                say why each step missed the "
+            "cache\n"
+            "                               (compared with the last build "
+            "of the first -t)\n"
             "      --network host|none      network of RUN steps (default "
             "host)\n"
             "      --compression gzip|zstd|none   layer compression "
@@ -115,6 +119,8 @@ int cairn_cmd_build(int argc, char **argv)
             goto out;
         } else if (strcmp(a, "--no-cache") == 0) {
             o.no_cache = true;
+        } else if (strcmp(a, "--explain") == 0) {
+            o.explain = true;
         } else if ((v = opt_value(argc, argv, &i, "--file", "-f", &missing))) {
             o.dockerfile = v;
         } else if ((v = opt_value(argc, argv, &i, "--tag", "-t", &missing))) {

@@ -12,6 +12,7 @@
 #include "cachekey/plan.h"
 #include "cachekey/statcache.h"
 #include "client/build.h"
+#include "client/explain.h"
 #include "client/store.h"
 #include "common/buf.h"
 #include "common/strvec.h"
@@ -29,6 +30,15 @@ struct keys_opts {
     struct cairn_strvec build_args;
     bool json;
     bool explain;
+    const char *tag; /* --explain compares with this tag's last build */
+};
+
+/* What --explain -t compares with; last is NULL when the tag has no
+ * remembered build. */
+struct keys_explain {
+    const char *tag;
+    const struct cairn_explain_build *last;
+    struct ck_context *ctx;
 };
 
 static void keys_usage(FILE *out)
@@ -42,7 +52,10 @@ static void keys_usage(FILE *out)
             "      --target STAGE     stop at this stage\n"
             "      --json             print a JSON array\n"
             "      --explain          also print every field of the key "
-            "material\n");
+            "material\n"
+            "  -t, --tag NAME[:TAG]   with --explain: say why each key "
+            "differs from\n"
+            "                         the last build of this tag\n");
 }
 
 
@@ -59,6 +72,9 @@ static int parse_opts(int argc, char **argv, struct keys_opts *o)
             o->json = true;
         } else if (strcmp(a, "--explain") == 0) {
             o->explain = true;
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--tag", "-t",
+                                            &missing))) {
+            o->tag = v;
         } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--file", "-f", &missing))) {
             o->dockerfile = v;
         } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--build-arg", NULL,
@@ -146,8 +162,25 @@ static void stage_label(const struct ck_stage *st, char *buf, size_t n)
         snprintf(buf, n, "stage-%zu", st->index);
 }
 
+/* The causes for step i (nothing when its key is the remembered one). */
+static int step_causes(const struct keys_explain *x, const struct ck_plan *plan,
+                       const struct ck_keys *keys, size_t i,
+                       struct cairn_strvec *causes)
+{
+    if (x == NULL || x->last == NULL)
+        return 0;
+    struct cairn_err e;
+    cairn_err_clear(&e);
+    int rc = cairn_explain_plan_step(x->last, x->tag, plan, keys, i, x->ctx,
+                                     true, causes, &e);
+    if (rc)
+        fprintf(stderr, "cairn keys: cannot explain step %d: %s\n",
+                plan->steps[i].number, e.msg[0] ? e.msg : cairn_strerror(rc));
+    return rc == CAIRN_E_NOMEM ? rc : 0;
+}
+
 static int print_plain(const struct ck_plan *plan, const struct ck_keys *keys,
-                       bool explain)
+                       bool explain, const struct keys_explain *x)
 {
     int total = 0;
     for (size_t i = 0; i < plan->nsteps; i++)
@@ -155,6 +188,8 @@ static int print_plain(const struct ck_plan *plan, const struct ck_keys *keys,
             total++;
     struct cairn_buf b;
     cairn_buf_init(&b, 0);
+    if (x && x->last == NULL)
+        printf("no previous build of %s\n", x->tag);
     for (size_t i = 0; i < plan->nsteps; i++) {
         const struct ck_step_key *k = &keys->keys[i];
         const struct ck_step *s = &plan->steps[i];
@@ -173,6 +208,19 @@ static int print_plain(const struct ck_plan *plan, const struct ck_keys *keys,
                              : "");
         if (!explain)
             continue;
+        struct cairn_strvec causes;
+        cairn_strvec_init(&causes);
+        if (step_causes(x, plan, keys, i, &causes)) {
+            cairn_strvec_free(&causes);
+            cairn_buf_free(&b);
+            return CAIRN_E_NOMEM;
+        }
+        for (size_t c = 0; c < causes.n; c++) {
+            fputs(" ---> cache miss: ", stdout);
+            print_value(stdout, causes.v[c], strlen(causes.v[c]));
+            putchar('\n');
+        }
+        cairn_strvec_free(&causes);
         size_t pos = 0;
         const char *l, *v;
         size_t ln, vn;
@@ -188,7 +236,7 @@ static int print_plain(const struct ck_plan *plan, const struct ck_keys *keys,
 }
 
 static int print_json(const struct ck_plan *plan, const struct ck_keys *keys,
-                      bool explain)
+                      bool explain, const struct keys_explain *x)
 {
     json_t *arr = json_array();
     if (arr == NULL)
@@ -226,6 +274,31 @@ static int print_json(const struct ck_plan *plan, const struct ck_keys *keys,
                 json_array_append_new(
                     mat, json_pack("[s%, s%]", l, ln, v, vn));
             json_object_set_new(o, "material", mat);
+        }
+        if (explain && x) {
+            /* "causes": why the key differs from the tag's last build
+             * (empty: same key). */
+            struct cairn_strvec causes;
+            cairn_strvec_init(&causes);
+            int crc = 0;
+            if (x->last == NULL) {
+                char line[512];
+                snprintf(line, sizeof line, "no previous build of %s", x->tag);
+                crc = cairn_strvec_push(&causes, line);
+            } else {
+                crc = step_causes(x, plan, keys, i, &causes);
+            }
+            json_t *ca = json_array();
+            for (size_t c = 0; ca && c < causes.n; c++)
+                json_array_append_new(ca, json_string(causes.v[c]));
+            cairn_strvec_free(&causes);
+            if (crc || ca == NULL) {
+                json_decref(ca);
+                json_decref(o);
+                json_decref(arr);
+                return CAIRN_E_NOMEM;
+            }
+            json_object_set_new(o, "causes", ca);
         }
         json_array_append_new(arr, o);
     }
@@ -306,8 +379,21 @@ int cairn_cmd_keys(int argc, char **argv)
     rc = ck_keys_compute(plan, ctx, &keys, &err);
     if (rc)
         goto fail;
-    rc = o.json ? print_json(plan, keys, o.explain)
-                : print_plain(plan, keys, o.explain);
+    struct cairn_explain_build last;
+    memset(&last, 0, sizeof last);
+    struct keys_explain x = {.tag = o.tag, .last = NULL, .ctx = ctx};
+    if (o.explain && o.tag) {
+        struct cairn_err le;
+        cairn_err_clear(&le);
+        if (store && cairn_explain_load(store, o.tag, &last, &le) == 0)
+            x.last = &last;
+        else if (le.code != CAIRN_E_NOTFOUND && le.code != 0)
+            fprintf(stderr, "cairn keys: warning: %s\n", le.msg);
+    }
+    const struct keys_explain *xp = o.explain && o.tag ? &x : NULL;
+    rc = o.json ? print_json(plan, keys, o.explain, xp)
+                : print_plain(plan, keys, o.explain, xp);
+    cairn_explain_build_clear(&last);
     if (rc)
         goto fail;
     status = 0;

@@ -51,6 +51,7 @@
 #define STORE_DB_RESULTS "results"
 #define STORE_DB_TAGS "tags"
 #define STORE_DB_IMAGES "images"
+#define STORE_DB_LASTBUILD "lastbuild"
 /* Image records are small JSON; anything bigger is corrupt. */
 #define STORE_RECORD_MAX (1u << 20)
 /* Docker's limits: 255 for the repository name, 128 for the tag. */
@@ -70,7 +71,7 @@ struct cairn_store {
     char *tmpdir;
     struct cairn_index *idx;
     MDB_env *env; /* borrowed from idx */
-    MDB_dbi db_keys, db_tags, db_images, db_results;
+    MDB_dbi db_keys, db_tags, db_images, db_results, db_lastbuild;
 
     pthread_mutex_t lock_mu; /* guards the lock_* fields */
     int lock_fd;             /* root/store.lock */
@@ -287,6 +288,9 @@ static int dbs_open(struct cairn_store *st, struct cairn_err *err)
         mrc = mdb_dbi_open(txn, STORE_DB_TAGS, MDB_CREATE, &st->db_tags);
     if (mrc == 0)
         mrc = mdb_dbi_open(txn, STORE_DB_IMAGES, MDB_CREATE, &st->db_images);
+    if (mrc == 0)
+        mrc = mdb_dbi_open(txn, STORE_DB_LASTBUILD, MDB_CREATE,
+                           &st->db_lastbuild);
     if (mrc == 0) {
         mrc = mdb_txn_commit(txn);
         return mrc ? mdb_fail(err, mrc, "open databases") : 0;
@@ -758,6 +762,104 @@ int cairn_store_key_put(struct cairn_store *st, const char *key_hex,
     }
     mrc = mdb_txn_commit(txn);
     return mrc ? mdb_fail(err, mrc, "commit key") : 0;
+}
+
+/* Last builds: tag -> an opaque record (client/explain.c). Keyed by the
+ * normalised ref so "app" and "app:latest" are one tag, as for images. */
+static int lastbuild_key(const char *ref, char *buf, size_t len,
+                         struct cairn_err *err)
+{
+    return cairn_store_ref_normalize(ref, buf, len, err);
+}
+
+int cairn_store_lastbuild_put(struct cairn_store *st, const char *ref,
+                              const void *data, size_t len,
+                              struct cairn_err *err)
+{
+    char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
+    int rc = lastbuild_key(ref, name, sizeof name, err);
+    if (rc)
+        return rc;
+    if (len > CAIRN_STORE_LASTBUILD_MAX)
+        return cairn_err_set(err, CAIRN_E_TOOBIG,
+                             "last build of %s: %zu bytes, over the %u limit",
+                             name, len, CAIRN_STORE_LASTBUILD_MAX);
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc)
+        return mdb_fail(err, mrc, "begin");
+    MDB_val kv = {strlen(name), name}, v = {len, (void *)data};
+    mrc = mdb_put(txn, st->db_lastbuild, &kv, &v, 0);
+    if (mrc) {
+        mdb_txn_abort(txn);
+        return mdb_fail(err, mrc, "put last build");
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc ? mdb_fail(err, mrc, "commit last build") : 0;
+}
+
+int cairn_store_lastbuild_get(struct cairn_store *st, const char *ref,
+                              char **data, size_t *len,
+                              struct cairn_err *err)
+{
+    char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
+    int rc = lastbuild_key(ref, name, sizeof name, err);
+    if (rc)
+        return rc;
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (mrc)
+        return mdb_fail(err, mrc, "begin");
+    MDB_val kv = {strlen(name), name}, v;
+    mrc = mdb_get(txn, st->db_lastbuild, &kv, &v);
+    if (mrc) {
+        mdb_txn_abort(txn);
+        if (mrc == MDB_NOTFOUND)
+            return cairn_err_set(err, CAIRN_E_NOTFOUND,
+                                 "no previous build of %s", name);
+        return mdb_fail(err, mrc, "get last build");
+    }
+    /* LMDB's value is valid only inside the transaction: copy it. A
+     * value over the cap was not written by us. */
+    char *d = NULL;
+    if (v.mv_size <= CAIRN_STORE_LASTBUILD_MAX)
+        d = malloc(v.mv_size + 1);
+    if (d != NULL) {
+        memcpy(d, v.mv_data, v.mv_size);
+        d[v.mv_size] = '\0';
+    }
+    size_t n = v.mv_size;
+    mdb_txn_abort(txn);
+    if (d == NULL)
+        return cairn_err_set(err, n > CAIRN_STORE_LASTBUILD_MAX
+                                      ? CAIRN_E_CORRUPT
+                                      : CAIRN_E_NOMEM,
+                             "last build of %s: cannot read %zu bytes", name,
+                             n);
+    *data = d;
+    *len = n;
+    return 0;
+}
+
+int cairn_store_lastbuild_remove(struct cairn_store *st, const char *ref,
+                                 struct cairn_err *err)
+{
+    char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
+    int rc = lastbuild_key(ref, name, sizeof name, err);
+    if (rc)
+        return rc;
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc)
+        return mdb_fail(err, mrc, "begin");
+    MDB_val kv = {strlen(name), name};
+    mrc = mdb_del(txn, st->db_lastbuild, &kv, NULL);
+    if (mrc && mrc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return mdb_fail(err, mrc, "remove last build");
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc ? mdb_fail(err, mrc, "commit last build") : 0;
 }
 
 /* Results: the image a build's final key produced, so a build whose every

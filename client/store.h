@@ -90,6 +90,23 @@ int cairn_store_result_get(struct cairn_store *st, const char *key_hex,
 int cairn_store_result_put(struct cairn_store *st, const char *key_hex,
                            const char *manifest_digest, struct cairn_err *err);
 
+/* --- the last build of each tag (for --explain, client/explain.h) --- */
+#define CAIRN_STORE_LASTBUILD_MAX (16u << 20)
+/* Stores an opaque record (at most CAIRN_STORE_LASTBUILD_MAX bytes, else
+ * CAIRN_E_TOOBIG) under ref, normalised as cairn_store_ref_normalize
+ * does, replacing the previous one. */
+int cairn_store_lastbuild_put(struct cairn_store *st, const char *ref,
+                              const void *data, size_t len,
+                              struct cairn_err *err);
+/* Reads the record of ref: *data malloc'd (the caller frees it).
+ * CAIRN_E_NOTFOUND when there is none. */
+int cairn_store_lastbuild_get(struct cairn_store *st, const char *ref,
+                              char **data, size_t *len,
+                              struct cairn_err *err);
+/* Removes the record of ref; none is not an error. */
+int cairn_store_lastbuild_remove(struct cairn_store *st, const char *ref,
+                                 struct cairn_err *err);
+
 /* --- images and tags --- */
 struct cairn_image_row {
     char manifest_digest[CAIRN_DIGEST_STR_LEN];
