@@ -32,8 +32,10 @@
 #define STORE_MAX_READERS 1024
 #define STORE_MADVISE_MIN (4ull * CD_STORE_CHUNK)
 /* An upload buffers this much and stages it in one write txn: the cost of
- * a staging txn is mostly its fdatasync, and the disk writes 16 MiB per
- * sync several times faster than 1 MiB (docs/storage.md). */
+ * a staging txn is mostly its fdatasync, and a disk writes 8-16 MiB per
+ * sync several times faster than 1 MiB. 16 MiB measured no faster here
+ * and costs 25 MB more per upload (two buffers plus LMDB's dirty pages;
+ * docs/storage.md). */
 #define STORE_STAGE_BATCH (8u * CD_STORE_CHUNK)
 /* All uploads' batch buffers together stay below this; an upload that
  * finds the budget spent stages chunk by chunk, as before batching. */

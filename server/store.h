@@ -53,7 +53,7 @@ struct cd_store_opts {
     unsigned upload_ttl_s; /* abandoned uploads are dropped after this */
     size_t stage_batch;    /* bytes an upload buffers and stages per write
                             * txn, rounded down to whole chunks; 0: the
-                            * default (16 MiB). Tests use small values. */
+                            * default (8 MiB). Tests use small values. */
 };
 
 /* Opens or creates the store. Returns 0, CAIRN_E_DB, negative errno; err
