@@ -743,7 +743,9 @@ static void test_host_mounts_unchanged(void **state)
 {
     (void)state;
     assert_int_equal(count_mounts(), mounts_at_start);
-    assert_int_equal(count_fds(), fds_at_start);
+    /* A leak shows as more descriptors; fewer can happen when a
+     * descriptor the test runner passed down is closed by a library. */
+    assert_true(count_fds() <= fds_at_start);
     char cmd[256];
     snprintf(cmd, sizeof cmd,
              "test -z \"$(ls -d %s/cairn-run-* %s/cairn-ro-* 2>/dev/null)\"",
