@@ -1635,29 +1635,29 @@ int ck_context_source_digest(struct ck_context *ctx, const char *src,
     return rc;
 }
 
+/* ck_context_source_walk's view of an entry: one context-relative path. */
+struct walk_adapter {
+    ck_context_entry_fn fn;
+    void *arg;
+};
+
+static int walk_one(void *arg, const struct ck_context_entry *e)
+{
+    const struct walk_adapter *w = arg;
+    char path[2 * PATH_MAX];
+    if (strcmp(e->rel, ".") == 0)
+        snprintf(path, sizeof path, "%s", e->match);
+    else
+        (void)path_join(path, sizeof path, e->match, e->rel);
+    return w->fn(w->arg, path, e->type, e->mode & 07777, e->digest);
+}
+
 int ck_context_source_walk(struct ck_context *ctx, const char *src,
                            ck_context_entry_fn fn, void *arg,
                            struct cairn_err *err)
 {
-    struct collected c;
-    int rc = collect(ctx, src, &c, err);
-    if (ctx->cache != NULL)
-        (void)ck_statcache_flush(ctx->cache, NULL);
-    if (rc != 0)
-        return rc;
-    char path[2 * PATH_MAX];
-    for (size_t i = 0; rc == 0 && i < c.n; i++) {
-        const struct entry *e = c.v[i];
-        const char *m = c.matches[e->match].display;
-        if (strcmp(e->path, ".") == 0)
-            snprintf(path, sizeof path, "%s", m);
-        else
-            (void)path_join(path, sizeof path, m, e->path);
-        rc = fn(arg, path, e->type, e->mode & 07777,
-                e->type == 'f' ? e->digest : NULL);
-    }
-    collected_free(&c);
-    return rc;
+    struct walk_adapter w = {fn, arg};
+    return ck_context_source_each(ctx, src, walk_one, &w, err);
 }
 
 int ck_context_source_each(struct ck_context *ctx, const char *src,

@@ -21,6 +21,7 @@
 
 #include "common/buf.h"
 #include "common/error.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -86,48 +87,10 @@ struct ck_ignore {
 
 /* ---- UTF-8 and whitespace ------------------------------------------------ */
 
-/* Decodes one UTF-8 sequence the way Go does: an invalid or truncated
- * sequence is U+FFFD with width 1. Returns the width (0 only when n == 0). */
+/* Decodes one UTF-8 sequence the way Go does (common/utf8.h). */
 static size_t ig_rune(const char *s, size_t n, uint32_t *r)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    if (n == 0) {
-        *r = 0;
-        return 0;
-    }
-    if (u[0] < 0x80) {
-        *r = u[0];
-        return 1;
-    }
-    size_t w;
-    uint32_t c, min;
-    if ((u[0] & 0xe0) == 0xc0) {
-        w = 2, c = u[0] & 0x1f, min = 0x80;
-    } else if ((u[0] & 0xf0) == 0xe0) {
-        w = 3, c = u[0] & 0x0f, min = 0x800;
-    } else if ((u[0] & 0xf8) == 0xf0) {
-        w = 4, c = u[0] & 0x07, min = 0x10000;
-    } else {
-        *r = 0xfffd;
-        return 1;
-    }
-    if (n < w) {
-        *r = 0xfffd;
-        return 1;
-    }
-    for (size_t i = 1; i < w; i++) {
-        if ((u[i] & 0xc0) != 0x80) {
-            *r = 0xfffd;
-            return 1;
-        }
-        c = (c << 6) | (u[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
-        *r = 0xfffd;
-        return 1;
-    }
-    *r = c;
-    return w;
+    return cairn_utf8_decode(s, n, r);
 }
 
 /* Go's unicode.IsSpace, which strings.TrimSpace uses. */

@@ -22,6 +22,7 @@
 
 #include "common/buf.h"
 #include "common/error.h"
+#include "common/utf8.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -55,42 +56,11 @@ struct words {
 
 /* ---- UTF-8 --------------------------------------------------------------- */
 
-/* Decodes one character like Go: an invalid or truncated sequence is
- * U+FFFD with width 1. n must be > 0. */
+/* Decodes one character like Go (common/utf8.h). n must be > 0. */
 static size_t ex_decode(const char *s, size_t n, int32_t *r)
 {
-    const unsigned char *u = (const unsigned char *)s;
-    if (u[0] < 0x80) {
-        *r = u[0];
-        return 1;
-    }
-    size_t w;
-    uint32_t c, min;
-    if ((u[0] & 0xe0) == 0xc0) {
-        w = 2, c = u[0] & 0x1f, min = 0x80;
-    } else if ((u[0] & 0xf0) == 0xe0) {
-        w = 3, c = u[0] & 0x0f, min = 0x800;
-    } else if ((u[0] & 0xf8) == 0xf0) {
-        w = 4, c = u[0] & 0x07, min = 0x10000;
-    } else {
-        *r = 0xfffd;
-        return 1;
-    }
-    if (n < w) {
-        *r = 0xfffd;
-        return 1;
-    }
-    for (size_t i = 1; i < w; i++) {
-        if ((u[i] & 0xc0) != 0x80) {
-            *r = 0xfffd;
-            return 1;
-        }
-        c = (c << 6) | (u[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
-        *r = 0xfffd;
-        return 1;
-    }
+    uint32_t c;
+    size_t w = cairn_utf8_decode(s, n, &c);
     *r = (int32_t)c;
     return w;
 }
