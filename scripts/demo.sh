@@ -60,7 +60,7 @@ mkdir -p "$work/cairnd"
 "$cairnd" --listen 127.0.0.1:0 --dir "$work/cairnd" --max-size 1G \
     >"$work/cairnd.out" 2>"$work/cairnd.log" &
 cairnd_pid=$!
-trap 'kill "$cairnd_pid" 2>/dev/null; wait "$cairnd_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "$cairnd_pid" 2>/dev/null || true; wait "$cairnd_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 port=
 for _ in $(seq 1 100); do
     port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$work/cairnd.out")
