@@ -471,6 +471,19 @@ static bool valid_stage_name(const char *s)
 typedef int (*step_fn)(struct walker *w, struct ck_step *s,
                        struct stage_state *st);
 
+/* Ends a handler that built s->words in out: hands them over on success,
+ * frees them otherwise. Returns rc (or CAIRN_E_NOMEM). */
+static int words_take(struct ck_step *s, struct cairn_strvec *out, int rc)
+{
+    if (!rc) {
+        s->words = cairn_strvec_take(out, &s->nwords);
+        if (s->words == NULL)
+            rc = CAIRN_E_NOMEM;
+    }
+    cairn_strvec_free(out);
+    return rc;
+}
+
 /* Expands every arg in place into s->words (heredoc markers kept as
  * written, since their bodies carry their own expansion rule). */
 static int expand_args(struct walker *w, struct ck_step *s,
@@ -491,13 +504,7 @@ static int expand_args(struct walker *w, struct ck_step *s,
         if (!rc)
             rc = cairn_strvec_push_take(&out, x);
     }
-    if (!rc) {
-        s->words = cairn_strvec_take(&out, &s->nwords);
-        if (s->words == NULL)
-            rc = CAIRN_E_NOMEM;
-    }
-    cairn_strvec_free(&out);
-    return rc;
+    return words_take(s, &out, rc);
 }
 
 static int copy_args(struct walker *w, struct ck_step *s,
@@ -566,13 +573,7 @@ static int do_arg(struct walker *w, struct ck_step *s, struct stage_state *st)
         free(name);
         free(value);
     }
-    if (!rc) {
-        s->words = cairn_strvec_take(&out, &s->nwords);
-        if (s->words == NULL)
-            rc = CAIRN_E_NOMEM;
-    }
-    cairn_strvec_free(&out);
-    return rc;
+    return words_take(s, &out, rc);
 }
 
 static int do_workdir(struct walker *w, struct ck_step *s,

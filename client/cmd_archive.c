@@ -25,6 +25,7 @@
 #include "client/cli.h"
 
 #include "cachekey/digest.h"
+#include "common/fdio.h"
 #include "cachekey/dockerfile.h"
 #include "cachekey/expand.h"
 #include "client/image.h"
@@ -170,22 +171,6 @@ static int tmp_create(const char *dir, const char *prefix, char **path, int *fd,
     return 0;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Reads a whole small file (at most max bytes). */
 static int read_small(const char *path, size_t max, char **data, size_t *len,
                       struct cairn_err *err)
@@ -251,7 +236,7 @@ static int copy_hash(int in, int out, char digest[CAIRN_DIGEST_STR_LEN],
             break;
         if ((rc = ck_sha256_update(h, buf, (size_t)n)) != 0)
             break;
-        if ((rc = write_all(out, buf, (size_t)n)) != 0) {
+        if ((rc = cairn_write_all(out, buf, (size_t)n)) != 0) {
             cairn_err_set(err, rc, "writing: %s", strerror(-rc));
             break;
         }
@@ -1451,7 +1436,7 @@ static int load_extract(struct archive *a, const char *tmpdir,
                 break;
             if ((rc = ck_sha256_update(h, buf, (size_t)n)))
                 break;
-            if ((rc = write_all(fd, buf, (size_t)n))) {
+            if ((rc = cairn_write_all(fd, buf, (size_t)n))) {
                 cairn_err_set(err, rc, "writing to %s: %s", tmpdir,
                               strerror(-rc));
                 break;

@@ -1,6 +1,7 @@
 #include "layer.h"
 
 #include "cachekey/digest.h"
+#include "common/fdio.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -96,21 +97,6 @@ static bool rel_path_ok(const char *p)
     }
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* Writer: tar -> sha256 (diff_id) -> compressor -> sha256 (digest) -> file */
 
@@ -164,7 +150,7 @@ static int out_flush(struct cairn_layer_writer *w)
         return 0;
     int rc = ck_sha256_update(w->blob_hash, w->out, w->out_len);
     if (rc == 0)
-        rc = write_all(w->fd, w->out, w->out_len);
+        rc = cairn_write_all(w->fd, w->out, w->out_len);
     if (rc == 0) {
         w->blob_bytes += w->out_len;
         w->out_len = 0;

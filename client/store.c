@@ -28,6 +28,7 @@
 #include "client/store.h"
 
 #include "cachekey/digest.h"
+#include "common/fdio.h"
 #include "client/image.h"
 #include "client/index.h"
 #include "common/buf.h"
@@ -186,22 +187,6 @@ static int rename_noreplace(const char *from, const char *to)
     return 0;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Creates a file in tmp/ holding data, fsync'd, mode 0644. *path gets its
  * name. */
 static int tmp_write(const struct cairn_store *st, const char *prefix,
@@ -213,7 +198,7 @@ static int tmp_write(const struct cairn_store *st, const char *prefix,
     int fd = mkostemp(path, O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    int rc = write_all(fd, data, len);
+    int rc = cairn_write_all(fd, data, len);
     if (!rc && fchmod(fd, 0644) != 0)
         rc = -errno;
     if (!rc && fsync(fd) != 0)
