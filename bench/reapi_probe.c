@@ -275,7 +275,8 @@ static int cmd_get(struct rc_conn *c, int argc, char **argv)
 }
 
 /* ac-put INSTANCE ACTION_DIGEST [file=PATH:DIGEST | stdout=DIGEST |
- * tree=PATH:DIGEST]... */
+ * tree=PATH:DIGEST | prop=PATH:NAME=VALUE]... (a prop is a node property
+ * of the file=PATH given before it) */
 static int cmd_ac_put(struct rc_conn *c, int argc, char **argv)
 {
     if (argc < 2)
@@ -288,6 +289,10 @@ static int cmd_ac_put(struct rc_conn *c, int argc, char **argv)
     Build__Bazel__Remote__Execution__V2__OutputDirectory *dirs = calloc(n, sizeof *dirs);
     Build__Bazel__Remote__Execution__V2__OutputDirectory **dp = calloc(n, sizeof *dp);
     Digest *ds = calloc(n, sizeof *ds);
+    Build__Bazel__Remote__Execution__V2__NodeProperties *nps = calloc(n, sizeof *nps);
+    Build__Bazel__Remote__Execution__V2__NodeProperty *props = calloc(n, sizeof *props);
+    Build__Bazel__Remote__Execution__V2__NodeProperty **pp = calloc(n, sizeof *pp);
+    size_t npp = 0;
     Build__Bazel__Remote__Execution__V2__ActionResult ar = BUILD__BAZEL__REMOTE__EXECUTION__V2__ACTION_RESULT__INIT;
     ar.output_files = fp;
     ar.output_directories = dp;
@@ -306,6 +311,28 @@ static int cmd_ac_put(struct rc_conn *c, int argc, char **argv)
         if (colon == NULL)
             return EXIT_LOCAL;
         *colon = '\0';
+        if (strcmp(argv[i], "prop") == 0) {
+            /* Properties of one file are consecutive in pp. */
+            char *peq = strchr(colon + 1, '=');
+            Build__Bazel__Remote__Execution__V2__OutputFile *of = NULL;
+            for (size_t k = 0; k < ar.n_output_files; k++)
+                if (strcmp(fp[k]->path, val) == 0)
+                    of = fp[k];
+            if (peq == NULL || of == NULL)
+                return EXIT_LOCAL;
+            *peq = '\0';
+            build__bazel__remote__execution__v2__node_property__init(&props[i]);
+            props[i].name = colon + 1;
+            props[i].value = peq + 1;
+            if (of->node_properties == NULL) {
+                build__bazel__remote__execution__v2__node_properties__init(&nps[i]);
+                nps[i].properties = &pp[npp];
+                of->node_properties = &nps[i];
+            }
+            pp[npp++] = &props[i];
+            of->node_properties->n_properties++;
+            continue;
+        }
         parse_digest(colon + 1, &ds[i]);
         if (strcmp(argv[i], "file") == 0) {
             build__bazel__remote__execution__v2__output_file__init(&files[i]);
@@ -330,10 +357,14 @@ static int cmd_ac_put(struct rc_conn *c, int argc, char **argv)
     free(dirs);
     free(dp);
     free(ds);
+    free(nps);
+    free(props);
+    free(pp);
     return rc;
 }
 
-/* ac-get INSTANCE ACTION_DIGEST : prints "file PATH DIGEST" lines. */
+/* ac-get INSTANCE ACTION_DIGEST : prints "file PATH DIGEST" lines, each
+ * followed by "prop PATH NAME=VALUE" lines for its node properties. */
 static int cmd_ac_get(struct rc_conn *c, int argc, char **argv)
 {
     if (argc < 2)
@@ -353,9 +384,13 @@ static int cmd_ac_get(struct rc_conn *c, int argc, char **argv)
     if (rc == 0) {
         Build__Bazel__Remote__Execution__V2__ActionResult *r =
             build__bazel__remote__execution__v2__action_result__unpack(NULL, rlen, resp);
-        for (size_t i = 0; i < r->n_output_files; i++)
-            printf("file %s %s/%lld\n", r->output_files[i]->path, r->output_files[i]->digest->hash,
-                   (long long)r->output_files[i]->digest->size_bytes);
+        for (size_t i = 0; i < r->n_output_files; i++) {
+            const Build__Bazel__Remote__Execution__V2__OutputFile *f = r->output_files[i];
+            printf("file %s %s/%lld\n", f->path, f->digest->hash, (long long)f->digest->size_bytes);
+            for (size_t k = 0; f->node_properties && k < f->node_properties->n_properties; k++)
+                printf("prop %s %s=%s\n", f->path, f->node_properties->properties[k]->name,
+                       f->node_properties->properties[k]->value);
+        }
         printf("exit_code %d\n", r->exit_code);
         build__bazel__remote__execution__v2__action_result__free_unpacked(r, NULL);
     }

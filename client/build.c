@@ -49,6 +49,10 @@ struct build {
     int64_t now;
     int total;
     bool *remote_hit; /* per plan step: taken from the shared cache */
+    /* The shared cache's view of each plan step (NULL: not looked up):
+     * pointers into remote_steps. */
+    struct cairn_cache_step **remote;
+    struct cairn_cache_step *remote_steps;
     struct cairn_explain_build last; /* tags[0]'s last build (--explain) */
     bool have_last;
 };
@@ -243,9 +247,12 @@ out:
 
 /* ---- snapshots and the parent's file system ----------------------------- */
 
+static void remote_ensure_blobs(struct build *b, const struct stage_out *s);
+
 /* Makes sure every layer of s has its snapshot directory. */
 static int stage_snapshots(struct build *b, struct stage_out *s)
 {
+    remote_ensure_blobs(b, s);
     if (s->snapshots == NULL) {
         s->snapshots = calloc(s->nlayers + 1, sizeof *s->snapshots);
         if (s->snapshots == NULL)
@@ -1419,6 +1426,16 @@ static void explain_step(struct build *b, size_t i, bool layer_miss)
     cairn_strvec_free(&causes);
 }
 
+/* The record of a step the shared cache has, whether or not its layer
+ * was fetched (a step whose layer nothing reads is not). */
+static bool remote_rec(struct build *b, size_t i, struct cairn_layer_rec *out)
+{
+    if (b->remote == NULL || b->remote[i] == NULL || !b->remote[i]->hit)
+        return false;
+    *out = b->remote[i]->rec;
+    return true;
+}
+
 static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
                          bool *cached)
 {
@@ -1427,7 +1444,8 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
     struct cairn_layer_rec rec;
     memset(&rec, 0, sizeof rec);
     int rc;
-    if (!b->o->no_cache && cairn_store_key_get(b->st, k->hex, &rec) == 0) {
+    if (!b->o->no_cache && (cairn_store_key_get(b->st, k->hex, &rec) == 0 ||
+                            remote_rec(b, i, &rec))) {
         *cached = true;
         if (b->remote_hit && b->remote_hit[i])
             b->stats->remote++;
@@ -1457,12 +1475,9 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
             rc = cairn_store_key_put(b->st, k->hex, &rec, b->err);
         if (rc)
             return rc;
-        if (b->o->cache) {
-            char *by = created_by(s);
+        if (b->o->cache)
             cairn_cache_upload(b->o->cache, b->st, k->hex, k->material.data,
-                               k->material.len, &rec, by);
-            free(by);
-        }
+                               k->material.len, &rec);
     }
     if (!rec.empty) {
         rc = layers_push(so, &rec.layer);
@@ -1477,19 +1492,16 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
 
 /* The shared cache's lookup phase: every layer step the local index
  * cannot serve is looked up at once, before anything runs (keys never
- * depend on a step's output); hits land in the store and its key index,
- * so the walk takes them like local hits. */
+ * depend on a step's output). Only action results are read here; which
+ * layers are then fetched is remote_fetch's business. */
 static int remote_lookup(struct build *b)
 {
     const struct ck_plan *p = b->plan;
     b->remote_hit = calloc(p->nsteps + 1, sizeof *b->remote_hit);
-    struct cairn_cache_step *cs = calloc(p->nsteps + 1, sizeof *cs);
-    size_t *idx = calloc(p->nsteps + 1, sizeof *idx);
-    if (b->remote_hit == NULL || cs == NULL || idx == NULL) {
-        free(cs);
-        free(idx);
+    b->remote = calloc(p->nsteps + 1, sizeof *b->remote);
+    b->remote_steps = calloc(p->nsteps + 1, sizeof *b->remote_steps);
+    if (b->remote_hit == NULL || b->remote == NULL || b->remote_steps == NULL)
         return CAIRN_E_NOMEM;
-    }
     size_t n = 0;
     for (size_t i = 0; i < p->nsteps; i++) {
         const struct ck_step_key *k = &b->keys->keys[i];
@@ -1498,17 +1510,106 @@ static int remote_lookup(struct build *b)
             !k->layer || k->unresolved ||
             cairn_store_key_get(b->st, k->hex, &rec) == 0)
             continue;
-        cs[n].key_hex = k->hex;
-        cs[n].material = k->material.data;
-        cs[n].material_len = k->material.len;
-        idx[n++] = i;
+        struct cairn_cache_step *cs = &b->remote_steps[n++];
+        cs->key_hex = k->hex;
+        cs->material = k->material.data;
+        cs->material_len = k->material.len;
+        b->remote[i] = cs;
     }
-    cairn_cache_lookup(b->o->cache, b->st, cs, n);
-    for (size_t j = 0; j < n; j++)
-        b->remote_hit[idx[j]] = cs[j].hit;
-    free(cs);
-    free(idx);
+    cairn_cache_lookup(b->o->cache, b->st, b->remote_steps, n);
     return 0;
+}
+
+/* Marks in need the remote hits with a layer among the layers stage si
+ * has before plan step upto (all of them when upto is past its end). */
+static void remote_need_chain(struct build *b, bool *need, size_t si,
+                              size_t upto)
+{
+    const struct ck_stage *st = &b->plan->stages[si];
+    if (st->base_kind == CK_BASE_STAGE)
+        remote_need_chain(b, need, st->base_stage, SIZE_MAX);
+    size_t end = st->first_step + st->nsteps;
+    for (size_t j = st->first_step; j < end && j < upto; j++)
+        if (b->remote[j] && b->remote[j]->hit && !b->remote[j]->rec.empty)
+            need[j] = true;
+}
+
+/* Fetches the layers of remote hits that the build reads, and no others:
+ * the target stage's (the image must be complete in the store), and for
+ * every step that will run, its stage's layers before it (its snapshots)
+ * and, for COPY --from a stage, that stage's. Keys never depend on
+ * outputs, so this is known before the first step; a stage used only by
+ * steps that hit downloads nothing. A layer that cannot be fetched turns
+ * its step into one that runs, which may need more layers: repeat until
+ * every needed layer is here. */
+static int remote_fetch(struct build *b)
+{
+    const struct ck_plan *p = b->plan;
+    bool *need = calloc(p->nsteps + 1, sizeof *need);
+    struct cairn_cache_step **want = calloc(p->nsteps + 1, sizeof *want);
+    int rc = 0;
+    if (need == NULL || want == NULL) {
+        rc = CAIRN_E_NOMEM;
+        goto out;
+    }
+    for (;;) {
+        memset(need, 0, p->nsteps * sizeof *need);
+        remote_need_chain(b, need, p->target, SIZE_MAX);
+        for (size_t i = 0; i < p->nsteps; i++) {
+            const struct ck_step *s = &p->steps[i];
+            const struct ck_step_key *k = &b->keys->keys[i];
+            bool layer_step = s->instr->kind == CK_INSTR_RUN ||
+                              s->instr->kind == CK_INSTR_COPY ||
+                              s->instr->kind == CK_INSTR_ADD;
+            struct cairn_layer_rec rec;
+            if (!p->stages[s->stage].needed || !layer_step ||
+                (b->remote[i] && b->remote[i]->hit) ||
+                (k->computed && !k->unresolved &&
+                 cairn_store_key_get(b->st, k->hex, &rec) == 0))
+                continue;
+            /* Step i runs. */
+            remote_need_chain(b, need, s->stage, i);
+            if (s->from_kind == CK_FROM_STAGE)
+                remote_need_chain(b, need, s->from_stage, SIZE_MAX);
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < p->nsteps; i++)
+            if (need[i] && !b->remote[i]->fetched)
+                want[n++] = b->remote[i];
+        if (n == 0 || cairn_cache_fetch(b->o->cache, b->st, want, n) == 0)
+            break;
+    }
+    for (size_t i = 0; i < p->nsteps; i++)
+        b->remote_hit[i] = b->remote[i] && b->remote[i]->hit;
+out:
+    free(need);
+    free(want);
+    return rc;
+}
+
+/* The fetch of remote_fetch, on demand: any layer of s whose blob is not
+ * in the store but that a remote hit has is fetched now. remote_fetch
+ * has already fetched whatever the build reads, so this finds nothing
+ * to do unless that reasoning missed a case; a failure leaves the blob
+ * missing, and the snapshot's error says so. */
+static void remote_ensure_blobs(struct build *b, const struct stage_out *s)
+{
+    if (b->remote == NULL)
+        return;
+    for (size_t l = 0; l < s->nlayers; l++) {
+        if (s->snapshots && s->snapshots[l])
+            continue;
+        if (cairn_store_blob_has(b->st, s->layers[l].digest))
+            continue;
+        for (size_t i = 0; i < b->plan->nsteps; i++) {
+            struct cairn_cache_step *cs = b->remote[i];
+            if (cs && cs->hit && !cs->fetched && !cs->rec.empty &&
+                strcmp(cs->rec.layer.digest, s->layers[l].digest) == 0) {
+                cairn_cache_fetch(b->o->cache, b->st, &cs, 1);
+                break;
+            }
+        }
+    }
 }
 
 static int walk(struct build *b)
@@ -1702,8 +1803,11 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     rc = cairn_store_lock(st, false, err);
     if (rc)
         goto out;
-    if (o->cache && !o->no_cache)
+    if (o->cache && !o->no_cache) {
         rc = remote_lookup(&b);
+        if (!rc)
+            rc = remote_fetch(&b);
+    }
     if (!rc)
         rc = walk(&b);
     /* A build whose final key already produced an image gives that same
@@ -1724,6 +1828,7 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
             snprintf(image_id, CAIRN_DIGEST_STR_LEN, "%s", row.config_digest);
         cairn_store_image_row_clear(&row);
     } else if (!rc) {
+        remote_ensure_blobs(&b, &b.stages[b.plan->target]);
         rc = commit_image(&b, image_id, manifest);
         if (!rc)
             rc = cairn_store_result_put(st, final_key, manifest, err);
@@ -1741,6 +1846,8 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     cairn_store_unlock(st);
 out:
     free(b.remote_hit);
+    free(b.remote);
+    free(b.remote_steps);
     cairn_explain_build_clear(&b.last);
     if (b.stages)
         for (size_t i = 0; i < b.plan->nstages; i++)

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,7 +14,6 @@
 #include <unistd.h>
 
 #define CACHE_LOOKUP_THREADS 8
-#define CACHE_MAX_JSON (64 << 10)
 #define CACHE_MAX_URL 512
 
 struct endpoint {
@@ -33,7 +31,6 @@ struct upload_job {
     uint8_t *material;
     size_t material_len;
     struct cairn_layer_rec rec;
-    char *created_by;
     struct cairn_store *st;
 };
 
@@ -277,23 +274,117 @@ static void probe_all(struct cairn_cache *c)
     free(started);
 }
 
-/* ---- lookups ------------------------------------------------------------ */
+/* ---- the layer record in an action result ------------------------------- */
+
+/* Node properties of the `layer` output file (docs/remote.md). */
+#define CACHE_FILE "layer"
+#define CACHE_PROP_MEDIA "cairn.media_type"
+#define CACHE_PROP_DIFF "cairn.diff_id"
+#define CACHE_PROP_EMPTY "cairn.empty"
+/* sha256 of no bytes: the blob every REAPI server has. */
+#define CACHE_EMPTY_HASH                                                      \
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+static const char *layer_media_type(const char *s)
+{
+    static const char *const known[] = {CAIRN_MEDIA_LAYER_GZIP,
+                                        CAIRN_MEDIA_LAYER_ZSTD,
+                                        CAIRN_MEDIA_LAYER_TAR};
+    for (size_t i = 0; s && i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(s, known[i]) == 0)
+            return known[i];
+    return NULL;
+}
+
+static bool is_digest(const char *s)
+{
+    if (s == NULL || strncmp(s, "sha256:", 7) != 0 || strlen(s) != 71)
+        return false;
+    uint8_t bin[CK_SHA256_LEN];
+    return ck_hex_decode(s + 7, bin) == 0;
+}
+
+static const char *prop_get(const struct cairn_remote_file *f,
+                            const char *name)
+{
+    for (size_t i = 0; i < f->nprops; i++)
+        if (strcmp(f->props[i].name, name) == 0)
+            return f->props[i].value;
+    return NULL;
+}
+
+/* Reads the layer record out of an action result. CAIRN_E_NOTFOUND (a
+ * quiet miss) for a result that is not cairn's, or is from before the
+ * record moved into node properties; CAIRN_E_CORRUPT for one that claims
+ * to be cairn's but does not add up. */
+static int result_parse(const struct cairn_remote_result *res,
+                        struct cairn_layer_rec *rec, struct cairn_err *err)
+{
+    const struct cairn_remote_file *f = NULL;
+    for (size_t i = 0; i < res->nfiles; i++)
+        if (strcmp(res->files[i].path, CACHE_FILE) == 0)
+            f = &res->files[i];
+    const char *mt = f ? prop_get(f, CACHE_PROP_MEDIA) : NULL;
+    const char *di = f ? prop_get(f, CACHE_PROP_DIFF) : NULL;
+    const char *em = f ? prop_get(f, CACHE_PROP_EMPTY) : NULL;
+    if (res->exit_code != 0 || (mt == NULL && di == NULL && em == NULL))
+        return CAIRN_E_NOTFOUND;
+    memset(rec, 0, sizeof *rec);
+    if (em != NULL) {
+        if (strcmp(em, "true") != 0 || mt != NULL || di != NULL ||
+            f->digest.size != 0 || strcmp(f->digest.hash, CACHE_EMPTY_HASH) != 0)
+            return cairn_err_set(err, CAIRN_E_CORRUPT,
+                                 "empty step with a layer");
+        rec->empty = true;
+        return 0;
+    }
+    rec->layer.media_type = layer_media_type(mt);
+    if (rec->layer.media_type == NULL || !is_digest(di) || f->digest.size <= 0)
+        return cairn_err_set(err, CAIRN_E_CORRUPT,
+                             "bad layer record (media type, diff_id, size)");
+    snprintf(rec->layer.digest, sizeof rec->layer.digest, "sha256:%s",
+             f->digest.hash);
+    snprintf(rec->layer.diff_id, sizeof rec->layer.diff_id, "%s", di);
+    rec->layer.size = f->digest.size;
+    return 0;
+}
+
+/* The inverse of result_parse. */
+static void result_make(const struct cairn_layer_rec *rec,
+                        struct cairn_remote_result *res)
+{
+    memset(res, 0, sizeof *res);
+    struct cairn_remote_file *f = &res->files[0];
+    res->nfiles = 1;
+    snprintf(f->path, sizeof f->path, CACHE_FILE);
+    if (rec->empty) {
+        snprintf(f->digest.hash, sizeof f->digest.hash, CACHE_EMPTY_HASH);
+        f->digest.size = 0;
+        snprintf(f->props[0].name, sizeof f->props[0].name, CACHE_PROP_EMPTY);
+        snprintf(f->props[0].value, sizeof f->props[0].value, "true");
+        f->nprops = 1;
+        return;
+    }
+    snprintf(f->digest.hash, sizeof f->digest.hash, "%s",
+             rec->layer.digest + 7);
+    f->digest.size = rec->layer.size;
+    /* Sorted by name, as REAPI asks of node properties. */
+    snprintf(f->props[0].name, sizeof f->props[0].name, CACHE_PROP_DIFF);
+    snprintf(f->props[0].value, sizeof f->props[0].value, "%s",
+             rec->layer.diff_id);
+    snprintf(f->props[1].name, sizeof f->props[1].name, CACHE_PROP_MEDIA);
+    snprintf(f->props[1].value, sizeof f->props[1].value, "%s",
+             rec->layer.media_type);
+    f->nprops = 2;
+}
+
+/* ---- lookups and fetches ------------------------------------------------ */
 
 static void add_down(struct cairn_cache *c, uint64_t n)
 {
     pthread_mutex_lock(&c->mu);
     c->stats.bytes_down += n;
     pthread_mutex_unlock(&c->mu);
-}
-
-struct mem_sink {
-    struct cairn_buf buf;
-};
-
-static int mem_write(void *arg, const void *data, size_t len)
-{
-    struct mem_sink *m = arg;
-    return cairn_buf_append(&m->buf, data, len);
 }
 
 struct file_sink {
@@ -318,72 +409,15 @@ static int file_write(void *arg, const void *data, size_t len)
     return ck_sha256_update(f->h, data, len);
 }
 
-static const char *layer_media_type(const char *s)
-{
-    static const char *const known[] = {CAIRN_MEDIA_LAYER_GZIP,
-                                        CAIRN_MEDIA_LAYER_ZSTD,
-                                        CAIRN_MEDIA_LAYER_TAR};
-    for (size_t i = 0; s && i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(s, known[i]) == 0)
-            return known[i];
-    return NULL;
-}
-
-static bool is_digest(const char *s)
-{
-    if (s == NULL || strncmp(s, "sha256:", 7) != 0 || strlen(s) != 71)
-        return false;
-    uint8_t bin[CK_SHA256_LEN];
-    return ck_hex_decode(s + 7, bin) == 0;
-}
-
-/* Parses layer.json into rec (checked against the `layer` output file). */
-static int parse_layer_json(const char *json, size_t len,
-                            const struct cairn_remote_file *layer,
-                            struct cairn_layer_rec *rec, struct cairn_err *err)
-{
-    json_error_t je;
-    json_t *o = json_loadb(json, len, 0, &je);
-    if (o == NULL || !json_is_object(o)) {
-        json_decref(o);
-        return cairn_err_set(err, CAIRN_E_CORRUPT, "layer.json is not JSON");
-    }
-    int rc = 0;
-    memset(rec, 0, sizeof *rec);
-    rec->empty = json_is_true(json_object_get(o, "empty"));
-    if (rec->empty) {
-        if (layer != NULL)
-            rc = cairn_err_set(err, CAIRN_E_CORRUPT,
-                               "empty step with a layer file");
-        goto out;
-    }
-    const char *mt = json_string_value(json_object_get(o, "mediaType"));
-    const char *dg = json_string_value(json_object_get(o, "digest"));
-    const char *di = json_string_value(json_object_get(o, "diffId"));
-    json_t *sz = json_object_get(o, "size");
-    rec->layer.media_type = layer_media_type(mt);
-    if (layer == NULL || rec->layer.media_type == NULL || !is_digest(dg) ||
-        !is_digest(di) || !json_is_integer(sz) ||
-        json_integer_value(sz) != layer->digest.size ||
-        strcmp(dg + 7, layer->digest.hash) != 0) {
-        rc = cairn_err_set(err, CAIRN_E_CORRUPT,
-                           "layer.json does not describe the layer file");
-        goto out;
-    }
-    snprintf(rec->layer.digest, sizeof rec->layer.digest, "%s", dg);
-    snprintf(rec->layer.diff_id, sizeof rec->layer.diff_id, "%s", di);
-    rec->layer.size = json_integer_value(sz);
-out:
-    json_decref(o);
-    return rc;
-}
-
-/* Downloads the layer blob into st (unless there) and checks that its
- * digest and diff_id are the ones rec claims. */
+/* Downloads the layer blob rec names into st (unless there) and checks
+ * that its digest and diff_id are the ones rec claims. */
 static int fetch_layer(struct cairn_cache *c, struct endpoint *e,
-                       struct cairn_store *st, const struct cairn_remote_file *f,
+                       struct cairn_store *st,
                        const struct cairn_layer_rec *rec, struct cairn_err *err)
 {
+    struct cairn_remote_digest dg;
+    snprintf(dg.hash, sizeof dg.hash, "%s", rec->layer.digest + 7);
+    dg.size = rec->layer.size;
     char path[4096];
     int rc = 0;
     bool have = cairn_store_blob_has(st, rec->layer.digest);
@@ -398,17 +432,17 @@ static int fetch_layer(struct cairn_cache *c, struct endpoint *e,
         rc = ck_sha256_new(&fs.h);
         int64_t got = 0;
         if (!rc)
-            rc = cairn_remote_read(e->r, e->instance, &f->digest, file_write,
-                                   &fs, &got, err);
+            rc = cairn_remote_read(e->r, e->instance, &dg, file_write, &fs,
+                                   &got, err);
         add_down(c, (uint64_t)got);
         uint8_t h[CK_SHA256_LEN];
         char hex[CK_SHA256_HEX_LEN + 1];
         if (!rc && (rc = ck_sha256_final(fs.h, h)) == 0) {
             ck_hex_encode(h, hex);
-            if (strcmp(hex, f->digest.hash) != 0)
+            if (strcmp(hex, dg.hash) != 0)
                 rc = cairn_err_set(err, CAIRN_E_DIGEST,
                                    "blob sha256:%s arrived as sha256:%s",
-                                   f->digest.hash, hex);
+                                   dg.hash, hex);
         }
         ck_sha256_free(fs.h);
         if (close(fd) != 0 && !rc)
@@ -418,8 +452,9 @@ static int fetch_layer(struct cairn_cache *c, struct endpoint *e,
             return rc;
         }
     }
-    /* The blob is what the action result named; now check that it is the
-     * layer layer.json claims (a lying result can name any stored blob). */
+    /* The blob is the one the action result named; now check that it is
+     * the layer the result claims (a lying result can name any stored
+     * blob beside any diff_id). */
     struct cairn_layer_desc d;
     memset(&d, 0, sizeof d);
     rc = cairn_layer_digest_file(path, &d, err);
@@ -441,131 +476,190 @@ static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
                       struct cairn_cache_step *s, struct endpoint *e,
                       struct cairn_err *err)
 {
+    (void)c;
     struct cairn_remote_digest action;
     snprintf(action.hash, sizeof action.hash, "%s", s->key_hex);
     action.size = (int64_t)s->material_len;
     struct cairn_remote_result *res = calloc(1, sizeof *res);
     if (res == NULL)
         return CAIRN_E_NOMEM;
-    int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
-    const struct cairn_remote_file *layer = NULL, *meta = NULL;
-    for (size_t i = 0; !rc && i < res->nfiles; i++) {
-        if (strcmp(res->files[i].path, "layer") == 0)
-            layer = &res->files[i];
-        else if (strcmp(res->files[i].path, "layer.json") == 0)
-            meta = &res->files[i];
-    }
-    if (!rc && (res->exit_code != 0 || meta == NULL ||
-                meta->digest.size > CACHE_MAX_JSON))
-        rc = cairn_err_set(err, CAIRN_E_CORRUPT,
-                           "action result is not a cairn layer step");
-    struct mem_sink ms;
-    cairn_buf_init(&ms.buf, CACHE_MAX_JSON);
-    if (!rc) {
-        int64_t got = 0;
-        rc = cairn_remote_read(e->r, e->instance, &meta->digest, mem_write,
-                               &ms, &got, err);
-        add_down(c, (uint64_t)got);
-    }
-    if (!rc) {
-        uint8_t h[CK_SHA256_LEN];
-        char hex[CK_SHA256_HEX_LEN + 1];
-        ck_sha256(ms.buf.data ? ms.buf.data : "", ms.buf.len, h);
-        ck_hex_encode(h, hex);
-        if (strcmp(hex, meta->digest.hash) != 0)
-            rc = cairn_err_set(err, CAIRN_E_DIGEST,
-                               "layer.json does not match its digest");
-    }
     struct cairn_layer_rec rec;
+    int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
     if (!rc)
-        rc = parse_layer_json(ms.buf.data, ms.buf.len, layer, &rec, err);
-    cairn_buf_free(&ms.buf);
-    if (!rc && !rec.empty)
-        rc = fetch_layer(c, e, st, layer, &rec, err);
-    if (!rc)
+        rc = result_parse(res, &rec, err);
+    /* An empty step has no blob to wait for: its record is complete. */
+    if (!rc && rec.empty)
         rc = cairn_store_key_put(st, s->key_hex, &rec, err);
+    if (!rc)
+        s->rec = rec;
     free(res);
     return rc;
+}
+
+/* Runs fn(arg, i) for i in [0, n) on up to CACHE_LOOKUP_THREADS threads
+ * (on this one when none can start). */
+struct pool {
+    struct cairn_cache *c;
+    size_t n;
+    size_t next; /* guarded by c->mu */
+    void (*fn)(void *arg, size_t i);
+    void *arg;
+};
+
+static void *pool_thread(void *arg)
+{
+    struct pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->c->mu);
+        size_t i = p->next++;
+        pthread_mutex_unlock(&p->c->mu);
+        if (i >= p->n)
+            break;
+        p->fn(p->arg, i);
+    }
+    return NULL;
+}
+
+static void pool_run(struct cairn_cache *c, size_t n,
+                     void (*fn)(void *arg, size_t i), void *arg)
+{
+    if (n == 0)
+        return;
+    struct pool p = {.c = c, .n = n, .fn = fn, .arg = arg};
+    size_t nt = n < CACHE_LOOKUP_THREADS ? n : CACHE_LOOKUP_THREADS;
+    pthread_t t[CACHE_LOOKUP_THREADS];
+    size_t started = 0;
+    for (size_t i = 0; i < nt; i++)
+        if (pthread_create(&t[started], NULL, pool_thread, &p) == 0)
+            started++;
+    if (started == 0)
+        pool_thread(&p);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
 }
 
 struct lookup_ctx {
     struct cairn_cache *c;
     struct cairn_store *st;
     struct cairn_cache_step *steps;
-    size_t n;
-    size_t next; /* guarded by c->mu */
 };
 
-static void *lookup_thread(void *arg)
+static void lookup_item(void *arg, size_t i)
 {
     struct lookup_ctx *l = arg;
     struct cairn_cache *c = l->c;
-    for (;;) {
+    struct cairn_cache_step *s = &l->steps[i];
+    struct endpoint *e = pick(c, s->key_hex);
+    if (ep_down(c, e))
+        return;
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    int rc = lookup_one(c, l->st, s, e, &err);
+    if (rc == 0) {
+        s->hit = true;
         pthread_mutex_lock(&c->mu);
-        size_t i = l->next++;
+        c->stats.remote_hits++;
         pthread_mutex_unlock(&c->mu);
-        if (i >= l->n)
-            break;
-        struct cairn_cache_step *s = &l->steps[i];
-        struct endpoint *e = pick(c, s->key_hex);
-        if (ep_down(c, e))
-            continue;
-        struct cairn_err err;
-        cairn_err_clear(&err);
-        int rc = lookup_one(c, l->st, s, e, &err);
-        if (rc == 0) {
-            s->hit = true;
-            pthread_mutex_lock(&c->mu);
-            c->stats.remote_hits++;
-            pthread_mutex_unlock(&c->mu);
-        } else if (rc != CAIRN_E_NOTFOUND) {
-            char what[100];
-            snprintf(what, sizeof what, "step key %.12s refused", s->key_hex);
-            ep_failed(c, e, rc, &err, what);
-        }
+    } else if (rc != CAIRN_E_NOTFOUND) {
+        char what[100];
+        snprintf(what, sizeof what, "step key %.12s refused", s->key_hex);
+        ep_failed(c, e, rc, &err, what);
     }
-    return NULL;
 }
 
 void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
                         struct cairn_cache_step *steps, size_t n)
 {
     probe_all(c);
-    if (n == 0)
+    for (size_t i = 0; i < n; i++) {
+        steps[i].hit = false;
+        steps[i].fetched = false;
+    }
+    struct lookup_ctx l = {.c = c, .st = st, .steps = steps};
+    pool_run(c, n, lookup_item, &l);
+}
+
+struct fetch_ctx {
+    struct cairn_cache *c;
+    struct cairn_store *st;
+    struct cairn_cache_step *const *want;
+    size_t *failed; /* guarded by c->mu */
+};
+
+static void fetch_item(void *arg, size_t i)
+{
+    struct fetch_ctx *f = arg;
+    struct cairn_cache *c = f->c;
+    struct cairn_cache_step *s = f->want[i];
+    if (!s->hit || s->fetched || s->rec.empty)
         return;
-    struct lookup_ctx l = {.c = c, .st = st, .steps = steps, .n = n};
-    size_t nt = n < CACHE_LOOKUP_THREADS ? n : CACHE_LOOKUP_THREADS;
-    pthread_t t[CACHE_LOOKUP_THREADS];
-    size_t started = 0;
-    for (size_t i = 0; i < nt; i++)
-        if (pthread_create(&t[started], NULL, lookup_thread, &l) == 0)
-            started++;
-    if (started == 0)
-        lookup_thread(&l);
-    for (size_t i = 0; i < started; i++)
-        pthread_join(t[i], NULL);
+    struct endpoint *e = pick(c, s->key_hex);
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    int rc = CAIRN_E_RPC;
+    if (!ep_down(c, e)) {
+        rc = fetch_layer(c, e, f->st, &s->rec, &err);
+        if (!rc)
+            rc = cairn_store_key_put(f->st, s->key_hex, &s->rec, &err);
+        if (rc) {
+            char what[120];
+            snprintf(what, sizeof what, "layer of step key %.12s refused",
+                     s->key_hex);
+            ep_failed(c, e, rc, &err, what);
+        }
+    }
+    pthread_mutex_lock(&c->mu);
+    if (rc == 0) {
+        s->fetched = true;
+        c->stats.fetches++;
+    } else {
+        s->hit = false;
+        (*f->failed)++;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+size_t cairn_cache_fetch(struct cairn_cache *c, struct cairn_store *st,
+                         struct cairn_cache_step *const *want, size_t n)
+{
+    /* Steps that share a layer (the same files copied twice) would
+     * download it twice at once: the first of each layer goes in the
+     * first round, the others find the blob in the store in the second
+     * and only verify it. */
+    struct cairn_cache_step **first = calloc(n + 1, sizeof *first);
+    struct cairn_cache_step **rest = calloc(n + 1, sizeof *rest);
+    size_t nfirst = 0, nrest = 0, failed = 0;
+    if (first == NULL || rest == NULL) {
+        free(first);
+        free(rest);
+        warn(c, "out of memory fetching layers; their steps run locally");
+        for (size_t i = 0; i < n; i++)
+            if (!want[i]->fetched && !want[i]->rec.empty && want[i]->hit) {
+                want[i]->hit = false;
+                failed++;
+            }
+        return failed;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < nfirst && !dup; k++)
+            dup = strcmp(first[k]->rec.layer.digest,
+                         want[i]->rec.layer.digest) == 0;
+        if (dup)
+            rest[nrest++] = want[i];
+        else
+            first[nfirst++] = want[i];
+    }
+    struct fetch_ctx f = {.c = c, .st = st, .want = first, .failed = &failed};
+    pool_run(c, nfirst, fetch_item, &f);
+    f.want = rest;
+    pool_run(c, nrest, fetch_item, &f);
+    free(first);
+    free(rest);
+    return failed;
 }
 
 /* ---- uploads ------------------------------------------------------------ */
-
-static char *layer_json(const struct upload_job *j)
-{
-    json_t *o;
-    if (j->rec.empty)
-        o = json_pack("{s:b, s:s}", "empty", 1, "createdBy",
-                      j->created_by ? j->created_by : "");
-    else
-        o = json_pack("{s:s, s:s, s:s, s:I, s:b, s:s}", "mediaType",
-                      j->rec.layer.media_type, "digest", j->rec.layer.digest,
-                      "diffId", j->rec.layer.diff_id, "size",
-                      (json_int_t)j->rec.layer.size, "empty", 0, "createdBy",
-                      j->created_by ? j->created_by : "");
-    if (o == NULL)
-        return NULL;
-    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(o);
-    return s;
-}
 
 static void digest_of(const void *p, size_t n, struct cairn_remote_digest *d)
 {
@@ -579,50 +673,38 @@ static int upload_one(struct cairn_cache *c, struct endpoint *e,
                       struct upload_job *j, uint64_t *up,
                       struct cairn_err *err)
 {
-    char *json = layer_json(j);
-    if (json == NULL)
-        return CAIRN_E_NOMEM;
-    struct cairn_remote_digest d[3];
+    (void)c;
+    /* d[0] the key material, d[1] the layer (none for an empty step: the
+     * empty blob is always there). */
+    struct cairn_remote_digest d[2];
     digest_of(j->material, j->material_len, &d[0]);
-    digest_of(json, strlen(json), &d[1]);
-    size_t nd = 2;
+    size_t nd = 1;
     if (!j->rec.empty) {
-        snprintf(d[2].hash, sizeof d[2].hash, "%s", j->rec.layer.digest + 7);
-        d[2].size = j->rec.layer.size;
-        nd = 3;
+        snprintf(d[1].hash, sizeof d[1].hash, "%s", j->rec.layer.digest + 7);
+        d[1].size = j->rec.layer.size;
+        nd = 2;
     }
-    bool missing[3] = {false, false, false};
+    bool missing[2] = {false, false};
     int rc = cairn_remote_find_missing(e->r, e->instance, d, nd, missing, err);
-    /* Small blobs go in one batch; the layer streams when it does not fit
-     * comfortably in the server's batch limit. */
-    struct cairn_remote_blob batch[2];
-    size_t nb = 0;
-    int64_t total = 0;
-    const void *data[2] = {j->material, json};
-    for (size_t i = 0; !rc && i < 2; i++)
-        if (missing[i]) {
-            batch[nb].digest = d[i];
-            batch[nb++].data = data[i];
-            total += d[i].size;
-        }
-    if (!rc && nb > 0 && total > e->max_batch / 2)
+    if (!rc && missing[0] && d[0].size > e->max_batch / 2)
         rc = cairn_err_set(err, CAIRN_E_TOOBIG, "key material too large");
-    if (!rc && nb > 0) {
-        rc = cairn_remote_batch_update(e->r, e->instance, batch, nb, err);
+    if (!rc && missing[0]) {
+        struct cairn_remote_blob b = {.digest = d[0], .data = j->material};
+        rc = cairn_remote_batch_update(e->r, e->instance, &b, 1, err);
         if (!rc)
-            *up += (uint64_t)total;
+            *up += (uint64_t)d[0].size;
     }
-    if (!rc && nd == 3 && missing[2]) {
+    if (!rc && nd == 2 && missing[1]) {
         char path[4096];
         cairn_store_blob_path(j->st, j->rec.layer.digest, path, sizeof path);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             rc = cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
         } else {
-            rc = cairn_remote_write(e->r, e->instance, &d[2], fd, err);
+            rc = cairn_remote_write(e->r, e->instance, &d[1], fd, err);
             close(fd);
             if (!rc)
-                *up += (uint64_t)d[2].size;
+                *up += (uint64_t)d[1].size;
         }
     }
     if (!rc) {
@@ -630,16 +712,7 @@ static int upload_one(struct cairn_cache *c, struct endpoint *e,
         if (res == NULL) {
             rc = CAIRN_E_NOMEM;
         } else {
-            snprintf(res->files[0].path, sizeof res->files[0].path,
-                     "layer.json");
-            res->files[0].digest = d[1];
-            res->nfiles = 1;
-            if (nd == 3) {
-                snprintf(res->files[1].path, sizeof res->files[1].path,
-                         "layer");
-                res->files[1].digest = d[2];
-                res->nfiles = 2;
-            }
+            result_make(&j->rec, res);
             struct cairn_remote_digest action;
             snprintf(action.hash, sizeof action.hash, "%s", j->key_hex);
             action.size = (int64_t)j->material_len;
@@ -647,8 +720,6 @@ static int upload_one(struct cairn_cache *c, struct endpoint *e,
             free(res);
         }
     }
-    (void)c;
-    free(json);
     return rc;
 }
 
@@ -657,7 +728,6 @@ static void job_free(struct upload_job *j)
     if (j == NULL)
         return;
     free(j->material);
-    free(j->created_by);
     free(j);
 }
 
@@ -707,8 +777,7 @@ static void *uploader(void *arg)
 
 void cairn_cache_upload(struct cairn_cache *c, struct cairn_store *st,
                         const char *key_hex, const void *material,
-                        size_t material_len, const struct cairn_layer_rec *rec,
-                        const char *created_by)
+                        size_t material_len, const struct cairn_layer_rec *rec)
 {
     probe_all(c);
     bool any = false;
@@ -718,8 +787,7 @@ void cairn_cache_upload(struct cairn_cache *c, struct cairn_store *st,
     if (!any)
         return;
     struct upload_job *j = calloc(1, sizeof *j);
-    if (j == NULL || (j->material = malloc(material_len + 1)) == NULL ||
-        (created_by && (j->created_by = strdup(created_by)) == NULL)) {
+    if (j == NULL || (j->material = malloc(material_len + 1)) == NULL) {
         job_free(j);
         warn(c, "out of memory queueing an upload");
         return;

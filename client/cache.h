@@ -1,23 +1,32 @@
 /* The shared cache loop (DESIGN.md, "Protocol"): layer steps of a build
- * looked up in REAPI action caches, hits fetched and verified into the
- * local store, new layers uploaded in the background.
+ * looked up in REAPI action caches, the blobs of the hits a build needs
+ * fetched and verified into the local store, new layers uploaded in the
+ * background.
  *
  * A step's action digest is {sha256(key material) = the step key,
- * len(material)}; its ActionResult has the output files `layer` (the OCI
- * layer blob, absent for an empty step) and `layer.json` (media type,
- * digest, diff_id, size, empty flag, history entry); the material itself
- * is stored in the CAS. Keys and blobs of a step live on the endpoint
- * rendezvous hashing picks for the key, so a server's completeness check
- * sees every blob its action result references.
+ * len(material)}; its ActionResult has one output file, `layer`: the OCI
+ * layer blob, or the empty blob for a step that changed nothing. The
+ * file's node properties (standard REAPI OutputFile.node_properties, which
+ * any REAPI cache keeps) carry the rest of the layer record:
+ * "cairn.media_type" and "cairn.diff_id", or "cairn.empty" = "true". So a
+ * hit costs one GetActionResult, plus one ByteStream Read when its layer
+ * is needed. The material itself is stored in the CAS. Keys and blobs of
+ * a step live on the endpoint rendezvous hashing picks for the key, so a
+ * server's completeness check sees every blob its action result
+ * references.
  *
- * Nothing the cache says is trusted: a hit is used only after the layer
- * blob's digest and diff_id are recomputed here and match. Every failure
- * (server down, slow, refusing, lying) is a warning on stderr, and the
- * step runs locally. An endpoint with a transport failure is marked down
- * for the rest of the build, so its share of steps costs one timeout.
+ * Nothing the cache says is trusted: a layer is used only after its
+ * blob's digest and diff_id are recomputed here and match, and the local
+ * key index gets a record only when its blob is in the store. Every
+ * failure (server down, slow, refusing, lying) is a warning on stderr and
+ * the step runs locally. An endpoint with a transport failure is marked
+ * down for the rest of the build, so its share of steps costs one
+ * timeout. A result without cairn's properties (written by something
+ * else, or by a cairn that stored them in a `layer.json` blob) is a
+ * quiet miss.
  *
- * Thread-safety: lookup and finish are called by the build thread; upload
- * may be called from it while the background uploader runs.
+ * Thread-safety: lookup, fetch and finish are called by the build thread;
+ * upload may be called from it while the background uploader runs.
  */
 #ifndef CAIRN_CLIENT_CACHE_H
 #define CAIRN_CLIENT_CACHE_H
@@ -45,33 +54,49 @@ int cairn_cache_open(const struct cairn_config *cfg, struct cairn_cache **out,
 /* Waits for uploads (as cairn_cache_finish) and frees. Accepts NULL. */
 void cairn_cache_close(struct cairn_cache *c);
 
-/* One layer step to look up. key_hex and material are borrowed for the
- * call; hit is set when the layer is now in st and st's key index. */
+/* One layer step of a build. key_hex and material are borrowed for the
+ * calls that get the step. */
 struct cairn_cache_step {
     const char *key_hex;
     const void *material;
     size_t material_len;
+    /* Set by lookup: the cache has a valid result for the key, whose
+     * layer record is rec. An empty step's record is put in st's key
+     * index at once (it has no blob); any other is not, until fetched. */
     bool hit;
+    struct cairn_layer_rec rec;
+    /* Set by fetch: the layer blob is in st and the record in its key
+     * index. A fetch that fails clears hit (the step must run). */
+    bool fetched;
 };
-/* Probes the endpoints, then looks all steps up in parallel and fetches
- * and verifies the hits' blobs into st. Never fails the build: misses and
+/* Probes the endpoints, then looks all steps up in parallel (action
+ * cache only, no blob is read). Never fails the build: misses and
  * failures leave hit false. */
 void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
                         struct cairn_cache_step *steps, size_t n);
+
+/* Fetches, in parallel, the layer blobs of the n steps of want (hits,
+ * not empty, not fetched yet) from the endpoints that answered their
+ * lookups, verifies each (digest while streaming, then digest and
+ * diff_id of the file against rec) and adds it to st and the record to
+ * st's key index. A broken stream is resumed at its offset. Failures are
+ * warnings; their steps get hit cleared. Returns how many failed. */
+size_t cairn_cache_fetch(struct cairn_cache *c, struct cairn_store *st,
+                         struct cairn_cache_step *const *want, size_t n);
 
 /* Queues a new layer (already in st under rec->layer.digest unless
  * rec->empty), its key material and its action result for upload in the
  * background. Copies what it needs. A no-op for read-only caches. */
 void cairn_cache_upload(struct cairn_cache *c, struct cairn_store *st,
                         const char *key_hex, const void *material,
-                        size_t material_len, const struct cairn_layer_rec *rec,
-                        const char *created_by);
+                        size_t material_len, const struct cairn_layer_rec *rec);
 
 /* Waits for every queued upload; failures were warnings. */
 void cairn_cache_finish(struct cairn_cache *c);
 
 struct cairn_cache_stats {
-    unsigned remote_hits;
+    unsigned remote_hits;    /* lookups that found a valid result */
+    unsigned fetches;        /* layer blobs fetched (or found) and verified */
     unsigned uploads;        /* action results written */
     unsigned upload_failures;
     uint64_t bytes_down, bytes_up;

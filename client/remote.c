@@ -380,6 +380,31 @@ int cairn_remote_capabilities(struct cairn_remote *r, const char *instance,
     return 0;
 }
 
+/* Copies the properties of an OutputFile; CAIRN_E_CORRUPT when they do
+ * not fit (they come from the server). */
+static int props_from_pb(
+    const Build__Bazel__Remote__Execution__V2__NodeProperties *np,
+    struct cairn_remote_file *f)
+{
+    f->nprops = 0;
+    if (np == NULL)
+        return 0;
+    if (np->n_properties > CAIRN_REMOTE_MAX_PROPS)
+        return CAIRN_E_CORRUPT;
+    for (size_t i = 0; i < np->n_properties; i++) {
+        const char *name = np->properties[i]->name;
+        const char *value = np->properties[i]->value;
+        if (name == NULL || value == NULL ||
+            strlen(name) >= sizeof f->props[0].name ||
+            strlen(value) >= sizeof f->props[0].value)
+            return CAIRN_E_CORRUPT;
+        snprintf(f->props[i].name, sizeof f->props[i].name, "%s", name);
+        snprintf(f->props[i].value, sizeof f->props[i].value, "%s", value);
+    }
+    f->nprops = np->n_properties;
+    return 0;
+}
+
 int cairn_remote_ac_get(struct cairn_remote *r, const char *instance,
                         const struct cairn_remote_digest *action,
                         struct cairn_remote_result *out,
@@ -428,6 +453,14 @@ int cairn_remote_ac_get(struct cairn_remote *r, const char *instance,
         }
         snprintf(res->files[i].path, sizeof res->files[i].path, "%s",
                  f->path);
+        rc = props_from_pb(f->node_properties, &res->files[i]);
+        if (rc) {
+            rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                               "%s: oversized node properties of output "
+                               "file %s",
+                               r->target, res->files[i].path);
+            goto out;
+        }
     }
     res->nfiles = m->n_output_files;
     *out = *res;
@@ -442,16 +475,37 @@ int cairn_remote_ac_put(struct cairn_remote *r, const char *instance,
                         const struct cairn_remote_result *res,
                         struct cairn_err *err)
 {
+    typedef Build__Bazel__Remote__Execution__V2__NodeProperty Prop;
     Build__Bazel__Remote__Execution__V2__OutputFile files[CAIRN_REMOTE_MAX_FILES];
     Build__Bazel__Remote__Execution__V2__OutputFile *fp[CAIRN_REMOTE_MAX_FILES];
+    Build__Bazel__Remote__Execution__V2__NodeProperties
+        np[CAIRN_REMOTE_MAX_FILES];
+    Prop props[CAIRN_REMOTE_MAX_FILES][CAIRN_REMOTE_MAX_PROPS];
+    Prop *pp[CAIRN_REMOTE_MAX_FILES][CAIRN_REMOTE_MAX_PROPS];
     Digest fd[CAIRN_REMOTE_MAX_FILES];
     if (res->nfiles > CAIRN_REMOTE_MAX_FILES)
         return CAIRN_E_INVAL;
     for (size_t i = 0; i < res->nfiles; i++) {
+        const struct cairn_remote_file *f = &res->files[i];
+        if (f->nprops > CAIRN_REMOTE_MAX_PROPS)
+            return CAIRN_E_INVAL;
         build__bazel__remote__execution__v2__output_file__init(&files[i]);
-        digest_to_pb(&res->files[i].digest, &fd[i]);
-        files[i].path = (char *)res->files[i].path;
+        digest_to_pb(&f->digest, &fd[i]);
+        files[i].path = (char *)f->path;
         files[i].digest = &fd[i];
+        if (f->nprops > 0) {
+            build__bazel__remote__execution__v2__node_properties__init(&np[i]);
+            for (size_t k = 0; k < f->nprops; k++) {
+                build__bazel__remote__execution__v2__node_property__init(
+                    &props[i][k]);
+                props[i][k].name = (char *)f->props[k].name;
+                props[i][k].value = (char *)f->props[k].value;
+                pp[i][k] = &props[i][k];
+            }
+            np[i].n_properties = f->nprops;
+            np[i].properties = pp[i];
+            files[i].node_properties = &np[i];
+        }
         fp[i] = &files[i];
     }
     Build__Bazel__Remote__Execution__V2__ActionResult ar =

@@ -54,11 +54,20 @@ int cairn_remote_capabilities(struct cairn_remote *r, const char *instance,
                               struct cairn_remote_caps *out,
                               struct cairn_err *err);
 
-/* An ActionResult reduced to what a layer step uses: output files. */
+/* An ActionResult reduced to what a layer step uses: output files and
+ * their node properties (REAPI OutputFile.node_properties.properties,
+ * name/value strings). */
 #define CAIRN_REMOTE_MAX_FILES 8
+#define CAIRN_REMOTE_MAX_PROPS 8
+struct cairn_remote_prop {
+    char name[64];
+    char value[128];
+};
 struct cairn_remote_file {
     char path[128];
     struct cairn_remote_digest digest;
+    size_t nprops;
+    struct cairn_remote_prop props[CAIRN_REMOTE_MAX_PROPS];
 };
 struct cairn_remote_result {
     int32_t exit_code;
@@ -67,7 +76,10 @@ struct cairn_remote_result {
 };
 
 /* CAIRN_E_NOTFOUND on a miss. A result with more files than
- * CAIRN_REMOTE_MAX_FILES, or malformed, is CAIRN_E_CORRUPT. */
+ * CAIRN_REMOTE_MAX_FILES, a file with more properties than
+ * CAIRN_REMOTE_MAX_PROPS or a name or value too long for the arrays, or a
+ * malformed one, is CAIRN_E_CORRUPT. put sends each file's properties in
+ * the order given. */
 int cairn_remote_ac_get(struct cairn_remote *r, const char *instance,
                         const struct cairn_remote_digest *action,
                         struct cairn_remote_result *out,
