@@ -1493,7 +1493,9 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
 /* The shared cache's lookup phase: every layer step the local index
  * cannot serve is looked up at once, before anything runs (keys never
  * depend on a step's output). Only action results are read here; which
- * layers are then fetched is remote_fetch's business. */
+ * layers are then fetched is remote_fetch's business. The steps the
+ * local index serves are offered to the cache (uploaded in the
+ * background if it lacks them). */
 static int remote_lookup(struct build *b)
 {
     const struct ck_plan *p = b->plan;
@@ -1517,6 +1519,17 @@ static int remote_lookup(struct build *b)
         b->remote[i] = cs;
     }
     cairn_cache_lookup(b->o->cache, b->st, b->remote_steps, n);
+    /* Local hits the cache may lack: checked and uploaded in the
+     * background, after the lookups that the walk waits for. */
+    for (size_t i = 0; i < p->nsteps; i++) {
+        const struct ck_step_key *k = &b->keys->keys[i];
+        struct cairn_layer_rec rec;
+        if (p->stages[p->steps[i].stage].needed && k->computed && k->layer &&
+            !k->unresolved && b->remote[i] == NULL &&
+            cairn_store_key_get(b->st, k->hex, &rec) == 0)
+            cairn_cache_offer(b->o->cache, b->st, k->hex, k->material.data,
+                              k->material.len, &rec);
+    }
     return 0;
 }
 

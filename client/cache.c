@@ -32,6 +32,7 @@ struct upload_job {
     size_t material_len;
     struct cairn_layer_rec rec;
     struct cairn_store *st;
+    bool check; /* an offer: upload only when the cache lacks it */
 };
 
 struct cairn_cache {
@@ -723,6 +724,31 @@ static int upload_one(struct cairn_cache *c, struct endpoint *e,
     return rc;
 }
 
+/* An offered step (a local hit) is uploaded only when the cache has no
+ * valid result for it: not found (which a REAPI server also answers when
+ * a blob of the result is gone), or one cairn cannot use. *present is set
+ * when nothing needs doing. */
+static int offer_check(struct endpoint *e, const struct upload_job *j,
+                       bool *present, struct cairn_err *err)
+{
+    struct cairn_remote_digest action;
+    snprintf(action.hash, sizeof action.hash, "%s", j->key_hex);
+    action.size = (int64_t)j->material_len;
+    struct cairn_remote_result *res = calloc(1, sizeof *res);
+    if (res == NULL)
+        return CAIRN_E_NOMEM;
+    struct cairn_layer_rec rec;
+    struct cairn_err scratch;
+    cairn_err_clear(&scratch);
+    int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
+    if (rc == 0)
+        *present = result_parse(res, &rec, &scratch) == 0;
+    else if (rc == CAIRN_E_NOTFOUND || rc == CAIRN_E_CORRUPT)
+        rc = 0;
+    free(res);
+    return rc;
+}
+
 static void job_free(struct upload_job *j)
 {
     if (j == NULL)
@@ -752,6 +778,18 @@ static void *uploader(void *arg)
         struct cairn_err err;
         cairn_err_clear(&err);
         bool skip = ep_down(c, e) || !e->writable;
+        bool present = false;
+        if (!skip && j->check)
+            rc = offer_check(e, j, &present, &err);
+        if (!skip && (rc || present)) {
+            if (rc) {
+                char what[100];
+                snprintf(what, sizeof what, "lookup of step key %.12s",
+                         j->key_hex);
+                ep_failed(c, e, rc, &err, what);
+            }
+            skip = true;
+        }
         if (!skip) {
             rc = upload_one(c, e, j, &up, &err);
             if (rc) {
@@ -765,6 +803,10 @@ static void *uploader(void *arg)
         c->stats.bytes_up += up;
         if (!skip && rc == 0)
             c->stats.uploads++;
+        if (!skip && rc == 0 && j->check)
+            c->stats.offers_uploaded++;
+        if (j->check)
+            c->stats.offers++;
         else if (!skip)
             c->stats.upload_failures++;
         c->busy--;
@@ -775,9 +817,10 @@ static void *uploader(void *arg)
     return NULL;
 }
 
-void cairn_cache_upload(struct cairn_cache *c, struct cairn_store *st,
-                        const char *key_hex, const void *material,
-                        size_t material_len, const struct cairn_layer_rec *rec)
+static void enqueue(struct cairn_cache *c, struct cairn_store *st,
+                    const char *key_hex, const void *material,
+                    size_t material_len, const struct cairn_layer_rec *rec,
+                    bool check)
 {
     probe_all(c);
     bool any = false;
@@ -797,6 +840,7 @@ void cairn_cache_upload(struct cairn_cache *c, struct cairn_store *st,
     j->material_len = material_len;
     j->rec = *rec;
     j->st = st;
+    j->check = check;
     pthread_mutex_lock(&c->mu);
     if (!c->uploader_running) {
         c->uploader_running =
@@ -816,6 +860,20 @@ void cairn_cache_upload(struct cairn_cache *c, struct cairn_store *st,
     c->busy++;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
+}
+
+void cairn_cache_upload(struct cairn_cache *c, struct cairn_store *st,
+                        const char *key_hex, const void *material,
+                        size_t material_len, const struct cairn_layer_rec *rec)
+{
+    enqueue(c, st, key_hex, material, material_len, rec, false);
+}
+
+void cairn_cache_offer(struct cairn_cache *c, struct cairn_store *st,
+                       const char *key_hex, const void *material,
+                       size_t material_len, const struct cairn_layer_rec *rec)
+{
+    enqueue(c, st, key_hex, material, material_len, rec, true);
 }
 
 void cairn_cache_finish(struct cairn_cache *c)

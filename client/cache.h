@@ -91,7 +91,17 @@ void cairn_cache_upload(struct cairn_cache *c, struct cairn_store *st,
                         const char *key_hex, const void *material,
                         size_t material_len, const struct cairn_layer_rec *rec);
 
-/* Waits for every queued upload; failures were warnings. */
+/* Offers a step this build took from the local store (a local hit, its
+ * layer in st) to the cache: in the background, one GetActionResult, and
+ * the upload of cairn_cache_upload only when the cache has no valid
+ * result for the key (a missing blob of the result is a miss too), so a
+ * server that was wiped or evicted the step is refilled by whichever
+ * machine has it. Copies what it needs. A no-op for read-only caches. */
+void cairn_cache_offer(struct cairn_cache *c, struct cairn_store *st,
+                       const char *key_hex, const void *material,
+                       size_t material_len, const struct cairn_layer_rec *rec);
+
+/* Waits for every queued upload and offer; failures were warnings. */
 void cairn_cache_finish(struct cairn_cache *c);
 
 struct cairn_cache_stats {
@@ -99,6 +109,8 @@ struct cairn_cache_stats {
     unsigned fetches;        /* layer blobs fetched (or found) and verified */
     unsigned uploads;        /* action results written */
     unsigned upload_failures;
+    unsigned offers;          /* local hits offered */
+    unsigned offers_uploaded; /* ... that the cache lacked, uploaded */
     uint64_t bytes_down, bytes_up;
 };
 void cairn_cache_stats_get(struct cairn_cache *c, struct cairn_cache_stats *out);

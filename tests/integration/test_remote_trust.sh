@@ -4,7 +4,8 @@
 # while it streams) and the step runs; an action result in the old format
 # (the layer record in a separate layer.json blob, no node properties) is
 # a quiet miss that the next upload replaces; the record a cairn result
-# carries is the one in the action result's node properties.
+# carries is the one in the action result's node properties; local hits
+# that the server lacks are uploaded.
 . "$(dirname "$0")/server_lib.sh"
 : "${CAIRN:?CAIRN must point at the cairn binary}"
 command -v python3 >/dev/null || { echo "SKIP: python3 is not installed"; exit 0; }
@@ -91,5 +92,22 @@ grep -qi 'warning' "$T/c1" && fail "old result: warnings: $(grep -i warning "$T/
 build D d1 -t t --cache "$URL" --cache-mode read "$ctx"
 [ "$(hits_at d1)" = "2/4 3/4 4/4 " ] && pass "old-format result: quiet miss, replaced by the next upload" ||
     fail "old result was not replaced: hits at '$(hits_at d1)'"
+cd_stop
+
+# 4. A wiped server (a fresh cairnd) is refilled by a build whose steps
+# are all local hits: each is looked up in the background and uploaded
+# when missing. A second such build finds them there and uploads nothing.
+cd_start
+URL=grpc://127.0.0.1:$CD_PORT/main
+build A a3 -t t --cache "$URL" "$ctx"
+summary a3 | grep -qE '3 local hits, 0 remote hits, 0 run, 0 bytes down, [1-9][0-9]* bytes up' ||
+    fail "local hits not uploaded: $(summary a3)"
+build A a4 -t t --cache "$URL" "$ctx"
+summary a4 | grep -q '3 local hits, 0 remote hits, 0 run, 0 bytes down, 0 bytes up' ||
+    fail "present local hits uploaded again: $(summary a4)"
+build E e1 -t t --cache "$URL" --cache-mode read "$ctx"
+[ "$(hits_at e1)" = "2/4 3/4 4/4 " ] && [ "$(id_of e1)" = "$(id_of ref)" ] &&
+    pass "local hits refill a wiped server; a fresh store then hits everything" ||
+    fail "after the refill: hits at '$(hits_at e1)', image $(id_of e1)"
 cd_stop
 finish
