@@ -277,7 +277,7 @@ static void probe_all(struct cairn_cache *c)
 
 /* ---- the layer record in an action result ------------------------------- */
 
-/* Node properties of the `layer` output file (docs/remote.md). */
+/* The `layer` output file and its node properties (docs/remote.md). */
 #define CACHE_FILE "layer"
 #define CACHE_PROP_MEDIA "cairn.media_type"
 #define CACHE_PROP_DIFF "cairn.diff_id"
@@ -314,12 +314,9 @@ static const char *prop_get(const struct cairn_remote_file *f,
     return NULL;
 }
 
-/* Reads the layer record out of an action result. CAIRN_E_NOTFOUND (a
- * quiet miss) for a result that is not cairn's, or is from before the
- * record moved into node properties; CAIRN_E_CORRUPT for one that claims
- * to be cairn's but does not add up. */
-static int result_parse(const struct cairn_remote_result *res,
-                        struct cairn_layer_rec *rec, struct cairn_err *err)
+int cairn_cache_result_parse(const struct cairn_remote_result *res,
+                             struct cairn_layer_rec *out,
+                             struct cairn_err *err)
 {
     const struct cairn_remote_file *f = NULL;
     for (size_t i = 0; i < res->nfiles; i++)
@@ -330,29 +327,31 @@ static int result_parse(const struct cairn_remote_result *res,
     const char *em = f ? prop_get(f, CACHE_PROP_EMPTY) : NULL;
     if (res->exit_code != 0 || (mt == NULL && di == NULL && em == NULL))
         return CAIRN_E_NOTFOUND;
-    memset(rec, 0, sizeof *rec);
+    struct cairn_layer_rec rec;
+    memset(&rec, 0, sizeof rec);
     if (em != NULL) {
         if (strcmp(em, "true") != 0 || mt != NULL || di != NULL ||
             f->digest.size != 0 || strcmp(f->digest.hash, CACHE_EMPTY_HASH) != 0)
             return cairn_err_set(err, CAIRN_E_CORRUPT,
                                  "empty step with a layer");
-        rec->empty = true;
+        rec.empty = true;
+        *out = rec;
         return 0;
     }
-    rec->layer.media_type = layer_media_type(mt);
-    if (rec->layer.media_type == NULL || !is_digest(di) || f->digest.size <= 0)
+    rec.layer.media_type = layer_media_type(mt);
+    if (rec.layer.media_type == NULL || !is_digest(di) || f->digest.size <= 0)
         return cairn_err_set(err, CAIRN_E_CORRUPT,
                              "bad layer record (media type, diff_id, size)");
-    snprintf(rec->layer.digest, sizeof rec->layer.digest, "sha256:%s",
+    snprintf(rec.layer.digest, sizeof rec.layer.digest, "sha256:%s",
              f->digest.hash);
-    snprintf(rec->layer.diff_id, sizeof rec->layer.diff_id, "%s", di);
-    rec->layer.size = f->digest.size;
+    snprintf(rec.layer.diff_id, sizeof rec.layer.diff_id, "%s", di);
+    rec.layer.size = f->digest.size;
+    *out = rec;
     return 0;
 }
 
-/* The inverse of result_parse. */
-static void result_make(const struct cairn_layer_rec *rec,
-                        struct cairn_remote_result *res)
+void cairn_cache_result_make(const struct cairn_layer_rec *rec,
+                             struct cairn_remote_result *res)
 {
     memset(res, 0, sizeof *res);
     struct cairn_remote_file *f = &res->files[0];
@@ -487,7 +486,7 @@ static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
     struct cairn_layer_rec rec;
     int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
     if (!rc)
-        rc = result_parse(res, &rec, err);
+        rc = cairn_cache_result_parse(res, &rec, err);
     /* An empty step has no blob to wait for: its record is complete. */
     if (!rc && rec.empty)
         rc = cairn_store_key_put(st, s->key_hex, &rec, err);
@@ -713,7 +712,7 @@ static int upload_one(struct cairn_cache *c, struct endpoint *e,
         if (res == NULL) {
             rc = CAIRN_E_NOMEM;
         } else {
-            result_make(&j->rec, res);
+            cairn_cache_result_make(&j->rec, res);
             struct cairn_remote_digest action;
             snprintf(action.hash, sizeof action.hash, "%s", j->key_hex);
             action.size = (int64_t)j->material_len;
@@ -742,7 +741,7 @@ static int offer_check(struct endpoint *e, const struct upload_job *j,
     cairn_err_clear(&scratch);
     int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
     if (rc == 0)
-        *present = result_parse(res, &rec, &scratch) == 0;
+        *present = cairn_cache_result_parse(res, &rec, &scratch) == 0;
     else if (rc == CAIRN_E_NOTFOUND || rc == CAIRN_E_CORRUPT)
         rc = 0;
     free(res);

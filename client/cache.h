@@ -32,6 +32,7 @@
 #define CAIRN_CLIENT_CACHE_H
 
 #include "client/config.h"
+#include "client/remote.h"
 #include "client/store.h"
 #include "common/error.h"
 
@@ -100,6 +101,20 @@ void cairn_cache_upload(struct cairn_cache *c, struct cairn_store *st,
 void cairn_cache_offer(struct cairn_cache *c, struct cairn_store *st,
                        const char *key_hex, const void *material,
                        size_t material_len, const struct cairn_layer_rec *rec);
+
+/* A step's layer record as the action result carries it (see the top of
+ * this file). parse returns CAIRN_E_NOTFOUND for a result that is not
+ * cairn's or is in the old form (a layer.json blob), which callers treat
+ * as a quiet miss, and CAIRN_E_CORRUPT for one with cairn's properties
+ * that does not add up (bad media type or diff_id, an empty step with a
+ * layer); *out is written only on success, its media_type static. make
+ * fills res (nothing is borrowed) from a record whose media_type is one
+ * of the CAIRN_MEDIA_*LAYER* types. */
+int cairn_cache_result_parse(const struct cairn_remote_result *res,
+                             struct cairn_layer_rec *out,
+                             struct cairn_err *err);
+void cairn_cache_result_make(const struct cairn_layer_rec *rec,
+                             struct cairn_remote_result *res);
 
 /* Waits for every queued upload and offer; failures were warnings. */
 void cairn_cache_finish(struct cairn_cache *c);
