@@ -100,6 +100,11 @@ build C c1 -t app --cache "$URL" --cache-mode read "$ctx"
 grep -q '^GEN-RAN$' "$T/c1" && fail "C ran gen's RUN"
 grep -q '^PACK-RAN$' "$T/c1" || fail "C did not run pack's RUN: $(cat "$T/c1")"
 for d in $(top_layers A gen:latest 2); do has_blob C "$d" && fail "C fetched gen's layer $d"; done
+# ... nor unpacked them: no snapshot of gen's layers (named by diff_id).
+for d in $(CAIRN_ROOT="$T/A" "$CAIRN" inspect gen | jq -r '.[0].RootFS.Layers[-2:][]'); do
+    [ -e "$T/C/snapshots/${d#sha256:}" ] && fail "C unpacked gen's layer $d"
+done
+[ "$(nsnap C)" -gt 0 ] || fail "C made no snapshots, yet steps ran"
 [ "$(id_of c1)" = "$(id_of r1)" ] && pass "miss after hits: gen untouched, image as built without cache" ||
     fail "C image $(id_of c1) != reference $(id_of r1)"
 # What C fetched is what it needed: COPY --from=gen's layer, nothing else.
