@@ -276,7 +276,8 @@ static int cmd_get(struct rc_conn *c, int argc, char **argv)
 
 /* ac-put INSTANCE ACTION_DIGEST [file=PATH:DIGEST | stdout=DIGEST |
  * tree=PATH:DIGEST | prop=PATH:NAME=VALUE]... (a prop is a node property
- * of the file=PATH given before it) */
+ * of the file=PATH given before it; a file's props come together, right
+ * after it) */
 static int cmd_ac_put(struct rc_conn *c, int argc, char **argv)
 {
     if (argc < 2)
@@ -668,7 +669,7 @@ static const struct {
     {"fmb", cmd_fmb, "INSTANCE DIGEST..."},
     {"put", cmd_put, "INSTANCE FILE [DIGEST]"},
     {"get", cmd_get, "INSTANCE DIGEST"},
-    {"ac-put", cmd_ac_put, "INSTANCE ACTION [file=PATH:DIGEST|tree=PATH:DIGEST|stdout=DIGEST]..."},
+    {"ac-put", cmd_ac_put, "INSTANCE ACTION [file=PATH:DIGEST|prop=PATH:NAME=VALUE|tree=PATH:DIGEST|stdout=DIGEST]..."},
     {"ac-get", cmd_ac_get, "INSTANCE ACTION"},
     {"read", cmd_read, "RESOURCE [OFFSET [LIMIT]]"},
     {"write", cmd_write, "RESOURCE FILE [offset=N from=N count=N chunk=N finish=0 abort=1 hold=S silent=1]"},
