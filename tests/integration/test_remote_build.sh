@@ -5,23 +5,10 @@
 # it; instance names keep namespaces apart; a read-only token never
 # uploads; a server that is down, or killed mid-build, or that serves a
 # layer that is not the one it claims, costs a warning, never a wrong image.
-. "$(dirname "$0")/server_lib.sh"
-: "${CAIRN:?CAIRN must point at the cairn binary}"
-command -v busybox >/dev/null || { echo "SKIP: busybox-static is not installed"; exit 0; }
+. "$(dirname "$0")/remote_lib.sh"
 export SOURCE_DATE_EPOCH=1700000000
 
-bash "$CAIRN_SOURCE_DIR/tests/rootfs.sh" "$T/rootfs" >/dev/null
-tar -C "$T/rootfs" -cf "$T/busybox.tar" .
-newstore() { # newstore NAME: a fresh store with the base image
-    CAIRN_ROOT="$T/$1" "$CAIRN" import "$T/busybox.tar" busybox:latest >/dev/null || fail "import into $1"
-}
-# build STORE OUT ARGS...: cairn build in STORE, output (both streams) in $T/OUT
-build() {
-    local store=$1 out=$2; shift 2
-    CAIRN_ROOT="$T/$store" "$CAIRN" build "$@" >"$T/$out" 2>&1 || { fail "build $out"; sed 's/^/    /' "$T/$out" | tail -15; }
-}
-id_of() { sed -n 's/^Successfully built //p' "$T/$1"; }
-summary() { grep '^cairn: ' "$T/$1"; }
+busybox_base
 
 ctx=$T/ctx
 mkdir -p "$ctx/app"

@@ -4,23 +4,10 @@
 # (not those of stages used only through COPY --from steps that hit) and
 # unpacks nothing; a miss after hits fetches only the layers it reads; the
 # store stays right for later builds without --cache and after a prune.
-. "$(dirname "$0")/server_lib.sh"
-: "${CAIRN:?CAIRN must point at the cairn binary}"
-command -v busybox >/dev/null || { echo "SKIP: busybox-static is not installed"; exit 0; }
+. "$(dirname "$0")/remote_lib.sh"
 export SOURCE_DATE_EPOCH=1700000000
 
-bash "$CAIRN_SOURCE_DIR/tests/rootfs.sh" "$T/rootfs" >/dev/null
-tar -C "$T/rootfs" -cf "$T/busybox.tar" .
-newstore() {
-    CAIRN_ROOT="$T/$1" "$CAIRN" import "$T/busybox.tar" busybox:latest >/dev/null || fail "import into $1"
-}
-build() { # build STORE OUT ARGS...
-    local store=$1 out=$2; shift 2
-    CAIRN_ROOT="$T/$store" "$CAIRN" build "$@" >"$T/$out" 2>&1 || { fail "build $out"; sed 's/^/    /' "$T/$out" | tail -15; }
-}
-id_of() { sed -n 's/^Successfully built //p' "$T/$1"; }
-summary() { grep '^cairn: ' "$T/$1"; }
-field() { summary "$1" | grep -oE "[0-9]+ $2" | cut -d' ' -f1; }
+busybox_base
 # manifest STORE REF: path of the manifest blob REF points at
 manifest() {
     local d

@@ -4,17 +4,9 @@
 # all; with one endpoint down, that endpoint's share of steps runs (one
 # warning) and the rest still hit. A server that answers every call with
 # an error (a token it refuses) costs one warning; the build succeeds.
-. "$(dirname "$0")/server_lib.sh"
-: "${CAIRN:?CAIRN must point at the cairn binary}"
+. "$(dirname "$0")/remote_lib.sh"
 export SOURCE_DATE_EPOCH=1700000000
 
-build() { # build STORE OUT ARGS...
-    local store=$1 out=$2; shift 2
-    CAIRN_ROOT="$T/$store" "$CAIRN" build "$@" >"$T/$out" 2>&1 || { fail "build $out"; sed 's/^/    /' "$T/$out" | tail -15; }
-}
-id_of() { sed -n 's/^Successfully built //p' "$T/$1"; }
-summary() { grep '^cairn: ' "$T/$1"; }
-field() { summary "$1" | grep -oE "[0-9]+ $2" | cut -d' ' -f1; }
 
 # FROM scratch and eight COPY steps: `cairn keys` gives the action digests.
 ctx=$T/ctx

@@ -4,23 +4,11 @@
 # SIGSTOP before a build and in the middle of one. A slow or untrusted
 # server costs a warning and at most about --cache-timeout; the build
 # succeeds with the right image.
-. "$(dirname "$0")/server_lib.sh"
-: "${CAIRN:?CAIRN must point at the cairn binary}"
-command -v busybox >/dev/null || { echo "SKIP: busybox-static is not installed"; exit 0; }
+. "$(dirname "$0")/remote_lib.sh"
 command -v openssl >/dev/null || { echo "SKIP: openssl not installed"; exit 0; }
 export SOURCE_DATE_EPOCH=1700000000
 
-bash "$CAIRN_SOURCE_DIR/tests/rootfs.sh" "$T/rootfs" >/dev/null
-tar -C "$T/rootfs" -cf "$T/busybox.tar" .
-newstore() {
-    CAIRN_ROOT="$T/$1" "$CAIRN" import "$T/busybox.tar" busybox:latest >/dev/null || fail "import into $1"
-}
-build() { # build STORE OUT ARGS...
-    local store=$1 out=$2; shift 2
-    CAIRN_ROOT="$T/$store" "$CAIRN" build "$@" >"$T/$out" 2>&1 || { fail "build $out"; sed 's/^/    /' "$T/$out" | tail -15; }
-}
-id_of() { sed -n 's/^Successfully built //p' "$T/$1"; }
-summary() { grep '^cairn: ' "$T/$1"; }
+busybox_base
 
 cd "$T"
 ossl() { openssl "$@" 2>>"$T/openssl.log" >/dev/null || { echo "openssl failed"; cat "$T/openssl.log"; exit 1; }; }

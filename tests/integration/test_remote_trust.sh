@@ -6,16 +6,9 @@
 # a quiet miss that the next upload replaces; the record a cairn result
 # carries is the one in the action result's node properties; local hits
 # that the server lacks are uploaded.
-. "$(dirname "$0")/server_lib.sh"
-: "${CAIRN:?CAIRN must point at the cairn binary}"
+. "$(dirname "$0")/remote_lib.sh"
 command -v python3 >/dev/null || { echo "SKIP: python3 is not installed"; exit 0; }
 
-build() { # build STORE OUT ARGS...
-    local store=$1 out=$2; shift 2
-    CAIRN_ROOT="$T/$store" "$CAIRN" build "$@" >"$T/$out" 2>&1 || { fail "build $out"; sed 's/^/    /' "$T/$out" | tail -15; }
-}
-id_of() { sed -n 's/^Successfully built //p' "$T/$1"; }
-summary() { grep '^cairn: ' "$T/$1"; }
 hits_at() { awk '/^Step /{s=$2} /Using cache \(remote\)/{print s}' "$T/$1" | tr '\n' ' '; }
 export SOURCE_DATE_EPOCH=1700000000
 
