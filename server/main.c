@@ -126,7 +126,10 @@ int main(int argc, char **argv)
         }
     }
 
-    struct cd_store_opts so = {.dir = cfg.dir, .max_size = cfg.max_size, .upload_ttl_s = cfg.upload_ttl_s};
+    struct cd_store_opts so = {.dir = cfg.dir,
+                               .max_size = cfg.max_size,
+                               .upload_ttl_s = cfg.upload_ttl_s,
+                               .stage_batch = (size_t)cfg.stage_batch};
     if (cd_store_open(&so, &store, &err) != 0) {
         fprintf(stderr, "cairnd: store %s: %s\n", cfg.dir, err.msg);
         goto out;
@@ -148,8 +151,11 @@ int main(int argc, char **argv)
         grpc_shutdown();
         goto out;
     }
-    cd_log(CD_LOG_INFO, "cairnd %s: store %s (max %llu bytes), %u threads, %s%s", CAIRN_VERSION,
-           cfg.dir, (unsigned long long)cfg.max_size, cfg.threads,
+    cd_log(CD_LOG_INFO,
+           "cairnd %s: store %s (max %llu bytes), %u threads, uploads idle for %us dropped, "
+           "staged %llu MiB per txn, %s%s", CAIRN_VERSION, cfg.dir,
+           (unsigned long long)cfg.max_size, cfg.threads, cfg.upload_ttl_s,
+           (unsigned long long)(cfg.stage_batch >> 20),
            cert ? "TLS" : "plaintext", ca ? " with client certificates" : "");
     print_listening(cfg.listen, port);
 
