@@ -1,11 +1,15 @@
 /* bench_load: load generator for cairnd (driven by bench/load).
  *
- *   bench_load ADDR ac SECONDS CALLERS     GetActionResult rate, p50, p99
- *   bench_load - echo SECONDS CALLERS      same load on an in-process gRPC
+ *   bench_load ADDR ac SECONDS CALLERS [THREADS [shared]]
+ *                                          GetActionResult rate, p50, p99
+ *   bench_load - echo SECONDS CALLERS [THREADS [shared]]
+ *                                          same load on an in-process gRPC
  *                                          server that does nothing (ceiling)
+ *     THREADS client threads (2), each with its own completion queue and
+ *     channel (connection), or one channel for all with "shared"
  *   bench_load ADDR cas SIZE COUNT         ByteStream write+read MB/s
  *   bench_load - tcp SIZE                  loopback TCP copy MB/s (baseline)
- *   bench_load - disk SIZE DIR             16 MiB write+fdatasync MB/s in DIR
+ *   bench_load - disk SIZE DIR [STEP]      STEP (16 MiB) write+fdatasync MB/s in DIR
  *
  * Blob contents come from a fast PRNG, streamed: no blob is ever held in
  * memory whole, so multi-GiB blobs measure the server, not this tool.
@@ -33,6 +37,11 @@ static double now(void)
 }
 
 static const char *addr;
+/* The AC client's shape (bench_load ... ac SECONDS CALLERS [THREADS
+ * [shared]]): threads, and one channel for all of them or one each. */
+static int ac_threads = 2;
+static bool ac_shared;
+static grpc_channel *ac_channel;
 
 /* xorshift64* stream: blob `seed` byte range [pos, pos+n). Deterministic
  * per 8-byte word so any chunking yields the same bytes. */
@@ -191,11 +200,11 @@ static int64_t bs_read(struct rc_conn *c, const char *res)
 
 /* --- ac --- */
 
-/* The AC load is asynchronous: AC_THREADS threads, each with its own
- * completion queue and channel, keep CALLERS calls in flight between them.
+/* The AC load is asynchronous: ac_threads threads, each with its own
+ * completion queue (and channel unless shared), keep CALLERS calls in
+ * flight between them.
  * A caller starts its next call as soon as its last one completes, so the
  * rate measures the server, not a thread per caller blocked in pluck. */
-#define AC_THREADS 2
 #define AC_METHOD "/build.bazel.remote.execution.v2.ActionCache/GetActionResult"
 
 struct ac_caller {
@@ -260,14 +269,21 @@ static void ac_call_end(struct ac_caller *k)
     grpc_call_unref(k->call);
 }
 
-static void *ac_main(void *arg)
+/* A channel with its own connection (a local subchannel pool). */
+static grpc_channel *ac_channel_new(void)
 {
-    struct ac_worker *w = arg;
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     grpc_arg a = {GRPC_ARG_INTEGER, (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}};
     grpc_channel_args chargs = {1, &a};
     grpc_channel *ch = grpc_channel_create(addr, creds, &chargs);
     grpc_channel_credentials_release(creds);
+    return ch;
+}
+
+static void *ac_main(void *arg)
+{
+    struct ac_worker *w = arg;
+    grpc_channel *ch = ac_shared ? ac_channel : ac_channel_new();
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     void *method = grpc_channel_register_call(ch, AC_METHOD, NULL, NULL);
     struct ac_caller *k = calloc((size_t)w->callers, sizeof *k);
@@ -294,7 +310,8 @@ static void *ac_main(void *arg)
             live--;
     }
     free(k);
-    grpc_channel_destroy(ch);
+    if (!ac_shared)
+        grpc_channel_destroy(ch);
     grpc_completion_queue_shutdown(cq);
     while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
            GRPC_QUEUE_SHUTDOWN)
@@ -486,8 +503,10 @@ static int run_echo(double seconds, int callers)
  * one result line labelled what. */
 static int ac_drive(const char *what, grpc_slice req, double seconds, int callers)
 {
-    int nthreads = callers < AC_THREADS ? callers : AC_THREADS;
+    int nthreads = callers < ac_threads ? callers : ac_threads;
     struct ac_worker *w = calloc((size_t)nthreads, sizeof *w);
+    if (ac_shared)
+        ac_channel = ac_channel_new();
     double t0 = now();
     for (int i = 0; i < nthreads; i++) {
         w[i].until = t0 + seconds;
@@ -502,6 +521,8 @@ static int ac_drive(const char *what, grpc_slice req, double seconds, int caller
         errors += w[i].errors;
     }
     double elapsed = now() - t0;
+    if (ac_shared)
+        grpc_channel_destroy(ac_channel);
     double *all = malloc((total ? total : 1) * sizeof *all);
     size_t k = 0;
     for (int i = 0; i < nthreads; i++) {
@@ -510,8 +531,8 @@ static int ac_drive(const char *what, grpc_slice req, double seconds, int caller
         free(w[i].lat);
     }
     qsort(all, total, sizeof *all, cmp_double);
-    printf("%s callers=%d threads=%d calls=%zu errors=%zu rate=%.0f/s p50=%.3fms p99=%.3fms\n",
-           what, callers, nthreads, total, errors, (double)total / elapsed,
+    printf("%s callers=%d threads=%d%s calls=%zu errors=%zu rate=%.0f/s p50=%.3fms p99=%.3fms\n",
+           what, callers, nthreads, ac_shared ? " shared-channel" : "", total, errors, (double)total / elapsed,
            total ? all[total / 2] * 1e3 : 0, total ? all[total * 99 / 100] * 1e3 : 0);
     free(all);
     free(w);
@@ -564,17 +585,17 @@ static int run_cas(uint64_t size, int count)
 
 /* --- disk baseline --- */
 
-/* Writes size bytes to a new file in dir in 16 MiB writes, each followed
- * by fdatasync: what the disk under the store gives a durable, batched
- * writer (the ceiling for ByteStream Write), measured in the same run. */
-static int run_disk(uint64_t size, const char *dir)
+/* Writes size bytes to a new file in dir in step-byte writes (16 MiB),
+ * each followed by fdatasync: what the disk under the store gives a
+ * durable, batched writer (the ceiling for ByteStream Write), measured in
+ * the same run. */
+static int run_disk(uint64_t size, const char *dir, size_t step)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/bench-disk-baseline", dir);
     FILE *f = fopen(path, "wb");
     if (f == NULL)
         return 1;
-    size_t step = 16u << 20;
     uint8_t *buf = malloc(step);
     gen(2, 0, buf, step);
     double t0 = now();
@@ -587,8 +608,8 @@ static int run_disk(uint64_t size, const char *dir)
     fclose(f);
     unlink(path);
     free(buf);
-    printf("disk size=%llu write+fdatasync(16MiB)=%.1fMB/s\n", (unsigned long long)size,
-           (double)size / 1e6 / el);
+    printf("disk size=%llu write+fdatasync(%zuMiB)=%.1fMB/s\n", (unsigned long long)size,
+           step >> 20, (double)size / 1e6 / el);
     return bad;
 }
 
@@ -654,6 +675,14 @@ int main(int argc, char **argv)
         return 2;
     }
     addr = argv[1];
+    if ((!strcmp(argv[2], "ac") || !strcmp(argv[2], "echo")) && argc > 5) {
+        ac_threads = (int)strtol(argv[5], NULL, 10);
+        ac_shared = argc > 6 && !strcmp(argv[6], "shared");
+        if (ac_threads < 1 || ac_threads > 64) {
+            fprintf(stderr, "bench_load: THREADS must be 1..64\n");
+            return 2;
+        }
+    }
     grpc_init();
     int rc = 2;
     if (!strcmp(argv[2], "ac") && argc > 4)
@@ -663,7 +692,8 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[2], "cas") && argc > 4)
         rc = run_cas(strtoull(argv[3], NULL, 10), (int)strtol(argv[4], NULL, 10));
     else if (!strcmp(argv[2], "disk") && argc > 4)
-        rc = run_disk(strtoull(argv[3], NULL, 10), argv[4]);
+        rc = run_disk(strtoull(argv[3], NULL, 10), argv[4],
+                      argc > 5 ? (size_t)strtoull(argv[5], NULL, 10) : 16u << 20);
     else if (!strcmp(argv[2], "tcp"))
         rc = run_tcp(strtoull(argv[3], NULL, 10));
     grpc_shutdown();

@@ -8,9 +8,10 @@
  * commits only on finish_write with the full size. A stream that ends or
  * dies early parks its upload in the server's upload table (server/
  * uploads.h) under the resource name, so a new Write with the same name
- * resumes at the committed size; parked uploads expire after --upload-ttl. */
+ * resumes at the committed size; parked uploads expire after --upload-idle-timeout. */
 #include "server/reapi.h"
 #include "server/resource.h"
+#include "server/writereq.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -128,29 +129,13 @@ const struct cd_stream_ops cd_bytestream_read_ops = {
 
 /* --- Write --- */
 
-/* The fields of a WriteRequest, read in place from the received pieces
- * (server/wire.h): the data is fed to the upload straight from gRPC's
- * slices instead of being copied into one buffer and again by
- * protobuf-c. */
-#define WR_RESOURCE_NAME 1
-#define WR_WRITE_OFFSET 2
-#define WR_FINISH_WRITE 3
-#define WR_DATA 10
-
-struct write_req {
-    char name[CD_MAX_RESOURCE_NAME + 1]; /* "" when not set */
-    int64_t offset;
-    bool finish;
-    struct cd_wire data; /* the bytes of the data field; empty if unset */
-};
-
 struct write_state {
     struct cd_svc *svc;
     char *name;              /* resource name of the first message */
     struct cd_resource res;
     struct cd_upload *upload; /* held while the stream feeds it */
     bool named;              /* name is marked busy in the upload table */
-    struct write_req req;    /* the message being handled (2 KiB: kept
+    struct cd_write_req req; /* the message being handled (2 KiB: kept
                               * here rather than on the stack) */
 };
 
@@ -208,54 +193,6 @@ static int write_open(struct write_state *st, const struct cd_req *req, const ch
     return 0;
 }
 
-static int write_req_parse(const struct cd_req *req, struct write_req *out, struct cd_reply *r)
-{
-    struct cd_iov one = {req->data, req->len};
-    struct cd_wire w;
-    if (req->iov != NULL)
-        cd_wire_init(&w, req->iov, req->niov);
-    else
-        cd_wire_init(&w, &one, 1);
-    out->name[0] = '\0';
-    out->offset = 0;
-    out->finish = false;
-    memset(&out->data, 0, sizeof out->data);
-    while (cd_wire_more(&w)) {
-        uint32_t f, t;
-        uint64_t v;
-        struct cd_wire sub;
-        if (cd_wire_key(&w, &f, &t) != 0)
-            goto malformed;
-        if (f == WR_RESOURCE_NAME && t == CD_WIRE_LEN) {
-            if (cd_wire_len(&w, &sub) != 0)
-                goto malformed;
-            if (sub.left > CD_MAX_RESOURCE_NAME)
-                return cd_reply_fail(r, CAIRN_E_INVAL, "resource_name is longer than %d bytes",
-                                     CD_MAX_RESOURCE_NAME);
-            size_t n = sub.left;
-            if (cd_wire_copy(&sub, out->name, n) != 0 || memchr(out->name, '\0', n) != NULL)
-                goto malformed;
-            out->name[n] = '\0';
-        } else if ((f == WR_WRITE_OFFSET || f == WR_FINISH_WRITE) && t == CD_WIRE_VARINT) {
-            if (cd_wire_varint(&w, &v) != 0)
-                goto malformed;
-            if (f == WR_WRITE_OFFSET)
-                out->offset = (int64_t)v;
-            else
-                out->finish = v != 0;
-        } else if (f == WR_DATA && t == CD_WIRE_LEN) {
-            if (cd_wire_len(&w, &out->data) != 0)
-                goto malformed;
-        } else if (f == WR_RESOURCE_NAME || f == WR_WRITE_OFFSET || f == WR_FINISH_WRITE ||
-                   f == WR_DATA || cd_wire_skip(&w, t) != 0) {
-            goto malformed;
-        }
-    }
-    return 0;
-malformed:
-    return cd_pb_malformed(r, "WriteRequest");
-}
-
 static int write_piece(void *ctx, const uint8_t *p, size_t n)
 {
     return cd_upload_write(ctx, p, n);
@@ -264,8 +201,11 @@ static int write_piece(void *ctx, const uint8_t *p, size_t n)
 static int write_message(void *state, const struct cd_req *req, bool *done, struct cd_reply *r)
 {
     struct write_state *st = state;
-    struct write_req *in = &st->req;
-    int rc = write_req_parse(req, in, r);
+    struct cd_write_req *in = &st->req;
+    /* Client-streaming messages always arrive as pieces (server/rpc.c). */
+    struct cd_iov one = {req->data, req->len};
+    int rc = req->iov != NULL ? cd_write_req_parse(req->iov, req->niov, in, &r->err)
+                              : cd_write_req_parse(&one, 1, in, &r->err);
     if (rc != 0)
         return rc;
     const char *name = in->name;

@@ -1,6 +1,9 @@
 #include "server/config.h"
 
+#include "server/store.h"
+
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +45,34 @@ int cd_size_parse(const char *s, uint64_t *out)
     return 0;
 }
 
+int cd_duration_parse(const char *s, unsigned *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return CAIRN_E_INVAL;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return CAIRN_E_INVAL;
+    static const struct {
+        char suffix;
+        unsigned seconds;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+    unsigned mul = 1;
+    if (*end != '\0') {
+        size_t i = 0;
+        while (i < sizeof units / sizeof *units && units[i].suffix != *end)
+            i++;
+        if (i == sizeof units / sizeof *units || end[1] != '\0')
+            return CAIRN_E_INVAL;
+        mul = units[i].seconds;
+    }
+    if (v > UINT_MAX / mul)
+        return CAIRN_E_INVAL;
+    *out = (unsigned)(v * mul);
+    return 0;
+}
+
 static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 {
     if (s == NULL || *s < '0' || *s > '9')
@@ -55,13 +86,16 @@ static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
     return 0;
 }
 
-enum opt_kind { OPT_STRING, OPT_SIZE, OPT_UINT, OPT_FLAG };
+enum opt_kind { OPT_STRING, OPT_SIZE, OPT_UINT, OPT_DURATION, OPT_FLAG };
+
 
 static const struct opt {
     const char *name;
     enum opt_kind kind;
     size_t offset;
-    unsigned min, max; /* OPT_UINT bounds */
+    uint64_t min, max; /* bounds of OPT_UINT, OPT_DURATION (seconds) and
+                        * OPT_SIZE (bytes, a multiple of min; 0, 0: any
+                        * size) */
     const char *help;  /* NULL: hidden (testing) option */
 } opts[] = {
     {"--listen", OPT_STRING, offsetof(struct cd_config, listen), 0, 0,
@@ -80,9 +114,17 @@ static const struct opt {
      "N worker threads (default: number of cores)"},
     {"--log-level", OPT_STRING, offsetof(struct cd_config, log_level), 0, 0,
      "error|warn|info|debug (default info)"},
-    {"--upload-ttl", OPT_UINT, offsetof(struct cd_config, upload_ttl_s), 1, 7 * 86400, NULL},
-    {"--stats-interval", OPT_UINT, offsetof(struct cd_config, stats_interval_s), 1, 86400, NULL},
-    {"--drain-timeout", OPT_UINT, offsetof(struct cd_config, drain_timeout_s), 0, 3600, NULL},
+    {"--upload-idle-timeout", OPT_DURATION, offsetof(struct cd_config, upload_ttl_s), 1, 7 * 86400,
+     "DURATION an unfinished upload is kept without calls (default 1h);\n"
+     "                         a Write stream silent for half of it is cancelled"},
+    {"--stage-batch", OPT_SIZE, offsetof(struct cd_config, stage_batch), CD_STORE_CHUNK,
+     CD_STORE_STAGE_BATCH_MAX,
+     "SIZE of upload data per synced staging transaction,\n"
+     "                         whole MiB from 1M to 64M (default 8M)"},
+    {"--stats-interval", OPT_DURATION, offsetof(struct cd_config, stats_interval_s), 1, 86400,
+     "DURATION between summary log lines (default 60s)"},
+    {"--drain-timeout", OPT_DURATION, offsetof(struct cd_config, drain_timeout_s), 0, 3600,
+     "DURATION calls in flight may take to finish after SIGTERM (default 5s)"},
     {"--help", OPT_FLAG, offsetof(struct cd_config, help), 0, 0, "this text"},
 };
 
@@ -91,8 +133,55 @@ void cd_config_usage(void)
     printf("usage: cairnd --listen ADDR:PORT --dir PATH --max-size SIZE [options]\n");
     for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
         if (opts[i].help != NULL)
-            printf("  %-16s %s\n", opts[i].name, opts[i].help);
+            printf("  %-22s %s\n", opts[i].name, opts[i].help);
     }
+    printf("SIZE: bytes, or with K, M, G, T (powers of 1024), e.g. 512M.\n"
+           "DURATION: seconds, or with s, m, h, d, e.g. 90s, 10m, 1h.\n");
+}
+
+/* Stores value v of option o in field; the error names the option, the
+ * value and what would have been accepted. */
+static int opt_set(const struct opt *o, const char *v, void *field, struct cairn_err *err)
+{
+    uint64_t size;
+    unsigned n;
+    switch (o->kind) {
+    case OPT_STRING:
+        *(const char **)field = v;
+        return 0;
+    case OPT_SIZE:
+        if (cd_size_parse(v, &size) != 0)
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "%s: '%s' is not a size (bytes, or a number with K, M, G or T, "
+                                 "e.g. 512M)", o->name, v);
+        if (o->max != 0 && (size < o->min || size > o->max || size % o->min != 0))
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "%s: %s is not a whole number of MiB from %lluM to %lluM",
+                                 o->name, v, (unsigned long long)(o->min >> 20),
+                                 (unsigned long long)(o->max >> 20));
+        *(uint64_t *)field = size;
+        return 0;
+    case OPT_UINT:
+        if (parse_uint(v, (unsigned)o->min, (unsigned)o->max, &n) != 0)
+            return cairn_err_set(err, CAIRN_E_INVAL, "%s: '%s' is not a number from %llu to %llu",
+                                 o->name, v, (unsigned long long)o->min,
+                                 (unsigned long long)o->max);
+        *(unsigned *)field = n;
+        return 0;
+    case OPT_DURATION:
+        if (cd_duration_parse(v, &n) != 0)
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "%s: '%s' is not a duration (seconds, or a number with s, m, h "
+                                 "or d, e.g. 90s, 10m, 1h)", o->name, v);
+        if (n < o->min || n > o->max)
+            return cairn_err_set(err, CAIRN_E_INVAL, "%s: %s is outside %llus to %llus", o->name,
+                                 v, (unsigned long long)o->min, (unsigned long long)o->max);
+        *(unsigned *)field = n;
+        return 0;
+    case OPT_FLAG:
+        break;
+    }
+    return 0;
 }
 
 int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_err *err)
@@ -102,8 +191,10 @@ int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_e
     cfg->threads = ncpu > 0 ? (unsigned)ncpu : 1;
     cfg->log_level = "info";
     cfg->upload_ttl_s = 3600;
+    cfg->stage_batch = CD_STORE_STAGE_BATCH_DEFAULT;
     cfg->stats_interval_s = 60;
     cfg->drain_timeout_s = 5;
+    int rc;
     for (int i = 1; i < argc; i++) {
         size_t k = 0;
         while (k < sizeof opts / sizeof *opts && strcmp(opts[k].name, argv[i]) != 0)
@@ -119,22 +210,8 @@ int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_e
         if (i + 1 >= argc)
             return cairn_err_set(err, CAIRN_E_INVAL, "%s needs a value", o->name);
         const char *v = argv[++i];
-        int rc = 0;
-        switch (o->kind) {
-        case OPT_STRING:
-            *(const char **)field = v;
-            break;
-        case OPT_SIZE:
-            rc = cd_size_parse(v, (uint64_t *)field);
-            break;
-        case OPT_UINT:
-            rc = parse_uint(v, o->min, o->max, (unsigned *)field);
-            break;
-        case OPT_FLAG:
-            break;
-        }
-        if (rc != 0)
-            return cairn_err_set(err, CAIRN_E_INVAL, "%s: invalid value '%s'", o->name, v);
+        if ((rc = opt_set(o, v, field, err)) != 0)
+            return rc;
     }
     if (cfg->help)
         return 0;

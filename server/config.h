@@ -19,15 +19,21 @@ struct cd_config {
     const char *tls_client_ca; /* --tls-client-ca FILE */
     unsigned threads;         /* --threads N (default: online CPUs) */
     const char *log_level;    /* --log-level L */
-    unsigned upload_ttl_s;    /* --upload-ttl SECONDS (testing) */
-    unsigned stats_interval_s; /* --stats-interval SECONDS */
-    unsigned drain_timeout_s; /* --drain-timeout SECONDS */
+    unsigned upload_ttl_s;    /* --upload-idle-timeout DURATION */
+    uint64_t stage_batch;     /* --stage-batch SIZE (whole MiB) */
+    unsigned stats_interval_s; /* --stats-interval DURATION */
+    unsigned drain_timeout_s; /* --drain-timeout DURATION */
     bool help;
 };
 
 /* Parses "10G", "512M", "64K", "123" (bytes; K/M/G/T are powers of 1024,
  * an optional trailing "B"/"iB" is accepted). Returns 0 or CAIRN_E_INVAL. */
 int cd_size_parse(const char *s, uint64_t *out);
+
+/* Parses a duration in whole seconds: "90s", "10m", "2h", "1d", or a
+ * bare number of seconds. Returns 0 or CAIRN_E_INVAL (also on overflow of
+ * an unsigned). */
+int cd_duration_parse(const char *s, unsigned *out);
 
 /* Fills cfg from argv (defaults first). Returns 0 or CAIRN_E_INVAL with
  * err naming the option. cfg->help set: print cd_config_usage. */

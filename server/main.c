@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <grpc/grpc.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,22 @@ static void log_summary(const char *when, struct cd_metrics *m, struct cd_store 
            (unsigned long long)ss.evictions);
 }
 
+/* glibc gives memory above its trim threshold back to the kernel on every
+ * free, and its threshold follows the largest recent mmap'd block (about
+ * 2 MiB here). A staging transaction allocates and frees a batch of LMDB
+ * dirty pages (1 MiB overflow pages, stage_batch bytes) and a Read
+ * message 1 MiB, so each batch was faulted in and zeroed again: a third
+ * of cairnd's CPU per 256 MiB written and read back (docs/operations.md).
+ * Fixed thresholds keep up to two batches of freed memory per arena for
+ * reuse (at most 32 MiB, for the memory budget); blocks above 4 MiB are
+ * still mmap'd and returned at once. */
+static void malloc_tune(uint64_t stage_batch)
+{
+    uint64_t keep = 2 * stage_batch < (32u << 20) ? 2 * stage_batch : (32u << 20);
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    mallopt(M_TRIM_THRESHOLD, (int)keep);
+}
+
 /* Prints the bound address the way tests and scripts read it:
  * "listening on HOST:PORT" (HOST as given, e.g. 127.0.0.1 or [::1]). */
 static void print_listening(const char *listen, int port)
@@ -86,6 +103,7 @@ int main(int argc, char **argv)
         return 2;
     }
     cd_log_level_set(level);
+    malloc_tune(cfg.stage_batch);
 
     /* Signals are taken synchronously by the main thread (sigtimedwait);
      * block them before any thread exists so every thread inherits the
@@ -126,7 +144,10 @@ int main(int argc, char **argv)
         }
     }
 
-    struct cd_store_opts so = {.dir = cfg.dir, .max_size = cfg.max_size, .upload_ttl_s = cfg.upload_ttl_s};
+    struct cd_store_opts so = {.dir = cfg.dir,
+                               .max_size = cfg.max_size,
+                               .upload_ttl_s = cfg.upload_ttl_s,
+                               .stage_batch = (size_t)cfg.stage_batch};
     if (cd_store_open(&so, &store, &err) != 0) {
         fprintf(stderr, "cairnd: store %s: %s\n", cfg.dir, err.msg);
         goto out;
@@ -148,8 +169,11 @@ int main(int argc, char **argv)
         grpc_shutdown();
         goto out;
     }
-    cd_log(CD_LOG_INFO, "cairnd %s: store %s (max %llu bytes), %u threads, %s%s", CAIRN_VERSION,
-           cfg.dir, (unsigned long long)cfg.max_size, cfg.threads,
+    cd_log(CD_LOG_INFO,
+           "cairnd %s: store %s (max %llu bytes), %u threads, uploads idle for %us dropped, "
+           "staged %llu MiB per txn, %s%s", CAIRN_VERSION, cfg.dir,
+           (unsigned long long)cfg.max_size, cfg.threads, cfg.upload_ttl_s,
+           (unsigned long long)(cfg.stage_batch >> 20),
            cert ? "TLS" : "plaintext", ca ? " with client certificates" : "");
     print_listening(cfg.listen, port);
 

@@ -36,10 +36,10 @@
  * sync several times faster than 1 MiB. 16 MiB measured no faster here
  * and costs 25 MB more per upload (two buffers plus LMDB's dirty pages;
  * docs/storage.md). */
-#define STORE_STAGE_BATCH (8u * CD_STORE_CHUNK)
+#define STORE_STAGE_BATCH CD_STORE_STAGE_BATCH_DEFAULT
 /* All uploads' batch buffers together stay below this; an upload that
  * finds the budget spent stages chunk by chunk, as before batching. */
-#define STORE_STAGE_BUDGET (256ull * CD_STORE_CHUNK)
+#define STORE_STAGE_BUDGET (4ull * CD_STORE_STAGE_BATCH_MAX)
 
 /* The running totals, one record in the "meta" table, rewritten in every
  * txn that changes them, so open never counts anything. Host byte order:
@@ -981,8 +981,8 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
     st->stage_batch = opts->stage_batch / CD_STORE_CHUNK * CD_STORE_CHUNK;
     if (st->stage_batch == 0)
         st->stage_batch = STORE_STAGE_BATCH;
-    if (st->stage_batch > STORE_STAGE_BUDGET / 4)
-        st->stage_batch = STORE_STAGE_BUDGET / 4;
+    if (st->stage_batch > CD_STORE_STAGE_BATCH_MAX)
+        st->stage_batch = CD_STORE_STAGE_BATCH_MAX;
     long pg = sysconf(_SC_PAGESIZE);
     st->page = pg > 0 ? (size_t)pg : 4096;
     int rc = ck_sha256("", 0, st->empty_hash);

@@ -37,6 +37,11 @@
 #define CD_STORE_CHUNK (1u << 20)
 #define CD_STORE_MAX_INSTANCE 256 /* bytes of an instance name */
 #define CD_STORE_MAX_AC_RESULT (4u << 20) /* bytes of one ActionResult */
+/* Upload bytes staged per write txn (cd_store_opts.stage_batch): the
+ * default, and the most the store uses (a quarter of its staging memory
+ * budget, so that two large uploads always get full buffers). */
+#define CD_STORE_STAGE_BATCH_DEFAULT (8u * CD_STORE_CHUNK)
+#define CD_STORE_STAGE_BATCH_MAX (64u * CD_STORE_CHUNK)
 
 /* A REAPI digest: sha256 and size in bytes. */
 struct cd_digest {
@@ -52,8 +57,9 @@ struct cd_store_opts {
                             * eviction above; 0 means no cap */
     unsigned upload_ttl_s; /* abandoned uploads are dropped after this */
     size_t stage_batch;    /* bytes an upload buffers and stages per write
-                            * txn, rounded down to whole chunks; 0: the
-                            * default (8 MiB). Tests use small values. */
+                            * txn, rounded down to whole chunks, at most
+                            * CD_STORE_STAGE_BATCH_MAX; 0: the default
+                            * (CD_STORE_STAGE_BATCH_DEFAULT). */
 };
 
 /* Opens or creates the store. Returns 0, CAIRN_E_DB, negative errno; err

@@ -61,7 +61,11 @@ int cd_wire_varint(struct cd_wire *w, uint64_t *v)
 int cd_wire_key(struct cd_wire *w, uint32_t *field, uint32_t *type)
 {
     uint64_t k;
+    size_t before = w->left;
     if (cd_wire_varint(w, &k) != 0 || (k >> 3) == 0 || (k >> 3) > 0x1fffffff)
+        return -1;
+    /* A key fits in 5 bytes; protobuf-c refuses longer (padded) ones. */
+    if (before - w->left > 5)
         return -1;
     *field = (uint32_t)(k >> 3);
     *type = (uint32_t)(k & 7);
@@ -71,7 +75,15 @@ int cd_wire_key(struct cd_wire *w, uint32_t *field, uint32_t *type)
 int cd_wire_len(struct cd_wire *w, struct cd_wire *sub)
 {
     uint64_t n;
+    size_t before = w->left;
     if (cd_wire_varint(w, &n) != 0 || n > w->left)
+        return -1;
+    /* Lengths are 32-bit in protobuf, and protobuf-c (which decodes every
+     * other message we receive) refuses a length prefix over 5 bytes even
+     * when it is a padded small number. Refusing it here too keeps the
+     * in-place decoder from accepting what protobuf-c would not (found by
+     * tests/fuzz/fuzz_wire.c). */
+    if (before - w->left > 5 || n > UINT32_MAX)
         return -1;
     wire_settle(w);
     *sub = *w;

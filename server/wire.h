@@ -11,7 +11,9 @@
  * off. It borrows the pieces (and their bytes) from the caller; copying a
  * struct cd_wire is how a position is remembered. Every read checks the
  * window's bounds; a varint longer than 10 bytes, a length past the
- * window, a group or an unknown wire type is malformed (-1). Pure
+ * window, a key or length prefix over 5 bytes (as protobuf-c, which decodes
+ * every other message), a group or an unknown wire type is malformed
+ * (-1). Pure
  * functions over caller memory; thread-safe. */
 #ifndef CAIRN_SERVER_WIRE_H
 #define CAIRN_SERVER_WIRE_H

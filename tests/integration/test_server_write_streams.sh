@@ -11,8 +11,8 @@
 head -c 3000000 /dev/urandom >"$T/f"
 D=$(digest "$T/f")
 
-# --upload-ttl 4: streams idle for 2 s are cancelled.
-cd_start --upload-ttl 4
+# --upload-idle-timeout 4s: streams idle for 2 s are cancelled.
+cd_start --upload-idle-timeout 4s
 
 # A stream that opens and never sends a message.
 t0=$(date +%s)
@@ -39,7 +39,7 @@ cd_stop
 
 # Overlapping streams need a stream that stays live for a while: TTL 20,
 # idle cancel after 10 s.
-cd_start --upload-ttl 20
+cd_start --upload-idle-timeout 20s
 R="uploads/busy/blobs/$D"
 probe --timeout 60 write "$R" "$T/f" count=1000000 finish=0 hold=30 >"$T/held.out" 2>"$T/held.err" &
 held=$!

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <string.h>
 
 #include "common/error.h"
 #include "server/config.h"
@@ -27,13 +28,88 @@ static void test_sizes(void **state)
     assert_int_equal(cd_size_parse("99999999999T", &v), CAIRN_E_INVAL);
 }
 
+static void test_durations(void **state)
+{
+    (void)state;
+    unsigned v = 0;
+    assert_int_equal(cd_duration_parse("90", &v), 0);
+    assert_int_equal(v, 90);
+    assert_int_equal(cd_duration_parse("90s", &v), 0);
+    assert_int_equal(v, 90);
+    assert_int_equal(cd_duration_parse("10m", &v), 0);
+    assert_int_equal(v, 600);
+    assert_int_equal(cd_duration_parse("2h", &v), 0);
+    assert_int_equal(v, 7200);
+    assert_int_equal(cd_duration_parse("7d", &v), 0);
+    assert_int_equal(v, 7 * 86400);
+    assert_int_equal(cd_duration_parse("0", &v), 0);
+    assert_int_equal(v, 0);
+    v = 5;
+    assert_int_equal(cd_duration_parse("", &v), CAIRN_E_INVAL);
+    assert_int_equal(cd_duration_parse("s", &v), CAIRN_E_INVAL);
+    assert_int_equal(cd_duration_parse("-1s", &v), CAIRN_E_INVAL);
+    assert_int_equal(cd_duration_parse("1.5h", &v), CAIRN_E_INVAL);
+    assert_int_equal(cd_duration_parse("10ms", &v), CAIRN_E_INVAL);
+    assert_int_equal(cd_duration_parse("3w", &v), CAIRN_E_INVAL);
+    assert_int_equal(cd_duration_parse("99999999d", &v), CAIRN_E_INVAL);
+    assert_int_equal(v, 5); /* untouched on failure */
+}
+
+/* Parses "cairnd REQUIRED... extra..." and returns the code; err filled. */
+static int parse_with(const char *opt, const char *val, struct cd_config *c, struct cairn_err *err)
+{
+    char *argv[] = {"cairnd", "--listen", "127.0.0.1:0", "--dir", "/tmp/x", "--max-size", "1G",
+                    (char *)opt, (char *)val, NULL};
+    return cd_config_parse(9, argv, c, err);
+}
+
+/* The upload flags: values in range are taken, the rest refused with a
+ * message that names the flag and what it accepts. */
+static void test_upload_flags(void **state)
+{
+    (void)state;
+    struct cd_config c;
+    struct cairn_err err;
+    assert_int_equal(parse_with("--threads", "2", &c, &err), 0);
+    assert_int_equal(c.upload_ttl_s, 3600);
+    assert_true(c.stage_batch == (8u << 20));
+    assert_int_equal(parse_with("--upload-idle-timeout", "2s", &c, &err), 0);
+    assert_int_equal(c.upload_ttl_s, 2);
+    assert_int_equal(parse_with("--upload-idle-timeout", "1h", &c, &err), 0);
+    assert_int_equal(c.upload_ttl_s, 3600);
+    assert_int_equal(parse_with("--upload-idle-timeout", "0s", &c, &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "--upload-idle-timeout: 0s is outside 1s to 604800s"));
+    assert_int_equal(parse_with("--upload-idle-timeout", "8d", &c, &err), CAIRN_E_INVAL);
+    assert_int_equal(parse_with("--upload-idle-timeout", "soon", &c, &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "'soon' is not a duration"));
+
+    assert_int_equal(parse_with("--stage-batch", "32M", &c, &err), 0);
+    assert_true(c.stage_batch == (32u << 20));
+    assert_int_equal(parse_with("--stage-batch", "1M", &c, &err), 0);
+    assert_int_equal(parse_with("--stage-batch", "64M", &c, &err), 0);
+    assert_int_equal(parse_with("--stage-batch", "1536K", &c, &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "--stage-batch: 1536K is not a whole number of MiB from 1M to 64M"));
+    assert_int_equal(parse_with("--stage-batch", "512K", &c, &err), CAIRN_E_INVAL);
+    assert_int_equal(parse_with("--stage-batch", "65M", &c, &err), CAIRN_E_INVAL);
+    assert_int_equal(parse_with("--stage-batch", "0", &c, &err), CAIRN_E_INVAL);
+    assert_int_equal(parse_with("--stage-batch", "lots", &c, &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "'lots' is not a size"));
+
+    assert_int_equal(parse_with("--drain-timeout", "0", &c, &err), 0);
+    assert_int_equal(c.drain_timeout_s, 0);
+    assert_int_equal(parse_with("--stats-interval", "2m", &c, &err), 0);
+    assert_int_equal(c.stats_interval_s, 120);
+    assert_int_equal(parse_with("--threads", "0", &c, &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "--threads: '0' is not a number from 1 to 1024"));
+}
+
 static void test_options(void **state)
 {
     (void)state;
     struct cd_config c;
     struct cairn_err err;
     char *ok[] = {"cairnd", "--listen", "127.0.0.1:0", "--dir", "/tmp/x", "--max-size", "1G",
-                  "--threads", "3", "--upload-ttl", "5", NULL};
+                  "--threads", "3", "--upload-idle-timeout", "5", NULL};
     assert_int_equal(cd_config_parse(11, ok, &c, &err), 0);
     assert_string_equal(c.listen, "127.0.0.1:0");
     assert_int_equal(c.threads, 3);
@@ -53,6 +129,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_upload_flags),
         cmocka_unit_test(test_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
