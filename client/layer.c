@@ -746,7 +746,8 @@ int cairn_layer_writer_mirror_end(struct cairn_layer_writer *w,
     if (ok) {
         /* Deepest first, as libarchive applies its fixups; a directory
          * added twice gets the metadata of its last entry. */
-        qsort(m->dirs, m->ndirs, sizeof *m->dirs, mirror_dir_cmp);
+        if (m->ndirs > 0)
+            qsort(m->dirs, m->ndirs, sizeof *m->dirs, mirror_dir_cmp);
         for (size_t i = 0; ok && i < m->ndirs; i++) {
             const struct mirror_dir *d = &m->dirs[i];
             ok = fchmodat(m->root, d->path, d->perm, 0) == 0 &&
