@@ -757,6 +757,7 @@ struct copy_job {
     gid_t gid;
     bool has_chmod;
     mode_t chmod;
+    bool link; /* COPY --link: the layer does not look at the parent */
     struct cairn_strvec emitted; /* directories already in the layer */
     unsigned entries;
 };
@@ -779,7 +780,9 @@ static int64_t clamp_time(struct build *b, int64_t t)
 /* Adds the directories above path (relative, no leading '/') that the
  * layer does not have yet, with the parent image's metadata when the
  * directory exists there (a diff would carry it unchanged) and 0755 root
- * otherwise. */
+ * otherwise. COPY --link never looks: its layer is made as if on an empty
+ * root (BuildKit copies onto scratch and merges), so every parent is
+ * 0755 root and the parent's snapshots are not needed. */
 static int ensure_parents(struct copy_job *j, const char *path)
 {
     char buf[4096];
@@ -790,7 +793,8 @@ static int ensure_parents(struct copy_job *j, const char *path)
             struct stat st;
             struct cairn_layer_entry e = {
                 .path = buf, .mode = S_IFDIR | 0755, .mtime = clamp_time(j->b, j->b->now)};
-            if (stage_lstat(j->b, j->parent, buf, &st, NULL, 0) == 0 &&
+            if (!j->link &&
+                stage_lstat(j->b, j->parent, buf, &st, NULL, 0) == 0 &&
                 S_ISDIR(st.st_mode)) {
                 e.mode = st.st_mode;
                 e.uid = st.st_uid;
@@ -950,6 +954,14 @@ static int count_match(void *arg, const struct ck_context_entry *e)
     return cairn_strvec_push(m, e->match);
 }
 
+/* COPY/ADD --link (or --link=true). */
+static bool copy_is_link(const struct ck_step *s)
+{
+    bool present = false;
+    const char *v = ck_instr_flag(s->instr, "link", &present);
+    return present && (v == NULL || strcmp(v, "true") == 0);
+}
+
 /* Whether the snapshot of step s's layer will be wanted in this build: a
  * later RUN, COPY or ADD of its stage (a COPY looks at the parent's
  * files for parents and --chown names), or a needed stage built FROM it
@@ -966,7 +978,11 @@ static bool copy_wants_snapshot(const struct build *b, const struct ck_step *s)
         enum ck_instr_kind k = t->instr->kind;
         bool layer_step = k == CK_INSTR_RUN || k == CK_INSTR_COPY ||
                           k == CK_INSTR_ADD;
-        if (t->stage == s->stage && layer_step)
+        /* A COPY --link reads the parent only for --chown names. */
+        bool reads_parent = layer_step && k != CK_INSTR_RUN &&
+                            (!copy_is_link(t) ||
+                             (t->chown != NULL && t->chown[0] != '\0'));
+        if (t->stage == s->stage && (k == CK_INSTR_RUN || reads_parent))
             return true;
         if (t->stage != s->stage && layer_step &&
             t->from_kind == CK_FROM_STAGE && t->from_stage == s->stage)
@@ -993,6 +1009,7 @@ static int run_copy(struct build *b, const struct ck_step *s,
     j.b = b;
     j.step = s;
     j.parent = so;
+    j.link = copy_is_link(s);
     cairn_strvec_init(&j.emitted);
     struct ck_context *src_ctx = b->ctx;
     char mnt[4096] = "";
