@@ -570,7 +570,7 @@ static int mirror_parent(struct layer_mirror *m, const char *path, int *dfd,
     free(m->dir_path);
     m->dir_path = strndup(path, len);
     if (m->dir_path == NULL)
-        return -1;
+        return CAIRN_E_NOMEM;
     int fd = dup(m->root);
     for (const char *c = path; fd >= 0 && c < path + len;) {
         const char *e = memchr(c, '/', (size_t)(path + len - c));
@@ -578,7 +578,7 @@ static int mirror_parent(struct layer_mirror *m, const char *path, int *dfd,
         char name[256];
         if (n >= sizeof name) {
             close(fd);
-            return -1;
+            return -ENAMETOOLONG;
         }
         memcpy(name, c, n);
         name[n] = '\0';
@@ -589,7 +589,7 @@ static int mirror_parent(struct layer_mirror *m, const char *path, int *dfd,
         c += n + 1;
     }
     if (fd < 0)
-        return -1;
+        return -errno;
     m->dir = fd;
     *dfd = fd;
     return 0;
@@ -601,10 +601,11 @@ static int mirror_parent(struct layer_mirror *m, const char *path, int *dfd,
 static int mirror_clear(int dfd, const char *name)
 {
     struct stat st;
-    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-        S_ISDIR(st.st_mode) || unlinkat(dfd, name, 0) != 0)
-        return -1;
-    return 0;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode))
+        return -EISDIR;
+    return unlinkat(dfd, name, 0) == 0 ? 0 : -errno;
 }
 
 static int mirror_times(int dfd, const char *name, int64_t atime,
@@ -622,13 +623,13 @@ static int mirror_dir_add(struct layer_mirror *m, const char *path,
         size_t nc = m->cap ? m->cap * 2 : 64;
         struct mirror_dir *nd = realloc(m->dirs, nc * sizeof *nd);
         if (nd == NULL)
-            return -1;
+            return CAIRN_E_NOMEM;
         m->dirs = nd;
         m->cap = nc;
     }
     char *p = strdup(path);
     if (p == NULL)
-        return -1;
+        return CAIRN_E_NOMEM;
     m->dirs[m->ndirs] = (struct mirror_dir){p, perm, mtime, m->ndirs};
     m->ndirs++;
     return 0;

@@ -1,5 +1,7 @@
 /* Layers: OCI layer tarballs written in one pass (tar -> diff_id hash ->
- * compressor -> blob hash -> file) and unpacked into snapshot directories.
+ * compressor -> blob hash -> file) and unpacked into snapshot directories;
+ * a writer can also write the unpacked tree as it goes (the mirror), so a
+ * layer that is needed unpacked right away is not read back.
  *
  * Written layers are deterministic: entries in the order added (callers add
  * in byte order of path), numeric uid/gid only (no user/group names), no
