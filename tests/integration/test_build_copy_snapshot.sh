@@ -128,7 +128,14 @@ echo last > "$T/ctx2/last.txt"
 printf 'FROM busybox\nCOPY last.txt /last.txt\nCMD ["cat", "/last.txt"]\n' > "$T/ctx2/Dockerfile"
 "$CAIRN" build --progress plain -t last "$T/ctx2" > "$T/b2.out" 2>&1 || { cat "$T/b2.out"; fail "last build"; }
 diff_id=$("$CAIRN" inspect last | jq -r '.[0].Store.Layers[1].DiffID')
+digest=$("$CAIRN" inspect last | jq -r '.[0].Store.Layers[1].Digest')
 [ ! -e "$CAIRN_ROOT/snapshots/${diff_id#sha256:}" ] || fail "snapshot made for a final COPY"
 [ -z "$(ls -A "$CAIRN_ROOT/tmp")" ] || fail "staging left in tmp/: $(ls -A "$CAIRN_ROOT/tmp")"
+
+# Mirroring never changes the layer: the same COPY with a RUN after it
+# (mirrored, --no-cache so it really runs) has the same digest.
+printf 'FROM busybox\nCOPY last.txt /last.txt\nRUN true\n' > "$T/ctx2/Dockerfile"
+"$CAIRN" build --progress plain --no-cache -t last2 "$T/ctx2" > "$T/b3.out" 2>&1 || { cat "$T/b3.out"; fail "last2 build"; }
+assert_eq "$("$CAIRN" inspect last2 | jq -r '.[0].Store.Layers[1].Digest')" "$digest" "COPY layer with a mirror"
 
 echo "test_build_copy_snapshot: all passed"
