@@ -976,12 +976,12 @@ static bool copy_wants_snapshot(const struct build *b, const struct ck_step *s)
         if (!p->stages[t->stage].needed)
             continue;
         enum ck_instr_kind k = t->instr->kind;
-        bool layer_step = k == CK_INSTR_RUN || k == CK_INSTR_COPY ||
-                          k == CK_INSTR_ADD;
+        bool layer_step =
+            k == CK_INSTR_RUN || k == CK_INSTR_COPY || k == CK_INSTR_ADD;
         /* A COPY --link reads the parent only for --chown names. */
-        bool reads_parent = layer_step && k != CK_INSTR_RUN &&
-                            (!copy_is_link(t) ||
-                             (t->chown != NULL && t->chown[0] != '\0'));
+        bool reads_parent =
+            layer_step && k != CK_INSTR_RUN &&
+            (!copy_is_link(t) || (t->chown != NULL && t->chown[0] != '\0'));
         if (t->stage == s->stage && (k == CK_INSTR_RUN || reads_parent))
             return true;
         if (t->stage != s->stage && layer_step &&

@@ -582,8 +582,8 @@ static int mirror_parent(struct layer_mirror *m, const char *path, int *dfd,
         }
         memcpy(name, c, n);
         name[n] = '\0';
-        int nfd = openat(fd, name,
-                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int nfd =
+            openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         close(fd);
         fd = nfd;
         c += n + 1;
@@ -608,16 +608,15 @@ static int mirror_clear(int dfd, const char *name)
     return unlinkat(dfd, name, 0) == 0 ? 0 : -errno;
 }
 
-static int mirror_times(int dfd, const char *name, int64_t atime,
-                        int64_t mtime)
+static int mirror_times(int dfd, const char *name, int64_t atime, int64_t mtime)
 {
     struct timespec ts[2] = {{.tv_sec = (time_t)atime},
                              {.tv_sec = (time_t)mtime}};
     return utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW);
 }
 
-static int mirror_dir_add(struct layer_mirror *m, const char *path,
-                          mode_t perm, int64_t mtime)
+static int mirror_dir_add(struct layer_mirror *m, const char *path, mode_t perm,
+                          int64_t mtime)
 {
     if (m->ndirs == m->cap) {
         size_t nc = m->cap ? m->cap * 2 : 64;
@@ -673,9 +672,8 @@ static void mirror_begin(struct cairn_layer_writer *w, const char *path,
     }
     int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
     m->file = openat(dfd, base, flags, 0600);
-    if (m->file < 0 &&
-        (errno != EEXIST || mirror_clear(dfd, base) != 0 ||
-         (m->file = openat(dfd, base, flags, 0600)) < 0))
+    if (m->file < 0 && (errno != EEXIST || mirror_clear(dfd, base) != 0 ||
+                        (m->file = openat(dfd, base, flags, 0600)) < 0))
         goto drop;
     m->uid = uid;
     m->gid = gid;
@@ -737,8 +735,7 @@ static int mirror_dir_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-int cairn_layer_writer_mirror_end(struct cairn_layer_writer *w,
-                                  bool *complete)
+int cairn_layer_writer_mirror_end(struct cairn_layer_writer *w, bool *complete)
 {
     if (w == NULL || complete == NULL)
         return CAIRN_E_INVAL;

@@ -159,8 +159,7 @@ int cairn_layer_writer_mirror(struct cairn_layer_writer *w, const char *dir,
  * *complete when dir now holds exactly the tree of the layer's entries.
  * false also when no mirror was started or it was dropped. Returns 0, or
  * CAIRN_E_INVAL for NULL arguments. */
-int cairn_layer_writer_mirror_end(struct cairn_layer_writer *w,
-                                  bool *complete);
+int cairn_layer_writer_mirror_end(struct cairn_layer_writer *w, bool *complete);
 
 /* Finishes the tar and compressor. On success *desc is filled and
  * *blob_path (malloc'd) names the finished blob file in tmpdir, which the
