@@ -272,6 +272,21 @@ static int stage_snapshots(struct build *b, struct stage_out *s)
     return 0;
 }
 
+/* Records *path (malloc'd, taken: *path becomes NULL) as the snapshot of
+ * layer i of s, made by the step that wrote the layer. */
+static int stage_snapshot_take(struct stage_out *s, size_t i, char **path)
+{
+    if (s->snapshots == NULL) {
+        s->snapshots = calloc(s->nlayers + 1, sizeof *s->snapshots);
+        if (s->snapshots == NULL)
+            return CAIRN_E_NOMEM;
+    }
+    free(s->snapshots[i]);
+    s->snapshots[i] = *path;
+    *path = NULL;
+    return 0;
+}
+
 /* Lower dirs for overlayfs: top-most first. */
 static int stage_lowers(struct build *b, struct stage_out *s,
                         const char ***out)
@@ -749,6 +764,7 @@ struct copy_job {
     gid_t gid;
     bool has_chmod;
     mode_t chmod;
+    bool link; /* COPY --link: the layer does not look at the parent */
     struct cairn_strvec emitted; /* directories already in the layer */
     unsigned entries;
 };
@@ -771,7 +787,9 @@ static int64_t clamp_time(struct build *b, int64_t t)
 /* Adds the directories above path (relative, no leading '/') that the
  * layer does not have yet, with the parent image's metadata when the
  * directory exists there (a diff would carry it unchanged) and 0755 root
- * otherwise. */
+ * otherwise. COPY --link never looks: its layer is made as if on an empty
+ * root (BuildKit copies onto scratch and merges), so every parent is
+ * 0755 root and the parent's snapshots are not needed. */
 static int ensure_parents(struct copy_job *j, const char *path)
 {
     char buf[4096];
@@ -782,7 +800,8 @@ static int ensure_parents(struct copy_job *j, const char *path)
             struct stat st;
             struct cairn_layer_entry e = {
                 .path = buf, .mode = S_IFDIR | 0755, .mtime = clamp_time(j->b, j->b->now)};
-            if (stage_lstat(j->b, j->parent, buf, &st, NULL, 0) == 0 &&
+            if (!j->link &&
+                stage_lstat(j->b, j->parent, buf, &st, NULL, 0) == 0 &&
                 S_ISDIR(st.st_mode)) {
                 e.mode = st.st_mode;
                 e.uid = st.st_uid;
@@ -942,20 +961,68 @@ static int count_match(void *arg, const struct ck_context_entry *e)
     return cairn_strvec_push(m, e->match);
 }
 
-/* Writes a COPY/ADD layer. *empty is set when it added nothing. */
+/* COPY/ADD --link (or --link=true). */
+static bool copy_is_link(const struct ck_step *s)
+{
+    bool present = false;
+    const char *v = ck_instr_flag(s->instr, "link", &present);
+    return present && (v == NULL || strcmp(v, "true") == 0);
+}
+
+/* Whether the snapshot of step s's layer will be wanted in this build: a
+ * later RUN, COPY or ADD of its stage (a COPY looks at the parent's
+ * files for parents and --chown names), or a needed stage built FROM it
+ * or copying from it. A COPY then writes the snapshot as it writes the
+ * layer, instead of unpacking the layer again later; a snapshot nobody
+ * wants is not worth its file creations. */
+static bool copy_wants_snapshot(const struct build *b, const struct ck_step *s)
+{
+    const struct ck_plan *p = b->plan;
+    for (size_t i = (size_t)(s - p->steps) + 1; i < p->nsteps; i++) {
+        const struct ck_step *t = &p->steps[i];
+        if (!p->stages[t->stage].needed)
+            continue;
+        enum ck_instr_kind k = t->instr->kind;
+        bool layer_step =
+            k == CK_INSTR_RUN || k == CK_INSTR_COPY || k == CK_INSTR_ADD;
+        /* A COPY --link reads the parent only for --chown names. */
+        bool reads_parent =
+            layer_step && k != CK_INSTR_RUN &&
+            (!copy_is_link(t) || (t->chown != NULL && t->chown[0] != '\0'));
+        if (t->stage == s->stage && (k == CK_INSTR_RUN || reads_parent))
+            return true;
+        if (t->stage != s->stage && layer_step &&
+            t->from_kind == CK_FROM_STAGE && t->from_stage == s->stage)
+            return true;
+    }
+    for (size_t k = 0; k < p->nstages; k++)
+        if (k != s->stage && p->stages[k].needed &&
+            p->stages[k].base_kind == CK_BASE_STAGE &&
+            p->stages[k].base_stage == s->stage)
+            return true;
+    return false;
+}
+
+/* Writes a COPY/ADD layer. *empty is set when it added nothing. When the
+ * layer's snapshot will be wanted, it is written in the same pass
+ * (cairn_layer_writer_mirror) and *snap gets its path (malloc'd), else
+ * NULL. */
 static int run_copy(struct build *b, const struct ck_step *s,
                     struct stage_out *so, struct cairn_layer_desc *desc,
-                    char **blob, bool *empty)
+                    char **blob, bool *empty, char **snap)
 {
     struct copy_job j;
     memset(&j, 0, sizeof j);
     j.b = b;
     j.step = s;
     j.parent = so;
+    j.link = copy_is_link(s);
     cairn_strvec_init(&j.emitted);
     struct ck_context *src_ctx = b->ctx;
     char mnt[4096] = "";
+    char mirror[4096] = "";
     const char **lowers = NULL;
+    *snap = NULL;
     int rc = resolve_chown(b, so, s, &j.uid, &j.gid);
     if (rc)
         return rc;
@@ -1071,6 +1138,19 @@ static int run_copy(struct build *b, const struct ck_step *s,
     rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &j.w, b->err);
     if (rc)
         goto out;
+    if (copy_wants_snapshot(b, s)) {
+        /* Without a mirror the snapshot is unpacked when wanted, as for
+         * any layer: a mirror that cannot start is not an error. */
+        struct cairn_err scratch;
+        cairn_err_clear(&scratch);
+        if (cairn_store_snapshot_stage(b->st, mirror, sizeof mirror,
+                                       &scratch) != 0)
+            mirror[0] = '\0';
+        else if (cairn_layer_writer_mirror(j.w, mirror, &scratch) != 0) {
+            cairn_store_snapshot_discard(b->st, mirror);
+            mirror[0] = '\0';
+        }
+    }
     for (size_t i = 0; !rc && i + 1 < s->nwords; i++) {
         const char *src = s->words[i];
         if (strncmp(src, "<<", 2) == 0) {
@@ -1111,9 +1191,25 @@ static int run_copy(struct build *b, const struct ck_step *s,
         goto out;
     }
     *empty = j.entries == 0;
+    bool mirrored = false;
+    cairn_layer_writer_mirror_end(j.w, &mirrored);
     rc = cairn_layer_writer_finish(j.w, desc, blob, b->err);
     layer_progress_end(&lp);
+    if (!rc && mirrored && !*empty) {
+        /* The tree is complete: it becomes the layer's snapshot (or the
+         * one another build made first is used). Failing to move it only
+         * costs an unpack later. */
+        char path[4096];
+        struct cairn_err scratch;
+        cairn_err_clear(&scratch);
+        if (cairn_store_snapshot_adopt(b->st, desc, mirror, path, sizeof path,
+                                       &scratch) == 0)
+            *snap = strdup(path);
+        mirror[0] = '\0'; /* adopted or removed by adopt */
+    }
 out:
+    if (mirror[0])
+        cairn_store_snapshot_discard(b->st, mirror);
     if (src_ctx != b->ctx)
         ck_context_close(src_ctx);
     if (mnt[0]) {
@@ -1443,6 +1539,7 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
     const struct ck_step_key *k = &b->keys->keys[i];
     struct cairn_layer_rec rec;
     memset(&rec, 0, sizeof rec);
+    char *snap = NULL; /* the snapshot a COPY wrote with its layer */
     int rc;
     if (!b->o->no_cache && (cairn_store_key_get(b->st, k->hex, &rec) == 0 ||
                             remote_rec(b, i, &rec))) {
@@ -1459,7 +1556,7 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
         if (s->instr->kind == CK_INSTR_RUN)
             rc = run_run(b, s, so, &rec.layer, &blob, &empty);
         else
-            rc = run_copy(b, s, so, &rec.layer, &blob, &empty);
+            rc = run_copy(b, s, so, &rec.layer, &blob, &empty, &snap);
         if (rc)
             return rc;
         b->stats->run++;
@@ -1473,20 +1570,27 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
         free(blob);
         if (!rc)
             rc = cairn_store_key_put(b->st, k->hex, &rec, b->err);
-        if (rc)
+        if (rc) {
+            free(snap);
             return rc;
+        }
         if (b->o->cache)
             cairn_cache_upload(b->o->cache, b->st, k->hex, k->material.data,
                                k->material.len, &rec);
     }
     if (!rec.empty) {
         rc = layers_push(so, &rec.layer);
+        if (!rc && snap != NULL)
+            rc = stage_snapshot_take(so, so->nlayers - 1, &snap);
         if (!rc)
             rc = strv_append(&so->cfg.diff_ids, &so->cfg.ndiff_ids,
                              rec.layer.diff_id);
-        if (rc)
+        if (rc) {
+            free(snap);
             return rc;
+        }
     }
+    free(snap);
     return add_history(b, s, so, rec.empty);
 }
 

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -100,6 +101,8 @@ static bool rel_path_ok(const char *p)
 /* ------------------------------------------------------------------ */
 /* Writer: tar -> sha256 (diff_id) -> compressor -> sha256 (digest) -> file */
 
+struct layer_mirror;
+
 struct cairn_layer_writer {
     struct archive *ar;
     int fd;
@@ -126,7 +129,11 @@ struct cairn_layer_writer {
      * call fails with the same code and message. */
     int broken;
     struct cairn_err fail;
+    struct layer_mirror *mirror; /* NULL: not mirrored (or dropped) */
 };
+
+static void mirror_free(struct layer_mirror *m);
+static void mirror_data(struct cairn_layer_writer *w, const void *p, size_t n);
 
 static int writer_break(struct cairn_layer_writer *w, int code, const char *fmt,
                         ...) __attribute__((format(printf, 3, 4)));
@@ -279,6 +286,7 @@ static void writer_free(struct cairn_layer_writer *w, bool remove_file)
 {
     if (w == NULL)
         return;
+    mirror_free(w->mirror);
     if (w->ar != NULL)
         archive_write_free(w->ar); /* also closes; errors are moot here */
     if (w->z_live)
@@ -479,8 +487,273 @@ static int writer_copy_fd(struct cairn_layer_writer *w, int fd, int64_t size,
         int rc = writer_data(w, w->copy, (size_t)r, path, err);
         if (rc != 0)
             return rc;
+        mirror_data(w, w->copy, (size_t)r);
         left -= (uint64_t)r;
     }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Mirror: the unpacked tree of a layer, written while the layer is     */
+
+/* A directory whose mode and times are set at the end, as libarchive's
+ * unpack does: creating its entries changes its mtime, and a read-only
+ * mode set early could keep them out. */
+struct mirror_dir {
+    char *path; /* layer path */
+    mode_t perm;
+    int64_t mtime;
+    size_t seq; /* order added */
+};
+
+struct layer_mirror {
+    int root;       /* the mirror's root directory */
+    int dir;        /* open directory dir_path, -1: none */
+    char *dir_path; /* layer path of dir ("" = root) */
+    /* The regular file being written, -1 between entries, and what it
+     * gets once its content is in (chown first: it clears set-id bits). */
+    int file;
+    uid_t uid;
+    gid_t gid;
+    mode_t perm;
+    int64_t mtime;
+    /* libarchive gives an entry without an atime the time the unpack
+     * started; so does the mirror. */
+    int64_t atime;
+    struct mirror_dir *dirs;
+    size_t ndirs, cap;
+};
+
+static void mirror_free(struct layer_mirror *m)
+{
+    if (m == NULL)
+        return;
+    if (m->file >= 0)
+        close(m->file);
+    if (m->dir >= 0)
+        close(m->dir);
+    if (m->root >= 0)
+        close(m->root);
+    free(m->dir_path);
+    for (size_t i = 0; i < m->ndirs; i++)
+        free(m->dirs[i].path);
+    free(m->dirs);
+    free(m);
+}
+
+/* Gives up on the mirror: the layer goes on, the caller unpacks it when
+ * it needs the tree. Never an error of the layer. */
+static void mirror_drop(struct cairn_layer_writer *w)
+{
+    mirror_free(w->mirror);
+    w->mirror = NULL;
+}
+
+/* Opens the directory holding path (its parent, which an earlier entry
+ * made) without following symlinks, and points *base at the last
+ * component. The last directory stays open: entries come in tree order,
+ * so the next one is almost always in the same place. */
+static int mirror_parent(struct layer_mirror *m, const char *path, int *dfd,
+                         const char **base)
+{
+    const char *slash = strrchr(path, '/');
+    size_t len = slash ? (size_t)(slash - path) : 0;
+    *base = slash ? slash + 1 : path;
+    if (m->dir >= 0 && strlen(m->dir_path) == len &&
+        memcmp(m->dir_path, path, len) == 0) {
+        *dfd = m->dir;
+        return 0;
+    }
+    if (m->dir >= 0)
+        close(m->dir);
+    m->dir = -1;
+    free(m->dir_path);
+    m->dir_path = strndup(path, len);
+    if (m->dir_path == NULL)
+        return CAIRN_E_NOMEM;
+    int fd = dup(m->root);
+    for (const char *c = path; fd >= 0 && c < path + len;) {
+        const char *e = memchr(c, '/', (size_t)(path + len - c));
+        size_t n = e ? (size_t)(e - c) : (size_t)(path + len - c);
+        char name[256];
+        if (n >= sizeof name) {
+            close(fd);
+            return -ENAMETOOLONG;
+        }
+        memcpy(name, c, n);
+        name[n] = '\0';
+        int nfd =
+            openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        close(fd);
+        fd = nfd;
+        c += n + 1;
+    }
+    if (fd < 0)
+        return -errno;
+    m->dir = fd;
+    *dfd = fd;
+    return 0;
+}
+
+/* Makes room for a non-directory at name the way libarchive does: an
+ * earlier file or symlink of this layer there is replaced; a directory is
+ * not (the mirror is dropped and the unpack decides). */
+static int mirror_clear(int dfd, const char *name)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode))
+        return -EISDIR;
+    return unlinkat(dfd, name, 0) == 0 ? 0 : -errno;
+}
+
+static int mirror_times(int dfd, const char *name, int64_t atime, int64_t mtime)
+{
+    struct timespec ts[2] = {{.tv_sec = (time_t)atime},
+                             {.tv_sec = (time_t)mtime}};
+    return utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+static int mirror_dir_add(struct layer_mirror *m, const char *path, mode_t perm,
+                          int64_t mtime)
+{
+    if (m->ndirs == m->cap) {
+        size_t nc = m->cap ? m->cap * 2 : 64;
+        struct mirror_dir *nd = realloc(m->dirs, nc * sizeof *nd);
+        if (nd == NULL)
+            return CAIRN_E_NOMEM;
+        m->dirs = nd;
+        m->cap = nc;
+    }
+    char *p = strdup(path);
+    if (p == NULL)
+        return CAIRN_E_NOMEM;
+    m->dirs[m->ndirs] = (struct mirror_dir){p, perm, mtime, m->ndirs};
+    m->ndirs++;
+    return 0;
+}
+
+/* Creates entry path (mode with type bits; mtime already clamped) in the
+ * mirror. A regular file is left open for mirror_data and
+ * mirror_file_end. */
+static void mirror_begin(struct cairn_layer_writer *w, const char *path,
+                         mode_t mode, uid_t uid, gid_t gid, int64_t mtime,
+                         const char *link_target)
+{
+    struct layer_mirror *m = w->mirror;
+    if (m == NULL)
+        return;
+    int dfd;
+    const char *base;
+    if (mirror_parent(m, path, &dfd, &base) != 0)
+        goto drop;
+    if (S_ISDIR(mode)) {
+        struct stat st;
+        if (mkdirat(dfd, base, 0700) != 0 &&
+            (errno != EEXIST ||
+             fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+             !S_ISDIR(st.st_mode)))
+            goto drop;
+        if (fchownat(dfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) != 0 ||
+            mirror_dir_add(m, path, mode & 07777, mtime) != 0)
+            goto drop;
+        return;
+    }
+    if (S_ISLNK(mode)) {
+        if (symlinkat(link_target, dfd, base) != 0 &&
+            (errno != EEXIST || mirror_clear(dfd, base) != 0 ||
+             symlinkat(link_target, dfd, base) != 0))
+            goto drop;
+        if (fchownat(dfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) != 0 ||
+            mirror_times(dfd, base, m->atime, mtime) != 0)
+            goto drop;
+        return;
+    }
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    m->file = openat(dfd, base, flags, 0600);
+    if (m->file < 0 && (errno != EEXIST || mirror_clear(dfd, base) != 0 ||
+                        (m->file = openat(dfd, base, flags, 0600)) < 0))
+        goto drop;
+    m->uid = uid;
+    m->gid = gid;
+    m->perm = mode & 07777;
+    m->mtime = mtime;
+    return;
+drop:
+    mirror_drop(w);
+}
+
+static void mirror_data(struct cairn_layer_writer *w, const void *p, size_t n)
+{
+    if (w->mirror != NULL && cairn_write_all(w->mirror->file, p, n) != 0)
+        mirror_drop(w);
+}
+
+static void mirror_file_end(struct cairn_layer_writer *w)
+{
+    struct layer_mirror *m = w->mirror;
+    if (m == NULL)
+        return;
+    struct timespec ts[2] = {{.tv_sec = (time_t)m->atime},
+                             {.tv_sec = (time_t)m->mtime}};
+    int rc = fchown(m->file, m->uid, m->gid) != 0 ||
+             fchmod(m->file, m->perm) != 0 || futimens(m->file, ts) != 0;
+    rc |= close(m->file) != 0;
+    m->file = -1;
+    if (rc)
+        mirror_drop(w);
+}
+
+int cairn_layer_writer_mirror(struct cairn_layer_writer *w, const char *dir,
+                              struct cairn_err *err)
+{
+    if (w == NULL || dir == NULL || w->mirror != NULL || w->entries > 0)
+        return cairn_err_set(err, CAIRN_E_INVAL, "layer mirror: bad arguments");
+    struct layer_mirror *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    m->dir = -1;
+    m->file = -1;
+    m->atime = (int64_t)time(NULL);
+    m->root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (m->root < 0) {
+        int rc = -errno;
+        mirror_free(m);
+        return cairn_err_set(err, rc, "open %s: %s", dir, cairn_strerror(rc));
+    }
+    w->mirror = m;
+    return 0;
+}
+
+static int mirror_dir_cmp(const void *a, const void *b)
+{
+    const struct mirror_dir *x = a, *y = b;
+    int c = strcmp(y->path, x->path);
+    if (c != 0)
+        return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int cairn_layer_writer_mirror_end(struct cairn_layer_writer *w, bool *complete)
+{
+    if (w == NULL || complete == NULL)
+        return CAIRN_E_INVAL;
+    struct layer_mirror *m = w->mirror;
+    bool ok = m != NULL && m->file < 0 && !w->broken;
+    if (ok) {
+        /* Deepest first, as libarchive applies its fixups; a directory
+         * added twice gets the metadata of its last entry. */
+        if (m->ndirs > 0)
+            qsort(m->dirs, m->ndirs, sizeof *m->dirs, mirror_dir_cmp);
+        for (size_t i = 0; ok && i < m->ndirs; i++) {
+            const struct mirror_dir *d = &m->dirs[i];
+            ok = fchmodat(m->root, d->path, d->perm, 0) == 0 &&
+                 mirror_times(m->root, d->path, m->atime, d->mtime) == 0;
+        }
+    }
+    mirror_drop(w);
+    *complete = ok;
     return 0;
 }
 
@@ -507,6 +780,9 @@ int cairn_layer_add(struct cairn_layer_writer *w,
         archive_entry_copy_symlink(ae, e->link_target);
     int rc = writer_header(w, ae, err);
     archive_entry_free(ae);
+    if (rc == 0)
+        mirror_begin(w, e->path, e->mode, e->uid, e->gid,
+                     writer_mtime(w, e->mtime), e->link_target);
     return rc;
 }
 
@@ -525,7 +801,12 @@ int cairn_layer_add_file(struct cairn_layer_writer *w,
     int rc = writer_header(w, ae, err);
     archive_entry_free(ae);
     if (rc == 0)
+        mirror_begin(w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid,
+                     writer_mtime(w, e->mtime), NULL);
+    if (rc == 0)
         rc = writer_copy_fd(w, fd, size, e->path, err);
+    if (rc == 0)
+        mirror_file_end(w);
     return rc;
 }
 
@@ -545,7 +826,14 @@ int cairn_layer_add_data(struct cairn_layer_writer *w,
     int rc = writer_header(w, ae, err);
     archive_entry_free(ae);
     if (rc == 0)
+        mirror_begin(w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid,
+                     writer_mtime(w, e->mtime), NULL);
+    if (rc == 0)
         rc = writer_data(w, data, len, e->path, err);
+    if (rc == 0) {
+        mirror_data(w, data, len);
+        mirror_file_end(w);
+    }
     return rc;
 }
 
@@ -555,6 +843,7 @@ int cairn_layer_add_data(struct cairn_layer_writer *w,
 static int writer_marker(struct cairn_layer_writer *w, const char *name,
                          struct cairn_err *err)
 {
+    mirror_drop(w); /* a deletion needs the lower layers: not mirrored */
     struct archive_entry *ae = entry_new(w, name, S_IFREG, 0, 0, 0);
     if (ae == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
@@ -903,6 +1192,7 @@ int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,
         return cairn_err_set(err, CAIRN_E_INVAL, "add archive: bad arguments");
     if (w->broken)
         return writer_fail_report(w, err);
+    mirror_drop(w); /* links, devices, xattrs: left to the unpack */
     struct add_state s = {.w = w, .x = x, .src = path};
     s.a = add_reader_open(path);
     if (s.a == NULL)
@@ -1369,6 +1659,7 @@ int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
         return cairn_err_set(err, CAIRN_E_INVAL, "add_upper: bad arguments");
     if (w->broken)
         return writer_fail_report(w, err);
+    mirror_drop(w); /* whiteouts, links, xattrs: left to the unpack */
     struct upper_walk u = {.root = -1, .skip = skip};
     int rc = 0;
     u.root_len = strlen(upperdir);

@@ -1,5 +1,7 @@
 /* Layers: OCI layer tarballs written in one pass (tar -> diff_id hash ->
- * compressor -> blob hash -> file) and unpacked into snapshot directories.
+ * compressor -> blob hash -> file) and unpacked into snapshot directories;
+ * a writer can also write the unpacked tree as it goes (the mirror), so a
+ * layer that is needed unpacked right away is not read back.
  *
  * Written layers are deterministic: entries in the order added (callers add
  * in byte order of path), numeric uid/gid only (no user/group names), no
@@ -134,6 +136,30 @@ struct cairn_layer_extract {
 int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,
                             const struct cairn_layer_extract *x,
                             struct cairn_err *err);
+
+/* Also writes every entry added from now on into dir, an existing empty
+ * directory (dir itself is not touched), as cairn_layer_unpack would make
+ * it from the finished layer: same paths, types, modes, owners, mtimes
+ * (clamped like the tar's) and symlink targets; entries without an atime
+ * get the time the mirror started, as an unpack gives them. A COPY then
+ * needs no second pass over its files to get its snapshot.
+ *
+ * Only entries added with cairn_layer_add, cairn_layer_add_file and
+ * cairn_layer_add_data are mirrored. Whiteouts, opaque markers, archives
+ * and upper directories, a parent that is missing or a symlink, a
+ * directory in the way of a file, or any failure to write the tree drop
+ * the mirror silently (the layer itself is never affected):
+ * cairn_layer_writer_mirror_end then reports it incomplete, and the
+ * caller discards dir and unpacks the layer when it needs the tree. Must
+ * be called before the first entry; w borrows nothing from dir. */
+int cairn_layer_writer_mirror(struct cairn_layer_writer *w, const char *dir,
+                              struct cairn_err *err);
+/* Ends the mirror before cairn_layer_writer_finish: gives the directories
+ * their modes and times (deepest first, as the unpack does) and sets
+ * *complete when dir now holds exactly the tree of the layer's entries.
+ * false also when no mirror was started or it was dropped. Returns 0, or
+ * CAIRN_E_INVAL for NULL arguments. */
+int cairn_layer_writer_mirror_end(struct cairn_layer_writer *w, bool *complete);
 
 /* Finishes the tar and compressor. On success *desc is filled and
  * *blob_path (malloc'd) names the finished blob file in tmpdir, which the

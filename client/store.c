@@ -1803,51 +1803,109 @@ int cairn_store_image_remove(struct cairn_store *st,
 /* ------------------------------------------------------------------ */
 /* snapshots                                                            */
 
+/* The final name of layer's snapshot in final (STORE_PATH_MAX), checked
+ * to fit len bytes for the caller. */
+static int snapshot_final(const struct cairn_store *st,
+                          const struct cairn_layer_desc *layer, char *final,
+                          size_t len, struct cairn_err *err)
+{
+    if (!digest_ok(layer->diff_id))
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad layer digests");
+    if (path_fmt(final, STORE_PATH_MAX, st->root, "/snapshots/",
+                 layer->diff_id + 7) ||
+        strlen(final) >= len)
+        return cairn_err_set(err, CAIRN_E_TOOBIG, "snapshot path too long");
+    return 0;
+}
+
+int cairn_store_snapshot_stage(struct cairn_store *st, char *buf, size_t len,
+                               struct cairn_err *err)
+{
+    char tmp[STORE_PATH_MAX];
+    int rc = lock_implicit(st, err);
+    if (rc)
+        return rc;
+    int n = snprintf(tmp, sizeof tmp, "%s/snap-XXXXXX", st->tmpdir);
+    if (n < 0 || (size_t)n >= sizeof tmp || (size_t)n >= len)
+        return cairn_err_set(err, CAIRN_E_TOOBIG, "snapshot path too long");
+    if (mkdtemp(tmp) == NULL)
+        return cairn_err_set(err, -errno, "cannot create a directory in %s",
+                             st->tmpdir);
+    /* mkdtemp makes 0700; the root of a layer is 0755. */
+    if (chmod(tmp, 0755) != 0) {
+        rc = -errno;
+        rmdir(tmp);
+        return cairn_err_set(err, rc, "chmod %s: %s", tmp, cairn_strerror(rc));
+    }
+    memcpy(buf, tmp, (size_t)n + 1);
+    return 0;
+}
+
+void cairn_store_snapshot_discard(struct cairn_store *st, const char *dir)
+{
+    (void)st;
+    uint64_t ignored = 0;
+    if (dir != NULL && dir[0] != '\0')
+        tree_walk(AT_FDCWD, dir, true, &ignored, 0);
+}
+
+int cairn_store_snapshot_adopt(struct cairn_store *st,
+                               const struct cairn_layer_desc *layer,
+                               const char *dir, char *path, size_t len,
+                               struct cairn_err *err)
+{
+    char final[STORE_PATH_MAX];
+    int rc = snapshot_final(st, layer, final, len, err);
+    if (!rc)
+        rc = lock_implicit(st, err);
+    if (!rc) {
+        rc = rename_noreplace(dir, final);
+        if (rc == CAIRN_E_EXISTS) {
+            /* Another process (or an earlier unpack) made it first: use
+             * theirs, which is the same tree. */
+            cairn_store_snapshot_discard(st, dir);
+            rc = 0;
+        } else if (rc) {
+            cairn_err_set(err, rc, "cannot rename %s to %s: %s", dir, final,
+                          cairn_strerror(rc));
+        }
+    }
+    if (rc) {
+        cairn_store_snapshot_discard(st, dir);
+        return rc;
+    }
+    memcpy(path, final, strlen(final) + 1);
+    return 0;
+}
+
 int cairn_store_snapshot(struct cairn_store *st,
                          const struct cairn_layer_desc *layer, char *path,
                          size_t len, struct cairn_err *err)
 {
     char final[STORE_PATH_MAX], blob[STORE_PATH_MAX], tmp[STORE_PATH_MAX];
-    if (!digest_ok(layer->diff_id) ||
-        cairn_store_blob_path(st, layer->digest, blob, sizeof blob))
+    int rc = snapshot_final(st, layer, final, len, err);
+    if (rc)
+        return rc;
+    if (cairn_store_blob_path(st, layer->digest, blob, sizeof blob))
         return cairn_err_set(err, CAIRN_E_INVAL, "bad layer digests");
-    if (path_fmt(final, sizeof final, st->root, "/snapshots/",
-                 layer->diff_id + 7) ||
-        strlen(final) >= len)
-        return cairn_err_set(err, CAIRN_E_TOOBIG, "snapshot path too long");
-    int rc = lock_implicit(st, err);
+    rc = lock_implicit(st, err);
     if (rc)
         return rc;
     struct stat sb;
-    if (stat(final, &sb) == 0 && S_ISDIR(sb.st_mode))
-        goto done;
-    int n = snprintf(tmp, sizeof tmp, "%s/snap-XXXXXX", st->tmpdir);
-    if (n < 0 || (size_t)n >= sizeof tmp || mkdtemp(tmp) == NULL)
-        return cairn_err_set(err, -errno, "cannot create a directory in %s",
-                             st->tmpdir);
-    chmod(tmp, 0755); /* mkdtemp makes 0700; the root of a layer is 0755 */
-    rc = cairn_layer_unpack(blob, tmp, layer->diff_id, err);
-    if (!rc) {
-        rc = rename_noreplace(tmp, final);
-        if (rc == CAIRN_E_EXISTS)
-            rc = 0; /* another process unpacked it first: use theirs */
-        else if (rc)
-            cairn_err_set(err, rc, "cannot rename %s to %s: %s", tmp, final,
-                          cairn_strerror(rc));
-        else
-            tmp[0] = '\0';
-    } else {
-        cairn_err_prefix(err, "unpacking layer %s", layer->digest);
+    if (stat(final, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        memcpy(path, final, strlen(final) + 1);
+        return 0;
     }
-    if (tmp[0] != '\0') {
-        uint64_t ignored = 0;
-        tree_walk(AT_FDCWD, tmp, true, &ignored, 0);
-    }
+    rc = cairn_store_snapshot_stage(st, tmp, sizeof tmp, err);
     if (rc)
         return rc;
-done:
-    memcpy(path, final, strlen(final) + 1);
-    return 0;
+    rc = cairn_layer_unpack(blob, tmp, layer->diff_id, err);
+    if (rc) {
+        cairn_err_prefix(err, "unpacking layer %s", layer->digest);
+        cairn_store_snapshot_discard(st, tmp);
+        return rc;
+    }
+    return cairn_store_snapshot_adopt(st, layer, tmp, path, len, err);
 }
 
 /* ------------------------------------------------------------------ */

@@ -169,6 +169,28 @@ int cairn_store_image_remove(struct cairn_store *st,
 int cairn_store_snapshot(struct cairn_store *st,
                          const struct cairn_layer_desc *layer, char *path,
                          size_t len, struct cairn_err *err);
+/* Snapshots made by their writer (a COPY mirrors its layer while writing
+ * it, cairn_layer_writer_mirror) go through the same staging:
+ * cairn_store_snapshot_stage creates an empty directory tmp/snap-XXXXXX
+ * (mode 0755, the root of a layer) and writes its path into buf (len
+ * bytes); the caller fills it, then either hands it to
+ * cairn_store_snapshot_adopt or removes it with
+ * cairn_store_snapshot_discard. A crash in between leaves it in tmp/,
+ * where the next prune removes it; it is never used under its final
+ * name unless complete. */
+int cairn_store_snapshot_stage(struct cairn_store *st, char *buf, size_t len,
+                               struct cairn_err *err);
+/* Renames dir, a staging directory holding the complete unpacked tree of
+ * layer, to the layer's snapshot name (never replacing: when that exists
+ * already, dir is removed and the existing one used) and writes the final
+ * path into path (len bytes). On failure dir is removed too. */
+int cairn_store_snapshot_adopt(struct cairn_store *st,
+                               const struct cairn_layer_desc *layer,
+                               const char *dir, char *path, size_t len,
+                               struct cairn_err *err);
+/* Removes a staging directory and everything in it (best effort; a NULL
+ * or empty dir is ignored). */
+void cairn_store_snapshot_discard(struct cairn_store *st, const char *dir);
 
 /* --- space --- */
 struct cairn_store_usage {

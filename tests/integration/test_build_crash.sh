@@ -2,7 +2,8 @@
 # kill -9 of a build, mid-RUN and mid-layer-write, leaves the store
 # consistent: `cairn images` works, blobs/ and snapshots/ hold only final
 # (content-addressed) names whose content matches, the sandboxed command
-# died with the build, the rerun succeeds and prune clears tmp/.
+# died with the build, the rerun succeeds and prune clears tmp/. Also
+# mid-COPY, while the COPY writes its snapshot with its layer.
 . "$(dirname "$0")/lib.sh"
 
 bash "$CAIRN_SOURCE_DIR/tests/rootfs.sh" "$T/rootfs" >/dev/null
@@ -74,6 +75,29 @@ wait_for "$T/b2.out" "writing layer" || { kill -9 "$pid"; fail "no layer write s
 kill -9 "$pid"
 wait "$pid" 2>/dev/null && fail "killed build exited 0"
 check_store "kill mid-layer-write"
+
+# 2b. Killed while a COPY writes its layer and, in the same pass, the
+# snapshot the RUN after it needs: the partial snapshot stays in tmp/,
+# never under snapshots/, and the rerun's snapshot is complete.
+mkdir -p "$ctx/bigdir"
+head -c 200000000 /dev/urandom > "$ctx/bigdir/big.bin"
+cat > "$ctx/Dockerfile" <<DF
+FROM busybox
+COPY bigdir/ /big/
+RUN echo after-copy-$marker
+DF
+"$CAIRN" build --progress tty -t crash3 "$ctx" > "$T/b2b.out" 2>&1 & pid=$!
+wait_for "$T/b2b.out" "writing layer" || { kill -9 "$pid"; fail "no COPY layer write seen: $(cat -A "$T/b2b.out")"; }
+kill -9 "$pid"
+wait "$pid" 2>/dev/null && fail "killed build exited 0"
+check_store "kill mid-COPY"
+ls -d "$CAIRN_ROOT"/tmp/snap-* >/dev/null 2>&1 || fail "the COPY's partial snapshot is not in tmp/"
+"$CAIRN" build --progress plain -t crash3 "$ctx" > "$T/b2c.out" 2>&1 || { cat "$T/b2c.out"; fail "rerun of the killed COPY"; }
+grep -q "^after-copy-$marker" "$T/b2c.out" || fail "the RUN after the COPY did not run"
+snap=$("$CAIRN" inspect crash3 | jq -r '.[0].Store.Layers[1].Snapshot')
+cmp "$CAIRN_ROOT/$snap/big/big.bin" "$ctx/bigdir/big.bin" || fail "the COPY's snapshot is not complete"
+check_store "after the COPY rerun"
+rm -rf "$ctx/bigdir"
 
 # 3. The store still works: the rerun succeeds (the COPY step of the first
 # build completed before the kill and is reused), prune cleans up the

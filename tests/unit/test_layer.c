@@ -1157,6 +1157,153 @@ static void test_whiteout_replaces(void **state)
     assert_int_equal(count_entries(dest), 3);
 }
 
+/* ---- mirror --------------------------------------------------------- */
+
+static void mirror_add(struct cairn_layer_writer *w, const char *path,
+                       mode_t mode, uid_t uid, gid_t gid, int64_t mtime,
+                       const char *data_or_target)
+{
+    struct cairn_layer_entry e = {.path = path,
+                                  .mode = mode,
+                                  .uid = uid,
+                                  .gid = gid,
+                                  .mtime = mtime,
+                                  .link_target = data_or_target};
+    struct cairn_err err = {0};
+    int rc;
+    if (S_ISREG(mode))
+        rc = cairn_layer_add_data(w, &e, data_or_target, strlen(data_or_target),
+                                  &err);
+    else
+        rc = cairn_layer_add(w, &e, &err);
+    if (rc != 0)
+        fail_msg("add %s: %s", path, err.msg);
+}
+
+static const char *const mirror_paths[] = {
+    "d",       "d/f",          "d/ro",           "d/ro/g", "d/l", "d/sub",
+    "d/sub/x", "d/sub/x/deep", "d/sub/x/deep/h", "top",    NULL};
+
+/* The tree a writer mirrors is the tree cairn_layer_unpack makes of the
+ * finished layer: modes (set-id bits after chown, read-only directories),
+ * owners, clamped mtimes of files, directories and symlinks, a path
+ * written twice (the last one wins), file content read from an fd. */
+static void test_mirror_matches_unpack(void **state)
+{
+    struct fixture *f = *state;
+    char mirror[512], unpacked[512], src[512], a[1024], b[1024];
+    mkdir_at(f, "mirror", 0755);
+    mkdir_at(f, "unpacked", 0755);
+    path_in(mirror, sizeof mirror, f, "mirror");
+    path_in(unpacked, sizeof unpacked, f, "unpacked");
+    write_file_at(f, "src.bin", 3 * MIB + 17, 7, 0644);
+    path_in(src, sizeof src, f, "src.bin");
+
+    struct cairn_layer_writer *w;
+    writer_new_ok(f, CAIRN_COMPRESS_GZIP, 1600000000, &w);
+    struct cairn_err err = {0};
+    assert_int_equal(cairn_layer_writer_mirror(w, mirror, &err), 0);
+    mirror_add(w, "d", S_IFDIR | 0750, 1000, 2000, 1000, NULL);
+    struct cairn_layer_entry fe = {.path = "d/f",
+                                   .mode = S_IFREG | 04755,
+                                   .uid = 1000,
+                                   .gid = 2000,
+                                   .mtime = 1900000000};
+    int fd = open(src, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(
+        cairn_layer_add_file(w, &fe, fd, (int64_t)(3 * MIB + 17), &err), 0);
+    close(fd);
+    mirror_add(w, "d/ro", S_IFDIR | 0555, 0, 0, 500, NULL);
+    mirror_add(w, "d/ro/g", S_IFREG | 0444, 0, 0, 600, "g\n");
+    mirror_add(w, "d/l", S_IFLNK | 0777, 7, 8, 700, "../top");
+    mirror_add(w, "d/sub", S_IFDIR | 0700, 0, 0, 800, NULL);
+    mirror_add(w, "d/sub/x", S_IFDIR | 02775, 0, 50, 900, NULL);
+    mirror_add(w, "d/sub/x/deep", S_IFDIR | 0755, 0, 0, 1700000000, NULL);
+    mirror_add(w, "d/sub/x/deep/h", S_IFREG | 0600, 3, 4, 1100, "");
+    mirror_add(w, "top", S_IFREG | 0644, 0, 0, 1200, "first\n");
+    mirror_add(w, "top", S_IFREG | 0640, 0, 9, 1700000000, "second\n");
+    bool complete = false;
+    assert_int_equal(cairn_layer_writer_mirror_end(w, &complete), 0);
+    assert_true(complete);
+    struct cairn_layer_desc d;
+    char *blob = finish_ok(w, &d);
+    unpack_ok(blob, unpacked, d.diff_id);
+
+    for (const char *const *p = mirror_paths; *p; p++) {
+        snprintf(a, sizeof a, "%s/%s", unpacked, *p);
+        snprintf(b, sizeof b, "%s/%s", mirror, *p);
+        compare_path(a, b);
+        struct stat sa, sb;
+        assert_int_equal(lstat(a, &sa), 0);
+        assert_int_equal(lstat(b, &sb), 0);
+        assert_int_equal(sa.st_mtim.tv_sec, sb.st_mtim.tv_sec);
+        assert_int_equal(sa.st_mtim.tv_nsec, sb.st_mtim.tv_nsec);
+    }
+    assert_int_equal(count_entries(mirror), count_entries(unpacked));
+    snprintf(b, sizeof b, "%s/d/sub/x", mirror);
+    assert_int_equal(count_entries(b), 1);
+    /* The expected values, not only equality with the unpack. */
+    struct stat st;
+    snprintf(b, sizeof b, "%s/d/f", mirror);
+    assert_int_equal(lstat(b, &st), 0);
+    assert_int_equal(st.st_mode, S_IFREG | 04755);
+    assert_int_equal(st.st_mtim.tv_sec, 1600000000);
+    snprintf(b, sizeof b, "%s/top", mirror);
+    assert_int_equal(lstat(b, &st), 0);
+    assert_int_equal(st.st_size, 7);
+    assert_int_equal(st.st_gid, 9);
+    snprintf(b, sizeof b, "%s/d/l", mirror);
+    assert_int_equal(lstat(b, &st), 0);
+    assert_int_equal(st.st_uid, 7);
+    assert_int_equal(st.st_mtim.tv_sec, 700);
+    unlink(blob);
+    free(blob);
+}
+
+/* Whatever the mirror cannot reproduce drops it (complete is false) and
+ * leaves the layer alone. */
+static void test_mirror_dropped(void **state)
+{
+    struct fixture *f = *state;
+    char mirror[512];
+    for (int c = 0; c < 3; c++) {
+        char name[32];
+        snprintf(name, sizeof name, "m%d", c);
+        mkdir_at(f, name, 0755);
+        path_in(mirror, sizeof mirror, f, name);
+        struct cairn_layer_writer *w;
+        writer_new_ok(f, CAIRN_COMPRESS_NONE, -1, &w);
+        struct cairn_err err = {0};
+        assert_int_equal(cairn_layer_writer_mirror(w, mirror, &err), 0);
+        mirror_add(w, "a", S_IFDIR | 0755, 0, 0, 1, NULL);
+        if (c == 0) {
+            /* A deletion needs the lower layers. */
+            assert_int_equal(cairn_layer_add_whiteout(w, "a/gone", &err), 0);
+        } else if (c == 1) {
+            /* A path through a symlink the layer made (the unpack
+             * refuses it; the mirror must not write through it). */
+            mirror_add(w, "s", S_IFLNK | 0777, 0, 0, 1, "a");
+            mirror_add(w, "s/x", S_IFREG | 0644, 0, 0, 1, "x");
+        } else {
+            /* A file where the layer has a directory. */
+            mirror_add(w, "a/b", S_IFDIR | 0755, 0, 0, 1, NULL);
+            mirror_add(w, "a/b/c", S_IFREG | 0644, 0, 0, 1, "c");
+            mirror_add(w, "a/b", S_IFREG | 0644, 0, 0, 1, "b");
+        }
+        bool complete = true;
+        assert_int_equal(cairn_layer_writer_mirror_end(w, &complete), 0);
+        assert_false(complete);
+        char p[600];
+        snprintf(p, sizeof p, "%s/a/x", mirror);
+        assert_int_equal(access(p, F_OK), -1);
+        struct cairn_layer_desc d;
+        char *blob = finish_ok(w, &d);
+        unlink(blob);
+        free(blob);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1178,6 +1325,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_archive_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_whiteout_replaces, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_matches_unpack, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_mirror_dropped, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
