@@ -732,23 +732,40 @@ int cairn_store_key_put(struct cairn_store *st, const char *key_hex,
                         const struct cairn_layer_rec *rec,
                         struct cairn_err *err)
 {
+    return cairn_store_key_put_many(st, &key_hex, &rec, 1, err);
+}
+
+int cairn_store_key_put_many(struct cairn_store *st,
+                             const char *const key_hex[],
+                             const struct cairn_layer_rec *const rec[],
+                             size_t n, struct cairn_err *err)
+{
     uint8_t k[CK_SHA256_LEN], val[KEYREC_LEN];
-    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
-        ck_hex_decode(key_hex, k))
-        return cairn_err_set(err, CAIRN_E_INVAL, "bad cache key \"%s\"",
-                             key_hex ? key_hex : "");
-    if (keyrec_pack(rec, val))
-        return cairn_err_set(err, CAIRN_E_INVAL, "bad layer record for key %s",
-                             key_hex);
+    for (size_t i = 0; i < n; i++) {
+        if (key_hex[i] == NULL || strlen(key_hex[i]) != CK_SHA256_HEX_LEN ||
+            ck_hex_decode(key_hex[i], k))
+            return cairn_err_set(err, CAIRN_E_INVAL, "bad cache key \"%s\"",
+                                 key_hex[i] ? key_hex[i] : "");
+        if (keyrec_pack(rec[i], val))
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "bad layer record for key %s", key_hex[i]);
+    }
+    if (n == 0)
+        return 0;
     MDB_txn *txn;
     int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (mrc)
         return mdb_fail(err, mrc, "begin");
-    MDB_val kv = {sizeof k, k}, v = {sizeof val, val};
-    mrc = mdb_put(txn, st->db_keys, &kv, &v, 0);
-    if (mrc) {
-        mdb_txn_abort(txn);
-        return mdb_fail(err, mrc, "put key");
+    for (size_t i = 0; i < n; i++) {
+        /* Checked above: cannot fail here. */
+        (void)ck_hex_decode(key_hex[i], k);
+        (void)keyrec_pack(rec[i], val);
+        MDB_val kv = {sizeof k, k}, v = {sizeof val, val};
+        mrc = mdb_put(txn, st->db_keys, &kv, &v, 0);
+        if (mrc) {
+            mdb_txn_abort(txn);
+            return mdb_fail(err, mrc, "put key");
+        }
     }
     mrc = mdb_txn_commit(txn);
     return mrc ? mdb_fail(err, mrc, "commit key") : 0;
