@@ -3,6 +3,7 @@
 #include "../common/error.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,13 +11,33 @@ struct ck_sha256 {
     EVP_MD_CTX *ctx;
 };
 
+/* EVP_sha256() makes OpenSSL 3 look the algorithm up in its provider
+ * store (under a lock) at every EVP_DigestInit_ex, i.e. once per file a
+ * context hash reads; fetched once here, each init is only a reset. The
+ * fetched method lives as long as the process. */
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* The fetched SHA-256, or OpenSSL's implicitly fetched one if the fetch
+ * failed (then OpenSSL reports the error at init). */
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md != NULL ? sha256_md : EVP_sha256();
+}
+
 int ck_sha256_new(struct ck_sha256 **out)
 {
     struct ck_sha256 *h = calloc(1, sizeof *h);
     if (h == NULL)
         return CAIRN_E_NOMEM;
     h->ctx = EVP_MD_CTX_new();
-    if (h->ctx == NULL || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+    if (h->ctx == NULL || EVP_DigestInit_ex(h->ctx, sha256(), NULL) != 1) {
         ck_sha256_free(h);
         return CAIRN_E_CRYPTO;
     }
@@ -38,7 +59,7 @@ int ck_sha256_final(struct ck_sha256 *h, uint8_t out[CK_SHA256_LEN])
         return CAIRN_E_CRYPTO;
     /* Restart so the same context can hash the next input without another
      * allocation (context hashing reuses one per worker thread). */
-    if (EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1)
+    if (EVP_DigestInit_ex(h->ctx, sha256(), NULL) != 1)
         return CAIRN_E_CRYPTO;
     return 0;
 }
@@ -54,7 +75,7 @@ void ck_sha256_free(struct ck_sha256 *h)
 int ck_sha256(const void *p, size_t n, uint8_t out[CK_SHA256_LEN])
 {
     unsigned int len = 0;
-    if (EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) != 1 ||
+    if (EVP_Digest(p, n, out, &len, sha256(), NULL) != 1 ||
         len != CK_SHA256_LEN)
         return CAIRN_E_CRYPTO;
     return 0;

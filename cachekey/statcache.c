@@ -42,10 +42,15 @@ struct sc_pending {
 
 struct ck_statcache {
     MDB_env *env;
-    MDB_dbi dbi;
     size_t maxkey;
 
     pthread_mutex_t mu; /* guards everything below */
+    /* The database exists (have_db) and dbi is its handle. A store's first
+     * build finds no database: it is created by the first flush, in the
+     * same write transaction as the entries, so a fresh store pays for one
+     * commit (one disk flush) instead of two. */
+    bool have_db;
+    MDB_dbi dbi;
     struct sc_rtxn *idle;
     size_t nidle, idle_cap;
     size_t nreaders; /* txns allocated, idle or in use */
@@ -93,10 +98,16 @@ int ck_statcache_open(MDB_env *env, struct ck_statcache **out,
     int maxkey = mdb_env_get_maxkeysize(env);
     sc->maxkey = maxkey > 0 ? (size_t)maxkey : 0;
 
+    /* A read transaction: opening an existing database writes nothing;
+     * a missing one is created by the first flush. */
     MDB_txn *txn = NULL;
-    int mrc = mdb_txn_begin(env, NULL, 0, &txn);
-    if (mrc == 0)
-        mrc = mdb_dbi_open(txn, SC_DBNAME, MDB_CREATE, &sc->dbi);
+    int mrc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+    if (mrc == 0) {
+        mrc = mdb_dbi_open(txn, SC_DBNAME, 0, &sc->dbi);
+        sc->have_db = mrc == 0;
+        if (mrc == MDB_NOTFOUND)
+            mrc = 0;
+    }
     if (mrc == 0) {
         mrc = mdb_txn_commit(txn);
         txn = NULL;
@@ -203,13 +214,19 @@ static bool lookup(struct ck_statcache *sc, const char *abspath,
     size_t klen = strlen(abspath);
     if (klen == 0 || klen > sc->maxkey)
         return false;
+    pthread_mutex_lock(&sc->mu);
+    bool have_db = sc->have_db;
+    MDB_dbi dbi = sc->dbi;
+    pthread_mutex_unlock(&sc->mu);
+    if (!have_db)
+        return false;
     struct sc_rtxn t;
     if (!rtxn_get(sc, &t))
         return false;
     MDB_val k = {.mv_size = klen, .mv_data = (void *)abspath};
     MDB_val v;
     bool hit = false;
-    if (mdb_get(t.txn, sc->dbi, &k, &v) == 0 && v.mv_size >= SC_STAT_LEN &&
+    if (mdb_get(t.txn, dbi, &k, &v) == 0 && v.mv_size >= SC_STAT_LEN &&
         v.mv_size - SC_STAT_LEN <= cap) {
         uint8_t want[SC_STAT_LEN];
         encode_stat(want, version, st);
@@ -345,6 +362,8 @@ int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
     char *keys = sc->keys;
     struct sc_pending *pend = sc->pend;
     size_t npend = sc->npend;
+    bool have_db = sc->have_db;
+    MDB_dbi dbi = sc->dbi;
     sc->keys = NULL;
     sc->pend = NULL;
     sc->keys_len = sc->keys_cap = sc->npend = sc->pend_cap = 0;
@@ -360,15 +379,25 @@ int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
         qsort(pend, npend, sizeof *pend, pending_cmp);
         MDB_txn *txn = NULL;
         int mrc = mdb_txn_begin(sc->env, NULL, 0, &txn);
+        if (mrc == 0 && !have_db)
+            mrc = mdb_dbi_open(txn, SC_DBNAME, MDB_CREATE, &dbi);
         for (size_t i = 0; mrc == 0 && i < npend; i++) {
             MDB_val k = {.mv_size = pend[i].key_len,
                          .mv_data = keys + pend[i].off};
             MDB_val v = {.mv_size = pend[i].val_len,
                          .mv_data = keys + pend[i].off + pend[i].key_len};
-            mrc = mdb_put(txn, sc->dbi, &k, &v, 0);
+            mrc = mdb_put(txn, dbi, &k, &v, 0);
         }
         if (mrc == 0) {
             mrc = mdb_txn_commit(txn);
+            if (mrc == 0 && !have_db) {
+                /* The handle outlives the transaction that created it
+                 * once that commits (LMDB). */
+                pthread_mutex_lock(&sc->mu);
+                sc->dbi = dbi;
+                sc->have_db = true;
+                pthread_mutex_unlock(&sc->mu);
+            }
         } else if (txn != NULL) {
             mdb_txn_abort(txn);
         }

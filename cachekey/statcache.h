@@ -27,8 +27,10 @@
 
 struct ck_statcache;
 
-/* Opens (creating if needed) the "statcache" database in env, which is
- * borrowed and must outlive the cache. Returns 0 or CAIRN_E_DB. */
+/* Opens the "statcache" database in env, which is borrowed and must
+ * outlive the cache. A missing database is not an error: lookups miss
+ * until the first flush creates it (so opening writes nothing). Returns 0
+ * or CAIRN_E_DB. */
 int ck_statcache_open(MDB_env *env, struct ck_statcache **out,
                       struct cairn_err *err);
 

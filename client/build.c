@@ -1818,9 +1818,12 @@ static int commit_image(struct build *b, char image_id[CAIRN_DIGEST_STR_LEN],
     row.created = b->now;
     for (size_t i = 0; i < so->nlayers; i++)
         row.size += so->layers[i].size;
+    /* The tags go in the image's own transaction: one commit and one
+     * index.json instead of one more of each per tag. image_add only
+     * reads them (the cast drops a const it does not need). */
+    row.tags = (char **)b->o->tags;
+    row.ntags = b->o->ntags;
     rc = cairn_store_image_add(b->st, &row, b->err);
-    for (size_t i = 0; !rc && i < b->o->ntags; i++)
-        rc = cairn_store_tag(b->st, b->o->tags[i], manifest_digest, b->err);
     if (!rc) {
         snprintf(image_id, CAIRN_DIGEST_STR_LEN, "%s", config_digest);
         snprintf(manifest_out, CAIRN_DIGEST_STR_LEN, "%s", manifest_digest);

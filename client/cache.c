@@ -598,9 +598,9 @@ static void fetch_item(void *arg, size_t i)
     cairn_err_clear(&err);
     int rc = CAIRN_E_RPC;
     if (!ep_down(c, e)) {
+        /* The key is recorded by cairn_cache_fetch, with the others of
+         * this fetch, once every blob has landed. */
         rc = fetch_layer(c, e, f->st, &s->rec, &err);
-        if (!rc)
-            rc = cairn_store_key_put(f->st, s->key_hex, &s->rec, &err);
         if (rc) {
             char what[120];
             snprintf(what, sizeof what, "layer of step key %.12s refused",
@@ -650,12 +650,43 @@ size_t cairn_cache_fetch(struct cairn_cache *c, struct cairn_store *st,
         else
             first[nfirst++] = want[i];
     }
+    /* Which steps this call fetches: the others were fetched before. */
+    bool *was = calloc(n + 1, sizeof *was);
+    for (size_t i = 0; was != NULL && i < n; i++)
+        was[i] = want[i]->fetched;
     struct fetch_ctx f = {.c = c, .st = st, .want = first, .failed = &failed};
     pool_run(c, nfirst, fetch_item, &f);
     f.want = rest;
     pool_run(c, nrest, fetch_item, &f);
     free(first);
     free(rest);
+
+    /* Record the fetched keys in one transaction (one disk flush, not
+     * one per layer). Each blob is in the store already (fsync'd and
+     * renamed by fetch_layer), so the index never names a missing blob.
+     * A failure only leaves them unrecorded: this build uses them from
+     * memory, and a later one finds them in the cache again. */
+    const char **keys = calloc(n + 1, sizeof *keys);
+    const struct cairn_layer_rec **recs = calloc(n + 1, sizeof *recs);
+    size_t nk = 0;
+    for (size_t i = 0; was != NULL && keys != NULL && recs != NULL && i < n;
+         i++) {
+        if (was[i] || !want[i]->fetched)
+            continue;
+        keys[nk] = want[i]->key_hex;
+        recs[nk++] = &want[i]->rec;
+    }
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    if (was == NULL || keys == NULL || recs == NULL)
+        warn(c, "out of memory: fetched layers are not recorded in the "
+                "local key index");
+    else if (cairn_store_key_put_many(st, keys, recs, nk, &err) != 0)
+        warn(c, "fetched layers are not recorded in the local key index: "
+                "%s", err.msg);
+    free(was);
+    free(keys);
+    free(recs);
     return failed;
 }
 

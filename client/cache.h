@@ -67,7 +67,9 @@ struct cairn_cache_step {
     bool hit;
     struct cairn_layer_rec rec;
     /* Set by fetch: the layer blob is in st and the record in its key
-     * index. A fetch that fails clears hit (the step must run). */
+     * index (all of one fetch in one transaction; if that fails, with a
+     * warning, the record is used from memory only). A fetch that fails
+     * clears hit (the step must run). */
     bool fetched;
 };
 /* Probes the endpoints, then looks all steps up in parallel (action

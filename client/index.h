@@ -29,10 +29,19 @@ int cairn_root_path(char *buf, size_t len);
 int cairn_index_open(const char *root, struct cairn_index **out,
                      struct cairn_err *err);
 
+/* Flushes every committed transaction to disk. Commits flush their data
+ * but not the meta page that makes them current (MDB_NOMETASYNC), so a
+ * power loss may undo the newest ones: call this before acting on a
+ * commit in a way a power loss must not reorder (prune deletes files
+ * after its commit). cairn_index_close does it too when anything was
+ * committed. Returns 0, negative errno or CAIRN_E_DB. */
+int cairn_index_sync(struct cairn_index *idx);
+
 /* The LMDB environment, borrowed until cairn_index_close. */
 MDB_env *cairn_index_env(struct cairn_index *idx);
 
-/* Closes the index. Accepts NULL. */
+/* Syncs (see cairn_index_sync) if any transaction was committed since
+ * open, then closes the index. Accepts NULL. */
 void cairn_index_close(struct cairn_index *idx);
 
 #endif

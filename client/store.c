@@ -187,10 +187,12 @@ static int rename_noreplace(const char *from, const char *to)
     return 0;
 }
 
-/* Creates a file in tmp/ holding data, fsync'd, mode 0644. *path gets its
- * name. */
+/* Creates a file in tmp/ holding data, mode 0644, fsync'd when durable is
+ * set (a caller that hands it to cairn_store_blob_add_file, which fsyncs
+ * it, passes false). *path gets its name. */
 static int tmp_write(const struct cairn_store *st, const char *prefix,
-                     const void *data, size_t len, char *path, size_t plen)
+                     const void *data, size_t len, bool durable, char *path,
+                     size_t plen)
 {
     int n = snprintf(path, plen, "%s/%s-XXXXXX", st->tmpdir, prefix);
     if (n < 0 || (size_t)n >= plen)
@@ -201,7 +203,7 @@ static int tmp_write(const struct cairn_store *st, const char *prefix,
     int rc = cairn_write_all(fd, data, len);
     if (!rc && fchmod(fd, 0644) != 0)
         rc = -errno;
-    if (!rc && fsync(fd) != 0)
+    if (!rc && durable && fsync(fd) != 0)
         rc = -errno;
     if (close(fd) != 0 && !rc)
         rc = -errno;
@@ -297,7 +299,8 @@ static int file_create_once(struct cairn_store *st, const char *name,
         return cairn_err_set(err, CAIRN_E_TOOBIG, "path too long");
     if (access(final, F_OK) == 0)
         return 0;
-    int rc = tmp_write(st, name, content, strlen(content), tmp, sizeof tmp);
+    int rc = tmp_write(st, name, content, strlen(content), true, tmp,
+                       sizeof tmp);
     if (!rc) {
         rc = rename_noreplace(tmp, final);
         if (rc == CAIRN_E_EXISTS) {
@@ -555,7 +558,9 @@ int cairn_store_blob_add_data(struct cairn_store *st, const void *data,
     rc = lock_implicit(st, err);
     if (rc)
         return rc;
-    rc = tmp_write(st, "blob", data, len, tmp, sizeof tmp);
+    /* Not fsync'd here: blob_add_file fsyncs it before the rename, and a
+     * second flush of the same file would cost another journal commit. */
+    rc = tmp_write(st, "blob", data, len, false, tmp, sizeof tmp);
     if (rc)
         return cairn_err_set(err, rc, "cannot write a blob in %s: %s",
                              st->tmpdir, cairn_strerror(rc));
@@ -727,23 +732,40 @@ int cairn_store_key_put(struct cairn_store *st, const char *key_hex,
                         const struct cairn_layer_rec *rec,
                         struct cairn_err *err)
 {
+    return cairn_store_key_put_many(st, &key_hex, &rec, 1, err);
+}
+
+int cairn_store_key_put_many(struct cairn_store *st,
+                             const char *const key_hex[],
+                             const struct cairn_layer_rec *const rec[],
+                             size_t n, struct cairn_err *err)
+{
     uint8_t k[CK_SHA256_LEN], val[KEYREC_LEN];
-    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
-        ck_hex_decode(key_hex, k))
-        return cairn_err_set(err, CAIRN_E_INVAL, "bad cache key \"%s\"",
-                             key_hex ? key_hex : "");
-    if (keyrec_pack(rec, val))
-        return cairn_err_set(err, CAIRN_E_INVAL, "bad layer record for key %s",
-                             key_hex);
+    for (size_t i = 0; i < n; i++) {
+        if (key_hex[i] == NULL || strlen(key_hex[i]) != CK_SHA256_HEX_LEN ||
+            ck_hex_decode(key_hex[i], k))
+            return cairn_err_set(err, CAIRN_E_INVAL, "bad cache key \"%s\"",
+                                 key_hex[i] ? key_hex[i] : "");
+        if (keyrec_pack(rec[i], val))
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "bad layer record for key %s", key_hex[i]);
+    }
+    if (n == 0)
+        return 0;
     MDB_txn *txn;
     int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (mrc)
         return mdb_fail(err, mrc, "begin");
-    MDB_val kv = {sizeof k, k}, v = {sizeof val, val};
-    mrc = mdb_put(txn, st->db_keys, &kv, &v, 0);
-    if (mrc) {
-        mdb_txn_abort(txn);
-        return mdb_fail(err, mrc, "put key");
+    for (size_t i = 0; i < n; i++) {
+        /* Checked above: cannot fail here. */
+        (void)ck_hex_decode(key_hex[i], k);
+        (void)keyrec_pack(rec[i], val);
+        MDB_val kv = {sizeof k, k}, v = {sizeof val, val};
+        mrc = mdb_put(txn, st->db_keys, &kv, &v, 0);
+        if (mrc) {
+            mdb_txn_abort(txn);
+            return mdb_fail(err, mrc, "put key");
+        }
     }
     mrc = mdb_txn_commit(txn);
     return mrc ? mdb_fail(err, mrc, "commit key") : 0;
@@ -1430,7 +1452,8 @@ static int index_json_write(struct cairn_store *st, struct cairn_err *err)
                              cairn_strerror(fd));
     int rc = index_json_build(st, &json);
     if (!rc)
-        rc = tmp_write(st, "index.json", json, strlen(json), tmp, sizeof tmp);
+        rc = tmp_write(st, "index.json", json, strlen(json), true, tmp,
+                       sizeof tmp);
     if (!rc) {
         path_fmt(final, sizeof final, st->root, "/index.json", NULL);
         if (rename(tmp, final) != 0) {
@@ -2277,6 +2300,15 @@ int cairn_store_prune_with(struct cairn_store *st,
     mrc = mdb_txn_commit(txn);
     if (mrc) {
         rc = mdb_fail(err, mrc, "commit prune");
+        goto out;
+    }
+    /* Commits do not wait for their meta page (client/index.c), so make
+     * this one durable before deleting what it stopped referencing: a
+     * power loss must not bring back records that name deleted files. */
+    rc = cairn_index_sync(st->idx);
+    if (rc) {
+        rc = cairn_err_set(err, rc, "prune: cannot sync the index: %s",
+                           cairn_strerror(rc));
         goto out;
     }
     for (size_t i = 0; on_image && i < p.drop_ids.n; i++)

@@ -82,6 +82,13 @@ int cairn_store_key_get(struct cairn_store *st, const char *key_hex,
 int cairn_store_key_put(struct cairn_store *st, const char *key_hex,
                         const struct cairn_layer_rec *rec,
                         struct cairn_err *err);
+/* cairn_store_key_put of key_hex[i] -> rec[i] for i < n, in one
+ * transaction (one disk flush instead of n): all are recorded or none.
+ * The arrays are borrowed for the call. */
+int cairn_store_key_put_many(struct cairn_store *st,
+                             const char *const key_hex[],
+                             const struct cairn_layer_rec *const rec[],
+                             size_t n, struct cairn_err *err);
 
 /* The image (manifest digest) a build's final key produced. get returns
  * CAIRN_E_NOTFOUND when unknown or when that image is gone. */

@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${CAIRN_BUILD_DIR:-build/release}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCAIRN_STATIC_GRPC=ON >/dev/null
 cmake --build "$build" -j"$(nproc)" >/dev/null
 echo "$PWD/$build"

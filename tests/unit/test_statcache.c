@@ -137,6 +137,56 @@ static void test_close_flushes_and_persists(void **state)
     ck_statcache_close(sc);
 }
 
+static size_t last_txnid(MDB_env *env)
+{
+    MDB_envinfo info;
+    assert_int_equal(mdb_env_info(env, &info), 0);
+    return info.me_last_txnid;
+}
+
+/* A fresh store has no statcache database: opening must commit nothing
+ * (that commit was a disk flush of its own), lookups miss, and the first
+ * flush creates the database with the entries in one commit. Existing
+ * databases are opened without a commit too. */
+static void test_fresh_store_creates_in_first_flush(void **state)
+{
+    struct fixture *f = *state;
+    struct ck_statcache *sc = NULL;
+    struct cairn_err err;
+    size_t t0 = last_txnid(f->env);
+    assert_int_equal(ck_statcache_open(f->env, &sc, &err), 0);
+    assert_int_equal(last_txnid(f->env), t0);
+
+    struct stat st = fake_stat();
+    uint8_t d[CK_SHA256_LEN], got[CK_SHA256_LEN];
+    memset(d, 0x5a, sizeof d);
+    assert_false(ck_statcache_lookup(sc, "/ctx/new", &st, got));
+    assert_false(ck_statcache_dir_lookup(sc, "/ctx", &st, got, sizeof got,
+                                         &(size_t){0}));
+    /* Nothing queued: a flush writes nothing and creates nothing. */
+    assert_int_equal(ck_statcache_flush(sc, &err), 0);
+    assert_int_equal(last_txnid(f->env), t0);
+
+    assert_int_equal(ck_statcache_put(sc, "/ctx/new", &st, d), 0);
+    assert_int_equal(ck_statcache_flush(sc, &err), 0);
+    assert_int_equal(last_txnid(f->env), t0 + 1);
+    memset(got, 0, sizeof got);
+    assert_true(ck_statcache_lookup(sc, "/ctx/new", &st, got));
+    assert_memory_equal(got, d, sizeof d);
+    ck_statcache_close(sc);
+
+    /* The next build opens the database it made, again without a commit,
+     * and sees the entry. */
+    mdb_env_close(f->env);
+    assert_int_equal(env_open(f), 0);
+    t0 = last_txnid(f->env);
+    assert_int_equal(ck_statcache_open(f->env, &sc, NULL), 0);
+    assert_int_equal(last_txnid(f->env), t0);
+    assert_true(ck_statcache_lookup(sc, "/ctx/new", &st, got));
+    assert_memory_equal(got, d, sizeof d);
+    ck_statcache_close(sc);
+}
+
 static void test_oversized_key_never_cached(void **state)
 {
     struct fixture *f = *state;
@@ -280,6 +330,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_lookups_and_puts,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_dir_listing, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_fresh_store_creates_in_first_flush, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

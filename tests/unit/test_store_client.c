@@ -423,6 +423,51 @@ static void test_keys(void **state)
     assert_int_equal(cairn_store_key_get(f->st, KEY2, &got), 0);
 }
 
+static size_t last_txnid(struct cairn_store *st)
+{
+    MDB_envinfo info;
+    assert_int_equal(mdb_env_info(cairn_store_env(st), &info), 0);
+    return info.me_last_txnid;
+}
+
+/* Fetched keys are recorded together: one transaction for all (one disk
+ * flush), and all or none. */
+static void test_keys_many(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_err err;
+    struct cairn_layer_rec r1, r2, got;
+    memset(&r1, 0, sizeof r1);
+    memset(&r2, 0, sizeof r2);
+    layer_make(f->st, "layer one", &r1.layer);
+    layer_make(f->st, "layer two", &r2.layer);
+
+    assert_int_equal(cairn_store_key_put_many(f->st, NULL, NULL, 0, &err), 0);
+    struct cairn_layer_rec bad = r2;
+    bad.layer.media_type = "text/plain";
+    const char *keys[] = {KEY1, KEY2};
+    const struct cairn_layer_rec *badrecs[] = {&r1, &bad};
+    size_t t0 = last_txnid(f->st);
+    assert_int_equal(cairn_store_key_put_many(f->st, keys, badrecs, 2, &err),
+                     CAIRN_E_INVAL);
+    assert_int_equal(last_txnid(f->st), t0);
+    assert_int_equal(cairn_store_key_get(f->st, KEY1, &got), CAIRN_E_NOTFOUND);
+
+    const struct cairn_layer_rec *recs[] = {&r1, &r2};
+    assert_int_equal(cairn_store_key_put_many(f->st, keys, recs, 2, &err), 0);
+    assert_int_equal(last_txnid(f->st), t0 + 1);
+
+    /* Still there for the next process. */
+    cairn_store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(cairn_store_open(f->root, &f->st, &err), 0);
+    assert_int_equal(cairn_store_key_get(f->st, KEY1, &got), 0);
+    assert_string_equal(got.layer.digest, r1.layer.digest);
+    assert_int_equal(cairn_store_key_get(f->st, KEY2, &got), 0);
+    assert_string_equal(got.layer.digest, r2.layer.digest);
+    assert_string_equal(got.layer.diff_id, r2.layer.diff_id);
+}
+
 static void test_ref_normalize(void **state)
 {
     (void)state;
@@ -952,6 +997,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_many, setup, teardown),
         cmocka_unit_test(test_ref_normalize),
         cmocka_unit_test_setup_teardown(test_images_and_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ambiguous_prefix, setup, teardown),
