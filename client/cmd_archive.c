@@ -107,7 +107,9 @@ static const char *ref_tag(const char *ref)
     return colon ? colon + 1 : "latest";
 }
 
-/* The OCI platform names of this machine (Go's GOARCH values). */
+/* The OCI platform names of this machine (Go's GOARCH values). A machine
+ * missing from the table keeps uname's name, in static storage: the
+ * strings stay valid for the life of the process. */
 static void host_platform(const char **arch, const char **variant)
 {
     static const struct {
@@ -119,7 +121,7 @@ static void host_platform(const char **arch, const char **variant)
         {"ppc64le", "ppc64le", NULL}, {"s390x", "s390x", NULL},
         {"riscv64", "riscv64", NULL},
     };
-    struct utsname u;
+    static struct utsname u; /* outlives the call: see above */
     *arch = "amd64";
     *variant = NULL;
     if (uname(&u) != 0)

@@ -644,8 +644,8 @@ static void mirror_begin(struct cairn_layer_writer *w, const char *path,
     struct layer_mirror *m = w->mirror;
     if (m == NULL)
         return;
-    int dfd;
-    const char *base;
+    int dfd = -1;
+    const char *base = NULL;
     if (mirror_parent(m, path, &dfd, &base) != 0)
         goto drop;
     if (S_ISDIR(mode)) {
