@@ -112,8 +112,11 @@ static int put_bind_mount(struct cairn_buf *m, const struct ck_run_mount *rm,
                                  "no build context to mount %s from", src);
         uint8_t d[CK_SHA256_LEN];
         rc = put(m, "mount-from", "context");
-        if (!rc)
+        if (!rc) {
             rc = ck_context_source_digest(ctx, src, d, NULL, err);
+            if (rc && err && err->msg[0])
+                cairn_err_prefix(err, "RUN --mount target=%s, source", rm->m.target);
+        }
         if (!rc)
             rc = put_hex(m, "mount-src-tree", d);
         break;
