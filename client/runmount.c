@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -766,4 +767,151 @@ int cairn_secret_parse(const char *spec, char **id_out, char **data,
 out:
     free(copy);
     return rc;
+}
+
+/* ---- the cache mounts in the store ----------------------------------------- */
+
+static _Thread_local uint64_t du_bytes;
+
+static int du_cb(const char *path, const struct stat *sb, int flag,
+                 struct FTW *ftw)
+{
+    (void)path;
+    (void)flag;
+    (void)ftw;
+    du_bytes += (uint64_t)sb->st_blocks * 512u;
+    return 0;
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag,
+                 struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (flag == FTW_DP)
+        return rmdir(path) == 0 ? 0 : -1;
+    return unlink(path) == 0 ? 0 : -1;
+}
+
+/* Takes every lock of one cache mount without waiting: the shared one
+ * of its builds and the private instances'. Returns the number of fds
+ * in fds, or -1 when one is held. */
+static int lock_all(const char *dir, int *fds, int max)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return -1;
+    struct dirent *de;
+    int busy = 0;
+    while (!busy && (de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, "lock", 4) != 0 || n == max)
+            continue;
+        char *p = path_join(dir, de->d_name);
+        int fd = p ? open(p, O_RDWR | O_CLOEXEC) : -1;
+        free(p);
+        if (fd < 0)
+            continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            close(fd);
+            busy = 1;
+        } else {
+            fds[n++] = fd;
+        }
+    }
+    closedir(d);
+    if (busy) {
+        while (n > 0)
+            close(fds[--n]);
+        return -1;
+    }
+    return n;
+}
+
+struct cm_walk {
+    cairn_cachemount_fn fn;
+    void *arg;
+    bool prune;
+    uint64_t reclaimed;
+    unsigned busy;
+};
+
+static int cm_walk(const char *store_root, struct cm_walk *w,
+                   struct cairn_err *err)
+{
+    char *base = path_join(store_root, "cache-mounts");
+    if (base == NULL)
+        return CAIRN_E_NOMEM;
+    DIR *d = opendir(base);
+    if (d == NULL) {
+        int e = errno;
+        free(base);
+        return e == ENOENT ? 0
+                           : cairn_err_set(err, -e, "%s/cache-mounts: %s",
+                                           store_root, strerror(e));
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (!rc && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char *dir = path_join(base, de->d_name);
+        if (dir == NULL) {
+            rc = CAIRN_E_NOMEM;
+            break;
+        }
+        char id[1024] = "";
+        char *idf = path_join(dir, "id");
+        int fd = idf ? open(idf, O_RDONLY | O_CLOEXEC) : -1;
+        if (fd >= 0) {
+            ssize_t n = read(fd, id, sizeof id - 1);
+            id[n > 0 ? n : 0] = '\0';
+            close(fd);
+        }
+        free(idf);
+        int fds[RUNMOUNT_MAX_PRIVATE + 1];
+        int nfds = lock_all(dir, fds, RUNMOUNT_MAX_PRIVATE + 1);
+        du_bytes = 0;
+        nftw(dir, du_cb, 16, FTW_PHYS);
+        struct cairn_cachemount_info info = {id[0] ? id : de->d_name, du_bytes,
+                                             nfds < 0};
+        if (w->fn)
+            rc = w->fn(w->arg, &info);
+        if (w->prune && nfds < 0) {
+            w->busy++;
+        } else if (w->prune) {
+            /* Locked by us, so no build is inside; one that opens it
+             * after this finds it gone and makes a new one. */
+            if (nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS) != 0 && !rc)
+                rc = cairn_err_set(err, -errno, "remove %s: %s", dir,
+                                   strerror(errno));
+            else
+                w->reclaimed += info.bytes;
+        }
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
+        free(dir);
+    }
+    closedir(d);
+    free(base);
+    return rc;
+}
+
+int cairn_cachemounts_each(const char *store_root, cairn_cachemount_fn fn,
+                           void *arg, struct cairn_err *err)
+{
+    struct cm_walk w = {fn, arg, false, 0, 0};
+    return cm_walk(store_root, &w, err);
+}
+
+int cairn_cachemounts_prune(const char *store_root, uint64_t *reclaimed,
+                            unsigned *busy, struct cairn_err *err)
+{
+    struct cm_walk w = {NULL, NULL, true, 0, 0};
+    int rc = cm_walk(store_root, &w, err);
+    if (rc)
+        return rc;
+    *reclaimed = w.reclaimed;
+    *busy = w.busy;
+    return 0;
 }

@@ -29,7 +29,9 @@
 #include "client/sandbox.h"
 #include "common/error.h"
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Longest secret accepted (BuildKit's limit). */
@@ -80,6 +82,26 @@ const struct cairn_run_mount *cairn_runmounts_list(const struct cairn_runmounts 
 /* Releases cache locks, unmounts the read-only views and frees rm (the
  * copies stay in env->tmpdir for the caller to remove). Accepts NULL. */
 void cairn_runmounts_release(struct cairn_runmounts *rm);
+
+/* Cache mounts kept in the store, for `cairn builder du` and `prune`. */
+struct cairn_cachemount_info {
+    const char *id;  /* as written in the Dockerfile (borrowed for the call) */
+    uint64_t bytes;  /* disk used by all its instances */
+    bool in_use;     /* a build holds it now */
+};
+typedef int (*cairn_cachemount_fn)(void *arg,
+                                   const struct cairn_cachemount_info *info);
+
+/* Calls fn for every cache mount under store_root/cache-mounts (none when
+ * the directory does not exist). fn returns 0 to go on. Returns 0, fn's
+ * value, or an error. */
+int cairn_cachemounts_each(const char *store_root, cairn_cachemount_fn fn,
+                           void *arg, struct cairn_err *err);
+
+/* Removes every cache mount no build holds (a held one is skipped and
+ * counted in *busy). *reclaimed gets the bytes freed. */
+int cairn_cachemounts_prune(const char *store_root, uint64_t *reclaimed,
+                            unsigned *busy, struct cairn_err *err);
 
 /* Parses one `--secret` value: id=ID plus src=PATH / source=PATH (a file)
  * or env=VAR (an environment variable), optionally type=file|env; an id

@@ -122,6 +122,22 @@ grep -qE ' (var/cache/app|other|owned)/?' "$T/cimg.list" && fail "cache mount re
 "$CAIRN" prune -f > /dev/null || fail "prune"
 build c3 "$cctx" --no-cache -t cache:1
 grep -q '^runs=3$' "$T/c3.out" || fail "prune deleted a cache mount: $(cat "$T/c3.out")"
+# cairn builder du lists them; builder prune removes them (docker builder
+# prune), except one a build holds.
+"$CAIRN" builder du > "$T/du.out" || fail "builder du"
+grep -qE '^/var/cache/app +false +[0-9.]+kB$' "$T/du.out" || fail "builder du: $(cat "$T/du.out")"
+grep -qE '^owned +false ' "$T/du.out" || fail "builder du owned: $(cat "$T/du.out")"
+printf 'FROM busybox\nRUN --mount=type=cache,target=/hold,id=held touch /hold/f && sleep 3\n' > "$T/hold.Dockerfile"
+"$CAIRN" build --progress plain -f "$T/hold.Dockerfile" "$cctx" > "$T/hold.out" 2>&1 & hold=$!
+for _ in $(seq 50); do [ -e "$CAIRN_ROOT"/cache-mounts/*/data/f ] 2>/dev/null && break; sleep 0.1; done
+"$CAIRN" builder prune -f > "$T/bprune.out" || fail "builder prune"
+wait $hold || { cat "$T/hold.out"; fail "the build holding a cache mount"; }
+grep -q '^1 cache mount in use by a build, kept$' "$T/bprune.out" || fail "builder prune: $(cat "$T/bprune.out")"
+"$CAIRN" builder du > "$T/du2.out" || fail "builder du after prune"
+assert_eq "$(grep -c '^held ' "$T/du2.out")" 1 "the held cache mount survived builder prune"
+assert_eq "$(grep -cE '^(/var/cache/app|owned) ' "$T/du2.out")" 0 "builder prune removed the idle ones"
+build c4 "$cctx" --no-cache -t cache:1
+grep -q '^runs=1$' "$T/c4.out" || fail "a pruned cache mount starts empty: $(cat "$T/c4.out")"
 
 # 4. sharing=locked: two builds at once never use the cache together;
 # sharing=private gives the second one its own directory.
