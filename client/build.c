@@ -858,6 +858,8 @@ static int copy_entry(void *arg, const struct ck_context_entry *e)
     struct copy_job *j = arg;
     struct build *b = j->b;
     char target[8192];
+    if (ck_exclude_entry(j->exclude, e))
+        return 0;
     const char *unpack = ck_instr_flag(j->step->instr, "unpack", NULL);
     if (j->step->instr->kind == CK_INSTR_ADD && e->type == 'f' &&
         !e->match_is_dir && !(unpack && strcmp(unpack, "false") == 0)) {
@@ -869,8 +871,6 @@ static int copy_entry(void *arg, const struct ck_context_entry *e)
         if (tar)
             return copy_archive(j, path);
     }
-    if (ck_exclude_entry(j->exclude, e))
-        return 0;
     /* Where the entry lands: a directory match copies its contents into
      * dest; a file goes to dest itself, or into it when dest is a dir.
      * With --parents the match keeps its path (below a "/./" pivot). */

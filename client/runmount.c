@@ -5,6 +5,7 @@
 #include "common/fdio.h"
 
 #include <dirent.h>
+#include <stdio.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -255,6 +256,24 @@ static int count_matches(void *arg, const struct ck_context_entry *e)
     return 0;
 }
 
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+                    struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;
+}
+
+/* Removes a tree, best effort. */
+static void nftw_remove(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* ---- cache mounts -------------------------------------------------------- */
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -309,17 +328,15 @@ static int cache_lock(const char *dir, unsigned k, int how, int *fd_out,
     return rc;
 }
 
+static int view_source(struct cairn_runmounts *r, const struct ck_run_mount *rm,
+                       const struct cairn_runmount_env *env, size_t idx,
+                       char **real_out, bool *is_dir, struct cairn_err *err);
+
 static int prepare_cache(struct cairn_runmounts *r, const struct ck_run_mount *rm,
-                         const struct cairn_runmount_env *env,
+                         const struct cairn_runmount_env *env, size_t idx,
                          struct cairn_run_mount *out, struct cairn_err *err)
 {
     const struct ck_mount *m = &rm->m;
-    if (m->from != NULL)
-        return cairn_err_set(err, CAIRN_E_UNSUPPORTED,
-                             "--mount=type=cache,from=%s: seeding a cache "
-                             "mount from a stage or image is not supported "
-                             "yet",
-                             m->from);
     uint8_t d[CK_SHA256_LEN];
     char hex[CK_SHA256_HEX_LEN + 1];
     int rc = ck_sha256(m->id, strlen(m->id), d);
@@ -376,35 +393,75 @@ static int prepare_cache(struct cairn_runmounts *r, const struct ck_run_mount *r
     char *data = keep(r, path_join(dir, name));
     if (data == NULL)
         return CAIRN_E_NOMEM;
-    if (mkdir(data, (mode_t)(m->has_mode ? m->mode : 0755)) == 0) {
-        /* New: the mode and owner BuildKit gives a new cache directory. */
-        if (chown(data, m->has_uid ? m->uid : 0, m->has_gid ? m->gid : 0) != 0 ||
-            chmod(data, (mode_t)(m->has_mode ? m->mode : 0755)) != 0)
-            return cairn_err_set(err, -errno, "cache mount %s: %s", data,
-                                 strerror(errno));
-    } else if (errno != EEXIST) {
-        return cairn_err_set(err, -errno, "cache mount %s: %s", data,
-                             strerror(errno));
-    }
-    const char *src = data;
-    if (m->source != NULL && m->source[0] != '\0') {
-        /* Without from, source is a directory inside the cache. */
-        char rel[PATH_MAX];
-        rc = clean_rel(m->source, rel, sizeof rel);
-        if (rc)
-            return cairn_err_set(err, rc, "cache mount source %s: %s",
-                                 m->source, cairn_strerror(rc));
-        char *sub = keep(r, path_join(data, rel));
-        if (sub == NULL)
+    mode_t mode = (mode_t)(m->has_mode ? m->mode : 0755);
+    /* source is a path inside the cache; with from=, a new cache starts
+     * as a copy of that path of the stage or image (BuildKit bases the
+     * cache on from's files). */
+    char rel[PATH_MAX];
+    rc = clean_rel(m->source ? m->source : ".", rel, sizeof rel);
+    if (rc)
+        return cairn_err_set(err, rc, "cache mount source %s: %s", m->source,
+                             cairn_strerror(rc));
+    char *sub = strcmp(rel, ".") == 0 ? data : keep(r, path_join(data, rel));
+    if (sub == NULL)
+        return CAIRN_E_NOMEM;
+    struct stat st;
+    if (lstat(data, &st) != 0) {
+        /* A new cache is made aside and renamed into place, so a build
+         * sharing it never sees it half seeded. */
+        char *tmp = path_join(dir, "new-XXXXXX");
+        if (tmp == NULL)
             return CAIRN_E_NOMEM;
+        if (mkdtemp(tmp) == NULL) {
+            rc = cairn_err_set(err, -errno, "cache mount %s: %s", dir,
+                               strerror(errno));
+            free(tmp);
+            return rc;
+        }
+        if (m->from != NULL) {
+            char *real = NULL;
+            bool is_dir = false;
+            char *seed = strcmp(rel, ".") == 0 ? strdup(tmp) : path_join(tmp, rel);
+            rc = seed ? view_source(r, rm, env, idx, &real, &is_dir, err)
+                      : CAIRN_E_NOMEM;
+            if (!rc && !is_dir)
+                rc = cairn_err_set(err, CAIRN_E_INVAL,
+                                   "source %s in %s is not a directory", rel,
+                                   m->from);
+            if (!rc && strcmp(rel, ".") != 0) {
+                char *slash = strrchr(seed, '/');
+                *slash = '\0';
+                rc = mkdir_p(seed, 0755);
+                *slash = '/';
+            }
+            if (!rc)
+                rc = copy_tree(real, seed, 0, err);
+            free(real);
+            free(seed);
+        }
+        if (!rc && (chown(tmp, m->has_uid ? m->uid : 0,
+                          m->has_gid ? m->gid : 0) != 0 ||
+                    chmod(tmp, mode) != 0))
+            rc = cairn_err_set(err, -errno, "cache mount %s: %s", tmp,
+                               strerror(errno));
+        if (!rc && renameat2(AT_FDCWD, tmp, AT_FDCWD, data,
+                             RENAME_NOREPLACE) != 0 && errno != EEXIST)
+            rc = cairn_err_set(err, -errno, "cache mount %s: %s", data,
+                               strerror(errno));
+        /* Gone when renamed; another build's won the race otherwise. */
+        nftw_remove(tmp);
+        free(tmp);
+        if (rc)
+            return rc;
+    }
+    if (sub != data) {
         rc = mkdir_p(sub, 0755);
         if (rc)
             return cairn_err_set(err, rc, "cache mount %s: %s", sub,
                                  cairn_strerror(rc));
-        src = sub;
     }
     out->kind = CAIRN_RUN_MOUNT_BIND;
-    out->source = src;
+    out->source = sub;
     out->readonly = m->readonly;
     return 0;
 }
@@ -445,10 +502,13 @@ static int prepare_bind_context(struct cairn_runmounts *r,
     return 0;
 }
 
-static int prepare_bind_from(struct cairn_runmounts *r,
-                             const struct ck_run_mount *rm,
-                             const struct cairn_runmount_env *env, size_t idx,
-                             struct cairn_run_mount *out, struct cairn_err *err)
+/* Mounts a read-only view of what rm's from= names under env->tmpdir and
+ * resolves rm's source in it (symlinks resolve inside the view, never on
+ * the host). *real (malloc'd) is the source's path; *is_dir says what it
+ * is. */
+static int view_source(struct cairn_runmounts *r, const struct ck_run_mount *rm,
+                       const struct cairn_runmount_env *env, size_t idx,
+                       char **real_out, bool *is_dir, struct cairn_err *err)
 {
     const char **lowers = NULL;
     size_t n = 0;
@@ -477,44 +537,58 @@ static int prepare_bind_from(struct cairn_runmounts *r,
     char rel[PATH_MAX];
     rc = clean_rel(rm->m.source ? rm->m.source : ".", rel, sizeof rel);
     if (rc)
-        return cairn_err_set(err, rc, "bind mount source %s: %s",
-                             rm->m.source, cairn_strerror(rc));
-    char *path = keep(r, path_join(view, rel));
+        return cairn_err_set(err, rc, "source %s: %s", rm->m.source,
+                             cairn_strerror(rc));
+    char *path = path_join(view, rel);
     if (path == NULL)
         return CAIRN_E_NOMEM;
-    /* Symlinks resolve inside the stage, never on the host. */
     char *real = realpath(path, NULL);
     char *vreal = realpath(view, NULL);
-    rc = 0;
+    free(path);
+    struct stat st;
     if (real == NULL)
         rc = cairn_err_set(err, CAIRN_E_NOTFOUND,
-                           "bind mount source \"/%s\" not found in %s", rel,
-                           rm->m.from);
+                           "source \"/%s\" not found in %s", rel, rm->m.from);
     else if (vreal == NULL || strncmp(real, vreal, strlen(vreal)) != 0 ||
              (real[strlen(vreal)] != '/' && real[strlen(vreal)] != '\0'))
-        rc = cairn_err_set(err, CAIRN_E_OUTSIDE,
-                           "bind mount source %s leaves %s", rel, rm->m.from);
-    struct stat st;
-    if (!rc && stat(real, &st) != 0)
+        rc = cairn_err_set(err, CAIRN_E_OUTSIDE, "source %s leaves %s", rel,
+                           rm->m.from);
+    else if (stat(real, &st) != 0)
         rc = cairn_err_set(err, -errno, "%s: %s", rel, strerror(errno));
-    if (!rc) {
-        out->kind = CAIRN_RUN_MOUNT_BIND;
-        out->file = !S_ISDIR(st.st_mode);
-        out->readonly = rm->m.readonly;
-        out->source = keep(r, strdup(real));
-        if (out->source == NULL)
-            rc = CAIRN_E_NOMEM;
+    free(vreal);
+    if (rc) {
+        free(real);
+        return rc;
     }
-    if (!rc && !rm->m.readonly) {
+    *real_out = real;
+    *is_dir = S_ISDIR(st.st_mode);
+    return 0;
+}
+
+static int prepare_bind_from(struct cairn_runmounts *r,
+                             const struct ck_run_mount *rm,
+                             const struct cairn_runmount_env *env, size_t idx,
+                             struct cairn_run_mount *out, struct cairn_err *err)
+{
+    char *real = NULL;
+    bool is_dir = false;
+    int rc = view_source(r, rm, env, idx, &real, &is_dir, err);
+    if (rc)
+        return rc;
+    keep(r, real);
+    out->kind = CAIRN_RUN_MOUNT_BIND;
+    out->file = !is_dir;
+    out->readonly = rm->m.readonly;
+    out->source = real;
+    if (!rm->m.readonly) {
         /* rw: writes are discarded, so the command gets a copy. */
+        char name[32];
         snprintf(name, sizeof name, "mount-%zu", idx);
         char *dst = keep(r, path_join(env->tmpdir, name));
         rc = dst ? copy_tree(real, dst, 0, err) : CAIRN_E_NOMEM;
         if (!rc)
             out->source = dst;
     }
-    free(real);
-    free(vreal);
     return rc;
 }
 
@@ -536,7 +610,7 @@ static int prepare_one(struct cairn_runmounts *r, const struct ck_run_mount *rm,
                  : prepare_bind_from(r, rm, env, idx, &out, err);
         break;
     case CK_MOUNT_CACHE:
-        rc = prepare_cache(r, rm, env, &out, err);
+        rc = prepare_cache(r, rm, env, idx, &out, err);
         break;
     case CK_MOUNT_TMPFS:
         out.kind = CAIRN_RUN_MOUNT_TMPFS;

@@ -10,7 +10,9 @@
  *         with mode/uid/gid (default 0755, 0:0); kept between builds;
  *         sharing=shared (the default) holds a shared flock, locked an
  *         exclusive one for the whole run, private takes the first of
- *         data, data.1, data.2 ... that no one else holds.
+ *         data, data.1, data.2 ... that no one else holds. source is a
+ *         path inside the cache; with from=, a new cache is seeded with a
+ *         copy of that path of the stage or image.
  *  tmpfs  an empty tmpfs (size=).
  *  secret the secret's bytes from `cairn build --secret`, a read-only file
  *         on a tmpfs private to the run (mode 0400 unless mode=); a

@@ -139,6 +139,19 @@ assert_eq "$(grep -cE '^(/var/cache/app|owned) ' "$T/du2.out")" 0 "builder prune
 build c4 "$cctx" --no-cache -t cache:1
 grep -q '^runs=1$' "$T/c4.out" || fail "a pruned cache mount starts empty: $(cat "$T/c4.out")"
 
+# A cache seeded from a stage: a new cache starts as a copy of from's
+# source; an existing one keeps its own content.
+cat > "$cctx/Dockerfile.seed" <<'DF'
+FROM busybox AS seed
+RUN mkdir -p /seed/sub && echo seeded > /seed/sub/s.txt
+FROM busybox
+RUN --mount=type=cache,id=seeded,target=/c,from=seed,source=/seed cat /c/sub/s.txt && echo again > /c/sub/s.txt
+DF
+build c5 "$cctx" -f "$cctx/Dockerfile.seed" --no-cache
+grep -q '^seeded$' "$T/c5.out" || fail "cache mount from= not seeded: $(cat "$T/c5.out")"
+build c6 "$cctx" -f "$cctx/Dockerfile.seed" --no-cache
+grep -q '^again$' "$T/c6.out" || fail "a seeded cache was seeded again: $(cat "$T/c6.out")"
+
 # 4. sharing=locked: two builds at once never use the cache together;
 # sharing=private gives the second one its own directory.
 lctx="$T/locked"
@@ -250,6 +263,6 @@ bad fromvar 'RUN --mount=from=$X,target=/x echo hi' "Dockerfile:2: .*'from' does
 bad nostage 'RUN --mount=from=nosuch,target=/x echo hi' 'nosuch'
 bad nosource 'RUN --mount=source=missing,target=/x echo hi' 'Dockerfile:2: RUN --mount target=/x, source: "/missing": not found'
 bad escape 'RUN --mount=source=../..,target=/x echo hi' 'Dockerfile:2: RUN --mount target=/x, source: .*outside the build context'
-bad cachefrom 'RUN --mount=type=cache,target=/x,from=busybox echo hi' 'step 2/2 \(.*Dockerfile:2 RUN\): .*from=busybox: seeding a cache mount .* not supported'
+bad cachefrom 'RUN --mount=type=cache,target=/x,from=busybox,source=nothere echo hi' 'step 2/2 \(.*Dockerfile:2 RUN\): .*source "/nothere" not found in busybox'
 
 echo "test_build_mount: all passed"
