@@ -22,7 +22,7 @@
 struct cairn_runmounts {
     struct cairn_run_mount m[CAIRN_RUN_MAX_MOUNTS];
     size_t n;
-    char *strs[CAIRN_RUN_MAX_MOUNTS * 2]; /* owned sources */
+    char *strs[CAIRN_RUN_MAX_MOUNTS * 4]; /* owned paths (at most 3 a mount) */
     size_t nstrs;
     int lock_fds[CAIRN_RUN_MAX_MOUNTS]; /* held cache locks */
     size_t nlocks;
@@ -30,8 +30,14 @@ struct cairn_runmounts {
     size_t nviews;
 };
 
+/* Records s (malloc'd, may be NULL) to be freed with r; returns it, or
+ * NULL when there is no room (never: at most 3 per mount). */
 static char *keep(struct cairn_runmounts *r, char *s)
 {
+    if (s != NULL && r->nstrs == sizeof r->strs / sizeof r->strs[0]) {
+        free(s);
+        return NULL;
+    }
     if (s != NULL)
         r->strs[r->nstrs++] = s;
     return s;
@@ -753,9 +759,13 @@ static int read_secret_file(const char *path, char **data, size_t *len,
         cairn_buf_free(&b);
         return rc;
     }
-    *len = b.len;
-    *data = b.data ? cairn_buf_take(&b) : strdup("");
-    return *data ? 0 : CAIRN_E_NOMEM;
+    size_t n = b.len;
+    char *bytes = b.data ? cairn_buf_take(&b) : strdup("");
+    if (bytes == NULL)
+        return CAIRN_E_NOMEM;
+    *len = n;
+    *data = bytes;
+    return 0;
 }
 
 int cairn_secret_parse(const char *spec, char **id_out, char **data,
@@ -810,6 +820,8 @@ int cairn_secret_parse(const char *spec, char **id_out, char **data,
         else
             src = id;
     }
+    char *bytes = NULL;
+    size_t nbytes = 0;
     if (env != NULL) {
         const char *v = getenv(env);
         if (v == NULL) {
@@ -825,19 +837,22 @@ int cairn_secret_parse(const char *spec, char **id_out, char **data,
                                CAIRN_SECRET_MAX);
             goto out;
         }
-        *len = strlen(v);
-        *data = strdup(v);
-        rc = *data ? 0 : CAIRN_E_NOMEM;
+        nbytes = strlen(v);
+        bytes = strdup(v);
+        rc = bytes ? 0 : CAIRN_E_NOMEM;
     } else {
-        rc = read_secret_file(src, data, len, err);
+        rc = read_secret_file(src, &bytes, &nbytes, err);
     }
-    if (!rc) {
-        *id_out = strdup(id);
-        if (*id_out == NULL) {
-            free(*data);
-            rc = CAIRN_E_NOMEM;
-        }
+    char *idc = rc ? NULL : strdup(id);
+    if (!rc && idc == NULL)
+        rc = CAIRN_E_NOMEM;
+    if (rc) {
+        free(bytes);
+        goto out;
     }
+    *id_out = idc;
+    *data = bytes;
+    *len = nbytes;
 out:
     free(copy);
     return rc;

@@ -69,6 +69,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <grp.h>
 #include <time.h>
@@ -1126,6 +1127,20 @@ static void sbx_prep_free(struct sbx_prep *p, size_t nlowers)
             "resolv.conf",
         };
         sbx_unlink_lowers(p->rundir, "l/", nlowers);
+        /* The RUN --mount targets in the stub, deepest first, then their
+         * parents while empty (some are shared, some are fixed ones). */
+        for (size_t i = p->nmounts; i-- > 0;) {
+            char *path = sbx_join(p->rundir, "stub");
+            char *t = path ? sbx_join(path, p->mounts[i].target + 1) : NULL;
+            free(path);
+            size_t stub_len = strlen(p->rundir) + 5;
+            while (t != NULL && strlen(t) > stub_len) {
+                if (unlink(t) != 0 && errno == EISDIR && rmdir(t) != 0)
+                    break;
+                *strrchr(t, '/') = '\0';
+            }
+            free(t);
+        }
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             char *path = sbx_join(p->rundir, names[i]);
             if (path != NULL && unlink(path) != 0 && errno == EISDIR)
@@ -1210,6 +1225,8 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
     }
     free(path);
     path = NULL;
+    p->mounts = spec->mounts;
+    p->nmounts = spec->nmounts;
     if ((rc = sbx_make_stub(p->rundir, spec->mounts, spec->nmounts)) != 0)
         goto out;
     step = "prepare the RUN --mount mounts";
@@ -1461,7 +1478,9 @@ static void sbx_pump(int msg_fd, int in_fd, const char *data, size_t len,
 
 /* Removes mount points made in the merged tree from upperdir and lists
  * the created ones that are not (or no longer) in upperdir. */
-/* True when rel exists in one of the lower directories. */
+/* True when rel exists in the image the lower directories make: the
+ * top-most lower that has it decides, and a whiteout there (a 0/0
+ * character device) means deleted. */
 static int sbx_in_lowers(const struct cairn_run_spec *spec, const char *rel)
 {
     for (size_t i = 0; i < spec->nlowerdirs; i++) {
@@ -1470,7 +1489,7 @@ static int sbx_in_lowers(const struct cairn_run_spec *spec, const char *rel)
         int found = path != NULL && lstat(path, &st) == 0;
         free(path);
         if (found)
-            return 1;
+            return !(S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0));
     }
     return 0;
 }
