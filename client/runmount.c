@@ -1,6 +1,7 @@
 #include "client/runmount.h"
 
 #include "cachekey/digest.h"
+#include "cachekey/dockerignore.h"
 #include "common/buf.h"
 #include "common/fdio.h"
 
@@ -208,6 +209,9 @@ struct ctx_copy {
     const char *dst;
     bool file; /* the source is one file, copied to dst itself */
     struct cairn_err *err;
+    bool link;  /* hard-link regular files (read-only mounts) while the
+                   file system allows */
+    char *disk; /* count_matches: the match's context-relative path */
 };
 
 /* One context entry into the copy: what BuildKit's context transfer would
@@ -227,7 +231,8 @@ static int ctx_copy_entry(void *arg, const struct ck_context_entry *e)
                                strerror(errno));
         } else {
             /* The match itself may be a followed symlink: copy what it
-             * points at. */
+             * points at (never a hard link to the link). */
+            bool linkable = S_ISREG(st.st_mode);
             if (strcmp(e->rel, ".") == 0 && S_ISLNK(st.st_mode) &&
                 stat(src, &st) != 0)
                 st.st_mode = 0;
@@ -236,7 +241,12 @@ static int ctx_copy_entry(void *arg, const struct ck_context_entry *e)
             } else if (S_ISDIR(st.st_mode) || e->type == 'd') {
                 st.st_mode = S_IFDIR | (e->mode & 07777);
                 rc = copy_entry(src, dst, &st, false, c->err);
+            } else if (c->link && linkable && link(src, dst) == 0) {
+                rc = 0;
             } else {
+                /* A read-only mount can share the context's inodes; across
+                 * file systems (EXDEV) it copies, and stops trying. */
+                c->link = false;
                 st.st_mode = S_IFREG | (e->mode & 07777);
                 rc = copy_file_data(src, dst, st.st_mode, c->err);
             }
@@ -250,16 +260,37 @@ static int ctx_copy_entry(void *arg, const struct ck_context_entry *e)
 static int count_matches(void *arg, const struct ck_context_entry *e)
 {
     struct ctx_copy *c = arg;
-    if (strcmp(e->rel, ".") == 0) {
-        if (c->file || e->match_is_dir) {
-            /* A second match: the source is a wildcard. */
-            if (c->dst != NULL)
-                return CAIRN_E_INVAL;
-        }
-        c->file = !e->match_is_dir;
-        c->dst = e->match;
+    if (strcmp(e->rel, ".") != 0)
+        return 0;
+    if (c->disk != NULL) /* a second match: the source is a wildcard */
+        return CAIRN_E_INVAL;
+    c->file = !e->match_is_dir;
+    c->disk = strdup(e->disk);
+    return c->disk ? 0 : CAIRN_E_NOMEM;
+}
+
+/* The context path a read-only mount can bind as it is: when nothing is
+ * ignored, the mount shows exactly what the key digests. NULL otherwise
+ * (a copy is needed). */
+static char *direct_source(struct ck_context *ctx, const char *disk)
+{
+    const struct ck_ignore *ig = ck_context_ignore(ctx);
+    if (ig != NULL && ck_ignore_count(ig) != 0)
+        return NULL;
+    char *path = path_join(ck_context_dir(ctx), disk);
+    char *real = path ? realpath(path, NULL) : NULL;
+    char *root = realpath(ck_context_dir(ctx), NULL);
+    free(path);
+    size_t n = root ? strlen(root) : 0;
+    /* The context module keeps sources inside; checked again here, as a
+     * bind mount would follow a link the copy would not. */
+    if (real == NULL || root == NULL || strncmp(real, root, n) != 0 ||
+        (real[n] != '/' && real[n] != '\0' && strcmp(root, "/") != 0)) {
+        free(real);
+        real = NULL;
     }
-    return 0;
+    free(root);
+    return real;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag,
@@ -481,30 +512,39 @@ static int prepare_bind_context(struct cairn_runmounts *r,
                                 struct cairn_err *err)
 {
     const char *src = rm->m.source && rm->m.source[0] ? rm->m.source : ".";
-    struct ctx_copy probe = {env->ctx, NULL, false, err};
+    struct ctx_copy probe = {env->ctx, NULL, false, err, false, NULL};
     int rc = ck_context_source_each(env->ctx, src, count_matches, &probe, err);
+    char *direct = NULL;
+    if (!rc && rm->m.readonly)
+        direct = keep(r, direct_source(env->ctx, probe.disk));
+    free(probe.disk);
     if (rc == CAIRN_E_INVAL)
         return cairn_err_set(err, CAIRN_E_INVAL,
                              "bind mount source %s selects several paths",
                              src);
     if (rc)
         return rc;
+    out->kind = CAIRN_RUN_MOUNT_BIND;
+    out->file = probe.file;
+    out->readonly = rm->m.readonly;
+    if (direct != NULL) {
+        out->source = direct;
+        return 0;
+    }
     char name[32];
     snprintf(name, sizeof name, "mount-%zu", idx);
     char *dst = keep(r, path_join(env->tmpdir, name));
     if (dst == NULL)
         return CAIRN_E_NOMEM;
-    struct ctx_copy c = {env->ctx, dst, probe.file, err};
+    /* A copy (hard links for a read-only mount) of what the source
+     * selects: ignored files absent, and rw writes private to the run. */
+    struct ctx_copy c = {env->ctx, dst, probe.file, err, rm->m.readonly, NULL};
     if (!probe.file && mkdir(dst, 0755) != 0)
         return cairn_err_set(err, -errno, "mkdir %s: %s", dst, strerror(errno));
     rc = ck_context_source_each(env->ctx, src, ctx_copy_entry, &c, err);
     if (rc)
         return rc;
-    out->kind = CAIRN_RUN_MOUNT_BIND;
     out->source = dst;
-    out->file = probe.file;
-    /* The copy is private to the run, so rw needs nothing more. */
-    out->readonly = rm->m.readonly;
     return 0;
 }
 

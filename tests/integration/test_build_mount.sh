@@ -102,6 +102,25 @@ echo "ignored but changed" > "$ctx/src/ignored.txt"
 build b5 "$ctx" -t mount:1
 grep -q '^bind-run-1$' "$T/b5.out" && fail "a .dockerignore'd file under the mount reran the step"
 
+# Without a .dockerignore a read-only mount binds the context as it is
+# (no copy): still read-only, still keyed by content, rw still private.
+dctx="$T/direct"
+mkdir -p "$dctx/lib"
+echo "direct v1" > "$dctx/lib/v.txt"
+ln -s v.txt "$dctx/lib/link.txt"
+cat > "$dctx/Dockerfile" <<'DF'
+FROM busybox
+RUN --mount=source=lib,target=/lib2 cat /lib2/link.txt && ! touch /lib2/x 2>/dev/null && echo "direct-ran"
+RUN --mount=source=lib,target=/lib3,rw echo scratch > /lib3/v.txt && cat /lib3/v.txt
+DF
+build d1 "$dctx"
+grep -q '^direct v1$' "$T/d1.out" || fail "direct bind content: $(cat "$T/d1.out")"
+grep -q '^direct-ran$' "$T/d1.out" || fail "direct bind writable"
+assert_eq "$(cat "$dctx/lib/v.txt")" "direct v1" "rw bind wrote through to the context"
+echo "direct v2" > "$dctx/lib/v.txt"
+build d2 "$dctx"
+grep -q '^direct v2$' "$T/d2.out" || fail "direct bind: an edit did not rerun the step: $(cat "$T/d2.out")"
+
 # 3. Cache mounts: persistent, shared by id, never in a layer, kept by prune.
 cctx="$T/cache"
 mkdir -p "$cctx"
