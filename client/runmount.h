@@ -1,9 +1,11 @@
 /* RUN --mount sources: turns a step's parsed mounts (cachekey/plan.h) into
  * what the sandbox mounts (client/sandbox.h), as BuildKit does:
  *
- *  bind   from the context: a private copy of what the source selects
- *         (.dockerignore applies, as it does to what BuildKit transfers),
- *         so `rw` writes land in the copy and are discarded; from a stage
+ *  bind   from the context: what the source selects (.dockerignore
+ *         applies, as it does to what BuildKit transfers): read-only and
+ *         nothing ignored, the context directory itself; else a private
+ *         tree of hard links (read-only) or copies (rw, or across file
+ *         systems), so rw writes are discarded; from a stage
  *         or an image: a read-only view of its snapshots (`rw`: a private
  *         copy of the source). Never part of the layer.
  *  cache  $CAIRN_ROOT/cache-mounts/<sha256 of id>/data, made on first use
