@@ -23,6 +23,7 @@ COPY --exclude=*.md app /top-only/
 COPY --parents app/x/a.txt app/y/a.txt /par/
 COPY --parents ./app/./x/*.txt /piv/
 COPY --exclude=*.txt app/top.txt app/x/b.md /files/
+ADD --exclude=**/*.txt --exclude=node_modules app /addex/
 RUN echo copy-flags-done
 DF
 
@@ -39,26 +40,26 @@ files() {
     for l in $(jq -r '.[0].Layers[]' "$T/save/manifest.json"); do
         tar -C "$T/img" -xf "$T/save/$l"
     done
-    (cd "$T/img" && find ex top-only par piv files -type f | sort | tr '\n' ' ')
+    (cd "$T/img" && find ex top-only par piv files addex -type f | sort | tr '\n' ' ')
 }
 
 build b1
-assert_eq "$(files)" "ex/top.txt ex/x/a.txt ex/y/a.txt files/b.md par/app/x/a.txt par/app/y/a.txt piv/x/a.txt top-only/node_modules/m/i.js top-only/top.txt top-only/x/a.txt top-only/x/b.md top-only/y/a.txt " "copied files"
+assert_eq "$(files)" "addex/top.md addex/x/b.md ex/top.txt ex/x/a.txt ex/y/a.txt files/b.md par/app/x/a.txt par/app/y/a.txt piv/x/a.txt top-only/node_modules/m/i.js top-only/top.txt top-only/x/a.txt top-only/x/b.md top-only/y/a.txt " "copied files"
 assert_eq "$(cat "$T/img/piv/x/a.txt")" "1" "--parents pivot content"
 
 # An excluded file changes no key; a copied one does.
 build b2
-assert_eq "$(grep -c ' ---> Using cache' "$T/b2.out")" 6 "rebuild cached"
+assert_eq "$(grep -c ' ---> Using cache' "$T/b2.out")" 7 "rebuild cached"
 echo "3 changed" > "$ctx/app/x/b.md"
 echo "4 changed" > "$ctx/app/node_modules/m/i.js"
 build b3
 # Steps 2 (--exclude=**/*.md, node_modules) stays cached; step 3 copies
 # both changed files and reruns, and so does everything after it.
-grep -A1 '^Step 2/7' "$T/b3.out" | grep -q 'Using cache' || fail "an excluded file's change reran the COPY: $(cat "$T/b3.out")"
-grep -A1 '^Step 3/7' "$T/b3.out" | grep -q 'Using cache' && fail "a copied file's change did not rerun the COPY"
+grep -A1 '^Step 2/8' "$T/b3.out" | grep -q 'Using cache' || fail "an excluded file's change reran the COPY: $(cat "$T/b3.out")"
+grep -A1 '^Step 3/8' "$T/b3.out" | grep -q 'Using cache' && fail "a copied file's change did not rerun the COPY"
 echo "1 changed" > "$ctx/app/x/a.txt"
 build b4
-grep -A1 '^Step 2/7' "$T/b4.out" | grep -q 'Using cache' && fail "a copied file's change did not rerun the COPY --exclude"
+grep -A1 '^Step 2/8' "$T/b4.out" | grep -q 'Using cache' && fail "a copied file's change did not rerun the COPY --exclude"
 files > /dev/null
 assert_eq "$(cat "$T/img/ex/x/a.txt")" "1 changed" "new content copied"
 

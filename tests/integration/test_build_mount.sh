@@ -66,6 +66,8 @@ RUN --mount=source=src,target=/w,rw echo scribble > /w/new.txt && echo more >> /
 RUN --mount=from=builder,source=/out.txt,target=/in/out.txt cat /in/out.txt
 RUN --mount=from=other:1,source=etc/other,target=/o cat /o/note.txt
 RUN --mount=source=src/a.txt,target=/etc/a.txt cat /etc/a.txt && echo file-bind-ok
+RUN --mount=from=builder,target=/b,rw echo x > /b/out.txt && echo y > /b/new.txt && cat /b/out.txt
+RUN --mount=from=builder,source=/out.txt,target=/again.txt cat /again.txt
 RUN echo done > /done.txt
 DF
 build b1 "$ctx" -t mount:1
@@ -76,11 +78,13 @@ grep -q '^scribble$' "$T/b1.out" || fail "rw bind mount not writable"
 grep -q '^built in a stage$' "$T/b1.out" || fail "bind mount from a stage"
 grep -q '^from the other image$' "$T/b1.out" || fail "bind mount from an image"
 grep -q '^file-bind-ok$' "$T/b1.out" || fail "bind mount of a single file"
+grep -q '^x$' "$T/b1.out" || fail "rw bind mount of a stage not writable"
+assert_eq "$(grep -c '^built in a stage$' "$T/b1.out")" 2 "rw writes to a stage's mount were discarded"
 # rw writes are discarded: the context is untouched.
 [ ! -e "$ctx/src/new.txt" ] || fail "rw bind mount wrote into the context"
 assert_eq "$(cat "$ctx/src/a.txt")" "hello" "rw bind mount changed a context file"
 unpack mount:1 "$T/img1"
-for p in m ctx w in o in/out.txt etc/a.txt; do
+for p in m ctx w in o in/out.txt etc/a.txt b again.txt; do
     grep -qE " $p/?\$" "$T/img1.list" && fail "mount target /$p reached a layer: $(grep " $p" "$T/img1.list")"
 done
 [ -f "$T/img1/done.txt" ] || fail "the last RUN's file is missing"
