@@ -84,15 +84,14 @@ static int digest_entry(void *arg, const struct ck_context_entry *e)
     if (!rc)
         rc = ck_field_hash_str(j->h, e->rel);
     if (!rc)
-        rc = ck_field_hash_str(j->h, e->type == 'f' ? "f"
+        rc = ck_field_hash_str(j->h, e->type == 'f'   ? "f"
                                      : e->type == 'd' ? "d"
                                                       : "l");
     if (!rc)
         rc = ck_field_hash_str(j->h, mode);
     if (!rc)
-        rc = ck_field_hash_str(j->h, e->type == 'l' && e->link_target
-                                         ? e->link_target
-                                         : "");
+        rc = ck_field_hash_str(
+            j->h, e->type == 'l' && e->link_target ? e->link_target : "");
     if (!rc)
         rc = ck_field_hash(j->h, e->digest,
                            e->type == 'f' && e->digest ? CK_SHA256_LEN : 0);

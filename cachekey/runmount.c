@@ -8,8 +8,8 @@
 #include <strings.h>
 
 static const char *const type_names[] = {
-    [CK_MOUNT_BIND] = "bind",     [CK_MOUNT_CACHE] = "cache",
-    [CK_MOUNT_TMPFS] = "tmpfs",   [CK_MOUNT_SECRET] = "secret",
+    [CK_MOUNT_BIND] = "bind",   [CK_MOUNT_CACHE] = "cache",
+    [CK_MOUNT_TMPFS] = "tmpfs", [CK_MOUNT_SECRET] = "secret",
     [CK_MOUNT_SSH] = "ssh",
 };
 
@@ -43,9 +43,8 @@ int ck_mount_parse_size(const char *s, uint64_t *out)
         const char *suffix;
         int shift;
     } units[] = {
-        {"", 0},    {"b", 0},   {"k", 10},  {"kb", 10}, {"m", 20},
-        {"mb", 20}, {"g", 30},  {"gb", 30}, {"t", 40},  {"tb", 40},
-        {"p", 50},  {"pb", 50},
+        {"", 0},   {"b", 0},   {"k", 10}, {"kb", 10}, {"m", 20}, {"mb", 20},
+        {"g", 30}, {"gb", 30}, {"t", 40}, {"tb", 40}, {"p", 50}, {"pb", 50},
     };
     size_t n = strspn(s, "0123456789.");
     if (n == 0 || strspn(s, ".") == n || strchr(s + n, '.') != NULL)
@@ -92,7 +91,8 @@ static int parse_bool(const char *s, bool *out)
 
 static int parse_u32(const char *s, int base, uint32_t *out)
 {
-    if (s[0] == '\0' || s[0] == '-' || s[0] == '+' || isspace((unsigned char)s[0]))
+    if (s[0] == '\0' || s[0] == '-' || s[0] == '+' ||
+        isspace((unsigned char)s[0]))
         return CAIRN_E_PARSE;
     char *end = NULL;
     errno = 0;
@@ -226,27 +226,27 @@ static int apply_field(struct ck_mount *m, const char *field, const char *key,
                strcmp(key, "readwrite") == 0 || strcmp(key, "rw") == 0) {
         bool v;
         if (parse_bool(value, &v))
-            return cairn_err_set(err, CAIRN_E_PARSE,
-                                 "invalid value for %s: %s", key, value);
+            return cairn_err_set(err, CAIRN_E_PARSE, "invalid value for %s: %s",
+                                 key, value);
         bool ro_key = strcmp(key, "readonly") == 0 || strcmp(key, "ro") == 0;
         m->readonly = ro_key ? v : !v;
         *ro_auto = false;
     } else if (strcmp(key, "required") == 0) {
         if (m->type != CK_MOUNT_SECRET && m->type != CK_MOUNT_SSH)
             return cairn_err_set(err, CAIRN_E_PARSE,
-                                 "unexpected key '%s' for mount type '%s'",
-                                 key, t);
+                                 "unexpected key '%s' for mount type '%s'", key,
+                                 t);
         if (parse_bool(value, &m->required))
-            return cairn_err_set(err, CAIRN_E_PARSE,
-                                 "invalid value for %s: %s", key, value);
+            return cairn_err_set(err, CAIRN_E_PARSE, "invalid value for %s: %s",
+                                 key, value);
     } else if (strcmp(key, "size") == 0) {
         if (m->type != CK_MOUNT_TMPFS)
             return cairn_err_set(err, CAIRN_E_PARSE,
-                                 "unexpected key '%s' for mount type '%s'",
-                                 key, t);
+                                 "unexpected key '%s' for mount type '%s'", key,
+                                 t);
         if (ck_mount_parse_size(value, &m->size))
-            return cairn_err_set(err, CAIRN_E_PARSE,
-                                 "invalid value for %s: %s", key, value);
+            return cairn_err_set(err, CAIRN_E_PARSE, "invalid value for %s: %s",
+                                 key, value);
     } else if (strcmp(key, "id") == 0) {
         rc = set_str(&m->id, value);
     } else if (strcmp(key, "sharing") == 0) {
@@ -268,13 +268,13 @@ static int apply_field(struct ck_mount *m, const char *field, const char *key,
         m->has_mode = true;
     } else if (strcmp(key, "uid") == 0) {
         if (parse_u32(value, 10, &m->uid))
-            return cairn_err_set(err, CAIRN_E_PARSE,
-                                 "invalid value %s for uid", value);
+            return cairn_err_set(err, CAIRN_E_PARSE, "invalid value %s for uid",
+                                 value);
         m->has_uid = true;
     } else if (strcmp(key, "gid") == 0) {
         if (parse_u32(value, 10, &m->gid))
-            return cairn_err_set(err, CAIRN_E_PARSE,
-                                 "invalid value %s for gid", value);
+            return cairn_err_set(err, CAIRN_E_PARSE, "invalid value %s for gid",
+                                 value);
         m->has_gid = true;
     } else {
         return cairn_err_set(err, CAIRN_E_PARSE, "unexpected key '%s' in '%s'",

@@ -220,7 +220,7 @@ static int ctx_copy_entry(void *arg, const struct ck_context_entry *e)
 {
     struct ctx_copy *c = arg;
     char *src = path_join(ck_context_dir(c->ctx), e->disk);
-    char *dst = !e->match_is_dir ? strdup(c->dst)
+    char *dst = !e->match_is_dir           ? strdup(c->dst)
                 : strcmp(e->rel, ".") == 0 ? strdup(c->dst)
                                            : path_join(c->dst, e->rel);
     int rc = CAIRN_E_NOMEM;
@@ -351,10 +351,10 @@ static int cache_lock(const char *dir, unsigned k, int how, int *fd_out,
         while ((rc = flock(fd, how)) != 0 && errno == EINTR)
             ;
         if (rc != 0) {
-            rc = errno == EWOULDBLOCK ? 1
-                                      : cairn_err_set(err, -errno,
-                                                      "cache mount lock %s: %s",
-                                                      p, strerror(errno));
+            rc = errno == EWOULDBLOCK
+                     ? 1
+                     : cairn_err_set(err, -errno, "cache mount lock %s: %s", p,
+                                     strerror(errno));
             close(fd);
             fd = -1;
         }
@@ -369,7 +369,8 @@ static int view_source(struct cairn_runmounts *r, const struct ck_run_mount *rm,
                        const struct cairn_runmount_env *env, size_t idx,
                        char **real_out, bool *is_dir, struct cairn_err *err);
 
-static int prepare_cache(struct cairn_runmounts *r, const struct ck_run_mount *rm,
+static int prepare_cache(struct cairn_runmounts *r,
+                         const struct ck_run_mount *rm,
                          const struct cairn_runmount_env *env, size_t idx,
                          struct cairn_run_mount *out, struct cairn_err *err)
 {
@@ -458,7 +459,8 @@ static int prepare_cache(struct cairn_runmounts *r, const struct ck_run_mount *r
         if (m->from != NULL) {
             char *real = NULL;
             bool is_dir = false;
-            char *seed = strcmp(rel, ".") == 0 ? strdup(tmp) : path_join(tmp, rel);
+            char *seed =
+                strcmp(rel, ".") == 0 ? strdup(tmp) : path_join(tmp, rel);
             rc = seed ? view_source(r, rm, env, idx, &real, &is_dir, err)
                       : CAIRN_E_NOMEM;
             if (!rc && !is_dir)
@@ -481,8 +483,9 @@ static int prepare_cache(struct cairn_runmounts *r, const struct ck_run_mount *r
                     chmod(tmp, mode) != 0))
             rc = cairn_err_set(err, -errno, "cache mount %s: %s", tmp,
                                strerror(errno));
-        if (!rc && renameat2(AT_FDCWD, tmp, AT_FDCWD, data,
-                             RENAME_NOREPLACE) != 0 && errno != EEXIST)
+        if (!rc &&
+            renameat2(AT_FDCWD, tmp, AT_FDCWD, data, RENAME_NOREPLACE) != 0 &&
+            errno != EEXIST)
             rc = cairn_err_set(err, -errno, "cache mount %s: %s", data,
                                strerror(errno));
         /* Gone when renamed; another build's won the race otherwise. */
@@ -520,8 +523,7 @@ static int prepare_bind_context(struct cairn_runmounts *r,
     free(probe.disk);
     if (rc == CAIRN_E_INVAL)
         return cairn_err_set(err, CAIRN_E_INVAL,
-                             "bind mount source %s selects several paths",
-                             src);
+                             "bind mount source %s selects several paths", src);
     if (rc)
         return rc;
     out->kind = CAIRN_RUN_MOUNT_BIND;
@@ -709,8 +711,7 @@ static int mount_cmp(const void *a, const void *b)
 
 int cairn_runmounts_prepare(const struct ck_step *s,
                             const struct cairn_runmount_env *env,
-                            struct cairn_runmounts **out,
-                            struct cairn_err *err)
+                            struct cairn_runmounts **out, struct cairn_err *err)
 {
     if (s->nmounts > CAIRN_RUN_MAX_MOUNTS)
         return cairn_err_set(err, CAIRN_E_TOOBIG,
@@ -739,8 +740,8 @@ int cairn_runmounts_prepare(const struct ck_step *s,
     return 0;
 }
 
-const struct cairn_run_mount *cairn_runmounts_list(const struct cairn_runmounts *rm,
-                                                   size_t *n)
+const struct cairn_run_mount *
+cairn_runmounts_list(const struct cairn_runmounts *rm, size_t *n)
 {
     *n = rm ? rm->n : 0;
     return rm ? rm->m : NULL;
@@ -898,7 +899,8 @@ out:
     return rc;
 }
 
-/* ---- the cache mounts in the store ----------------------------------------- */
+/* ---- the cache mounts in the store -----------------------------------------
+ */
 
 static _Thread_local uint64_t du_bytes;
 

@@ -50,7 +50,8 @@ struct cairn_build_secret {
 
 /* Read-only overlay lower directories (top-most first) of what a mount's
  * from= names; *out is malloc'd (free it), the strings are borrowed. */
-typedef int (*cairn_runmount_lowers_fn)(void *arg, const struct ck_run_mount *rm,
+typedef int (*cairn_runmount_lowers_fn)(void *arg,
+                                        const struct ck_run_mount *rm,
                                         const char ***out, size_t *n,
                                         struct cairn_err *err);
 
@@ -80,8 +81,8 @@ int cairn_runmounts_prepare(const struct ck_step *s,
 
 /* The sandbox's mounts, sorted by target (parents first); borrowed from
  * rm until cairn_runmounts_release. */
-const struct cairn_run_mount *cairn_runmounts_list(const struct cairn_runmounts *rm,
-                                                   size_t *n);
+const struct cairn_run_mount *
+cairn_runmounts_list(const struct cairn_runmounts *rm, size_t *n);
 
 /* Releases cache locks, unmounts the read-only views and frees rm (the
  * copies stay in env->tmpdir for the caller to remove). Accepts NULL. */
@@ -89,9 +90,9 @@ void cairn_runmounts_release(struct cairn_runmounts *rm);
 
 /* Cache mounts kept in the store, for `cairn builder du` and `prune`. */
 struct cairn_cachemount_info {
-    const char *id;  /* as written in the Dockerfile (borrowed for the call) */
-    uint64_t bytes;  /* disk used by all its instances */
-    bool in_use;     /* a build holds it now */
+    const char *id; /* as written in the Dockerfile (borrowed for the call) */
+    uint64_t bytes; /* disk used by all its instances */
+    bool in_use;    /* a build holds it now */
 };
 typedef int (*cairn_cachemount_fn)(void *arg,
                                    const struct cairn_cachemount_info *info);

@@ -104,10 +104,14 @@ static void test_errors(void **state)
         {"target=/x,mode=0755", "mode not allowed for \"bind\" type mounts"},
         {"type=tmpfs,target=/x,uid=1", "uid not allowed for \"tmpfs\""},
         {"target=/x,gid=1", "gid not allowed for \"bind\""},
-        {"type=cache,target=/x,size=1m", "unexpected key 'size' for mount type 'cache'"},
-        {"target=/x,required", "unexpected key 'required' for mount type 'bind'"},
-        {"type=cache,target=/x,sharing=maybe", "unsupported sharing value \"maybe\""},
-        {"target=/x,sharing=locked", "invalid cache sharing set for bind mount"},
+        {"type=cache,target=/x,size=1m",
+         "unexpected key 'size' for mount type 'cache'"},
+        {"target=/x,required",
+         "unexpected key 'required' for mount type 'bind'"},
+        {"type=cache,target=/x,sharing=maybe",
+         "unsupported sharing value \"maybe\""},
+        {"target=/x,sharing=locked",
+         "invalid cache sharing set for bind mount"},
         {"type=secret,from=a,id=x", "secret mount should not have a from"},
         {"type=secret,mode=0400", "one of source, target required"},
         {"type=secret,source=a,id=b", "both source and id can't be set"},
@@ -115,7 +119,8 @@ static void test_errors(void **state)
         {"target=/x,ro=maybe", "invalid value for ro: maybe"},
         {"type=cache,target=/x,mode=0999", "invalid value 0999 for mode"},
         {"type=cache,target=/x,uid=-1", "invalid value -1 for uid"},
-        {"type=cache,target=/x,gid=4294967296", "invalid value 4294967296 for gid"},
+        {"type=cache,target=/x,gid=4294967296",
+         "invalid value 4294967296 for gid"},
         {"type=tmpfs,target=/x,size=lots", "invalid value for size: lots"},
         {"target", "invalid field 'target' must be a key=value pair"},
         {"from=$STAGE,target=/x", "'from' doesn't support variable expansion"},
@@ -157,15 +162,16 @@ static void test_expansion(void **state)
     struct cairn_err e;
     int calls = 0;
     memset(&m, 0, sizeof m);
-    assert_int_equal(ck_mount_parse("type=cache,target=$DIR,from=stage", upper_expand,
-                                    &calls, &m, &e),
+    assert_int_equal(ck_mount_parse("type=cache,target=$DIR,from=stage",
+                                    upper_expand, &calls, &m, &e),
                      0);
     assert_string_equal(m.target, "/expanded");
     assert_string_equal(m.from, "stage");
     assert_int_equal(calls, 2); /* type and target; never from */
     ck_mount_clear(&m);
-    assert_int_equal(ck_mount_parse("target=$BAD", upper_expand, &calls, &m, &e),
-                     CAIRN_E_PARSE);
+    assert_int_equal(
+        ck_mount_parse("target=$BAD", upper_expand, &calls, &m, &e),
+        CAIRN_E_PARSE);
     assert_string_equal(e.msg, "bad substitution");
 }
 
@@ -176,17 +182,23 @@ static void test_sizes(void **state)
         const char *s;
         uint64_t v;
     } ok[] = {
-        {"0", 0},           {"512", 512},       {"1b", 1},
-        {"1k", 1024},       {"1KB", 1024},      {"2m", 2u << 20},
-        {"1.5g", 3ull << 29}, {"1T", 1ull << 40}, {"1pb", 1ull << 50},
+        {"0", 0},
+        {"512", 512},
+        {"1b", 1},
+        {"1k", 1024},
+        {"1KB", 1024},
+        {"2m", 2u << 20},
+        {"1.5g", 3ull << 29},
+        {"1T", 1ull << 40},
+        {"1pb", 1ull << 50},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         uint64_t v = 7;
         assert_int_equal(ck_mount_parse_size(ok[i].s, &v), 0);
         assert_int_equal(v, ok[i].v);
     }
-    static const char *const bad[] = {"", "k", "-1", "1x", "1.2.3", ".", "1 k",
-                                      "99999999999999999999999p"};
+    static const char *const bad[] = {
+        "", "k", "-1", "1x", "1.2.3", ".", "1 k", "99999999999999999999999p"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint64_t v = 7;
         assert_int_equal(ck_mount_parse_size(bad[i], &v), CAIRN_E_PARSE);
