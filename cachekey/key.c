@@ -115,7 +115,8 @@ static int put_bind_mount(struct cairn_buf *m, const struct ck_run_mount *rm,
         if (!rc) {
             rc = ck_context_source_digest(ctx, src, d, NULL, err);
             if (rc && err && err->msg[0])
-                cairn_err_prefix(err, "RUN --mount target=%s, source", rm->m.target);
+                cairn_err_prefix(err, "RUN --mount target=%s, source",
+                                 rm->m.target);
         }
         if (!rc)
             rc = put_hex(m, "mount-src-tree", d);
@@ -123,7 +124,8 @@ static int put_bind_mount(struct cairn_buf *m, const struct ck_run_mount *rm,
     }
     case CK_FROM_STAGE: {
         const struct ck_stage *st = &plan->stages[rm->from_stage];
-        const struct ck_step_key *k = &keys->keys[st->first_step + st->nsteps - 1];
+        const struct ck_step_key *k =
+            &keys->keys[st->first_step + st->nsteps - 1];
         rc = put(m, "mount-from", "stage");
         if (!rc)
             rc = put_hex(m, "mount-from-key", k->key);

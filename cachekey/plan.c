@@ -735,9 +735,9 @@ static int do_run(struct walker *w, struct ck_step *s, struct stage_state *st)
     char msg[300];
     bool present = false;
     const char *net = ck_instr_flag(in, "network", &present);
-    if (present && (net == NULL || (strcmp(net, "default") != 0 &&
-                                    strcmp(net, "none") != 0 &&
-                                    strcmp(net, "host") != 0))) {
+    if (present && (net == NULL ||
+                    (strcmp(net, "default") != 0 && strcmp(net, "none") != 0 &&
+                     strcmp(net, "host") != 0))) {
         snprintf(msg, sizeof msg,
                  "RUN --network=%.100s: network mode not supported (default, "
                  "none or host)",
@@ -778,14 +778,13 @@ static int do_run(struct walker *w, struct ck_step *s, struct stage_state *st)
             char detail[CAIRN_ERR_MSG_MAX];
             snprintf(detail, sizeof detail, "%s", w->err->msg);
             cairn_err_set(w->err, rc, "%s:%d: RUN --mount=%.200s: %s",
-                          w->df->name, in->line, in->flags[i].value,
-                          detail);
+                          w->df->name, in->line, in->flags[i].value, detail);
         }
         if (rc)
             break;
         s->nmounts++;
-        rc = mount_finish(w, s, st, rm,
-                          rm->m.type == CK_MOUNT_SSH ? nssh++ : 0);
+        rc =
+            mount_finish(w, s, st, rm, rm->m.type == CK_MOUNT_SSH ? nssh++ : 0);
     }
     /* Two mounts on one target: the later would hide the earlier. */
     for (size_t i = 0; !rc && i < s->nmounts; i++)
@@ -841,8 +840,8 @@ static int resolve_from(struct walker *w, struct ck_step *s, const char *ref,
     *kind = CK_FROM_IMAGE;
     int rc = 0;
     if (w->opts->resolve) {
-        rc = w->opts->resolve(w->opts->resolve_arg, ref, w->stages[cur].platform,
-                              image, w->err);
+        rc = w->opts->resolve(w->opts->resolve_arg, ref,
+                              w->stages[cur].platform, image, w->err);
         if (rc == CAIRN_E_NOTFOUND && w->opts->allow_unresolved) {
             *unresolved = true;
             rc = 0;
@@ -882,8 +881,9 @@ static int copy_excludes(struct walker *w, struct ck_step *s,
     }
     bool present = false;
     const char *parents = ck_instr_flag(in, "parents", &present);
-    s->parents = present && (parents == NULL || strcasecmp(parents, "true") == 0 ||
-                             strcmp(parents, "1") == 0);
+    s->parents =
+        present && (parents == NULL || strcasecmp(parents, "true") == 0 ||
+                    strcmp(parents, "1") == 0);
     if (rc) {
         cairn_strvec_free(&ex);
         return rc;

@@ -746,7 +746,7 @@ struct copy_job {
     struct cairn_strvec emitted; /* directories already in the layer */
     unsigned entries;
     struct ck_exclude *exclude; /* --exclude, or NULL */
-    char pivot[4096]; /* --parents: the source's part before "/./" */
+    char pivot[4096];           /* --parents: the source's part before "/./" */
 };
 
 static bool emitted_has(struct copy_job *j, const char *p)
@@ -1075,8 +1075,8 @@ static int run_copy(struct build *b, const struct ck_step *s,
     }
     nsrc += matches.n;
     cairn_strvec_free(&matches);
-    j.dest_is_dir = trailing || nsrc > 1 || strcmp(j.dest, "/") == 0 ||
-                    s->parents;
+    j.dest_is_dir =
+        trailing || nsrc > 1 || strcmp(j.dest, "/") == 0 || s->parents;
 
     struct cairn_layer_opts lo = {.compression = b->o->compression,
                                   .source_date_epoch = b->o->source_date_epoch};
@@ -1359,7 +1359,8 @@ static int run_run(struct build *b, const struct ck_step *s,
         }
     }
     size_t nmounts = 0;
-    const struct cairn_run_mount *mlist = cairn_runmounts_list(mounts, &nmounts);
+    const struct cairn_run_mount *mlist =
+        cairn_runmounts_list(mounts, &nmounts);
     struct cairn_run_spec spec = {
         .lowerdirs = lowers,
         .nlowerdirs = so->nlayers,

@@ -581,8 +581,8 @@ static void sbx_mounts_clone(const struct sbx_prep *p, int *tree)
                       "mode=0700") != 0)
                 sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
             sec_mounted = 1;
-            int f = open(p->mnt_path[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                         0600);
+            int f = open(p->mnt_path[i],
+                         O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
             if (f < 0)
                 sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
             const char *d = m->data;
@@ -592,7 +592,8 @@ static void sbx_mounts_clone(const struct sbx_prep *p, int *tree)
                 if (w < 0 && errno == EINTR)
                     continue;
                 if (w <= 0)
-                    sbx_fail(fd, SBX_STEP_RUNMOUNT, w < 0 ? errno : EIO, (int)i);
+                    sbx_fail(fd, SBX_STEP_RUNMOUNT, w < 0 ? errno : EIO,
+                             (int)i);
                 off += (size_t)w;
             }
             if (fchown(f, m->uid, m->gid) != 0 ||
@@ -664,8 +665,7 @@ static void sbx_mounts_attach(const struct sbx_prep *p, const int *tree,
             close(tree[i]);
         }
     }
-    if (made.made != 0 &&
-        write(fd, &made, sizeof made) != (ssize_t)sizeof made)
+    if (made.made != 0 && write(fd, &made, sizeof made) != (ssize_t)sizeof made)
         sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, -1);
 }
 
@@ -1060,8 +1060,8 @@ static int sbx_stub_path(const char *stub, const char *rel, int file)
 /* The stub lower: every mount point, with the marker mtime, and the
  * targets of the RUN --mount mounts (without it: only the fixed mount
  * points are ever reported as created). */
-static int sbx_make_stub(const char *rundir, const struct cairn_run_mount *mounts,
-                         size_t nmounts)
+static int sbx_make_stub(const char *rundir,
+                         const struct cairn_run_mount *mounts, size_t nmounts)
 {
     char *stub = sbx_join(rundir, "stub");
     if (stub == NULL)
@@ -1593,8 +1593,7 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
     for (size_t i = 0; i < spec->nmounts; i++) {
         const char *t = spec->mounts[i].target;
         if (t == NULL || t[0] != '/' || t[1] == '\0' || strstr(t, "//") ||
-            strstr(t, "/./") || strstr(t, "/../") ||
-            t[strlen(t) - 1] == '/' ||
+            strstr(t, "/./") || strstr(t, "/../") || t[strlen(t) - 1] == '/' ||
             (strlen(t) >= 3 && strcmp(t + strlen(t) - 3, "/..") == 0) ||
             (strlen(t) >= 2 && strcmp(t + strlen(t) - 2, "/.") == 0) ||
             strlen(t) >= PATH_MAX / 2 ||

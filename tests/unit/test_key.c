@@ -388,11 +388,18 @@ static const char mount_dockerfile[] =
     "RUN --mount=source=app,target=/src make -C /src\n"
     "RUN --mount=type=cache,target=/root/.cache true\n";
 
-static const char *const mount_keys[] = {
-    "7e490f0e91802fe3e22bd3f367f7fba588b32bdbd222f8de70bb1138964ab1c1", /* FROM scratch */
-    "5cde17967f6c520bf1cb8bf1c5380832d599c62e28c44d05534755bd9a2c4921", /* COPY --exclude (all .sh files) app /app/ */
-    "a8eba1e0f9676185eb0042a2a0b523fa72834b2911dde1abd1526bb7fd60eabe", /* RUN --mount=source=app,target=/src make -C /src */
-    "f647da74925b090217aa5cc4767c614066350b958da12681ff2071cda0d7ff12", /* RUN --mount=type=cache,target=/root/.cache true */
+static const char
+    *const
+        mount_keys[] =
+            {
+                "7e490f0e91802fe3e22bd3f367f7fba588b32bdbd222f8de70bb1138964ab1"
+                "c1", /* FROM scratch */
+                "5cde17967f6c520bf1cb8bf1c5380832d599c62e28c44d05534755bd9a2c49"
+                "21", /* COPY --exclude (all .sh files) app /app/ */
+                "a8eba1e0f9676185eb0042a2a0b523fa72834b2911dde1abd1526bb7fd60ea"
+                "be", /* RUN --mount=source=app,target=/src make -C /src */
+                "f647da74925b090217aa5cc4767c614066350b958da12681ff2071cda0d7ff"
+                "12", /* RUN --mount=type=cache,target=/root/.cache true */
 };
 
 static void mount_keys_of(const char *root, char out[][CK_SHA256_HEX_LEN + 1])
@@ -422,7 +429,8 @@ static void test_mount_and_exclude_keys(void **state)
 {
     (void)state;
     char *root = make_root();
-    write_tree(root, golden_files, sizeof golden_files / sizeof golden_files[0]);
+    write_tree(root, golden_files,
+               sizeof golden_files / sizeof golden_files[0]);
     char base[4][CK_SHA256_HEX_LEN + 1], other[4][CK_SHA256_HEX_LEN + 1];
     mount_keys_of(root, base);
     for (size_t i = 0; i < 4; i++)
@@ -464,11 +472,13 @@ static void test_mount_from_stage_key(void **state)
 {
     (void)state;
     char *root = make_root();
-    write_tree(root, golden_files, sizeof golden_files / sizeof golden_files[0]);
+    write_tree(root, golden_files,
+               sizeof golden_files / sizeof golden_files[0]);
     struct result r;
-    const char *df = "FROM scratch AS a\nCOPY config.json /\n"
-                     "FROM scratch AS unused\nRUN false\n"
-                     "FROM scratch\nRUN --mount=from=a,target=/a cat /a/config.json\n";
+    const char *df =
+        "FROM scratch AS a\nCOPY config.json /\n"
+        "FROM scratch AS unused\nRUN false\n"
+        "FROM scratch\nRUN --mount=from=a,target=/a cat /a/config.json\n";
     assert_int_equal(compute(root, df, NULL, 0, &r), 0);
     /* The mounted stage is needed (built and keyed), the other is not. */
     assert_true(r.plan->stages[0].needed);

@@ -279,17 +279,18 @@ static void test_run_mounts(void **state)
 {
     (void)state;
     struct fixture f;
-    const char *text = "FROM scratch AS a\n"
-                       "FROM scratch AS skipped\n"
-                       "FROM scratch\n"
-                       "ARG CACHE=/var/cache\n"
-                       "WORKDIR /w\n"
-                       "RUN --mount=type=cache,target=$CACHE/apt "
-                       "--mount=target=rel/./dir/ --mount=from=a,target=/a "
-                       "--mount=type=secret,id=tok "
-                       "--mount=type=secret,target=/k/key.pem "
-                       "--mount=type=ssh --network=none --security=insecure true\n"
-                       "COPY --parents --exclude=*.md --exclude=$CACHE x /y/\n";
+    const char *text =
+        "FROM scratch AS a\n"
+        "FROM scratch AS skipped\n"
+        "FROM scratch\n"
+        "ARG CACHE=/var/cache\n"
+        "WORKDIR /w\n"
+        "RUN --mount=type=cache,target=$CACHE/apt "
+        "--mount=target=rel/./dir/ --mount=from=a,target=/a "
+        "--mount=type=secret,id=tok "
+        "--mount=type=secret,target=/k/key.pem "
+        "--mount=type=ssh --network=none --security=insecure true\n"
+        "COPY --parents --exclude=*.md --exclude=$CACHE x /y/\n";
     assert_int_equal(build(&f, text, NULL, 0, NULL, NULL), 0);
     const struct ck_step *s = &f.plan->steps[f.plan->nsteps - 2];
     assert_int_equal(s->nmounts, 6);
@@ -326,10 +327,12 @@ static void test_run_mounts(void **state)
          "Dockerfile:2: RUN --mount: target is required"},
         {"FROM scratch\nRUN --mount=target=/ true\n",
          "Dockerfile:2: RUN --mount: invalid mount target \"/\""},
-        {"FROM scratch\nRUN --mount=target=/a --mount=type=tmpfs,target=/a/ true\n",
+        {"FROM scratch\nRUN --mount=target=/a --mount=type=tmpfs,target=/a/ "
+         "true\n",
          "Dockerfile:2: RUN --mount: two mounts on target /a"},
         {"FROM scratch\nRUN --mount=type=nfs,target=/a true\n",
-         "Dockerfile:2: RUN --mount=type=nfs,target=/a: unsupported mount type"},
+         "Dockerfile:2: RUN --mount=type=nfs,target=/a: unsupported mount "
+         "type"},
         {"FROM scratch AS me\nRUN --mount=from=me,target=/a true\n",
          "invalid from flag value me"},
         {"FROM scratch\nCOPY --exclude= a /b\n",

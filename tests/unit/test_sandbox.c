@@ -765,15 +765,25 @@ static void test_run_mounts(void **state)
     write_file(file, "one file\n");
     static const char secret[] = "not-in-any-layer";
     struct cairn_run_mount m[] = {
-        {.kind = CAIRN_RUN_MOUNT_BIND, .target = "/data/ro", .source = src,
+        {.kind = CAIRN_RUN_MOUNT_BIND,
+         .target = "/data/ro",
+         .source = src,
          .readonly = true},
         {.kind = CAIRN_RUN_MOUNT_BIND, .target = "/data/rw", .source = src},
-        {.kind = CAIRN_RUN_MOUNT_BIND, .target = "/etc/one.txt", .source = file,
-         .readonly = true, .file = true},
+        {.kind = CAIRN_RUN_MOUNT_BIND,
+         .target = "/etc/one.txt",
+         .source = file,
+         .readonly = true,
+         .file = true},
         {.kind = CAIRN_RUN_MOUNT_TMPFS, .target = "/scratch", .size = 1 << 20},
-        {.kind = CAIRN_RUN_MOUNT_DATA, .target = "/run/secrets/s",
-         .file = true, .data = secret, .len = sizeof secret - 1,
-         .mode = 0440, .uid = 0, .gid = 5},
+        {.kind = CAIRN_RUN_MOUNT_DATA,
+         .target = "/run/secrets/s",
+         .file = true,
+         .data = secret,
+         .len = sizeof secret - 1,
+         .mode = 0440,
+         .uid = 0,
+         .gid = 5},
     };
     struct box b;
     box_init(&b, "cat /data/ro/in.txt /etc/one.txt /run/secrets/s && echo && "
