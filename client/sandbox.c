@@ -561,6 +561,16 @@ static _Noreturn void sbx_exec(const struct sbx_prep *p)
     sbx_fail(p->msg_fd, SBX_STEP_EXEC_NOTFOUND, 0, -1);
 }
 
+/* True when the mount target t is cwd or one of its parents: the run
+ * creates cwd in the image when it is missing (Docker's WORKDIR rule), so
+ * such a target is made for real, not on the stub, and stays. */
+static int sbx_target_holds_cwd(const char *t, const char *cwd)
+{
+    size_t n = strlen(t);
+    return cwd != NULL && strncmp(cwd, t, n) == 0 &&
+           (cwd[n] == '\0' || cwd[n] == '/');
+}
+
 /* G, before pivot_root: the trees of the RUN --mount binds and data
  * files, cloned while host paths still resolve (DATA files are written to
  * a tmpfs of G's own mount namespace first, so a secret never touches a
@@ -652,7 +662,8 @@ static void sbx_mounts_attach(const struct sbx_prep *p, const int *tree,
             } else if (mkdir(m->target, 0755) != 0) {
                 sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
             }
-            made.made |= 1 << i;
+            if (!sbx_target_holds_cwd(m->target, p->cwd))
+                made.made |= 1 << i;
         }
         if (m->kind == CAIRN_RUN_MOUNT_TMPFS) {
             if (mount("tmpfs", m->target, "tmpfs", MS_NOSUID | MS_NODEV,
@@ -1061,7 +1072,8 @@ static int sbx_stub_path(const char *stub, const char *rel, int file)
  * targets of the RUN --mount mounts (without it: only the fixed mount
  * points are ever reported as created). */
 static int sbx_make_stub(const char *rundir,
-                         const struct cairn_run_mount *mounts, size_t nmounts)
+                         const struct cairn_run_mount *mounts, size_t nmounts,
+                         const char *cwd)
 {
     char *stub = sbx_join(rundir, "stub");
     if (stub == NULL)
@@ -1088,7 +1100,8 @@ static int sbx_make_stub(const char *rundir,
         free(path);
     }
     for (size_t i = 0; i < nmounts && rc == 0; i++)
-        rc = sbx_stub_path(stub, mounts[i].target + 1, mounts[i].file);
+        if (!sbx_target_holds_cwd(mounts[i].target, cwd))
+            rc = sbx_stub_path(stub, mounts[i].target + 1, mounts[i].file);
     /* Children first, so no later creation moves a directory's mtime. */
     for (int i = MP_COUNT - 1; i >= 0 && rc == 0; i--) {
         char *path = sbx_join(stub, sbx_mountpoints[i].path);
@@ -1227,7 +1240,8 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
     path = NULL;
     p->mounts = spec->mounts;
     p->nmounts = spec->nmounts;
-    if ((rc = sbx_make_stub(p->rundir, spec->mounts, spec->nmounts)) != 0)
+    if ((rc = sbx_make_stub(p->rundir, spec->mounts, spec->nmounts,
+                            spec->cwd ? spec->cwd : "/")) != 0)
         goto out;
     step = "prepare the RUN --mount mounts";
     if ((path = sbx_join(p->rundir, "sec")) == NULL) {

@@ -69,6 +69,8 @@ RUN --mount=source=src/a.txt,target=/etc/a.txt cat /etc/a.txt && echo file-bind-
 RUN --mount=from=builder,target=/b,rw echo x > /b/out.txt && echo y > /b/new.txt && cat /b/out.txt
 RUN --mount=from=builder,source=/out.txt,target=/again.txt cat /again.txt
 RUN echo done > /done.txt
+WORKDIR /work
+RUN --mount=target=.,source=src cat a.txt > /dev/null && echo "workdir-bind-ok"
 DF
 build b1 "$ctx" -t mount:1
 grep -q '^hello$' "$T/b1.out" || fail "bind mount content not visible"
@@ -88,6 +90,11 @@ for p in m ctx w in o in/out.txt etc/a.txt b again.txt; do
     grep -qE " $p/?\$" "$T/img1.list" && fail "mount target /$p reached a layer: $(grep " $p" "$T/img1.list")"
 done
 [ -f "$T/img1/done.txt" ] || fail "the last RUN's file is missing"
+grep -q '^workdir-bind-ok$' "$T/b1.out" || fail "bind mount at WORKDIR"
+# WORKDIR creates its directory even when a mount covers it (Docker's
+# rule); nothing of the mount is in it.
+[ -d "$T/img1/work" ] || fail "WORKDIR /work missing when a mount covered it"
+assert_eq "$(ls -A "$T/img1/work" | wc -l)" 0 "files of the mount at WORKDIR in the image"
 [ ! -e "$T/img1/etc/a.txt" ] || fail "a file bind mount target stayed in the image"
 
 # 2. The key covers what a bind mount shows: a change outside the mounted
