@@ -1694,3 +1694,8 @@ const char *ck_context_dir(const struct ck_context *ctx)
 {
     return ctx->rootabs;
 }
+
+const struct ck_ignore *ck_context_ignore(const struct ck_context *ctx)
+{
+    return ctx->ignore;
+}

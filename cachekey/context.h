@@ -114,4 +114,8 @@ int ck_context_source_each(struct ck_context *ctx, const char *src,
 /* The context's root directory as opened (borrowed). */
 const char *ck_context_dir(const struct ck_context *ctx);
 
+/* The ignore matcher the context was opened with (borrowed; NULL when
+ * none). */
+const struct ck_ignore *ck_context_ignore(const struct ck_context *ctx);
+
 #endif

@@ -1,5 +1,6 @@
 #include "key.h"
 
+#include "cachekey/exclude.h"
 #include "cachekey/field.h"
 
 #include <stdio.h>
@@ -90,7 +91,65 @@ static int put_heredoc(struct cairn_buf *m, const struct ck_heredoc *h)
     return rc;
 }
 
-static int material_run(struct cairn_buf *m, const struct ck_step *s)
+/* What a bind mount shows the command: the tree digest of the context
+ * subtree, or the key of the stage, or the image's digest (BuildKit keys
+ * a bind mount by the content mounted). Other mount types are covered by
+ * their flag text only: a cache, tmpfs, secret or ssh mount's content is
+ * not an input of the step by design. */
+static int put_bind_mount(struct cairn_buf *m, const struct ck_run_mount *rm,
+                          const struct ck_plan *plan,
+                          const struct ck_keys *keys, struct ck_context *ctx,
+                          bool *unresolved, struct cairn_err *err)
+{
+    int rc = put(m, "mount-target", rm->m.target);
+    const char *src = rm->m.source && rm->m.source[0] ? rm->m.source : ".";
+    if (rc)
+        return rc;
+    switch (rm->from_kind) {
+    case CK_FROM_CONTEXT: {
+        if (ctx == NULL)
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "no build context to mount %s from", src);
+        uint8_t d[CK_SHA256_LEN];
+        rc = put(m, "mount-from", "context");
+        if (!rc) {
+            rc = ck_context_source_digest(ctx, src, d, NULL, err);
+            if (rc && err && err->msg[0])
+                cairn_err_prefix(err, "RUN --mount target=%s, source",
+                                 rm->m.target);
+        }
+        if (!rc)
+            rc = put_hex(m, "mount-src-tree", d);
+        break;
+    }
+    case CK_FROM_STAGE: {
+        const struct ck_stage *st = &plan->stages[rm->from_stage];
+        const struct ck_step_key *k =
+            &keys->keys[st->first_step + st->nsteps - 1];
+        rc = put(m, "mount-from", "stage");
+        if (!rc)
+            rc = put_hex(m, "mount-from-key", k->key);
+        if (k->unresolved)
+            *unresolved = true;
+        break;
+    }
+    case CK_FROM_IMAGE:
+        rc = put(m, "mount-from", "image");
+        if (!rc && rm->from_unresolved) {
+            rc = put(m, "mount-from-unresolved-ref", rm->m.from);
+            *unresolved = true;
+        } else if (!rc) {
+            rc = put(m, "mount-from-digest", rm->from_image.digest);
+        }
+        break;
+    }
+    return rc;
+}
+
+static int material_run(struct cairn_buf *m, const struct ck_step *s,
+                        const struct ck_plan *plan, const struct ck_keys *keys,
+                        struct ck_context *ctx, bool *unresolved,
+                        struct cairn_err *err)
 {
     const struct ck_instr *in = s->instr;
     int rc = put(m, "form", in->json ? "exec" : "shell");
@@ -110,6 +169,10 @@ static int material_run(struct cairn_buf *m, const struct ck_step *s)
         rc = put_flags(m, s);
     for (size_t i = 0; !rc && i < in->nheredocs; i++)
         rc = put_heredoc(m, &in->heredocs[i]);
+    for (size_t i = 0; !rc && i < s->nmounts; i++)
+        if (s->mounts[i].m.type == CK_MOUNT_BIND)
+            rc = put_bind_mount(m, &s->mounts[i], plan, keys, ctx, unresolved,
+                                err);
     return rc;
 }
 
@@ -152,6 +215,9 @@ static int material_copy(struct cairn_buf *m, const struct ck_step *s,
     }
     if (!rc)
         rc = put(m, "dest", s->words[s->nwords - 1]);
+    struct ck_exclude *ex = NULL;
+    if (!rc && s->nexcludes)
+        rc = ck_exclude_new(s->excludes, s->nexcludes, &ex, err);
     for (size_t i = 0; !rc && i + 1 < s->nwords; i++) {
         const char *src = s->words[i];
         const struct ck_heredoc *h = heredoc_for(in, src);
@@ -167,16 +233,22 @@ static int material_copy(struct cairn_buf *m, const struct ck_step *s,
              * --checksum (a flag field above) it is pinned. */
             rc = put(m, "src-remote", src);
         } else {
-            if (ctx == NULL)
-                return cairn_err_set(err, CAIRN_E_INVAL,
-                                     "no build context to read %s from", src);
+            if (ctx == NULL) {
+                rc = cairn_err_set(err, CAIRN_E_INVAL,
+                                   "no build context to read %s from", src);
+                break;
+            }
+            /* Excluded files are no input of the step (BuildKit's rule). */
             uint8_t d[CK_SHA256_LEN];
-            rc = ck_context_source_digest(ctx, src, d, NULL, err);
-            if (rc)
-                return rc;
-            rc = put_hex(m, "src-tree", d);
+            if (ex != NULL)
+                rc = ck_exclude_digest(ctx, src, ex, d, err);
+            else
+                rc = ck_context_source_digest(ctx, src, d, NULL, err);
+            if (!rc)
+                rc = put_hex(m, "src-tree", d);
         }
     }
+    ck_exclude_free(ex);
     return rc;
 }
 
@@ -255,7 +327,9 @@ static int step_key(const struct ck_plan *plan, struct ck_keys *keys,
         rc = material_from(m, plan, st, &unresolved);
         break;
     case CK_INSTR_RUN:
-        rc = material_run(m, s);
+        rc = material_run(m, s, plan, keys, ctx, &unresolved, err);
+        if (rc && err && err->msg[0])
+            cairn_err_prefix(err, "%s:%d", plan->name, s->instr->line);
         break;
     case CK_INSTR_COPY:
     case CK_INSTR_ADD:

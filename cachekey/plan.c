@@ -5,6 +5,7 @@
 #include "common/strvec.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -329,6 +330,12 @@ static void step_free(struct ck_step *s)
     free(s->chown);
     free(s->chmod);
     ck_image_info_clear(&s->from_image);
+    for (size_t i = 0; i < s->nmounts; i++) {
+        ck_mount_clear(&s->mounts[i].m);
+        ck_image_info_clear(&s->mounts[i].from_image);
+    }
+    free(s->mounts);
+    cairn_strv_free(s->excludes, s->nexcludes);
 }
 
 void ck_image_info_clear(struct ck_image_info *info)
@@ -635,15 +642,160 @@ static int do_onbuild(struct walker *w, struct ck_step *s,
     return cairn_strvec_push(&st->onbuild, text);
 }
 
+static int resolve_from(struct walker *w, struct ck_step *s, const char *ref,
+                        enum ck_from_kind *kind, size_t *stage,
+                        struct ck_image_info *image, bool *unresolved);
+
+/* Expansion of --mount values in the stage's scope. */
+struct mount_expand {
+    struct walker *w;
+    const struct ck_instr *in;
+    struct lookup_scope sc;
+};
+
+static int mount_expand(void *arg, const char *value, char **out,
+                        struct cairn_err *err)
+{
+    struct mount_expand *x = arg;
+    (void)err; /* expand_in reports through the walker's err */
+    return expand_in(x->w, x->in, &x->sc, value, out);
+}
+
+static char *path_base(const char *p)
+{
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/')
+        n--;
+    size_t b = n;
+    while (b > 0 && p[b - 1] != '/')
+        b--;
+    return strndup(p + b, n - b);
+}
+
+/* Fills the defaults BuildKit fills and resolves from= of one mount. */
+static int mount_finish(struct walker *w, struct ck_step *s,
+                        struct stage_state *st, struct ck_run_mount *rm,
+                        unsigned ssh_index)
+{
+    struct ck_mount *m = &rm->m;
+    char msg[300];
+    if (m->type == CK_MOUNT_SECRET || m->type == CK_MOUNT_SSH) {
+        if (m->id == NULL && m->source != NULL) {
+            m->id = m->source;
+            m->source = NULL;
+        }
+        if (m->id == NULL && m->type == CK_MOUNT_SECRET)
+            m->id = path_base(m->target);
+        else if (m->id == NULL)
+            m->id = strdup("default");
+        if (m->id == NULL)
+            return CAIRN_E_NOMEM;
+        if (m->target == NULL) {
+            struct cairn_buf b;
+            cairn_buf_init(&b, 0);
+            if (m->type == CK_MOUNT_SECRET)
+                cairn_buf_printf(&b, "/run/secrets/%s", m->id);
+            else
+                cairn_buf_printf(&b, "/run/buildkit/ssh_agent.%u", ssh_index);
+            if ((m->target = cairn_buf_take(&b)) == NULL)
+                return CAIRN_E_NOMEM;
+        }
+    }
+    if (m->target == NULL || m->target[0] == '\0')
+        return fail(w, s->instr, CAIRN_E_PARSE,
+                    "RUN --mount: target is required (target=PATH)");
+    char *t = path_clean_abs(st->workdir, m->target);
+    if (t == NULL)
+        return CAIRN_E_NOMEM;
+    free(m->target);
+    m->target = t;
+    if (strcmp(t, "/") == 0) {
+        snprintf(msg, sizeof msg, "RUN --mount: invalid mount target \"/\"");
+        return fail(w, s->instr, CAIRN_E_PARSE, msg);
+    }
+    if (m->type == CK_MOUNT_CACHE && m->id == NULL &&
+        (m->id = strdup(t)) == NULL)
+        return CAIRN_E_NOMEM;
+    rm->from_kind = CK_FROM_CONTEXT;
+    if (m->from == NULL)
+        return 0;
+    if (m->from[0] == '\0')
+        return fail(w, s->instr, CAIRN_E_PARSE,
+                    "RUN --mount: from requires a value");
+    return resolve_from(w, s, m->from, &rm->from_kind, &rm->from_stage,
+                        &rm->from_image, &rm->from_unresolved);
+}
+
 static int do_run(struct walker *w, struct ck_step *s, struct stage_state *st)
 {
     int rc = copy_args(w, s, st);
     if (rc)
         return rc;
+    const struct ck_instr *in = s->instr;
+    char msg[300];
     bool present = false;
-    const char *net = ck_instr_flag(s->instr, "network", &present);
-    s->network = strdup(present && net ? net : "default");
-    return s->network ? 0 : CAIRN_E_NOMEM;
+    const char *net = ck_instr_flag(in, "network", &present);
+    if (present && (net == NULL ||
+                    (strcmp(net, "default") != 0 && strcmp(net, "none") != 0 &&
+                     strcmp(net, "host") != 0))) {
+        snprintf(msg, sizeof msg,
+                 "RUN --network=%.100s: network mode not supported (default, "
+                 "none or host)",
+                 net ? net : "");
+        return fail(w, in, CAIRN_E_PARSE, msg);
+    }
+    s->network = strdup(present ? net : "default");
+    if (s->network == NULL)
+        return CAIRN_E_NOMEM;
+    const char *sec = ck_instr_flag(in, "security", &present);
+    if (present && (sec == NULL || (strcmp(sec, "sandbox") != 0 &&
+                                    strcmp(sec, "insecure") != 0))) {
+        snprintf(msg, sizeof msg,
+                 "RUN --security=%.100s: security mode not supported "
+                 "(sandbox or insecure)",
+                 sec ? sec : "");
+        return fail(w, in, CAIRN_E_PARSE, msg);
+    }
+    s->insecure = present && strcmp(sec, "insecure") == 0;
+
+    size_t n = 0;
+    for (size_t i = 0; i < in->nflags; i++)
+        n += strcmp(in->flags[i].name, "mount") == 0;
+    if (n == 0)
+        return 0;
+    s->mounts = calloc(n, sizeof *s->mounts);
+    if (s->mounts == NULL)
+        return CAIRN_E_NOMEM;
+    unsigned nssh = 0;
+    for (size_t i = 0; !rc && i < in->nflags; i++) {
+        if (strcmp(in->flags[i].name, "mount") != 0)
+            continue;
+        struct mount_expand x = {w, in, stage_scope(st)};
+        struct ck_run_mount *rm = &s->mounts[s->nmounts];
+        rc = ck_mount_parse(in->flags[i].value ? in->flags[i].value : "",
+                            mount_expand, &x, &rm->m, w->err);
+        if (rc == CAIRN_E_PARSE || rc == CAIRN_E_TOOBIG) {
+            char detail[CAIRN_ERR_MSG_MAX];
+            snprintf(detail, sizeof detail, "%s", w->err->msg);
+            cairn_err_set(w->err, rc, "%s:%d: RUN --mount=%.200s: %s",
+                          w->df->name, in->line, in->flags[i].value, detail);
+        }
+        if (rc)
+            break;
+        s->nmounts++;
+        rc =
+            mount_finish(w, s, st, rm, rm->m.type == CK_MOUNT_SSH ? nssh++ : 0);
+    }
+    /* Two mounts on one target: the later would hide the earlier. */
+    for (size_t i = 0; !rc && i < s->nmounts; i++)
+        for (size_t k = i + 1; !rc && k < s->nmounts; k++)
+            if (strcmp(s->mounts[i].m.target, s->mounts[k].m.target) == 0) {
+                snprintf(msg, sizeof msg,
+                         "RUN --mount: two mounts on target %.200s",
+                         s->mounts[i].m.target);
+                rc = fail(w, in, CAIRN_E_PARSE, msg);
+            }
+    return rc;
 }
 
 static int expand_flag(struct walker *w, struct ck_step *s,
@@ -654,6 +806,90 @@ static int expand_flag(struct walker *w, struct ck_step *s,
         return 0;
     struct lookup_scope sc = stage_scope(st);
     return expand_in(w, s->instr, &sc, v, out);
+}
+
+/* Resolves a --from reference (COPY --from, RUN --mount from=): an
+ * earlier stage by name or index, else an image through the resolver. */
+static int resolve_from(struct walker *w, struct ck_step *s, const char *ref,
+                        enum ck_from_kind *kind, size_t *stage,
+                        struct ck_image_info *image, bool *unresolved)
+{
+    size_t cur = w->nstages - 1, idx;
+    if (stage_lookup_index(w, ref, cur, &idx)) {
+        *kind = CK_FROM_STAGE;
+        *stage = idx;
+        return 0;
+    }
+    if ((w->stages[cur].name && strcasecmp(w->stages[cur].name, ref) == 0) ||
+        (strspn(ref, "0123456789") == strlen(ref) && ref[0]))
+        return cairn_err_set(w->err, CAIRN_E_PARSE,
+                             "%s:%d: invalid from flag value %s: a stage can "
+                             "only copy from an earlier stage",
+                             w->df->name, s->instr->line, ref);
+    /* Stages are built in order, so a stage can only read earlier ones;
+     * naming a later one is a mistake, not an image reference. */
+    for (size_t i = 0; i < w->df->ninstrs; i++) {
+        const struct ck_instr *f = &w->df->instrs[i];
+        if (f->kind == CK_INSTR_FROM && f->nargs == 3 &&
+            strcasecmp(f->args[2], ref) == 0)
+            return cairn_err_set(w->err, CAIRN_E_PARSE,
+                                 "%s:%d: invalid from flag value %s: stage "
+                                 "\"%s\" is defined after its use",
+                                 w->df->name, s->instr->line, ref, f->args[2]);
+    }
+    *kind = CK_FROM_IMAGE;
+    int rc = 0;
+    if (w->opts->resolve) {
+        rc = w->opts->resolve(w->opts->resolve_arg, ref,
+                              w->stages[cur].platform, image, w->err);
+        if (rc == CAIRN_E_NOTFOUND && w->opts->allow_unresolved) {
+            *unresolved = true;
+            rc = 0;
+        } else if (rc) {
+            cairn_err_prefix(w->err, "%s:%d", w->df->name, s->instr->line);
+        }
+    } else if (w->opts->allow_unresolved) {
+        *unresolved = true;
+    } else {
+        rc = cairn_err_set(w->err, CAIRN_E_NOTFOUND,
+                           "%s:%d: image %s is not available", w->df->name,
+                           s->instr->line, ref);
+    }
+    return rc;
+}
+
+/* COPY/ADD --exclude (repeatable) after expansion, and COPY --parents. */
+static int copy_excludes(struct walker *w, struct ck_step *s,
+                         struct stage_state *st)
+{
+    const struct ck_instr *in = s->instr;
+    struct cairn_strvec ex;
+    cairn_strvec_init(&ex);
+    int rc = 0;
+    for (size_t i = 0; !rc && i < in->nflags; i++) {
+        if (strcmp(in->flags[i].name, "exclude") != 0)
+            continue;
+        struct lookup_scope sc = stage_scope(st);
+        char *v = NULL;
+        rc = expand_in(w, in, &sc, in->flags[i].value ? in->flags[i].value : "",
+                       &v);
+        if (!rc && v[0] == '\0')
+            rc = fail(w, in, CAIRN_E_PARSE, "--exclude requires a pattern");
+        if (!rc)
+            rc = cairn_strvec_push(&ex, v);
+        free(v);
+    }
+    bool present = false;
+    const char *parents = ck_instr_flag(in, "parents", &present);
+    s->parents =
+        present && (parents == NULL || strcasecmp(parents, "true") == 0 ||
+                    strcmp(parents, "1") == 0);
+    if (rc) {
+        cairn_strvec_free(&ex);
+        return rc;
+    }
+    s->excludes = cairn_strvec_take(&ex, &s->nexcludes);
+    return s->nexcludes && s->excludes == NULL ? CAIRN_E_NOMEM : 0;
 }
 
 static int do_copy(struct walker *w, struct ck_step *s,
@@ -671,6 +907,9 @@ static int do_copy(struct walker *w, struct ck_step *s,
                     s->instr->kind == CK_INSTR_ADD
                         ? "ADD requires at least two arguments"
                         : "COPY requires at least two arguments");
+    rc = copy_excludes(w, s, st);
+    if (rc)
+        return rc;
     bool present = false;
     const char *from = ck_instr_flag(s->instr, "from", &present);
     if (!present)
@@ -682,55 +921,9 @@ static int do_copy(struct walker *w, struct ck_step *s,
     rc = expand_in(w, s->instr, &sc, from, &ref);
     if (rc)
         return rc;
-    size_t cur = w->nstages - 1, idx;
-    if (stage_lookup_index(w, ref, cur, &idx)) {
-        s->from_kind = CK_FROM_STAGE;
-        s->from_stage = idx;
-        s->from_ref = ref;
-        return 0;
-    }
-    if ((w->stages[cur].name && strcasecmp(w->stages[cur].name, ref) == 0) ||
-        (strspn(ref, "0123456789") == strlen(ref) && ref[0])) {
-        cairn_err_set(w->err, CAIRN_E_PARSE,
-                      "%s:%d: invalid from flag value %s: a stage can only "
-                      "copy from an earlier stage",
-                      w->df->name, s->instr->line, ref);
-        free(ref);
-        return CAIRN_E_PARSE;
-    }
-    /* Stages are built in order, so a stage can only read earlier ones;
-     * naming a later one is a mistake, not an image reference. */
-    for (size_t i = 0; i < w->df->ninstrs; i++) {
-        const struct ck_instr *f = &w->df->instrs[i];
-        if (f->kind == CK_INSTR_FROM && f->nargs == 3 &&
-            strcasecmp(f->args[2], ref) == 0) {
-            cairn_err_set(w->err, CAIRN_E_PARSE,
-                          "%s:%d: invalid from flag value %s: stage \"%s\" "
-                          "is defined after its use",
-                          w->df->name, s->instr->line, ref, f->args[2]);
-            free(ref);
-            return CAIRN_E_PARSE;
-        }
-    }
-    s->from_kind = CK_FROM_IMAGE;
     s->from_ref = ref;
-    if (w->opts->resolve) {
-        rc = w->opts->resolve(w->opts->resolve_arg, ref, w->stages[cur].platform,
-                              &s->from_image, w->err);
-        if (rc == CAIRN_E_NOTFOUND && w->opts->allow_unresolved) {
-            s->from_unresolved = true;
-            rc = 0;
-        } else if (rc) {
-            cairn_err_prefix(w->err, "%s:%d", w->df->name, s->instr->line);
-        }
-    } else if (w->opts->allow_unresolved) {
-        s->from_unresolved = true;
-    } else {
-        rc = cairn_err_set(w->err, CAIRN_E_NOTFOUND,
-                           "%s:%d: image %s is not available", w->df->name,
-                           s->instr->line, ref);
-    }
-    return rc;
+    return resolve_from(w, s, ref, &s->from_kind, &s->from_stage,
+                        &s->from_image, &s->from_unresolved);
 }
 
 static const struct {
@@ -1096,7 +1289,8 @@ static int run_instr(struct walker *w, const struct ck_instr *in,
     return rc;
 }
 
-/* Marks the stages the target needs: its base chain and COPY --from. */
+/* Marks the stages the target needs: its base chain, COPY --from and
+ * RUN --mount from=. */
 static void mark_needed(struct ck_plan *p, size_t i)
 {
     if (p->stages[i].needed)
@@ -1104,9 +1298,15 @@ static void mark_needed(struct ck_plan *p, size_t i)
     p->stages[i].needed = true;
     if (p->stages[i].base_kind == CK_BASE_STAGE)
         mark_needed(p, p->stages[i].base_stage);
-    for (size_t k = 0; k < p->nsteps; k++)
-        if (p->steps[k].stage == i && p->steps[k].from_kind == CK_FROM_STAGE)
+    for (size_t k = 0; k < p->nsteps; k++) {
+        if (p->steps[k].stage != i)
+            continue;
+        if (p->steps[k].from_kind == CK_FROM_STAGE)
             mark_needed(p, p->steps[k].from_stage);
+        for (size_t j = 0; j < p->steps[k].nmounts; j++)
+            if (p->steps[k].mounts[j].from_kind == CK_FROM_STAGE)
+                mark_needed(p, p->steps[k].mounts[j].from_stage);
+    }
 }
 
 static int parse_build_args(struct walker *w)

@@ -19,6 +19,7 @@
 #define CAIRN_CACHEKEY_PLAN_H
 
 #include "cachekey/dockerfile.h"
+#include "cachekey/runmount.h"
 #include "common/error.h"
 
 #include <stdbool.h>
@@ -77,6 +78,18 @@ enum ck_from_kind {
     CK_FROM_IMAGE,
 };
 
+/* One RUN --mount after expansion: the target is absolute and clean, a
+ * cache id defaults to the target, a secret's id to source or the
+ * target's base name and its target to /run/secrets/ID. from (bind and
+ * cache) is resolved like COPY --from. Owned by the plan. */
+struct ck_run_mount {
+    struct ck_mount m;
+    enum ck_from_kind from_kind;
+    size_t from_stage;               /* CK_FROM_STAGE */
+    struct ck_image_info from_image; /* CK_FROM_IMAGE, when resolved */
+    bool from_unresolved;
+};
+
 /* One instruction of the build with its expanded form and the state it
  * runs in. All strings owned by the plan. */
 struct ck_step {
@@ -106,7 +119,10 @@ struct ck_step {
     char *user;    /* "" when unset (root) */
     char **shell;  /* argv prefix for shell form */
     size_t nshell;
-    char *network; /* RUN --network, "default" when not given */
+    char *network; /* RUN --network: "default", "none" or "host" */
+    bool insecure; /* RUN --security=insecure (the build refuses it) */
+    struct ck_run_mount *mounts; /* RUN --mount, in the order written */
+    size_t nmounts;
 
     /* COPY/ADD --from. */
     enum ck_from_kind from_kind;
@@ -118,6 +134,11 @@ struct ck_step {
     /* COPY/ADD --chown and --chmod after expansion, or NULL. */
     char *chown;
     char *chmod;
+    /* COPY/ADD --exclude patterns after expansion (dockerignore syntax,
+     * matched against paths relative to each match), COPY --parents. */
+    char **excludes;
+    size_t nexcludes;
+    bool parents;
 };
 
 struct ck_stage {

@@ -3,6 +3,7 @@
 #include "cachekey/context.h"
 #include "cachekey/dockerfile.h"
 #include "cachekey/dockerignore.h"
+#include "cachekey/exclude.h"
 #include "cachekey/key.h"
 #include "cachekey/plan.h"
 #include "cachekey/statcache.h"
@@ -767,6 +768,8 @@ struct copy_job {
     bool link; /* COPY --link: the layer does not look at the parent */
     struct cairn_strvec emitted; /* directories already in the layer */
     unsigned entries;
+    struct ck_exclude *exclude; /* --exclude, or NULL */
+    char pivot[4096];           /* --parents: the source's part before "/./" */
 };
 
 static bool emitted_has(struct copy_job *j, const char *p)
@@ -881,6 +884,8 @@ static int copy_entry(void *arg, const struct ck_context_entry *e)
     struct copy_job *j = arg;
     struct build *b = j->b;
     char target[8192];
+    if (ck_exclude_entry(j->exclude, e))
+        return 0;
     const char *unpack = ck_instr_flag(j->step->instr, "unpack", NULL);
     if (j->step->instr->kind == CK_INSTR_ADD && e->type == 'f' &&
         !e->match_is_dir && !(unpack && strcmp(unpack, "false") == 0)) {
@@ -893,8 +898,18 @@ static int copy_entry(void *arg, const struct ck_context_entry *e)
             return copy_archive(j, path);
     }
     /* Where the entry lands: a directory match copies its contents into
-     * dest; a file goes to dest itself, or into it when dest is a dir. */
-    if (e->match_is_dir) {
+     * dest; a file goes to dest itself, or into it when dest is a dir.
+     * With --parents the match keeps its path (below a "/./" pivot). */
+    size_t pl = strlen(j->pivot);
+    const char *kept = e->match;
+    if (pl && strncmp(kept, j->pivot, pl) == 0 && kept[pl] == '/')
+        kept += pl + 1;
+    if (j->step->parents && strcmp(kept, ".") != 0) {
+        if (strcmp(e->rel, ".") == 0 || !e->match_is_dir)
+            snprintf(target, sizeof target, "%s/%s", j->dest, kept);
+        else
+            snprintf(target, sizeof target, "%s/%s/%s", j->dest, kept, e->rel);
+    } else if (e->match_is_dir) {
         if (strcmp(e->rel, ".") == 0)
             snprintf(target, sizeof target, "%s", j->dest);
         else
@@ -1034,6 +1049,11 @@ static int run_copy(struct build *b, const struct ck_step *s,
         j.has_chmod = true;
         j.chmod = (mode_t)m;
     }
+    if (s->nexcludes) {
+        rc = ck_exclude_new(s->excludes, s->nexcludes, &j.exclude, b->err);
+        if (rc)
+            return step_fail(b, s, rc, b->err->msg);
+    }
 
     /* The destination, absolute, relative to WORKDIR otherwise. */
     const char *dest = s->words[s->nwords - 1];
@@ -1129,7 +1149,8 @@ static int run_copy(struct build *b, const struct ck_step *s,
     }
     nsrc += matches.n;
     cairn_strvec_free(&matches);
-    j.dest_is_dir = trailing || nsrc > 1 || strcmp(j.dest, "/") == 0;
+    j.dest_is_dir =
+        trailing || nsrc > 1 || strcmp(j.dest, "/") == 0 || s->parents;
 
     struct cairn_layer_opts lo = {.compression = b->o->compression,
                                   .source_date_epoch = b->o->source_date_epoch};
@@ -1183,6 +1204,16 @@ static int run_copy(struct build *b, const struct ck_step *s,
             j.entries++;
             continue;
         }
+        /* --parents keeps the path below a "/./" pivot (Dockerfile 1.7). */
+        const char *pv = strstr(src, "/./");
+        j.pivot[0] = '\0';
+        if (s->parents && pv != NULL) {
+            const char *p0 = src;
+            while (*p0 == '/' || (p0[0] == '.' && p0[1] == '/'))
+                p0 += *p0 == '/' ? 1 : 2;
+            if (pv > p0)
+                snprintf(j.pivot, sizeof j.pivot, "%.*s", (int)(pv - p0), p0);
+        }
         rc = ck_context_source_each(src_ctx, src, copy_entry, &j, b->err);
     }
     if (rc) {
@@ -1219,6 +1250,7 @@ out:
     free(lowers);
     stage_out_free(&img);
     cairn_strvec_free(&j.emitted);
+    ck_exclude_free(j.exclude);
     return rc;
 }
 
@@ -1279,6 +1311,40 @@ static bool upper_has_changes(const char *dir, const char *prefix,
     return found;
 }
 
+/* cairn_runmount_lowers_fn: the snapshots of a mount's from= (an earlier
+ * stage, built by now, or an image in the store). */
+struct mount_lowers {
+    struct build *b;
+    struct stage_out imgs[CAIRN_RUN_MAX_MOUNTS];
+    size_t nimgs;
+};
+
+static int mount_lowers(void *arg, const struct ck_run_mount *rm,
+                        const char ***out, size_t *n, struct cairn_err *err)
+{
+    struct mount_lowers *ml = arg;
+    struct build *b = ml->b;
+    struct stage_out *from = NULL;
+    int rc = 0;
+    (void)err; /* the helpers report through b->err, the same one */
+    if (rm->from_kind == CK_FROM_STAGE) {
+        from = &b->stages[rm->from_stage];
+    } else {
+        from = &ml->imgs[ml->nimgs++];
+        struct cairn_manifest m;
+        memset(&m, 0, sizeof m);
+        rc = load_image(b, rm->from_image.digest, &m, &from->cfg);
+        for (size_t i = 0; !rc && i < m.nlayers; i++)
+            rc = layers_push(from, &m.layers[i]);
+        cairn_manifest_clear(&m);
+    }
+    if (!rc)
+        rc = stage_lowers(b, from, out);
+    if (!rc)
+        *n = from->nlayers;
+    return rc;
+}
+
 static int run_run(struct build *b, const struct ck_step *s,
                    struct stage_out *so, struct cairn_layer_desc *desc,
                    char **blob, bool *empty)
@@ -1298,7 +1364,18 @@ static int run_run(struct build *b, const struct ck_step *s,
     const void *stdin_data = NULL;
     size_t stdin_len = 0;
     char *script = NULL;
+    struct cairn_runmounts *mounts = NULL;
+    struct mount_lowers ml;
+    memset(&ml, 0, sizeof ml);
+    ml.b = b;
     int rc = 0;
+    if (s->insecure) {
+        rc = step_fail(b, s, CAIRN_E_UNSUPPORTED,
+                       "RUN --security=insecure is not supported: it needs "
+                       "the security.insecure entitlement, which cairn does "
+                       "not grant");
+        goto out;
+    }
     if (mkdir(upper, 0755) != 0 || mkdir(work, 0700) != 0) {
         rc = cairn_err_set(b->err, -errno, "mkdir: %s", strerror(errno));
         goto out;
@@ -1366,6 +1443,27 @@ static int run_run(struct build *b, const struct ck_step *s,
         net_none = true;
     else if (strcmp(s->network, "host") == 0)
         net_none = false;
+    struct cairn_runmount_env menv = {
+        .store_root = cairn_store_root(b->st),
+        .tmpdir = tmp,
+        .ctx = b->ctx,
+        .secrets = b->o->secrets,
+        .nsecrets = b->o->nsecrets,
+        .lowers = mount_lowers,
+        .lowers_arg = &ml,
+        .out = b->out,
+    };
+    if (s->nmounts) {
+        rc = cairn_runmounts_prepare(s, &menv, &mounts, b->err);
+        if (rc) {
+            cairn_err_prefix(b->err, "step %d/%d (%s:%d RUN)", s->number,
+                             b->total, b->df->name, s->instr->line);
+            goto out;
+        }
+    }
+    size_t nmounts = 0;
+    const struct cairn_run_mount *mlist =
+        cairn_runmounts_list(mounts, &nmounts);
     struct cairn_run_spec spec = {
         .lowerdirs = lowers,
         .nlowerdirs = so->nlayers,
@@ -1381,9 +1479,15 @@ static int run_run(struct build *b, const struct ck_step *s,
         .stdin_data = stdin_data,
         .stdin_len = stdin_len,
         .out_fd = fileno(b->out),
+        .mounts = mlist,
+        .nmounts = nmounts,
     };
     fflush(b->out);
     rc = cairn_sandbox_run(&spec, &res, b->err);
+    /* Cache locks are held for the command only; the views and copies
+     * are not needed for the layer. */
+    cairn_runmounts_release(mounts);
+    mounts = NULL;
     if (rc) {
         cairn_err_prefix(b->err, "step %d/%d (%s:%d RUN)", s->number,
                          b->total, b->df->name, s->instr->line);
@@ -1423,6 +1527,9 @@ static int run_run(struct build *b, const struct ck_step *s,
     rc = cairn_layer_writer_finish(w, desc, blob, b->err);
     layer_progress_end(&lp);
 out:
+    cairn_runmounts_release(mounts);
+    for (size_t i = 0; i < ml.nimgs; i++)
+        stage_out_free(&ml.imgs[i]);
     cairn_run_result_clear(&res);
     free(script);
     free(lowers);

@@ -16,6 +16,7 @@
 
 #include "client/cache.h"
 #include "client/layer.h"
+#include "client/runmount.h"
 #include "client/store.h"
 #include "common/error.h"
 
@@ -47,6 +48,10 @@ struct cairn_build_opts {
      * client/explain.h. A successful build with tags always remembers its
      * keys for this, with or without explain. */
     bool explain;
+    /* `--secret` values for RUN --mount=type=secret, borrowed. Their bytes
+     * never reach a layer, a key or the output. */
+    const struct cairn_build_secret *secrets;
+    size_t nsecrets;
 };
 
 /* Counts of what a build did, for the summary line. */

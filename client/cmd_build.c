@@ -39,6 +39,9 @@ static void build_usage(FILE *out)
             "      --source-date-epoch N    clamp times (or "
             "SOURCE_DATE_EPOCH)\n"
             "      --progress auto|plain|tty\n"
+            "      --secret id=ID[,src=PATH|env=VAR]   a secret for RUN "
+            "--mount=type=secret\n"
+            "                               (repeatable; never stored)\n"
             "      --cache URL              shared cache, grpc://host:port"
             "[/instance]\n"
             "                               or grpcs://... (repeatable; or "
@@ -98,6 +101,8 @@ int cairn_cmd_build(int argc, char **argv)
     struct cairn_config cfg;
     cairn_config_init(&cfg);
     bool cache_flag = false;
+    struct cairn_build_secret secrets[64];
+    size_t nsecrets = 0;
     struct cairn_err cerr;
     cairn_err_clear(&cerr);
     if (cairn_config_load(&cfg, &cerr) != 0) {
@@ -140,6 +145,19 @@ int cairn_cmd_build(int argc, char **argv)
                 fprintf(stderr, "cairn build: --network must be host or none\n");
                 goto out;
             }
+        } else if ((v = opt_value(argc, argv, &i, "--secret", NULL, &missing))) {
+            if (nsecrets == sizeof secrets / sizeof secrets[0]) {
+                fprintf(stderr, "cairn build: at most %zu --secret values\n",
+                        sizeof secrets / sizeof secrets[0]);
+                goto out;
+            }
+            char *sid = NULL, *sdata = NULL;
+            size_t slen = 0;
+            if (cairn_secret_parse(v, &sid, &sdata, &slen, &cerr) != 0) {
+                fprintf(stderr, "cairn build: %s\n", cerr.msg);
+                goto out;
+            }
+            secrets[nsecrets++] = (struct cairn_build_secret){sid, sdata, slen};
         } else if ((v = opt_value(argc, argv, &i, "--compression", NULL, &missing))) {
             if (strcmp(v, "gzip") == 0)
                 o.compression = CAIRN_COMPRESS_GZIP;
@@ -199,6 +217,8 @@ int cairn_cmd_build(int argc, char **argv)
     o.ntags = tags.n;
     o.build_args = (const char *const *)args.v;
     o.nbuild_args = args.n;
+    o.secrets = secrets;
+    o.nsecrets = nsecrets;
 
     status = 1;
     struct cairn_err err;
@@ -256,5 +276,11 @@ out:
     cairn_store_close(st);
     cairn_strvec_free(&tags);
     cairn_strvec_free(&args);
+    for (size_t i = 0; i < nsecrets; i++) {
+        free((char *)secrets[i].id);
+        /* The secret's bytes do not outlive the build in our memory. */
+        explicit_bzero((char *)secrets[i].data, secrets[i].len);
+        free((char *)secrets[i].data);
+    }
     return status;
 }

@@ -17,5 +17,6 @@ int cairn_cmd_import(int argc, char **argv);
 int cairn_cmd_load(int argc, char **argv);
 int cairn_cmd_build(int argc, char **argv);
 int cairn_cmd_cache(int argc, char **argv);
+int cairn_cmd_builder(int argc, char **argv);
 
 #endif

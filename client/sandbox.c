@@ -69,6 +69,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <grp.h>
 #include <time.h>
@@ -138,6 +139,7 @@ static const char *const sbx_dev_names[SRC_NDEV] = {
     X(SBX_STEP_SHM, "mount /dev/shm")                                          \
     X(SBX_STEP_DEVLINK, "create the /dev symlinks")                            \
     X(SBX_STEP_BIND, "bind-mount")                                             \
+    X(SBX_STEP_RUNMOUNT, "RUN --mount at")                                     \
     X(SBX_STEP_STDIO, "set up stdin, stdout and stderr")                       \
     X(SBX_STEP_PASSWD, "read /etc/passwd")                                     \
     X(SBX_STEP_GROUP, "read /etc/group")                                       \
@@ -174,6 +176,8 @@ struct sbx_msg {
     int32_t arg;  /* ERROR: index into the step's table, or -1;
                      MOUNTPOINTS: bits of the mount points created */
     int32_t arg2; /* MOUNTPOINTS: bits of those made in the merged tree */
+    int32_t made; /* MOUNTPOINTS: bits of the spec's mounts whose target
+                     was made in the merged tree */
 };
 
 /* Everything C and G need, prepared by the caller before forking. */
@@ -196,6 +200,10 @@ struct sbx_prep {
     int network_none;
     pid_t parent_pid;
     int msg_fd, stdin_fd, out_fd;
+    const struct cairn_run_mount *mounts; /* spec->mounts */
+    size_t nmounts;
+    char *mnt_path[CAIRN_RUN_MAX_MOUNTS]; /* DATA: "sec/N" in rundir */
+    char *mnt_opts[CAIRN_RUN_MAX_MOUNTS]; /* TMPFS: mount options */
 };
 
 /* Sandboxes running in this process, for cairn_sandbox_kill_all. */
@@ -224,7 +232,7 @@ static int sbx_parse_id(const char *s, size_t n, uint32_t *out)
 
 static _Noreturn void sbx_fail(int fd, enum sbx_step step, int e, int arg)
 {
-    struct sbx_msg m = {SBX_MSG_ERROR, (int32_t)step, e, arg, 0};
+    struct sbx_msg m = {SBX_MSG_ERROR, (int32_t)step, e, arg, 0, 0};
     ssize_t w = write(fd, &m, sizeof m);
     (void)w;
     _exit(SBX_EXIT_SETUP);
@@ -553,6 +561,125 @@ static _Noreturn void sbx_exec(const struct sbx_prep *p)
     sbx_fail(p->msg_fd, SBX_STEP_EXEC_NOTFOUND, 0, -1);
 }
 
+/* True when the mount target t is cwd or one of its parents: the run
+ * creates cwd in the image when it is missing (Docker's WORKDIR rule), so
+ * such a target is made for real, not on the stub, and stays. */
+static int sbx_target_holds_cwd(const char *t, const char *cwd)
+{
+    size_t n = strlen(t);
+    return cwd != NULL && strncmp(cwd, t, n) == 0 &&
+           (cwd[n] == '\0' || cwd[n] == '/');
+}
+
+/* G, before pivot_root: the trees of the RUN --mount binds and data
+ * files, cloned while host paths still resolve (DATA files are written to
+ * a tmpfs of G's own mount namespace first, so a secret never touches a
+ * disk). TMPFS mounts need nothing here (-1). */
+static void sbx_mounts_clone(const struct sbx_prep *p, int *tree)
+{
+    int fd = p->msg_fd;
+    int sec_mounted = 0;
+    for (size_t i = 0; i < p->nmounts; i++) {
+        const struct cairn_run_mount *m = &p->mounts[i];
+        tree[i] = -1;
+        const char *src = m->source;
+        if (m->kind == CAIRN_RUN_MOUNT_TMPFS)
+            continue;
+        if (m->kind == CAIRN_RUN_MOUNT_DATA) {
+            if (!sec_mounted &&
+                mount("tmpfs", "sec", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                      "mode=0700") != 0)
+                sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
+            sec_mounted = 1;
+            int f = open(p->mnt_path[i],
+                         O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            if (f < 0)
+                sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
+            const char *d = m->data;
+            size_t off = 0;
+            while (off < m->len) {
+                ssize_t w = write(f, d + off, m->len - off);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0)
+                    sbx_fail(fd, SBX_STEP_RUNMOUNT, w < 0 ? errno : EIO,
+                             (int)i);
+                off += (size_t)w;
+            }
+            if (fchown(f, m->uid, m->gid) != 0 ||
+                fchmod(f, (mode_t)(m->mode & 07777)) != 0)
+                sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
+            close(f);
+            src = p->mnt_path[i];
+        }
+        tree[i] = open_tree(AT_FDCWD, src,
+                            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (tree[i] < 0)
+            sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
+        struct mount_attr attr = {
+            .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        };
+        if (m->readonly || m->kind == CAIRN_RUN_MOUNT_DATA)
+            attr.attr_set |= MOUNT_ATTR_RDONLY;
+        if (mount_setattr(tree[i], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
+                          sizeof attr) != 0)
+            sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
+    }
+}
+
+/* G, inside the root: mounts each RUN --mount at its target, making the
+ * target in the merged tree when the stub could not provide it, and
+ * reports those (they are removed from upperdir after the run). */
+static void sbx_mounts_attach(const struct sbx_prep *p, const int *tree,
+                              struct sbx_msg *mp)
+{
+    int fd = p->msg_fd;
+    struct sbx_msg made = {SBX_MSG_MOUNTPOINTS, 0, 0, mp->arg, mp->arg2, 0};
+    for (size_t i = 0; i < p->nmounts; i++) {
+        const struct cairn_run_mount *m = &p->mounts[i];
+        struct stat st;
+        if (lstat(m->target, &st) != 0) {
+            if (errno != ENOENT)
+                sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
+            char parent[PATH_MAX];
+            size_t n = strlen(m->target);
+            if (n >= sizeof parent)
+                sbx_fail(fd, SBX_STEP_RUNMOUNT, ENAMETOOLONG, (int)i);
+            memcpy(parent, m->target, n + 1);
+            char *slash = strrchr(parent, '/');
+            if (slash != NULL && slash != parent) {
+                *slash = '\0';
+                int e = sbx_mkdir_p(parent);
+                if (e != 0)
+                    sbx_fail(fd, SBX_STEP_RUNMOUNT, e, (int)i);
+            }
+            if (m->file) {
+                int f = open(m->target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                             0644);
+                if (f < 0)
+                    sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
+                close(f);
+            } else if (mkdir(m->target, 0755) != 0) {
+                sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
+            }
+            if (!sbx_target_holds_cwd(m->target, p->cwd))
+                made.made |= 1 << i;
+        }
+        if (m->kind == CAIRN_RUN_MOUNT_TMPFS) {
+            if (mount("tmpfs", m->target, "tmpfs", MS_NOSUID | MS_NODEV,
+                      p->mnt_opts[i]) != 0)
+                sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, (int)i);
+        } else {
+            int e = sbx_attach(tree[i], m->target, 0);
+            if (e != 0)
+                sbx_fail(fd, SBX_STEP_RUNMOUNT, e, (int)i);
+            close(tree[i]);
+        }
+    }
+    if (made.made != 0 && write(fd, &made, sizeof made) != (ssize_t)sizeof made)
+        sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, -1);
+}
+
 /* G: PID 1 of the new namespaces. Sets up the root and execs. */
 static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
 {
@@ -600,6 +727,9 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
         }
     }
 
+    int mtree[CAIRN_RUN_MAX_MOUNTS];
+    sbx_mounts_clone(p, mtree);
+
     /* pivot_root(".", ".") stacks the old root on the new one; detaching
      * it leaves only the overlay. Where pivot_root is refused (an
      * initramfs root), moving the mount and chroot does the job. */
@@ -615,7 +745,7 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
         sbx_fail(fd, SBX_STEP_PIVOT, errno, -1);
 
     /* Which mount points the image lacks: the stub's marker shows. */
-    struct sbx_msg mp = {SBX_MSG_MOUNTPOINTS, 0, 0, 0, 0};
+    struct sbx_msg mp = {SBX_MSG_MOUNTPOINTS, 0, 0, 0, 0, 0};
     for (int i = 0; i < MP_COUNT; i++) {
         const char *path = sbx_mountpoints[i].path;
         struct stat st;
@@ -694,6 +824,8 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
         }
         close(tree[i]);
     }
+
+    sbx_mounts_attach(p, mtree, &mp);
 
     /* stdio: the descriptors are 3 or above (C moved them), so the dup2
      * calls cannot overwrite one another. */
@@ -912,8 +1044,36 @@ static void sbx_unlink_lowers(const char *dir, const char *sub, size_t n)
     cairn_buf_free(&link);
 }
 
-/* The stub lower: every mount point, with the marker mtime. */
-static int sbx_make_stub(const char *rundir)
+/* Makes rel (and its parents) under stub: a directory, or an empty file. */
+static int sbx_stub_path(const char *stub, const char *rel, int file)
+{
+    char *path = sbx_join(stub, rel);
+    if (path == NULL)
+        return CAIRN_E_NOMEM;
+    int rc = 0;
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    rc = -sbx_mkdir_p(path);
+    *slash = '/';
+    if (rc == 0 && file) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            rc = -errno;
+        else
+            close(fd);
+    } else if (rc == 0 && mkdir(path, 0755) != 0 && errno != EEXIST) {
+        rc = -errno;
+    }
+    free(path);
+    return rc;
+}
+
+/* The stub lower: every mount point, with the marker mtime, and the
+ * targets of the RUN --mount mounts (without it: only the fixed mount
+ * points are ever reported as created). */
+static int sbx_make_stub(const char *rundir,
+                         const struct cairn_run_mount *mounts, size_t nmounts,
+                         const char *cwd)
 {
     char *stub = sbx_join(rundir, "stub");
     if (stub == NULL)
@@ -939,6 +1099,9 @@ static int sbx_make_stub(const char *rundir)
         }
         free(path);
     }
+    for (size_t i = 0; i < nmounts && rc == 0; i++)
+        if (!sbx_target_holds_cwd(mounts[i].target, cwd))
+            rc = sbx_stub_path(stub, mounts[i].target + 1, mounts[i].file);
     /* Children first, so no later creation moves a directory's mtime. */
     for (int i = MP_COUNT - 1; i >= 0 && rc == 0; i--) {
         char *path = sbx_join(stub, sbx_mountpoints[i].path);
@@ -969,6 +1132,7 @@ static void sbx_prep_free(struct sbx_prep *p, size_t nlowers)
             "stub/proc",
             "stub",
             "root",
+            "sec",
             "u",
             "w",
             "l",
@@ -976,6 +1140,20 @@ static void sbx_prep_free(struct sbx_prep *p, size_t nlowers)
             "resolv.conf",
         };
         sbx_unlink_lowers(p->rundir, "l/", nlowers);
+        /* The RUN --mount targets in the stub, deepest first, then their
+         * parents while empty (some are shared, some are fixed ones). */
+        for (size_t i = p->nmounts; i-- > 0;) {
+            char *path = sbx_join(p->rundir, "stub");
+            char *t = path ? sbx_join(path, p->mounts[i].target + 1) : NULL;
+            free(path);
+            size_t stub_len = strlen(p->rundir) + 5;
+            while (t != NULL && strlen(t) > stub_len) {
+                if (unlink(t) != 0 && errno == EISDIR && rmdir(t) != 0)
+                    break;
+                *strrchr(t, '/') = '\0';
+            }
+            free(t);
+        }
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             char *path = sbx_join(p->rundir, names[i]);
             if (path != NULL && unlink(path) != 0 && errno == EISDIR)
@@ -991,6 +1169,10 @@ static void sbx_prep_free(struct sbx_prep *p, size_t nlowers)
     free(p->argv);
     free(p->envp);
     free(p->user_copy);
+    for (size_t i = 0; i < CAIRN_RUN_MAX_MOUNTS; i++) {
+        free(p->mnt_path[i]);
+        free(p->mnt_opts[i]);
+    }
     memset(p, 0, sizeof *p);
 }
 
@@ -1056,7 +1238,40 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
     }
     free(path);
     path = NULL;
-    if ((rc = sbx_make_stub(p->rundir)) != 0)
+    p->mounts = spec->mounts;
+    p->nmounts = spec->nmounts;
+    if ((rc = sbx_make_stub(p->rundir, spec->mounts, spec->nmounts,
+                            spec->cwd ? spec->cwd : "/")) != 0)
+        goto out;
+    step = "prepare the RUN --mount mounts";
+    if ((path = sbx_join(p->rundir, "sec")) == NULL) {
+        rc = CAIRN_E_NOMEM;
+        goto out;
+    }
+    if (mkdir(path, 0700) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    free(path);
+    path = NULL;
+    p->mounts = spec->mounts;
+    p->nmounts = spec->nmounts;
+    for (size_t i = 0; i < spec->nmounts && rc == 0; i++) {
+        const struct cairn_run_mount *m = &spec->mounts[i];
+        struct cairn_buf b;
+        cairn_buf_init(&b, PATH_MAX);
+        if (m->kind == CAIRN_RUN_MOUNT_DATA) {
+            rc = cairn_buf_printf(&b, "sec/%zu", i);
+            p->mnt_path[i] = rc ? NULL : cairn_buf_take(&b);
+        } else if (m->kind == CAIRN_RUN_MOUNT_TMPFS) {
+            rc = m->size ? cairn_buf_printf(&b, "mode=1777,size=%llu",
+                                            (unsigned long long)m->size)
+                         : cairn_buf_puts(&b, "mode=1777");
+            p->mnt_opts[i] = rc ? NULL : cairn_buf_take(&b);
+        }
+        cairn_buf_free(&b);
+    }
+    if (rc != 0)
         goto out;
 
     step = "link the layer directories";
@@ -1210,6 +1425,10 @@ static int sbx_report(const struct sbx_msg *m, const struct sbx_prep *p,
     } else if (step == SBX_STEP_DEVNODE && m->arg >= 0 && m->arg < SRC_NDEV) {
         what = sbx_dev_names[m->arg];
         sep = " /dev/";
+    } else if (step == SBX_STEP_RUNMOUNT && m->arg >= 0 &&
+               (size_t)m->arg < spec->nmounts) {
+        what = spec->mounts[m->arg].target;
+        sep = " ";
     } else if (step == SBX_STEP_CWD || step == SBX_STEP_CHDIR) {
         what = p->cwd;
         sep = " ";
@@ -1273,9 +1492,59 @@ static void sbx_pump(int msg_fd, int in_fd, const char *data, size_t len,
 
 /* Removes mount points made in the merged tree from upperdir and lists
  * the created ones that are not (or no longer) in upperdir. */
+/* True when rel exists in the image the lower directories make: the
+ * top-most lower that has it decides, and a whiteout there (a 0/0
+ * character device) means deleted. */
+static int sbx_in_lowers(const struct cairn_run_spec *spec, const char *rel)
+{
+    for (size_t i = 0; i < spec->nlowerdirs; i++) {
+        char *path = sbx_join(spec->lowerdirs[i], rel);
+        struct stat st;
+        int found = path != NULL && lstat(path, &st) == 0;
+        free(path);
+        if (found)
+            return !(S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0));
+    }
+    return 0;
+}
+
+/* Removes from upperdir the RUN --mount targets made in the merged tree,
+ * and their parents, while they are empty and the image does not have
+ * them: they existed only for the run. */
+static void sbx_unmake_targets(const struct cairn_run_spec *spec,
+                               const struct sbx_msg *mounts)
+{
+    for (size_t i = spec->nmounts; i-- > 0;) {
+        if (!(mounts->made & (1 << i)))
+            continue;
+        char *rel = strdup(spec->mounts[i].target + 1);
+        if (rel == NULL)
+            return;
+        for (;;) {
+            char *path = sbx_join(spec->upperdir, rel);
+            struct stat st;
+            int removed = 0;
+            if (path != NULL && lstat(path, &st) == 0 &&
+                !sbx_in_lowers(spec, rel)) {
+                if (S_ISDIR(st.st_mode))
+                    removed = rmdir(path) == 0;
+                else if (S_ISREG(st.st_mode) && st.st_size == 0)
+                    removed = unlink(path) == 0;
+            }
+            free(path);
+            char *slash = strrchr(rel, '/');
+            if (!removed || slash == NULL)
+                break;
+            *slash = '\0';
+        }
+        free(rel);
+    }
+}
+
 static int sbx_created(const struct cairn_run_spec *spec,
                        const struct sbx_msg *mounts, char ***out)
 {
+    sbx_unmake_targets(spec, mounts);
     for (int i = MP_COUNT - 1; i >= 0; i--) {
         if (!(mounts->arg2 & (1 << i)))
             continue;
@@ -1331,6 +1600,23 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
                              "sandbox: %zu layers; at most %d fit in an "
                              "overlay mount",
                              spec->nlowerdirs, SBX_MAX_LOWERS);
+    if (spec->nmounts > CAIRN_RUN_MAX_MOUNTS)
+        return cairn_err_set(err, CAIRN_E_TOOBIG,
+                             "sandbox: %zu RUN --mount mounts; at most %d",
+                             spec->nmounts, CAIRN_RUN_MAX_MOUNTS);
+    for (size_t i = 0; i < spec->nmounts; i++) {
+        const char *t = spec->mounts[i].target;
+        if (t == NULL || t[0] != '/' || t[1] == '\0' || strstr(t, "//") ||
+            strstr(t, "/./") || strstr(t, "/../") || t[strlen(t) - 1] == '/' ||
+            (strlen(t) >= 3 && strcmp(t + strlen(t) - 3, "/..") == 0) ||
+            (strlen(t) >= 2 && strcmp(t + strlen(t) - 2, "/.") == 0) ||
+            strlen(t) >= PATH_MAX / 2 ||
+            (spec->mounts[i].kind == CAIRN_RUN_MOUNT_BIND &&
+             spec->mounts[i].source == NULL))
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "sandbox: bad RUN --mount target %s",
+                                 t ? t : "(none)");
+    }
     struct sbx_prep p;
     int rc = sbx_prep_init(&p, spec, err);
     if (rc != 0)

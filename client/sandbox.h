@@ -16,6 +16,34 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* RUN --mount as the sandbox sees it: something mounted at target (an
+ * absolute, clean path in the root) after the root is set up, parents
+ * first (callers sort by target). A target the image lacks is made on the
+ * stub lower directory, so it never reaches upperdir; where the image
+ * hides it (a whiteout, an opaque directory) it is made in the merged
+ * tree and removed from upperdir after the run when still empty. */
+enum cairn_run_mount_kind {
+    CAIRN_RUN_MOUNT_BIND,  /* source (a host directory or file) */
+    CAIRN_RUN_MOUNT_TMPFS, /* an empty tmpfs, size bytes (0: default) */
+    CAIRN_RUN_MOUNT_DATA,  /* a read-only file holding data, on a tmpfs
+                              private to the run (secrets: never on disk) */
+};
+
+#define CAIRN_RUN_MAX_MOUNTS 24
+
+struct cairn_run_mount {
+    enum cairn_run_mount_kind kind;
+    const char *target;
+    const char *source; /* BIND */
+    bool readonly;      /* BIND (DATA is always read-only) */
+    bool file;          /* the target is a file (BIND of a file, DATA) */
+    uint64_t size;      /* TMPFS */
+    const void *data;   /* DATA, borrowed for the call */
+    size_t len;
+    uint32_t mode, uid, gid; /* DATA: the file's mode and owner */
+};
 
 struct cairn_run_spec {
     const char *const *lowerdirs; /* top-most first; may be empty */
@@ -37,6 +65,8 @@ struct cairn_run_spec {
                                NULL for /dev/null */
     size_t stdin_len;
     int out_fd; /* the command's stdout and stderr go here */
+    const struct cairn_run_mount *mounts; /* at most CAIRN_RUN_MAX_MOUNTS */
+    size_t nmounts;
 };
 
 /* Paths (relative to the root, no leading "/", parents before children:
@@ -55,8 +85,9 @@ struct cairn_run_result {
  * exit code, see result->exit_code), or an error when the sandbox could
  * not be set up (err says which step: mount, user lookup, exec ...);
  * CAIRN_E_NOTFOUND when the user, group or command does not exist,
- * CAIRN_E_TOOBIG past 499 lower directories, CAIRN_E_INVAL for a relative
- * cwd (NULL is "/"). The environment is exactly spec->env (no HOME is
+ * CAIRN_E_TOOBIG past 499 lower directories or CAIRN_RUN_MAX_MOUNTS mounts,
+ * CAIRN_E_INVAL for a relative cwd (NULL is "/") or a mount target that
+ * is not absolute and clean. The environment is exactly spec->env (no HOME is
  * added); without PATH in it, argv[0] is looked up in BuildKit's default
  * PATH. result is written only on success. The calling thread must not
  * exit during the call (the sandbox is killed when it does:

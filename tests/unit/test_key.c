@@ -374,6 +374,132 @@ static void test_unresolved_and_missing_source(void **state)
     free(root);
 }
 
+/* ---- RUN --mount and COPY --exclude ------------------------------------ */
+
+/* Pinned with the bind mount fields (docs/cachekey.md, RUN): a bind
+ * mount's key covers the tree digest of what it mounts. Steps without a
+ * bind mount kept their v1 keys (golden_keys above are unchanged), so
+ * this was added without a version bump: the only keys that changed are
+ * those of RUN steps with a bind mount, whose cached results were made
+ * while cairn ignored --mount and are wrong anyway. */
+static const char mount_dockerfile[] =
+    "FROM scratch\n"
+    "COPY --exclude=**/*.sh app /app/\n"
+    "RUN --mount=source=app,target=/src make -C /src\n"
+    "RUN --mount=type=cache,target=/root/.cache true\n";
+
+static const char
+    *const
+        mount_keys[] =
+            {
+                "7e490f0e91802fe3e22bd3f367f7fba588b32bdbd222f8de70bb1138964ab1"
+                "c1", /* FROM scratch */
+                "5cde17967f6c520bf1cb8bf1c5380832d599c62e28c44d05534755bd9a2c49"
+                "21", /* COPY --exclude (all .sh files) app /app/ */
+                "a8eba1e0f9676185eb0042a2a0b523fa72834b2911dde1abd1526bb7fd60ea"
+                "be", /* RUN --mount=source=app,target=/src make -C /src */
+                "f647da74925b090217aa5cc4767c614066350b958da12681ff2071cda0d7ff"
+                "12", /* RUN --mount=type=cache,target=/root/.cache true */
+};
+
+static void mount_keys_of(const char *root, char out[][CK_SHA256_HEX_LEN + 1])
+{
+    struct result r;
+    assert_int_equal(compute(root, mount_dockerfile, NULL, 0, &r), 0);
+    assert_int_equal(r.keys->n, 4);
+    for (size_t i = 0; i < 4; i++)
+        memcpy(out[i], r.keys->keys[i].hex, CK_SHA256_HEX_LEN + 1);
+    if (getenv("CAIRN_GOLDEN_PRINT"))
+        for (size_t i = 0; i < 4; i++)
+            printf("    \"%s\", /* %s */\n", out[i], r.plan->steps[i].text);
+    release(&r);
+}
+
+static void rewrite(const char *root, const char *rel, const char *text)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_mount_and_exclude_keys(void **state)
+{
+    (void)state;
+    char *root = make_root();
+    write_tree(root, golden_files,
+               sizeof golden_files / sizeof golden_files[0]);
+    char base[4][CK_SHA256_HEX_LEN + 1], other[4][CK_SHA256_HEX_LEN + 1];
+    mount_keys_of(root, base);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(base[i], mount_keys[i]);
+
+    /* A file outside the COPY source and the bind mount changes nothing. */
+    rewrite(root, "config.json", "{}\n");
+    mount_keys_of(root, other);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(base[i], other[i]);
+
+    /* A file the COPY excludes keeps the COPY's key; the bind mount shows
+     * it, so the mount's RUN (and what follows) changes. The cache
+     * mount's content is never an input: it changes only through its
+     * parent. */
+    rewrite(root, "app/run.sh", "#!/bin/sh\nexit 1\n");
+    mount_keys_of(root, other);
+    assert_string_equal(base[1], other[1]);
+    assert_string_not_equal(base[2], other[2]);
+    assert_string_not_equal(base[3], other[3]);
+
+    /* A file the COPY includes changes it. */
+    rewrite(root, "app/run.sh", "#!/bin/sh\nexec ./main\n");
+    rewrite(root, "app/main.c", "int main(void) { return 1; }\n");
+    mount_keys_of(root, other);
+    assert_string_not_equal(base[1], other[1]);
+
+    /* Back to the original content: back to the original keys. */
+    rewrite(root, "app/main.c", "int main(void) { return 0; }\n");
+    mount_keys_of(root, other);
+    for (size_t i = 0; i < 4; i++)
+        assert_string_equal(base[i], other[i]);
+
+    rm_tree(root);
+    free(root);
+}
+
+static void test_mount_from_stage_key(void **state)
+{
+    (void)state;
+    char *root = make_root();
+    write_tree(root, golden_files,
+               sizeof golden_files / sizeof golden_files[0]);
+    struct result r;
+    const char *df =
+        "FROM scratch AS a\nCOPY config.json /\n"
+        "FROM scratch AS unused\nRUN false\n"
+        "FROM scratch\nRUN --mount=from=a,target=/a cat /a/config.json\n";
+    assert_int_equal(compute(root, df, NULL, 0, &r), 0);
+    /* The mounted stage is needed (built and keyed), the other is not. */
+    assert_true(r.plan->stages[0].needed);
+    assert_false(r.plan->stages[1].needed);
+    const struct ck_step_key *k = &r.keys->keys[5];
+    size_t pos = 0;
+    const char *l, *v;
+    size_t ln, vn;
+    bool saw = false;
+    while (ck_material_next(k->material.data, k->material.len, &pos, &l, &ln,
+                            &v, &vn) == 1)
+        if (ln == 14 && memcmp(l, "mount-from-key", 14) == 0) {
+            assert_memory_equal(v, r.keys->keys[1].hex, CK_SHA256_HEX_LEN);
+            saw = true;
+        }
+    assert_true(saw);
+    release(&r);
+    rm_tree(root);
+    free(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +507,8 @@ int main(void)
         cmocka_unit_test(test_inputs_change_exactly_their_steps),
         cmocka_unit_test(test_material_layout),
         cmocka_unit_test(test_unresolved_and_missing_source),
+        cmocka_unit_test(test_mount_and_exclude_keys),
+        cmocka_unit_test(test_mount_from_stage_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

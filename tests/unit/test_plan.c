@@ -275,6 +275,78 @@ static void test_errors(void **state)
     }
 }
 
+static void test_run_mounts(void **state)
+{
+    (void)state;
+    struct fixture f;
+    const char *text =
+        "FROM scratch AS a\n"
+        "FROM scratch AS skipped\n"
+        "FROM scratch\n"
+        "ARG CACHE=/var/cache\n"
+        "WORKDIR /w\n"
+        "RUN --mount=type=cache,target=$CACHE/apt "
+        "--mount=target=rel/./dir/ --mount=from=a,target=/a "
+        "--mount=type=secret,id=tok "
+        "--mount=type=secret,target=/k/key.pem "
+        "--mount=type=ssh --network=none --security=insecure true\n"
+        "COPY --parents --exclude=*.md --exclude=$CACHE x /y/\n";
+    assert_int_equal(build(&f, text, NULL, 0, NULL, NULL), 0);
+    const struct ck_step *s = &f.plan->steps[f.plan->nsteps - 2];
+    assert_int_equal(s->nmounts, 6);
+    /* Values are expanded; the target is absolute against WORKDIR. */
+    assert_string_equal(s->mounts[0].m.target, "/var/cache/apt");
+    assert_string_equal(s->mounts[0].m.id, "/var/cache/apt");
+    assert_string_equal(s->mounts[1].m.target, "/w/rel/dir");
+    assert_int_equal(s->mounts[1].from_kind, CK_FROM_CONTEXT);
+    assert_int_equal(s->mounts[2].from_kind, CK_FROM_STAGE);
+    assert_int_equal(s->mounts[2].from_stage, 0);
+    assert_string_equal(s->mounts[3].m.target, "/run/secrets/tok");
+    assert_string_equal(s->mounts[4].m.id, "key.pem");
+    assert_string_equal(s->mounts[5].m.target, "/run/buildkit/ssh_agent.0");
+    assert_string_equal(s->network, "none");
+    assert_true(s->insecure);
+    /* A stage reached only through a mount is built; others are not. */
+    assert_true(f.plan->stages[0].needed);
+    assert_false(f.plan->stages[1].needed);
+    const struct ck_step *c = &f.plan->steps[f.plan->nsteps - 1];
+    assert_true(c->parents);
+    assert_int_equal(c->nexcludes, 2);
+    assert_string_equal(c->excludes[1], "/var/cache");
+    done(&f);
+
+    static const struct {
+        const char *text;
+        const char *msg;
+    } bad[] = {
+        {"FROM scratch\nRUN --network=bridge true\n",
+         "Dockerfile:2: RUN --network=bridge: network mode not supported"},
+        {"FROM scratch\nRUN --security=root true\n",
+         "Dockerfile:2: RUN --security=root: security mode not supported"},
+        {"FROM scratch\nRUN --mount=type=cache true\n",
+         "Dockerfile:2: RUN --mount: target is required"},
+        {"FROM scratch\nRUN --mount=target=/ true\n",
+         "Dockerfile:2: RUN --mount: invalid mount target \"/\""},
+        {"FROM scratch\nRUN --mount=target=/a --mount=type=tmpfs,target=/a/ "
+         "true\n",
+         "Dockerfile:2: RUN --mount: two mounts on target /a"},
+        {"FROM scratch\nRUN --mount=type=nfs,target=/a true\n",
+         "Dockerfile:2: RUN --mount=type=nfs,target=/a: unsupported mount "
+         "type"},
+        {"FROM scratch AS me\nRUN --mount=from=me,target=/a true\n",
+         "invalid from flag value me"},
+        {"FROM scratch\nCOPY --exclude= a /b\n",
+         "Dockerfile:2: --exclude requires a pattern"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = build(&f, bad[i].text, NULL, 0, NULL, NULL);
+        if (rc == 0 || strstr(f.err.msg, bad[i].msg) == NULL)
+            fail_msg("%s: rc %d, \"%s\", want \"%s\"", bad[i].text, rc,
+                     f.err.msg, bad[i].msg);
+        done(&f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_copy_from_image),
         cmocka_unit_test(test_base_image_and_onbuild),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_run_mounts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -753,6 +753,92 @@ static void test_host_mounts_unchanged(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static void test_run_mounts(void **state)
+{
+    (void)state;
+    char src[PATH_MAX], file[PATH_MAX], path[PATH_MAX];
+    join(src, sizeof src, base, "mount-src");
+    mkdir_ok(src);
+    join(path, sizeof path, src, "in.txt");
+    write_file(path, "bound\n");
+    join(file, sizeof file, base, "mount-file");
+    write_file(file, "one file\n");
+    static const char secret[] = "not-in-any-layer";
+    struct cairn_run_mount m[] = {
+        {.kind = CAIRN_RUN_MOUNT_BIND,
+         .target = "/data/ro",
+         .source = src,
+         .readonly = true},
+        {.kind = CAIRN_RUN_MOUNT_BIND, .target = "/data/rw", .source = src},
+        {.kind = CAIRN_RUN_MOUNT_BIND,
+         .target = "/etc/one.txt",
+         .source = file,
+         .readonly = true,
+         .file = true},
+        {.kind = CAIRN_RUN_MOUNT_TMPFS, .target = "/scratch", .size = 1 << 20},
+        {.kind = CAIRN_RUN_MOUNT_DATA,
+         .target = "/run/secrets/s",
+         .file = true,
+         .data = secret,
+         .len = sizeof secret - 1,
+         .mode = 0440,
+         .uid = 0,
+         .gid = 5},
+    };
+    struct box b;
+    box_init(&b, "cat /data/ro/in.txt /etc/one.txt /run/secrets/s && echo && "
+                 "! touch /data/ro/x 2>/dev/null && echo w > /data/rw/new && "
+                 "stat -c '%a %g' /run/secrets/s && "
+                 "! (echo x > /run/secrets/s) 2>/dev/null && "
+                 "grep -c ' /scratch tmpfs ' /proc/mounts && "
+                 "ls -A /scratch | wc -l && echo made > /kept");
+    b.spec.mounts = m;
+    b.spec.nmounts = sizeof m / sizeof m[0];
+    box_run_ok(&b);
+    assert_string_equal(b.output, "bound\none file\nnot-in-any-layer\n"
+                                  "440 5\n1\n0\n");
+    /* rw binds write through (the build hands the sandbox a copy). */
+    join(path, sizeof path, src, "new");
+    assert_true(exists_in(src, "new"));
+    /* No target, and none of their parents, reached the upper dir; the
+     * command's own file did. */
+    assert_false(exists_in(b.upper, "data"));
+    assert_false(exists_in(b.upper, "scratch"));
+    assert_false(exists_in(b.upper, "run"));
+    assert_false(exists_in(b.upper, "etc/one.txt"));
+    assert_true(exists_in(b.upper, "kept"));
+    box_free(&b);
+
+    /* A layer whose whiteout hides the target's parent: the target is
+     * made in the merged tree and removed from upper after the run. */
+    char top[PATH_MAX], wh[PATH_MAX];
+    join(top, sizeof top, base, "top-hides-data");
+    mkdir_ok(top);
+    join(wh, sizeof wh, top, "data");
+    assert_int_equal(mknod(wh, S_IFCHR | 0000, makedev(0, 0)), 0);
+    box_init(&b, "cat /data/ro/in.txt");
+    b.lowers[0] = top;
+    b.lowers[1] = lower;
+    b.spec.nlowerdirs = 2;
+    b.spec.mounts = m;
+    b.spec.nmounts = 1;
+    box_run_ok(&b);
+    assert_string_equal(b.output, "bound\n");
+    assert_false(exists_in(b.upper, "data/ro"));
+    assert_false(exists_in(b.upper, "data"));
+    box_free(&b);
+
+    /* A bad target is refused before anything runs. */
+    struct cairn_run_mount bad = {.kind = CAIRN_RUN_MOUNT_TMPFS,
+                                  .target = "/a/../b"};
+    box_init(&b, "true");
+    b.spec.mounts = &bad;
+    b.spec.nmounts = 1;
+    assert_int_equal(box_run(&b), CAIRN_E_INVAL);
+    assert_non_null(strstr(b.err.msg, "/a/../b"));
+    box_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -775,6 +861,7 @@ int main(void)
         cmocka_unit_test(test_zero_lowers),
         cmocka_unit_test(test_many_lowers),
         cmocka_unit_test(test_mount_ro),
+        cmocka_unit_test(test_run_mounts),
         cmocka_unit_test(test_caps_dropped),
         cmocka_unit_test(test_dangling_resolv),
         cmocka_unit_test(test_parallel),
