@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -132,15 +133,34 @@ static void read_file(const char *path, char *buf, size_t size)
     fclose(f);
 }
 
-static int count_fds(void)
+/* Open descriptors of this process, counted in-process (a popen'd `ls`
+ * would count its own pipe); with show, each one and what it points at
+ * goes to stderr, so a failure says what leaked. */
+/* A descriptor number from /proc/self/fd (always decimal). */
+static int fd_number(const char *s)
 {
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "ls /proc/%d/fd | wc -l", (int)getpid());
-    FILE *f = popen(cmd, "r");
-    assert_non_null(f);
-    int n = -1;
-    assert_int_equal(fscanf(f, "%d", &n), 1);
-    pclose(f);
+    return (int)strtol(s, NULL, 10);
+}
+
+static int count_fds(bool show)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || fd_number(e->d_name) == dirfd(d))
+            continue;
+        n++;
+        if (show) {
+            char link[64], target[PATH_MAX];
+            snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+            ssize_t len = readlink(link, target, sizeof target - 1);
+            target[len > 0 ? len : 0] = '\0';
+            fprintf(stderr, "  fd %s -> %s\n", e->d_name, target);
+        }
+    }
+    closedir(d);
     return n;
 }
 
@@ -180,7 +200,7 @@ static int setup(void **state)
     /* Run directories go here, so the last test can see they are gone. */
     setenv("TMPDIR", base, 1);
     mounts_at_start = count_mounts();
-    fds_at_start = count_fds();
+    fds_at_start = count_fds(false);
     return 0;
 }
 
@@ -745,7 +765,13 @@ static void test_host_mounts_unchanged(void **state)
     assert_int_equal(count_mounts(), mounts_at_start);
     /* A leak shows as more descriptors; fewer can happen when a
      * descriptor the test runner passed down is closed by a library. */
-    assert_true(count_fds() <= fds_at_start);
+    int fds = count_fds(false);
+    if (fds > fds_at_start) {
+        fprintf(stderr, "%d descriptors open, %d at start:\n", fds,
+                fds_at_start);
+        count_fds(true);
+    }
+    assert_true(fds <= fds_at_start);
     char cmd[256];
     snprintf(cmd, sizeof cmd,
              "test -z \"$(ls -d %s/cairn-run-* %s/cairn-ro-* 2>/dev/null)\"",
