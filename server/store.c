@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -34,6 +35,12 @@
 /* Verified data ids remembered (direct-mapped: a collision only means
  * hashing that blob again). */
 #define STORE_VERIFIED_SLOTS 4096
+/* Blobs at least this big are hashed by a thread of their own, from the
+ * map, while the reader sends (docs/storage.md "Verification"); at most
+ * STORE_HASHERS_MAX such threads at a time, further reads hash inline. */
+#define STORE_HASH_ASYNC_MIN (4ull * CD_STORE_CHUNK)
+#define STORE_HASHERS_MAX 4
+#define STORE_HASH_STEP (8ull * CD_STORE_CHUNK) /* bytes per read txn */
 /* An upload buffers this much and stages it in one write txn: the cost of
  * a staging txn is mostly its fdatasync, and a disk writes 8-16 MiB per
  * sync several times faster than 1 MiB. 16 MiB measured no faster here
@@ -146,6 +153,18 @@ struct cd_store {
     unsigned verify_ttl_s;
     pthread_mutex_t vf_mu;
     struct store_verified *verified; /* STORE_VERIFIED_SLOTS */
+    unsigned hashers; /* running store_hasher threads, under vf_mu */
+};
+
+/* A thread hashing one reader's whole blob from the map. */
+struct store_hasher {
+    pthread_t th;
+    struct cd_store *st;
+    const struct store_key *key; /* the reader's */
+    uint64_t id, size;
+    atomic_bool stop; /* the reader gave up: finish early */
+    int rc;           /* after join: 0 (got is the hash) or an error */
+    uint8_t got[CK_SHA256_LEN];
 };
 
 struct cd_upload {
@@ -185,8 +204,11 @@ struct cd_reader {
     struct store_key key;
     uint64_t id;
     uint64_t size;
-    /* While verifying (cd_reader_verify): the hash of [0, hashed). */
+    /* While verifying (cd_reader_verify): either the hash of [0, hashed)
+     * (h), or a thread hashing the whole blob (bg) while reads go on from
+     * hashed. */
     struct ck_sha256 *h;
+    struct store_hasher *bg;
     uint64_t hashed;
 };
 
@@ -1021,13 +1043,10 @@ fail:
 /* Compares the hash in h (consumed) with k's digest. A mismatch
  * quarantines blob id and returns CAIRN_E_CORRUPT; a match remembers id
  * as verified. */
-static int store_verify_end(struct cd_store *st, const struct store_key *k,
-                            uint64_t id, struct ck_sha256 *h)
+static int store_verify_hash(struct cd_store *st, const struct store_key *k,
+                             uint64_t id, const uint8_t got[CK_SHA256_LEN])
 {
-    uint8_t got[CK_SHA256_LEN];
-    int rc = ck_sha256_final(h, got);
-    if (rc != 0)
-        return rc;
+    int rc;
     /* The entry key ends with the sha256 and the u64 size. */
     const uint8_t *want = k->b + k->len - 8 - CK_SHA256_LEN;
     if (memcmp(got, want, CK_SHA256_LEN) == 0) {
@@ -1036,6 +1055,98 @@ static int store_verify_end(struct cd_store *st, const struct store_key *k,
     }
     rc = store_quarantine(st, k, id);
     return rc != 0 ? rc : CAIRN_E_CORRUPT;
+}
+
+static int store_verify_end(struct cd_store *st, const struct store_key *k,
+                            uint64_t id, struct ck_sha256 *h)
+{
+    uint8_t got[CK_SHA256_LEN];
+    int rc = ck_sha256_final(h, got);
+    return rc != 0 ? rc : store_verify_hash(st, k, id, got);
+}
+
+/* Hashes the whole blob in STORE_HASH_STEP pieces, each in its own read
+ * txn that first checks the blob is still the same data id (a slow
+ * reader's blob may be evicted). */
+static void *store_hasher_main(void *arg)
+{
+    struct store_hasher *b = arg;
+    struct cd_store *st = b->st;
+    struct ck_sha256 *h = NULL;
+    int rc = ck_sha256_new(&h);
+    for (uint64_t off = 0; rc == 0 && off < b->size;) {
+        if (atomic_load_explicit(&b->stop, memory_order_relaxed)) {
+            rc = -ECANCELED;
+            break;
+        }
+        uint64_t upto = b->size - off > STORE_HASH_STEP ? off + STORE_HASH_STEP : b->size;
+        MDB_txn *txn = NULL;
+        if ((rc = store_rtxn_begin(st, &txn)) != 0)
+            break;
+        struct store_meta m;
+        rc = store_meta_get(st, txn, b->key, &m);
+        if (rc == 0 && m.id != b->id)
+            rc = CAIRN_E_NOTFOUND;
+        if (rc == 0)
+            rc = store_hash_range(st, txn, b->id, b->size, off, upto, h);
+        store_rtxn_end(st, txn);
+        off = upto;
+    }
+    if (rc == 0)
+        rc = ck_sha256_final(h, b->got);
+    ck_sha256_free(h);
+    b->rc = rc;
+    return NULL;
+}
+
+/* Starts a hasher for r's blob; false when none can start (the caller
+ * hashes inline). */
+static bool store_hasher_start(struct cd_reader *r)
+{
+    struct cd_store *st = r->st;
+    pthread_mutex_lock(&st->vf_mu);
+    bool slot = st->hashers < STORE_HASHERS_MAX;
+    if (slot)
+        st->hashers++;
+    pthread_mutex_unlock(&st->vf_mu);
+    if (!slot)
+        return false;
+    struct store_hasher *b = calloc(1, sizeof *b);
+    if (b != NULL) {
+        b->st = st;
+        b->key = &r->key;
+        b->id = r->id;
+        b->size = r->size;
+        atomic_init(&b->stop, false);
+        if (pthread_create(&b->th, NULL, store_hasher_main, b) == 0) {
+            r->bg = b;
+            return true;
+        }
+        free(b);
+    }
+    pthread_mutex_lock(&st->vf_mu);
+    st->hashers--;
+    pthread_mutex_unlock(&st->vf_mu);
+    return false;
+}
+
+/* Waits for r's hasher (asking it to stop early when stop is set) and
+ * frees it; returns its result and copies the hash to got. */
+static int store_hasher_join(struct cd_reader *r, bool stop,
+                             uint8_t got[CK_SHA256_LEN])
+{
+    struct store_hasher *b = r->bg;
+    if (stop)
+        atomic_store(&b->stop, true);
+    pthread_join(b->th, NULL);
+    int rc = b->rc;
+    memcpy(got, b->got, CK_SHA256_LEN);
+    free(b);
+    r->bg = NULL;
+    pthread_mutex_lock(&r->st->vf_mu);
+    r->st->hashers--;
+    pthread_mutex_unlock(&r->st->vf_mu);
+    return rc;
 }
 
 /* --- open / close ------------------------------------------------------- */
@@ -1422,7 +1533,19 @@ int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
     store_rtxn_end(st, txn);
     if (rc != 0)
         return rc;
-    if (r->h != NULL) {
+    if (r->bg != NULL) {
+        uint8_t got_hash[CK_SHA256_LEN];
+        if (offset != r->hashed) {
+            (void)store_hasher_join(r, true, got_hash);
+        } else if ((r->hashed += n) == r->size) {
+            /* The last bytes go out only once the hasher agrees. */
+            rc = store_hasher_join(r, false, got_hash);
+            if (rc == 0)
+                rc = store_verify_hash(st, &r->key, r->id, got_hash);
+            if (rc != 0)
+                return rc;
+        }
+    } else if (r->h != NULL) {
         if (offset != r->hashed) {
             /* Not one pass to the end: nothing to verify against. */
             ck_sha256_free(r->h);
@@ -1444,9 +1567,13 @@ int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
 int cd_reader_verify(struct cd_reader *r, uint64_t offset)
 {
     struct cd_store *st = r->st;
-    if (r->id == 0 || r->h != NULL || st->verify_off || offset > r->size ||
+    if (r->id == 0 || r->h != NULL || r->bg != NULL || st->verify_off || offset > r->size ||
         offset > CD_STORE_VERIFY_PREFIX_MAX || store_verified_recently(st, r->id))
         return 0;
+    if (r->size >= STORE_HASH_ASYNC_MIN && store_hasher_start(r)) {
+        r->hashed = offset;
+        return 0;
+    }
     struct ck_sha256 *h = NULL;
     int rc = ck_sha256_new(&h);
     if (rc != 0)
@@ -1475,13 +1602,17 @@ fail:
 
 bool cd_reader_verifying(const struct cd_reader *r)
 {
-    return r->h != NULL;
+    return r->h != NULL || r->bg != NULL;
 }
 
 void cd_reader_close(struct cd_reader *r)
 {
     if (r == NULL)
         return;
+    if (r->bg != NULL) {
+        uint8_t unused[CK_SHA256_LEN];
+        (void)store_hasher_join(r, true, unused);
+    }
     if (r->id != 0)
         store_unpin(r->st, r->id);
     ck_sha256_free(r->h);

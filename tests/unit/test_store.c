@@ -1193,11 +1193,11 @@ static int read_verified(struct cd_store *st, const struct cd_digest *d,
     return rc;
 }
 
-static void test_verify_corrupt_read_quarantines(void **state)
+/* Blobs under 4 MiB are hashed by the reader as it copies, larger ones
+ * by a hasher thread from the map while the reader copies. */
+static void check_corrupt_read(struct fixture *f, size_t n)
 {
-    struct fixture *f = *state;
     struct cd_digest d, other;
-    size_t n = 3 * MIB + 777;
     uint8_t *blob = make_blob(n, 91, &d);
     uint8_t *ob = make_blob(5000, 92, &other);
     assert_int_equal(cd_store_blob_put(f->st, "i", &d, blob, n), 0);
@@ -1212,7 +1212,7 @@ static void test_verify_corrupt_read_quarantines(void **state)
     /* The read that would return the last bytes fails instead. */
     assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), CAIRN_E_CORRUPT);
     assert_true(armed);
-    assert_int_equal(handed, 3 * MIB);
+    assert_int_equal(handed, (n - 1) / MIB * MIB);
     bool missing[2] = {false, true};
     struct cd_digest both[2] = {d, other};
     assert_int_equal(cd_store_find_missing(f->st, "i", both, 2, missing), 0);
@@ -1233,6 +1233,49 @@ static void test_verify_corrupt_read_quarantines(void **state)
     read_back(f->st, "i", &d, blob, 4096);
     free(blob);
     free(ob);
+}
+
+static void test_verify_corrupt_read_quarantines(void **state)
+{
+    check_corrupt_read(*state, 3 * MIB + 777);
+}
+
+static void test_verify_corrupt_read_async(void **state)
+{
+    check_corrupt_read(*state, 9 * MIB + 3);
+}
+
+/* A reader that goes away or skips ahead stops its hasher thread. */
+static void test_verify_async_cancel(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    size_t n = 16 * MIB;
+    uint8_t *blob = make_blob(n, 90, &d);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &d, blob, n), 0);
+    uint8_t *buf = malloc(MIB);
+    assert_non_null(buf);
+    for (int i = 0; i < 8; i++) {
+        struct cd_reader *r = NULL;
+        size_t got = 0;
+        assert_int_equal(cd_store_reader_open(f->st, "i", &d, &r), 0);
+        assert_int_equal(cd_reader_verify(r, 0), 0);
+        assert_true(cd_reader_verifying(r));
+        assert_int_equal(cd_reader_read(r, 0, buf, MIB, &got), 0);
+        if (i % 2 == 1) {
+            assert_int_equal(cd_reader_read(r, 5 * MIB, buf, MIB, &got), 0);
+            assert_false(cd_reader_verifying(r));
+        }
+        cd_reader_close(r);
+    }
+    /* Nothing was verified to the end: a new read is armed again. */
+    uint64_t handed = 0;
+    bool armed = false;
+    assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), 0);
+    assert_true(armed);
+    assert_int_equal(handed, n);
+    free(buf);
+    free(blob);
 }
 
 static void test_verify_resumed_and_partial_reads(void **state)
@@ -1408,6 +1451,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_durability, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_corrupt_read_quarantines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_corrupt_read_async, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_async_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_resumed_and_partial_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_blob_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_ttl_and_off, setup, teardown),
