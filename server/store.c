@@ -2000,6 +2000,10 @@ int cd_upload_commit(struct cd_upload *u)
     if (dup) {
         store_touch(st, &u->key);
         rc = 0;
+    } else if (rc == 0) {
+        /* These are the bytes just hashed on the way in, and still in the
+         * page cache: a read within verify_ttl_s need not hash them. */
+        store_verified_mark(st, u->id);
     }
     if (ev.blobs > 0) {
         store_evicted_account(st, &ev);

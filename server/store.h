@@ -63,8 +63,9 @@ struct cd_store_opts {
     bool verify_off;       /* reads never hash (cd_reader_verify and
                             * cd_store_blob_get serve what is stored) */
     unsigned verify_ttl_s; /* a blob that hashed to its digest within
-                            * this many seconds (in this process) is not
-                            * hashed again by reads; 0: every read hashes */
+                            * this many seconds (in this process: on a
+                            * read, a scrub or its upload) is not hashed
+                            * again by reads; 0: every read hashes */
     bool scrub;            /* open for cd_store_scrub, possibly beside a
                             * running server: keeps the file's map size and
                             * leaves pending uploads alone */

@@ -1349,6 +1349,13 @@ static void test_verify_ttl_and_off(void **state)
     assert_true(armed);
     assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), 0);
     assert_false(armed);
+    /* A blob uploaded through this store was hashed on its way in. */
+    struct cd_digest e;
+    uint8_t *eb = make_blob(MIB + 5, 89, &e);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &e, eb, MIB + 5), 0);
+    assert_int_equal(read_verified(f->st, &e, 0, &handed, &armed), 0);
+    assert_false(armed);
+    free(eb);
     f->opts.verify_off = true;
     corrupt_blob(f, blob, n);
     assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), 0);
