@@ -69,7 +69,10 @@ static int read_start(struct cd_svc *svc, const struct cd_req *req, void **state
      * the whole blob hashed to its digest); one that stops earlier cannot
      * be (docs/storage.md "Verification"). */
     if (st->end == size && (rc = cd_reader_verify(st->reader, st->pos)) != 0) {
-        cd_reply_fail(r, rc, "store: %s", cairn_strerror(rc));
+        char why[256];
+        if (rc == CAIRN_E_CORRUPT)
+            cd_corrupt_report(res.instance, &res.digest, why, sizeof why);
+        cd_reply_fail(r, rc, "%s", rc == CAIRN_E_CORRUPT ? why : cairn_strerror(rc));
         cd_reader_close(st->reader);
         goto out;
     }

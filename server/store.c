@@ -1040,21 +1040,30 @@ fail:
     return rc;
 }
 
-/* Compares the hash in h (consumed) with k's digest. A mismatch
- * quarantines blob id and returns CAIRN_E_CORRUPT; a match remembers id
- * as verified. */
+/* Compares hash got with k's digest: CAIRN_E_CORRUPT on a mismatch (the
+ * caller quarantines, store_corrupt_check); a match remembers id as
+ * verified. */
 static int store_verify_hash(struct cd_store *st, const struct store_key *k,
                              uint64_t id, const uint8_t got[CK_SHA256_LEN])
 {
-    int rc;
     /* The entry key ends with the sha256 and the u64 size. */
     const uint8_t *want = k->b + k->len - 8 - CK_SHA256_LEN;
-    if (memcmp(got, want, CK_SHA256_LEN) == 0) {
-        store_verified_mark(st, id);
-        return 0;
-    }
-    rc = store_quarantine(st, k, id);
-    return rc != 0 ? rc : CAIRN_E_CORRUPT;
+    if (memcmp(got, want, CK_SHA256_LEN) != 0)
+        return CAIRN_E_CORRUPT;
+    store_verified_mark(st, id);
+    return 0;
+}
+
+/* Quarantines blob k (data id) when rc says it is corrupt (bytes that do
+ * not hash to the digest, or a chunk missing or short); returns rc, or
+ * the error of the quarantine. */
+static int store_corrupt_check(struct cd_store *st, const struct store_key *k,
+                               uint64_t id, int rc)
+{
+    if (rc != CAIRN_E_CORRUPT)
+        return rc;
+    int qrc = store_quarantine(st, k, id);
+    return qrc != 0 ? qrc : rc;
 }
 
 static int store_verify_end(struct cd_store *st, const struct store_key *k,
@@ -1442,7 +1451,7 @@ int cd_store_blob_get(struct cd_store *st, const char *instance,
     MDB_txn *txn = NULL;
     if ((rc = store_rtxn_begin(st, &txn)) != 0)
         return rc;
-    struct store_meta m;
+    struct store_meta m = {0, 0, 0};
     uint8_t *p = NULL;
     rc = store_meta_get(st, txn, &k, &m);
     if (rc == 0 && m.size > max)
@@ -1459,6 +1468,8 @@ int cd_store_blob_get(struct cd_store *st, const char *instance,
             rc = store_verify_end(st, &k, m.id, h);
         ck_sha256_free(h);
     }
+    if (rc == CAIRN_E_CORRUPT)
+        rc = store_corrupt_check(st, &k, m.id, rc);
     if (rc != 0) {
         free(p);
         return rc;
@@ -1505,6 +1516,9 @@ int cd_store_reader_open(struct cd_store *st, const char *instance,
     return 0;
 }
 
+static int store_reader_check(struct cd_reader *r, uint64_t offset,
+                              const void *buf, size_t n);
+
 int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
                    size_t *got)
 {
@@ -1531,8 +1545,23 @@ int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
     if (rc == 0)
         rc = store_copy(st, txn, r->id, r->size, offset, buf, n);
     store_rtxn_end(st, txn);
+    if (rc == 0)
+        rc = store_reader_check(r, offset, buf, n);
+    rc = store_corrupt_check(st, &r->key, r->id, rc);
     if (rc != 0)
         return rc;
+    *got = n;
+    return 0;
+}
+
+/* Feeds a read of n bytes at offset, now in buf, to r's verification;
+ * returns CAIRN_E_CORRUPT when it completes the blob and the blob does
+ * not hash to its digest. */
+static int store_reader_check(struct cd_reader *r, uint64_t offset,
+                              const void *buf, size_t n)
+{
+    struct cd_store *st = r->st;
+    int rc = 0;
     if (r->bg != NULL) {
         uint8_t got_hash[CK_SHA256_LEN];
         if (offset != r->hashed) {
@@ -1560,7 +1589,6 @@ int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
                 return rc;
         }
     }
-    *got = n;
     return 0;
 }
 
@@ -1597,7 +1625,7 @@ int cd_reader_verify(struct cd_reader *r, uint64_t offset)
     return 0;
 fail:
     ck_sha256_free(h);
-    return rc;
+    return store_corrupt_check(st, &r->key, r->id, rc);
 }
 
 bool cd_reader_verifying(const struct cd_reader *r)
@@ -2302,11 +2330,7 @@ int cd_store_scrub(struct cd_store *st, cd_store_bad_fn bad, void *ctx,
             break;
         if (rc == 0)
             rc = store_verify_end(st, &k, m.id, h);
-        else if (rc == CAIRN_E_CORRUPT) { /* a chunk is missing or short */
-            int qrc = store_quarantine(st, &k, m.id);
-            if (qrc != 0)
-                rc = qrc;
-        }
+        rc = store_corrupt_check(st, &k, m.id, rc);
         ck_sha256_free(h);
         sum.blobs++;
         sum.bytes += m.size;

@@ -124,8 +124,12 @@ int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
  * again) and its chunks deleted. A read that skips or goes back stops the
  * verification. Nothing is armed (returns 0) when verification is off,
  * the blob was verified within verify_ttl_s, it is empty, or offset is
- * above CD_STORE_VERIFY_PREFIX_MAX. Returns 0, CAIRN_E_NOTFOUND (evicted
- * meanwhile), CAIRN_E_CORRUPT (a chunk is missing), CAIRN_E_DB. */
+ * above CD_STORE_VERIFY_PREFIX_MAX. Blobs of 4 MiB or more are hashed by
+ * a thread of r's own, straight from the map, while the reads go on (at
+ * most 4 such threads per store; past that, the reads hash inline);
+ * cd_reader_close stops it. Returns 0, CAIRN_E_NOTFOUND (evicted
+ * meanwhile), CAIRN_E_CORRUPT (a chunk is missing: quarantined),
+ * CAIRN_E_DB. */
 int cd_reader_verify(struct cd_reader *r, uint64_t offset);
 /* True while r is armed to verify (for tests and logs). */
 bool cd_reader_verifying(const struct cd_reader *r);
