@@ -33,7 +33,7 @@ PY
 DATA_LOSS=15
 rs() { echo "main/blobs/$(digest "$1")"; }
 
-head -c 3000000 /dev/urandom >"$T/big"
+head -c 6000000 /dev/urandom >"$T/big"
 for f in a b c d; do head -c 20000 /dev/urandom >"$T/$f"; done
 echo action >"$T/action"
 SRV=$T/srv
@@ -49,10 +49,10 @@ corrupt "$SRV" "$T/big" "$T/b"
 CD_DIR=$SRV cd_start
 # 1. A read of the whole blob: DATA_LOSS naming the digest; the last
 # message (which would complete the wrong bytes) is never sent.
-expect_msg $DATA_LOSS "$(sha "$T/big")/3000000 is corrupt" probe read "$(rs "$T/big")"
-[ "$(size "$T/last.out")" -lt 3000000 ] && pass "the corrupt blob's last bytes were withheld" ||
+expect_msg $DATA_LOSS "$(sha "$T/big")/6000000 is corrupt" probe read "$(rs "$T/big")"
+[ "$(size "$T/last.out")" -lt 6000000 ] && pass "the corrupt blob's last bytes were withheld" ||
     fail "all $(size "$T/last.out") bytes of a corrupt blob were sent"
-grep -q " warn blob main/$(sha "$T/big")/3000000 is corrupt" "$CD_LOG" && pass "quarantine logged at warn" ||
+grep -q " warn blob main/$(sha "$T/big")/6000000 is corrupt" "$CD_LOG" && pass "quarantine logged at warn" ||
     fail "no warning in the log: $(grep -i corrupt "$CD_LOG")"
 # 2. Quarantined: missing, and the action result using it is NOT_FOUND.
 expect 0 probe fmb main "$(digest "$T/big")" && grep -q "$(sha "$T/big")" "$T/last.out" &&

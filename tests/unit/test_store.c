@@ -1368,6 +1368,51 @@ static void test_verify_ttl_and_off(void **state)
     free(blob);
 }
 
+/* A chunk gone from the file (an operator's mistake, a torn restore): the
+ * read that needs it fails with CAIRN_E_CORRUPT and the blob is
+ * quarantined like one whose bytes do not hash. */
+static void test_verify_missing_chunk(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    size_t n = 3 * MIB;
+    uint8_t *blob = make_blob(n, 88, &d);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &d, blob, n), 0);
+    cd_store_close(f->st);
+    f->st = NULL;
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, f->dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "chunks", 0, &dbi), 0);
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
+    assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_NEXT), 0); /* chunk 1 */
+    assert_int_equal(mdb_cursor_del(cur, 0), 0);
+    mdb_cursor_close(cur);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    store_open_ok(f);
+    uint64_t handed = 0;
+    bool armed = false;
+    assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), CAIRN_E_CORRUPT);
+    assert_int_equal(handed, MIB);
+    bool missing = false;
+    assert_int_equal(cd_store_find_missing(f->st, "i", &d, 1, &missing), 0);
+    assert_true(missing);
+    struct cd_store_stats ss;
+    cd_store_stats_get(f->st, &ss);
+    assert_int_equal(ss.quarantined, 1);
+    assert_int_equal(ss.chunks, 0);
+    assert_int_equal(ss.blobs, 0);
+    free(blob);
+}
+
 struct bad_list {
     int n;
     char instance[8];
@@ -1462,6 +1507,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verify_async_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_resumed_and_partial_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_blob_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_missing_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_ttl_and_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scrub, setup, teardown),
     };
