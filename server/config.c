@@ -126,8 +126,8 @@ static const struct opt {
     {"--drain-timeout", OPT_DURATION, offsetof(struct cd_config, drain_timeout_s), 0, 3600,
      "DURATION calls in flight may take to finish after SIGTERM (default 5s)"},
     {"--reverify-after", OPT_DURATION, offsetof(struct cd_config, reverify_s), 0, 7 * 86400,
-     "DURATION a blob that hashed to its digest on a read is served\n"
-     "                         without hashing again (default 10m; 0: hash every read)"},
+     "DURATION a blob that hashed to its digest (on its upload, a read)\n"
+     "                         is served without hashing again (default 10m; 0: every read)"},
     {"--no-read-verify", OPT_FLAG, offsetof(struct cd_config, no_read_verify), 0, 0,
      "serve blobs without hashing them (clients still check digests)"},
     {"--verify", OPT_FLAG, offsetof(struct cd_config, verify), 0, 0,

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* Reads a whole PEM file (capped: certificates are small). */
@@ -77,6 +78,15 @@ static int verify_main(const struct cd_config *cfg)
 {
     struct cairn_err err = {0};
     struct cd_store *store = NULL;
+    /* Opening would create an empty store: a mistyped path must not pass
+     * as a clean one. */
+    char path[4096];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/data.mdb", cfg->dir);
+    if (stat(path, &sb) != 0) {
+        fprintf(stderr, "cairnd: --verify: no store in %s (%s)\n", cfg->dir, strerror(errno));
+        return 2;
+    }
     struct cd_store_opts so = {.dir = cfg->dir, .upload_ttl_s = cfg->upload_ttl_s, .scrub = true};
     if (cd_store_open(&so, &store, &err) != 0) {
         fprintf(stderr, "cairnd: store %s: %s\n", cfg->dir, err.msg);

@@ -100,6 +100,8 @@ CD_DIR=$SRV cd_start
 expect 0 probe fmb main "$(digest "$T/c")" "$(digest "$T/a")" && grep -q "$(sha "$T/c")" "$T/last.out" &&
     ! grep -q "$(sha "$T/a")" "$T/last.out" && pass "after --verify: c missing, a present" ||
     fail "after --verify: $(cat "$T/last.out")"
+expect_msg 2 'no store in' "$CAIRND" --verify --dir "$T/nothing-here"
+[ ! -e "$T/nothing-here" ] || fail "--verify created a store"
 # ... and beside a running server (LMDB's lock file serialises writers).
 expect 0 "$CAIRND" --verify --dir "$SRV" || fail "--verify beside a running server"
 expect 0 probe get main "$(digest "$T/a")" && cmp -s "$T/last.out" "$T/a" || fail "server after a concurrent --verify"
