@@ -244,13 +244,19 @@ static int cmd_get(struct rc_conn *c, int argc, char **argv)
 {
     if (argc < 2)
         return EXIT_LOCAL;
-    Digest d;
-    parse_digest(argv[1], &d);
-    Digest *dp[] = {&d};
+    size_t n = (size_t)argc - 1;
+    Digest *ds = calloc(n, sizeof *ds);
+    Digest **dp = calloc(n, sizeof *dp);
+    if (ds == NULL || dp == NULL)
+        return EXIT_LOCAL;
+    for (size_t i = 0; i < n; i++) {
+        parse_digest(argv[i + 1], &ds[i]);
+        dp[i] = &ds[i];
+    }
     Build__Bazel__Remote__Execution__V2__BatchReadBlobsRequest rq =
         BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_READ_BLOBS_REQUEST__INIT;
     rq.instance_name = argv[0];
-    rq.n_digests = 1;
+    rq.n_digests = n;
     rq.digests = dp;
     uint8_t *resp = NULL;
     size_t rlen = 0;
@@ -258,19 +264,33 @@ static int cmd_get(struct rc_conn *c, int argc, char **argv)
     if (rc == 0) {
         Build__Bazel__Remote__Execution__V2__BatchReadBlobsResponse *r =
             build__bazel__remote__execution__v2__batch_read_blobs_response__unpack(NULL, rlen, resp);
-        if (r->n_responses != 1) {
+        if (r == NULL || r->n_responses != n) {
             rc = EXIT_LOCAL;
-        } else {
+        } else if (n == 1) {
             const Build__Bazel__Remote__Execution__V2__BatchReadBlobsResponse__Response *it = r->responses[0];
             rc = it->status ? it->status->code : 0;
             if (rc != 0)
                 fprintf(stderr, "%s: %s\n", code_name(rc), it->status->message);
             else
                 fwrite(it->data.data, 1, it->data.len, stdout);
+        } else {
+            /* Several blobs: one line each, "hash/size STATUS bytes"; the
+             * call itself succeeded. */
+            for (size_t i = 0; i < n; i++) {
+                const Build__Bazel__Remote__Execution__V2__BatchReadBlobsResponse__Response *it = r->responses[i];
+                int code = it->status ? it->status->code : 0;
+                printf("%s/%lld %s %zu\n", it->digest ? it->digest->hash : "?",
+                       it->digest ? (long long)it->digest->size_bytes : -1LL, code_name(code),
+                       it->data.len);
+                if (code != 0)
+                    fprintf(stderr, "%s: %s\n", code_name(code), it->status->message);
+            }
         }
         build__bazel__remote__execution__v2__batch_read_blobs_response__free_unpacked(r, NULL);
     }
     free(resp);
+    free(dp);
+    free(ds);
     return rc;
 }
 
@@ -668,7 +688,7 @@ static const struct {
     {"caps", cmd_caps, "[INSTANCE]"},
     {"fmb", cmd_fmb, "INSTANCE DIGEST..."},
     {"put", cmd_put, "INSTANCE FILE [DIGEST]"},
-    {"get", cmd_get, "INSTANCE DIGEST"},
+    {"get", cmd_get, "INSTANCE DIGEST... (several: one 'DIGEST STATUS BYTES' line each)"},
     {"ac-put", cmd_ac_put, "INSTANCE ACTION [file=PATH:DIGEST|prop=PATH:NAME=VALUE|tree=PATH:DIGEST|stdout=DIGEST]..."},
     {"ac-get", cmd_ac_get, "INSTANCE ACTION"},
     {"read", cmd_read, "RESOURCE [OFFSET [LIMIT]]"},

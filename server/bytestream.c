@@ -23,6 +23,7 @@ struct read_state {
     struct cd_svc *svc;
     struct cd_reader *reader;
     uint64_t pos, end;
+    struct cd_resource res; /* for the message about a corrupt blob */
 };
 
 static int read_start(struct cd_svc *svc, const struct cd_req *req, void **state,
@@ -58,11 +59,23 @@ static int read_start(struct cd_svc *svc, const struct cd_req *req, void **state
         goto out;
     }
     st->svc = svc;
+    st->res = res;
     st->pos = (uint64_t)in->read_offset;
     st->end = size;
     /* read_limit 0 means "no limit". */
     if (in->read_limit > 0 && size - st->pos > (uint64_t)in->read_limit)
         st->end = st->pos + (uint64_t)in->read_limit;
+    /* A read to the end is verified (the last message is sent only after
+     * the whole blob hashed to its digest); one that stops earlier cannot
+     * be (docs/storage.md "Verification"). */
+    if (st->end == size && (rc = cd_reader_verify(st->reader, st->pos)) != 0) {
+        char why[256];
+        if (rc == CAIRN_E_CORRUPT)
+            cd_corrupt_report(res.instance, &res.digest, why, sizeof why);
+        cd_reply_fail(r, rc, "%s", rc == CAIRN_E_CORRUPT ? why : cairn_strerror(rc));
+        cd_reader_close(st->reader);
+        goto out;
+    }
     *state = st;
     st = NULL;
 out:
@@ -98,6 +111,12 @@ static int read_next(void *state, bool *done, struct cd_reply *r)
         int rc = cd_reader_read(st->reader, st->pos + have, msg + h + have, n - have, &got);
         if (rc == 0 && got == 0)
             rc = CAIRN_E_NOTFOUND;
+        if (rc == CAIRN_E_CORRUPT) {
+            free(msg);
+            char why[256];
+            cd_corrupt_report(st->res.instance, &st->res.digest, why, sizeof why);
+            return cd_reply_fail(r, rc, "%s", why);
+        }
         if (rc != 0) {
             free(msg);
             return cd_reply_fail(r, rc, "blob vanished while being read (%s)", cairn_strerror(rc));

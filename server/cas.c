@@ -217,6 +217,12 @@ void cd_cas_batch_read(struct cd_svc *svc, const struct cd_req *req, struct cd_r
             it->data.len = (size_t)d.size;
             cd_metrics_add(&svc->metrics->bytes_out, (uint64_t)d.size);
         }
+        if (rc == CAIRN_E_CORRUPT) {
+            cd_corrupt_report(in->instance_name ? in->instance_name : "", &d, err.msg,
+                              sizeof err.msg);
+            item_set(&st[i], rc, err.msg);
+            continue;
+        }
         item_set(&st[i], rc, rc == 0 ? "" : rc == CAIRN_E_NOTFOUND ? "blob not found" : cairn_strerror(rc));
     }
     PbBatchReadBlobsResponse resp = BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_READ_BLOBS_RESPONSE__INIT;

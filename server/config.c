@@ -125,6 +125,14 @@ static const struct opt {
      "DURATION between summary log lines (default 60s)"},
     {"--drain-timeout", OPT_DURATION, offsetof(struct cd_config, drain_timeout_s), 0, 3600,
      "DURATION calls in flight may take to finish after SIGTERM (default 5s)"},
+    {"--reverify-after", OPT_DURATION, offsetof(struct cd_config, reverify_s), 0, 7 * 86400,
+     "DURATION a blob that hashed to its digest (on its upload, a read)\n"
+     "                         is served without hashing again (default 10m; 0: every read)"},
+    {"--no-read-verify", OPT_FLAG, offsetof(struct cd_config, no_read_verify), 0, 0,
+     "serve blobs without hashing them (clients still check digests)"},
+    {"--verify", OPT_FLAG, offsetof(struct cd_config, verify), 0, 0,
+     "check every blob in --dir, remove corrupt ones, print a summary\n"
+     "                         and exit (1 if any was corrupt); only --dir is needed"},
     {"--help", OPT_FLAG, offsetof(struct cd_config, help), 0, 0, "this text"},
 };
 
@@ -194,6 +202,7 @@ int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_e
     cfg->stage_batch = CD_STORE_STAGE_BATCH_DEFAULT;
     cfg->stats_interval_s = 60;
     cfg->drain_timeout_s = 5;
+    cfg->reverify_s = 600;
     int rc;
     for (int i = 1; i < argc; i++) {
         size_t k = 0;
@@ -215,6 +224,8 @@ int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_e
     }
     if (cfg->help)
         return 0;
+    if (cfg->verify)
+        return cfg->dir != NULL ? 0 : cairn_err_set(err, CAIRN_E_INVAL, "--verify needs --dir");
     if (cfg->listen == NULL || cfg->dir == NULL || cfg->max_size == 0)
         return cairn_err_set(err, CAIRN_E_INVAL, "--listen, --dir and --max-size are required");
     if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL))

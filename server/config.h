@@ -23,6 +23,9 @@ struct cd_config {
     uint64_t stage_batch;     /* --stage-batch SIZE (whole MiB) */
     unsigned stats_interval_s; /* --stats-interval DURATION */
     unsigned drain_timeout_s; /* --drain-timeout DURATION */
+    unsigned reverify_s;      /* --reverify-after DURATION */
+    bool no_read_verify;      /* --no-read-verify */
+    bool verify;              /* --verify: scrub --dir and exit */
     bool help;
 };
 

@@ -1,7 +1,9 @@
 #include "server/reapi.h"
 
+#include "server/log.h"
 #include "server/resource.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 int cd_pb_digest_err(const PbDigest *pb, struct cd_digest *d, struct cairn_err *err)
@@ -55,4 +57,15 @@ int cd_pb_request_check(const char *instance, int digest_function, struct cd_rep
     if (rc != 0)
         return cd_reply_fail(r, rc, "%s", err.msg);
     return 0;
+}
+
+void cd_corrupt_report(const char *instance, const struct cd_digest *d, char *msg, size_t cap)
+{
+    char hex[CK_SHA256_HEX_LEN + 1];
+    ck_hex_encode(d->hash, hex);
+    cd_log(CD_LOG_WARN, "blob %s%s%s/%lld is corrupt in the store (its bytes do not hash to its "
+           "digest): quarantined, it reads as missing until uploaded again",
+           instance, instance[0] ? "/" : "", hex, (long long)d->size);
+    snprintf(msg, cap, "blob %s/%lld is corrupt in the server's store (its bytes do not hash "
+             "to the digest); the server removed it, upload it again", hex, (long long)d->size);
 }

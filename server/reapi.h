@@ -49,6 +49,11 @@ int cd_pb_digest(const PbDigest *pb, const char *what, struct cd_digest *d,
 int cd_pb_digest_err(const PbDigest *pb, struct cd_digest *d, struct cairn_err *err);
 /* Fills a wire digest from d; hex must hold 65 bytes and outlive pb. */
 void cd_pb_digest_set(PbDigest *pb, const struct cd_digest *d, char *hex);
+/* For a blob the store found corrupt (and quarantined): logs it at warn
+ * and writes the message the client gets, naming the digest, into msg
+ * (cap bytes, truncated). */
+void cd_corrupt_report(const char *instance, const struct cd_digest *d, char *msg,
+                       size_t cap);
 /* Packs m into r->out (malloc'd). Returns 0 or CAIRN_E_NOMEM (r filled). */
 int cd_pb_pack(const ProtobufCMessage *m, struct cd_reply *r);
 /* Fails r with INVALID_ARGUMENT for a request that did not parse. */

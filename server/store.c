@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -31,6 +32,15 @@
 #define STORE_MAP_UNCAPPED (1ull << 40)
 #define STORE_MAX_READERS 1024
 #define STORE_MADVISE_MIN (4ull * CD_STORE_CHUNK)
+/* Verified data ids remembered (direct-mapped: a collision only means
+ * hashing that blob again). */
+#define STORE_VERIFIED_SLOTS 4096
+/* Blobs at least this big are hashed by a thread of their own, from the
+ * map, while the reader sends (docs/storage.md "Verification"); at most
+ * STORE_HASHERS_MAX such threads at a time, further reads hash inline. */
+#define STORE_HASH_ASYNC_MIN (4ull * CD_STORE_CHUNK)
+#define STORE_HASHERS_MAX 4
+#define STORE_HASH_STEP (8ull * CD_STORE_CHUNK) /* bytes per read txn */
 /* An upload buffers this much and stages it in one write txn: the cost of
  * a staging txn is mostly its fdatasync, and a disk writes 8-16 MiB per
  * sync several times faster than 1 MiB. 16 MiB measured no faster here
@@ -78,6 +88,12 @@ struct store_pin {
     unsigned count;
 };
 
+/* A blob (by data id, never reused) whose content hashed to its digest. */
+struct store_verified {
+    uint64_t id;
+    time_t at; /* monotonic seconds */
+};
+
 struct cd_store {
     MDB_env *env;
     MDB_dbi dbi_meta, dbi_entries, dbi_lru, dbi_chunks, dbi_ac, dbi_pending,
@@ -116,6 +132,7 @@ struct cd_store {
     pthread_mutex_t ctr_mu;
     uint64_t next_id; /* in-memory allocator; persisted lazily */
     uint64_t evictions, evicted_bytes;
+    uint64_t quarantined, quarantined_bytes;
     uint64_t stage_used; /* bytes of STORE_STAGE_BUDGET held by uploads */
     size_t stage_batch;  /* whole chunks */
 
@@ -129,6 +146,25 @@ struct cd_store {
     bool sg_stop;
     bool stager_started;
     pthread_t stager;
+
+    /* Read verification (docs/storage.md "Verification"): blobs verified
+     * within verify_ttl_s are served without hashing them again. */
+    bool verify_off;
+    unsigned verify_ttl_s;
+    pthread_mutex_t vf_mu;
+    struct store_verified *verified; /* STORE_VERIFIED_SLOTS */
+    unsigned hashers; /* running store_hasher threads, under vf_mu */
+};
+
+/* A thread hashing one reader's whole blob from the map. */
+struct store_hasher {
+    pthread_t th;
+    struct cd_store *st;
+    const struct store_key *key; /* the reader's */
+    uint64_t id, size;
+    atomic_bool stop; /* the reader gave up: finish early */
+    int rc;           /* after join: 0 (got is the hash) or an error */
+    uint8_t got[CK_SHA256_LEN];
 };
 
 struct cd_upload {
@@ -168,6 +204,12 @@ struct cd_reader {
     struct store_key key;
     uint64_t id;
     uint64_t size;
+    /* While verifying (cd_reader_verify): either the hash of [0, hashed)
+     * (h), or a thread hashing the whole blob (bg) while reads go on from
+     * hashed. */
+    struct ck_sha256 *h;
+    struct store_hasher *bg;
+    uint64_t hashed;
 };
 
 /* --- small helpers ------------------------------------------------------ */
@@ -875,6 +917,247 @@ static void store_evicted_account(struct cd_store *st,
     pthread_mutex_unlock(&st->ctr_mu);
 }
 
+/* --- verification and quarantine ---------------------------------------- */
+
+/* True when blob id hashed to its digest within verify_ttl_s (never with
+ * a ttl of 0: then every whole read verifies). */
+static bool store_verified_recently(struct cd_store *st, uint64_t id)
+{
+    if (st->verify_ttl_s == 0)
+        return false;
+    struct store_verified *v = &st->verified[id % STORE_VERIFIED_SLOTS];
+    pthread_mutex_lock(&st->vf_mu);
+    bool yes = v->id == id && store_now() - v->at < (time_t)st->verify_ttl_s;
+    pthread_mutex_unlock(&st->vf_mu);
+    return yes;
+}
+
+static void store_verified_mark(struct cd_store *st, uint64_t id)
+{
+    struct store_verified *v = &st->verified[id % STORE_VERIFIED_SLOTS];
+    pthread_mutex_lock(&st->vf_mu);
+    v->id = id;
+    v->at = store_now();
+    pthread_mutex_unlock(&st->vf_mu);
+}
+
+/* Drops the pages of chunk value v from this process's page tables (they
+ * stay in the page cache): streaming gigabytes out of the map must not
+ * grow RSS. */
+static void store_pages_drop(struct cd_store *st, const MDB_val *v)
+{
+    uintptr_t a = (uintptr_t)v->mv_data;
+    uintptr_t lo = (a + st->page - 1) & ~(uintptr_t)(st->page - 1);
+    uintptr_t hi = (a + v->mv_size) & ~(uintptr_t)(st->page - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* Hashes bytes [from, to) of blob id (size bytes) into h straight from
+ * the map, inside txn. */
+static int store_hash_range(struct cd_store *st, MDB_txn *txn, uint64_t id,
+                            uint64_t size, uint64_t from, uint64_t to,
+                            struct ck_sha256 *h)
+{
+    while (from < to) {
+        uint32_t idx = (uint32_t)(from / CD_STORE_CHUNK);
+        size_t in = (size_t)(from % CD_STORE_CHUNK);
+        uint8_t ck[STORE_CHUNK_KEY];
+        store_chunk_key(ck, id, idx);
+        MDB_val k = {STORE_CHUNK_KEY, ck}, v;
+        int rc = mdb_get(txn, st->dbi_chunks, &k, &v);
+        if (rc == MDB_NOTFOUND)
+            return CAIRN_E_CORRUPT; /* the entry says it is there */
+        if (rc != 0)
+            return store_mdb_err(rc);
+        if (v.mv_size <= in)
+            return CAIRN_E_CORRUPT;
+        size_t take = v.mv_size - in;
+        if (take > to - from)
+            take = (size_t)(to - from);
+        if ((rc = ck_sha256_update(h, (const uint8_t *)v.mv_data + in, take)) != 0)
+            return rc;
+        if (size >= STORE_MADVISE_MIN && in + take == v.mv_size)
+            store_pages_drop(st, &v);
+        from += take;
+    }
+    return 0;
+}
+
+/* Removes blob k from the index if it still has data id (a blob found
+ * corrupt): entries and lru go, the chunks become garbage and are swept
+ * at once. The bytes are worthless (nothing can recover content from a
+ * digest), so quarantine drops them; a later upload stores a good copy
+ * under a new id. Not synced: a quarantine lost in a crash is found again
+ * by the next read or scrub. */
+static int store_quarantine(struct cd_store *st, const struct store_key *k,
+                            uint64_t id)
+{
+    MDB_txn *txn = NULL;
+    int rc = store_mdb_err(mdb_txn_begin(st->env, NULL, 0, &txn));
+    if (rc != 0)
+        return rc;
+    struct store_stats_rec s;
+    struct store_meta m;
+    if ((rc = store_stats_load(st, txn, &s)) != 0)
+        goto fail;
+    rc = store_meta_get(st, txn, k, &m);
+    if (rc == CAIRN_E_NOTFOUND || (rc == 0 && m.id != id)) {
+        /* Already gone (evicted, or quarantined by another reader). */
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    if (rc != 0)
+        goto fail;
+    uint8_t sk[8], ik[8];
+    store_be64(sk, m.seq);
+    store_be64(ik, id);
+    MDB_val ek = {k->len, (void *)k->b}, lk = {8, sk}, gk = {8, ik},
+            gv = {8, &m.size};
+    if ((rc = store_mdb_err(mdb_del(txn, st->dbi_entries, &ek, NULL))) != 0)
+        goto fail;
+    int lrc = mdb_del(txn, st->dbi_lru, &lk, NULL);
+    if (lrc != 0 && lrc != MDB_NOTFOUND) {
+        rc = store_mdb_err(lrc);
+        goto fail;
+    }
+    if ((rc = store_mdb_err(mdb_put(txn, st->dbi_garbage, &gk, &gv, 0))) != 0)
+        goto fail;
+    s.blobs--;
+    s.bytes -= m.size;
+    if ((rc = store_stats_save(st, txn, &s)) != 0)
+        goto fail;
+    if ((rc = store_wtxn_commit(txn)) != 0)
+        return rc;
+    pthread_mutex_lock(&st->ctr_mu);
+    st->quarantined++;
+    st->quarantined_bytes += m.size;
+    pthread_mutex_unlock(&st->ctr_mu);
+    (void)store_sweep(st, st->dbi_garbage);
+    return 0;
+fail:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Compares hash got with k's digest: CAIRN_E_CORRUPT on a mismatch (the
+ * caller quarantines, store_corrupt_check); a match remembers id as
+ * verified. */
+static int store_verify_hash(struct cd_store *st, const struct store_key *k,
+                             uint64_t id, const uint8_t got[CK_SHA256_LEN])
+{
+    /* The entry key ends with the sha256 and the u64 size. */
+    const uint8_t *want = k->b + k->len - 8 - CK_SHA256_LEN;
+    if (memcmp(got, want, CK_SHA256_LEN) != 0)
+        return CAIRN_E_CORRUPT;
+    store_verified_mark(st, id);
+    return 0;
+}
+
+/* Quarantines blob k (data id) when rc says it is corrupt (bytes that do
+ * not hash to the digest, or a chunk missing or short); returns rc, or
+ * the error of the quarantine. */
+static int store_corrupt_check(struct cd_store *st, const struct store_key *k,
+                               uint64_t id, int rc)
+{
+    if (rc != CAIRN_E_CORRUPT)
+        return rc;
+    int qrc = store_quarantine(st, k, id);
+    return qrc != 0 ? qrc : rc;
+}
+
+static int store_verify_end(struct cd_store *st, const struct store_key *k,
+                            uint64_t id, struct ck_sha256 *h)
+{
+    uint8_t got[CK_SHA256_LEN];
+    int rc = ck_sha256_final(h, got);
+    return rc != 0 ? rc : store_verify_hash(st, k, id, got);
+}
+
+/* Hashes the whole blob in STORE_HASH_STEP pieces, each in its own read
+ * txn that first checks the blob is still the same data id (a slow
+ * reader's blob may be evicted). */
+static void *store_hasher_main(void *arg)
+{
+    struct store_hasher *b = arg;
+    struct cd_store *st = b->st;
+    struct ck_sha256 *h = NULL;
+    int rc = ck_sha256_new(&h);
+    for (uint64_t off = 0; rc == 0 && off < b->size;) {
+        if (atomic_load_explicit(&b->stop, memory_order_relaxed)) {
+            rc = -ECANCELED;
+            break;
+        }
+        uint64_t upto = b->size - off > STORE_HASH_STEP ? off + STORE_HASH_STEP : b->size;
+        MDB_txn *txn = NULL;
+        if ((rc = store_rtxn_begin(st, &txn)) != 0)
+            break;
+        struct store_meta m;
+        rc = store_meta_get(st, txn, b->key, &m);
+        if (rc == 0 && m.id != b->id)
+            rc = CAIRN_E_NOTFOUND;
+        if (rc == 0)
+            rc = store_hash_range(st, txn, b->id, b->size, off, upto, h);
+        store_rtxn_end(st, txn);
+        off = upto;
+    }
+    if (rc == 0)
+        rc = ck_sha256_final(h, b->got);
+    ck_sha256_free(h);
+    b->rc = rc;
+    return NULL;
+}
+
+/* Starts a hasher for r's blob; false when none can start (the caller
+ * hashes inline). */
+static bool store_hasher_start(struct cd_reader *r)
+{
+    struct cd_store *st = r->st;
+    pthread_mutex_lock(&st->vf_mu);
+    bool slot = st->hashers < STORE_HASHERS_MAX;
+    if (slot)
+        st->hashers++;
+    pthread_mutex_unlock(&st->vf_mu);
+    if (!slot)
+        return false;
+    struct store_hasher *b = calloc(1, sizeof *b);
+    if (b != NULL) {
+        b->st = st;
+        b->key = &r->key;
+        b->id = r->id;
+        b->size = r->size;
+        atomic_init(&b->stop, false);
+        if (pthread_create(&b->th, NULL, store_hasher_main, b) == 0) {
+            r->bg = b;
+            return true;
+        }
+        free(b);
+    }
+    pthread_mutex_lock(&st->vf_mu);
+    st->hashers--;
+    pthread_mutex_unlock(&st->vf_mu);
+    return false;
+}
+
+/* Waits for r's hasher (asking it to stop early when stop is set) and
+ * frees it; returns its result and copies the hash to got. */
+static int store_hasher_join(struct cd_reader *r, bool stop,
+                             uint8_t got[CK_SHA256_LEN])
+{
+    struct store_hasher *b = r->bg;
+    if (stop)
+        atomic_store(&b->stop, true);
+    pthread_join(b->th, NULL);
+    int rc = b->rc;
+    memcpy(got, b->got, CK_SHA256_LEN);
+    free(b);
+    r->bg = NULL;
+    pthread_mutex_lock(&r->st->vf_mu);
+    r->st->hashers--;
+    pthread_mutex_unlock(&r->st->vf_mu);
+    return rc;
+}
+
 /* --- open / close ------------------------------------------------------- */
 
 static int store_dbi_open(MDB_txn *txn, const char *name, MDB_dbi *out)
@@ -896,7 +1179,11 @@ static int store_env_open(struct cd_store *st, const struct cd_store_opts *o,
     if (o->max_size != 0 && o->max_size < STORE_MAP_UNCAPPED / 2)
         map = o->max_size + o->max_size / 2 + STORE_MAP_SLACK;
     map = (map + CD_STORE_CHUNK - 1) / CD_STORE_CHUNK * CD_STORE_CHUNK;
-    rc = mdb_env_set_mapsize(st->env, (size_t)map);
+    /* A scrub beside a running server keeps the map size in the file: a
+     * different one would be written at its first commit and make the
+     * server's next txn fail with MDB_MAP_RESIZED. */
+    if (!o->scrub)
+        rc = mdb_env_set_mapsize(st->env, (size_t)map);
     if (rc == 0)
         rc = mdb_env_set_maxdbs(st->env, 8);
     if (rc == 0)
@@ -976,6 +1263,9 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
     pthread_mutex_init(&st->sg_mu, NULL);
     pthread_cond_init(&st->sg_cond, NULL);
     pthread_cond_init(&st->sg_done, NULL);
+    pthread_mutex_init(&st->vf_mu, NULL);
+    st->verify_off = opts->verify_off;
+    st->verify_ttl_s = opts->verify_ttl_s;
     st->max_size = opts->max_size;
     st->ttl_s = opts->upload_ttl_s;
     st->stage_batch = opts->stage_batch / CD_STORE_CHUNK * CD_STORE_CHUNK;
@@ -992,7 +1282,8 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
     }
     st->q_buf = malloc(STORE_QUEUE_BYTES);
     st->q_set = calloc(2 * STORE_QUEUE_MAX, sizeof *st->q_set);
-    if (st->q_buf == NULL || st->q_set == NULL) {
+    st->verified = calloc(STORE_VERIFIED_SLOTS, sizeof *st->verified);
+    if (st->q_buf == NULL || st->q_set == NULL || st->verified == NULL) {
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "store: out of memory");
         goto fail;
     }
@@ -1003,7 +1294,9 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
     /* Leftovers of a previous run: uploads that never committed and
      * evicted data not yet swept. Both tables list ids, so this costs what
      * was left over, not what is stored. */
-    if ((rc = store_sweep(st, st->dbi_pending)) != 0 ||
+    /* A scrub leaves pending alone: they may be a running server's live
+     * uploads. */
+    if ((!opts->scrub && (rc = store_sweep(st, st->dbi_pending)) != 0) ||
         (rc = store_sweep(st, st->dbi_garbage)) != 0) {
         cairn_err_set(err, rc, "store: cannot remove leftovers: %s",
                       cairn_strerror(rc));
@@ -1054,6 +1347,8 @@ void cd_store_close(struct cd_store *st)
     free(st->q_buf);
     free(st->q_set);
     free(st->pins);
+    free(st->verified);
+    pthread_mutex_destroy(&st->vf_mu);
     pthread_mutex_destroy(&st->pool_mu);
     pthread_mutex_destroy(&st->q_mu);
     pthread_cond_destroy(&st->q_cond);
@@ -1130,13 +1425,8 @@ static int store_copy(struct cd_store *st, MDB_txn *txn, uint64_t id,
         if (take > n)
             take = n;
         memcpy(buf, (const uint8_t *)v.mv_data + in, take);
-        if (size >= STORE_MADVISE_MIN && in + take == v.mv_size) {
-            uintptr_t a = (uintptr_t)v.mv_data;
-            uintptr_t lo = (a + st->page - 1) & ~(uintptr_t)(st->page - 1);
-            uintptr_t hi = (a + v.mv_size) & ~(uintptr_t)(st->page - 1);
-            if (hi > lo)
-                (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
-        }
+        if (size >= STORE_MADVISE_MIN && in + take == v.mv_size)
+            store_pages_drop(st, &v);
         buf += take;
         off += take;
         n -= take;
@@ -1161,7 +1451,7 @@ int cd_store_blob_get(struct cd_store *st, const char *instance,
     MDB_txn *txn = NULL;
     if ((rc = store_rtxn_begin(st, &txn)) != 0)
         return rc;
-    struct store_meta m;
+    struct store_meta m = {0, 0, 0};
     uint8_t *p = NULL;
     rc = store_meta_get(st, txn, &k, &m);
     if (rc == 0 && m.size > max)
@@ -1171,6 +1461,15 @@ int cd_store_blob_get(struct cd_store *st, const char *instance,
     if (rc == 0)
         rc = store_copy(st, txn, m.id, m.size, 0, p, (size_t)m.size);
     store_rtxn_end(st, txn);
+    if (rc == 0 && !st->verify_off && !store_verified_recently(st, m.id)) {
+        struct ck_sha256 *h = NULL;
+        if ((rc = ck_sha256_new(&h)) == 0 &&
+            (rc = ck_sha256_update(h, p, (size_t)m.size)) == 0)
+            rc = store_verify_end(st, &k, m.id, h);
+        ck_sha256_free(h);
+    }
+    if (rc == CAIRN_E_CORRUPT)
+        rc = store_corrupt_check(st, &k, m.id, rc);
     if (rc != 0) {
         free(p);
         return rc;
@@ -1217,6 +1516,9 @@ int cd_store_reader_open(struct cd_store *st, const char *instance,
     return 0;
 }
 
+static int store_reader_check(struct cd_reader *r, uint64_t offset,
+                              const void *buf, size_t n);
+
 int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
                    size_t *got)
 {
@@ -1243,18 +1545,105 @@ int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
     if (rc == 0)
         rc = store_copy(st, txn, r->id, r->size, offset, buf, n);
     store_rtxn_end(st, txn);
+    if (rc == 0)
+        rc = store_reader_check(r, offset, buf, n);
+    rc = store_corrupt_check(st, &r->key, r->id, rc);
     if (rc != 0)
         return rc;
     *got = n;
     return 0;
 }
 
+/* Feeds a read of n bytes at offset, now in buf, to r's verification;
+ * returns CAIRN_E_CORRUPT when it completes the blob and the blob does
+ * not hash to its digest. */
+static int store_reader_check(struct cd_reader *r, uint64_t offset,
+                              const void *buf, size_t n)
+{
+    struct cd_store *st = r->st;
+    int rc = 0;
+    if (r->bg != NULL) {
+        uint8_t got_hash[CK_SHA256_LEN];
+        if (offset != r->hashed) {
+            (void)store_hasher_join(r, true, got_hash);
+        } else if ((r->hashed += n) == r->size) {
+            /* The last bytes go out only once the hasher agrees. */
+            rc = store_hasher_join(r, false, got_hash);
+            if (rc == 0)
+                rc = store_verify_hash(st, &r->key, r->id, got_hash);
+            if (rc != 0)
+                return rc;
+        }
+    } else if (r->h != NULL) {
+        if (offset != r->hashed) {
+            /* Not one pass to the end: nothing to verify against. */
+            ck_sha256_free(r->h);
+            r->h = NULL;
+        } else if ((rc = ck_sha256_update(r->h, buf, n)) != 0) {
+            return rc;
+        } else if ((r->hashed += n) == r->size) {
+            rc = store_verify_end(st, &r->key, r->id, r->h);
+            ck_sha256_free(r->h);
+            r->h = NULL;
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int cd_reader_verify(struct cd_reader *r, uint64_t offset)
+{
+    struct cd_store *st = r->st;
+    if (r->id == 0 || r->h != NULL || r->bg != NULL || st->verify_off || offset > r->size ||
+        offset > CD_STORE_VERIFY_PREFIX_MAX || store_verified_recently(st, r->id))
+        return 0;
+    if (r->size >= STORE_HASH_ASYNC_MIN && store_hasher_start(r)) {
+        r->hashed = offset;
+        return 0;
+    }
+    struct ck_sha256 *h = NULL;
+    int rc = ck_sha256_new(&h);
+    if (rc != 0)
+        return rc;
+    if (offset > 0) {
+        MDB_txn *txn = NULL;
+        if ((rc = store_rtxn_begin(st, &txn)) != 0)
+            goto fail;
+        struct store_meta m;
+        rc = store_meta_get(st, txn, &r->key, &m);
+        if (rc == 0 && m.id != r->id)
+            rc = CAIRN_E_NOTFOUND;
+        if (rc == 0)
+            rc = store_hash_range(st, txn, r->id, r->size, 0, offset, h);
+        store_rtxn_end(st, txn);
+        if (rc != 0)
+            goto fail;
+    }
+    r->h = h;
+    r->hashed = offset;
+    return 0;
+fail:
+    ck_sha256_free(h);
+    return store_corrupt_check(st, &r->key, r->id, rc);
+}
+
+bool cd_reader_verifying(const struct cd_reader *r)
+{
+    return r->h != NULL || r->bg != NULL;
+}
+
 void cd_reader_close(struct cd_reader *r)
 {
     if (r == NULL)
         return;
+    if (r->bg != NULL) {
+        uint8_t unused[CK_SHA256_LEN];
+        (void)store_hasher_join(r, true, unused);
+    }
     if (r->id != 0)
         store_unpin(r->st, r->id);
+    ck_sha256_free(r->h);
     free(r);
 }
 
@@ -1639,6 +2028,10 @@ int cd_upload_commit(struct cd_upload *u)
     if (dup) {
         store_touch(st, &u->key);
         rc = 0;
+    } else if (rc == 0) {
+        /* These are the bytes just hashed on the way in, and still in the
+         * page cache: a read within verify_ttl_s need not hash them. */
+        store_verified_mark(st, u->id);
     }
     if (ev.blobs > 0) {
         store_evicted_account(st, &ev);
@@ -1841,6 +2234,8 @@ void cd_store_stats_get(struct cd_store *st, struct cd_store_stats *out)
     pthread_mutex_lock(&st->ctr_mu);
     out->evictions = st->evictions;
     out->evicted_bytes = st->evicted_bytes;
+    out->quarantined = st->quarantined;
+    out->quarantined_bytes = st->quarantined_bytes;
     pthread_mutex_unlock(&st->ctr_mu);
     MDB_txn *txn = NULL;
     if (store_rtxn_begin(st, &txn) != 0)
@@ -1861,6 +2256,99 @@ void cd_store_stats_get(struct cd_store *st, struct cd_store_stats *out)
     if (mdb_stat(txn, st->dbi_garbage, &ms) == 0)
         out->garbage = ms.ms_entries;
     store_rtxn_end(st, txn);
+}
+
+/* --- scrub --------------------------------------------------------------- */
+
+/* Finds the first blob entry after *k (or the first of all when k->len is
+ * 0) in txn and copies its key and meta. CAIRN_E_NOTFOUND: no more. */
+static int store_blob_next(struct cd_store *st, MDB_txn *txn,
+                           struct store_key *k, struct store_meta *m)
+{
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(txn, st->dbi_entries, &cur);
+    if (rc != 0)
+        return store_mdb_err(rc);
+    uint8_t first = STORE_KIND_BLOB;
+    MDB_val mk = {1, &first}, mv;
+    if (k->len > 0)
+        mk = (MDB_val){k->len, k->b};
+    rc = mdb_cursor_get(cur, &mk, &mv, MDB_SET_RANGE);
+    if (rc == 0 && k->len > 0 && mk.mv_size == k->len &&
+        memcmp(mk.mv_data, k->b, k->len) == 0)
+        rc = mdb_cursor_get(cur, &mk, &mv, MDB_NEXT);
+    if (rc == 0 && (mk.mv_size == 0 ||
+                    ((const uint8_t *)mk.mv_data)[0] != STORE_KIND_BLOB))
+        rc = MDB_NOTFOUND;
+    if (rc == 0 && (mk.mv_size > STORE_KEY_MAX ||
+                    mk.mv_size < 3 + CK_SHA256_LEN + 8 || mv.mv_size != sizeof *m))
+        rc = MDB_CORRUPTED;
+    if (rc == 0) {
+        k->len = mk.mv_size;
+        memcpy(k->b, mk.mv_data, mk.mv_size);
+        memcpy(m, mv.mv_data, sizeof *m);
+    }
+    mdb_cursor_close(cur);
+    return store_mdb_err(rc);
+}
+
+/* Splits an entry key back into instance (NUL-terminated) and digest. */
+static void store_key_split(const struct store_key *k,
+                            char instance[CD_STORE_MAX_INSTANCE + 1],
+                            struct cd_digest *d)
+{
+    size_t n = (size_t)k->b[1] << 8 | k->b[2];
+    if (n > k->len - 3 - CK_SHA256_LEN - 8)
+        n = k->len - 3 - CK_SHA256_LEN - 8;
+    memcpy(instance, k->b + 3, n);
+    instance[n] = '\0';
+    memcpy(d->hash, k->b + k->len - 8 - CK_SHA256_LEN, CK_SHA256_LEN);
+    d->size = (int64_t)store_get_be64(k->b + k->len - 8);
+}
+
+int cd_store_scrub(struct cd_store *st, cd_store_bad_fn bad, void *ctx,
+                   struct cd_store_scrub_stats *out)
+{
+    struct cd_store_scrub_stats sum = {0, 0, 0, 0};
+    struct store_key k = {.len = 0};
+    for (;;) {
+        /* One read txn per blob: a scrub beside a running server must not
+         * pin old pages for the whole walk. */
+        MDB_txn *txn = NULL;
+        int rc = store_rtxn_begin(st, &txn);
+        if (rc != 0)
+            return rc;
+        struct store_meta m;
+        struct ck_sha256 *h = NULL;
+        rc = store_blob_next(st, txn, &k, &m);
+        if (rc == 0)
+            rc = ck_sha256_new(&h);
+        if (rc == 0)
+            rc = store_hash_range(st, txn, m.id, m.size, 0, m.size, h);
+        store_rtxn_end(st, txn);
+        if (rc == CAIRN_E_NOTFOUND && h == NULL)
+            break;
+        if (rc == 0)
+            rc = store_verify_end(st, &k, m.id, h);
+        rc = store_corrupt_check(st, &k, m.id, rc);
+        ck_sha256_free(h);
+        sum.blobs++;
+        sum.bytes += m.size;
+        if (rc == CAIRN_E_CORRUPT) {
+            sum.bad++;
+            sum.bad_bytes += m.size;
+            if (bad != NULL) {
+                char instance[CD_STORE_MAX_INSTANCE + 1];
+                struct cd_digest d;
+                store_key_split(&k, instance, &d);
+                bad(ctx, instance, &d);
+            }
+        } else if (rc != 0) {
+            return rc;
+        }
+    }
+    *out = sum;
+    return 0;
 }
 
 /* Marks idle uploads expired and returns their ids (those with staged

@@ -60,6 +60,15 @@ struct cd_store_opts {
                             * txn, rounded down to whole chunks, at most
                             * CD_STORE_STAGE_BATCH_MAX; 0: the default
                             * (CD_STORE_STAGE_BATCH_DEFAULT). */
+    bool verify_off;       /* reads never hash (cd_reader_verify and
+                            * cd_store_blob_get serve what is stored) */
+    unsigned verify_ttl_s; /* a blob that hashed to its digest within
+                            * this many seconds (in this process: on a
+                            * read, a scrub or its upload) is not hashed
+                            * again by reads; 0: every read hashes */
+    bool scrub;            /* open for cd_store_scrub, possibly beside a
+                            * running server: keeps the file's map size and
+                            * leaves pending uploads alone */
 };
 
 /* Opens or creates the store. Returns 0, CAIRN_E_DB, negative errno; err
@@ -84,8 +93,11 @@ int cd_store_blob_put(struct cd_store *st, const char *instance,
                       const struct cd_digest *d, const void *data, size_t len);
 
 /* Reads a whole blob of at most max bytes (BatchReadBlobs). *data is
- * malloc'd (caller frees). Returns 0, CAIRN_E_NOTFOUND, CAIRN_E_TOOBIG (the
- * blob is larger than max), CAIRN_E_DB. */
+ * malloc'd (caller frees). The bytes are hashed unless verification is off
+ * or the blob was verified within verify_ttl_s; content that does not
+ * match the digest is quarantined (see cd_reader_verify). Returns 0,
+ * CAIRN_E_NOTFOUND, CAIRN_E_TOOBIG (the blob is larger than max),
+ * CAIRN_E_CORRUPT (quarantined: now missing), CAIRN_E_DB. */
 int cd_store_blob_get(struct cd_store *st, const char *instance,
                       const struct cd_digest *d, size_t max, void **data);
 
@@ -95,9 +107,33 @@ struct cd_reader;
 int cd_store_reader_open(struct cd_store *st, const char *instance,
                          const struct cd_digest *d, struct cd_reader **out);
 /* Copies up to n bytes at offset into buf; *got is 0 at the end. Returns 0
- * or CAIRN_E_INVAL (offset > size) or CAIRN_E_NOTFOUND (evicted meanwhile). */
+ * or CAIRN_E_INVAL (offset > size) or CAIRN_E_NOTFOUND (evicted meanwhile),
+ * or, for a verifying reader, CAIRN_E_CORRUPT (see cd_reader_verify). */
 int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
                    size_t *got);
+/* Hashing [0, offset) costs reading it; a read resumed further in than
+ * this is not verified (the scrub still covers the blob). */
+#define CD_STORE_VERIFY_PREFIX_MAX (64ull * CD_STORE_CHUNK)
+/* Makes r verify its blob during a read from offset to the end: hashes
+ * [0, offset) now (straight from the map), then every cd_reader_read that
+ * continues where the last one stopped. The read that would return the
+ * blob's last bytes returns CAIRN_E_CORRUPT instead, with buf's contents
+ * undefined, if the blob does not hash to its digest; the blob is then
+ * quarantined: removed from the index (find_missing reports it missing,
+ * an action result referencing it is incomplete, an upload stores it
+ * again) and its chunks deleted. A read that skips or goes back stops the
+ * verification. Nothing is armed (returns 0) when verification is off,
+ * the blob was verified within verify_ttl_s, it is empty, or offset is
+ * above CD_STORE_VERIFY_PREFIX_MAX. Blobs of 4 MiB or more are hashed by
+ * a thread of r's own, straight from the map, while the reads go on (at
+ * most 4 such threads per store; past that, the reads hash inline);
+ * cd_reader_close stops it. Returns 0, CAIRN_E_NOTFOUND (evicted
+ * meanwhile), CAIRN_E_CORRUPT (a chunk is missing: quarantined),
+ * CAIRN_E_DB. */
+int cd_reader_verify(struct cd_reader *r, uint64_t offset);
+/* True while r is armed to verify (for tests and logs). */
+bool cd_reader_verifying(const struct cd_reader *r);
+/* Accepts NULL. */
 void cd_reader_close(struct cd_reader *r);
 
 /* Streaming writes (ByteStream Write). Data arrives in order and is
@@ -176,8 +212,25 @@ struct cd_store_stats {
     uint64_t chunks;          /* chunk records, committed and staged */
     uint64_t pending_uploads; /* uploads with staged chunks */
     uint64_t garbage;         /* evicted blobs whose chunks await removal */
+    uint64_t quarantined;     /* blobs found corrupt and removed since open */
+    uint64_t quarantined_bytes;
 };
 void cd_store_stats_get(struct cd_store *st, struct cd_store_stats *out);
+
+struct cd_store_scrub_stats {
+    uint64_t blobs, bytes;   /* checked */
+    uint64_t bad, bad_bytes; /* found corrupt and quarantined */
+};
+/* Called for each corrupt blob; instance is borrowed for the call. */
+typedef void (*cd_store_bad_fn)(void *ctx, const char *instance,
+                                const struct cd_digest *d);
+/* Hashes every stored blob (one read txn per blob) and quarantines those
+ * that do not match their digest or miss chunks, calling bad (may be
+ * NULL) for each. Blobs stored during the walk may or may not be seen.
+ * Returns 0 (*out written; out->bad may be non-zero) or CAIRN_E_DB. Safe
+ * beside a running server only on a store opened with opts.scrub. */
+int cd_store_scrub(struct cd_store *st, cd_store_bad_fn bad, void *ctx,
+                   struct cd_store_scrub_stats *out);
 
 /* Drops uploads older than upload_ttl_s and writes batched access times.
  * Called periodically by the server. Returns 0 or CAIRN_E_DB. */

@@ -39,7 +39,10 @@ grep -qx "file layer ${layer3#sha256:}/[0-9]*" "$T/ac2" &&
 
 # 2. Corrupt step 3's layer inside the server's LMDB file (the same length,
 # one byte changed in each copy), restart the server, build on a fresh
-# store: that layer is refused, its step runs, the others hit.
+# store: that layer is refused, its step runs, the others hit. The server
+# runs with --no-read-verify, so it serves the wrong bytes as a cache that
+# does not verify would, and the client's own check is what is tested
+# (cairnd's verification: test_server_corrupt_blob.sh).
 cd_stop
 blob=$T/A/blobs/sha256/${layer3#sha256:}
 python3 - "$T/srv" "$blob" <<'PY' || fail "could not plant the corrupt blob"
@@ -57,7 +60,7 @@ for name in os.listdir(sys.argv[1]):
     open(path, 'wb').write(data)
 sys.exit(0 if n > 0 else 1)
 PY
-CD_DIR=$T/srv cd_start
+CD_DIR=$T/srv cd_start --no-read-verify
 URL=grpc://127.0.0.1:$CD_PORT/main
 build B b1 -t t --cache "$URL" --cache-mode read "$ctx"
 [ "$(hits_at b1)" = "2/4 4/4 " ] || fail "corrupt blob: remote hits at '$(hits_at b1)', want '2/4 4/4 '"

@@ -1130,6 +1130,341 @@ static void test_kill9_durability(void **state)
     store_open_ok(f);
 }
 
+/* --- verification ------------------------------------------------------- */
+
+/* Closes f's store, flips one byte in every copy of blob's middle 256
+ * bytes in the LMDB file (bit rot), reopens. */
+static void corrupt_blob(struct fixture *f, const uint8_t *blob, size_t n)
+{
+    cd_store_close(f->st);
+    f->st = NULL;
+    char path[128];
+    snprintf(path, sizeof path, "%s/data.mdb", f->dir);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    long len = ftell(fp);
+    assert_true(len > 0);
+    uint8_t *data = malloc((size_t)len);
+    assert_non_null(data);
+    rewind(fp);
+    assert_int_equal(fread(data, 1, (size_t)len, fp), (size_t)len);
+    const uint8_t *needle = blob + n / 2;
+    size_t nl = n - n / 2 < 256 ? n - n / 2 : 256;
+    int found = 0;
+    for (size_t at = 0; at + nl <= (size_t)len; at++) {
+        if (data[at] == needle[0] && memcmp(data + at, needle, nl) == 0) {
+            data[at] ^= 0xff;
+            found++;
+        }
+    }
+    assert_true(found > 0);
+    rewind(fp);
+    assert_int_equal(fwrite(data, 1, (size_t)len, fp), (size_t)len);
+    fclose(fp);
+    free(data);
+    store_open_ok(f);
+}
+
+/* Reads the whole blob through a verifying reader from offset in 1 MiB
+ * steps; returns the first non-zero code and the bytes handed out. */
+static int read_verified(struct cd_store *st, const struct cd_digest *d,
+                         uint64_t offset, uint64_t *handed, bool *armed)
+{
+    struct cd_reader *r = NULL;
+    int rc = cd_store_reader_open(st, "i", d, &r);
+    if (rc != 0)
+        return rc;
+    uint8_t *buf = malloc(MIB);
+    assert_non_null(buf);
+    rc = cd_reader_verify(r, offset);
+    *armed = cd_reader_verifying(r);
+    *handed = 0;
+    while (rc == 0) {
+        size_t got = 0;
+        rc = cd_reader_read(r, offset, buf, MIB, &got);
+        if (rc != 0 || got == 0)
+            break;
+        offset += got;
+        *handed += got;
+    }
+    free(buf);
+    cd_reader_close(r);
+    return rc;
+}
+
+/* Blobs under 4 MiB are hashed by the reader as it copies, larger ones
+ * by a hasher thread from the map while the reader copies. */
+static void check_corrupt_read(struct fixture *f, size_t n)
+{
+    struct cd_digest d, other;
+    uint8_t *blob = make_blob(n, 91, &d);
+    uint8_t *ob = make_blob(5000, 92, &other);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &d, blob, n), 0);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &other, ob, 5000), 0);
+    uint64_t handed = 0;
+    bool armed = false;
+    assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), 0);
+    assert_true(armed);
+    assert_int_equal(handed, n);
+
+    corrupt_blob(f, blob, n);
+    /* The read that would return the last bytes fails instead. */
+    assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), CAIRN_E_CORRUPT);
+    assert_true(armed);
+    assert_int_equal(handed, (n - 1) / MIB * MIB);
+    bool missing[2] = {false, true};
+    struct cd_digest both[2] = {d, other};
+    assert_int_equal(cd_store_find_missing(f->st, "i", both, 2, missing), 0);
+    assert_true(missing[0]);
+    assert_false(missing[1]);
+    struct cd_store_stats ss;
+    cd_store_stats_get(f->st, &ss);
+    assert_int_equal(ss.quarantined, 1);
+    assert_int_equal(ss.quarantined_bytes, n);
+    assert_int_equal(ss.blobs, 1);
+    assert_int_equal(ss.bytes, 5000);
+    assert_int_equal(ss.garbage, 0);
+    assert_int_equal(ss.chunks, 1); /* only the other blob's */
+    /* An upload stores a good copy, which verifies. */
+    assert_int_equal(cd_store_blob_put(f->st, "i", &d, blob, n), 0);
+    assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), 0);
+    assert_int_equal(handed, n);
+    read_back(f->st, "i", &d, blob, 4096);
+    free(blob);
+    free(ob);
+}
+
+static void test_verify_corrupt_read_quarantines(void **state)
+{
+    check_corrupt_read(*state, 3 * MIB + 777);
+}
+
+static void test_verify_corrupt_read_async(void **state)
+{
+    check_corrupt_read(*state, 9 * MIB + 3);
+}
+
+/* A reader that goes away or skips ahead stops its hasher thread. */
+static void test_verify_async_cancel(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    size_t n = 16 * MIB;
+    uint8_t *blob = make_blob(n, 90, &d);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &d, blob, n), 0);
+    uint8_t *buf = malloc(MIB);
+    assert_non_null(buf);
+    for (int i = 0; i < 8; i++) {
+        struct cd_reader *r = NULL;
+        size_t got = 0;
+        assert_int_equal(cd_store_reader_open(f->st, "i", &d, &r), 0);
+        assert_int_equal(cd_reader_verify(r, 0), 0);
+        assert_true(cd_reader_verifying(r));
+        assert_int_equal(cd_reader_read(r, 0, buf, MIB, &got), 0);
+        if (i % 2 == 1) {
+            assert_int_equal(cd_reader_read(r, 5 * MIB, buf, MIB, &got), 0);
+            assert_false(cd_reader_verifying(r));
+        }
+        cd_reader_close(r);
+    }
+    /* Nothing was verified to the end: a new read is armed again. */
+    uint64_t handed = 0;
+    bool armed = false;
+    assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), 0);
+    assert_true(armed);
+    assert_int_equal(handed, n);
+    free(buf);
+    free(blob);
+}
+
+static void test_verify_resumed_and_partial_reads(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    size_t n = 3 * MIB;
+    uint8_t *blob = make_blob(n, 93, &d);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &d, blob, n), 0);
+    corrupt_blob(f, blob, n);
+    uint64_t handed = 0;
+    bool armed = true;
+    /* Beyond the prefix cap nothing is armed. */
+    struct cd_reader *r = NULL;
+    assert_int_equal(cd_store_reader_open(f->st, "i", &d, &r), 0);
+    assert_int_equal(cd_reader_verify(r, CD_STORE_VERIFY_PREFIX_MAX + 1), 0);
+    assert_false(cd_reader_verifying(r));
+    /* A read that skips ahead stops the verification. */
+    uint8_t buf[64];
+    size_t got = 0;
+    assert_int_equal(cd_reader_verify(r, 0), 0);
+    assert_true(cd_reader_verifying(r));
+    assert_int_equal(cd_reader_read(r, 100, buf, sizeof buf, &got), 0);
+    assert_false(cd_reader_verifying(r));
+    cd_reader_close(r);
+    /* Resumed at 2 MiB + 5: the prefix (which holds the bad byte) is
+     * hashed at arming time, the rest as it is read. */
+    assert_int_equal(read_verified(f->st, &d, 2 * MIB + 5, &handed, &armed), CAIRN_E_CORRUPT);
+    assert_true(armed);
+    assert_int_equal(handed, 0);
+    bool missing = false;
+    assert_int_equal(cd_store_find_missing(f->st, "i", &d, 1, &missing), 0);
+    assert_true(missing);
+    free(blob);
+}
+
+static void test_verify_blob_get(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest a, b;
+    uint8_t *ab = make_blob(10000, 94, &a), *bb = make_blob(20000, 95, &b);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &a, ab, 10000), 0);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &b, bb, 20000), 0);
+    corrupt_blob(f, bb, 20000);
+    void *data = NULL;
+    assert_int_equal(cd_store_blob_get(f->st, "i", &b, MIB, &data), CAIRN_E_CORRUPT);
+    assert_int_equal(cd_store_blob_get(f->st, "i", &b, MIB, &data), CAIRN_E_NOTFOUND);
+    assert_int_equal(cd_store_blob_get(f->st, "i", &a, MIB, &data), 0);
+    assert_memory_equal(data, ab, 10000);
+    free(data);
+    free(ab);
+    free(bb);
+}
+
+/* verify_ttl_s: a blob verified by a read is not hashed again within it;
+ * verify_off: never hashed, the bytes are served as stored. */
+static void test_verify_ttl_and_off(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    size_t n = 2 * MIB;
+    uint8_t *blob = make_blob(n, 96, &d);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &d, blob, n), 0);
+    cd_store_close(f->st);
+    f->st = NULL;
+    f->opts.verify_ttl_s = 3600;
+    store_open_ok(f);
+    uint64_t handed = 0;
+    bool armed = false;
+    assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), 0);
+    assert_true(armed);
+    assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), 0);
+    assert_false(armed);
+    /* A blob uploaded through this store was hashed on its way in. */
+    struct cd_digest e;
+    uint8_t *eb = make_blob(MIB + 5, 89, &e);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &e, eb, MIB + 5), 0);
+    assert_int_equal(read_verified(f->st, &e, 0, &handed, &armed), 0);
+    assert_false(armed);
+    free(eb);
+    f->opts.verify_off = true;
+    corrupt_blob(f, blob, n);
+    assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), 0);
+    assert_false(armed);
+    assert_int_equal(handed, n);
+    void *data = NULL;
+    assert_int_equal(cd_store_blob_get(f->st, "i", &d, 4 * MIB, &data), 0);
+    assert_memory_not_equal(data, blob, n);
+    free(data);
+    free(blob);
+}
+
+/* A chunk gone from the file (an operator's mistake, a torn restore): the
+ * read that needs it fails with CAIRN_E_CORRUPT and the blob is
+ * quarantined like one whose bytes do not hash. */
+static void test_verify_missing_chunk(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest d;
+    size_t n = 3 * MIB;
+    uint8_t *blob = make_blob(n, 88, &d);
+    assert_int_equal(cd_store_blob_put(f->st, "i", &d, blob, n), 0);
+    cd_store_close(f->st);
+    f->st = NULL;
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, f->dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "chunks", 0, &dbi), 0);
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
+    assert_int_equal(mdb_cursor_get(cur, &k, &v, MDB_NEXT), 0); /* chunk 1 */
+    assert_int_equal(mdb_cursor_del(cur, 0), 0);
+    mdb_cursor_close(cur);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    store_open_ok(f);
+    uint64_t handed = 0;
+    bool armed = false;
+    assert_int_equal(read_verified(f->st, &d, 0, &handed, &armed), CAIRN_E_CORRUPT);
+    assert_int_equal(handed, MIB);
+    bool missing = false;
+    assert_int_equal(cd_store_find_missing(f->st, "i", &d, 1, &missing), 0);
+    assert_true(missing);
+    struct cd_store_stats ss;
+    cd_store_stats_get(f->st, &ss);
+    assert_int_equal(ss.quarantined, 1);
+    assert_int_equal(ss.chunks, 0);
+    assert_int_equal(ss.blobs, 0);
+    free(blob);
+}
+
+struct bad_list {
+    int n;
+    char instance[8];
+    struct cd_digest d;
+};
+
+static void note_bad(void *ctx, const char *instance, const struct cd_digest *d)
+{
+    struct bad_list *b = ctx;
+    b->n++;
+    snprintf(b->instance, sizeof b->instance, "%s", instance);
+    b->d = *d;
+}
+
+static void test_scrub(void **state)
+{
+    struct fixture *f = *state;
+    struct cd_digest a, b, c;
+    uint8_t *ab = make_blob(2 * MIB + 1, 97, &a), *bb = make_blob(30000, 98, &b);
+    uint8_t *cb = make_blob(40000, 99, &c);
+    assert_int_equal(cd_store_blob_put(f->st, "x", &a, ab, 2 * MIB + 1), 0);
+    assert_int_equal(cd_store_blob_put(f->st, "yy", &b, bb, 30000), 0);
+    assert_int_equal(cd_store_blob_put(f->st, "", &c, cb, 40000), 0);
+    assert_int_equal(cd_store_ac_put(f->st, "x", &c, "result", 6), 0);
+    corrupt_blob(f, bb, 30000);
+    cd_store_close(f->st);
+    f->st = NULL;
+    f->opts.scrub = true;
+    store_open_ok(f);
+    struct bad_list bad = {0};
+    struct cd_store_scrub_stats sum;
+    assert_int_equal(cd_store_scrub(f->st, note_bad, &bad, &sum), 0);
+    assert_int_equal(sum.blobs, 3);
+    assert_int_equal(sum.bytes, 2 * MIB + 1 + 30000 + 40000);
+    assert_int_equal(sum.bad, 1);
+    assert_int_equal(sum.bad_bytes, 30000);
+    assert_int_equal(bad.n, 1);
+    assert_string_equal(bad.instance, "yy");
+    assert_memory_equal(bad.d.hash, b.hash, CK_SHA256_LEN);
+    assert_int_equal(bad.d.size, 30000);
+    assert_int_equal(cd_store_scrub(f->st, NULL, NULL, &sum), 0);
+    assert_int_equal(sum.blobs, 2);
+    assert_int_equal(sum.bad, 0);
+    bool missing = false;
+    assert_int_equal(cd_store_find_missing(f->st, "yy", &b, 1, &missing), 0);
+    assert_true(missing);
+    read_back(f->st, "x", &a, ab, MIB);
+    free(ab);
+    free(bb);
+    free(cb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1167,6 +1502,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_read_while_upload,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_durability, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_corrupt_read_quarantines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_corrupt_read_async, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_async_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_resumed_and_partial_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_blob_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_missing_chunk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_ttl_and_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scrub, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
