@@ -153,7 +153,7 @@ static int count_fds(bool show)
             continue;
         n++;
         if (show) {
-            char link[64], target[PATH_MAX];
+            char link[300], target[PATH_MAX];
             snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
             ssize_t len = readlink(link, target, sizeof target - 1);
             target[len > 0 ? len : 0] = '\0';
