@@ -510,6 +510,45 @@ static bool is_handled(const struct field *f)
     return false;
 }
 
+/* Causes for the RUN --mount fields (cachekey/key.c), which a user knows
+ * by the flag's words, not by the key's labels. */
+static const struct {
+    const char *label, *what;
+} mount_causes[] = {
+    {"mount-src-tree", "content of the bind mount's source changed"},
+    {"mount-from-key", "stage of the mount's from= changed"},
+    {"mount-from-digest", "image of the mount's from= changed"},
+    {"mount-from-unresolved-ref", "image of the mount's from= changed"},
+};
+
+/* Writes the cause for a field without one of its own: the mount causes
+ * above (naming the mount's target when the step has one mount), else
+ * "<label> changed". */
+static void label_what(const struct fields *cf, const struct field *f,
+                       char *what, size_t len)
+{
+    for (size_t i = 0; i < sizeof mount_causes / sizeof mount_causes[0]; i++) {
+        if (!label_is(f, mount_causes[i].label))
+            continue;
+        const struct field *target = NULL;
+        size_t ntargets = 0;
+        for (size_t k = 0; k < cf->n; k++)
+            if (label_is(&cf->v[k], "mount-target")) {
+                target = &cf->v[k];
+                ntargets++;
+            }
+        if (ntargets == 1)
+            snprintf(what, len, "--mount target=%.*s: %s",
+                     (int)(target->vn > 128 ? 128 : target->vn), target->value,
+                     mount_causes[i].what);
+        else
+            snprintf(what, len, "--mount: %s", mount_causes[i].what);
+        return;
+    }
+    snprintf(what, len, "%.*s changed", (int)(f->ln > 64 ? 64 : f->ln),
+             f->label);
+}
+
 /* A single-valued field that changed, with its values. */
 static int diff_single(struct diff *d, const struct fields *of,
                        const struct fields *cf, const char *label,
@@ -605,9 +644,8 @@ int cairn_explain_step_diff(const struct cairn_explain_step *old,
              * on the old side, present in the current material. */
             if (has_label(fs, i, f) || (side == 1 && has_label(&cf, cf.n, f)))
                 continue;
-            char what[128];
-            snprintf(what, sizeof what, "%.*s changed",
-                     (int)(f->ln > 64 ? 64 : f->ln), f->label);
+            char what[256];
+            label_what(&cf, f, what, sizeof what);
             rc = cause(&d, NULL, what, false, NULL, 0, NULL, 0);
         }
     }

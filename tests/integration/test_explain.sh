@@ -92,4 +92,18 @@ assert_eq "$(miss_lines "$T/b7")" "" "explanations without --explain"
 "$CAIRN" keys --explain -t app --build-arg VERSION=2.0 "$ctx" > "$T/k7" 2>&1 || fail "keys after b7"
 assert_eq "$(miss_lines "$T/k7")" "" "keys --explain right after a build"
 
+# 8. RUN --mount: a bind-mounted context file changed names the mount,
+#    in the flag's words, not the key's labels.
+mctx="$T/mctx"
+mkdir -p "$mctx/src"
+echo one > "$mctx/src/a"
+cat > "$mctx/Dockerfile" <<'DF'
+FROM busybox:latest
+RUN --mount=type=bind,source=src,target=/mnt/src cat /mnt/src/a > /copy
+DF
+"$CAIRN" build -t mnt "$mctx" > "$T/b8a" 2>&1 || { cat "$T/b8a"; fail "mount build"; }
+echo two > "$mctx/src/a"
+"$CAIRN" build --explain -t mnt "$mctx" > "$T/b8" 2>&1 || { cat "$T/b8"; fail "mount rebuild"; }
+assert_eq "$(miss_lines "$T/b8")" " ---> cache miss: RUN: --mount target=/mnt/src: content of the bind mount's source changed" "bind mount explanation"
+
 echo "ok"
