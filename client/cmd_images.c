@@ -8,6 +8,7 @@
 #include "client/cli.h"
 
 #include "client/index.h"
+#include "client/runmount.h"
 #include "client/store.h"
 #include "common/buf.h"
 #include "common/strvec.h"
@@ -558,8 +559,11 @@ static void du_usage(FILE *out)
             "  Layers      layer blobs (the local build cache)\n"
             "  Snapshots   unpacked layers (overlay lower directories)\n"
             "  Key index   cache keys; SIZE is the LMDB file\n"
+            "  Build cache RUN --mount=type=cache directories\n"
             "ACTIVE counts what 'cairn prune' keeps; RECLAIMABLE is what it "
-            "frees.\n");
+            "frees.\n"
+            "For the build cache, ACTIVE counts the caches a build holds now "
+            "and\nRECLAIMABLE what 'cairn builder prune' frees.\n");
 }
 
 static int du_row(struct table *t, const char *type, uint64_t total,
@@ -577,6 +581,23 @@ static int du_row(struct table *t, const char *type, uint64_t total,
         snprintf(rec, sizeof rec, "%s", rs);
     const char *cells[] = {type, tot, act, sz, rec};
     return table_row(t, cells);
+}
+
+/* Totals of the store's cache mounts, for du's "Build cache" row. */
+struct du_caches {
+    uint64_t n, in_use, bytes, idle_bytes;
+};
+
+static int du_cache(void *arg, const struct cairn_cachemount_info *info)
+{
+    struct du_caches *c = arg;
+    c->n++;
+    c->bytes += info->bytes;
+    if (info->in_use)
+        c->in_use++;
+    else
+        c->idle_bytes += info->bytes;
+    return 0;
 }
 
 int cairn_cmd_du(int argc, char **argv)
@@ -598,6 +619,12 @@ int cairn_cmd_du(int argc, char **argv)
     struct cairn_store_usage u;
     int rc = cairn_store_usage_get(st, &u, &err);
     cairn_store_close(st);
+    struct du_caches caches = {0};
+    char root[4096];
+    if (!rc && cairn_root_path(root, sizeof root) != 0)
+        rc = cairn_err_set(&err, CAIRN_E_INVAL, "cannot find the store");
+    if (!rc)
+        rc = cairn_cachemounts_each(root, du_cache, &caches, &err);
     if (rc) {
         fprintf(stderr, "Error: %s\n", err.msg);
         return 1;
@@ -618,6 +645,12 @@ int cairn_cmd_du(int argc, char **argv)
     /* LMDB never shrinks its file; pages freed by prune are reused. */
     if (!rc)
         rc = du_row(&t, "Key index", u.keys, u.keys_active, u.index_bytes, 0);
+    /* RUN --mount=type=cache directories: `cairn builder prune` frees
+     * those no build holds (as Docker's "Build Cache" row and `docker
+     * builder prune`); `cairn prune` leaves them. */
+    if (!rc)
+        rc = du_row(&t, "Build cache", caches.n, caches.in_use, caches.bytes,
+                    caches.idle_bytes);
     if (!rc)
         table_print(&t, stdout);
     table_free(&t);

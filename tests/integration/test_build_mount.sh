@@ -157,6 +157,11 @@ grep -q '^runs=3$' "$T/c3.out" || fail "prune deleted a cache mount: $(cat "$T/c
 "$CAIRN" builder du > "$T/du.out" || fail "builder du"
 grep -qE '^/var/cache/app +false +[0-9.]+kB$' "$T/du.out" || fail "builder du: $(cat "$T/du.out")"
 grep -qE '^owned +false ' "$T/du.out" || fail "builder du owned: $(cat "$T/du.out")"
+# cairn du counts them too, as Docker's "Build Cache" row: none held now,
+# all reclaimable by builder prune.
+ncache=$(($(wc -l < "$T/du.out") - 2)) # less the header and the Total line
+"$CAIRN" du | awk '$1 == "Build" { print $3, $4 }' > "$T/sysdu.out"
+assert_eq "$(cat "$T/sysdu.out")" "$ncache 0" "du's Build cache row (total, active)"
 printf 'FROM busybox\nRUN --mount=type=cache,target=/hold,id=held touch /hold/f && sleep 3\n' > "$T/hold.Dockerfile"
 "$CAIRN" build --progress plain -f "$T/hold.Dockerfile" "$cctx" > "$T/hold.out" 2>&1 & hold=$!
 for _ in $(seq 50); do [ -e "$CAIRN_ROOT"/cache-mounts/*/data/f ] 2>/dev/null && break; sleep 0.1; done

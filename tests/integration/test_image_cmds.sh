@@ -17,7 +17,7 @@ assert_eq "$("$CAIRN" images -q)" "" "empty images -q"
 [ -f "$CAIRN_ROOT/oci-layout" ] || fail "no oci-layout"
 jq -e '.manifests == []' "$CAIRN_ROOT/index.json" >/dev/null || fail "index.json"
 du_types=$("$CAIRN" du | awk 'NR > 1 { print $1 }' | tr '\n' ' ')
-assert_eq "$du_types" "Images Layers Snapshots Key " "du rows"
+assert_eq "$du_types" "Images Layers Snapshots Key Build " "du rows"
 "$CAIRN" du | head -1 | grep -qE '^TYPE +TOTAL +ACTIVE +SIZE +RECLAIMABLE$' ||
     fail "du header"
 
