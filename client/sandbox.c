@@ -1203,6 +1203,20 @@ static int sbx_parse_user(struct sbx_prep *p, const char *user,
     return 0;
 }
 
+/* Makes dir/name: a directory with mode, or, when link_target is not
+ * NULL, a symlink to it. Returns 0, CAIRN_E_NOMEM or a negative errno. */
+static int sbx_make_in(const char *dir, const char *name, mode_t mode,
+                       const char *link_target)
+{
+    char *path = sbx_join(dir, name);
+    if (path == NULL)
+        return CAIRN_E_NOMEM;
+    int rc = link_target ? symlink(link_target, path) : mkdir(path, mode);
+    rc = rc != 0 ? -errno : 0;
+    free(path);
+    return rc;
+}
+
 static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
                          struct cairn_err *err)
 {
@@ -1217,45 +1231,18 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
     }
     struct cairn_buf opts;
     cairn_buf_init(&opts, (size_t)sysconf(_SC_PAGESIZE) - 1);
-    char *path = NULL;
     const char *step = "prepare the run directory";
-    if ((path = sbx_join(p->rundir, "root")) == NULL) {
-        rc = CAIRN_E_NOMEM;
+    if ((rc = sbx_make_in(p->rundir, "root", 0755, NULL)) != 0 ||
+        (rc = sbx_make_in(p->rundir, "l", 0755, NULL)) != 0)
         goto out;
-    }
-    if (mkdir(path, 0755) != 0) {
-        rc = -errno;
-        goto out;
-    }
-    free(path);
-    if ((path = sbx_join(p->rundir, "l")) == NULL) {
-        rc = CAIRN_E_NOMEM;
-        goto out;
-    }
-    if (mkdir(path, 0755) != 0) {
-        rc = -errno;
-        goto out;
-    }
-    free(path);
-    path = NULL;
     p->mounts = spec->mounts;
     p->nmounts = spec->nmounts;
     if ((rc = sbx_make_stub(p->rundir, spec->mounts, spec->nmounts,
                             spec->cwd ? spec->cwd : "/")) != 0)
         goto out;
     step = "prepare the RUN --mount mounts";
-    if ((path = sbx_join(p->rundir, "sec")) == NULL) {
-        rc = CAIRN_E_NOMEM;
+    if ((rc = sbx_make_in(p->rundir, "sec", 0700, NULL)) != 0)
         goto out;
-    }
-    if (mkdir(path, 0700) != 0) {
-        rc = -errno;
-        goto out;
-    }
-    free(path);
-    path = NULL;
-    p->mounts = spec->mounts;
-    p->nmounts = spec->nmounts;
     for (size_t i = 0; i < spec->nmounts && rc == 0; i++) {
         const struct cairn_run_mount *m = &spec->mounts[i];
         struct cairn_buf b;
@@ -1280,25 +1267,9 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
                               spec->nlowerdirs, &opts)) != 0 ||
         (rc = cairn_buf_puts(&opts, spec->nlowerdirs ? ":stub" : "stub")) != 0)
         goto out;
-    if ((path = sbx_join(p->rundir, "u")) == NULL) {
-        rc = CAIRN_E_NOMEM;
+    if ((rc = sbx_make_in(p->rundir, "u", 0, spec->upperdir)) != 0 ||
+        (rc = sbx_make_in(p->rundir, "w", 0, spec->workdir)) != 0)
         goto out;
-    }
-    if (symlink(spec->upperdir, path) != 0) {
-        rc = -errno;
-        goto out;
-    }
-    free(path);
-    if ((path = sbx_join(p->rundir, "w")) == NULL) {
-        rc = CAIRN_E_NOMEM;
-        goto out;
-    }
-    if (symlink(spec->workdir, path) != 0) {
-        rc = -errno;
-        goto out;
-    }
-    free(path);
-    path = NULL;
     /* redirect_dir and metacopy off: every change in the upper directory
      * must be plain files, directories and whiteouts the layer writer can
      * put in a tar (Docker's overlay2 does the same). */
@@ -1355,7 +1326,6 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
     p->network_none = spec->network_none;
     p->parent_pid = getpid();
 out:
-    free(path);
     cairn_buf_free(&opts);
     if (rc != 0) {
         cairn_err_set(err, rc, "sandbox: %s in %s: %s", step, p->rundir,
