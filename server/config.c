@@ -10,14 +10,27 @@
 #include <string.h>
 #include <unistd.h>
 
-int cd_size_parse(const char *s, uint64_t *out)
+/* The decimal number s starts with (no sign, no space), and where it
+ * ends. CAIRN_E_INVAL when s does not start with a digit or overflows. */
+static int parse_digits(const char *s, unsigned long long *v, const char **end)
 {
     if (s == NULL || *s < '0' || *s > '9')
         return CAIRN_E_INVAL;
     errno = 0;
-    char *end = NULL;
-    unsigned long long v = strtoull(s, &end, 10);
+    char *e = NULL;
+    unsigned long long n = strtoull(s, &e, 10);
     if (errno != 0)
+        return CAIRN_E_INVAL;
+    *v = n;
+    *end = e;
+    return 0;
+}
+
+int cd_size_parse(const char *s, uint64_t *out)
+{
+    unsigned long long v;
+    const char *end;
+    if (parse_digits(s, &v, &end) != 0)
         return CAIRN_E_INVAL;
     static const struct {
         char suffix;
@@ -47,12 +60,9 @@ int cd_size_parse(const char *s, uint64_t *out)
 
 int cd_duration_parse(const char *s, unsigned *out)
 {
-    if (s == NULL || *s < '0' || *s > '9')
-        return CAIRN_E_INVAL;
-    errno = 0;
-    char *end = NULL;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0)
+    unsigned long long v;
+    const char *end;
+    if (parse_digits(s, &v, &end) != 0)
         return CAIRN_E_INVAL;
     static const struct {
         char suffix;
@@ -75,12 +85,9 @@ int cd_duration_parse(const char *s, unsigned *out)
 
 static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 {
-    if (s == NULL || *s < '0' || *s > '9')
-        return CAIRN_E_INVAL;
-    errno = 0;
-    char *end = NULL;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
+    unsigned long long v;
+    const char *end;
+    if (parse_digits(s, &v, &end) != 0 || *end != '\0' || v < min || v > max)
         return CAIRN_E_INVAL;
     *out = (unsigned)v;
     return 0;
