@@ -5,7 +5,8 @@
 # dangling link is written through, the last component is followed too,
 # and the links themselves stay links. Symlinks inside the copied tree are
 # copied as they are; a symlink loop is a clear error. WORKDIR through a
-# link works (RUN's cwd is resolved inside the root). The result is
+# link works, a dangling one too (RUN makes its cwd inside the root,
+# through the links, making a dangling link's target). The result is
 # compared with a fixed listing, and with `docker build` of the same
 # Dockerfile when a dockerd can start here (the Docker part says why it
 # skipped otherwise).
@@ -54,6 +55,8 @@ COPY dir /opt/dl
 WORKDIR /app/w
 RUN touch here && pwd -P > /pwd.txt
 COPY f rel.txt
+WORKDIR /dangling/w2
+RUN pwd -P >> /pwd.txt
 RUN (for p in /app /rel /chain /out /dangling /dang2 /dang3 /opt/up /opt/dl /fl /srv/tree/inner; do echo "$p -> $(readlink $p)"; done; find /srv /nowhere /nowhere2 /nowhere3 /opt | sort; cat /srv/target.txt /pwd.txt) > /listing.txt
 DF
 "$CAIRN" build --progress plain -t symtest "$ctx" > "$T/b.out" 2>&1 || { cat "$T/b.out"; fail "build"; }
@@ -93,6 +96,7 @@ cat > "$T/expected.txt" <<'EOF'
 /nowhere
 /nowhere/d
 /nowhere/d/f
+/nowhere/w2
 /nowhere2
 /nowhere2/f
 /nowhere3
@@ -121,6 +125,7 @@ cat > "$T/expected.txt" <<'EOF'
 /srv/w/rel.txt
 g
 /srv/w
+/nowhere/w2
 EOF
 diff -u "$T/expected.txt" "$T/cairn.txt" || fail "the tree differs from Docker's"
 
