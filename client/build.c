@@ -934,8 +934,7 @@ static int dest_resolve(struct copy_job *j, const char *path, char *out,
         *at = '\0'; /* the link's own name is replaced by its target */
         if (target[0] == '/')
             res[0] = '\0';
-        if ((size_t)snprintf(tmp, sizeof tmp, "%s/%s", target, r) >=
-            sizeof tmp)
+        if ((size_t)snprintf(tmp, sizeof tmp, "%s/%s", target, r) >= sizeof tmp)
             return cairn_err_set(j->b->err, -ENAMETOOLONG,
                                  "destination too long: %.100s", path);
         memcpy(rest, tmp, strlen(tmp) + 1);
@@ -966,9 +965,8 @@ static int dest_follow(struct copy_job *j)
     if (rc)
         return rc;
     struct stat st;
-    if (to[0] == '\0' ||
-        (stage_lstat(j->b, j->parent, to, &st, NULL, 0) == 0 &&
-         S_ISDIR(st.st_mode)))
+    if (to[0] == '\0' || (stage_lstat(j->b, j->parent, to, &st, NULL, 0) == 0 &&
+                          S_ISDIR(st.st_mode)))
         j->dest_is_dir = true;
     if (linked)
         snprintf(j->dest, sizeof j->dest, "/%s", to);
