@@ -18,10 +18,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -338,6 +340,36 @@ static int stage_lowers(struct build *b, struct stage_out *s,
     return 0;
 }
 
+/* lstat of rel under one snapshot directory without following a symlink
+ * on the way: a layer's absolute link names a path of the image, not of
+ * the host. Returns 0, ENOENT (not in this layer: look below), or
+ * ENOTDIR/ELOOP (a file, whiteout or link in this layer hides anything
+ * below it, as in overlayfs). Without openat2 (before Linux 5.6) it is a
+ * plain lstat. */
+static int snapshot_lstat(const char *snap, const char *rel, struct stat *st)
+{
+    int dfd = open(snap, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return ENOENT;
+    struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+                           .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH};
+    int fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof how);
+    int e = 0;
+    if (fd >= 0) {
+        if (fstat(fd, st) != 0)
+            e = errno;
+        close(fd);
+    } else if (errno == ENOSYS) {
+        e = fstatat(dfd, rel, st, AT_SYMLINK_NOFOLLOW) != 0 ? errno : 0;
+    } else {
+        e = errno;
+    }
+    close(dfd);
+    if (e == ENOENT || e == 0)
+        return e;
+    return e == ENOTDIR || e == ELOOP || e == EXDEV ? ENOTDIR : ENOENT;
+}
+
 /* Looks path (relative) up through the stage's layers, top-most first,
  * as overlayfs would (a 0/0 char device is a whiteout). Returns 0 and fills
  * st, or CAIRN_E_NOTFOUND. */
@@ -352,8 +384,11 @@ static int stage_lstat(struct build *b, struct stage_out *s, const char *rel,
     for (size_t i = s->nlayers; i-- > 0;) {
         char p[8192];
         snprintf(p, sizeof p, "%s/%s", s->snapshots[i], rel);
-        if (lstat(p, st) != 0)
+        int e = snapshot_lstat(s->snapshots[i], rel, st);
+        if (e == ENOENT)
             continue;
+        if (e != 0)
+            return CAIRN_E_NOTFOUND; /* hidden by a non-directory above */
         if (S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0))
             return CAIRN_E_NOTFOUND;
         if (found)

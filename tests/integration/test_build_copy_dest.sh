@@ -136,6 +136,19 @@ printf 'FROM symbase:1\nCOPY g /srv\n' > "$T/ctx2/Dockerfile"
 "$CAIRN" build --progress plain -t ontodir "$T/ctx2" > "$T/b2.out" 2>&1 || { cat "$T/b2.out"; fail "build ontodir"; }
 assert_eq "$(layer_list ontodir 1 | tr '\n' ';')" "drwxr-xr-x srv/;-rw-r--r-- srv/g;" "COPY g /srv"
 
+# A lower layer's absolute link names a path of the image, never of the
+# host: /hl -> $T/hostdir (where the host has x -> /srv), replaced by a
+# directory in the next layer; COPY into /hl/x/ must not go to srv/.
+mkdir -p "$T/hostdir" "$T/hl/root"
+ln -s /srv "$T/hostdir/x"
+ln -s "$T/hostdir" "$T/hl/root/hl"
+tar -C "$T/hl/root" -cf "$T/hl.tar" .
+"$CAIRN" import "$T/hl.tar" hlbase:1 >/dev/null || fail "import hlbase"
+printf 'FROM hlbase:1\nCOPY --from=symbase:1 /bin/busybox /bin/\nRUN ["/bin/busybox", "sh", "-c", "/bin/busybox rm /hl && /bin/busybox mkdir /hl"]\nCOPY g /hl/x/\n' > "$T/ctx2/Dockerfile"
+"$CAIRN" build --progress plain -t hl "$T/ctx2" > "$T/b4.out" 2>&1 || { cat "$T/b4.out"; fail "build hl"; }
+assert_eq "$(layer_list hl 3 | tr '\n' ';')" "drwxr-xr-x hl/;drwxr-xr-x hl/x/;-rw-r--r-- hl/x/g;" \
+    "COPY through a directory that replaced a lower layer's link"
+
 # A loop is an error naming the step, not a hang or a crash.
 printf 'FROM symbase:1\nCOPY g /loop1/x\n' > "$T/ctx2/Dockerfile"
 if "$CAIRN" build --progress plain "$T/ctx2" > "$T/b3.out" 2>&1; then
