@@ -19,10 +19,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -246,6 +248,41 @@ out:
     return rc;
 }
 
+/* Which images a build needs: BuildKit resolves the images of the
+ * stages the target needs only, so an unneeded stage may name an image
+ * that is not in the store. The plan is made with unknown images allowed
+ * (keys of resolved stages do not depend on that); an unknown image of a
+ * needed stage, FROM or COPY --from, is then the error it always was. */
+static int plan_check_resolved(struct build *b)
+{
+    const struct ck_plan *p = b->plan;
+    for (size_t i = 0; i < p->nsteps; i++) {
+        const struct ck_step *s = &p->steps[i];
+        const struct ck_stage *st = &p->stages[s->stage];
+        if (!st->needed)
+            continue;
+        const char *ref = NULL;
+        if (i == st->first_step && st->base_kind == CK_BASE_IMAGE &&
+            st->base_unresolved)
+            ref = st->base_ref;
+        else if (s->from_kind == CK_FROM_IMAGE && s->from_unresolved)
+            ref = s->from_ref;
+        if (ref == NULL)
+            continue;
+        /* Asking again gives the resolver's own message. */
+        struct ck_image_info info;
+        memset(&info, 0, sizeof info);
+        int rc = resolve_image(b, ref, st->platform, &info, b->err);
+        ck_image_info_clear(&info);
+        if (rc == 0)
+            rc = cairn_err_set(b->err, CAIRN_E_NOTFOUND,
+                               "image %s is not available", ref);
+        cairn_err_prefix(b->err, "%s:%d", p->name, s->instr->line);
+        return rc;
+    }
+    return 0;
+}
+
 /* ---- snapshots and the parent's file system ----------------------------- */
 
 static void remote_ensure_blobs(struct build *b, const struct stage_out *s);
@@ -304,6 +341,36 @@ static int stage_lowers(struct build *b, struct stage_out *s,
     return 0;
 }
 
+/* lstat of rel under one snapshot directory without following a symlink
+ * on the way: a layer's absolute link names a path of the image, not of
+ * the host. Returns 0, ENOENT (not in this layer: look below), or
+ * ENOTDIR/ELOOP (a file, whiteout or link in this layer hides anything
+ * below it, as in overlayfs). Without openat2 (before Linux 5.6) it is a
+ * plain lstat. */
+static int snapshot_lstat(const char *snap, const char *rel, struct stat *st)
+{
+    int dfd = open(snap, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return ENOENT;
+    struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+                           .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH};
+    int fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof how);
+    int e = 0;
+    if (fd >= 0) {
+        if (fstat(fd, st) != 0)
+            e = errno;
+        close(fd);
+    } else if (errno == ENOSYS) {
+        e = fstatat(dfd, rel, st, AT_SYMLINK_NOFOLLOW) != 0 ? errno : 0;
+    } else {
+        e = errno;
+    }
+    close(dfd);
+    if (e == ENOENT || e == 0)
+        return e;
+    return e == ENOTDIR || e == ELOOP || e == EXDEV ? ENOTDIR : ENOENT;
+}
+
 /* Looks path (relative) up through the stage's layers, top-most first,
  * as overlayfs would (a 0/0 char device is a whiteout). Returns 0 and fills
  * st, or CAIRN_E_NOTFOUND. */
@@ -318,8 +385,11 @@ static int stage_lstat(struct build *b, struct stage_out *s, const char *rel,
     for (size_t i = s->nlayers; i-- > 0;) {
         char p[8192];
         snprintf(p, sizeof p, "%s/%s", s->snapshots[i], rel);
-        if (lstat(p, st) != 0)
+        int e = snapshot_lstat(s->snapshots[i], rel, st);
+        if (e == ENOENT)
             continue;
+        if (e != 0)
+            return CAIRN_E_NOTFOUND; /* hidden by a non-directory above */
         if (S_ISCHR(st->st_mode) && st->st_rdev == makedev(0, 0))
             return CAIRN_E_NOTFOUND;
         if (found)
@@ -822,6 +892,125 @@ static int ensure_parents(struct copy_job *j, const char *path)
     return 0;
 }
 
+/* Symlinks followed in one destination, as Linux's MAXSYMLINKS and Go's
+ * FollowSymlinkInScope (255) allow. */
+#define BUILD_MAX_LINKS 255
+
+/* Resolves path (relative to the root, components separated by '/') in
+ * the parent's tree as Docker resolves a COPY destination (Go's
+ * FollowSymlinkInScope, BuildKit's RootPath): symlinks are followed, an
+ * absolute target starts again at the image's root and ".." stops at it,
+ * so nothing resolves outside the image. The last component is followed
+ * too, dangling or not (docker build, classic and BuildKit, writes through
+ * it). Fills out (no leading '/', "" for the root) and sets *links when a
+ * symlink was followed. */
+static int dest_resolve(struct copy_job *j, const char *path, char *out,
+                        size_t outlen, bool *links)
+{
+    char res[4096] = "";
+    char rest[8192];
+    char tmp[8192];
+    unsigned nlinks = 0;
+    bool missing = false; /* below a missing directory nothing exists */
+    snprintf(rest, sizeof rest, "%s", path);
+    char *r = rest;
+    for (;;) {
+        while (*r == '/')
+            r++;
+        if (*r == '\0')
+            break;
+        size_t clen = strcspn(r, "/");
+        char comp[256];
+        if (clen >= sizeof comp)
+            return cairn_err_set(j->b->err, -ENAMETOOLONG,
+                                 "destination name too long: %.100s", r);
+        memcpy(comp, r, clen);
+        comp[clen] = '\0';
+        r += clen;
+        while (*r == '/')
+            r++;
+        if (strcmp(comp, ".") == 0)
+            continue;
+        if (strcmp(comp, "..") == 0) {
+            missing = false;
+            char *slash = strrchr(res, '/');
+            if (slash)
+                *slash = '\0';
+            else
+                res[0] = '\0';
+            continue;
+        }
+        size_t rl = strlen(res);
+        if (rl + 1 + clen >= sizeof res)
+            return cairn_err_set(j->b->err, -ENAMETOOLONG,
+                                 "destination too long: %.100s", path);
+        char *at = res + rl;
+        snprintf(at, sizeof res - rl, "%s%s", rl ? "/" : "", comp);
+        if (missing)
+            continue;
+        struct stat st;
+        char found[8192];
+        int rc = stage_lstat(j->b, j->parent, res, &st, found, sizeof found);
+        if (rc == CAIRN_E_NOTFOUND) {
+            missing = true;
+            continue;
+        }
+        if (rc)
+            return rc;
+        if (!S_ISLNK(st.st_mode))
+            continue;
+        if (++nlinks > BUILD_MAX_LINKS)
+            return cairn_err_set(j->b->err, -ELOOP,
+                                 "too many symlinks in destination %.200s",
+                                 path);
+        char target[4096];
+        ssize_t tl = readlink(found, target, sizeof target - 1);
+        if (tl < 0)
+            return cairn_err_set(j->b->err, -errno, "cannot read link %s: %s",
+                                 res, strerror(errno));
+        target[tl] = '\0';
+        *at = '\0'; /* the link's own name is replaced by its target */
+        if (target[0] == '/')
+            res[0] = '\0';
+        if ((size_t)snprintf(tmp, sizeof tmp, "%s/%s", target, r) >= sizeof tmp)
+            return cairn_err_set(j->b->err, -ENAMETOOLONG,
+                                 "destination too long: %.100s", path);
+        memcpy(rest, tmp, strlen(tmp) + 1);
+        r = rest;
+    }
+    if (strlen(res) >= outlen)
+        return cairn_err_set(j->b->err, -ENAMETOOLONG,
+                             "destination too long: %.100s", path);
+    snprintf(out, outlen, "%s", res);
+    *links = nlinks > 0;
+    return 0;
+}
+
+/* Puts j->dest where Docker puts it in the parent's tree: through its
+ * symlinks, the last one included; a destination that is a directory there
+ * (or a link to one) takes a copied file inside, as in Docker. The source
+ * tree's own symlinks are copied as they are. COPY --link keeps its
+ * destination as written, as BuildKit does: it does not look at the
+ * parent. The parent's snapshots are looked at, which a COPY below a
+ * directory of a non-empty parent does anyway for ensure_parents. */
+static int dest_follow(struct copy_job *j)
+{
+    if (j->link || j->parent->nlayers == 0 || strcmp(j->dest, "/") == 0)
+        return 0;
+    char to[sizeof j->dest - 1]; /* room for the leading '/' */
+    bool linked = false;
+    int rc = dest_resolve(j, j->dest, to, sizeof to, &linked);
+    if (rc)
+        return rc;
+    struct stat st;
+    if (to[0] == '\0' || (stage_lstat(j->b, j->parent, to, &st, NULL, 0) == 0 &&
+                          S_ISDIR(st.st_mode)))
+        j->dest_is_dir = true;
+    if (linked)
+        snprintf(j->dest, sizeof j->dest, "/%s", to);
+    return 0;
+}
+
 static const char *base_name(const char *p)
 {
     const char *s = strrchr(p, '/');
@@ -1151,6 +1340,13 @@ static int run_copy(struct build *b, const struct ck_step *s,
     cairn_strvec_free(&matches);
     j.dest_is_dir =
         trailing || nsrc > 1 || strcmp(j.dest, "/") == 0 || s->parents;
+    rc = dest_follow(&j);
+    if (rc) {
+        cairn_err_prefix(b->err, "step %d/%d (%s:%d %s)", s->number, b->total,
+                         b->df->name, s->instr->line,
+                         ck_instr_name(s->instr->kind));
+        goto out;
+    }
 
     struct cairn_layer_opts lo = {.compression = b->o->compression,
                                   .source_date_epoch = b->o->source_date_epoch};
@@ -1997,9 +2193,12 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         .target = o->target,
         .resolve = resolve_image,
         .resolve_arg = &b,
+        .allow_unresolved = true, /* checked for needed stages below */
     };
     if (!rc)
         rc = ck_plan_build(b.df, &po, &b.plan, err);
+    if (!rc)
+        rc = plan_check_resolved(&b);
     if (rc)
         goto out;
     if (b.plan->nunused_build_args > 0) {

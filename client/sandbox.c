@@ -426,7 +426,10 @@ static void sbx_resolve_user(const struct sbx_prep *p, struct sbx_ids *ids)
     }
 }
 
-/* mkdir -p with 0755 directories owned by root (we are still root). */
+/* mkdir -p with 0755 directories owned by root (we are still root), in
+ * the new root. Existing symlinks on the way are followed by the kernel;
+ * a dangling one gets the directory it names made, as Docker's WORKDIR
+ * does (the path goes on from the link's target, up to 40 links). */
 static int sbx_mkdir_p(const char *path)
 {
     char buf[PATH_MAX];
@@ -434,6 +437,9 @@ static int sbx_mkdir_p(const char *path)
     if (n >= sizeof buf)
         return ENAMETOOLONG;
     memcpy(buf, path, n + 1);
+    unsigned links = 0;
+restart:
+    n = strlen(buf);
     for (size_t i = 1; i <= n; i++) {
         if (buf[i] != '/' && buf[i] != '\0')
             continue;
@@ -441,6 +447,30 @@ static int sbx_mkdir_p(const char *path)
         buf[i] = '\0';
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
             return errno;
+        struct stat st;
+        if (stat(buf, &st) != 0 && errno == ENOENT && lstat(buf, &st) == 0 &&
+            S_ISLNK(st.st_mode)) {
+            if (++links > 40)
+                return ELOOP;
+            char t[PATH_MAX], nb[PATH_MAX];
+            ssize_t tl = readlink(buf, t, sizeof t - 1);
+            if (tl < 0)
+                return errno;
+            t[tl] = '\0';
+            const char *rest = c ? buf + i + 1 : "";
+            char *slash = strrchr(buf, '/');
+            int w;
+            if (t[0] == '/') {
+                w = snprintf(nb, sizeof nb, "%s/%s", t, rest);
+            } else {
+                *slash = '\0'; /* the link's directory */
+                w = snprintf(nb, sizeof nb, "%s/%s/%s", buf, t, rest);
+            }
+            if (w < 0 || (size_t)w >= sizeof nb)
+                return ENAMETOOLONG;
+            memcpy(buf, nb, (size_t)w + 1);
+            goto restart;
+        }
         buf[i] = c;
     }
     return 0;
