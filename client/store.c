@@ -1484,6 +1484,50 @@ static int tag_put(struct cairn_store *st, MDB_txn *txn, const char *ref,
     return mrc ? mdb_fail(err, mrc, "put tag") : 0;
 }
 
+/* The result and last-build records of row, in image_add's transaction
+ * (struct cairn_image_row). */
+static int image_extras_put(struct cairn_store *st, MDB_txn *txn,
+                            const struct cairn_image_row *row,
+                            struct cairn_err *err)
+{
+    int mrc;
+    if (row->result_key) {
+        uint8_t k[CK_SHA256_LEN];
+        if (strlen(row->result_key) != CK_SHA256_HEX_LEN ||
+            ck_hex_decode(row->result_key, k))
+            return cairn_err_set(err, CAIRN_E_INVAL, "bad build result");
+        MDB_val kv = {sizeof k, k};
+        MDB_val v = {strlen(row->manifest_digest),
+                     (void *)row->manifest_digest};
+        if ((mrc = mdb_put(txn, st->db_results, &kv, &v, 0)) != 0)
+            return mdb_fail(err, mrc, "put result");
+    }
+    if (row->lastbuild == NULL && !row->lastbuild_drop)
+        return 0;
+    if (row->lastbuild && row->lastbuild_len > CAIRN_STORE_LASTBUILD_MAX)
+        return cairn_err_set(err, CAIRN_E_TOOBIG,
+                             "last build: %zu bytes, over the %u limit",
+                             row->lastbuild_len, CAIRN_STORE_LASTBUILD_MAX);
+    for (size_t i = 0; row->tags && i < row->ntags; i++) {
+        char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
+        int rc = lastbuild_key(row->tags[i], name, sizeof name, err);
+        if (rc)
+            return rc;
+        MDB_val kv = {strlen(name), name};
+        if (row->lastbuild) {
+            MDB_val v = {row->lastbuild_len, (void *)row->lastbuild};
+            mrc = mdb_put(txn, st->db_lastbuild, &kv, &v, 0);
+        } else {
+            mrc = mdb_del(txn, st->db_lastbuild, &kv, NULL);
+            if (mrc == MDB_NOTFOUND)
+                mrc = 0;
+        }
+        if (mrc)
+            return mdb_fail(err, mrc, "put last build");
+    }
+    return 0;
+}
+
 int cairn_store_image_add(struct cairn_store *st,
                           const struct cairn_image_row *row,
                           struct cairn_err *err)
@@ -1523,6 +1567,8 @@ int cairn_store_image_add(struct cairn_store *st,
     for (size_t i = 0; row->tags && i < row->ntags; i++)
         if ((rc = tag_put(st, txn, row->tags[i], r.manifest, err)) != 0)
             goto out;
+    if ((rc = image_extras_put(st, txn, row, err)) != 0)
+        goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
     if (mrc) {
