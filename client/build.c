@@ -2030,7 +2030,10 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     rc = ck_ignore_load(o->context, dockerfile, &ig, err);
     if (!rc)
         rc = ck_statcache_open(cairn_store_env(st), &sc, err);
-    struct ck_context_opts co = {.ignore = ig, .cache = sc};
+    /* A tagged build lists its COPY sources for --explain at the end:
+     * from the walks its keys were made of, not a second walk. */
+    struct ck_context_opts co = {
+        .ignore = ig, .cache = sc, .keep_walks = o->ntags > 0};
     if (!rc)
         rc = ck_context_open(o->context, &co, &b.ctx, err);
     struct ck_plan_opts po = {
