@@ -1624,10 +1624,13 @@ static void entry_relpath(char *out, size_t cap, const char *match,
 }
 
 /* Keeps c's selection for a later ck_context_source_walk of src. Out of
- * memory only loses the shortcut: the walk then reads the disk. */
+ * memory, or a selection over CK_CONTEXT_KEEP_MAX, only loses the
+ * shortcut: the walk then reads the disk. */
 static void keep_walk(struct ck_context *ctx, const char *src,
                       const struct collected *c)
 {
+    if (c->n > CK_CONTEXT_KEEP_MAX)
+        return;
     struct kept_walk *k = calloc(1, sizeof *k);
     if (k == NULL)
         return;

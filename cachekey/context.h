@@ -39,6 +39,10 @@
 #include <stdint.h>
 
 #define CK_CONTEXT_MAX_FILES 1000000 /* entries one source may select */
+/* keep_walks keeps selections of at most this many entries (about 100
+ * bytes each); a bigger one is walked again. --explain drops the listing
+ * of such a source anyway (CAIRN_EXPLAIN_MAX_FILES). */
+#define CK_CONTEXT_KEEP_MAX 100000
 
 struct ck_context;
 
