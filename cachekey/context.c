@@ -176,7 +176,29 @@ struct worker {
     char abspath[2 * PATH_MAX];
 };
 
+/* One entry of a kept walk (opts.keep_walks): what
+ * ck_context_source_walk hands its callback. */
+struct kept_entry {
+    char *path;
+    char type;
+    unsigned mode;
+    bool has_digest;
+    uint8_t digest[CK_SHA256_LEN];
+};
+
+/* What one ck_context_source_digest selected, newest first. */
+struct kept_walk {
+    struct kept_walk *next;
+    char *src;
+    struct kept_entry *v;
+    size_t n;
+};
+
+static void kept_walk_free(struct kept_walk *k);
+
 struct ck_context {
+    struct kept_walk *kept; /* NULL unless keep_walks */
+    bool keep_walks;
     int rootfd;
     char *rootabs; /* realpath of the root, for cache keys and symlinks */
     size_t rootabs_len;
@@ -1477,6 +1499,7 @@ int ck_context_open(const char *dir, const struct ck_context_opts *opts,
     if (opts != NULL) {
         ctx->ignore = opts->ignore;
         ctx->cache = opts->cache;
+        ctx->keep_walks = opts->keep_walks;
         ctx->nthreads = opts->threads;
     }
     if (ctx->nthreads <= 0) {
@@ -1524,6 +1547,11 @@ void ck_context_close(struct ck_context *ctx)
         free(w->lbuf);
         arena_free(&w->arena);
         free(w->ents);
+    }
+    while (ctx->kept != NULL) {
+        struct kept_walk *k = ctx->kept;
+        ctx->kept = k->next;
+        kept_walk_free(k);
     }
     if (ctx->rootfd >= 0)
         close(ctx->rootfd);
@@ -1573,6 +1601,63 @@ static int emit_entry(struct cairn_buf *b, const struct entry *e)
     b->len = (size_t)(p - b->data);
     b->data[b->len] = '\0'; /* cairn_buf keeps its data NUL-terminated */
     return 0;
+}
+
+static void kept_walk_free(struct kept_walk *k)
+{
+    for (size_t i = 0; i < k->n; i++)
+        free(k->v[i].path);
+    free(k->v);
+    free(k->src);
+    free(k);
+}
+
+/* The context-relative path of an entry, as ck_context_source_walk gives
+ * it. */
+static void entry_relpath(char *out, size_t cap, const char *match,
+                          const char *rel)
+{
+    if (strcmp(rel, ".") == 0)
+        snprintf(out, cap, "%s", match);
+    else
+        (void)path_join(out, cap, match, rel);
+}
+
+/* Keeps c's selection for a later ck_context_source_walk of src. Out of
+ * memory, or a selection over CK_CONTEXT_KEEP_MAX, only loses the
+ * shortcut: the walk then reads the disk. */
+static void keep_walk(struct ck_context *ctx, const char *src,
+                      const struct collected *c)
+{
+    if (c->n > CK_CONTEXT_KEEP_MAX)
+        return;
+    struct kept_walk *k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return;
+    k->src = strdup(src);
+    k->v = calloc(c->n ? c->n : 1, sizeof *k->v);
+    bool ok = k->src != NULL && k->v != NULL;
+    for (size_t i = 0; ok && i < c->n; i++) {
+        const struct entry *e = c->v[i];
+        struct kept_entry *ke = &k->v[i];
+        char path[2 * PATH_MAX];
+        entry_relpath(path, sizeof path, c->matches[e->match].display,
+                      e->path);
+        ke->path = strdup(path);
+        ok = ke->path != NULL;
+        ke->type = e->type;
+        ke->mode = e->mode & 07777u;
+        ke->has_digest = e->type == 'f';
+        if (ke->has_digest)
+            memcpy(ke->digest, e->digest, sizeof ke->digest);
+        k->n = i + 1;
+    }
+    if (!ok) {
+        kept_walk_free(k);
+        return;
+    }
+    k->next = ctx->kept;
+    ctx->kept = k;
 }
 
 int ck_context_source_digest(struct ck_context *ctx, const char *src,
@@ -1629,6 +1714,8 @@ int ck_context_source_digest(struct ck_context *ctx, const char *src,
         cairn_err_set(err, rc, "%s: %s", src, cairn_strerror(rc));
     else if (stats != NULL)
         *stats = s;
+    if (rc == 0 && ctx->keep_walks)
+        keep_walk(ctx, src, &c);
     ck_sha256_free(h);
     cairn_buf_free(&b);
     collected_free(&c);
@@ -1645,10 +1732,7 @@ static int walk_one(void *arg, const struct ck_context_entry *e)
 {
     const struct walk_adapter *w = arg;
     char path[2 * PATH_MAX];
-    if (strcmp(e->rel, ".") == 0)
-        snprintf(path, sizeof path, "%s", e->match);
-    else
-        (void)path_join(path, sizeof path, e->match, e->rel);
+    entry_relpath(path, sizeof path, e->match, e->rel);
     return w->fn(w->arg, path, e->type, e->mode & 07777, e->digest);
 }
 
@@ -1656,6 +1740,17 @@ int ck_context_source_walk(struct ck_context *ctx, const char *src,
                            ck_context_entry_fn fn, void *arg,
                            struct cairn_err *err)
 {
+    for (const struct kept_walk *k = ctx->kept; k != NULL; k = k->next) {
+        if (strcmp(k->src, src) != 0)
+            continue;
+        int rc = 0;
+        for (size_t i = 0; rc == 0 && i < k->n; i++) {
+            const struct kept_entry *e = &k->v[i];
+            rc = fn(arg, e->path, e->type, e->mode,
+                    e->has_digest ? e->digest : NULL);
+        }
+        return rc;
+    }
     struct walk_adapter w = {fn, arg};
     return ck_context_source_each(ctx, src, walk_one, &w, err);
 }

@@ -35,9 +35,14 @@
 #include "cachekey/statcache.h"
 #include "common/error.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define CK_CONTEXT_MAX_FILES 1000000 /* entries one source may select */
+/* keep_walks keeps selections of at most this many entries (about 100
+ * bytes each); a bigger one is walked again. --explain drops the listing
+ * of such a source anyway (CAIRN_EXPLAIN_MAX_FILES). */
+#define CK_CONTEXT_KEEP_MAX 100000
 
 struct ck_context;
 
@@ -46,6 +51,9 @@ struct ck_context_opts {
                                        ignored); must outlive the context */
     struct ck_statcache *cache;     /* borrowed, may be NULL */
     int threads;                    /* hashing threads; 0: number of cores */
+    bool keep_walks; /* remember what each ck_context_source_digest
+                        selected, so that ck_context_source_walk of the
+                        same src replays it instead of walking again */
 };
 
 /* Opens the context rooted at dir. Returns 0, negative errno when dir is not
@@ -83,7 +91,10 @@ int ck_context_source_digest(struct ck_context *ctx, const char *src,
  * digest, with the entry's context-relative path, its type ('f','d','l')
  * and its content digest (NULL for d and l). Used to explain which file
  * changed between two builds. fn returns 0 to go on, non-zero to stop
- * (that value is returned). */
+ * (that value is returned). With opts.keep_walks and a src already
+ * digested by this context, the entries are those of that digest (the
+ * selection its key was made from), replayed without touching the
+ * disk. */
 typedef int (*ck_context_entry_fn)(void *arg, const char *relpath, char type,
                                    unsigned mode, const uint8_t *digest);
 int ck_context_source_walk(struct ck_context *ctx, const char *src,

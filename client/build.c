@@ -2081,8 +2081,44 @@ static int walk(struct build *b)
     return 0;
 }
 
-/* Stores config and manifest of the target stage and records the image. */
-static int commit_image(struct build *b, char image_id[CAIRN_DIGEST_STR_LEN],
+/* The --explain record of this build, for its image's transaction: sets
+ * row->lastbuild (kept in *rec, which the caller frees), or
+ * row->lastbuild_drop when even the record without listings is too big
+ * (a stale record would explain wrongly), or neither, with a warning,
+ * when the material cannot be had (the image is still built). */
+static void remember_record(struct build *b, struct cairn_buf *rec,
+                            struct cairn_image_row *row)
+{
+    struct cairn_explain_build eb;
+    struct cairn_err e;
+    cairn_err_clear(&e);
+    cairn_buf_init(rec, CAIRN_STORE_LASTBUILD_MAX);
+    int rc = cairn_explain_build_from_plan(b->plan, b->keys, b->ctx, &eb, &e);
+    if (!rc) {
+        cairn_buf_free(rec);
+        rc = cairn_explain_record(&eb, rec);
+        cairn_explain_build_clear(&eb);
+    }
+    if (!rc) {
+        row->lastbuild = rec->data;
+        row->lastbuild_len = rec->len;
+        return;
+    }
+    if (rc == CAIRN_E_TOOBIG) {
+        row->lastbuild_drop = true;
+        cairn_err_set(&e, rc, "key materials over %u bytes: not remembered",
+                      CAIRN_STORE_LASTBUILD_MAX);
+    }
+    fprintf(b->out, "[Warning] this build is not remembered for "
+                    "--explain: %s\n",
+            e.msg[0] ? e.msg : cairn_strerror(rc));
+}
+
+/* Stores config and manifest of the target stage and records the image,
+ * with its tags, the build's result under result_key and, when it has
+ * tags, its --explain record, in one transaction (one disk flush). */
+static int commit_image(struct build *b, const char *result_key,
+                        char image_id[CAIRN_DIGEST_STR_LEN],
                         char manifest_out[CAIRN_DIGEST_STR_LEN])
 {
     struct stage_out *so = &b->stages[b->plan->target];
@@ -2126,7 +2162,13 @@ static int commit_image(struct build *b, char image_id[CAIRN_DIGEST_STR_LEN],
      * reads them (the cast drops a const it does not need). */
     row.tags = (char **)b->o->tags;
     row.ntags = b->o->ntags;
+    row.result_key = result_key;
+    struct cairn_buf rec;
+    cairn_buf_init(&rec, 0);
+    if (b->o->ntags > 0)
+        remember_record(b, &rec, &row);
     rc = cairn_store_image_add(b->st, &row, b->err);
+    cairn_buf_free(&rec);
     if (!rc) {
         snprintf(image_id, CAIRN_DIGEST_STR_LEN, "%s", config_digest);
         snprintf(manifest_out, CAIRN_DIGEST_STR_LEN, "%s", manifest_digest);
@@ -2184,7 +2226,10 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     rc = ck_ignore_load(o->context, dockerfile, &ig, err);
     if (!rc)
         rc = ck_statcache_open(cairn_store_env(st), &sc, err);
-    struct ck_context_opts co = {.ignore = ig, .cache = sc};
+    /* A tagged build lists its COPY sources for --explain at the end:
+     * from the walks its keys were made of, not a second walk. */
+    struct ck_context_opts co = {
+        .ignore = ig, .cache = sc, .keep_walks = o->ntags > 0};
     if (!rc)
         rc = ck_context_open(o->context, &co, &b.ctx, err);
     struct ck_plan_opts po = {
@@ -2244,6 +2289,7 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     char manifest[CAIRN_DIGEST_STR_LEN];
     struct cairn_image_row row;
     memset(&row, 0, sizeof row);
+    bool remembered = false;
     if (!rc && !o->no_cache && o->source_date_epoch < 0 &&
         stats->run == 0 &&
         cairn_store_result_get(st, final_key, manifest) == 0 &&
@@ -2255,11 +2301,11 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         cairn_store_image_row_clear(&row);
     } else if (!rc) {
         remote_ensure_blobs(&b, &b.stages[b.plan->target]);
-        rc = commit_image(&b, image_id, manifest);
-        if (!rc)
-            rc = cairn_store_result_put(st, final_key, manifest, err);
+        /* Remembers the build too (result and --explain record). */
+        rc = commit_image(&b, final_key, image_id, manifest);
+        remembered = true;
     }
-    if (!rc && o->ntags > 0)
+    if (!rc && o->ntags > 0 && !remembered)
         remember(&b);
     if (o->cache) {
         /* Uploads read blobs from the store: they end before the lock. */

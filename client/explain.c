@@ -1078,6 +1078,20 @@ cairn_explain_build_match(const struct cairn_explain_build *b,
     return pos;
 }
 
+int cairn_explain_record(const struct cairn_explain_build *b,
+                         struct cairn_buf *rec)
+{
+    cairn_buf_init(rec, CAIRN_STORE_LASTBUILD_MAX);
+    int rc = cairn_explain_build_encode(b, true, rec);
+    if (rc == CAIRN_E_TOOBIG) {
+        /* Listings are the bulk; without them a change is still found,
+         * only not named by file. */
+        cairn_buf_reset(rec);
+        rc = cairn_explain_build_encode(b, false, rec);
+    }
+    return rc;
+}
+
 int cairn_explain_remember(struct cairn_store *st, const char *const *tags,
                            size_t ntags, const struct cairn_explain_build *b,
                            struct cairn_err *err)
@@ -1085,14 +1099,7 @@ int cairn_explain_remember(struct cairn_store *st, const char *const *tags,
     if (ntags == 0)
         return 0;
     struct cairn_buf rec;
-    cairn_buf_init(&rec, CAIRN_STORE_LASTBUILD_MAX);
-    int rc = cairn_explain_build_encode(b, true, &rec);
-    if (rc == CAIRN_E_TOOBIG) {
-        /* Listings are the bulk; without them a change is still found,
-         * only not named by file. */
-        cairn_buf_reset(&rec);
-        rc = cairn_explain_build_encode(b, false, &rec);
-    }
+    int rc = cairn_explain_record(b, &rec);
     for (size_t i = 0; !rc && i < ntags; i++)
         rc = cairn_store_lastbuild_put(st, tags[i], rec.data, rec.len, err);
     if (rc == CAIRN_E_TOOBIG) {

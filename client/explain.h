@@ -119,6 +119,13 @@ int cairn_explain_step_diff(const struct cairn_explain_step *old,
                             const struct cairn_explain_step *cur,
                             struct cairn_strvec *causes);
 
+/* Encodes b as the record cairn_explain_remember stores (without the
+ * listings when they would make it over CAIRN_STORE_LASTBUILD_MAX).
+ * Always initialises *rec (the caller frees it with cairn_buf_free);
+ * CAIRN_E_TOOBIG when even that is over the cap, CAIRN_E_NOMEM. */
+int cairn_explain_record(const struct cairn_explain_build *b,
+                         struct cairn_buf *rec);
+
 /* Remembers b as the last build of every tag (refs as given to -t).
  * A record over CAIRN_STORE_LASTBUILD_MAX is stored without listings;
  * if still too big, the tags' old records are removed instead (a stale

@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,9 @@ struct cairn_store {
     int lock_fd;             /* root/store.lock */
     enum lock_mode lock_mode;
     unsigned lock_depth;
+    /* A blob was renamed into blobs/sha256 and the directory not fsync'd
+     * since (blobs_sync). Set by fetch threads, hence atomic. */
+    atomic_bool blobs_unsynced;
 };
 
 /* ------------------------------------------------------------------ */
@@ -160,6 +164,20 @@ static void fsync_dir(const char *dir)
         fsync(fd);
         close(fd);
     }
+}
+
+/* Makes the names of the blobs added since the last call durable: one
+ * fsync of blobs/sha256 for all of them. Called before any commit that
+ * can name a blob (key_put_many, image_add) and at close, so a record
+ * never names a blob that a power loss could take away; the blob's
+ * content was fsync'd before its rename (blob_add_file). */
+static void blobs_sync(struct cairn_store *st)
+{
+    if (!atomic_exchange(&st->blobs_unsynced, false))
+        return;
+    char dir[STORE_PATH_MAX];
+    path_fmt(dir, sizeof dir, st->root, "/blobs/sha256", NULL);
+    fsync_dir(dir);
 }
 
 /* rename that never replaces: an existing final name wins. Returns 0,
@@ -342,6 +360,7 @@ int cairn_store_open(const char *root, struct cairn_store **out,
     if (st == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     st->lock_fd = -1;
+    atomic_init(&st->blobs_unsynced, false);
     pthread_mutex_init(&st->lock_mu, NULL);
     st->root = strdup(root);
     path_fmt(p, sizeof p, root, "/tmp", NULL);
@@ -382,6 +401,7 @@ void cairn_store_close(struct cairn_store *st)
 {
     if (st == NULL)
         return;
+    blobs_sync(st);
     cairn_index_close(st->idx);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* also drops any flock */
@@ -535,9 +555,9 @@ int cairn_store_blob_add_file(struct cairn_store *st, const char *tmp_path,
         return cairn_err_set(err, rc, "cannot store blob %s: %s", digest,
                              cairn_strerror(rc));
     }
-    char dir[STORE_PATH_MAX];
-    path_fmt(dir, sizeof dir, st->root, "/blobs/sha256", NULL);
-    fsync_dir(dir);
+    /* Its name is made durable by the next blobs_sync, before anything
+     * records it: one directory flush for a whole fetch or image. */
+    atomic_store(&st->blobs_unsynced, true);
     return 0;
 }
 
@@ -752,6 +772,7 @@ int cairn_store_key_put_many(struct cairn_store *st,
     }
     if (n == 0)
         return 0;
+    blobs_sync(st);
     MDB_txn *txn;
     int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (mrc)
@@ -1484,6 +1505,50 @@ static int tag_put(struct cairn_store *st, MDB_txn *txn, const char *ref,
     return mrc ? mdb_fail(err, mrc, "put tag") : 0;
 }
 
+/* The result and last-build records of row, in image_add's transaction
+ * (struct cairn_image_row). */
+static int image_extras_put(struct cairn_store *st, MDB_txn *txn,
+                            const struct cairn_image_row *row,
+                            struct cairn_err *err)
+{
+    int mrc;
+    if (row->result_key) {
+        uint8_t k[CK_SHA256_LEN];
+        if (strlen(row->result_key) != CK_SHA256_HEX_LEN ||
+            ck_hex_decode(row->result_key, k))
+            return cairn_err_set(err, CAIRN_E_INVAL, "bad build result");
+        MDB_val kv = {sizeof k, k};
+        MDB_val v = {strlen(row->manifest_digest),
+                     (void *)row->manifest_digest};
+        if ((mrc = mdb_put(txn, st->db_results, &kv, &v, 0)) != 0)
+            return mdb_fail(err, mrc, "put result");
+    }
+    if (row->lastbuild == NULL && !row->lastbuild_drop)
+        return 0;
+    if (row->lastbuild && row->lastbuild_len > CAIRN_STORE_LASTBUILD_MAX)
+        return cairn_err_set(err, CAIRN_E_TOOBIG,
+                             "last build: %zu bytes, over the %u limit",
+                             row->lastbuild_len, CAIRN_STORE_LASTBUILD_MAX);
+    for (size_t i = 0; row->tags && i < row->ntags; i++) {
+        char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
+        int rc = lastbuild_key(row->tags[i], name, sizeof name, err);
+        if (rc)
+            return rc;
+        MDB_val kv = {strlen(name), name};
+        if (row->lastbuild) {
+            MDB_val v = {row->lastbuild_len, (void *)row->lastbuild};
+            mrc = mdb_put(txn, st->db_lastbuild, &kv, &v, 0);
+        } else {
+            mrc = mdb_del(txn, st->db_lastbuild, &kv, NULL);
+            if (mrc == MDB_NOTFOUND)
+                mrc = 0;
+        }
+        if (mrc)
+            return mdb_fail(err, mrc, "put last build");
+    }
+    return 0;
+}
+
 int cairn_store_image_add(struct cairn_store *st,
                           const struct cairn_image_row *row,
                           struct cairn_err *err)
@@ -1504,6 +1569,7 @@ int cairn_store_image_add(struct cairn_store *st,
     if (row->created > 0)
         r.created = row->created;
     size_t vlen = 0;
+    blobs_sync(st);
     val = imgrec_encode(&r, &vlen);
     if (val == NULL) {
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
@@ -1523,6 +1589,8 @@ int cairn_store_image_add(struct cairn_store *st,
     for (size_t i = 0; row->tags && i < row->ntags; i++)
         if ((rc = tag_put(st, txn, row->tags[i], r.manifest, err)) != 0)
             goto out;
+    if ((rc = image_extras_put(st, txn, row, err)) != 0)
+        goto out;
     mrc = mdb_txn_commit(txn);
     txn = NULL;
     if (mrc) {

@@ -123,13 +123,26 @@ struct cairn_image_row {
     char **tags;     /* "repo:tag", NULL-terminated; borrowed during the
                         callback only */
     size_t ntags;
+    /* cairn_store_image_add only (the rest ignore them): records that
+     * go in the image's own transaction, so a build pays one commit (one
+     * disk flush) for its image, tags, result and --explain record. */
+    const char *result_key; /* when set: cairn_store_result_put of
+                               result_key -> this manifest */
+    const void *lastbuild;  /* when set: the last build of every tag,
+                               as cairn_store_lastbuild_put */
+    size_t lastbuild_len;
+    bool lastbuild_drop; /* when set (and lastbuild is not): every tag's
+                            last build is removed instead */
 };
 /* Records an image whose manifest, config and layer blobs are stored
  * (each is read back and verified; a missing one is CAIRN_E_NOTFOUND).
  * The config digest, size and layers are taken from the manifest;
  * row->config_digest, when not empty, must match it. row->created <= 0
  * takes the config's "created". Tags in row->tags (may be NULL) are
- * applied as by cairn_store_tag. Callers hold the store lock (shared)
+ * applied as by cairn_store_tag; result_key and lastbuild are recorded
+ * in the same transaction (all or nothing; a lastbuild over
+ * CAIRN_STORE_LASTBUILD_MAX is CAIRN_E_TOOBIG and records nothing).
+ * Callers hold the store lock (shared)
  * from their first blob until this returns, so prune cannot take the
  * blobs away in between. */
 int cairn_store_image_add(struct cairn_store *st,

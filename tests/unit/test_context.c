@@ -544,6 +544,90 @@ static void test_walk_stops(void **state)
     rm_tree(r);
 }
 
+/* keep_walks: a walk of a digested source replays that digest's
+ * selection (same entries, same order, the digests the key was made
+ * of), even after the disk changed; an undigested source is walked, and
+ * a replay still stops where its callback says. */
+struct digested {
+    char items[8][128];
+    uint8_t digest[8][CK_SHA256_LEN];
+    int n;
+};
+
+static int digested_fn(void *arg, const char *relpath, char type,
+                       unsigned mode, const uint8_t *digest)
+{
+    struct digested *d = arg;
+    assert_true((type == 'f') == (digest != NULL));
+    assert_true(d->n < 8);
+    snprintf(d->items[d->n], 128, "%c %o %s", type, mode, relpath);
+    if (digest)
+        memcpy(d->digest[d->n], digest, CK_SHA256_LEN);
+    d->n++;
+    return 0;
+}
+
+static void test_keep_walks(void **state)
+{
+    (void)state;
+    char r[64];
+    mk_tmpdir(r);
+    put_file(r, "app/a.c", "int a;\n", 0644);
+    put_file(r, "app/b.sh", "echo b\n", 0755);
+    put_file(r, "other.txt", "other\n", 0644);
+    struct digested fresh, replay, after;
+    memset(&fresh, 0, sizeof fresh);
+    memset(&replay, 0, sizeof replay);
+    memset(&after, 0, sizeof after);
+    struct ck_context_opts plain = {.threads = 2};
+    struct ck_context_opts keep = {.threads = 2, .keep_walks = true};
+    struct ck_context *ctx = NULL;
+
+    assert_int_equal(ck_context_open(r, &plain, &ctx, NULL), 0);
+    assert_int_equal(ck_context_source_walk(ctx, "app", digested_fn, &fresh,
+                                            NULL),
+                     0);
+    ck_context_close(ctx);
+    assert_int_equal(fresh.n, 3);
+
+    assert_int_equal(ck_context_open(r, &keep, &ctx, NULL), 0);
+    uint8_t d[CK_SHA256_LEN];
+    assert_int_equal(ck_context_source_digest(ctx, "app", d, NULL, NULL), 0);
+    /* The disk changes after the key was made. */
+    put_file(r, "app/a.c", "int a = 2;\n", 0600);
+    put_file(r, "app/c.c", "int c;\n", 0644);
+    put_file(r, "other.txt", "changed\n", 0644);
+    assert_int_equal(ck_context_source_walk(ctx, "app", digested_fn, &replay,
+                                            NULL),
+                     0);
+    assert_int_equal(replay.n, fresh.n);
+    for (int i = 0; i < fresh.n; i++) {
+        assert_string_equal(replay.items[i], fresh.items[i]);
+        assert_memory_equal(replay.digest[i], fresh.digest[i], CK_SHA256_LEN);
+    }
+    /* Never digested: walked, so it shows the change. */
+    assert_int_equal(ck_context_source_walk(ctx, "other.txt", digested_fn,
+                                            &after, NULL),
+                     0);
+    assert_int_equal(after.n, 1);
+    assert_string_equal(after.items[0], "f 644 other.txt");
+    int n = 0;
+    assert_int_equal(ck_context_source_walk(ctx, "app", stop_fn, &n, NULL), 77);
+    assert_int_equal(n, 3);
+    ck_context_close(ctx);
+
+    /* Without keep_walks the same sequence sees the new files. */
+    memset(&after, 0, sizeof after);
+    assert_int_equal(ck_context_open(r, &plain, &ctx, NULL), 0);
+    assert_int_equal(ck_context_source_digest(ctx, "app", d, NULL, NULL), 0);
+    assert_int_equal(ck_context_source_walk(ctx, "app", digested_fn, &after,
+                                            NULL),
+                     0);
+    assert_int_equal(after.n, 4);
+    ck_context_close(ctx);
+    rm_tree(r);
+}
+
 /* ---- errors ---- */
 
 static void test_errors(void **state)
@@ -799,6 +883,7 @@ int main(void)
         cmocka_unit_test(test_ignored_paths_are_absent),
         cmocka_unit_test(test_source_forms),
         cmocka_unit_test(test_walk_stops),
+        cmocka_unit_test(test_keep_walks),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_stat_cache),
         cmocka_unit_test(test_listing_cache),

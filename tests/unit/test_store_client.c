@@ -520,6 +520,69 @@ static int each_cb(void *arg, const struct cairn_image_row *row)
     return 0;
 }
 
+/* image_add records the build's result and --explain record in the
+ * image's own transaction: all in one commit, or nothing. */
+static void test_image_add_records(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_err err;
+    struct cairn_layer_desc l1;
+    layer_make(f->st, "base", &l1);
+    struct test_image a;
+    image_make(f->st, "a", 1700000000, &l1, 1, NULL, &a);
+
+    char *app[] = {"app", NULL};
+    struct cairn_image_row row;
+    memset(&row, 0, sizeof row);
+    memcpy(row.manifest_digest, a.manifest, sizeof a.manifest);
+    row.tags = app;
+    row.ntags = 1;
+    row.result_key = KEY1;
+    row.lastbuild = "rec-1";
+    row.lastbuild_len = 5;
+    size_t t0 = last_txnid(f->st);
+    assert_int_equal(cairn_store_image_add(f->st, &row, &err), 0);
+    assert_int_equal(last_txnid(f->st), t0 + 1);
+    char m[CAIRN_DIGEST_STR_LEN];
+    assert_int_equal(cairn_store_result_get(f->st, KEY1, m), 0);
+    assert_string_equal(m, a.manifest);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(
+        cairn_store_lastbuild_get(f->st, "app:latest", &data, &len, &err), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(data, "rec-1", 5);
+    free(data);
+
+    /* A record over the cap: nothing at all is recorded. */
+    char *other[] = {"other", NULL};
+    row.tags = other;
+    row.result_key = KEY2;
+    row.lastbuild_len = CAIRN_STORE_LASTBUILD_MAX + 1u;
+    t0 = last_txnid(f->st);
+    assert_int_equal(cairn_store_image_add(f->st, &row, &err), CAIRN_E_TOOBIG);
+    assert_int_equal(last_txnid(f->st), t0);
+    assert_int_equal(cairn_store_result_get(f->st, KEY2, m), CAIRN_E_NOTFOUND);
+    struct cairn_image_row got;
+    assert_int_equal(cairn_store_image_find(f->st, "other", &got, &err),
+                     CAIRN_E_NOTFOUND);
+
+    /* lastbuild_drop removes the tag's old record with the same commit. */
+    row.tags = app;
+    row.result_key = NULL;
+    row.lastbuild = NULL;
+    row.lastbuild_len = 0;
+    row.lastbuild_drop = true;
+    assert_int_equal(cairn_store_image_add(f->st, &row, &err), 0);
+    assert_int_equal(last_txnid(f->st), t0 + 1);
+    assert_int_equal(
+        cairn_store_lastbuild_get(f->st, "app", &data, &len, &err),
+        CAIRN_E_NOTFOUND);
+    assert_int_equal(cairn_store_image_find(f->st, "app", &got, &err), 0);
+    assert_string_equal(got.manifest_digest, a.manifest);
+    cairn_store_image_row_clear(&got);
+}
+
 static void test_images_and_tags(void **state)
 {
     struct fixture *f = *state;
@@ -1000,6 +1063,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keys_many, setup, teardown),
         cmocka_unit_test(test_ref_normalize),
         cmocka_unit_test_setup_teardown(test_images_and_tags, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_image_add_records, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_ambiguous_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_existing, setup,
