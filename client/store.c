@@ -107,6 +107,28 @@ static int mdb_fail(struct cairn_err *err, int mrc, const char *what)
                          mdb_strerror(mrc));
 }
 
+/* One put (v not NULL) or delete (v NULL) of k in dbi, in its own write
+ * transaction; what names the record in errors. A delete of a missing
+ * key returns CAIRN_E_NOTFOUND without touching err: the caller decides
+ * whether that is an error. */
+static int store_write_one(struct cairn_store *st, MDB_dbi dbi, MDB_val *k,
+                           MDB_val *v, const char *what, struct cairn_err *err)
+{
+    MDB_txn *txn;
+    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (mrc)
+        return mdb_fail(err, mrc, "begin");
+    mrc = v ? mdb_put(txn, dbi, k, v, 0) : mdb_del(txn, dbi, k, NULL);
+    if (mrc) {
+        mdb_txn_abort(txn);
+        if (mrc == MDB_NOTFOUND && v == NULL)
+            return CAIRN_E_NOTFOUND;
+        return mdb_fail(err, mrc, what);
+    }
+    mrc = mdb_txn_commit(txn);
+    return mrc ? mdb_fail(err, mrc, what) : 0;
+}
+
 static int path_fmt(char *buf, size_t len, const char *a, const char *b,
                     const char *c)
 {
@@ -812,18 +834,9 @@ int cairn_store_lastbuild_put(struct cairn_store *st, const char *ref,
         return cairn_err_set(err, CAIRN_E_TOOBIG,
                              "last build of %s: %zu bytes, over the %u limit",
                              name, len, CAIRN_STORE_LASTBUILD_MAX);
-    MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (mrc)
-        return mdb_fail(err, mrc, "begin");
     MDB_val kv = {strlen(name), name}, v = {len, (void *)data};
-    mrc = mdb_put(txn, st->db_lastbuild, &kv, &v, 0);
-    if (mrc) {
-        mdb_txn_abort(txn);
-        return mdb_fail(err, mrc, "put last build");
-    }
-    mrc = mdb_txn_commit(txn);
-    return mrc ? mdb_fail(err, mrc, "commit last build") : 0;
+    return store_write_one(st, st->db_lastbuild, &kv, &v, "put last build",
+                           err);
 }
 
 int cairn_store_lastbuild_get(struct cairn_store *st, const char *ref,
@@ -876,18 +889,10 @@ int cairn_store_lastbuild_remove(struct cairn_store *st, const char *ref,
     int rc = lastbuild_key(ref, name, sizeof name, err);
     if (rc)
         return rc;
-    MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (mrc)
-        return mdb_fail(err, mrc, "begin");
     MDB_val kv = {strlen(name), name};
-    mrc = mdb_del(txn, st->db_lastbuild, &kv, NULL);
-    if (mrc && mrc != MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
-        return mdb_fail(err, mrc, "remove last build");
-    }
-    mrc = mdb_txn_commit(txn);
-    return mrc ? mdb_fail(err, mrc, "commit last build") : 0;
+    rc = store_write_one(st, st->db_lastbuild, &kv, NULL, "remove last build",
+                         err);
+    return rc == CAIRN_E_NOTFOUND ? 0 : rc;
 }
 
 /* Results: the image a build's final key produced, so a build whose every
@@ -930,19 +935,9 @@ int cairn_store_result_put(struct cairn_store *st, const char *key_hex,
         ck_hex_decode(key_hex, k) ||
         strlen(manifest_digest) >= CAIRN_DIGEST_STR_LEN)
         return cairn_err_set(err, CAIRN_E_INVAL, "bad build result");
-    MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (mrc)
-        return mdb_fail(err, mrc, "begin");
     MDB_val kv = {sizeof k, k};
     MDB_val v = {strlen(manifest_digest), (void *)manifest_digest};
-    mrc = mdb_put(txn, st->db_results, &kv, &v, 0);
-    if (mrc) {
-        mdb_txn_abort(txn);
-        return mdb_fail(err, mrc, "put result");
-    }
-    mrc = mdb_txn_commit(txn);
-    return mrc ? mdb_fail(err, mrc, "commit result") : 0;
+    return store_write_one(st, st->db_results, &kv, &v, "put result", err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1643,23 +1638,11 @@ int cairn_store_untag(struct cairn_store *st, const char *ref,
     int rc = cairn_store_ref_normalize(ref, norm, sizeof norm, err);
     if (rc)
         return rc;
-    MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (mrc)
-        return mdb_fail(err, mrc, "begin");
     MDB_val k = {strlen(norm), norm};
-    mrc = mdb_del(txn, st->db_tags, &k, NULL);
-    if (mrc) {
-        mdb_txn_abort(txn);
-        if (mrc == MDB_NOTFOUND)
-            return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
-                                 ref);
-        return mdb_fail(err, mrc, "delete tag");
-    }
-    mrc = mdb_txn_commit(txn);
-    if (mrc)
-        return mdb_fail(err, mrc, "commit untag");
-    return index_json_write(st, err);
+    rc = store_write_one(st, st->db_tags, &k, NULL, "delete tag", err);
+    if (rc == CAIRN_E_NOTFOUND)
+        return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s", ref);
+    return rc ? rc : index_json_write(st, err);
 }
 
 /* Fills row from a record; tags (malloc'd) are those of tl pointing at
