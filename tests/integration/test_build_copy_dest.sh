@@ -157,49 +157,13 @@ fi
 grep -q 'step 2/2 .*too many symlinks' "$T/b3.out" || fail "loop error: $(cat "$T/b3.out")"
 
 # The same Dockerfile with docker build (BuildKit), when dockerd runs here.
-DOCKERD=$(command -v dockerd || true)
-DOCKER=/usr/bin/docker
+. "$(dirname "$0")/docker_lib.sh"
 skip() {
     echo "SKIP (docker part): $*"
     echo "test_build_copy_dest: all passed"
     exit 0
 }
-[ -n "$DOCKERD" ] || skip "dockerd is not installed"
-[ -x "$DOCKER" ] || skip "$DOCKER is not installed"
-dockerd_pid=
-stop_dockerd() {
-    if [ -n "$dockerd_pid" ] && kill -0 "$dockerd_pid" 2>/dev/null; then
-        kill -TERM "$dockerd_pid" 2>/dev/null || true
-        for _ in $(seq 1 150); do
-            kill -0 "$dockerd_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$dockerd_pid" 2>/dev/null && kill -KILL "$dockerd_pid" 2>/dev/null
-        wait "$dockerd_pid" 2>/dev/null || true
-    fi
-    dockerd_pid=
-    awk -v t="$T" 'index($2, t) == 1 {print $2}' /proc/self/mounts | sort -r |
-        while read -r m; do umount -l "$m" 2>/dev/null || true; done
-}
-trap 'stop_dockerd; rm -rf "$T"' EXIT
-mkdir -p "$T/docker" "$T/exec"
-sock="$T/docker.sock"
-"$DOCKERD" --bridge=none --iptables=false --ip-masq=false \
-    --data-root "$T/docker" --exec-root "$T/exec" --pidfile "$T/docker.pid" \
-    -H "unix://$sock" > "$T/dockerd.log" 2>&1 &
-dockerd_pid=$!
-dk() { "$DOCKER" -H "unix://$sock" "$@"; }
-up=
-for _ in $(seq 1 300); do
-    kill -0 "$dockerd_pid" 2>/dev/null || break
-    if dk version >/dev/null 2>&1; then up=1; break; fi
-    sleep 0.1
-done
-if [ -z "$up" ]; then
-    why=$(grep -iE 'level=(fatal|error)|failed' "$T/dockerd.log" | tail -3)
-    stop_dockerd
-    skip "dockerd did not start here: ${why:-$(tail -3 "$T/dockerd.log")}"
-fi
+start_dockerd || skip "$dockerd_why"
 "$CAIRN" save symbase:1 -o "$T/base-img.tar" || fail "save"
 dk load -i "$T/base-img.tar" > "$T/load.out" 2>&1 || fail "docker load: $(cat "$T/load.out")"
 if ! DOCKER_BUILDKIT=1 dk build --network=host -o "type=tar,dest=$T/docker-out.tar" \

@@ -7,33 +7,13 @@
 # image made by `docker import` fails too), it says why and skips.
 . "$(dirname "$0")/lib.sh"
 
-DOCKERD=$(command -v dockerd || true)
-DOCKER=/usr/bin/docker # Debian's docker.io client, matching its dockerd
+. "$(dirname "$0")/docker_lib.sh"
 skip() {
     echo "SKIP: test_build_docker: $*"
     exit 0
 }
 [ -n "$DOCKERD" ] || skip "dockerd is not installed"
 [ -x "$DOCKER" ] || skip "$DOCKER is not installed"
-
-# stop_dockerd: the dockerd this test started (by its pid), then any
-# mounts it left under $T, so the temporary directory can be removed.
-dockerd_pid=
-stop_dockerd() {
-    if [ -n "$dockerd_pid" ] && kill -0 "$dockerd_pid" 2>/dev/null; then
-        kill -TERM "$dockerd_pid" 2>/dev/null || true
-        for _ in $(seq 1 150); do
-            kill -0 "$dockerd_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -0 "$dockerd_pid" 2>/dev/null && kill -KILL "$dockerd_pid" 2>/dev/null
-        wait "$dockerd_pid" 2>/dev/null || true
-    fi
-    dockerd_pid=
-    awk -v t="$T" 'index($2, t) == 1 {print $2}' /proc/self/mounts | sort -r |
-        while read -r m; do umount -l "$m" 2>/dev/null || true; done
-}
-trap 'stop_dockerd; rm -rf "$T"' EXIT
 
 bash "$CAIRN_SOURCE_DIR/tests/rootfs.sh" "$T/rootfs" >/dev/null
 tar -C "$T/rootfs" -cf "$T/busybox.tar" .
@@ -58,24 +38,7 @@ DF
 "$CAIRN" save cairn-docker-test:1 -o "$T/image.tar" || fail "save"
 
 # Start dockerd: networking off, everything under $T.
-mkdir -p "$T/docker" "$T/exec"
-sock="$T/docker.sock"
-"$DOCKERD" --bridge=none --iptables=false --ip-masq=false \
-    --data-root "$T/docker" --exec-root "$T/exec" --pidfile "$T/docker.pid" \
-    -H "unix://$sock" > "$T/dockerd.log" 2>&1 &
-dockerd_pid=$!
-dk() { "$DOCKER" -H "unix://$sock" "$@"; }
-up=
-for _ in $(seq 1 300); do
-    kill -0 "$dockerd_pid" 2>/dev/null || break
-    if dk version >/dev/null 2>&1; then up=1; break; fi
-    sleep 0.1
-done
-if [ -z "$up" ]; then
-    why=$(grep -iE 'level=(fatal|error)|failed' "$T/dockerd.log" | tail -3)
-    stop_dockerd
-    skip "dockerd did not start here: ${why:-$(tail -3 "$T/dockerd.log")}"
-fi
+start_dockerd || skip "$dockerd_why"
 
 # docker load must accept cairn's archive whatever the host can run.
 dk load -i "$T/image.tar" > "$T/load.out" 2>&1 || fail "docker load: $(cat "$T/load.out")"
