@@ -119,6 +119,34 @@ static void call_start(struct call *c, struct cairn_remote *r,
     c->code = GRPC_STATUS_UNKNOWN;
 }
 
+/* Fills ops[0..3] for a call that sends one request: initial metadata
+ * (the token), the message, half-close, and receiving the server's
+ * initial metadata. Returns the number of ops filled. */
+static size_t call_ops_request(struct call *c, grpc_op *ops,
+                               grpc_byte_buffer *send)
+{
+    memset(ops, 0, 4 * sizeof *ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = c->nmd;
+    ops[0].data.send_initial_metadata.metadata = c->md;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->init_md;
+    return 4;
+}
+
+/* Fills op to receive the call's status into c. */
+static void call_op_status(struct call *c, grpc_op *op)
+{
+    memset(op, 0, sizeof *op);
+    op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op->data.recv_status_on_client.trailing_metadata = &c->trail_md;
+    op->data.recv_status_on_client.status = &c->code;
+    op->data.recv_status_on_client.status_details = &c->details;
+}
+
 static bool call_wait(struct call *c, void *tag)
 {
     grpc_event ev = grpc_completion_queue_pluck(
@@ -189,21 +217,11 @@ static int unary(struct cairn_remote *r, const char *method, const char *what,
     grpc_byte_buffer *send = buffer_of(buf, len), *recv = NULL;
     free(buf);
     grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = c.nmd;
-    ops[0].data.send_initial_metadata.metadata = c.md;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c.init_md;
+    call_ops_request(&c, ops, send);
+    memset(&ops[4], 0, sizeof ops[4]);
     ops[4].op = GRPC_OP_RECV_MESSAGE;
     ops[4].data.recv_message.recv_message = &recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &c.trail_md;
-    ops[5].data.recv_status_on_client.status = &c.code;
-    ops[5].data.recv_status_on_client.status_details = &c.details;
+    call_op_status(&c, &ops[5]);
     int rc = 0;
     if (grpc_call_start_batch(c.call, ops, 6, (void *)1, NULL) != GRPC_CALL_OK)
         rc = cairn_err_set(err, CAIRN_E_RPC, "%s %s: cannot start the call",
@@ -678,18 +696,10 @@ static int read_once(struct cairn_remote *r, const char *resource,
     grpc_byte_buffer *send = buffer_of(buf, len), *recv = NULL;
     free(buf);
     grpc_op ops[4];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].data.send_initial_metadata.count = c.nmd;
-    ops[0].data.send_initial_metadata.metadata = c.md;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &c.init_md;
+    size_t nops = call_ops_request(&c, ops, send);
     int rc = 0;
     *got = 0;
-    grpc_call_start_batch(c.call, ops, 4, (void *)1, NULL);
+    grpc_call_start_batch(c.call, ops, nops, (void *)1, NULL);
     call_wait(&c, (void *)1);
     while (!rc) {
         grpc_op op;
@@ -724,11 +734,7 @@ static int read_once(struct cairn_remote *r, const char *resource,
     if (rc)
         grpc_call_cancel(c.call, NULL);
     grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    op.data.recv_status_on_client.trailing_metadata = &c.trail_md;
-    op.data.recv_status_on_client.status = &c.code;
-    op.data.recv_status_on_client.status_details = &c.details;
+    call_op_status(&c, &op);
     grpc_call_start_batch(c.call, &op, 1, (void *)3, NULL);
     call_wait(&c, (void *)3);
     if (!rc && c.code != GRPC_STATUS_OK)
@@ -812,11 +818,7 @@ int cairn_remote_write(struct cairn_remote *r, const char *instance,
     call_wait(&c, (void *)1);
     /* The status is asked for up front so a server that ends the stream
      * early (blob already stored, or an error) stops the sending loop. */
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[0].data.recv_status_on_client.trailing_metadata = &c.trail_md;
-    ops[0].data.recv_status_on_client.status = &c.code;
-    ops[0].data.recv_status_on_client.status_details = &c.details;
+    call_op_status(&c, &ops[0]);
     grpc_call_start_batch(c.call, ops, 1, (void *)9, NULL);
     int rc = 0;
     int64_t sent = 0;
