@@ -9,6 +9,7 @@ BUILD_PKGS=(
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libssl-dev liblmdb-dev libarchive-dev libjansson-dev
   libcmocka-dev openssl zlib1g-dev libzstd-dev
+  libseccomp-dev
 )
 # Test and benchmark peers: tools we did not write that check our output.
 TEST_PKGS=(
@@ -16,6 +17,7 @@ TEST_PKGS=(
   skopeo umoci busybox-static
   bazel-bootstrap docker-registry
   uidmap iproute2 hyperfine jq docker.io buildah
+  passt
 )
 
 missing=()
