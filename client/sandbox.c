@@ -118,10 +118,33 @@ static const char *const sbx_dev_names[SRC_NDEV] = {
     "null", "zero", "full", "random", "urandom", "tty",
 };
 
+/* /proc entries a RUN must not write or read, Docker's default list:
+ * the kernel's tunables (core_pattern, whose "|program" the host kernel
+ * runs as root on a crash) and triggers become read-only; files and
+ * directories that leak host state (kernel memory, keys, timers) are
+ * masked, a file by /dev/null bound over it, a directory by an empty
+ * read-only tmpfs. Entries this kernel lacks are skipped. /sys is not
+ * mounted at all (the image's /sys stays as it is, usually empty). */
+static const struct {
+    const char *path;
+    int mask; /* 1: masked, 0: read-only */
+} sbx_proc_guard[] = {
+    {"/proc/bus", 0},          {"/proc/fs", 0},
+    {"/proc/irq", 0},          {"/proc/sys", 0},
+    {"/proc/sysrq-trigger", 0}, {"/proc/asound", 1},
+    {"/proc/acpi", 1},         {"/proc/interrupts", 1},
+    {"/proc/kcore", 1},        {"/proc/keys", 1},
+    {"/proc/latency_stats", 1}, {"/proc/timer_list", 1},
+    {"/proc/timer_stats", 1},  {"/proc/sched_debug", 1},
+    {"/proc/scsi", 1},
+};
+#define SBX_NPROC_GUARD (sizeof sbx_proc_guard / sizeof sbx_proc_guard[0])
+
 /* Setup steps, for the messages. */
 #define SBX_STEPS(X)                                                           \
     X(SBX_STEP_FDS, "prepare file descriptors")                                \
     X(SBX_STEP_PDEATHSIG, "set the parent-death signal")                       \
+    X(SBX_STEP_SETSID, "start a new session")                                  \
     X(SBX_STEP_UNSHARE, "create namespaces (unshare)")                         \
     X(SBX_STEP_FORK, "fork the sandbox init")                                  \
     X(SBX_STEP_PRIVATE, "make the mount tree private")                         \
@@ -138,6 +161,7 @@ static const char *const sbx_dev_names[SRC_NDEV] = {
     X(SBX_STEP_DEVPTS, "mount /dev/pts")                                       \
     X(SBX_STEP_SHM, "mount /dev/shm")                                          \
     X(SBX_STEP_DEVLINK, "create the /dev symlinks")                            \
+    X(SBX_STEP_PROCMASK, "protect")                                            \
     X(SBX_STEP_BIND, "bind-mount")                                             \
     X(SBX_STEP_RUNMOUNT, "RUN --mount at")                                     \
     X(SBX_STEP_STDIO, "set up stdin, stdout and stderr")                       \
@@ -548,6 +572,37 @@ static int sbx_attach(int tree, const char *target, unsigned flags)
     return 0;
 }
 
+/* G, once /proc and /dev/null are in place: applies sbx_proc_guard. A
+ * read-only entry is bound on itself and the bind remounted read-only
+ * (a remount of /proc itself would make every process's files
+ * read-only too). The command has no CAP_SYS_ADMIN to undo any of it. */
+static void sbx_proc_protect(int fd)
+{
+    const unsigned long ro = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
+                             MS_NODEV | MS_NOEXEC;
+    for (size_t i = 0; i < SBX_NPROC_GUARD; i++) {
+        const char *path = sbx_proc_guard[i].path;
+        struct stat st;
+        if (lstat(path, &st) != 0) {
+            if (errno == ENOENT)
+                continue;
+            sbx_fail(fd, SBX_STEP_PROCMASK, errno, (int)i);
+        }
+        int rc;
+        if (!sbx_proc_guard[i].mask)
+            rc = mount(path, path, NULL, MS_BIND | MS_REC, NULL) != 0 ||
+                 mount(NULL, path, NULL, ro, NULL) != 0;
+        else if (S_ISDIR(st.st_mode))
+            rc = mount("tmpfs", path, "tmpfs",
+                       MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                       "size=4k,mode=555") != 0;
+        else
+            rc = mount("/dev/null", path, NULL, MS_BIND, NULL) != 0;
+        if (rc)
+            sbx_fail(fd, SBX_STEP_PROCMASK, errno, (int)i);
+    }
+}
+
 /* Execs argv[0], looked up in PATH when it has no '/'. Returns only on
  * failure, through sbx_fail. */
 static _Noreturn void sbx_exec(const struct sbx_prep *p)
@@ -721,6 +776,13 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
     if (poll(&pf, 1, 0) != 0)
         _exit(SBX_EXIT_SETUP);
     close(alive_fd);
+    /* A session of its own, so no terminal is the command's controlling
+     * one: /dev/tty cannot be opened (ENXIO), TIOCSTI is refused (EPERM)
+     * and the terminal's signals do not reach it (C still gets them and
+     * G dies with C). Its stdin, stdout and stderr are pipes or /dev/null
+     * (cairn_sandbox_run), never the caller's terminal. */
+    if (setsid() < 0)
+        sbx_fail(fd, SBX_STEP_SETSID, errno, -1);
     umask(022);
 
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
@@ -734,7 +796,10 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
     }
     if (chdir(p->rundir) != 0)
         sbx_fail(fd, SBX_STEP_RUNDIR, errno, -1);
-    if (mount("overlay", "root", "overlay", 0, p->opts) != 0)
+    /* nodev: a device node the command makes (it keeps CAP_MKNOD, as under
+     * Docker, so the layer can record one) or a layer brings cannot be
+     * opened. The host's devices in /dev are binds with their own flags. */
+    if (mount("overlay", "root", "overlay", MS_NODEV, p->opts) != 0)
         sbx_fail(fd, SBX_STEP_OVERLAY, errno, -1);
 
     int tree[SRC_COUNT];
@@ -805,7 +870,7 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               NULL) != 0)
         sbx_fail(fd, SBX_STEP_PROC, errno, -1);
-    if (mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME,
+    if (mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME,
               "mode=755,size=65536k") != 0)
         sbx_fail(fd, SBX_STEP_DEV, errno, -1);
     for (int i = 0; i < SRC_NDEV; i++) {
@@ -838,6 +903,7 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
         symlink("/proc/self/fd/1", "/dev/stdout") != 0 ||
         symlink("/proc/self/fd/2", "/dev/stderr") != 0)
         sbx_fail(fd, SBX_STEP_DEVLINK, errno, -1);
+    sbx_proc_protect(fd);
 
     /* /etc/hosts and /etc/resolv.conf: an image's symlink is followed
      * (inside the root); a dangling one is left alone. */
@@ -1422,6 +1488,10 @@ static int sbx_report(const struct sbx_msg *m, const struct sbx_prep *p,
                m->arg >= 0 && m->arg < MP_COUNT) {
         what = sbx_mountpoints[m->arg].path;
         sep = " /";
+    } else if (step == SBX_STEP_PROCMASK && m->arg >= 0 &&
+               (size_t)m->arg < SBX_NPROC_GUARD) {
+        what = sbx_proc_guard[m->arg].path;
+        sep = " ";
     } else if (step == SBX_STEP_DEVNODE && m->arg >= 0 && m->arg < SRC_NDEV) {
         what = sbx_dev_names[m->arg];
         sep = " /dev/";
@@ -1438,8 +1508,38 @@ static int sbx_report(const struct sbx_msg *m, const struct sbx_prep *p,
                          sep, what, m->err > 0 ? strerror(m->err) : "failed");
 }
 
-/* Feeds stdin and collects the records until both are done. */
+/* Copies what the command wrote from the pipe out_rd to out_fd; returns
+ * 0 at the end of the output (or when nothing is left to read and
+ * drain is set), 1 while more may come. Output out_fd does not take is
+ * dropped, so the command never blocks on it. */
+static int sbx_relay(int out_rd, int out_fd, int drain)
+{
+    char buf[16384];
+    for (;;) {
+        ssize_t r = read(out_rd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN)
+            return !drain;
+        if (r <= 0)
+            return 0;
+        for (ssize_t off = 0; off < r;) {
+            ssize_t w = write(out_fd, buf + off, (size_t)(r - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            off += w;
+        }
+    }
+}
+
+/* Feeds stdin, relays the output and collects the records until all are
+ * done. The output ends at its EOF, or once the helper C has exited
+ * (pidfd readable: the whole PID namespace is gone then) and the pipe is
+ * drained, in case something outside holds its write end. */
 static void sbx_pump(int msg_fd, int in_fd, const char *data, size_t len,
+                     int out_rd, int out_fd, int pidfd,
                      struct sbx_msg *first_err, struct sbx_msg *mounts)
 {
     union {
@@ -1447,12 +1547,20 @@ static void sbx_pump(int msg_fd, int in_fd, const char *data, size_t len,
         char b[sizeof(struct sbx_msg)];
     } rec;
     size_t have = 0, off = 0;
-    while (msg_fd >= 0 || in_fd >= 0) {
-        struct pollfd pf[2] = {{msg_fd, POLLIN, 0}, {in_fd, POLLOUT, 0}};
-        if (poll(pf, 2, -1) < 0) {
+    while (msg_fd >= 0 || in_fd >= 0 || out_rd >= 0) {
+        struct pollfd pf[4] = {{msg_fd, POLLIN, 0},
+                               {in_fd, POLLOUT, 0},
+                               {out_rd, POLLIN, 0},
+                               {out_rd >= 0 ? pidfd : -1, POLLIN, 0}};
+        if (poll(pf, 4, -1) < 0) {
             if (errno == EINTR)
                 continue;
             break;
+        }
+        if (out_rd >= 0 && (pf[2].revents || pf[3].revents) &&
+            !sbx_relay(out_rd, out_fd, pf[3].revents != 0)) {
+            close(out_rd);
+            out_rd = -1;
         }
         if (pf[0].revents) {
             ssize_t r = read(msg_fd, rec.b + have, sizeof rec - have);
@@ -1488,6 +1596,8 @@ static void sbx_pump(int msg_fd, int in_fd, const char *data, size_t len,
         close(msg_fd);
     if (in_fd >= 0)
         close(in_fd);
+    if (out_rd >= 0)
+        close(out_rd);
 }
 
 /* Removes mount points made in the merged tree from upperdir and lists
@@ -1622,8 +1732,11 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
     if (rc != 0)
         return rc;
 
-    int msg[2] = {-1, -1}, in[2] = {-1, -1};
-    if (pipe2(msg, O_CLOEXEC) != 0 ||
+    /* The command's stdout and stderr are a pipe we relay to out_fd, never
+     * out_fd itself: that may be the user's terminal (see sbx_init). */
+    int msg[2] = {-1, -1}, in[2] = {-1, -1}, out[2] = {-1, -1};
+    int pidfd = -1;
+    if (pipe2(msg, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
         (spec->stdin_data != NULL && pipe2(in, O_CLOEXEC) != 0)) {
         rc = -errno;
         cairn_err_set(err, rc, "sandbox: create pipes: %s", strerror(errno));
@@ -1631,7 +1744,7 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
     }
     p.msg_fd = msg[1];
     p.stdin_fd = in[0];
-    p.out_fd = spec->out_fd;
+    p.out_fd = out[1];
 
     pid_t pid = fork();
     if (pid < 0) {
@@ -1644,6 +1757,11 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
     sbx_register(pid, 1);
     close(msg[1]);
     msg[1] = -1;
+    close(out[1]);
+    out[1] = -1;
+    fcntl(out[0], F_SETFL, O_NONBLOCK);
+    /* Without pidfds (Linux < 5.3) the output ends at its EOF only. */
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (in[0] >= 0) {
         close(in[0]);
         in[0] = -1;
@@ -1661,9 +1779,9 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
     int pipe_was_pending = sigismember(&pending, SIGPIPE);
 
     struct sbx_msg first_err = {0}, mounts = {0};
-    sbx_pump(msg[0], in[1], spec->stdin_data, spec->stdin_len, &first_err,
-             &mounts);
-    msg[0] = in[1] = -1;
+    sbx_pump(msg[0], in[1], spec->stdin_data, spec->stdin_len, out[0],
+             spec->out_fd, pidfd, &first_err, &mounts);
+    msg[0] = in[1] = out[0] = -1;
 
     if (!pipe_was_pending) {
         struct timespec zero = {0, 0};
@@ -1717,7 +1835,11 @@ out:
             close(msg[i]);
         if (in[i] >= 0)
             close(in[i]);
+        if (out[i] >= 0)
+            close(out[i]);
     }
+    if (pidfd >= 0)
+        close(pidfd);
     sbx_prep_free(&p, spec->nlowerdirs);
     return rc;
 }
