@@ -320,6 +320,39 @@ static void test_dev(void **state)
     box_free(&b);
 }
 
+/* Issue 9, items 1, 2 and 5 (tests/integration/test_sandbox_probe.sh
+ * compares the whole set with docker run): /proc's tunables are
+ * read-only (": >>" opens for writing, it never writes) and its leaks
+ * masked;
+ * nodes the command makes are kept but cannot be opened; the command
+ * leads a session of its own, without a controlling terminal. */
+static void test_proc_dev_session(void **state)
+{
+    (void)state;
+    struct box b;
+    box_init(&b, "for f in sys/kernel/core_pattern sysrq-trigger; do "
+                 "sh -c \": >> /proc/$f\" 2>/dev/null && echo $f writable; "
+                 "done; "
+                 "echo timer_list=$(wc -c < /proc/timer_list) "
+                 "keys=$(wc -c < /proc/keys); "
+                 "for d in /tmp /dev /dev/shm; do mknod $d/n c 1 3 && "
+                 "{ cat $d/n && echo $d opened || echo $d refused; }; done "
+                 "2>/dev/null; "
+                 "echo x > /dev/null && echo null-ok; "
+                 "sh -c ': < /dev/tty' 2>/dev/null && echo tty-opened; "
+                 "read -r a b c d e sid rest < /proc/$$/stat; echo sid=$sid");
+    box_run_ok(&b);
+    assert_string_equal(b.output, "timer_list=0 keys=0\n/tmp refused\n"
+                                  "/dev refused\n/dev/shm refused\nnull-ok\n"
+                                  "sid=1\n");
+    char path[PATH_MAX];
+    join(path, sizeof path, b.upper, "tmp/n");
+    struct stat st;
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3));
+    box_free(&b);
+}
+
 static void test_hostname(void **state)
 {
     (void)state;
@@ -874,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_upper_and_whiteout),
         cmocka_unit_test(test_pid1_and_proc),
         cmocka_unit_test(test_dev),
+        cmocka_unit_test(test_proc_dev_session),
         cmocka_unit_test(test_hostname),
         cmocka_unit_test(test_env_exact),
         cmocka_unit_test(test_cwd_created),
