@@ -43,6 +43,14 @@
  *
  * Capabilities: the bounding set is cut to Docker's default set before the
  * exec, so root in the sandbox cannot mount, load modules and the like.
+ *
+ * What a RUN may touch of the host, next to Docker's default: /proc's
+ * tunables are read-only and its leaks masked (sbx_proc_guard); the root
+ * and /dev are nodev, so a node made by the command (CAP_MKNOD stays, for
+ * layers that ship nodes) cannot be opened, while the host's devices are
+ * binds with their own flags (Docker uses a cgroup device list instead);
+ * G starts a new session and P relays the command's output from a pipe,
+ * so no terminal of the caller's is reachable (docs/security.md).
  */
 #include "client/sandbox.h"
 
@@ -129,14 +137,13 @@ static const struct {
     const char *path;
     int mask; /* 1: masked, 0: read-only */
 } sbx_proc_guard[] = {
-    {"/proc/bus", 0},          {"/proc/fs", 0},
-    {"/proc/irq", 0},          {"/proc/sys", 0},
+    {"/proc/bus", 0},           {"/proc/fs", 0},
+    {"/proc/irq", 0},           {"/proc/sys", 0},
     {"/proc/sysrq-trigger", 0}, {"/proc/asound", 1},
-    {"/proc/acpi", 1},         {"/proc/interrupts", 1},
-    {"/proc/kcore", 1},        {"/proc/keys", 1},
-    {"/proc/latency_stats", 1}, {"/proc/timer_list", 1},
-    {"/proc/timer_stats", 1},  {"/proc/sched_debug", 1},
-    {"/proc/scsi", 1},
+    {"/proc/acpi", 1},          {"/proc/kcore", 1},
+    {"/proc/keys", 1},          {"/proc/latency_stats", 1},
+    {"/proc/timer_list", 1},    {"/proc/timer_stats", 1},
+    {"/proc/sched_debug", 1},   {"/proc/scsi", 1},
 };
 #define SBX_NPROC_GUARD (sizeof sbx_proc_guard / sizeof sbx_proc_guard[0])
 
@@ -578,8 +585,8 @@ static int sbx_attach(int tree, const char *target, unsigned flags)
  * read-only too). The command has no CAP_SYS_ADMIN to undo any of it. */
 static void sbx_proc_protect(int fd)
 {
-    const unsigned long ro = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID |
-                             MS_NODEV | MS_NOEXEC;
+    const unsigned long ro =
+        MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
     for (size_t i = 0; i < SBX_NPROC_GUARD; i++) {
         const char *path = sbx_proc_guard[i].path;
         struct stat st;

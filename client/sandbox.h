@@ -1,11 +1,15 @@
 /* The RUN sandbox: a command in new mount, PID, UTS and IPC namespaces (and
  * a network namespace with only loopback for --network=none), on an
  * overlayfs root made of read-only lower directories and a fresh upper
- * directory, with /proc, a minimal /dev (null zero full random urandom tty,
+ * directory, with /proc (tunables read-only, host leaks masked, as
+ * Docker's default), a minimal /dev (null zero full random urandom tty,
  * pts, shm), /etc/resolv.conf and /etc/hosts from the host (bind mounts;
  * the mount points the sandbox had to create are reported so the layer can
  * leave them out), the environment, working directory (created if
- * missing) and user given.
+ * missing) and user given. Device nodes on the root and in /dev other
+ * than those cannot be opened (nodev). The command runs in a session of
+ * its own with no controlling terminal, and none of its descriptors is
+ * the caller's (stdin /dev/null or a pipe, stdout and stderr a pipe).
  *
  * Needs root (or CAP_SYS_ADMIN). Thread-safety: runs are independent.
  */
@@ -64,7 +68,8 @@ struct cairn_run_spec {
     const void *stdin_data; /* fed to the command's stdin (heredoc), or
                                NULL for /dev/null */
     size_t stdin_len;
-    int out_fd; /* the command's stdout and stderr go here */
+    int out_fd; /* the command's stdout and stderr are copied here (through
+                   a pipe: the command never holds out_fd itself) */
     const struct cairn_run_mount *mounts; /* at most CAIRN_RUN_MAX_MOUNTS */
     size_t nmounts;
 };

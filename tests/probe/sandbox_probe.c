@@ -218,8 +218,8 @@ static void probe_mknod(const char *dir, unsigned maj, unsigned min,
 
 static void chk_keyctl(const struct probe_args *a, struct probe_res *r)
 {
-    long id = syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_USER_KEYRING,
-                      0);
+    long id =
+        syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_USER_KEYRING, 0);
     if (id < 0) {
         probe_say(r, 0, "KEYCTL_GET_KEYRING_ID(user): %s", strerror(errno));
         return;
@@ -372,8 +372,7 @@ static void chk_kexec(const struct probe_args *a, struct probe_res *r)
                   rc < 0 ? strerror(e) : "returned 0");
 }
 
-static void chk_open_by_handle(const struct probe_args *a,
-                               struct probe_res *r)
+static void chk_open_by_handle(const struct probe_args *a, struct probe_res *r)
 {
     int root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     union {
@@ -575,10 +574,9 @@ static void chk_session(const struct probe_args *a, struct probe_res *r)
 /* ---------------------------------------------------------------- */
 
 static void probe_run(const char *name,
-                      void (*fn)(const struct probe_args *,
-                                 struct probe_res *),
-                      const struct probe_args *a, const char *dir,
-                      unsigned maj, unsigned min)
+                      void (*fn)(const struct probe_args *, struct probe_res *),
+                      const struct probe_args *a, const char *dir, unsigned maj,
+                      unsigned min)
 {
     int p[2];
     if (pipe(p) != 0) {
