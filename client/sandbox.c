@@ -1516,20 +1516,30 @@ static int sbx_report(const struct sbx_msg *m, const struct sbx_prep *p,
 }
 
 /* Copies what the command wrote from the pipe out_rd to out_fd; returns
- * 0 at the end of the output (or when nothing is left to read and
- * drain is set), 1 while more may come. Output out_fd does not take is
- * dropped, so the command never blocks on it. */
+ * 0 at the end of the output, 1 while more may come. Output out_fd does
+ * not take is dropped, so the command never blocks on it. A call reads
+ * at most 256 KiB, so a chatty command cannot starve the stdin feed;
+ * with drain set it reads what the pipe holds now and ends the output,
+ * so a writer outside the sandbox cannot keep us here. */
 static int sbx_relay(int out_rd, int out_fd, int drain)
 {
     char buf[16384];
-    for (;;) {
-        ssize_t r = read(out_rd, buf, sizeof buf);
+    size_t budget = 16 * sizeof buf;
+    int avail = 0;
+    if (drain)
+        budget = ioctl(out_rd, FIONREAD, &avail) == 0 && avail > 0
+                     ? (size_t)avail
+                     : 0;
+    while (budget > 0) {
+        ssize_t r =
+            read(out_rd, buf, budget < sizeof buf ? budget : sizeof buf);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && errno == EAGAIN)
-            return !drain;
+            break;
         if (r <= 0)
             return 0;
+        budget -= (size_t)r;
         for (ssize_t off = 0; off < r;) {
             ssize_t w = write(out_fd, buf + off, (size_t)(r - off));
             if (w < 0 && errno == EINTR)
@@ -1539,6 +1549,7 @@ static int sbx_relay(int out_rd, int out_fd, int drain)
             off += w;
         }
     }
+    return !drain;
 }
 
 /* Feeds stdin, relays the output and collects the records until all are

@@ -58,7 +58,7 @@ FROM busybox
 COPY sandbox_probe /sandbox_probe
 RUN --mount=type=cache,target=/cache /sandbox_probe check $probe_args
 RUN mknod /tmp/keep c 1 3 && { cat /tmp/keep 2>/dev/null && echo node-opened || echo node-unopenable; }
-RUN test -c /tmp/keep && echo node-kept
+RUN test -c /tmp/keep && ! cat /tmp/keep 2>/dev/null && echo node-kept
 RUN echo x > /dev/null && head -c 3 /dev/zero | wc -c && head -c 5 /dev/urandom | wc -c && head -c 2 /dev/random | wc -c && ! echo x > /dev/full && echo devices-ok
 DF
 
