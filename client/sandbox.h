@@ -106,7 +106,8 @@ void cairn_run_result_clear(struct cairn_run_result *result);
 /* Kills (SIGKILL) every sandbox this process is running; each pending
  * cairn_sandbox_run then returns with exit_code 137. Async-signal-safe:
  * meant for the build's SIGINT/SIGTERM handler. (A terminal's Ctrl-C also
- * reaches the sandboxes through the foreground process group.) */
+ * reaches each sandbox's helper process through the foreground process
+ * group; the command, in a session of its own, dies with the helper.) */
 void cairn_sandbox_kill_all(void);
 
 /* Mounts a read-only overlay of lowerdirs (top-most first) at target (one

@@ -20,7 +20,10 @@
  * check); add_key names a key type that does not exist; bpf makes a
  * one-entry map; new namespaces and mounts are made only in the child,
  * with the mount tree made private first; the device nodes made are
- * opened read-only, never read, and removed.
+ * opened read-only and non-blocking, never read, and removed (c 1 3 is
+ * /dev/null; c 10 259 is the issue's example, a dynamic misc minor, on
+ * the machine it was found on /dev/cpu_dma_latency, whose open only
+ * registers a request at the default latency until the close).
  *
  * serve listens on 127.0.0.1 (an ephemeral TCP port, printed on stdout)
  * and on the abstract unix socket NAME, and accepts and closes connections
