@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,11 +157,11 @@ static const struct {
 static pthread_mutex_t sec_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sock_fprog sec_prog; /* .filter set once built */
 
-/* Adds one rule. Returns 0, or a negative errno or CAIRN_E_UNSUPPORTED
- * with err set. */
+/* Adds one rule and raises *newest to its system call's number. Returns
+ * 0, or a negative errno or CAIRN_E_UNSUPPORTED with err set. */
 static int sec_rule_add(scmp_filter_ctx ctx, const char *name, uint32_t action,
                         unsigned ncmp, const struct scmp_arg_cmp *cmp,
-                        struct cairn_err *err)
+                        int *newest, struct cairn_err *err)
 {
     int nr = seccomp_syscall_resolve_name(name);
     if (nr == __NR_SCMP_ERROR)
@@ -174,11 +175,35 @@ static int sec_rule_add(scmp_filter_ctx ctx, const char *name, uint32_t action,
     if (rc != 0)
         return cairn_err_set(err, rc, "seccomp filter: rule for %s: %s", name,
                              strerror(-rc));
+    if (nr > *newest)
+        *newest = nr;
     return 0;
 }
 
-/* Exports ctx as BPF and reads it back into *out (malloc'ed). */
-static int sec_export(scmp_filter_ctx ctx, struct sock_fprog *out,
+/* The first instructions of the program, in front of libseccomp's: on the
+ * native architecture, a number past the newest system call the profile
+ * names (and below x32's bit, which libseccomp's part refuses) fails with
+ * ENOSYS instead of EPERM. That is runc's rule, so Docker behaves so: a
+ * libc that tries a new call first (fchmodat2, then fchmodat) takes its
+ * fallback instead of failing. Everything else jumps to libseccomp's part,
+ * which starts at the end of this one. */
+#define SEC_PRELUDE_LEN 6
+static void sec_prelude(struct sock_filter *f, uint32_t arch, uint32_t newest)
+{
+    const struct sock_filter prelude[SEC_PRELUDE_LEN] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 0, 4),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, newest, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+    };
+    memcpy(f, prelude, sizeof prelude);
+}
+
+/* Exports ctx as BPF and reads it back into *out (malloc'ed), after the
+ * prelude. */
+static int sec_export(scmp_filter_ctx ctx, int newest, struct sock_fprog *out,
                       struct cairn_err *err)
 {
     struct sock_filter *insns = NULL;
@@ -193,20 +218,22 @@ static int sec_export(scmp_filter_ctx ctx, struct sock_fprog *out,
     }
     off_t size = lseek(fd, 0, SEEK_END);
     if (size <= 0 || size % (off_t)sizeof *insns != 0 ||
-        size / (off_t)sizeof *insns > BPF_MAXINSNS) {
+        size / (off_t)sizeof *insns > BPF_MAXINSNS - SEC_PRELUDE_LEN) {
         rc = cairn_err_set(err, CAIRN_E_TOOBIG,
                            "seccomp filter: the exported program has %lld "
                            "bytes; at most %d instructions fit",
                            (long long)size, BPF_MAXINSNS);
         goto out;
     }
-    insns = malloc((size_t)size);
+    insns = malloc((size_t)size + sizeof *insns * SEC_PRELUDE_LEN);
     if (insns == NULL) {
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "seccomp filter: out of memory");
         goto out;
     }
+    sec_prelude(insns, seccomp_arch_native(), (uint32_t)newest);
+    char *prog = (char *)(insns + SEC_PRELUDE_LEN);
     for (off_t off = 0; off < size;) {
-        ssize_t r = pread(fd, (char *)insns + off, (size_t)(size - off), off);
+        ssize_t r = pread(fd, prog + off, (size_t)(size - off), off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0) {
@@ -217,7 +244,7 @@ static int sec_export(scmp_filter_ctx ctx, struct sock_fprog *out,
         }
         off += r;
     }
-    out->len = (unsigned short)(size / (off_t)sizeof *insns);
+    out->len = (unsigned short)(SEC_PRELUDE_LEN + size / (off_t)sizeof *insns);
     out->filter = insns;
     insns = NULL;
 out:
@@ -240,8 +267,10 @@ static int sec_build(struct sock_fprog *out, struct cairn_err *err)
         cairn_err_set(err, rc, "seccomp filter: attributes: %s", strerror(-rc));
         goto out;
     }
+    int newest = 0;
     for (size_t i = 0; i < sizeof sec_allow / sizeof sec_allow[0]; i++) {
-        rc = sec_rule_add(ctx, sec_allow[i], SCMP_ACT_ALLOW, 0, NULL, err);
+        rc = sec_rule_add(ctx, sec_allow[i], SCMP_ACT_ALLOW, 0, NULL, &newest,
+                          err);
         if (rc != 0)
             goto out;
     }
@@ -251,11 +280,11 @@ static int sec_build(struct sock_fprog *out, struct cairn_err *err)
         uint32_t action = sec_rules[i].err ? SCMP_ACT_ERRNO(sec_rules[i].err)
                                            : SCMP_ACT_ALLOW;
         rc = sec_rule_add(ctx, sec_rules[i].name, action,
-                          sec_rules[i].op ? 1 : 0, &cmp, err);
+                          sec_rules[i].op ? 1 : 0, &cmp, &newest, err);
         if (rc != 0)
             goto out;
     }
-    rc = sec_export(ctx, out, err);
+    rc = sec_export(ctx, newest, out, err);
 out:
     seccomp_release(ctx);
     return rc;
