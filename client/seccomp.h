@@ -7,8 +7,8 @@
  * and kexec loading, and the like. clone3 fails with ENOSYS, so that libc
  * falls back to clone, whose flags a filter can see, and so does every
  * call newer than the newest the profile names (runc's rule, so libc's
- * fallbacks work as under Docker). The filter is for the
- * native architecture only: a system call made through another ABI (i386's
+ * fallbacks work as under Docker). The filter is for the native
+ * architecture only: a system call made through another ABI (i386's
  * int 0x80 or x32 on x86_64) kills the process. docs/security.md compares
  * it with Docker's.
  *
