@@ -1,7 +1,7 @@
 /* The RUN steps' seccomp filter (see seccomp.h).
  *
- * The tables below are moby's profiles/seccomp/default.json (the version
- * with the AF_VSOCK rule, 2024) read for a container that holds Docker's
+ * The tables below are moby's profiles/seccomp/default.json (as of moby
+ * commit 00f3d189, with the AF_VSOCK rule) read for a container with Docker's
  * default capability set: CHOWN, DAC_OVERRIDE, FSETID, FOWNER, MKNOD,
  * NET_RAW, SETGID, SETUID, SETFCAP, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT,
  * KILL and AUDIT_WRITE (client/sandbox.c keeps exactly these). Of the
@@ -12,14 +12,14 @@
  * bpf, perf_event_open, kcmp, pidfd_getfd, reboot, the module calls, acct,
  * iopl, settimeofday, syslog, the NUMA calls, vhangup, open_by_handle_at
  * ...) fall to the default action, EPERM, as under Docker. Like Docker, the
- * filter does not set no_new_privs: that would disarm every setuid program (su,
- * sudo, ping) in the RUN.
+ * sandbox does not set no_new_privs: that would disarm every setuid
+ * program (su, sudo, ping) in the RUN.
  *
  * The filter is built with libseccomp, exported as classic BPF into a
  * memfd and read back into memory that lives as long as the process, so
  * the sandbox's init can install it after fork without allocating.
- * libseccomp's binary-tree layout (optimisation level 2) keeps the cost
- * of a system call near log2 of the ~350 rules instead of linear in them.
+ * libseccomp's binary-tree layout (optimisation level 2) finds a system
+ * call in a few comparisons instead of a walk along ~350 rules.
  */
 #include "client/seccomp.h"
 
