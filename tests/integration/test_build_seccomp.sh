@@ -4,14 +4,37 @@
 # says "Seccomp: 2" (root and USER app alike), `unshare -U` and
 # `unshare -m` are refused with EPERM, a RUN step of
 # `unshare -U -m -r mount ...` fails the build, and ordinary steps (a
-# pipeline, background jobs, a subshell, a user switch) still work.
+# pipeline, background jobs, a subshell, a user switch) still work. Then,
+# where a private dockerd can run, the same probe script under `docker run`
+# and in a RUN step must print the same lines.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/docker_lib.sh"
 
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 bash "$CAIRN_SOURCE_DIR/tests/rootfs.sh" "$T/rootfs" >/dev/null
 for applet in unshare grep sort sleep; do
     [ -e "$T/rootfs/bin/$applet" ] || fail "busybox has no $applet applet"
 done
+# The probe for part 3: one line per attempt, allowed or the error.
+cat > "$T/rootfs/probe.sh" <<'SH'
+p() {
+    name=$1
+    shift
+    if out=$("$@" 2>&1); then echo "probe $name: allowed"; else echo "probe $name: refused: $out"; fi
+}
+echo "probe $(grep '^Seccomp:' /proc/self/status | tr -s '\t ' ' ')"
+p unshare-user unshare -U true
+p unshare-mount unshare -m true
+p unshare-user-mount unshare -U -m -r mount -t tmpfs t /tmp
+p unshare-net unshare -n true
+p unshare-pid unshare -p -f true
+p nsenter nsenter -t 1 -m true
+p mount mount -t tmpfs t /tmp
+p hostname hostname cairn-probe
+p dmesg dmesg
+p chroot chroot / true
+p linux32 linux32 true
+SH
 tar -C "$T/rootfs" -cf "$T/busybox.tar" .
 "$CAIRN" import "$T/busybox.tar" busybox:latest >/dev/null || fail "import"
 
@@ -52,4 +75,23 @@ if "$CAIRN" build --progress plain "$ctx" > "$T/b2" 2>&1; then
 fi
 grep -q 'Operation not permitted' "$T/b2" || { cat "$T/b2"; fail "no EPERM in the failed build"; }
 
-echo "ok: RUN steps run under the seccomp filter"
+# 3. Next to `docker run` (Docker's default profile and capabilities).
+if ! start_dockerd; then
+    echo "SKIP: the Docker comparison: $dockerd_why"
+    echo "ok: RUN steps run under the seccomp filter"
+    exit 0
+fi
+cat > "$ctx/Dockerfile" <<'DF'
+FROM busybox:latest
+RUN sh /probe.sh
+DF
+"$CAIRN" build --progress plain "$ctx" > "$T/b3" 2>&1 || { cat "$T/b3"; fail "probe build"; }
+grep '^probe ' "$T/b3" > "$T/probe.cairn" || true
+dk import "$T/busybox.tar" cairn-seccomp-probe:1 >/dev/null 2>&1 || fail "docker import"
+dk run --rm --network=none cairn-seccomp-probe:1 sh /probe.sh > "$T/d3" 2>&1 ||
+    { cat "$T/d3"; fail "docker run of the probe"; }
+grep '^probe ' "$T/d3" > "$T/probe.docker" || true
+[ "$(wc -l < "$T/probe.docker")" -ge 12 ] || { cat "$T/d3"; fail "the probe printed too little under docker"; }
+diff -u "$T/probe.docker" "$T/probe.cairn" || fail "RUN and docker run differ (- docker, + cairn)"
+
+echo "ok: RUN steps run under the seccomp filter, as under docker run"
