@@ -44,6 +44,9 @@
  * Capabilities: the bounding set is cut to Docker's default set before the
  * exec, so root in the sandbox cannot mount, load modules and the like.
  *
+ * Seccomp: Docker's default filter (client/seccomp.h), built by P before
+ * forking and installed by G just before the capabilities are cut.
+ *
  * What a RUN may touch of the host, next to Docker's default: /proc's
  * tunables are read-only and its leaks masked (sbx_proc_guard); the root
  * and /dev are nodev, so a node made by the command (CAP_MKNOD stays, for
@@ -54,6 +57,7 @@
  */
 #include "client/sandbox.h"
 
+#include "client/seccomp.h"
 #include "common/buf.h"
 #include "common/strvec.h"
 
@@ -178,6 +182,7 @@ static const struct {
     X(SBX_STEP_GROUP_NOTFOUND, "look up the group")                            \
     X(SBX_STEP_CWD, "create the working directory")                            \
     X(SBX_STEP_CHDIR, "enter the working directory")                           \
+    X(SBX_STEP_SECCOMP, "install the seccomp filter")                          \
     X(SBX_STEP_CAPS, "drop capabilities")                                      \
     X(SBX_STEP_SETGROUPS, "set the supplementary groups")                      \
     X(SBX_STEP_SETGID, "set the group id")                                     \
@@ -231,6 +236,7 @@ struct sbx_prep {
     int network_none;
     pid_t parent_pid;
     int msg_fd, stdin_fd, out_fd;
+    const struct sock_fprog *seccomp;     /* the RUN filter, process-wide */
     const struct cairn_run_mount *mounts; /* spec->mounts */
     size_t nmounts;
     char *mnt_path[CAIRN_RUN_MAX_MOUNTS]; /* DATA: "sec/N" in rundir */
@@ -950,6 +956,14 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
     if (chdir(p->cwd) != 0)
         sbx_fail(fd, SBX_STEP_CHDIR, errno, -1);
 
+    /* The filter goes on while G still holds CAP_SYS_ADMIN: without it a
+     * filter needs no_new_privs, which Docker does not set either (it
+     * would disarm setuid programs in the RUN). Every call from here to
+     * the exec (prctl, capget, capset, setgroups, setgid, setuid, execve,
+     * and write and exit_group on failure) is one the filter allows. */
+    e = cairn_seccomp_filter_install(p->seccomp);
+    if (e != 0)
+        sbx_fail(fd, SBX_STEP_SECCOMP, -e, -1);
     e = sbx_drop_caps();
     if (e != 0)
         sbx_fail(fd, SBX_STEP_CAPS, e, -1);
@@ -1326,6 +1340,8 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
     memset(p, 0, sizeof *p);
     p->msg_fd = p->stdin_fd = p->out_fd = -1;
     int rc = sbx_parse_user(p, spec->user, err);
+    if (rc == 0)
+        rc = cairn_seccomp_filter_get(&p->seccomp, err);
     if (rc == 0)
         rc = sbx_mkdtemp("cairn-run", &p->rundir, err);
     if (rc != 0) {

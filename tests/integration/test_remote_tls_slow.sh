@@ -10,7 +10,7 @@ export SOURCE_DATE_EPOCH=1700000000
 
 busybox_base
 
-cd "$T"
+cd "${T:?}"
 ossl() { openssl "$@" 2>>"$T/openssl.log" >/dev/null || { echo "openssl failed"; cat "$T/openssl.log"; exit 1; }; }
 ossl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem
 printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
