@@ -755,6 +755,8 @@ static void healthcheck_free(struct cairn_healthcheck *h)
     free(h);
 }
 
+static void config_index_free(struct cairn_config_index *x);
+
 void cairn_image_config_clear(struct cairn_image_config *c)
 {
     if (c == NULL)
@@ -781,6 +783,7 @@ void cairn_image_config_clear(struct cairn_image_config *c)
         free(c->history[i].comment);
     }
     free(c->history);
+    config_index_free(c->index);
     cairn_image_config_init(c);
 }
 
@@ -812,6 +815,7 @@ int cairn_image_config_copy(struct cairn_image_config *dst,
     c.env = c.entrypoint = c.cmd = c.labels = c.exposed_ports = c.volumes =
         c.onbuild = c.shell = c.diff_ids = NULL;
     c.healthcheck = NULL;
+    c.index = NULL;
     c.history = NULL;
     c.nhistory = 0;
     int rc = 0;
@@ -909,6 +913,99 @@ static int strv_append(char ***v, size_t *n, char *const *add, size_t nadd)
     return 0;
 }
 
+/* A hash index over the names of env ("K=V", stride 1) or the keys of
+ * labels (k1, v1, ..., stride 2), so that N ENV or LABEL lines set one by
+ * one cost O(N), not the O(N^2) of scanning the array each time. It
+ * remembers the array and count it was built for and is rebuilt when they
+ * differ (the arrays change only through this module: parse and copy
+ * start without an index, set_env and set_label keep it current). */
+struct key_index {
+    size_t *slot; /* element index plus 1; 0 is free */
+    size_t nslot; /* a power of two, at least twice the count */
+    char **arr;
+    size_t n;
+};
+
+struct cairn_config_index {
+    struct key_index env, labels;
+};
+
+static size_t key_len(const char *s, size_t stride)
+{
+    return stride == 1 ? strcspn(s, "=") : strlen(s);
+}
+
+static size_t key_hash(const char *k, size_t len)
+{
+    size_t h = 14695981039346656037u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)k[i]) * 1099511628211u;
+    return h;
+}
+
+static void key_index_put(struct key_index *ix, char **arr, size_t stride,
+                          size_t i)
+{
+    size_t mask = ix->nslot - 1;
+    size_t j = key_hash(arr[i], key_len(arr[i], stride)) & mask;
+    while (ix->slot[j] != 0)
+        j = (j + 1) & mask;
+    ix->slot[j] = i + 1;
+}
+
+/* Makes ix cover arr[0..n) (n strings) with room for one more key. */
+static int key_index_sync(struct key_index *ix, char **arr, size_t n,
+                          size_t stride)
+{
+    size_t keys = n / stride;
+    if (ix->arr == arr && ix->n == n && keys + 1 <= ix->nslot / 2)
+        return 0;
+    size_t ns = 32;
+    while (ns / 2 < keys + 1)
+        ns *= 2;
+    size_t *slot = calloc(ns, sizeof *slot);
+    if (slot == NULL)
+        return CAIRN_E_NOMEM;
+    free(ix->slot);
+    ix->slot = slot;
+    ix->nslot = ns;
+    ix->arr = arr;
+    ix->n = n;
+    for (size_t i = 0; i + stride <= n; i += stride)
+        key_index_put(ix, arr, stride, i);
+    return 0;
+}
+
+/* The element index of key k[0..klen) in arr, or n when absent. */
+static size_t key_index_find(const struct key_index *ix, char **arr, size_t n,
+                             size_t stride, const char *k, size_t klen)
+{
+    size_t mask = ix->nslot - 1;
+    for (size_t j = key_hash(k, klen) & mask; ix->slot[j] != 0;
+         j = (j + 1) & mask) {
+        size_t i = ix->slot[j] - 1;
+        if (key_len(arr[i], stride) == klen && memcmp(arr[i], k, klen) == 0)
+            return i;
+    }
+    return n;
+}
+
+static int config_index(struct cairn_image_config *c)
+{
+    if (c->index == NULL && (c->index = calloc(1, sizeof *c->index)) == NULL)
+        return CAIRN_E_NOMEM;
+    return 0;
+}
+
+static void config_index_free(struct cairn_config_index *x)
+{
+    if (x == NULL)
+        return;
+    free(x->env.slot);
+    free(x->labels.slot);
+    free(x);
+}
+
 int cairn_image_config_set_env(struct cairn_image_config *c, const char *k,
                                const char *v)
 {
@@ -922,34 +1019,55 @@ int cairn_image_config_set_env(struct cairn_image_config *c, const char *k,
     memcpy(kv + kl + 1, v, vl + 1);
     /* Docker replaces a variable in place, keeping its position, so
      * `ENV PATH=...` on a base image does not reorder Env. */
-    for (size_t i = 0; i < c->nenv; i++) {
-        if (strncmp(c->env[i], k, kl) == 0 &&
-            (c->env[i][kl] == '=' || c->env[i][kl] == '\0')) {
-            free(c->env[i]);
-            c->env[i] = kv;
-            return 0;
-        }
+    int rc = config_index(c);
+    if (!rc)
+        rc = key_index_sync(&c->index->env, c->env, c->nenv, 1);
+    if (rc) {
+        free(kv);
+        return rc;
     }
-    int rc = strv_append(&c->env, &c->nenv, &kv, 1);
+    size_t i = key_index_find(&c->index->env, c->env, c->nenv, 1, k, kl);
+    if (i < c->nenv) {
+        free(c->env[i]);
+        c->env[i] = kv;
+        return 0;
+    }
+    rc = strv_append(&c->env, &c->nenv, &kv, 1);
     free(kv);
+    if (!rc) {
+        c->index->env.arr = c->env;
+        c->index->env.n = c->nenv;
+        key_index_put(&c->index->env, c->env, 1, c->nenv - 1);
+    }
     return rc;
 }
 
 int cairn_image_config_set_label(struct cairn_image_config *c, const char *k,
                                  const char *v)
 {
-    for (size_t i = 0; i + 1 < c->nlabels; i += 2) {
-        if (strcmp(c->labels[i], k) == 0) {
-            char *nv = strdup(v);
-            if (nv == NULL)
-                return CAIRN_E_NOMEM;
-            free(c->labels[i + 1]);
-            c->labels[i + 1] = nv;
-            return 0;
-        }
+    int rc = config_index(c);
+    if (!rc)
+        rc = key_index_sync(&c->index->labels, c->labels, c->nlabels, 2);
+    if (rc)
+        return rc;
+    size_t i = key_index_find(&c->index->labels, c->labels, c->nlabels, 2, k,
+                              strlen(k));
+    if (i < c->nlabels) {
+        char *nv = strdup(v);
+        if (nv == NULL)
+            return CAIRN_E_NOMEM;
+        free(c->labels[i + 1]);
+        c->labels[i + 1] = nv;
+        return 0;
     }
     char *pair[2] = {(char *)k, (char *)v};
-    return strv_append(&c->labels, &c->nlabels, pair, 2);
+    rc = strv_append(&c->labels, &c->nlabels, pair, 2);
+    if (!rc) {
+        c->index->labels.arr = c->labels;
+        c->index->labels.n = c->nlabels;
+        key_index_put(&c->index->labels, c->labels, 2, c->nlabels - 2);
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
