@@ -12,6 +12,7 @@
  * the field, because guessing would silently change what the image runs.
  */
 #include "client/image.h"
+#include "client/json.h"
 
 #include "cachekey/digest.h"
 #include "common/strvec.h"
@@ -120,72 +121,6 @@ int cairn_image_time_format(int64_t t, char buf[CAIRN_IMAGE_TIME_LEN])
     return 0;
 }
 
-/* Checks UTF-8 as jansson will (no overlongs, no surrogates, <= U+10FFFF). */
-static size_t utf8_seq_len(const unsigned char *s, size_t left)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > left)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-/* A JSON string for s. Strings come from Dockerfiles and tarball names
- * that may hold bytes that are not UTF-8; JSON cannot carry those, so,
- * like Go's encoder (what Docker uses), each invalid byte becomes U+FFFD
- * instead of failing the build. */
-static json_t *jstr(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j != NULL)
-        return j;
-    size_t len = strlen(s);
-    char *fixed = malloc(len * 3 + 1);
-    if (fixed == NULL)
-        return NULL;
-    size_t o = 0;
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq_len(u + i, len - i);
-        if (n == 0) {
-            memcpy(fixed + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(fixed + o, u + i, n);
-            o += n;
-            i += n;
-        }
-    }
-    fixed[o] = '\0';
-    j = json_string(fixed);
-    free(fixed);
-    return j;
-}
-
 /* Sets key to value, taking the reference; a NULL value (allocation
  * failed) makes the call fail. */
 static int set_new(json_t *obj, const char *key, json_t *value)
@@ -197,7 +132,7 @@ static int set_new(json_t *obj, const char *key, json_t *value)
 
 static int set_str(json_t *obj, const char *key, const char *s)
 {
-    return s ? set_new(obj, key, jstr(s)) : 0;
+    return s ? set_new(obj, key, cairn_json_string(s)) : 0;
 }
 
 static json_t *jstr_array(char *const *v, size_t n)
@@ -206,7 +141,7 @@ static json_t *jstr_array(char *const *v, size_t n)
     if (a == NULL)
         return NULL;
     for (size_t i = 0; i < n; i++) {
-        json_t *s = jstr(v[i] ? v[i] : "");
+        json_t *s = cairn_json_string(v[i] ? v[i] : "");
         if (s == NULL || json_array_append_new(a, s) != 0) {
             json_decref(a);
             return NULL;
@@ -223,7 +158,7 @@ static json_t *jset(char *const *v, size_t n)
     if (o == NULL)
         return NULL;
     for (size_t i = 0; i < n; i++) {
-        json_t *k = jstr(v[i]);
+        json_t *k = cairn_json_string(v[i]);
         if (k == NULL || set_new(o, json_string_value(k), json_object())) {
             json_decref(k);
             json_decref(o);
@@ -294,13 +229,13 @@ static json_t *container_config_to_json(const struct cairn_image_config *c)
         json_t *l = json_object();
         rc |= set_new(o, "Labels", l);
         for (size_t i = 0; l && i + 1 < c->nlabels; i += 2) {
-            json_t *k = jstr(c->labels[i]);
+            json_t *k = cairn_json_string(c->labels[i]);
             if (k == NULL) {
                 rc = CAIRN_E_NOMEM;
                 break;
             }
             rc |= set_new(l, json_string_value(k),
-                          jstr(c->labels[i + 1] ? c->labels[i + 1] : ""));
+                          cairn_json_string(c->labels[i + 1] ? c->labels[i + 1] : ""));
             json_decref(k);
         }
     }

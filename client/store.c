@@ -26,6 +26,7 @@
  * LMDB errors are translated here and nowhere else (store_mdb_err).
  */
 #include "client/store.h"
+#include "client/json.h"
 
 #include "cachekey/digest.h"
 #include "common/fdio.h"
@@ -1319,7 +1320,7 @@ static int imgrec_from_blobs(struct cairn_store *st, const char *manifest,
             goto out;
         }
         r->bytes += lsz;
-        json_array_append_new(r->layers, json_string(ld));
+        json_array_append_new(r->layers, cairn_json_string(ld));
     }
     rc = cairn_store_blob_read(st, r->config, CAIRN_IMAGE_MAX_JSON, &cdata,
                                &clen, err);
