@@ -634,6 +634,15 @@ int cairn_cmd_save(int argc, char **argv)
         free(dir);
         if (rc)
             goto fail;
+        /* mkostemp makes 0600; the archive the user asked for gets the
+         * mode any new file of theirs gets (0666 less the umask), as the
+         * store's privacy is no reason to hide what they exported. */
+        mode_t um = umask(0);
+        umask(um);
+        if (fchmod(fd, 0666 & ~um) != 0) {
+            rc = cairn_err_set(&err, -errno, "%s: %s", tmp, strerror(errno));
+            goto fail;
+        }
     } else {
         fd = 1;
     }

@@ -198,10 +198,38 @@ static int copy_digest(char dst[CAIRN_DIGEST_STR_LEN], const char *src)
     return 0;
 }
 
-static int mkdir_one(const char *path)
+static int mkdir_one(const char *path, mode_t mode)
 {
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+    if (mkdir(path, mode) != 0 && errno != EEXIST)
         return -errno;
+    return 0;
+}
+
+/* The store holds image content as it will be inside containers: setuid
+ * binaries, device nodes, files of every mode. Reachable by another local
+ * user, that is a root shell (a setuid-root binary from any layer) and the
+ * host's devices; so nothing under the root is reachable but by its owner
+ * (Docker keeps /var/lib/docker 0710 for the same reason, CVE-2021-41091).
+ * The root is made 0700, and so is every directory the store creates in
+ * it; layer contents keep their own modes below that. A store made by an
+ * older cairn (0755) is closed up when its owner opens it; a root owned by
+ * someone else is left as it is, as it is not ours to change. */
+#define STORE_DIR_MODE 0700
+
+static int root_close_up(const char *root, struct cairn_err *err)
+{
+    struct stat sb;
+    if (lstat(root, &sb) != 0)
+        return cairn_err_set(err, -errno, "cannot stat %s: %s", root,
+                             strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return cairn_err_set(err, CAIRN_E_INVAL, "store root %s: not a directory",
+                             root);
+    if (sb.st_uid != geteuid() || (sb.st_mode & 077) == 0)
+        return 0;
+    if (chmod(root, sb.st_mode & 07700) != 0)
+        return cairn_err_set(err, -errno, "cannot make %s private: %s", root,
+                             strerror(errno));
     return 0;
 }
 
@@ -400,19 +428,22 @@ int cairn_store_open(const char *root, struct cairn_store **out,
     if (strlen(root) > STORE_PATH_MAX - 256)
         return cairn_err_set(err, CAIRN_E_TOOBIG, "store path too long: %s",
                              root);
-    /* The root itself may need parents ($XDG_DATA_HOME/cairn). */
+    /* The root itself may need parents ($XDG_DATA_HOME/cairn): ordinary
+     * directories, that hold nothing of the store. */
     memcpy(p, root, strlen(root) + 1);
     for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
         *s = '\0';
-        mkdir_one(p);
+        mkdir_one(p, 0755);
         *s = '/';
     }
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         path_fmt(p, sizeof p, root, dirs[i], NULL);
-        if ((rc = mkdir_one(p)) != 0)
+        if ((rc = mkdir_one(p, STORE_DIR_MODE)) != 0)
             return cairn_err_set(err, rc, "cannot create %s: %s", p,
                                  cairn_strerror(rc));
     }
+    if ((rc = root_close_up(root, err)) != 0)
+        return rc;
 
     struct cairn_store *st = calloc(1, sizeof *st);
     if (st == NULL)
