@@ -133,8 +133,7 @@ int cairn_index_open(const char *root, struct cairn_index **out,
     return 0;
 }
 
-/* Remaps the environment at size (0: the size another process recorded),
- * under the exclusive lock. A failed remap leaves LMDB without a map
+/* Remaps the environment at size bytes, under the exclusive lock. A failed remap leaves LMDB without a map
  * (mdb_env_map clears it) and set_mapsize cannot map again by itself, so
  * the address space is probed first: an anonymous reservation of the
  * growth, made while the old map is still there, fails with ENOMEM where
@@ -201,12 +200,24 @@ int cairn_index_txn_begin(struct cairn_index *idx, unsigned flags,
         if (mrc == 0)
             return 0; /* the shared lock is held until the txn ends */
         pthread_rwlock_unlock(&idx->map_lock);
-        /* Another process grew the file past our map: adopt its size
-         * (LMDB's documented answer), once. */
+        /* Another process grew the file past our map: map enough for
+         * its data, once. Not LMDB's "size 0, adopt the recorded size":
+         * an older cairn records 16 GiB, which is what ulimit -v refuses. */
         if (mrc != MDB_MAP_RESIZED || tries > 0)
             return mrc;
         pthread_rwlock_wrlock(&idx->map_lock);
-        mrc = index_remap(idx, 0);
+        MDB_envinfo info;
+        MDB_stat stat;
+        mrc = idx->broken ? MDB_PANIC : mdb_env_info(idx->env, &info);
+        if (mrc == 0)
+            mrc = mdb_env_stat(idx->env, &stat);
+        if (mrc == 0) {
+            size_t need = (info.me_last_pgno + 1) * (size_t)stat.ms_psize;
+            size_t size = info.me_mapsize;
+            while (size < need && size < INDEX_MAP_MAX)
+                size *= 2;
+            mrc = index_remap(idx, size);
+        }
         pthread_rwlock_unlock(&idx->map_lock);
         if (mrc != 0)
             return mrc;
