@@ -20,20 +20,60 @@ struct var {
     bool used; /* build args: consumed by an ARG */
 };
 
+/* The list keeps declaration order (image Env, explain); a hash index on
+ * the names makes lookups O(1), so N distinct ENV or ARG lines cost O(N),
+ * not the O(N^2) of scanning the list for each. */
 struct vars {
     struct var *v;
     size_t n;
     size_t alloc;
+    size_t *slot; /* index into v plus 1, 0 for free; open addressing */
+    size_t nslot; /* a power of two, at least twice n */
 };
+
+static size_t name_hash(const char *name, size_t len)
+{
+    size_t h = 14695981039346656037u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)name[i]) * 1099511628211u;
+    return h;
+}
 
 static struct var *vars_find(const struct vars *vs, const char *name,
                              size_t len)
 {
-    for (size_t i = 0; i < vs->n; i++)
-        if (strlen(vs->v[i].name) == len &&
-            memcmp(vs->v[i].name, name, len) == 0)
-            return &vs->v[i];
+    if (vs->nslot == 0)
+        return NULL;
+    size_t mask = vs->nslot - 1;
+    for (size_t j = name_hash(name, len) & mask; vs->slot[j] != 0;
+         j = (j + 1) & mask) {
+        struct var *v = &vs->v[vs->slot[j] - 1];
+        if (strncmp(v->name, name, len) == 0 && v->name[len] == '\0')
+            return v;
+    }
     return NULL;
+}
+
+/* Makes room in the index for one more name: rehashes into twice the
+ * slots when it would pass half full. */
+static int vars_index_grow(struct vars *vs)
+{
+    if (vs->n + 1 <= vs->nslot / 2)
+        return 0;
+    size_t ns = vs->nslot ? vs->nslot * 2 : 32;
+    size_t *slot = calloc(ns, sizeof *slot);
+    if (slot == NULL)
+        return CAIRN_E_NOMEM;
+    for (size_t i = 0; i < vs->n; i++) {
+        size_t j = name_hash(vs->v[i].name, strlen(vs->v[i].name)) & (ns - 1);
+        while (slot[j] != 0)
+            j = (j + 1) & (ns - 1);
+        slot[j] = i + 1;
+    }
+    free(vs->slot);
+    vs->slot = slot;
+    vs->nslot = ns;
+    return 0;
 }
 
 static int vars_set(struct vars *vs, const char *name, const char *value)
@@ -58,11 +98,17 @@ static int vars_set(struct vars *vs, const char *name, const char *value)
         vs->alloc = na;
     }
     char *nm = strdup(name);
-    if (nm == NULL) {
+    if (nm == NULL || vars_index_grow(vs) != 0) {
+        free(nm);
         free(val);
         return CAIRN_E_NOMEM;
     }
+    size_t mask = vs->nslot - 1;
+    size_t j = name_hash(nm, strlen(nm)) & mask;
+    while (vs->slot[j] != 0)
+        j = (j + 1) & mask;
     vs->v[vs->n++] = (struct var){nm, val, false};
+    vs->slot[j] = vs->n;
     return 0;
 }
 
@@ -73,8 +119,10 @@ static void vars_free(struct vars *vs)
         free(vs->v[i].value);
     }
     free(vs->v);
+    free(vs->slot);
     vs->v = NULL;
-    vs->n = vs->alloc = 0;
+    vs->slot = NULL;
+    vs->n = vs->alloc = vs->nslot = 0;
 }
 
 static int vars_copy(struct vars *dst, const struct vars *src)
@@ -139,6 +187,7 @@ struct walker {
     size_t nsteps, asteps;
     struct ck_dockerfile **owned; /* parsed ONBUILD triggers */
     size_t nowned;
+    size_t state_bytes; /* env and ARG snapshots kept so far */
 };
 
 /* Proxy args are usable without an ARG and never part of a cache key (as
@@ -364,19 +413,40 @@ static int cmp_kv(const void *a, const void *b)
     return strcmp(x, y);
 }
 
-/* Records the state a step runs in. */
-static int step_snapshot(struct ck_step *s, const struct stage_state *st)
+/* Charges a snapshot string of len bytes to the plan: every step keeps
+ * its own copy of the state, so the total is capped (CK_PLAN_MAX_STATE). */
+static int state_charge(struct walker *w, const struct ck_step *s, size_t len)
 {
+    w->state_bytes += len + 1 + sizeof(char *);
+    if (w->state_bytes <= CK_PLAN_MAX_STATE)
+        return 0;
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "the steps' ENV and ARG state passes %u MiB (each RUN keeps its "
+             "whole environment): too many variables",
+             CK_PLAN_MAX_STATE >> 20);
+    return fail(w, s->instr, CAIRN_E_TOOBIG, msg);
+}
+
+/* Records the state a step runs in. Only a RUN keeps the environment (its
+ * key and its process need it; nothing else reads it): copying it into
+ * every step made N ENV lines cost O(N^2) time and memory. */
+static int step_snapshot(struct walker *w, struct ck_step *s,
+                         const struct stage_state *st)
+{
+    bool keep_env = s->instr->kind == CK_INSTR_RUN;
     struct cairn_strvec env, args;
     cairn_strvec_init(&env);
     cairn_strvec_init(&args);
     struct cairn_buf kv;
     cairn_buf_init(&kv, 0);
     int rc = 0;
-    for (size_t i = 0; !rc && i < st->env.n; i++) {
+    for (size_t i = 0; keep_env && !rc && i < st->env.n; i++) {
         const struct var *v = &st->env.v[i];
         cairn_buf_reset(&kv);
         rc = cairn_buf_printf(&kv, "%s=%s", v->name, v->value ? v->value : "");
+        if (!rc)
+            rc = state_charge(w, s, kv.len);
         if (!rc)
             rc = cairn_strvec_push(&env, kv.data);
     }
@@ -387,8 +457,11 @@ static int step_snapshot(struct ck_step *s, const struct stage_state *st)
         cairn_buf_reset(&kv);
         rc = cairn_buf_printf(&kv, "%s=%s", v->name, v->value);
         if (!rc)
+            rc = state_charge(w, s, kv.len);
+        if (!rc)
             rc = cairn_strvec_push(&args, kv.data);
-        if (!rc && vars_find(&st->env, v->name, strlen(v->name)) == NULL)
+        if (!rc && keep_env &&
+            vars_find(&st->env, v->name, strlen(v->name)) == NULL)
             rc = cairn_strvec_push(&env, kv.data);
     }
     cairn_buf_free(&kv);
@@ -1223,7 +1296,7 @@ static int start_stage(struct walker *w, const struct ck_instr *in)
     s->text = cairn_buf_take(&b);
     if (s->text == NULL)
         return CAIRN_E_NOMEM;
-    rc = step_snapshot(s, st);
+    rc = step_snapshot(w, s, st);
     if (rc)
         return rc;
     /* Triggers fire once: the new stage's image does not carry them on. */
@@ -1285,7 +1358,7 @@ static int run_instr(struct walker *w, const struct ck_instr *in,
     if (!rc)
         rc = step_render(w, s);
     if (!rc)
-        rc = step_snapshot(s, st);
+        rc = step_snapshot(w, s, st);
     return rc;
 }
 
@@ -1398,6 +1471,7 @@ int ck_plan_build(const struct ck_dockerfile *df,
     p->nstages = w.nstages;
     p->steps = w.steps;
     p->nsteps = w.nsteps;
+    p->state_bytes = w.state_bytes;
     p->owned = w.owned;
     p->nowned = w.nowned;
     if (rc)

@@ -110,7 +110,8 @@ struct ck_step {
      * themselves). env is the effective environment of a RUN: the image's
      * ENV (with PATH's default added when the base sets none, as BuildKit
      * does), then the stage's ENV, plus ARGs in scope that ENV does not
-     * shadow; "K=V", sorted by K. */
+     * shadow; "K=V", sorted by K. Other steps have none (nenv 0): copying
+     * it into every step cost O(N^2) for N ENV lines. */
     char **env;
     size_t nenv;
     char **args_in_scope; /* "K=V" of ARGs with a value, sorted */
@@ -167,12 +168,23 @@ struct ck_plan {
     size_t nunused_build_args;
     struct ck_dockerfile **owned; /* parsed ONBUILD triggers (private) */
     size_t nowned;
+    /* Bytes of the steps' env and args_in_scope copies (strings and
+     * pointers), at most CK_PLAN_MAX_STATE: linear in the Dockerfile for
+     * ENV and ARG lines, times the RUN steps that keep an environment. */
+    size_t state_bytes;
 };
+
+/* Cap on ck_plan.state_bytes: each RUN keeps its whole environment and
+ * every step its ARGs, so thousands of variables times thousands of steps
+ * would otherwise grow without bound; past it the plan fails with
+ * CAIRN_E_TOOBIG naming the line. */
+#define CK_PLAN_MAX_STATE (64u << 20)
 
 /* Makes the plan of df. Returns 0, CAIRN_E_PARSE (bad expansion, an
  * instruction before the first FROM, unknown stage in --from or --target,
  * a stage that depends on itself; err says file:line), CAIRN_E_NOTFOUND
- * (base image unknown and !allow_unresolved), CAIRN_E_NOMEM. */
+ * (base image unknown and !allow_unresolved), CAIRN_E_TOOBIG (state past
+ * CK_PLAN_MAX_STATE; err says file:line), CAIRN_E_NOMEM. */
 int ck_plan_build(const struct ck_dockerfile *df,
                   const struct ck_plan_opts *opts, struct ck_plan **out,
                   struct cairn_err *err);

@@ -62,6 +62,9 @@ struct ck_statcache {
     size_t keys_len, keys_cap;
     struct sc_pending *pend;
     size_t npend, pend_cap;
+    /* Grows the map when a flush finds it full (ck_statcache_set_grow). */
+    int (*grow)(void *arg);
+    void *grow_arg;
 };
 
 static void put_le64(uint8_t *p, uint64_t v)
@@ -344,6 +347,40 @@ static int pending_cmp(const void *a, const void *b)
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
+/* Grows the map through the owner's hook, after a flush found it full
+ * and aborted. A remap needs every transaction of the process idle: the
+ * pooled ones are reset here, and the mutex, held throughout, keeps
+ * lookups from taking one meanwhile. A lookup in flight (a txn neither
+ * idle nor pooled) means no growth now: the flush then fails, which only
+ * costs this build's cache entries. True when the map grew. */
+static bool map_grow(struct ck_statcache *sc)
+{
+    if (sc->grow == NULL)
+        return false;
+    pthread_mutex_lock(&sc->mu);
+    bool grown = false;
+    if (sc->nreaders == sc->nidle) {
+        for (size_t i = 0; i < sc->nidle; i++) {
+            if (sc->idle[i].live) {
+                mdb_txn_reset(sc->idle[i].txn);
+                sc->idle[i].live = false;
+            }
+        }
+        grown = sc->grow(sc->grow_arg) == 0;
+    }
+    pthread_mutex_unlock(&sc->mu);
+    return grown;
+}
+
+void ck_statcache_set_grow(struct ck_statcache *sc, int (*fn)(void *arg),
+                           void *arg)
+{
+    pthread_mutex_lock(&sc->mu);
+    sc->grow = fn;
+    sc->grow_arg = arg;
+    pthread_mutex_unlock(&sc->mu);
+}
+
 int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
 {
     if (sc == NULL)
@@ -377,19 +414,28 @@ int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
          * queue order of equal keys is kept by the offset tie-break. */
         sort_keys = keys;
         qsort(pend, npend, sizeof *pend, pending_cmp);
-        MDB_txn *txn = NULL;
-        int mrc = mdb_txn_begin(sc->env, NULL, 0, &txn);
-        if (mrc == 0 && !have_db)
-            mrc = mdb_dbi_open(txn, SC_DBNAME, MDB_CREATE, &dbi);
-        for (size_t i = 0; mrc == 0 && i < npend; i++) {
-            MDB_val k = {.mv_size = pend[i].key_len,
-                         .mv_data = keys + pend[i].off};
-            MDB_val v = {.mv_size = pend[i].val_len,
-                         .mv_data = keys + pend[i].off + pend[i].key_len};
-            mrc = mdb_put(txn, dbi, &k, &v, 0);
-        }
+        int mrc;
+        MDB_txn *txn;
+        do {
+            txn = NULL;
+            mrc = mdb_txn_begin(sc->env, NULL, 0, &txn);
+            if (mrc == 0 && !have_db)
+                mrc = mdb_dbi_open(txn, SC_DBNAME, MDB_CREATE, &dbi);
+            for (size_t i = 0; mrc == 0 && i < npend; i++) {
+                MDB_val k = {.mv_size = pend[i].key_len,
+                             .mv_data = keys + pend[i].off};
+                MDB_val v = {.mv_size = pend[i].val_len,
+                             .mv_data = keys + pend[i].off + pend[i].key_len};
+                mrc = mdb_put(txn, dbi, &k, &v, 0);
+            }
+            if (mrc == 0) {
+                mrc = mdb_txn_commit(txn); /* aborts it on failure */
+                txn = NULL;
+            }
+            if (mrc != 0 && txn != NULL)
+                mdb_txn_abort(txn);
+        } while (mrc == MDB_MAP_FULL && map_grow(sc));
         if (mrc == 0) {
-            mrc = mdb_txn_commit(txn);
             if (mrc == 0 && !have_db) {
                 /* The handle outlives the transaction that created it
                  * once that commits (LMDB). */
@@ -398,8 +444,6 @@ int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
                 sc->have_db = true;
                 pthread_mutex_unlock(&sc->mu);
             }
-        } else if (txn != NULL) {
-            mdb_txn_abort(txn);
         }
         if (mrc != 0)
             rc = cairn_err_set(err, CAIRN_E_DB, "stat cache flush: %s",

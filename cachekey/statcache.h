@@ -66,6 +66,15 @@ int ck_statcache_dir_put(struct ck_statcache *sc, const char *abspath,
                          const struct stat *st, const void *list,
                          size_t len);
 
+/* Sets the hook a flush calls when the map is full (MDB_MAP_FULL):
+ * fn must enlarge the map of env (mdb_env_set_mapsize) and return 0, after
+ * which the flush runs again; nonzero ends the flush with an error. It is
+ * called with no transaction of the cache active and lookups held off, so
+ * the owner only has to keep its own transactions out of the way. NULL
+ * (the default) never grows. */
+void ck_statcache_set_grow(struct ck_statcache *sc, int (*fn)(void *arg),
+                           void *arg);
+
 /* Writes queued entries in one transaction. Returns 0 or CAIRN_E_DB (the
  * cache is only an optimisation: callers may ignore a failure). */
 int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err);

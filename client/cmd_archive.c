@@ -23,6 +23,7 @@
 #include "commands.h"
 
 #include "client/cli.h"
+#include "client/json.h"
 
 #include "cachekey/digest.h"
 #include "common/fdio.h"
@@ -415,7 +416,7 @@ static int save_indexes(struct save_image *imgs, size_t n, char **index,
             char lp[CAIRN_DIGEST_STR_LEN + 16];
             snprintf(lp, sizeof lp, "blobs/sha256/%s",
                      im->m.layers[l].digest + 7);
-            if (json_array_append_new(layers, json_string(lp)))
+            if (json_array_append_new(layers, cairn_json_string(lp)))
                 rc = CAIRN_E_NOMEM;
         }
         if (rc == 0 && im->tag) {
@@ -425,7 +426,7 @@ static int save_indexes(struct save_image *imgs, size_t n, char **index,
             struct cairn_buf q;
             cairn_buf_init(&q, ARCHIVE_MAX_PATH);
             if (ref_qualify(im->tag, &q) ||
-                json_array_append_new(tags, json_string(im->tag)) ||
+                json_array_append_new(tags, cairn_json_string(im->tag)) ||
                 json_object_set_new(
                     d, "annotations",
                     json_pack("{s:s, s:s}", ANNOT_CONTAINERD_NAME, q.data,
@@ -633,6 +634,15 @@ int cairn_cmd_save(int argc, char **argv)
         free(dir);
         if (rc)
             goto fail;
+        /* mkostemp makes 0600; the archive the user asked for gets the
+         * mode any new file of theirs gets (0666 less the umask), as the
+         * store's privacy is no reason to hide what they exported. */
+        mode_t um = umask(0);
+        umask(um);
+        if (fchmod(fd, 0666 & ~um) != 0) {
+            rc = cairn_err_set(&err, -errno, "%s: %s", tmp, strerror(errno));
+            goto fail;
+        }
     } else {
         fd = 1;
     }

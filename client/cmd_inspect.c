@@ -12,6 +12,7 @@
 #include "commands.h"
 
 #include "client/cli.h"
+#include "client/json.h"
 
 #include "client/image.h"
 #include "client/index.h"
@@ -370,7 +371,7 @@ static json_t *inspect_one(struct cairn_store *st, const struct img *im,
     json_t *store = NULL;
     int rc = (o && tags && diffs && layers) ? 0 : CAIRN_E_NOMEM;
     for (size_t i = 0; rc == 0 && i < im->row.ntags; i++)
-        rc = json_array_append_new(tags, json_string(im->row.tags[i]))
+        rc = json_array_append_new(tags, cairn_json_string(im->row.tags[i]))
                  ? CAIRN_E_NOMEM
                  : 0;
     char created[CAIRN_IMAGE_TIME_LEN] = "";
@@ -393,22 +394,22 @@ static json_t *inspect_one(struct cairn_store *st, const struct img *im,
                      diff_id + 7);
             if (stat(snap, &sb) == 0 && S_ISDIR(sb.st_mode)) {
                 snprintf(snap, sizeof snap, "snapshots/%s", diff_id + 7);
-                snapj = json_string(snap);
+                snapj = cairn_json_string(snap);
             }
         }
-        if (l == NULL || add(l, "DiffID", json_string(diff_id)) ||
+        if (l == NULL || add(l, "DiffID", cairn_json_string(diff_id)) ||
             add(l, "UnpackedSize", json_integer(bytes)) ||
             add(l, "Snapshot", snapj) || json_array_append_new(layers, l))
             rc = CAIRN_E_NOMEM;
     }
     for (size_t i = 0; rc == 0 && i < im->cfg.ndiff_ids; i++)
-        if (json_array_append_new(diffs, json_string(im->cfg.diff_ids[i])))
+        if (json_array_append_new(diffs, cairn_json_string(im->cfg.diff_ids[i])))
             rc = CAIRN_E_NOMEM;
     if (rc)
         goto fail;
     store = json_object();
     if (store == NULL ||
-        add(store, "Root", json_string(cairn_store_root(st))) ||
+        add(store, "Root", cairn_json_string(cairn_store_root(st))) ||
         add(store, "Manifest",
             blob_desc(im->row.manifest_digest,
                       im->m.media_type ? im->m.media_type
@@ -431,20 +432,20 @@ static json_t *inspect_one(struct cairn_store *st, const struct img *im,
                             json_integer(sb.st_size));
 
     json_t *rootfs = json_pack("{s:s, s:O}", "Type", "layers", "Layers", diffs);
-    if (add(o, "Id", json_string(im->row.config_digest)) ||
+    if (add(o, "Id", cairn_json_string(im->row.config_digest)) ||
         add(o, "RepoTags", json_incref(tags)) ||
         add(o, "RepoDigests", json_array()) ||
-        add(o, "Parent", json_string("")) ||
-        add(o, "Comment", raw_or(im->raw, "comment", json_string(""))) ||
-        add(o, "Created", json_string(created)) ||
+        add(o, "Parent", cairn_json_string("")) ||
+        add(o, "Comment", raw_or(im->raw, "comment", cairn_json_string(""))) ||
+        add(o, "Created", cairn_json_string(created)) ||
         add(o, "DockerVersion",
-            raw_or(im->raw, "docker_version", json_string(""))) ||
-        add(o, "Author", raw_or(im->raw, "author", json_string(""))) ||
+            raw_or(im->raw, "docker_version", cairn_json_string(""))) ||
+        add(o, "Author", raw_or(im->raw, "author", cairn_json_string(""))) ||
         add(o, "Config", raw_or(im->raw, "config", json_object())) ||
         add(o, "Architecture",
-            raw_or(im->raw, "architecture", json_string(""))) ||
-        (im->cfg.variant && add(o, "Variant", json_string(im->cfg.variant))) ||
-        add(o, "Os", raw_or(im->raw, "os", json_string(""))) ||
+            raw_or(im->raw, "architecture", cairn_json_string(""))) ||
+        (im->cfg.variant && add(o, "Variant", cairn_json_string(im->cfg.variant))) ||
+        add(o, "Os", raw_or(im->raw, "os", cairn_json_string(""))) ||
         add(o, "Size", json_integer(total)) || add(o, "RootFS", rootfs) ||
         add(o, "History", raw_or(im->raw, "history", json_array())) ||
         add(o, "Store", store))

@@ -13,6 +13,7 @@
 #include "cachekey/statcache.h"
 #include "client/build.h"
 #include "client/explain.h"
+#include "client/json.h"
 #include "client/store.h"
 #include "common/buf.h"
 #include "common/strvec.h"
@@ -249,13 +250,16 @@ static int print_json(const struct ck_plan *plan, const struct ck_keys *keys,
         const struct ck_stage *st = &plan->stages[s->stage];
         char label[128];
         stage_label(st, label, sizeof label);
-        json_t *o = json_pack("{s:s, s:I, s:I, s:s, s:s, s:s, s:b, s:b}",
-                              "stage", label, "stage_index",
+        /* Stage names and instructions come from the Dockerfile and need
+         * not be UTF-8: "o" with cairn_json_string, never "s" (which
+         * fails on them). */
+        json_t *o = json_pack("{s:o, s:I, s:I, s:o, s:s, s:s, s:b, s:b}",
+                              "stage", cairn_json_string(label), "stage_index",
                               (json_int_t)st->index, "step",
-                              (json_int_t)s->number, "instruction", s->text,
-                              "kind", ck_instr_name(s->instr->kind), "key",
-                              k->hex, "layer", k->layer, "unresolved",
-                              k->unresolved);
+                              (json_int_t)s->number, "instruction",
+                              cairn_json_string(s->text), "kind",
+                              ck_instr_name(s->instr->kind), "key", k->hex,
+                              "layer", k->layer, "unresolved", k->unresolved);
         if (o == NULL) {
             json_decref(arr);
             return CAIRN_E_NOMEM;
@@ -272,7 +276,8 @@ static int print_json(const struct ck_plan *plan, const struct ck_keys *keys,
             while (mat && ck_material_next(k->material.data, k->material.len,
                                            &pos, &l, &ln, &v, &vn) == 1)
                 json_array_append_new(
-                    mat, json_pack("[s%, s%]", l, ln, v, vn));
+                    mat, json_pack("[o, o]", cairn_json_stringn(l, ln),
+                                   cairn_json_stringn(v, vn)));
             json_object_set_new(o, "material", mat);
         }
         if (explain && x) {
@@ -290,7 +295,7 @@ static int print_json(const struct ck_plan *plan, const struct ck_keys *keys,
             }
             json_t *ca = json_array();
             for (size_t c = 0; ca && c < causes.n; c++)
-                json_array_append_new(ca, json_string(causes.v[c]));
+                json_array_append_new(ca, cairn_json_string(causes.v[c]));
             cairn_strvec_free(&causes);
             if (crc || ca == NULL) {
                 json_decref(ca);
@@ -350,7 +355,8 @@ int cairn_cmd_keys(int argc, char **argv)
     struct cairn_err ierr;
     cairn_err_clear(&ierr);
     if (cairn_cli_store_open(&store, &ierr) == 0)
-        ck_statcache_open(cairn_store_env(store), &sc, &ierr);
+        if (ck_statcache_open(cairn_store_env(store), &sc, &ierr) == 0)
+            ck_statcache_set_grow(sc, cairn_store_map_grow, store);
     if (ierr.code)
         fprintf(stderr, "cairn keys: warning: no local store (%s)\n", ierr.msg);
 

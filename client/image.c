@@ -12,6 +12,7 @@
  * the field, because guessing would silently change what the image runs.
  */
 #include "client/image.h"
+#include "client/json.h"
 
 #include "cachekey/digest.h"
 #include "common/strvec.h"
@@ -120,72 +121,6 @@ int cairn_image_time_format(int64_t t, char buf[CAIRN_IMAGE_TIME_LEN])
     return 0;
 }
 
-/* Checks UTF-8 as jansson will (no overlongs, no surrogates, <= U+10FFFF). */
-static size_t utf8_seq_len(const unsigned char *s, size_t left)
-{
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > left)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-/* A JSON string for s. Strings come from Dockerfiles and tarball names
- * that may hold bytes that are not UTF-8; JSON cannot carry those, so,
- * like Go's encoder (what Docker uses), each invalid byte becomes U+FFFD
- * instead of failing the build. */
-static json_t *jstr(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j != NULL)
-        return j;
-    size_t len = strlen(s);
-    char *fixed = malloc(len * 3 + 1);
-    if (fixed == NULL)
-        return NULL;
-    size_t o = 0;
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq_len(u + i, len - i);
-        if (n == 0) {
-            memcpy(fixed + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(fixed + o, u + i, n);
-            o += n;
-            i += n;
-        }
-    }
-    fixed[o] = '\0';
-    j = json_string(fixed);
-    free(fixed);
-    return j;
-}
-
 /* Sets key to value, taking the reference; a NULL value (allocation
  * failed) makes the call fail. */
 static int set_new(json_t *obj, const char *key, json_t *value)
@@ -197,7 +132,7 @@ static int set_new(json_t *obj, const char *key, json_t *value)
 
 static int set_str(json_t *obj, const char *key, const char *s)
 {
-    return s ? set_new(obj, key, jstr(s)) : 0;
+    return s ? set_new(obj, key, cairn_json_string(s)) : 0;
 }
 
 static json_t *jstr_array(char *const *v, size_t n)
@@ -206,7 +141,7 @@ static json_t *jstr_array(char *const *v, size_t n)
     if (a == NULL)
         return NULL;
     for (size_t i = 0; i < n; i++) {
-        json_t *s = jstr(v[i] ? v[i] : "");
+        json_t *s = cairn_json_string(v[i] ? v[i] : "");
         if (s == NULL || json_array_append_new(a, s) != 0) {
             json_decref(a);
             return NULL;
@@ -223,7 +158,7 @@ static json_t *jset(char *const *v, size_t n)
     if (o == NULL)
         return NULL;
     for (size_t i = 0; i < n; i++) {
-        json_t *k = jstr(v[i]);
+        json_t *k = cairn_json_string(v[i]);
         if (k == NULL || set_new(o, json_string_value(k), json_object())) {
             json_decref(k);
             json_decref(o);
@@ -294,13 +229,13 @@ static json_t *container_config_to_json(const struct cairn_image_config *c)
         json_t *l = json_object();
         rc |= set_new(o, "Labels", l);
         for (size_t i = 0; l && i + 1 < c->nlabels; i += 2) {
-            json_t *k = jstr(c->labels[i]);
+            json_t *k = cairn_json_string(c->labels[i]);
             if (k == NULL) {
                 rc = CAIRN_E_NOMEM;
                 break;
             }
             rc |= set_new(l, json_string_value(k),
-                          jstr(c->labels[i + 1] ? c->labels[i + 1] : ""));
+                          cairn_json_string(c->labels[i + 1] ? c->labels[i + 1] : ""));
             json_decref(k);
         }
     }
@@ -755,6 +690,8 @@ static void healthcheck_free(struct cairn_healthcheck *h)
     free(h);
 }
 
+static void config_index_free(struct cairn_config_index *x);
+
 void cairn_image_config_clear(struct cairn_image_config *c)
 {
     if (c == NULL)
@@ -781,6 +718,7 @@ void cairn_image_config_clear(struct cairn_image_config *c)
         free(c->history[i].comment);
     }
     free(c->history);
+    config_index_free(c->index);
     cairn_image_config_init(c);
 }
 
@@ -812,6 +750,7 @@ int cairn_image_config_copy(struct cairn_image_config *dst,
     c.env = c.entrypoint = c.cmd = c.labels = c.exposed_ports = c.volumes =
         c.onbuild = c.shell = c.diff_ids = NULL;
     c.healthcheck = NULL;
+    c.index = NULL;
     c.history = NULL;
     c.nhistory = 0;
     int rc = 0;
@@ -909,6 +848,99 @@ static int strv_append(char ***v, size_t *n, char *const *add, size_t nadd)
     return 0;
 }
 
+/* A hash index over the names of env ("K=V", stride 1) or the keys of
+ * labels (k1, v1, ..., stride 2), so that N ENV or LABEL lines set one by
+ * one cost O(N), not the O(N^2) of scanning the array each time. It
+ * remembers the array and count it was built for and is rebuilt when they
+ * differ (the arrays change only through this module: parse and copy
+ * start without an index, set_env and set_label keep it current). */
+struct key_index {
+    size_t *slot; /* element index plus 1; 0 is free */
+    size_t nslot; /* a power of two, at least twice the count */
+    char **arr;
+    size_t n;
+};
+
+struct cairn_config_index {
+    struct key_index env, labels;
+};
+
+static size_t key_len(const char *s, size_t stride)
+{
+    return stride == 1 ? strcspn(s, "=") : strlen(s);
+}
+
+static size_t key_hash(const char *k, size_t len)
+{
+    size_t h = 14695981039346656037u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)k[i]) * 1099511628211u;
+    return h;
+}
+
+static void key_index_put(struct key_index *ix, char **arr, size_t stride,
+                          size_t i)
+{
+    size_t mask = ix->nslot - 1;
+    size_t j = key_hash(arr[i], key_len(arr[i], stride)) & mask;
+    while (ix->slot[j] != 0)
+        j = (j + 1) & mask;
+    ix->slot[j] = i + 1;
+}
+
+/* Makes ix cover arr[0..n) (n strings) with room for one more key. */
+static int key_index_sync(struct key_index *ix, char **arr, size_t n,
+                          size_t stride)
+{
+    size_t keys = n / stride;
+    if (ix->arr == arr && ix->n == n && keys + 1 <= ix->nslot / 2)
+        return 0;
+    size_t ns = 32;
+    while (ns / 2 < keys + 1)
+        ns *= 2;
+    size_t *slot = calloc(ns, sizeof *slot);
+    if (slot == NULL)
+        return CAIRN_E_NOMEM;
+    free(ix->slot);
+    ix->slot = slot;
+    ix->nslot = ns;
+    ix->arr = arr;
+    ix->n = n;
+    for (size_t i = 0; i + stride <= n; i += stride)
+        key_index_put(ix, arr, stride, i);
+    return 0;
+}
+
+/* The element index of key k[0..klen) in arr, or n when absent. */
+static size_t key_index_find(const struct key_index *ix, char **arr, size_t n,
+                             size_t stride, const char *k, size_t klen)
+{
+    size_t mask = ix->nslot - 1;
+    for (size_t j = key_hash(k, klen) & mask; ix->slot[j] != 0;
+         j = (j + 1) & mask) {
+        size_t i = ix->slot[j] - 1;
+        if (key_len(arr[i], stride) == klen && memcmp(arr[i], k, klen) == 0)
+            return i;
+    }
+    return n;
+}
+
+static int config_index(struct cairn_image_config *c)
+{
+    if (c->index == NULL && (c->index = calloc(1, sizeof *c->index)) == NULL)
+        return CAIRN_E_NOMEM;
+    return 0;
+}
+
+static void config_index_free(struct cairn_config_index *x)
+{
+    if (x == NULL)
+        return;
+    free(x->env.slot);
+    free(x->labels.slot);
+    free(x);
+}
+
 int cairn_image_config_set_env(struct cairn_image_config *c, const char *k,
                                const char *v)
 {
@@ -922,34 +954,55 @@ int cairn_image_config_set_env(struct cairn_image_config *c, const char *k,
     memcpy(kv + kl + 1, v, vl + 1);
     /* Docker replaces a variable in place, keeping its position, so
      * `ENV PATH=...` on a base image does not reorder Env. */
-    for (size_t i = 0; i < c->nenv; i++) {
-        if (strncmp(c->env[i], k, kl) == 0 &&
-            (c->env[i][kl] == '=' || c->env[i][kl] == '\0')) {
-            free(c->env[i]);
-            c->env[i] = kv;
-            return 0;
-        }
+    int rc = config_index(c);
+    if (!rc)
+        rc = key_index_sync(&c->index->env, c->env, c->nenv, 1);
+    if (rc) {
+        free(kv);
+        return rc;
     }
-    int rc = strv_append(&c->env, &c->nenv, &kv, 1);
+    size_t i = key_index_find(&c->index->env, c->env, c->nenv, 1, k, kl);
+    if (i < c->nenv) {
+        free(c->env[i]);
+        c->env[i] = kv;
+        return 0;
+    }
+    rc = strv_append(&c->env, &c->nenv, &kv, 1);
     free(kv);
+    if (!rc) {
+        c->index->env.arr = c->env;
+        c->index->env.n = c->nenv;
+        key_index_put(&c->index->env, c->env, 1, c->nenv - 1);
+    }
     return rc;
 }
 
 int cairn_image_config_set_label(struct cairn_image_config *c, const char *k,
                                  const char *v)
 {
-    for (size_t i = 0; i + 1 < c->nlabels; i += 2) {
-        if (strcmp(c->labels[i], k) == 0) {
-            char *nv = strdup(v);
-            if (nv == NULL)
-                return CAIRN_E_NOMEM;
-            free(c->labels[i + 1]);
-            c->labels[i + 1] = nv;
-            return 0;
-        }
+    int rc = config_index(c);
+    if (!rc)
+        rc = key_index_sync(&c->index->labels, c->labels, c->nlabels, 2);
+    if (rc)
+        return rc;
+    size_t i = key_index_find(&c->index->labels, c->labels, c->nlabels, 2, k,
+                              strlen(k));
+    if (i < c->nlabels) {
+        char *nv = strdup(v);
+        if (nv == NULL)
+            return CAIRN_E_NOMEM;
+        free(c->labels[i + 1]);
+        c->labels[i + 1] = nv;
+        return 0;
     }
     char *pair[2] = {(char *)k, (char *)v};
-    return strv_append(&c->labels, &c->nlabels, pair, 2);
+    rc = strv_append(&c->labels, &c->nlabels, pair, 2);
+    if (!rc) {
+        c->index->labels.arr = c->labels;
+        c->index->labels.n = c->nlabels;
+        key_index_put(&c->index->labels, c->labels, 2, c->nlabels - 2);
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */

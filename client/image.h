@@ -76,6 +76,9 @@ struct cairn_image_config {
     size_t ndiff_ids;
     struct cairn_history *history;
     size_t nhistory;
+    /* Private to image.c: a lookup index over env and labels, so setting
+     * N of them costs O(N). NULL until set_env/set_label need it. */
+    struct cairn_config_index *index;
 };
 
 /* Zeroes c and marks created absent (-1). A zeroed struct is valid too,

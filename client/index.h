@@ -8,6 +8,15 @@
  *
  * Thread-safety: the environment is opened with MDB_NOTLS, so read
  * transactions may be used from any thread; see each user's module.
+ *
+ * The map: it starts at 64 MiB (or the data's size) and doubles when a
+ * write finds it full (cairn_index_grow). LMDB may remap only while no
+ * transaction of the process is active, so transactions are begun and
+ * ended through cairn_index_txn_* (which hold a shared lock that the
+ * remap takes exclusively). The stat cache's pooled read transactions
+ * are the exception: they are idle (no cursor, no value held) whenever a
+ * remap can run, which LMDB 0.9 tolerates (a read txn keeps page numbers,
+ * not addresses).
  */
 #ifndef CAIRN_CLIENT_INDEX_H
 #define CAIRN_CLIENT_INDEX_H
@@ -24,8 +33,9 @@ struct cairn_index;
  * Returns 0 or CAIRN_E_TOOBIG. */
 int cairn_root_path(char *buf, size_t len);
 
-/* Opens (creating directories as needed) the index of the store at root.
- * Returns 0, negative errno or CAIRN_E_DB; err says what. */
+/* Opens (creating directories as needed, mode 0700) the index of the
+ * store at root. Returns 0, negative errno (-ENOMEM when the map does not
+ * fit in the address space) or CAIRN_E_DB; err says what. */
 int cairn_index_open(const char *root, struct cairn_index **out,
                      struct cairn_err *err);
 
@@ -36,6 +46,31 @@ int cairn_index_open(const char *root, struct cairn_index **out,
  * after its commit). cairn_index_close does it too when anything was
  * committed. Returns 0, negative errno or CAIRN_E_DB. */
 int cairn_index_sync(struct cairn_index *idx);
+
+/* Begins a transaction (mdb_txn_begin's flags) holding the map's shared
+ * lock until cairn_index_txn_commit or _abort ends it; adopts a map grown
+ * by another process (MDB_MAP_RESIZED). A thread holding one must not
+ * call cairn_index_grow. Returns 0 or an LMDB code (the caller translates
+ * it), *txn written only on success. Thread-safe. */
+int cairn_index_txn_begin(struct cairn_index *idx, unsigned flags,
+                          MDB_txn **txn);
+
+/* mdb_txn_commit, then releases the shared lock. Returns an LMDB code. */
+int cairn_index_txn_commit(struct cairn_index *idx, MDB_txn *txn);
+
+/* mdb_txn_abort, then releases the shared lock. */
+void cairn_index_txn_abort(struct cairn_index *idx, MDB_txn *txn);
+
+/* Doubles the map, waiting until no transaction begun through
+ * cairn_index_txn_begin is active; call it after aborting a write that
+ * failed with MDB_MAP_FULL, then run the write again. Checks first that
+ * the address space has room, so a refusal leaves the index usable.
+ * Returns 0, -ENOMEM (out of address space), CAIRN_E_FULL (at the 1 TiB
+ * cap) or CAIRN_E_DB; err (may be NULL) says what. Thread-safe. */
+int cairn_index_grow(struct cairn_index *idx, struct cairn_err *err);
+
+/* The current map size in bytes (0 if unknown). */
+size_t cairn_index_mapsize(struct cairn_index *idx);
 
 /* The LMDB environment, borrowed until cairn_index_close. */
 MDB_env *cairn_index_env(struct cairn_index *idx);

@@ -26,6 +26,7 @@
  * LMDB errors are translated here and nowhere else (store_mdb_err).
  */
 #include "client/store.h"
+#include "client/json.h"
 
 #include "cachekey/digest.h"
 #include "common/fdio.h"
@@ -107,6 +108,40 @@ static int mdb_fail(struct cairn_err *err, int mrc, const char *what)
                          mdb_strerror(mrc));
 }
 
+/* The map grows on demand (client/index.c): a write transaction that
+ * failed with CAIRN_E_FULL (store_mdb_err's MDB_MAP_FULL; LMDB has aborted
+ * or the caller has aborted it) is run again after the map doubled. True
+ * when the caller is to run it again; false leaves *rc as it was, or the
+ * growth's error when the map could not grow. */
+static bool store_map_grown(struct cairn_store *st, int *rc,
+                            struct cairn_err *err)
+{
+    if (*rc != CAIRN_E_FULL)
+        return false;
+    int g = cairn_index_grow(st->idx, err);
+    if (g)
+        *rc = g;
+    return g == 0;
+}
+
+static int write_one_txn(struct cairn_store *st, MDB_dbi dbi, MDB_val *k,
+                         MDB_val *v, const char *what, struct cairn_err *err)
+{
+    MDB_txn *txn;
+    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
+    if (mrc)
+        return mdb_fail(err, mrc, "begin");
+    mrc = v ? mdb_put(txn, dbi, k, v, 0) : mdb_del(txn, dbi, k, NULL);
+    if (mrc) {
+        cairn_index_txn_abort(st->idx, txn);
+        if (mrc == MDB_NOTFOUND && v == NULL)
+            return CAIRN_E_NOTFOUND;
+        return mdb_fail(err, mrc, what);
+    }
+    mrc = cairn_index_txn_commit(st->idx, txn);
+    return mrc ? mdb_fail(err, mrc, what) : 0;
+}
+
 /* One put (v not NULL) or delete (v NULL) of k in dbi, in its own write
  * transaction; what names the record in errors. A delete of a missing
  * key returns CAIRN_E_NOTFOUND without touching err: the caller decides
@@ -114,19 +149,11 @@ static int mdb_fail(struct cairn_err *err, int mrc, const char *what)
 static int store_write_one(struct cairn_store *st, MDB_dbi dbi, MDB_val *k,
                            MDB_val *v, const char *what, struct cairn_err *err)
 {
-    MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (mrc)
-        return mdb_fail(err, mrc, "begin");
-    mrc = v ? mdb_put(txn, dbi, k, v, 0) : mdb_del(txn, dbi, k, NULL);
-    if (mrc) {
-        mdb_txn_abort(txn);
-        if (mrc == MDB_NOTFOUND && v == NULL)
-            return CAIRN_E_NOTFOUND;
-        return mdb_fail(err, mrc, what);
-    }
-    mrc = mdb_txn_commit(txn);
-    return mrc ? mdb_fail(err, mrc, what) : 0;
+    int rc;
+    do
+        rc = write_one_txn(st, dbi, k, v, what, err);
+    while (store_map_grown(st, &rc, err));
+    return rc;
 }
 
 static int path_fmt(char *buf, size_t len, const char *a, const char *b,
@@ -171,10 +198,38 @@ static int copy_digest(char dst[CAIRN_DIGEST_STR_LEN], const char *src)
     return 0;
 }
 
-static int mkdir_one(const char *path)
+static int mkdir_one(const char *path, mode_t mode)
 {
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+    if (mkdir(path, mode) != 0 && errno != EEXIST)
         return -errno;
+    return 0;
+}
+
+/* The store holds image content as it will be inside containers: setuid
+ * binaries, device nodes, files of every mode. Reachable by another local
+ * user, that is a root shell (a setuid-root binary from any layer) and the
+ * host's devices; so nothing under the root is reachable but by its owner
+ * (Docker keeps /var/lib/docker 0710 for the same reason, CVE-2021-41091).
+ * The root is made 0700, and so is every directory the store creates in
+ * it; layer contents keep their own modes below that. A store made by an
+ * older cairn (0755) is closed up when its owner opens it; a root owned by
+ * someone else is left as it is, as it is not ours to change. */
+#define STORE_DIR_MODE 0700
+
+static int root_close_up(const char *root, struct cairn_err *err)
+{
+    struct stat sb;
+    if (lstat(root, &sb) != 0)
+        return cairn_err_set(err, -errno, "cannot stat %s: %s", root,
+                             strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return cairn_err_set(err, CAIRN_E_INVAL, "store root %s: not a directory",
+                             root);
+    if (sb.st_uid != geteuid() || (sb.st_mode & 077) == 0)
+        return 0;
+    if (chmod(root, sb.st_mode & 07700) != 0)
+        return cairn_err_set(err, -errno, "cannot make %s private: %s", root,
+                             strerror(errno));
     return 0;
 }
 
@@ -302,10 +357,10 @@ static int tree_walk(int dirfd, const char *name, bool remove, uint64_t *bytes,
 /* ------------------------------------------------------------------ */
 /* open / close                                                         */
 
-static int dbs_open(struct cairn_store *st, struct cairn_err *err)
+static int dbs_open_txn(struct cairn_store *st, struct cairn_err *err)
 {
     MDB_txn *txn = NULL;
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
     if (mrc == 0)
         mrc = mdb_dbi_open(txn, STORE_DB_KEYS, MDB_CREATE, &st->db_keys);
     if (mrc == 0)
@@ -319,12 +374,21 @@ static int dbs_open(struct cairn_store *st, struct cairn_err *err)
         mrc = mdb_dbi_open(txn, STORE_DB_LASTBUILD, MDB_CREATE,
                            &st->db_lastbuild);
     if (mrc == 0) {
-        mrc = mdb_txn_commit(txn);
+        mrc = cairn_index_txn_commit(st->idx, txn);
         return mrc ? mdb_fail(err, mrc, "open databases") : 0;
     }
     if (txn)
-        mdb_txn_abort(txn);
+        cairn_index_txn_abort(st->idx, txn);
     return mdb_fail(err, mrc, "open databases");
+}
+
+static int dbs_open(struct cairn_store *st, struct cairn_err *err)
+{
+    int rc;
+    do
+        rc = dbs_open_txn(st, err);
+    while (store_map_grown(st, &rc, err));
+    return rc;
 }
 
 static int index_json_write(struct cairn_store *st, struct cairn_err *err);
@@ -364,19 +428,22 @@ int cairn_store_open(const char *root, struct cairn_store **out,
     if (strlen(root) > STORE_PATH_MAX - 256)
         return cairn_err_set(err, CAIRN_E_TOOBIG, "store path too long: %s",
                              root);
-    /* The root itself may need parents ($XDG_DATA_HOME/cairn). */
+    /* The root itself may need parents ($XDG_DATA_HOME/cairn): ordinary
+     * directories, that hold nothing of the store. */
     memcpy(p, root, strlen(root) + 1);
     for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
         *s = '\0';
-        mkdir_one(p);
+        mkdir_one(p, 0755);
         *s = '/';
     }
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         path_fmt(p, sizeof p, root, dirs[i], NULL);
-        if ((rc = mkdir_one(p)) != 0)
+        if ((rc = mkdir_one(p, STORE_DIR_MODE)) != 0)
             return cairn_err_set(err, rc, "cannot create %s: %s", p,
                                  cairn_strerror(rc));
     }
+    if ((rc = root_close_up(root, err)) != 0)
+        return rc;
 
     struct cairn_store *st = calloc(1, sizeof *st);
     if (st == NULL)
@@ -441,6 +508,11 @@ const char *cairn_store_root(const struct cairn_store *st)
 MDB_env *cairn_store_env(struct cairn_store *st)
 {
     return st->env;
+}
+
+int cairn_store_map_grow(void *st)
+{
+    return cairn_index_grow(((struct cairn_store *)st)->idx, NULL);
 }
 
 const char *cairn_store_tmpdir(const struct cairn_store *st)
@@ -752,14 +824,14 @@ int cairn_store_key_get(struct cairn_store *st, const char *key_hex,
         ck_hex_decode(key_hex, k))
         return CAIRN_E_INVAL;
     MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
     if (mrc)
         return store_mdb_err(mrc);
     MDB_val kv = {sizeof k, k}, v;
     struct cairn_layer_rec r;
     mrc = mdb_get(txn, st->db_keys, &kv, &v);
     int rc = mrc ? store_mdb_err(mrc) : keyrec_unpack(&v, &r);
-    mdb_txn_abort(txn);
+    cairn_index_txn_abort(st->idx, txn);
     if (rc)
         return rc;
     /* A key whose layer is gone is a miss: the build then runs the step
@@ -777,12 +849,17 @@ int cairn_store_key_put(struct cairn_store *st, const char *key_hex,
     return cairn_store_key_put_many(st, &key_hex, &rec, 1, err);
 }
 
+static int keys_put_txn(struct cairn_store *st, const char *const key_hex[],
+                        const struct cairn_layer_rec *const rec[], size_t n,
+                        struct cairn_err *err);
+
 int cairn_store_key_put_many(struct cairn_store *st,
                              const char *const key_hex[],
                              const struct cairn_layer_rec *const rec[],
                              size_t n, struct cairn_err *err)
 {
     uint8_t k[CK_SHA256_LEN], val[KEYREC_LEN];
+    int rc;
     for (size_t i = 0; i < n; i++) {
         if (key_hex[i] == NULL || strlen(key_hex[i]) != CK_SHA256_HEX_LEN ||
             ck_hex_decode(key_hex[i], k))
@@ -795,22 +872,33 @@ int cairn_store_key_put_many(struct cairn_store *st,
     if (n == 0)
         return 0;
     blobs_sync(st);
+    do
+        rc = keys_put_txn(st, key_hex, rec, n, err);
+    while (store_map_grown(st, &rc, err));
+    return rc;
+}
+
+static int keys_put_txn(struct cairn_store *st, const char *const key_hex[],
+                        const struct cairn_layer_rec *const rec[], size_t n,
+                        struct cairn_err *err)
+{
+    uint8_t k[CK_SHA256_LEN], val[KEYREC_LEN];
     MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
     if (mrc)
         return mdb_fail(err, mrc, "begin");
     for (size_t i = 0; i < n; i++) {
-        /* Checked above: cannot fail here. */
+        /* Checked by the caller: cannot fail here. */
         (void)ck_hex_decode(key_hex[i], k);
         (void)keyrec_pack(rec[i], val);
         MDB_val kv = {sizeof k, k}, v = {sizeof val, val};
         mrc = mdb_put(txn, st->db_keys, &kv, &v, 0);
         if (mrc) {
-            mdb_txn_abort(txn);
+            cairn_index_txn_abort(st->idx, txn);
             return mdb_fail(err, mrc, "put key");
         }
     }
-    mrc = mdb_txn_commit(txn);
+    mrc = cairn_index_txn_commit(st->idx, txn);
     return mrc ? mdb_fail(err, mrc, "commit key") : 0;
 }
 
@@ -848,13 +936,13 @@ int cairn_store_lastbuild_get(struct cairn_store *st, const char *ref,
     if (rc)
         return rc;
     MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
     if (mrc)
         return mdb_fail(err, mrc, "begin");
     MDB_val kv = {strlen(name), name}, v;
     mrc = mdb_get(txn, st->db_lastbuild, &kv, &v);
     if (mrc) {
-        mdb_txn_abort(txn);
+        cairn_index_txn_abort(st->idx, txn);
         if (mrc == MDB_NOTFOUND)
             return cairn_err_set(err, CAIRN_E_NOTFOUND,
                                  "no previous build of %s", name);
@@ -870,7 +958,7 @@ int cairn_store_lastbuild_get(struct cairn_store *st, const char *ref,
         d[v.mv_size] = '\0';
     }
     size_t n = v.mv_size;
-    mdb_txn_abort(txn);
+    cairn_index_txn_abort(st->idx, txn);
     if (d == NULL)
         return cairn_err_set(err, n > CAIRN_STORE_LASTBUILD_MAX
                                       ? CAIRN_E_CORRUPT
@@ -906,7 +994,7 @@ int cairn_store_result_get(struct cairn_store *st, const char *key_hex,
         ck_hex_decode(key_hex, k))
         return CAIRN_E_INVAL;
     MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
     if (mrc)
         return store_mdb_err(mrc);
     MDB_val kv = {sizeof k, k}, v;
@@ -914,7 +1002,7 @@ int cairn_store_result_get(struct cairn_store *st, const char *key_hex,
     mrc = mdb_get(txn, st->db_results, &kv, &v);
     if (mrc == 0 && v.mv_size < sizeof d)
         memcpy(d, v.mv_data, v.mv_size);
-    mdb_txn_abort(txn);
+    cairn_index_txn_abort(st->idx, txn);
     if (mrc)
         return store_mdb_err(mrc);
     /* The image may have been pruned since: then it is a miss. */
@@ -1263,7 +1351,7 @@ static int imgrec_from_blobs(struct cairn_store *st, const char *manifest,
             goto out;
         }
         r->bytes += lsz;
-        json_array_append_new(r->layers, json_string(ld));
+        json_array_append_new(r->layers, cairn_json_string(ld));
     }
     rc = cairn_store_blob_read(st, r->config, CAIRN_IMAGE_MAX_JSON, &cdata,
                                &clen, err);
@@ -1390,7 +1478,7 @@ static int index_json_build(struct cairn_store *st, char **out)
     MDB_cursor *cur = NULL;
     struct taglist tags = {0};
     json_t *manifests = json_array();
-    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
     if (mrc) {
         json_decref(manifests);
         return store_mdb_err(mrc);
@@ -1421,7 +1509,7 @@ static int index_json_build(struct cairn_store *st, char **out)
     }
     if (cur)
         mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    cairn_index_txn_abort(st->idx, txn);
     taglist_free(&tags);
     json_t *idx = NULL;
     if (!rc) {
@@ -1544,6 +1632,34 @@ static int image_extras_put(struct cairn_store *st, MDB_txn *txn,
     return 0;
 }
 
+/* The image record val (for manifest), its tags and extras in one write
+ * transaction. */
+static int image_put_txn(struct cairn_store *st,
+                         const uint8_t manifest[CK_SHA256_LEN], char *val,
+                         size_t vlen, const struct cairn_image_row *row,
+                         struct cairn_err *err)
+{
+    MDB_txn *txn;
+    int rc = 0;
+    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
+    if (mrc)
+        return mdb_fail(err, mrc, "begin");
+    MDB_val k = {CK_SHA256_LEN, (void *)manifest}, v = {vlen, val};
+    mrc = mdb_put(txn, st->db_images, &k, &v, 0);
+    if (mrc)
+        rc = mdb_fail(err, mrc, "put image");
+    for (size_t i = 0; !rc && row->tags && i < row->ntags; i++)
+        rc = tag_put(st, txn, row->tags[i], manifest, err);
+    if (!rc)
+        rc = image_extras_put(st, txn, row, err);
+    if (rc) {
+        cairn_index_txn_abort(st->idx, txn);
+        return rc;
+    }
+    mrc = cairn_index_txn_commit(st->idx, txn);
+    return mrc ? mdb_fail(err, mrc, "commit image") : 0;
+}
+
 int cairn_store_image_add(struct cairn_store *st,
                           const struct cairn_image_row *row,
                           struct cairn_err *err)
@@ -1553,7 +1669,6 @@ int cairn_store_image_add(struct cairn_store *st,
     if (rc)
         return rc;
     char *val = NULL;
-    MDB_txn *txn = NULL;
     if (row->config_digest[0] != '\0' &&
         strcmp(row->config_digest, r.config) != 0) {
         rc = cairn_err_set(err, CAIRN_E_INVAL,
@@ -1570,48 +1685,26 @@ int cairn_store_image_add(struct cairn_store *st,
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
         goto out;
     }
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (mrc) {
-        rc = mdb_fail(err, mrc, "begin");
-        goto out;
-    }
-    MDB_val k = {CK_SHA256_LEN, r.manifest}, v = {vlen, val};
-    mrc = mdb_put(txn, st->db_images, &k, &v, 0);
-    if (mrc) {
-        rc = mdb_fail(err, mrc, "put image");
-        goto out;
-    }
-    for (size_t i = 0; row->tags && i < row->ntags; i++)
-        if ((rc = tag_put(st, txn, row->tags[i], r.manifest, err)) != 0)
-            goto out;
-    if ((rc = image_extras_put(st, txn, row, err)) != 0)
-        goto out;
-    mrc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (mrc) {
-        rc = mdb_fail(err, mrc, "commit image");
-        goto out;
-    }
-    rc = index_json_write(st, err);
+    do
+        rc = image_put_txn(st, r.manifest, val, vlen, row, err);
+    while (store_map_grown(st, &rc, err));
+    if (!rc)
+        rc = index_json_write(st, err);
 out:
-    if (txn)
-        mdb_txn_abort(txn);
     free(val);
     imgrec_clear(&r);
     return rc;
 }
 
-int cairn_store_tag(struct cairn_store *st, const char *ref,
-                    const char *manifest_digest, struct cairn_err *err)
+static int tag_txn(struct cairn_store *st, const char *ref,
+                   const char *manifest_digest, uint8_t m[CK_SHA256_LEN],
+                   struct cairn_err *err)
 {
-    uint8_t m[CK_SHA256_LEN];
-    if (digest_bin(manifest_digest, m))
-        return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
     MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
     if (mrc)
         return mdb_fail(err, mrc, "begin");
-    MDB_val k = {sizeof m, m}, v;
+    MDB_val k = {CK_SHA256_LEN, m}, v;
     int rc;
     mrc = mdb_get(txn, st->db_images, &k, &v);
     if (mrc == MDB_NOTFOUND)
@@ -1622,13 +1715,24 @@ int cairn_store_tag(struct cairn_store *st, const char *ref,
     else
         rc = tag_put(st, txn, ref, m, err);
     if (rc) {
-        mdb_txn_abort(txn);
+        cairn_index_txn_abort(st->idx, txn);
         return rc;
     }
-    mrc = mdb_txn_commit(txn);
-    if (mrc)
-        return mdb_fail(err, mrc, "commit tag");
-    return index_json_write(st, err);
+    mrc = cairn_index_txn_commit(st->idx, txn);
+    return mrc ? mdb_fail(err, mrc, "commit tag") : 0;
+}
+
+int cairn_store_tag(struct cairn_store *st, const char *ref,
+                    const char *manifest_digest, struct cairn_err *err)
+{
+    uint8_t m[CK_SHA256_LEN];
+    if (digest_bin(manifest_digest, m))
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
+    int rc;
+    do
+        rc = tag_txn(st, ref, manifest_digest, m, err);
+    while (store_map_grown(st, &rc, err));
+    return rc ? rc : index_json_write(st, err);
 }
 
 int cairn_store_untag(struct cairn_store *st, const char *ref,
@@ -1702,7 +1806,7 @@ static int rowlist_load(struct cairn_store *st, struct rowlist *rl)
     MDB_cursor *cur = NULL;
     struct taglist tags = {0};
     size_t alloc = 0;
-    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
     if (mrc)
         return store_mdb_err(mrc);
     int rc = taglist_load(st, txn, &tags);
@@ -1730,7 +1834,7 @@ static int rowlist_load(struct cairn_store *st, struct rowlist *rl)
     }
     if (cur)
         mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    cairn_index_txn_abort(st->idx, txn);
     taglist_free(&tags);
     if (rc)
         rowlist_free(rl);
@@ -1834,18 +1938,17 @@ out:
     return rc;
 }
 
-int cairn_store_image_remove(struct cairn_store *st,
-                             const char *manifest_digest, struct cairn_err *err)
+static int image_remove_txn(struct cairn_store *st,
+                            const char *manifest_digest,
+                            uint8_t m[CK_SHA256_LEN],
+                            struct cairn_err *err)
 {
-    uint8_t m[CK_SHA256_LEN];
-    if (digest_bin(manifest_digest, m))
-        return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
     MDB_txn *txn;
     MDB_cursor *cur = NULL;
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
     if (mrc)
         return mdb_fail(err, mrc, "begin");
-    MDB_val k = {sizeof m, m}, v;
+    MDB_val k = {CK_SHA256_LEN, m}, v;
     mrc = mdb_del(txn, st->db_images, &k, NULL);
     if (mrc == 0)
         mrc = mdb_cursor_open(txn, st->db_tags, &cur);
@@ -1854,7 +1957,7 @@ int cairn_store_image_remove(struct cairn_store *st,
         int c;
         for (c = mdb_cursor_get(cur, &k, &v, MDB_FIRST); c == 0;
              c = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-            if (v.mv_size == sizeof m && memcmp(v.mv_data, m, sizeof m) == 0 &&
+            if (v.mv_size == CK_SHA256_LEN && memcmp(v.mv_data, m, CK_SHA256_LEN) == 0 &&
                 (mrc = mdb_cursor_del(cur, 0)) != 0)
                 break;
         if (mrc == 0 && c != MDB_NOTFOUND)
@@ -1862,16 +1965,27 @@ int cairn_store_image_remove(struct cairn_store *st,
         mdb_cursor_close(cur);
     }
     if (mrc) {
-        mdb_txn_abort(txn);
+        cairn_index_txn_abort(st->idx, txn);
         if (mrc == MDB_NOTFOUND)
             return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
                                  manifest_digest);
         return mdb_fail(err, mrc, "remove image");
     }
-    mrc = mdb_txn_commit(txn);
-    if (mrc)
-        return mdb_fail(err, mrc, "commit remove");
-    return index_json_write(st, err);
+    mrc = cairn_index_txn_commit(st->idx, txn);
+    return mrc ? mdb_fail(err, mrc, "commit remove") : 0;
+}
+
+int cairn_store_image_remove(struct cairn_store *st,
+                             const char *manifest_digest, struct cairn_err *err)
+{
+    uint8_t m[CK_SHA256_LEN];
+    if (digest_bin(manifest_digest, m))
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
+    int rc;
+    do
+        rc = image_remove_txn(st, manifest_digest, m, err);
+    while (store_map_grown(st, &rc, err));
+    return rc ? rc : index_json_write(st, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2282,11 +2396,11 @@ int cairn_store_usage_get(struct cairn_store *st, struct cairn_store_usage *out,
     struct cairn_store_usage u;
     memset(&u, 0, sizeof u);
     MDB_txn *txn;
-    int mrc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
     if (mrc)
         return mdb_fail(err, mrc, "begin");
     int rc = plan_make(st, txn, false, &p);
-    mdb_txn_abort(txn);
+    cairn_index_txn_abort(st->idx, txn);
     if (rc) {
         plan_free(&p);
         return cairn_err_set(err, rc, "cannot read the store index: %s",
@@ -2315,6 +2429,24 @@ int cairn_store_usage_get(struct cairn_store *st, struct cairn_store_usage *out,
     return 0;
 }
 
+/* Deletes the records prune drops, in one write transaction; p gets the
+ * plan. */
+static int prune_txn(struct cairn_store *st, struct plan *p,
+                     struct cairn_err *err)
+{
+    MDB_txn *txn;
+    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
+    if (mrc)
+        return mdb_fail(err, mrc, "begin");
+    int rc = plan_make(st, txn, true, p);
+    if (rc) {
+        cairn_index_txn_abort(st->idx, txn);
+        return cairn_err_set(err, rc, "prune: %s", cairn_strerror(rc));
+    }
+    mrc = cairn_index_txn_commit(st->idx, txn);
+    return mrc ? mdb_fail(err, mrc, "commit prune") : 0;
+}
+
 int cairn_store_prune_with(struct cairn_store *st,
                            void (*on_image)(void *arg, const char *id),
                            void *arg, uint64_t *reclaimed,
@@ -2336,23 +2468,13 @@ int cairn_store_prune_with(struct cairn_store *st,
     struct plan p;
     memset(&p, 0, sizeof p);
     int ifd = -1;
-    MDB_txn *txn = NULL;
-    int mrc = mdb_txn_begin(st->env, NULL, 0, &txn);
-    if (mrc) {
-        rc = mdb_fail(err, mrc, "begin");
+    do {
+        plan_free(&p);
+        memset(&p, 0, sizeof p);
+        rc = prune_txn(st, &p, err);
+    } while (store_map_grown(st, &rc, err));
+    if (rc)
         goto out;
-    }
-    rc = plan_make(st, txn, true, &p);
-    if (rc) {
-        mdb_txn_abort(txn);
-        rc = cairn_err_set(err, rc, "prune: %s", cairn_strerror(rc));
-        goto out;
-    }
-    mrc = mdb_txn_commit(txn);
-    if (mrc) {
-        rc = mdb_fail(err, mrc, "commit prune");
-        goto out;
-    }
     /* Commits do not wait for their meta page (client/index.c), so make
      * this one durable before deleting what it stopped referencing: a
      * power loss must not bring back records that name deleted files. */

@@ -37,6 +37,10 @@ void cairn_store_close(struct cairn_store *st);
 const char *cairn_store_root(const struct cairn_store *st);
 /* The LMDB environment (for the stat cache), borrowed. */
 MDB_env *cairn_store_env(struct cairn_store *st);
+/* Doubles the index's map (cairn_index_grow), for the stat cache's
+ * ck_statcache_set_grow hook (st is the struct cairn_store). Returns 0 or
+ * an error code. */
+int cairn_store_map_grow(void *st);
 /* Directory for temporary files on the store's file system. */
 const char *cairn_store_tmpdir(const struct cairn_store *st);
 

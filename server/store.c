@@ -1193,9 +1193,20 @@ static int store_env_open(struct cd_store *st, const struct cd_store_opts *o,
      * page is synced by store_sync before anything is acknowledged. */
     if (rc == 0)
         rc = mdb_env_open(st->env, o->dir, MDB_NOTLS | MDB_NOMETASYNC, 0600);
-    if (rc != 0)
+    if (rc != 0) {
+        /* A failed open leaves no map: close it here so that nothing
+         * (cd_store_close's sync) touches it. */
+        mdb_env_close(st->env);
+        st->env = NULL;
+        if (rc == ENOMEM)
+            return cairn_err_set(err, -ENOMEM,
+                                 "lmdb open %s: cannot map %llu MiB (1.5 x "
+                                 "--max-size + 1 GiB): out of address space "
+                                 "(ulimit -v?)",
+                                 o->dir, (unsigned long long)(map >> 20));
         return cairn_err_set(err, store_mdb_err(rc), "lmdb open %s: %s", o->dir,
                              mdb_strerror(rc));
+    }
     /* A killed process leaves its reader slots behind; clear them so they
      * do not pin old pages forever. */
     int dead = 0;

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,6 +169,53 @@ static void test_set_env_label_replace(void **state)
     assert_int_equal(cairn_image_config_set_label(&c, "k", "w"), 0);
     assert_int_equal(c.nlabels, 2);
     assert_string_equal(c.labels[1], "w");
+    cairn_image_config_clear(&c);
+}
+
+/* Many ENV and LABEL lines (the build sets them one by one through an
+ * index, linear in their number): every name found again after the
+ * arrays grew, after a copy and after a parse. */
+static void test_set_env_label_many(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    struct cairn_image_config c, d;
+    cairn_image_config_init(&c);
+    char k[32], v[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "K%d", i);
+        snprintf(v, sizeof v, "%d", i);
+        assert_int_equal(cairn_image_config_set_env(&c, k, v), 0);
+        assert_int_equal(cairn_image_config_set_label(&c, k, v), 0);
+    }
+    assert_int_equal(cairn_image_config_copy(&d, &c), 0);
+    for (int i = 0; i < N; i += 7) {
+        snprintf(k, sizeof k, "K%d", i);
+        assert_int_equal(cairn_image_config_set_env(&c, k, "x"), 0);
+        assert_int_equal(cairn_image_config_set_label(&c, k, "x"), 0);
+        assert_int_equal(cairn_image_config_set_env(&d, k, "y"), 0);
+    }
+    assert_int_equal(c.nenv, N);
+    assert_int_equal(c.nlabels, 2 * N);
+    assert_int_equal(d.nenv, N);
+    assert_string_equal(c.env[7], "K7=x");
+    assert_string_equal(c.env[8], "K8=8");
+    assert_string_equal(c.labels[2 * 14 + 1], "x");
+    assert_string_equal(d.env[14], "K14=y");
+    /* A "K" that is a prefix of every name is a new one. */
+    assert_int_equal(cairn_image_config_set_env(&d, "K", "new"), 0);
+    assert_int_equal(d.nenv, N + 1);
+    size_t len = 0;
+    char *json = NULL;
+    assert_int_equal(cairn_image_config_to_json(&d, &json, &len), 0);
+    struct cairn_image_config p;
+    assert_int_equal(cairn_image_config_parse(json, len, &p, NULL), 0);
+    assert_int_equal(cairn_image_config_set_env(&p, "K21", "z"), 0);
+    assert_int_equal(p.nenv, N + 1);
+    assert_string_equal(p.env[21], "K21=z");
+    free(json);
+    cairn_image_config_clear(&p);
+    cairn_image_config_clear(&d);
     cairn_image_config_clear(&c);
 }
 
@@ -469,6 +517,7 @@ int main(void)
         cmocka_unit_test(test_config_round_trip),
         cmocka_unit_test(test_config_absent_fields),
         cmocka_unit_test(test_set_env_label_replace),
+        cmocka_unit_test(test_set_env_label_many),
         cmocka_unit_test(test_parse_docker_config),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_config_cap),

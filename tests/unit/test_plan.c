@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +51,86 @@ static const char *env_of(const struct ck_step *s, const char *name)
         if (strncmp(s->env[i], name, n) == 0 && s->env[i][n] == '=')
             return s->env[i] + n + 1;
     return NULL;
+}
+
+/* Bytes the heap holds now: ASan's own count in sanitizer builds (its
+ * allocator replaces malloc's, and mallinfo2 then says nothing), glibc's
+ * otherwise. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_ASAN 1
+#endif
+#endif
+#ifdef HAVE_ASAN
+size_t __sanitizer_get_current_allocated_bytes(void);
+static size_t heap_in_use(void)
+{
+    return __sanitizer_get_current_allocated_bytes();
+}
+#else
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+#endif
+
+/* The text of FROM scratch, n distinct ENV lines of vlen-byte values and,
+ * after every ENV when run_each (else once at the end), a RUN. */
+static char *env_dockerfile(size_t n, size_t vlen, bool run_each)
+{
+    size_t cap = 64 + n * (vlen + 48);
+    char *t = malloc(cap);
+    assert_non_null(t);
+    size_t len = (size_t)snprintf(t, cap, "FROM scratch\n");
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(t + len, cap - len, "ENV V%zu=", i);
+        memset(t + len, 'v', vlen);
+        len += vlen;
+        len += (size_t)snprintf(t + len, cap - len, "\n%s",
+                                run_each ? "RUN true\n" : "");
+    }
+    snprintf(t + len, cap - len, "RUN env\n");
+    return t;
+}
+
+/* N distinct ENV lines cost O(N): the plan of 8,000 (some 150 KB of
+ * Dockerfile) holds a few MB. When every step kept a copy of the whole
+ * environment it held N^2/2 strings, some 1.5 GB here: the bound below
+ * fails by orders of magnitude, whatever the machine's load. */
+static void test_env_many_is_linear(void **state)
+{
+    (void)state;
+    enum { N = 8000 };
+    char *text = env_dockerfile(N, 8, false);
+    struct fixture f;
+    size_t before = heap_in_use();
+    assert_int_equal(build(&f, text, NULL, 0, NULL, NULL), 0);
+    size_t held = heap_in_use() - before;
+    assert_true(held < (size_t)32 << 20);
+    assert_true(f.plan->state_bytes < (size_t)N * 64);
+    const struct ck_step *run = &f.plan->steps[f.plan->nsteps - 1];
+    assert_int_equal(run->nenv, N + 1); /* and PATH */
+    assert_string_equal(env_of(run, "V7999"), "vvvvvvvv");
+    assert_int_equal(f.plan->steps[N / 2].nenv, 0); /* an ENV step */
+    done(&f);
+    free(text);
+}
+
+/* A RUN after each ENV does keep N environments (its key needs all of
+ * it): that product is capped, with an error naming the line. */
+static void test_env_state_is_capped(void **state)
+{
+    (void)state;
+    char *text = env_dockerfile(2000, 100, true);
+    struct fixture f;
+    assert_int_equal(build(&f, text, NULL, 0, NULL, NULL), CAIRN_E_TOOBIG);
+    assert_non_null(strstr(f.err.msg, "Dockerfile:"));
+    assert_non_null(strstr(f.err.msg, "too many variables"));
+    done(&f);
+    free(text);
 }
 
 static void test_arg_scoping(void **state)
@@ -352,6 +434,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arg_scoping),
         cmocka_unit_test(test_env_wins_over_arg_and_path_default),
+        cmocka_unit_test(test_env_many_is_linear),
+        cmocka_unit_test(test_env_state_is_capped),
         cmocka_unit_test(test_workdir_user_shell),
         cmocka_unit_test(test_stages_and_target),
         cmocka_unit_test(test_copy_from_image),

@@ -430,6 +430,93 @@ static size_t last_txnid(struct cairn_store *st)
     return info.me_last_txnid;
 }
 
+static size_t map_size(struct cairn_store *st)
+{
+    MDB_envinfo info;
+    assert_int_equal(mdb_env_info(cairn_store_env(st), &info), 0);
+    return info.me_mapsize;
+}
+
+#define MAP_INITIAL ((size_t)64 << 20) /* client/index.c */
+
+/* The index map starts small (a fixed 16 GiB reservation made every
+ * command fail under `ulimit -v`) and grows when a write finds it full:
+ * keys written past the initial map are all there, in this process and
+ * the next. */
+static void test_map_grows_for_keys(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_err err;
+    assert_true(map_size(f->st) <= MAP_INITIAL);
+    enum { BATCH = 8192, MAXBATCH = 200 };
+    static char hex[BATCH][CK_SHA256_HEX_LEN + 1];
+    const char *keys[BATCH];
+    const struct cairn_layer_rec *recs[BATCH];
+    struct cairn_layer_rec rec;
+    memset(&rec, 0, sizeof rec);
+    rec.empty = true;
+    size_t n = 0;
+    /* 108 bytes a key (key and record) in half-full pages after splits:
+     * some 600,000 keys fill 64 MiB; stop one batch after the map grew. */
+    for (int b = 0; b < MAXBATCH && map_size(f->st) <= MAP_INITIAL; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            snprintf(hex[i], sizeof hex[i], "%056x%08x", 0u, (unsigned)n++);
+            keys[i] = hex[i];
+            recs[i] = &rec;
+        }
+        int rc = cairn_store_key_put_many(f->st, keys, recs, BATCH, &err);
+        if (rc)
+            fail_msg("put batch %d: %s", b, err.msg);
+    }
+    assert_true(map_size(f->st) > MAP_INITIAL);
+    struct cairn_layer_rec got;
+    char k[CK_SHA256_HEX_LEN + 1];
+    cairn_store_close(f->st);
+    assert_int_equal(cairn_store_open(f->root, &f->st, &err), 0);
+    for (size_t i = 0; i < n; i += 997) {
+        snprintf(k, sizeof k, "%056x%08x", 0u, (unsigned)i);
+        assert_int_equal(cairn_store_key_get(f->st, k, &got), 0);
+        assert_true(got.empty);
+    }
+    snprintf(k, sizeof k, "%056x%08x", 0u, (unsigned)(n - 1));
+    assert_int_equal(cairn_store_key_get(f->st, k, &got), 0);
+}
+
+/* The stat cache writes through the same map: a flush larger than the
+ * whole initial map grows it (through the store's hook) and keeps every
+ * entry. */
+static void test_map_grows_for_statcache(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_err err;
+    assert_true(map_size(f->st) <= MAP_INITIAL);
+    struct ck_statcache *sc = NULL;
+    assert_int_equal(ck_statcache_open(cairn_store_env(f->st), &sc, &err), 0);
+    ck_statcache_set_grow(sc, cairn_store_map_grow, f->st);
+    enum { NDIR = 1300, LISTING = 60 << 10 }; /* 78 MB of listings */
+    static char list[LISTING];
+    struct stat st;
+    assert_int_equal(stat(f->root, &st), 0);
+    char path[64];
+    for (int i = 0; i < NDIR; i++) {
+        snprintf(path, sizeof path, "/dir/%d", i);
+        memset(list, 'a' + i % 26, sizeof list);
+        assert_int_equal(ck_statcache_dir_put(sc, path, &st, list, LISTING), 0);
+    }
+    if (ck_statcache_flush(sc, &err) != 0)
+        fail_msg("flush: %s", err.msg);
+    assert_true(map_size(f->st) > MAP_INITIAL);
+    static char got[LISTING];
+    size_t len = 0;
+    for (int i = 0; i < NDIR; i += 97) {
+        snprintf(path, sizeof path, "/dir/%d", i);
+        assert_true(ck_statcache_dir_lookup(sc, path, &st, got, sizeof got, &len));
+        assert_int_equal(len, LISTING);
+        assert_int_equal(got[0], 'a' + i % 26);
+    }
+    ck_statcache_close(sc);
+}
+
 /* Fetched keys are recorded together: one transaction for all (one disk
  * flush), and all or none. */
 static void test_keys_many(void **state)
@@ -1076,6 +1163,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prune_waits_for_lock, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_crash_leftovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_grows_for_keys, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_map_grows_for_statcache, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
