@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* Requests kept posted per method and worker: a burst of new calls finds
@@ -84,6 +85,7 @@ struct call {
     grpc_call *call;
     grpc_metadata_array md;
     char *authorization;
+    size_t auth_count;    /* `authorization` entries in md */
     void *state;          /* streaming handler state */
     int refs;             /* batches in flight */
     bool terminal;        /* no more batches will be started */
@@ -436,28 +438,62 @@ static void stream_recv(struct call *c)
 
 /* --- dispatch of a new call --- */
 
-static char *auth_header(const grpc_metadata_array *md)
+static bool is_auth_key(grpc_slice key)
 {
+    /* HTTP/2 header names are lower case; compared without case anyway so
+     * that no spelling of the name slips past the count below. */
+    static const char name[] = "authorization";
+    return GRPC_SLICE_LENGTH(key) == sizeof name - 1 &&
+           strncasecmp((const char *)GRPC_SLICE_START_PTR(key), name, sizeof name - 1) == 0;
+}
+
+/* The `authorization` value, copied (NULL when absent or over the cap),
+ * and in *count how many `authorization` entries the call carries. */
+static char *auth_header(const grpc_metadata_array *md, size_t *count)
+{
+    const grpc_slice *value = NULL;
+    *count = 0;
     for (size_t i = 0; i < md->count; i++) {
-        if (grpc_slice_str_cmp(md->metadata[i].key, "authorization") != 0)
-            continue;
-        size_t len = GRPC_SLICE_LENGTH(md->metadata[i].value);
-        if (len > MAX_AUTH_HEADER)
-            return NULL;
-        char *s = malloc(len + 1);
-        if (s != NULL) {
-            memcpy(s, GRPC_SLICE_START_PTR(md->metadata[i].value), len);
-            s[len] = '\0';
+        if (is_auth_key(md->metadata[i].key)) {
+            value = &md->metadata[i].value;
+            (*count)++;
         }
-        return s;
     }
-    return NULL;
+    if (*count != 1 || GRPC_SLICE_LENGTH(*value) > MAX_AUTH_HEADER)
+        return NULL;
+    size_t len = GRPC_SLICE_LENGTH(*value);
+    char *s = malloc(len + 1);
+    if (s != NULL) {
+        memcpy(s, GRPC_SLICE_START_PTR(*value), len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
+/* Two `authorization` entries: which one a proxy, a token check or a log
+ * line would use is anyone's guess, so the call is refused whatever the
+ * method (Health included). The values are not logged. */
+static bool auth_refuse_duplicate(struct call *c)
+{
+    if (c->auth_count < 2)
+        return false;
+    char *peer = grpc_call_get_peer(c->call);
+    cd_log(CD_LOG_WARN, "%s from %s: %zu 'authorization' headers: refused (UNAUTHENTICATED)",
+           c->m ? c->m->path : "unknown method", peer ? peer : "?", c->auth_count);
+    gpr_free(peer);
+    cd_reply_fail(&c->reply, CAIRN_E_AUTH,
+                  "%zu authorization headers: send exactly one 'authorization: Bearer <token>'",
+                  c->auth_count);
+    call_finish(c);
+    return true;
 }
 
 static void call_dispatch(struct call *c, grpc_byte_buffer *payload)
 {
     const struct cd_method *m = c->m;
     struct cd_svc *svc = c->rpc->svc;
+    if (auth_refuse_duplicate(c))
+        return;
     if (m == NULL) {
         cd_reply_fail(&c->reply, CAIRN_E_UNSUPPORTED, "method not implemented by cairnd");
         call_finish(c);
@@ -482,6 +518,11 @@ static void call_dispatch(struct call *c, grpc_byte_buffer *payload)
     grpc_slice s = buffer_flatten(payload);
     struct cd_req req = {GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), NULL, 0,
                          c->authorization};
+    if (m->request != NULL && cd_request_strings_check(m->request, &req, &c->reply) != 0) {
+        grpc_slice_unref(s);
+        call_finish(c);
+        return;
+    }
     if (m->kind == CD_CALL_UNARY) {
         m->unary(svc, &req, &c->reply);
         grpc_slice_unref(s);
@@ -523,7 +564,7 @@ static void slot_done(struct tag *t, bool ok)
         c->m = sl->m;
         c->call = sl->call;
         c->md = sl->md; /* moves the metadata (and the slices it holds) */
-        c->authorization = auth_header(&c->md);
+        c->authorization = auth_header(&c->md, &c->auth_count);
         if (sl->m == NULL && cd_log_enabled(CD_LOG_DEBUG)) {
             char *method = grpc_slice_to_c_string(sl->details.method);
             cd_log(CD_LOG_DEBUG, "unimplemented method %s", method);
