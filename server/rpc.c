@@ -9,6 +9,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -668,6 +669,12 @@ static grpc_server_credentials *make_creds(const struct cd_rpc_opts *o, struct c
     return creds;
 }
 
+/* gRPC takes milliseconds in an int; INT_MAX is "never". */
+static int ms_or_never(unsigned s)
+{
+    return s == 0 || s > INT_MAX / 1000 ? INT_MAX : (int)(s * 1000);
+}
+
 int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_rpc **out,
                  int *port, struct cairn_err *err)
 {
@@ -691,8 +698,31 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
          * loopback (docs/operations.md, memory). */
         {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
         {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, {.integer = (int)CD_RECV_WINDOW}},
+        /* What one connection may hold (docs/security.md, "cairnd:
+         * connections, headers and instance names"). gRPC 1.51 checks the
+         * metadata size only once a header field is complete, so a huge
+         * field still costs CPU before this limit applies; an operator
+         * needs gRPC >= 1.53.2 or a proxy in front for that. */
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_METADATA_SIZE, {.integer = (int)opts->max_header_size}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = (int)opts->max_streams}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+         {.integer = ms_or_never(opts->handshake_timeout_s)}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS, {.integer = ms_or_never(opts->conn_idle_s)}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_MS, {.integer = ms_or_never(opts->conn_age_s)}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+         {.integer = ms_or_never(opts->conn_grace_s)}},
+        /* Pings: a client may ping at most every 5 minutes without
+         * calls or data; the third early ping closes the connection
+         * (gRPC's defaults, written down so they cannot drift). The HPACK
+         * table a client may make us keep stays at the protocol's 4 KiB. */
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MAX_PING_STRIKES, {.integer = 2}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+         {.integer = 5 * 60 * 1000}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 0}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_HPACK_TABLE_SIZE_DECODER, {.integer = 4096}},
     };
-    grpc_channel_args chargs = {sizeof args / sizeof args[0], args};
+    /* Without limits (a hidden test flag) only the first four apply. */
+    grpc_channel_args chargs = {opts->limits ? sizeof args / sizeof args[0] : 4, args};
     rpc->server = grpc_server_create(&chargs, NULL);
     rpc->n_workers = opts->threads ? opts->threads : 1;
     rpc->workers = calloc(rpc->n_workers, sizeof *rpc->workers);
