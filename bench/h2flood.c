@@ -133,7 +133,7 @@ static size_t block_prefix(uint8_t *out, const char *authority)
  * of o->header value bytes, whose own 0x00/name/length head is built
  * when a field starts. */
 struct block {
-    uint8_t head[64];
+    uint8_t head[512]; /* the prefix: ~70 bytes and the host (< 256) */
     size_t head_len, pos; /* position in head, then in the value */
     uint64_t value_len;
     unsigned field;
