@@ -20,7 +20,7 @@
 struct rc_conn {
     grpc_channel *ch;
     grpc_completion_queue *cq; /* pluck queue for this thread's calls */
-    grpc_metadata md[1];
+    grpc_metadata md[2]; /* authorization, and a second one for tests */
     size_t n_md;
     double timeout_s;
 };
@@ -116,8 +116,8 @@ static int rc_connect(struct rc_conn *c, const char *addr, const char *ca, const
 
 static void rc_close(struct rc_conn *c)
 {
-    if (c->n_md)
-        grpc_slice_unref(c->md[0].value);
+    for (size_t i = 0; i < c->n_md; i++)
+        grpc_slice_unref(c->md[i].value);
     grpc_channel_destroy(c->ch);
     grpc_completion_queue_shutdown(c->cq);
     while (grpc_completion_queue_pluck(c->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=

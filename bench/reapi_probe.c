@@ -3,10 +3,11 @@
  * NOT_FOUND, ...) or 100 for a usage/local error, so shell tests can
  * assert exact codes; the status message goes to stderr.
  *
- *   reapi_probe [--addr A] [--token T] [--ca F [--cert F --key F]
+ *   reapi_probe [--addr A] [--token T [--token2 T]] [--ca F [--cert F --key F]
  *               [--server-name N]] [--timeout S] CMD ARGS...
  *
- * Digests are written "hash/size". See the table at the bottom. */
+ * --token2 sends a second `authorization` entry (servers must refuse the
+ * call). Digests are written "hash/size". See the table at the bottom. */
 #include "reapi_client.h"
 
 #include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
@@ -700,12 +701,13 @@ static const struct {
 int main(int argc, char **argv)
 {
     const char *addr = "127.0.0.1:8980", *token = NULL, *ca = NULL, *cert = NULL, *key = NULL,
-               *server_name = NULL;
+               *server_name = NULL, *token2 = NULL;
     double timeout = 60;
     int i = 1;
     for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
         if (!strcmp(argv[i], "--addr")) addr = argv[i + 1];
         else if (!strcmp(argv[i], "--token")) token = argv[i + 1];
+        else if (!strcmp(argv[i], "--token2")) token2 = argv[i + 1];
         else if (!strcmp(argv[i], "--ca")) ca = argv[i + 1];
         else if (!strcmp(argv[i], "--cert")) cert = argv[i + 1];
         else if (!strcmp(argv[i], "--key")) key = argv[i + 1];
@@ -730,6 +732,12 @@ int main(int argc, char **argv)
         return EXIT_LOCAL;
     }
     c.timeout_s = timeout;
+    if (token2 != NULL) {
+        char v[1100];
+        snprintf(v, sizeof v, "Bearer %s", token2);
+        c.md[c.n_md].key = grpc_slice_from_static_string("authorization");
+        c.md[c.n_md++].value = grpc_slice_from_copied_string(v);
+    }
     int rc = commands[k].fn(&c, argc - i - 1, argv + i + 1);
     rc_close(&c);
     grpc_shutdown();

@@ -101,8 +101,8 @@ static const struct opt {
     enum opt_kind kind;
     size_t offset;
     uint64_t min, max; /* bounds of OPT_UINT, OPT_DURATION (seconds) and
-                        * OPT_SIZE (bytes, a multiple of min; 0, 0: any
-                        * size) */
+                        * OPT_SIZE (bytes, a multiple of min, which is
+                        * 1 KiB or 1 MiB; 0, 0: any size) */
     const char *help;  /* NULL: hidden (testing) option */
 } opts[] = {
     {"--listen", OPT_STRING, offsetof(struct cd_config, listen), 0, 0,
@@ -137,6 +137,24 @@ static const struct opt {
      "                         is served without hashing again (default 10m; 0: every read)"},
     {"--no-read-verify", OPT_FLAG, offsetof(struct cd_config, no_read_verify), 0, 0,
      "serve blobs without hashing them (clients still check digests)"},
+    {"--max-header-size", OPT_SIZE, offsetof(struct cd_config, max_header_size), 1024, 1u << 20,
+     "SIZE of the request headers (metadata) of a call, 1K to 1M\n"
+     "                         (default 8K, gRPC's); larger is refused"},
+    {"--max-streams", OPT_UINT, offsetof(struct cd_config, max_streams), 1, 100000,
+     "N concurrent calls per connection (default 100; more wait)"},
+    {"--handshake-timeout", OPT_DURATION, offsetof(struct cd_config, handshake_timeout_s), 1, 600,
+     "DURATION a new connection has to finish TLS and send its HTTP/2\n"
+     "                         settings (default 10s)"},
+    {"--max-connection-idle", OPT_DURATION, offsetof(struct cd_config, conn_idle_s), 0, 7 * 86400,
+     "DURATION a connection without calls is kept (default 10m; 0: forever)"},
+    {"--max-connection-age", OPT_DURATION, offsetof(struct cd_config, conn_age_s), 0, 30 * 86400,
+     "DURATION after which a connection is asked to go away (default 2h;\n"
+     "                         0: never); clients reconnect"},
+    {"--max-connection-age-grace", OPT_DURATION, offsetof(struct cd_config, conn_grace_s), 1,
+     7 * 86400,
+     "DURATION calls may still run on a connection past its age,\n"
+     "                         then they are cut (default 30m)"},
+    {"--no-connection-limits", OPT_FLAG, offsetof(struct cd_config, no_conn_limits), 0, 0, NULL},
     {"--verify", OPT_FLAG, offsetof(struct cd_config, verify), 0, 0,
      "check every blob in --dir, remove corrupt ones, print a summary\n"
      "                         and exit (1 if any was corrupt); only --dir is needed"},
@@ -169,11 +187,15 @@ static int opt_set(const struct opt *o, const char *v, void *field, struct cairn
             return cairn_err_set(err, CAIRN_E_INVAL,
                                  "%s: '%s' is not a size (bytes, or a number with K, M, G or T, "
                                  "e.g. 512M)", o->name, v);
-        if (o->max != 0 && (size < o->min || size > o->max || size % o->min != 0))
+        if (o->max != 0 && (size < o->min || size > o->max || size % o->min != 0)) {
+            /* min is the unit: 1 MiB (--stage-batch) or 1 KiB. */
+            unsigned shift = o->min % (1u << 20) == 0 ? 20 : 10;
             return cairn_err_set(err, CAIRN_E_INVAL,
-                                 "%s: %s is not a whole number of MiB from %lluM to %lluM",
-                                 o->name, v, (unsigned long long)(o->min >> 20),
-                                 (unsigned long long)(o->max >> 20));
+                                 "%s: %s is not a whole number of %s from %llu%c to %llu%c",
+                                 o->name, v, shift == 20 ? "MiB" : "KiB",
+                                 (unsigned long long)(o->min >> shift), shift == 20 ? 'M' : 'K',
+                                 (unsigned long long)(o->max >> shift), shift == 20 ? 'M' : 'K');
+        }
         *(uint64_t *)field = size;
         return 0;
     case OPT_UINT:
@@ -210,6 +232,12 @@ int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_e
     cfg->stats_interval_s = 60;
     cfg->drain_timeout_s = 5;
     cfg->reverify_s = 600;
+    cfg->max_header_size = 8u << 10;
+    cfg->max_streams = 100;
+    cfg->handshake_timeout_s = 10;
+    cfg->conn_idle_s = 600;
+    cfg->conn_age_s = 7200;
+    cfg->conn_grace_s = 1800;
     int rc;
     for (int i = 1; i < argc; i++) {
         size_t k = 0;

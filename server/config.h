@@ -25,6 +25,14 @@ struct cd_config {
     unsigned drain_timeout_s; /* --drain-timeout DURATION */
     unsigned reverify_s;      /* --reverify-after DURATION */
     bool no_read_verify;      /* --no-read-verify */
+    /* Connection limits, passed to gRPC (server/rpc.h, docs/security.md). */
+    uint64_t max_header_size; /* --max-header-size SIZE */
+    unsigned max_streams;     /* --max-streams N (per connection) */
+    unsigned handshake_timeout_s; /* --handshake-timeout DURATION */
+    unsigned conn_idle_s;     /* --max-connection-idle DURATION (0: never) */
+    unsigned conn_age_s;      /* --max-connection-age DURATION (0: never) */
+    unsigned conn_grace_s;    /* --max-connection-age-grace DURATION */
+    bool no_conn_limits;      /* hidden: gRPC's defaults, for tests only */
     bool verify;              /* --verify: scrub --dir and exit */
     bool help;
 };

@@ -212,7 +212,10 @@ int main(int argc, char **argv)
      * upload is parked (and resumable) well before the store would expire
      * it. */
     unsigned idle_s = cfg.upload_ttl_s / 2 ? cfg.upload_ttl_s / 2 : 1;
-    struct cd_rpc_opts ro = {cfg.listen, cfg.threads, cert, key, ca, idle_s};
+    struct cd_rpc_opts ro = {cfg.listen, cfg.threads, cert, key, ca, idle_s,
+                             !cfg.no_conn_limits, (unsigned)cfg.max_header_size,
+                             cfg.max_streams, cfg.handshake_timeout_s, cfg.conn_idle_s,
+                             cfg.conn_age_s, cfg.conn_grace_s};
     int port = 0;
     if (cd_rpc_start(&ro, &svc, &rpc, &port, &err) != 0) {
         fprintf(stderr, "cairnd: %s\n", err.msg);
@@ -230,6 +233,14 @@ int main(int argc, char **argv)
            (unsigned long long)cfg.max_size, cfg.threads, cfg.upload_ttl_s,
            (unsigned long long)(cfg.stage_batch >> 20), verify_how,
            cert ? "TLS" : "plaintext", ca ? " with client certificates" : "");
+    if (ro.limits)
+        cd_log(CD_LOG_INFO,
+               "connections: headers up to %u bytes, %u calls each, %us to handshake, closed "
+               "after %us without calls (0: never), asked to go after %us (0: never) with %us of "
+               "grace", ro.max_header_size, ro.max_streams, ro.handshake_timeout_s, ro.conn_idle_s,
+               ro.conn_age_s, ro.conn_grace_s);
+    else
+        cd_log(CD_LOG_WARN, "connections: gRPC's default limits (--no-connection-limits)");
     print_listening(cfg.listen, port);
 
     /* Periodic jobs run on this thread between signals. Upload expiry runs

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int cd_pb_digest_err(const PbDigest *pb, struct cd_digest *d, struct cairn_err *err)
 {
@@ -68,4 +69,37 @@ void cd_corrupt_report(const char *instance, const struct cd_digest *d, char *ms
            instance, instance[0] ? "/" : "", hex, (long long)d->size);
     snprintf(msg, cap, "blob %s/%lld is corrupt in the server's store (its bytes do not hash "
              "to the digest); the server removed it, upload it again", hex, (long long)d->size);
+}
+
+static int has_nul(void *ctx, const uint8_t *p, size_t n)
+{
+    (void)ctx;
+    return memchr(p, '\0', n) != NULL;
+}
+
+int cd_request_strings_check(const ProtobufCMessageDescriptor *d, const struct cd_req *req,
+                             struct cd_reply *r)
+{
+    struct cd_iov one = {req->data, req->len};
+    struct cd_wire w, v;
+    cd_wire_init(&w, &one, 1);
+    while (cd_wire_more(&w)) {
+        uint32_t f, t;
+        /* Malformed bytes stop the walk; the handler's unpack refuses
+         * them with the usual message. */
+        if (cd_wire_key(&w, &f, &t) != 0)
+            return 0;
+        if (t != CD_WIRE_LEN) {
+            if (cd_wire_skip(&w, t) != 0)
+                return 0;
+            continue;
+        }
+        if (cd_wire_len(&w, &v) != 0)
+            return 0;
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f);
+        if (fd != NULL && fd->type == PROTOBUF_C_TYPE_STRING && cd_wire_each(v, has_nul, NULL))
+            return cd_reply_fail(r, CAIRN_E_PARSE, "malformed %s: NUL byte in %s",
+                                 d->short_name, fd->name);
+    }
+    return 0;
 }

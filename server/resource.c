@@ -69,6 +69,15 @@ int cd_instance_check(const char *instance, struct cairn_err *err)
         return cairn_err_set(err, CAIRN_E_INVAL,
                              "instance name is %zu bytes, the limit is %u", len,
                              CD_STORE_MAX_INSTANCE - 1);
+    /* Bytes first, so the messages below may quote the name: a control
+     * character would otherwise reach the log and the client verbatim. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)instance[i];
+        if (c < CD_INSTANCE_BYTE_MIN || c > CD_INSTANCE_BYTE_MAX)
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "instance name has byte 0x%02x at offset %zu: only printable "
+                                 "ASCII without spaces is allowed", c, i);
+    }
     const char *seg = instance;
     for (;;) {
         const char *slash = strchr(seg, '/');
@@ -76,6 +85,12 @@ int cd_instance_check(const char *instance, struct cairn_err *err)
         if (n == 0)
             return cairn_err_set(err, CAIRN_E_INVAL,
                                  "instance name '%s' has an empty path segment", instance);
+        /* "." and ".." name no instance of their own; refused so that no
+         * two spellings (a/./b, a/b) name one instance. */
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "instance name '%s' has a '%.*s' path segment", instance,
+                                 (int)n, seg);
         if (is_reserved(seg, n))
             return cairn_err_set(err, CAIRN_E_INVAL,
                                  "instance name '%s' contains the reserved segment '%.*s'",

@@ -26,9 +26,17 @@ int cd_digest_parse(const char *hash, int64_t size, struct cd_digest *out,
 /* Writes "hash/size" into buf (at least 90 bytes) for messages and logs. */
 void cd_digest_format(const struct cd_digest *d, char *buf, size_t len);
 
-/* Checks an instance name: at most CD_STORE_MAX_INSTANCE - 1 bytes, no
- * empty or reserved path segments ("blobs", "uploads", ...). NULL is the
- * empty instance. Returns 0 or CAIRN_E_INVAL. */
+/* The bytes an instance name may hold: printable ASCII without the space
+ * (0x21 '!' to 0x7e '~'), '/' separating path segments. */
+#define CD_INSTANCE_BYTE_MIN 0x21
+#define CD_INSTANCE_BYTE_MAX 0x7e
+
+/* Checks an instance name: at most CD_STORE_MAX_INSTANCE - 1 bytes, each
+ * from CD_INSTANCE_BYTE_MIN to CD_INSTANCE_BYTE_MAX (no NUL, control
+ * character, space or non-ASCII byte), no empty, "." or ".." path
+ * segments and no reserved ones ("blobs", "uploads", ...). NULL is the
+ * empty instance. Returns 0 or CAIRN_E_INVAL (err names the byte or the
+ * segment). */
 int cd_instance_check(const char *instance, struct cairn_err *err);
 
 /* The digest_function field of a request: 0 (unset) and SHA256 are

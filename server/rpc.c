@@ -9,12 +9,14 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 /* Requests kept posted per method and worker: a burst of new calls finds
@@ -84,6 +86,7 @@ struct call {
     grpc_call *call;
     grpc_metadata_array md;
     char *authorization;
+    size_t auth_count;    /* `authorization` entries in md */
     void *state;          /* streaming handler state */
     int refs;             /* batches in flight */
     bool terminal;        /* no more batches will be started */
@@ -436,28 +439,62 @@ static void stream_recv(struct call *c)
 
 /* --- dispatch of a new call --- */
 
-static char *auth_header(const grpc_metadata_array *md)
+static bool is_auth_key(grpc_slice key)
 {
+    /* HTTP/2 header names are lower case; compared without case anyway so
+     * that no spelling of the name slips past the count below. */
+    static const char name[] = "authorization";
+    return GRPC_SLICE_LENGTH(key) == sizeof name - 1 &&
+           strncasecmp((const char *)GRPC_SLICE_START_PTR(key), name, sizeof name - 1) == 0;
+}
+
+/* The `authorization` value, copied (NULL when absent or over the cap),
+ * and in *count how many `authorization` entries the call carries. */
+static char *auth_header(const grpc_metadata_array *md, size_t *count)
+{
+    const grpc_slice *value = NULL;
+    *count = 0;
     for (size_t i = 0; i < md->count; i++) {
-        if (grpc_slice_str_cmp(md->metadata[i].key, "authorization") != 0)
-            continue;
-        size_t len = GRPC_SLICE_LENGTH(md->metadata[i].value);
-        if (len > MAX_AUTH_HEADER)
-            return NULL;
-        char *s = malloc(len + 1);
-        if (s != NULL) {
-            memcpy(s, GRPC_SLICE_START_PTR(md->metadata[i].value), len);
-            s[len] = '\0';
+        if (is_auth_key(md->metadata[i].key)) {
+            value = &md->metadata[i].value;
+            (*count)++;
         }
-        return s;
     }
-    return NULL;
+    if (*count != 1 || GRPC_SLICE_LENGTH(*value) > MAX_AUTH_HEADER)
+        return NULL;
+    size_t len = GRPC_SLICE_LENGTH(*value);
+    char *s = malloc(len + 1);
+    if (s != NULL) {
+        memcpy(s, GRPC_SLICE_START_PTR(*value), len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
+/* Two `authorization` entries: which one a proxy, a token check or a log
+ * line would use is anyone's guess, so the call is refused whatever the
+ * method (Health included). The values are not logged. */
+static bool auth_refuse_duplicate(struct call *c)
+{
+    if (c->auth_count < 2)
+        return false;
+    char *peer = grpc_call_get_peer(c->call);
+    cd_log(CD_LOG_WARN, "%s from %s: %zu 'authorization' headers: refused (UNAUTHENTICATED)",
+           c->m ? c->m->path : "unknown method", peer ? peer : "?", c->auth_count);
+    gpr_free(peer);
+    cd_reply_fail(&c->reply, CAIRN_E_AUTH,
+                  "%zu authorization headers: send exactly one 'authorization: Bearer <token>'",
+                  c->auth_count);
+    call_finish(c);
+    return true;
 }
 
 static void call_dispatch(struct call *c, grpc_byte_buffer *payload)
 {
     const struct cd_method *m = c->m;
     struct cd_svc *svc = c->rpc->svc;
+    if (auth_refuse_duplicate(c))
+        return;
     if (m == NULL) {
         cd_reply_fail(&c->reply, CAIRN_E_UNSUPPORTED, "method not implemented by cairnd");
         call_finish(c);
@@ -482,6 +519,11 @@ static void call_dispatch(struct call *c, grpc_byte_buffer *payload)
     grpc_slice s = buffer_flatten(payload);
     struct cd_req req = {GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), NULL, 0,
                          c->authorization};
+    if (m->request != NULL && cd_request_strings_check(m->request, &req, &c->reply) != 0) {
+        grpc_slice_unref(s);
+        call_finish(c);
+        return;
+    }
     if (m->kind == CD_CALL_UNARY) {
         m->unary(svc, &req, &c->reply);
         grpc_slice_unref(s);
@@ -523,7 +565,7 @@ static void slot_done(struct tag *t, bool ok)
         c->m = sl->m;
         c->call = sl->call;
         c->md = sl->md; /* moves the metadata (and the slices it holds) */
-        c->authorization = auth_header(&c->md);
+        c->authorization = auth_header(&c->md, &c->auth_count);
         if (sl->m == NULL && cd_log_enabled(CD_LOG_DEBUG)) {
             char *method = grpc_slice_to_c_string(sl->details.method);
             cd_log(CD_LOG_DEBUG, "unimplemented method %s", method);
@@ -627,6 +669,12 @@ static grpc_server_credentials *make_creds(const struct cd_rpc_opts *o, struct c
     return creds;
 }
 
+/* gRPC takes milliseconds in an int; INT_MAX is "never". */
+static int ms_or_never(unsigned s)
+{
+    return s == 0 || s > INT_MAX / 1000 ? INT_MAX : (int)(s * 1000);
+}
+
 int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_rpc **out,
                  int *port, struct cairn_err *err)
 {
@@ -650,8 +698,31 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
          * loopback (docs/operations.md, memory). */
         {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_BDP_PROBE, {.integer = 0}},
         {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, {.integer = (int)CD_RECV_WINDOW}},
+        /* What one connection may hold (docs/security.md, "cairnd:
+         * connections, headers and instance names"). gRPC 1.51 checks the
+         * metadata size only once a header field is complete, so a huge
+         * field still costs CPU before this limit applies; an operator
+         * needs gRPC >= 1.53.2 or a proxy in front for that. */
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_METADATA_SIZE, {.integer = (int)opts->max_header_size}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = (int)opts->max_streams}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+         {.integer = ms_or_never(opts->handshake_timeout_s)}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS, {.integer = ms_or_never(opts->conn_idle_s)}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_MS, {.integer = ms_or_never(opts->conn_age_s)}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+         {.integer = ms_or_never(opts->conn_grace_s)}},
+        /* Pings: a client may ping at most every 5 minutes without
+         * calls or data; the third early ping closes the connection
+         * (gRPC's defaults, written down so they cannot drift). The HPACK
+         * table a client may make us keep stays at the protocol's 4 KiB. */
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MAX_PING_STRIKES, {.integer = 2}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+         {.integer = 5 * 60 * 1000}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, {.integer = 0}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_HPACK_TABLE_SIZE_DECODER, {.integer = 4096}},
     };
-    grpc_channel_args chargs = {sizeof args / sizeof args[0], args};
+    /* Without limits (a hidden test flag) only the first four apply. */
+    grpc_channel_args chargs = {opts->limits ? sizeof args / sizeof args[0] : 4, args};
     rpc->server = grpc_server_create(&chargs, NULL);
     rpc->n_workers = opts->threads ? opts->threads : 1;
     rpc->workers = calloc(rpc->n_workers, sizeof *rpc->workers);

@@ -27,6 +27,16 @@ struct cd_rpc_opts {
     unsigned stream_idle_s;    /* a client stream (Write) that sends nothing
                                 * for this long is cancelled by
                                 * cd_rpc_reap_idle; 0: never */
+    /* Connection limits handed to gRPC (docs/security.md says what each
+     * bounds and what gRPC 1.51 leaves open). limits false keeps gRPC's
+     * defaults for all of them: only for tests that show the difference. */
+    bool limits;
+    unsigned max_header_size;     /* bytes of metadata per call */
+    unsigned max_streams;         /* concurrent calls per connection */
+    unsigned handshake_timeout_s; /* TLS + HTTP/2 settings of a new connection */
+    unsigned conn_idle_s;         /* no calls for this long: GOAWAY; 0: never */
+    unsigned conn_age_s;          /* GOAWAY after this long; 0: never */
+    unsigned conn_grace_s;        /* calls still running then are cut */
 };
 
 struct cd_rpc;

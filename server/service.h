@@ -18,6 +18,8 @@
 #include "server/uploads.h"
 #include "server/wire.h"
 
+#include <protobuf-c/protobuf-c.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,7 +103,21 @@ struct cd_method {
     enum cd_call_kind kind;
     cd_unary_fn unary;
     const struct cd_stream_ops *stream;
+    /* The request message type (unary and server streaming), for
+     * cd_request_strings_check; NULL for Write, whose in-place reader
+     * (server/writereq.h) refuses a NUL in resource_name itself. */
+    const ProtobufCMessageDescriptor *request;
 };
+
+/* Refuses (CAIRN_E_PARSE, r filled: INVALID_ARGUMENT) a request whose
+ * top-level string fields (instance_name, resource_name, ...) hold a NUL
+ * byte. protobuf-c hands strings over NUL-terminated, so "main\0pr"
+ * would reach the handler, the token check and the store as "main".
+ * Bytes that are not a valid message pass: the handler's unpack reports
+ * them. Called by server/rpc.c before every handler that gets a request
+ * with the call. */
+int cd_request_strings_check(const ProtobufCMessageDescriptor *d, const struct cd_req *req,
+                             struct cd_reply *r);
 
 /* The table of every method cairnd serves (server/methods.c). */
 extern const struct cd_method cd_methods[];

@@ -103,6 +103,42 @@ static void test_upload_flags(void **state)
     assert_non_null(strstr(err.msg, "--threads: '0' is not a number from 1 to 1024"));
 }
 
+/* The connection limits (issue 9, item 14): defaults, and values out of
+ * range refused with the flag named. */
+static void test_connection_flags(void **state)
+{
+    (void)state;
+    struct cd_config c;
+    struct cairn_err err;
+    assert_int_equal(parse_with("--threads", "2", &c, &err), 0);
+    assert_true(c.max_header_size == (8u << 10));
+    assert_int_equal(c.max_streams, 100);
+    assert_int_equal(c.handshake_timeout_s, 10);
+    assert_int_equal(c.conn_idle_s, 600);
+    assert_int_equal(c.conn_age_s, 7200);
+    assert_int_equal(c.conn_grace_s, 1800);
+    assert_false(c.no_conn_limits);
+    assert_int_equal(parse_with("--max-header-size", "64K", &c, &err), 0);
+    assert_true(c.max_header_size == (64u << 10));
+    assert_int_equal(parse_with("--max-header-size", "2M", &c, &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "--max-header-size: 2M is not a whole number of KiB from 1K to 1024K"));
+    assert_int_equal(parse_with("--max-header-size", "1500", &c, &err), CAIRN_E_INVAL);
+    assert_int_equal(parse_with("--max-streams", "0", &c, &err), CAIRN_E_INVAL);
+    assert_int_equal(parse_with("--max-streams", "1000", &c, &err), 0);
+    assert_int_equal(c.max_streams, 1000);
+    assert_int_equal(parse_with("--handshake-timeout", "0", &c, &err), CAIRN_E_INVAL);
+    assert_int_equal(parse_with("--handshake-timeout", "11m", &c, &err), CAIRN_E_INVAL);
+    assert_int_equal(parse_with("--max-connection-idle", "0", &c, &err), 0);
+    assert_int_equal(c.conn_idle_s, 0);
+    assert_int_equal(parse_with("--max-connection-age", "1d", &c, &err), 0);
+    assert_int_equal(c.conn_age_s, 86400);
+    assert_int_equal(parse_with("--max-connection-age-grace", "0", &c, &err), CAIRN_E_INVAL);
+    char *off[] = {"cairnd", "--listen", "x:1", "--dir", "d", "--max-size", "1M",
+                   "--no-connection-limits", NULL};
+    assert_int_equal(cd_config_parse(8, off, &c, &err), 0);
+    assert_true(c.no_conn_limits);
+}
+
 static void test_options(void **state)
 {
     (void)state;
@@ -132,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_upload_flags),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_connection_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,12 +68,43 @@ static void test_digests_and_instances(void **state)
     assert_int_equal(cd_digest_function_check(3, &err), CAIRN_E_INVAL);
 }
 
+/* Instance names: printable ASCII without spaces, no "." or ".." segments
+ * (issue 9, item 15: "main\x01pr" and the like were accepted). */
+static void test_instance_bytes(void **state)
+{
+    (void)state;
+    struct cairn_err err;
+    struct cd_resource r;
+    assert_int_equal(cd_instance_check("pr/42", &err), 0);
+    assert_int_equal(cd_instance_check("projects/x_y-z.v1~+=@:,%!", &err), 0);
+    assert_int_equal(cd_instance_check("a/.../b", &err), 0);
+    assert_int_equal(cd_instance_check("main\x01pr", &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "byte 0x01 at offset 4"));
+    assert_int_equal(cd_instance_check("main\npr", &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_instance_check("main pr", &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_instance_check("main\x7f", &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_instance_check("caf\xc3\xa9", &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "byte 0xc3 at offset 3"));
+    assert_int_equal(cd_instance_check(".", &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_instance_check("..", &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_instance_check("a/./b", &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_instance_check("a/../b", &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "'..' path segment"));
+    assert_int_equal(cd_instance_check("/a", &err), CAIRN_E_INVAL);
+    /* The same rules inside resource names. */
+    assert_int_equal(cd_resource_parse_read("ma\tin/blobs/" H "/1", &r, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_resource_parse_read("../blobs/" H "/1", &r, &err), CAIRN_E_INVAL);
+    assert_int_equal(cd_resource_parse_write("a\x1b[31m/uploads/u/blobs/" H "/1", &r, &err),
+                     CAIRN_E_INVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_names),
         cmocka_unit_test(test_write_names),
         cmocka_unit_test(test_digests_and_instances),
+        cmocka_unit_test(test_instance_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
