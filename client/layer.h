@@ -185,6 +185,30 @@ void cairn_layer_writer_abort(struct cairn_layer_writer *w);
 int cairn_layer_unpack(const char *blob_path, const char *dest,
                        const char *diff_id, struct cairn_err *err);
 
+/* What a layer blob from elsewhere (a shared cache) must be. */
+struct cairn_layer_expect {
+    const char *digest;     /* "sha256:<hex>" of the blob */
+    const char *diff_id;    /* "sha256:<hex>" of the uncompressed tar */
+    const char *media_type; /* CAIRN_MEDIA_LAYER_*: gzip, zstd or plain */
+    int64_t size;           /* blob bytes */
+    int64_t max_tar;        /* cap on the uncompressed bytes; <= 0: none */
+};
+
+/* Verifies the layer blob read from fd (borrowed, read to its end unless
+ * a check fails first; the caller closes it) in one pass, one
+ * decompression, before anything uses it: its magic bytes are those of
+ * want->media_type and it decodes with that codec; every tar entry
+ * follows the unpack rules (client/layer_rules.h: the same code the
+ * unpacker runs); the tar has at least one entry (a step that changed
+ * nothing has no layer); its digest and size are want's, its
+ * uncompressed stream hashes to want->diff_id and is at most
+ * want->max_tar bytes (checked as it decompresses: a bomb stops there).
+ * Reading stops at want->size bytes. A refusal is CAIRN_E_CORRUPT,
+ * CAIRN_E_DIGEST or CAIRN_E_TOOBIG with a sentence naming the blob and,
+ * for an entry, the entry and the rule; a read error keeps its errno. */
+int cairn_layer_verify_fd(int fd, const struct cairn_layer_expect *want,
+                          struct cairn_err *err);
+
 /* Computes both digests of an existing blob file (import/load). */
 int cairn_layer_digest_file(const char *blob_path,
                             struct cairn_layer_desc *desc,
