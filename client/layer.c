@@ -2389,10 +2389,17 @@ static int verify_entries(struct blob_reader *r, const char *shown,
     if (in == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     int rc = 0;
-    if (archive_read_support_format_tar(in) != ARCHIVE_OK ||
-        archive_read_open(in, r, NULL, unpack_read_cb, NULL) != ARCHIVE_OK)
-        rc = CAIRN_E_CORRUPT;
+    int ar0 = archive_read_support_format_tar(in);
+    if (ar0 == ARCHIVE_OK)
+        ar0 = archive_read_open(in, r, NULL, unpack_read_cb, NULL);
     while (rc == 0) {
+        if (ar0 != ARCHIVE_OK) {
+            const char *why = archive_error_string(in);
+            rc = r->rc != 0 ? r->rc : CAIRN_E_CORRUPT;
+            cairn_err_set(err, rc, "layer %s: %s", shown,
+                          r->rc != 0 ? r->msg : why ? why : "not a tar");
+            break;
+        }
         struct archive_entry *ae;
         int ar = archive_read_next_header(in, &ae);
         if (ar == ARCHIVE_EOF)
@@ -2419,8 +2426,6 @@ static int verify_entries(struct blob_reader *r, const char *shown,
                           r->rc != 0 ? r->msg : why ? why : "bad tar");
         }
     }
-    if (rc == CAIRN_E_CORRUPT && err->msg[0] == '\0')
-        cairn_err_set(err, rc, "layer %s: not a tar", shown);
     archive_read_free(in);
     return rc;
 }
