@@ -402,6 +402,7 @@ struct fetch_sink {
     int fd;   /* the temporary file */
     int sock; /* to the verifier; -1 when it could not start */
     bool verifier_gone;
+    int write_errno; /* the file could not be written (ENOSPC, EIO) */
 };
 
 static int fetch_write(void *arg, const void *data, size_t len)
@@ -413,8 +414,10 @@ static int fetch_write(void *arg, const void *data, size_t len)
         ssize_t n = write(f->fd, p, left);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
+        if (n < 0) {
+            f->write_errno = errno;
             return -errno;
+        }
         p += n;
         left -= (size_t)n;
     }
@@ -505,9 +508,9 @@ static int fetch_layer(struct cairn_cache *c, struct endpoint *e,
     rc = cairn_remote_read(e->r, e->instance, &dg, fetch_write, &fs, &got,
                            err);
     add_down(c, (uint64_t)got);
-    if (rc < 0 && rc > -4096)
+    if (fs.write_errno != 0)
         cairn_err_set(err, rc, "writing the layer %s to %s: %s",
-                      rec->layer.digest, path, strerror(-rc));
+                      rec->layer.digest, path, strerror(fs.write_errno));
     if (threaded) {
         /* End of stream for the verifier, then its verdict. */
         shutdown(fs.sock, SHUT_WR);

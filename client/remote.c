@@ -27,6 +27,8 @@
 #define REMOTE_READ_ATTEMPTS 4
 /* The slowest blob stream kept when the caller sets none (bytes/s). */
 #define REMOTE_MIN_RATE ((int64_t)256 << 10)
+/* The message size the rate windows allow for (cairnd's ReadResponse). */
+#define REMOTE_RATE_FRAME ((int64_t)1 << 20)
 
 typedef Build__Bazel__Remote__Execution__V2__Digest Digest;
 
@@ -34,7 +36,8 @@ struct cairn_remote {
     grpc_channel *ch;
     char *auth; /* "Bearer <token>", or NULL */
     int64_t timeout_ms;
-    int64_t min_rate; /* bytes/s over each timeout_ms window of a stream */
+    int64_t min_rate;  /* bytes/s over each window of a stream */
+    int64_t window_ms; /* see rate_start */
     char target[256];
 };
 
@@ -281,6 +284,11 @@ int cairn_remote_open(const struct cairn_remote_opts *o,
     snprintf(r->target, sizeof r->target, "%s", o->target);
     r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
     r->min_rate = o->min_rate > 0 ? o->min_rate : REMOTE_MIN_RATE;
+    /* Bytes are seen a message at a time, so a window must hold at least
+     * one message (cairnd frames 1 MiB) at the minimum rate. */
+    double frame_ms = (double)REMOTE_RATE_FRAME * 1000.0 / (double)r->min_rate;
+    r->window_ms = frame_ms > (double)r->timeout_ms ? (int64_t)frame_ms
+                                                    : r->timeout_ms;
     if (o->token && o->token[0]) {
         size_t n = strlen(o->token) + 8;
         if (strlen(o->token) > 4096 || (r->auth = malloc(n)) == NULL) {
@@ -672,9 +680,10 @@ static int64_t stream_extra_ms(const struct cairn_remote *r, int64_t size)
     return ms > 1e12 ? (int64_t)1e12 : (int64_t)ms;
 }
 
-/* A stream's progress: every window of timeout_ms must move at least
- * min_rate bytes per second, so a stall or a trickle ends in one window
- * instead of at a deadline that grows with the (claimed) size. */
+/* A stream's progress: every window (timeout_ms, or longer when one
+ * 1 MiB message at min_rate needs longer) must move at least min_rate
+ * bytes per second, so a stall or a trickle ends in one window instead
+ * of at a deadline that grows with the (claimed) size. */
 struct rate_window {
     gpr_timespec end;
     int64_t bytes;
@@ -683,7 +692,7 @@ struct rate_window {
 static void rate_start(struct rate_window *w, const struct cairn_remote *r)
 {
     w->end = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                          gpr_time_from_millis(r->timeout_ms, GPR_TIMESPAN));
+                          gpr_time_from_millis(r->window_ms, GPR_TIMESPAN));
     w->bytes = 0;
 }
 
@@ -693,7 +702,7 @@ static bool rate_check(struct rate_window *w, const struct cairn_remote *r)
 {
     if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), w->end) < 0)
         return true;
-    if ((double)w->bytes < (double)r->min_rate * (double)r->timeout_ms / 1000.0)
+    if ((double)w->bytes < (double)r->min_rate * (double)r->window_ms / 1000.0)
         return false;
     rate_start(w, r);
     return true;
@@ -710,6 +719,33 @@ static int resource_name(char *buf, size_t len, const char *instance,
 static bool transient(int rc)
 {
     return rc == CAIRN_E_RPC || rc == CAIRN_E_TIMEOUT;
+}
+
+/* Waits for tag while the stream keeps the minimum rate. A window that
+ * ends below it cancels the call (the pending op still completes and is
+ * collected here), sets *slow and *rc. Returns whether the op succeeded. */
+static bool rate_wait(struct call *c, void *tag, struct rate_window *win,
+                      const struct cairn_remote_digest *d, bool *slow, int *rc,
+                      struct cairn_err *err)
+{
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_pluck(c->cq, tag, win->end, NULL);
+        if (ev.type != GRPC_QUEUE_TIMEOUT)
+            return ev.type == GRPC_OP_COMPLETE && ev.success;
+        if (rate_check(win, c->r))
+            continue;
+        grpc_call_cancel(c->call, NULL);
+        call_wait(c, tag);
+        *slow = true;
+        *rc = cairn_err_set(err, CAIRN_E_TIMEOUT,
+                            "%s: ByteStream.Read of %s stalled: %lld bytes in "
+                            "%lld ms, under the minimum rate of %lld bytes/s "
+                            "(cache-min-rate)",
+                            c->r->target, d->hash, (long long)win->bytes,
+                            (long long)c->r->window_ms,
+                            (long long)c->r->min_rate);
+        return false;
+    }
 }
 
 /* One Read stream from offset; *got is what sink accepted. *slow is set
@@ -735,42 +771,24 @@ static int read_once(struct cairn_remote *r, const char *resource,
     size_t nops = call_ops_request(&c, ops, send);
     int rc = 0;
     *got = 0;
-    grpc_call_start_batch(c.call, ops, nops, (void *)1, NULL);
-    call_wait(&c, (void *)1);
     struct rate_window win;
     rate_start(&win, r);
-    while (!rc) {
+    /* The server's initial metadata usually comes with the first
+     * message, so even this first wait is held to the rate. */
+    grpc_call_start_batch(c.call, ops, nops, (void *)1, NULL);
+    bool ok = rate_wait(&c, (void *)1, &win, d, slow, &rc, err);
+    while (!rc && ok) {
         grpc_op op;
         memset(&op, 0, sizeof op);
         op.op = GRPC_OP_RECV_MESSAGE;
         op.data.recv_message.recv_message = &recv;
         grpc_call_start_batch(c.call, &op, 1, (void *)2, NULL);
-        grpc_event ev;
-        for (;;) {
-            ev = grpc_completion_queue_pluck(c.cq, (void *)2, win.end, NULL);
-            if (ev.type != GRPC_QUEUE_TIMEOUT)
-                break;
-            if (!rate_check(&win, r)) {
-                /* The pending receive completes once the call is
-                 * cancelled; it must be collected before the queue goes. */
-                grpc_call_cancel(c.call, NULL);
-                call_wait(&c, (void *)2);
-                if (recv != NULL)
-                    grpc_byte_buffer_destroy(recv);
-                recv = NULL;
-                *slow = true;
-                rc = cairn_err_set(
-                    err, CAIRN_E_TIMEOUT,
-                    "%s: ByteStream.Read of %s stalled: %lld bytes in the "
-                    "last %lld ms, under the minimum rate of %lld bytes/s "
-                    "(cache-min-rate)",
-                    r->target, d->hash, (long long)win.bytes,
-                    (long long)r->timeout_ms, (long long)r->min_rate);
-                break;
-            }
-        }
-        if (rc || !(ev.type == GRPC_OP_COMPLETE && ev.success) ||
-            recv == NULL)
+        ok = rate_wait(&c, (void *)2, &win, d, slow, &rc, err);
+        if (rc && recv != NULL)
+            grpc_byte_buffer_destroy(recv);
+        if (rc)
+            recv = NULL;
+        if (rc || !ok || recv == NULL)
             break;
         size_t mlen = 0;
         uint8_t *m = flatten(recv, &mlen);
@@ -803,7 +821,7 @@ static int read_once(struct cairn_remote *r, const char *resource,
                                "bytes in %lld ms, under the minimum rate of "
                                "%lld bytes/s (cache-min-rate)",
                                r->target, d->hash, (long long)win.bytes,
-                               (long long)r->timeout_ms,
+                               (long long)r->window_ms,
                                (long long)r->min_rate);
         }
     }
