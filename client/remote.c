@@ -725,8 +725,8 @@ static bool transient(int rc)
  * ends below it cancels the call (the pending op still completes and is
  * collected here), sets *slow and *rc. Returns whether the op succeeded. */
 static bool rate_wait(struct call *c, void *tag, struct rate_window *win,
-                      const struct cairn_remote_digest *d, bool *slow, int *rc,
-                      struct cairn_err *err)
+                      const char *what, const struct cairn_remote_digest *d,
+                      bool *slow, int *rc, struct cairn_err *err)
 {
     for (;;) {
         grpc_event ev = grpc_completion_queue_pluck(c->cq, tag, win->end, NULL);
@@ -738,10 +738,10 @@ static bool rate_wait(struct call *c, void *tag, struct rate_window *win,
         call_wait(c, tag);
         *slow = true;
         *rc = cairn_err_set(err, CAIRN_E_TIMEOUT,
-                            "%s: ByteStream.Read of %s stalled: %lld bytes in "
+                            "%s: %s of %s stalled: %lld bytes in "
                             "%lld ms, under the minimum rate of %lld bytes/s "
                             "(cache-min-rate)",
-                            c->r->target, d->hash, (long long)win->bytes,
+                            c->r->target, what, d->hash, (long long)win->bytes,
                             (long long)c->r->window_ms,
                             (long long)c->r->min_rate);
         return false;
@@ -776,14 +776,16 @@ static int read_once(struct cairn_remote *r, const char *resource,
     /* The server's initial metadata usually comes with the first
      * message, so even this first wait is held to the rate. */
     grpc_call_start_batch(c.call, ops, nops, (void *)1, NULL);
-    bool ok = rate_wait(&c, (void *)1, &win, d, slow, &rc, err);
+    bool ok = rate_wait(&c, (void *)1, &win, "ByteStream.Read", d, slow, &rc,
+                        err);
     while (!rc && ok) {
         grpc_op op;
         memset(&op, 0, sizeof op);
         op.op = GRPC_OP_RECV_MESSAGE;
         op.data.recv_message.recv_message = &recv;
         grpc_call_start_batch(c.call, &op, 1, (void *)2, NULL);
-        ok = rate_wait(&c, (void *)2, &win, d, slow, &rc, err);
+        ok = rate_wait(&c, (void *)2, &win, "ByteStream.Read", d, slow, &rc,
+                       err);
         if (rc && recv != NULL)
             grpc_byte_buffer_destroy(recv);
         if (rc)
@@ -917,8 +919,10 @@ int cairn_remote_write(struct cairn_remote *r, const char *instance,
     grpc_call_start_batch(c.call, ops, 1, (void *)9, NULL);
     int rc = 0;
     int64_t sent = 0;
-    bool ok = true;
-    while (ok && sent < d->size) {
+    bool ok = true, slow = false;
+    struct rate_window win;
+    rate_start(&win, r);
+    while (ok && !rc && sent < d->size) {
         size_t want = d->size - sent < REMOTE_WRITE_CHUNK
                           ? (size_t)(d->size - sent)
                           : REMOTE_WRITE_CHUNK;
@@ -951,8 +955,20 @@ int cairn_remote_write(struct cairn_remote *r, const char *instance,
         op.op = GRPC_OP_SEND_MESSAGE;
         op.data.send_message.send_message = bb;
         grpc_call_start_batch(c.call, &op, 1, (void *)2, NULL);
-        ok = call_wait(&c, (void *)2);
+        /* Held to the minimum rate like reads: a server that stops
+         * taking bytes ends the upload in one window. */
+        ok = rate_wait(&c, (void *)2, &win, "ByteStream.Write", d, &slow,
+                       &rc, err);
         grpc_byte_buffer_destroy(bb);
+        win.bytes += got;
+        if (!rc && ok && !rate_check(&win, r)) {
+            rc = cairn_err_set(err, CAIRN_E_TIMEOUT,
+                               "%s: ByteStream.Write of %s too slow: under "
+                               "the minimum rate of %lld bytes/s "
+                               "(cache-min-rate)",
+                               r->target, d->hash, (long long)r->min_rate);
+            ok = false;
+        }
     }
     if (rc)
         grpc_call_cancel(c.call, NULL);
