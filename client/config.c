@@ -65,8 +65,9 @@ int cairn_config_size(const char *s, bool per_second, int64_t *out)
         end++;
     if (per_second && strcmp(end, "/s") == 0)
         end += 2;
-    /* 2^62: far beyond any layer, and no overflow in sums of a few. */
-    if (*end != '\0' || v * mult > 4.6e18 || v * mult < 1)
+    /* 2^50 (1 PiB): far beyond any layer, and no overflow when a cap
+     * is multiplied (the uncompressed cap is 4 times the blob's). */
+    if (*end != '\0' || v * mult > 1125899906842624.0 || v * mult < 1)
         return CAIRN_E_INVAL;
     *out = (int64_t)(v * mult);
     return 0;

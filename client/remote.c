@@ -721,6 +721,18 @@ static bool transient(int rc)
     return rc == CAIRN_E_RPC || rc == CAIRN_E_TIMEOUT;
 }
 
+/* The error of a stream that fell under the minimum rate. */
+static int rate_fail(const struct cairn_remote *r, const char *what,
+                     const struct cairn_remote_digest *d,
+                     const struct rate_window *w, struct cairn_err *err)
+{
+    return cairn_err_set(err, CAIRN_E_TIMEOUT,
+                         "%s: %s of %s stalled: %lld bytes in %lld ms, under "
+                         "the minimum rate of %lld bytes/s (cache-min-rate)",
+                         r->target, what, d->hash, (long long)w->bytes,
+                         (long long)r->window_ms, (long long)r->min_rate);
+}
+
 /* Waits for tag while the stream keeps the minimum rate. A window that
  * ends below it cancels the call (the pending op still completes and is
  * collected here), sets *slow and *rc. Returns whether the op succeeded. */
@@ -737,13 +749,7 @@ static bool rate_wait(struct call *c, void *tag, struct rate_window *win,
         grpc_call_cancel(c->call, NULL);
         call_wait(c, tag);
         *slow = true;
-        *rc = cairn_err_set(err, CAIRN_E_TIMEOUT,
-                            "%s: %s of %s stalled: %lld bytes in "
-                            "%lld ms, under the minimum rate of %lld bytes/s "
-                            "(cache-min-rate)",
-                            c->r->target, what, d->hash, (long long)win->bytes,
-                            (long long)c->r->window_ms,
-                            (long long)c->r->min_rate);
+        *rc = rate_fail(c->r, what, d, win, err);
         return false;
     }
 }
@@ -818,13 +824,7 @@ static int read_once(struct cairn_remote *r, const char *resource,
          * out: the rate is checked as they arrive too. */
         if (!rc && !rate_check(&win, r)) {
             *slow = true;
-            rc = cairn_err_set(err, CAIRN_E_TIMEOUT,
-                               "%s: ByteStream.Read of %s too slow: %lld "
-                               "bytes in %lld ms, under the minimum rate of "
-                               "%lld bytes/s (cache-min-rate)",
-                               r->target, d->hash, (long long)win.bytes,
-                               (long long)r->window_ms,
-                               (long long)r->min_rate);
+            rc = rate_fail(r, "ByteStream.Read", d, &win, err);
         }
     }
     if (rc)
@@ -962,11 +962,7 @@ int cairn_remote_write(struct cairn_remote *r, const char *instance,
         grpc_byte_buffer_destroy(bb);
         win.bytes += got;
         if (!rc && ok && !rate_check(&win, r)) {
-            rc = cairn_err_set(err, CAIRN_E_TIMEOUT,
-                               "%s: ByteStream.Write of %s too slow: under "
-                               "the minimum rate of %lld bytes/s "
-                               "(cache-min-rate)",
-                               r->target, d->hash, (long long)r->min_rate);
+            rc = rate_fail(r, "ByteStream.Write", d, &win, err);
             ok = false;
         }
     }
