@@ -128,9 +128,13 @@ struct cairn_layer_extract {
  * modes, times (clamped to the source date epoch), xattrs, symlinks, hard
  * links and devices as in the archive, owners from the archive unless
  * x->chown. Entries escaping dest ("..", a relative symlink target or
- * hard link leaving it, a path through a symlink the archive made), names
- * starting with ".wh." and 0/0 character devices (both mean deletion in a
- * layer) are refused with CAIRN_E_CORRUPT; sockets are skipped. A corrupt
+ * hard link leaving it, a path through a symlink the archive made), hard
+ * links whose target is not a file an earlier entry of the archive made
+ * (the entries written follow the unpack rules, client/layer_rules.h, so
+ * the layer can be unpacked), names starting with ".wh." and 0/0
+ * character devices (both mean deletion in a layer) are refused with
+ * CAIRN_E_CORRUPT naming the archive and the entry; sockets are skipped.
+ * A corrupt
  * or truncated archive is CAIRN_E_CORRUPT. After an error the layer is
  * incomplete: the caller aborts w. */
 int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,
@@ -175,8 +179,10 @@ void cairn_layer_writer_abort(struct cairn_layer_writer *w);
  * from the content) into dest, an empty directory, as an overlayfs lower
  * layer: ".wh.x" becomes a 0/0 char device x, ".wh..wh..opq" sets
  * trusted.overlay.opaque=y on its directory. Owners, modes, times, xattrs
- * and hard links are restored. Entries escaping dest (absolute paths,
- * "..", symlinked parents) are refused with CAIRN_E_CORRUPT. When
+ * and hard links are restored. Entries the unpack rules refuse
+ * (client/layer_rules.h: absolute paths, "..", symlinked parents, hard
+ * links to nothing this layer made, ...) are refused with CAIRN_E_CORRUPT
+ * naming the entry. When
  * diff_id is not NULL, the uncompressed stream is hashed and a mismatch
  * is CAIRN_E_DIGEST. Truncated or corrupt blobs are CAIRN_E_CORRUPT; disk
  * trouble (ENOSPC, EIO, ...) keeps its negative errno. An owner, mode or
