@@ -3,9 +3,9 @@
 # the real key of a build's last step, a layer whose digests are all
 # valid but which must not be used: entries that escape ("../x",
 # "/abs"), a file through a symlink of the layer, a hard link to a file
-# outside it, gzip bytes labelled zstd and zstd labelled gzip, a wrong
-# diff_id, a tar without entries, a layer over --cache-max-layer, a
-# decompression bomb. Each build must refuse the entry with a warning
+# outside it, gzip bytes labelled zstd and zstd labelled gzip, zeros
+# labelled gzip, a wrong diff_id, a tar without entries, a layer over
+# --cache-max-layer, a decompression bomb. Each build must refuse the entry with a warning
 # saying why, run the step locally and make the reference image. Then a
 # server that trickles (a rate-limited loopback in a private network
 # namespace) and a store whose disk fills during the fetch: the build
@@ -93,6 +93,14 @@ plant "$LZ" "$DIFF" "$GZ"; refused o6 "zstd labelled gzip" "the blob is zstd, bu
 plant "$L" "sha256:$(echo other | sha256sum | cut -c1-64)" "$GZ"
 refused o7 "wrong diff_id" "has diff_id"
 plant_tar "$h/noentries.tar"; refused o8 "tar without entries" "no entries"
+# 8 MB of zeros labelled gzip: refused at the magic bytes, so the
+# download stops after the first message or two (cairnd sends 1 MiB).
+head -c 8000000 /dev/zero >"$h/zeros"
+plant "$h/zeros" "sha256:$(sha "$h/zeros")" "$GZ"
+refused o8z "zeros labelled gzip" "the blob is not compressed"
+down=$(field o8z "bytes down")
+[ -n "$down" ] && [ "$down" -lt 4000000 ] && pass "zeros labelled gzip: the download stopped at $down bytes" ||
+    fail "zeros labelled gzip: ${down:-?} bytes down"
 
 # Item 9: sizes. A blob over --cache-max-layer is not read at all; a
 # small blob whose tar is over 4x that stops decompressing at the cap.
