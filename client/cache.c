@@ -1,12 +1,14 @@
 #include "cache.h"
 
 #include "cachekey/digest.h"
+#include "client/layer.h"
 #include "client/remote.h"
 #include "common/buf.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,7 @@ struct cairn_cache {
     size_t neps;
     bool read_only;
     bool probed;
+    int64_t max_layer; /* blob bytes; the tar may be TAR_FACTOR times more */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct upload_job *head, *tail;
@@ -137,6 +140,7 @@ int cairn_cache_open(const struct cairn_config *cfg, struct cairn_cache **out,
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     c->read_only = cfg->read_only;
+    c->max_layer = cfg->max_layer > 0 ? cfg->max_layer : CAIRN_CONFIG_MAX_LAYER;
     int rc = 0;
     for (size_t i = 0; !rc && i < cfg->urls.n; i++) {
         struct endpoint *e = &c->eps[i];
@@ -153,6 +157,8 @@ int cairn_cache_open(const struct cairn_config *cfg, struct cairn_cache **out,
             .ca_file = cfg->ca_file,
             .token = cfg->token,
             .timeout_ms = cfg->timeout_ms,
+            .min_rate = cfg->min_rate > 0 ? cfg->min_rate
+                                          : CAIRN_CONFIG_MIN_RATE,
         };
         rc = cairn_remote_open(&ro, &e->r, err);
         if (!rc)
@@ -387,30 +393,72 @@ static void add_down(struct cairn_cache *c, uint64_t n)
     pthread_mutex_unlock(&c->mu);
 }
 
-struct file_sink {
-    int fd;
-    struct ck_sha256 *h;
+/* A download goes to the temporary file and, through a socket pair, to
+ * a thread that verifies it as it streams (cairn_layer_verify_fd: media
+ * type, entries, digests, caps), so the blob is decompressed once, while
+ * it arrives, and a hostile one stops the download at its first bad
+ * byte or entry. */
+struct fetch_sink {
+    int fd;   /* the temporary file */
+    int sock; /* to the verifier; -1 when it could not start */
+    bool verifier_gone;
+    int write_errno; /* the file could not be written (ENOSPC, EIO) */
 };
 
-static int file_write(void *arg, const void *data, size_t len)
+static int fetch_write(void *arg, const void *data, size_t len)
 {
-    struct file_sink *f = arg;
+    struct fetch_sink *f = arg;
     const char *p = data;
     size_t left = len;
     while (left > 0) {
         ssize_t n = write(f->fd, p, left);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
+        if (n < 0) {
+            f->write_errno = errno;
             return -errno;
+        }
         p += n;
         left -= (size_t)n;
     }
-    return ck_sha256_update(f->h, data, len);
+    for (p = data, left = len; f->sock >= 0 && left > 0;) {
+        /* MSG_NOSIGNAL: a verifier that stopped early (it refused the
+         * blob) closes its end; that is EPIPE here, not a SIGPIPE. */
+        ssize_t n = send(f->sock, p, left, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            f->verifier_gone = true;
+            return CAIRN_E_CORRUPT;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    return 0;
 }
 
-/* Downloads the layer blob rec names into st (unless there) and checks
- * that its digest and diff_id are the ones rec claims. */
+struct verifier {
+    int fd; /* owned: closed when the verification ends */
+    struct cairn_layer_expect want;
+    int rc;
+    struct cairn_err err;
+};
+
+static void *verifier_thread(void *arg)
+{
+    struct verifier *v = arg;
+    v->rc = cairn_layer_verify_fd(v->fd, &v->want, &v->err);
+    close(v->fd);
+    v->fd = -1;
+    return NULL;
+}
+
+/* Downloads the layer blob rec names into st (unless there) and checks,
+ * before the hit counts, that it is the layer rec claims and one the
+ * unpacker accepts (cairn_layer_verify_fd). A blob already in the store
+ * is checked too: the result may pair it with another diff_id or media
+ * type. Nothing is left behind on failure (ENOSPC included): the
+ * temporary file is removed and the key is not recorded. */
 static int fetch_layer(struct cairn_cache *c, struct endpoint *e,
                        struct cairn_store *st,
                        const struct cairn_layer_rec *rec, struct cairn_err *err)
@@ -418,57 +466,80 @@ static int fetch_layer(struct cairn_cache *c, struct endpoint *e,
     struct cairn_remote_digest dg;
     snprintf(dg.hash, sizeof dg.hash, "%s", rec->layer.digest + 7);
     dg.size = rec->layer.size;
+    struct verifier v = {
+        .fd = -1,
+        .want = {.digest = rec->layer.digest,
+                 .diff_id = rec->layer.diff_id,
+                 .media_type = rec->layer.media_type,
+                 .size = rec->layer.size,
+                 .max_tar = c->max_layer * CAIRN_CONFIG_TAR_FACTOR},
+    };
+    cairn_err_clear(&v.err);
     char path[4096];
     int rc = 0;
-    bool have = cairn_store_blob_has(st, rec->layer.digest);
-    if (have) {
+    if (cairn_store_blob_has(st, rec->layer.digest)) {
         cairn_store_blob_path(st, rec->layer.digest, path, sizeof path);
-    } else {
-        snprintf(path, sizeof path, "%s/remote-XXXXXX", cairn_store_tmpdir(st));
-        int fd = mkstemp(path);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
             return cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
-        struct file_sink fs = {.fd = fd};
-        rc = ck_sha256_new(&fs.h);
-        int64_t got = 0;
-        if (!rc)
-            rc = cairn_remote_read(e->r, e->instance, &dg, file_write, &fs,
-                                   &got, err);
-        add_down(c, (uint64_t)got);
-        uint8_t h[CK_SHA256_LEN];
-        char hex[CK_SHA256_HEX_LEN + 1];
-        if (!rc && (rc = ck_sha256_final(fs.h, h)) == 0) {
-            ck_hex_encode(h, hex);
-            if (strcmp(hex, dg.hash) != 0)
-                rc = cairn_err_set(err, CAIRN_E_DIGEST,
-                                   "blob sha256:%s arrived as sha256:%s",
-                                   dg.hash, hex);
-        }
-        ck_sha256_free(fs.h);
-        if (close(fd) != 0 && !rc)
-            rc = -errno;
-        if (rc) {
-            unlink(path);
-            return rc;
+        rc = cairn_layer_verify_fd(fd, &v.want, err);
+        close(fd);
+        return rc;
+    }
+    snprintf(path, sizeof path, "%s/remote-XXXXXX", cairn_store_tmpdir(st));
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    struct fetch_sink fs = {.fd = fd, .sock = -1};
+    int sv[2];
+    pthread_t th;
+    bool threaded = false;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+        v.fd = sv[1];
+        threaded = pthread_create(&th, NULL, verifier_thread, &v) == 0;
+        if (threaded) {
+            fs.sock = sv[0];
+        } else {
+            close(sv[0]);
+            close(sv[1]);
         }
     }
-    /* The blob is the one the action result named; now check that it is
-     * the layer the result claims (a lying result can name any stored
-     * blob beside any diff_id). */
-    struct cairn_layer_desc d;
-    memset(&d, 0, sizeof d);
-    rc = cairn_layer_digest_file(path, &d, err);
-    if (!rc && (strcmp(d.digest, rec->layer.digest) != 0 ||
-                strcmp(d.diff_id, rec->layer.diff_id) != 0))
-        rc = cairn_err_set(err, CAIRN_E_DIGEST,
-                           "layer %s has diff_id %s, not %s", d.digest,
-                           d.diff_id, rec->layer.diff_id);
-    if (!have) {
-        if (!rc)
-            rc = cairn_store_blob_add_file(st, path, rec->layer.digest, err);
-        else
-            unlink(path);
+    int64_t got = 0;
+    rc = cairn_remote_read(e->r, e->instance, &dg, fetch_write, &fs, &got,
+                           err);
+    add_down(c, (uint64_t)got);
+    if (fs.write_errno != 0)
+        cairn_err_set(err, rc, "writing the layer %s to %s: %s",
+                      rec->layer.digest, path, strerror(fs.write_errno));
+    if (threaded) {
+        /* End of stream for the verifier, then its verdict. */
+        shutdown(fs.sock, SHUT_WR);
+        pthread_join(th, NULL);
+        close(fs.sock);
+        /* The verifier's reason wins when it stopped the download, or
+         * when the download itself went through; a broken download's own
+         * error says more than the truncation the verifier saw. */
+        if (fs.verifier_gone || (rc == 0 && v.rc != 0)) {
+            rc = v.rc != 0 ? v.rc : CAIRN_E_CORRUPT;
+            cairn_err_set(err, rc, "%s", v.err.msg);
+        }
     }
+    if (close(fd) != 0 && !rc)
+        rc = cairn_err_set(err, -errno, "writing the layer to %s: %s", path,
+                           strerror(errno));
+    if (!rc && !threaded) {
+        int rfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (rfd < 0) {
+            rc = cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
+        } else {
+            rc = cairn_layer_verify_fd(rfd, &v.want, err);
+            close(rfd);
+        }
+    }
+    if (!rc)
+        rc = cairn_store_blob_add_file(st, path, rec->layer.digest, err);
+    if (rc)
+        unlink(path);
     return rc;
 }
 
@@ -476,7 +547,6 @@ static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
                       struct cairn_cache_step *s, struct endpoint *e,
                       struct cairn_err *err)
 {
-    (void)c;
     struct cairn_remote_digest action;
     snprintf(action.hash, sizeof action.hash, "%s", s->key_hex);
     action.size = (int64_t)s->material_len;
@@ -487,6 +557,13 @@ static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
     int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
     if (!rc)
         rc = cairn_cache_result_parse(res, &rec, err);
+    /* Before a byte of it is read: a layer over the cap is a miss. */
+    if (!rc && !rec.empty && rec.layer.size > c->max_layer)
+        rc = cairn_err_set(err, CAIRN_E_TOOBIG,
+                           "its layer %s claims %lld bytes, over the "
+                           "cache-max-layer cap of %lld; the step runs",
+                           rec.layer.digest, (long long)rec.layer.size,
+                           (long long)c->max_layer);
     /* An empty step has no blob to wait for: its record is complete. */
     if (!rc && rec.empty)
         rc = cairn_store_key_put(st, s->key_hex, &rec, err);

@@ -15,9 +15,10 @@
  * server's completeness check sees every blob its action result
  * references.
  *
- * Nothing the cache says is trusted: a layer is used only after its
- * blob's digest and diff_id are recomputed here and match, and the local
- * key index gets a record only when its blob is in the store. Every
+ * Nothing the cache says is trusted: a layer is used only after it is
+ * verified while it streams (cairn_layer_verify_fd: media type, every
+ * entry by the unpacker's rules, digest, diff_id, size caps), and the
+ * local key index gets a record only when its blob is in the store. Every
  * failure (server down, slow, refusing, lying) is a warning on stderr and
  * the step runs locally. An endpoint with a transport failure is marked
  * down for the rest of the build, so its share of steps costs one
@@ -73,17 +74,20 @@ struct cairn_cache_step {
     bool fetched;
 };
 /* Probes the endpoints, then looks all steps up in parallel (action
- * cache only, no blob is read). Never fails the build: misses and
- * failures leave hit false. */
+ * cache only, no blob is read). A layer over cfg's max_layer is a miss
+ * with a warning. Never fails the build: misses and failures leave hit
+ * false. */
 void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
                         struct cairn_cache_step *steps, size_t n);
 
 /* Fetches, in parallel, the layer blobs of the n steps of want (hits,
  * not empty, not fetched yet) from the endpoints that answered their
- * lookups, verifies each (digest while streaming, then digest and
- * diff_id of the file against rec) and adds it to st and the record to
- * st's key index. A broken stream is resumed at its offset. Failures are
- * warnings; their steps get hit cleared. Returns how many failed. */
+ * lookups, verifies each against rec while it streams (see the top of
+ * this file; a blob already in st is verified too) and adds it to st and
+ * the record to st's key index. A broken stream is resumed at its
+ * offset; one under cfg's min_rate is not. Failures (a refused layer, a
+ * full disk) are warnings and leave nothing behind; their steps get hit
+ * cleared. Returns how many failed. */
 size_t cairn_cache_fetch(struct cairn_cache *c, struct cairn_store *st,
                          struct cairn_cache_step *const *want, size_t n);
 

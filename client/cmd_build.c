@@ -51,6 +51,13 @@ static void build_usage(FILE *out)
             "CAIRN_CACHE_TOKEN)\n"
             "      --cache-ca FILE          CA certificates for grpcs://\n"
             "      --cache-timeout DUR      per-call deadline (default 30s)\n"
+            "      --cache-max-layer SIZE   largest layer blob fetched "
+            "(default 10G;\n"
+            "                               4x that uncompressed)\n"
+            "      --cache-min-rate RATE    slowest blob stream kept, over "
+            "a\n"
+            "                               --cache-timeout window "
+            "(default 256k/s)\n"
             "Settings also come from $XDG_CONFIG_HOME/cairn/config "
             "(docs/remote.md).\n");
 }
@@ -186,7 +193,9 @@ int cairn_cmd_build(int argc, char **argv)
         } else if ((v = opt_value(argc, argv, &i, "--cache-mode", NULL, &missing)) ||
                    (v = opt_value(argc, argv, &i, "--cache-token", NULL, &missing)) ||
                    (v = opt_value(argc, argv, &i, "--cache-ca", NULL, &missing)) ||
-                   (v = opt_value(argc, argv, &i, "--cache-timeout", NULL, &missing))) {
+                   (v = opt_value(argc, argv, &i, "--cache-timeout", NULL, &missing)) ||
+                   (v = opt_value(argc, argv, &i, "--cache-max-layer", NULL, &missing)) ||
+                   (v = opt_value(argc, argv, &i, "--cache-min-rate", NULL, &missing))) {
             char key[32];
             snprintf(key, sizeof key, "%.*s", (int)strcspn(a + 2, "="), a + 2);
             if (cairn_config_set(&cfg, key, v, &cerr) != 0) {

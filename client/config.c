@@ -44,6 +44,35 @@ int cairn_config_duration_ms(const char *s, int64_t *ms)
     return *ms > 0 ? 0 : CAIRN_E_INVAL;
 }
 
+int cairn_config_size(const char *s, bool per_second, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v >= 0))
+        return CAIRN_E_INVAL;
+    static const char units[] = "kmgt";
+    const char *u = *end ? strchr(units, tolower((unsigned char)*end)) : NULL;
+    double mult = 1;
+    if (u != NULL) {
+        for (const char *p = units; p <= u; p++)
+            mult *= 1024;
+        end++;
+        if (*end == 'i')
+            end++;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (per_second && strcmp(end, "/s") == 0)
+        end += 2;
+    /* 2^50 (1 PiB): far beyond any layer, and no overflow when a cap
+     * is multiplied (the uncompressed cap is 4 times the blob's). */
+    if (*end != '\0' || v * mult > 1125899906842624.0 || v * mult < 1)
+        return CAIRN_E_INVAL;
+    *out = (int64_t)(v * mult);
+    return 0;
+}
+
 static int set_str(char **dst, const char *v)
 {
     char *d = strdup(v);
@@ -85,6 +114,22 @@ int cairn_config_set(struct cairn_config *c, const char *key,
         if (cairn_config_duration_ms(value, &c->timeout_ms) != 0)
             return cairn_err_set(err, CAIRN_E_INVAL,
                                  "cache-timeout: bad duration \"%s\"", value);
+        return 0;
+    }
+    if (strcmp(key, "cache-max-layer") == 0) {
+        if (cairn_config_size(value, false, &c->max_layer) != 0)
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "cache-max-layer: bad size \"%s\" (e.g. "
+                                 "10G, 512M)",
+                                 value);
+        return 0;
+    }
+    if (strcmp(key, "cache-min-rate") == 0) {
+        if (cairn_config_size(value, true, &c->min_rate) != 0)
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "cache-min-rate: bad rate \"%s\" (e.g. "
+                                 "256k, 1M/s)",
+                                 value);
         return 0;
     }
     return cairn_err_set(err, CAIRN_E_INVAL, "unknown setting \"%s\"", key);
@@ -173,6 +218,8 @@ int cairn_config_load(struct cairn_config *c, struct cairn_err *err)
         {"CAIRN_CACHE_TOKEN", "cache-token"},
         {"CAIRN_CACHE_CA", "cache-ca"},
         {"CAIRN_CACHE_TIMEOUT", "cache-timeout"},
+        {"CAIRN_CACHE_MAX_LAYER", "cache-max-layer"},
+        {"CAIRN_CACHE_MIN_RATE", "cache-min-rate"},
     };
     for (size_t i = 0; !rc && i < sizeof envs / sizeof envs[0]; i++) {
         const char *v = getenv(envs[i].env);

@@ -2,10 +2,11 @@
  * ~/.config/cairn/config) and the environment, so a CI fleet configures
  * the cache once. Later sources override earlier ones: the file, then
  * CAIRN_CACHE (URLs separated by spaces or commas), CAIRN_CACHE_MODE,
- * CAIRN_CACHE_TOKEN, CAIRN_CACHE_CA, CAIRN_CACHE_TIMEOUT, then command-line
- * flags (set by the caller). The file has "key = value" lines; '#' starts
- * a comment; keys: cache (repeatable), cache-mode, cache-token, cache-ca,
- * cache-timeout.
+ * CAIRN_CACHE_TOKEN, CAIRN_CACHE_CA, CAIRN_CACHE_TIMEOUT,
+ * CAIRN_CACHE_MAX_LAYER, CAIRN_CACHE_MIN_RATE, then command-line flags (set
+ * by the caller). The file has "key = value" lines; '#' starts a comment;
+ * keys: cache (repeatable), cache-mode, cache-token, cache-ca,
+ * cache-timeout, cache-max-layer, cache-min-rate.
  *
  * Not thread-safe; one owner.
  */
@@ -24,7 +25,18 @@ struct cairn_config {
     char *token;              /* owned, may be NULL */
     char *ca_file;            /* owned, may be NULL */
     int64_t timeout_ms;       /* 0: default */
+    /* A layer blob larger than this is not fetched (its step runs); its
+     * uncompressed tar may be CAIRN_CONFIG_TAR_FACTOR times larger, no
+     * more (decompression bombs). 0: CAIRN_CONFIG_MAX_LAYER. */
+    int64_t max_layer;
+    /* A blob stream that moves fewer bytes than this per second over a
+     * cache-timeout window is abandoned (stall, trickle). 0: default. */
+    int64_t min_rate;
 };
+
+#define CAIRN_CONFIG_MAX_LAYER ((int64_t)10 << 30)
+#define CAIRN_CONFIG_TAR_FACTOR 4
+#define CAIRN_CONFIG_MIN_RATE ((int64_t)256 << 10)
 
 void cairn_config_init(struct cairn_config *c);
 /* Frees what c owns. Accepts NULL. */
@@ -39,6 +51,10 @@ int cairn_config_load(struct cairn_config *c, struct cairn_err *err);
  * value clears the list. */
 int cairn_config_set(struct cairn_config *c, const char *key,
                      const char *value, struct cairn_err *err);
+
+/* Parses a size: bytes, or a number with k, m, g or t (binary units,
+ * either case, an optional "B" or "iB" and, with per_second, "/s"). */
+int cairn_config_size(const char *s, bool per_second, int64_t *out);
 
 /* Parses a duration: "30s", "1500ms", "2m", or plain seconds. */
 int cairn_config_duration_ms(const char *s, int64_t *ms);

@@ -1,6 +1,7 @@
 #include "layer.h"
 
 #include "cachekey/digest.h"
+#include "client/layer_rules.h"
 #include "common/fdio.h"
 
 #include <archive.h>
@@ -1034,21 +1035,12 @@ struct add_state {
     const struct cairn_layer_extract *x;
     const char *src; /* for messages */
     struct archive *a;
-    char **links; /* symlinks the archive made (layer paths) */
-    size_t nlinks;
+    /* The unpack rules over the entries written (layer paths): a path
+     * through a symlink the archive made, or a hard link to anything but
+     * a file the archive made (outside the archive, /etc/shadow, through
+     * one of its symlinks) would make a layer that cannot be unpacked. */
+    struct cairn_layer_rules *rules;
 };
-
-/* True when a parent of path is a symlink this archive added: writing
- * through it would land wherever the link points, maybe outside dest. */
-static bool add_under_link(const struct add_state *s, const char *path)
-{
-    for (size_t i = 0; i < s->nlinks; i++) {
-        size_t n = strlen(s->links[i]);
-        if (strncmp(path, s->links[i], n) == 0 && path[n] == '/')
-            return true;
-    }
-    return false;
-}
 
 static int add_refuse(struct add_state *s, const char *name, const char *why,
                       struct cairn_err *err)
@@ -1080,8 +1072,6 @@ static int add_one(struct add_state *s, struct archive_entry *in,
     base = base ? base + 1 : path;
     if (strncmp(base, WH_PREFIX, strlen(WH_PREFIX)) == 0)
         return add_refuse(s, name, "\".wh.\" names are OCI whiteouts", err);
-    if (add_under_link(s, path))
-        return add_refuse(s, name, "a parent directory is a symlink", err);
 
     char target[LAYER_PATH_MAX];
     if (hard != NULL) {
@@ -1141,6 +1131,16 @@ static int add_one(struct add_state *s, struct archive_entry *in,
         size = archive_entry_size(in);
     }
     archive_entry_set_size(ae, size);
+    struct cairn_layer_rule_view v;
+    char rwhy[512];
+    int rc = cairn_layer_rules_check(s->rules, path, hard ? S_IFREG : type,
+                                     hard ? target : NULL, &v, rwhy,
+                                     sizeof rwhy);
+    if (rc != 0) {
+        archive_entry_free(ae);
+        return rc == CAIRN_E_NOMEM ? cairn_err_set(err, rc, "out of memory")
+                                   : add_refuse(s, name, rwhy, err);
+    }
     /* Extended attributes travel as Docker's untar restores them. */
     const char *xn;
     const void *xv;
@@ -1148,19 +1148,10 @@ static int add_one(struct add_state *s, struct archive_entry *in,
     archive_entry_xattr_reset(in);
     while (archive_entry_xattr_next(in, &xn, &xv, &xl) == ARCHIVE_OK)
         archive_entry_xattr_add_entry(ae, xn, xv, xl);
-    int rc = writer_header(s->w, ae, err);
+    rc = writer_header(s->w, ae, err);
     archive_entry_free(ae);
     if (rc != 0)
         return rc;
-    if (type == AE_IFLNK && hard == NULL) {
-        char **nl = realloc(s->links, (s->nlinks + 1) * sizeof *nl);
-        if (nl == NULL)
-            return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-        s->links = nl;
-        if ((nl[s->nlinks] = strdup(path)) == NULL)
-            return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-        s->nlinks++;
-    }
     /* The header promised size bytes: anything short breaks the writer. */
     int64_t left = size;
     while (left > 0) {
@@ -1194,10 +1185,15 @@ int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,
         return writer_fail_report(w, err);
     mirror_drop(w); /* links, devices, xattrs: left to the unpack */
     struct add_state s = {.w = w, .x = x, .src = path};
+    s.rules = cairn_layer_rules_new();
+    if (s.rules == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     s.a = add_reader_open(path);
-    if (s.a == NULL)
+    if (s.a == NULL) {
+        cairn_layer_rules_free(s.rules);
         return cairn_err_set(err, CAIRN_E_ARCHIVE, "%s: not a tar archive",
                              path);
+    }
     int rc = 0;
     for (;;) {
         struct archive_entry *in = NULL;
@@ -1214,9 +1210,7 @@ int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,
             break;
     }
     archive_read_free(s.a);
-    for (size_t i = 0; i < s.nlinks; i++)
-        free(s.links[i]);
-    free(s.links);
+    cairn_layer_rules_free(s.rules);
     return rc;
 }
 
@@ -1707,6 +1701,9 @@ out:
  * the wrong media type still reads correctly. */
 struct blob_reader {
     int fd;
+    bool own_fd;
+    uint64_t max_blob; /* 0: no cap */
+    uint64_t max_tar;  /* 0: no cap on the uncompressed bytes */
     enum cairn_compression comp;
     uint8_t *raw; /* LAYER_IO_BUF bytes read from the file */
     size_t raw_len;
@@ -1739,33 +1736,45 @@ static int reader_fail(struct blob_reader *r, int code, const char *what)
     return code;
 }
 
-static int reader_fill(struct blob_reader *r)
+/* Reads the next piece of the blob into r->raw at offset at (0: replace
+ * what is there; more: append, for the magic bytes), hashing it. */
+static int reader_read(struct blob_reader *r, size_t at)
 {
     for (;;) {
-        ssize_t n = read(r->fd, r->raw, LAYER_IO_BUF);
+        ssize_t n = read(r->fd, r->raw + at, LAYER_IO_BUF - at);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return reader_fail(r, -errno, strerror(errno));
+        r->raw_pos = 0;
         if (n == 0) {
             r->raw_eof = true;
-            r->raw_len = r->raw_pos = 0;
+            r->raw_len = at;
             return 0;
         }
-        if (ck_sha256_update(r->blob_hash, r->raw, (size_t)n) != 0)
+        if (ck_sha256_update(r->blob_hash, r->raw + at, (size_t)n) != 0)
             return reader_fail(r, CAIRN_E_CRYPTO, "sha256 failed");
         r->blob_bytes += (uint64_t)n;
-        r->raw_len = (size_t)n;
-        r->raw_pos = 0;
+        if (r->max_blob > 0 && r->blob_bytes > r->max_blob)
+            return reader_fail(r, CAIRN_E_TOOBIG,
+                               "the blob is longer than its size says");
+        r->raw_len = at + (size_t)n;
         return 0;
     }
 }
 
-static int reader_open(struct blob_reader *r, const char *path)
+static int reader_fill(struct blob_reader *r)
+{
+    return reader_read(r, 0);
+}
+
+/* Starts reading the blob from fd (borrowed unless own). */
+static int reader_attach(struct blob_reader *r, int fd, bool own)
 {
     memset(r, 0, sizeof *r);
     r->rc = 0;
-    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    r->fd = fd;
+    r->own_fd = own;
     if (r->fd < 0)
         return reader_fail(r, -errno, strerror(errno));
     r->raw = malloc(LAYER_IO_BUF);
@@ -1775,6 +1784,9 @@ static int reader_open(struct blob_reader *r, const char *path)
     if (ck_sha256_new(&r->tar_hash) != 0 || ck_sha256_new(&r->blob_hash) != 0)
         return reader_fail(r, CAIRN_E_CRYPTO, "sha256 failed");
     int rc = reader_fill(r);
+    /* A pipe or socket may hand out fewer bytes than the magic needs. */
+    while (rc == 0 && r->raw_len < 4 && !r->raw_eof)
+        rc = reader_read(r, r->raw_len);
     if (rc != 0)
         return rc;
     const uint8_t *m = r->raw;
@@ -1797,9 +1809,14 @@ static int reader_open(struct blob_reader *r, const char *path)
     return 0;
 }
 
+static int reader_open(struct blob_reader *r, const char *path)
+{
+    return reader_attach(r, open(path, O_RDONLY | O_CLOEXEC), true);
+}
+
 static void reader_close(struct blob_reader *r)
 {
-    if (r->fd >= 0)
+    if (r->fd >= 0 && r->own_fd)
         close(r->fd);
     if (r->z_live)
         inflateEnd(&r->z);
@@ -1908,6 +1925,14 @@ static int reader_produce(struct blob_reader *r, const uint8_t **p, size_t *n)
     if (ck_sha256_update(r->tar_hash, *p, *n) != 0)
         return reader_fail(r, CAIRN_E_CRYPTO, "sha256 failed");
     r->tar_bytes += *n;
+    /* Checked as the bytes come, so a bomb stops at the cap. */
+    if (r->max_tar > 0 && r->tar_bytes > r->max_tar) {
+        char m[128];
+        snprintf(m, sizeof m,
+                 "the uncompressed layer is larger than the cap of %llu bytes",
+                 (unsigned long long)r->max_tar);
+        return reader_fail(r, CAIRN_E_TOOBIG, m);
+    }
     return 0;
 }
 
@@ -1970,6 +1995,7 @@ struct unpack {
     char *full; /* scratch: root + "/" + entry path */
     char *link; /* scratch: root + "/" + hard-link target */
     size_t scratch_cap;
+    struct cairn_layer_rules *rules;
 };
 
 static la_ssize_t unpack_read_cb(struct archive *a, void *cd, const void **buf)
@@ -1983,38 +2009,6 @@ static la_ssize_t unpack_read_cb(struct archive *a, void *cd, const void **buf)
     }
     *buf = p;
     return (la_ssize_t)n;
-}
-
-/* The entry path relative to dest: leading "./" dropped; absolute paths,
- * ".." components and oversize names refused. The result points into
- * name. */
-static int entry_rel(const char *name, const char **out, struct cairn_err *err)
-{
-    if (name == NULL)
-        return cairn_err_set(err, CAIRN_E_CORRUPT,
-                             "layer entry without a name");
-    if (strnlen(name, LAYER_PATH_MAX) >= LAYER_PATH_MAX)
-        return cairn_err_set(err, CAIRN_E_CORRUPT, "layer entry name too long");
-    if (name[0] == '/')
-        return cairn_err_set(err, CAIRN_E_CORRUPT,
-                             "layer entry has an absolute path: %s", name);
-    const char *p = name;
-    while (p[0] == '.' && p[1] == '/')
-        p += 2;
-    if (strcmp(p, ".") == 0)
-        p += 1;
-    for (const char *s = p; *s;) {
-        const char *e = strchr(s, '/');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
-        if (len == 2 && s[0] == '.' && s[1] == '.')
-            return cairn_err_set(err, CAIRN_E_CORRUPT,
-                                 "layer entry escapes with '..': %s", name);
-        s += len;
-        while (*s == '/')
-            s++;
-    }
-    *out = p;
-    return 0;
 }
 
 /* Opens directory rel (length len) beneath rootfd without following any
@@ -2181,7 +2175,6 @@ static int unpack_disk_fail(struct unpack *u, const char *name,
 static int unpack_entries(struct unpack *u, const char *blob,
                           struct cairn_err *err)
 {
-    size_t entries = 0;
     for (;;) {
         struct archive_entry *ae;
         int ar = archive_read_next_header(u->in, &ae);
@@ -2191,50 +2184,43 @@ static int unpack_entries(struct unpack *u, const char *blob,
          * bytes, which is what a file system wants anyway. */
         if (ar < ARCHIVE_WARN)
             return unpack_read_fail(u, blob, err);
-        if (++entries > LAYER_MAX_ENTRIES)
-            return cairn_err_set(err, CAIRN_E_TOOBIG,
-                                 "layer %s has more than %zu entries", blob,
-                                 LAYER_MAX_ENTRIES);
-        const char *rel;
-        int rc = entry_rel(archive_entry_pathname(ae), &rel, err);
+        /* The rules every layer's entries follow (client/layer_rules.h),
+         * the same ones a fetched layer is checked against before it is
+         * used; libarchive's own checks below are a second line. */
+        struct cairn_layer_rule_view v;
+        char why[512];
+        const char *name = archive_entry_pathname(ae);
+        int rc = cairn_layer_rules_check(u->rules, name,
+                                         archive_entry_filetype(ae),
+                                         archive_entry_hardlink(ae), &v, why,
+                                         sizeof why);
         if (rc != 0)
-            return rc;
-        size_t len = strlen(rel);
-        while (len > 0 && rel[len - 1] == '/')
-            len--;
-        size_t base = len;
-        while (base > 0 && rel[base - 1] != '/')
-            base--;
-        size_t dirlen = base > 0 ? base - 1 : 0;
-        if (len - base >= 4 && memcmp(rel + base, WH_PREFIX, 4) == 0) {
-            if (len - base == strlen(WH_OPAQUE) &&
-                memcmp(rel + base, WH_OPAQUE, len - base) == 0)
-                rc = unpack_opaque(u, rel, dirlen, err);
-            else if (len - base >= 8 &&
-                     memcmp(rel + base, WH_PREFIX WH_PREFIX, 8) == 0)
-                rc = 0; /* other ".wh..wh." names: aufs bookkeeping */
+            return cairn_err_set(err, rc, "layer %s: entry %s: %s", blob,
+                                 name ? name : "(none)", why);
+        if (v.kind == CAIRN_LAYER_RULE_SKIP)
+            continue;
+        if (v.kind == CAIRN_LAYER_RULE_OPAQUE ||
+            v.kind == CAIRN_LAYER_RULE_WHITEOUT) {
+            if (v.kind == CAIRN_LAYER_RULE_OPAQUE)
+                rc = unpack_opaque(u, v.rel, v.dirlen, err);
             else
-                rc = unpack_whiteout(u, rel, dirlen, rel + base + 4,
-                                     len - base - 4, err);
+                rc = unpack_whiteout(u, v.rel, v.dirlen, v.wh_name, v.wh_len,
+                                     err);
             if (rc != 0)
                 return rc;
             continue;
         }
-        if (archive_entry_filetype(ae) == AE_IFSOCK)
-            continue;
+        const char *rel = v.rel;
         int n = snprintf(u->full, u->scratch_cap, "%s/%s", u->root, rel);
         if (n < 0 || (size_t)n >= u->scratch_cap)
             return cairn_err_set(err, CAIRN_E_CORRUPT, "path too long: %s",
                                  rel);
-        const char *hl = archive_entry_hardlink(ae);
-        if (hl != NULL) {
-            const char *hrel;
-            if ((rc = entry_rel(hl, &hrel, err)) != 0)
-                return rc;
-            n = snprintf(u->link, u->scratch_cap, "%s/%s", u->root, hrel);
+        if (v.hard_rel != NULL) {
+            n = snprintf(u->link, u->scratch_cap, "%s/%s", u->root,
+                         v.hard_rel);
             if (n < 0 || (size_t)n >= u->scratch_cap)
                 return cairn_err_set(err, CAIRN_E_CORRUPT, "path too long: %s",
-                                     hrel);
+                                     v.hard_rel);
             archive_entry_copy_hardlink(ae, u->link);
         }
         /* From here on rel points into memory the entry may free. */
@@ -2303,7 +2289,8 @@ int cairn_layer_unpack(const char *blob_path, const char *dest,
     u.scratch_cap = strlen(u.root) + 2 + LAYER_PATH_MAX;
     u.full = malloc(u.scratch_cap);
     u.link = malloc(u.scratch_cap);
-    if (u.full == NULL || u.link == NULL) {
+    u.rules = cairn_layer_rules_new();
+    if (u.full == NULL || u.link == NULL || u.rules == NULL) {
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
         goto out;
     }
@@ -2327,8 +2314,8 @@ int cairn_layer_unpack(const char *blob_path, const char *dest,
     }
     /* Paths handed to libarchive are absolute (root + entry) so nothing
      * depends on the process's working directory, which parallel unpacks
-     * share; that is why SECURE_NOABSOLUTEPATHS is not set: entry_rel
-     * refuses absolute entry names itself. SECURE_SYMLINKS checks every
+     * share; that is why SECURE_NOABSOLUTEPATHS is not set: the layer
+     * rules refuse absolute entry names themselves. SECURE_SYMLINKS checks every
      * component, which is safe because root is a realpath. No
      * set_standard_lookup: owners are the numeric ids in the tar, never
      * names looked up on this host. */
@@ -2368,5 +2355,143 @@ out:
     free(u.root);
     free(u.full);
     free(u.link);
+    cairn_layer_rules_free(u.rules);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Verify: a blob checked in one pass before anything uses it          */
+
+static enum cairn_compression compression_of(const char *media_type)
+{
+    if (strcmp(media_type, CAIRN_MEDIA_LAYER_GZIP) == 0 ||
+        strcmp(media_type, CAIRN_MEDIA_DOCKER_LAYER) == 0)
+        return CAIRN_COMPRESS_GZIP;
+    if (strcmp(media_type, CAIRN_MEDIA_LAYER_ZSTD) == 0)
+        return CAIRN_COMPRESS_ZSTD;
+    return CAIRN_COMPRESS_NONE;
+}
+
+static const char *compression_name(enum cairn_compression c)
+{
+    return c == CAIRN_COMPRESS_GZIP   ? "gzip"
+           : c == CAIRN_COMPRESS_ZSTD ? "zstd"
+                                      : "not compressed (or unknown)";
+}
+
+/* Walks the tar's headers with the layer rules, skipping the contents
+ * (which still stream through both hashes). */
+static int verify_entries(struct blob_reader *r, const char *shown,
+                          struct cairn_layer_rules *rules,
+                          struct cairn_err *err)
+{
+    struct archive *in = archive_read_new();
+    if (in == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    int rc = 0;
+    int ar0 = archive_read_support_format_tar(in);
+    if (ar0 == ARCHIVE_OK)
+        ar0 = archive_read_open(in, r, NULL, unpack_read_cb, NULL);
+    while (rc == 0) {
+        if (ar0 != ARCHIVE_OK) {
+            const char *why = archive_error_string(in);
+            rc = r->rc != 0 ? r->rc : CAIRN_E_CORRUPT;
+            cairn_err_set(err, rc, "layer %s: %s", shown,
+                          r->rc != 0 ? r->msg : why ? why : "not a tar");
+            break;
+        }
+        struct archive_entry *ae;
+        int ar = archive_read_next_header(in, &ae);
+        if (ar == ARCHIVE_EOF)
+            break;
+        if (ar >= ARCHIVE_WARN) {
+            struct cairn_layer_rule_view v;
+            char why[512];
+            const char *name = archive_entry_pathname(ae);
+            rc = cairn_layer_rules_check(rules, name,
+                                         archive_entry_filetype(ae),
+                                         archive_entry_hardlink(ae), &v, why,
+                                         sizeof why);
+            if (rc != 0) {
+                cairn_err_set(err, rc, "layer %s: entry %s: %s", shown,
+                              name ? name : "(none)", why);
+                break;
+            }
+            ar = archive_read_data_skip(in);
+        }
+        if (ar < ARCHIVE_WARN) {
+            const char *why = archive_error_string(in);
+            rc = r->rc != 0 ? r->rc : CAIRN_E_CORRUPT;
+            cairn_err_set(err, rc, "layer %s: %s", shown,
+                          r->rc != 0 ? r->msg : why ? why : "bad tar");
+        }
+    }
+    archive_read_free(in);
+    return rc;
+}
+
+int cairn_layer_verify_fd(int fd, const struct cairn_layer_expect *want,
+                          struct cairn_err *err)
+{
+    if (fd < 0 || want == NULL || want->media_type == NULL ||
+        check_digest_arg(want->digest) != 0 || want->digest == NULL ||
+        check_digest_arg(want->diff_id) != 0 || want->diff_id == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "verify: bad arguments");
+    const char *shown = want->digest;
+    struct blob_reader r;
+    struct cairn_layer_rules *rules = cairn_layer_rules_new();
+    int rc = reader_attach(&r, fd, false);
+    r.max_blob = want->size > 0 ? (uint64_t)want->size : 0;
+    r.max_tar = want->max_tar > 0 ? (uint64_t)want->max_tar : 0;
+    if (rc != 0) {
+        cairn_err_set(err, rc, "layer %s: %s", shown, r.msg);
+        goto out;
+    }
+    if (rules == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    /* The magic bytes must be the media type's: a blob that unpacks fine
+     * under another compression still makes a manifest that lies. */
+    enum cairn_compression c = compression_of(want->media_type);
+    if (r.comp != c) {
+        rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                           "layer %s: the blob is %s, but its media type %s "
+                           "says %s",
+                           shown, compression_name(r.comp), want->media_type,
+                           compression_name(c));
+        goto out;
+    }
+    if ((rc = verify_entries(&r, shown, rules, err)) != 0)
+        goto out;
+    if (cairn_layer_rules_count(rules) == 0) {
+        rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                           "layer %s: the tar has no entries (a step that "
+                           "changed nothing has no layer)",
+                           shown);
+        goto out;
+    }
+    /* The rest of the stream (padding, the compressor's own checks). */
+    if ((rc = reader_drain(&r)) != 0) {
+        cairn_err_set(err, rc, "layer %s: %s", shown, r.msg);
+        goto out;
+    }
+    struct cairn_layer_desc d;
+    if ((rc = reader_digests(&r, &d)) != 0) {
+        cairn_err_set(err, rc, "sha256: %s", cairn_strerror(rc));
+        goto out;
+    }
+    if (strcmp(d.digest, want->digest) != 0 || d.size != want->size)
+        rc = cairn_err_set(err, CAIRN_E_DIGEST,
+                           "blob %s (%lld bytes) arrived as %s (%lld bytes)",
+                           want->digest, (long long)want->size, d.digest,
+                           (long long)d.size);
+    else if (strcmp(d.diff_id, want->diff_id) != 0)
+        rc = cairn_err_set(err, CAIRN_E_DIGEST,
+                           "layer %s has diff_id %s, not %s", shown,
+                           d.diff_id, want->diff_id);
+out:
+    reader_close(&r);
+    cairn_layer_rules_free(rules);
     return rc;
 }

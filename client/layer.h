@@ -128,9 +128,13 @@ struct cairn_layer_extract {
  * modes, times (clamped to the source date epoch), xattrs, symlinks, hard
  * links and devices as in the archive, owners from the archive unless
  * x->chown. Entries escaping dest ("..", a relative symlink target or
- * hard link leaving it, a path through a symlink the archive made), names
- * starting with ".wh." and 0/0 character devices (both mean deletion in a
- * layer) are refused with CAIRN_E_CORRUPT; sockets are skipped. A corrupt
+ * hard link leaving it, a path through a symlink the archive made), hard
+ * links whose target is not a file an earlier entry of the archive made
+ * (the entries written follow the unpack rules, client/layer_rules.h, so
+ * the layer can be unpacked), names starting with ".wh." and 0/0
+ * character devices (both mean deletion in a layer) are refused with
+ * CAIRN_E_CORRUPT naming the archive and the entry; sockets are skipped.
+ * A corrupt
  * or truncated archive is CAIRN_E_CORRUPT. After an error the layer is
  * incomplete: the caller aborts w. */
 int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,
@@ -175,8 +179,10 @@ void cairn_layer_writer_abort(struct cairn_layer_writer *w);
  * from the content) into dest, an empty directory, as an overlayfs lower
  * layer: ".wh.x" becomes a 0/0 char device x, ".wh..wh..opq" sets
  * trusted.overlay.opaque=y on its directory. Owners, modes, times, xattrs
- * and hard links are restored. Entries escaping dest (absolute paths,
- * "..", symlinked parents) are refused with CAIRN_E_CORRUPT. When
+ * and hard links are restored. Entries the unpack rules refuse
+ * (client/layer_rules.h: absolute paths, "..", symlinked parents, hard
+ * links to nothing this layer made, ...) are refused with CAIRN_E_CORRUPT
+ * naming the entry. When
  * diff_id is not NULL, the uncompressed stream is hashed and a mismatch
  * is CAIRN_E_DIGEST. Truncated or corrupt blobs are CAIRN_E_CORRUPT; disk
  * trouble (ENOSPC, EIO, ...) keeps its negative errno. An owner, mode or
@@ -184,6 +190,30 @@ void cairn_layer_writer_abort(struct cairn_layer_writer *w);
  * dest holds a partial tree for the caller to remove. */
 int cairn_layer_unpack(const char *blob_path, const char *dest,
                        const char *diff_id, struct cairn_err *err);
+
+/* What a layer blob from elsewhere (a shared cache) must be. */
+struct cairn_layer_expect {
+    const char *digest;     /* "sha256:<hex>" of the blob */
+    const char *diff_id;    /* "sha256:<hex>" of the uncompressed tar */
+    const char *media_type; /* CAIRN_MEDIA_LAYER_*: gzip, zstd or plain */
+    int64_t size;           /* blob bytes */
+    int64_t max_tar;        /* cap on the uncompressed bytes; <= 0: none */
+};
+
+/* Verifies the layer blob read from fd (borrowed, read to its end unless
+ * a check fails first; the caller closes it) in one pass, one
+ * decompression, before anything uses it: its magic bytes are those of
+ * want->media_type and it decodes with that codec; every tar entry
+ * follows the unpack rules (client/layer_rules.h: the same code the
+ * unpacker runs); the tar has at least one entry (a step that changed
+ * nothing has no layer); its digest and size are want's, its
+ * uncompressed stream hashes to want->diff_id and is at most
+ * want->max_tar bytes (checked as it decompresses: a bomb stops there).
+ * Reading stops at want->size bytes. A refusal is CAIRN_E_CORRUPT,
+ * CAIRN_E_DIGEST or CAIRN_E_TOOBIG with a sentence naming the blob and,
+ * for an entry, the entry and the rule; a read error keeps its errno. */
+int cairn_layer_verify_fd(int fd, const struct cairn_layer_expect *want,
+                          struct cairn_err *err);
 
 /* Computes both digests of an existing blob file (import/load). */
 int cairn_layer_digest_file(const char *blob_path,

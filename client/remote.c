@@ -25,6 +25,10 @@
 #define REMOTE_WRITE_CHUNK (1 << 20)
 #define REMOTE_MAX_CA (1 << 20)
 #define REMOTE_READ_ATTEMPTS 4
+/* The slowest blob stream kept when the caller sets none (bytes/s). */
+#define REMOTE_MIN_RATE ((int64_t)256 << 10)
+/* The message size the rate windows allow for (cairnd's ReadResponse). */
+#define REMOTE_RATE_FRAME ((int64_t)1 << 20)
 
 typedef Build__Bazel__Remote__Execution__V2__Digest Digest;
 
@@ -32,6 +36,8 @@ struct cairn_remote {
     grpc_channel *ch;
     char *auth; /* "Bearer <token>", or NULL */
     int64_t timeout_ms;
+    int64_t min_rate;  /* bytes/s over each window of a stream */
+    int64_t window_ms; /* see rate_start */
     char target[256];
 };
 
@@ -277,6 +283,12 @@ int cairn_remote_open(const struct cairn_remote_opts *o,
         return CAIRN_E_NOMEM;
     snprintf(r->target, sizeof r->target, "%s", o->target);
     r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
+    r->min_rate = o->min_rate > 0 ? o->min_rate : REMOTE_MIN_RATE;
+    /* Bytes are seen a message at a time, so a window must hold at least
+     * one message (cairnd frames 1 MiB) at the minimum rate. */
+    double frame_ms = (double)REMOTE_RATE_FRAME * 1000.0 / (double)r->min_rate;
+    r->window_ms = frame_ms > (double)r->timeout_ms ? (int64_t)frame_ms
+                                                    : r->timeout_ms;
     if (o->token && o->token[0]) {
         size_t n = strlen(o->token) + 8;
         if (strlen(o->token) > 4096 || (r->auth = malloc(n)) == NULL) {
@@ -658,10 +670,42 @@ int cairn_remote_batch_update(struct cairn_remote *r, const char *instance,
 
 /* ---- ByteStream --------------------------------------------------------- */
 
-static int64_t stream_extra_ms(int64_t size)
+static int64_t stream_extra_ms(const struct cairn_remote *r, int64_t size)
 {
-    /* Allow a floor of 4 MB/s on top of the per-call timeout. */
-    return size / 4000;
+    /* The whole stream at the minimum rate, on top of the per-call
+     * timeout: a backstop only, since each window of the stream is held
+     * to that rate (rate_check). Callers cap sizes (cache-max-layer);
+     * the double keeps a hostile size from overflowing. */
+    double ms = (double)size * 1000.0 / (double)r->min_rate;
+    return ms > 1e12 ? (int64_t)1e12 : (int64_t)ms;
+}
+
+/* A stream's progress: every window (timeout_ms, or longer when one
+ * 1 MiB message at min_rate needs longer) must move at least min_rate
+ * bytes per second, so a stall or a trickle ends in one window instead
+ * of at a deadline that grows with the (claimed) size. */
+struct rate_window {
+    gpr_timespec end;
+    int64_t bytes;
+};
+
+static void rate_start(struct rate_window *w, const struct cairn_remote *r)
+{
+    w->end = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                          gpr_time_from_millis(r->window_ms, GPR_TIMESPAN));
+    w->bytes = 0;
+}
+
+/* false when the window has ended below the rate; a window that ended
+ * above it starts the next one. */
+static bool rate_check(struct rate_window *w, const struct cairn_remote *r)
+{
+    if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), w->end) < 0)
+        return true;
+    if ((double)w->bytes < (double)r->min_rate * (double)r->window_ms / 1000.0)
+        return false;
+    rate_start(w, r);
+    return true;
 }
 
 static int resource_name(char *buf, size_t len, const char *instance,
@@ -677,11 +721,45 @@ static bool transient(int rc)
     return rc == CAIRN_E_RPC || rc == CAIRN_E_TIMEOUT;
 }
 
-/* One Read stream from offset; *got is what sink accepted. */
+/* The error of a stream that fell under the minimum rate. */
+static int rate_fail(const struct cairn_remote *r, const char *what,
+                     const struct cairn_remote_digest *d,
+                     const struct rate_window *w, struct cairn_err *err)
+{
+    return cairn_err_set(err, CAIRN_E_TIMEOUT,
+                         "%s: %s of %s stalled: %lld bytes in %lld ms, under "
+                         "the minimum rate of %lld bytes/s (cache-min-rate)",
+                         r->target, what, d->hash, (long long)w->bytes,
+                         (long long)r->window_ms, (long long)r->min_rate);
+}
+
+/* Waits for tag while the stream keeps the minimum rate. A window that
+ * ends below it cancels the call (the pending op still completes and is
+ * collected here), sets *slow and *rc. Returns whether the op succeeded. */
+static bool rate_wait(struct call *c, void *tag, struct rate_window *win,
+                      const char *what, const struct cairn_remote_digest *d,
+                      bool *slow, int *rc, struct cairn_err *err)
+{
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_pluck(c->cq, tag, win->end, NULL);
+        if (ev.type != GRPC_QUEUE_TIMEOUT)
+            return ev.type == GRPC_OP_COMPLETE && ev.success;
+        if (rate_check(win, c->r))
+            continue;
+        grpc_call_cancel(c->call, NULL);
+        call_wait(c, tag);
+        *slow = true;
+        *rc = rate_fail(c->r, what, d, win, err);
+        return false;
+    }
+}
+
+/* One Read stream from offset; *got is what sink accepted. *slow is set
+ * when the stream fell below the minimum rate (not worth resuming). */
 static int read_once(struct cairn_remote *r, const char *resource,
                      const struct cairn_remote_digest *d, int64_t offset,
                      cairn_remote_sink sink, void *arg, int64_t *got,
-                     struct cairn_err *err)
+                     bool *slow, struct cairn_err *err)
 {
     Google__Bytestream__ReadRequest rq = GOOGLE__BYTESTREAM__READ_REQUEST__INIT;
     rq.resource_name = (char *)resource;
@@ -692,22 +770,33 @@ static int read_once(struct cairn_remote *r, const char *resource,
         return CAIRN_E_NOMEM;
     struct call c;
     call_start(&c, r, "/google.bytestream.ByteStream/Read",
-               stream_extra_ms(d->size - offset));
+               stream_extra_ms(r, d->size - offset));
     grpc_byte_buffer *send = buffer_of(buf, len), *recv = NULL;
     free(buf);
     grpc_op ops[4];
     size_t nops = call_ops_request(&c, ops, send);
     int rc = 0;
     *got = 0;
+    struct rate_window win;
+    rate_start(&win, r);
+    /* The server's initial metadata usually comes with the first
+     * message, so even this first wait is held to the rate. */
     grpc_call_start_batch(c.call, ops, nops, (void *)1, NULL);
-    call_wait(&c, (void *)1);
-    while (!rc) {
+    bool ok = rate_wait(&c, (void *)1, &win, "ByteStream.Read", d, slow, &rc,
+                        err);
+    while (!rc && ok) {
         grpc_op op;
         memset(&op, 0, sizeof op);
         op.op = GRPC_OP_RECV_MESSAGE;
         op.data.recv_message.recv_message = &recv;
         grpc_call_start_batch(c.call, &op, 1, (void *)2, NULL);
-        if (!call_wait(&c, (void *)2) || recv == NULL)
+        ok = rate_wait(&c, (void *)2, &win, "ByteStream.Read", d, slow, &rc,
+                       err);
+        if (rc && recv != NULL)
+            grpc_byte_buffer_destroy(recv);
+        if (rc)
+            recv = NULL;
+        if (rc || !ok || recv == NULL)
             break;
         size_t mlen = 0;
         uint8_t *m = flatten(recv, &mlen);
@@ -728,8 +817,15 @@ static int read_once(struct cairn_remote *r, const char *resource,
             rc = sink(arg, rr->data.data, rr->data.len);
             if (!rc)
                 *got += (int64_t)rr->data.len;
+            win.bytes += (int64_t)rr->data.len;
         }
         google__bytestream__read_response__free_unpacked(rr, NULL);
+        /* A trickle of small messages never lets the wait above time
+         * out: the rate is checked as they arrive too. */
+        if (!rc && !rate_check(&win, r)) {
+            *slow = true;
+            rc = rate_fail(r, "ByteStream.Read", d, &win, err);
+        }
     }
     if (rc)
         grpc_call_cancel(c.call, NULL);
@@ -756,7 +852,8 @@ int cairn_remote_read(struct cairn_remote *r, const char *instance,
     int rc = 0;
     for (int attempt = 0; attempt < REMOTE_READ_ATTEMPTS; attempt++) {
         int64_t got = 0;
-        rc = read_once(r, resource, d, off, sink, arg, &got, err);
+        bool slow = false;
+        rc = read_once(r, resource, d, off, sink, arg, &got, &slow, err);
         off += got;
         if (!rc && off != d->size)
             rc = cairn_err_set(err, CAIRN_E_RPC,
@@ -765,7 +862,7 @@ int cairn_remote_read(struct cairn_remote *r, const char *instance,
                                (long long)d->size);
         /* Resume only a stream that made progress and broke for transport
          * reasons; a refusal or a sink error will not improve. */
-        if (!rc || !transient(rc) || got == 0)
+        if (!rc || !transient(rc) || got == 0 || slow)
             break;
     }
     if (received)
@@ -808,7 +905,7 @@ int cairn_remote_write(struct cairn_remote *r, const char *instance,
         return CAIRN_E_NOMEM;
     struct call c;
     call_start(&c, r, "/google.bytestream.ByteStream/Write",
-               stream_extra_ms(d->size));
+               stream_extra_ms(r, d->size));
     grpc_op ops[3];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -822,8 +919,10 @@ int cairn_remote_write(struct cairn_remote *r, const char *instance,
     grpc_call_start_batch(c.call, ops, 1, (void *)9, NULL);
     int rc = 0;
     int64_t sent = 0;
-    bool ok = true;
-    while (ok && sent < d->size) {
+    bool ok = true, slow = false;
+    struct rate_window win;
+    rate_start(&win, r);
+    while (ok && !rc && sent < d->size) {
         size_t want = d->size - sent < REMOTE_WRITE_CHUNK
                           ? (size_t)(d->size - sent)
                           : REMOTE_WRITE_CHUNK;
@@ -856,8 +955,16 @@ int cairn_remote_write(struct cairn_remote *r, const char *instance,
         op.op = GRPC_OP_SEND_MESSAGE;
         op.data.send_message.send_message = bb;
         grpc_call_start_batch(c.call, &op, 1, (void *)2, NULL);
-        ok = call_wait(&c, (void *)2);
+        /* Held to the minimum rate like reads: a server that stops
+         * taking bytes ends the upload in one window. */
+        ok = rate_wait(&c, (void *)2, &win, "ByteStream.Write", d, &slow,
+                       &rc, err);
         grpc_byte_buffer_destroy(bb);
+        win.bytes += got;
+        if (!rc && ok && !rate_check(&win, r)) {
+            rc = rate_fail(r, "ByteStream.Write", d, &win, err);
+            ok = false;
+        }
     }
     if (rc)
         grpc_call_cancel(c.call, NULL);

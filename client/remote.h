@@ -29,6 +29,12 @@ struct cairn_remote_opts {
     const char *ca_file; /* PEM roots for TLS; NULL: the system's */
     const char *token;   /* bearer token; NULL or "": none */
     int64_t timeout_ms;  /* deadline of each call; <= 0: 30 s */
+    /* ByteStream Reads and Writes must move at least this many bytes per
+     * second in every window (timeout_ms, or the time one 1 MiB message
+     * takes at this rate if longer), or end with CAIRN_E_TIMEOUT (a read
+     * is not resumed); a stream's whole deadline is timeout_ms + size at
+     * this rate. <= 0: 256 KiB/s. */
+    int64_t min_rate;
 };
 
 /* A REAPI digest: 64 lowercase hex digits and the size in bytes. */

@@ -93,6 +93,10 @@ mk('linkparent.tar', [('l', 'l', '/etc'), ('l/passwd', 'f', None)])
 mk('linkout.tar', [('l', 'l', '../../x')])
 mk('hardout.tar', [('h', 'h', '../x')])
 mk('whiteout.tar', [('.wh.bin', 'f', None)])
+# Hard links that the layer cannot hold: to a file outside the archive,
+# and to one reached through a symlink the archive made (issue 9, 10).
+mk('hardshadow.tar', [('h', 'h', '/etc/shadow')])
+mk('hardvialink.tar', [('l', 'l', '/etc'), ('h', 'h', 'l/shadow')])
 PY
 "$CAIRN" images -a -q | sort > "$T/before"
 bad() { # bad FILE EXPECTED
@@ -108,6 +112,8 @@ bad linkparent.tar 'parent directory is a symlink'
 bad linkout.tar 'symlink target escapes'
 bad hardout.tar 'hard link target escapes'
 bad whiteout.tar 'whiteout'
+bad hardshadow.tar 'entry h: hard link target opt/x/etc/shadow is not a file of this layer'
+bad hardvialink.tar 'entry h: hard link target opt/x/l/shadow is reached through the symlink opt/x/l'
 printf 'FROM busybox\nADD http://127.0.0.1:9/x.tar /opt/\n' > "$T/b/Dockerfile"
 if "$CAIRN" build "$T/b" > "$T/bad.out" 2>&1; then fail "URL ADD succeeded"; fi
 grep -q 'ADD from a URL is not supported yet' "$T/bad.out" || fail "URL ADD: $(cat "$T/bad.out")"

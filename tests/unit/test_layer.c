@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -414,6 +416,89 @@ static void test_digests_all_compressions(void **state)
     /* Same tar whatever the compression. */
     assert_string_equal(diff_ids[0], diff_ids[1]);
     assert_string_equal(diff_ids[0], diff_ids[2]);
+}
+
+/* Writes the file at path to fd from a child process: first one byte,
+ * then the rest, as a download arrives (the magic split across reads). */
+static pid_t feed_split(const char *path, int fd)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid > 0)
+        return pid;
+    int in = open(path, O_RDONLY);
+    char buf[65536];
+    ssize_t n = in < 0 ? -1 : read(in, buf, 1);
+    if (n == 1 && write(fd, buf, 1) == 1) {
+        usleep(20000);
+        while ((n = read(in, buf, sizeof buf)) > 0)
+            if (write(fd, buf, (size_t)n) != n)
+                break;
+    }
+    _exit(0);
+}
+
+/* cairn_layer_verify_fd: a layer as the writer made it passes under its
+ * own media type and no other; size, diff_id and the tar cap hold; a
+ * socket that hands out the magic one byte at a time still works. */
+static void test_verify(void **state)
+{
+    struct fixture *f = *state;
+    make_upper(f);
+    static const char *const media[] = {CAIRN_MEDIA_LAYER_GZIP,
+                                        CAIRN_MEDIA_LAYER_ZSTD,
+                                        CAIRN_MEDIA_LAYER_TAR};
+    static const enum cairn_compression comp[] = {
+        CAIRN_COMPRESS_GZIP, CAIRN_COMPRESS_ZSTD, CAIRN_COMPRESS_NONE};
+    for (size_t i = 0; i < 3; i++) {
+        struct cairn_layer_desc d;
+        char *blob = write_upper(f, comp[i], -1, &d);
+        for (size_t k = 0; k < 3; k++) {
+            struct cairn_layer_expect want = {d.digest, d.diff_id, media[k],
+                                              d.size, 0};
+            struct cairn_err err = {0};
+            int fd = open(blob, O_RDONLY);
+            int rc = cairn_layer_verify_fd(fd, &want, &err);
+            close(fd);
+            if (k == i && rc != 0)
+                fail_msg("verify %s: %s", media[k], err.msg);
+            if (k != i && (rc != CAIRN_E_CORRUPT ||
+                           strstr(err.msg, "but its media type") == NULL))
+                fail_msg("%zu labelled %s: rc %d %s", i, media[k], rc,
+                         err.msg);
+        }
+        struct cairn_layer_expect want = {d.digest, d.diff_id, media[i],
+                                          d.size, 0};
+        struct cairn_err err = {0};
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        pid_t pid = feed_split(blob, sv[0]);
+        close(sv[0]);
+        int rc = cairn_layer_verify_fd(sv[1], &want, &err);
+        close(sv[1]);
+        waitpid(pid, NULL, 0);
+        if (rc != 0)
+            fail_msg("verify from a socket: %s", err.msg);
+        /* A wrong diff_id, a wrong size, a cap under the tar's size. */
+        char other[CAIRN_DIGEST_STR_LEN];
+        snprintf(other, sizeof other, "sha256:%064d", 0);
+        struct cairn_layer_expect bad[] = {
+            {d.digest, other, media[i], d.size, 0},
+            {d.digest, d.diff_id, media[i], d.size + 1, 0},
+            {d.digest, d.diff_id, media[i], d.size, 1024},
+        };
+        static const int code[] = {CAIRN_E_DIGEST, CAIRN_E_DIGEST,
+                                   CAIRN_E_TOOBIG};
+        for (size_t k = 0; k < 3; k++) {
+            int fd = open(blob, O_RDONLY);
+            rc = cairn_layer_verify_fd(fd, &bad[k], &err);
+            close(fd);
+            if (rc != code[k])
+                fail_msg("bad case %zu: rc %d %s", k, rc, err.msg);
+        }
+        unlink(blob);
+        free(blob);
+    }
 }
 
 static void test_deterministic(void **state)
@@ -1310,6 +1395,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_upper_listing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_digests_all_compressions, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deterministic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoch_clamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_api, setup, teardown),
