@@ -7,6 +7,7 @@
 #include "server/config.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/relay.h"
 #include "server/rpc.h"
 #include "server/store.h"
 #include "server/uploads.h"
@@ -131,6 +132,11 @@ static void print_listening(const char *listen, int port)
     fflush(stdout);
 }
 
+static void hand_over(void *ctx, int fd)
+{
+    cd_rpc_channel_add(ctx, fd);
+}
+
 int main(int argc, char **argv)
 {
     struct cd_config cfg;
@@ -169,6 +175,7 @@ int main(int argc, char **argv)
     struct cd_auth *auth = NULL;
     struct cd_uploads *uploads = NULL;
     struct cd_rpc *rpc = NULL;
+    struct cd_relay *relay = NULL;
     char *cert = NULL, *key = NULL, *ca = NULL;
     struct cd_metrics metrics;
     memset(&metrics, 0, sizeof metrics);
@@ -215,12 +222,38 @@ int main(int argc, char **argv)
     struct cd_rpc_opts ro = {cfg.listen, cfg.threads, cert, key, ca, idle_s,
                              !cfg.no_conn_limits, (unsigned)cfg.max_header_size,
                              cfg.max_streams, cfg.handshake_timeout_s, cfg.conn_idle_s,
-                             cfg.conn_age_s, cfg.conn_grace_s};
+                             cfg.conn_age_s, cfg.conn_grace_s, false};
+    /* Plaintext connections come through the HTTP/2 gate (server/relay.c):
+     * gRPC 1.51 cannot bound a header block itself (CVE-2023-33953). It
+     * takes only plaintext connections from a file descriptor, so TLS
+     * stays on gRPC's own listener. */
+    ro.external_listener = cert == NULL && ro.limits && !cfg.no_gate;
     int port = 0;
     if (cd_rpc_start(&ro, &svc, &rpc, &port, &err) != 0) {
         fprintf(stderr, "cairnd: %s\n", err.msg);
         grpc_shutdown();
         goto out;
+    }
+    if (ro.external_listener) {
+        struct cd_relay_opts rlo = {cfg.listen, cfg.max_conns, cfg.max_conns_per_ip,
+                                    cfg.handshake_timeout_s,
+                                    cd_gate_limits_for((uint32_t)cfg.max_header_size),
+                                    hand_over, rpc};
+        if (cd_relay_start(&rlo, &relay, &port, &err) != 0) {
+            fprintf(stderr, "cairnd: %s\n", err.msg);
+            cd_rpc_free(rpc);
+            grpc_shutdown();
+            goto out;
+        }
+        cd_log(CD_LOG_INFO,
+               "HTTP/2 gate: header blocks up to %u bytes in up to %u CONTINUATION frames, "
+               "frames up to %u bytes; %u connections, %u per client address",
+               rlo.gate.max_block, rlo.gate.max_continuations, CD_GATE_FRAME_MAX, rlo.max_conns,
+               rlo.max_per_ip);
+    } else if (ro.limits) {
+        cd_log(CD_LOG_WARN, "HTTP/2 gate off (%s): header blocks reach gRPC unchecked "
+               "(CVE-2023-33953, docs/security.md); no connection caps",
+               cert ? "TLS is served by gRPC" : "--no-gate");
     }
     char verify_how[64];
     if (cfg.no_read_verify)
@@ -278,10 +311,13 @@ int main(int argc, char **argv)
     }
     cd_log(CD_LOG_INFO, "%s: draining (up to %us)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
            cfg.drain_timeout_s);
+    /* No new connection may reach gRPC once its shutdown has begun. */
+    cd_relay_stop_accepting(relay);
     unsigned cancelled = cd_rpc_drain(rpc, cfg.drain_timeout_s);
     if (cancelled > 0)
         cd_log(CD_LOG_WARN, "cancelled %u call(s) still running after the drain timeout", cancelled);
     cd_rpc_free(rpc);
+    cd_relay_free(relay);
     grpc_shutdown();
     log_summary("exit", &metrics, store);
     status = 0;

@@ -37,15 +37,23 @@ struct cd_rpc_opts {
     unsigned conn_idle_s;         /* no calls for this long: GOAWAY; 0: never */
     unsigned conn_age_s;          /* GOAWAY after this long; 0: never */
     unsigned conn_grace_s;        /* calls still running then are cut */
+    /* true: bind nothing; connections arrive through cd_rpc_channel_add
+     * (server/relay.c, the HTTP/2 gate). Plaintext only. */
+    bool external_listener;
 };
 
 struct cd_rpc;
 
-/* Binds, registers the methods and starts the workers. *port is the bound
- * port. svc is borrowed until cd_rpc_free. Call grpc_init() first.
+/* Binds (unless external_listener), registers the methods and starts the
+ * workers. *port is the bound port (0 with external_listener). svc is borrowed until cd_rpc_free. Call grpc_init() first.
  * Returns 0, CAIRN_E_INVAL (bad address or TLS material), CAIRN_E_NOMEM. */
 int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc,
                  struct cd_rpc **out, int *port, struct cairn_err *err);
+
+/* Serves one more plaintext HTTP/2 connection: fd is a connected,
+ * non-blocking stream socket, owned by gRPC from here on. Thread-safe;
+ * not after cd_rpc_drain has started. */
+void cd_rpc_channel_add(struct cd_rpc *rpc, int fd);
 
 /* Cancels client-streaming calls (ByteStream Write) that have received
  * no message for stream_idle_s seconds, with DEADLINE_EXCEEDED; their
