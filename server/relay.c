@@ -236,6 +236,20 @@ static ssize_t buf_drain(struct buf *b, int fd)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -1 : -2;
 }
 
+/* Refusals are logged at most once a second (with how many there were),
+ * so a flood of bad connections cannot flood the log. */
+static void refuse_log(struct cd_relay *r, const char *name, const char *what, const char *why)
+{
+    r->refused++;
+    int64_t now = now_ms();
+    if (now - r->refused_logged_ms < 1000)
+        return;
+    cd_log(CD_LOG_WARN, "connection from %s %s: %s (%u refused since the last such line)", name,
+           what, why, r->refused);
+    r->refused = 0;
+    r->refused_logged_ms = now;
+}
+
 /* Moves whatever can move in both directions, then registers what the
  * connection waits for. Returns false when it closed the connection. */
 static bool conn_pump(struct cd_relay *r, struct conn *c)
@@ -259,8 +273,7 @@ static bool conn_pump(struct cd_relay *r, struct conn *c)
                 c->up.off = c->up.len = 0; /* gRPC is gone: drop */
             } else if (n > 0) {
                 if (cd_gate_feed(&c->gate, c->up.d + at, (size_t)n) != 0) {
-                    cd_log(CD_LOG_WARN, "connection from %s refused by the HTTP/2 gate: %s",
-                           c->name, c->gate.reason);
+                    refuse_log(r, c->name, "closed by the HTTP/2 gate", c->gate.reason);
                     conn_close(r, c, NULL);
                     return false;
                 }
@@ -330,18 +343,6 @@ static bool conn_pump(struct cd_relay *r, struct conn *c)
     return true;
 }
 
-static void refuse_log(struct cd_relay *r, const char *name, const char *why)
-{
-    r->refused++;
-    int64_t now = now_ms();
-    if (now - r->refused_logged_ms < 1000)
-        return;
-    cd_log(CD_LOG_WARN, "connection from %s refused: %s (%u refused in the last second)", name,
-           why, r->refused);
-    r->refused = 0;
-    r->refused_logged_ms = now;
-}
-
 /* One accepted client socket: check the caps, make the socketpair, hand
  * gRPC its end. Called with r->mu held and r->accepting. */
 static void conn_accept(struct cd_relay *r, int fd, const struct sockaddr_storage *peer)
@@ -352,12 +353,12 @@ static void conn_accept(struct cd_relay *r, int fd, const struct sockaddr_storag
     for (struct conn *o = r->head; o != NULL; o = o->next)
         same += peer_same_ip(&o->peer, peer);
     if (r->n_conns >= r->o.max_conns) {
-        refuse_log(r, name, "--max-connections reached");
+        refuse_log(r, name, "refused", "--max-connections reached");
         close(fd);
         return;
     }
     if (same >= r->o.max_per_ip) {
-        refuse_log(r, name, "--max-connections-per-ip reached");
+        refuse_log(r, name, "refused", "--max-connections-per-ip reached");
         close(fd);
         return;
     }
