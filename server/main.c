@@ -10,6 +10,7 @@
 #include "server/relay.h"
 #include "server/rpc.h"
 #include "server/store.h"
+#include "server/tls.h"
 #include "server/uploads.h"
 
 #include <errno.h>
@@ -176,6 +177,7 @@ int main(int argc, char **argv)
     struct cd_uploads *uploads = NULL;
     struct cd_rpc *rpc = NULL;
     struct cd_relay *relay = NULL;
+    SSL_CTX *tls = NULL;
     char *cert = NULL, *key = NULL, *ca = NULL;
     struct cd_metrics metrics;
     memset(&metrics, 0, sizeof metrics);
@@ -223,11 +225,18 @@ int main(int argc, char **argv)
                              !cfg.no_conn_limits, (unsigned)cfg.max_header_size,
                              cfg.max_streams, cfg.handshake_timeout_s, cfg.conn_idle_s,
                              cfg.conn_age_s, cfg.conn_grace_s, false};
-    /* Plaintext connections come through the HTTP/2 gate (server/relay.c):
-     * gRPC 1.51 cannot bound a header block itself (CVE-2023-33953). It
-     * takes only plaintext connections from a file descriptor, so TLS
-     * stays on gRPC's own listener. */
-    ro.external_listener = cert == NULL && ro.limits && !cfg.no_gate;
+    /* Connections come through the HTTP/2 gate (server/relay.c): gRPC
+     * 1.51 cannot bound a header block itself (CVE-2023-33953). gRPC
+     * takes only plaintext connections from a file descriptor, so the
+     * relay terminates TLS. */
+    ro.external_listener = ro.limits && !cfg.no_gate;
+    if (ro.external_listener && cfg.tls_cert != NULL &&
+        cd_tls_ctx_new(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca, &tls, &err) != 0) {
+        fprintf(stderr, "cairnd: %s\n", err.msg);
+        grpc_shutdown();
+        status = 2;
+        goto out;
+    }
     int port = 0;
     if (cd_rpc_start(&ro, &svc, &rpc, &port, &err) != 0) {
         fprintf(stderr, "cairnd: %s\n", err.msg);
@@ -238,7 +247,7 @@ int main(int argc, char **argv)
         struct cd_relay_opts rlo = {cfg.listen, cfg.max_conns, cfg.max_conns_per_ip,
                                     cfg.handshake_timeout_s,
                                     cd_gate_limits_for((uint32_t)cfg.max_header_size),
-                                    hand_over, rpc};
+                                    tls, hand_over, rpc};
         if (cd_relay_start(&rlo, &relay, &port, &err) != 0) {
             fprintf(stderr, "cairnd: %s\n", err.msg);
             cd_rpc_free(rpc);
@@ -251,9 +260,8 @@ int main(int argc, char **argv)
                rlo.gate.max_block, rlo.gate.max_continuations, CD_GATE_FRAME_MAX, rlo.max_conns,
                rlo.max_per_ip);
     } else if (ro.limits) {
-        cd_log(CD_LOG_WARN, "HTTP/2 gate off (%s): header blocks reach gRPC unchecked "
-               "(CVE-2023-33953, docs/security.md); no connection caps",
-               cert ? "TLS is served by gRPC" : "--no-gate");
+        cd_log(CD_LOG_WARN, "HTTP/2 gate off (--no-gate): header blocks reach gRPC unchecked "
+               "(CVE-2023-33953, docs/security.md); no connection caps");
     }
     char verify_how[64];
     if (cfg.no_read_verify)
@@ -325,6 +333,7 @@ out:
     cd_uploads_free(uploads);
     cd_store_close(store);
     cd_auth_free(auth);
+    cd_tls_ctx_free(tls);
     free(cert);
     free(key);
     free(ca);

@@ -1,6 +1,7 @@
 #include "server/relay.h"
 
 #include "server/log.h"
+#include "server/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +21,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
 
 /* Bytes buffered per direction and connection. 64 KiB is four full
  * HTTP/2 frames; the kernel's socket buffers hold more on either side. */
@@ -61,7 +64,9 @@ struct conn {
     struct sockaddr_storage peer;
     char name[PEER_NAME];
     struct cd_gate gate;
-    struct spliced down;       /* gRPC -> client */
+    SSL *ssl;                  /* the client's TLS session, or NULL */
+    struct buf *tls_down;      /* with TLS: gRPC -> client, to encrypt */
+    struct spliced down;       /* plaintext: gRPC -> client */
     struct buf up;             /* client -> gRPC (last: the big part) */
 };
 
@@ -191,8 +196,12 @@ static void conn_close(struct cd_relay *r, struct conn *c, const char *why)
         close(c->c);
     if (c->g >= 0)
         close(c->g);
-    close(c->down.r);
-    close(c->down.w);
+    if (c->down.r >= 0) {
+        close(c->down.r);
+        close(c->down.w);
+    }
+    SSL_free(c->ssl);
+    free(c->tls_down);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -223,30 +232,63 @@ static void interest_set(struct cd_relay *r, struct conn *c, int fd, uint32_t *h
     *have = want;
 }
 
-/* Reads from fd into b. Returns bytes read, 0 at EOF, -1 when nothing is
- * there now, -2 on an error. */
-static ssize_t buf_fill(struct buf *b, int fd)
+/* How a TLS call went, as buf_fill and buf_drain report it. */
+static ssize_t tls_result(SSL *ssl, int k)
+{
+    if (k > 0)
+        return k;
+    switch (SSL_get_error(ssl, k)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        return -2;
+    }
+}
+
+/* Appends what fd (through ssl when not NULL) has to b. Returns bytes
+ * read, 0 at EOF, -1 when nothing is there now, -2 on an error. */
+static ssize_t buf_fill(struct buf *b, int fd, SSL *ssl)
 {
     if (b->off == b->len)
         b->off = b->len = 0;
-    ssize_t n = read(fd, b->d + b->len, sizeof b->d - b->len);
-    if (n >= 0)
-        return n;
-    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : -2;
+    ssize_t n;
+    if (ssl != NULL) {
+        ERR_clear_error();
+        n = tls_result(ssl, SSL_read(ssl, b->d + b->len, (int)(sizeof b->d - b->len)));
+    } else {
+        n = read(fd, b->d + b->len, sizeof b->d - b->len);
+        if (n < 0)
+            n = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : -2;
+    }
+    if (n > 0)
+        b->len += (size_t)n;
+    return n;
 }
 
-/* Writes b's waiting bytes to fd. Returns bytes written, -1 when fd
- * takes nothing now, -2 on an error. */
-static ssize_t buf_drain(struct buf *b, int fd)
+/* Writes b's waiting bytes to fd (through ssl when not NULL). Returns
+ * bytes written, -1 when fd takes nothing now, -2 on an error. */
+static ssize_t buf_drain(struct buf *b, int fd, SSL *ssl)
 {
-    ssize_t n = send(fd, b->d + b->off, b->len - b->off, MSG_NOSIGNAL);
+    ssize_t n;
+    if (ssl != NULL) {
+        ERR_clear_error();
+        n = tls_result(ssl, SSL_write(ssl, b->d + b->off, (int)(b->len - b->off)));
+        if (n == 0)
+            n = -2;
+    } else {
+        n = send(fd, b->d + b->off, b->len - b->off, MSG_NOSIGNAL);
+        if (n <= 0)
+            n = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -1 : -2;
+    }
     if (n > 0) {
         b->off += (size_t)n;
         if (b->off == b->len)
             b->off = b->len = 0;
-        return n;
     }
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -1 : -2;
+    return n;
 }
 
 /* Refusals are logged at most once a second (with how many there were),
@@ -284,6 +326,27 @@ static ssize_t splice_drain(struct spliced *p, int fd)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? -1 : -2;
 }
 
+/* The client's socket or TLS session failed: close, saying why (a TLS
+ * handshake failure, e.g. a missing client certificate, is a refusal and
+ * logged as one). */
+static void client_error(struct cd_relay *r, struct conn *c, const char *op)
+{
+    if (c->ssl != NULL) {
+        char buf[256];
+        const char *why = cd_tls_reason(buf, sizeof buf);
+        if (!SSL_is_init_finished(c->ssl)) {
+            refuse_log(r, c->name, "closed: TLS handshake failed", why);
+            conn_close(r, c, NULL);
+            return;
+        }
+        cd_log(CD_LOG_DEBUG, "connection from %s closed: TLS %s: %s", c->name, op, why);
+        conn_close(r, c, NULL);
+        return;
+    }
+    cd_log(CD_LOG_DEBUG, "connection from %s closed: %s: %s", c->name, op, strerror(errno));
+    conn_close(r, c, NULL);
+}
+
 /* Moves whatever can move in both directions, then registers what the
  * connection waits for. Returns false when it closed the connection. */
 static bool conn_pump(struct cd_relay *r, struct conn *c)
@@ -294,9 +357,9 @@ static bool conn_pump(struct cd_relay *r, struct conn *c)
         /* client -> gRPC, through the gate */
         if (!c->c_eof && c->up.len < sizeof c->up.d) {
             size_t at = c->up.len == c->up.off ? 0 : c->up.len;
-            n = buf_fill(&c->up, c->c);
+            n = buf_fill(&c->up, c->c, c->ssl);
             if (n == -2) {
-                conn_close(r, c, "client read error");
+                client_error(r, c, "read");
                 return false;
             }
             if (n == 0)
@@ -311,13 +374,12 @@ static bool conn_pump(struct cd_relay *r, struct conn *c)
                     conn_close(r, c, NULL);
                     return false;
                 }
-                c->up.len += (size_t)n;
                 if (c->deadline_ms != 0 && cd_gate_ready(&c->gate) && !c->c_shut)
                     c->deadline_ms = 0;
             }
         }
         if (c->g >= 0 && c->up.len > c->up.off) {
-            n = buf_drain(&c->up, c->g);
+            n = buf_drain(&c->up, c->g, NULL);
             if (n == -2) {
                 conn_close(r, c, "gRPC side write error");
                 return false;
@@ -329,8 +391,10 @@ static bool conn_pump(struct cd_relay *r, struct conn *c)
             c->g_shut = true;
         }
         /* gRPC -> client, unchanged */
-        if (c->g >= 0 && c->down.len < c->down.cap) {
-            n = splice_fill(&c->down, c->g);
+        size_t down_len = c->ssl ? c->tls_down->len - c->tls_down->off : c->down.len;
+        size_t down_room = c->ssl ? sizeof c->tls_down->d - c->tls_down->len : c->down.cap - c->down.len;
+        if (c->g >= 0 && down_room > 0) {
+            n = c->ssl ? buf_fill(c->tls_down, c->g, NULL) : splice_fill(&c->down, c->g);
             if (n == -2 || n == 0) {
                 /* gRPC closed the connection: nothing more to read or
                  * write there. */
@@ -341,18 +405,23 @@ static bool conn_pump(struct cd_relay *r, struct conn *c)
                 c->up.off = c->up.len = 0;
                 moved = true;
             } else if (n > 0) {
+                down_len += (size_t)n;
                 moved = true;
             }
         }
-        if (c->down.len > 0) {
-            n = splice_drain(&c->down, c->c);
+        if (down_len > 0) {
+            n = c->ssl ? buf_drain(c->tls_down, c->c, c->ssl) : splice_drain(&c->down, c->c);
             if (n == -2) {
-                conn_close(r, c, "client write error");
+                client_error(r, c, "write");
                 return false;
             }
+            if (n > 0)
+                down_len -= (size_t)n;
             moved |= n > 0;
         }
-        if (c->g_eof && c->down.len == 0 && !c->c_shut) {
+        if (c->g_eof && down_len == 0 && !c->c_shut) {
+            if (c->ssl != NULL)
+                SSL_shutdown(c->ssl); /* close_notify, best effort */
             shutdown(c->c, SHUT_WR);
             c->c_shut = true;
             c->deadline_ms = now_ms() + RELAY_LINGER_MS;
@@ -362,12 +431,15 @@ static bool conn_pump(struct cd_relay *r, struct conn *c)
         conn_close(r, c, NULL);
         return false;
     }
+    bool down_waiting = c->ssl ? c->tls_down->len > c->tls_down->off : c->down.len > 0;
+    bool down_room = c->ssl ? c->tls_down->len < sizeof c->tls_down->d : c->down.len < c->down.cap;
     uint32_t cw = 0, gw = 0;
     if (!c->c_eof && c->up.len < sizeof c->up.d)
         cw |= EPOLLIN;
-    if (c->down.len > 0)
+    /* TLS may need to write while reading (the handshake). */
+    if (down_waiting || (c->ssl != NULL && SSL_want_write(c->ssl)))
         cw |= EPOLLOUT;
-    if (c->down.len < c->down.cap)
+    if (down_room)
         gw |= EPOLLIN;
     if (c->up.len > c->up.off)
         gw |= EPOLLOUT;
@@ -405,15 +477,27 @@ static void conn_accept(struct cd_relay *r, int fd, const struct sockaddr_storag
     why = "socketpair";
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) != 0)
         goto fail;
-    why = "pipe";
-    if (pipe2(pp, O_NONBLOCK | O_CLOEXEC) != 0)
-        goto fail;
-    /* A bigger pipe means fewer wake-ups per Read; the default (64 KiB)
-     * is kept when the system refuses (pipe-user-pages limits). */
-    int cap = fcntl(pp[1], F_SETPIPE_SZ, RELAY_PIPE);
-    if (cap < 0)
-        cap = fcntl(pp[1], F_GETPIPE_SZ);
-    c->down = (struct spliced){pp[0], pp[1], 0, cap > 0 ? (size_t)cap : 4096};
+    c->down = (struct spliced){-1, -1, 0, 0};
+    if (r->o.tls != NULL) {
+        /* TLS: gRPC's bytes are encrypted from a buffer; the session
+         * starts with the client's hello (SSL_read accepts). */
+        why = "TLS session";
+        if ((c->tls_down = malloc(sizeof *c->tls_down)) == NULL ||
+            (c->ssl = SSL_new(r->o.tls)) == NULL || SSL_set_fd(c->ssl, fd) != 1)
+            goto fail;
+        c->tls_down->off = c->tls_down->len = 0;
+        SSL_set_accept_state(c->ssl);
+    } else {
+        why = "pipe";
+        if (pipe2(pp, O_NONBLOCK | O_CLOEXEC) != 0)
+            goto fail;
+        /* A bigger pipe means fewer wake-ups per Read; the default
+         * (64 KiB) is kept when the system refuses (pipe-user-pages). */
+        int cap = fcntl(pp[1], F_SETPIPE_SZ, RELAY_PIPE);
+        if (cap < 0)
+            cap = fcntl(pp[1], F_GETPIPE_SZ);
+        c->down = (struct spliced){pp[0], pp[1], 0, cap > 0 ? (size_t)cap : 4096};
+    }
     c->c = fd;
     c->g = sp[0];
     c->peer = *peer;
@@ -449,6 +533,10 @@ fail:
             close(sp[i]);
         if (pp[i] >= 0)
             close(pp[i]);
+    }
+    if (c != NULL) {
+        SSL_free(c->ssl);
+        free(c->tls_down);
     }
     free(c);
     close(fd);

@@ -14,7 +14,8 @@
  * has not sent the HTTP/2 preface and SETTINGS within handshake_s is
  * closed (gRPC runs no handshake timer on connections it did not accept).
  *
- * Plaintext only: TLS connections are accepted by gRPC itself.
+ * With a TLS context, the relay terminates TLS (server/tls.h) and gRPC
+ * sees plaintext; the gate reads the decrypted bytes.
  * cd_relay_start/stop_accepting/free are called from one thread (main). */
 #ifndef CAIRN_SERVER_RELAY_H
 #define CAIRN_SERVER_RELAY_H
@@ -22,12 +23,15 @@
 #include "common/error.h"
 #include "server/gate.h"
 
+#include <openssl/ssl.h>
+
 struct cd_relay_opts {
     const char *listen;        /* "host:port", "[v6]:port"; port 0 picks one */
     unsigned max_conns;        /* open connections in total, >= 1 */
     unsigned max_per_ip;       /* ... from one client address, >= 1 */
     unsigned handshake_s;      /* 0: no handshake deadline */
     struct cd_gate_limits gate;
+    SSL_CTX *tls;              /* borrowed until cd_relay_free; NULL: plaintext */
     /* Takes ownership of fd, the server end of a connected, non-blocking
      * socketpair (gRPC's grpc_server_add_channel_from_fd). Called on the
      * relay thread, never after cd_relay_stop_accepting returned. */

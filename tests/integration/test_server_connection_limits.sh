@@ -195,4 +195,49 @@ cd_start --max-connections 3
     || fail "--max-connections 3: $(hold 4)"
 alive total_cap
 cd_stop
+# TLS: the relay terminates TLS and the gate reads the decrypted frames,
+# so an oversized header block sent over TLS is closed as well (gRPC's own
+# TLS listener would parse it). A python client with ALPN h2 sends one
+# 1 MB header field that never ends.
+if command -v openssl >/dev/null; then
+    (cd "$T" && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca \
+        -keyout ca.key -out ca.pem && printf 'subjectAltName=IP:127.0.0.1\n' >san.ext &&
+        openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr &&
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile san.ext -out server.pem) >/dev/null 2>"$T/openssl.log" \
+        || { cat "$T/openssl.log"; fail "openssl"; }
+    cd_start --tls-cert "$T/server.pem" --tls-key "$T/server.key"
+    out=$(python3 - "$CD_PORT" "$T/ca.pem" <<'PY'
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.set_alpn_protocols(["h2"])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
+def frame(t, flags, sid, payload):
+    return len(payload).to_bytes(3, "big") + bytes([t, flags]) + sid.to_bytes(4, "big") + payload
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b""))
+# A literal field, new name, with a 1 MB value: HEADERS, then CONTINUATIONs.
+s.sendall(frame(1, 0, 1, b"\x00\x07x-flood\x7f\xe1\xff\x3f" + b"a" * 16000))
+sent = 16000
+try:
+    while sent < 1 << 20:
+        s.sendall(frame(9, 0, 1, b"a" * 16384))
+        sent += 16384
+    s.settimeout(5)
+    while s.recv(65536):
+        pass
+    print("closed")
+except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+    print("closed")
+except socket.timeout:
+    print("still open")
+PY
+)
+    [ "$out" = closed ] && grep -q 'closed by the HTTP/2 gate: header block' "$CD_LOG" \
+        && pass "over TLS, the oversized header block is closed by the gate" \
+        || fail "over TLS: $out; $(grep -c 'HTTP/2 gate' "$CD_LOG") gate lines"
+    expect 0 probe --ca "$T/ca.pem" --timeout 5 health && pass "TLS health after the flood" \
+        || fail "TLS health after the flood"
+    cd_stop
+fi
 finish
