@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -131,6 +132,22 @@ static void print_listening(const char *listen, int port)
     int hostlen = colon ? (int)(colon - listen) : (int)strlen(listen);
     printf("listening on %.*s:%d\n", hostlen, listen, port);
     fflush(stdout);
+}
+
+/* Each relayed connection holds five descriptors (docs/operations.md):
+ * raise the soft limit as far as the hard one allows, and say so when
+ * --max-connections cannot all be open at once. */
+static void nofile_raise(unsigned max_conns)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)max_conns * 5 + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want)
+        cd_log(CD_LOG_WARN, "open files limited to %llu: fewer than --max-connections %u "
+               "connections fit (each takes 5)", (unsigned long long)rl.rlim_cur, max_conns);
 }
 
 static void hand_over(void *ctx, int fd)
@@ -248,6 +265,7 @@ int main(int argc, char **argv)
                                     cfg.handshake_timeout_s,
                                     cd_gate_limits_for((uint32_t)cfg.max_header_size),
                                     tls, hand_over, rpc};
+        nofile_raise(cfg.max_conns);
         if (cd_relay_start(&rlo, &relay, &port, &err) != 0) {
             fprintf(stderr, "cairnd: %s\n", err.msg);
             cd_rpc_free(rpc);
