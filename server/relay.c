@@ -132,8 +132,11 @@ static int listen_open(const char *addr, int *port, struct cairn_err *err)
 {
     char host[256];
     const char *colon = strrchr(addr, ':');
-    if (colon == NULL || colon[1] == '\0')
-        return cairn_err_set(err, CAIRN_E_INVAL, "--listen %s: expected HOST:PORT", addr);
+    char *end = NULL;
+    unsigned long pn = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
+    if (colon == NULL || colon[1] < '0' || colon[1] > '9' || *end != '\0' || pn > 65535)
+        return cairn_err_set(err, CAIRN_E_INVAL, "--listen %s: expected HOST:PORT (port 0-65535)",
+                             addr);
     size_t hl = (size_t)(colon - addr);
     const char *h = addr;
     if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
