@@ -155,6 +155,11 @@ static void hand_over(void *ctx, int fd)
     cd_rpc_channel_add(ctx, fd);
 }
 
+static void peer_name(void *ctx, const char *grpc_peer, char *out, size_t n)
+{
+    cd_relay_peer_name(ctx, grpc_peer, out, n);
+}
+
 int main(int argc, char **argv)
 {
     struct cd_config cfg;
@@ -266,9 +271,16 @@ int main(int argc, char **argv)
                                     cd_gate_limits_for((uint32_t)cfg.max_header_size),
                                     tls, hand_over, rpc};
         nofile_raise(cfg.max_conns);
-        if (cd_relay_start(&rlo, &relay, &port, &err) != 0) {
+        int rrc = cd_relay_open(&rlo, &relay, &port, &err);
+        if (rrc == 0) {
+            /* Before the first connection: log lines name clients. */
+            cd_rpc_peer_names_set(rpc, peer_name, relay);
+            rrc = cd_relay_run(relay, &err);
+        }
+        if (rrc != 0) {
             fprintf(stderr, "cairnd: %s\n", err.msg);
             cd_rpc_free(rpc);
+            cd_relay_free(relay);
             grpc_shutdown();
             goto out;
         }

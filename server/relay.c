@@ -57,6 +57,7 @@ struct conn {
     struct conn *prev, *next;
     bool dead;                 /* closed; freed after this batch of events */
     int c, g;                  /* client socket, our end of the socketpair */
+    int gfd;                   /* gRPC's end, while gRPC has it (under mu) */
     uint32_t c_mask, g_mask;   /* epoll interest registered */
     bool c_eof, g_eof;         /* read 0 from that side */
     bool g_shut, c_shut;       /* sent EOF (SHUT_WR) to that side */
@@ -75,7 +76,9 @@ struct cd_relay {
     int ep, lfd, wake;
     pthread_t thread;
     bool started;
-    pthread_mutex_t mu; /* accepting and lfd, against stop_accepting */
+    pthread_mutex_t mu; /* accepting, lfd and the list (head, gfd), against
+                         * stop_accepting and peer_name; only the relay
+                         * thread changes the list */
     bool accepting;
     struct conn *head;
     struct conn *dead;        /* closed in this batch of events */
@@ -205,12 +208,14 @@ static void conn_close(struct cd_relay *r, struct conn *c, const char *why)
     }
     SSL_free(c->ssl);
     free(c->tls_down);
+    pthread_mutex_lock(&r->mu);
     if (c->prev)
         c->prev->next = c->next;
     else
         r->head = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    pthread_mutex_unlock(&r->mu);
     r->n_conns--;
     c->dead = true;
     c->next = r->dead;
@@ -402,6 +407,10 @@ static bool conn_pump(struct cd_relay *r, struct conn *c)
                 /* gRPC closed the connection: nothing more to read or
                  * write there. */
                 c->g_eof = true;
+                /* gRPC is closing its end: its number may be reused. */
+                pthread_mutex_lock(&r->mu);
+                c->gfd = -1;
+                pthread_mutex_unlock(&r->mu);
                 epoll_ctl(r->ep, EPOLL_CTL_DEL, c->g, NULL);
                 close(c->g);
                 c->g = -1;
@@ -503,6 +512,7 @@ static void conn_accept(struct cd_relay *r, int fd, const struct sockaddr_storag
     }
     c->c = fd;
     c->g = sp[0];
+    c->gfd = sp[1];
     c->peer = *peer;
     memcpy(c->name, name, sizeof name);
     cd_gate_init(&c->gate, &r->o.gate);
@@ -523,9 +533,7 @@ static void conn_accept(struct cd_relay *r, int fd, const struct sockaddr_storag
         r->head->prev = c;
     r->head = c;
     r->n_conns++;
-    /* gRPC names this connection's peer "fd:N" (it sees the socketpair):
-     * this line ties N to the client's address. */
-    cd_log(CD_LOG_DEBUG, "connection from %s: gRPC peer fd:%d", name, sp[1]);
+    cd_log(CD_LOG_DEBUG, "connection from %s", name);
     r->o.hand_over(r->o.ctx, sp[1]);
     return;
 fail:
@@ -629,8 +637,8 @@ static void *relay_main(void *arg)
     }
 }
 
-int cd_relay_start(const struct cd_relay_opts *opts, struct cd_relay **out, int *port,
-                   struct cairn_err *err)
+int cd_relay_open(const struct cd_relay_opts *opts, struct cd_relay **out, int *port,
+                  struct cairn_err *err)
 {
     struct cd_relay *r = calloc(1, sizeof *r);
     if (r == NULL)
@@ -654,16 +662,40 @@ int cd_relay_start(const struct cd_relay_opts *opts, struct cd_relay **out, int 
         rc = cairn_err_set(err, -errno, "relay: %s", strerror(errno));
         goto fail;
     }
-    if (pthread_create(&r->thread, NULL, relay_main, r) != 0) {
-        rc = cairn_err_set(err, CAIRN_E_NOMEM, "cannot start the relay thread");
-        goto fail;
-    }
-    r->started = true;
     *out = r;
     return 0;
 fail:
     cd_relay_free(r);
     return rc;
+}
+
+int cd_relay_run(struct cd_relay *r, struct cairn_err *err)
+{
+    if (pthread_create(&r->thread, NULL, relay_main, r) != 0)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "cannot start the relay thread");
+    r->started = true;
+    return 0;
+}
+
+void cd_relay_peer_name(struct cd_relay *r, const char *grpc_peer, char *out, size_t n)
+{
+    char *end = NULL;
+    long fd = -1;
+    if (strncmp(grpc_peer, "fd:", 3) == 0 && grpc_peer[3] >= '0' && grpc_peer[3] <= '9')
+        fd = strtol(grpc_peer + 3, &end, 10);
+    const char *name = grpc_peer;
+    pthread_mutex_lock(&r->mu);
+    /* Newest first: should two entries share a number, the older one's
+     * gRPC end is the closed one. */
+    for (struct conn *c = r->head; c != NULL && fd >= 0 && end != NULL && *end == '\0';
+         c = c->next) {
+        if (c->gfd == fd) {
+            name = c->name;
+            break;
+        }
+    }
+    snprintf(out, n, "%s", name);
+    pthread_mutex_unlock(&r->mu);
 }
 
 void cd_relay_stop_accepting(struct cd_relay *r)

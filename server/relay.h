@@ -41,11 +41,20 @@ struct cd_relay_opts {
 
 struct cd_relay;
 
-/* Binds and listens, and starts the relay thread. *port is the bound
- * port. Returns 0, CAIRN_E_INVAL (bad or unusable address, err says
- * which), CAIRN_E_NOMEM or a negative errno. */
-int cd_relay_start(const struct cd_relay_opts *opts, struct cd_relay **out, int *port,
-                   struct cairn_err *err);
+/* Binds and listens; connections wait in the kernel's backlog until
+ * cd_relay_run. *port is the bound port. Returns 0, CAIRN_E_INVAL (bad or
+ * unusable address, err says which), CAIRN_E_NOMEM or a negative errno. */
+int cd_relay_open(const struct cd_relay_opts *opts, struct cd_relay **out, int *port,
+                  struct cairn_err *err);
+
+/* Starts the relay thread. Returns 0 or CAIRN_E_NOMEM. */
+int cd_relay_run(struct cd_relay *r, struct cairn_err *err);
+
+/* The client address ("ipv4:A:P", "ipv6:[A]:P") of the relayed
+ * connection gRPC names grpc_peer ("fd:N", what grpc_call_get_peer says
+ * of it), into out; grpc_peer itself when it is not one (any more).
+ * Thread-safe. */
+void cd_relay_peer_name(struct cd_relay *r, const char *grpc_peer, char *out, size_t n);
 
 /* Closes the listening socket: new connections are refused by the
  * kernel; open ones keep being relayed until either side ends them.

@@ -48,6 +48,8 @@ struct worker {
 struct cd_rpc {
     grpc_server *server;
     grpc_server_credentials *fd_creds; /* insecure: for cd_rpc_channel_add */
+    cd_rpc_peer_name_fn *peer_name;    /* NULL: gRPC's peer strings */
+    void *peer_ctx;
     struct cd_svc *svc;
     struct worker *workers;
     unsigned n_workers;
@@ -481,8 +483,13 @@ static bool auth_refuse_duplicate(struct call *c)
     if (c->auth_count < 2)
         return false;
     char *peer = grpc_call_get_peer(c->call);
+    char name[128];
+    if (c->rpc->peer_name != NULL && peer != NULL)
+        c->rpc->peer_name(c->rpc->peer_ctx, peer, name, sizeof name);
+    else
+        snprintf(name, sizeof name, "%s", peer ? peer : "?");
     cd_log(CD_LOG_WARN, "%s from %s: %zu 'authorization' headers: refused (UNAUTHENTICATED)",
-           c->m ? c->m->path : "unknown method", peer ? peer : "?", c->auth_count);
+           c->m ? c->m->path : "unknown method", name, c->auth_count);
     gpr_free(peer);
     cd_reply_fail(&c->reply, CAIRN_E_AUTH,
                   "%zu authorization headers: send exactly one 'authorization: Bearer <token>'",
@@ -788,6 +795,12 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
 fail:
     cd_rpc_free(rpc);
     return rc;
+}
+
+void cd_rpc_peer_names_set(struct cd_rpc *rpc, cd_rpc_peer_name_fn *fn, void *ctx)
+{
+    rpc->peer_name = fn;
+    rpc->peer_ctx = ctx;
 }
 
 void cd_rpc_channel_add(struct cd_rpc *rpc, int fd)

@@ -55,6 +55,13 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc,
  * not after cd_rpc_drain has started. */
 void cd_rpc_channel_add(struct cd_rpc *rpc, int fd);
 
+/* How logs name a call's peer when connections are relayed (gRPC then
+ * sees "fd:N"): fn writes the client's address for gRPC's peer string.
+ * Call before the first cd_rpc_channel_add; ctx is borrowed until
+ * cd_rpc_free. */
+typedef void cd_rpc_peer_name_fn(void *ctx, const char *grpc_peer, char *out, size_t n);
+void cd_rpc_peer_names_set(struct cd_rpc *rpc, cd_rpc_peer_name_fn *fn, void *ctx);
+
 /* Cancels client-streaming calls (ByteStream Write) that have received
  * no message for stream_idle_s seconds, with DEADLINE_EXCEEDED; their
  * handler state is closed as for any cancelled call (a Write parks its

@@ -190,6 +190,14 @@ grep -q 'refused: --max-connections-per-ip reached' "$CD_LOG" && pass "per-addre
     || fail "no per-address refusal in the log"
 alive per_ip_cap
 cd_stop
+# gRPC sees relayed connections as "fd:N"; log lines that name a call's
+# peer still give the client's address.
+cd_start
+expect $UNAUTHENTICATED probe --token a --token2 b health
+grep -q "Health/Check from ipv4:127\.0\.0\.1:[0-9]*: 2 'authorization' headers" "$CD_LOG" \
+    && pass "a call's peer is logged as the client's address" \
+    || fail "peer in the log: $(grep "'authorization' headers" "$CD_LOG" | head -1)"
+cd_stop
 cd_start --max-connections 3
 [ "$(hold 4)" = "open open open closed" ] && pass "--max-connections 3: fourth closed" \
     || fail "--max-connections 3: $(hold 4)"
