@@ -24,10 +24,12 @@
 
 #include <openssl/err.h>
 
-/* Bytes buffered per direction and connection. 64 KiB is four full
- * HTTP/2 frames; the kernel's socket buffers hold more on either side. */
+/* Client -> gRPC bytes buffered per connection (and gRPC -> client ones
+ * with TLS). 64 KiB is four full HTTP/2 frames; the kernel's socket
+ * buffers hold more on either side, and 256 KiB measured no faster. */
 #define RELAY_BUF (64u << 10)
-/* The gRPC -> client pipe: 256 KiB, one Read message and a bit. */
+/* The gRPC -> client pipe (plaintext). 256 KiB against the default
+ * 64 KiB: fewer wake-ups per Read; 1 MiB measured no faster. */
 #define RELAY_PIPE (256 << 10)
 /* After gRPC closed its end and the last bytes went out, how long the
  * client's remaining bytes are read and dropped, so that closing does not
