@@ -45,7 +45,8 @@ struct cd_rpc_opts {
 struct cd_rpc;
 
 /* Binds (unless external_listener), registers the methods and starts the
- * workers. *port is the bound port (0 with external_listener). svc is borrowed until cd_rpc_free. Call grpc_init() first.
+ * workers. *port is the bound port (0 with external_listener). svc is
+ * borrowed until cd_rpc_free. Call grpc_init() first.
  * Returns 0, CAIRN_E_INVAL (bad address or TLS material), CAIRN_E_NOMEM. */
 int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc,
                  struct cd_rpc **out, int *port, struct cairn_err *err);
