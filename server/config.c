@@ -154,7 +154,12 @@ static const struct opt {
      7 * 86400,
      "DURATION calls may still run on a connection past its age,\n"
      "                         then they are cut (default 30m)"},
+    {"--max-connections", OPT_UINT, offsetof(struct cd_config, max_conns), 1, 100000,
+     "N open connections in total (default 1024); more are closed at once"},
+    {"--max-connections-per-ip", OPT_UINT, offsetof(struct cd_config, max_conns_per_ip), 1,
+     100000, "N open connections from one client address (default 128)"},
     {"--no-connection-limits", OPT_FLAG, offsetof(struct cd_config, no_conn_limits), 0, 0, NULL},
+    {"--no-gate", OPT_FLAG, offsetof(struct cd_config, no_gate), 0, 0, NULL},
     {"--verify", OPT_FLAG, offsetof(struct cd_config, verify), 0, 0,
      "check every blob in --dir, remove corrupt ones, print a summary\n"
      "                         and exit (1 if any was corrupt); only --dir is needed"},
@@ -238,6 +243,8 @@ int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_e
     cfg->conn_idle_s = 600;
     cfg->conn_age_s = 7200;
     cfg->conn_grace_s = 1800;
+    cfg->max_conns = 1024;
+    cfg->max_conns_per_ip = 128;
     int rc;
     for (int i = 1; i < argc; i++) {
         size_t k = 0;

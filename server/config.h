@@ -32,7 +32,10 @@ struct cd_config {
     unsigned conn_idle_s;     /* --max-connection-idle DURATION (0: never) */
     unsigned conn_age_s;      /* --max-connection-age DURATION (0: never) */
     unsigned conn_grace_s;    /* --max-connection-age-grace DURATION */
-    bool no_conn_limits;      /* hidden: gRPC's defaults, for tests only */
+    unsigned max_conns;       /* --max-connections N (in total) */
+    unsigned max_conns_per_ip; /* --max-connections-per-ip N */
+    bool no_conn_limits;      /* hidden: gRPC's defaults and no gate, for tests */
+    bool no_gate;             /* hidden: gRPC's own listener, for measurements */
     bool verify;              /* --verify: scrub --dir and exit */
     bool help;
 };

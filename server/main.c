@@ -7,8 +7,10 @@
 #include "server/config.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/relay.h"
 #include "server/rpc.h"
 #include "server/store.h"
+#include "server/tls.h"
 #include "server/uploads.h"
 
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -131,6 +134,32 @@ static void print_listening(const char *listen, int port)
     fflush(stdout);
 }
 
+/* Each relayed connection holds five descriptors (docs/operations.md):
+ * raise the soft limit as far as the hard one allows, and say so when
+ * --max-connections cannot all be open at once. */
+static void nofile_raise(unsigned max_conns)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)max_conns * 5 + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want)
+        cd_log(CD_LOG_WARN, "open files limited to %llu: fewer than --max-connections %u "
+               "connections fit (each takes 5)", (unsigned long long)rl.rlim_cur, max_conns);
+}
+
+static void hand_over(void *ctx, int fd)
+{
+    cd_rpc_channel_add(ctx, fd);
+}
+
+static void peer_name(void *ctx, const char *grpc_peer, char *out, size_t n)
+{
+    cd_relay_peer_name(ctx, grpc_peer, out, n);
+}
+
 int main(int argc, char **argv)
 {
     struct cd_config cfg;
@@ -169,6 +198,8 @@ int main(int argc, char **argv)
     struct cd_auth *auth = NULL;
     struct cd_uploads *uploads = NULL;
     struct cd_rpc *rpc = NULL;
+    struct cd_relay *relay = NULL;
+    SSL_CTX *tls = NULL;
     char *cert = NULL, *key = NULL, *ca = NULL;
     struct cd_metrics metrics;
     memset(&metrics, 0, sizeof metrics);
@@ -215,12 +246,52 @@ int main(int argc, char **argv)
     struct cd_rpc_opts ro = {cfg.listen, cfg.threads, cert, key, ca, idle_s,
                              !cfg.no_conn_limits, (unsigned)cfg.max_header_size,
                              cfg.max_streams, cfg.handshake_timeout_s, cfg.conn_idle_s,
-                             cfg.conn_age_s, cfg.conn_grace_s};
+                             cfg.conn_age_s, cfg.conn_grace_s, false};
+    /* Connections come through the HTTP/2 gate (server/relay.c): gRPC
+     * 1.51 cannot bound a header block itself (CVE-2023-33953). gRPC
+     * takes only plaintext connections from a file descriptor, so the
+     * relay terminates TLS. */
+    ro.external_listener = ro.limits && !cfg.no_gate;
+    if (ro.external_listener && cfg.tls_cert != NULL &&
+        cd_tls_ctx_new(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca, &tls, &err) != 0) {
+        fprintf(stderr, "cairnd: %s\n", err.msg);
+        grpc_shutdown();
+        status = 2;
+        goto out;
+    }
     int port = 0;
     if (cd_rpc_start(&ro, &svc, &rpc, &port, &err) != 0) {
         fprintf(stderr, "cairnd: %s\n", err.msg);
         grpc_shutdown();
         goto out;
+    }
+    if (ro.external_listener) {
+        struct cd_relay_opts rlo = {cfg.listen, cfg.max_conns, cfg.max_conns_per_ip,
+                                    cfg.handshake_timeout_s,
+                                    cd_gate_limits_for((uint32_t)cfg.max_header_size),
+                                    tls, hand_over, rpc};
+        nofile_raise(cfg.max_conns);
+        int rrc = cd_relay_open(&rlo, &relay, &port, &err);
+        if (rrc == 0) {
+            /* Before the first connection: log lines name clients. */
+            cd_rpc_peer_names_set(rpc, peer_name, relay);
+            rrc = cd_relay_run(relay, &err);
+        }
+        if (rrc != 0) {
+            fprintf(stderr, "cairnd: %s\n", err.msg);
+            cd_rpc_free(rpc);
+            cd_relay_free(relay);
+            grpc_shutdown();
+            goto out;
+        }
+        cd_log(CD_LOG_INFO,
+               "HTTP/2 gate: header blocks up to %u bytes in up to %u CONTINUATION frames, "
+               "frames up to %u bytes; %u connections, %u per client address",
+               rlo.gate.max_block, rlo.gate.max_continuations, CD_GATE_FRAME_MAX, rlo.max_conns,
+               rlo.max_per_ip);
+    } else if (ro.limits) {
+        cd_log(CD_LOG_WARN, "HTTP/2 gate off (--no-gate): header blocks reach gRPC unchecked "
+               "(CVE-2023-33953, docs/security.md); no connection caps");
     }
     char verify_how[64];
     if (cfg.no_read_verify)
@@ -278,10 +349,13 @@ int main(int argc, char **argv)
     }
     cd_log(CD_LOG_INFO, "%s: draining (up to %us)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
            cfg.drain_timeout_s);
+    /* No new connection may reach gRPC once its shutdown has begun. */
+    cd_relay_stop_accepting(relay);
     unsigned cancelled = cd_rpc_drain(rpc, cfg.drain_timeout_s);
     if (cancelled > 0)
         cd_log(CD_LOG_WARN, "cancelled %u call(s) still running after the drain timeout", cancelled);
     cd_rpc_free(rpc);
+    cd_relay_free(relay);
     grpc_shutdown();
     log_summary("exit", &metrics, store);
     status = 0;
@@ -289,6 +363,7 @@ out:
     cd_uploads_free(uploads);
     cd_store_close(store);
     cd_auth_free(auth);
+    cd_tls_ctx_free(tls);
     free(cert);
     free(key);
     free(ca);

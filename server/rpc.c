@@ -6,6 +6,7 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
@@ -46,6 +47,9 @@ struct worker {
 
 struct cd_rpc {
     grpc_server *server;
+    grpc_server_credentials *fd_creds; /* insecure: for cd_rpc_channel_add */
+    cd_rpc_peer_name_fn *peer_name;    /* NULL: gRPC's peer strings */
+    void *peer_ctx;
     struct cd_svc *svc;
     struct worker *workers;
     unsigned n_workers;
@@ -479,8 +483,13 @@ static bool auth_refuse_duplicate(struct call *c)
     if (c->auth_count < 2)
         return false;
     char *peer = grpc_call_get_peer(c->call);
+    char name[128];
+    if (c->rpc->peer_name != NULL && peer != NULL)
+        c->rpc->peer_name(c->rpc->peer_ctx, peer, name, sizeof name);
+    else
+        snprintf(name, sizeof name, "%s", peer ? peer : "?");
     cd_log(CD_LOG_WARN, "%s from %s: %zu 'authorization' headers: refused (UNAUTHENTICATED)",
-           c->m ? c->m->path : "unknown method", peer ? peer : "?", c->auth_count);
+           c->m ? c->m->path : "unknown method", name, c->auth_count);
     gpr_free(peer);
     cd_reply_fail(&c->reply, CAIRN_E_AUTH,
                   "%zu authorization headers: send exactly one 'authorization: Bearer <token>'",
@@ -743,16 +752,23 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
         rpc->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
         grpc_server_register_completion_queue(rpc->server, rpc->workers[i].cq, NULL);
     }
-    grpc_server_credentials *creds = make_creds(opts, err);
-    if (creds == NULL) {
-        rc = CAIRN_E_INVAL;
-        goto fail;
-    }
-    int bound = grpc_server_add_http2_port(rpc->server, opts->listen, creds);
-    grpc_server_credentials_release(creds);
-    if (bound <= 0) {
-        rc = cairn_err_set(err, CAIRN_E_INVAL, "cannot listen on %s", opts->listen);
-        goto fail;
+    int bound = 0;
+    if (opts->external_listener) {
+        /* 1.51 takes only insecure credentials for a connection from a
+         * file descriptor. */
+        rpc->fd_creds = grpc_insecure_server_credentials_create();
+    } else {
+        grpc_server_credentials *creds = make_creds(opts, err);
+        if (creds == NULL) {
+            rc = CAIRN_E_INVAL;
+            goto fail;
+        }
+        bound = grpc_server_add_http2_port(rpc->server, opts->listen, creds);
+        grpc_server_credentials_release(creds);
+        if (bound <= 0) {
+            rc = cairn_err_set(err, CAIRN_E_INVAL, "cannot listen on %s", opts->listen);
+            goto fail;
+        }
     }
     grpc_server_start(rpc->server);
     for (unsigned i = 0; i < rpc->n_workers; i++) {
@@ -779,6 +795,17 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
 fail:
     cd_rpc_free(rpc);
     return rc;
+}
+
+void cd_rpc_peer_names_set(struct cd_rpc *rpc, cd_rpc_peer_name_fn *fn, void *ctx)
+{
+    rpc->peer_name = fn;
+    rpc->peer_ctx = ctx;
+}
+
+void cd_rpc_channel_add(struct cd_rpc *rpc, int fd)
+{
+    grpc_server_add_channel_from_fd(rpc->server, fd, rpc->fd_creds);
 }
 
 static bool wait_until(struct cd_rpc *rpc, const struct timespec *until)
@@ -862,6 +889,8 @@ void cd_rpc_free(struct cd_rpc *rpc)
         }
         grpc_completion_queue_destroy(w->cq);
     }
+    if (rpc->fd_creds != NULL)
+        grpc_server_credentials_release(rpc->fd_creds);
     free(rpc->workers);
     free(rpc->handles);
     pthread_cond_destroy(&rpc->cv);

@@ -37,15 +37,31 @@ struct cd_rpc_opts {
     unsigned conn_idle_s;         /* no calls for this long: GOAWAY; 0: never */
     unsigned conn_age_s;          /* GOAWAY after this long; 0: never */
     unsigned conn_grace_s;        /* calls still running then are cut */
+    /* true: bind nothing; connections arrive through cd_rpc_channel_add
+     * (server/relay.c, the HTTP/2 gate). Plaintext only. */
+    bool external_listener;
 };
 
 struct cd_rpc;
 
-/* Binds, registers the methods and starts the workers. *port is the bound
- * port. svc is borrowed until cd_rpc_free. Call grpc_init() first.
+/* Binds (unless external_listener), registers the methods and starts the
+ * workers. *port is the bound port (0 with external_listener). svc is
+ * borrowed until cd_rpc_free. Call grpc_init() first.
  * Returns 0, CAIRN_E_INVAL (bad address or TLS material), CAIRN_E_NOMEM. */
 int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc,
                  struct cd_rpc **out, int *port, struct cairn_err *err);
+
+/* Serves one more plaintext HTTP/2 connection: fd is a connected,
+ * non-blocking stream socket, owned by gRPC from here on. Thread-safe;
+ * not after cd_rpc_drain has started. */
+void cd_rpc_channel_add(struct cd_rpc *rpc, int fd);
+
+/* How logs name a call's peer when connections are relayed (gRPC then
+ * sees "fd:N"): fn writes the client's address for gRPC's peer string.
+ * Call before the first cd_rpc_channel_add; ctx is borrowed until
+ * cd_rpc_free. */
+typedef void cd_rpc_peer_name_fn(void *ctx, const char *grpc_peer, char *out, size_t n);
+void cd_rpc_peer_names_set(struct cd_rpc *rpc, cd_rpc_peer_name_fn *fn, void *ctx);
 
 /* Cancels client-streaming calls (ByteStream Write) that have received
  * no message for stream_idle_s seconds, with DEADLINE_EXCEEDED; their
