@@ -17,7 +17,7 @@ TEST_PKGS=(
   skopeo umoci busybox-static
   bazel-bootstrap docker-registry
   uidmap iproute2 hyperfine jq docker.io buildah
-  passt nginx
+  passt nginx python3
 )
 
 missing=()
