@@ -1634,11 +1634,11 @@ static int run_run(struct build *b, const struct ck_step *s,
     }
     if (rc)
         goto out;
-    bool net_none = b->o->network_none;
+    enum cairn_run_network net = b->o->network;
     if (strcmp(s->network, "none") == 0)
-        net_none = true;
+        net = CAIRN_RUN_NET_NONE;
     else if (strcmp(s->network, "host") == 0)
-        net_none = false;
+        net = CAIRN_RUN_NET_HOST;
     struct cairn_runmount_env menv = {
         .store_root = cairn_store_root(b->st),
         .tmpdir = tmp,
@@ -1671,7 +1671,7 @@ static int run_run(struct build *b, const struct ck_step *s,
         .nenv = env.n,
         .cwd = s->workdir,
         .user = s->user,
-        .network_none = net_none,
+        .network = net,
         .stdin_data = stdin_data,
         .stdin_len = stdin_len,
         .out_fd = fileno(b->out),

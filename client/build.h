@@ -33,7 +33,9 @@ struct cairn_build_opts {
     size_t nbuild_args;
     const char *target;
     bool no_cache;
-    bool network_none; /* default for RUN without --network: none */
+    /* The network of RUN steps without --network (see
+     * enum cairn_run_network; 0: the default, pasta). */
+    enum cairn_run_network network;
     enum cairn_compression compression;
     int64_t source_date_epoch; /* < 0: now */
     bool tty;                  /* progress lines on a terminal */

@@ -32,8 +32,12 @@ static void build_usage(FILE *out)
             "cache\n"
             "                               (compared with the last build "
             "of the first -t)\n"
-            "      --network host|none      network of RUN steps (default "
-            "host)\n"
+            "      --network default|host|none   network of RUN steps "
+            "without\n"
+            "                               RUN --network (default: a "
+            "private one\n"
+            "                               through pasta, no host "
+            "loopback)\n"
             "      --compression gzip|zstd|none   layer compression "
             "(default gzip)\n"
             "      --source-date-epoch N    clamp times (or "
@@ -144,12 +148,15 @@ int cairn_cmd_build(int argc, char **argv)
         } else if ((v = opt_value(argc, argv, &i, "--target", NULL, &missing))) {
             o.target = v;
         } else if ((v = opt_value(argc, argv, &i, "--network", NULL, &missing))) {
-            if (strcmp(v, "none") == 0)
-                o.network_none = true;
-            else if (strcmp(v, "host") == 0 || strcmp(v, "default") == 0)
-                o.network_none = false;
+            if (strcmp(v, "default") == 0)
+                o.network = CAIRN_RUN_NET_DEFAULT;
+            else if (strcmp(v, "host") == 0)
+                o.network = CAIRN_RUN_NET_HOST;
+            else if (strcmp(v, "none") == 0)
+                o.network = CAIRN_RUN_NET_NONE;
             else {
-                fprintf(stderr, "cairn build: --network must be host or none\n");
+                fprintf(stderr, "cairn build: --network must be default, "
+                                "host or none\n");
                 goto out;
             }
         } else if ((v = opt_value(argc, argv, &i, "--secret", NULL, &missing))) {

@@ -1,10 +1,11 @@
 /* The RUN sandbox.
  *
  * Process layout. The caller (P) forks a helper (C). C resets signals,
- * unshares the mount, PID, UTS, IPC (and network) namespaces and forks the
- * init (G), which is PID 1 of the new PID namespace; G sets up the root and
- * execs the command, so the command itself is PID 1 (as with `docker run`
- * without --init). C waits for G and exits with G's status (128+N for a
+ * joins the RUN's network namespace (the default network: netns.h) or
+ * unshares one (none), unshares the mount, PID, UTS and IPC namespaces and
+ * forks the init (G), which is PID 1 of the new PID namespace; G sets up
+ * the root and execs the command, so the command itself is PID 1 (as with
+ * `docker run` without --init). C waits for G and exits with G's status (128+N for a
  * signal). C dies with P (PR_SET_PDEATHSIG), G dies with C, and when G, the
  * namespace init, dies the kernel kills everything else in the namespace.
  *
@@ -57,6 +58,7 @@
  */
 #include "client/sandbox.h"
 
+#include "client/netns.h"
 #include "client/seccomp.h"
 #include "common/buf.h"
 #include "common/strvec.h"
@@ -156,6 +158,7 @@ static const struct {
     X(SBX_STEP_FDS, "prepare file descriptors")                                \
     X(SBX_STEP_PDEATHSIG, "set the parent-death signal")                       \
     X(SBX_STEP_SETSID, "start a new session")                                  \
+    X(SBX_STEP_NETNS, "join the RUN network namespace")                        \
     X(SBX_STEP_UNSHARE, "create namespaces (unshare)")                         \
     X(SBX_STEP_FORK, "fork the sandbox init")                                  \
     X(SBX_STEP_PRIVATE, "make the mount tree private")                         \
@@ -234,6 +237,8 @@ struct sbx_prep {
     int user_num, group_num; /* the part is numeric */
     uint32_t uid, gid;
     int network_none;
+    int netns_fd;     /* the default network's namespace, or -1 */
+    bool dns_forward; /* the default network: pasta relays DNS */
     pid_t parent_pid;
     int msg_fd, stdin_fd, out_fd;
     const struct sock_fprog *seccomp;     /* the RUN filter, process-wide */
@@ -542,11 +547,14 @@ static const int sbx_keep_caps[] = {
     CAP_KILL,    CAP_AUDIT_WRITE,
 };
 
-static int sbx_drop_caps(void)
+/* no_raw: CAP_NET_RAW goes too (the default network: netns.h says why). */
+static int sbx_drop_caps(int no_raw)
 {
     uint64_t keep = 0;
     for (size_t i = 0; i < sizeof sbx_keep_caps / sizeof sbx_keep_caps[0]; i++)
         keep |= UINT64_C(1) << sbx_keep_caps[i];
+    if (no_raw)
+        keep &= ~(UINT64_C(1) << CAP_NET_RAW);
     for (int cap = 0; cap < 64; cap++) {
         if (keep & (UINT64_C(1) << cap))
             continue;
@@ -964,7 +972,7 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
     e = cairn_seccomp_filter_install(p->seccomp);
     if (e != 0)
         sbx_fail(fd, SBX_STEP_SECCOMP, -e, -1);
-    e = sbx_drop_caps();
+    e = sbx_drop_caps(p->netns_fd >= 0);
     if (e != 0)
         sbx_fail(fd, SBX_STEP_CAPS, e, -1);
     if (setgroups(ids.ngroups, ids.groups) != 0)
@@ -1010,6 +1018,10 @@ static _Noreturn void sbx_helper(struct sbx_prep *p)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+
+    /* Before the descriptor is closed with the rest below. */
+    if (p->netns_fd >= 0 && setns(p->netns_fd, CLONE_NEWNET) != 0)
+        sbx_fail(p->msg_fd, SBX_STEP_NETNS, errno, -1);
 
     /* Keep only our three descriptors, all at 3 or above. */
     int msg = sbx_fd_high(p->msg_fd);
@@ -1126,6 +1138,43 @@ static int sbx_write_file(const char *dir, const char *name, const char *text,
     }
     *out = path;
     return 0;
+}
+
+/* The default network's resolv.conf in rundir, made from the host's
+ * (netns.h); *forward: pasta must relay DNS. */
+static int sbx_resolv_conf(struct sbx_prep *p, bool *forward)
+{
+    struct cairn_buf host, conf;
+    cairn_buf_init(&host, CAIRN_NETNS_MAX_RESOLV + 1);
+    cairn_buf_init(&conf, CAIRN_NETNS_MAX_RESOLV * 2);
+    int rc = 0;
+    int fd = open("/etc/resolv.conf", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT)
+        rc = -errno;
+    while (fd >= 0 && rc == 0) {
+        char chunk[4096];
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : 0;
+            break;
+        }
+        rc = cairn_buf_append(&host, chunk, (size_t)n);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (rc == 0)
+        rc = cairn_netns_resolv_conf(host.data, host.len, &conf, forward);
+    char *text = rc == 0 ? cairn_buf_take(&conf) : NULL;
+    if (rc == 0 && text == NULL)
+        rc = CAIRN_E_NOMEM;
+    if (rc == 0)
+        rc = sbx_write_file(p->rundir, "resolv.conf", text, &p->own_resolv);
+    free(text);
+    cairn_buf_free(&host);
+    cairn_buf_free(&conf);
+    return rc;
 }
 
 /* Symlinks dir/<i> (or dir/l/<i> via sub) to each lowerdir and appends
@@ -1338,7 +1387,7 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
                          struct cairn_err *err)
 {
     memset(p, 0, sizeof *p);
-    p->msg_fd = p->stdin_fd = p->out_fd = -1;
+    p->msg_fd = p->stdin_fd = p->out_fd = p->netns_fd = -1;
     int rc = sbx_parse_user(p, spec->user, err);
     if (rc == 0)
         rc = cairn_seccomp_filter_get(&p->seccomp, err);
@@ -1411,14 +1460,23 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
     }
     p->src[SRC_HOSTS] = "/etc/hosts";
     p->src[SRC_RESOLV] = "/etc/resolv.conf";
-    if (spec->network_none || access("/etc/hosts", F_OK) != 0) {
-        rc = sbx_write_file(p->rundir, "hosts", "127.0.0.1\tlocalhost\n",
+    bool own_net = spec->network != CAIRN_RUN_NET_HOST;
+    if (own_net || access("/etc/hosts", F_OK) != 0) {
+        rc = sbx_write_file(p->rundir, "hosts",
+                            spec->network == CAIRN_RUN_NET_DEFAULT
+                                ? "127.0.0.1\tlocalhost\n::1\tlocalhost "
+                                  "ip6-localhost ip6-loopback\n"
+                                : "127.0.0.1\tlocalhost\n",
                             &p->own_hosts);
         if (rc != 0)
             goto out;
         p->src[SRC_HOSTS] = p->own_hosts;
     }
-    if (spec->network_none || access("/etc/resolv.conf", F_OK) != 0) {
+    if (spec->network == CAIRN_RUN_NET_DEFAULT) {
+        rc = sbx_resolv_conf(p, &p->dns_forward);
+        if (rc != 0)
+            goto out;
+    } else if (own_net || access("/etc/resolv.conf", F_OK) != 0) {
         rc = sbx_write_file(p->rundir, "resolv.conf", "", &p->own_resolv);
         if (rc != 0)
             goto out;
@@ -1442,7 +1500,7 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
     }
     p->cwd = spec->cwd != NULL ? spec->cwd : "/";
     p->hostname = spec->hostname != NULL ? spec->hostname : "cairn";
-    p->network_none = spec->network_none;
+    p->network_none = spec->network == CAIRN_RUN_NET_NONE;
     p->parent_pid = getpid();
 out:
     cairn_buf_free(&opts);
@@ -1770,6 +1828,13 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
      * out_fd itself: that may be the user's terminal (see sbx_init). */
     int msg[2] = {-1, -1}, in[2] = {-1, -1}, out[2] = {-1, -1};
     int pidfd = -1;
+    struct cairn_netns *net = NULL;
+    if (spec->network == CAIRN_RUN_NET_DEFAULT) {
+        rc = cairn_netns_open(p.dns_forward, &net, err);
+        if (rc != 0)
+            goto out;
+        p.netns_fd = cairn_netns_fd(net);
+    }
     if (pipe2(msg, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
         (spec->stdin_data != NULL && pipe2(in, O_CLOEXEC) != 0)) {
         rc = -errno;
@@ -1874,6 +1939,7 @@ out:
     }
     if (pidfd >= 0)
         close(pidfd);
+    cairn_netns_close(net);
     sbx_prep_free(&p, spec->nlowerdirs);
     return rc;
 }

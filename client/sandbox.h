@@ -1,5 +1,6 @@
 /* The RUN sandbox: a command in new mount, PID, UTS and IPC namespaces (and
- * a network namespace with only loopback for --network=none), on an
+ * a network namespace unless it runs on the host's: enum
+ * cairn_run_network), on an
  * overlayfs root made of read-only lower directories and a fresh upper
  * directory, with /proc (tunables read-only, host leaks masked, as
  * Docker's default), a minimal /dev (null zero full random urandom tty,
@@ -37,6 +38,20 @@ enum cairn_run_mount_kind {
 
 #define CAIRN_RUN_MAX_MOUNTS 24
 
+/* The network of a RUN. */
+enum cairn_run_network {
+    /* A private network namespace whose only way out is pasta, without
+     * the host's loopback (client/netns.h); generated /etc/hosts, and
+     * /etc/resolv.conf from the host's without loopback resolvers. The
+     * command gets no CAP_NET_RAW (this pasta would relay frames it
+     * writes to the host's loopback). Fails when pasta is missing. */
+    CAIRN_RUN_NET_DEFAULT = 0,
+    /* The host's network namespace and /etc/hosts, /etc/resolv.conf. */
+    CAIRN_RUN_NET_HOST,
+    /* A private network namespace with only loopback, up. */
+    CAIRN_RUN_NET_NONE,
+};
+
 struct cairn_run_mount {
     enum cairn_run_mount_kind kind;
     const char *target;
@@ -63,7 +78,7 @@ struct cairn_run_spec {
     const char *user; /* "", "name", "uid", "name:group", "uid:gid";
                          resolved through the root's /etc/passwd and
                          /etc/group; "" is root */
-    bool network_none; /* true: private net namespace with loopback up */
+    enum cairn_run_network network;
     const char *hostname; /* NULL: "cairn" */
     const void *stdin_data; /* fed to the command's stdin (heredoc), or
                                NULL for /dev/null */
