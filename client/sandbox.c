@@ -1472,12 +1472,11 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
             goto out;
         p->src[SRC_HOSTS] = p->own_hosts;
     }
-    if (spec->network == CAIRN_RUN_NET_DEFAULT) {
-        rc = sbx_resolv_conf(p, &p->dns_forward);
-        if (rc != 0)
-            goto out;
-    } else if (own_net || access("/etc/resolv.conf", F_OK) != 0) {
-        rc = sbx_write_file(p->rundir, "resolv.conf", "", &p->own_resolv);
+    if (own_net || access("/etc/resolv.conf", F_OK) != 0) {
+        rc = spec->network == CAIRN_RUN_NET_DEFAULT
+                 ? sbx_resolv_conf(p, &p->dns_forward)
+                 : sbx_write_file(p->rundir, "resolv.conf", "",
+                                  &p->own_resolv);
         if (rc != 0)
             goto out;
         p->src[SRC_RESOLV] = p->own_resolv;
