@@ -16,14 +16,25 @@ command -v pasta >/dev/null || fail "pasta is not installed (package passt)"
 
 NS_HOST=cairn-net-$$-h
 NS_PEER=cairn-net-$$-p
-PIDS=()
+# Everything the test starts runs in one of its two namespaces (`ip netns
+# exec` may fork, so $! is not always the server): what is left in them is
+# killed by pid before they go.
 cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    ip netns del "$NS_HOST" 2>/dev/null || true
-    ip netns del "$NS_PEER" 2>/dev/null || true
+    local ns pids
+    for ns in "$NS_HOST" "$NS_PEER"; do
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        [ -z "$pids" ] || kill $pids 2>/dev/null || true
+    done
+    sleep 0.2
+    for ns in "$NS_HOST" "$NS_PEER"; do
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+        ip netns del "$ns" 2>/dev/null || true
+    done
     rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 in_host() { ip netns exec "$NS_HOST" "$@"; }
 in_peer() { ip netns exec "$NS_PEER" "$@"; }
@@ -58,8 +69,7 @@ echo "hello from the peer" > "$T/www/hello.txt"
 listen() {
     local name=$1
     shift
-    in_host "$T/ctx/netprobe" "$@" > "$T/$name.log" 2>&1 &
-    PIDS+=($!)
+    in_host "$T/ctx/netprobe" "$@" > "$T/$name.log" 2>&1 < /dev/null &
     for _ in $(seq 100); do
         grep -q listening "$T/$name.log" && return 0
         sleep 0.1
@@ -70,8 +80,7 @@ PORT=$((20000 + $$ % 20000))
 listen lo4 listen-tcp 127.0.0.1 "$PORT"
 listen lo6 listen-tcp ::1 "$PORT"
 listen abs listen-abstract "cairn-net-$$"
-in_peer busybox httpd -f -p 10.201.0.2:8080 -h "$T/www" &
-PIDS+=($!)
+in_peer busybox httpd -f -p 10.201.0.2:8080 -h "$T/www" > /dev/null 2>&1 < /dev/null &
 for _ in $(seq 100); do
     in_host busybox wget -q -O /dev/null http://10.201.0.2:8080/hello.txt && break
     sleep 0.1
