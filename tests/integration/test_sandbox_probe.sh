@@ -26,7 +26,7 @@ tar -C "$T/rootfs" -cf "$T/busybox.tar" .
 sock="cairn-probe-$$-$RANDOM"
 "$probe" serve "$sock" > "$T/serve.port" 2>&1 &
 serve_pid=$!
-trap 'kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null; stop_dockerd; rm -rf "$T"' EXIT
+trap 'kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null || true; stop_dockerd; rm -rf "$T"' EXIT
 for _ in $(seq 1 100); do
     [ -s "$T/serve.port" ] && break
     sleep 0.05
