@@ -49,8 +49,8 @@
 #define NETNS_STDERR_MAX 4096
 
 struct cairn_netns {
-    int fd;          /* the namespace */
-    pid_t pasta;     /* our child, until reaped */
+    int fd;      /* the namespace */
+    pid_t pasta; /* our child, until reaped */
 };
 
 /* ------------------------------------------------------------------ */
@@ -264,6 +264,8 @@ static int netns_pasta_start(int nsfd, bool dns_forward, pid_t *out,
     if (rc != 0)
         return cairn_err_set(err, rc, "network: out of memory");
 
+    /* One option (and its value) a line reads better than one word. */
+    /* clang-format off */
     char *argv[] = {
         "pasta", "-f", "-q", "--runas", "0", "--config-net", "--no-map-gw",
         "-t", "none", "-u", "none", "-T", "none", "-U", "none",
@@ -271,6 +273,7 @@ static int netns_pasta_start(int nsfd, bool dns_forward, pid_t *out,
         "-P", "/proc/self/fd/4",
         dns_forward ? "--dns-forward" : NULL, CAIRN_NETNS_DNS_FORWARD, NULL,
     };
+    /* clang-format on */
     int pidpipe[2] = {-1, -1};
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     int memfd = memfd_create("cairn-pasta-stderr", MFD_CLOEXEC);
@@ -280,7 +283,10 @@ static int netns_pasta_start(int nsfd, bool dns_forward, pid_t *out,
         goto out;
     }
     struct netns_spawn s = {
-        exe, argv, {devnull, devnull, memfd, nsfd, pidpipe[1]}, getpid(),
+        exe,
+        argv,
+        {devnull, devnull, memfd, nsfd, pidpipe[1]},
+        getpid(),
     };
     pid_t pid = fork();
     if (pid < 0) {
@@ -390,8 +396,8 @@ static bool netns_loopback_nameserver(const char *line, size_t n)
 {
     static const char kw[] = "nameserver";
     size_t k = sizeof kw - 1;
-    if (n <= k || memcmp(line, kw, k) != 0 || (line[k] != ' ' &&
-                                               line[k] != '\t'))
+    if (n <= k || memcmp(line, kw, k) != 0 ||
+        (line[k] != ' ' && line[k] != '\t'))
         return false;
     size_t i = k;
     while (i < n && (line[i] == ' ' || line[i] == '\t'))

@@ -5,9 +5,9 @@
  * unshares one (none), unshares the mount, PID, UTS and IPC namespaces and
  * forks the init (G), which is PID 1 of the new PID namespace; G sets up
  * the root and execs the command, so the command itself is PID 1 (as with
- * `docker run` without --init). C waits for G and exits with G's status (128+N for a
- * signal). C dies with P (PR_SET_PDEATHSIG), G dies with C, and when G, the
- * namespace init, dies the kernel kills everything else in the namespace.
+ * `docker run` without --init). C waits for G and exits with G's status (128+N
+ * for a signal). C dies with P (PR_SET_PDEATHSIG), G dies with C, and when G,
+ * the namespace init, dies the kernel kills everything else in the namespace.
  *
  * Fork safety. P may be multi-threaded and built with ASan, so C and G do
  * nothing but system calls and plain memory work on data P prepared before
@@ -1475,8 +1475,7 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
     if (own_net || access("/etc/resolv.conf", F_OK) != 0) {
         rc = spec->network == CAIRN_RUN_NET_DEFAULT
                  ? sbx_resolv_conf(p, &p->dns_forward)
-                 : sbx_write_file(p->rundir, "resolv.conf", "",
-                                  &p->own_resolv);
+                 : sbx_write_file(p->rundir, "resolv.conf", "", &p->own_resolv);
         if (rc != 0)
             goto out;
         p->src[SRC_RESOLV] = p->own_resolv;

@@ -134,7 +134,8 @@ static int probe_dns(const char *addr, const char *name, const char *ip)
         unsigned char q[512], r[600];
         struct sockaddr_storage from;
         socklen_t flen = sizeof from;
-        ssize_t n = recvfrom(s, q, sizeof q, 0, (struct sockaddr *)&from, &flen);
+        ssize_t n =
+            recvfrom(s, q, sizeof q, 0, (struct sockaddr *)&from, &flen);
         if (n < 17)
             continue;
         /* The question's name, dotted. */
@@ -156,14 +157,14 @@ static int probe_dns(const char *addr, const char *name, const char *ip)
         int known = strcasecmp(qname, name) == 0;
         int answer = known && qtype == 1;
         memcpy(r, q, qend);
-        r[2] = 0x81;                   /* response, recursion desired */
-        r[3] = known ? 0x80 : 0x83;    /* recursion available; NXDOMAIN */
-        r[4] = 0, r[5] = 1;            /* one question */
+        r[2] = 0x81;                /* response, recursion desired */
+        r[3] = known ? 0x80 : 0x83; /* recursion available; NXDOMAIN */
+        r[4] = 0, r[5] = 1;         /* one question */
         r[6] = 0, r[7] = answer ? 1 : 0;
         memset(r + 8, 0, 4);
         size_t rl = qend;
         if (answer) {
-            static const unsigned char rr[] = {0xc0, 12, 0, 1, 0, 1,
+            static const unsigned char rr[] = {0xc0, 12, 0, 1,  0, 1,
                                                0,    0,  0, 60, 0, 4};
             memcpy(r + rl, rr, sizeof rr);
             memcpy(r + rl + sizeof rr, &a, 4);

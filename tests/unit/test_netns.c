@@ -44,14 +44,12 @@ static const struct {
 static void test_resolv_conf(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof resolv_cases / sizeof resolv_cases[0];
-         i++) {
+    for (size_t i = 0; i < sizeof resolv_cases / sizeof resolv_cases[0]; i++) {
         struct cairn_buf out;
         cairn_buf_init(&out, 0);
         bool forward = !resolv_cases[i].forward;
         const char *h = resolv_cases[i].host;
-        assert_int_equal(cairn_netns_resolv_conf(h, strlen(h), &out,
-                                                 &forward),
+        assert_int_equal(cairn_netns_resolv_conf(h, strlen(h), &out, &forward),
                          0);
         assert_string_equal(out.data ? out.data : "", resolv_cases[i].want);
         assert_int_equal(forward, resolv_cases[i].forward);
