@@ -17,7 +17,7 @@
  * UTS namespaces with an empty root, and installs its seccomp filter.
  * pasta writes its PID file only once the namespace is configured, so its
  * PID file is the write end of a pipe (-P /proc/self/fd/4): a line on it
- * means ready, end-of-file means pasta died (its stderr, a memfd, says
+ * means ready, end-of-file means pasta died (its stderr, a pipe, says
  * why).
  */
 #include "client/netns.h"
@@ -32,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -194,15 +193,22 @@ static int netns_find_pasta(char **out)
 
 /* The last line of pasta's stderr that says something (it also reports
  * its failures to reach syslog there), into msg. */
-static void netns_pasta_message(int memfd, char *msg, size_t cap)
+static void netns_pasta_message(int errfd, char *msg, size_t cap)
 {
     char buf[NETNS_STDERR_MAX + 1];
+    size_t n = 0;
     msg[0] = '\0';
-    off_t size = lseek(memfd, 0, SEEK_END);
-    off_t from = size > NETNS_STDERR_MAX ? size - NETNS_STDERR_MAX : 0;
-    ssize_t n = pread(memfd, buf, NETNS_STDERR_MAX, from);
-    if (n <= 0)
-        return;
+    /* Non-blocking: pasta is gone, but a child another thread is forking
+     * may hold the write end for a moment. */
+    fcntl(errfd, F_SETFL, O_NONBLOCK);
+    while (n < NETNS_STDERR_MAX) {
+        ssize_t r = read(errfd, buf + n, NETNS_STDERR_MAX - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
     buf[n] = '\0';
     for (char *line = buf; line != NULL && *line != '\0';) {
         char *nl = strchr(line, '\n');
@@ -276,8 +282,12 @@ static int netns_pasta_start(int nsfd, bool dns_forward, pid_t *out,
     /* clang-format on */
     int pidpipe[2] = {-1, -1};
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    int memfd = memfd_create("cairn-pasta-stderr", MFD_CLOEXEC);
-    if (devnull < 0 || memfd < 0 || pipe2(pidpipe, O_CLOEXEC) != 0) {
+    /* pasta's stderr: a pipe read only if pasta fails to start; once it
+     * runs, the read end is closed, so whatever it writes later fails
+     * (pasta ignores SIGPIPE) and costs no memory. */
+    int errpipe[2] = {-1, -1};
+    if (devnull < 0 || pipe2(errpipe, O_CLOEXEC) != 0 ||
+        pipe2(pidpipe, O_CLOEXEC) != 0) {
         rc = cairn_err_set(err, -errno, "network: prepare pasta: %s",
                            strerror(errno));
         goto out;
@@ -285,7 +295,7 @@ static int netns_pasta_start(int nsfd, bool dns_forward, pid_t *out,
     struct netns_spawn s = {
         exe,
         argv,
-        {devnull, devnull, memfd, nsfd, pidpipe[1]},
+        {devnull, devnull, errpipe[1], nsfd, pidpipe[1]},
         getpid(),
     };
     pid_t pid = fork();
@@ -297,6 +307,8 @@ static int netns_pasta_start(int nsfd, bool dns_forward, pid_t *out,
         netns_pasta_child(&s);
     close(pidpipe[1]);
     pidpipe[1] = -1;
+    close(errpipe[1]);
+    errpipe[1] = -1;
 
     /* A line on the pipe: configured. End of file: pasta is gone (its
      * copy of the write end closes only when it exits). */
@@ -326,7 +338,7 @@ static int netns_pasta_start(int nsfd, bool dns_forward, pid_t *out,
     kill(pid, SIGKILL);
     netns_reap(pid);
     char msg[256];
-    netns_pasta_message(memfd, msg, sizeof msg);
+    netns_pasta_message(errpipe[0], msg, sizeof msg);
     if (n < 0 && msg[0] == '\0')
         rc = cairn_err_set(err, CAIRN_E_TIMEOUT,
                            "network: pasta did not set up the RUN network "
@@ -340,11 +352,11 @@ static int netns_pasta_start(int nsfd, bool dns_forward, pid_t *out,
 out:
     if (devnull >= 0)
         close(devnull);
-    if (memfd >= 0)
-        close(memfd);
     for (int i = 0; i < 2; i++) {
         if (pidpipe[i] >= 0)
             close(pidpipe[i]);
+        if (errpipe[i] >= 0)
+            close(errpipe[i]);
     }
     free(exe);
     return rc;

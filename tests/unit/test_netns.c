@@ -119,6 +119,44 @@ static void test_no_pasta(void **state)
     assert_non_null(strstr(err.msg, "--network=none"));
 }
 
+/* A pasta that fails: its last stderr line (not the syslog noise) is in
+ * the message, and nothing is left running. */
+static void test_pasta_fails(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cairn-netns-test.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[sizeof dir + 16];
+    snprintf(path, sizeof path, "%s/pasta", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("#!/bin/sh\n"
+          "echo 'Failed to send 40 bytes to syslog' >&2\n"
+          "echo 'fake pasta: no tap for you' >&2\n"
+          "echo 'Failed to send 40 bytes to syslog' >&2\n"
+          "exit 1\n",
+          f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, 0755), 0);
+    const char *old = getenv("PATH");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("PATH", dir, 1);
+    struct cairn_err err = {0};
+    struct cairn_netns *ns = NULL;
+    int rc = cairn_netns_open(false, &ns, &err);
+    if (saved) {
+        setenv("PATH", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("PATH");
+    }
+    unlink(path);
+    rmdir(dir);
+    assert_int_equal(rc, CAIRN_E_FAILED);
+    assert_null(ns);
+    assert_non_null(strstr(err.msg, "fake pasta: no tap for you"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_resolv_conf_too_big),
         cmocka_unit_test(test_open_close),
         cmocka_unit_test(test_no_pasta),
+        cmocka_unit_test(test_pasta_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
