@@ -65,7 +65,23 @@ struct ck_statcache {
     /* Grows the map when a flush finds it full (ck_statcache_set_grow). */
     int (*grow)(void *arg);
     void *grow_arg;
+    /* Held around every transaction after open (ck_statcache_set_guard). */
+    void (*enter)(void *arg);
+    void (*leave)(void *arg);
+    void *guard_arg;
 };
+
+static void guard_enter(struct ck_statcache *sc)
+{
+    if (sc->enter != NULL)
+        sc->enter(sc->guard_arg);
+}
+
+static void guard_leave(struct ck_statcache *sc)
+{
+    if (sc->leave != NULL)
+        sc->leave(sc->guard_arg);
+}
 
 static void put_le64(uint8_t *p, uint64_t v)
 {
@@ -224,8 +240,11 @@ static bool lookup(struct ck_statcache *sc, const char *abspath,
     if (!have_db)
         return false;
     struct sc_rtxn t;
-    if (!rtxn_get(sc, &t))
+    guard_enter(sc);
+    if (!rtxn_get(sc, &t)) {
+        guard_leave(sc);
         return false;
+    }
     MDB_val k = {.mv_size = klen, .mv_data = (void *)abspath};
     MDB_val v;
     bool hit = false;
@@ -240,6 +259,7 @@ static bool lookup(struct ck_statcache *sc, const char *abspath,
         }
     }
     rtxn_put(sc, &t);
+    guard_leave(sc);
     return hit;
 }
 
@@ -359,17 +379,34 @@ static bool map_grow(struct ck_statcache *sc)
         return false;
     pthread_mutex_lock(&sc->mu);
     bool grown = false;
-    if (sc->nreaders == sc->nidle) {
+    bool guarded = sc->enter != NULL;
+    if (guarded || sc->nreaders == sc->nidle) {
         for (size_t i = 0; i < sc->nidle; i++) {
             if (sc->idle[i].live) {
                 mdb_txn_reset(sc->idle[i].txn);
                 sc->idle[i].live = false;
             }
         }
-        grown = sc->grow(sc->grow_arg) == 0;
+        if (!guarded)
+            grown = sc->grow(sc->grow_arg) == 0;
     }
     pthread_mutex_unlock(&sc->mu);
+    /* With a guard the owner's growth waits for lookups in flight to
+     * leave it, and a lookup holds the guard while it waits for mu:
+     * growing under mu could deadlock, and the guard makes it unneeded. */
+    if (guarded)
+        grown = sc->grow(sc->grow_arg) == 0;
     return grown;
+}
+
+void ck_statcache_set_guard(struct ck_statcache *sc, void (*enter)(void *arg),
+                            void (*leave)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&sc->mu);
+    sc->enter = enter;
+    sc->leave = leave;
+    sc->guard_arg = arg;
+    pthread_mutex_unlock(&sc->mu);
 }
 
 void ck_statcache_set_grow(struct ck_statcache *sc, int (*fn)(void *arg),
@@ -418,6 +455,7 @@ int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
         MDB_txn *txn;
         do {
             txn = NULL;
+            guard_enter(sc);
             mrc = mdb_txn_begin(sc->env, NULL, 0, &txn);
             if (mrc == 0 && !have_db)
                 mrc = mdb_dbi_open(txn, SC_DBNAME, MDB_CREATE, &dbi);
@@ -434,6 +472,7 @@ int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
             }
             if (mrc != 0 && txn != NULL)
                 mdb_txn_abort(txn);
+            guard_leave(sc);
         } while (mrc == MDB_MAP_FULL && map_grow(sc));
         if (mrc == 0) {
             if (mrc == 0 && !have_db) {

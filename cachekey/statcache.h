@@ -75,6 +75,18 @@ int ck_statcache_dir_put(struct ck_statcache *sc, const char *abspath,
 void ck_statcache_set_grow(struct ck_statcache *sc, int (*fn)(void *arg),
                            void *arg);
 
+/* Sets the guard the cache holds around each transaction it uses after
+ * open: enter before a lookup or a flush begins one, leave once it has
+ * ended. The owner makes it a shared lock that its own map growth takes
+ * exclusively, so no remap runs while a lookup reads the map (LMDB
+ * requires that no transaction of the process be active). enter may be
+ * called by a thread that already holds it shared (a lookup inside the
+ * owner's own transaction), and from any thread. With a guard, the grow
+ * hook is called outside the cache's own lock and must wait for the
+ * guard itself. Call right after open, before any lookup; NULL: none. */
+void ck_statcache_set_guard(struct ck_statcache *sc, void (*enter)(void *arg),
+                            void (*leave)(void *arg), void *arg);
+
 /* Writes queued entries in one transaction. Returns 0 or CAIRN_E_DB (the
  * cache is only an optimisation: callers may ignore a failure). */
 int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err);

@@ -2225,9 +2225,7 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         goto out;
     rc = ck_ignore_load(o->context, dockerfile, &ig, err);
     if (!rc)
-        rc = ck_statcache_open(cairn_store_env(st), &sc, err);
-    if (!rc)
-        ck_statcache_set_grow(sc, cairn_store_map_grow, st);
+        rc = cairn_store_statcache_open(st, &sc, err);
     /* A tagged build lists its COPY sources for --explain at the end:
      * from the walks its keys were made of, not a second walk. */
     struct ck_context_opts co = {

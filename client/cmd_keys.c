@@ -355,8 +355,7 @@ int cairn_cmd_keys(int argc, char **argv)
     struct cairn_err ierr;
     cairn_err_clear(&ierr);
     if (cairn_cli_store_open(&store, &ierr) == 0)
-        if (ck_statcache_open(cairn_store_env(store), &sc, &ierr) == 0)
-            ck_statcache_set_grow(sc, cairn_store_map_grow, store);
+        cairn_store_statcache_open(store, &sc, &ierr);
     if (ierr.code)
         fprintf(stderr, "cairn keys: warning: no local store (%s)\n", ierr.msg);
 

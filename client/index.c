@@ -89,6 +89,9 @@ int cairn_index_open(const char *root, struct cairn_index **out,
     struct cairn_index *idx = calloc(1, sizeof *idx);
     if (idx == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    /* glibc's default rwlock prefers readers, so a thread may take the
+     * shared side again while it holds it (a stat cache lookup inside a
+     * store transaction) even with a remap waiting: never a deadlock. */
     if (pthread_rwlock_init(&idx->map_lock, NULL) != 0) {
         free(idx);
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
@@ -234,6 +237,16 @@ int cairn_index_txn_commit(struct cairn_index *idx, MDB_txn *txn)
 void cairn_index_txn_abort(struct cairn_index *idx, MDB_txn *txn)
 {
     mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&idx->map_lock);
+}
+
+void cairn_index_guard_enter(struct cairn_index *idx)
+{
+    pthread_rwlock_rdlock(&idx->map_lock);
+}
+
+void cairn_index_guard_leave(struct cairn_index *idx)
+{
     pthread_rwlock_unlock(&idx->map_lock);
 }
 

@@ -13,10 +13,11 @@
  * write finds it full (cairn_index_grow). LMDB may remap only while no
  * transaction of the process is active, so transactions are begun and
  * ended through cairn_index_txn_* (which hold a shared lock that the
- * remap takes exclusively). The stat cache's pooled read transactions
- * are the exception: they are idle (no cursor, no value held) whenever a
- * remap can run, which LMDB 0.9 tolerates (a read txn keeps page numbers,
- * not addresses).
+ * remap takes exclusively). The stat cache, which begins its own
+ * transactions, holds the same lock around each through its guard hook
+ * (cairn_index_guard_enter/_leave); its pooled read transactions stay
+ * open but idle (no cursor, no value held) across a remap, which LMDB 0.9
+ * tolerates (a read txn keeps page numbers, not addresses).
  */
 #ifndef CAIRN_CLIENT_INDEX_H
 #define CAIRN_CLIENT_INDEX_H
@@ -68,6 +69,12 @@ void cairn_index_txn_abort(struct cairn_index *idx, MDB_txn *txn);
  * Returns 0, -ENOMEM (out of address space), CAIRN_E_FULL (at the 1 TiB
  * cap) or CAIRN_E_DB; err (may be NULL) says what. Thread-safe. */
 int cairn_index_grow(struct cairn_index *idx, struct cairn_err *err);
+
+/* Take and release the map's shared lock around a transaction begun
+ * outside this module (the stat cache's guard hook). May nest in the same
+ * thread (the lock prefers readers). Thread-safe. */
+void cairn_index_guard_enter(struct cairn_index *idx);
+void cairn_index_guard_leave(struct cairn_index *idx);
 
 /* The current map size in bytes (0 if unknown). */
 size_t cairn_index_mapsize(struct cairn_index *idx);

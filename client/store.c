@@ -510,9 +510,36 @@ MDB_env *cairn_store_env(struct cairn_store *st)
     return st->env;
 }
 
-int cairn_store_map_grow(void *st)
+static int store_map_grow(void *st)
 {
     return cairn_index_grow(((struct cairn_store *)st)->idx, NULL);
+}
+
+static void store_map_enter(void *st)
+{
+    cairn_index_guard_enter(((struct cairn_store *)st)->idx);
+}
+
+static void store_map_leave(void *st)
+{
+    cairn_index_guard_leave(((struct cairn_store *)st)->idx);
+}
+
+int cairn_store_statcache_open(struct cairn_store *st,
+                               struct ck_statcache **out,
+                               struct cairn_err *err)
+{
+    struct ck_statcache *sc = NULL;
+    /* Opening reads the map too (it looks the database up). */
+    cairn_index_guard_enter(st->idx);
+    int rc = ck_statcache_open(st->env, &sc, err);
+    cairn_index_guard_leave(st->idx);
+    if (rc)
+        return rc;
+    ck_statcache_set_guard(sc, store_map_enter, store_map_leave, st);
+    ck_statcache_set_grow(sc, store_map_grow, st);
+    *out = sc;
+    return 0;
 }
 
 const char *cairn_store_tmpdir(const struct cairn_store *st)

@@ -18,6 +18,7 @@
 #ifndef CAIRN_CLIENT_STORE_H
 #define CAIRN_CLIENT_STORE_H
 
+#include "cachekey/statcache.h"
 #include "client/layer.h"
 #include "common/error.h"
 
@@ -37,10 +38,15 @@ void cairn_store_close(struct cairn_store *st);
 const char *cairn_store_root(const struct cairn_store *st);
 /* The LMDB environment (for the stat cache), borrowed. */
 MDB_env *cairn_store_env(struct cairn_store *st);
-/* Doubles the index's map (cairn_index_grow), for the stat cache's
- * ck_statcache_set_grow hook (st is the struct cairn_store). Returns 0 or
- * an error code. */
-int cairn_store_map_grow(void *st);
+/* Opens the context stat cache kept in the store's index, wired to the
+ * index's map: its transactions hold the map's shared lock (so a growth of
+ * the map by a store write never runs under a lookup) and a full map grows
+ * it (cairn_index_grow). *out is the caller's (ck_statcache_close, before
+ * cairn_store_close); written only on success. Returns 0 or an error code
+ * with err set. Thread-safe as ck_statcache is. */
+int cairn_store_statcache_open(struct cairn_store *st,
+                               struct ck_statcache **out,
+                               struct cairn_err *err);
 /* Directory for temporary files on the store's file system. */
 const char *cairn_store_tmpdir(const struct cairn_store *st);
 

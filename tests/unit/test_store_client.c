@@ -15,6 +15,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -482,6 +485,72 @@ static void test_map_grows_for_keys(void **state)
     assert_int_equal(cairn_store_key_get(f->st, k, &got), 0);
 }
 
+/* Lookups of the stat cache run on other threads while store writes grow
+ * the map: each remap waits for the lookups in flight (the cache holds the
+ * map's shared lock around its transactions), so every lookup still hits
+ * and none reads an unmapped page (which ASan or a SIGSEGV would report). */
+struct lookup_arg {
+    struct ck_statcache *sc;
+    struct stat st;
+    atomic_bool stop;
+    atomic_long hits, misses;
+};
+
+static void *lookup_loop(void *p)
+{
+    struct lookup_arg *a = p;
+    uint8_t d[CK_SHA256_LEN];
+    while (!atomic_load(&a->stop)) {
+        if (ck_statcache_lookup(a->sc, "/ctx/file", &a->st, d) && d[0] == 0x5a)
+            atomic_fetch_add(&a->hits, 1);
+        else
+            atomic_fetch_add(&a->misses, 1);
+    }
+    return NULL;
+}
+
+static void test_map_grows_under_lookups(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_err err;
+    static struct lookup_arg a;
+    memset(&a, 0, sizeof a);
+    assert_int_equal(cairn_store_statcache_open(f->st, &a.sc, &err), 0);
+    assert_int_equal(stat(f->root, &a.st), 0);
+    uint8_t d[CK_SHA256_LEN];
+    memset(d, 0x5a, sizeof d);
+    assert_int_equal(ck_statcache_put(a.sc, "/ctx/file", &a.st, d), 0);
+    assert_int_equal(ck_statcache_flush(a.sc, &err), 0);
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, lookup_loop, &a), 0);
+
+    enum { BATCH = 8192, MAXBATCH = 200 };
+    static char hex[BATCH][CK_SHA256_HEX_LEN + 1];
+    const char *keys[BATCH];
+    const struct cairn_layer_rec *recs[BATCH];
+    struct cairn_layer_rec rec;
+    memset(&rec, 0, sizeof rec);
+    rec.empty = true;
+    size_t n = 0;
+    for (int b = 0; b < MAXBATCH && map_size(f->st) <= MAP_INITIAL; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            snprintf(hex[i], sizeof hex[i], "%056x%08x", 1u, (unsigned)n++);
+            keys[i] = hex[i];
+            recs[i] = &rec;
+        }
+        if (cairn_store_key_put_many(f->st, keys, recs, BATCH, &err) != 0)
+            fail_msg("put: %s", err.msg);
+    }
+    atomic_store(&a.stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_true(map_size(f->st) > MAP_INITIAL);
+    assert_true(atomic_load(&a.hits) > 0);
+    assert_int_equal(atomic_load(&a.misses), 0);
+    ck_statcache_close(a.sc);
+}
+
 /* The stat cache writes through the same map: a flush larger than the
  * whole initial map grows it (through the store's hook) and keeps every
  * entry. */
@@ -491,8 +560,7 @@ static void test_map_grows_for_statcache(void **state)
     struct cairn_err err;
     assert_true(map_size(f->st) <= MAP_INITIAL);
     struct ck_statcache *sc = NULL;
-    assert_int_equal(ck_statcache_open(cairn_store_env(f->st), &sc, &err), 0);
-    ck_statcache_set_grow(sc, cairn_store_map_grow, f->st);
+    assert_int_equal(cairn_store_statcache_open(f->st, &sc, &err), 0);
     enum { NDIR = 1300, LISTING = 60 << 10 }; /* 78 MB of listings */
     static char list[LISTING];
     struct stat st;
@@ -1164,6 +1232,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_crash_leftovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_grows_for_keys, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_map_grows_under_lookups, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_map_grows_for_statcache, setup,
                                         teardown),
