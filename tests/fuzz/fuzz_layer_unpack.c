@@ -1,4 +1,4 @@
-/* Fuzz target for client/layer.c's unpack: any input must unpack or fail
+/* Fuzz target for client/store/layer.c's unpack: any input must unpack or fail
  * cleanly (no crash, no leak, nothing written outside the destination).
  *
  * Seeds must not be binary files, so an input is one of two things:
@@ -10,7 +10,7 @@
  *   arg = target), h (hard link, arg = target).
  * After each run the destination is removed, and a sentinel directory next
  * to it must still be empty. */
-#include "client/layer.h"
+#include "client/store/layer.h"
 
 #include <archive.h>
 #include <archive_entry.h>

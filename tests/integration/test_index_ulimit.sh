@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Under `ulimit -v` cairn works, or says what is wrong: the index's map
-# starts small and grows (client/index.c) instead of reserving 16 GiB of
+# starts small and grows (client/store/index.c) instead of reserving 16 GiB of
 # address space up front, which made every command segfault below ~17 GB
 # (the failed map, then mdb_env_info on it).
 #

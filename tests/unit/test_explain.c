@@ -1,4 +1,4 @@
-/* Explaining misses (client/explain.c): the diff of two key materials
+/* Explaining misses (client/engine/explain.c): the diff of two key materials
  * gives one cause per changed input, the record survives encoding, bad
  * records are refused, steps are matched to the right remembered step,
  * and the store keeps one record per tag within its cap. */
@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "cachekey/field.h"
-#include "client/explain.h"
-#include "client/store.h"
+#include "client/engine/explain.h"
+#include "client/store/store.h"
 
 /* A step from label/value pairs (NULL-terminated list). */
 static void step_make(struct cairn_explain_step *s, int number,

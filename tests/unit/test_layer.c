@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "cachekey/digest.h"
-#include "client/layer.h"
+#include "client/store/layer.h"
 #include "common/buf.h"
 #include "common/error.h"
 

@@ -1,4 +1,4 @@
-/* The unpack rules (client/layer_rules.c) on entry sequences: what they
+/* The unpack rules (client/store/layer_rules.c) on entry sequences: what they
  * accept and refuse, with the reason, and that a later entry is checked
  * against the layer as the earlier ones left it. */
 #include <setjmp.h>
@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "client/config.h"
-#include "client/layer_rules.h"
+#include "client/remote/config.h"
+#include "client/store/layer_rules.h"
 #include "common/error.h"
 
 struct ent {

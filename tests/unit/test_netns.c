@@ -1,4 +1,4 @@
-/* Tests for client/netns.c: the RUN's resolv.conf made from the host's
+/* Tests for client/sandbox/netns.c: the RUN's resolv.conf made from the host's
  * (table-driven), and one namespace with pasta started and stopped (the
  * end-to-end checks are in tests/integration/test_build_network.sh). */
 #include <setjmp.h>
@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "client/netns.h"
+#include "client/sandbox/netns.h"
 
 static const struct {
     const char *host;

@@ -6,8 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "client/cache.h"
-#include "client/config.h"
+#include "client/remote/cache.h"
+#include "client/remote/config.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client/sandbox.h"
+#include "client/sandbox/sandbox.h"
 #include "common/error.h"
 
 static char base[64];        /* scratch directory for the whole run */
@@ -685,7 +685,7 @@ static void test_mount_ro(void **state)
 
 /* Root in the sandbox keeps only Docker's default capabilities, less
  * CAP_NET_RAW on the default network (pasta would relay frames it writes
- * to the host's loopback: client/netns.h). */
+ * to the host's loopback: client/sandbox/netns.h). */
 static void test_caps_dropped(void **state)
 {
     (void)state;

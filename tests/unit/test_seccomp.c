@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "client/seccomp.h"
+#include "client/sandbox/seccomp.h"
 #include "common/error.h"
 
 #ifndef AF_VSOCK

@@ -1,4 +1,4 @@
-/* Unit tests for the client's local store (client/store.c): layout, blobs,
+/* Unit tests for the client's local store (client/store/store.c): layout, blobs,
  * key index, images and tags, index.json, prune, usage, concurrency and
  * crash leftovers. Images are made here from JSON written with jansson and
  * tar layers written with libarchive, so the tests need neither the layer
@@ -28,8 +28,8 @@
 
 #include "cachekey/digest.h"
 #include "cachekey/statcache.h"
-#include "client/image.h"
-#include "client/store.h"
+#include "client/store/image.h"
+#include "client/store/store.h"
 #include "common/error.h"
 
 struct fixture {
@@ -440,7 +440,7 @@ static size_t map_size(struct cairn_store *st)
     return info.me_mapsize;
 }
 
-#define MAP_INITIAL ((size_t)64 << 20) /* client/index.c */
+#define MAP_INITIAL ((size_t)64 << 20) /* client/store/index.c */
 
 /* The index map starts small (a fixed 16 GiB reservation made every
  * command fail under `ulimit -v`) and grows when a write finds it full:

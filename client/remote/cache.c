@@ -1,0 +1,1021 @@
+#include "client/remote/cache.h"
+
+#include "cachekey/digest.h"
+#include "client/store/layer.h"
+#include "client/remote/remote.h"
+#include "common/buf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CACHE_LOOKUP_THREADS 8
+#define CACHE_MAX_URL 512
+
+struct endpoint {
+    char url[CACHE_MAX_URL];
+    char instance[256];
+    struct cairn_remote *r;
+    bool down;     /* guarded by cache->mu after the probe */
+    bool writable; /* readwrite mode and update_enabled */
+    int64_t max_batch;
+};
+
+struct upload_job {
+    struct upload_job *next;
+    char key_hex[CK_SHA256_HEX_LEN + 1];
+    uint8_t *material;
+    size_t material_len;
+    struct cairn_layer_rec rec;
+    struct cairn_store *st;
+    bool check; /* an offer: upload only when the cache lacks it */
+};
+
+struct cairn_cache {
+    struct endpoint *eps;
+    size_t neps;
+    bool read_only;
+    bool probed;
+    int64_t max_layer; /* blob bytes; the tar may be TAR_FACTOR times more */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct upload_job *head, *tail;
+    bool uploader_running, stopping;
+    unsigned busy; /* jobs queued or in progress */
+    pthread_t uploader;
+    struct cairn_cache_stats stats;
+};
+
+static void warn(struct cairn_cache *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Warnings go to stderr in one write each, under the lock, so lines from
+ * the uploader and the lookup threads never interleave. */
+static void warn(struct cairn_cache *c, const char *fmt, ...)
+{
+    char line[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&c->mu);
+    fprintf(stderr, "cairn: warning: %s\n", line);
+    pthread_mutex_unlock(&c->mu);
+}
+
+int cairn_cache_url_parse(const char *url, char *target, size_t tlen,
+                          char *instance, size_t ilen, bool *tls,
+                          struct cairn_err *err)
+{
+    const char *rest;
+    if (strncmp(url, "grpc://", 7) == 0) {
+        *tls = false;
+        rest = url + 7;
+    } else if (strncmp(url, "grpcs://", 8) == 0) {
+        *tls = true;
+        rest = url + 8;
+    } else {
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "cache URL \"%s\": expected grpc://host:port"
+                             "[/instance] or grpcs://...",
+                             url);
+    }
+    const char *slash = strchr(rest, '/');
+    size_t hl = slash ? (size_t)(slash - rest) : strlen(rest);
+    const char *colon = memchr(rest, ':', hl);
+    if (hl == 0 || colon == NULL || colon == rest || colon + 1 == rest + hl ||
+        hl >= tlen)
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "cache URL \"%s\": needs host:port", url);
+    for (const char *p = colon + 1; p < rest + hl; p++)
+        if (*p < '0' || *p > '9')
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "cache URL \"%s\": bad port", url);
+    memcpy(target, rest, hl);
+    target[hl] = '\0';
+    const char *inst = slash ? slash + 1 : "";
+    size_t il = strlen(inst);
+    while (il > 0 && inst[il - 1] == '/')
+        il--;
+    if (il >= ilen || il >= 256 || strstr(inst, "//") != NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "cache URL \"%s\": bad instance name", url);
+    /* Reserved path segments would make the resource names ambiguous. */
+    static const char *const reserved[] = {"blobs", "uploads", "actions",
+                                           "actionResults", "operations",
+                                           "capabilities", "compressed-blobs"};
+    char segs[256];
+    memcpy(segs, inst, il);
+    segs[il] = '\0';
+    char *save = NULL;
+    for (char *seg = strtok_r(segs, "/", &save); seg;
+         seg = strtok_r(NULL, "/", &save))
+        for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+            if (strcmp(seg, reserved[i]) == 0)
+                return cairn_err_set(err, CAIRN_E_INVAL,
+                                     "cache URL \"%s\": instance uses the "
+                                     "reserved name \"%s\"",
+                                     url, reserved[i]);
+    memcpy(instance, inst, il);
+    instance[il] = '\0';
+    return 0;
+}
+
+int cairn_cache_open(const struct cairn_config *cfg, struct cairn_cache **out,
+                     struct cairn_err *err)
+{
+    if (cfg->urls.n == 0)
+        return cairn_err_set(err, CAIRN_E_INVAL, "no cache URL");
+    struct cairn_cache *c = calloc(1, sizeof *c);
+    if (c == NULL || (c->eps = calloc(cfg->urls.n, sizeof *c->eps)) == NULL) {
+        free(c);
+        return CAIRN_E_NOMEM;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->read_only = cfg->read_only;
+    c->max_layer = cfg->max_layer > 0 ? cfg->max_layer : CAIRN_CONFIG_MAX_LAYER;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < cfg->urls.n; i++) {
+        struct endpoint *e = &c->eps[i];
+        char target[256];
+        bool tls = false;
+        rc = cairn_cache_url_parse(cfg->urls.v[i], target, sizeof target,
+                                   e->instance, sizeof e->instance, &tls, err);
+        if (rc)
+            break;
+        snprintf(e->url, sizeof e->url, "%s", cfg->urls.v[i]);
+        struct cairn_remote_opts ro = {
+            .target = target,
+            .tls = tls,
+            .ca_file = cfg->ca_file,
+            .token = cfg->token,
+            .timeout_ms = cfg->timeout_ms,
+            .min_rate = cfg->min_rate > 0 ? cfg->min_rate
+                                          : CAIRN_CONFIG_MIN_RATE,
+        };
+        rc = cairn_remote_open(&ro, &e->r, err);
+        if (!rc)
+            c->neps++;
+    }
+    if (rc) {
+        cairn_cache_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+/* ---- placement ---------------------------------------------------------- */
+
+/* Rendezvous (highest random weight) hashing: each endpoint scores
+ * sha256(url NUL key); the highest wins. Adding or removing an endpoint
+ * moves only the keys that it wins or won. */
+static struct endpoint *pick(struct cairn_cache *c, const char *key_hex)
+{
+    struct endpoint *best = NULL;
+    uint64_t best_score = 0;
+    for (size_t i = 0; i < c->neps; i++) {
+        struct cairn_buf b;
+        cairn_buf_init(&b, 0);
+        cairn_buf_puts(&b, c->eps[i].url);
+        cairn_buf_putc(&b, '\0');
+        cairn_buf_puts(&b, key_hex);
+        uint8_t h[CK_SHA256_LEN];
+        ck_sha256(b.data ? b.data : "", b.len, h);
+        cairn_buf_free(&b);
+        uint64_t score = 0;
+        for (int k = 0; k < 8; k++)
+            score = score << 8 | h[k];
+        if (best == NULL || score > best_score) {
+            best = &c->eps[i];
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+static bool ep_down(struct cairn_cache *c, struct endpoint *e)
+{
+    pthread_mutex_lock(&c->mu);
+    bool d = e->down;
+    pthread_mutex_unlock(&c->mu);
+    return d;
+}
+
+/* A transport failure (down, timeout) takes the endpoint out for the rest
+ * of the build with one warning; other failures concern one step. */
+static void ep_failed(struct cairn_cache *c, struct endpoint *e, int rc,
+                      const struct cairn_err *err, const char *what)
+{
+    if (rc == CAIRN_E_RPC || rc == CAIRN_E_TIMEOUT || rc == CAIRN_E_AUTH) {
+        pthread_mutex_lock(&c->mu);
+        bool was = e->down;
+        e->down = true;
+        pthread_mutex_unlock(&c->mu);
+        if (!was)
+            warn(c, "cache %s unusable (%s): %s; its steps run locally",
+                 e->url, what, err->msg[0] ? err->msg : cairn_strerror(rc));
+        return;
+    }
+    warn(c, "cache %s: %s: %s", e->url, what,
+         err->msg[0] ? err->msg : cairn_strerror(rc));
+}
+
+static void *probe_thread(void *arg)
+{
+    void **a = arg;
+    struct cairn_cache *c = a[0];
+    struct endpoint *e = a[1];
+    struct cairn_remote_caps caps;
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    int rc = cairn_remote_capabilities(e->r, e->instance, &caps, &err);
+    if (rc) {
+        ep_failed(c, e, rc == CAIRN_E_UNSUPPORTED ? CAIRN_E_RPC : rc, &err,
+                  "capabilities");
+        return NULL;
+    }
+    if (!caps.sha256) {
+        pthread_mutex_lock(&c->mu);
+        e->down = true;
+        pthread_mutex_unlock(&c->mu);
+        warn(c, "cache %s does not offer SHA256 digests; not used", e->url);
+        return NULL;
+    }
+    e->max_batch = caps.max_batch > 0 ? caps.max_batch : (1 << 20);
+    e->writable = !c->read_only && caps.update_enabled;
+    if (!c->read_only && !caps.update_enabled)
+        fprintf(stderr, "cairn: cache %s is read-only for this client; no "
+                        "uploads\n",
+                e->url);
+    return NULL;
+}
+
+static void probe_all(struct cairn_cache *c)
+{
+    if (c->probed)
+        return;
+    c->probed = true;
+    pthread_t *t = calloc(c->neps, sizeof *t);
+    void *(*args)[2] = calloc(c->neps, sizeof *args);
+    bool *started = calloc(c->neps, sizeof *started);
+    for (size_t i = 0; t && args && started && i < c->neps; i++) {
+        args[i][0] = c;
+        args[i][1] = &c->eps[i];
+        started[i] = pthread_create(&t[i], NULL, probe_thread, args[i]) == 0;
+        if (!started[i])
+            probe_thread(args[i]);
+    }
+    for (size_t i = 0; t && args && started && i < c->neps; i++)
+        if (started[i])
+            pthread_join(t[i], NULL);
+    free(t);
+    free(args);
+    free(started);
+}
+
+/* ---- the layer record in an action result ------------------------------- */
+
+/* The `layer` output file and its node properties (docs/remote.md). */
+#define CACHE_FILE "layer"
+#define CACHE_PROP_MEDIA "cairn.media_type"
+#define CACHE_PROP_DIFF "cairn.diff_id"
+#define CACHE_PROP_EMPTY "cairn.empty"
+/* sha256 of no bytes: the blob every REAPI server has. */
+#define CACHE_EMPTY_HASH                                                      \
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+static const char *layer_media_type(const char *s)
+{
+    static const char *const known[] = {CAIRN_MEDIA_LAYER_GZIP,
+                                        CAIRN_MEDIA_LAYER_ZSTD,
+                                        CAIRN_MEDIA_LAYER_TAR};
+    for (size_t i = 0; s && i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(s, known[i]) == 0)
+            return known[i];
+    return NULL;
+}
+
+static bool is_digest(const char *s)
+{
+    if (s == NULL || strncmp(s, "sha256:", 7) != 0 || strlen(s) != 71)
+        return false;
+    uint8_t bin[CK_SHA256_LEN];
+    return ck_hex_decode(s + 7, bin) == 0;
+}
+
+static const char *prop_get(const struct cairn_remote_file *f,
+                            const char *name)
+{
+    for (size_t i = 0; i < f->nprops; i++)
+        if (strcmp(f->props[i].name, name) == 0)
+            return f->props[i].value;
+    return NULL;
+}
+
+int cairn_cache_result_parse(const struct cairn_remote_result *res,
+                             struct cairn_layer_rec *out,
+                             struct cairn_err *err)
+{
+    const struct cairn_remote_file *f = NULL;
+    for (size_t i = 0; i < res->nfiles; i++)
+        if (strcmp(res->files[i].path, CACHE_FILE) == 0)
+            f = &res->files[i];
+    const char *mt = f ? prop_get(f, CACHE_PROP_MEDIA) : NULL;
+    const char *di = f ? prop_get(f, CACHE_PROP_DIFF) : NULL;
+    const char *em = f ? prop_get(f, CACHE_PROP_EMPTY) : NULL;
+    if (res->exit_code != 0 || (mt == NULL && di == NULL && em == NULL))
+        return CAIRN_E_NOTFOUND;
+    struct cairn_layer_rec rec;
+    memset(&rec, 0, sizeof rec);
+    if (em != NULL) {
+        if (strcmp(em, "true") != 0 || mt != NULL || di != NULL ||
+            f->digest.size != 0 || strcmp(f->digest.hash, CACHE_EMPTY_HASH) != 0)
+            return cairn_err_set(err, CAIRN_E_CORRUPT,
+                                 "empty step with a layer");
+        rec.empty = true;
+        *out = rec;
+        return 0;
+    }
+    rec.layer.media_type = layer_media_type(mt);
+    if (rec.layer.media_type == NULL || !is_digest(di) || f->digest.size <= 0)
+        return cairn_err_set(err, CAIRN_E_CORRUPT,
+                             "bad layer record (media type, diff_id, size)");
+    snprintf(rec.layer.digest, sizeof rec.layer.digest, "sha256:%s",
+             f->digest.hash);
+    snprintf(rec.layer.diff_id, sizeof rec.layer.diff_id, "%s", di);
+    rec.layer.size = f->digest.size;
+    *out = rec;
+    return 0;
+}
+
+void cairn_cache_result_make(const struct cairn_layer_rec *rec,
+                             struct cairn_remote_result *res)
+{
+    memset(res, 0, sizeof *res);
+    struct cairn_remote_file *f = &res->files[0];
+    res->nfiles = 1;
+    snprintf(f->path, sizeof f->path, CACHE_FILE);
+    if (rec->empty) {
+        snprintf(f->digest.hash, sizeof f->digest.hash, CACHE_EMPTY_HASH);
+        f->digest.size = 0;
+        snprintf(f->props[0].name, sizeof f->props[0].name, CACHE_PROP_EMPTY);
+        snprintf(f->props[0].value, sizeof f->props[0].value, "true");
+        f->nprops = 1;
+        return;
+    }
+    snprintf(f->digest.hash, sizeof f->digest.hash, "%s",
+             rec->layer.digest + 7);
+    f->digest.size = rec->layer.size;
+    /* Sorted by name, as REAPI asks of node properties. */
+    snprintf(f->props[0].name, sizeof f->props[0].name, CACHE_PROP_DIFF);
+    snprintf(f->props[0].value, sizeof f->props[0].value, "%s",
+             rec->layer.diff_id);
+    snprintf(f->props[1].name, sizeof f->props[1].name, CACHE_PROP_MEDIA);
+    snprintf(f->props[1].value, sizeof f->props[1].value, "%s",
+             rec->layer.media_type);
+    f->nprops = 2;
+}
+
+/* ---- lookups and fetches ------------------------------------------------ */
+
+static void add_down(struct cairn_cache *c, uint64_t n)
+{
+    pthread_mutex_lock(&c->mu);
+    c->stats.bytes_down += n;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* A download goes to the temporary file and, through a socket pair, to
+ * a thread that verifies it as it streams (cairn_layer_verify_fd: media
+ * type, entries, digests, caps), so the blob is decompressed once, while
+ * it arrives, and a hostile one stops the download at its first bad
+ * byte or entry. */
+struct fetch_sink {
+    int fd;   /* the temporary file */
+    int sock; /* to the verifier; -1 when it could not start */
+    bool verifier_gone;
+    int write_errno; /* the file could not be written (ENOSPC, EIO) */
+};
+
+static int fetch_write(void *arg, const void *data, size_t len)
+{
+    struct fetch_sink *f = arg;
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = write(f->fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            f->write_errno = errno;
+            return -errno;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    for (p = data, left = len; f->sock >= 0 && left > 0;) {
+        /* MSG_NOSIGNAL: a verifier that stopped early (it refused the
+         * blob) closes its end; that is EPIPE here, not a SIGPIPE. */
+        ssize_t n = send(f->sock, p, left, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            f->verifier_gone = true;
+            return CAIRN_E_CORRUPT;
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+    return 0;
+}
+
+struct verifier {
+    int fd; /* owned: closed when the verification ends */
+    struct cairn_layer_expect want;
+    int rc;
+    struct cairn_err err;
+};
+
+static void *verifier_thread(void *arg)
+{
+    struct verifier *v = arg;
+    v->rc = cairn_layer_verify_fd(v->fd, &v->want, &v->err);
+    close(v->fd);
+    v->fd = -1;
+    return NULL;
+}
+
+/* Downloads the layer blob rec names into st (unless there) and checks,
+ * before the hit counts, that it is the layer rec claims and one the
+ * unpacker accepts (cairn_layer_verify_fd). A blob already in the store
+ * is checked too: the result may pair it with another diff_id or media
+ * type. Nothing is left behind on failure (ENOSPC included): the
+ * temporary file is removed and the key is not recorded. */
+static int fetch_layer(struct cairn_cache *c, struct endpoint *e,
+                       struct cairn_store *st,
+                       const struct cairn_layer_rec *rec, struct cairn_err *err)
+{
+    struct cairn_remote_digest dg;
+    snprintf(dg.hash, sizeof dg.hash, "%s", rec->layer.digest + 7);
+    dg.size = rec->layer.size;
+    struct verifier v = {
+        .fd = -1,
+        .want = {.digest = rec->layer.digest,
+                 .diff_id = rec->layer.diff_id,
+                 .media_type = rec->layer.media_type,
+                 .size = rec->layer.size,
+                 .max_tar = c->max_layer * CAIRN_CONFIG_TAR_FACTOR},
+    };
+    cairn_err_clear(&v.err);
+    char path[4096];
+    int rc = 0;
+    if (cairn_store_blob_has(st, rec->layer.digest)) {
+        cairn_store_blob_path(st, rec->layer.digest, path, sizeof path);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
+        rc = cairn_layer_verify_fd(fd, &v.want, err);
+        close(fd);
+        return rc;
+    }
+    snprintf(path, sizeof path, "%s/remote-XXXXXX", cairn_store_tmpdir(st));
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    struct fetch_sink fs = {.fd = fd, .sock = -1};
+    int sv[2];
+    pthread_t th;
+    bool threaded = false;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+        v.fd = sv[1];
+        threaded = pthread_create(&th, NULL, verifier_thread, &v) == 0;
+        if (threaded) {
+            fs.sock = sv[0];
+        } else {
+            close(sv[0]);
+            close(sv[1]);
+        }
+    }
+    int64_t got = 0;
+    rc = cairn_remote_read(e->r, e->instance, &dg, fetch_write, &fs, &got,
+                           err);
+    add_down(c, (uint64_t)got);
+    if (fs.write_errno != 0)
+        cairn_err_set(err, rc, "writing the layer %s to %s: %s",
+                      rec->layer.digest, path, strerror(fs.write_errno));
+    if (threaded) {
+        /* End of stream for the verifier, then its verdict. */
+        shutdown(fs.sock, SHUT_WR);
+        pthread_join(th, NULL);
+        close(fs.sock);
+        /* The verifier's reason wins when it stopped the download, or
+         * when the download itself went through; a broken download's own
+         * error says more than the truncation the verifier saw. */
+        if (fs.verifier_gone || (rc == 0 && v.rc != 0)) {
+            rc = v.rc != 0 ? v.rc : CAIRN_E_CORRUPT;
+            cairn_err_set(err, rc, "%s", v.err.msg);
+        }
+    }
+    if (close(fd) != 0 && !rc)
+        rc = cairn_err_set(err, -errno, "writing the layer to %s: %s", path,
+                           strerror(errno));
+    if (!rc && !threaded) {
+        int rfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (rfd < 0) {
+            rc = cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
+        } else {
+            rc = cairn_layer_verify_fd(rfd, &v.want, err);
+            close(rfd);
+        }
+    }
+    if (!rc)
+        rc = cairn_store_blob_add_file(st, path, rec->layer.digest, err);
+    if (rc)
+        unlink(path);
+    return rc;
+}
+
+static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
+                      struct cairn_cache_step *s, struct endpoint *e,
+                      struct cairn_err *err)
+{
+    struct cairn_remote_digest action;
+    snprintf(action.hash, sizeof action.hash, "%s", s->key_hex);
+    action.size = (int64_t)s->material_len;
+    struct cairn_remote_result *res = calloc(1, sizeof *res);
+    if (res == NULL)
+        return CAIRN_E_NOMEM;
+    struct cairn_layer_rec rec;
+    int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
+    if (!rc)
+        rc = cairn_cache_result_parse(res, &rec, err);
+    /* Before a byte of it is read: a layer over the cap is a miss. */
+    if (!rc && !rec.empty && rec.layer.size > c->max_layer)
+        rc = cairn_err_set(err, CAIRN_E_TOOBIG,
+                           "its layer %s claims %lld bytes, over the "
+                           "cache-max-layer cap of %lld; the step runs",
+                           rec.layer.digest, (long long)rec.layer.size,
+                           (long long)c->max_layer);
+    /* An empty step has no blob to wait for: its record is complete. */
+    if (!rc && rec.empty)
+        rc = cairn_store_key_put(st, s->key_hex, &rec, err);
+    if (!rc)
+        s->rec = rec;
+    free(res);
+    return rc;
+}
+
+/* Runs fn(arg, i) for i in [0, n) on up to CACHE_LOOKUP_THREADS threads
+ * (on this one when none can start). */
+struct pool {
+    struct cairn_cache *c;
+    size_t n;
+    size_t next; /* guarded by c->mu */
+    void (*fn)(void *arg, size_t i);
+    void *arg;
+};
+
+static void *pool_thread(void *arg)
+{
+    struct pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->c->mu);
+        size_t i = p->next++;
+        pthread_mutex_unlock(&p->c->mu);
+        if (i >= p->n)
+            break;
+        p->fn(p->arg, i);
+    }
+    return NULL;
+}
+
+static void pool_run(struct cairn_cache *c, size_t n,
+                     void (*fn)(void *arg, size_t i), void *arg)
+{
+    if (n == 0)
+        return;
+    struct pool p = {.c = c, .n = n, .fn = fn, .arg = arg};
+    size_t nt = n < CACHE_LOOKUP_THREADS ? n : CACHE_LOOKUP_THREADS;
+    pthread_t t[CACHE_LOOKUP_THREADS];
+    size_t started = 0;
+    for (size_t i = 0; i < nt; i++)
+        if (pthread_create(&t[started], NULL, pool_thread, &p) == 0)
+            started++;
+    if (started == 0)
+        pool_thread(&p);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+}
+
+struct lookup_ctx {
+    struct cairn_cache *c;
+    struct cairn_store *st;
+    struct cairn_cache_step *steps;
+};
+
+static void lookup_item(void *arg, size_t i)
+{
+    struct lookup_ctx *l = arg;
+    struct cairn_cache *c = l->c;
+    struct cairn_cache_step *s = &l->steps[i];
+    struct endpoint *e = pick(c, s->key_hex);
+    if (ep_down(c, e))
+        return;
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    int rc = lookup_one(c, l->st, s, e, &err);
+    if (rc == 0) {
+        s->hit = true;
+        pthread_mutex_lock(&c->mu);
+        c->stats.remote_hits++;
+        pthread_mutex_unlock(&c->mu);
+    } else if (rc != CAIRN_E_NOTFOUND) {
+        char what[100];
+        snprintf(what, sizeof what, "step key %.12s refused", s->key_hex);
+        ep_failed(c, e, rc, &err, what);
+    }
+}
+
+void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
+                        struct cairn_cache_step *steps, size_t n)
+{
+    probe_all(c);
+    for (size_t i = 0; i < n; i++) {
+        steps[i].hit = false;
+        steps[i].fetched = false;
+    }
+    struct lookup_ctx l = {.c = c, .st = st, .steps = steps};
+    pool_run(c, n, lookup_item, &l);
+}
+
+struct fetch_ctx {
+    struct cairn_cache *c;
+    struct cairn_store *st;
+    struct cairn_cache_step *const *want;
+    size_t *failed; /* guarded by c->mu */
+};
+
+static void fetch_item(void *arg, size_t i)
+{
+    struct fetch_ctx *f = arg;
+    struct cairn_cache *c = f->c;
+    struct cairn_cache_step *s = f->want[i];
+    if (!s->hit || s->fetched || s->rec.empty)
+        return;
+    struct endpoint *e = pick(c, s->key_hex);
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    int rc = CAIRN_E_RPC;
+    if (!ep_down(c, e)) {
+        /* The key is recorded by cairn_cache_fetch, with the others of
+         * this fetch, once every blob has landed. */
+        rc = fetch_layer(c, e, f->st, &s->rec, &err);
+        if (rc) {
+            char what[120];
+            snprintf(what, sizeof what, "layer of step key %.12s refused",
+                     s->key_hex);
+            ep_failed(c, e, rc, &err, what);
+        }
+    }
+    pthread_mutex_lock(&c->mu);
+    if (rc == 0) {
+        s->fetched = true;
+        c->stats.fetches++;
+    } else {
+        s->hit = false;
+        (*f->failed)++;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+size_t cairn_cache_fetch(struct cairn_cache *c, struct cairn_store *st,
+                         struct cairn_cache_step *const *want, size_t n)
+{
+    /* Steps that share a layer (the same files copied twice) would
+     * download it twice at once: the first of each layer goes in the
+     * first round, the others find the blob in the store in the second
+     * and only verify it. */
+    struct cairn_cache_step **first = calloc(n + 1, sizeof *first);
+    struct cairn_cache_step **rest = calloc(n + 1, sizeof *rest);
+    size_t nfirst = 0, nrest = 0, failed = 0;
+    if (first == NULL || rest == NULL) {
+        free(first);
+        free(rest);
+        warn(c, "out of memory fetching layers; their steps run locally");
+        for (size_t i = 0; i < n; i++)
+            if (!want[i]->fetched && !want[i]->rec.empty && want[i]->hit) {
+                want[i]->hit = false;
+                failed++;
+            }
+        return failed;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool dup = false;
+        for (size_t k = 0; k < nfirst && !dup; k++)
+            dup = strcmp(first[k]->rec.layer.digest,
+                         want[i]->rec.layer.digest) == 0;
+        if (dup)
+            rest[nrest++] = want[i];
+        else
+            first[nfirst++] = want[i];
+    }
+    /* Which steps this call fetches: the others were fetched before. */
+    bool *was = calloc(n + 1, sizeof *was);
+    for (size_t i = 0; was != NULL && i < n; i++)
+        was[i] = want[i]->fetched;
+    struct fetch_ctx f = {.c = c, .st = st, .want = first, .failed = &failed};
+    pool_run(c, nfirst, fetch_item, &f);
+    f.want = rest;
+    pool_run(c, nrest, fetch_item, &f);
+    free(first);
+    free(rest);
+
+    /* Record the fetched keys in one transaction (one disk flush, not
+     * one per layer). Each blob is in the store already (fsync'd and
+     * renamed by fetch_layer), so the index never names a missing blob.
+     * A failure only leaves them unrecorded: this build uses them from
+     * memory, and a later one finds them in the cache again. */
+    const char **keys = calloc(n + 1, sizeof *keys);
+    const struct cairn_layer_rec **recs = calloc(n + 1, sizeof *recs);
+    size_t nk = 0;
+    for (size_t i = 0; was != NULL && keys != NULL && recs != NULL && i < n;
+         i++) {
+        if (was[i] || !want[i]->fetched)
+            continue;
+        keys[nk] = want[i]->key_hex;
+        recs[nk++] = &want[i]->rec;
+    }
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    if (was == NULL || keys == NULL || recs == NULL)
+        warn(c, "out of memory: fetched layers are not recorded in the "
+                "local key index");
+    else if (cairn_store_key_put_many(st, keys, recs, nk, &err) != 0)
+        warn(c, "fetched layers are not recorded in the local key index: "
+                "%s", err.msg);
+    free(was);
+    free(keys);
+    free(recs);
+    return failed;
+}
+
+/* ---- uploads ------------------------------------------------------------ */
+
+static void digest_of(const void *p, size_t n, struct cairn_remote_digest *d)
+{
+    uint8_t h[CK_SHA256_LEN];
+    ck_sha256(p, n, h);
+    ck_hex_encode(h, d->hash);
+    d->size = (int64_t)n;
+}
+
+static int upload_one(struct cairn_cache *c, struct endpoint *e,
+                      struct upload_job *j, uint64_t *up,
+                      struct cairn_err *err)
+{
+    (void)c;
+    /* d[0] the key material, d[1] the layer (none for an empty step: the
+     * empty blob is always there). */
+    struct cairn_remote_digest d[2];
+    digest_of(j->material, j->material_len, &d[0]);
+    size_t nd = 1;
+    if (!j->rec.empty) {
+        snprintf(d[1].hash, sizeof d[1].hash, "%s", j->rec.layer.digest + 7);
+        d[1].size = j->rec.layer.size;
+        nd = 2;
+    }
+    bool missing[2] = {false, false};
+    int rc = cairn_remote_find_missing(e->r, e->instance, d, nd, missing, err);
+    if (!rc && missing[0] && d[0].size > e->max_batch / 2)
+        rc = cairn_err_set(err, CAIRN_E_TOOBIG, "key material too large");
+    if (!rc && missing[0]) {
+        struct cairn_remote_blob b = {.digest = d[0], .data = j->material};
+        rc = cairn_remote_batch_update(e->r, e->instance, &b, 1, err);
+        if (!rc)
+            *up += (uint64_t)d[0].size;
+    }
+    if (!rc && nd == 2 && missing[1]) {
+        char path[4096];
+        cairn_store_blob_path(j->st, j->rec.layer.digest, path, sizeof path);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
+        } else {
+            rc = cairn_remote_write(e->r, e->instance, &d[1], fd, err);
+            close(fd);
+            if (!rc)
+                *up += (uint64_t)d[1].size;
+        }
+    }
+    if (!rc) {
+        struct cairn_remote_result *res = calloc(1, sizeof *res);
+        if (res == NULL) {
+            rc = CAIRN_E_NOMEM;
+        } else {
+            cairn_cache_result_make(&j->rec, res);
+            struct cairn_remote_digest action;
+            snprintf(action.hash, sizeof action.hash, "%s", j->key_hex);
+            action.size = (int64_t)j->material_len;
+            rc = cairn_remote_ac_put(e->r, e->instance, &action, res, err);
+            free(res);
+        }
+    }
+    return rc;
+}
+
+/* An offered step (a local hit) is uploaded only when the cache has no
+ * valid result for it: not found (which a REAPI server also answers when
+ * a blob of the result is gone), or one cairn cannot use. *present is set
+ * when nothing needs doing. */
+static int offer_check(struct endpoint *e, const struct upload_job *j,
+                       bool *present, struct cairn_err *err)
+{
+    struct cairn_remote_digest action;
+    snprintf(action.hash, sizeof action.hash, "%s", j->key_hex);
+    action.size = (int64_t)j->material_len;
+    struct cairn_remote_result *res = calloc(1, sizeof *res);
+    if (res == NULL)
+        return CAIRN_E_NOMEM;
+    struct cairn_layer_rec rec;
+    struct cairn_err scratch;
+    cairn_err_clear(&scratch);
+    int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
+    if (rc == 0)
+        *present = cairn_cache_result_parse(res, &rec, &scratch) == 0;
+    else if (rc == CAIRN_E_NOTFOUND || rc == CAIRN_E_CORRUPT)
+        rc = 0;
+    free(res);
+    return rc;
+}
+
+static void job_free(struct upload_job *j)
+{
+    if (j == NULL)
+        return;
+    free(j->material);
+    free(j);
+}
+
+static void *uploader(void *arg)
+{
+    struct cairn_cache *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (c->head == NULL && !c->stopping)
+            pthread_cond_wait(&c->cv, &c->mu);
+        struct upload_job *j = c->head;
+        if (j == NULL)
+            break;
+        c->head = j->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        pthread_mutex_unlock(&c->mu);
+
+        struct endpoint *e = pick(c, j->key_hex);
+        uint64_t up = 0;
+        int rc = 0;
+        struct cairn_err err;
+        cairn_err_clear(&err);
+        bool skip = ep_down(c, e) || !e->writable;
+        bool present = false;
+        if (!skip && j->check)
+            rc = offer_check(e, j, &present, &err);
+        if (!skip && (rc || present)) {
+            if (rc) {
+                char what[100];
+                snprintf(what, sizeof what, "lookup of step key %.12s",
+                         j->key_hex);
+                ep_failed(c, e, rc, &err, what);
+            }
+            skip = true;
+        }
+        if (!skip) {
+            rc = upload_one(c, e, j, &up, &err);
+            if (rc) {
+                char what[100];
+                snprintf(what, sizeof what, "upload of step key %.12s",
+                         j->key_hex);
+                ep_failed(c, e, rc, &err, what);
+            }
+        }
+        pthread_mutex_lock(&c->mu);
+        c->stats.bytes_up += up;
+        if (!skip && rc == 0)
+            c->stats.uploads++;
+        if (!skip && rc == 0 && j->check)
+            c->stats.offers_uploaded++;
+        if (j->check)
+            c->stats.offers++;
+        else if (!skip)
+            c->stats.upload_failures++;
+        c->busy--;
+        pthread_cond_broadcast(&c->cv);
+        job_free(j);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void enqueue(struct cairn_cache *c, struct cairn_store *st,
+                    const char *key_hex, const void *material,
+                    size_t material_len, const struct cairn_layer_rec *rec,
+                    bool check)
+{
+    probe_all(c);
+    bool any = false;
+    for (size_t i = 0; i < c->neps; i++)
+        if (c->eps[i].writable && !ep_down(c, &c->eps[i]))
+            any = true;
+    if (!any)
+        return;
+    struct upload_job *j = calloc(1, sizeof *j);
+    if (j == NULL || (j->material = malloc(material_len + 1)) == NULL) {
+        job_free(j);
+        warn(c, "out of memory queueing an upload");
+        return;
+    }
+    snprintf(j->key_hex, sizeof j->key_hex, "%s", key_hex);
+    memcpy(j->material, material, material_len);
+    j->material_len = material_len;
+    j->rec = *rec;
+    j->st = st;
+    j->check = check;
+    pthread_mutex_lock(&c->mu);
+    if (!c->uploader_running) {
+        c->uploader_running =
+            pthread_create(&c->uploader, NULL, uploader, c) == 0;
+        if (!c->uploader_running) {
+            pthread_mutex_unlock(&c->mu);
+            job_free(j);
+            warn(c, "cannot start the upload thread");
+            return;
+        }
+    }
+    if (c->tail)
+        c->tail->next = j;
+    else
+        c->head = j;
+    c->tail = j;
+    c->busy++;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void cairn_cache_upload(struct cairn_cache *c, struct cairn_store *st,
+                        const char *key_hex, const void *material,
+                        size_t material_len, const struct cairn_layer_rec *rec)
+{
+    enqueue(c, st, key_hex, material, material_len, rec, false);
+}
+
+void cairn_cache_offer(struct cairn_cache *c, struct cairn_store *st,
+                       const char *key_hex, const void *material,
+                       size_t material_len, const struct cairn_layer_rec *rec)
+{
+    enqueue(c, st, key_hex, material, material_len, rec, true);
+}
+
+void cairn_cache_finish(struct cairn_cache *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    while (c->busy > 0)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+void cairn_cache_stats_get(struct cairn_cache *c, struct cairn_cache_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->stats;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void cairn_cache_close(struct cairn_cache *c)
+{
+    if (c == NULL)
+        return;
+    cairn_cache_finish(c);
+    pthread_mutex_lock(&c->mu);
+    c->stopping = true;
+    pthread_cond_broadcast(&c->cv);
+    bool running = c->uploader_running;
+    pthread_mutex_unlock(&c->mu);
+    if (running)
+        pthread_join(c->uploader, NULL);
+    for (size_t i = 0; i < c->neps; i++)
+        cairn_remote_close(c->eps[i].r);
+    free(c->eps);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}

@@ -1,0 +1,2497 @@
+#include "client/store/layer.h"
+
+#include "cachekey/digest.h"
+#include "client/store/layer_rules.h"
+#include "common/fdio.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+/* Size of the compressed-output buffer (writer) and of the raw-input and
+ * decompressed-output buffers (reader). Large, so a layer costs few write(2)
+ * calls and the hashes run over long runs of memory. */
+#define LAYER_IO_BUF ((size_t)1 << 20)
+/* libarchive hands us the tar stream in blocks of this size. It does not
+ * change the bytes written: the last block is not padded (see
+ * writer_new). */
+#define LAYER_TAR_BLOCK (64 * 1024)
+#define LAYER_PROGRESS_STEP ((uint64_t)8 << 20)
+/* Caps on what a layer may hold, on both sides: paths longer than Linux's
+ * PATH_MAX cannot be created anyway, and a few million entries is far more
+ * than any real image layer. */
+#define LAYER_PATH_MAX 4096
+#define LAYER_MAX_ENTRIES ((size_t)1 << 21)
+#define LAYER_XATTR_LIST_MAX 65536
+#define LAYER_XATTR_VALUE_MAX 65536
+#define LAYER_GZIP_LEVEL 6
+#define LAYER_ZSTD_LEVEL 3
+/* The OS byte of the gzip header: 255 ("unknown"), as Go's compress/gzip
+ * writes it, so our blobs do not depend on the build host. */
+#define LAYER_GZIP_OS 255
+
+#define WH_PREFIX ".wh."
+#define WH_OPAQUE ".wh..wh..opq"
+
+/* ------------------------------------------------------------------ */
+/* Shared helpers                                                      */
+
+static void digest_format(struct ck_sha256 *h, char out[CAIRN_DIGEST_STR_LEN],
+                          int *rc)
+{
+    uint8_t bin[CK_SHA256_LEN];
+    char hex[CK_SHA256_HEX_LEN + 1];
+    int r = ck_sha256_final(h, bin);
+    if (r != 0) {
+        *rc = r;
+        return;
+    }
+    ck_hex_encode(bin, hex);
+    snprintf(out, CAIRN_DIGEST_STR_LEN, "sha256:%s", hex);
+}
+
+static const char *media_type_of(enum cairn_compression c)
+{
+    switch (c) {
+    case CAIRN_COMPRESS_GZIP:
+        return CAIRN_MEDIA_LAYER_GZIP;
+    case CAIRN_COMPRESS_ZSTD:
+        return CAIRN_MEDIA_LAYER_ZSTD;
+    case CAIRN_COMPRESS_NONE:
+        break;
+    }
+    return CAIRN_MEDIA_LAYER_TAR;
+}
+
+/* A relative layer path as the contract describes it: not empty, no leading
+ * "/", no empty, "." or ".." components, shorter than LAYER_PATH_MAX. */
+static bool rel_path_ok(const char *p)
+{
+    if (p == NULL || p[0] == '\0' || p[0] == '/')
+        return false;
+    size_t n = strnlen(p, LAYER_PATH_MAX);
+    if (n >= LAYER_PATH_MAX)
+        return false;
+    const char *s = p;
+    for (;;) {
+        const char *e = strchr(s, '/');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        if (len == 0 || (len == 1 && s[0] == '.') ||
+            (len == 2 && s[0] == '.' && s[1] == '.'))
+            return false;
+        if (e == NULL)
+            return true;
+        s = e + 1;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Writer: tar -> sha256 (diff_id) -> compressor -> sha256 (digest) -> file */
+
+struct layer_mirror;
+
+struct cairn_layer_writer {
+    struct archive *ar;
+    int fd;
+    char *path; /* the temporary blob file */
+    enum cairn_compression comp;
+    int64_t epoch;
+    void (*progress)(void *, uint64_t);
+    void *progress_arg;
+    struct ck_sha256 *tar_hash;
+    struct ck_sha256 *blob_hash;
+    z_stream z;
+    gz_header gzh;
+    bool z_live;
+    ZSTD_CCtx *zc;
+    uint8_t *out; /* LAYER_IO_BUF bytes of compressed output */
+    size_t out_len;
+    uint8_t *copy; /* LAYER_IO_BUF bytes for reading file content */
+    uint64_t tar_bytes;
+    uint64_t blob_bytes;
+    uint64_t next_progress;
+    size_t entries;
+    /* The first failure, sticky: after libarchive has seen a write error
+     * or an entry was cut short the tar stream is unusable, so every later
+     * call fails with the same code and message. */
+    int broken;
+    struct cairn_err fail;
+    struct layer_mirror *mirror; /* NULL: not mirrored (or dropped) */
+};
+
+static void mirror_free(struct layer_mirror *m);
+static void mirror_data(struct cairn_layer_writer *w, const void *p, size_t n);
+
+static int writer_break(struct cairn_layer_writer *w, int code, const char *fmt,
+                        ...) __attribute__((format(printf, 3, 4)));
+static int writer_break(struct cairn_layer_writer *w, int code, const char *fmt,
+                        ...)
+{
+    if (w->broken == 0) {
+        w->broken = code;
+        w->fail.code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(w->fail.msg, sizeof w->fail.msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static int out_flush(struct cairn_layer_writer *w)
+{
+    if (w->out_len == 0)
+        return 0;
+    int rc = ck_sha256_update(w->blob_hash, w->out, w->out_len);
+    if (rc == 0)
+        rc = cairn_write_all(w->fd, w->out, w->out_len);
+    if (rc == 0) {
+        w->blob_bytes += w->out_len;
+        w->out_len = 0;
+    }
+    return rc;
+}
+
+/* Feeds n tar bytes to the compressor (finish: ends the stream; p may then
+ * be NULL) and writes out whatever fills the output buffer. */
+static int out_compress(struct cairn_layer_writer *w, const void *p, size_t n,
+                        bool finish)
+{
+    int rc = 0;
+    switch (w->comp) {
+    case CAIRN_COMPRESS_NONE: {
+        const uint8_t *s = p;
+        while (n > 0) {
+            size_t room = LAYER_IO_BUF - w->out_len;
+            size_t k = n < room ? n : room;
+            memcpy(w->out + w->out_len, s, k);
+            w->out_len += k;
+            s += k;
+            n -= k;
+            if (w->out_len == LAYER_IO_BUF && (rc = out_flush(w)) != 0)
+                return rc;
+        }
+        return 0;
+    }
+    case CAIRN_COMPRESS_GZIP:
+        /* zlib counts in uInt; the callers never pass more than a tar block
+         * or LAYER_IO_BUF at a time. */
+        w->z.next_in = (Bytef *)(uintptr_t)p;
+        w->z.avail_in = (uInt)n;
+        for (;;) {
+            w->z.next_out = w->out + w->out_len;
+            w->z.avail_out = (uInt)(LAYER_IO_BUF - w->out_len);
+            int zr = deflate(&w->z, finish ? Z_FINISH : Z_NO_FLUSH);
+            w->out_len = LAYER_IO_BUF - w->z.avail_out;
+            if (zr == Z_STREAM_ERROR)
+                return CAIRN_E_IO;
+            if (w->out_len == LAYER_IO_BUF && (rc = out_flush(w)) != 0)
+                return rc;
+            if (finish ? zr == Z_STREAM_END : w->z.avail_in == 0)
+                return 0;
+        }
+    case CAIRN_COMPRESS_ZSTD: {
+        ZSTD_inBuffer in = {p, n, 0};
+        for (;;) {
+            ZSTD_outBuffer o = {w->out, LAYER_IO_BUF, w->out_len};
+            size_t zr = ZSTD_compressStream2(
+                w->zc, &o, &in, finish ? ZSTD_e_end : ZSTD_e_continue);
+            w->out_len = o.pos;
+            if (ZSTD_isError(zr))
+                return CAIRN_E_IO;
+            if (w->out_len == LAYER_IO_BUF && (rc = out_flush(w)) != 0)
+                return rc;
+            if (finish ? zr == 0 : in.pos == in.size)
+                return 0;
+        }
+    }
+    }
+    return CAIRN_E_INVAL;
+}
+
+/* libarchive's sink: every byte of the tar passes here exactly once. */
+static la_ssize_t tar_write_cb(struct archive *a, void *cd, const void *buf,
+                               size_t len)
+{
+    struct cairn_layer_writer *w = cd;
+    if (w->broken) {
+        archive_set_error(a, EIO, "layer pipeline failed earlier");
+        return -1;
+    }
+    int rc = ck_sha256_update(w->tar_hash, buf, len);
+    if (rc == 0)
+        rc = out_compress(w, buf, len, false);
+    if (rc != 0) {
+        writer_break(w, rc, "writing layer %s: %s", w->path,
+                     cairn_strerror(rc));
+        archive_set_error(a, EIO, "layer pipeline: %s", cairn_strerror(rc));
+        return -1;
+    }
+    w->tar_bytes += len;
+    if (w->progress != NULL && w->tar_bytes >= w->next_progress) {
+        w->progress(w->progress_arg, w->tar_bytes);
+        w->next_progress = w->tar_bytes + LAYER_PROGRESS_STEP;
+    }
+    return (la_ssize_t)len;
+}
+
+static int compressor_init(struct cairn_layer_writer *w)
+{
+    switch (w->comp) {
+    case CAIRN_COMPRESS_NONE:
+        return 0;
+    case CAIRN_COMPRESS_GZIP:
+        /* windowBits 15 + 16 selects the gzip wrapper. The header is set
+         * explicitly (mtime 0, no name, fixed OS byte) so the blob depends
+         * only on the tar bytes. */
+        if (deflateInit2(&w->z, LAYER_GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8,
+                         Z_DEFAULT_STRATEGY) != Z_OK)
+            return CAIRN_E_NOMEM;
+        w->z_live = true;
+        memset(&w->gzh, 0, sizeof w->gzh);
+        w->gzh.os = LAYER_GZIP_OS;
+        if (deflateSetHeader(&w->z, &w->gzh) != Z_OK)
+            return CAIRN_E_INVAL;
+        return 0;
+    case CAIRN_COMPRESS_ZSTD:
+        /* Single-threaded on purpose: zstd's multi-threaded mode produces
+         * different (if deterministic) frames, and the build runs steps in
+         * parallel already. */
+        w->zc = ZSTD_createCCtx();
+        if (w->zc == NULL)
+            return CAIRN_E_NOMEM;
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel,
+                                                LAYER_ZSTD_LEVEL)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1)))
+            return CAIRN_E_INVAL;
+        return 0;
+    }
+    return CAIRN_E_INVAL;
+}
+
+static void writer_free(struct cairn_layer_writer *w, bool remove_file)
+{
+    if (w == NULL)
+        return;
+    mirror_free(w->mirror);
+    if (w->ar != NULL)
+        archive_write_free(w->ar); /* also closes; errors are moot here */
+    if (w->z_live)
+        deflateEnd(&w->z);
+    ZSTD_freeCCtx(w->zc);
+    if (w->fd >= 0)
+        close(w->fd);
+    if (remove_file && w->path != NULL)
+        unlink(w->path);
+    free(w->path);
+    free(w->out);
+    free(w->copy);
+    ck_sha256_free(w->tar_hash);
+    ck_sha256_free(w->blob_hash);
+    free(w);
+}
+
+int cairn_layer_writer_new(const char *tmpdir,
+                           const struct cairn_layer_opts *opts,
+                           struct cairn_layer_writer **out,
+                           struct cairn_err *err)
+{
+    if (tmpdir == NULL || opts == NULL || out == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "layer writer: bad arguments");
+    if (opts->compression != CAIRN_COMPRESS_GZIP &&
+        opts->compression != CAIRN_COMPRESS_ZSTD &&
+        opts->compression != CAIRN_COMPRESS_NONE)
+        return cairn_err_set(err, CAIRN_E_INVAL, "unknown layer compression %d",
+                             (int)opts->compression);
+    struct cairn_layer_writer *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    w->fd = -1;
+    w->comp = opts->compression;
+    w->epoch = opts->source_date_epoch;
+    w->progress = opts->progress;
+    w->progress_arg = opts->progress_arg;
+    w->next_progress = LAYER_PROGRESS_STEP;
+    int rc = 0;
+
+    size_t plen = strlen(tmpdir) + sizeof "/layer-XXXXXX";
+    w->path = malloc(plen);
+    w->out = malloc(LAYER_IO_BUF);
+    w->copy = malloc(LAYER_IO_BUF);
+    if (w->path == NULL || w->out == NULL || w->copy == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    snprintf(w->path, plen, "%s/layer-XXXXXX", tmpdir);
+    w->fd = mkostemp(w->path, O_CLOEXEC);
+    if (w->fd < 0) {
+        rc = -errno;
+        free(w->path);
+        w->path = NULL; /* nothing to unlink */
+        cairn_err_set(err, rc, "cannot create a layer file in %s: %s", tmpdir,
+                      cairn_strerror(rc));
+        goto fail;
+    }
+    /* Blobs end up in the store, which other tools (skopeo, umoci) read. */
+    if (fchmod(w->fd, 0644) != 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "chmod %s: %s", w->path, cairn_strerror(rc));
+        goto fail;
+    }
+    if ((rc = ck_sha256_new(&w->tar_hash)) != 0 ||
+        (rc = ck_sha256_new(&w->blob_hash)) != 0) {
+        cairn_err_set(err, rc, "sha256: %s", cairn_strerror(rc));
+        goto fail;
+    }
+    if ((rc = compressor_init(w)) != 0) {
+        cairn_err_set(err, rc, "layer compressor: %s", cairn_strerror(rc));
+        goto fail;
+    }
+
+    w->ar = archive_write_new();
+    if (w->ar == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    /* Restricted pax: plain ustar headers unless a field does not fit
+     * (long path, big file, large ids, xattrs). SCHILY.xattr is the xattr
+     * header Docker and Go read; libarchive would otherwise also write its
+     * own copy of each. Names are bytes: cairn never calls setlocale, so
+     * libarchive runs in the C locale and stores non-ASCII names raw (with
+     * hdrcharset=BINARY), the same on every host. No bytes_in_last_block
+     * padding: the tar ends with its two zero blocks, like Docker's. */
+    if (archive_write_set_format_pax_restricted(w->ar) != ARCHIVE_OK ||
+        archive_write_set_format_option(w->ar, "pax", "xattrheader", "SCHILY") <
+            ARCHIVE_OK ||
+        archive_write_add_filter_none(w->ar) != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(w->ar, LAYER_TAR_BLOCK) !=
+            ARCHIVE_OK ||
+        archive_write_set_bytes_in_last_block(w->ar, 1) != ARCHIVE_OK ||
+        archive_write_open(w->ar, w, NULL, tar_write_cb, NULL) != ARCHIVE_OK) {
+        rc = cairn_err_set(err, CAIRN_E_ARCHIVE, "layer tar writer: %s",
+                           archive_error_string(w->ar));
+        goto fail;
+    }
+    *out = w;
+    return 0;
+fail:
+    writer_free(w, true);
+    return rc;
+}
+
+static int64_t writer_mtime(const struct cairn_layer_writer *w, int64_t t)
+{
+    return w->epoch >= 0 && t > w->epoch ? w->epoch : t;
+}
+
+/* Reports the writer's sticky failure to the caller. */
+static int writer_fail_report(struct cairn_layer_writer *w,
+                              struct cairn_err *err)
+{
+    if (err != NULL)
+        *err = w->fail;
+    return w->broken;
+}
+
+/* Translates a libarchive failure on the writer: our own pipeline's error
+ * when that is what made libarchive fail, else CAIRN_E_ARCHIVE. */
+static int writer_archive_fail(struct cairn_layer_writer *w, const char *path,
+                               struct cairn_err *err)
+{
+    const char *why = archive_error_string(w->ar);
+    writer_break(w, CAIRN_E_ARCHIVE, "layer entry %s: %s", path,
+                 why ? why : "tar writer failed");
+    return writer_fail_report(w, err);
+}
+
+static int writer_header(struct cairn_layer_writer *w, struct archive_entry *ae,
+                         struct cairn_err *err)
+{
+    if (w->broken)
+        return writer_fail_report(w, err);
+    if (w->entries >= LAYER_MAX_ENTRIES)
+        return cairn_err_set(err, CAIRN_E_TOOBIG,
+                             "layer has more than %zu entries",
+                             LAYER_MAX_ENTRIES);
+    /* ARCHIVE_WARN is accepted: libarchive warns about things like names it
+     * cannot convert, and writes them unchanged (hdrcharset=BINARY). */
+    if (archive_write_header(w->ar, ae) < ARCHIVE_WARN)
+        return writer_archive_fail(w, archive_entry_pathname(ae), err);
+    w->entries++;
+    return 0;
+}
+
+static int writer_data(struct cairn_layer_writer *w, const void *p, size_t n,
+                       const char *path, struct cairn_err *err)
+{
+    const uint8_t *s = p;
+    while (n > 0) {
+        la_ssize_t k = archive_write_data(w->ar, s, n);
+        if (k <= 0)
+            return writer_archive_fail(w, path, err);
+        s += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static struct archive_entry *entry_new(struct cairn_layer_writer *w,
+                                       const char *path, mode_t mode, uid_t uid,
+                                       gid_t gid, int64_t mtime)
+{
+    struct archive_entry *ae = archive_entry_new();
+    if (ae == NULL)
+        return NULL;
+    archive_entry_copy_pathname(ae, path);
+    archive_entry_set_mode(ae, mode);
+    archive_entry_set_uid(ae, uid);
+    archive_entry_set_gid(ae, gid);
+    archive_entry_set_mtime(ae, writer_mtime(w, mtime), 0);
+    return ae;
+}
+
+/* Streams exactly size bytes of fd into the current entry. A file that
+ * ends early breaks the writer: its header already promised size bytes. */
+static int writer_copy_fd(struct cairn_layer_writer *w, int fd, int64_t size,
+                          const char *path, struct cairn_err *err)
+{
+    uint64_t left = (uint64_t)size;
+    while (left > 0) {
+        size_t want = left < LAYER_IO_BUF ? (size_t)left : LAYER_IO_BUF;
+        ssize_t r = read(fd, w->copy, want);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int rc = -errno;
+            writer_break(w, rc, "reading %s: %s", path, cairn_strerror(rc));
+            return writer_fail_report(w, err);
+        }
+        if (r == 0) {
+            writer_break(w, CAIRN_E_IO, "%s shrank while it was being added",
+                         path);
+            return writer_fail_report(w, err);
+        }
+        int rc = writer_data(w, w->copy, (size_t)r, path, err);
+        if (rc != 0)
+            return rc;
+        mirror_data(w, w->copy, (size_t)r);
+        left -= (uint64_t)r;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Mirror: the unpacked tree of a layer, written while the layer is     */
+
+/* A directory whose mode and times are set at the end, as libarchive's
+ * unpack does: creating its entries changes its mtime, and a read-only
+ * mode set early could keep them out. */
+struct mirror_dir {
+    char *path; /* layer path */
+    mode_t perm;
+    int64_t mtime;
+    size_t seq; /* order added */
+};
+
+struct layer_mirror {
+    int root;       /* the mirror's root directory */
+    int dir;        /* open directory dir_path, -1: none */
+    char *dir_path; /* layer path of dir ("" = root) */
+    /* The regular file being written, -1 between entries, and what it
+     * gets once its content is in (chown first: it clears set-id bits). */
+    int file;
+    uid_t uid;
+    gid_t gid;
+    mode_t perm;
+    int64_t mtime;
+    /* libarchive gives an entry without an atime the time the unpack
+     * started; so does the mirror. */
+    int64_t atime;
+    struct mirror_dir *dirs;
+    size_t ndirs, cap;
+};
+
+static void mirror_free(struct layer_mirror *m)
+{
+    if (m == NULL)
+        return;
+    if (m->file >= 0)
+        close(m->file);
+    if (m->dir >= 0)
+        close(m->dir);
+    if (m->root >= 0)
+        close(m->root);
+    free(m->dir_path);
+    for (size_t i = 0; i < m->ndirs; i++)
+        free(m->dirs[i].path);
+    free(m->dirs);
+    free(m);
+}
+
+/* Gives up on the mirror: the layer goes on, the caller unpacks it when
+ * it needs the tree. Never an error of the layer. */
+static void mirror_drop(struct cairn_layer_writer *w)
+{
+    mirror_free(w->mirror);
+    w->mirror = NULL;
+}
+
+/* Opens the directory holding path (its parent, which an earlier entry
+ * made) without following symlinks, and points *base at the last
+ * component. The last directory stays open: entries come in tree order,
+ * so the next one is almost always in the same place. */
+static int mirror_parent(struct layer_mirror *m, const char *path, int *dfd,
+                         const char **base)
+{
+    const char *slash = strrchr(path, '/');
+    size_t len = slash ? (size_t)(slash - path) : 0;
+    *base = slash ? slash + 1 : path;
+    if (m->dir >= 0 && strlen(m->dir_path) == len &&
+        memcmp(m->dir_path, path, len) == 0) {
+        *dfd = m->dir;
+        return 0;
+    }
+    if (m->dir >= 0)
+        close(m->dir);
+    m->dir = -1;
+    free(m->dir_path);
+    m->dir_path = strndup(path, len);
+    if (m->dir_path == NULL)
+        return CAIRN_E_NOMEM;
+    int fd = dup(m->root);
+    for (const char *c = path; fd >= 0 && c < path + len;) {
+        const char *e = memchr(c, '/', (size_t)(path + len - c));
+        size_t n = e ? (size_t)(e - c) : (size_t)(path + len - c);
+        char name[256];
+        if (n >= sizeof name) {
+            close(fd);
+            return -ENAMETOOLONG;
+        }
+        memcpy(name, c, n);
+        name[n] = '\0';
+        int nfd =
+            openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        close(fd);
+        fd = nfd;
+        c += n + 1;
+    }
+    if (fd < 0)
+        return -errno;
+    m->dir = fd;
+    *dfd = fd;
+    return 0;
+}
+
+/* Makes room for a non-directory at name the way libarchive does: an
+ * earlier file or symlink of this layer there is replaced; a directory is
+ * not (the mirror is dropped and the unpack decides). */
+static int mirror_clear(int dfd, const char *name)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode))
+        return -EISDIR;
+    return unlinkat(dfd, name, 0) == 0 ? 0 : -errno;
+}
+
+static int mirror_times(int dfd, const char *name, int64_t atime, int64_t mtime)
+{
+    struct timespec ts[2] = {{.tv_sec = (time_t)atime},
+                             {.tv_sec = (time_t)mtime}};
+    return utimensat(dfd, name, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+static int mirror_dir_add(struct layer_mirror *m, const char *path, mode_t perm,
+                          int64_t mtime)
+{
+    if (m->ndirs == m->cap) {
+        size_t nc = m->cap ? m->cap * 2 : 64;
+        struct mirror_dir *nd = realloc(m->dirs, nc * sizeof *nd);
+        if (nd == NULL)
+            return CAIRN_E_NOMEM;
+        m->dirs = nd;
+        m->cap = nc;
+    }
+    char *p = strdup(path);
+    if (p == NULL)
+        return CAIRN_E_NOMEM;
+    m->dirs[m->ndirs] = (struct mirror_dir){p, perm, mtime, m->ndirs};
+    m->ndirs++;
+    return 0;
+}
+
+/* Creates entry path (mode with type bits; mtime already clamped) in the
+ * mirror. A regular file is left open for mirror_data and
+ * mirror_file_end. */
+static void mirror_begin(struct cairn_layer_writer *w, const char *path,
+                         mode_t mode, uid_t uid, gid_t gid, int64_t mtime,
+                         const char *link_target)
+{
+    struct layer_mirror *m = w->mirror;
+    if (m == NULL)
+        return;
+    int dfd = -1;
+    const char *base = NULL;
+    if (mirror_parent(m, path, &dfd, &base) != 0)
+        goto drop;
+    if (S_ISDIR(mode)) {
+        struct stat st;
+        if (mkdirat(dfd, base, 0700) != 0 &&
+            (errno != EEXIST ||
+             fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+             !S_ISDIR(st.st_mode)))
+            goto drop;
+        if (fchownat(dfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) != 0 ||
+            mirror_dir_add(m, path, mode & 07777, mtime) != 0)
+            goto drop;
+        return;
+    }
+    if (S_ISLNK(mode)) {
+        if (symlinkat(link_target, dfd, base) != 0 &&
+            (errno != EEXIST || mirror_clear(dfd, base) != 0 ||
+             symlinkat(link_target, dfd, base) != 0))
+            goto drop;
+        if (fchownat(dfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) != 0 ||
+            mirror_times(dfd, base, m->atime, mtime) != 0)
+            goto drop;
+        return;
+    }
+    int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    m->file = openat(dfd, base, flags, 0600);
+    if (m->file < 0 && (errno != EEXIST || mirror_clear(dfd, base) != 0 ||
+                        (m->file = openat(dfd, base, flags, 0600)) < 0))
+        goto drop;
+    m->uid = uid;
+    m->gid = gid;
+    m->perm = mode & 07777;
+    m->mtime = mtime;
+    return;
+drop:
+    mirror_drop(w);
+}
+
+static void mirror_data(struct cairn_layer_writer *w, const void *p, size_t n)
+{
+    if (w->mirror != NULL && cairn_write_all(w->mirror->file, p, n) != 0)
+        mirror_drop(w);
+}
+
+static void mirror_file_end(struct cairn_layer_writer *w)
+{
+    struct layer_mirror *m = w->mirror;
+    if (m == NULL)
+        return;
+    struct timespec ts[2] = {{.tv_sec = (time_t)m->atime},
+                             {.tv_sec = (time_t)m->mtime}};
+    int rc = fchown(m->file, m->uid, m->gid) != 0 ||
+             fchmod(m->file, m->perm) != 0 || futimens(m->file, ts) != 0;
+    rc |= close(m->file) != 0;
+    m->file = -1;
+    if (rc)
+        mirror_drop(w);
+}
+
+int cairn_layer_writer_mirror(struct cairn_layer_writer *w, const char *dir,
+                              struct cairn_err *err)
+{
+    if (w == NULL || dir == NULL || w->mirror != NULL || w->entries > 0)
+        return cairn_err_set(err, CAIRN_E_INVAL, "layer mirror: bad arguments");
+    struct layer_mirror *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    m->dir = -1;
+    m->file = -1;
+    m->atime = (int64_t)time(NULL);
+    m->root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (m->root < 0) {
+        int rc = -errno;
+        mirror_free(m);
+        return cairn_err_set(err, rc, "open %s: %s", dir, cairn_strerror(rc));
+    }
+    w->mirror = m;
+    return 0;
+}
+
+static int mirror_dir_cmp(const void *a, const void *b)
+{
+    const struct mirror_dir *x = a, *y = b;
+    int c = strcmp(y->path, x->path);
+    if (c != 0)
+        return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int cairn_layer_writer_mirror_end(struct cairn_layer_writer *w, bool *complete)
+{
+    if (w == NULL || complete == NULL)
+        return CAIRN_E_INVAL;
+    struct layer_mirror *m = w->mirror;
+    bool ok = m != NULL && m->file < 0 && !w->broken;
+    if (ok) {
+        /* Deepest first, as libarchive applies its fixups; a directory
+         * added twice gets the metadata of its last entry. */
+        if (m->ndirs > 0)
+            qsort(m->dirs, m->ndirs, sizeof *m->dirs, mirror_dir_cmp);
+        for (size_t i = 0; ok && i < m->ndirs; i++) {
+            const struct mirror_dir *d = &m->dirs[i];
+            ok = fchmodat(m->root, d->path, d->perm, 0) == 0 &&
+                 mirror_times(m->root, d->path, m->atime, d->mtime) == 0;
+        }
+    }
+    mirror_drop(w);
+    *complete = ok;
+    return 0;
+}
+
+int cairn_layer_add(struct cairn_layer_writer *w,
+                    const struct cairn_layer_entry *e, struct cairn_err *err)
+{
+    if (w == NULL || e == NULL || !rel_path_ok(e->path))
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad layer path '%s'",
+                             e && e->path ? e->path : "(null)");
+    bool lnk = S_ISLNK(e->mode);
+    if (!S_ISDIR(e->mode) && !lnk)
+        return cairn_err_set(
+            err, CAIRN_E_INVAL,
+            "%s: only directories and symlinks have no content", e->path);
+    if (lnk && (e->link_target == NULL || e->link_target[0] == '\0' ||
+                strnlen(e->link_target, LAYER_PATH_MAX) >= LAYER_PATH_MAX))
+        return cairn_err_set(err, CAIRN_E_INVAL, "%s: bad symlink target",
+                             e->path);
+    struct archive_entry *ae =
+        entry_new(w, e->path, e->mode, e->uid, e->gid, e->mtime);
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    if (lnk)
+        archive_entry_copy_symlink(ae, e->link_target);
+    int rc = writer_header(w, ae, err);
+    archive_entry_free(ae);
+    if (rc == 0)
+        mirror_begin(w, e->path, e->mode, e->uid, e->gid,
+                     writer_mtime(w, e->mtime), e->link_target);
+    return rc;
+}
+
+int cairn_layer_add_file(struct cairn_layer_writer *w,
+                         const struct cairn_layer_entry *e, int fd,
+                         int64_t size, struct cairn_err *err)
+{
+    if (w == NULL || e == NULL || !rel_path_ok(e->path) || size < 0 || fd < 0)
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad layer file '%s'",
+                             e && e->path ? e->path : "(null)");
+    struct archive_entry *ae = entry_new(
+        w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid, e->mtime);
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    archive_entry_set_size(ae, size);
+    int rc = writer_header(w, ae, err);
+    archive_entry_free(ae);
+    if (rc == 0)
+        mirror_begin(w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid,
+                     writer_mtime(w, e->mtime), NULL);
+    if (rc == 0)
+        rc = writer_copy_fd(w, fd, size, e->path, err);
+    if (rc == 0)
+        mirror_file_end(w);
+    return rc;
+}
+
+int cairn_layer_add_data(struct cairn_layer_writer *w,
+                         const struct cairn_layer_entry *e, const void *data,
+                         size_t len, struct cairn_err *err)
+{
+    if (w == NULL || e == NULL || !rel_path_ok(e->path) ||
+        (data == NULL && len > 0) || len > INT64_MAX)
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad layer file '%s'",
+                             e && e->path ? e->path : "(null)");
+    struct archive_entry *ae = entry_new(
+        w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid, e->mtime);
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    archive_entry_set_size(ae, (la_int64_t)len);
+    int rc = writer_header(w, ae, err);
+    archive_entry_free(ae);
+    if (rc == 0)
+        mirror_begin(w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid,
+                     writer_mtime(w, e->mtime), NULL);
+    if (rc == 0)
+        rc = writer_data(w, data, len, e->path, err);
+    if (rc == 0) {
+        mirror_data(w, data, len);
+        mirror_file_end(w);
+    }
+    return rc;
+}
+
+/* Writes an empty marker file (whiteout or opaque marker). Mode 0, owner
+ * 0:0 and mtime 0 as Docker and containerd write them, so a deletion makes
+ * the same bytes whenever it runs. */
+static int writer_marker(struct cairn_layer_writer *w, const char *name,
+                         struct cairn_err *err)
+{
+    mirror_drop(w); /* a deletion needs the lower layers: not mirrored */
+    struct archive_entry *ae = entry_new(w, name, S_IFREG, 0, 0, 0);
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    archive_entry_set_size(ae, 0);
+    int rc = writer_header(w, ae, err);
+    archive_entry_free(ae);
+    return rc;
+}
+
+/* Joins dir (may be "") and a prefixed base name into buf. */
+static int marker_name(char *buf, size_t cap, const char *dir, size_t dirlen,
+                       const char *prefix, const char *base)
+{
+    int n = snprintf(buf, cap, "%.*s%s%s%s", (int)dirlen, dir,
+                     dirlen ? "/" : "", prefix, base);
+    return n < 0 || (size_t)n >= cap ? CAIRN_E_TOOBIG : 0;
+}
+
+int cairn_layer_add_whiteout(struct cairn_layer_writer *w, const char *path,
+                             struct cairn_err *err)
+{
+    if (w == NULL || !rel_path_ok(path))
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad whiteout path '%s'",
+                             path ? path : "(null)");
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash ? (size_t)(slash - path) : 0;
+    const char *base = slash ? slash + 1 : path;
+    char name[LAYER_PATH_MAX];
+    if (marker_name(name, sizeof name, path, dirlen, WH_PREFIX, base) != 0)
+        return cairn_err_set(err, CAIRN_E_TOOBIG, "whiteout path too long: %s",
+                             path);
+    return writer_marker(w, name, err);
+}
+
+int cairn_layer_add_opaque(struct cairn_layer_writer *w, const char *dir,
+                           struct cairn_err *err)
+{
+    if (w == NULL || dir == NULL || (dir[0] != '\0' && !rel_path_ok(dir)))
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad opaque directory '%s'",
+                             dir ? dir : "(null)");
+    char name[LAYER_PATH_MAX];
+    if (marker_name(name, sizeof name, dir, strlen(dir), WH_OPAQUE, "") != 0)
+        return cairn_err_set(err, CAIRN_E_TOOBIG, "opaque path too long: %s",
+                             dir);
+    return writer_marker(w, name, err);
+}
+
+int cairn_layer_writer_finish(struct cairn_layer_writer *w,
+                              struct cairn_layer_desc *desc, char **blob_path,
+                              struct cairn_err *err)
+{
+    if (w == NULL || desc == NULL || blob_path == NULL) {
+        writer_free(w, true);
+        return cairn_err_set(err, CAIRN_E_INVAL, "layer finish: bad arguments");
+    }
+    int rc = 0;
+    if (w->broken) {
+        rc = writer_fail_report(w, err);
+        goto out;
+    }
+    /* Close writes the end-of-archive blocks through tar_write_cb. */
+    if (archive_write_close(w->ar) != ARCHIVE_OK) {
+        rc = writer_archive_fail(w, "(end of archive)", err);
+        goto out;
+    }
+    if ((rc = out_compress(w, NULL, 0, true)) != 0 ||
+        (rc = out_flush(w)) != 0) {
+        cairn_err_set(err, rc, "writing layer %s: %s", w->path,
+                      cairn_strerror(rc));
+        goto out;
+    }
+    /* The blob is renamed into a content-addressed store next: make sure
+     * its bytes are on disk before its name says they are there. */
+    if (fdatasync(w->fd) != 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "sync %s: %s", w->path, cairn_strerror(rc));
+        goto out;
+    }
+    struct cairn_layer_desc d;
+    memset(&d, 0, sizeof d);
+    digest_format(w->tar_hash, d.diff_id, &rc);
+    digest_format(w->blob_hash, d.digest, &rc);
+    if (rc != 0) {
+        cairn_err_set(err, rc, "sha256: %s", cairn_strerror(rc));
+        goto out;
+    }
+    d.size = (int64_t)w->blob_bytes;
+    d.media_type = media_type_of(w->comp);
+    if (w->progress != NULL)
+        w->progress(w->progress_arg, w->tar_bytes);
+    *desc = d;
+    *blob_path = w->path;
+    w->path = NULL; /* handed to the caller: neither freed nor unlinked */
+out:
+    writer_free(w, true);
+    return rc;
+}
+
+void cairn_layer_writer_abort(struct cairn_layer_writer *w)
+{
+    writer_free(w, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* ADD of a local archive                                              */
+
+/* A reader for what Docker's ADD extracts (pkg/archive's
+ * DecompressStream, then a tar reader): a tar, plain or inside gzip,
+ * bzip2, xz or zstd. Zip, cpio and the rest stay files. */
+static struct archive *add_reader_open(const char *path)
+{
+    struct archive *a = archive_read_new();
+    if (a == NULL)
+        return NULL;
+    /* ARCHIVE_WARN: the filter runs through an external program. */
+    if (archive_read_support_filter_gzip(a) < ARCHIVE_WARN ||
+        archive_read_support_filter_bzip2(a) < ARCHIVE_WARN ||
+        archive_read_support_filter_xz(a) < ARCHIVE_WARN ||
+        archive_read_support_filter_zstd(a) < ARCHIVE_WARN ||
+        archive_read_support_format_tar(a) != ARCHIVE_OK ||
+        archive_read_open_filename(a, path, LAYER_TAR_BLOCK) != ARCHIVE_OK) {
+        archive_read_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+int cairn_layer_is_archive(const char *path, bool *yes)
+{
+    *yes = false;
+    struct archive *a = add_reader_open(path);
+    if (a == NULL)
+        return 0;
+    struct archive_entry *ae = NULL;
+    /* Docker asks the tar reader for a first header: an empty file or a
+     * tar with no entries is no archive and is copied as it is. */
+    int r = archive_read_next_header(a, &ae);
+    *yes = r == ARCHIVE_OK || r == ARCHIVE_WARN;
+    archive_read_free(a);
+    return 0;
+}
+
+/* Cleans an archive path lexically into out: "", "." and leading "/"
+ * dropped, ".." popping a component. Returns false when ".." climbs above
+ * the root (Docker's "breakout") or the result does not fit. */
+static bool add_clean(const char *base, const char *p, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int pass = 0; pass < 2; pass++) {
+        const char *s = pass == 0 ? base : p;
+        while (s != NULL && *s) {
+            const char *e = strchr(s, '/');
+            size_t len = e ? (size_t)(e - s) : strlen(s);
+            if (len == 2 && s[0] == '.' && s[1] == '.') {
+                if (n == 0)
+                    return false;
+                while (n > 0 && out[n - 1] != '/')
+                    n--;
+                if (n > 0)
+                    n--;
+                out[n] = '\0';
+            } else if (len > 0 && !(len == 1 && s[0] == '.')) {
+                if (n + (n ? 1 : 0) + len + 1 > cap)
+                    return false;
+                if (n)
+                    out[n++] = '/';
+                memcpy(out + n, s, len);
+                n += len;
+                out[n] = '\0';
+            }
+            s = e ? e + 1 : NULL;
+        }
+    }
+    return true;
+}
+
+/* dest + "/" + rel (either may be ""). */
+static bool add_join(const char *dest, const char *rel, char *out, size_t cap)
+{
+    int n =
+        snprintf(out, cap, "%s%s%s", dest, dest[0] && rel[0] ? "/" : "", rel);
+    return n >= 0 && (size_t)n < cap;
+}
+
+struct add_state {
+    struct cairn_layer_writer *w;
+    const struct cairn_layer_extract *x;
+    const char *src; /* for messages */
+    struct archive *a;
+    /* The unpack rules over the entries written (layer paths): a path
+     * through a symlink the archive made, or a hard link to anything but
+     * a file the archive made (outside the archive, /etc/shadow, through
+     * one of its symlinks) would make a layer that cannot be unpacked. */
+    struct cairn_layer_rules *rules;
+};
+
+static int add_refuse(struct add_state *s, const char *name, const char *why,
+                      struct cairn_err *err)
+{
+    return cairn_err_set(err, CAIRN_E_CORRUPT, "archive %s: entry %s: %s",
+                         s->src, name, why);
+}
+
+/* Adds the current entry of the archive (header in). */
+static int add_one(struct add_state *s, struct archive_entry *in,
+                   struct cairn_err *err)
+{
+    const struct cairn_layer_extract *x = s->x;
+    const char *name = archive_entry_pathname(in);
+    if (name == NULL || name[0] == '\0')
+        return add_refuse(s, "(no name)", "entry without a path", err);
+    char rel[LAYER_PATH_MAX], path[LAYER_PATH_MAX];
+    if (!add_clean("", name, rel, sizeof rel))
+        return add_refuse(s, name, "path escapes the destination", err);
+    if (!add_join(x->dest, rel, path, sizeof path))
+        return add_refuse(s, name, "path too long", err);
+    mode_t type = archive_entry_filetype(in);
+    const char *hard = archive_entry_hardlink(in);
+    if (path[0] == '\0')
+        return 0; /* "./" with dest "/": the root is never an entry */
+    if (rel[0] == '\0' && (type != AE_IFDIR || hard != NULL))
+        return add_refuse(s, name, "the archive root is not a directory", err);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (strncmp(base, WH_PREFIX, strlen(WH_PREFIX)) == 0)
+        return add_refuse(s, name, "\".wh.\" names are OCI whiteouts", err);
+
+    char target[LAYER_PATH_MAX];
+    if (hard != NULL) {
+        char hrel[LAYER_PATH_MAX];
+        if (!add_clean("", hard, hrel, sizeof hrel) || hrel[0] == '\0' ||
+            !add_join(x->dest, hrel, target, sizeof target))
+            return add_refuse(s, name, "hard link target escapes", err);
+    } else if (type == AE_IFLNK) {
+        const char *t = archive_entry_symlink(in);
+        if (t == NULL || t[0] == '\0')
+            return add_refuse(s, name, "symlink without a target", err);
+        /* Docker's check: a relative target, joined to the link's
+         * directory, stays inside dest. Absolute targets are resolved in
+         * the container's root, so they cannot escape it. */
+        char dir[LAYER_PATH_MAX], tmp[LAYER_PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", rel);
+        char *sl = strrchr(dir, '/');
+        if (sl)
+            *sl = '\0';
+        else
+            dir[0] = '\0';
+        if (t[0] != '/' && !add_clean(dir, t, tmp, sizeof tmp))
+            return add_refuse(s, name, "symlink target escapes", err);
+        if (strlen(t) >= LAYER_PATH_MAX)
+            return add_refuse(s, name, "symlink target too long", err);
+    } else if (type == AE_IFSOCK) {
+        return 0; /* tar cannot hold sockets anyway */
+    } else if (type == AE_IFCHR && archive_entry_rdev(in) == 0) {
+        return add_refuse(s, name, "a 0/0 device is an overlay whiteout", err);
+    } else if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFIFO &&
+               type != AE_IFCHR && type != AE_IFBLK) {
+        return add_refuse(s, name, "unknown entry type", err);
+    }
+
+    mode_t mode = (mode_t)(type | (archive_entry_perm(in) & 07777));
+    if (hard != NULL)
+        mode = (mode_t)(S_IFREG | (archive_entry_perm(in) & 07777));
+    if (x->entry != NULL) {
+        int rc = x->entry(x->arg, path, mode, err);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+    }
+    uid_t uid = x->chown ? x->uid : (uid_t)archive_entry_uid(in);
+    gid_t gid = x->chown ? x->gid : (gid_t)archive_entry_gid(in);
+    struct archive_entry *ae =
+        entry_new(s->w, path, mode, uid, gid, archive_entry_mtime(in));
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    int64_t size = 0;
+    if (hard != NULL) {
+        archive_entry_copy_hardlink(ae, target);
+    } else if (type == AE_IFLNK) {
+        archive_entry_copy_symlink(ae, archive_entry_symlink(in));
+    } else if (type == AE_IFCHR || type == AE_IFBLK) {
+        archive_entry_set_rdev(ae, archive_entry_rdev(in));
+    } else if (type == AE_IFREG) {
+        size = archive_entry_size(in);
+    }
+    archive_entry_set_size(ae, size);
+    struct cairn_layer_rule_view v;
+    char rwhy[512];
+    int rc = cairn_layer_rules_check(s->rules, path, hard ? S_IFREG : type,
+                                     hard ? target : NULL, &v, rwhy,
+                                     sizeof rwhy);
+    if (rc != 0) {
+        archive_entry_free(ae);
+        return rc == CAIRN_E_NOMEM ? cairn_err_set(err, rc, "out of memory")
+                                   : add_refuse(s, name, rwhy, err);
+    }
+    /* Extended attributes travel as Docker's untar restores them. */
+    const char *xn;
+    const void *xv;
+    size_t xl;
+    archive_entry_xattr_reset(in);
+    while (archive_entry_xattr_next(in, &xn, &xv, &xl) == ARCHIVE_OK)
+        archive_entry_xattr_add_entry(ae, xn, xv, xl);
+    rc = writer_header(s->w, ae, err);
+    archive_entry_free(ae);
+    if (rc != 0)
+        return rc;
+    /* The header promised size bytes: anything short breaks the writer. */
+    int64_t left = size;
+    while (left > 0) {
+        la_ssize_t r = archive_read_data(s->a, s->w->copy, LAYER_IO_BUF);
+        if (r <= 0) {
+            const char *why = archive_error_string(s->a);
+            if (r == 0 || why == NULL)
+                why = "truncated";
+            writer_break(s->w, CAIRN_E_CORRUPT, "archive %s: entry %s: %s",
+                         s->src, name, why);
+            return writer_fail_report(s->w, err);
+        }
+        if (r > left)
+            r = (la_ssize_t)left;
+        rc = writer_data(s->w, s->w->copy, (size_t)r, path, err);
+        if (rc != 0)
+            return rc;
+        left -= r;
+    }
+    return 0;
+}
+
+int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,
+                            const struct cairn_layer_extract *x,
+                            struct cairn_err *err)
+{
+    if (w == NULL || path == NULL || x == NULL || x->dest == NULL ||
+        (x->dest[0] != '\0' && !rel_path_ok(x->dest)))
+        return cairn_err_set(err, CAIRN_E_INVAL, "add archive: bad arguments");
+    if (w->broken)
+        return writer_fail_report(w, err);
+    mirror_drop(w); /* links, devices, xattrs: left to the unpack */
+    struct add_state s = {.w = w, .x = x, .src = path};
+    s.rules = cairn_layer_rules_new();
+    if (s.rules == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    s.a = add_reader_open(path);
+    if (s.a == NULL) {
+        cairn_layer_rules_free(s.rules);
+        return cairn_err_set(err, CAIRN_E_ARCHIVE, "%s: not a tar archive",
+                             path);
+    }
+    int rc = 0;
+    for (;;) {
+        struct archive_entry *in = NULL;
+        int r = archive_read_next_header(s.a, &in);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r < ARCHIVE_WARN) {
+            const char *why = archive_error_string(s.a);
+            rc = cairn_err_set(err, CAIRN_E_CORRUPT, "archive %s: %s", path,
+                               why ? why : "corrupt");
+            break;
+        }
+        if ((rc = add_one(&s, in, err)) != 0)
+            break;
+    }
+    archive_read_free(s.a);
+    cairn_layer_rules_free(s.rules);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Overlay upper directories                                           */
+
+enum upper_kind { UK_FILE, UK_DIR, UK_LINK, UK_DEV, UK_WHITEOUT };
+
+/* One path found under the upper directory. The walk collects every path
+ * first and sorts them, because the tar must be in byte order of the full
+ * path ("a-b" before "a/x"), which no directory-by-directory walk gives. */
+struct upper_item {
+    char *name; /* tar path; for whiteouts "dir/.wh.base" */
+    char *rel;  /* path under upperdir when it differs from name, else NULL */
+    enum upper_kind kind;
+    bool opaque;
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+    int64_t mtime;
+    dev_t dev;
+    dev_t rdev;
+    ino_t ino;
+    nlink_t nlink;
+    ptrdiff_t link_to; /* first path of its hard-link group, or -1 */
+};
+
+struct upper_walk {
+    int root; /* fd of the upper directory */
+    const char *const *skip;
+    struct upper_item *items;
+    size_t n;
+    size_t cap;
+    char *full; /* scratch: upperdir + "/" + rel, for the *xattr calls */
+    size_t full_cap;
+    size_t root_len;
+};
+
+static const char *item_rel(const struct upper_item *it)
+{
+    return it->rel ? it->rel : it->name;
+}
+
+static bool skip_match(const char *const *skip, const char *rel)
+{
+    if (skip == NULL)
+        return false;
+    size_t rlen = strlen(rel);
+    for (; *skip != NULL; skip++) {
+        /* Lenient about how the sandbox spells its mount points:
+         * "/proc", "./proc" and "proc/" all mean "proc". */
+        const char *s = *skip;
+        while (*s == '/')
+            s++;
+        while (s[0] == '.' && s[1] == '/')
+            s += 2;
+        size_t n = strlen(s);
+        while (n > 0 && s[n - 1] == '/')
+            n--;
+        if (n == rlen && memcmp(s, rel, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* overlayfs marks opaque directories with trusted.overlay.opaque=y, or with
+ * user.overlay.opaque=y when mounted with userxattr (rootless). */
+static bool dir_is_opaque(int dfd)
+{
+    static const char *const names[] = {"trusted.overlay.opaque",
+                                        "user.overlay.opaque"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char v[2];
+        ssize_t n = fgetxattr(dfd, names[i], v, sizeof v);
+        if (n == 1 && v[0] == 'y')
+            return true;
+    }
+    return false;
+}
+
+static int upper_push(struct upper_walk *u, struct upper_item *it,
+                      struct cairn_err *err)
+{
+    if (u->n >= LAYER_MAX_ENTRIES)
+        return cairn_err_set(err, CAIRN_E_TOOBIG,
+                             "upper directory has more than %zu entries",
+                             LAYER_MAX_ENTRIES);
+    if (u->n == u->cap) {
+        size_t ncap = u->cap ? u->cap * 2 : 256;
+        struct upper_item *p = realloc(u->items, ncap * sizeof *p);
+        if (p == NULL)
+            return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        u->items = p;
+        u->cap = ncap;
+    }
+    u->items[u->n++] = *it;
+    return 0;
+}
+
+/* Joins a parent path (may be "") and a name into a new string. */
+static char *path_join(const char *dir, const char *prefix, const char *name)
+{
+    size_t dl = strlen(dir), pl = strlen(prefix), nl = strlen(name);
+    if (dl + 1 + pl + nl >= LAYER_PATH_MAX)
+        return NULL;
+    char *s = malloc(dl + 1 + pl + nl + 1);
+    if (s == NULL)
+        return NULL;
+    snprintf(s, dl + 1 + pl + nl + 1, "%s%s%s%s", dir, dl ? "/" : "", prefix,
+             name);
+    return s;
+}
+
+/* Reads one directory's entries into u->items, then descends into its
+ * subdirectories. The directory is closed before descending, so deep trees
+ * do not hold one descriptor per level. */
+static int upper_walk_dir(struct upper_walk *u, const char *rel, size_t self,
+                          struct cairn_err *err)
+{
+    int dfd = openat(u->root, rel[0] ? rel : ".",
+                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) {
+        int rc = -errno;
+        return cairn_err_set(err, rc, "open %s: %s", rel[0] ? rel : ".",
+                             cairn_strerror(rc));
+    }
+    if (self != SIZE_MAX && dir_is_opaque(dfd))
+        u->items[self].opaque = true;
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        int rc = -errno;
+        close(dfd);
+        return cairn_err_set(err, rc, "opendir %s: %s", rel,
+                             cairn_strerror(rc));
+    }
+    size_t start = u->n;
+    int rc = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            if (errno != 0) {
+                rc = -errno;
+                cairn_err_set(err, rc, "readdir %s: %s", rel,
+                              cairn_strerror(rc));
+            }
+            break;
+        }
+        const char *nm = de->d_name;
+        if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            rc = -errno;
+            cairn_err_set(err, rc, "stat %s/%s: %s", rel, nm,
+                          cairn_strerror(rc));
+            break;
+        }
+        struct upper_item it = {.mode = st.st_mode,
+                                .uid = st.st_uid,
+                                .gid = st.st_gid,
+                                .mtime = st.st_mtim.tv_sec,
+                                .dev = st.st_dev,
+                                .rdev = st.st_rdev,
+                                .ino = st.st_ino,
+                                .nlink = st.st_nlink,
+                                .link_to = -1};
+        if (S_ISREG(st.st_mode))
+            it.kind = UK_FILE;
+        else if (S_ISDIR(st.st_mode))
+            it.kind = UK_DIR;
+        else if (S_ISLNK(st.st_mode))
+            it.kind = UK_LINK;
+        else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0))
+            it.kind = UK_WHITEOUT;
+        else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ||
+                 S_ISFIFO(st.st_mode))
+            it.kind = UK_DEV;
+        else
+            continue; /* sockets: tar cannot hold them; Docker drops them too */
+        it.name = path_join(rel, "", nm);
+        if (it.name == NULL) {
+            rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s/%s", rel,
+                               nm);
+            break;
+        }
+        if (skip_match(u->skip, it.name)) {
+            free(it.name);
+            continue;
+        }
+        if (it.kind == UK_WHITEOUT) {
+            it.rel = it.name;
+            it.name = path_join(rel, WH_PREFIX, nm);
+            if (it.name == NULL) {
+                rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s/%s",
+                                   rel, nm);
+                free(it.rel);
+                break;
+            }
+        }
+        if ((rc = upper_push(u, &it, err)) != 0) {
+            free(it.name);
+            free(it.rel);
+            break;
+        }
+    }
+    closedir(d);
+    for (size_t i = start, end = u->n; rc == 0 && i < end; i++)
+        if (u->items[i].kind == UK_DIR)
+            rc = upper_walk_dir(u, u->items[i].name, i, err);
+    return rc;
+}
+
+static int item_cmp(const void *a, const void *b)
+{
+    const struct upper_item *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+struct link_key {
+    dev_t dev;
+    ino_t ino;
+    size_t idx;
+};
+
+static int link_cmp(const void *a, const void *b)
+{
+    const struct link_key *x = a, *y = b;
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    if (x->ino != y->ino)
+        return x->ino < y->ino ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Marks every regular file that shares an inode with an earlier path (in
+ * tar order) as a hard link to that first path. */
+static int upper_find_links(struct upper_walk *u, struct cairn_err *err)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < u->n; i++)
+        if (u->items[i].kind == UK_FILE && u->items[i].nlink > 1)
+            n++;
+    if (n < 2)
+        return 0;
+    struct link_key *k = malloc(n * sizeof *k);
+    if (k == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    n = 0;
+    for (size_t i = 0; i < u->n; i++)
+        if (u->items[i].kind == UK_FILE && u->items[i].nlink > 1)
+            k[n++] = (struct link_key){u->items[i].dev, u->items[i].ino, i};
+    qsort(k, n, sizeof *k, link_cmp);
+    for (size_t i = 1; i < n; i++) {
+        size_t first = i;
+        while (first > 0 && k[first - 1].dev == k[i].dev &&
+               k[first - 1].ino == k[i].ino)
+            first--;
+        if (first != i)
+            u->items[k[i].idx].link_to = (ptrdiff_t)k[first].idx;
+    }
+    free(k);
+    return 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Copies the xattrs of full (not following symlinks) onto ae, sorted by
+ * name so the tar does not depend on the file system's listing order.
+ * overlayfs' own attributes stay behind; the ones that mean this upper
+ * directory cannot stand alone as a layer are refused. */
+static int upper_xattrs(struct archive_entry *ae, const char *full,
+                        struct cairn_err *err)
+{
+    ssize_t len = llistxattr(full, NULL, 0);
+    if (len < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP))
+        return 0;
+    if (len < 0) {
+        int rc = -errno;
+        return cairn_err_set(err, rc, "listxattr %s: %s", full,
+                             cairn_strerror(rc));
+    }
+    if (len == 0)
+        return 0;
+    if (len > LAYER_XATTR_LIST_MAX)
+        return cairn_err_set(err, CAIRN_E_TOOBIG, "%s: too many xattrs", full);
+    int rc = 0;
+    char *list = malloc((size_t)len + 1);
+    char **names = NULL;
+    void *val = malloc(LAYER_XATTR_VALUE_MAX);
+    if (list == NULL || val == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    len = llistxattr(full, list, (size_t)len);
+    if (len < 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "listxattr %s: %s", full, cairn_strerror(rc));
+        goto out;
+    }
+    list[len] = '\0';
+    size_t count = 0;
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(list + i) + 1)
+        count++;
+    names = calloc(count ? count : 1, sizeof *names);
+    if (names == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    count = 0;
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(list + i) + 1)
+        names[count++] = list + i;
+    qsort(names, count, sizeof *names, name_cmp);
+    for (size_t i = 0; i < count; i++) {
+        const char *nm = names[i];
+        bool ovl = strncmp(nm, "trusted.overlay.", 16) == 0 ||
+                   strncmp(nm, "user.overlay.", 13) == 0;
+        if (ovl && (strstr(nm, ".overlay.metacopy") != NULL ||
+                    strstr(nm, ".overlay.redirect") != NULL)) {
+            rc = cairn_err_set(err, CAIRN_E_UNSUPPORTED,
+                               "%s has %s: mount the overlay with "
+                               "metacopy=off,redirect_dir=off",
+                               full, nm);
+            goto out;
+        }
+        if (ovl || nm[0] == '\0')
+            continue;
+        ssize_t vl = lgetxattr(full, nm, val, LAYER_XATTR_VALUE_MAX);
+        if (vl < 0) {
+            rc = -errno;
+            cairn_err_set(err, rc, "getxattr %s %s: %s", full, nm,
+                          cairn_strerror(rc));
+            goto out;
+        }
+        archive_entry_xattr_add_entry(ae, nm, val, (size_t)vl);
+    }
+out:
+    free(names);
+    free(list);
+    free(val);
+    return rc;
+}
+
+static int upper_full_path(struct upper_walk *u, const char *rel,
+                           const char *upperdir)
+{
+    int n = snprintf(u->full, u->full_cap, "%s/%s", upperdir, rel);
+    return n < 0 || (size_t)n >= u->full_cap ? CAIRN_E_TOOBIG : 0;
+}
+
+static int upper_emit(struct cairn_layer_writer *w, struct upper_walk *u,
+                      const char *upperdir, size_t i, struct cairn_err *err)
+{
+    const struct upper_item *it = &u->items[i];
+    if (it->kind == UK_WHITEOUT)
+        return writer_marker(w, it->name, err);
+    int rc = upper_full_path(u, item_rel(it), upperdir);
+    if (rc != 0)
+        return cairn_err_set(err, rc, "path too long: %s", it->name);
+    struct archive_entry *ae =
+        entry_new(w, it->name, it->mode, it->uid, it->gid, it->mtime);
+    if (ae == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    int fd = -1;
+    if ((rc = upper_xattrs(ae, u->full, err)) != 0)
+        goto out;
+    switch (it->kind) {
+    case UK_FILE:
+        if (it->link_to >= 0) {
+            archive_entry_copy_hardlink(ae, u->items[it->link_to].name);
+            archive_entry_set_size(ae, 0);
+            break;
+        }
+        fd = openat(u->root, item_rel(it), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            rc = -errno;
+            cairn_err_set(err, rc, "open %s: %s", u->full, cairn_strerror(rc));
+            goto out;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_ino != it->ino) {
+            rc = cairn_err_set(err, CAIRN_E_IO, "%s changed during the walk",
+                               u->full);
+            goto out;
+        }
+        archive_entry_set_size(ae, st.st_size);
+        break;
+    case UK_LINK: {
+        char target[LAYER_PATH_MAX];
+        ssize_t n = readlinkat(u->root, item_rel(it), target, sizeof target);
+        if (n < 0) {
+            rc = -errno;
+            cairn_err_set(err, rc, "readlink %s: %s", u->full,
+                          cairn_strerror(rc));
+            goto out;
+        }
+        if ((size_t)n >= sizeof target) {
+            rc = cairn_err_set(err, CAIRN_E_TOOBIG,
+                               "symlink target too long: %s", u->full);
+            goto out;
+        }
+        target[n] = '\0';
+        archive_entry_copy_symlink(ae, target);
+        break;
+    }
+    case UK_DEV:
+        archive_entry_set_rdev(ae, it->rdev);
+        break;
+    case UK_DIR:
+    case UK_WHITEOUT:
+        break;
+    }
+    if ((rc = writer_header(w, ae, err)) != 0)
+        goto out;
+    if (fd >= 0)
+        rc = writer_copy_fd(w, fd, archive_entry_size(ae), u->full, err);
+    if (rc == 0 && it->kind == UK_DIR && it->opaque) {
+        char name[LAYER_PATH_MAX];
+        if (marker_name(name, sizeof name, it->name, strlen(it->name),
+                        WH_OPAQUE, "") != 0)
+            rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s",
+                               it->name);
+        else
+            rc = writer_marker(w, name, err);
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    archive_entry_free(ae);
+    return rc;
+}
+
+int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
+                          const char *const *skip, struct cairn_err *err)
+{
+    if (w == NULL || upperdir == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "add_upper: bad arguments");
+    if (w->broken)
+        return writer_fail_report(w, err);
+    mirror_drop(w); /* whiteouts, links, xattrs: left to the unpack */
+    struct upper_walk u = {.root = -1, .skip = skip};
+    int rc = 0;
+    u.root_len = strlen(upperdir);
+    u.full_cap = u.root_len + 1 + LAYER_PATH_MAX + 1;
+    u.full = malloc(u.full_cap);
+    if (u.full == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    u.root = open(upperdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (u.root < 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "open %s: %s", upperdir, cairn_strerror(rc));
+        goto out;
+    }
+    if ((rc = upper_walk_dir(&u, "", SIZE_MAX, err)) != 0)
+        goto out;
+    /* The upper root itself has no entry; an opaque root hides every lower
+     * layer, which only a marker at the top can say. */
+    if (dir_is_opaque(u.root) && (rc = writer_marker(w, WH_OPAQUE, err)) != 0)
+        goto out;
+    if (u.n > 0)
+        qsort(u.items, u.n, sizeof *u.items, item_cmp);
+    if ((rc = upper_find_links(&u, err)) != 0)
+        goto out;
+    for (size_t i = 0; i < u.n && rc == 0; i++)
+        rc = upper_emit(w, &u, upperdir, i, err);
+out:
+    for (size_t i = 0; i < u.n; i++) {
+        free(u.items[i].name);
+        free(u.items[i].rel);
+    }
+    free(u.items);
+    free(u.full);
+    if (u.root >= 0)
+        close(u.root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reader: file -> sha256 (digest) -> decompressor -> sha256 (diff_id)  */
+
+/* Streams a blob's uncompressed tar, hashing both sides as it goes. The
+ * compression is detected from the magic bytes, so a layer stored under
+ * the wrong media type still reads correctly. */
+struct blob_reader {
+    int fd;
+    bool own_fd;
+    uint64_t max_blob; /* 0: no cap */
+    uint64_t max_tar;  /* 0: no cap on the uncompressed bytes */
+    enum cairn_compression comp;
+    uint8_t *raw; /* LAYER_IO_BUF bytes read from the file */
+    size_t raw_len;
+    size_t raw_pos;
+    bool raw_eof;
+    uint8_t *out; /* LAYER_IO_BUF bytes of decompressed tar */
+    z_stream z;
+    bool z_live;
+    bool z_member_done; /* the last gzip member ended cleanly */
+    ZSTD_DCtx *zd;
+    size_t zd_hint; /* 0 when the last zstd frame is complete */
+    bool started;
+    bool eof;
+    struct ck_sha256 *tar_hash;
+    struct ck_sha256 *blob_hash;
+    uint64_t tar_bytes;
+    uint64_t blob_bytes;
+    /* The first failure; libarchive only sees "read error", the caller
+     * gets this. */
+    int rc;
+    char msg[256];
+};
+
+static int reader_fail(struct blob_reader *r, int code, const char *what)
+{
+    if (r->rc == 0) {
+        r->rc = code;
+        snprintf(r->msg, sizeof r->msg, "%s", what);
+    }
+    return code;
+}
+
+/* Reads the next piece of the blob into r->raw at offset at (0: replace
+ * what is there; more: append, for the magic bytes), hashing it. */
+static int reader_read(struct blob_reader *r, size_t at)
+{
+    for (;;) {
+        ssize_t n = read(r->fd, r->raw + at, LAYER_IO_BUF - at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return reader_fail(r, -errno, strerror(errno));
+        r->raw_pos = 0;
+        if (n == 0) {
+            r->raw_eof = true;
+            r->raw_len = at;
+            return 0;
+        }
+        if (ck_sha256_update(r->blob_hash, r->raw + at, (size_t)n) != 0)
+            return reader_fail(r, CAIRN_E_CRYPTO, "sha256 failed");
+        r->blob_bytes += (uint64_t)n;
+        if (r->max_blob > 0 && r->blob_bytes > r->max_blob)
+            return reader_fail(r, CAIRN_E_TOOBIG,
+                               "the blob is longer than its size says");
+        r->raw_len = at + (size_t)n;
+        return 0;
+    }
+}
+
+static int reader_fill(struct blob_reader *r)
+{
+    return reader_read(r, 0);
+}
+
+/* Starts reading the blob from fd (borrowed unless own). */
+static int reader_attach(struct blob_reader *r, int fd, bool own)
+{
+    memset(r, 0, sizeof *r);
+    r->rc = 0;
+    r->fd = fd;
+    r->own_fd = own;
+    if (r->fd < 0)
+        return reader_fail(r, -errno, strerror(errno));
+    r->raw = malloc(LAYER_IO_BUF);
+    r->out = malloc(LAYER_IO_BUF);
+    if (r->raw == NULL || r->out == NULL)
+        return reader_fail(r, CAIRN_E_NOMEM, "out of memory");
+    if (ck_sha256_new(&r->tar_hash) != 0 || ck_sha256_new(&r->blob_hash) != 0)
+        return reader_fail(r, CAIRN_E_CRYPTO, "sha256 failed");
+    int rc = reader_fill(r);
+    /* A pipe or socket may hand out fewer bytes than the magic needs. */
+    while (rc == 0 && r->raw_len < 4 && !r->raw_eof)
+        rc = reader_read(r, r->raw_len);
+    if (rc != 0)
+        return rc;
+    const uint8_t *m = r->raw;
+    if (r->raw_len >= 2 && m[0] == 0x1f && m[1] == 0x8b) {
+        r->comp = CAIRN_COMPRESS_GZIP;
+        if (inflateInit2(&r->z, 15 + 16) != Z_OK)
+            return reader_fail(r, CAIRN_E_NOMEM, "zlib init failed");
+        r->z_live = true;
+    } else if (r->raw_len >= 4 && m[0] == 0x28 && m[1] == 0xb5 &&
+               m[2] == 0x2f && m[3] == 0xfd) {
+        r->comp = CAIRN_COMPRESS_ZSTD;
+        /* The default window limit (128 MiB) caps what a hostile frame
+         * header can make us allocate. */
+        r->zd = ZSTD_createDCtx();
+        if (r->zd == NULL)
+            return reader_fail(r, CAIRN_E_NOMEM, "zstd init failed");
+    } else {
+        r->comp = CAIRN_COMPRESS_NONE;
+    }
+    return 0;
+}
+
+static int reader_open(struct blob_reader *r, const char *path)
+{
+    return reader_attach(r, open(path, O_RDONLY | O_CLOEXEC), true);
+}
+
+static void reader_close(struct blob_reader *r)
+{
+    if (r->fd >= 0 && r->own_fd)
+        close(r->fd);
+    if (r->z_live)
+        inflateEnd(&r->z);
+    ZSTD_freeDCtx(r->zd);
+    free(r->raw);
+    free(r->out);
+    ck_sha256_free(r->tar_hash);
+    ck_sha256_free(r->blob_hash);
+}
+
+/* Decompresses the next chunk into r->out (or, uncompressed, hands out
+ * r->raw). *n == 0 means the end of the stream. Truncated or corrupt
+ * streams fail with CAIRN_E_CORRUPT. */
+static int reader_produce(struct blob_reader *r, const uint8_t **p, size_t *n)
+{
+    *n = 0;
+    if (r->rc != 0)
+        return r->rc;
+    if (r->eof)
+        return 0;
+    int rc;
+    switch (r->comp) {
+    case CAIRN_COMPRESS_NONE:
+        if (r->started && (rc = reader_fill(r)) != 0)
+            return rc;
+        r->started = true;
+        if (r->raw_eof) {
+            r->eof = true;
+            return 0;
+        }
+        *p = r->raw;
+        *n = r->raw_len;
+        break;
+    case CAIRN_COMPRESS_GZIP:
+        for (;;) {
+            if (r->raw_pos == r->raw_len && !r->raw_eof &&
+                (rc = reader_fill(r)) != 0)
+                return rc;
+            bool more = r->raw_pos < r->raw_len;
+            if (r->z_member_done) {
+                if (!more) {
+                    r->eof = true;
+                    return 0;
+                }
+                /* More bytes after a complete member: another member
+                 * (pigz, concatenated gzip), or garbage, which inflate
+                 * rejects. */
+                if (inflateReset(&r->z) != Z_OK)
+                    return reader_fail(r, CAIRN_E_CORRUPT, "zlib reset");
+                r->z_member_done = false;
+            }
+            /* inflate runs even without new input: output it could not
+             * hand out last time (a full buffer) may still be pending. */
+            r->z.next_in = r->raw + r->raw_pos;
+            r->z.avail_in = (uInt)(r->raw_len - r->raw_pos);
+            r->z.next_out = r->out;
+            r->z.avail_out = (uInt)LAYER_IO_BUF;
+            int zr = inflate(&r->z, Z_NO_FLUSH);
+            r->raw_pos = r->raw_len - r->z.avail_in;
+            size_t got = LAYER_IO_BUF - r->z.avail_out;
+            if (zr == Z_STREAM_END)
+                r->z_member_done = true;
+            else if (zr != Z_OK && zr != Z_BUF_ERROR)
+                return reader_fail(r, CAIRN_E_CORRUPT,
+                                   r->z.msg ? r->z.msg : "bad gzip data");
+            if (got > 0) {
+                *p = r->out;
+                *n = got;
+                break;
+            }
+            if (!more && r->raw_eof && !r->z_member_done)
+                return reader_fail(r, CAIRN_E_CORRUPT,
+                                   "gzip stream is truncated");
+        }
+        break;
+    case CAIRN_COMPRESS_ZSTD:
+        for (;;) {
+            if (r->raw_pos == r->raw_len && !r->raw_eof &&
+                (rc = reader_fill(r)) != 0)
+                return rc;
+            ZSTD_inBuffer in = {r->raw, r->raw_len, r->raw_pos};
+            ZSTD_outBuffer o = {r->out, LAYER_IO_BUF, 0};
+            size_t zr = ZSTD_decompressStream(r->zd, &o, &in);
+            if (ZSTD_isError(zr))
+                return reader_fail(r, CAIRN_E_CORRUPT, ZSTD_getErrorName(zr));
+            /* A call that neither read nor wrote reports what the next
+             * frame would need, not whether the last one ended. */
+            if (in.pos != r->raw_pos || o.pos > 0)
+                r->zd_hint = zr;
+            r->raw_pos = in.pos;
+            if (o.pos > 0) {
+                *p = r->out;
+                *n = o.pos;
+                break;
+            }
+            if (r->raw_pos == r->raw_len && r->raw_eof) {
+                if (r->zd_hint != 0)
+                    return reader_fail(r, CAIRN_E_CORRUPT,
+                                       "zstd stream is truncated");
+                r->eof = true;
+                return 0;
+            }
+        }
+        break;
+    }
+    if (ck_sha256_update(r->tar_hash, *p, *n) != 0)
+        return reader_fail(r, CAIRN_E_CRYPTO, "sha256 failed");
+    r->tar_bytes += *n;
+    /* Checked as the bytes come, so a bomb stops at the cap. */
+    if (r->max_tar > 0 && r->tar_bytes > r->max_tar) {
+        char m[128];
+        snprintf(m, sizeof m,
+                 "the uncompressed layer is larger than the cap of %llu bytes",
+                 (unsigned long long)r->max_tar);
+        return reader_fail(r, CAIRN_E_TOOBIG, m);
+    }
+    return 0;
+}
+
+/* Reads the rest of the stream, so both hashes cover every byte, and the
+ * compressed stream's own checks (gzip CRC, zstd checksum) run to the
+ * end even after the tar's end-of-archive blocks. */
+static int reader_drain(struct blob_reader *r)
+{
+    for (;;) {
+        const uint8_t *p;
+        size_t n;
+        int rc = reader_produce(r, &p, &n);
+        if (rc != 0 || n == 0)
+            return rc;
+    }
+}
+
+static int reader_digests(struct blob_reader *r, struct cairn_layer_desc *d)
+{
+    int rc = 0;
+    memset(d, 0, sizeof *d);
+    digest_format(r->tar_hash, d->diff_id, &rc);
+    digest_format(r->blob_hash, d->digest, &rc);
+    d->size = (int64_t)r->blob_bytes;
+    d->media_type = media_type_of(r->comp);
+    return rc;
+}
+
+int cairn_layer_digest_file(const char *blob_path,
+                            struct cairn_layer_desc *desc,
+                            struct cairn_err *err)
+{
+    if (blob_path == NULL || desc == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "digest_file: bad arguments");
+    struct blob_reader r;
+    struct cairn_layer_desc d;
+    int rc = reader_open(&r, blob_path);
+    if (rc == 0)
+        rc = reader_drain(&r);
+    if (rc == 0)
+        rc = reader_digests(&r, &d);
+    if (rc != 0)
+        cairn_err_set(err, rc, "layer %s: %s", blob_path,
+                      r.rc ? r.msg : cairn_strerror(rc));
+    else
+        *desc = d;
+    reader_close(&r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Unpack                                                              */
+
+struct unpack {
+    struct blob_reader r;
+    struct archive *in;
+    struct archive *disk;
+    char *root; /* realpath of dest: no symlinks for libarchive to trip on */
+    int rootfd;
+    char *full; /* scratch: root + "/" + entry path */
+    char *link; /* scratch: root + "/" + hard-link target */
+    size_t scratch_cap;
+    struct cairn_layer_rules *rules;
+};
+
+static la_ssize_t unpack_read_cb(struct archive *a, void *cd, const void **buf)
+{
+    struct blob_reader *r = cd;
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    if (reader_produce(r, &p, &n) != 0) {
+        archive_set_error(a, EIO, "%s", r->msg);
+        return -1;
+    }
+    *buf = p;
+    return (la_ssize_t)n;
+}
+
+/* Opens directory rel (length len) beneath rootfd without following any
+ * symlink, creating missing directories (a whiteout may come before, or
+ * without, its directory's entry). */
+static int open_beneath(int rootfd, const char *rel, size_t len, int *out,
+                        struct cairn_err *err)
+{
+    char buf[LAYER_PATH_MAX];
+    if (len >= sizeof buf)
+        return cairn_err_set(err, CAIRN_E_CORRUPT, "path too long");
+    memcpy(buf, rel, len);
+    buf[len] = '\0';
+    int fd = rootfd;
+    char *save = NULL;
+    for (char *c = strtok_r(buf, "/", &save); c != NULL;
+         c = strtok_r(NULL, "/", &save)) {
+        if (strcmp(c, ".") == 0)
+            continue;
+        int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+        int nfd = openat(fd, c, flags);
+        if (nfd < 0 && errno == ENOENT && mkdirat(fd, c, 0755) == 0)
+            nfd = openat(fd, c, flags);
+        int e = errno;
+        if (fd != rootfd)
+            close(fd);
+        if (nfd < 0) {
+            if (e == ELOOP || e == ENOTDIR)
+                return cairn_err_set(err, CAIRN_E_CORRUPT,
+                                     "whiteout under a symlink or file: %.*s",
+                                     (int)len, rel);
+            return cairn_err_set(err, -e, "open %.*s: %s", (int)len, rel,
+                                 strerror(e));
+        }
+        fd = nfd;
+    }
+    if (fd == rootfd) {
+        fd = dup(rootfd);
+        if (fd < 0)
+            return cairn_err_set(err, -errno, "dup: %s", strerror(errno));
+    }
+    *out = fd;
+    return 0;
+}
+
+/* ".wh.<name>": overlayfs spells a deletion as a 0/0 character device. */
+static int unpack_whiteout(struct unpack *u, const char *dir, size_t dirlen,
+                           const char *name, size_t namelen,
+                           struct cairn_err *err)
+{
+    char nm[256];
+    if (namelen == 0 || namelen >= sizeof nm ||
+        memchr(name, '/', namelen) != NULL ||
+        (namelen == 1 && name[0] == '.') ||
+        (namelen == 2 && name[0] == '.' && name[1] == '.'))
+        return cairn_err_set(err, CAIRN_E_CORRUPT, "bad whiteout %.*s",
+                             (int)(name + namelen - dir), dir);
+    memcpy(nm, name, namelen);
+    nm[namelen] = '\0';
+    int dfd;
+    int rc = open_beneath(u->rootfd, dir, dirlen, &dfd, err);
+    if (rc != 0)
+        return rc;
+    /* Replace whatever this layer put there earlier: a file, a symlink
+     * (unlinked, never followed) or an empty directory. */
+    if (unlinkat(dfd, nm, 0) != 0 && errno == EISDIR)
+        unlinkat(dfd, nm, AT_REMOVEDIR);
+    if (mknodat(dfd, nm, S_IFCHR | 0, makedev(0, 0)) != 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "whiteout %.*s/%s: %s", (int)dirlen, dir, nm,
+                      cairn_strerror(rc));
+    }
+    close(dfd);
+    return rc;
+}
+
+/* ".wh..wh..opq": the directory hides the lower layers' contents. */
+static int unpack_opaque(struct unpack *u, const char *dir, size_t dirlen,
+                         struct cairn_err *err)
+{
+    int dfd;
+    int rc = open_beneath(u->rootfd, dir, dirlen, &dfd, err);
+    if (rc != 0)
+        return rc;
+    if (fsetxattr(dfd, "trusted.overlay.opaque", "y", 1, 0) != 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "opaque %.*s: %s", (int)dirlen, dir,
+                      cairn_strerror(rc));
+    }
+    close(dfd);
+    return rc;
+}
+
+/* Drops overlayfs' own xattrs from an entry: a layer must not be able to
+ * plant redirects or opaque flags except through the OCI markers. */
+static void strip_overlay_xattrs(struct archive_entry *ae)
+{
+    const char *n;
+    const void *v;
+    size_t l;
+    bool found = false;
+    archive_entry_xattr_reset(ae);
+    while (archive_entry_xattr_next(ae, &n, &v, &l) == ARCHIVE_OK)
+        if (strncmp(n, "trusted.overlay.", 16) == 0 ||
+            strncmp(n, "user.overlay.", 13) == 0)
+            found = true;
+    if (!found)
+        return;
+    struct archive_entry *keep = archive_entry_new();
+    if (keep == NULL)
+        return;
+    archive_entry_xattr_reset(ae);
+    while (archive_entry_xattr_next(ae, &n, &v, &l) == ARCHIVE_OK)
+        if (strncmp(n, "trusted.overlay.", 16) != 0 &&
+            strncmp(n, "user.overlay.", 13) != 0)
+            archive_entry_xattr_add_entry(keep, n, v, l);
+    archive_entry_xattr_clear(ae);
+    archive_entry_xattr_reset(keep);
+    while (archive_entry_xattr_next(keep, &n, &v, &l) == ARCHIVE_OK)
+        archive_entry_xattr_add_entry(ae, n, v, l);
+    archive_entry_free(keep);
+}
+
+/* A failure of the tar reader: the decompressor's own error when it was
+ * the cause, else libarchive's description of the bad tar. */
+static int unpack_read_fail(struct unpack *u, const char *blob,
+                            struct cairn_err *err)
+{
+    if (u->r.rc != 0)
+        return cairn_err_set(err, u->r.rc, "layer %s: %s", blob, u->r.msg);
+    const char *why = archive_error_string(u->in);
+    return cairn_err_set(err, CAIRN_E_CORRUPT, "layer %s: %s", blob,
+                         why ? why : "bad tar");
+}
+
+/* A failure of the disk writer. Resource problems keep their errno; the
+ * rest (refusals to write through a symlink, bad links, ...) are the
+ * archive's fault. */
+static int unpack_disk_fail(struct unpack *u, const char *name,
+                            struct cairn_err *err)
+{
+    int e = archive_errno(u->disk);
+    int code = CAIRN_E_CORRUPT;
+    switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+    case EIO:
+    case ENOMEM:
+    case EROFS:
+    case EMFILE:
+    case ENFILE:
+    case EPERM:
+    case EACCES:
+        code = -e;
+        break;
+    default:
+        break;
+    }
+    const char *why = archive_error_string(u->disk);
+    return cairn_err_set(err, code, "unpacking %s: %s", name,
+                         why ? why : "failed");
+}
+
+static int unpack_entries(struct unpack *u, const char *blob,
+                          struct cairn_err *err)
+{
+    for (;;) {
+        struct archive_entry *ae;
+        int ar = archive_read_next_header(u->in, &ae);
+        if (ar == ARCHIVE_EOF)
+            return 0;
+        /* Warnings (names not convertible to the locale) keep the raw
+         * bytes, which is what a file system wants anyway. */
+        if (ar < ARCHIVE_WARN)
+            return unpack_read_fail(u, blob, err);
+        /* The rules every layer's entries follow (client/store/layer_rules.h),
+         * the same ones a fetched layer is checked against before it is
+         * used; libarchive's own checks below are a second line. */
+        struct cairn_layer_rule_view v;
+        char why[512];
+        const char *name = archive_entry_pathname(ae);
+        int rc = cairn_layer_rules_check(u->rules, name,
+                                         archive_entry_filetype(ae),
+                                         archive_entry_hardlink(ae), &v, why,
+                                         sizeof why);
+        if (rc != 0)
+            return cairn_err_set(err, rc, "layer %s: entry %s: %s", blob,
+                                 name ? name : "(none)", why);
+        if (v.kind == CAIRN_LAYER_RULE_SKIP)
+            continue;
+        if (v.kind == CAIRN_LAYER_RULE_OPAQUE ||
+            v.kind == CAIRN_LAYER_RULE_WHITEOUT) {
+            if (v.kind == CAIRN_LAYER_RULE_OPAQUE)
+                rc = unpack_opaque(u, v.rel, v.dirlen, err);
+            else
+                rc = unpack_whiteout(u, v.rel, v.dirlen, v.wh_name, v.wh_len,
+                                     err);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        const char *rel = v.rel;
+        int n = snprintf(u->full, u->scratch_cap, "%s/%s", u->root, rel);
+        if (n < 0 || (size_t)n >= u->scratch_cap)
+            return cairn_err_set(err, CAIRN_E_CORRUPT, "path too long: %s",
+                                 rel);
+        if (v.hard_rel != NULL) {
+            n = snprintf(u->link, u->scratch_cap, "%s/%s", u->root,
+                         v.hard_rel);
+            if (n < 0 || (size_t)n >= u->scratch_cap)
+                return cairn_err_set(err, CAIRN_E_CORRUPT, "path too long: %s",
+                                     v.hard_rel);
+            archive_entry_copy_hardlink(ae, u->link);
+        }
+        /* From here on rel points into memory the entry may free. */
+        archive_entry_copy_pathname(ae, u->full);
+        strip_overlay_xattrs(ae);
+        const char *shown = u->full + strlen(u->root) + 1;
+        if (archive_write_header(u->disk, ae) != ARCHIVE_OK)
+            return unpack_disk_fail(u, shown, err);
+        if (archive_entry_size(ae) > 0) {
+            for (;;) {
+                const void *buf;
+                size_t sz;
+                la_int64_t off;
+                ar = archive_read_data_block(u->in, &buf, &sz, &off);
+                if (ar == ARCHIVE_EOF)
+                    break;
+                if (ar != ARCHIVE_OK)
+                    return unpack_read_fail(u, blob, err);
+                if (archive_write_data_block(u->disk, buf, sz, off) !=
+                    ARCHIVE_OK)
+                    return unpack_disk_fail(u, shown, err);
+            }
+        }
+        /* A warning here means an owner, mode, time or xattr (file
+         * capabilities!) was not restored: the snapshot would be wrong. */
+        if (archive_write_finish_entry(u->disk) != ARCHIVE_OK)
+            return unpack_disk_fail(u, shown, err);
+    }
+}
+
+static int check_digest_arg(const char *d)
+{
+    uint8_t bin[CK_SHA256_LEN];
+    if (d == NULL)
+        return 0;
+    if (strncmp(d, "sha256:", 7) != 0 || strlen(d + 7) != CK_SHA256_HEX_LEN ||
+        ck_hex_decode(d + 7, bin) != 0)
+        return CAIRN_E_INVAL;
+    return 0;
+}
+
+int cairn_layer_unpack(const char *blob_path, const char *dest,
+                       const char *diff_id, struct cairn_err *err)
+{
+    if (blob_path == NULL || dest == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "unpack: bad arguments");
+    if (check_digest_arg(diff_id) != 0)
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad diff_id '%s'", diff_id);
+    struct unpack u;
+    memset(&u, 0, sizeof u);
+    u.rootfd = -1;
+    u.r.fd = -1;
+    int rc = 0;
+    u.root = realpath(dest, NULL);
+    if (u.root == NULL) {
+        rc = -errno;
+        cairn_err_set(err, rc, "unpack into %s: %s", dest, cairn_strerror(rc));
+        goto out;
+    }
+    u.rootfd = open(u.root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (u.rootfd < 0) {
+        rc = -errno;
+        cairn_err_set(err, rc, "open %s: %s", u.root, cairn_strerror(rc));
+        goto out;
+    }
+    u.scratch_cap = strlen(u.root) + 2 + LAYER_PATH_MAX;
+    u.full = malloc(u.scratch_cap);
+    u.link = malloc(u.scratch_cap);
+    u.rules = cairn_layer_rules_new();
+    if (u.full == NULL || u.link == NULL || u.rules == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = reader_open(&u.r, blob_path)) != 0) {
+        cairn_err_set(err, rc, "layer %s: %s", blob_path, u.r.msg);
+        goto out;
+    }
+    /* The decompressed stream goes to libarchive as a plain tar (our own
+     * decompressor hashes it on the way); no libarchive filter runs. */
+    u.in = archive_read_new();
+    u.disk = archive_write_disk_new();
+    if (u.in == NULL || u.disk == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if (archive_read_support_format_tar(u.in) != ARCHIVE_OK ||
+        archive_read_open(u.in, &u.r, NULL, unpack_read_cb, NULL) !=
+            ARCHIVE_OK) {
+        rc = unpack_read_fail(&u, blob_path, err);
+        goto out;
+    }
+    /* Paths handed to libarchive are absolute (root + entry) so nothing
+     * depends on the process's working directory, which parallel unpacks
+     * share; that is why SECURE_NOABSOLUTEPATHS is not set: the layer
+     * rules refuse absolute entry names themselves. SECURE_SYMLINKS checks every
+     * component, which is safe because root is a realpath. No
+     * set_standard_lookup: owners are the numeric ids in the tar, never
+     * names looked up on this host. */
+    archive_write_disk_set_options(
+        u.disk, ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+                    ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_OWNER |
+                    ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
+                    ARCHIVE_EXTRACT_XATTR);
+    if ((rc = unpack_entries(&u, blob_path, err)) != 0)
+        goto out;
+    /* Close applies the deferred directory modes and times. */
+    if (archive_write_close(u.disk) != ARCHIVE_OK) {
+        rc = unpack_disk_fail(&u, dest, err);
+        goto out;
+    }
+    if ((rc = reader_drain(&u.r)) != 0) {
+        cairn_err_set(err, rc, "layer %s: %s", blob_path, u.r.msg);
+        goto out;
+    }
+    struct cairn_layer_desc d;
+    if ((rc = reader_digests(&u.r, &d)) != 0) {
+        cairn_err_set(err, rc, "sha256: %s", cairn_strerror(rc));
+        goto out;
+    }
+    if (diff_id != NULL && strcasecmp(d.diff_id, diff_id) != 0)
+        rc = cairn_err_set(err, CAIRN_E_DIGEST,
+                           "layer %s: uncompressed content is %s, expected %s",
+                           blob_path, d.diff_id, diff_id);
+out:
+    if (u.in != NULL)
+        archive_read_free(u.in);
+    if (u.disk != NULL)
+        archive_write_free(u.disk);
+    reader_close(&u.r);
+    if (u.rootfd >= 0)
+        close(u.rootfd);
+    free(u.root);
+    free(u.full);
+    free(u.link);
+    cairn_layer_rules_free(u.rules);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Verify: a blob checked in one pass before anything uses it          */
+
+static enum cairn_compression compression_of(const char *media_type)
+{
+    if (strcmp(media_type, CAIRN_MEDIA_LAYER_GZIP) == 0 ||
+        strcmp(media_type, CAIRN_MEDIA_DOCKER_LAYER) == 0)
+        return CAIRN_COMPRESS_GZIP;
+    if (strcmp(media_type, CAIRN_MEDIA_LAYER_ZSTD) == 0)
+        return CAIRN_COMPRESS_ZSTD;
+    return CAIRN_COMPRESS_NONE;
+}
+
+static const char *compression_name(enum cairn_compression c)
+{
+    return c == CAIRN_COMPRESS_GZIP   ? "gzip"
+           : c == CAIRN_COMPRESS_ZSTD ? "zstd"
+                                      : "not compressed (or unknown)";
+}
+
+/* Walks the tar's headers with the layer rules, skipping the contents
+ * (which still stream through both hashes). */
+static int verify_entries(struct blob_reader *r, const char *shown,
+                          struct cairn_layer_rules *rules,
+                          struct cairn_err *err)
+{
+    struct archive *in = archive_read_new();
+    if (in == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    int rc = 0;
+    int ar0 = archive_read_support_format_tar(in);
+    if (ar0 == ARCHIVE_OK)
+        ar0 = archive_read_open(in, r, NULL, unpack_read_cb, NULL);
+    while (rc == 0) {
+        if (ar0 != ARCHIVE_OK) {
+            const char *why = archive_error_string(in);
+            rc = r->rc != 0 ? r->rc : CAIRN_E_CORRUPT;
+            cairn_err_set(err, rc, "layer %s: %s", shown,
+                          r->rc != 0 ? r->msg : why ? why : "not a tar");
+            break;
+        }
+        struct archive_entry *ae;
+        int ar = archive_read_next_header(in, &ae);
+        if (ar == ARCHIVE_EOF)
+            break;
+        if (ar >= ARCHIVE_WARN) {
+            struct cairn_layer_rule_view v;
+            char why[512];
+            const char *name = archive_entry_pathname(ae);
+            rc = cairn_layer_rules_check(rules, name,
+                                         archive_entry_filetype(ae),
+                                         archive_entry_hardlink(ae), &v, why,
+                                         sizeof why);
+            if (rc != 0) {
+                cairn_err_set(err, rc, "layer %s: entry %s: %s", shown,
+                              name ? name : "(none)", why);
+                break;
+            }
+            ar = archive_read_data_skip(in);
+        }
+        if (ar < ARCHIVE_WARN) {
+            const char *why = archive_error_string(in);
+            rc = r->rc != 0 ? r->rc : CAIRN_E_CORRUPT;
+            cairn_err_set(err, rc, "layer %s: %s", shown,
+                          r->rc != 0 ? r->msg : why ? why : "bad tar");
+        }
+    }
+    archive_read_free(in);
+    return rc;
+}
+
+int cairn_layer_verify_fd(int fd, const struct cairn_layer_expect *want,
+                          struct cairn_err *err)
+{
+    if (fd < 0 || want == NULL || want->media_type == NULL ||
+        check_digest_arg(want->digest) != 0 || want->digest == NULL ||
+        check_digest_arg(want->diff_id) != 0 || want->diff_id == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "verify: bad arguments");
+    const char *shown = want->digest;
+    struct blob_reader r;
+    struct cairn_layer_rules *rules = cairn_layer_rules_new();
+    int rc = reader_attach(&r, fd, false);
+    r.max_blob = want->size > 0 ? (uint64_t)want->size : 0;
+    r.max_tar = want->max_tar > 0 ? (uint64_t)want->max_tar : 0;
+    if (rc != 0) {
+        cairn_err_set(err, rc, "layer %s: %s", shown, r.msg);
+        goto out;
+    }
+    if (rules == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    /* The magic bytes must be the media type's: a blob that unpacks fine
+     * under another compression still makes a manifest that lies. */
+    enum cairn_compression c = compression_of(want->media_type);
+    if (r.comp != c) {
+        rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                           "layer %s: the blob is %s, but its media type %s "
+                           "says %s",
+                           shown, compression_name(r.comp), want->media_type,
+                           compression_name(c));
+        goto out;
+    }
+    if ((rc = verify_entries(&r, shown, rules, err)) != 0)
+        goto out;
+    if (cairn_layer_rules_count(rules) == 0) {
+        rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                           "layer %s: the tar has no entries (a step that "
+                           "changed nothing has no layer)",
+                           shown);
+        goto out;
+    }
+    /* The rest of the stream (padding, the compressor's own checks). */
+    if ((rc = reader_drain(&r)) != 0) {
+        cairn_err_set(err, rc, "layer %s: %s", shown, r.msg);
+        goto out;
+    }
+    struct cairn_layer_desc d;
+    if ((rc = reader_digests(&r, &d)) != 0) {
+        cairn_err_set(err, rc, "sha256: %s", cairn_strerror(rc));
+        goto out;
+    }
+    if (strcmp(d.digest, want->digest) != 0 || d.size != want->size)
+        rc = cairn_err_set(err, CAIRN_E_DIGEST,
+                           "blob %s (%lld bytes) arrived as %s (%lld bytes)",
+                           want->digest, (long long)want->size, d.digest,
+                           (long long)d.size);
+    else if (strcmp(d.diff_id, want->diff_id) != 0)
+        rc = cairn_err_set(err, CAIRN_E_DIGEST,
+                           "layer %s has diff_id %s, not %s", shown,
+                           d.diff_id, want->diff_id);
+out:
+    reader_close(&r);
+    cairn_layer_rules_free(rules);
+    return rc;
+}
