@@ -47,8 +47,8 @@ struct cairn_build_opts {
     struct cairn_cache *cache;
     /* Under every layer step that misses (and every other step whose key
      * differs from the last build of tags[0]), print why: the causes of
-     * client/engine/explain.h. A successful build with tags always remembers its
-     * keys for this, with or without explain. */
+     * client/engine/explain.h. A successful build with tags always
+     * remembers its keys for this, with or without explain. */
     bool explain;
     /* `--secret` values for RUN --mount=type=secret, borrowed. Their bytes
      * never reach a layer, a key or the output. */

@@ -45,8 +45,8 @@
  * Capabilities: the bounding set is cut to Docker's default set before the
  * exec, so root in the sandbox cannot mount, load modules and the like.
  *
- * Seccomp: Docker's default filter (client/sandbox/seccomp.h), built by P before
- * forking and installed by G just before the capabilities are cut.
+ * Seccomp: Docker's default filter (client/sandbox/seccomp.h), built by P
+ * before forking and installed by G just before the capabilities are cut.
  *
  * What a RUN may touch of the host, next to Docker's default: /proc's
  * tunables are read-only and its leaks masked (sbx_proc_guard); the root

@@ -107,7 +107,7 @@ int cairn_store_result_get(struct cairn_store *st, const char *key_hex,
 int cairn_store_result_put(struct cairn_store *st, const char *key_hex,
                            const char *manifest_digest, struct cairn_err *err);
 
-/* --- the last build of each tag (for --explain, client/engine/explain.h) --- */
+/* --- the last build of each tag (--explain, client/engine/explain.h) --- */
 #define CAIRN_STORE_LASTBUILD_MAX (16u << 20)
 /* Stores an opaque record (at most CAIRN_STORE_LASTBUILD_MAX bytes, else
  * CAIRN_E_TOOBIG) under ref, normalised as cairn_store_ref_normalize

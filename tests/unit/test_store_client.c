@@ -1,5 +1,5 @@
-/* Unit tests for the client's local store (client/store/store.c): layout, blobs,
- * key index, images and tags, index.json, prune, usage, concurrency and
+/* Unit tests for the client's local store (client/store/store.c): layout,
+ * blobs, key index, images and tags, index.json, prune, usage, concurrency and
  * crash leftovers. Images are made here from JSON written with jansson and
  * tar layers written with libarchive, so the tests need neither the layer
  * nor the image module. */
