@@ -264,14 +264,16 @@ int cairn_cmd_history(int argc, char **argv)
         const struct cairn_history *e = &c->history[h];
         char *(*row)[HCOLS] = &cells[c->nhistory - h];
         char id[CAIRN_DIGEST_STR_LEN], created[64], size[32];
-        if (h + 1 == c->nhistory)
-            snprintf(id, sizeof id, "%s",
-                     no_trunc ? im.row.config_digest
-                              : im.row.config_digest + 7);
-        else
+        if (h + 1 == c->nhistory) {
+            /* The image ID: the whole digest, or 12 hex digits. */
+            const char *d = no_trunc ? im.row.config_digest
+                                     : im.row.config_digest + 7;
+            size_t n = strnlen(d, no_trunc ? sizeof id - 1 : 12);
+            memcpy(id, d, n);
+            id[n] = '\0';
+        } else {
             snprintf(id, sizeof id, "<missing>");
-        if (!no_trunc && h + 1 == c->nhistory)
-            id[12] = '\0';
+        }
         int64_t bytes = 0;
         if (!e->empty_layer && nlayer < im.m.nlayers) {
             if (layer_content_size(st, &im.m.layers[nlayer], &bytes, &err)) {
@@ -353,10 +355,10 @@ static int add(json_t *o, const char *key, json_t *v)
 
 static json_t *blob_desc(const char *digest, const char *media, int64_t size)
 {
-    char rel[CAIRN_DIGEST_STR_LEN + 16];
-    snprintf(rel, sizeof rel, "blobs/sha256/%s", digest + 7);
-    return json_pack("{s:s, s:s, s:I, s:s}", "Digest", digest, "MediaType",
-                     media, "Size", (json_int_t)size, "Path", rel);
+    /* "s+": jansson joins the path's two parts; no buffer to size. */
+    return json_pack("{s:s, s:s, s:I, s:s+}", "Digest", digest, "MediaType",
+                     media, "Size", (json_int_t)size, "Path", "blobs/sha256/",
+                     digest + 7);
 }
 
 /* One element of inspect's array. Keys are inserted in Docker's order

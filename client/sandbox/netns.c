@@ -214,8 +214,13 @@ static void netns_pasta_message(int errfd, char *msg, size_t cap)
         char *nl = strchr(line, '\n');
         if (nl != NULL)
             *nl = '\0';
-        if (line[0] != '\0' && strncmp(line, "Failed to send", 14) != 0)
-            snprintf(msg, cap, "%s", line);
+        if (line[0] != '\0' && strncmp(line, "Failed to send", 14) != 0) {
+            /* The last line, cut to the caller's buffer on purpose: an
+             * error sentence, not a log. */
+            size_t len = strnlen(line, cap - 1);
+            memcpy(msg, line, len);
+            msg[len] = '\0';
+        }
         line = nl ? nl + 1 : NULL;
     }
 }
