@@ -1,6 +1,6 @@
 #include "server/config.h"
 
-#include "server/store.h"
+#include "server/store/store.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -25,7 +25,8 @@ struct cd_config {
     unsigned drain_timeout_s; /* --drain-timeout DURATION */
     unsigned reverify_s;      /* --reverify-after DURATION */
     bool no_read_verify;      /* --no-read-verify */
-    /* Connection limits, passed to gRPC (server/rpc.h, docs/security.md). */
+    /* Connection limits, passed to gRPC (server/grpc/rpc.h,
+     * docs/security.md). */
     uint64_t max_header_size; /* --max-header-size SIZE */
     unsigned max_streams;     /* --max-streams N (per connection) */
     unsigned handshake_timeout_s; /* --handshake-timeout DURATION */

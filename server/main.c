@@ -3,15 +3,15 @@
  * signals and runs the periodic jobs (upload expiry, store maintenance,
  * the summary line). SIGTERM/SIGINT drain: new calls are refused, calls in
  * flight finish (up to --drain-timeout), then the process exits 0. */
-#include "server/auth.h"
+#include "server/reapi/auth.h"
 #include "server/config.h"
-#include "server/log.h"
-#include "server/metrics.h"
-#include "server/relay.h"
-#include "server/rpc.h"
-#include "server/store.h"
-#include "server/tls.h"
-#include "server/uploads.h"
+#include "server/telemetry/log.h"
+#include "server/telemetry/metrics.h"
+#include "server/grpc/relay.h"
+#include "server/grpc/rpc.h"
+#include "server/store/store.h"
+#include "server/grpc/tls.h"
+#include "server/store/uploads.h"
 
 #include <errno.h>
 #include <grpc/grpc.h>
@@ -247,7 +247,7 @@ int main(int argc, char **argv)
                              !cfg.no_conn_limits, (unsigned)cfg.max_header_size,
                              cfg.max_streams, cfg.handshake_timeout_s, cfg.conn_idle_s,
                              cfg.conn_age_s, cfg.conn_grace_s, false};
-    /* Connections come through the HTTP/2 gate (server/relay.c): gRPC
+    /* Connections come through the HTTP/2 gate (server/grpc/relay.c): gRPC
      * 1.51 cannot bound a header block itself (CVE-2023-33953). gRPC
      * takes only plaintext connections from a file descriptor, so the
      * relay terminates TLS. */

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fails when an #include runs against the direction of the rooms
-# (client/README.md, docs/architecture.md): the arrows go one way, from the
-# command line down to the sandbox and the store, and the two programs share
-# only common/ and cachekey/. Also fails when a C file sits in client/
-# itself instead of in a room.
+# (client/README.md, server/README.md, docs/architecture.md): the arrows go
+# one way, from the command line down to the sandbox and the stores, and the
+# two programs share only common/ and cachekey/. Also fails when a C file
+# sits in client/ itself instead of in a room.
 set -u
 root=${1:-.}
 cd "$root" || exit 1
@@ -12,14 +12,18 @@ cd "$root" || exit 1
 rules='
 common
 cachekey          common
-server            common cachekey
+server            common cachekey server/grpc server/reapi server/store server/telemetry
+server/telemetry  common
+server/store      common cachekey
+server/reapi      common cachekey server/store server/telemetry
+server/grpc       common cachekey server/reapi server/store server/telemetry
 client/sandbox    common
 client/store      common cachekey
 client/remote     common cachekey client/store
 client/engine     common cachekey client/store client/remote client/sandbox
 client/cmd        common cachekey client/store client/remote client/sandbox client/engine
 '
-project='common|cachekey|server|client/[a-z_]+'
+project='common|cachekey|client/[a-z_]+|server/[a-z_]+|server'
 bad=0
 while read -r folder allowed; do
   [ -n "$folder" ] || continue

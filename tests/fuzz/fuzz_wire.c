@@ -10,8 +10,8 @@
  * cut, little endian) the cut positions, taken modulo the message length
  * and sorted; the rest is the message. */
 #include "google/bytestream/bytestream.pb-c.h"
-#include "server/wire.h"
-#include "server/writereq.h"
+#include "server/reapi/wire.h"
+#include "server/reapi/writereq.h"
 
 #include <stdint.h>
 #include <stdlib.h>

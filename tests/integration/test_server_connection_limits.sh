@@ -2,7 +2,7 @@
 # Connection limits (issue 9, item 14): cairnd hands gRPC a metadata size
 # limit, a cap on calls per connection, a handshake timeout and idle/age
 # limits, so a client cannot hold connections or streams for free; its own
-# HTTP/2 gate (server/gate.c, server/relay.c) caps header blocks before
+# HTTP/2 gate (server/grpc/gate.c, server/grpc/relay.c) caps header blocks before
 # gRPC 1.51 parses them (CVE-2023-33953) and caps connections in total and
 # per client address; and Health/Check and Capabilities answer within
 # 100 ms while four connections trickle 64 MB header blocks at cairnd

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "server/acrefs.h"
-#include "server/reapi.h"
+#include "server/reapi/acrefs.h"
+#include "server/reapi/reapi.h"
 
 typedef Build__Bazel__Remote__Execution__V2__NodeProperties PbNodeProperties;
 typedef Build__Bazel__Remote__Execution__V2__NodeProperty PbNodeProperty;

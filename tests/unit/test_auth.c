@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "server/auth.h"
+#include "server/reapi/auth.h"
 
 static char path[] = "/tmp/cairn-test-auth.XXXXXX";
 

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "server/gate.h"
+#include "server/grpc/gate.h"
 
 #define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define MAX_STREAM (1u << 20)

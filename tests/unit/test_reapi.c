@@ -5,7 +5,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "server/reapi.h"
+#include "server/reapi/reapi.h"
 
 static int check(const ProtobufCMessageDescriptor *d, const char *bytes, size_t len,
                  struct cd_reply *r)

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "server/resource.h"
+#include "server/reapi/resource.h"
 
 #define H "abababababababababababababababababababababababababababababababab"
 

@@ -15,7 +15,7 @@
 
 #include "cachekey/digest.h"
 #include "common/error.h"
-#include "server/store.h"
+#include "server/store/store.h"
 
 #define MIB (1u << 20)
 

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "server/wire.h"
+#include "server/reapi/wire.h"
 
 #define MAX_PIECES 8
 

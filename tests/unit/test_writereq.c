@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "server/writereq.h"
+#include "server/reapi/writereq.h"
 
 static struct cd_write_req req; /* 2 KiB: not on the stack */
 
