@@ -1,5 +1,6 @@
-/* Fuzz target for client/store/layer.c's unpack: any input must unpack or fail
- * cleanly (no crash, no leak, nothing written outside the destination).
+/* Fuzz target for client/store/layer_read.c's unpack: any input must unpack
+ * or fail cleanly (no crash, no leak, nothing written outside the
+ * destination).
  *
  * Seeds must not be binary files, so an input is one of two things:
  * - "R" followed by raw blob bytes (gzip, zstd or tar; the fuzzer finds
