@@ -1,0 +1,638 @@
+/* cairn import: a rootfs tarball into a one-layer image, as `docker
+ * import` does. The uncompressed tar bytes are kept exactly (Docker keeps
+ * them too, so the diff_id is the same as Docker's for the same file); a
+ * gzip input is stored as it is, anything else is gzipped. --change
+ * applies Dockerfile instructions to the config.
+ */
+#include "client/cmd/commands.h"
+
+#include "client/cmd/archive.h"
+
+#include "client/cmd/cli.h"
+#include "client/store/json.h"
+
+#include "cachekey/digest.h"
+#include "common/fdio.h"
+#include "cachekey/dockerfile.h"
+#include "cachekey/expand.h"
+#include "client/store/image.h"
+#include "client/store/index.h"
+#include "client/store/layer.h"
+#include "client/store/store.h"
+#include "common/buf.h"
+#include "common/strvec.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Copies fd `in` to fd `out`, hashing what passes; writes "sha256:<hex>"
+ * and the byte count. */
+static int copy_hash(int in, int out, char digest[CAIRN_DIGEST_STR_LEN],
+                     int64_t *size, struct cairn_err *err)
+{
+    struct ck_sha256 *h = NULL;
+    char *buf = malloc(COPY_CHUNK);
+    int rc = ck_sha256_new(&h);
+    int64_t total = 0;
+    if (rc == 0 && buf == NULL)
+        rc = CAIRN_E_NOMEM;
+    while (rc == 0) {
+        ssize_t n = read(in, buf, COPY_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = cairn_err_set(err, -errno, "reading: %s", strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        if ((rc = ck_sha256_update(h, buf, (size_t)n)) != 0)
+            break;
+        if ((rc = cairn_write_all(out, buf, (size_t)n)) != 0) {
+            cairn_err_set(err, rc, "writing: %s", strerror(-rc));
+            break;
+        }
+        total += n;
+    }
+    if (rc == 0) {
+        uint8_t bin[CK_SHA256_LEN];
+        char hex[CK_SHA256_HEX_LEN + 1];
+        if ((rc = ck_sha256_final(h, bin)) == 0) {
+            ck_hex_encode(bin, hex);
+            snprintf(digest, CAIRN_DIGEST_STR_LEN, "sha256:%s", hex);
+            *size = total;
+        }
+    }
+    ck_sha256_free(h);
+    free(buf);
+    return rc;
+}
+
+/* Lookup of $VAR in the config's Env for --change expansion. */
+static const char *env_lookup(void *ctx, const char *name, size_t len)
+{
+    const struct cairn_image_config *c = ctx;
+    for (size_t i = c->nenv; i-- > 0;)
+        if (strncmp(c->env[i], name, len) == 0 && c->env[i][len] == '=')
+            return c->env[i] + len + 1;
+    return NULL;
+}
+
+static int strv_set(char ***v, size_t *n, char **words, size_t nwords)
+{
+    char **copy = cairn_strv_dup(words, nwords);
+    if (copy == NULL)
+        return CAIRN_E_NOMEM;
+    cairn_strv_free(*v, *n);
+    *v = copy;
+    *n = nwords;
+    return 0;
+}
+
+/* Adds s to a set kept sorted (ExposedPorts, Volumes). */
+static int set_add(char ***v, size_t *n, const char *s)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*v)[i], s) == 0)
+            return 0;
+    struct cairn_strvec sv = {.v = *v, .n = *n, .alloc = *n + 1};
+    if (sv.v == NULL)
+        sv.alloc = 0;
+    int rc = cairn_strvec_push(&sv, s);
+    if (rc == 0) {
+        cairn_strvec_sort(&sv);
+        *v = sv.v;
+        *n = sv.n;
+    }
+    return rc;
+}
+
+/* CMD/ENTRYPOINT argv: exec form as written, shell form through the
+ * image's SHELL (default /bin/sh -c), as the Dockerfile builder does. */
+static int change_argv(const struct cairn_image_config *c,
+                       const struct ck_instr *in, char ***v, size_t *n)
+{
+    if (in->json)
+        return strv_set(v, n, in->args, in->nargs);
+    static char *const dflt[] = {"/bin/sh", "-c"};
+    struct cairn_strvec sv;
+    cairn_strvec_init(&sv);
+    char *const *sh = c->nshell ? c->shell : dflt;
+    size_t nsh = c->nshell ? c->nshell : 2;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < nsh; i++)
+        rc = cairn_strvec_push(&sv, sh[i]);
+    if (rc == 0)
+        rc = cairn_strvec_push(&sv, in->nargs ? in->args[0] : "");
+    size_t nn;
+    char **arr = rc == 0 ? cairn_strvec_take(&sv, &nn) : NULL;
+    if (arr == NULL) {
+        cairn_strvec_free(&sv);
+        return CAIRN_E_NOMEM;
+    }
+    cairn_strv_free(*v, *n);
+    *v = arr;
+    *n = nn;
+    return 0;
+}
+
+/* EXPOSE word: "80", "80/udp", "8000-8002/tcp" (ranges expand, as
+ * Docker's nat.ParsePortSpecs does). */
+static int change_expose(struct cairn_image_config *c, const char *w,
+                         struct cairn_err *err)
+{
+    const char *slash = strchr(w, '/');
+    const char *proto = slash ? slash + 1 : "tcp";
+    char *end;
+    errno = 0;
+    unsigned long lo = strtoul(w, &end, 10), hi = lo;
+    if (*end == '-') {
+        const char *h = end + 1;
+        hi = strtoul(h, &end, 10);
+        if (end == h)
+            hi = 0;
+    }
+    if (errno || end == w || (*end != '\0' && *end != '/') || lo == 0 ||
+        hi > 65535 || hi < lo || hi - lo > 1024 ||
+        (strcmp(proto, "tcp") && strcmp(proto, "udp") && strcmp(proto, "sctp")))
+        return cairn_err_set(err, CAIRN_E_PARSE, "invalid port \"%s\"", w);
+    for (unsigned long p = lo; p <= hi; p++) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%lu/%s", p, proto);
+        int rc = set_add(&c->exposed_ports, &c->nexposed_ports, buf);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Applies one --change line to the config. */
+static int change_apply(struct cairn_image_config *c, const char *text,
+                        struct cairn_err *err)
+{
+    struct ck_dockerfile *df = NULL;
+    int rc = ck_dockerfile_parse("--change", text, strlen(text), &df, err);
+    if (rc)
+        return rc;
+    char *one = NULL;
+    char **words = NULL;
+    size_t nwords = 0;
+    for (size_t k = 0; rc == 0 && k < df->ninstrs; k++) {
+        const struct ck_instr *in = &df->instrs[k];
+        char esc = df->escape;
+        switch (in->kind) {
+        case CK_INSTR_CMD:
+            rc = change_argv(c, in, &c->cmd, &c->ncmd);
+            c->has_cmd = true;
+            break;
+        case CK_INSTR_ENTRYPOINT:
+            rc = change_argv(c, in, &c->entrypoint, &c->nentrypoint);
+            c->has_entrypoint = true;
+            break;
+        case CK_INSTR_ENV:
+        case CK_INSTR_LABEL:
+            for (size_t i = 0; rc == 0 && i + 1 < in->nargs; i += 2) {
+                char *key = NULL;
+                rc = ck_expand_word(in->args[i], esc, env_lookup, c, &key, err);
+                if (rc == 0)
+                    rc = ck_expand_word(in->args[i + 1], esc, env_lookup, c,
+                                        &one, err);
+                if (rc == 0)
+                    rc = in->kind == CK_INSTR_ENV
+                             ? cairn_image_config_set_env(c, key, one)
+                             : cairn_image_config_set_label(c, key, one);
+                free(key);
+                free(one);
+                one = NULL;
+            }
+            break;
+        case CK_INSTR_EXPOSE:
+        case CK_INSTR_VOLUME:
+            for (size_t i = 0; rc == 0 && i < in->nargs; i++) {
+                rc = ck_expand_words(in->args[i], esc, env_lookup, c, &words,
+                                     &nwords, err);
+                for (size_t j = 0; rc == 0 && j < nwords; j++)
+                    rc = in->kind == CK_INSTR_EXPOSE
+                             ? change_expose(c, words[j], err)
+                             : set_add(&c->volumes, &c->nvolumes, words[j]);
+                ck_expand_words_free(words, nwords);
+                words = NULL;
+            }
+            break;
+        case CK_INSTR_ONBUILD:
+            /* docker import accepts ONBUILD: the trigger is stored as
+             * written and runs when a build uses this image. */
+            if (in->sub == NULL || in->sub->original == NULL) {
+                rc = cairn_err_set(err, CAIRN_E_PARSE,
+                                   "ONBUILD needs an instruction");
+                break;
+            } else {
+                /* In order, unlike the sets above: triggers run in turn. */
+                struct cairn_strvec sv = {.v = c->onbuild, .n = c->nonbuild,
+                                          .alloc = c->nonbuild + 1};
+                if (sv.v == NULL)
+                    sv.alloc = 0;
+                rc = cairn_strvec_push(&sv, in->sub->original);
+                c->onbuild = sv.v;
+                c->nonbuild = sv.n;
+            }
+            break;
+        case CK_INSTR_USER:
+        case CK_INSTR_WORKDIR:
+        case CK_INSTR_STOPSIGNAL:
+            rc = ck_expand_word(in->nargs ? in->args[0] : "", esc, env_lookup,
+                                c, &one, err);
+            if (rc)
+                break;
+            if (in->kind == CK_INSTR_USER) {
+                free(c->user);
+                c->user = one;
+            } else if (in->kind == CK_INSTR_STOPSIGNAL) {
+                free(c->stop_signal);
+                c->stop_signal = one;
+            } else if (one[0] == '/' || c->workdir == NULL) {
+                /* A relative WORKDIR continues from the previous one. */
+                free(c->workdir);
+                if (one[0] == '/') {
+                    c->workdir = one;
+                } else {
+                    struct cairn_buf b;
+                    cairn_buf_init(&b, ARCHIVE_MAX_PATH);
+                    rc = cairn_buf_printf(&b, "/%s", one);
+                    c->workdir = rc ? NULL : cairn_buf_take(&b);
+                    cairn_buf_free(&b);
+                    free(one);
+                }
+            } else {
+                struct cairn_buf b;
+                cairn_buf_init(&b, ARCHIVE_MAX_PATH);
+                size_t wl = strlen(c->workdir);
+                rc = cairn_buf_printf(
+                    &b, "%s%s%s", c->workdir,
+                    wl && c->workdir[wl - 1] == '/' ? "" : "/", one);
+                free(one);
+                if (rc == 0) {
+                    free(c->workdir);
+                    c->workdir = cairn_buf_take(&b);
+                }
+                cairn_buf_free(&b);
+            }
+            one = NULL;
+            break;
+        default:
+            rc = cairn_err_set(err, CAIRN_E_UNSUPPORTED,
+                               "%s cannot be changed on import (CMD, "
+                               "ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, "
+                               "USER, VOLUME, WORKDIR can)",
+                               ck_instr_name(in->kind));
+        }
+    }
+    if (rc == CAIRN_E_NOMEM)
+        cairn_err_set(err, rc, "%s", cairn_strerror(rc));
+    cairn_err_prefix(err, "--change \"%s\"", text);
+    ck_dockerfile_free(df);
+    return rc;
+}
+
+/* Reads the tarball through: it must be a tar (after any compression
+ * libarchive knows) whose every entry stays inside the root, and it must
+ * read to its end without error. Done before anything is stored, so a
+ * corrupt tarball is refused up front. */
+static int import_check_tar(const char *path, const char *shown,
+                            struct cairn_err *err)
+{
+    struct archive *a = archive_read_new();
+    if (a == NULL)
+        return CAIRN_E_NOMEM;
+    archive_read_support_filter_all(a);
+    archive_read_support_format_tar(a);
+    int rc = 0, r;
+    size_t n = 0;
+    if (archive_read_open_filename(a, path, COPY_CHUNK) != ARCHIVE_OK) {
+        rc = cairn_err_set(err, CAIRN_E_CORRUPT, "%s: not a tar archive: %s",
+                           shown, archive_error_string(a));
+        goto out;
+    }
+    struct archive_entry *e;
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK ||
+           r == ARCHIVE_WARN) {
+        const char *p = archive_entry_pathname(e);
+        n++;
+        if (p == NULL || p[0] == '/' || strcmp(p, "..") == 0 ||
+            strncmp(p, "../", 3) == 0 || strstr(p, "/../") != NULL ||
+            (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0)) {
+            rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                               "%s: entry \"%s\" is outside the root "
+                               "file system",
+                               shown, p ? p : "");
+            goto out;
+        }
+        if (archive_read_data_skip(a) != ARCHIVE_OK) {
+            r = ARCHIVE_FATAL;
+            break;
+        }
+    }
+    if (r != ARCHIVE_EOF)
+        rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                           "%s: corrupt tarball after %zu entries: %s", shown,
+                           n, archive_error_string(a));
+out:
+    archive_read_free(a);
+    return rc;
+}
+
+/* gzip-compresses src into a new file in dir, byte-exact content (raw
+ * format in, raw format out: no tar re-encoding). The gzip header carries
+ * no time, so the same input always gives the same blob. */
+static int import_gzip(const char *src, const char *dir, char **out,
+                       struct cairn_err *err)
+{
+    char *dst = NULL;
+    int fd = -1;
+    int rc = cairn_archive_tmp_create(dir, "import-gz-", &dst, &fd, err);
+    if (rc)
+        return rc;
+    struct archive *in = archive_read_new();
+    struct archive *w = archive_write_new();
+    struct archive_entry *e = archive_entry_new();
+    char *buf = malloc(COPY_CHUNK);
+    if (!in || !w || !e || !buf) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        goto out;
+    }
+    archive_read_support_filter_all(in);
+    archive_read_support_format_raw(in);
+    struct archive_entry *ie;
+    if (archive_read_open_filename(in, src, COPY_CHUNK) != ARCHIVE_OK ||
+        archive_read_next_header(in, &ie) != ARCHIVE_OK) {
+        rc =
+            cairn_err_set(err, CAIRN_E_ARCHIVE, "%s", archive_error_string(in));
+        goto out;
+    }
+    if (archive_write_add_filter_gzip(w) != ARCHIVE_OK ||
+        archive_write_set_filter_option(w, "gzip", "timestamp", NULL) !=
+            ARCHIVE_OK ||
+        archive_write_set_format_raw(w) != ARCHIVE_OK ||
+        archive_write_set_bytes_per_block(w, 0) != ARCHIVE_OK ||
+        archive_write_open_fd(w, fd) != ARCHIVE_OK) {
+        rc = cairn_err_set(err, CAIRN_E_ARCHIVE, "%s", archive_error_string(w));
+        goto out;
+    }
+    archive_entry_set_pathname(e, "layer.tar");
+    archive_entry_set_filetype(e, AE_IFREG);
+    if (archive_write_header(w, e) != ARCHIVE_OK) {
+        rc = cairn_err_set(err, CAIRN_E_ARCHIVE, "%s", archive_error_string(w));
+        goto out;
+    }
+    for (;;) {
+        la_ssize_t n = archive_read_data(in, buf, COPY_CHUNK);
+        if (n < 0) {
+            rc = cairn_err_set(err, CAIRN_E_CORRUPT, "%s",
+                               archive_error_string(in));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (archive_write_data(w, buf, (size_t)n) != n) {
+            rc = cairn_err_set(err, CAIRN_E_ARCHIVE, "%s",
+                               archive_error_string(w));
+            goto out;
+        }
+    }
+    if (archive_write_close(w) != ARCHIVE_OK) {
+        rc = cairn_err_set(err, CAIRN_E_ARCHIVE, "%s", archive_error_string(w));
+        goto out;
+    }
+out:
+    archive_entry_free(e);
+    archive_read_free(in);
+    archive_write_free(w);
+    free(buf);
+    close(fd);
+    if (rc) {
+        unlink(dst);
+        free(dst);
+        return rc;
+    }
+    *out = dst;
+    return 0;
+}
+
+static void import_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: cairn import [OPTIONS] FILE|- [REPOSITORY[:TAG]]\n\n"
+            "Make a one-layer image from a root file system tarball "
+            "(plain, gzip, zstd,\nxz, bzip2). Prints the image ID.\n\n"
+            "Options:\n"
+            "  -c, --change LINE   apply a Dockerfile instruction (CMD, "
+            "ENTRYPOINT, ENV,\n"
+            "                      EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, "
+            "WORKDIR)\n"
+            "  -m, --message TEXT  history comment (default \"Imported "
+            "from FILE\")\n");
+}
+
+int cairn_cmd_import(int argc, char **argv)
+{
+    struct cairn_strvec changes, pos;
+    cairn_strvec_init(&changes);
+    cairn_strvec_init(&pos);
+    const char *message = NULL;
+    int status = 2;
+    for (int i = 1; i < argc; i++) {
+        bool missing = false;
+        const char *v;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            import_usage(stdout);
+            status = 0;
+            goto args_out;
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--change", "-c",
+                                  &missing))) {
+            if (cairn_strvec_push(&changes, v))
+                goto args_out;
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--message", "-m",
+                                  &missing))) {
+            message = v;
+        } else if (missing || (argv[i][0] == '-' && argv[i][1] != '\0')) {
+            fprintf(stderr, "cairn import: %s \"%s\"\n\n",
+                    missing ? "missing value for" : "unknown option", argv[i]);
+            import_usage(stderr);
+            goto args_out;
+        } else if (cairn_strvec_push(&pos, argv[i])) {
+            goto args_out;
+        }
+    }
+    if (pos.n < 1 || pos.n > 2) {
+        import_usage(stderr);
+        goto args_out;
+    }
+    const char *src = pos.v[0];
+    const char *ref = pos.n > 1 ? pos.v[1] : NULL;
+
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    struct cairn_store *st = NULL;
+    struct cairn_image_config cfg;
+    cairn_image_config_init(&cfg);
+    struct cairn_manifest m;
+    memset(&m, 0, sizeof m);
+    struct cairn_layer_desc desc;
+    memset(&desc, 0, sizeof desc);
+    char *tmp = NULL, *blob = NULL, *cjson = NULL, *mjson = NULL;
+    char tagbuf[ARCHIVE_MAX_PATH], *tag = NULL;
+    size_t clen, mlen;
+    int fd = -1, in = -1, rc;
+    status = 1;
+
+    /* Changes first: a typo should fail before a large file is read. */
+    const char *arch, *variant;
+    cairn_archive_host_platform(&arch, &variant);
+    /* SOURCE_DATE_EPOCH makes imports reproducible, as it does builds. */
+    int64_t now = (int64_t)time(NULL);
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    if (sde != NULL && sde[0] != '\0') {
+        char *end = NULL;
+        long long v = strtoll(sde, &end, 10);
+        if (*end == '\0' && v >= 0)
+            now = v;
+    }
+    cfg.created = now;
+    if ((cfg.architecture = strdup(arch)) == NULL ||
+        (variant && (cfg.variant = strdup(variant)) == NULL) ||
+        (cfg.os = strdup("linux")) == NULL) {
+        rc = cairn_err_set(&err, CAIRN_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < changes.n; i++)
+        if ((rc = change_apply(&cfg, changes.v[i], &err)))
+            goto fail;
+    if (ref) {
+        if ((rc = cairn_store_ref_normalize(ref, tagbuf, sizeof tagbuf, &err)))
+            goto fail;
+        tag = tagbuf;
+    }
+
+    if ((rc = cairn_cli_store_open(&st, &err)))
+        goto fail;
+    if (strcmp(src, "-") == 0) {
+        in = 0;
+    } else if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0) {
+        rc = cairn_err_set(&err, -errno, "%s: %s", src, strerror(errno));
+        goto fail;
+    }
+    /* The input is copied into the store's tmp/ first: standard input
+     * cannot be read twice, and a gzip input becomes the blob by rename. */
+    char dig[CAIRN_DIGEST_STR_LEN];
+    int64_t size;
+    if ((rc = cairn_archive_tmp_create(cairn_store_tmpdir(st), "import-",
+                                       &tmp, &fd, &err)) ||
+        (rc = copy_hash(in, fd, dig, &size, &err))) {
+        cairn_err_prefix(&err, "%s", src);
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    if ((rc = import_check_tar(tmp, src, &err)))
+        goto fail;
+    if (strcmp(cairn_archive_media_sniff(tmp), CAIRN_MEDIA_LAYER_GZIP) == 0) {
+        blob = tmp;
+        tmp = NULL;
+    } else if ((rc = import_gzip(tmp, cairn_store_tmpdir(st), &blob, &err))) {
+        cairn_err_prefix(&err, "%s", src);
+        goto fail;
+    }
+    if ((rc = cairn_layer_digest_file(blob, &desc, &err))) {
+        cairn_err_prefix(&err, "%s", src);
+        goto fail;
+    }
+    desc.media_type = CAIRN_MEDIA_LAYER_GZIP;
+
+    cfg.diff_ids = calloc(2, sizeof *cfg.diff_ids);
+    if (cfg.diff_ids == NULL ||
+        (cfg.diff_ids[0] = strdup(desc.diff_id)) == NULL) {
+        rc = cairn_err_set(&err, CAIRN_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    cfg.ndiff_ids = 1;
+    /* docker import's history entry: a comment and no created_by. */
+    struct cairn_buf comment;
+    cairn_buf_init(&comment, 0);
+    if (cairn_image_config_add_history(&cfg, now, NULL, false) ||
+        (message ? cairn_buf_puts(&comment, message)
+                 : cairn_buf_printf(&comment, "Imported from %s", src)) ||
+        (cfg.history[0].comment = cairn_buf_take(&comment)) == NULL) {
+        cairn_buf_free(&comment);
+        rc = cairn_err_set(&err, CAIRN_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    char cdig[CAIRN_DIGEST_STR_LEN], mdig[CAIRN_DIGEST_STR_LEN];
+    if ((rc = cairn_image_config_to_json(&cfg, &cjson, &clen)) ||
+        (rc = cairn_store_blob_add_data(st, cjson, clen, cdig, &err))) {
+        if (err.msg[0] == '\0')
+            cairn_err_set(&err, rc, "image config: %s", cairn_strerror(rc));
+        goto fail;
+    }
+    m.config_digest = cdig;
+    m.config_size = (int64_t)clen;
+    m.layers = &desc;
+    m.nlayers = 1;
+    rc = cairn_manifest_to_json(&m, &mjson, &mlen);
+    m.config_digest = NULL;
+    m.layers = NULL;
+    if (rc) {
+        cairn_err_set(&err, rc, "manifest: %s", cairn_strerror(rc));
+        goto fail;
+    }
+    if ((rc = cairn_store_blob_add_file(st, blob, desc.digest, &err)))
+        goto fail;
+    free(blob);
+    blob = NULL;
+    m.config_digest = cdig;
+    m.layers = &desc;
+    m.nlayers = 1;
+    rc = cairn_archive_image_commit(st, mjson, mlen, &m, now, &tag,
+                                    tag ? 1 : 0, mdig, &err);
+    m.config_digest = NULL;
+    m.layers = NULL;
+    if (rc)
+        goto fail;
+    printf("%s\n", cdig);
+    status = 0;
+    goto out;
+fail:
+    fprintf(stderr, "cairn import: %s\n",
+            err.msg[0] ? err.msg : cairn_strerror(rc));
+out:
+    if (fd >= 0)
+        close(fd);
+    if (in > 0)
+        close(in);
+    if (tmp) {
+        unlink(tmp);
+        free(tmp);
+    }
+    if (blob) {
+        unlink(blob);
+        free(blob);
+    }
+    free(cjson);
+    free(mjson);
+    cairn_image_config_clear(&cfg);
+    cairn_store_close(st);
+args_out:
+    cairn_strvec_free(&changes);
+    cairn_strvec_free(&pos);
+    return status;
+}
