@@ -1,25 +1,15 @@
 /* What cairn save, import and load share (see archive.h). */
 #include "client/cmd/archive.h"
 
-#include "client/cmd/cli.h"
-#include "client/store/json.h"
-
 #include "cachekey/digest.h"
 #include "common/fdio.h"
-#include "cachekey/dockerfile.h"
-#include "cachekey/expand.h"
 #include "client/store/image.h"
-#include "client/store/index.h"
 #include "client/store/layer.h"
 #include "client/store/store.h"
 #include "common/buf.h"
-#include "common/strvec.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,14 +11,10 @@
 #include "client/cmd/archive.h"
 
 #include "client/cmd/cli.h"
-#include "client/store/json.h"
 
 #include "cachekey/digest.h"
 #include "common/fdio.h"
-#include "cachekey/dockerfile.h"
-#include "cachekey/expand.h"
 #include "client/store/image.h"
-#include "client/store/index.h"
 #include "client/store/layer.h"
 #include "client/store/store.h"
 #include "common/buf.h"
@@ -34,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 

@@ -18,10 +18,7 @@
 
 #include "cachekey/digest.h"
 #include "common/fdio.h"
-#include "cachekey/dockerfile.h"
-#include "cachekey/expand.h"
 #include "client/store/image.h"
-#include "client/store/index.h"
 #include "client/store/layer.h"
 #include "client/store/store.h"
 #include "common/buf.h"
@@ -37,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
