@@ -1,21 +1,23 @@
+/* The build driver (client/engine/build.h): parses, plans and keys the
+ * Dockerfile, looks steps up in the shared cache, walks the plan (base
+ * images, metadata, layer steps), and commits the image. The steps that
+ * run are client/engine/build_run.c (RUN) and build_copy.c (COPY, ADD);
+ * the state they share is build_impl.h. */
 #include "client/engine/build.h"
+#include "client/engine/build_impl.h"
 
 #include "cachekey/context.h"
 #include "cachekey/dockerfile.h"
 #include "cachekey/dockerignore.h"
-#include "cachekey/exclude.h"
 #include "cachekey/key.h"
 #include "cachekey/plan.h"
 #include "cachekey/statcache.h"
 #include "client/engine/explain.h"
 #include "client/store/image.h"
-#include "client/sandbox/sandbox.h"
 #include "common/buf.h"
 #include "common/strvec.h"
 
-#include <ctype.h>
 #include <stddef.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -29,40 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* What a stage has produced so far: its image config and layers. */
-struct stage_out {
-    struct cairn_image_config cfg;
-    struct cairn_layer_desc *layers;
-    size_t nlayers;
-    bool cmd_set; /* CMD given in this stage (ENTRYPOINT keeps it) */
-    char **snapshots; /* snapshot dirs of layers, filled lazily */
-};
-
-struct build {
-    struct cairn_store *st;
-    const struct cairn_build_opts *o;
-    struct cairn_build_stats *stats;
-    struct cairn_err *err;
-    FILE *out;
-    struct ck_dockerfile *df;
-    struct ck_plan *plan;
-    struct ck_keys *keys;
-    struct ck_context *ctx;
-    struct stage_out *stages;
-    int64_t now;
-    int total;
-    bool *remote_hit; /* per plan step: taken from the shared cache */
-    /* The shared cache's view of each plan step (NULL: not looked up):
-     * pointers into remote_steps. */
-    struct cairn_cache_step **remote;
-    struct cairn_cache_step *remote_steps;
-    struct cairn_explain_build last; /* tags[0]'s last build (--explain) */
-    bool have_last;
-};
-
 /* ---- small helpers ------------------------------------------------------ */
 
-static void stage_out_free(struct stage_out *s)
+void build_stage_out_free(struct stage_out *s)
 {
     cairn_image_config_clear(&s->cfg);
     free(s->layers);
@@ -71,7 +42,7 @@ static void stage_out_free(struct stage_out *s)
     memset(s, 0, sizeof *s);
 }
 
-static int layers_push(struct stage_out *s, const struct cairn_layer_desc *d)
+int build_layers_push(struct stage_out *s, const struct cairn_layer_desc *d)
 {
     struct cairn_layer_desc *nl =
         realloc(s->layers, (s->nlayers + 1) * sizeof *nl);
@@ -133,7 +104,7 @@ static int rm_cb(const char *path, const struct stat *sb, int flag,
 }
 
 /* Removes a temporary tree (best effort: it is in the store's tmp/). */
-static void rm_tree(const char *path)
+void build_tree_remove(const char *path)
 {
     nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -147,8 +118,8 @@ static void short_id(const char *hex_or_digest, char out[13])
     snprintf(out, 13, "%.12s", h);
 }
 
-static int step_fail(struct build *b, const struct ck_step *s, int rc,
-                     const char *what)
+int build_step_fail(struct build *b, const struct ck_step *s, int rc,
+                    const char *what)
 {
     return cairn_err_set(b->err, rc, "step %d/%d (%s:%d %s): %s", s->number,
                          b->total, b->df->name, s->instr->line,
@@ -157,8 +128,8 @@ static int step_fail(struct build *b, const struct ck_step *s, int rc,
 
 /* ---- base images -------------------------------------------------------- */
 
-static int load_image(struct build *b, const char *manifest_digest,
-                      struct cairn_manifest *m, struct cairn_image_config *c)
+int build_image_load(struct build *b, const char *manifest_digest,
+                     struct cairn_manifest *m, struct cairn_image_config *c)
 {
     char *json = NULL;
     size_t len = 0;
@@ -212,7 +183,7 @@ static int resolve_image(void *arg, const char *ref, const char *platform,
     struct cairn_image_config c;
     memset(&m, 0, sizeof m);
     memset(&c, 0, sizeof c);
-    rc = load_image(b, row.manifest_digest, &m, &c);
+    rc = build_image_load(b, row.manifest_digest, &m, &c);
     if (rc) {
         cairn_err_set(err, rc, "%s", b->err->msg);
         goto out;
@@ -326,8 +297,7 @@ static int stage_snapshot_take(struct stage_out *s, size_t i, char **path)
 }
 
 /* Lower dirs for overlayfs: top-most first. */
-static int stage_lowers(struct build *b, struct stage_out *s,
-                        const char ***out)
+int build_stage_lowers(struct build *b, struct stage_out *s, const char ***out)
 {
     int rc = stage_snapshots(b, s);
     if (rc)
@@ -374,8 +344,8 @@ static int snapshot_lstat(const char *snap, const char *rel, struct stat *st)
 /* Looks path (relative) up through the stage's layers, top-most first,
  * as overlayfs would (a 0/0 char device is a whiteout). Returns 0 and fills
  * st, or CAIRN_E_NOTFOUND. */
-static int stage_lstat(struct build *b, struct stage_out *s, const char *rel,
-                       struct stat *st, char *found, size_t flen)
+int build_stage_lstat(struct build *b, struct stage_out *s, const char *rel,
+                      struct stat *st, char *found, size_t flen)
 {
     if (s->nlayers == 0)
         return CAIRN_E_NOTFOUND;
@@ -406,7 +376,7 @@ static int lookup_id(struct build *b, struct stage_out *s, const char *file,
 {
     struct stat st;
     char path[8192];
-    if (stage_lstat(b, s, file, &st, path, sizeof path) != 0)
+    if (build_stage_lstat(b, s, file, &st, path, sizeof path) != 0)
         return CAIRN_E_NOTFOUND;
     FILE *f = fopen(path, "r");
     if (f == NULL)
@@ -436,8 +406,8 @@ static int lookup_id(struct build *b, struct stage_out *s, const char *file,
  * as runc sets it: the home field of the user's /etc/passwd entry in the
  * stage's root (matched by name, or by uid when numeric), "/" when there
  * is no entry. */
-static void passwd_home(struct build *b, struct stage_out *s, const char *user,
-                        char *out, size_t cap)
+void build_passwd_home(struct build *b, struct stage_out *s, const char *user,
+                       char *out, size_t cap)
 {
     snprintf(out, cap, "/");
     char name[256];
@@ -455,7 +425,7 @@ static void passwd_home(struct build *b, struct stage_out *s, const char *user,
     bool numeric = *end == '\0';
     struct stat st;
     char path[8192];
-    if (stage_lstat(b, s, "etc/passwd", &st, path, sizeof path) != 0)
+    if (build_stage_lstat(b, s, "etc/passwd", &st, path, sizeof path) != 0)
         return;
     FILE *f = fopen(path, "r");
     if (f == NULL)
@@ -487,8 +457,8 @@ static void passwd_home(struct build *b, struct stage_out *s, const char *user,
 
 /* --chown=user[:group] by name or id, names through the parent's
  * /etc/passwd and /etc/group (as Docker does). */
-static int resolve_chown(struct build *b, struct stage_out *s,
-                         const struct ck_step *step, uid_t *uid, gid_t *gid)
+int build_chown_resolve(struct build *b, struct stage_out *s,
+                        const struct ck_step *step, uid_t *uid, gid_t *gid)
 {
     *uid = 0;
     *gid = 0;
@@ -498,7 +468,8 @@ static int resolve_chown(struct build *b, struct stage_out *s,
     const char *colon = strchr(step->chown, ':');
     size_t ul = colon ? (size_t)(colon - step->chown) : strlen(step->chown);
     if (ul >= sizeof user || (colon && strlen(colon + 1) >= sizeof group))
-        return step_fail(b, step, CAIRN_E_INVAL, "--chown value too long");
+        return build_step_fail(b, step, CAIRN_E_INVAL,
+                               "--chown value too long");
     memcpy(user, step->chown, ul);
     user[ul] = '\0';
     if (colon)
@@ -515,7 +486,8 @@ static int resolve_chown(struct build *b, struct stage_out *s,
         /* The user's primary group is the 4th passwd field. */
         struct stat st;
         char path[8192];
-        if (stage_lstat(b, s, "etc/passwd", &st, path, sizeof path) == 0) {
+        if (build_stage_lstat(b, s, "etc/passwd", &st, path,
+                              sizeof path) == 0) {
             FILE *f = fopen(path, "r");
             char line[1024];
             while (f && fgets(line, sizeof line, f)) {
@@ -538,7 +510,7 @@ static int resolve_chown(struct build *b, struct stage_out *s,
                  "unable to convert uid/gid chown string to host mapping: "
                  "can't find uid for user %s: no such user: %s",
                  user, user);
-        return step_fail(b, step, CAIRN_E_NOTFOUND, msg);
+        return build_step_fail(b, step, CAIRN_E_NOTFOUND, msg);
     }
     if (group[0]) {
         v = strtoul(group, &end, 10);
@@ -552,7 +524,7 @@ static int resolve_chown(struct build *b, struct stage_out *s,
                      "unable to convert uid/gid chown string to host "
                      "mapping: can't find gid for group %s: no such group: %s",
                      group, group);
-            return step_fail(b, step, CAIRN_E_NOTFOUND, msg);
+            return build_step_fail(b, step, CAIRN_E_NOTFOUND, msg);
         }
     }
     return 0;
@@ -618,7 +590,8 @@ static int apply_healthcheck(struct build *b, const struct ck_step *s,
                 continue;
             int64_t ns = parse_duration_ns(v);
             if (ns < 0)
-                rc = step_fail(b, s, CAIRN_E_PARSE, "bad HEALTHCHECK duration");
+                rc = build_step_fail(b, s, CAIRN_E_PARSE,
+                                     "bad HEALTHCHECK duration");
             else
                 *(int64_t *)((char *)h + durs[i].off) = ns;
         }
@@ -627,7 +600,8 @@ static int apply_healthcheck(struct build *b, const struct ck_step *s,
             char *end = NULL;
             long v = strtol(r, &end, 10);
             if (*end != '\0' || v < 0 || v > 1000000)
-                rc = step_fail(b, s, CAIRN_E_PARSE, "bad HEALTHCHECK --retries");
+                rc = build_step_fail(b, s, CAIRN_E_PARSE,
+                                     "bad HEALTHCHECK --retries");
             else
                 h->retries = (int)v;
         }
@@ -780,12 +754,6 @@ static int add_history(struct build *b, const struct ck_step *s,
 /* Layers smaller than this are written before anyone would wonder. */
 #define BUILD_PROGRESS_MIN ((uint64_t)32 << 20)
 
-/* The progress line of one layer write on a terminal. */
-struct layer_progress {
-    FILE *out;
-    bool shown;
-};
-
 static void layer_progress_cb(void *arg, uint64_t tar_bytes)
 {
     struct layer_progress *p = arg;
@@ -801,8 +769,8 @@ static void layer_progress_cb(void *arg, uint64_t tar_bytes)
 
 /* Hooks p into lo when the output is a terminal (plain logs get no
  * carriage returns). */
-static void layer_progress_start(struct build *b, struct cairn_layer_opts *lo,
-                                 struct layer_progress *p)
+void build_progress_start(struct build *b, struct cairn_layer_opts *lo,
+                          struct layer_progress *p)
 {
     p->out = b->out;
     p->shown = false;
@@ -814,925 +782,11 @@ static void layer_progress_start(struct build *b, struct cairn_layer_opts *lo,
 
 /* Ends a progress line that was shown, so the next output starts on a
  * line of its own. */
-static void layer_progress_end(struct layer_progress *p)
+void build_progress_end(struct layer_progress *p)
 {
     if (p->shown)
         fputc('\n', p->out);
     p->shown = false;
-}
-
-/* ---- COPY / ADD ---------------------------------------------------------- */
-
-struct copy_job {
-    struct build *b;
-    const struct ck_step *step;
-    struct stage_out *parent;
-    struct cairn_layer_writer *w;
-    const char *srcroot; /* directory the entries' disk paths are under */
-    char dest[4096];     /* absolute destination, cleaned, no trailing / */
-    bool dest_is_dir;
-    uid_t uid;
-    gid_t gid;
-    bool has_chmod;
-    mode_t chmod;
-    bool link; /* COPY --link: the layer does not look at the parent */
-    struct cairn_strvec emitted; /* directories already in the layer */
-    unsigned entries;
-    struct ck_exclude *exclude; /* --exclude, or NULL */
-    char pivot[4096];           /* --parents: the source's part before "/./" */
-};
-
-static bool emitted_has(struct copy_job *j, const char *p)
-{
-    for (size_t i = 0; i < j->emitted.n; i++)
-        if (strcmp(j->emitted.v[i], p) == 0)
-            return true;
-    return false;
-}
-
-static int64_t clamp_time(struct build *b, int64_t t)
-{
-    if (b->o->source_date_epoch >= 0 && t > b->o->source_date_epoch)
-        return b->o->source_date_epoch;
-    return t;
-}
-
-/* Adds the directories above path (relative, no leading '/') that the
- * layer does not have yet, with the parent image's metadata when the
- * directory exists there (a diff would carry it unchanged) and 0755 root
- * otherwise. COPY --link never looks: its layer is made as if on an empty
- * root (BuildKit copies onto scratch and merges), so every parent is
- * 0755 root and the parent's snapshots are not needed. */
-static int ensure_parents(struct copy_job *j, const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = strchr(buf, '/'); p; p = strchr(p + 1, '/')) {
-        *p = '\0';
-        if (!emitted_has(j, buf)) {
-            struct stat st;
-            struct cairn_layer_entry e = {
-                .path = buf, .mode = S_IFDIR | 0755, .mtime = clamp_time(j->b, j->b->now)};
-            if (!j->link &&
-                stage_lstat(j->b, j->parent, buf, &st, NULL, 0) == 0 &&
-                S_ISDIR(st.st_mode)) {
-                e.mode = st.st_mode;
-                e.uid = st.st_uid;
-                e.gid = st.st_gid;
-                e.mtime = clamp_time(j->b, st.st_mtime);
-            }
-            int rc = cairn_layer_add(j->w, &e, j->b->err);
-            if (!rc)
-                rc = cairn_strvec_push(&j->emitted, buf);
-            if (rc)
-                return rc;
-        }
-        *p = '/';
-    }
-    return 0;
-}
-
-/* Symlinks followed in one destination, as Linux's MAXSYMLINKS and Go's
- * FollowSymlinkInScope (255) allow. */
-#define BUILD_MAX_LINKS 255
-
-/* Resolves path (relative to the root, components separated by '/') in
- * the parent's tree as Docker resolves a COPY destination (Go's
- * FollowSymlinkInScope, BuildKit's RootPath): symlinks are followed, an
- * absolute target starts again at the image's root and ".." stops at it,
- * so nothing resolves outside the image. The last component is followed
- * too, dangling or not (docker build, classic and BuildKit, writes through
- * it). Fills out (no leading '/', "" for the root) and sets *links when a
- * symlink was followed. */
-static int dest_resolve(struct copy_job *j, const char *path, char *out,
-                        size_t outlen, bool *links)
-{
-    char res[4096] = "";
-    char rest[8192];
-    char tmp[8192];
-    unsigned nlinks = 0;
-    bool missing = false; /* below a missing directory nothing exists */
-    snprintf(rest, sizeof rest, "%s", path);
-    char *r = rest;
-    for (;;) {
-        while (*r == '/')
-            r++;
-        if (*r == '\0')
-            break;
-        size_t clen = strcspn(r, "/");
-        char comp[256];
-        if (clen >= sizeof comp)
-            return cairn_err_set(j->b->err, -ENAMETOOLONG,
-                                 "destination name too long: %.100s", r);
-        memcpy(comp, r, clen);
-        comp[clen] = '\0';
-        r += clen;
-        while (*r == '/')
-            r++;
-        if (strcmp(comp, ".") == 0)
-            continue;
-        if (strcmp(comp, "..") == 0) {
-            missing = false;
-            char *slash = strrchr(res, '/');
-            if (slash)
-                *slash = '\0';
-            else
-                res[0] = '\0';
-            continue;
-        }
-        size_t rl = strlen(res);
-        if (rl + 1 + clen >= sizeof res)
-            return cairn_err_set(j->b->err, -ENAMETOOLONG,
-                                 "destination too long: %.100s", path);
-        char *at = res + rl;
-        snprintf(at, sizeof res - rl, "%s%s", rl ? "/" : "", comp);
-        if (missing)
-            continue;
-        struct stat st;
-        char found[8192];
-        int rc = stage_lstat(j->b, j->parent, res, &st, found, sizeof found);
-        if (rc == CAIRN_E_NOTFOUND) {
-            missing = true;
-            continue;
-        }
-        if (rc)
-            return rc;
-        if (!S_ISLNK(st.st_mode))
-            continue;
-        if (++nlinks > BUILD_MAX_LINKS)
-            return cairn_err_set(j->b->err, -ELOOP,
-                                 "too many symlinks in destination %.200s",
-                                 path);
-        char target[4096];
-        ssize_t tl = readlink(found, target, sizeof target - 1);
-        if (tl < 0)
-            return cairn_err_set(j->b->err, -errno, "cannot read link %s: %s",
-                                 res, strerror(errno));
-        target[tl] = '\0';
-        *at = '\0'; /* the link's own name is replaced by its target */
-        if (target[0] == '/')
-            res[0] = '\0';
-        if ((size_t)snprintf(tmp, sizeof tmp, "%s/%s", target, r) >= sizeof tmp)
-            return cairn_err_set(j->b->err, -ENAMETOOLONG,
-                                 "destination too long: %.100s", path);
-        memcpy(rest, tmp, strlen(tmp) + 1);
-        r = rest;
-    }
-    if (strlen(res) >= outlen)
-        return cairn_err_set(j->b->err, -ENAMETOOLONG,
-                             "destination too long: %.100s", path);
-    snprintf(out, outlen, "%s", res);
-    *links = nlinks > 0;
-    return 0;
-}
-
-/* Puts j->dest where Docker puts it in the parent's tree: through its
- * symlinks, the last one included; a destination that is a directory there
- * (or a link to one) takes a copied file inside, as in Docker. The source
- * tree's own symlinks are copied as they are. COPY --link keeps its
- * destination as written, as BuildKit does: it does not look at the
- * parent. The parent's snapshots are looked at, which a COPY below a
- * directory of a non-empty parent does anyway for ensure_parents. */
-static int dest_follow(struct copy_job *j)
-{
-    if (j->link || j->parent->nlayers == 0 || strcmp(j->dest, "/") == 0)
-        return 0;
-    char to[sizeof j->dest - 1]; /* room for the leading '/' */
-    bool linked = false;
-    int rc = dest_resolve(j, j->dest, to, sizeof to, &linked);
-    if (rc)
-        return rc;
-    struct stat st;
-    if (to[0] == '\0' || (stage_lstat(j->b, j->parent, to, &st, NULL, 0) == 0 &&
-                          S_ISDIR(st.st_mode)))
-        j->dest_is_dir = true;
-    if (linked)
-        snprintf(j->dest, sizeof j->dest, "/%s", to);
-    return 0;
-}
-
-static const char *base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
-/* ADD sources that are fetched, not read from the context (the key
- * covers them by name only; fetching needs the network, so not yet). */
-static bool add_is_remote(const char *src)
-{
-    static const char *const remote[] = {"http://", "https://", "git@",
-                                         "git://"};
-    for (size_t k = 0; k < sizeof remote / sizeof remote[0]; k++)
-        if (strncmp(src, remote[k], strlen(remote[k])) == 0)
-            return true;
-    return false;
-}
-
-/* cairn_layer_add_archive's hook: parents first, each directory once. */
-static int archive_entry_cb(void *arg, const char *path, mode_t mode,
-                            struct cairn_err *err)
-{
-    struct copy_job *j = arg;
-    (void)err; /* ensure_parents reports through j->b->err, the same one */
-    int rc = ensure_parents(j, path);
-    if (rc)
-        return rc;
-    if (S_ISDIR(mode)) {
-        if (emitted_has(j, path))
-            return 1;
-        rc = cairn_strvec_push(&j->emitted, path);
-    }
-    if (!rc)
-        j->entries++;
-    return rc;
-}
-
-/* ADD of a local tar archive: its entries land under dest, which is a
- * directory whatever its spelling (Docker's rule). --chown applies to
- * them; --chmod does not (BuildKit keeps the archive's modes). */
-static int copy_archive(struct copy_job *j, const char *src)
-{
-    struct build *b = j->b;
-    const char *dest = j->dest;
-    while (*dest == '/')
-        dest++;
-    struct cairn_layer_extract x = {
-        .dest = dest,
-        .chown = j->step->chown != NULL && j->step->chown[0] != '\0',
-        .uid = j->uid,
-        .gid = j->gid,
-        .entry = archive_entry_cb,
-        .arg = j,
-    };
-    return cairn_layer_add_archive(j->w, src, &x, b->err);
-}
-
-static int copy_entry(void *arg, const struct ck_context_entry *e)
-{
-    struct copy_job *j = arg;
-    struct build *b = j->b;
-    char target[8192];
-    if (ck_exclude_entry(j->exclude, e))
-        return 0;
-    const char *unpack = ck_instr_flag(j->step->instr, "unpack", NULL);
-    if (j->step->instr->kind == CK_INSTR_ADD && e->type == 'f' &&
-        !e->match_is_dir && !(unpack && strcmp(unpack, "false") == 0)) {
-        /* --unpack=false (Dockerfile 1.17) copies an archive as a file. */
-        char path[8192];
-        bool tar = false;
-        snprintf(path, sizeof path, "%s/%s", j->srcroot, e->disk);
-        cairn_layer_is_archive(path, &tar);
-        if (tar)
-            return copy_archive(j, path);
-    }
-    /* Where the entry lands: a directory match copies its contents into
-     * dest; a file goes to dest itself, or into it when dest is a dir.
-     * With --parents the match keeps its path (below a "/./" pivot). */
-    size_t pl = strlen(j->pivot);
-    const char *kept = e->match;
-    if (pl && strncmp(kept, j->pivot, pl) == 0 && kept[pl] == '/')
-        kept += pl + 1;
-    if (j->step->parents && strcmp(kept, ".") != 0) {
-        if (strcmp(e->rel, ".") == 0 || !e->match_is_dir)
-            snprintf(target, sizeof target, "%s/%s", j->dest, kept);
-        else
-            snprintf(target, sizeof target, "%s/%s/%s", j->dest, kept, e->rel);
-    } else if (e->match_is_dir) {
-        if (strcmp(e->rel, ".") == 0)
-            snprintf(target, sizeof target, "%s", j->dest);
-        else
-            snprintf(target, sizeof target, "%s/%s", j->dest, e->rel);
-    } else if (j->dest_is_dir) {
-        snprintf(target, sizeof target, "%s/%s", j->dest, base_name(e->match));
-    } else {
-        snprintf(target, sizeof target, "%s", j->dest);
-    }
-    const char *rel = target;
-    while (*rel == '/')
-        rel++;
-    if (*rel == '\0')
-        return 0; /* the root itself: never an entry */
-    int rc = ensure_parents(j, rel);
-    if (rc)
-        return rc;
-    char src[8192];
-    snprintf(src, sizeof src, "%s/%s", j->srcroot, e->disk);
-    struct stat st;
-    if (lstat(src, &st) != 0)
-        return cairn_err_set(b->err, -errno, "cannot read %s: %s", e->disk,
-                             strerror(errno));
-    mode_t perm = (mode_t)(e->mode & 07777);
-    if (j->has_chmod && e->type != 'l')
-        perm = j->chmod;
-    struct cairn_layer_entry le = {
-        .path = rel,
-        .uid = j->uid,
-        .gid = j->gid,
-        .mtime = clamp_time(b, st.st_mtime),
-        .link_target = e->link_target,
-    };
-    j->entries++;
-    if (e->type == 'd') {
-        if (emitted_has(j, rel))
-            return 0;
-        le.mode = S_IFDIR | perm;
-        rc = cairn_layer_add(j->w, &le, b->err);
-        if (!rc)
-            rc = cairn_strvec_push(&j->emitted, rel);
-        return rc;
-    }
-    if (e->type == 'l') {
-        le.mode = S_IFLNK | 0777;
-        return cairn_layer_add(j->w, &le, b->err);
-    }
-    le.mode = S_IFREG | perm;
-    int fd = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return cairn_err_set(b->err, -errno, "cannot open %s: %s", e->disk,
-                             strerror(errno));
-    rc = cairn_layer_add_file(j->w, &le, fd, (int64_t)st.st_size, b->err);
-    close(fd);
-    return rc;
-}
-
-static int count_match(void *arg, const struct ck_context_entry *e)
-{
-    struct cairn_strvec *m = arg;
-    for (size_t i = 0; i < m->n; i++)
-        if (strcmp(m->v[i], e->match) == 0)
-            return 0;
-    return cairn_strvec_push(m, e->match);
-}
-
-/* COPY/ADD --link (or --link=true). */
-static bool copy_is_link(const struct ck_step *s)
-{
-    bool present = false;
-    const char *v = ck_instr_flag(s->instr, "link", &present);
-    return present && (v == NULL || strcmp(v, "true") == 0);
-}
-
-/* Whether the snapshot of step s's layer will be wanted in this build: a
- * later RUN, COPY or ADD of its stage (a COPY looks at the parent's
- * files for parents and --chown names), or a needed stage built FROM it
- * or copying from it. A COPY then writes the snapshot as it writes the
- * layer, instead of unpacking the layer again later; a snapshot nobody
- * wants is not worth its file creations. */
-static bool copy_wants_snapshot(const struct build *b, const struct ck_step *s)
-{
-    const struct ck_plan *p = b->plan;
-    for (size_t i = (size_t)(s - p->steps) + 1; i < p->nsteps; i++) {
-        const struct ck_step *t = &p->steps[i];
-        if (!p->stages[t->stage].needed)
-            continue;
-        enum ck_instr_kind k = t->instr->kind;
-        bool layer_step =
-            k == CK_INSTR_RUN || k == CK_INSTR_COPY || k == CK_INSTR_ADD;
-        /* A COPY --link reads the parent only for --chown names. */
-        bool reads_parent =
-            layer_step && k != CK_INSTR_RUN &&
-            (!copy_is_link(t) || (t->chown != NULL && t->chown[0] != '\0'));
-        if (t->stage == s->stage && (k == CK_INSTR_RUN || reads_parent))
-            return true;
-        if (t->stage != s->stage && layer_step &&
-            t->from_kind == CK_FROM_STAGE && t->from_stage == s->stage)
-            return true;
-    }
-    for (size_t k = 0; k < p->nstages; k++)
-        if (k != s->stage && p->stages[k].needed &&
-            p->stages[k].base_kind == CK_BASE_STAGE &&
-            p->stages[k].base_stage == s->stage)
-            return true;
-    return false;
-}
-
-/* Writes a COPY/ADD layer. *empty is set when it added nothing. When the
- * layer's snapshot will be wanted, it is written in the same pass
- * (cairn_layer_writer_mirror) and *snap gets its path (malloc'd), else
- * NULL. */
-static int run_copy(struct build *b, const struct ck_step *s,
-                    struct stage_out *so, struct cairn_layer_desc *desc,
-                    char **blob, bool *empty, char **snap)
-{
-    struct copy_job j;
-    memset(&j, 0, sizeof j);
-    j.b = b;
-    j.step = s;
-    j.parent = so;
-    j.link = copy_is_link(s);
-    cairn_strvec_init(&j.emitted);
-    struct ck_context *src_ctx = b->ctx;
-    char mnt[4096] = "";
-    char mirror[4096] = "";
-    const char **lowers = NULL;
-    *snap = NULL;
-    int rc = resolve_chown(b, so, s, &j.uid, &j.gid);
-    if (rc)
-        return rc;
-    if (s->chmod) {
-        char *end = NULL;
-        unsigned long m = strtoul(s->chmod, &end, 8);
-        if (*end != '\0' || m > 07777)
-            return step_fail(b, s, CAIRN_E_PARSE, "invalid --chmod value");
-        j.has_chmod = true;
-        j.chmod = (mode_t)m;
-    }
-    if (s->nexcludes) {
-        rc = ck_exclude_new(s->excludes, s->nexcludes, &j.exclude, b->err);
-        if (rc)
-            return step_fail(b, s, rc, b->err->msg);
-    }
-
-    /* The destination, absolute, relative to WORKDIR otherwise. */
-    const char *dest = s->words[s->nwords - 1];
-    size_t dl = strlen(dest);
-    bool trailing = dl > 0 && dest[dl - 1] == '/';
-    if (dest[0] == '/')
-        snprintf(j.dest, sizeof j.dest, "%s", dest);
-    else
-        snprintf(j.dest, sizeof j.dest, "%s/%s", s->workdir, dest);
-    /* Clean "." segments and trailing slashes enough for joining. */
-    size_t n = strlen(j.dest);
-    while (n > 1 && (j.dest[n - 1] == '/' ||
-                     (n > 1 && j.dest[n - 1] == '.' && j.dest[n - 2] == '/'))) {
-        j.dest[--n] = '\0';
-    }
-    if (strcmp(j.dest, "/.") == 0 || n == 0)
-        snprintf(j.dest, sizeof j.dest, "/");
-
-    /* Sources in another stage or image: a read-only view of its root. */
-    struct stage_out img;
-    memset(&img, 0, sizeof img);
-    if (s->from_kind != CK_FROM_CONTEXT) {
-        struct stage_out *from = &img;
-        if (s->from_kind == CK_FROM_STAGE) {
-            from = &b->stages[s->from_stage];
-        } else {
-            struct cairn_manifest m;
-            memset(&m, 0, sizeof m);
-            rc = load_image(b, s->from_image.digest, &m, &img.cfg);
-            for (size_t i = 0; !rc && i < m.nlayers; i++)
-                rc = layers_push(&img, &m.layers[i]);
-            cairn_manifest_clear(&m);
-            if (rc)
-                goto out;
-        }
-        if (from->nlayers == 0) {
-            rc = step_fail(b, s, CAIRN_E_NOTFOUND,
-                           "the stage or image copied from has no files");
-            goto out;
-        }
-        rc = stage_lowers(b, from, &lowers);
-        if (rc)
-            goto out;
-        snprintf(mnt, sizeof mnt, "%s/from-XXXXXX", cairn_store_tmpdir(b->st));
-        if (mkdtemp(mnt) == NULL) {
-            rc = cairn_err_set(b->err, -errno, "mkdtemp: %s", strerror(errno));
-            mnt[0] = '\0';
-            goto out;
-        }
-        rc = cairn_sandbox_mount_ro(lowers, from->nlayers, mnt, b->err);
-        if (rc) {
-            rmdir(mnt);
-            mnt[0] = '\0';
-            goto out;
-        }
-        struct ck_context_opts co = {.threads = 0};
-        rc = ck_context_open(mnt, &co, &src_ctx, b->err);
-        if (rc) {
-            src_ctx = NULL;
-            goto out;
-        }
-    }
-    j.srcroot = ck_context_dir(src_ctx);
-
-    /* Several sources, or a wildcard with several matches, or a trailing
-     * slash: dest is a directory (Docker's rule). */
-    size_t nsrc = 0;
-    struct cairn_strvec matches;
-    cairn_strvec_init(&matches);
-    for (size_t i = 0; i + 1 < s->nwords; i++) {
-        if (strncmp(s->words[i], "<<", 2) == 0) {
-            nsrc++;
-            continue;
-        }
-        if (s->instr->kind == CK_INSTR_ADD && add_is_remote(s->words[i])) {
-            char msg[600];
-            snprintf(msg, sizeof msg,
-                     "ADD from a URL is not supported yet: %.500s",
-                     s->words[i]);
-            cairn_strvec_free(&matches);
-            rc = step_fail(b, s, CAIRN_E_UNSUPPORTED, msg);
-            goto out;
-        }
-        rc = ck_context_source_each(src_ctx, s->words[i], count_match,
-                                    &matches, b->err);
-        if (rc) {
-            cairn_strvec_free(&matches);
-            cairn_err_prefix(b->err, "step %d/%d (%s:%d %s)", s->number,
-                             b->total, b->df->name, s->instr->line,
-                             ck_instr_name(s->instr->kind));
-            goto out;
-        }
-    }
-    nsrc += matches.n;
-    cairn_strvec_free(&matches);
-    j.dest_is_dir =
-        trailing || nsrc > 1 || strcmp(j.dest, "/") == 0 || s->parents;
-    rc = dest_follow(&j);
-    if (rc) {
-        cairn_err_prefix(b->err, "step %d/%d (%s:%d %s)", s->number, b->total,
-                         b->df->name, s->instr->line,
-                         ck_instr_name(s->instr->kind));
-        goto out;
-    }
-
-    struct cairn_layer_opts lo = {.compression = b->o->compression,
-                                  .source_date_epoch = b->o->source_date_epoch};
-    struct layer_progress lp;
-    layer_progress_start(b, &lo, &lp);
-    rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &j.w, b->err);
-    if (rc)
-        goto out;
-    if (copy_wants_snapshot(b, s)) {
-        /* Without a mirror the snapshot is unpacked when wanted, as for
-         * any layer: a mirror that cannot start is not an error. */
-        struct cairn_err scratch;
-        cairn_err_clear(&scratch);
-        if (cairn_store_snapshot_stage(b->st, mirror, sizeof mirror,
-                                       &scratch) != 0)
-            mirror[0] = '\0';
-        else if (cairn_layer_writer_mirror(j.w, mirror, &scratch) != 0) {
-            cairn_store_snapshot_discard(b->st, mirror);
-            mirror[0] = '\0';
-        }
-    }
-    for (size_t i = 0; !rc && i + 1 < s->nwords; i++) {
-        const char *src = s->words[i];
-        if (strncmp(src, "<<", 2) == 0) {
-            /* Heredoc source: a file named after the delimiter. */
-            const struct ck_heredoc *h = NULL;
-            for (size_t k = 0; k < s->instr->nheredocs; k++)
-                if (strstr(src, s->instr->heredocs[k].name))
-                    h = &s->instr->heredocs[k];
-            if (h == NULL)
-                continue;
-            char target[8192];
-            if (j.dest_is_dir)
-                snprintf(target, sizeof target, "%s/%s", j.dest, h->name);
-            else
-                snprintf(target, sizeof target, "%s", j.dest);
-            const char *rel = target;
-            while (*rel == '/')
-                rel++;
-            rc = ensure_parents(&j, rel);
-            struct cairn_layer_entry le = {
-                .path = rel,
-                .mode = S_IFREG | (j.has_chmod ? j.chmod : 0644),
-                .uid = j.uid,
-                .gid = j.gid,
-                .mtime = clamp_time(b, b->now),
-            };
-            if (!rc)
-                rc = cairn_layer_add_data(j.w, &le, h->content,
-                                          strlen(h->content), b->err);
-            j.entries++;
-            continue;
-        }
-        /* --parents keeps the path below a "/./" pivot (Dockerfile 1.7). */
-        const char *pv = strstr(src, "/./");
-        j.pivot[0] = '\0';
-        if (s->parents && pv != NULL) {
-            const char *p0 = src;
-            while (*p0 == '/' || (p0[0] == '.' && p0[1] == '/'))
-                p0 += *p0 == '/' ? 1 : 2;
-            if (pv > p0)
-                snprintf(j.pivot, sizeof j.pivot, "%.*s", (int)(pv - p0), p0);
-        }
-        rc = ck_context_source_each(src_ctx, src, copy_entry, &j, b->err);
-    }
-    if (rc) {
-        cairn_layer_writer_abort(j.w);
-        layer_progress_end(&lp);
-        goto out;
-    }
-    *empty = j.entries == 0;
-    bool mirrored = false;
-    cairn_layer_writer_mirror_end(j.w, &mirrored);
-    rc = cairn_layer_writer_finish(j.w, desc, blob, b->err);
-    layer_progress_end(&lp);
-    if (!rc && mirrored && !*empty) {
-        /* The tree is complete: it becomes the layer's snapshot (or the
-         * one another build made first is used). Failing to move it only
-         * costs an unpack later. */
-        char path[4096];
-        struct cairn_err scratch;
-        cairn_err_clear(&scratch);
-        if (cairn_store_snapshot_adopt(b->st, desc, mirror, path, sizeof path,
-                                       &scratch) == 0)
-            *snap = strdup(path);
-        mirror[0] = '\0'; /* adopted or removed by adopt */
-    }
-out:
-    if (mirror[0])
-        cairn_store_snapshot_discard(b->st, mirror);
-    if (src_ctx != b->ctx)
-        ck_context_close(src_ctx);
-    if (mnt[0]) {
-        cairn_sandbox_unmount(mnt, NULL);
-        rmdir(mnt);
-    }
-    free(lowers);
-    stage_out_free(&img);
-    cairn_strvec_free(&j.emitted);
-    ck_exclude_free(j.exclude);
-    return rc;
-}
-
-/* ---- RUN ----------------------------------------------------------------- */
-
-/* Below this much free space the store's file system counts as full. */
-#define BUILD_FULL_FREE ((uint64_t)1 << 20)
-
-/* A full store shows in a RUN as a failing write inside the command
- * (through overlayfs even as EIO, not ENOSPC): add that to the step's
- * error, or the user hunts for a bug in the command. */
-static void note_full_disk(struct build *b)
-{
-    struct statvfs sv;
-    const char *dir = cairn_store_tmpdir(b->st);
-    if (statvfs(dir, &sv) != 0)
-        return;
-    uint64_t avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
-    bool no_inodes = sv.f_files > 0 && sv.f_favail == 0;
-    if (avail >= BUILD_FULL_FREE && !no_inodes)
-        return;
-    size_t n = strnlen(b->err->msg, sizeof b->err->msg);
-    snprintf(b->err->msg + n, sizeof b->err->msg - n,
-             " (no space left on device: the store's file system at %s has "
-             "%llu kB%s free)",
-             dir, (unsigned long long)(avail / 1024),
-             no_inodes ? " and no inodes" : "");
-}
-
-/* True when dir holds anything but the paths in skip. */
-static bool upper_has_changes(const char *dir, const char *prefix,
-                              char *const *skip)
-{
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return false;
-    struct dirent *de;
-    bool found = false;
-    while (!found && (de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char rel[4096], full[8192];
-        snprintf(rel, sizeof rel, "%s%s%s", prefix, prefix[0] ? "/" : "",
-                 de->d_name);
-        snprintf(full, sizeof full, "%s/%s", dir, de->d_name);
-        bool skipped = false;
-        for (size_t i = 0; skip && skip[i]; i++)
-            if (strcmp(skip[i], rel) == 0)
-                skipped = true;
-        struct stat st;
-        if (!skipped) {
-            found = true;
-        } else if (lstat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
-            found = upper_has_changes(full, rel, skip);
-        }
-    }
-    closedir(d);
-    return found;
-}
-
-/* cairn_runmount_lowers_fn: the snapshots of a mount's from= (an earlier
- * stage, built by now, or an image in the store). */
-struct mount_lowers {
-    struct build *b;
-    struct stage_out imgs[CAIRN_RUN_MAX_MOUNTS];
-    size_t nimgs;
-};
-
-static int mount_lowers(void *arg, const struct ck_run_mount *rm,
-                        const char ***out, size_t *n, struct cairn_err *err)
-{
-    struct mount_lowers *ml = arg;
-    struct build *b = ml->b;
-    struct stage_out *from = NULL;
-    int rc = 0;
-    (void)err; /* the helpers report through b->err, the same one */
-    if (rm->from_kind == CK_FROM_STAGE) {
-        from = &b->stages[rm->from_stage];
-    } else {
-        from = &ml->imgs[ml->nimgs++];
-        struct cairn_manifest m;
-        memset(&m, 0, sizeof m);
-        rc = load_image(b, rm->from_image.digest, &m, &from->cfg);
-        for (size_t i = 0; !rc && i < m.nlayers; i++)
-            rc = layers_push(from, &m.layers[i]);
-        cairn_manifest_clear(&m);
-    }
-    if (!rc)
-        rc = stage_lowers(b, from, out);
-    if (!rc)
-        *n = from->nlayers;
-    return rc;
-}
-
-static int run_run(struct build *b, const struct ck_step *s,
-                   struct stage_out *so, struct cairn_layer_desc *desc,
-                   char **blob, bool *empty)
-{
-    char tmp[4096], upper[4200], work[4200];
-    snprintf(tmp, sizeof tmp, "%s/run-XXXXXX", cairn_store_tmpdir(b->st));
-    if (mkdtemp(tmp) == NULL)
-        return cairn_err_set(b->err, -errno, "mkdtemp: %s", strerror(errno));
-    snprintf(upper, sizeof upper, "%s/upper", tmp);
-    snprintf(work, sizeof work, "%s/work", tmp);
-    const char **lowers = NULL;
-    struct cairn_strvec argv, env;
-    cairn_strvec_init(&argv);
-    cairn_strvec_init(&env);
-    struct cairn_run_result res;
-    memset(&res, 0, sizeof res);
-    const void *stdin_data = NULL;
-    size_t stdin_len = 0;
-    char *script = NULL;
-    struct cairn_runmounts *mounts = NULL;
-    struct mount_lowers ml;
-    memset(&ml, 0, sizeof ml);
-    ml.b = b;
-    int rc = 0;
-    if (s->insecure) {
-        rc = step_fail(b, s, CAIRN_E_UNSUPPORTED,
-                       "RUN --security=insecure is not supported: it needs "
-                       "the security.insecure entitlement, which cairn does "
-                       "not grant");
-        goto out;
-    }
-    if (mkdir(upper, 0755) != 0 || mkdir(work, 0700) != 0) {
-        rc = cairn_err_set(b->err, -errno, "mkdir: %s", strerror(errno));
-        goto out;
-    }
-    rc = stage_lowers(b, so, &lowers);
-    if (rc)
-        goto out;
-
-    const struct ck_instr *in = s->instr;
-    if (in->json) {
-        for (size_t i = 0; !rc && i < s->nwords; i++)
-            rc = cairn_strvec_push(&argv, s->words[i]);
-    } else {
-        for (size_t i = 0; !rc && i < s->nshell; i++)
-            rc = cairn_strvec_push(&argv, s->shell[i]);
-        const char *cmd = s->nwords ? s->words[0] : "";
-        if (!rc && in->nheredocs == 1 && strncmp(cmd, "<<", 2) == 0 &&
-            strchr(cmd, ' ') == NULL) {
-            /* RUN <<EOF: the heredoc is the script (BuildKit's rule). */
-            rc = cairn_strvec_push(&argv, in->heredocs[0].content);
-        } else if (!rc && in->nheredocs > 0) {
-            /* Heredocs as redirections: the shell reads them itself. */
-            struct cairn_buf sb;
-            cairn_buf_init(&sb, 0);
-            cairn_buf_puts(&sb, cmd);
-            for (size_t i = 0; i < in->nheredocs; i++)
-                cairn_buf_printf(&sb, "\n%s%s", in->heredocs[i].content,
-                                 in->heredocs[i].name);
-            cairn_buf_putc(&sb, '\n');
-            script = cairn_buf_take(&sb);
-            rc = script ? cairn_strvec_push(&argv, script) : CAIRN_E_NOMEM;
-        } else if (!rc) {
-            rc = cairn_strvec_push(&argv, cmd);
-        }
-    }
-    bool has_home = false;
-    for (size_t i = 0; !rc && i < s->nenv; i++) {
-        rc = cairn_strvec_push(&env, s->env[i]);
-        has_home = has_home || strncmp(s->env[i], "HOME=", 5) == 0;
-    }
-    /* Docker (runc) sets HOME from the user's passwd entry when the
-     * environment has none. It is derived from the parent's files, which
-     * the key already covers, so it stays out of the key and the image. */
-    if (!rc && !has_home) {
-        char home[1024], var[1100];
-        passwd_home(b, so, s->user, home, sizeof home);
-        snprintf(var, sizeof var, "HOME=%s", home);
-        rc = cairn_strvec_push(&env, var);
-    }
-    /* Proxy settings reach the command but never the key or the image. */
-    for (size_t i = 0; !rc && i < b->o->nbuild_args; i++) {
-        const char *a = b->o->build_args[i];
-        static const char *const proxies[] = {
-            "HTTP_PROXY=", "http_proxy=", "HTTPS_PROXY=", "https_proxy=",
-            "FTP_PROXY=", "ftp_proxy=", "NO_PROXY=", "no_proxy=",
-            "ALL_PROXY=", "all_proxy="};
-        for (size_t k = 0; k < sizeof proxies / sizeof proxies[0]; k++)
-            if (strncmp(a, proxies[k], strlen(proxies[k])) == 0)
-                rc = cairn_strvec_push(&env, a);
-    }
-    if (rc)
-        goto out;
-    enum cairn_run_network net = b->o->network;
-    if (strcmp(s->network, "none") == 0)
-        net = CAIRN_RUN_NET_NONE;
-    else if (strcmp(s->network, "host") == 0)
-        net = CAIRN_RUN_NET_HOST;
-    struct cairn_runmount_env menv = {
-        .store_root = cairn_store_root(b->st),
-        .tmpdir = tmp,
-        .ctx = b->ctx,
-        .secrets = b->o->secrets,
-        .nsecrets = b->o->nsecrets,
-        .lowers = mount_lowers,
-        .lowers_arg = &ml,
-        .out = b->out,
-    };
-    if (s->nmounts) {
-        rc = cairn_runmounts_prepare(s, &menv, &mounts, b->err);
-        if (rc) {
-            cairn_err_prefix(b->err, "step %d/%d (%s:%d RUN)", s->number,
-                             b->total, b->df->name, s->instr->line);
-            goto out;
-        }
-    }
-    size_t nmounts = 0;
-    const struct cairn_run_mount *mlist =
-        cairn_runmounts_list(mounts, &nmounts);
-    struct cairn_run_spec spec = {
-        .lowerdirs = lowers,
-        .nlowerdirs = so->nlayers,
-        .upperdir = upper,
-        .workdir = work,
-        .argv = (const char *const *)argv.v,
-        .argc = argv.n,
-        .env = (const char *const *)env.v,
-        .nenv = env.n,
-        .cwd = s->workdir,
-        .user = s->user,
-        .network = net,
-        .stdin_data = stdin_data,
-        .stdin_len = stdin_len,
-        .out_fd = fileno(b->out),
-        .mounts = mlist,
-        .nmounts = nmounts,
-    };
-    fflush(b->out);
-    rc = cairn_sandbox_run(&spec, &res, b->err);
-    /* Cache locks are held for the command only; the views and copies
-     * are not needed for the layer. */
-    cairn_runmounts_release(mounts);
-    mounts = NULL;
-    if (rc) {
-        cairn_err_prefix(b->err, "step %d/%d (%s:%d RUN)", s->number,
-                         b->total, b->df->name, s->instr->line);
-        goto out;
-    }
-    if (res.exit_code != 0) {
-        struct cairn_buf cmdline;
-        cairn_buf_init(&cmdline, 4096);
-        for (size_t i = 0; i < argv.n; i++)
-            cairn_buf_printf(&cmdline, "%s%s", i ? " " : "", argv.v[i]);
-        rc = cairn_err_set(b->err, CAIRN_E_FAILED,
-                           "step %d/%d (%s:%d RUN): The command '%s' returned "
-                           "a non-zero code: %d",
-                           s->number, b->total, b->df->name, s->instr->line,
-                           cmdline.data ? cmdline.data : "", res.exit_code);
-        cairn_buf_free(&cmdline);
-        note_full_disk(b);
-        goto out;
-    }
-    *empty = !upper_has_changes(upper, "", res.created);
-    if (*empty)
-        goto out;
-    struct cairn_layer_writer *w = NULL;
-    struct cairn_layer_opts lo = {.compression = b->o->compression,
-                                  .source_date_epoch = b->o->source_date_epoch};
-    struct layer_progress lp;
-    layer_progress_start(b, &lo, &lp);
-    rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &w, b->err);
-    if (!rc)
-        rc = cairn_layer_add_upper(w, upper, (const char *const *)res.created,
-                                   b->err);
-    if (rc) {
-        cairn_layer_writer_abort(w);
-        layer_progress_end(&lp);
-        goto out;
-    }
-    rc = cairn_layer_writer_finish(w, desc, blob, b->err);
-    layer_progress_end(&lp);
-out:
-    cairn_runmounts_release(mounts);
-    for (size_t i = 0; i < ml.nimgs; i++)
-        stage_out_free(&ml.imgs[i]);
-    cairn_run_result_clear(&res);
-    free(script);
-    free(lowers);
-    cairn_strvec_free(&argv);
-    cairn_strvec_free(&env);
-    rm_tree(tmp);
-    return rc;
 }
 
 /* ---- the walk ------------------------------------------------------------ */
@@ -1765,15 +819,15 @@ static int start_stage(struct build *b, const struct ck_stage *st,
         const struct stage_out *base = &b->stages[st->base_stage];
         rc = cairn_image_config_copy(&so->cfg, &base->cfg);
         for (size_t i = 0; !rc && i < base->nlayers; i++)
-            rc = layers_push(so, &base->layers[i]);
+            rc = build_layers_push(so, &base->layers[i]);
         break;
     }
     case CK_BASE_IMAGE: {
         struct cairn_manifest m;
         memset(&m, 0, sizeof m);
-        rc = load_image(b, st->base.digest, &m, &so->cfg);
+        rc = build_image_load(b, st->base.digest, &m, &so->cfg);
         for (size_t i = 0; !rc && i < m.nlayers; i++)
-            rc = layers_push(so, &m.layers[i]);
+            rc = build_layers_push(so, &m.layers[i]);
         cairn_manifest_clear(&m);
         break;
     }
@@ -1857,9 +911,9 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
         char *blob = NULL;
         bool empty = false;
         if (s->instr->kind == CK_INSTR_RUN)
-            rc = run_run(b, s, so, &rec.layer, &blob, &empty);
+            rc = build_run_step(b, s, so, &rec.layer, &blob, &empty);
         else
-            rc = run_copy(b, s, so, &rec.layer, &blob, &empty, &snap);
+            rc = build_copy_step(b, s, so, &rec.layer, &blob, &empty, &snap);
         if (rc)
             return rc;
         b->stats->run++;
@@ -1882,7 +936,7 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
                                k->material.len, &rec);
     }
     if (!rec.empty) {
-        rc = layers_push(so, &rec.layer);
+        rc = build_layers_push(so, &rec.layer);
         if (!rc && snap != NULL)
             rc = stage_snapshot_take(so, so->nlayers - 1, &snap);
         if (!rc)
@@ -2323,7 +1377,7 @@ out:
     cairn_explain_build_clear(&b.last);
     if (b.stages)
         for (size_t i = 0; i < b.plan->nstages; i++)
-            stage_out_free(&b.stages[i]);
+            build_stage_out_free(&b.stages[i]);
     free(b.stages);
     ck_keys_free(b.keys);
     ck_plan_free(b.plan);
