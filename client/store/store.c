@@ -8,24 +8,14 @@
  *     tags. index.json is a view of the image records and tags, rewritten
  *     after every change; it is never read back.
  *
- * Prune rule (the one place that deletes):
- *   1. Under the exclusive store lock (so no build is between writing a
- *      blob and recording what references it), in one LMDB write
- *      transaction: remove every image record without a tag; the blobs
- *      to keep, K, are the manifest, config and layers of every image
- *      left; remove every key index entry whose layer blob is not in K
- *      (entries for empty steps stay); the snapshots to keep, D, are the
- *      diff_ids of the layers of the images left and of the key entries
- *      left. Commit.
- *   2. Then delete every blob not in K, every snapshot not in D, and
- *      everything in tmp/ (leftovers of crashed processes: with the
- *      exclusive lock and the index.json lock held, nobody else is
- *      writing there). A crash during step 2 only leaves unreferenced
- *      files, which the next prune removes.
+ * Prune, the one place that deletes, is client/store/store_prune.c; its
+ * opening comment gives the rule.
  *
- * LMDB errors are translated here and nowhere else (store_mdb_err).
+ * LMDB errors are translated here and nowhere else (store_mdb_err,
+ * store_mdb_fail).
  */
 #include "client/store/store.h"
+#include "client/store/store_impl.h"
 #include "client/store/json.h"
 
 #include "cachekey/digest.h"
@@ -49,7 +39,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STORE_PATH_MAX 4096
 #define STORE_DB_KEYS "keys"
 #define STORE_DB_RESULTS "results"
 #define STORE_DB_TAGS "tags"
@@ -67,29 +56,11 @@
 #define ANN_REF_NAME "org.opencontainers.image.ref.name"
 #define ANN_CAIRN_REF "io.cairn.image.ref"
 
-enum lock_mode { LOCK_NONE, LOCK_SHARED, LOCK_EXCL };
-
-struct cairn_store {
-    char *root;
-    char *tmpdir;
-    struct cairn_index *idx;
-    MDB_env *env; /* borrowed from idx */
-    MDB_dbi db_keys, db_tags, db_images, db_results, db_lastbuild;
-
-    pthread_mutex_t lock_mu; /* guards the lock_* fields */
-    int lock_fd;             /* root/store.lock */
-    enum lock_mode lock_mode;
-    unsigned lock_depth;
-    /* A blob was renamed into blobs/sha256 and the directory not fsync'd
-     * since (blobs_sync). Set by fetch threads, hence atomic. */
-    atomic_bool blobs_unsynced;
-};
-
 /* ------------------------------------------------------------------ */
 /* helpers                                                              */
 
 /* The one translation of LMDB's codes into ours. */
-static int store_mdb_err(int mrc)
+int store_mdb_err(int mrc)
 {
     if (mrc == 0)
         return 0;
@@ -102,7 +73,7 @@ static int store_mdb_err(int mrc)
     return CAIRN_E_DB;
 }
 
-static int mdb_fail(struct cairn_err *err, int mrc, const char *what)
+int store_mdb_fail(struct cairn_err *err, int mrc, const char *what)
 {
     return cairn_err_set(err, store_mdb_err(mrc), "store index: %s: %s", what,
                          mdb_strerror(mrc));
@@ -113,8 +84,7 @@ static int mdb_fail(struct cairn_err *err, int mrc, const char *what)
  * or the caller has aborted it) is run again after the map doubled. True
  * when the caller is to run it again; false leaves *rc as it was, or the
  * growth's error when the map could not grow. */
-static bool store_map_grown(struct cairn_store *st, int *rc,
-                            struct cairn_err *err)
+bool store_map_grown(struct cairn_store *st, int *rc, struct cairn_err *err)
 {
     if (*rc != CAIRN_E_FULL)
         return false;
@@ -130,16 +100,16 @@ static int write_one_txn(struct cairn_store *st, MDB_dbi dbi, MDB_val *k,
     MDB_txn *txn;
     int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
     if (mrc)
-        return mdb_fail(err, mrc, "begin");
+        return store_mdb_fail(err, mrc, "begin");
     mrc = v ? mdb_put(txn, dbi, k, v, 0) : mdb_del(txn, dbi, k, NULL);
     if (mrc) {
         cairn_index_txn_abort(st->idx, txn);
         if (mrc == MDB_NOTFOUND && v == NULL)
             return CAIRN_E_NOTFOUND;
-        return mdb_fail(err, mrc, what);
+        return store_mdb_fail(err, mrc, what);
     }
     mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? mdb_fail(err, mrc, what) : 0;
+    return mrc ? store_mdb_fail(err, mrc, what) : 0;
 }
 
 /* One put (v not NULL) or delete (v NULL) of k in dbi, in its own write
@@ -156,8 +126,8 @@ static int store_write_one(struct cairn_store *st, MDB_dbi dbi, MDB_val *k,
     return rc;
 }
 
-static int path_fmt(char *buf, size_t len, const char *a, const char *b,
-                    const char *c)
+int store_path_fmt(char *buf, size_t len, const char *a, const char *b,
+                   const char *c)
 {
     int n = snprintf(buf, len, "%s%s%s", a, b ? b : "", c ? c : "");
     return n < 0 || (size_t)n >= len ? CAIRN_E_TOOBIG : 0;
@@ -175,7 +145,7 @@ static bool digest_ok(const char *d)
     return h[CK_SHA256_HEX_LEN] == '\0';
 }
 
-static int digest_bin(const char *d, uint8_t bin[CK_SHA256_LEN])
+int store_digest_bin(const char *d, uint8_t bin[CK_SHA256_LEN])
 {
     if (!digest_ok(d))
         return CAIRN_E_INVAL;
@@ -253,7 +223,7 @@ static void blobs_sync(struct cairn_store *st)
     if (!atomic_exchange(&st->blobs_unsynced, false))
         return;
     char dir[STORE_PATH_MAX];
-    path_fmt(dir, sizeof dir, st->root, "/blobs/sha256", NULL);
+    store_path_fmt(dir, sizeof dir, st->root, "/blobs/sha256", NULL);
     fsync_dir(dir);
 }
 
@@ -312,8 +282,8 @@ static int tmp_write(const struct cairn_store *st, const char *prefix,
  * set. Directories without owner rwx (a layer may have r-x ones) are
  * opened up first, as rm -rf would. Best effort: returns the first
  * error but keeps going. */
-static int tree_walk(int dirfd, const char *name, bool remove, uint64_t *bytes,
-                     int depth)
+int store_tree_walk(int dirfd, const char *name, bool remove, uint64_t *bytes,
+                    int depth)
 {
     struct stat sb;
     if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
@@ -343,7 +313,7 @@ static int tree_walk(int dirfd, const char *name, bool remove, uint64_t *bytes,
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        int r = tree_walk(fd, de->d_name, remove, bytes, depth + 1);
+        int r = store_tree_walk(fd, de->d_name, remove, bytes, depth + 1);
         if (r && !rc)
             rc = r;
     }
@@ -375,11 +345,11 @@ static int dbs_open_txn(struct cairn_store *st, struct cairn_err *err)
                            &st->db_lastbuild);
     if (mrc == 0) {
         mrc = cairn_index_txn_commit(st->idx, txn);
-        return mrc ? mdb_fail(err, mrc, "open databases") : 0;
+        return mrc ? store_mdb_fail(err, mrc, "open databases") : 0;
     }
     if (txn)
         cairn_index_txn_abort(st->idx, txn);
-    return mdb_fail(err, mrc, "open databases");
+    return store_mdb_fail(err, mrc, "open databases");
 }
 
 static int dbs_open(struct cairn_store *st, struct cairn_err *err)
@@ -391,7 +361,6 @@ static int dbs_open(struct cairn_store *st, struct cairn_err *err)
     return rc;
 }
 
-static int index_json_write(struct cairn_store *st, struct cairn_err *err);
 
 /* Writes root/name with content unless it exists (by rename, so a reader
  * sees all of it or nothing). */
@@ -399,7 +368,7 @@ static int file_create_once(struct cairn_store *st, const char *name,
                             const char *content, struct cairn_err *err)
 {
     char final[STORE_PATH_MAX], tmp[STORE_PATH_MAX];
-    if (path_fmt(final, sizeof final, st->root, "/", name))
+    if (store_path_fmt(final, sizeof final, st->root, "/", name))
         return cairn_err_set(err, CAIRN_E_TOOBIG, "path too long");
     if (access(final, F_OK) == 0)
         return 0;
@@ -437,7 +406,7 @@ int cairn_store_open(const char *root, struct cairn_store **out,
         *s = '/';
     }
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        path_fmt(p, sizeof p, root, dirs[i], NULL);
+        store_path_fmt(p, sizeof p, root, dirs[i], NULL);
         if ((rc = mkdir_one(p, STORE_DIR_MODE)) != 0)
             return cairn_err_set(err, rc, "cannot create %s: %s", p,
                                  cairn_strerror(rc));
@@ -452,13 +421,13 @@ int cairn_store_open(const char *root, struct cairn_store **out,
     atomic_init(&st->blobs_unsynced, false);
     pthread_mutex_init(&st->lock_mu, NULL);
     st->root = strdup(root);
-    path_fmt(p, sizeof p, root, "/tmp", NULL);
+    store_path_fmt(p, sizeof p, root, "/tmp", NULL);
     st->tmpdir = strdup(p);
     if (st->root == NULL || st->tmpdir == NULL) {
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
         goto fail;
     }
-    path_fmt(p, sizeof p, root, "/store.lock", NULL);
+    store_path_fmt(p, sizeof p, root, "/store.lock", NULL);
     st->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (st->lock_fd < 0) {
         rc = cairn_err_set(err, -errno, "cannot open %s: %s", p,
@@ -476,8 +445,8 @@ int cairn_store_open(const char *root, struct cairn_store **out,
                           "{\"imageLayoutVersion\":\"1.0.0\"}", err);
     if (rc)
         goto fail;
-    path_fmt(p, sizeof p, root, "/index.json", NULL);
-    if (access(p, F_OK) != 0 && (rc = index_json_write(st, err)) != 0)
+    store_path_fmt(p, sizeof p, root, "/index.json", NULL);
+    if (access(p, F_OK) != 0 && (rc = store_index_json_write(st, err)) != 0)
         goto fail;
     *out = st;
     return 0;
@@ -550,7 +519,7 @@ const char *cairn_store_tmpdir(const struct cairn_store *st)
 /* ------------------------------------------------------------------ */
 /* the store lock                                                       */
 
-static int flock_mode(int fd, enum lock_mode m)
+int store_flock_mode(int fd, enum lock_mode m)
 {
     int op = m == LOCK_EXCL ? LOCK_EX : m == LOCK_SHARED ? LOCK_SH : LOCK_UN;
     while (flock(fd, op) != 0) {
@@ -569,7 +538,7 @@ int cairn_store_lock(struct cairn_store *st, bool exclusive,
     if (st->lock_mode == LOCK_NONE) {
         /* Blocking while holding the mutex only delays other threads of
          * this process that want the same lock anyway. */
-        rc = flock_mode(st->lock_fd, want);
+        rc = store_flock_mode(st->lock_fd, want);
         if (!rc) {
             st->lock_mode = want;
             st->lock_depth = 1;
@@ -594,7 +563,7 @@ void cairn_store_unlock(struct cairn_store *st)
 {
     pthread_mutex_lock(&st->lock_mu);
     if (st->lock_depth > 0 && --st->lock_depth == 0) {
-        flock_mode(st->lock_fd, LOCK_NONE);
+        store_flock_mode(st->lock_fd, LOCK_NONE);
         st->lock_mode = LOCK_NONE;
     }
     pthread_mutex_unlock(&st->lock_mu);
@@ -607,7 +576,7 @@ static int lock_implicit(struct cairn_store *st, struct cairn_err *err)
     int rc = 0;
     pthread_mutex_lock(&st->lock_mu);
     if (st->lock_mode == LOCK_NONE) {
-        rc = flock_mode(st->lock_fd, LOCK_SHARED);
+        rc = store_flock_mode(st->lock_fd, LOCK_SHARED);
         if (!rc) {
             st->lock_mode = LOCK_SHARED;
             st->lock_depth = 1;
@@ -628,7 +597,7 @@ int cairn_store_blob_path(const struct cairn_store *st, const char *digest,
 {
     if (!digest_ok(digest))
         return CAIRN_E_INVAL;
-    return path_fmt(buf, len, st->root, "/blobs/sha256/", digest + 7);
+    return store_path_fmt(buf, len, st->root, "/blobs/sha256/", digest + 7);
 }
 
 bool cairn_store_blob_has(const struct cairn_store *st, const char *digest)
@@ -718,7 +687,7 @@ int cairn_store_blob_read(struct cairn_store *st, const char *digest,
     char p[STORE_PATH_MAX];
     uint8_t want[CK_SHA256_LEN], got[CK_SHA256_LEN];
     if (cairn_store_blob_path(st, digest, p, sizeof p) ||
-        digest_bin(digest, want))
+        store_digest_bin(digest, want))
         return cairn_err_set(err, CAIRN_E_INVAL, "bad blob digest \"%s\"",
                              digest ? digest : "");
     int fd = open(p, O_RDONLY | O_CLOEXEC);
@@ -815,13 +784,13 @@ static int keyrec_pack(const struct cairn_layer_rec *r, uint8_t out[KEYREC_LEN])
     uint64_t sz = (uint64_t)r->layer.size;
     for (int i = 0; i < 8; i++)
         out[4 + i] = (uint8_t)(sz >> (8 * i));
-    if (digest_bin(r->layer.digest, out + 12) ||
-        digest_bin(r->layer.diff_id, out + 44))
+    if (store_digest_bin(r->layer.digest, out + 12) ||
+        store_digest_bin(r->layer.diff_id, out + 44))
         return CAIRN_E_INVAL;
     return 0;
 }
 
-static int keyrec_unpack(const MDB_val *v, struct cairn_layer_rec *r)
+int store_keyrec_unpack(const MDB_val *v, struct cairn_layer_rec *r)
 {
     const uint8_t *p = v->mv_data;
     memset(r, 0, sizeof *r);
@@ -857,7 +826,7 @@ int cairn_store_key_get(struct cairn_store *st, const char *key_hex,
     MDB_val kv = {sizeof k, k}, v;
     struct cairn_layer_rec r;
     mrc = mdb_get(txn, st->db_keys, &kv, &v);
-    int rc = mrc ? store_mdb_err(mrc) : keyrec_unpack(&v, &r);
+    int rc = mrc ? store_mdb_err(mrc) : store_keyrec_unpack(&v, &r);
     cairn_index_txn_abort(st->idx, txn);
     if (rc)
         return rc;
@@ -913,7 +882,7 @@ static int keys_put_txn(struct cairn_store *st, const char *const key_hex[],
     MDB_txn *txn;
     int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
     if (mrc)
-        return mdb_fail(err, mrc, "begin");
+        return store_mdb_fail(err, mrc, "begin");
     for (size_t i = 0; i < n; i++) {
         /* Checked by the caller: cannot fail here. */
         (void)ck_hex_decode(key_hex[i], k);
@@ -922,11 +891,11 @@ static int keys_put_txn(struct cairn_store *st, const char *const key_hex[],
         mrc = mdb_put(txn, st->db_keys, &kv, &v, 0);
         if (mrc) {
             cairn_index_txn_abort(st->idx, txn);
-            return mdb_fail(err, mrc, "put key");
+            return store_mdb_fail(err, mrc, "put key");
         }
     }
     mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? mdb_fail(err, mrc, "commit key") : 0;
+    return mrc ? store_mdb_fail(err, mrc, "commit key") : 0;
 }
 
 /* Last builds: tag -> an opaque record (client/engine/explain.c). Keyed by the
@@ -965,7 +934,7 @@ int cairn_store_lastbuild_get(struct cairn_store *st, const char *ref,
     MDB_txn *txn;
     int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
     if (mrc)
-        return mdb_fail(err, mrc, "begin");
+        return store_mdb_fail(err, mrc, "begin");
     MDB_val kv = {strlen(name), name}, v;
     mrc = mdb_get(txn, st->db_lastbuild, &kv, &v);
     if (mrc) {
@@ -973,7 +942,7 @@ int cairn_store_lastbuild_get(struct cairn_store *st, const char *ref,
         if (mrc == MDB_NOTFOUND)
             return cairn_err_set(err, CAIRN_E_NOTFOUND,
                                  "no previous build of %s", name);
-        return mdb_fail(err, mrc, "get last build");
+        return store_mdb_fail(err, mrc, "get last build");
     }
     /* LMDB's value is valid only inside the transaction: copy it. A
      * value over the cap was not written by us. */
@@ -1214,22 +1183,7 @@ static int ref_full(const char *ref, struct cairn_buf *out)
 /* ------------------------------------------------------------------ */
 /* image records                                                        */
 
-/* What the store remembers of an image, as JSON in the images database:
- * {"mediaType","size" (of the manifest),"config","created","bytes",
- *  "layers":[digest...],"diffIds":[digest...]}. Layers and diff_ids are
- * kept so prune and usage never parse blobs. */
-struct imgrec {
-    uint8_t manifest[CK_SHA256_LEN];
-    char media_type[128];
-    int64_t manifest_size;
-    char config[CAIRN_DIGEST_STR_LEN];
-    int64_t created;
-    int64_t bytes;
-    json_t *layers;   /* owned array of digest strings */
-    json_t *diff_ids; /* owned array of digest strings */
-};
-
-static void imgrec_clear(struct imgrec *r)
+void store_imgrec_clear(struct imgrec *r)
 {
     json_decref(r->layers);
     json_decref(r->diff_ids);
@@ -1250,7 +1204,7 @@ static bool digest_array_ok(const json_t *a)
     return true;
 }
 
-static int imgrec_decode(const MDB_val *k, const MDB_val *v, struct imgrec *r)
+int store_imgrec_decode(const MDB_val *k, const MDB_val *v, struct imgrec *r)
 {
     memset(r, 0, sizeof *r);
     if (k->mv_size != CK_SHA256_LEN || v->mv_size > STORE_RECORD_MAX)
@@ -1329,7 +1283,7 @@ static int imgrec_from_blobs(struct cairn_store *st, const char *manifest,
     size_t mlen = 0, clen = 0;
     json_t *m = NULL, *c = NULL;
     memset(r, 0, sizeof *r);
-    int rc = digest_bin(manifest, r->manifest);
+    int rc = store_digest_bin(manifest, r->manifest);
     if (rc)
         return cairn_err_set(err, rc, "bad manifest digest \"%s\"", manifest);
     rc = cairn_store_blob_read(st, manifest, CAIRN_IMAGE_MAX_JSON, &mdata,
@@ -1401,7 +1355,7 @@ static int imgrec_from_blobs(struct cairn_store *st, const char *manifest,
     rc = 0;
 out:
     if (rc)
-        imgrec_clear(r);
+        store_imgrec_clear(r);
     json_decref(m);
     json_decref(c);
     free(mdata);
@@ -1412,18 +1366,7 @@ out:
 /* ------------------------------------------------------------------ */
 /* index.json                                                           */
 
-/* One tag: the stored ref and the manifest it points at. */
-struct tagent {
-    char *ref;
-    uint8_t manifest[CK_SHA256_LEN];
-};
-
-struct taglist {
-    struct tagent *v;
-    size_t n;
-};
-
-static void taglist_free(struct taglist *t)
+void store_taglist_free(struct taglist *t)
 {
     for (size_t i = 0; i < t->n; i++)
         free(t->v[i].ref);
@@ -1433,8 +1376,8 @@ static void taglist_free(struct taglist *t)
 }
 
 /* Reads every tag, in ref order (the database's). */
-static int taglist_load(struct cairn_store *st, MDB_txn *txn,
-                        struct taglist *out)
+int store_taglist_load(struct cairn_store *st, MDB_txn *txn,
+                       struct taglist *out)
 {
     MDB_cursor *cur;
     MDB_val k, v;
@@ -1470,7 +1413,7 @@ static int taglist_load(struct cairn_store *st, MDB_txn *txn,
         rc = store_mdb_err(mrc);
     mdb_cursor_close(cur);
     if (rc)
-        taglist_free(out);
+        store_taglist_free(out);
     return rc;
 }
 
@@ -1510,7 +1453,7 @@ static int index_json_build(struct cairn_store *st, char **out)
         json_decref(manifests);
         return store_mdb_err(mrc);
     }
-    int rc = taglist_load(st, txn, &tags);
+    int rc = store_taglist_load(st, txn, &tags);
     if (!rc && manifests == NULL)
         rc = CAIRN_E_NOMEM;
     if (!rc)
@@ -1519,7 +1462,7 @@ static int index_json_build(struct cairn_store *st, char **out)
     for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
          mrc == 0 && !rc; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct imgrec r;
-        if (imgrec_decode(&k, &v, &r))
+        if (store_imgrec_decode(&k, &v, &r))
             continue;
         bool tagged = false;
         for (size_t i = 0; i < tags.n && !rc; i++) {
@@ -1532,12 +1475,12 @@ static int index_json_build(struct cairn_store *st, char **out)
         if (!tagged && !rc &&
             json_array_append_new(manifests, descriptor(&r, NULL)))
             rc = CAIRN_E_NOMEM;
-        imgrec_clear(&r);
+        store_imgrec_clear(&r);
     }
     if (cur)
         mdb_cursor_close(cur);
     cairn_index_txn_abort(st->idx, txn);
-    taglist_free(&tags);
+    store_taglist_free(&tags);
     json_t *idx = NULL;
     if (!rc) {
         idx = json_pack("{s:i,s:s,s:o}", "schemaVersion", 2, "mediaType",
@@ -1554,15 +1497,15 @@ static int index_json_build(struct cairn_store *st, char **out)
 
 /* Opens root/index.lock and takes it exclusively. Returns the fd or
  * -errno. */
-static int index_lock(struct cairn_store *st)
+int store_index_lock(struct cairn_store *st)
 {
     char p[STORE_PATH_MAX];
-    if (path_fmt(p, sizeof p, st->root, "/index.lock", NULL))
+    if (store_path_fmt(p, sizeof p, st->root, "/index.lock", NULL))
         return CAIRN_E_TOOBIG;
     int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return -errno;
-    int rc = flock_mode(fd, LOCK_EXCL);
+    int rc = store_flock_mode(fd, LOCK_EXCL);
     if (rc) {
         close(fd);
         return rc;
@@ -1573,11 +1516,11 @@ static int index_lock(struct cairn_store *st)
 /* Rewrites index.json from LMDB. The state is read after the lock is
  * taken, so whichever writer renames last wrote the newest state: two
  * processes that change tags at once cannot lose each other's change. */
-static int index_json_write(struct cairn_store *st, struct cairn_err *err)
+int store_index_json_write(struct cairn_store *st, struct cairn_err *err)
 {
     char tmp[STORE_PATH_MAX], final[STORE_PATH_MAX];
     char *json = NULL;
-    int fd = index_lock(st);
+    int fd = store_index_lock(st);
     if (fd < 0)
         return cairn_err_set(err, fd, "cannot lock index.json: %s",
                              cairn_strerror(fd));
@@ -1586,7 +1529,7 @@ static int index_json_write(struct cairn_store *st, struct cairn_err *err)
         rc = tmp_write(st, "index.json", json, strlen(json), true, tmp,
                        sizeof tmp);
     if (!rc) {
-        path_fmt(final, sizeof final, st->root, "/index.json", NULL);
+        store_path_fmt(final, sizeof final, st->root, "/index.json", NULL);
         if (rename(tmp, final) != 0) {
             rc = -errno;
             unlink(tmp);
@@ -1612,7 +1555,7 @@ static int tag_put(struct cairn_store *st, MDB_txn *txn, const char *ref,
         return rc;
     MDB_val k = {strlen(norm), norm}, v = {CK_SHA256_LEN, (void *)manifest};
     int mrc = mdb_put(txn, st->db_tags, &k, &v, 0);
-    return mrc ? mdb_fail(err, mrc, "put tag") : 0;
+    return mrc ? store_mdb_fail(err, mrc, "put tag") : 0;
 }
 
 /* The result and last-build records of row, in image_add's transaction
@@ -1631,7 +1574,7 @@ static int image_extras_put(struct cairn_store *st, MDB_txn *txn,
         MDB_val v = {strlen(row->manifest_digest),
                      (void *)row->manifest_digest};
         if ((mrc = mdb_put(txn, st->db_results, &kv, &v, 0)) != 0)
-            return mdb_fail(err, mrc, "put result");
+            return store_mdb_fail(err, mrc, "put result");
     }
     if (row->lastbuild == NULL && !row->lastbuild_drop)
         return 0;
@@ -1654,7 +1597,7 @@ static int image_extras_put(struct cairn_store *st, MDB_txn *txn,
                 mrc = 0;
         }
         if (mrc)
-            return mdb_fail(err, mrc, "put last build");
+            return store_mdb_fail(err, mrc, "put last build");
     }
     return 0;
 }
@@ -1670,11 +1613,11 @@ static int image_put_txn(struct cairn_store *st,
     int rc = 0;
     int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
     if (mrc)
-        return mdb_fail(err, mrc, "begin");
+        return store_mdb_fail(err, mrc, "begin");
     MDB_val k = {CK_SHA256_LEN, (void *)manifest}, v = {vlen, val};
     mrc = mdb_put(txn, st->db_images, &k, &v, 0);
     if (mrc)
-        rc = mdb_fail(err, mrc, "put image");
+        rc = store_mdb_fail(err, mrc, "put image");
     for (size_t i = 0; !rc && row->tags && i < row->ntags; i++)
         rc = tag_put(st, txn, row->tags[i], manifest, err);
     if (!rc)
@@ -1684,7 +1627,7 @@ static int image_put_txn(struct cairn_store *st,
         return rc;
     }
     mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? mdb_fail(err, mrc, "commit image") : 0;
+    return mrc ? store_mdb_fail(err, mrc, "commit image") : 0;
 }
 
 int cairn_store_image_add(struct cairn_store *st,
@@ -1716,10 +1659,10 @@ int cairn_store_image_add(struct cairn_store *st,
         rc = image_put_txn(st, r.manifest, val, vlen, row, err);
     while (store_map_grown(st, &rc, err));
     if (!rc)
-        rc = index_json_write(st, err);
+        rc = store_index_json_write(st, err);
 out:
     free(val);
-    imgrec_clear(&r);
+    store_imgrec_clear(&r);
     return rc;
 }
 
@@ -1730,7 +1673,7 @@ static int tag_txn(struct cairn_store *st, const char *ref,
     MDB_txn *txn;
     int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
     if (mrc)
-        return mdb_fail(err, mrc, "begin");
+        return store_mdb_fail(err, mrc, "begin");
     MDB_val k = {CK_SHA256_LEN, m}, v;
     int rc;
     mrc = mdb_get(txn, st->db_images, &k, &v);
@@ -1738,7 +1681,7 @@ static int tag_txn(struct cairn_store *st, const char *ref,
         rc = cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
                            manifest_digest);
     else if (mrc)
-        rc = mdb_fail(err, mrc, "get image");
+        rc = store_mdb_fail(err, mrc, "get image");
     else
         rc = tag_put(st, txn, ref, m, err);
     if (rc) {
@@ -1746,20 +1689,20 @@ static int tag_txn(struct cairn_store *st, const char *ref,
         return rc;
     }
     mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? mdb_fail(err, mrc, "commit tag") : 0;
+    return mrc ? store_mdb_fail(err, mrc, "commit tag") : 0;
 }
 
 int cairn_store_tag(struct cairn_store *st, const char *ref,
                     const char *manifest_digest, struct cairn_err *err)
 {
     uint8_t m[CK_SHA256_LEN];
-    if (digest_bin(manifest_digest, m))
+    if (store_digest_bin(manifest_digest, m))
         return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
     int rc;
     do
         rc = tag_txn(st, ref, manifest_digest, m, err);
     while (store_map_grown(st, &rc, err));
-    return rc ? rc : index_json_write(st, err);
+    return rc ? rc : store_index_json_write(st, err);
 }
 
 int cairn_store_untag(struct cairn_store *st, const char *ref,
@@ -1773,7 +1716,7 @@ int cairn_store_untag(struct cairn_store *st, const char *ref,
     rc = store_write_one(st, st->db_tags, &k, NULL, "delete tag", err);
     if (rc == CAIRN_E_NOTFOUND)
         return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s", ref);
-    return rc ? rc : index_json_write(st, err);
+    return rc ? rc : store_index_json_write(st, err);
 }
 
 /* Fills row from a record; tags (malloc'd) are those of tl pointing at
@@ -1836,14 +1779,14 @@ static int rowlist_load(struct cairn_store *st, struct rowlist *rl)
     int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
     if (mrc)
         return store_mdb_err(mrc);
-    int rc = taglist_load(st, txn, &tags);
+    int rc = store_taglist_load(st, txn, &tags);
     if (!rc)
         rc = store_mdb_err(mdb_cursor_open(txn, st->db_images, &cur));
     MDB_val k, v;
     for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
          mrc == 0 && !rc; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         struct imgrec r;
-        if (imgrec_decode(&k, &v, &r))
+        if (store_imgrec_decode(&k, &v, &r))
             continue;
         if (rl->n == alloc) {
             size_t na = alloc ? alloc * 2 : 16;
@@ -1857,12 +1800,12 @@ static int rowlist_load(struct cairn_store *st, struct rowlist *rl)
         }
         if (!rc && (rc = row_fill(&r, &tags, &rl->v[rl->n])) == 0)
             rl->n++;
-        imgrec_clear(&r);
+        store_imgrec_clear(&r);
     }
     if (cur)
         mdb_cursor_close(cur);
     cairn_index_txn_abort(st->idx, txn);
-    taglist_free(&tags);
+    store_taglist_free(&tags);
     if (rc)
         rowlist_free(rl);
     return rc;
@@ -1974,7 +1917,7 @@ static int image_remove_txn(struct cairn_store *st,
     MDB_cursor *cur = NULL;
     int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
     if (mrc)
-        return mdb_fail(err, mrc, "begin");
+        return store_mdb_fail(err, mrc, "begin");
     MDB_val k = {CK_SHA256_LEN, m}, v;
     mrc = mdb_del(txn, st->db_images, &k, NULL);
     if (mrc == 0)
@@ -1996,23 +1939,23 @@ static int image_remove_txn(struct cairn_store *st,
         if (mrc == MDB_NOTFOUND)
             return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
                                  manifest_digest);
-        return mdb_fail(err, mrc, "remove image");
+        return store_mdb_fail(err, mrc, "remove image");
     }
     mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? mdb_fail(err, mrc, "commit remove") : 0;
+    return mrc ? store_mdb_fail(err, mrc, "commit remove") : 0;
 }
 
 int cairn_store_image_remove(struct cairn_store *st,
                              const char *manifest_digest, struct cairn_err *err)
 {
     uint8_t m[CK_SHA256_LEN];
-    if (digest_bin(manifest_digest, m))
+    if (store_digest_bin(manifest_digest, m))
         return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
     int rc;
     do
         rc = image_remove_txn(st, manifest_digest, m, err);
     while (store_map_grown(st, &rc, err));
-    return rc ? rc : index_json_write(st, err);
+    return rc ? rc : store_index_json_write(st, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2026,7 +1969,7 @@ static int snapshot_final(const struct cairn_store *st,
 {
     if (!digest_ok(layer->diff_id))
         return cairn_err_set(err, CAIRN_E_INVAL, "bad layer digests");
-    if (path_fmt(final, STORE_PATH_MAX, st->root, "/snapshots/",
+    if (store_path_fmt(final, STORE_PATH_MAX, st->root, "/snapshots/",
                  layer->diff_id + 7) ||
         strlen(final) >= len)
         return cairn_err_set(err, CAIRN_E_TOOBIG, "snapshot path too long");
@@ -2061,7 +2004,7 @@ void cairn_store_snapshot_discard(struct cairn_store *st, const char *dir)
     (void)st;
     uint64_t ignored = 0;
     if (dir != NULL && dir[0] != '\0')
-        tree_walk(AT_FDCWD, dir, true, &ignored, 0);
+        store_tree_walk(AT_FDCWD, dir, true, &ignored, 0);
 }
 
 int cairn_store_snapshot_adopt(struct cairn_store *st,
@@ -2121,433 +2064,4 @@ int cairn_store_snapshot(struct cairn_store *st,
         return rc;
     }
     return cairn_store_snapshot_adopt(st, layer, tmp, path, len, err);
-}
-
-/* ------------------------------------------------------------------ */
-/* prune and usage                                                      */
-
-/* A set of sha256 digests: sorted array after digset_seal. */
-struct digset {
-    uint8_t (*v)[CK_SHA256_LEN];
-    size_t n, alloc;
-};
-
-static int digset_add(struct digset *s, const uint8_t d[CK_SHA256_LEN])
-{
-    if (s->n == s->alloc) {
-        size_t na = s->alloc ? s->alloc * 2 : 64;
-        void *nv = realloc(s->v, na * sizeof *s->v);
-        if (nv == NULL)
-            return CAIRN_E_NOMEM;
-        s->v = nv;
-        s->alloc = na;
-    }
-    memcpy(s->v[s->n++], d, CK_SHA256_LEN);
-    return 0;
-}
-
-static int digset_add_str(struct digset *s, const char *d)
-{
-    uint8_t b[CK_SHA256_LEN];
-    return digest_bin(d, b) ? 0 : digset_add(s, b);
-}
-
-static int digset_add_array(struct digset *s, const json_t *a)
-{
-    size_t i;
-    json_t *v;
-    json_array_foreach(a, i, v)
-    {
-        if (digset_add_str(s, json_string_value(v)))
-            return CAIRN_E_NOMEM;
-    }
-    return 0;
-}
-
-static int cmp_dig(const void *a, const void *b)
-{
-    return memcmp(a, b, CK_SHA256_LEN);
-}
-
-static void digset_seal(struct digset *s)
-{
-    if (s->n > 1)
-        qsort(s->v, s->n, sizeof *s->v, cmp_dig);
-}
-
-static bool digset_has(const struct digset *s, const uint8_t d[CK_SHA256_LEN])
-{
-    return s->n && bsearch(d, s->v, s->n, sizeof *s->v, cmp_dig) != NULL;
-}
-
-static void digset_free(struct digset *s)
-{
-    free(s->v);
-    memset(s, 0, sizeof *s);
-}
-
-/* What prune keeps and drops, computed in one transaction. */
-struct plan {
-    struct digset keep_blobs;     /* K */
-    struct digset keep_diffs;     /* D */
-    struct digset all_image;      /* blobs any image uses */
-    struct digset all_layers;     /* layer blobs of any image or key */
-    struct digset drop_images;    /* manifests of dangling images */
-    struct cairn_strvec drop_ids; /* their IDs */
-    uint64_t images, images_active, keys, keys_active;
-};
-
-static void plan_free(struct plan *p)
-{
-    digset_free(&p->keep_blobs);
-    digset_free(&p->keep_diffs);
-    digset_free(&p->all_image);
-    digset_free(&p->all_layers);
-    digset_free(&p->drop_images);
-    cairn_strvec_free(&p->drop_ids);
-}
-
-/* Computes the plan; with apply, also deletes the dangling image records
- * and the key entries that lose their layer, in txn (a write txn). */
-static int plan_make(struct cairn_store *st, MDB_txn *txn, bool apply,
-                     struct plan *p)
-{
-    struct digset tagged = {0};
-    struct taglist tags = {0};
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    int mrc, rc = taglist_load(st, txn, &tags);
-    for (size_t i = 0; i < tags.n && !rc; i++)
-        rc = digset_add(&tagged, tags.v[i].manifest);
-    digset_seal(&tagged);
-
-    /* Images: tagged ones are kept with all they reference. */
-    if (!rc)
-        rc = store_mdb_err(mdb_cursor_open(txn, st->db_images, &cur));
-    for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         mrc == 0 && !rc; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct imgrec r;
-        if (imgrec_decode(&k, &v, &r))
-            continue; /* unreadable: kept, and its blobs go */
-        p->images++;
-        bool keep = digset_has(&tagged, r.manifest);
-        if (!rc)
-            rc = digset_add(&p->all_image, r.manifest);
-        if (!rc)
-            rc = digset_add_str(&p->all_image, r.config);
-        if (!rc)
-            rc = digset_add_array(&p->all_image, r.layers);
-        if (!rc)
-            rc = digset_add_array(&p->all_layers, r.layers);
-        if (keep) {
-            p->images_active++;
-            if (!rc)
-                rc = digset_add(&p->keep_blobs, r.manifest);
-            if (!rc)
-                rc = digset_add_str(&p->keep_blobs, r.config);
-            if (!rc)
-                rc = digset_add_array(&p->keep_blobs, r.layers);
-            if (!rc)
-                rc = digset_add_array(&p->keep_diffs, r.diff_ids);
-        } else {
-            if (!rc)
-                rc = digset_add(&p->drop_images, r.manifest);
-            if (!rc)
-                rc = cairn_strvec_push(&p->drop_ids, r.config);
-            if (!rc && apply)
-                rc = store_mdb_err(mdb_cursor_del(cur, 0));
-        }
-        imgrec_clear(&r);
-    }
-    if (!rc && mrc != MDB_NOTFOUND)
-        rc = store_mdb_err(mrc);
-    if (cur)
-        mdb_cursor_close(cur);
-    cur = NULL;
-    digset_seal(&p->keep_blobs);
-
-    /* Keys: kept when their layer is; their diff_id keeps a snapshot. */
-    if (!rc)
-        rc = store_mdb_err(mdb_cursor_open(txn, st->db_keys, &cur));
-    for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         mrc == 0 && !rc; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct cairn_layer_rec r;
-        uint8_t lb[CK_SHA256_LEN];
-        p->keys++;
-        /* A record we cannot read is dropped: it could only miss. */
-        bool ok = keyrec_unpack(&v, &r) == 0;
-        bool has_layer = ok && !r.empty && digest_bin(r.layer.digest, lb) == 0;
-        bool keep =
-            ok && (r.empty || (has_layer && digset_has(&p->keep_blobs, lb)));
-        if (has_layer)
-            rc = digset_add(&p->all_layers, lb);
-        if (keep) {
-            p->keys_active++;
-            if (!rc && !r.empty)
-                rc = digset_add_str(&p->keep_diffs, r.layer.diff_id);
-        } else if (!rc && apply) {
-            rc = store_mdb_err(mdb_cursor_del(cur, 0));
-        }
-    }
-    if (!rc && mrc != MDB_NOTFOUND)
-        rc = store_mdb_err(mrc);
-    if (cur)
-        mdb_cursor_close(cur);
-    digset_seal(&p->keep_diffs);
-    digset_seal(&p->all_image);
-    digset_seal(&p->all_layers);
-    digset_seal(&p->drop_images);
-    digset_free(&tagged);
-    taglist_free(&tags);
-    return rc;
-}
-
-/* Visits the entries of root/sub: fn gets the directory fd, the entry
- * name and its decoded digest (NULL when the name is not 64 hex). */
-static int dir_each(const struct cairn_store *st, const char *sub,
-                    int (*fn)(void *arg, int dfd, const char *name,
-                              const uint8_t *bin),
-                    void *arg)
-{
-    char p[STORE_PATH_MAX];
-    if (path_fmt(p, sizeof p, st->root, sub, NULL))
-        return CAIRN_E_TOOBIG;
-    DIR *d = opendir(p);
-    if (d == NULL)
-        return errno == ENOENT ? 0 : -errno;
-    int rc = 0;
-    struct dirent *de;
-    while (!rc && (de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        uint8_t bin[CK_SHA256_LEN];
-        bool hex = strlen(de->d_name) == CK_SHA256_HEX_LEN &&
-                   ck_hex_decode(de->d_name, bin) == 0;
-        rc = fn(arg, dirfd(d), de->d_name, hex ? bin : NULL);
-    }
-    closedir(d);
-    return rc;
-}
-
-struct sweep {
-    const struct plan *p;
-    bool apply;
-    struct cairn_store_usage *u;
-    uint64_t freed;
-    int first_err;
-};
-
-static int sweep_blob(void *arg, int dfd, const char *name, const uint8_t *bin)
-{
-    struct sweep *s = arg;
-    struct stat sb;
-    /* Names that are not digests are not ours to judge; leave them. */
-    if (bin == NULL || fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
-        return 0;
-    uint64_t sz = (uint64_t)sb.st_size;
-    bool keep = digset_has(&s->p->keep_blobs, bin);
-    bool img = digset_has(&s->p->all_image, bin);
-    bool layer = digset_has(&s->p->all_layers, bin);
-    if (s->u) {
-        if (img)
-            s->u->images_bytes += sz;
-        if (img && !keep)
-            s->u->images_reclaimable += sz;
-        if (layer) {
-            s->u->layers++;
-            s->u->layer_bytes += sz;
-            if (keep)
-                s->u->layers_active++;
-            else
-                s->u->layers_reclaimable += sz;
-        }
-        if (!keep)
-            s->u->reclaimable_bytes += sz;
-    }
-    if (!keep && s->apply) {
-        if (unlinkat(dfd, name, 0) == 0)
-            s->freed += sz;
-        else if (!s->first_err && errno != ENOENT)
-            s->first_err = -errno;
-    }
-    return 0;
-}
-
-static int sweep_snapshot(void *arg, int dfd, const char *name,
-                          const uint8_t *bin)
-{
-    struct sweep *s = arg;
-    if (bin == NULL)
-        return 0;
-    bool keep = digset_has(&s->p->keep_diffs, bin);
-    uint64_t sz = 0;
-    int rc = tree_walk(dfd, name, s->apply && !keep, &sz, 0);
-    if (rc && !s->first_err)
-        s->first_err = rc;
-    if (s->u) {
-        s->u->snapshots++;
-        s->u->snapshot_bytes += sz;
-        if (keep)
-            s->u->snapshots_active++;
-        else {
-            s->u->snapshots_reclaimable += sz;
-            s->u->reclaimable_bytes += sz;
-        }
-    }
-    if (s->apply && !keep)
-        s->freed += sz;
-    return 0;
-}
-
-/* Everything in tmp/ is a leftover when prune runs (see the top). */
-static int sweep_tmp(void *arg, int dfd, const char *name, const uint8_t *bin)
-{
-    struct sweep *s = arg;
-    (void)bin;
-    uint64_t sz = 0;
-    int rc = tree_walk(dfd, name, s->apply, &sz, 0);
-    if (rc && !s->first_err)
-        s->first_err = rc;
-    if (s->u)
-        s->u->reclaimable_bytes += sz;
-    if (s->apply)
-        s->freed += sz;
-    return 0;
-}
-
-int cairn_store_usage_get(struct cairn_store *st, struct cairn_store_usage *out,
-                          struct cairn_err *err)
-{
-    struct plan p;
-    memset(&p, 0, sizeof p);
-    struct cairn_store_usage u;
-    memset(&u, 0, sizeof u);
-    MDB_txn *txn;
-    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
-    if (mrc)
-        return mdb_fail(err, mrc, "begin");
-    int rc = plan_make(st, txn, false, &p);
-    cairn_index_txn_abort(st->idx, txn);
-    if (rc) {
-        plan_free(&p);
-        return cairn_err_set(err, rc, "cannot read the store index: %s",
-                             cairn_strerror(rc));
-    }
-    u.images = p.images;
-    u.images_active = p.images_active;
-    u.keys = p.keys;
-    u.keys_active = p.keys_active;
-    struct sweep s = {.p = &p, .apply = false, .u = &u};
-    rc = dir_each(st, "/blobs/sha256", sweep_blob, &s);
-    if (!rc)
-        rc = dir_each(st, "/snapshots", sweep_snapshot, &s);
-    if (!rc)
-        rc = dir_each(st, "/tmp", sweep_tmp, &s);
-    plan_free(&p);
-    if (rc)
-        return cairn_err_set(err, rc, "cannot read %s: %s", st->root,
-                             cairn_strerror(rc));
-    char dbfile[STORE_PATH_MAX];
-    struct stat sb;
-    path_fmt(dbfile, sizeof dbfile, st->root, "/index/data.mdb", NULL);
-    if (stat(dbfile, &sb) == 0)
-        u.index_bytes = (uint64_t)sb.st_size;
-    *out = u;
-    return 0;
-}
-
-/* Deletes the records prune drops, in one write transaction; p gets the
- * plan. */
-static int prune_txn(struct cairn_store *st, struct plan *p,
-                     struct cairn_err *err)
-{
-    MDB_txn *txn;
-    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
-    if (mrc)
-        return mdb_fail(err, mrc, "begin");
-    int rc = plan_make(st, txn, true, p);
-    if (rc) {
-        cairn_index_txn_abort(st->idx, txn);
-        return cairn_err_set(err, rc, "prune: %s", cairn_strerror(rc));
-    }
-    mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? mdb_fail(err, mrc, "commit prune") : 0;
-}
-
-int cairn_store_prune_with(struct cairn_store *st,
-                           void (*on_image)(void *arg, const char *id),
-                           void *arg, uint64_t *reclaimed,
-                           struct cairn_err *err)
-{
-    /* Take the exclusive lock (converting a shared one this struct
-     * holds); builds hold the shared lock, so none is between writing a
-     * blob and recording what references it while prune runs. */
-    pthread_mutex_lock(&st->lock_mu);
-    enum lock_mode prev = st->lock_mode;
-    int rc = prev == LOCK_EXCL ? 0 : flock_mode(st->lock_fd, LOCK_EXCL);
-    if (!rc)
-        st->lock_mode = LOCK_EXCL;
-    pthread_mutex_unlock(&st->lock_mu);
-    if (rc)
-        return cairn_err_set(err, rc, "cannot lock the store: %s",
-                             cairn_strerror(rc));
-
-    struct plan p;
-    memset(&p, 0, sizeof p);
-    int ifd = -1;
-    do {
-        plan_free(&p);
-        memset(&p, 0, sizeof p);
-        rc = prune_txn(st, &p, err);
-    } while (store_map_grown(st, &rc, err));
-    if (rc)
-        goto out;
-    /* Commits do not wait for their meta page (client/store/index.c), so make
-     * this one durable before deleting what it stopped referencing: a
-     * power loss must not bring back records that name deleted files. */
-    rc = cairn_index_sync(st->idx);
-    if (rc) {
-        rc = cairn_err_set(err, rc, "prune: cannot sync the index: %s",
-                           cairn_strerror(rc));
-        goto out;
-    }
-    for (size_t i = 0; on_image && i < p.drop_ids.n; i++)
-        on_image(arg, p.drop_ids.v[i]);
-
-    /* The records are gone; now the files nothing references. */
-    struct sweep s = {.p = &p, .apply = true};
-    rc = dir_each(st, "/blobs/sha256", sweep_blob, &s);
-    if (!rc)
-        rc = dir_each(st, "/snapshots", sweep_snapshot, &s);
-    /* index.json writers stage in tmp/ under index.lock without the
-     * store lock (tag, rmi): hold it while emptying tmp/. */
-    ifd = index_lock(st);
-    if (!rc && ifd >= 0)
-        rc = dir_each(st, "/tmp", sweep_tmp, &s);
-    if (ifd >= 0)
-        close(ifd);
-    if (!rc)
-        rc = s.first_err;
-    if (rc) {
-        rc = cairn_err_set(err, rc, "prune: cannot remove files: %s",
-                           cairn_strerror(rc));
-        goto out;
-    }
-    rc = index_json_write(st, err);
-    if (!rc && reclaimed)
-        *reclaimed = s.freed;
-out:
-    plan_free(&p);
-    pthread_mutex_lock(&st->lock_mu);
-    if (prev != LOCK_EXCL)
-        flock_mode(st->lock_fd, prev);
-    st->lock_mode = prev;
-    pthread_mutex_unlock(&st->lock_mu);
-    return rc;
-}
-
-int cairn_store_prune(struct cairn_store *st, uint64_t *reclaimed,
-                      struct cairn_err *err)
-{
-    return cairn_store_prune_with(st, NULL, NULL, reclaimed, err);
 }

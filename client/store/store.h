@@ -241,8 +241,8 @@ int cairn_store_usage_get(struct cairn_store *st,
                           struct cairn_store_usage *out,
                           struct cairn_err *err);
 /* Removes dangling images (no tag), then every blob, snapshot and key
- * index entry no remaining image or key needs... see store.c for the
- * exact rule. *reclaimed gets the bytes freed. */
+ * index entry no remaining image or key needs... see store_prune.c for
+ * the exact rule. *reclaimed gets the bytes freed. */
 int cairn_store_prune(struct cairn_store *st, uint64_t *reclaimed,
                       struct cairn_err *err);
 /* Same, and calls on_image (may be NULL) with the ID ("sha256:...") of

@@ -1,0 +1,115 @@
+/* What client/store/store.c and client/store/store_prune.c share and
+ * nobody else sees: the store's struct, the records read back from LMDB,
+ * and the helpers prune needs. Private to those two files. */
+#ifndef CAIRN_CLIENT_STORE_STORE_IMPL_H
+#define CAIRN_CLIENT_STORE_STORE_IMPL_H
+
+#include "cachekey/digest.h"
+#include "client/store/image.h"
+#include "client/store/index.h"
+#include "client/store/store.h"
+#include "common/error.h"
+
+#include <jansson.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_PATH_MAX 4096
+
+enum lock_mode { LOCK_NONE, LOCK_SHARED, LOCK_EXCL };
+
+struct cairn_store {
+    char *root;
+    char *tmpdir;
+    struct cairn_index *idx;
+    MDB_env *env; /* borrowed from idx */
+    MDB_dbi db_keys, db_tags, db_images, db_results, db_lastbuild;
+
+    pthread_mutex_t lock_mu; /* guards the lock_* fields */
+    int lock_fd;             /* root/store.lock */
+    enum lock_mode lock_mode;
+    unsigned lock_depth;
+    /* A blob was renamed into blobs/sha256 and the directory not fsync'd
+     * since (blobs_sync). Set by fetch threads, hence atomic. */
+    atomic_bool blobs_unsynced;
+};
+
+/* What the store remembers of an image, as JSON in the images database:
+ * {"mediaType","size" (of the manifest),"config","created","bytes",
+ *  "layers":[digest...],"diffIds":[digest...]}. Layers and diff_ids are
+ * kept so prune and usage never parse blobs. */
+struct imgrec {
+    uint8_t manifest[CK_SHA256_LEN];
+    char media_type[128];
+    int64_t manifest_size;
+    char config[CAIRN_DIGEST_STR_LEN];
+    int64_t created;
+    int64_t bytes;
+    json_t *layers;   /* owned array of digest strings */
+    json_t *diff_ids; /* owned array of digest strings */
+};
+
+/* One tag: the stored ref and the manifest it points at. */
+struct tagent {
+    char *ref;
+    uint8_t manifest[CK_SHA256_LEN];
+};
+
+struct taglist {
+    struct tagent *v;
+    size_t n;
+};
+
+/* The one translation of LMDB's codes into ours. */
+int store_mdb_err(int mrc);
+
+int store_mdb_fail(struct cairn_err *err, int mrc, const char *what);
+
+/* The map grows on demand (client/store/index.c): a write transaction that
+ * failed with CAIRN_E_FULL (store_mdb_err's MDB_MAP_FULL; LMDB has aborted
+ * or the caller has aborted it) is run again after the map doubled. True
+ * when the caller is to run it again; false leaves *rc as it was, or the
+ * growth's error when the map could not grow. */
+bool store_map_grown(struct cairn_store *st, int *rc, struct cairn_err *err);
+
+int store_path_fmt(char *buf, size_t len, const char *a, const char *b,
+                   const char *c);
+
+int store_digest_bin(const char *d, uint8_t bin[CK_SHA256_LEN]);
+
+/* Walks the tree at dirfd/name (not following symlinks), adding the size
+ * of everything but directories to *bytes, and removes it when remove is
+ * set. Directories without owner rwx (a layer may have r-x ones) are
+ * opened up first, as rm -rf would. Best effort: returns the first
+ * error but keeps going. */
+int store_tree_walk(int dirfd, const char *name, bool remove, uint64_t *bytes,
+                    int depth);
+
+int store_flock_mode(int fd, enum lock_mode m);
+
+int store_keyrec_unpack(const MDB_val *v, struct cairn_layer_rec *r);
+
+void store_imgrec_clear(struct imgrec *r);
+
+int store_imgrec_decode(const MDB_val *k, const MDB_val *v, struct imgrec *r);
+
+void store_taglist_free(struct taglist *t);
+
+/* Reads every tag, in ref order (the database's). */
+int store_taglist_load(struct cairn_store *st, MDB_txn *txn,
+                       struct taglist *out);
+
+/* Opens root/index.lock and takes it exclusively. Returns the fd or
+ * -errno. */
+int store_index_lock(struct cairn_store *st);
+
+/* Rewrites index.json from LMDB. The state is read after the lock is
+ * taken, so whichever writer renames last wrote the newest state: two
+ * processes that change tags at once cannot lose each other's change. */
+int store_index_json_write(struct cairn_store *st, struct cairn_err *err);
+
+#endif
