@@ -1,7 +1,7 @@
 /* Writing layers (client/store/layer.h): the one-pass writer and its
- * mirror, entries added one by one, from a local archive (ADD) or from a
- * RUN's upper directory. Reading, checking and unpacking blobs is
- * client/store/layer_read.c. */
+ * mirror, entries added one by one or from a local archive (ADD). A RUN's
+ * upper directory is walked into the writer by client/store/layer_upper.c;
+ * reading, checking and unpacking blobs is client/store/layer_read.c. */
 #include "client/store/layer.h"
 
 #include "cachekey/digest.h"
@@ -83,35 +83,6 @@ static bool rel_path_ok(const char *p)
 /* Writer: tar -> sha256 (diff_id) -> compressor -> sha256 (digest) -> file */
 
 struct layer_mirror;
-
-struct cairn_layer_writer {
-    struct archive *ar;
-    int fd;
-    char *path; /* the temporary blob file */
-    enum cairn_compression comp;
-    int64_t epoch;
-    void (*progress)(void *, uint64_t);
-    void *progress_arg;
-    struct ck_sha256 *tar_hash;
-    struct ck_sha256 *blob_hash;
-    z_stream z;
-    gz_header gzh;
-    bool z_live;
-    ZSTD_CCtx *zc;
-    uint8_t *out; /* LAYER_IO_BUF bytes of compressed output */
-    size_t out_len;
-    uint8_t *copy; /* LAYER_IO_BUF bytes for reading file content */
-    uint64_t tar_bytes;
-    uint64_t blob_bytes;
-    uint64_t next_progress;
-    size_t entries;
-    /* The first failure, sticky: after libarchive has seen a write error
-     * or an entry was cut short the tar stream is unusable, so every later
-     * call fails with the same code and message. */
-    int broken;
-    struct cairn_err fail;
-    struct layer_mirror *mirror; /* NULL: not mirrored (or dropped) */
-};
 
 static void mirror_free(struct layer_mirror *m);
 static void mirror_data(struct cairn_layer_writer *w, const void *p, size_t n);
@@ -379,8 +350,8 @@ static int64_t writer_mtime(const struct cairn_layer_writer *w, int64_t t)
 }
 
 /* Reports the writer's sticky failure to the caller. */
-static int writer_fail_report(struct cairn_layer_writer *w,
-                              struct cairn_err *err)
+int layer_writer_fail_report(struct cairn_layer_writer *w,
+                             struct cairn_err *err)
 {
     if (err != NULL)
         *err = w->fail;
@@ -395,14 +366,14 @@ static int writer_archive_fail(struct cairn_layer_writer *w, const char *path,
     const char *why = archive_error_string(w->ar);
     writer_break(w, CAIRN_E_ARCHIVE, "layer entry %s: %s", path,
                  why ? why : "tar writer failed");
-    return writer_fail_report(w, err);
+    return layer_writer_fail_report(w, err);
 }
 
-static int writer_header(struct cairn_layer_writer *w, struct archive_entry *ae,
-                         struct cairn_err *err)
+int layer_writer_header(struct cairn_layer_writer *w, struct archive_entry *ae,
+                        struct cairn_err *err)
 {
     if (w->broken)
-        return writer_fail_report(w, err);
+        return layer_writer_fail_report(w, err);
     if (w->entries >= LAYER_MAX_ENTRIES)
         return cairn_err_set(err, CAIRN_E_TOOBIG,
                              "layer has more than %zu entries",
@@ -429,9 +400,9 @@ static int writer_data(struct cairn_layer_writer *w, const void *p, size_t n,
     return 0;
 }
 
-static struct archive_entry *entry_new(struct cairn_layer_writer *w,
-                                       const char *path, mode_t mode, uid_t uid,
-                                       gid_t gid, int64_t mtime)
+struct archive_entry *layer_entry_new(struct cairn_layer_writer *w,
+                                      const char *path, mode_t mode, uid_t uid,
+                                      gid_t gid, int64_t mtime)
 {
     struct archive_entry *ae = archive_entry_new();
     if (ae == NULL)
@@ -446,8 +417,8 @@ static struct archive_entry *entry_new(struct cairn_layer_writer *w,
 
 /* Streams exactly size bytes of fd into the current entry. A file that
  * ends early breaks the writer: its header already promised size bytes. */
-static int writer_copy_fd(struct cairn_layer_writer *w, int fd, int64_t size,
-                          const char *path, struct cairn_err *err)
+int layer_writer_copy_fd(struct cairn_layer_writer *w, int fd, int64_t size,
+                         const char *path, struct cairn_err *err)
 {
     uint64_t left = (uint64_t)size;
     while (left > 0) {
@@ -458,12 +429,12 @@ static int writer_copy_fd(struct cairn_layer_writer *w, int fd, int64_t size,
         if (r < 0) {
             int rc = -errno;
             writer_break(w, rc, "reading %s: %s", path, cairn_strerror(rc));
-            return writer_fail_report(w, err);
+            return layer_writer_fail_report(w, err);
         }
         if (r == 0) {
             writer_break(w, CAIRN_E_IO, "%s shrank while it was being added",
                          path);
-            return writer_fail_report(w, err);
+            return layer_writer_fail_report(w, err);
         }
         int rc = writer_data(w, w->copy, (size_t)r, path, err);
         if (rc != 0)
@@ -524,7 +495,7 @@ static void mirror_free(struct layer_mirror *m)
 
 /* Gives up on the mirror: the layer goes on, the caller unpacks it when
  * it needs the tree. Never an error of the layer. */
-static void mirror_drop(struct cairn_layer_writer *w)
+void layer_mirror_drop(struct cairn_layer_writer *w)
 {
     mirror_free(w->mirror);
     w->mirror = NULL;
@@ -662,13 +633,13 @@ static void mirror_begin(struct cairn_layer_writer *w, const char *path,
     m->mtime = mtime;
     return;
 drop:
-    mirror_drop(w);
+    layer_mirror_drop(w);
 }
 
 static void mirror_data(struct cairn_layer_writer *w, const void *p, size_t n)
 {
     if (w->mirror != NULL && cairn_write_all(w->mirror->file, p, n) != 0)
-        mirror_drop(w);
+        layer_mirror_drop(w);
 }
 
 static void mirror_file_end(struct cairn_layer_writer *w)
@@ -683,7 +654,7 @@ static void mirror_file_end(struct cairn_layer_writer *w)
     rc |= close(m->file) != 0;
     m->file = -1;
     if (rc)
-        mirror_drop(w);
+        layer_mirror_drop(w);
 }
 
 int cairn_layer_writer_mirror(struct cairn_layer_writer *w, const char *dir,
@@ -733,7 +704,7 @@ int cairn_layer_writer_mirror_end(struct cairn_layer_writer *w, bool *complete)
                  mirror_times(m->root, d->path, m->atime, d->mtime) == 0;
         }
     }
-    mirror_drop(w);
+    layer_mirror_drop(w);
     *complete = ok;
     return 0;
 }
@@ -754,12 +725,12 @@ int cairn_layer_add(struct cairn_layer_writer *w,
         return cairn_err_set(err, CAIRN_E_INVAL, "%s: bad symlink target",
                              e->path);
     struct archive_entry *ae =
-        entry_new(w, e->path, e->mode, e->uid, e->gid, e->mtime);
+        layer_entry_new(w, e->path, e->mode, e->uid, e->gid, e->mtime);
     if (ae == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     if (lnk)
         archive_entry_copy_symlink(ae, e->link_target);
-    int rc = writer_header(w, ae, err);
+    int rc = layer_writer_header(w, ae, err);
     archive_entry_free(ae);
     if (rc == 0)
         mirror_begin(w, e->path, e->mode, e->uid, e->gid,
@@ -774,18 +745,18 @@ int cairn_layer_add_file(struct cairn_layer_writer *w,
     if (w == NULL || e == NULL || !rel_path_ok(e->path) || size < 0 || fd < 0)
         return cairn_err_set(err, CAIRN_E_INVAL, "bad layer file '%s'",
                              e && e->path ? e->path : "(null)");
-    struct archive_entry *ae = entry_new(
+    struct archive_entry *ae = layer_entry_new(
         w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid, e->mtime);
     if (ae == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     archive_entry_set_size(ae, size);
-    int rc = writer_header(w, ae, err);
+    int rc = layer_writer_header(w, ae, err);
     archive_entry_free(ae);
     if (rc == 0)
         mirror_begin(w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid,
                      writer_mtime(w, e->mtime), NULL);
     if (rc == 0)
-        rc = writer_copy_fd(w, fd, size, e->path, err);
+        rc = layer_writer_copy_fd(w, fd, size, e->path, err);
     if (rc == 0)
         mirror_file_end(w);
     return rc;
@@ -799,12 +770,12 @@ int cairn_layer_add_data(struct cairn_layer_writer *w,
         (data == NULL && len > 0) || len > INT64_MAX)
         return cairn_err_set(err, CAIRN_E_INVAL, "bad layer file '%s'",
                              e && e->path ? e->path : "(null)");
-    struct archive_entry *ae = entry_new(
+    struct archive_entry *ae = layer_entry_new(
         w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid, e->mtime);
     if (ae == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     archive_entry_set_size(ae, (la_int64_t)len);
-    int rc = writer_header(w, ae, err);
+    int rc = layer_writer_header(w, ae, err);
     archive_entry_free(ae);
     if (rc == 0)
         mirror_begin(w, e->path, S_IFREG | (e->mode & 07777), e->uid, e->gid,
@@ -821,22 +792,22 @@ int cairn_layer_add_data(struct cairn_layer_writer *w,
 /* Writes an empty marker file (whiteout or opaque marker). Mode 0, owner
  * 0:0 and mtime 0 as Docker and containerd write them, so a deletion makes
  * the same bytes whenever it runs. */
-static int writer_marker(struct cairn_layer_writer *w, const char *name,
-                         struct cairn_err *err)
+int layer_writer_marker(struct cairn_layer_writer *w, const char *name,
+                        struct cairn_err *err)
 {
-    mirror_drop(w); /* a deletion needs the lower layers: not mirrored */
-    struct archive_entry *ae = entry_new(w, name, S_IFREG, 0, 0, 0);
+    layer_mirror_drop(w); /* a deletion needs the lower layers: not mirrored */
+    struct archive_entry *ae = layer_entry_new(w, name, S_IFREG, 0, 0, 0);
     if (ae == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     archive_entry_set_size(ae, 0);
-    int rc = writer_header(w, ae, err);
+    int rc = layer_writer_header(w, ae, err);
     archive_entry_free(ae);
     return rc;
 }
 
 /* Joins dir (may be "") and a prefixed base name into buf. */
-static int marker_name(char *buf, size_t cap, const char *dir, size_t dirlen,
-                       const char *prefix, const char *base)
+int layer_marker_name(char *buf, size_t cap, const char *dir, size_t dirlen,
+                      const char *prefix, const char *base)
 {
     int n = snprintf(buf, cap, "%.*s%s%s%s", (int)dirlen, dir,
                      dirlen ? "/" : "", prefix, base);
@@ -853,10 +824,11 @@ int cairn_layer_add_whiteout(struct cairn_layer_writer *w, const char *path,
     size_t dirlen = slash ? (size_t)(slash - path) : 0;
     const char *base = slash ? slash + 1 : path;
     char name[LAYER_PATH_MAX];
-    if (marker_name(name, sizeof name, path, dirlen, WH_PREFIX, base) != 0)
+    if (layer_marker_name(name, sizeof name, path, dirlen, WH_PREFIX, base) !=
+        0)
         return cairn_err_set(err, CAIRN_E_TOOBIG, "whiteout path too long: %s",
                              path);
-    return writer_marker(w, name, err);
+    return layer_writer_marker(w, name, err);
 }
 
 int cairn_layer_add_opaque(struct cairn_layer_writer *w, const char *dir,
@@ -866,10 +838,11 @@ int cairn_layer_add_opaque(struct cairn_layer_writer *w, const char *dir,
         return cairn_err_set(err, CAIRN_E_INVAL, "bad opaque directory '%s'",
                              dir ? dir : "(null)");
     char name[LAYER_PATH_MAX];
-    if (marker_name(name, sizeof name, dir, strlen(dir), WH_OPAQUE, "") != 0)
+    if (layer_marker_name(name, sizeof name, dir, strlen(dir), WH_OPAQUE, "") !=
+        0)
         return cairn_err_set(err, CAIRN_E_TOOBIG, "opaque path too long: %s",
                              dir);
-    return writer_marker(w, name, err);
+    return layer_writer_marker(w, name, err);
 }
 
 int cairn_layer_writer_finish(struct cairn_layer_writer *w,
@@ -882,7 +855,7 @@ int cairn_layer_writer_finish(struct cairn_layer_writer *w,
     }
     int rc = 0;
     if (w->broken) {
-        rc = writer_fail_report(w, err);
+        rc = layer_writer_fail_report(w, err);
         goto out;
     }
     /* Close writes the end-of-archive blocks through tar_write_cb. */
@@ -1097,7 +1070,7 @@ static int add_one(struct add_state *s, struct archive_entry *in,
     uid_t uid = x->chown ? x->uid : (uid_t)archive_entry_uid(in);
     gid_t gid = x->chown ? x->gid : (gid_t)archive_entry_gid(in);
     struct archive_entry *ae =
-        entry_new(s->w, path, mode, uid, gid, archive_entry_mtime(in));
+        layer_entry_new(s->w, path, mode, uid, gid, archive_entry_mtime(in));
     if (ae == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     int64_t size = 0;
@@ -1128,7 +1101,7 @@ static int add_one(struct add_state *s, struct archive_entry *in,
     archive_entry_xattr_reset(in);
     while (archive_entry_xattr_next(in, &xn, &xv, &xl) == ARCHIVE_OK)
         archive_entry_xattr_add_entry(ae, xn, xv, xl);
-    rc = writer_header(s->w, ae, err);
+    rc = layer_writer_header(s->w, ae, err);
     archive_entry_free(ae);
     if (rc != 0)
         return rc;
@@ -1142,7 +1115,7 @@ static int add_one(struct add_state *s, struct archive_entry *in,
                 why = "truncated";
             writer_break(s->w, CAIRN_E_CORRUPT, "archive %s: entry %s: %s",
                          s->src, name, why);
-            return writer_fail_report(s->w, err);
+            return layer_writer_fail_report(s->w, err);
         }
         if (r > left)
             r = (la_ssize_t)left;
@@ -1162,8 +1135,8 @@ int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,
         (x->dest[0] != '\0' && !rel_path_ok(x->dest)))
         return cairn_err_set(err, CAIRN_E_INVAL, "add archive: bad arguments");
     if (w->broken)
-        return writer_fail_report(w, err);
-    mirror_drop(w); /* links, devices, xattrs: left to the unpack */
+        return layer_writer_fail_report(w, err);
+    layer_mirror_drop(w); /* links, devices, xattrs: left to the unpack */
     struct add_state s = {.w = w, .x = x, .src = path};
     s.rules = cairn_layer_rules_new();
     if (s.rules == NULL)
@@ -1191,493 +1164,5 @@ int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,
     }
     archive_read_free(s.a);
     cairn_layer_rules_free(s.rules);
-    return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* Overlay upper directories                                           */
-
-enum upper_kind { UK_FILE, UK_DIR, UK_LINK, UK_DEV, UK_WHITEOUT };
-
-/* One path found under the upper directory. The walk collects every path
- * first and sorts them, because the tar must be in byte order of the full
- * path ("a-b" before "a/x"), which no directory-by-directory walk gives. */
-struct upper_item {
-    char *name; /* tar path; for whiteouts "dir/.wh.base" */
-    char *rel;  /* path under upperdir when it differs from name, else NULL */
-    enum upper_kind kind;
-    bool opaque;
-    mode_t mode;
-    uid_t uid;
-    gid_t gid;
-    int64_t mtime;
-    dev_t dev;
-    dev_t rdev;
-    ino_t ino;
-    nlink_t nlink;
-    ptrdiff_t link_to; /* first path of its hard-link group, or -1 */
-};
-
-struct upper_walk {
-    int root; /* fd of the upper directory */
-    const char *const *skip;
-    struct upper_item *items;
-    size_t n;
-    size_t cap;
-    char *full; /* scratch: upperdir + "/" + rel, for the *xattr calls */
-    size_t full_cap;
-    size_t root_len;
-};
-
-static const char *item_rel(const struct upper_item *it)
-{
-    return it->rel ? it->rel : it->name;
-}
-
-static bool skip_match(const char *const *skip, const char *rel)
-{
-    if (skip == NULL)
-        return false;
-    size_t rlen = strlen(rel);
-    for (; *skip != NULL; skip++) {
-        /* Lenient about how the sandbox spells its mount points:
-         * "/proc", "./proc" and "proc/" all mean "proc". */
-        const char *s = *skip;
-        while (*s == '/')
-            s++;
-        while (s[0] == '.' && s[1] == '/')
-            s += 2;
-        size_t n = strlen(s);
-        while (n > 0 && s[n - 1] == '/')
-            n--;
-        if (n == rlen && memcmp(s, rel, n) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* overlayfs marks opaque directories with trusted.overlay.opaque=y, or with
- * user.overlay.opaque=y when mounted with userxattr (rootless). */
-static bool dir_is_opaque(int dfd)
-{
-    static const char *const names[] = {"trusted.overlay.opaque",
-                                        "user.overlay.opaque"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char v[2];
-        ssize_t n = fgetxattr(dfd, names[i], v, sizeof v);
-        if (n == 1 && v[0] == 'y')
-            return true;
-    }
-    return false;
-}
-
-static int upper_push(struct upper_walk *u, struct upper_item *it,
-                      struct cairn_err *err)
-{
-    if (u->n >= LAYER_MAX_ENTRIES)
-        return cairn_err_set(err, CAIRN_E_TOOBIG,
-                             "upper directory has more than %zu entries",
-                             LAYER_MAX_ENTRIES);
-    if (u->n == u->cap) {
-        size_t ncap = u->cap ? u->cap * 2 : 256;
-        struct upper_item *p = realloc(u->items, ncap * sizeof *p);
-        if (p == NULL)
-            return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-        u->items = p;
-        u->cap = ncap;
-    }
-    u->items[u->n++] = *it;
-    return 0;
-}
-
-/* Joins a parent path (may be "") and a name into a new string. */
-static char *path_join(const char *dir, const char *prefix, const char *name)
-{
-    size_t dl = strlen(dir), pl = strlen(prefix), nl = strlen(name);
-    if (dl + 1 + pl + nl >= LAYER_PATH_MAX)
-        return NULL;
-    char *s = malloc(dl + 1 + pl + nl + 1);
-    if (s == NULL)
-        return NULL;
-    /* The lengths are known: copies, not a format the compiler cannot
-     * prove fits. */
-    char *p = s;
-    memcpy(p, dir, dl);
-    p += dl;
-    if (dl)
-        *p++ = '/';
-    memcpy(p, prefix, pl);
-    p += pl;
-    memcpy(p, name, nl);
-    p[nl] = '\0';
-    return s;
-}
-
-/* Reads one directory's entries into u->items, then descends into its
- * subdirectories. The directory is closed before descending, so deep trees
- * do not hold one descriptor per level. */
-static int upper_walk_dir(struct upper_walk *u, const char *rel, size_t self,
-                          struct cairn_err *err)
-{
-    int dfd = openat(u->root, rel[0] ? rel : ".",
-                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0) {
-        int rc = -errno;
-        return cairn_err_set(err, rc, "open %s: %s", rel[0] ? rel : ".",
-                             cairn_strerror(rc));
-    }
-    if (self != SIZE_MAX && dir_is_opaque(dfd))
-        u->items[self].opaque = true;
-    DIR *d = fdopendir(dfd);
-    if (d == NULL) {
-        int rc = -errno;
-        close(dfd);
-        return cairn_err_set(err, rc, "opendir %s: %s", rel,
-                             cairn_strerror(rc));
-    }
-    size_t start = u->n;
-    int rc = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *de = readdir(d);
-        if (de == NULL) {
-            if (errno != 0) {
-                rc = -errno;
-                cairn_err_set(err, rc, "readdir %s: %s", rel,
-                              cairn_strerror(rc));
-            }
-            break;
-        }
-        const char *nm = de->d_name;
-        if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0)
-            continue;
-        struct stat st;
-        if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-            rc = -errno;
-            cairn_err_set(err, rc, "stat %s/%s: %s", rel, nm,
-                          cairn_strerror(rc));
-            break;
-        }
-        struct upper_item it = {.mode = st.st_mode,
-                                .uid = st.st_uid,
-                                .gid = st.st_gid,
-                                .mtime = st.st_mtim.tv_sec,
-                                .dev = st.st_dev,
-                                .rdev = st.st_rdev,
-                                .ino = st.st_ino,
-                                .nlink = st.st_nlink,
-                                .link_to = -1};
-        if (S_ISREG(st.st_mode))
-            it.kind = UK_FILE;
-        else if (S_ISDIR(st.st_mode))
-            it.kind = UK_DIR;
-        else if (S_ISLNK(st.st_mode))
-            it.kind = UK_LINK;
-        else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0))
-            it.kind = UK_WHITEOUT;
-        else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ||
-                 S_ISFIFO(st.st_mode))
-            it.kind = UK_DEV;
-        else
-            continue; /* sockets: tar cannot hold them; Docker drops them too */
-        it.name = path_join(rel, "", nm);
-        if (it.name == NULL) {
-            rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s/%s", rel,
-                               nm);
-            break;
-        }
-        if (skip_match(u->skip, it.name)) {
-            free(it.name);
-            continue;
-        }
-        if (it.kind == UK_WHITEOUT) {
-            it.rel = it.name;
-            it.name = path_join(rel, WH_PREFIX, nm);
-            if (it.name == NULL) {
-                rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s/%s",
-                                   rel, nm);
-                free(it.rel);
-                break;
-            }
-        }
-        if ((rc = upper_push(u, &it, err)) != 0) {
-            free(it.name);
-            free(it.rel);
-            break;
-        }
-    }
-    closedir(d);
-    for (size_t i = start, end = u->n; rc == 0 && i < end; i++)
-        if (u->items[i].kind == UK_DIR)
-            rc = upper_walk_dir(u, u->items[i].name, i, err);
-    return rc;
-}
-
-static int item_cmp(const void *a, const void *b)
-{
-    const struct upper_item *x = a, *y = b;
-    return strcmp(x->name, y->name);
-}
-
-struct link_key {
-    dev_t dev;
-    ino_t ino;
-    size_t idx;
-};
-
-static int link_cmp(const void *a, const void *b)
-{
-    const struct link_key *x = a, *y = b;
-    if (x->dev != y->dev)
-        return x->dev < y->dev ? -1 : 1;
-    if (x->ino != y->ino)
-        return x->ino < y->ino ? -1 : 1;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-/* Marks every regular file that shares an inode with an earlier path (in
- * tar order) as a hard link to that first path. */
-static int upper_find_links(struct upper_walk *u, struct cairn_err *err)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < u->n; i++)
-        if (u->items[i].kind == UK_FILE && u->items[i].nlink > 1)
-            n++;
-    if (n < 2)
-        return 0;
-    struct link_key *k = malloc(n * sizeof *k);
-    if (k == NULL)
-        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-    n = 0;
-    for (size_t i = 0; i < u->n; i++)
-        if (u->items[i].kind == UK_FILE && u->items[i].nlink > 1)
-            k[n++] = (struct link_key){u->items[i].dev, u->items[i].ino, i};
-    qsort(k, n, sizeof *k, link_cmp);
-    for (size_t i = 1; i < n; i++) {
-        size_t first = i;
-        while (first > 0 && k[first - 1].dev == k[i].dev &&
-               k[first - 1].ino == k[i].ino)
-            first--;
-        if (first != i)
-            u->items[k[i].idx].link_to = (ptrdiff_t)k[first].idx;
-    }
-    free(k);
-    return 0;
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Copies the xattrs of full (not following symlinks) onto ae, sorted by
- * name so the tar does not depend on the file system's listing order.
- * overlayfs' own attributes stay behind; the ones that mean this upper
- * directory cannot stand alone as a layer are refused. */
-static int upper_xattrs(struct archive_entry *ae, const char *full,
-                        struct cairn_err *err)
-{
-    ssize_t len = llistxattr(full, NULL, 0);
-    if (len < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP))
-        return 0;
-    if (len < 0) {
-        int rc = -errno;
-        return cairn_err_set(err, rc, "listxattr %s: %s", full,
-                             cairn_strerror(rc));
-    }
-    if (len == 0)
-        return 0;
-    if (len > LAYER_XATTR_LIST_MAX)
-        return cairn_err_set(err, CAIRN_E_TOOBIG, "%s: too many xattrs", full);
-    int rc = 0;
-    char *list = malloc((size_t)len + 1);
-    char **names = NULL;
-    void *val = malloc(LAYER_XATTR_VALUE_MAX);
-    if (list == NULL || val == NULL) {
-        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-        goto out;
-    }
-    len = llistxattr(full, list, (size_t)len);
-    if (len < 0) {
-        rc = -errno;
-        cairn_err_set(err, rc, "listxattr %s: %s", full, cairn_strerror(rc));
-        goto out;
-    }
-    list[len] = '\0';
-    size_t count = 0;
-    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(list + i) + 1)
-        count++;
-    names = calloc(count ? count : 1, sizeof *names);
-    if (names == NULL) {
-        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-        goto out;
-    }
-    count = 0;
-    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(list + i) + 1)
-        names[count++] = list + i;
-    qsort(names, count, sizeof *names, name_cmp);
-    for (size_t i = 0; i < count; i++) {
-        const char *nm = names[i];
-        bool ovl = strncmp(nm, "trusted.overlay.", 16) == 0 ||
-                   strncmp(nm, "user.overlay.", 13) == 0;
-        if (ovl && (strstr(nm, ".overlay.metacopy") != NULL ||
-                    strstr(nm, ".overlay.redirect") != NULL)) {
-            rc = cairn_err_set(err, CAIRN_E_UNSUPPORTED,
-                               "%s has %s: mount the overlay with "
-                               "metacopy=off,redirect_dir=off",
-                               full, nm);
-            goto out;
-        }
-        if (ovl || nm[0] == '\0')
-            continue;
-        ssize_t vl = lgetxattr(full, nm, val, LAYER_XATTR_VALUE_MAX);
-        if (vl < 0) {
-            rc = -errno;
-            cairn_err_set(err, rc, "getxattr %s %s: %s", full, nm,
-                          cairn_strerror(rc));
-            goto out;
-        }
-        archive_entry_xattr_add_entry(ae, nm, val, (size_t)vl);
-    }
-out:
-    free(names);
-    free(list);
-    free(val);
-    return rc;
-}
-
-static int upper_full_path(struct upper_walk *u, const char *rel,
-                           const char *upperdir)
-{
-    int n = snprintf(u->full, u->full_cap, "%s/%s", upperdir, rel);
-    return n < 0 || (size_t)n >= u->full_cap ? CAIRN_E_TOOBIG : 0;
-}
-
-static int upper_emit(struct cairn_layer_writer *w, struct upper_walk *u,
-                      const char *upperdir, size_t i, struct cairn_err *err)
-{
-    const struct upper_item *it = &u->items[i];
-    if (it->kind == UK_WHITEOUT)
-        return writer_marker(w, it->name, err);
-    int rc = upper_full_path(u, item_rel(it), upperdir);
-    if (rc != 0)
-        return cairn_err_set(err, rc, "path too long: %s", it->name);
-    struct archive_entry *ae =
-        entry_new(w, it->name, it->mode, it->uid, it->gid, it->mtime);
-    if (ae == NULL)
-        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-    int fd = -1;
-    if ((rc = upper_xattrs(ae, u->full, err)) != 0)
-        goto out;
-    switch (it->kind) {
-    case UK_FILE:
-        if (it->link_to >= 0) {
-            archive_entry_copy_hardlink(ae, u->items[it->link_to].name);
-            archive_entry_set_size(ae, 0);
-            break;
-        }
-        fd = openat(u->root, item_rel(it), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st) != 0) {
-            rc = -errno;
-            cairn_err_set(err, rc, "open %s: %s", u->full, cairn_strerror(rc));
-            goto out;
-        }
-        if (!S_ISREG(st.st_mode) || st.st_ino != it->ino) {
-            rc = cairn_err_set(err, CAIRN_E_IO, "%s changed during the walk",
-                               u->full);
-            goto out;
-        }
-        archive_entry_set_size(ae, st.st_size);
-        break;
-    case UK_LINK: {
-        char target[LAYER_PATH_MAX];
-        ssize_t n = readlinkat(u->root, item_rel(it), target, sizeof target);
-        if (n < 0) {
-            rc = -errno;
-            cairn_err_set(err, rc, "readlink %s: %s", u->full,
-                          cairn_strerror(rc));
-            goto out;
-        }
-        if ((size_t)n >= sizeof target) {
-            rc = cairn_err_set(err, CAIRN_E_TOOBIG,
-                               "symlink target too long: %s", u->full);
-            goto out;
-        }
-        target[n] = '\0';
-        archive_entry_copy_symlink(ae, target);
-        break;
-    }
-    case UK_DEV:
-        archive_entry_set_rdev(ae, it->rdev);
-        break;
-    case UK_DIR:
-    case UK_WHITEOUT:
-        break;
-    }
-    if ((rc = writer_header(w, ae, err)) != 0)
-        goto out;
-    if (fd >= 0)
-        rc = writer_copy_fd(w, fd, archive_entry_size(ae), u->full, err);
-    if (rc == 0 && it->kind == UK_DIR && it->opaque) {
-        char name[LAYER_PATH_MAX];
-        if (marker_name(name, sizeof name, it->name, strlen(it->name),
-                        WH_OPAQUE, "") != 0)
-            rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s",
-                               it->name);
-        else
-            rc = writer_marker(w, name, err);
-    }
-out:
-    if (fd >= 0)
-        close(fd);
-    archive_entry_free(ae);
-    return rc;
-}
-
-int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
-                          const char *const *skip, struct cairn_err *err)
-{
-    if (w == NULL || upperdir == NULL)
-        return cairn_err_set(err, CAIRN_E_INVAL, "add_upper: bad arguments");
-    if (w->broken)
-        return writer_fail_report(w, err);
-    mirror_drop(w); /* whiteouts, links, xattrs: left to the unpack */
-    struct upper_walk u = {.root = -1, .skip = skip};
-    int rc = 0;
-    u.root_len = strlen(upperdir);
-    u.full_cap = u.root_len + 1 + LAYER_PATH_MAX + 1;
-    u.full = malloc(u.full_cap);
-    if (u.full == NULL) {
-        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-        goto out;
-    }
-    u.root = open(upperdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (u.root < 0) {
-        rc = -errno;
-        cairn_err_set(err, rc, "open %s: %s", upperdir, cairn_strerror(rc));
-        goto out;
-    }
-    if ((rc = upper_walk_dir(&u, "", SIZE_MAX, err)) != 0)
-        goto out;
-    /* The upper root itself has no entry; an opaque root hides every lower
-     * layer, which only a marker at the top can say. */
-    if (dir_is_opaque(u.root) && (rc = writer_marker(w, WH_OPAQUE, err)) != 0)
-        goto out;
-    if (u.n > 0)
-        qsort(u.items, u.n, sizeof *u.items, item_cmp);
-    if ((rc = upper_find_links(&u, err)) != 0)
-        goto out;
-    for (size_t i = 0; i < u.n && rc == 0; i++)
-        rc = upper_emit(w, &u, upperdir, i, err);
-out:
-    for (size_t i = 0; i < u.n; i++) {
-        free(u.items[i].name);
-        free(u.items[i].rel);
-    }
-    free(u.items);
-    free(u.full);
-    if (u.root >= 0)
-        close(u.root);
     return rc;
 }
