@@ -46,9 +46,6 @@
 #define STORE_DB_LASTBUILD "lastbuild"
 /* Image records are small JSON; anything bigger is corrupt. */
 #define STORE_RECORD_MAX (1u << 20)
-/* Docker's limits: 255 for the repository name, 128 for the tag. */
-#define STORE_NAME_MAX 255
-#define STORE_TAG_MAX 128
 /* A snapshot deeper than this is not removed in one go (each level holds
  * a directory descriptor); real layers are far shallower. */
 #define STORE_TREE_DEPTH_MAX 512
@@ -116,8 +113,8 @@ static int write_one_txn(struct cairn_store *st, MDB_dbi dbi, MDB_val *k,
  * transaction; what names the record in errors. A delete of a missing
  * key returns CAIRN_E_NOTFOUND without touching err: the caller decides
  * whether that is an error. */
-static int store_write_one(struct cairn_store *st, MDB_dbi dbi, MDB_val *k,
-                           MDB_val *v, const char *what, struct cairn_err *err)
+int store_write_one(struct cairn_store *st, MDB_dbi dbi, MDB_val *k, MDB_val *v,
+                    const char *what, struct cairn_err *err)
 {
     int rc;
     do
@@ -134,7 +131,7 @@ int store_path_fmt(char *buf, size_t len, const char *a, const char *b,
 }
 
 /* "sha256:" + 64 lowercase hex; *hex points at the hex part. */
-static bool digest_ok(const char *d)
+bool store_digest_ok(const char *d)
 {
     if (d == NULL || strncmp(d, "sha256:", 7) != 0)
         return false;
@@ -147,13 +144,13 @@ static bool digest_ok(const char *d)
 
 int store_digest_bin(const char *d, uint8_t bin[CK_SHA256_LEN])
 {
-    if (!digest_ok(d))
+    if (!store_digest_ok(d))
         return CAIRN_E_INVAL;
     return ck_hex_decode(d + 7, bin);
 }
 
-static void digest_str(const uint8_t bin[CK_SHA256_LEN],
-                       char out[CAIRN_DIGEST_STR_LEN])
+void store_digest_str(const uint8_t bin[CK_SHA256_LEN],
+                      char out[CAIRN_DIGEST_STR_LEN])
 {
     char hex[CK_SHA256_HEX_LEN + 1];
     ck_hex_encode(bin, hex);
@@ -162,7 +159,7 @@ static void digest_str(const uint8_t bin[CK_SHA256_LEN],
 
 static int copy_digest(char dst[CAIRN_DIGEST_STR_LEN], const char *src)
 {
-    if (!digest_ok(src))
+    if (!store_digest_ok(src))
         return CAIRN_E_INVAL;
     memcpy(dst, src, strlen(src) + 1);
     return 0;
@@ -218,7 +215,7 @@ static void fsync_dir(const char *dir)
  * can name a blob (key_put_many, image_add) and at close, so a record
  * never names a blob that a power loss could take away; the blob's
  * content was fsync'd before its rename (blob_add_file). */
-static void blobs_sync(struct cairn_store *st)
+void store_blobs_sync(struct cairn_store *st)
 {
     if (!atomic_exchange(&st->blobs_unsynced, false))
         return;
@@ -459,7 +456,7 @@ void cairn_store_close(struct cairn_store *st)
 {
     if (st == NULL)
         return;
-    blobs_sync(st);
+    store_blobs_sync(st);
     cairn_index_close(st->idx);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* also drops any flock */
@@ -595,7 +592,7 @@ static int lock_implicit(struct cairn_store *st, struct cairn_err *err)
 int cairn_store_blob_path(const struct cairn_store *st, const char *digest,
                           char *buf, size_t len)
 {
-    if (!digest_ok(digest))
+    if (!store_digest_ok(digest))
         return CAIRN_E_INVAL;
     return store_path_fmt(buf, len, st->root, "/blobs/sha256/", digest + 7);
 }
@@ -645,7 +642,7 @@ int cairn_store_blob_add_file(struct cairn_store *st, const char *tmp_path,
         return cairn_err_set(err, rc, "cannot store blob %s: %s", digest,
                              cairn_strerror(rc));
     }
-    /* Its name is made durable by the next blobs_sync, before anything
+    /* Its name is made durable by the next store_blobs_sync, before anything
      * records it: one directory flush for a whole fetch or image. */
     atomic_store(&st->blobs_unsynced, true);
     return 0;
@@ -660,7 +657,7 @@ int cairn_store_blob_add_data(struct cairn_store *st, const void *data,
     int rc = ck_sha256(data, len, bin);
     if (rc)
         return cairn_err_set(err, rc, "sha256 failed");
-    digest_str(bin, d);
+    store_digest_str(bin, d);
     if (cairn_store_blob_has(st, d)) {
         memcpy(digest, d, sizeof d);
         return 0;
@@ -807,8 +804,8 @@ int store_keyrec_unpack(const MDB_val *v, struct cairn_layer_rec *r)
         sz |= (uint64_t)p[4 + i] << (8 * i);
     r->layer.size = (int64_t)sz;
     r->layer.media_type = media_codes[p[2]];
-    digest_str(p + 12, r->layer.digest);
-    digest_str(p + 44, r->layer.diff_id);
+    store_digest_str(p + 12, r->layer.digest);
+    store_digest_str(p + 44, r->layer.diff_id);
     return 0;
 }
 
@@ -867,7 +864,7 @@ int cairn_store_key_put_many(struct cairn_store *st,
     }
     if (n == 0)
         return 0;
-    blobs_sync(st);
+    store_blobs_sync(st);
     do
         rc = keys_put_txn(st, key_hex, rec, n, err);
     while (store_map_grown(st, &rc, err));
@@ -900,8 +897,8 @@ static int keys_put_txn(struct cairn_store *st, const char *const key_hex[],
 
 /* Last builds: tag -> an opaque record (client/engine/explain.c). Keyed by the
  * normalised ref so "app" and "app:latest" are one tag, as for images. */
-static int lastbuild_key(const char *ref, char *buf, size_t len,
-                         struct cairn_err *err)
+int store_lastbuild_key(const char *ref, char *buf, size_t len,
+                        struct cairn_err *err)
 {
     return cairn_store_ref_normalize(ref, buf, len, err);
 }
@@ -911,7 +908,7 @@ int cairn_store_lastbuild_put(struct cairn_store *st, const char *ref,
                               struct cairn_err *err)
 {
     char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
-    int rc = lastbuild_key(ref, name, sizeof name, err);
+    int rc = store_lastbuild_key(ref, name, sizeof name, err);
     if (rc)
         return rc;
     if (len > CAIRN_STORE_LASTBUILD_MAX)
@@ -928,7 +925,7 @@ int cairn_store_lastbuild_get(struct cairn_store *st, const char *ref,
                               struct cairn_err *err)
 {
     char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
-    int rc = lastbuild_key(ref, name, sizeof name, err);
+    int rc = store_lastbuild_key(ref, name, sizeof name, err);
     if (rc)
         return rc;
     MDB_txn *txn;
@@ -970,7 +967,7 @@ int cairn_store_lastbuild_remove(struct cairn_store *st, const char *ref,
                                  struct cairn_err *err)
 {
     char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
-    int rc = lastbuild_key(ref, name, sizeof name, err);
+    int rc = store_lastbuild_key(ref, name, sizeof name, err);
     if (rc)
         return rc;
     MDB_val kv = {strlen(name), name};
@@ -1198,7 +1195,7 @@ static bool digest_array_ok(const json_t *a)
         return false;
     json_array_foreach(a, i, v)
     {
-        if (!digest_ok(json_string_value(v)))
+        if (!store_digest_ok(json_string_value(v)))
             return false;
     }
     return true;
@@ -1234,7 +1231,7 @@ int store_imgrec_decode(const MDB_val *k, const MDB_val *v, struct imgrec *r)
     return rc;
 }
 
-static char *imgrec_encode(const struct imgrec *r, size_t *len)
+char *store_imgrec_encode(const struct imgrec *r, size_t *len)
 {
     json_t *j = json_pack("{s:s,s:I,s:s,s:I,s:I,s:O,s:O}", "mediaType",
                           r->media_type, "size", (json_int_t)r->manifest_size,
@@ -1276,8 +1273,8 @@ static int64_t rfc3339_parse(const char *s)
 
 /* Fills r from the manifest and config blobs (both verified), checking
  * that every layer blob is present. */
-static int imgrec_from_blobs(struct cairn_store *st, const char *manifest,
-                             struct imgrec *r, struct cairn_err *err)
+int store_imgrec_from_blobs(struct cairn_store *st, const char *manifest,
+                            struct imgrec *r, struct cairn_err *err)
 {
     char *mdata = NULL, *cdata = NULL;
     size_t mlen = 0, clen = 0;
@@ -1321,7 +1318,7 @@ static int imgrec_from_blobs(struct cairn_store *st, const char *manifest,
     {
         const char *ld = json_string_value(json_object_get(l, "digest"));
         json_int_t lsz = json_integer_value(json_object_get(l, "size"));
-        if (!digest_ok(ld) || lsz < 0) {
+        if (!store_digest_ok(ld) || lsz < 0) {
             cairn_err_set(err, rc, "manifest %s: bad layer %zu", manifest, i);
             goto out;
         }
@@ -1420,7 +1417,7 @@ int store_taglist_load(struct cairn_store *st, MDB_txn *txn,
 static json_t *descriptor(const struct imgrec *r, const char *ref)
 {
     char d[CAIRN_DIGEST_STR_LEN];
-    digest_str(r->manifest, d);
+    store_digest_str(r->manifest, d);
     json_t *j = json_pack("{s:s,s:s,s:I}", "mediaType", r->media_type, "digest",
                           d, "size", (json_int_t)r->manifest_size);
     if (j == NULL || ref == NULL)
@@ -1544,421 +1541,6 @@ int store_index_json_write(struct cairn_store *st, struct cairn_err *err)
 }
 
 /* ------------------------------------------------------------------ */
-/* images and tags                                                      */
-
-static int tag_put(struct cairn_store *st, MDB_txn *txn, const char *ref,
-                   const uint8_t manifest[CK_SHA256_LEN], struct cairn_err *err)
-{
-    char norm[STORE_NAME_MAX + STORE_TAG_MAX + 2];
-    int rc = cairn_store_ref_normalize(ref, norm, sizeof norm, err);
-    if (rc)
-        return rc;
-    MDB_val k = {strlen(norm), norm}, v = {CK_SHA256_LEN, (void *)manifest};
-    int mrc = mdb_put(txn, st->db_tags, &k, &v, 0);
-    return mrc ? store_mdb_fail(err, mrc, "put tag") : 0;
-}
-
-/* The result and last-build records of row, in image_add's transaction
- * (struct cairn_image_row). */
-static int image_extras_put(struct cairn_store *st, MDB_txn *txn,
-                            const struct cairn_image_row *row,
-                            struct cairn_err *err)
-{
-    int mrc;
-    if (row->result_key) {
-        uint8_t k[CK_SHA256_LEN];
-        if (strlen(row->result_key) != CK_SHA256_HEX_LEN ||
-            ck_hex_decode(row->result_key, k))
-            return cairn_err_set(err, CAIRN_E_INVAL, "bad build result");
-        MDB_val kv = {sizeof k, k};
-        MDB_val v = {strlen(row->manifest_digest),
-                     (void *)row->manifest_digest};
-        if ((mrc = mdb_put(txn, st->db_results, &kv, &v, 0)) != 0)
-            return store_mdb_fail(err, mrc, "put result");
-    }
-    if (row->lastbuild == NULL && !row->lastbuild_drop)
-        return 0;
-    if (row->lastbuild && row->lastbuild_len > CAIRN_STORE_LASTBUILD_MAX)
-        return cairn_err_set(err, CAIRN_E_TOOBIG,
-                             "last build: %zu bytes, over the %u limit",
-                             row->lastbuild_len, CAIRN_STORE_LASTBUILD_MAX);
-    for (size_t i = 0; row->tags && i < row->ntags; i++) {
-        char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
-        int rc = lastbuild_key(row->tags[i], name, sizeof name, err);
-        if (rc)
-            return rc;
-        MDB_val kv = {strlen(name), name};
-        if (row->lastbuild) {
-            MDB_val v = {row->lastbuild_len, (void *)row->lastbuild};
-            mrc = mdb_put(txn, st->db_lastbuild, &kv, &v, 0);
-        } else {
-            mrc = mdb_del(txn, st->db_lastbuild, &kv, NULL);
-            if (mrc == MDB_NOTFOUND)
-                mrc = 0;
-        }
-        if (mrc)
-            return store_mdb_fail(err, mrc, "put last build");
-    }
-    return 0;
-}
-
-/* The image record val (for manifest), its tags and extras in one write
- * transaction. */
-static int image_put_txn(struct cairn_store *st,
-                         const uint8_t manifest[CK_SHA256_LEN], char *val,
-                         size_t vlen, const struct cairn_image_row *row,
-                         struct cairn_err *err)
-{
-    MDB_txn *txn;
-    int rc = 0;
-    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
-    if (mrc)
-        return store_mdb_fail(err, mrc, "begin");
-    MDB_val k = {CK_SHA256_LEN, (void *)manifest}, v = {vlen, val};
-    mrc = mdb_put(txn, st->db_images, &k, &v, 0);
-    if (mrc)
-        rc = store_mdb_fail(err, mrc, "put image");
-    for (size_t i = 0; !rc && row->tags && i < row->ntags; i++)
-        rc = tag_put(st, txn, row->tags[i], manifest, err);
-    if (!rc)
-        rc = image_extras_put(st, txn, row, err);
-    if (rc) {
-        cairn_index_txn_abort(st->idx, txn);
-        return rc;
-    }
-    mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? store_mdb_fail(err, mrc, "commit image") : 0;
-}
-
-int cairn_store_image_add(struct cairn_store *st,
-                          const struct cairn_image_row *row,
-                          struct cairn_err *err)
-{
-    struct imgrec r;
-    int rc = imgrec_from_blobs(st, row->manifest_digest, &r, err);
-    if (rc)
-        return rc;
-    char *val = NULL;
-    if (row->config_digest[0] != '\0' &&
-        strcmp(row->config_digest, r.config) != 0) {
-        rc = cairn_err_set(err, CAIRN_E_INVAL,
-                           "manifest %s has config %s, not %s",
-                           row->manifest_digest, r.config, row->config_digest);
-        goto out;
-    }
-    if (row->created > 0)
-        r.created = row->created;
-    size_t vlen = 0;
-    blobs_sync(st);
-    val = imgrec_encode(&r, &vlen);
-    if (val == NULL) {
-        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-        goto out;
-    }
-    do
-        rc = image_put_txn(st, r.manifest, val, vlen, row, err);
-    while (store_map_grown(st, &rc, err));
-    if (!rc)
-        rc = store_index_json_write(st, err);
-out:
-    free(val);
-    store_imgrec_clear(&r);
-    return rc;
-}
-
-static int tag_txn(struct cairn_store *st, const char *ref,
-                   const char *manifest_digest, uint8_t m[CK_SHA256_LEN],
-                   struct cairn_err *err)
-{
-    MDB_txn *txn;
-    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
-    if (mrc)
-        return store_mdb_fail(err, mrc, "begin");
-    MDB_val k = {CK_SHA256_LEN, m}, v;
-    int rc;
-    mrc = mdb_get(txn, st->db_images, &k, &v);
-    if (mrc == MDB_NOTFOUND)
-        rc = cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
-                           manifest_digest);
-    else if (mrc)
-        rc = store_mdb_fail(err, mrc, "get image");
-    else
-        rc = tag_put(st, txn, ref, m, err);
-    if (rc) {
-        cairn_index_txn_abort(st->idx, txn);
-        return rc;
-    }
-    mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? store_mdb_fail(err, mrc, "commit tag") : 0;
-}
-
-int cairn_store_tag(struct cairn_store *st, const char *ref,
-                    const char *manifest_digest, struct cairn_err *err)
-{
-    uint8_t m[CK_SHA256_LEN];
-    if (store_digest_bin(manifest_digest, m))
-        return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
-    int rc;
-    do
-        rc = tag_txn(st, ref, manifest_digest, m, err);
-    while (store_map_grown(st, &rc, err));
-    return rc ? rc : store_index_json_write(st, err);
-}
-
-int cairn_store_untag(struct cairn_store *st, const char *ref,
-                      struct cairn_err *err)
-{
-    char norm[STORE_NAME_MAX + STORE_TAG_MAX + 2];
-    int rc = cairn_store_ref_normalize(ref, norm, sizeof norm, err);
-    if (rc)
-        return rc;
-    MDB_val k = {strlen(norm), norm};
-    rc = store_write_one(st, st->db_tags, &k, NULL, "delete tag", err);
-    if (rc == CAIRN_E_NOTFOUND)
-        return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s", ref);
-    return rc ? rc : store_index_json_write(st, err);
-}
-
-/* Fills row from a record; tags (malloc'd) are those of tl pointing at
- * the image. */
-static int row_fill(const struct imgrec *r, const struct taglist *tl,
-                    struct cairn_image_row *row)
-{
-    struct cairn_strvec sv;
-    cairn_strvec_init(&sv);
-    for (size_t i = 0; i < tl->n; i++)
-        if (memcmp(tl->v[i].manifest, r->manifest, CK_SHA256_LEN) == 0 &&
-            cairn_strvec_push(&sv, tl->v[i].ref)) {
-            cairn_strvec_free(&sv);
-            return CAIRN_E_NOMEM;
-        }
-    size_t n = 0;
-    char **tags = cairn_strvec_take(&sv, &n);
-    if (tags == NULL)
-        return CAIRN_E_NOMEM;
-    memset(row, 0, sizeof *row);
-    digest_str(r->manifest, row->manifest_digest);
-    memcpy(row->config_digest, r->config, sizeof r->config);
-    row->created = r->created;
-    row->size = r->bytes;
-    row->tags = tags;
-    row->ntags = n;
-    return 0;
-}
-
-void cairn_store_image_row_clear(struct cairn_image_row *row)
-{
-    if (row == NULL)
-        return;
-    cairn_strv_free(row->tags, row->ntags);
-    row->tags = NULL;
-    row->ntags = 0;
-}
-
-/* Every image, with its tags, read in one transaction. */
-struct rowlist {
-    struct cairn_image_row *v;
-    size_t n;
-};
-
-static void rowlist_free(struct rowlist *rl)
-{
-    for (size_t i = 0; i < rl->n; i++)
-        cairn_store_image_row_clear(&rl->v[i]);
-    free(rl->v);
-    rl->v = NULL;
-    rl->n = 0;
-}
-
-static int rowlist_load(struct cairn_store *st, struct rowlist *rl)
-{
-    MDB_txn *txn;
-    MDB_cursor *cur = NULL;
-    struct taglist tags = {0};
-    size_t alloc = 0;
-    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
-    if (mrc)
-        return store_mdb_err(mrc);
-    int rc = store_taglist_load(st, txn, &tags);
-    if (!rc)
-        rc = store_mdb_err(mdb_cursor_open(txn, st->db_images, &cur));
-    MDB_val k, v;
-    for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         mrc == 0 && !rc; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct imgrec r;
-        if (store_imgrec_decode(&k, &v, &r))
-            continue;
-        if (rl->n == alloc) {
-            size_t na = alloc ? alloc * 2 : 16;
-            struct cairn_image_row *nv = realloc(rl->v, na * sizeof *nv);
-            if (nv == NULL)
-                rc = CAIRN_E_NOMEM;
-            else {
-                rl->v = nv;
-                alloc = na;
-            }
-        }
-        if (!rc && (rc = row_fill(&r, &tags, &rl->v[rl->n])) == 0)
-            rl->n++;
-        store_imgrec_clear(&r);
-    }
-    if (cur)
-        mdb_cursor_close(cur);
-    cairn_index_txn_abort(st->idx, txn);
-    store_taglist_free(&tags);
-    if (rc)
-        rowlist_free(rl);
-    return rc;
-}
-
-static int row_newest_first(const void *a, const void *b)
-{
-    const struct cairn_image_row *x = a, *y = b;
-    if (x->created != y->created)
-        return x->created > y->created ? -1 : 1;
-    return strcmp(x->manifest_digest, y->manifest_digest);
-}
-
-int cairn_store_image_each(struct cairn_store *st,
-                           int (*fn)(void *arg,
-                                     const struct cairn_image_row *row),
-                           void *arg)
-{
-    struct rowlist rl = {0};
-    int rc = rowlist_load(st, &rl);
-    if (rc)
-        return rc;
-    if (rl.n > 1)
-        qsort(rl.v, rl.n, sizeof *rl.v, row_newest_first);
-    /* Called outside any transaction, so fn may change the store. */
-    for (size_t i = 0; i < rl.n && !rc; i++)
-        rc = fn(arg, &rl.v[i]);
-    rowlist_free(&rl);
-    return rc;
-}
-
-static bool is_hex_prefix(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > CK_SHA256_HEX_LEN)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
-int cairn_store_image_find(struct cairn_store *st, const char *name,
-                           struct cairn_image_row *out, struct cairn_err *err)
-{
-    if (name == NULL || name[0] == '\0')
-        return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: ");
-    if (strchr(name, '@'))
-        return cairn_err_set(err, CAIRN_E_INVAL,
-                             "%s: references by digest are not supported",
-                             name);
-    struct rowlist rl = {0};
-    int rc = rowlist_load(st, &rl);
-    if (rc)
-        return cairn_err_set(err, rc, "cannot read images: %s",
-                             cairn_strerror(rc));
-    struct cairn_image_row *hit = NULL;
-    /* A full digest names an image by ID or by manifest. */
-    if (digest_ok(name)) {
-        for (size_t i = 0; i < rl.n && !hit; i++)
-            if (strcmp(rl.v[i].config_digest, name) == 0 ||
-                strcmp(rl.v[i].manifest_digest, name) == 0)
-                hit = &rl.v[i];
-    }
-    /* Then a tag, as docker looks up refs before ID prefixes. */
-    char norm[STORE_NAME_MAX + STORE_TAG_MAX + 2];
-    if (!hit && cairn_store_ref_normalize(name, norm, sizeof norm, NULL) == 0)
-        for (size_t i = 0; i < rl.n && !hit; i++)
-            for (size_t t = 0; t < rl.v[i].ntags && !hit; t++)
-                if (strcmp(rl.v[i].tags[t], norm) == 0)
-                    hit = &rl.v[i];
-    /* Then a unique ID prefix. Several manifests may share one config
-     * (one image, two compressions); that is still ambiguous here. */
-    const char *pfx = strncmp(name, "sha256:", 7) == 0 ? name + 7 : name;
-    if (!hit && is_hex_prefix(pfx)) {
-        size_t n = strlen(pfx);
-        for (size_t i = 0; i < rl.n; i++) {
-            if (strncmp(rl.v[i].config_digest + 7, pfx, n) != 0)
-                continue;
-            if (hit) {
-                rc = cairn_err_set(err, CAIRN_E_INVAL,
-                                   "%s: ambiguous image ID prefix "
-                                   "(matches several images)",
-                                   name);
-                goto out;
-            }
-            hit = &rl.v[i];
-        }
-    }
-    if (!hit) {
-        rc = cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s", name);
-        goto out;
-    }
-    *out = *hit;
-    /* The row's tags move to the caller. */
-    hit->tags = NULL;
-    hit->ntags = 0;
-out:
-    rowlist_free(&rl);
-    return rc;
-}
-
-static int image_remove_txn(struct cairn_store *st,
-                            const char *manifest_digest,
-                            uint8_t m[CK_SHA256_LEN],
-                            struct cairn_err *err)
-{
-    MDB_txn *txn;
-    MDB_cursor *cur = NULL;
-    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
-    if (mrc)
-        return store_mdb_fail(err, mrc, "begin");
-    MDB_val k = {CK_SHA256_LEN, m}, v;
-    mrc = mdb_del(txn, st->db_images, &k, NULL);
-    if (mrc == 0)
-        mrc = mdb_cursor_open(txn, st->db_tags, &cur);
-    if (mrc == 0) {
-        /* Tags point at images, not the other way round: find them. */
-        int c;
-        for (c = mdb_cursor_get(cur, &k, &v, MDB_FIRST); c == 0;
-             c = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-            if (v.mv_size == CK_SHA256_LEN && memcmp(v.mv_data, m, CK_SHA256_LEN) == 0 &&
-                (mrc = mdb_cursor_del(cur, 0)) != 0)
-                break;
-        if (mrc == 0 && c != MDB_NOTFOUND)
-            mrc = c;
-        mdb_cursor_close(cur);
-    }
-    if (mrc) {
-        cairn_index_txn_abort(st->idx, txn);
-        if (mrc == MDB_NOTFOUND)
-            return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
-                                 manifest_digest);
-        return store_mdb_fail(err, mrc, "remove image");
-    }
-    mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? store_mdb_fail(err, mrc, "commit remove") : 0;
-}
-
-int cairn_store_image_remove(struct cairn_store *st,
-                             const char *manifest_digest, struct cairn_err *err)
-{
-    uint8_t m[CK_SHA256_LEN];
-    if (store_digest_bin(manifest_digest, m))
-        return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
-    int rc;
-    do
-        rc = image_remove_txn(st, manifest_digest, m, err);
-    while (store_map_grown(st, &rc, err));
-    return rc ? rc : store_index_json_write(st, err);
-}
-
-/* ------------------------------------------------------------------ */
 /* snapshots                                                            */
 
 /* The final name of layer's snapshot in final (STORE_PATH_MAX), checked
@@ -1967,7 +1549,7 @@ static int snapshot_final(const struct cairn_store *st,
                           const struct cairn_layer_desc *layer, char *final,
                           size_t len, struct cairn_err *err)
 {
-    if (!digest_ok(layer->diff_id))
+    if (!store_digest_ok(layer->diff_id))
         return cairn_err_set(err, CAIRN_E_INVAL, "bad layer digests");
     if (store_path_fmt(final, STORE_PATH_MAX, st->root, "/snapshots/",
                  layer->diff_id + 7) ||

@@ -1,6 +1,7 @@
-/* What client/store/store.c and client/store/store_prune.c share and
+/* What client/store/store.c, store_images.c and store_prune.c share and
  * nobody else sees: the store's struct, the records read back from LMDB,
- * and the helpers prune needs. Private to those two files. */
+ * and the helpers images, tags and prune need. Private to those three
+ * files. */
 #ifndef CAIRN_CLIENT_STORE_STORE_IMPL_H
 #define CAIRN_CLIENT_STORE_STORE_IMPL_H
 
@@ -111,5 +112,43 @@ int store_index_lock(struct cairn_store *st);
  * taken, so whichever writer renames last wrote the newest state: two
  * processes that change tags at once cannot lose each other's change. */
 int store_index_json_write(struct cairn_store *st, struct cairn_err *err);
+
+/* Docker's limits: 255 for the repository name, 128 for the tag. */
+#define STORE_NAME_MAX 255
+#define STORE_TAG_MAX 128
+
+/* Helpers of client/store/store.c that store_images.c uses. */
+
+/* One put (v not NULL) or delete (v NULL) of k in dbi, in its own write
+ * transaction; what names the record in errors. A delete of a missing
+ * key returns CAIRN_E_NOTFOUND without touching err: the caller decides
+ * whether that is an error. */
+int store_write_one(struct cairn_store *st, MDB_dbi dbi, MDB_val *k, MDB_val *v,
+                    const char *what, struct cairn_err *err);
+
+/* "sha256:" + 64 lowercase hex; *hex points at the hex part. */
+bool store_digest_ok(const char *d);
+
+void store_digest_str(const uint8_t bin[CK_SHA256_LEN],
+                      char out[CAIRN_DIGEST_STR_LEN]);
+
+/* Makes the names of the blobs added since the last call durable: one
+ * fsync of blobs/sha256 for all of them. Called before any commit that
+ * can name a blob (key_put_many, image_add) and at close, so a record
+ * never names a blob that a power loss could take away; the blob's
+ * content was fsync'd before its rename (blob_add_file). */
+void store_blobs_sync(struct cairn_store *st);
+
+/* Last builds: tag -> an opaque record (client/engine/explain.c). Keyed by the
+ * normalised ref so "app" and "app:latest" are one tag, as for images. */
+int store_lastbuild_key(const char *ref, char *buf, size_t len,
+                        struct cairn_err *err);
+
+char *store_imgrec_encode(const struct imgrec *r, size_t *len);
+
+/* Fills r from the manifest and config blobs (both verified), checking
+ * that every layer blob is present. */
+int store_imgrec_from_blobs(struct cairn_store *st, const char *manifest,
+                            struct imgrec *r, struct cairn_err *err);
 
 #endif
