@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include "common/units.h"
 #include "server/store/store.h"
 
 #include <errno.h>
@@ -28,34 +29,7 @@ static int parse_digits(const char *s, unsigned long long *v, const char **end)
 
 int cd_size_parse(const char *s, uint64_t *out)
 {
-    unsigned long long v;
-    const char *end;
-    if (parse_digits(s, &v, &end) != 0)
-        return CAIRN_E_INVAL;
-    static const struct {
-        char suffix;
-        unsigned shift;
-    } units[] = {{'K', 10}, {'M', 20}, {'G', 30}, {'T', 40}};
-    unsigned shift = 0;
-    if (*end != '\0') {
-        size_t i = 0;
-        while (i < sizeof units / sizeof *units && units[i].suffix != (*end & ~0x20))
-            i++;
-        if (i < sizeof units / sizeof *units) {
-            shift = units[i].shift;
-            end++;
-            if (*end == 'i')
-                end++;
-        }
-        if (*end == 'B' || *end == 'b')
-            end++;
-        if (*end != '\0')
-            return CAIRN_E_INVAL;
-    }
-    if (shift && v > (UINT64_MAX >> shift))
-        return CAIRN_E_INVAL;
-    *out = (uint64_t)v << shift;
-    return 0;
+    return cairn_units_size_parse(s, 0, UINT64_MAX, out);
 }
 
 int cd_duration_parse(const char *s, unsigned *out)

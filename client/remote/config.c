@@ -1,5 +1,7 @@
 #include "client/remote/config.h"
 
+#include "common/units.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -46,30 +48,14 @@ int cairn_config_duration_ms(const char *s, int64_t *ms)
 
 int cairn_config_size(const char *s, bool per_second, int64_t *out)
 {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v >= 0))
-        return CAIRN_E_INVAL;
-    static const char units[] = "kmgt";
-    const char *u = *end ? strchr(units, tolower((unsigned char)*end)) : NULL;
-    double mult = 1;
-    if (u != NULL) {
-        for (const char *p = units; p <= u; p++)
-            mult *= 1024;
-        end++;
-        if (*end == 'i')
-            end++;
-    }
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (per_second && strcmp(end, "/s") == 0)
-        end += 2;
     /* 2^50 (1 PiB): far beyond any layer, and no overflow when a cap
      * is multiplied (the uncompressed cap is 4 times the blob's). */
-    if (*end != '\0' || v * mult > 1125899906842624.0 || v * mult < 1)
+    uint64_t v;
+    unsigned flags = CAIRN_UNITS_FRACTION |
+                     (per_second ? CAIRN_UNITS_PER_SECOND : 0u);
+    if (cairn_units_size_parse(s, flags, 1ull << 50, &v) != 0 || v < 1)
         return CAIRN_E_INVAL;
-    *out = (int64_t)(v * mult);
+    *out = (int64_t)v;
     return 0;
 }
 
