@@ -2,7 +2,10 @@
  * one build and of its stages, and the helpers the steps use.
  * client/engine/build.c is the driver (plan, walk, commit),
  * client/engine/build_copy.c the COPY and ADD steps,
- * client/engine/build_run.c the RUN steps. Private to those three. */
+ * client/engine/build_run.c the RUN steps; both use the helpers of
+ * client/engine/stage.c (a stage's layers, snapshots and file system) and
+ * client/engine/report.c (failure messages, progress lines), which use
+ * neither. Private to those five. */
 #ifndef CAIRN_CLIENT_ENGINE_BUILD_IMPL_H
 #define CAIRN_CLIENT_ENGINE_BUILD_IMPL_H
 
@@ -60,14 +63,19 @@ void build_stage_out_free(struct stage_out *s);
 
 int build_layers_push(struct stage_out *s, const struct cairn_layer_desc *d);
 
-/* Removes a temporary tree (best effort: it is in the store's tmp/). */
-void build_tree_remove(const char *path);
-
 int build_step_fail(struct build *b, const struct ck_step *s, int rc,
                     const char *what);
 
 int build_image_load(struct build *b, const char *manifest_digest,
                      struct cairn_manifest *m, struct cairn_image_config *c);
+
+/* Records *path (malloc'd, taken: *path becomes NULL) as the snapshot of
+ * layer i of s, made by the step that wrote the layer. */
+int build_stage_snapshot_take(struct stage_out *s, size_t i, char **path);
+
+/* Fetches, from the shared cache, any layer of s whose blob is not in the
+ * store but that a remote hit has (see stage.c). */
+void build_remote_ensure_blobs(struct build *b, const struct stage_out *s);
 
 /* Lower dirs for overlayfs: top-most first. */
 int build_stage_lowers(struct build *b, struct stage_out *s, const char ***out);

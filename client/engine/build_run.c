@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,22 @@
 #include <unistd.h>
 
 /* ---- RUN ----------------------------------------------------------------- */
+
+static int rm_cb(const char *path, const struct stat *sb, int flag,
+                 struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Removes a temporary tree (best effort: it is in the store's tmp/). */
+static void build_tree_remove(const char *path)
+{
+    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /* Below this much free space the store's file system counts as full. */
 #define BUILD_FULL_FREE ((uint64_t)1 << 20)
