@@ -1,6 +1,7 @@
 /* Images and tags of the local store (client/store/store.h): image
  * records added (with the tags, the build result and the last build that
- * came with them), found, listed and removed; tags moved and removed. The
+ * came with them), found, listed and removed; tags moved and removed;
+ * build results (the image a final key made) put and found. The
  * rest of the store is client/store/store.c. */
 #include "client/store/store.h"
 #include "client/store/store_impl.h"
@@ -440,4 +441,52 @@ int cairn_store_image_remove(struct cairn_store *st,
         rc = image_remove_txn(st, manifest_digest, m, err);
     while (store_map_grown(st, &rc, err));
     return rc ? rc : store_index_json_write(st, err);
+}
+
+/* ------------------------------------------------------------------ */
+/* build results                                                      */
+
+/* Results: the image a build's final key produced, so a build whose every
+ * step is cached gives the very same image (as Docker's builder does)
+ * instead of a new config with a new time. */
+int cairn_store_result_get(struct cairn_store *st, const char *key_hex,
+                           char manifest_digest[CAIRN_DIGEST_STR_LEN])
+{
+    uint8_t k[CK_SHA256_LEN];
+    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
+        ck_hex_decode(key_hex, k))
+        return CAIRN_E_INVAL;
+    MDB_txn *txn;
+    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
+    if (mrc)
+        return store_mdb_err(mrc);
+    MDB_val kv = {sizeof k, k}, v;
+    char d[CAIRN_DIGEST_STR_LEN] = "";
+    mrc = mdb_get(txn, st->db_results, &kv, &v);
+    if (mrc == 0 && v.mv_size < sizeof d)
+        memcpy(d, v.mv_data, v.mv_size);
+    cairn_index_txn_abort(st->idx, txn);
+    if (mrc)
+        return store_mdb_err(mrc);
+    /* The image may have been pruned since: then it is a miss. */
+    struct cairn_image_row row;
+    memset(&row, 0, sizeof row);
+    if (d[0] == '\0' || cairn_store_image_find(st, d, &row, NULL) != 0)
+        return CAIRN_E_NOTFOUND;
+    cairn_store_image_row_clear(&row);
+    memcpy(manifest_digest, d, sizeof d);
+    return 0;
+}
+
+int cairn_store_result_put(struct cairn_store *st, const char *key_hex,
+                           const char *manifest_digest, struct cairn_err *err)
+{
+    uint8_t k[CK_SHA256_LEN];
+    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
+        ck_hex_decode(key_hex, k) ||
+        strlen(manifest_digest) >= CAIRN_DIGEST_STR_LEN)
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad build result");
+    MDB_val kv = {sizeof k, k};
+    MDB_val v = {strlen(manifest_digest), (void *)manifest_digest};
+    return store_write_one(st, st->db_results, &kv, &v, "put result", err);
 }
