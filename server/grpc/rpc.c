@@ -482,15 +482,23 @@ static bool auth_refuse_duplicate(struct call *c)
 {
     if (c->auth_count < 2)
         return false;
-    char *peer = grpc_call_get_peer(c->call);
-    char name[128];
-    if (c->rpc->peer_name != NULL && peer != NULL)
-        c->rpc->peer_name(c->rpc->peer_ctx, peer, name, sizeof name);
-    else
-        snprintf(name, sizeof name, "%s", peer ? peer : "?");
-    cd_log(CD_LOG_WARN, "%s from %s: %zu 'authorization' headers: refused (UNAUTHENTICATED)",
-           c->m ? c->m->path : "unknown method", name, c->auth_count);
-    gpr_free(peer);
+    /* The client decides how often this happens: a budget keeps it from
+     * filling the log. */
+    static struct cd_log_budget budget;
+    unsigned dropped;
+    if (cd_log_budget_take(&budget, &dropped)) {
+        char *peer = grpc_call_get_peer(c->call);
+        char name[128];
+        if (c->rpc->peer_name != NULL && peer != NULL)
+            c->rpc->peer_name(c->rpc->peer_ctx, peer, name, sizeof name);
+        else
+            snprintf(name, sizeof name, "%s", peer ? peer : "?");
+        cd_log(CD_LOG_WARN,
+               "%s from %s: %zu 'authorization' headers: refused (UNAUTHENTICATED; %u such lines "
+               "dropped before this one)",
+               c->m ? c->m->path : "unknown method", name, c->auth_count, dropped);
+        gpr_free(peer);
+    }
     cd_reply_fail(&c->reply, CAIRN_E_AUTH,
                   "%zu authorization headers: send exactly one 'authorization: Bearer <token>'",
                   c->auth_count);

@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,4 +53,29 @@ void cd_log(enum cd_log_level level, const char *fmt, ...)
     va_end(ap);
     /* One fprintf per line so lines from worker threads never interleave. */
     fprintf(stderr, "%s\n", line);
+}
+
+/* One lock for every budget: only refused calls and connections reach it. */
+static pthread_mutex_t budget_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int cd_log_budget_take(struct cd_log_budget *b, unsigned *dropped)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    pthread_mutex_lock(&budget_mu);
+    if (now - b->window_ms >= 1000) {
+        b->window_ms = now;
+        b->used = 0;
+    }
+    int ok = b->used < CD_LOG_BURST;
+    if (ok) {
+        b->used++;
+        *dropped = b->dropped;
+        b->dropped = 0;
+    } else {
+        b->dropped++;
+    }
+    pthread_mutex_unlock(&budget_mu);
+    return ok;
 }

@@ -15,4 +15,19 @@ int cd_log_enabled(enum cd_log_level level);
 void cd_log(enum cd_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* A budget for one kind of line whose cause a client controls (a refused
+ * call, a refused connection), so that a flood of the cause cannot flood
+ * the log: at most CD_LOG_BURST lines a second. Zero-initialise it (static
+ * storage or {0}); thread-safe. */
+#define CD_LOG_BURST 10
+struct cd_log_budget {
+    long long window_ms; /* start of the current second */
+    unsigned used;       /* lines written in it */
+    unsigned dropped;    /* lines refused since the last one written */
+};
+
+/* True when a line may be written now; then *dropped is how many were
+ * refused since the last one (to be named in the line). */
+int cd_log_budget_take(struct cd_log_budget *b, unsigned *dropped);
+
 #endif
