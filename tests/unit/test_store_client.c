@@ -442,6 +442,33 @@ static size_t map_size(struct cairn_store *st)
 
 #define MAP_INITIAL ((size_t)64 << 20) /* client/store/index.c */
 
+/* Writes empty-step keys "<56 hex of tag><8 hex of n>" in batches until
+ * the map has grown past its initial size (or 200 batches); returns how
+ * many. 108 bytes a key (key and record) in half-full pages after splits:
+ * some 600,000 keys fill 64 MiB; it stops one batch after the map grew. */
+static size_t fill_keys_until_grown(struct cairn_store *st, unsigned tag)
+{
+    enum { BATCH = 8192, MAXBATCH = 200 };
+    static char hex[BATCH][CK_SHA256_HEX_LEN + 1];
+    const char *keys[BATCH];
+    const struct cairn_layer_rec *recs[BATCH];
+    struct cairn_layer_rec rec;
+    memset(&rec, 0, sizeof rec);
+    rec.empty = true;
+    struct cairn_err err;
+    size_t n = 0;
+    for (int b = 0; b < MAXBATCH && map_size(st) <= MAP_INITIAL; b++) {
+        for (int i = 0; i < BATCH; i++) {
+            snprintf(hex[i], sizeof hex[i], "%056x%08x", tag, (unsigned)n++);
+            keys[i] = hex[i];
+            recs[i] = &rec;
+        }
+        if (cairn_store_key_put_many(st, keys, recs, BATCH, &err) != 0)
+            fail_msg("put batch %d: %s", b, err.msg);
+    }
+    return n;
+}
+
 /* The index map starts small (a fixed 16 GiB reservation made every
  * command fail under `ulimit -v`) and grows when a write finds it full:
  * keys written past the initial map are all there, in this process and
@@ -451,26 +478,7 @@ static void test_map_grows_for_keys(void **state)
     struct fixture *f = *state;
     struct cairn_err err;
     assert_true(map_size(f->st) <= MAP_INITIAL);
-    enum { BATCH = 8192, MAXBATCH = 200 };
-    static char hex[BATCH][CK_SHA256_HEX_LEN + 1];
-    const char *keys[BATCH];
-    const struct cairn_layer_rec *recs[BATCH];
-    struct cairn_layer_rec rec;
-    memset(&rec, 0, sizeof rec);
-    rec.empty = true;
-    size_t n = 0;
-    /* 108 bytes a key (key and record) in half-full pages after splits:
-     * some 600,000 keys fill 64 MiB; stop one batch after the map grew. */
-    for (int b = 0; b < MAXBATCH && map_size(f->st) <= MAP_INITIAL; b++) {
-        for (int i = 0; i < BATCH; i++) {
-            snprintf(hex[i], sizeof hex[i], "%056x%08x", 0u, (unsigned)n++);
-            keys[i] = hex[i];
-            recs[i] = &rec;
-        }
-        int rc = cairn_store_key_put_many(f->st, keys, recs, BATCH, &err);
-        if (rc)
-            fail_msg("put batch %d: %s", b, err.msg);
-    }
+    size_t n = fill_keys_until_grown(f->st, 0);
     assert_true(map_size(f->st) > MAP_INITIAL);
     struct cairn_layer_rec got;
     char k[CK_SHA256_HEX_LEN + 1];
@@ -525,23 +533,7 @@ static void test_map_grows_under_lookups(void **state)
     for (int i = 0; i < 2; i++)
         assert_int_equal(pthread_create(&t[i], NULL, lookup_loop, &a), 0);
 
-    enum { BATCH = 8192, MAXBATCH = 200 };
-    static char hex[BATCH][CK_SHA256_HEX_LEN + 1];
-    const char *keys[BATCH];
-    const struct cairn_layer_rec *recs[BATCH];
-    struct cairn_layer_rec rec;
-    memset(&rec, 0, sizeof rec);
-    rec.empty = true;
-    size_t n = 0;
-    for (int b = 0; b < MAXBATCH && map_size(f->st) <= MAP_INITIAL; b++) {
-        for (int i = 0; i < BATCH; i++) {
-            snprintf(hex[i], sizeof hex[i], "%056x%08x", 1u, (unsigned)n++);
-            keys[i] = hex[i];
-            recs[i] = &rec;
-        }
-        if (cairn_store_key_put_many(f->st, keys, recs, BATCH, &err) != 0)
-            fail_msg("put: %s", err.msg);
-    }
+    fill_keys_until_grown(f->st, 1);
     atomic_store(&a.stop, true);
     for (int i = 0; i < 2; i++)
         pthread_join(t[i], NULL);
