@@ -1,7 +1,7 @@
 /* Names that arrive off the wire: digests, instance names and ByteStream
  * resource names. Every check that turns a client's string into something
  * the store trusts lives here, so the rules are the same for every RPC.
- * Pure functions, thread-safe; unit-tested in tests/unit/test_resource.c. */
+ * Pure functions, thread-safe; unit-tested in tests/unit/server/reapi/test_resource.c. */
 #ifndef CAIRN_SERVER_RESOURCE_H
 #define CAIRN_SERVER_RESOURCE_H
 
