@@ -9,7 +9,7 @@ BUILD_PKGS=(
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libssl-dev liblmdb-dev libarchive-dev libjansson-dev
   libcmocka-dev openssl zlib1g-dev libzstd-dev
-  libseccomp-dev
+  libseccomp-dev libcurl4-openssl-dev
 )
 # Test and benchmark peers: tools we did not write that check our output.
 TEST_PKGS=(
@@ -18,6 +18,7 @@ TEST_PKGS=(
   bazel-bootstrap docker-registry
   uidmap iproute2 hyperfine jq docker.io buildah
   passt nginx python3
+  apache2-utils python3-jwt
 )
 
 missing=()

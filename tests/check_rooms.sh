@@ -20,8 +20,9 @@ server/grpc       common cachekey server/reapi server/store server/telemetry
 client/sandbox    common
 client/store      common cachekey
 client/remote     common cachekey client/store
-client/engine     common cachekey client/store client/remote client/sandbox
-client/cmd        common cachekey client/store client/remote client/sandbox client/engine
+client/registry   common cachekey client/store
+client/engine     common cachekey client/store client/remote client/registry client/sandbox
+client/cmd        common cachekey client/store client/remote client/registry client/sandbox client/engine
 '
 project='common|cachekey|client/[a-z_]+|server/[a-z_]+|server'
 bad=0
