@@ -26,6 +26,8 @@ static const struct cairn_command commands[] = {
     {"load", cairn_cmd_load, "load images from a docker save or OCI archive"},
     {"cache", cairn_cmd_cache, "check a remote cache (ping, stats)"},
     {"builder", cairn_cmd_builder, "show or remove RUN --mount=type=cache directories"},
+    {"login", cairn_cmd_login, "log in to a registry"},
+    {"logout", cairn_cmd_logout, "log out from a registry"},
 };
 
 static void usage(FILE *out)

@@ -73,6 +73,24 @@ int cairn_reg_auth_new(const char *registry, cairn_reg_auth_prepare_fn prepare,
     return 0;
 }
 
+int cairn_reg_auth_use_creds(struct cairn_reg_auth *a,
+                             const struct cairn_reg_creds *c,
+                             struct cairn_err *err)
+{
+    struct cairn_reg_creds copy = {.identity_token = c->identity_token};
+    if ((c->username && !(copy.username = strdup(c->username))) ||
+        !c->secret || !(copy.secret = strdup(c->secret))) {
+        cairn_reg_creds_clear(&copy);
+        return c->secret ? nomem(err)
+                         : cairn_err_set(err, CAIRN_E_INVAL, "no secret");
+    }
+    cairn_reg_creds_clear(&a->creds);
+    a->creds = copy;
+    a->have_creds = 1;
+    a->creds_read = 1;
+    return 0;
+}
+
 static void token_drop(struct cairn_reg_auth *a, size_t i)
 {
     struct auth_token *t = &a->tokens[i];
@@ -287,9 +305,13 @@ static int refused(struct cairn_reg_auth *a, const char *scope,
     const char *r = a->registry;
     if (a->have_creds)
         return cairn_err_set(err, CAIRN_E_AUTH,
-                             "%s: unauthorized%s%s%s%s: check `cairn login %s`",
+                             "%s: unauthorized%s%s: the registry refused the "
+                             "credentials%s%s%s%s%s: check `cairn login %s`",
                              r, scope[0] ? " for " : "", scope,
-                             why ? ": " : "", why ? why : "", r);
+                             a->creds.username ? " of " : "",
+                             a->creds.username ? a->creds.username : "",
+                             why ? " (" : "", why ? why : "", why ? ")" : "",
+                             r);
     return cairn_err_set(err, CAIRN_E_AUTH,
                          "%s: authentication required%s%s: run `cairn login "
                          "%s`",

@@ -195,9 +195,11 @@ static int fetch_failed(const struct cairn_reg_token_req *req, long status,
     if ((status == 401 || status == 403) && req->creds)
         return cairn_err_set(err, CAIRN_E_AUTH,
                              "%s: unauthorized: the token service %s refused "
-                             "the stored credentials (HTTP %ld): check `cairn "
+                             "the credentials%s%s (HTTP %ld): check `cairn "
                              "login %s`",
-                             r, realm, status, r);
+                             r, realm, req->creds->username ? " of " : "",
+                             req->creds->username ? req->creds->username : "",
+                             status, r);
     if (status == 401 || status == 403)
         return cairn_err_set(err, CAIRN_E_AUTH,
                              "%s: authentication required: the token service "
