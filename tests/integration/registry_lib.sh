@@ -79,8 +79,16 @@ reg_stop_all() {
     rm -f "$T/reg-pids"
 }
 
+# The registries stop first, then whatever the EXIT trap did before
+# (lib.sh's rm -rf "$T", docker_lib.sh's stop_dockerd): source this file
+# after the other libs.
 if [ -z "${REG_NO_TRAP:-}" ]; then
-    trap 'reg_stop_all; rm -rf "$T"' EXIT
+    _reg_prev_trap=$(trap -p EXIT)
+    if [ -n "$_reg_prev_trap" ]; then
+        _reg_prev_trap=${_reg_prev_trap#trap -- }
+        eval "_reg_prev_trap=${_reg_prev_trap% EXIT}"
+    fi
+    trap "reg_stop_all; ${_reg_prev_trap:-rm -rf \"\$T\"}" EXIT
 fi
 
 _reg_die() {
