@@ -124,10 +124,13 @@ static int config_path(char *dst, size_t n, struct cairn_err *err)
 static int config_load(const char *path, json_t **out, struct cairn_err *err)
 {
     struct cairn_buf b;
+    char chunk[16384];
     cairn_buf_init(&b, CREDS_FILE_MAX);
     json_t *root = NULL;
     int rc = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO in its place must not hang cairn before the
+     * regular-file check; it changes nothing for a regular file. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT) {
             *out = json_object();
@@ -141,15 +144,7 @@ static int config_load(const char *path, json_t **out, struct cairn_err *err)
         goto out;
     }
     for (;;) {
-        rc = cairn_buf_reserve(&b, 65536);
-        if (rc == CAIRN_E_TOOBIG && b.len < CREDS_FILE_MAX)
-            rc = cairn_buf_reserve(&b, CREDS_FILE_MAX - b.len);
-        if (rc != 0) {
-            rc = cairn_err_set(err, rc, "%s: larger than %d bytes", path,
-                               CREDS_FILE_MAX);
-            goto out;
-        }
-        ssize_t n = read(fd, b.data + b.len, b.alloc - b.len - 1);
+        ssize_t n = read(fd, chunk, sizeof chunk);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -158,8 +153,12 @@ static int config_load(const char *path, json_t **out, struct cairn_err *err)
         }
         if (n == 0)
             break;
-        b.len += (size_t)n;
-        b.data[b.len] = '\0';
+        rc = cairn_buf_append(&b, chunk, (size_t)n);
+        if (rc != 0) {
+            rc = cairn_err_set(err, rc, "%s: larger than %d bytes", path,
+                               CREDS_FILE_MAX);
+            goto out;
+        }
     }
     json_error_t jerr;
     root = json_loadb(b.data ? b.data : "", b.len, 0, &jerr);
@@ -207,6 +206,7 @@ out:
     json_decref(root);
     if (b.data)
         explicit_bzero(b.data, b.len);
+    explicit_bzero(chunk, sizeof chunk);
     cairn_buf_free(&b);
     close(fd);
     return rc;

@@ -211,6 +211,10 @@ static void test_hostile_files(void **state)
     assert_int_equal(mkdir(g_path, 0700), 0);
     expect_lookup_fails("r.example", CAIRN_E_INVAL, "not a regular file");
     rmdir(g_path);
+    /* A FIFO: refused, not waited on. */
+    assert_int_equal(mkfifo(g_path, 0600), 0);
+    expect_lookup_fails("r.example", CAIRN_E_INVAL, "not a regular file");
+    unlink(g_path);
     /* A registry name that is not one. */
     expect_lookup_fails("a b", CAIRN_E_INVAL, "host[:port]");
     expect_lookup_fails("", CAIRN_E_INVAL, NULL);
