@@ -25,6 +25,7 @@
 
 struct auth_token {
     char *scope;   /* owned; the caller's scope string ("" for none) */
+    char *asked;   /* owned; every scope the token was asked for */
     char *token;   /* owned */
     int64_t until; /* monotonic ms after which it is not used */
     int64_t born;  /* monotonic ms it was fetched: the oldest is evicted */
@@ -98,6 +99,7 @@ static void token_drop(struct cairn_reg_auth *a, size_t i)
         explicit_bzero(t->token, strlen(t->token));
     free(t->token);
     free(t->scope);
+    free(t->asked);
     a->tokens[i] = a->tokens[--a->ntokens];
     memset(&a->tokens[a->ntokens], 0, sizeof a->tokens[0]);
 }
@@ -168,6 +170,42 @@ static int scopes_add(struct cairn_strvec *sv, const char *scopes)
     return 0;
 }
 
+/* Whether every scope of wanted (space-separated) is one of asked's. */
+static int scopes_cover(const char *asked, const char *wanted)
+{
+    const char *p = wanted;
+    while (*p) {
+        size_t n = strcspn(p, " ");
+        int found = 0;
+        for (const char *q = asked; n && *q && !found;) {
+            size_t m = strcspn(q, " ");
+            found = m == n && strncmp(p, q, n) == 0;
+            q += m;
+            q += strspn(q, " ");
+        }
+        if (n && !found)
+            return 0;
+        p += n;
+        p += strspn(p, " ");
+    }
+    return 1;
+}
+
+/* sv's scopes joined by spaces; NULL when out of memory. */
+static char *scopes_join(const struct cairn_strvec *sv)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < sv->n; i++)
+        n += strlen(sv->v[i]) + 1;
+    char *s = malloc(n), *w = s;
+    if (!s)
+        return NULL;
+    *w = '\0';
+    for (size_t i = 0; i < sv->n; i++)
+        w += snprintf(w, n - (size_t)(w - s), "%s%s", i ? " " : "", sv->v[i]);
+    return s;
+}
+
 /* Fetches a token for scope (plus extra, the scopes a challenge named) and
  * keeps it under scope. */
 static int token_get(struct cairn_reg_auth *a, const char *scope,
@@ -194,9 +232,16 @@ static int token_get(struct cairn_reg_auth *a, const char *scope,
         .prepare_ctx = a->prepare_ctx,
     };
     int64_t asked = mono_ms();
-    rc = cairn_reg_token_fetch(&req, &tok, err);
-    if (rc != 0)
+    char *joined = scopes_join(&sv);
+    if (!joined) {
+        rc = nomem(err);
         goto out;
+    }
+    rc = cairn_reg_token_fetch(&req, &tok, err);
+    if (rc != 0) {
+        free(joined);
+        goto out;
+    }
     struct auth_token *t = token_find(a, scope);
     if (!t) {
         if (a->ntokens == AUTH_TOKENS_MAX) {
@@ -208,6 +253,7 @@ static int token_get(struct cairn_reg_auth *a, const char *scope,
         }
         t = &a->tokens[a->ntokens];
         if (!(t->scope = strdup(scope))) {
+            free(joined);
             rc = nomem(err);
             goto out;
         }
@@ -215,7 +261,9 @@ static int token_get(struct cairn_reg_auth *a, const char *scope,
     } else {
         explicit_bzero(t->token, strlen(t->token));
         free(t->token);
+        free(t->asked);
     }
+    t->asked = joined;
     /* Short-lived tokens lose a proportional margin, not all their life. */
     int64_t margin = tok.ttl_ms / 4 < AUTH_MARGIN_MS ? tok.ttl_ms / 4
                                                      : AUTH_MARGIN_MS;
@@ -327,11 +375,11 @@ static int bearer_challenge(struct cairn_reg_auth *a,
      * registry names a scope the token was not asked for. */
     struct auth_token *t = token_find(a, scope);
     int was_valid = t && mono_ms() < t->until;
+    int covered = t && (!c->scope || scopes_cover(t->asked, c->scope));
     if (t)
         token_drop(a, (size_t)(t - a->tokens));
     int same_realm = a->realm && strcmp(a->realm, c->realm) == 0;
-    int same_scope = !c->scope || strcmp(c->scope, scope) == 0;
-    if (was_valid && same_realm && same_scope && a->mode == AUTH_BEARER)
+    if (was_valid && covered && same_realm && a->mode == AUTH_BEARER)
         return refused(a, scope, c->error, err);
     free(a->realm);
     free(a->service);

@@ -307,6 +307,47 @@ static void test_token_flow_and_reuse(void **state)
     cairn_reg_auth_free(a);
 }
 
+/* The registry's challenge names a scope the caller did not ask for: the
+ * token is asked again with it, once; refused when even that does not
+ * help. */
+static void test_challenge_scope(void **state)
+{
+    (void)state;
+    login(g_tok_addr, "alice", "alice-pw");
+    struct cairn_reg_auth *a = session(g_tok_addr);
+    struct cairn_err err = {0};
+    char url[256];
+    snprintf(url, sizeof url, "%s/v2/", g_tok_url);
+    assert_int_equal(request(a, url, "", &err), 200);
+    int before = issuer_count(NULL);
+    /* A GET needs pull; the caller claims push only. */
+    snprintf(url, sizeof url, "%s/v2/tok/none/tags/list", g_tok_url);
+    assert_int_equal(request(a, url, "repository:tok/none:push", &err), 404);
+    assert_int_equal(issuer_count(NULL), before + 2);
+    assert_int_equal(issuer_count("\"scopes\": [\"repository:tok/none:push\", "
+                                  "\"repository:tok/none:pull\"]"),
+                     1);
+    cairn_reg_auth_free(a);
+    /* bob may pull but not push: the token for a push scope carries no
+     * access; the challenge's pull scope is added and then it works. */
+    login(g_tok_addr, "bob", "bob-pw");
+    a = session(g_tok_addr);
+    snprintf(url, sizeof url, "%s/v2/", g_tok_url);
+    assert_int_equal(request(a, url, "", &err), 200);
+    snprintf(url, sizeof url, "%s/v2/tok/none/tags/list", g_tok_url);
+    assert_int_equal(request(a, url, "repository:tok/none:push", &err), 404);
+    cairn_reg_auth_free(a);
+    /* Anonymous: nothing helps; the second refusal ends it. */
+    setup(NULL);
+    a = session(g_tok_addr);
+    snprintf(url, sizeof url, "%s/v2/", g_tok_url);
+    assert_int_equal(request(a, url, "", &err), 200);
+    snprintf(url, sizeof url, "%s/v2/tok/none/tags/list", g_tok_url);
+    expect_fail(request(a, url, "repository:tok/none:push", &err), &err,
+                "authentication required");
+    cairn_reg_auth_free(a);
+}
+
 static void test_token_expires(void **state)
 {
     (void)state;
@@ -454,6 +495,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_token_flow_and_reuse, setup),
+        cmocka_unit_test_setup(test_challenge_scope, setup),
         cmocka_unit_test_setup(test_token_expires, setup),
         cmocka_unit_test_setup(test_token_refused, setup),
         cmocka_unit_test_setup(test_token_endpoint_fails, setup),
