@@ -18,7 +18,7 @@ TEST_PKGS=(
   bazel-bootstrap docker-registry
   uidmap iproute2 hyperfine jq docker.io buildah
   passt nginx python3
-  apache2-utils python3-jwt
+  apache2-utils python3-jwt python3-cryptography
 )
 
 missing=()
