@@ -51,6 +51,11 @@
 #                     non-zero (skopeo's output on stderr) when it fails
 #   reg_oci_busybox           makes (once) the OCI layout it pushes and
 #                     prints its path ($T/reg-oci, image "busybox:latest")
+#   reg_push_index REPO[:TAG] [USER:PASS]  pushes (skopeo copy --all) an OCI
+#                     index of two platforms, linux/amd64 (the busybox image)
+#                     and linux/arm64/v8 (the same layer, its own config)
+#   reg_oci_index             adds that index to the layout (ref "multi")
+#                     once and prints the layout's path
 #   reg_stop_all              kill every registry and issuer started
 #
 # Without lib.sh (a unit test starting a registry through bash): set T to a
@@ -351,6 +356,64 @@ reg_oci_busybox() {
         umoci gc --layout "$oci" >/dev/null
     fi
     echo "$oci"
+}
+
+# Adds the file $2 as a blob of layout $1; prints "DIGEST SIZE".
+_reg_blob_add() {
+    local hex size
+    hex=$(sha256sum "$2" | cut -d' ' -f1)
+    size=$(stat -c %s "$2")
+    cp "$2" "$1/blobs/sha256/$hex"
+    echo "sha256:$hex $size"
+}
+
+reg_oci_index() {
+    local oci
+    oci=$(reg_oci_busybox)
+    if ! jq -e '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == "multi")' \
+            "$oci/index.json" >/dev/null; then
+        local w=$T/reg-index-work m cfg d1 s1 d2 s2 di si
+        mkdir -p "$w"
+        m=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == "latest") | .digest' \
+            "$oci/index.json")
+        d1=$m
+        s1=$(stat -c %s "$oci/blobs/sha256/${m#sha256:}")
+        cfg=$(jq -r .config.digest "$oci/blobs/sha256/${m#sha256:}")
+        # The second platform: the same layer under an arm64/v8 config.
+        jq -c '.architecture = "arm64" | .variant = "v8"' \
+            "$oci/blobs/sha256/${cfg#sha256:}" > "$w/config-arm64"
+        local c2 c2size
+        read -r c2 c2size < <(_reg_blob_add "$oci" "$w/config-arm64")
+        jq -c --arg d "$c2" --argjson s "$c2size" '.config.digest = $d | .config.size = $s' \
+            "$oci/blobs/sha256/${m#sha256:}" > "$w/manifest-arm64"
+        read -r d2 s2 < <(_reg_blob_add "$oci" "$w/manifest-arm64")
+        jq -n -c --arg d1 "$d1" --argjson s1 "$s1" --arg d2 "$d2" --argjson s2 "$s2" '{
+            schemaVersion: 2,
+            mediaType: "application/vnd.oci.image.index.v1+json",
+            manifests: [
+              {mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $d1, size: $s1,
+               platform: {architecture: "amd64", os: "linux"}},
+              {mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $d2, size: $s2,
+               platform: {architecture: "arm64", os: "linux", variant: "v8"}}]}' > "$w/index"
+        read -r di si < <(_reg_blob_add "$oci" "$w/index")
+        jq -c --arg d "$di" --argjson s "$si" '.manifests += [{
+            mediaType: "application/vnd.oci.image.index.v1+json", digest: $d, size: $s,
+            annotations: {"org.opencontainers.image.ref.name": "multi"}}]' \
+            "$oci/index.json" > "$w/layout-index" && cp "$w/layout-index" "$oci/index.json"
+    fi
+    echo "$oci"
+}
+
+reg_push_index() {
+    local ref=${1:?reg_push_index REPO[:TAG] [USER:PASS]} creds=${2:-}
+    local oci
+    oci=$(reg_oci_index)
+    local args=()
+    mapfile -t args < <(reg_skopeo_tls dest)
+    [ -n "$creds" ] && args+=(--dest-creds "$creds")
+    skopeo copy --quiet --all "${args[@]}" "oci:$oci:multi" \
+        "docker://$REG_ADDR/$ref" >"$T/reg-push.out" 2>&1 \
+        || { cat "$T/reg-push.out" >&2; return 1; }
 }
 
 reg_push_busybox() {

@@ -34,6 +34,17 @@ assert_eq "$(reg_access_count '"HEAD /v2/fixtures/busybox/manifests/1 ')" $((bef
 oci=$(reg_oci_busybox)
 [ -f "$oci/index.json" ] || fail "reg_oci_busybox: no layout"
 
+# A two-platform OCI index, pushed unchanged.
+reg_push_index fixtures/multi:1 || fail "push of the index"
+raw=$(skopeo inspect --raw --tls-verify=false "docker://$REG_ADDR/fixtures/multi:1")
+assert_eq "$(jq -r .mediaType <<<"$raw")" application/vnd.oci.image.index.v1+json "index media type"
+assert_eq "$(jq -r '[.manifests[].platform | .architecture + (.variant // "")] | join(",")' <<<"$raw")" \
+    "amd64,arm64v8" "index platforms"
+assert_eq "$(skopeo inspect --tls-verify=false --override-arch arm64 --override-variant v8 \
+    "docker://$REG_ADDR/fixtures/multi:1" | jq -r .Architecture)" arm64 "arm64 image of the index"
+assert_eq "$(skopeo inspect --tls-verify=false --override-arch amd64 \
+    "docker://$REG_ADDR/fixtures/multi:1" | jq -r '.Layers | length')" 1 "amd64 image of the index"
+
 # 2. TLS: the CA the test made is needed and enough.
 reg_start tls
 [ -f "$REG_CA" ] || fail "tls: no REG_CA"
