@@ -139,7 +139,7 @@ int cairn_cmd_login(int argc, char **argv)
 {
     const char *user = NULL, *server = NULL, *pass_arg = NULL;
     bool pass_stdin = false, missing = false;
-    char *user_buf = NULL, *pass = NULL;
+    char *user_buf = NULL, *pass = NULL, *idt = NULL;
     char host[256];
     int status = 1;
     for (int i = 1; i < argc; i++) {
@@ -220,9 +220,15 @@ int cairn_cmd_login(int argc, char **argv)
      * (index.docker.io) is chosen by the store. */
     const char *api = strcmp(host, LOGIN_HUB) == 0 ? "registry-1.docker.io"
                                                    : host;
-    if (cairn_reg_login_check(api, &c, &err) != 0) {
+    if (cairn_reg_login_check(api, &c, &idt, &err) != 0) {
         fprintf(stderr, "Error response from registry: %s\n", err.msg);
         goto out;
+    }
+    /* A token service that hands out refresh tokens gets its token kept
+     * instead of the password, as Docker does. */
+    if (idt) {
+        c.secret = idt;
+        c.identity_token = 1;
     }
     if (cairn_reg_creds_store(host, &c, &err) != 0) {
         fprintf(stderr, "Error saving credentials: %s\n", err.msg);
@@ -233,6 +239,7 @@ int cairn_cmd_login(int argc, char **argv)
 out:
     free(user_buf);
     secret_free(pass);
+    secret_free(idt);
     return status;
 }
 

@@ -38,6 +38,8 @@ struct cairn_reg_auth {
     cairn_reg_auth_prepare_fn prepare;
     void *prepare_ctx;
     int creds_read;  /* cairn_reg_creds_lookup was asked */
+    int offline;     /* ask token services for a refresh token */
+    char *refresh;   /* the last refresh token given, or NULL */
     int have_creds;
     struct cairn_reg_creds creds;
     enum auth_mode mode;
@@ -75,7 +77,7 @@ int cairn_reg_auth_new(const char *registry, cairn_reg_auth_prepare_fn prepare,
 }
 
 int cairn_reg_auth_use_creds(struct cairn_reg_auth *a,
-                             const struct cairn_reg_creds *c,
+                             const struct cairn_reg_creds *c, int offline,
                              struct cairn_err *err)
 {
     struct cairn_reg_creds copy = {.identity_token = c->identity_token};
@@ -89,7 +91,15 @@ int cairn_reg_auth_use_creds(struct cairn_reg_auth *a,
     a->creds = copy;
     a->have_creds = 1;
     a->creds_read = 1;
+    a->offline = offline;
     return 0;
+}
+
+char *cairn_reg_auth_refresh_take(struct cairn_reg_auth *a)
+{
+    char *r = a->refresh;
+    a->refresh = NULL;
+    return r;
 }
 
 static void token_drop(struct cairn_reg_auth *a, size_t i)
@@ -111,6 +121,9 @@ void cairn_reg_auth_free(struct cairn_reg_auth *a)
     while (a->ntokens)
         token_drop(a, 0);
     cairn_reg_creds_clear(&a->creds);
+    if (a->refresh)
+        explicit_bzero(a->refresh, strlen(a->refresh));
+    free(a->refresh);
     free(a->realm);
     free(a->service);
     free(a->registry);
@@ -230,6 +243,7 @@ static int token_get(struct cairn_reg_auth *a, const char *scope,
         .creds = a->have_creds ? &a->creds : NULL,
         .prepare = a->prepare,
         .prepare_ctx = a->prepare_ctx,
+        .offline = a->offline,
     };
     int64_t asked = mono_ms();
     char *joined = scopes_join(&sv);
@@ -264,6 +278,13 @@ static int token_get(struct cairn_reg_auth *a, const char *scope,
         free(t->asked);
     }
     t->asked = joined;
+    if (tok.refresh) {
+        if (a->refresh)
+            explicit_bzero(a->refresh, strlen(a->refresh));
+        free(a->refresh);
+        a->refresh = tok.refresh;
+        tok.refresh = NULL;
+    }
     /* Short-lived tokens lose a proportional margin, not all their life. */
     int64_t margin = tok.ttl_ms / 4 < AUTH_MARGIN_MS ? tok.ttl_ms / 4
                                                      : AUTH_MARGIN_MS;

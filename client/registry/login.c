@@ -133,7 +133,7 @@ out:
 
 int cairn_reg_login_check(const char *registry,
                           const struct cairn_reg_creds *c,
-                          struct cairn_err *err)
+                          char **identity_token, struct cairn_err *err)
 {
     struct login_ctx x = {.registry = registry};
     struct cairn_reg_auth *a = NULL;
@@ -143,7 +143,7 @@ int cairn_reg_login_check(const char *registry,
     ca_find(&x);
     rc = cairn_reg_auth_new(registry, login_prepare, &x, &a, err);
     if (rc == 0)
-        rc = cairn_reg_auth_use_creds(a, c, err);
+        rc = cairn_reg_auth_use_creds(a, c, 1, err);
     /* Three rounds: anonymous, answered challenge, and the refusal a
      * second challenge brings. */
     for (int round = 0; rc == 0 && round < 3; round++) {
@@ -182,6 +182,8 @@ int cairn_reg_login_check(const char *registry,
             rc = cairn_err_set(err, CAIRN_E_AUTH, "%s: unauthorized",
                                registry);
     }
+    if (rc == 0)
+        *identity_token = cairn_reg_auth_refresh_take(a);
     cairn_reg_auth_free(a);
     return rc;
 }

@@ -14,9 +14,11 @@
 
 /* 0 when registry (host[:port]) accepts c; CAIRN_E_AUTH when it refuses
  * them, CAIRN_E_IO / CAIRN_E_TIMEOUT when it cannot be reached, with a
- * message naming it. */
+ * message naming it. A token service is asked for a refresh token, as
+ * `docker login` does: *identity_token receives it (caller wipes and
+ * frees; store it instead of the password) or NULL when none was given. */
 int cairn_reg_login_check(const char *registry,
                           const struct cairn_reg_creds *c,
-                          struct cairn_err *err);
+                          char **identity_token, struct cairn_err *err);
 
 #endif

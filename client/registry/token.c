@@ -18,16 +18,36 @@
 /* Docker's client id for the OAuth2 form; registries log it. */
 #define TOKEN_CLIENT_ID "cairn"
 
+static void secret_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
 void cairn_reg_token_clear(struct cairn_reg_token *t)
 {
     if (!t)
         return;
-    if (t->token) {
-        explicit_bzero(t->token, strlen(t->token));
-        free(t->token);
-    }
+    secret_free(t->token);
+    secret_free(t->refresh);
     t->token = NULL;
+    t->refresh = NULL;
     t->ttl_ms = 0;
+}
+
+/* A token goes into an Authorization header or a form: a byte outside
+ * visible ASCII could split or smuggle headers. NULL when fine. */
+static const char *token_check(const char *tok)
+{
+    size_t n = strnlen(tok, TOKEN_MAX + 1);
+    if (n > TOKEN_MAX)
+        return "the token is too long";
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)tok[i] <= 0x20 || (unsigned char)tok[i] >= 0x7f)
+            return "the token holds a space or a control character";
+    return NULL;
 }
 
 /* RFC 3339 ("2026-12-06T22:00:00Z", fractions and offsets allowed) to
@@ -69,6 +89,7 @@ int cairn_reg_token_parse(const char *body, size_t len, int64_t now_s,
         tok = json_string_value(json_object_get(j, "access_token"));
     json_t *exp = json_object_get(j, "expires_in");
     json_t *iss = json_object_get(j, "issued_at");
+    json_t *ref = json_object_get(j, "refresh_token");
     if (!json_is_object(j))
         why = "not a JSON object";
     else if (!tok || !tok[0])
@@ -77,16 +98,12 @@ int cairn_reg_token_parse(const char *body, size_t len, int64_t now_s,
         why = "\"expires_in\" is not an integer";
     else if (iss && !json_is_string(iss))
         why = "\"issued_at\" is not a string";
-    if (!why) {
-        /* The token goes into an Authorization header: a byte outside
-         * visible ASCII could split or smuggle headers. */
-        size_t n = strnlen(tok, TOKEN_MAX + 1);
-        if (n > TOKEN_MAX)
-            why = "the token is too long";
-        for (size_t i = 0; !why && i < n; i++)
-            if ((unsigned char)tok[i] <= 0x20 || (unsigned char)tok[i] >= 0x7f)
-                why = "the token holds a space or a control character";
-    }
+    else if (ref && (!json_is_string(ref) || !json_string_value(ref)[0]))
+        why = "\"refresh_token\" is not a string";
+    if (!why)
+        why = token_check(tok);
+    if (!why && ref)
+        why = token_check(json_string_value(ref));
     if (why) {
         rc = cairn_err_set(err, CAIRN_E_PARSE, "the token answer: %s", why);
         goto out;
@@ -109,11 +126,15 @@ int cairn_reg_token_parse(const char *body, size_t len, int64_t now_s,
     if (issued >= 0 && issued <= now_s && now_s - issued < ttl)
         ttl -= now_s - issued;
     char *copy = strdup(tok);
-    if (!copy) {
+    char *rcopy = ref ? strdup(json_string_value(ref)) : NULL;
+    if (!copy || (ref && !rcopy)) {
+        secret_free(copy);
+        secret_free(rcopy);
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
         goto out;
     }
     out->token = copy;
+    out->refresh = rcopy;
     out->ttl_ms = (int64_t)ttl * 1000;
 out:
     json_decref(j);
@@ -159,6 +180,10 @@ static int request_build(CURL *h, const struct cairn_reg_token_req *req,
     } else if (req->creds && req->creds->username) {
         /* Docker names the account; some realms (Docker Hub's) want it. */
         params[np].name = "account", params[np++].value = req->creds->username;
+    }
+    if (!oauth && req->offline) {
+        params[np].name = "offline_token", params[np++].value = "true";
+        params[np].name = "client_id", params[np++].value = TOKEN_CLIENT_ID;
     }
     if (req->service)
         params[np].name = "service", params[np++].value = req->service;

@@ -30,12 +30,16 @@ struct cairn_reg_token_req {
     const char *const *scopes;           /* nscopes scope strings */
     size_t nscopes;
     const struct cairn_reg_creds *creds; /* NULL: anonymous */
+    /* Ask for a refresh token too (offline_token=true, as `docker login`
+     * does); the answer's refresh_token lands in out->refresh. */
+    int offline;
     cairn_reg_auth_prepare_fn prepare;   /* NULL: curl's defaults */
     void *prepare_ctx;
 };
 
 struct cairn_reg_token {
     char *token;      /* owned; wipe and free with cairn_reg_token_clear */
+    char *refresh;    /* owned; the answer's refresh_token, or NULL */
     int64_t ttl_ms;   /* how long it stays valid from when it was asked for */
 };
 
@@ -48,7 +52,8 @@ int cairn_reg_token_fetch(const struct cairn_reg_token_req *req,
 
 /* Reads the realm's JSON answer (body, len bytes). now_s is the wall
  * clock, against which issued_at is read. CAIRN_E_PARSE for anything but a
- * token answer. */
+ * token answer (a refresh_token, when present, is held to the token's
+ * rules). */
 int cairn_reg_token_parse(const char *body, size_t len, int64_t now_s,
                           struct cairn_reg_token *out, struct cairn_err *err);
 

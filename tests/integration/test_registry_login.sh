@@ -76,7 +76,18 @@ echo bob-pw | "$CAIRN" login -u bob --password-stdin "$REG_ADDR" >/dev/null \
     || fail "token: login bob"
 assert_eq "$(reg_issuer_count '.user == "bob" and .status == 200')" 1 "token: bob's token requests"
 assert_eq "$(reg_issuer_count '.status == 401')" 1 "token: refused token requests"
-assert_eq "$(auth_of "$REG_ADDR")" "$(printf bob:bob-pw | base64)" "token: stored auth"
+# The token service gave a refresh token (offline_token=true): it is kept
+# instead of the password, as docker login does, and skopeo uses it.
+assert_eq "$(auth_of "$REG_ADDR")" "$(printf bob: | base64)" "token: stored auth"
+idt=$(jq -r --arg k "$REG_ADDR" '.auths[$k].identitytoken // empty' "$CONF")
+[ -n "$idt" ] || fail "token: no identity token stored"
+grep -q bob-pw "$CONF" && fail "token: the password is in config.json"
+reg_push_busybox tok/busybox:1 alice:alice-pw || fail "token: push"
+n=$(reg_issuer_count '.grant_type == "refresh_token"')
+skopeo inspect --cert-dir "$REG_CERTS_DIR" "docker://$REG_ADDR/tok/busybox:1" >/dev/null \
+    || fail "token: skopeo does not use the identity token cairn stored"
+[ "$(reg_issuer_count '.grant_type == "refresh_token" and .user == "bob"')" -gt "$n" ] \
+    || fail "token: skopeo did not trade the refresh token"
 # Without the CA the registry is not trusted: no login.
 CAIRN_CERTS_D=$T/none "$CAIRN" login -u bob -p bob-pw "$REG_ADDR" >/dev/null 2>&1 \
     && fail "token: login to a TLS registry whose CA is unknown"

@@ -210,13 +210,32 @@ class Handler(BaseHTTPRequestHandler):
         self.finish_token(user, service, scopes,
                           offline=q.get("offline_token", [""])[0] == "true")
 
+    def read_body(self, cap=65536):
+        """The request body, None past cap. Go clients (skopeo) send the
+        OAuth2 form chunked."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return body
+                if len(body) + size > cap:
+                    return None
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length", "0"))
+        return None if n > cap else self.rfile.read(n)
+
     def do_POST(self):
         url = urllib.parse.urlsplit(self.path)
-        n = int(self.headers.get("Content-Length", "0"))
-        if n > 65536:
+        body = self.read_body()
+        if body is None:
             self.record(413, None, [], None)
+            self.close_connection = True
             return self.reply(413, {"error": "too large"})
-        form = urllib.parse.parse_qs(self.rfile.read(n).decode())
+        form = urllib.parse.parse_qs(body.decode())
         scopes = " ".join(form.get("scope", [])).split()
         grant = form.get("grant_type", [""])[0]
         if url.path != "/token":

@@ -60,6 +60,14 @@ static void test_answers(void **state)
              "\"issued_at\": \"2026-12-07T22:00:00Z\"}", "t", 300000);
     parse_ok("{\"token\": \"t\", \"expires_in\": 300, "
              "\"issued_at\": \"2020-01-01T00:00:00Z\"}", "t", 300000);
+    /* A refresh token (asked for by `cairn login`) is kept. */
+    struct cairn_reg_token t = {0};
+    struct cairn_err err = {0};
+    const char *b = "{\"token\": \"t\", \"refresh_token\": \"r-1\"}";
+    assert_int_equal(cairn_reg_token_parse(b, strlen(b), NOW, &t, &err), 0);
+    assert_string_equal(t.refresh, "r-1");
+    cairn_reg_token_clear(&t);
+    assert_null(t.refresh);
     /* A promise past a day is capped. */
     parse_ok("{\"token\": \"t\", \"expires_in\": 99999999}", "t", 86400000);
 }
@@ -77,6 +85,10 @@ static void test_hostile_answers(void **state)
                 "RFC 3339");
     parse_fails("{\"token\": \"SECRET\\r\\nX-Evil: 1\"}", "control");
     parse_fails("{\"token\": \"SEC RET\"}", "space");
+    parse_fails("{\"token\": \"SECRET\", \"refresh_token\": 1}",
+                "\"refresh_token\" is not a string");
+    parse_fails("{\"token\": \"SECRET\", \"refresh_token\": \"a\\nb\"}",
+                "control");
     size_t n = 70 * 1024;
     char *big = malloc(n + 32);
     assert_non_null(big);
