@@ -2,6 +2,7 @@
 
 #include "common/buf.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,9 @@ static int64_t rfc3339_parse(const char *s)
     int64_t off = 0;
     if (*p == 'Z' || *p == 'z') {
         p++;
-    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':' &&
+               isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]) &&
+               isdigit((unsigned char)p[4]) && isdigit((unsigned char)p[5])) {
         int hh = (p[1] - '0') * 10 + (p[2] - '0');
         int mm = (p[4] - '0') * 10 + (p[5] - '0');
         off = (int64_t)(hh * 3600 + mm * 60) * (*p == '-' ? -1 : 1);

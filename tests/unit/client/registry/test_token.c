@@ -83,6 +83,8 @@ static void test_hostile_answers(void **state)
                 "not an integer");
     parse_fails("{\"token\": \"SECRET\", \"issued_at\": \"yesterday\"}",
                 "RFC 3339");
+    parse_fails("{\"token\": \"SECRET\", \"issued_at\": "
+                "\"2026-12-06T22:00:00+0a:00\"}", "RFC 3339");
     parse_fails("{\"token\": \"SECRET\\r\\nX-Evil: 1\"}", "control");
     parse_fails("{\"token\": \"SEC RET\"}", "space");
     parse_fails("{\"token\": \"SECRET\", \"refresh_token\": 1}",
