@@ -56,7 +56,13 @@
 #                     and linux/arm64/v8 (the same layer, its own config)
 #   reg_oci_index             adds that index to the layout (ref "multi")
 #                     once and prints the layout's path
-#   reg_stop_all              kill every registry and issuer started
+#   reg_stop_all              kill every registry and issuer started (and
+#                     the pids a test appended to REG_PIDS)
+#   reg_start_plain [tls|redirect], reg_oci_image DIR NAME FILE...,
+#   reg_push DIR:NAME REPO:TAG [USER:PASS]   registry_plain.sh's names (the
+#                     pull tests' stand-in), kept so they run unchanged;
+#                     REG_STATIC_LOG (--redirect) logs the static server's
+#                     requests as "METHOD PATH auth=HEADER"
 #
 # Without lib.sh (a unit test starting a registry through bash): set T to a
 # folder and REG_NO_TRAP=1; the caller stops them with reg_stop_all in a
@@ -66,9 +72,16 @@ REG_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REG_PYTHON=${REG_PYTHON:-/usr/bin/python3}
 REG_N=${REG_N:-0}
 REG_SERVICE=cairn-registry
+# Background helpers a test starts itself (a fault proxy...): append their
+# pids and reg_stop_all stops them with the registries.
+REG_PIDS=()
 
 reg_stop_all() {
     local pid
+    for pid in "${REG_PIDS[@]}"; do
+        echo "$pid" >> "$T/reg-pids"
+    done
+    REG_PIDS=()
     [ -f "$T/reg-pids" ] || return 0
     while read -r pid; do
         kill -TERM "$pid" 2>/dev/null || true
@@ -170,14 +183,22 @@ EOF
 }
 
 # A static file server over the storage root for the redirect middleware,
-# on its own port; prints the port.
+# on its own port; prints the port. It logs "METHOD PATH auth=HEADER" a
+# request to REG_STATIC_LOG, so a test sees no Authorization follows the
+# redirect.
 _reg_start_static() {
     local d=$1
-    "$REG_PYTHON" - "$REG_STORAGE" "$d/static.port" > "$d/static.out" 2>&1 <<'EOF' &
+    : > "$d/static.log"
+    "$REG_PYTHON" - "$REG_STORAGE" "$d/static.port" "$d/static.log" \
+        > "$d/static.out" 2>&1 <<'EOF' &
 import functools, http.server, os, sys
-root, portfile = sys.argv[1], sys.argv[2]
-h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
-h.log_message = lambda *a: None
+root, portfile, logfile = sys.argv[1:4]
+class H(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, fmt, *args):
+        with open(logfile, "a") as f:
+            f.write("%s %s auth=%s\n" % (self.command, self.path,
+                                         self.headers.get("Authorization")))
+h = functools.partial(H, directory=root)
 s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)
 open(portfile + ".tmp", "w").write("%d\n" % s.server_address[1])
 os.rename(portfile + ".tmp", portfile)
@@ -249,9 +270,11 @@ EOF
     key: $REG_DIR/tls/server.key
 EOF
     fi
+    REG_STATIC_LOG=
     if [ "$redirect" = 1 ]; then
         local sport
         sport=$(_reg_start_static "$REG_DIR")
+        REG_STATIC_LOG=$REG_DIR/static.log
         cat >> "$conf" <<EOF
 middleware:
   storage:
@@ -426,4 +449,47 @@ reg_push_busybox() {
     skopeo copy --quiet "${args[@]}" "oci:$oci:latest" \
         "docker://$REG_ADDR/$ref" >"$T/reg-push.out" 2>&1 \
         || { cat "$T/reg-push.out" >&2; return 1; }
+}
+
+# The names of registry_plain.sh, the pull tests' first stand-in, so those
+# tests run on these fixtures unchanged.
+reg_start_plain() {
+    case ${1:-} in
+    "") reg_start http ;;
+    tls) reg_start tls ;;
+    redirect) reg_start http --redirect ;;
+    *) _reg_die "reg_start_plain: unknown mode $1" ;;
+    esac
+}
+
+# reg_oci_image DIR NAME FILE...: image NAME in the OCI layout DIR (made
+# when missing): one layer, tests/rootfs.sh's busybox root plus FILEs copied
+# to /, cmd sh, os linux, architecture $REG_ARCH (default this machine's).
+reg_oci_image() {
+    local dir=${1:?reg_oci_image DIR NAME FILE...} name=${2:?reg_oci_image DIR NAME FILE...}
+    local b=$T/reg-bundle-$name f
+    shift 2
+    [ -d "$dir" ] || umoci init --layout "$dir" >/dev/null || _reg_die "umoci init"
+    umoci new --image "$dir:$name" >/dev/null || _reg_die "umoci new"
+    umoci unpack --rootless --image "$dir:$name" "$b" >/dev/null 2>&1 \
+        || _reg_die "umoci unpack"
+    sh "$REG_LIB_DIR/../rootfs.sh" "$b/rootfs" >/dev/null || _reg_die "rootfs.sh"
+    for f in "$@"; do
+        cp -r "$f" "$b/rootfs/"
+    done
+    umoci repack --image "$dir:$name" "$b" >/dev/null || _reg_die "umoci repack"
+    umoci config --image "$dir:$name" --config.cmd sh --os linux \
+        --architecture "${REG_ARCH:-$(dpkg --print-architecture)}" >/dev/null \
+        || _reg_die "umoci config"
+    rm -rf "$b"
+}
+
+# reg_push DIR:NAME REPO:TAG [USER:PASS]: skopeo copy of that image to the
+# registry last started.
+reg_push() {
+    local src=${1:?reg_push DIR:NAME REPO:TAG} ref=${2:?reg_push DIR:NAME REPO:TAG}
+    local creds=${3:-} args=()
+    mapfile -t args < <(reg_skopeo_tls dest)
+    [ -n "$creds" ] && args+=(--dest-creds "$creds")
+    skopeo copy -q "${args[@]}" "oci:$src" "docker://$REG_ADDR/$ref" >/dev/null
 }

@@ -127,16 +127,28 @@ assert_eq "$(layers_of --cert-dir "$REG_CERTS_DIR" "docker://$REG_ADDR/anon/busy
     || fail "token --anonymous-pull: no anonymous token logged"
 
 # 6. The redirect middleware: blob GETs answer 307 to the static server,
-# which serves the right bytes.
-reg_start http --redirect
-reg_push_busybox redir/busybox:1
-dg=$(skopeo inspect --raw --tls-verify=false "docker://$REG_ADDR/redir/busybox:1" | jq -r '.layers[0].digest')
-assert_eq "$(status_of "$REG_URL/v2/redir/busybox/blobs/$dg")" 307 "redirect: blob GET"
-got=$(curl -sL "$REG_URL/v2/redir/busybox/blobs/$dg" | sha256sum | cut -d' ' -f1)
+# which serves the right bytes and logs each request. Started and filled
+# through registry_plain.sh's names.
+reg_start_plain redirect
+echo extra > "$T/extra.txt"
+REG_ARCH=arm64 reg_oci_image "$T/oci" app "$T/extra.txt"
+reg_push "$T/oci:app" redir/app:1 || fail "reg_push"
+assert_eq "$(skopeo inspect --tls-verify=false "docker://$REG_ADDR/redir/app:1" --override-arch arm64 \
+    | jq -r .Architecture)" arm64 "reg_oci_image: REG_ARCH"
+dg=$(skopeo inspect --raw --tls-verify=false "docker://$REG_ADDR/redir/app:1" | jq -r '.layers[0].digest')
+assert_eq "$(status_of "$REG_URL/v2/redir/app/blobs/$dg")" 307 "redirect: blob GET"
+got=$(curl -sL "$REG_URL/v2/redir/app/blobs/$dg" | sha256sum | cut -d' ' -f1)
 assert_eq "sha256:$got" "$dg" "redirect: the redirected blob's digest"
+grep -q "^GET /docker/registry/v2/blobs/sha256/../${dg#sha256:}/data auth=None$" "$REG_STATIC_LOG" \
+    || fail "redirect: static log: $(cat "$REG_STATIC_LOG")"
+tar -tzf <(curl -sL "$REG_URL/v2/redir/app/blobs/$dg") | grep -qx 'extra.txt\|./extra.txt' \
+    || fail "reg_oci_image: FILE not in the layer"
+# A helper a test starts itself is stopped with the registries.
+sleep 300 &
+REG_PIDS+=($!)
 
 # 7. reg_stop_all stops them all.
-pids=$(cat "$T/reg-pids")
+pids="$(cat "$T/reg-pids") ${REG_PIDS[*]}"
 reg_stop_all
 for p in $pids; do
     kill -0 "$p" 2>/dev/null && fail "process $p still runs after reg_stop_all"
