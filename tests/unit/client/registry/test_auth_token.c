@@ -352,7 +352,7 @@ static void test_token_expires(void **state)
 {
     (void)state;
     login(g_tok_addr, "alice", "alice-pw");
-    issuer_set("ttl", "1");
+    issuer_set("ttl", "2");
     struct cairn_reg_auth *a = session(g_tok_addr);
     struct cairn_err err = {0};
     char url[256];
@@ -360,8 +360,8 @@ static void test_token_expires(void **state)
     int before = issuer_count(NULL);
     assert_int_equal(request(a, url, "", &err), 200);
     assert_int_equal(issuer_count(NULL), before + 1);
-    /* Past the token's one second, the next request fetches a new one. */
-    struct timespec ts = {1, 200 * 1000 * 1000};
+    /* Past the token's two seconds, the next request fetches a new one. */
+    struct timespec ts = {2, 200 * 1000 * 1000};
     nanosleep(&ts, NULL);
     assert_int_equal(request(a, url, "", &err), 200);
     assert_int_equal(issuer_count(NULL), before + 2);
