@@ -26,8 +26,9 @@
 #                     (one line a request: "METHOD /v2/... HTTP/1.1" STATUS)
 #       REG_LOG       the registry's own log (stderr)
 #       REG_CA        tls: the CA certificate (PEM); empty otherwise
-#       REG_CERTS_DIR tls: a folder holding ca.crt, for skopeo --cert-dir
-#                     and a certs.d/HOST:PORT copy
+#       REG_CERTS_DIR tls: $REG_DIR/certs.d/REG_ADDR holding ca.crt: for
+#                     skopeo --cert-dir, and CAIRN_CERTS_D=$REG_DIR/certs.d
+#                     makes cairn trust the registry
 #       REG_TLS_ARGS  array: skopeo's TLS flags for this registry
 #                     (--tls-verify=false, or --cert-dir DIR); skopeo copy
 #                     wants them as --src-... / --dest-...: reg_skopeo_tls
