@@ -104,18 +104,20 @@ static char *prompt(const char *what, int secret)
     struct termios old, quiet;
     int fd = fileno(tty);
     int restore = 0;
-    fprintf(tty, "%s: ", what);
-    fflush(tty);
+    /* Echo goes off before the prompt shows, so nothing typed after the
+     * prompt is echoed; TCSANOW keeps what was typed ahead. */
     if (secret && tcgetattr(fd, &old) == 0) {
         quiet = old;
         quiet.c_lflag &= ~(tcflag_t)ECHO;
-        restore = tcsetattr(fd, TCSAFLUSH, &quiet) == 0;
+        restore = tcsetattr(fd, TCSANOW, &quiet) == 0;
     }
+    fprintf(tty, "%s: ", what);
+    fflush(tty);
     char *line = NULL;
     size_t cap = 0;
     ssize_t n = getline(&line, &cap, tty);
     if (restore) {
-        tcsetattr(fd, TCSAFLUSH, &old);
+        tcsetattr(fd, TCSANOW, &old);
         fputc('\n', tty);
     }
     fclose(tty);

@@ -56,6 +56,29 @@ out=$("$CAIRN" login -u alice -p alice-pw "$REG_ADDR" 2>&1) || fail "login -p: $
 case $out in *"WARNING! Using --password via the CLI is insecure"*) ;; *) fail "-p warning" ;; esac
 "$CAIRN" logout "$REG_ADDR" >/dev/null
 
+# On a terminal: prompts for both, the password is not echoed.
+# Each answer waits for its prompt (at most 30 s, so a failing login
+# cannot hang the test).
+tty_wait() {
+    local i
+    for i in $(seq 1 300); do
+        grep -q "$1" "$T/tty.out" && return 0
+        sleep 0.1
+    done
+}
+: > "$T/tty.out"
+{
+    tty_wait 'Username: '
+    printf 'alice\n'
+    tty_wait 'Password: '
+    printf 'alice-pw\n'
+    tty_wait 'Login Succeeded'
+} | timeout 60 script -qfec "'$CAIRN' login '$REG_ADDR'" /dev/null > "$T/tty.out" 2>&1 \
+    || fail "login on a terminal: $(cat -v "$T/tty.out")"
+grep -q 'alice-pw' "$T/tty.out" && fail "the password was echoed: $(cat -v "$T/tty.out")"
+assert_eq "$(auth_of "$REG_ADDR")" "$(printf alice:alice-pw | base64)" "terminal login stored"
+"$CAIRN" logout "$REG_ADDR" >/dev/null
+
 # A config.json that is not JSON: a clear error naming it, left as it was.
 echo '{"auths": {' > "$CONF"
 out=$(echo alice-pw | "$CAIRN" login -u alice --password-stdin "$REG_ADDR" 2>&1) \
