@@ -68,7 +68,7 @@ float64 in Helm, and a float printed whole would read "4.096e+04".
 {{- $total := mul $n (required (printf "storage.size %q: expected a number of Mi, Gi or Ti" $size) (get $mib $unit)) -}}
 {{- $keep := div (mul $total (sub 100 (int64 .Values.storage.headroomPercent))) 100 -}}
 {{- if lt $keep 64 -}}
-{{- fail (printf "storage.size %s leaves %dM for blobs after %d%% headroom; give at least 80Mi" $size $keep (int64 .Values.storage.headroomPercent)) -}}
+{{- fail (printf "storage.size %s leaves %dM for blobs after %d%% headroom (at least 64M): give a larger volume or less headroom" $size $keep (int64 .Values.storage.headroomPercent)) -}}
 {{- end -}}
 {{- printf "%dM" $keep -}}
 {{- end -}}
