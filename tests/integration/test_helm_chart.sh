@@ -188,6 +188,8 @@ refuse 'a grace period below the drain' 'terminationGracePeriodSeconds (20) must
 refuse 'tokens without grants or a Secret' 'tokens.enabled: give tokens.grants' --set tokens.enabled=true
 refuse 'TLS without a certificate' 'tls.enabled: give tls.cert' --set tls.enabled=true
 refuse 'a volume too small for headroom' 'storage.size 64Mi leaves 51M' --set storage.size=64Mi
+refuse 'Kubernetes 1.23 (no gRPC probes by default)' 'chart requires kubeVersion: >=1.24.0-0' \
+    --kube-version v1.23.0
 refuse 'a ServiceMonitor without metrics' 'metrics.serviceMonitor.enabled needs metrics.enabled' \
     --set metrics.serviceMonitor.enabled=true
 
@@ -243,6 +245,24 @@ start_rendered defaults
 grep -q 'max 42949672960 bytes' "$CD_LOG" && pass "defaults: cairnd takes --max-size 40960M (40 GiB)" ||
     fail "defaults: cairnd's start line: $(grep 'store' "$CD_LOG" | head -1)"
 expect 0 probe health && pass "defaults: the rendered cairnd answers health"
+# Readiness while draining: with a Write held open, SIGTERM starts the drain
+# (the chart's --drain-timeout 30s); the health check the kubelet would make
+# now fails while cairnd is still running.
+head -c 3000000 /dev/urandom >"$T/big"
+R="uploads/drain/blobs/$(digest "$T/big")"
+# The probe binary itself, so that $! is the client to kill.
+"$PROBE" --addr "127.0.0.1:$CD_PORT" --timeout 60 write "$R" "$T/big" count=1000000 finish=0 hold=60 \
+    >"$T/held.out" 2>&1 &
+held=$!
+for _ in $(seq 1 100); do
+    probe qws "$R" 2>/dev/null | grep -q 'committed_size=1000000' && break
+    sleep 0.1
+done
+kill -TERM "$CD_PID"
+for _ in $(seq 1 100); do grep -q 'SIGTERM: draining' "$CD_LOG" && break; sleep 0.1; done
+expect "$UNAVAILABLE" probe --timeout 5 health && kill -0 "$CD_PID" &&
+    pass "defaults: health fails while cairnd drains a call in flight (readiness drops)"
+kill "$held" 2>/dev/null; wait "$held" 2>/dev/null
 cd_stop
 
 start_rendered shards

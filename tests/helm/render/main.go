@@ -3,7 +3,7 @@
 // sprig (minus env/expandenv) and Helm's own include, tpl, required,
 // toYaml, fromYaml, fromYamlArray, toJson, fromJson, fromJsonArray and
 // lookup (empty, as in `helm template`); .Values, .Release, .Chart,
-// .Capabilities and .Template; values from values.yaml, then -f files,
+// .Capabilities and .Template; Chart.yaml's kubeVersion checked; values from values.yaml, then -f files,
 // then --set, coalesced as Helm does (a null removes a default); the
 // merged values checked against values.schema.json with gojsonschema,
 // the validator Helm 3 uses; missingkey=zero with "<no value>" stripped;
@@ -30,6 +30,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/Masterminds/semver/v3"
 	"github.com/Masterminds/sprig/v3"
 	"github.com/xeipuuv/gojsonschema"
 	"sigs.k8s.io/yaml"
@@ -150,6 +151,9 @@ func run(chartDir, name, namespace, kube string, files, sets, apis []string,
 	}
 	caps, err := makeCapabilities(kube, apis)
 	if err != nil {
+		return err
+	}
+	if err := checkKubeVersion(meta.KubeVersion, kube); err != nil {
 		return err
 	}
 	top := map[string]interface{}{
@@ -322,6 +326,26 @@ func makeCapabilities(kube string, extra []string) (*capabilities, error) {
 	apis = append(apis, extra...)
 	return &capabilities{APIVersions: apis,
 		KubeVersion: kubeVersion{Version: kube, Major: m[1], Minor: m[2]}}, nil
+}
+
+// checkKubeVersion is Helm's check of Chart.yaml's kubeVersion constraint.
+func checkKubeVersion(constraint, kube string) error {
+	if constraint == "" {
+		return nil
+	}
+	c, err := semver.NewConstraint(constraint)
+	if err != nil {
+		return fmt.Errorf("Chart.yaml: kubeVersion %q: %v", constraint, err)
+	}
+	v, err := semver.NewVersion(kube)
+	if err != nil {
+		return err
+	}
+	if !c.Check(v) {
+		return fmt.Errorf("chart requires kubeVersion: %s which is incompatible with Kubernetes %s",
+			constraint, kube)
+	}
+	return nil
 }
 
 type renderedFile struct {
