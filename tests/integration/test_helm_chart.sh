@@ -32,6 +32,47 @@ cp "$SRC/tests/helm/render/main.go" "$SRC/tests/helm/render/go.mod" "$T/gopath/s
         GOCACHE="$T/gocache" go build -o "$T/render" .) ||
     { echo "FAIL: the renderer does not build"; exit 1; }
 
+# --- the renderer's Helm semantics, one line each ---------------------------
+ST=$SRC/tests/helm/selftest
+if "$T/render" --chart "$ST" --name rel --namespace ns -f "$ST/over.yaml" \
+    --set setInt=7,setZero=0,setZip=0755,setBool=true,dropMe=null \
+    --out-yaml "$T/self.yaml" --out-json "$T/self.json" 2>"$T/self.err"; then
+    while IFS= read -r want; do
+        grep -qxF "  $want" "$T/self.yaml" && pass "renderer: $want" || fail "renderer: no line '$want'"
+    done <<'WANT'
+missing: "[]"
+tpl: "rel-from-tpl"
+fromYaml: "[\"a\",\"b\"]"
+fromYamlError: "true"
+float: "1.5e+11"
+int64: "150000000000"
+setInt: "7 int64"
+setZero: "0 int64"
+setLeadingZero: "0755 string"
+setBool: "bool"
+dropped: "false"
+nested: "kept from-file added"
+include: "HELLO REL"
+kube: "1.29"
+template: "selftest/templates/cm.yaml"
+appVersion: "9.9"
+required: "present"
+WANT
+    [ "$(jq -r 'map(.object.kind) | join(",")' "$T/self.json")" = Namespace,ConfigMap ] &&
+        pass "renderer: documents split in Helm's install order; the comment-only one makes no object" ||
+        fail "renderer: objects $(jq -c 'map(.object.kind)' "$T/self.json")"
+    [ "$(grep -c '^---$' "$T/self.yaml")" = 3 ] && grep -qx '# only a comment: no object' "$T/self.yaml" &&
+        pass "renderer: the comment-only document is printed, as helm template does" ||
+        fail "renderer: documents in the output: $(grep -c '^---$' "$T/self.yaml")"
+else
+    fail "renderer: the self-test chart: $(cat "$T/self.err")"
+fi
+cp -r "$ST" "$T/selfenv"
+printf '  env: {{ env "HOME" | quote }}\n' >>"$T/selfenv/templates/cm.yaml"
+"$T/render" --chart "$T/selfenv" --out-yaml /dev/null 2>"$T/env.err" && fail "renderer: env is defined" ||
+    { grep -q 'function "env" not defined' "$T/env.err" && pass "renderer: env removed from sprig, as in Helm"; } ||
+    fail "renderer: env: $(cat "$T/env.err")"
+
 # render NAME [render args...]: manifests in $T/NAME.yaml, objects in
 # $T/NAME.json, NOTES in $T/NAME.notes; validates every object.
 render() {

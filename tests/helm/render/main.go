@@ -500,6 +500,7 @@ type manifest struct {
 	source string
 	body   string
 	object map[string]interface{}
+	kind   string
 	order  int
 }
 
@@ -525,18 +526,23 @@ func splitManifests(files []renderedFile) ([]manifest, error) {
 			if err := yaml.Unmarshal([]byte(d), &obj); err != nil {
 				return nil, fmt.Errorf("YAML parse error on %s: %v\n%s", f.name, err, d)
 			}
-			if len(obj) == 0 {
-				continue // only comments
-			}
+			// A document of comments only is kept in the output, as
+			// `helm template` prints it, but makes no object.
 			kind, _ := obj["kind"].(string)
 			r, ok := rank[kind]
 			if !ok {
 				r = len(installOrder)
 			}
-			out = append(out, manifest{f.name, strings.TrimSpace(d), obj, r})
+			out = append(out, manifest{f.name, strings.TrimSpace(d), obj, kind, r})
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].order < out[j].order })
+	// releaseutil's lessByKind: install order; unknown kinds last, by kind.
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].order != out[j].order {
+			return out[i].order < out[j].order
+		}
+		return out[i].order == len(installOrder) && out[i].kind < out[j].kind
+	})
 	return out, nil
 }
 
@@ -561,7 +567,9 @@ func writeOutputs(files []renderedFile, chartName, outYAML, outJSON, outNotes st
 		}
 		all := make([]entry, 0, len(ms))
 		for _, m := range ms {
-			all = append(all, entry{m.source, m.object})
+			if len(m.object) > 0 {
+				all = append(all, entry{m.source, m.object})
+			}
 		}
 		data, err := json.MarshalIndent(all, "", " ")
 		if err != nil {
