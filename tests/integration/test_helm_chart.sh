@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The Helm chart helm/cairnd, rendered with Helm 3's template semantics
 # (tests/helm/render: Go text/template + sprig + Helm's functions, values
-# checked by values.schema.json with gojsonschema as Helm does), for three
+# checked by values.schema.json with gojsonschema as Helm does; the
+# renderer's semantics are pinned first on tests/helm/selftest), for three
 # values files in tests/helm/. Every rendered object must pass Kubernetes'
 # schemas with no unknown field (tests/helm/validate.mjs, npm packages
 # installed by scripts/deps.sh); key facts are asserted; bad values must be
 # refused naming the field; and the rendered arguments, tokens file and
 # certificates start a real cairnd (paths moved into the temp dir, on
-# 127.0.0.1) that answers health, accepts the write token and refuses the
-# read one.
+# 127.0.0.1) that answers health, fails it while draining a held call,
+# accepts the write token and refuses the read one.
 . "$(dirname "$0")/server_lib.sh"
 
 SRC=${CAIRN_SOURCE_DIR:?}
