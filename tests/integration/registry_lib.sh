@@ -321,7 +321,7 @@ EOF
     REG_PORT=
     for i in $(seq 1 100); do
         REG_PORT=$(sed -n 's/.*msg="listening on 127\.0\.0\.1:\([0-9][0-9]*\)[,"].*/\1/p' \
-            "$REG_LOG" 2>/dev/null | head -1)
+            "$REG_LOG" 2>/dev/null | head -n 1 || true)
         [ -n "$REG_PORT" ] && break
         if ! kill -0 "$pid" 2>/dev/null; then
             cat "$REG_LOG" >&2

@@ -141,8 +141,9 @@ got=$(curl -sL "$REG_URL/v2/redir/app/blobs/$dg" | sha256sum | cut -d' ' -f1)
 assert_eq "sha256:$got" "$dg" "redirect: the redirected blob's digest"
 grep -q "^GET /docker/registry/v2/blobs/sha256/../${dg#sha256:}/data auth=None$" "$REG_STATIC_LOG" \
     || fail "redirect: static log: $(cat "$REG_STATIC_LOG")"
-tar -tzf <(curl -sL "$REG_URL/v2/redir/app/blobs/$dg") | grep -qx 'extra.txt\|./extra.txt' \
-    || fail "reg_oci_image: FILE not in the layer"
+curl -sL -o "$T/layer.tgz" "$REG_URL/v2/redir/app/blobs/$dg"
+tar -tzf "$T/layer.tgz" > "$T/layer.list"
+grep -qx 'extra.txt\|./extra.txt' "$T/layer.list" || fail "reg_oci_image: FILE not in the layer"
 # A helper a test starts itself is stopped with the registries.
 sleep 300 &
 REG_PIDS+=($!)
