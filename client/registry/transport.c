@@ -443,6 +443,10 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ctx)
     }
     if (x->status == 206)
         x->resp->ranges = true;
+    else if (x->req->range_from > 0) {
+        x->sink_rc = CAIRN_E_UNSUPPORTED; /* the range was ignored */
+        return 0;
+    }
     if (x->req->sink) {
         int rc = x->req->sink(x->req->sink_ctx, data, n);
         if (rc) {
@@ -669,6 +673,13 @@ int cairn_reg_request(struct cairn_reg_session *s,
         x.retry_after_s = -1;
         errbuf[0] = '\0';
         CURLcode cc = attempt(s, h, req, url, authz, &x, errbuf);
+        if (x.sink_rc == CAIRN_E_UNSUPPORTED && req->range_from > 0 &&
+            x.status == 200) {
+            rc = cairn_err_set(err, CAIRN_E_UNSUPPORTED,
+                               "%s: registry %s ignored the range",
+                               req->what ? req->what : req->path, s->host);
+            goto out;
+        }
         if (x.sink_rc) {
             rc = x.sink_rc;
             goto out;

@@ -86,7 +86,9 @@ struct cairn_reg_req {
     cairn_reg_sink_fn sink;
     void *sink_ctx;
     size_t max_body;
-    /* > 0: ask for the body from this offset (Range: bytes=N-). */
+    /* > 0: ask for the body from this offset (Range: bytes=N-). A
+     * registry that answers 200 with the whole body instead fails the
+     * request with CAIRN_E_UNSUPPORTED before the sink sees a byte. */
     int64_t range_from;
     /* The answers that are not errors (besides 2xx). E.g. 404 for a
      * blob HEAD that asks whether a blob exists. */
