@@ -372,20 +372,46 @@ static bool row_platform_is(struct pull *p, const struct cairn_image_row *row)
     return same;
 }
 
+struct stored_q {
+    struct pull *p;
+    const char *name; /* "familiar@digest" */
+    const char *digest;
+    struct cairn_image_row *row;
+    bool hit;
+};
+
+static int stored_one(void *arg, const struct cairn_image_row *row)
+{
+    struct stored_q *q = arg;
+    bool named = false;
+    for (size_t i = 0; i < row->nrepo_digests && !named; i++)
+        named = strcmp(row->repo_digests[i], q->name) == 0;
+    if (!named || (strcmp(row->manifest_digest, q->digest) != 0 &&
+                   !row_platform_is(q->p, row)))
+        return 0;
+    /* Keep what the caller reads; the row's arrays are borrowed. */
+    memset(q->row, 0, sizeof *q->row);
+    memcpy(q->row->manifest_digest, row->manifest_digest,
+           sizeof row->manifest_digest);
+    q->hit = true;
+    return 1; /* stop */
+}
+
 /* The stored image that repo digest d names, for our platform (an
- * image manifest's own digest names it whatever its platform). */
+ * image manifest's own digest names it whatever its platform; an
+ * index's names one image per platform). Fills row->manifest_digest,
+ * then the row as cairn_store_image_find gives it. */
 static bool stored_find(struct pull *p, const char *d,
                         struct cairn_image_row *row)
 {
     char name[CAIRN_REG_NAME_MAX + CAIRN_DIGEST_STR_LEN + 2];
     snprintf(name, sizeof name, "%s@%s", p->familiar, d);
+    struct cairn_image_row found;
+    struct stored_q q = {p, name, d, &found, false};
+    cairn_store_image_each(p->st, stored_one, &q);
     memset(row, 0, sizeof *row);
-    if (cairn_store_image_find(p->st, name, row, NULL) != 0)
-        return false;
-    if (strcmp(row->manifest_digest, d) == 0 || row_platform_is(p, row))
-        return true;
-    cairn_store_image_row_clear(row);
-    return false;
+    return q.hit && cairn_store_image_find(p->st, found.manifest_digest, row,
+                                           NULL) == 0;
 }
 
 static bool row_has_tag(const struct cairn_image_row *row, const char *tag)
