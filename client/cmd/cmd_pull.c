@@ -116,8 +116,12 @@ int cairn_cmd_pull(int argc, char **argv)
         fprintf(stderr, "Error: %s\n", err.msg[0] ? err.msg : cairn_strerror(rc));
         goto out;
     }
-    if (!quiet && !strchr(name, ':') && !strchr(name, '@'))
+    /* Docker says so when the reference named neither tag nor digest. */
+    const char *last = strrchr(name, '/');
+    if (!quiet && !strchr(last ? last : name, ':') && !strchr(name, '@')) {
         printf("Using default tag: latest\n");
+        fflush(stdout);
+    }
     struct cairn_store *st = NULL;
     struct cairn_reg_opts topts = {
         .insecure = (const char *const *)insecure.v, .ninsecure = insecure.n};

@@ -210,13 +210,17 @@ static int layer_fetch(struct pull *p, size_t i, struct cairn_err *err)
     if (rc == 0 && (rc = ck_sha256_final(k.h, bin)) == 0) {
         ck_hex_encode(bin, hex);
         snprintf(got, sizeof got, "sha256:%s", hex);
-        if (strcmp(got, d->digest) != 0 || k.got != d->size)
+        if (k.got != d->size)
             rc = cairn_err_set(err, CAIRN_E_DIGEST,
-                               "layer %s: the registry sent %lld bytes with "
-                               "digest %s (the manifest says %lld bytes); "
-                               "nothing stored",
-                               d->digest, (long long)k.got, got,
+                               "layer %s: the registry sent %lld bytes, the "
+                               "manifest says %lld; nothing stored",
+                               d->digest, (long long)k.got,
                                (long long)d->size);
+        else if (strcmp(got, d->digest) != 0)
+            rc = cairn_err_set(err, CAIRN_E_DIGEST,
+                               "layer %s: digest mismatch: the registry sent "
+                               "bytes with digest %s; nothing stored",
+                               d->digest, got);
     }
     ck_sha256_free(k.h);
     if (close(k.fd) != 0 && rc == 0)
@@ -549,10 +553,6 @@ static int pull_run(struct pull *p, struct cairn_reg_pull_result *res,
         memcpy(res->repo_digest, want, sizeof res->repo_digest);
         return 0;
     }
-    if (p->o->out && !ref->digest[0])
-        fprintf(p->o->out, "%s: Pulling from %s\n", ref->tag, ref->path);
-    else if (p->o->out)
-        fprintf(p->o->out, "%s: Pulling from %s\n", ref->digest, ref->path);
 
     char digest[CAIRN_DIGEST_STR_LEN], repo_digest[CAIRN_DIGEST_STR_LEN];
     struct cairn_manifest m;
@@ -562,6 +562,9 @@ static int pull_run(struct pull *p, struct cairn_reg_pull_result *res,
     if ((rc = resolve_image(p, want[0] ? want : reference, want, &mr, digest,
                             repo_digest, err)))
         goto out;
+    if (p->o->out)
+        fprintf(p->o->out, "%s: Pulling from %s\n",
+                ref->digest[0] ? ref->digest : ref->tag, ref->path);
     if ((rc = cairn_manifest_parse(mr.body, mr.body_len, &m, err))) {
         cairn_err_prefix(err, "manifest %s", digest);
         goto out;
