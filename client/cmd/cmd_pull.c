@@ -41,24 +41,6 @@ static void host_platform(char *buf, size_t len)
              variant ? variant : "");
 }
 
-/* CAIRN_INSECURE_REGISTRIES: hosts separated by commas or spaces. */
-static int insecure_from_env(struct cairn_strvec *v)
-{
-    const char *e = getenv("CAIRN_INSECURE_REGISTRIES");
-    if (e == NULL)
-        return 0;
-    char *copy = strdup(e);
-    if (copy == NULL)
-        return CAIRN_E_NOMEM;
-    int rc = 0;
-    char *save = NULL;
-    for (char *t = strtok_r(copy, ", ", &save); t && rc == 0;
-         t = strtok_r(NULL, ", ", &save))
-        rc = cairn_strvec_push(v, t);
-    free(copy);
-    return rc;
-}
-
 int cairn_cmd_pull(int argc, char **argv)
 {
     const char *name = NULL, *platform = NULL;
@@ -106,7 +88,7 @@ int cairn_cmd_pull(int argc, char **argv)
     struct cairn_reg_platform plat;
     char hostp[64];
     host_platform(hostp, sizeof hostp);
-    int rc = insecure_from_env(&insecure);
+    int rc = cairn_cli_insecure_env(&insecure);
     if (rc == 0)
         rc = cairn_reg_ref_parse(name, &ref, &err);
     if (rc == 0)
