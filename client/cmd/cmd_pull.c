@@ -92,10 +92,10 @@ int cairn_cmd_pull(int argc, char **argv)
     if (rc == 0)
         rc = cairn_reg_ref_parse(name, &ref, &err);
     if (rc == 0)
-        rc = cairn_reg_platform_parse(platform ? platform : hostp, &plat,
-                                      &err);
+        rc = cairn_reg_platform_parse(platform ? platform : hostp, &plat, &err);
     if (rc) {
-        fprintf(stderr, "Error: %s\n", err.msg[0] ? err.msg : cairn_strerror(rc));
+        fprintf(stderr, "Error: %s\n",
+                err.msg[0] ? err.msg : cairn_strerror(rc));
         goto out;
     }
     /* Docker says so when the reference named neither tag nor digest. */
@@ -105,8 +105,8 @@ int cairn_cmd_pull(int argc, char **argv)
         fflush(stdout);
     }
     struct cairn_store *st = NULL;
-    struct cairn_reg_opts topts = {
-        .insecure = (const char *const *)insecure.v, .ninsecure = insecure.n};
+    struct cairn_reg_opts topts = {.insecure = (const char *const *)insecure.v,
+                                   .ninsecure = insecure.n};
     struct cairn_reg_pull_opts po = {
         .platform = &plat, .transport = &topts, .out = quiet ? NULL : stdout};
     struct cairn_reg_pull_result res;

@@ -25,9 +25,8 @@ static void clean_copy(char *buf, size_t len, const char *s, size_t n)
     buf[o] = '\0';
 }
 
-int cairn_reg_error_decode(const char *registry, long status,
-                           const char *body, size_t len, const char *what,
-                           struct cairn_err *err)
+int cairn_reg_error_decode(const char *registry, long status, const char *body,
+                           size_t len, const char *what, struct cairn_err *err)
 {
     char code[64] = "", msg[300] = "";
     json_t *j = body && len ? json_loadb(body, len, 0, NULL) : NULL;
@@ -45,12 +44,13 @@ int cairn_reg_error_decode(const char *registry, long status,
     if (what == NULL)
         what = "request";
     if (status == 401 || status == 403)
-        return cairn_err_set(err, CAIRN_E_AUTH,
-                             "%s: access denied by %s (%ld%s%s%s%s): log in with "
-                             "`cairn login %s` or check that the "
-                             "repository exists and you may use it",
-                             what, registry, status, code[0] ? " " : "", code,
-                             msg[0] ? ": " : "", msg, registry);
+        return cairn_err_set(
+            err, CAIRN_E_AUTH,
+            "%s: access denied by %s (%ld%s%s%s%s): log in with "
+            "`cairn login %s` or check that the "
+            "repository exists and you may use it",
+            what, registry, status, code[0] ? " " : "", code,
+            msg[0] ? ": " : "", msg, registry);
     if (status == 404) {
         const char *text = NULL;
         for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)

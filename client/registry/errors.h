@@ -16,8 +16,7 @@
  * the code: CAIRN_E_AUTH for 401/403 (the message names the registry and
  * `cairn login`), CAIRN_E_NOTFOUND for 404 (repository, manifest or blob
  * unknown, as the registry's code says), CAIRN_E_RPC otherwise. */
-int cairn_reg_error_decode(const char *registry, long status,
-                           const char *body, size_t len, const char *what,
-                           struct cairn_err *err);
+int cairn_reg_error_decode(const char *registry, long status, const char *body,
+                           size_t len, const char *what, struct cairn_err *err);
 
 #endif

@@ -12,11 +12,12 @@
 #include <strings.h>
 
 #define MEDIA_SCHEMA1 "application/vnd.docker.distribution.manifest.v1+json"
-#define MEDIA_SCHEMA1_SIGNED                                                  \
+#define MEDIA_SCHEMA1_SIGNED                                                   \
     "application/vnd.docker.distribution.manifest.v1+prettyjws"
-#define MEDIA_DOCKER_FOREIGN                                                  \
+#define MEDIA_DOCKER_FOREIGN                                                   \
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-#define MEDIA_OCI_NONDIST_PREFIX "application/vnd.oci.image.layer.nondistributable.v1.tar"
+#define MEDIA_OCI_NONDIST_PREFIX                                               \
+    "application/vnd.oci.image.layer.nondistributable.v1.tar"
 #define LIST_MAX 512 /* the platforms named in a "no match" message */
 
 static int schema1_refuse(const char *mt, struct cairn_err *err)
@@ -135,8 +136,8 @@ static void platform_norm(struct cairn_reg_platform *p)
         snprintf(v, sizeof v, "v%.14s", p->variant);
         memcpy(p->variant, v, sizeof v);
     }
-    if (strcmp(p->arch, "arm64") == 0 && (strcmp(p->variant, "v8") == 0 ||
-                                          strcmp(p->variant, "v8.0") == 0))
+    if (strcmp(p->arch, "arm64") == 0 &&
+        (strcmp(p->variant, "v8") == 0 || strcmp(p->variant, "v8.0") == 0))
         p->variant[0] = '\0'; /* arm64's default: compare it as "" */
     if (strcmp(p->arch, "arm") == 0 && p->variant[0] == '\0')
         memcpy(p->variant, "v7", 3);
@@ -304,8 +305,7 @@ int cairn_reg_index_pick(const char *body, size_t len,
         json_integer_value(sz) < 0 ||
         json_integer_value(sz) > CAIRN_REG_MANIFEST_MAX) {
         rc = cairn_err_set(err, CAIRN_E_PARSE,
-                           "index: manifests[%zu]: bad digest or size",
-                           best_i);
+                           "index: manifests[%zu]: bad digest or size", best_i);
         goto out;
     }
     memset(out, 0, sizeof *out);

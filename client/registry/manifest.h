@@ -23,14 +23,14 @@
 #include <stdint.h>
 
 #define CAIRN_REG_MANIFEST_MAX (4u << 20)
-#define CAIRN_REG_MEDIA_DOCKER_LIST                                           \
+#define CAIRN_REG_MEDIA_DOCKER_LIST                                            \
     "application/vnd.docker.distribution.manifest.list.v2+json"
 /* The Accept header of every manifest request: a registry answers a
  * request without a type with schema 1, or 404 for an OCI manifest. */
-#define CAIRN_REG_ACCEPT                                                      \
-    "Accept: application/vnd.oci.image.index.v1+json, "                       \
-    "application/vnd.docker.distribution.manifest.list.v2+json, "             \
-    "application/vnd.oci.image.manifest.v1+json, "                            \
+#define CAIRN_REG_ACCEPT                                                       \
+    "Accept: application/vnd.oci.image.index.v1+json, "                        \
+    "application/vnd.docker.distribution.manifest.list.v2+json, "              \
+    "application/vnd.oci.image.manifest.v1+json, "                             \
     "application/vnd.docker.distribution.manifest.v2+json"
 #define CAIRN_REG_URLS_MAX 8 /* URLs tried for one foreign layer */
 

@@ -59,12 +59,10 @@ static int manifest_request(struct pull *p, const char *method,
                             struct cairn_err *err)
 {
     char path[CAIRN_REG_NAME_MAX + 200], what[2 * CAIRN_REG_NAME_MAX + 200];
-    snprintf(path, sizeof path, "/v2/%s/manifests/%s", p->ref->path,
-             reference);
-    snprintf(what, sizeof what, "manifest %s/%s%s%s", p->ref->host,
-             p->ref->path, reference[0] == 's' && strchr(reference, ':')
-                               ? "@" : ":",
-             reference);
+    snprintf(path, sizeof path, "/v2/%s/manifests/%s", p->ref->path, reference);
+    snprintf(
+        what, sizeof what, "manifest %s/%s%s%s", p->ref->host, p->ref->path,
+        reference[0] == 's' && strchr(reference, ':') ? "@" : ":", reference);
     const char *hdr[] = {CAIRN_REG_ACCEPT, NULL};
     struct cairn_reg_req req = {
         .method = method,
@@ -81,8 +79,8 @@ static int manifest_request(struct pull *p, const char *method,
 /* A manifest's bytes, checked against want (a digest, or "" for none
  * known) and against the registry's Docker-Content-Digest; its digest
  * into got. */
-static int manifest_get(struct pull *p, const char *reference,
-                        const char *want, struct cairn_reg_resp *r,
+static int manifest_get(struct pull *p, const char *reference, const char *want,
+                        struct cairn_reg_resp *r,
                         char got[CAIRN_DIGEST_STR_LEN], struct cairn_err *err)
 {
     int rc = manifest_request(p, "GET", reference, r, err);
@@ -201,8 +199,7 @@ static int layer_fetch(struct pull *p, size_t i, struct cairn_err *err)
     }
     if (rc == 0 && !done) {
         char path[CAIRN_REG_NAME_MAX + 120];
-        snprintf(path, sizeof path, "/v2/%s/blobs/%s", p->ref->path,
-                 d->digest);
+        snprintf(path, sizeof path, "/v2/%s/blobs/%s", p->ref->path, d->digest);
         rc = blob_download(p, path, true, d, &k, err);
     }
     uint8_t bin[CK_SHA256_LEN];
@@ -214,8 +211,7 @@ static int layer_fetch(struct pull *p, size_t i, struct cairn_err *err)
             rc = cairn_err_set(err, CAIRN_E_DIGEST,
                                "layer %s: the registry sent %lld bytes, the "
                                "manifest says %lld; nothing stored",
-                               d->digest, (long long)k.got,
-                               (long long)d->size);
+                               d->digest, (long long)k.got, (long long)d->size);
         else if (strcmp(got, d->digest) != 0)
             rc = cairn_err_set(err, CAIRN_E_DIGEST,
                                "layer %s: digest mismatch: the registry sent "
@@ -224,8 +220,7 @@ static int layer_fetch(struct pull *p, size_t i, struct cairn_err *err)
     }
     ck_sha256_free(k.h);
     if (close(k.fd) != 0 && rc == 0)
-        rc = cairn_err_set(err, -errno, "writing %s: %s", tmp,
-                           strerror(errno));
+        rc = cairn_err_set(err, -errno, "writing %s: %s", tmp, strerror(errno));
     if (rc == 0)
         rc = cairn_store_blob_add_file(p->st, tmp, d->digest, err);
     if (rc)
@@ -318,10 +313,9 @@ static int config_fetch(struct pull *p, const struct cairn_manifest *m,
     if (cairn_store_blob_has(p->st, m->config_digest))
         return 0;
     if (m->config_size < 0 || m->config_size > (int64_t)CAIRN_IMAGE_MAX_JSON)
-        return cairn_err_set(err, CAIRN_E_TOOBIG,
-                             "config %s: %lld bytes, over the %u limit",
-                             m->config_digest, (long long)m->config_size,
-                             CAIRN_IMAGE_MAX_JSON);
+        return cairn_err_set(
+            err, CAIRN_E_TOOBIG, "config %s: %lld bytes, over the %u limit",
+            m->config_digest, (long long)m->config_size, CAIRN_IMAGE_MAX_JSON);
     char path[CAIRN_REG_NAME_MAX + 120], what[CAIRN_DIGEST_STR_LEN + 16];
     snprintf(path, sizeof path, "/v2/%s/blobs/%s", p->ref->path,
              m->config_digest);
@@ -414,8 +408,8 @@ static bool stored_find(struct pull *p, const char *d,
     struct stored_q q = {p, name, d, &found, false};
     cairn_store_image_each(p->st, stored_one, &q);
     memset(row, 0, sizeof *row);
-    return q.hit && cairn_store_image_find(p->st, found.manifest_digest, row,
-                                           NULL) == 0;
+    return q.hit &&
+           cairn_store_image_find(p->st, found.manifest_digest, row, NULL) == 0;
 }
 
 static bool row_has_tag(const struct cairn_image_row *row, const char *tag)
@@ -430,16 +424,14 @@ static bool row_has_tag(const struct cairn_image_row *row, const char *tag)
  * repo digest in one transaction. */
 static int image_record(struct pull *p, const struct cairn_reg_resp *mr,
                         const char *manifest_digest, const char *repo_digest,
-                        const char *tag, bool *had_tag,
-                        struct cairn_err *err)
+                        const char *tag, bool *had_tag, struct cairn_err *err)
 {
     char got[CAIRN_DIGEST_STR_LEN];
     int rc = cairn_store_blob_add_data(p->st, mr->body, mr->body_len, got, err);
     if (rc)
         return rc;
     if (strcmp(got, manifest_digest) != 0)
-        return cairn_err_set(err, CAIRN_E_DIGEST, "manifest stored as %s",
-                             got);
+        return cairn_err_set(err, CAIRN_E_DIGEST, "manifest stored as %s", got);
     struct cairn_image_row old;
     memset(&old, 0, sizeof old);
     *had_tag = false;
@@ -491,8 +483,8 @@ static int resolve_image(struct pull *p, const char *reference,
         return rc;
     }
     if ((rc = manifest_get(p, d.digest, d.digest, mr, digest, err)) == 0 &&
-        (rc = cairn_reg_manifest_kind(mr->content_type, mr->body,
-                                      mr->body_len, &kind, err)) == 0 &&
+        (rc = cairn_reg_manifest_kind(mr->content_type, mr->body, mr->body_len,
+                                      &kind, err)) == 0 &&
         kind != CAIRN_REG_IMAGE)
         rc = cairn_err_set(err, CAIRN_E_UNSUPPORTED,
                            "index %s names another index (%s) for the "

@@ -37,15 +37,15 @@
 struct cairn_reg_pull_opts {
     const struct cairn_reg_platform *platform; /* required */
     const struct cairn_reg_opts *transport;    /* may be NULL */
-    FILE *out;   /* docker pull's lines; NULL: quiet */
-    int jobs;    /* 0: CAIRN_REG_PULL_JOBS */
+    FILE *out; /* docker pull's lines; NULL: quiet */
+    int jobs;  /* 0: CAIRN_REG_PULL_JOBS */
     /* Resolve only: answer up_to_date or the digest without fetching
      * anything but the manifest HEAD (cairn build --pull's check). */
     bool resolve_only;
 };
 
 struct cairn_reg_pull_result {
-    char manifest[CAIRN_DIGEST_STR_LEN]; /* the image manifest stored */
+    char manifest[CAIRN_DIGEST_STR_LEN];    /* the image manifest stored */
     char repo_digest[CAIRN_DIGEST_STR_LEN]; /* what the registry named */
     bool up_to_date;   /* the store had it; nothing was downloaded */
     unsigned requests; /* HTTP requests made */

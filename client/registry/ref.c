@@ -34,8 +34,8 @@ static bool component_ok(const char *p, size_t n, bool *upper)
     bool ok = n > 0;
     while (ok && i < n) {
         size_t run = 0;
-        while (i < n && (is_lower_alnum(p[i]) ||
-                         (p[i] >= 'A' && p[i] <= 'Z'))) {
+        while (i < n &&
+               (is_lower_alnum(p[i]) || (p[i] >= 'A' && p[i] <= 'Z'))) {
             if (p[i] >= 'A' && p[i] <= 'Z')
                 *upper = true;
             i++;
@@ -126,11 +126,11 @@ static int digest_check(const char *d, struct cairn_err *err)
 {
     const char *colon = strchr(d, ':');
     size_t an = colon ? (size_t)(colon - d) : 0;
-    bool ok = an > 0 && ((d[0] >= 'a' && d[0] <= 'z') ||
-                         (d[0] >= 'A' && d[0] <= 'Z'));
+    bool ok = an > 0 &&
+              ((d[0] >= 'a' && d[0] <= 'z') || (d[0] >= 'A' && d[0] <= 'Z'));
     for (size_t i = 1; ok && i < an; i++)
-        ok = is_alnum(d[i]) || (strchr("-_+.", d[i]) && i + 1 < an &&
-                                 is_alnum(d[i + 1]));
+        ok = is_alnum(d[i]) ||
+             (strchr("-_+.", d[i]) && i + 1 < an && is_alnum(d[i + 1]));
     size_t hn = ok ? strlen(colon + 1) : 0;
     for (size_t i = 0; ok && i < hn; i++)
         ok = is_hex(colon[1 + i]);
@@ -201,9 +201,8 @@ int cairn_reg_ref_parse(const char *s, struct cairn_reg_ref *out,
     size_t fn = first_slash ? (size_t)(first_slash - s) : 0;
     const char *path = s;
     size_t path_n = name_n;
-    if (first_slash &&
-        (memchr(s, '.', fn) || memchr(s, ':', fn) ||
-         (fn == 9 && memcmp(s, "localhost", 9) == 0))) {
+    if (first_slash && (memchr(s, '.', fn) || memchr(s, ':', fn) ||
+                        (fn == 9 && memcmp(s, "localhost", 9) == 0))) {
         if (!host_ok(s, fn))
             return cairn_err_set(err, CAIRN_E_INVAL,
                                  "invalid reference format: bad registry "
@@ -231,8 +230,8 @@ int cairn_reg_ref_parse(const char *s, struct cairn_reg_ref *out,
                              "invalid reference format: repository name "
                              "(%.*s) must be lowercase",
                              (int)path_n, path);
-    bool library = strcmp(r.host, HUB_HOST) == 0 &&
-                   memchr(path, '/', path_n) == NULL;
+    bool library =
+        strcmp(r.host, HUB_HOST) == 0 && memchr(path, '/', path_n) == NULL;
     size_t total = strlen(r.host) + 1 + (library ? 8 : 0) + path_n;
     if (total > CAIRN_REG_NAME_MAX)
         return cairn_err_set(err, CAIRN_E_INVAL,
@@ -289,6 +288,6 @@ bool cairn_reg_host_is_loopback(const char *host)
         return true;
     unsigned a, b, c, d;
     char tail;
-    return sscanf(h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 &&
-           a == 127 && b < 256 && c < 256 && d < 256;
+    return sscanf(h, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127 &&
+           b < 256 && c < 256 && d < 256;
 }

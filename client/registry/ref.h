@@ -27,9 +27,9 @@
 #define CAIRN_REG_DIGEST_MAX 71 /* "sha256:" + 64 */
 
 struct cairn_reg_ref {
-    char host[CAIRN_REG_NAME_MAX + 1]; /* "docker.io", "127.0.0.1:5000" */
-    char path[CAIRN_REG_NAME_MAX + 1]; /* "library/busybox" */
-    char tag[CAIRN_REG_TAG_MAX + 1];   /* "latest" when neither given */
+    char host[CAIRN_REG_NAME_MAX + 1];     /* "docker.io", "127.0.0.1:5000" */
+    char path[CAIRN_REG_NAME_MAX + 1];     /* "library/busybox" */
+    char tag[CAIRN_REG_TAG_MAX + 1];       /* "latest" when neither given */
     char digest[CAIRN_REG_DIGEST_MAX + 1]; /* "" when not given */
 };
 
@@ -54,8 +54,7 @@ int cairn_reg_ref_familiar(const struct cairn_reg_ref *r, bool with_tag,
 
 /* "host/path:tag", "host/path@digest" or "host/path:tag@digest": the
  * full form, for messages. Truncates to len. */
-void cairn_reg_ref_format(const struct cairn_reg_ref *r, char *buf,
-                          size_t len);
+void cairn_reg_ref_format(const struct cairn_reg_ref *r, char *buf, size_t len);
 
 /* True when host[:port] is a loopback registry (127.0.0.0/8, [::1],
  * localhost), which Docker reaches over plain HTTP when TLS fails. */

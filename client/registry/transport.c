@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #define POOL_MAX 16
-#define CA_FILE_MAX (1u << 20)   /* one *.crt */
-#define CA_TOTAL_MAX (8u << 20)  /* system bundle + every *.crt */
+#define CA_FILE_MAX (1u << 20)  /* one *.crt */
+#define CA_TOTAL_MAX (8u << 20) /* system bundle + every *.crt */
 #define URL_MAX 8192
 #define HDR_MAX 8192
 #define SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
@@ -56,8 +56,7 @@ static void curl_init(void)
     curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a,
-                       void *ctx)
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *ctx)
 {
     (void)h;
     (void)d;
@@ -124,9 +123,8 @@ static int certs_dir_read(struct cairn_reg_session *s, const char *dir,
     struct dirent *e;
     char path[4096];
     while (rc == 0 && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' ||
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >=
-                (int)sizeof path)
+        if (e->d_name[0] == '.' || snprintf(path, sizeof path, "%s/%s", dir,
+                                            e->d_name) >= (int)sizeof path)
             continue;
         if (has_suffix(e->d_name, ".crt")) {
             rc = append_file(cas, path, err);
@@ -137,8 +135,8 @@ static int certs_dir_read(struct cairn_reg_session *s, const char *dir,
                      path);
             if (access(key, R_OK) != 0)
                 rc = cairn_err_set(err, CAIRN_E_INVAL,
-                                   "client certificate %s has no key %s",
-                                   path, key);
+                                   "client certificate %s has no key %s", path,
+                                   key);
             else if (!(s->client_cert = strdup(path)) ||
                      !(s->client_key = strdup(key)))
                 rc = CAIRN_E_NOMEM;
@@ -347,8 +345,8 @@ static void handle_put(struct cairn_reg_session *s, CURL *h)
 struct xfer {
     const struct cairn_reg_req *req;
     struct cairn_reg_resp *resp;
-    long status; /* of the last status line: redirects send several */
-    struct cairn_buf body;    /* 2xx without a sink */
+    long status;           /* of the last status line: redirects send several */
+    struct cairn_buf body; /* 2xx without a sink */
     struct cairn_buf errbody; /* other answers, capped quietly */
     char challenge[2048];
     int64_t retry_after_s; /* -1: none */
@@ -369,8 +367,8 @@ static void hdr_value(const char *line, size_t n, size_t name_len, char *buf,
         v++;
         vn--;
     }
-    while (vn > 0 && (v[vn - 1] == '\r' || v[vn - 1] == '\n' ||
-                      v[vn - 1] == ' '))
+    while (vn > 0 &&
+           (v[vn - 1] == '\r' || v[vn - 1] == '\n' || v[vn - 1] == ' '))
         vn--;
     if (vn >= len)
         vn = len - 1;
@@ -378,7 +376,7 @@ static void hdr_value(const char *line, size_t n, size_t name_len, char *buf,
     buf[vn] = '\0';
 }
 
-#define IS_HDR(line, n, name)                                                 \
+#define IS_HDR(line, n, name)                                                  \
     ((n) > sizeof name - 1 && strncasecmp(line, name, sizeof name - 1) == 0)
 
 static size_t on_header(char *line, size_t size, size_t nitems, void *ctx)
@@ -624,8 +622,8 @@ static int cc_error(struct cairn_reg_session *s,
                              s->host, detail);
     if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST)
         return cairn_err_set(err, CAIRN_E_IO,
-                             "%s: cannot reach registry %s: %s", what,
-                             s->host, detail);
+                             "%s: cannot reach registry %s: %s", what, s->host,
+                             detail);
     if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE)
         return cairn_err_set(err, CAIRN_E_AUTH,
                              "%s: TLS certificate of %s not trusted (%s); "
@@ -685,10 +683,9 @@ int cairn_reg_request(struct cairn_reg_session *s,
             goto out;
         }
         if (x.toobig) {
-            rc = cairn_err_set(err, CAIRN_E_TOOBIG,
-                               "%s: answer from %s over %zu bytes",
-                               req->what ? req->what : req->path, s->host,
-                               req->max_body);
+            rc = cairn_err_set(
+                err, CAIRN_E_TOOBIG, "%s: answer from %s over %zu bytes",
+                req->what ? req->what : req->path, s->host, req->max_body);
             goto out;
         }
         /* A loopback or insecure registry that does not speak TLS. */
@@ -714,8 +711,8 @@ int cairn_reg_request(struct cairn_reg_session *s,
         if (st == 401 && req->scope && !auth_retried && x.challenge[0]) {
             auth_retried = true;
             pthread_mutex_lock(&s->mu);
-            rc = cairn_reg_auth_challenge(s->auth, x.challenge, req->scope,
-                                          err);
+            rc =
+                cairn_reg_auth_challenge(s->auth, x.challenge, req->scope, err);
             pthread_mutex_unlock(&s->mu);
             if (rc)
                 goto out;
@@ -738,8 +735,7 @@ int cairn_reg_request(struct cairn_reg_session *s,
             rc = 0;
             goto out;
         }
-        rc = cairn_reg_error_decode(s->host, st, x.errbody.data,
-                                    x.errbody.len,
+        rc = cairn_reg_error_decode(s->host, st, x.errbody.data, x.errbody.len,
                                     req->what ? req->what : req->path, err);
         goto out;
     }

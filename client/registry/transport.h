@@ -41,8 +41,8 @@
 /* A transfer that moves under 1 byte a second for this long is
  * abandoned; CAIRN_REGISTRY_TIMEOUT (seconds) overrides both. */
 #define CAIRN_REG_STALL_S 30
-#define CAIRN_REG_RETRIES 4        /* attempts after the first */
-#define CAIRN_REG_RETRY_MAX_S 30   /* cap on one wait (Retry-After too) */
+#define CAIRN_REG_RETRIES 4      /* attempts after the first */
+#define CAIRN_REG_RETRY_MAX_S 30 /* cap on one wait (Retry-After too) */
 #define CAIRN_REG_ERRBODY_MAX (64u << 10)
 
 struct cairn_reg_opts {
@@ -102,11 +102,11 @@ struct cairn_reg_resp {
     char *body; /* owned (malloc'd, NUL-terminated) when no sink */
     size_t body_len;
     char content_type[128];
-    char digest[80];    /* Docker-Content-Digest, "" when absent */
-    char *location;     /* owned, may be NULL: Location of a 201/202 */
+    char digest[80];        /* Docker-Content-Digest, "" when absent */
+    char *location;         /* owned, may be NULL: Location of a 201/202 */
     int64_t content_length; /* -1 when unknown */
-    int64_t delivered;  /* body bytes given to the sink */
-    bool ranges;        /* Accept-Ranges: bytes, or a 206 */
+    int64_t delivered;      /* body bytes given to the sink */
+    bool ranges;            /* Accept-Ranges: bytes, or a 206 */
 };
 
 /* Frees what resp owns. Accepts NULL. */

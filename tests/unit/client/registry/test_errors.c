@@ -15,9 +15,9 @@ static void expect(long status, const char *body, int code,
 {
     struct cairn_err err;
     cairn_err_clear(&err);
-    int rc = cairn_reg_error_decode("127.0.0.1:5000", status, body,
-                                    body ? strlen(body) : 0, "manifest x:1",
-                                    &err);
+    int rc =
+        cairn_reg_error_decode("127.0.0.1:5000", status, body,
+                               body ? strlen(body) : 0, "manifest x:1", &err);
     assert_int_equal(rc, code);
     assert_int_equal(err.code, code);
     for (size_t i = 0; words[i]; i++)
@@ -39,16 +39,19 @@ static void test_decode(void **state)
     expect(404, "{\"errors\":[{\"code\":\"BLOB_UNKNOWN\"}]}", CAIRN_E_NOTFOUND,
            (const char *[]){"blob unknown", NULL});
     expect(404, NULL, CAIRN_E_NOTFOUND, (const char *[]){"not found", NULL});
-    expect(401,
-           "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication "
-           "required\"}]}",
-           CAIRN_E_AUTH,
-           (const char *[]){"127.0.0.1:5000", "cairn login 127.0.0.1:5000",
-                            "UNAUTHORIZED", NULL});
+    expect(
+        401,
+        "{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication "
+        "required\"}]}",
+        CAIRN_E_AUTH,
+        (const char *[]){"127.0.0.1:5000", "cairn login 127.0.0.1:5000",
+                         "UNAUTHORIZED", NULL});
     expect(403, "", CAIRN_E_AUTH, (const char *[]){"cairn login", NULL});
     expect(500, "<html>bad gateway\nmore", CAIRN_E_RPC,
            (const char *[]){"500", "<html>bad gateway", NULL});
-    expect(400, "{\"errors\":[{\"code\":\"DIGEST_INVALID\",\"message\":\"\x1b[31mred\"}]}",
+    expect(400,
+           "{\"errors\":[{\"code\":\"DIGEST_INVALID\",\"message\":\"\x1b["
+           "31mred\"}]}",
            CAIRN_E_RPC, (const char *[]){"DIGEST_INVALID", "?[31mred", NULL});
 }
 

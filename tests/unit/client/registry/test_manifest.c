@@ -12,19 +12,26 @@
 #include <stdio.h>
 #include <string.h>
 
-#define D(c) "sha256:" c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
-#define ENTRY(c, os, arch, var)                                               \
-    "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","         \
-    "\"digest\":\"" D(c) "\",\"size\":10,\"platform\":{\"os\":\"" os         \
-    "\",\"architecture\":\"" arch "\"" var "}}"
+#define D(c)                                                                   \
+    "sha256:" c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c  \
+        c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
+#define ENTRY(c, os, arch, var)                                                \
+    "{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","           \
+    "\"digest\":\"" D(c) "\",\"size\":10,\"platform\":{\"os\":\"" os           \
+                         "\",\"architecture\":\"" arch "\"" var "}}"
 
-static const char *INDEX =
-    "{\"schemaVersion\":2,\"mediaType\":"
-    "\"application/vnd.oci.image.index.v1+json\",\"manifests\":["
-    ENTRY("1", "linux", "amd64", "") "," ENTRY("2", "linux", "arm64",
-                                               ",\"variant\":\"v8\"") ","
-    ENTRY("3", "linux", "arm", ",\"variant\":\"v6\"") ","
-    ENTRY("4", "unknown", "unknown", "") "]}";
+static const char
+    *INDEX =
+        "{\"schemaVersion\":2,\"mediaType\":"
+        "\"application/vnd.oci.image.index.v1+json\",\"manifests\":[" ENTRY(
+            "1", "linux", "amd64",
+            "") "," ENTRY("2", "linux", "arm64",
+                          ",\"variant\":\"v8\"") "," ENTRY("3", "linux", "arm",
+                                                           ",\"variant\":"
+                                                           "\"v6\"") "," ENTRY("4",
+                                                                               "unknown",
+                                                                               "unknown",
+                                                                               "") "]}";
 
 static enum cairn_reg_kind kind_of(const char *ct, const char *body, int *rc,
                                    struct cairn_err *err)
@@ -45,9 +52,9 @@ static void test_kind(void **state)
         kind_of("application/vnd.docker.distribution.manifest.v2+json",
                 "{\"schemaVersion\":2,\"config\":{}}", &rc, &err),
         CAIRN_REG_IMAGE);
-    assert_int_equal(kind_of(NULL, "{\"schemaVersion\":2,\"config\":{}}", &rc,
-                             &err),
-                     CAIRN_REG_IMAGE);
+    assert_int_equal(
+        kind_of(NULL, "{\"schemaVersion\":2,\"config\":{}}", &rc, &err),
+        CAIRN_REG_IMAGE);
     kind_of("application/vnd.docker.distribution.manifest.v1+prettyjws",
             "{\"schemaVersion\":1,\"fsLayers\":[]}", &rc, &err);
     assert_int_equal(rc, CAIRN_E_UNSUPPORTED);

@@ -12,7 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define D64 "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define D64                                                                    \
+    "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 static void check(const char *s, const char *host, const char *path,
                   const char *tag, const char *digest)
@@ -62,10 +63,8 @@ static void test_hosts(void **state)
     check("localhost/app", "localhost", "app", "latest", "");
     check("localhost:5000/app:v1", "localhost:5000", "app", "v1", "");
     check("127.0.0.1:5000/a/b:t", "127.0.0.1:5000", "a/b", "t", "");
-    check("registry.example.com/x", "registry.example.com", "x", "latest",
-          "");
-    check("Registry.Example.com/x", "Registry.Example.com", "x", "latest",
-          "");
+    check("registry.example.com/x", "registry.example.com", "x", "latest", "");
+    check("Registry.Example.com/x", "Registry.Example.com", "x", "latest", "");
     check("[::1]:5000/x", "[::1]:5000", "x", "latest", "");
     /* "localhost" alone is a repository, not a host. */
     check("localhost", "docker.io", "library/localhost", "latest", "");
@@ -111,7 +110,8 @@ static void test_tags_digests(void **state)
     snprintf(tag, sizeof tag, "x:%0128d", 0);
     check(tag, "docker.io", "library/x", tag + 2, "");
     check_bad("x@sha256:abc", CAIRN_E_INVAL, "digest");
-    check_bad("x@sha256:" "0123456789ABCDEF0123456789abcdef0123456789abcdef"
+    check_bad("x@sha256:"
+              "0123456789ABCDEF0123456789abcdef0123456789abcdef"
               "0123456789abcdef",
               CAIRN_E_INVAL, "digest");
     check_bad("x@sha512:0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -174,12 +174,9 @@ static void test_loopback(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hub_names),
-        cmocka_unit_test(test_hosts),
-        cmocka_unit_test(test_components),
-        cmocka_unit_test(test_tags_digests),
-        cmocka_unit_test(test_lengths_cap),
-        cmocka_unit_test(test_familiar),
+        cmocka_unit_test(test_hub_names),   cmocka_unit_test(test_hosts),
+        cmocka_unit_test(test_components),  cmocka_unit_test(test_tags_digests),
+        cmocka_unit_test(test_lengths_cap), cmocka_unit_test(test_familiar),
         cmocka_unit_test(test_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
