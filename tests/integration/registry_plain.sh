@@ -118,7 +118,7 @@ reg_oci_image() {
     sh "$CAIRN_SOURCE_DIR/tests/rootfs.sh" "$b/rootfs"
     local f
     for f in "$@"; do
-        cp "$f" "$b/rootfs/"
+        cp -r "$f" "$b/rootfs/"
     done
     umoci repack --image "$dir:$name" "$b" >/dev/null
     umoci config --image "$dir:$name" --config.cmd sh \
