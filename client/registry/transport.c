@@ -563,7 +563,9 @@ static CURLcode attempt(struct cairn_reg_session *s, CURL *h,
     }
     atomic_fetch_add(&s->requests, 1);
     cc = curl_easy_perform(h);
+    /* The handle goes back to the pool: nothing may point at our stack. */
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 out:
     curl_slist_free_all(hl);
     return cc;
