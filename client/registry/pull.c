@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BLOB_TRIES 4 /* attempts of one blob: resumes or restarts */
@@ -35,18 +36,81 @@ struct pull {
     atomic_int failed;
     int first_rc;
     struct cairn_err first_err;
+    /* On a terminal each layer keeps one line, redrawn in place with a
+     * progress bar as docker pull does; row[i] is layer i's line (-1:
+     * none), nrows the lines printed so far. Guarded by out_mu. */
+    bool tty;
+    int *row;
+    int nrows;
+    int64_t last_draw_ms;
 };
 
-static void say(struct pull *p, const char *digest, const char *what)
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Writes layer i's line: a new line, or on a terminal its own line
+ * again (cursor up to it, rewrite, back down). Called under out_mu. */
+static void line_put(struct pull *p, size_t i, const char *text)
+{
+    FILE *o = p->o->out;
+    const char *d = p->layers[i].digest + 7;
+    if (!p->tty || p->row == NULL || p->row[i] < 0) {
+        fprintf(o, "%.12s: %s\n", d, text);
+        if (p->tty && p->row)
+            p->row[i] = p->nrows++;
+    } else {
+        int up = p->nrows - p->row[i];
+        fprintf(o, "\033[%dA\r\033[2K%.12s: %s\r\033[%dB", up, d, text, up);
+    }
+    fflush(o);
+}
+
+static void say(struct pull *p, size_t i, const char *what)
 {
     if (p->o->out == NULL)
         return;
     pthread_mutex_lock(&p->out_mu);
-    if (digest)
-        fprintf(p->o->out, "%.12s: %s\n", digest + 7, what);
-    else
-        fprintf(p->o->out, "%s\n", what);
-    fflush(p->o->out);
+    line_put(p, i, what);
+    pthread_mutex_unlock(&p->out_mu);
+}
+
+/* Docker's human size: SI units, three significant digits. */
+static void human(int64_t n, char *buf, size_t len)
+{
+    static const char *const unit[] = {"B", "kB", "MB", "GB", "TB"};
+    double v = (double)n;
+    size_t u = 0;
+    while (v >= 1000 && u + 1 < sizeof unit / sizeof unit[0]) {
+        v /= 1000;
+        u++;
+    }
+    snprintf(buf, len, "%.3g%s", v, unit[u]);
+}
+
+/* On a terminal, at most ten redraws a second: layer i has got bytes. */
+static void progress(struct pull *p, size_t i, int64_t got)
+{
+    if (!p->tty || p->o->out == NULL)
+        return;
+    pthread_mutex_lock(&p->out_mu);
+    int64_t t = now_ms();
+    if (t - p->last_draw_ms >= 100) {
+        p->last_draw_ms = t;
+        int64_t total = p->layers[i].size > 0 ? p->layers[i].size : 1;
+        int fill = (int)(got * 50 / total);
+        char bar[64], a[16], b[16], text[128];
+        for (int k = 0; k < 50; k++)
+            bar[k] = k < fill ? '=' : (k == fill ? '>' : ' ');
+        bar[50] = '\0';
+        human(got, a, sizeof a);
+        human(total, b, sizeof b);
+        snprintf(text, sizeof text, "Downloading [%s]  %s/%s", bar, a, b);
+        line_put(p, i, text);
+    }
     pthread_mutex_unlock(&p->out_mu);
 }
 
@@ -60,9 +124,8 @@ static int manifest_request(struct pull *p, const char *method,
 {
     char path[CAIRN_REG_NAME_MAX + 200], what[2 * CAIRN_REG_NAME_MAX + 200];
     snprintf(path, sizeof path, "/v2/%s/manifests/%s", p->ref->path, reference);
-    snprintf(
-        what, sizeof what, "manifest %s/%s%s%s", p->ref->host, p->ref->path,
-        reference[0] == 's' && strchr(reference, ':') ? "@" : ":", reference);
+    snprintf(what, sizeof what, "manifest %s/%s%s%s", p->ref->host,
+             p->ref->path, strchr(reference, ':') ? "@" : ":", reference);
     const char *hdr[] = {CAIRN_REG_ACCEPT, NULL};
     struct cairn_reg_req req = {
         .method = method,
@@ -103,6 +166,8 @@ static int manifest_get(struct pull *p, const char *reference, const char *want,
 /* blobs                                                                */
 
 struct sink {
+    struct pull *p;
+    size_t layer;
     int fd;
     struct ck_sha256 *h;
     int64_t got, max;
@@ -116,8 +181,10 @@ static int sink_write(void *ctx, const void *data, size_t n)
     int rc = ck_sha256_update(k->h, data, n);
     if (rc == 0)
         rc = cairn_write_all(k->fd, data, n);
-    if (rc == 0)
+    if (rc == 0) {
         k->got += (int64_t)n;
+        progress(k->p, k->layer, k->got);
+    }
     return rc;
 }
 
@@ -184,7 +251,8 @@ static int layer_fetch(struct pull *p, size_t i, struct cairn_err *err)
     const struct cairn_layer_desc *d = &p->layers[i];
     char tmp[PATH_MAX_REG];
     snprintf(tmp, sizeof tmp, "%s/pull-XXXXXX", cairn_store_tmpdir(p->st));
-    struct sink k = {.fd = mkostemp(tmp, O_CLOEXEC), .max = d->size};
+    struct sink k = {
+        .p = p, .layer = i, .fd = mkostemp(tmp, O_CLOEXEC), .max = d->size};
     if (k.fd < 0)
         return cairn_err_set(err, -errno, "creating a file in %s: %s",
                              cairn_store_tmpdir(p->st), strerror(errno));
@@ -249,7 +317,7 @@ static void *layer_worker(void *arg)
             pthread_mutex_unlock(&p->out_mu);
             break;
         }
-        say(p, p->layers[i].digest, "Download complete");
+        say(p, i, "Download complete");
     }
     return NULL;
 }
@@ -263,8 +331,17 @@ static int layers_fetch(struct pull *p, const struct cairn_manifest *m,
     p->foreign = f;
     p->nlayers = m->nlayers;
     p->todo = calloc(m->nlayers ? m->nlayers : 1, sizeof *p->todo);
-    if (p->todo == NULL)
+    p->row = calloc(m->nlayers ? m->nlayers : 1, sizeof *p->row);
+    if (p->todo == NULL || p->row == NULL) {
+        free(p->todo);
+        free(p->row);
+        p->todo = NULL;
+        p->row = NULL;
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < m->nlayers; i++)
+        p->row[i] = -1;
+    p->tty = p->o->out && isatty(fileno(p->o->out));
     size_t need = 0;
     for (size_t i = 0; i < m->nlayers; i++) {
         /* A layer twice in one image is fetched once. */
@@ -274,11 +351,11 @@ static int layers_fetch(struct pull *p, const struct cairn_manifest *m,
         if (dup)
             continue;
         if (cairn_store_blob_has(p->st, m->layers[i].digest)) {
-            say(p, m->layers[i].digest, "Already exists");
+            say(p, i, "Already exists");
         } else {
             p->todo[i] = true;
             need++;
-            say(p, m->layers[i].digest, "Pulling fs layer");
+            say(p, i, "Pulling fs layer");
         }
     }
     int jobs = p->o->jobs > 0 ? p->o->jobs : CAIRN_REG_PULL_JOBS;
@@ -297,7 +374,9 @@ static int layers_fetch(struct pull *p, const struct cairn_manifest *m,
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
     free(p->todo);
+    free(p->row);
     p->todo = NULL;
+    p->row = NULL;
     if (atomic_load(&p->failed)) {
         if (err)
             *err = p->first_err;

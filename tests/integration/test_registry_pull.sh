@@ -76,7 +76,16 @@ reg_push "$T/oci:app2" team/app:v1 || fail "skopeo push moved tag"
 grep -q "^Status: Downloaded newer image for $REG_ADDR/team/app:v1$" "$T/p5" ||
     fail "moved tag: $(cat "$T/p5")"
 
-# 6. A build FROM the pulled image runs on it.
+# 6. On a terminal a layer's line is redrawn with a progress bar.
+"$CAIRN" rmi "$REG_ADDR/other/app:v2" "$REG_ADDR/team/app:v1" >/dev/null
+"$CAIRN" prune -f >/dev/null
+script -qec "'$CAIRN' pull '$REG_ADDR/other/app:v2'" /dev/null > "$T/tty" 2>&1 ||
+    { cat "$T/tty"; fail "pull on a terminal"; }
+grep -q 'Downloading \[=*>* *\] ' "$T/tty" || fail "no progress bar: $(cat -v "$T/tty")"
+grep -q $'\033\\[[0-9]*A' "$T/tty" || fail "lines not redrawn: $(cat -v "$T/tty")"
+"$CAIRN" pull -q "$REG_ADDR/team/app:v1" >/dev/null || fail "pull again"
+
+# 7. A build FROM the pulled image runs on it.
 mkdir -p "$T/ctx"
 printf 'FROM %s/team/app:v1\nRUN cat /two.txt > /copy.txt\n' "$REG_ADDR" > "$T/ctx/Dockerfile"
 "$CAIRN" build -t built "$T/ctx" > "$T/b1" 2>&1 || { cat "$T/b1"; fail "build FROM pulled"; }
