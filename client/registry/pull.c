@@ -578,7 +578,8 @@ static int pull_run(struct pull *p, struct cairn_reg_pull_result *res,
     const struct cairn_reg_ref *ref = p->ref;
     char tag[CAIRN_REG_NAME_MAX + CAIRN_REG_TAG_MAX + 2] = "";
     char shown[sizeof tag + CAIRN_DIGEST_STR_LEN];
-    if (ref->tag[0])
+    /* As Docker: a tag beside a digest is ignored (the digest wins). */
+    if (ref->tag[0] && !ref->digest[0])
         snprintf(tag, sizeof tag, "%s:%s", p->familiar, ref->tag);
     if (ref->digest[0])
         snprintf(shown, sizeof shown, "%s@%s", p->familiar, ref->digest);
