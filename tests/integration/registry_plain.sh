@@ -82,6 +82,9 @@ EOF
         printf 'middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: http://127.0.0.1:%s\n' \
             "$(cat "$REG_DIR/static.port")" >> "$REG_DIR/config.yml"
     fi
+    # Made here, not by the background redirections, which may come late.
+    : > "$REG_ACCESS_LOG"
+    : > "$REG_LOG"
     env -u REGISTRY_HTTP_ADDR docker-registry serve "$REG_DIR/config.yml" \
         > "$REG_ACCESS_LOG" 2> "$REG_LOG" &
     REG_PIDS+=($!)
@@ -89,7 +92,7 @@ EOF
     REG_PORT=
     for i in $(seq 1 100); do
         REG_PORT=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' \
-            "$REG_LOG" | head -1)
+            "$REG_LOG" 2>/dev/null | head -1 || true)
         [ -n "$REG_PORT" ] && break
         sleep 0.1
     done
