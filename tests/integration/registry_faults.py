@@ -10,6 +10,8 @@ the answer the way networks and overloaded registries do.
   --stall           the same, but then keeps the connection open and silent
   --no-ranges       Range is not forwarded and Accept-Ranges is dropped, so
                     a client must start a broken blob over
+  --manifest-body F every manifest GET is answered with the bytes of file F
+                    (and no manifest answer carries Docker-Content-Digest)
 
 Each request is logged to --log as one JSON line: method, path, range,
 status. The port it listens on is written to --port-file.
@@ -30,6 +32,7 @@ p.add_argument("--status", type=int, default=0)
 p.add_argument("--truncate", action="store_true")
 p.add_argument("--stall", action="store_true")
 p.add_argument("--no-ranges", action="store_true")
+p.add_argument("--manifest-body")
 a = p.parse_args()
 
 seen = set()
@@ -82,6 +85,12 @@ class H(http.server.BaseHTTPRequestHandler):
         r = c.getresponse()
         data = r.read()
         c.close()
+        if a.manifest_body and is_manifest:
+            if self.command == "GET":
+                data = open(a.manifest_body, "rb").read()
+            r.getheaders = (lambda hs: lambda: [
+                (k, v) for k, v in hs
+                if k.lower() != "docker-content-digest"])(r.getheaders())
         self.send_response(r.status)
         for k, v in r.getheaders():
             if k.lower() in ("connection", "transfer-encoding", "date",
@@ -91,7 +100,7 @@ class H(http.server.BaseHTTPRequestHandler):
                 continue
             self.send_header(k, v)
         if self.command == "HEAD":
-            cl = r.getheader("Content-Length")
+            cl = dict((k.lower(), v) for k, v in r.getheaders()).get("content-length")
             self.send_header("Content-Length", cl if cl else "0")
         else:
             self.send_header("Content-Length", str(len(data)))

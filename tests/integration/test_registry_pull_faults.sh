@@ -3,7 +3,8 @@
 # a 503 and a 429 with Retry-After are retried; a blob whose body breaks
 # off is resumed with a Range request; one that stalls mid-body times out
 # and, where the registry offers no ranges, is fetched again from the
-# start. Each time the pull completes with the right bytes.
+# start. Each time the pull completes with the right bytes. A manifest
+# over 4 MiB and a malformed one are refused.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry_plain.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
@@ -65,4 +66,23 @@ unset CAIRN_REGISTRY_TIMEOUT
 "$CAIRN" save "$PROXY_ADDR/team/app:v1" -o "$T/two.tar" || fail "save 2"
 assert_eq "$(tar -tf "$T/two.tar" | sort | grep blobs | md5sum)" \
     "$(tar -tf "$T/one.tar" | sort | grep blobs | md5sum)" "same blobs"
+
+# 3. A manifest over 4 MiB, and one that is not JSON: refused, nothing
+# stored.
+export CAIRN_ROOT=$T/root3
+python3 -c 'import sys; sys.stdout.write("{\"x\":\"" + "a" * (4 << 20) + "\"}")' > "$T/big.json"
+start_proxy p3 --manifest-body "$T/big.json"
+set +e
+out=$("$CAIRN" pull "$PROXY_ADDR/team/app:v1" 2>&1); rc=$?
+set -e
+assert_eq "$rc" 1 "pull of a 4 MiB manifest ($out)"
+echo "$out" | grep -q "over 4194304 bytes" || fail "big manifest: $out"
+printf '{"schemaVersion":2,"layers":[' > "$T/bad.json"
+start_proxy p4 --manifest-body "$T/bad.json"
+set +e
+out=$("$CAIRN" pull "$PROXY_ADDR/team/app:v1" 2>&1); rc=$?
+set -e
+assert_eq "$rc" 1 "pull of a malformed manifest ($out)"
+echo "$out" | grep -q "manifest is not JSON" || fail "malformed manifest: $out"
+assert_eq "$("$CAIRN" images -q)" "" "images after bad manifests"
 echo ok
