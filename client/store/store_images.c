@@ -430,7 +430,7 @@ static bool is_hex_prefix(const char *s)
 
 /* "name[:tag]@sha256:..." -> "name@sha256:..." with name as
  * cairn_store_ref_normalize writes it (its tag dropped). */
-static int rc_repo_digest(const char *ref, const char *at, char *buf,
+static int repo_digest_name(const char *ref, const char *at, char *buf,
                           size_t len, struct cairn_err *err)
 {
     char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
@@ -466,7 +466,7 @@ int cairn_store_image_find(struct cairn_store *st, const char *name,
     char byrepo[STORE_REPO_DIGEST_MAX + 1] = "";
     const char *at = strchr(name, '@');
     if (at) {
-        int rrc = rc_repo_digest(name, at, byrepo, sizeof byrepo, err);
+        int rrc = repo_digest_name(name, at, byrepo, sizeof byrepo, err);
         if (rrc)
             return rrc;
     }
