@@ -431,7 +431,7 @@ static bool is_hex_prefix(const char *s)
 /* "name[:tag]@sha256:..." -> "name@sha256:..." with name as
  * cairn_store_ref_normalize writes it (its tag dropped). */
 static int repo_digest_name(const char *ref, const char *at, char *buf,
-                          size_t len, struct cairn_err *err)
+                            size_t len, struct cairn_err *err)
 {
     char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
     size_t n = (size_t)(at - ref);
