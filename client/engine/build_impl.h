@@ -61,6 +61,11 @@ struct layer_progress {
 
 void build_stage_out_free(struct stage_out *s);
 
+/* client/engine/frompull.c: pulls the needed stages' images as
+ * o->pull says; *changed when the store's image of a reference moved
+ * (the plan must be made again). */
+int build_bases_pull(struct build *b, bool *changed);
+
 int build_layers_push(struct stage_out *s, const struct cairn_layer_desc *d);
 
 int build_step_fail(struct build *b, const struct ck_step *s, int rc,
