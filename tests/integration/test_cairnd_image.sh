@@ -8,8 +8,8 @@
 # no new privileges, the data directory on the image's VOLUME. Through it:
 # health SERVING, a Bazel-style round trip (CAS blob + action result, then
 # read back; ByteStream for a larger blob), cairn's own remote cache (a
-# fresh store gets every layer as a remote hit), and `docker stop` drains
-# and exits 0.
+# fresh store gets every layer as a remote hit), health NOT_SERVING after
+# SIGTERM, and `docker stop` drains and exits 0.
 # TODO(issue 13 item 2): once cairnd has --metrics-listen, add it to the
 # run below and scrape /metrics through the container.
 . "$(dirname "$0")/lib.sh"
@@ -55,13 +55,16 @@ assert_eq "$(cfg ExposedPorts)" '{"9092/tcp":{}}' "EXPOSE (the chart's port)"
 # The chart's default args: helm/cairnd/templates/statefulset.yaml with
 # values.yaml's defaults (test_helm_chart.sh asserts 40960M and 30s there).
 assert_eq "$(cfg Cmd)" \
-    '["--listen","*:9092","--dir","/var/lib/cairnd/store","--max-size","40960M","--log-level","info","--drain-timeout","30s"]' \
+    '["--listen","*:9092","--dir","/var/lib/cairnd/store","--max-size","40960M","--log-level","info","--drain-timeout","30s","--shutdown-delay","5s"]' \
     "CMD: the chart's default arguments"
 
-# The chart's arguments but the address; where no container can start
-# (cgroups, seccomp...), skip rather than blame the image.
+# The chart's arguments but the address, and the shutdown delay made long
+# so that the NOT_SERVING check below cannot race its end (docker stop's
+# second SIGTERM ends it). Where no container can start (cgroups,
+# seccomp...), skip rather than blame the image.
 mapfile -t args < <(jq -r '.[0].Config.Cmd[] | if . == "*:9092" then "127.0.0.1:0" else . end' \
     "$T/inspect.json")
+args+=(--shutdown-delay 1h)
 dk run -d --name cairnd-it --network=host --read-only --cap-drop ALL \
     --security-opt no-new-privileges "$IMAGE" "${args[@]}" >"$T/run.out" 2>&1 || {
     grep -qiE 'cgroup|seccomp|apparmor|permission denied|operation not permitted' "$T/run.out" &&
@@ -122,7 +125,14 @@ grep -q '^cairn: .* 2 remote hits, 0 run' "$T/B.out" ||
     fail "store B: $(grep '^cairn: ' "$T/B.out")"
 echo "ok: cairn's remote cache through the container: $(grep '^cairn: ' "$T/B.out")"
 
-# --- docker stop: SIGTERM, the drain, exit 0 -----------------------------------
+# --- SIGTERM: NOT_SERVING (readiness); docker stop: the drain, exit 0 ---------
+dk kill -s TERM cairnd-it >/dev/null || fail "docker kill -s TERM"
+for _ in $(seq 1 100); do
+    dk logs cairnd-it 2>&1 | grep -q 'SIGTERM: health NOT_SERVING' && break
+    sleep 0.1
+done
+probe health >"$T/health.out" || fail "health after SIGTERM: $(cat "$T/health.out")"
+assert_eq "$(cat "$T/health.out")" status=2 "health after SIGTERM (NOT_SERVING: readiness drops)"
 dk stop -t 60 cairnd-it >/dev/null || fail "docker stop"
 assert_eq "$(dk inspect -f '{{.State.ExitCode}}' cairnd-it)" 0 "exit code after docker stop"
 dk logs cairnd-it >"$T/cairnd.log" 2>&1
