@@ -8,8 +8,9 @@
 # installed by scripts/deps.sh); key facts are asserted; bad values must be
 # refused naming the field; and the rendered arguments, tokens file and
 # certificates start a real cairnd (paths moved into the temp dir, on
-# 127.0.0.1) that answers health, fails it while draining a held call,
-# accepts the write token and refuses the read one.
+# 127.0.0.1) that answers health, says NOT_SERVING after SIGTERM and fails
+# it while draining a held call, accepts the write token and refuses the
+# read one.
 . "$(dirname "$0")/server_lib.sh"
 
 SRC=${CAIRN_SOURCE_DIR:?}
