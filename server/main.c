@@ -337,14 +337,13 @@ int main(int argc, char **argv)
         sig = sigtimedwait(&sigs, NULL, &tick);
         time_t now = time(NULL);
         if (sig == SIGTERM || sig == SIGINT) {
-            if (stop_sig != 0 || cfg.shutdown_delay_s == 0) {
-                stop_sig = stop_sig ? stop_sig : sig;
-                atomic_store(&svc.draining, true);
-                break;
-            }
-            stop_sig = sig;
-            drain_at = now + (time_t)cfg.shutdown_delay_s;
             atomic_store(&svc.draining, true);
+            bool again = stop_sig != 0;
+            if (!again)
+                stop_sig = sig;
+            if (again || cfg.shutdown_delay_s == 0)
+                break;
+            drain_at = now + (time_t)cfg.shutdown_delay_s;
             cd_log(CD_LOG_INFO, "%s: health NOT_SERVING; serving on for %us before draining "
                    "(a second signal drains at once)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                    cfg.shutdown_delay_s);
