@@ -85,8 +85,10 @@ assert_eq "$(awk '/^Uid:/ {print $2} /^Gid:/ {print $2}' "/proc/$pid/status" | p
 assert_eq "$(awk '/^CapEff:/ {print $2}' "/proc/$pid/status")" 0000000000000000 "effective capabilities"
 assert_eq "$(dk inspect -f '{{range .Mounts}}{{.Destination}}{{end}}' cairnd-it)" /var/lib/cairnd \
     "the data directory is a volume"
-dk logs cairnd-it 2>&1 | grep -q 'store /var/lib/cairnd/store (max 42949672960 bytes)' ||
-    fail "start line: $(dk logs cairnd-it 2>&1 | grep store)"
+# (Logs go to a file first: grep -q would end the pipe early, pipefail.)
+dk logs cairnd-it >"$T/cairnd.log" 2>&1
+grep -q 'store /var/lib/cairnd/store (max 42949672960 bytes)' "$T/cairnd.log" ||
+    fail "start line: $(grep store "$T/cairnd.log")"
 
 # --- through the container ----------------------------------------------------
 probe() { "$PROBE" --addr "127.0.0.1:$port" --timeout 30 "$@"; }
@@ -128,7 +130,8 @@ echo "ok: cairn's remote cache through the container: $(grep '^cairn: ' "$T/B.ou
 # --- SIGTERM: NOT_SERVING (readiness); docker stop: the drain, exit 0 ---------
 dk kill -s TERM cairnd-it >/dev/null || fail "docker kill -s TERM"
 for _ in $(seq 1 100); do
-    dk logs cairnd-it 2>&1 | grep -q 'SIGTERM: health NOT_SERVING' && break
+    dk logs cairnd-it >"$T/cairnd.log" 2>&1
+    grep -q 'SIGTERM: health NOT_SERVING' "$T/cairnd.log" && break
     sleep 0.1
 done
 probe health >"$T/health.out" || fail "health after SIGTERM: $(cat "$T/health.out")"
