@@ -45,18 +45,23 @@ strip --strip-unneeded -o "$ctx/rootfs/usr/bin/cairnd" "$cairnd"
 # (addr)" for the loader. Copied to the same paths (the binary's
 # PT_INTERP names the loader; the loader searches the library directories
 # it was built with, which are these). A library ldd cannot find stops the
-# build: the image would not start.
-if ldd "$cairnd" | grep -q 'not found'; then
-    echo "image.sh: ldd $cairnd: $(ldd "$cairnd" | grep 'not found')" >&2
+# build: the image would not start. A static cairnd needs none.
+if deps=$(ldd "$cairnd" 2>&1); then
+    if grep -q 'not found' <<<"$deps"; then
+        echo "image.sh: ldd $cairnd: $(grep 'not found' <<<"$deps")" >&2
+        exit 1
+    fi
+    awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' <<<"$deps" |
+        while read -r lib; do
+            mkdir -p "$ctx/rootfs$(dirname "$lib")"
+            cp -L "$lib" "$ctx/rootfs$lib"
+        done
+    [ -n "$(find "$ctx/rootfs" -name 'ld-linux*' -print -quit)" ] ||
+        { echo "image.sh: ldd named no dynamic loader for $cairnd" >&2; exit 1; }
+elif ! grep -q 'not a dynamic executable' <<<"$deps"; then
+    echo "image.sh: ldd $cairnd: $deps" >&2
     exit 1
 fi
-ldd "$cairnd" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' |
-    while read -r lib; do
-        mkdir -p "$ctx/rootfs$(dirname "$lib")"
-        cp -L "$lib" "$ctx/rootfs$lib"
-    done
-[ -n "$(find "$ctx/rootfs" -name 'ld-linux*' -print -quit)" ] ||
-    { echo "image.sh: ldd named no dynamic loader for $cairnd" >&2; exit 1; }
 
 "$cairn" build -t "$tag" --build-arg "VERSION=$version" "$ctx" >&2
 if [ -n "$save" ]; then
