@@ -53,7 +53,7 @@ assert_eq "$(cfg User)" '"65532:65532"' "USER (the chart's runAsUser/runAsGroup)
 assert_eq "$(cfg Volumes)" '{"/var/lib/cairnd":{}}' "VOLUME (the chart's data mount)"
 assert_eq "$(cfg ExposedPorts)" '{"9092/tcp":{}}' "EXPOSE (the chart's port)"
 # The chart's default args: helm/cairnd/templates/statefulset.yaml with
-# values.yaml's defaults (test_helm_chart.sh asserts 40960M and 30s there).
+# values.yaml's defaults (test_helm_chart.sh asserts 40960M, 30s and 5s there).
 assert_eq "$(cfg Cmd)" \
     '["--listen","*:9092","--dir","/var/lib/cairnd/store","--max-size","40960M","--log-level","info","--drain-timeout","30s","--shutdown-delay","5s"]' \
     "CMD: the chart's default arguments"
