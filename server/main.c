@@ -1,8 +1,10 @@
 /* cairnd: the REAPI v2 cache server. Parses the command line, opens the
  * store, starts the gRPC workers, and then the main thread only waits for
  * signals and runs the periodic jobs (upload expiry, store maintenance,
- * the summary line). SIGTERM/SIGINT drain: new calls are refused, calls in
- * flight finish (up to --drain-timeout), then the process exits 0. */
+ * the summary line). SIGTERM/SIGINT drain: health turns NOT_SERVING (for
+ * --shutdown-delay everything else is still served), then new calls are
+ * refused, calls in flight finish (up to --drain-timeout), and the process
+ * exits 0. */
 #include "server/reapi/auth.h"
 #include "server/config.h"
 #include "server/telemetry/log.h"
@@ -237,7 +239,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cairnd: out of memory\n");
         goto out;
     }
-    struct cd_svc svc = {store, auth, uploads, &metrics};
+    struct cd_svc svc = {store, auth, uploads, &metrics, false};
     grpc_init();
     /* A silent Write stream is cancelled after half the upload TTL, so its
      * upload is parked (and resumable) well before the store would expire
@@ -322,13 +324,32 @@ int main(int argc, char **argv)
     if (maintain_every > 30)
         maintain_every = 30;
     time_t last_maintain = time(NULL), last_stats = last_maintain;
-    int sig = 0;
+    /* The first SIGTERM/SIGINT turns health NOT_SERVING; with
+     * --shutdown-delay everything else is still served (new connections
+     * too) until the delay ends or a second signal comes, so readiness
+     * probes and load balancers see the server leave before it refuses
+     * calls (once the drain starts, gRPC takes no new call on any
+     * connection, a health check included). */
+    int sig = 0, stop_sig = 0;
+    time_t drain_at = 0;
     for (;;) {
         struct timespec tick = {1, 0};
         sig = sigtimedwait(&sigs, NULL, &tick);
-        if (sig == SIGTERM || sig == SIGINT)
-            break;
         time_t now = time(NULL);
+        if (sig == SIGTERM || sig == SIGINT) {
+            atomic_store(&svc.draining, true);
+            bool again = stop_sig != 0;
+            if (!again)
+                stop_sig = sig;
+            if (again || cfg.shutdown_delay_s == 0)
+                break;
+            drain_at = now + (time_t)cfg.shutdown_delay_s;
+            cd_log(CD_LOG_INFO, "%s: health NOT_SERVING; serving on for %us before draining "
+                   "(a second signal drains at once)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                   cfg.shutdown_delay_s);
+        }
+        if (stop_sig != 0 && now >= drain_at)
+            break;
         unsigned reaped = cd_rpc_reap_idle(rpc);
         if (reaped > 0)
             cd_log(CD_LOG_INFO, "cancelled %u Write stream(s) idle for %us; uploads parked", reaped,
@@ -347,7 +368,7 @@ int main(int argc, char **argv)
             log_summary("periodic", &metrics, store);
         }
     }
-    cd_log(CD_LOG_INFO, "%s: draining (up to %us)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+    cd_log(CD_LOG_INFO, "%s: draining (up to %us)", stop_sig == SIGTERM ? "SIGTERM" : "SIGINT",
            cfg.drain_timeout_s);
     /* No new connection may reach gRPC once its shutdown has begun. */
     cd_relay_stop_accepting(relay);
