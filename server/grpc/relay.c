@@ -86,8 +86,7 @@ struct cd_relay {
     struct conn *dead;        /* closed in this batch of events */
     unsigned n_conns;
     int64_t accept_resume_ms; /* after EMFILE: when to accept again */
-    unsigned refused;         /* refused since the last warning */
-    int64_t refused_logged_ms;
+    struct cd_log_budget refused_log; /* one line a second (refuse_log) */
 };
 
 /* epoll tags for the two sockets that are not connections. */
@@ -305,14 +304,11 @@ static ssize_t buf_drain(struct buf *b, int fd, SSL *ssl)
  * so a flood of bad connections cannot flood the log. */
 static void refuse_log(struct cd_relay *r, const char *name, const char *what, const char *why)
 {
-    r->refused++;
-    int64_t now = now_ms();
-    if (now - r->refused_logged_ms < 1000)
+    unsigned dropped;
+    if (!cd_log_budget_take(&r->refused_log, &dropped))
         return;
     cd_log(CD_LOG_WARN, "connection from %s %s: %s (%u refused since the last such line)", name,
-           what, why, r->refused);
-    r->refused = 0;
-    r->refused_logged_ms = now;
+           what, why, dropped + 1);
 }
 
 /* splice(2) between a socket and the pipe; the result as buf_fill's. */
@@ -647,6 +643,9 @@ int cd_relay_open(const struct cd_relay_opts *opts, struct cd_relay **out, int *
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     r->o = *opts;
     r->ep = r->wake = -1;
+    /* One refusal line a second: a header flood refuses hundreds of
+     * connections a second, and one line with their count says as much. */
+    r->refused_log.burst = 1;
     pthread_mutex_init(&r->mu, NULL);
     int rc;
     r->lfd = listen_open(opts->listen, port, err);
