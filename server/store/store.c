@@ -146,6 +146,32 @@ int cd_store_wtxn_commit(MDB_txn *txn)
     return cd_store_mdb_err(mdb_txn_commit(txn));
 }
 
+int cd_store_wtxn_begin(struct cd_store *st, MDB_txn **out,
+                        struct store_stats_rec *s)
+{
+    MDB_txn *txn = NULL;
+    int rc = cd_store_mdb_err(mdb_txn_begin(st->env, NULL, 0, &txn));
+    if (rc != 0)
+        return rc;
+    if ((rc = cd_store_stats_load(st, txn, s)) != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    *out = txn;
+    return 0;
+}
+
+int cd_store_wtxn_end(struct cd_store *st, MDB_txn *txn,
+                      const struct store_stats_rec *s, int rc)
+{
+    if (rc == 0)
+        rc = cd_store_stats_save(st, txn, s);
+    if (rc == 0)
+        return cd_store_wtxn_commit(txn);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 /* Makes every commit so far durable: with MDB_NOMETASYNC a commit has
  * synced its data pages but not yet its meta page. Called before
  * anything is acknowledged. */
@@ -234,13 +260,7 @@ static int store_tables_open(struct cd_store *st, struct cairn_err *err)
                              "store schema %u, this cairnd reads %u",
                              (unsigned)s.schema, STORE_SCHEMA);
     }
-    if (rc == 0)
-        rc = cd_store_stats_save(st, txn, &s);
-    if (rc == 0)
-        rc = cd_store_wtxn_commit(txn);
-    else
-        mdb_txn_abort(txn);
-    if (rc != 0)
+    if ((rc = cd_store_wtxn_end(st, txn, &s, rc)) != 0)
         return cairn_err_set(err, rc, "lmdb: cannot read stats");
     st->next_id = s.next_id;
     return 0;

@@ -106,15 +106,13 @@ int cd_store_ac_put(struct cd_store *st, const char *instance,
     if (st->max_size != 0 && len > st->max_size)
         return CAIRN_E_FULL;
     MDB_txn *txn = NULL;
-    if ((rc = cd_store_mdb_err(mdb_txn_begin(st->env, NULL, 0, &txn))) != 0)
-        return rc;
     struct store_stats_rec s;
+    if ((rc = cd_store_wtxn_begin(st, &txn, &s)) != 0)
+        return rc;
     struct store_meta m;
     struct store_evicted ev = {0, 0};
     uint8_t sk[8];
     MDB_val lk = {8, sk}, ek = {k.len, k.b};
-    if ((rc = cd_store_stats_load(st, txn, &s)) != 0)
-        goto fail;
     rc = cd_store_meta_get(st, txn, &k, &m);
     if (rc == 0) {
         /* Replacing: the old value leaves the LRU and the totals first, so
@@ -142,9 +140,7 @@ int cd_store_ac_put(struct cd_store *st, const char *instance,
         goto fail;
     s.ac_entries++;
     s.ac_bytes += len;
-    if ((rc = cd_store_stats_save(st, txn, &s)) != 0)
-        goto fail;
-    if ((rc = cd_store_wtxn_commit(txn)) != 0)
+    if ((rc = cd_store_wtxn_end(st, txn, &s, 0)) != 0)
         return rc;
     rc = cd_store_sync(st);
     if (ev.blobs > 0) {

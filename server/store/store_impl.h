@@ -4,7 +4,8 @@
  *
  *   store.c         open/close, the LMDB environment and tables, the
  *                   running totals, read-txn pool, stats, maintain
- *   store_read.c    CAS reads: find_missing, whole-blob get, cd_reader
+ *   store_read.c    CAS reads: find_missing, whole-blob get, cd_reader,
+ *                   and the walk over a blob's chunks
  *   store_verify.c  read verification, quarantine, the hasher thread, scrub
  *   store_upload.c  upload sessions: begin, write, publish, commit, expiry
  *   store_stage.c   upload buffers and the stager thread (batched writes)
@@ -38,9 +39,6 @@
 #define STORE_POOL_MAX 64  /* reset read txns kept for reuse */
 #define STORE_QUEUE_MAX 8192
 #define STORE_QUEUE_BYTES (1u << 20)
-/* Reads and hashes of blobs this big drop the map pages they are done
- * with (cd_store_pages_drop). */
-#define STORE_MADVISE_MIN (4ull * CD_STORE_CHUNK)
 /* Verified data ids remembered (direct-mapped: a collision only means
  * hashing that blob again). */
 #define STORE_VERIFIED_SLOTS 4096
@@ -255,6 +253,13 @@ int cd_store_meta_get(struct cd_store *st, MDB_txn *txn,
 int cd_store_rtxn_begin(struct cd_store *st, MDB_txn **out);
 void cd_store_rtxn_end(struct cd_store *st, MDB_txn *t);
 int cd_store_wtxn_commit(MDB_txn *txn);
+/* The write txns that change the totals: begin loads them into *s (0 and
+ * *out, or an error with nothing to abort); end saves s and commits when
+ * rc is 0, else aborts, and returns rc or the save's or commit's error. */
+int cd_store_wtxn_begin(struct cd_store *st, MDB_txn **out,
+                        struct store_stats_rec *s);
+int cd_store_wtxn_end(struct cd_store *st, MDB_txn *txn,
+                      const struct store_stats_rec *s, int rc);
 /* Makes every commit so far durable; called before acknowledging. */
 int cd_store_sync(struct cd_store *st);
 
@@ -294,8 +299,16 @@ void cd_store_evicted_account(struct cd_store *st,
 
 /* --- store_read.c ------------------------------------------------------ */
 
-/* Drops the pages of chunk value v from this process's page tables. */
-void cd_store_pages_drop(struct cd_store *st, const MDB_val *v);
+/* Hands fn a piece of a blob's bytes, borrowed from the map until the
+ * txn ends; a non-zero return stops the walk. */
+typedef int cd_store_piece_fn(void *ctx, const uint8_t *p, size_t n);
+/* Walks bytes [off, off + n) of blob id (size bytes) inside txn, piece by
+ * piece straight from the map (a large blob's walked pages leave this
+ * process's page tables). Returns 0, fn's error, CAIRN_E_CORRUPT (a chunk
+ * the entry promises is missing or short) or an LMDB code. */
+int cd_store_chunks_walk(struct cd_store *st, MDB_txn *txn, uint64_t id,
+                         uint64_t size, uint64_t off, uint64_t n,
+                         cd_store_piece_fn *fn, void *ctx);
 
 /* --- store_verify.c: verification and quarantine ----------------------- */
 

@@ -180,12 +180,7 @@ int cd_store_access_flush(struct cd_store *st)
             rc = cd_store_stats_load(st, txn, &s);
         if (rc == 0)
             rc = store_access_apply(st, txn, &s, q, len, &off, SIZE_MAX);
-        if (rc == 0)
-            rc = cd_store_stats_save(st, txn, &s);
-        if (rc == 0)
-            rc = cd_store_wtxn_commit(txn);
-        else
-            mdb_txn_abort(txn);
+        rc = cd_store_wtxn_end(st, txn, &s, rc);
         free(q);
     }
     return rc;

@@ -178,13 +178,11 @@ static int store_publish(struct cd_upload *u, struct store_evicted *ev,
 {
     struct cd_store *st = u->st;
     MDB_txn *txn = NULL;
-    int rc = cd_store_mdb_err(mdb_txn_begin(st->env, NULL, 0, &txn));
+    struct store_stats_rec s;
+    int rc = cd_store_wtxn_begin(st, &txn, &s);
     if (rc != 0)
         return rc;
-    struct store_stats_rec s;
     struct store_meta m;
-    if ((rc = cd_store_stats_load(st, txn, &s)) != 0)
-        goto fail;
     rc = cd_store_meta_get(st, txn, &u->key, &m);
     if (rc == 0) {
         /* A concurrent upload of the same digest won; ours is redundant. */
@@ -231,9 +229,7 @@ static int store_publish(struct cd_upload *u, struct store_evicted *ev,
     s.bytes += size;
     if (s.next_id <= u->id)
         s.next_id = u->id + 1;
-    if ((rc = cd_store_stats_save(st, txn, &s)) != 0)
-        goto fail;
-    if ((rc = cd_store_wtxn_commit(txn)) != 0)
+    if ((rc = cd_store_wtxn_end(st, txn, &s, 0)) != 0)
         return rc;
     u->pending = false; /* the chunks belong to the blob now */
     return cd_store_sync(st);

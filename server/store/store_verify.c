@@ -49,36 +49,19 @@ void cd_store_verified_mark(struct cd_store *st, uint64_t id)
     pthread_mutex_unlock(&st->vf_mu);
 }
 
+static int store_hash_piece(void *ctx, const uint8_t *p, size_t n)
+{
+    return ck_sha256_update(ctx, p, n);
+}
+
 /* Hashes bytes [from, to) of blob id (size bytes) into h straight from
  * the map, inside txn. */
 static int store_hash_range(struct cd_store *st, MDB_txn *txn, uint64_t id,
                             uint64_t size, uint64_t from, uint64_t to,
                             struct ck_sha256 *h)
 {
-    while (from < to) {
-        uint32_t idx = (uint32_t)(from / CD_STORE_CHUNK);
-        size_t in = (size_t)(from % CD_STORE_CHUNK);
-        uint8_t ck[STORE_CHUNK_KEY];
-        store_chunk_key(ck, id, idx);
-        MDB_val k = {STORE_CHUNK_KEY, ck}, v;
-        int rc = mdb_get(txn, st->dbi_chunks, &k, &v);
-        if (rc == MDB_NOTFOUND)
-            return CAIRN_E_CORRUPT; /* the entry says it is there */
-        if (rc != 0)
-            return cd_store_mdb_err(rc);
-        if (v.mv_size <= in)
-            return CAIRN_E_CORRUPT;
-        size_t take = v.mv_size - in;
-        if (take > to - from)
-            take = (size_t)(to - from);
-        if ((rc = ck_sha256_update(h, (const uint8_t *)v.mv_data + in, take)) !=
-            0)
-            return rc;
-        if (size >= STORE_MADVISE_MIN && in + take == v.mv_size)
-            cd_store_pages_drop(st, &v);
-        from += take;
-    }
-    return 0;
+    return cd_store_chunks_walk(st, txn, id, size, from, to - from,
+                                store_hash_piece, h);
 }
 
 /* Removes blob k from the index if it still has data id (a blob found
@@ -91,13 +74,11 @@ static int store_quarantine(struct cd_store *st, const struct store_key *k,
                             uint64_t id)
 {
     MDB_txn *txn = NULL;
-    int rc = cd_store_mdb_err(mdb_txn_begin(st->env, NULL, 0, &txn));
+    struct store_stats_rec s;
+    int rc = cd_store_wtxn_begin(st, &txn, &s);
     if (rc != 0)
         return rc;
-    struct store_stats_rec s;
     struct store_meta m;
-    if ((rc = cd_store_stats_load(st, txn, &s)) != 0)
-        goto fail;
     rc = cd_store_meta_get(st, txn, k, &m);
     if (rc == CAIRN_E_NOTFOUND || (rc == 0 && m.id != id)) {
         /* Already gone (evicted, or quarantined by another reader). */
@@ -123,9 +104,7 @@ static int store_quarantine(struct cd_store *st, const struct store_key *k,
         goto fail;
     s.blobs--;
     s.bytes -= m.size;
-    if ((rc = cd_store_stats_save(st, txn, &s)) != 0)
-        goto fail;
-    if ((rc = cd_store_wtxn_commit(txn)) != 0)
+    if ((rc = cd_store_wtxn_end(st, txn, &s, 0)) != 0)
         return rc;
     pthread_mutex_lock(&st->ctr_mu);
     st->quarantined++;
