@@ -252,6 +252,7 @@ int cd_store_meta_get(struct cd_store *st, MDB_txn *txn,
 /* A read txn from the pool (or a new one); end gives it back reset. */
 int cd_store_rtxn_begin(struct cd_store *st, MDB_txn **out);
 void cd_store_rtxn_end(struct cd_store *st, MDB_txn *t);
+/* Commits a write txn (LMDB aborts it on failure). */
 int cd_store_wtxn_commit(MDB_txn *txn);
 /* The write txns that change the totals: begin loads them into *s (0 and
  * *out, or an error with nothing to abort); end saves s and commits when
