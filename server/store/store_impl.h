@@ -310,6 +310,11 @@ typedef int cd_store_piece_fn(void *ctx, const uint8_t *p, size_t n);
 int cd_store_chunks_walk(struct cd_store *st, MDB_txn *txn, uint64_t id,
                          uint64_t size, uint64_t off, uint64_t n,
                          cd_store_piece_fn *fn, void *ctx);
+/* cd_store_chunks_walk in a read txn of its own, after checking that key
+ * still names data id (CAIRN_E_NOTFOUND when it was evicted meanwhile). */
+int cd_store_blob_walk(struct cd_store *st, const struct store_key *key,
+                       uint64_t id, uint64_t size, uint64_t off, uint64_t n,
+                       cd_store_piece_fn *fn, void *ctx);
 
 /* --- store_verify.c: verification and quarantine ----------------------- */
 

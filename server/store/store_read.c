@@ -110,6 +110,24 @@ static int store_copy(struct cd_store *st, MDB_txn *txn, uint64_t id,
                                 &buf);
 }
 
+int cd_store_blob_walk(struct cd_store *st, const struct store_key *key,
+                       uint64_t id, uint64_t size, uint64_t off, uint64_t n,
+                       cd_store_piece_fn *fn, void *ctx)
+{
+    MDB_txn *txn = NULL;
+    int rc = cd_store_rtxn_begin(st, &txn);
+    if (rc != 0)
+        return rc;
+    struct store_meta m;
+    rc = cd_store_meta_get(st, txn, key, &m);
+    if (rc == 0 && m.id != id)
+        rc = CAIRN_E_NOTFOUND;
+    if (rc == 0)
+        rc = cd_store_chunks_walk(st, txn, id, size, off, n, fn, ctx);
+    cd_store_rtxn_end(st, txn);
+    return rc;
+}
+
 int cd_store_blob_get(struct cd_store *st, const char *instance,
                       const struct cd_digest *d, size_t max, void **data)
 {
@@ -204,20 +222,12 @@ int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
         return 0;
     }
     /* One short read txn per call, not one for the reader's lifetime: a
-     * slow client must not pin old pages. The meta lookup tells whether
-     * the blob was evicted since the last call (ids are never reused). */
+     * slow client must not pin old pages. The walk checks whether the
+     * blob was evicted since the last call (ids are never reused). */
     struct cd_store *st = r->st;
-    MDB_txn *txn = NULL;
-    int rc = cd_store_rtxn_begin(st, &txn);
-    if (rc != 0)
-        return rc;
-    struct store_meta m;
-    rc = cd_store_meta_get(st, txn, &r->key, &m);
-    if (rc == 0 && m.id != r->id)
-        rc = CAIRN_E_NOTFOUND;
-    if (rc == 0)
-        rc = store_copy(st, txn, r->id, r->size, offset, buf, n);
-    cd_store_rtxn_end(st, txn);
+    uint8_t *dst = buf;
+    int rc = cd_store_blob_walk(st, &r->key, r->id, r->size, offset, n,
+                                store_copy_piece, &dst);
     if (rc == 0)
         rc = cd_store_reader_check(r, offset, buf, n);
     rc = cd_store_corrupt_check(st, &r->key, r->id, rc);

@@ -49,19 +49,10 @@ void cd_store_verified_mark(struct cd_store *st, uint64_t id)
     pthread_mutex_unlock(&st->vf_mu);
 }
 
+/* A cd_store_piece_fn that hashes into ctx (a struct ck_sha256). */
 static int store_hash_piece(void *ctx, const uint8_t *p, size_t n)
 {
     return ck_sha256_update(ctx, p, n);
-}
-
-/* Hashes bytes [from, to) of blob id (size bytes) into h straight from
- * the map, inside txn. */
-static int store_hash_range(struct cd_store *st, MDB_txn *txn, uint64_t id,
-                            uint64_t size, uint64_t from, uint64_t to,
-                            struct ck_sha256 *h)
-{
-    return cd_store_chunks_walk(st, txn, id, size, from, to - from,
-                                store_hash_piece, h);
 }
 
 /* Removes blob k from the index if it still has data id (a blob found
@@ -167,16 +158,8 @@ static void *store_hasher_main(void *arg)
         }
         uint64_t upto =
             b->size - off > STORE_HASH_STEP ? off + STORE_HASH_STEP : b->size;
-        MDB_txn *txn = NULL;
-        if ((rc = cd_store_rtxn_begin(st, &txn)) != 0)
-            break;
-        struct store_meta m;
-        rc = cd_store_meta_get(st, txn, b->key, &m);
-        if (rc == 0 && m.id != b->id)
-            rc = CAIRN_E_NOTFOUND;
-        if (rc == 0)
-            rc = store_hash_range(st, txn, b->id, b->size, off, upto, h);
-        cd_store_rtxn_end(st, txn);
+        rc = cd_store_blob_walk(st, b->key, b->id, b->size, off, upto - off,
+                                store_hash_piece, h);
         off = upto;
     }
     if (rc == 0)
@@ -289,20 +272,10 @@ int cd_reader_verify(struct cd_reader *r, uint64_t offset)
     int rc = ck_sha256_new(&h);
     if (rc != 0)
         return rc;
-    if (offset > 0) {
-        MDB_txn *txn = NULL;
-        if ((rc = cd_store_rtxn_begin(st, &txn)) != 0)
-            goto fail;
-        struct store_meta m;
-        rc = cd_store_meta_get(st, txn, &r->key, &m);
-        if (rc == 0 && m.id != r->id)
-            rc = CAIRN_E_NOTFOUND;
-        if (rc == 0)
-            rc = store_hash_range(st, txn, r->id, r->size, 0, offset, h);
-        cd_store_rtxn_end(st, txn);
-        if (rc != 0)
-            goto fail;
-    }
+    if (offset > 0 &&
+        (rc = cd_store_blob_walk(st, &r->key, r->id, r->size, 0, offset,
+                                 store_hash_piece, h)) != 0)
+        goto fail;
     r->h = h;
     r->hashed = offset;
     return 0;
@@ -383,7 +356,8 @@ int cd_store_scrub(struct cd_store *st, cd_store_bad_fn bad, void *ctx,
         if (rc == 0)
             rc = ck_sha256_new(&h);
         if (rc == 0)
-            rc = store_hash_range(st, txn, m.id, m.size, 0, m.size, h);
+            rc = cd_store_chunks_walk(st, txn, m.id, m.size, 0, m.size,
+                                      store_hash_piece, h);
         cd_store_rtxn_end(st, txn);
         if (rc == CAIRN_E_NOTFOUND && h == NULL)
             break;
