@@ -57,6 +57,20 @@ int cairn_cmd_push_run(struct cairn_store *st, const char *name,
     struct cairn_reg_push_opts po = {.transport = &topts,
                                      .out = quiet ? NULL : stdout,
                                      .allow_zstd = allow_zstd};
+    /* CAIRN_PUSH_CHUNK (bytes, at least 1 MiB): the size over which a
+     * blob goes in chunks, and the chunks' size. */
+    const char *chunk = getenv("CAIRN_PUSH_CHUNK");
+    if (chunk && *chunk) {
+        char *end;
+        long long v = strtoll(chunk, &end, 10);
+        if (*end != '\0' || v < CAIRN_REG_PUSH_CHUNK_MIN) {
+            fprintf(stderr, "Error: CAIRN_PUSH_CHUNK must be a number of "
+                            "bytes, at least %lld\n",
+                    (long long)CAIRN_REG_PUSH_CHUNK_MIN);
+            return 1;
+        }
+        po.chunk = v;
+    }
     struct cairn_reg_push_result res;
     rc = cairn_reg_push(st, name, &ref, &po, &res, &err);
     if (rc) {
