@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What cairn pushes, Docker pulls and runs: a private dockerd (docker_lib.sh)
 # pulls the image from the registry on 127.0.0.1 (loopback is insecure to
-# dockerd) and runs it; the image ID docker computes is cairn's, and the
-# repo digest docker records is the one cairn printed. buildah pulls it
+# dockerd) and runs it, with gzip and with uncompressed layers; the image
+# ID docker computes is cairn's, and the repo digest docker records is the
+# one cairn printed. buildah pulls it
 # too. Skips where dockerd cannot start or run containers.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/docker_lib.sh"
@@ -29,6 +30,10 @@ CMD ["sh", "-c", "cat run.txt file.txt; echo \"$GREETING $(pwd)\"; test -e /bin/
 DF
 img=$REG_ADDR/team/run:1
 "$CAIRN" build --push -t "$img" "$T/ctx" > "$T/b" 2>&1 || { cat "$T/b"; fail "build --push"; }
+# Uncompressed layers are pushed as stored: docker 20.10 pulls those too.
+raw=$REG_ADDR/team/raw:1
+"$CAIRN" build --no-cache --compression none --push -t "$raw" "$T/ctx" > "$T/braw" 2>&1 ||
+    { cat "$T/braw"; fail "build --compression none --push"; }
 digest=$(grep -E '^1: digest: ' "$T/b" | cut -d' ' -f3)
 id=$("$CAIRN" inspect "$img" | jq -r '.[0].Id')
 
@@ -55,5 +60,8 @@ fi
 dk run --rm --network=none "$img" > "$T/run.out" 2>&1 || fail "docker run: $(cat "$T/run.out")"
 printf 'from RUN\ncopied file\nhello-from-env /data\nvi-gone\n' > "$T/expected"
 diff -u "$T/expected" "$T/run.out" || fail "docker run output differs"
+dk pull "$raw" > "$T/pull2.out" 2>&1 || fail "docker pull of uncompressed layers: $(cat "$T/pull2.out")"
+dk run --rm --network=none "$raw" > "$T/run2.out" 2>&1 || fail "docker run (uncompressed): $(cat "$T/run2.out")"
+diff -u "$T/expected" "$T/run2.out" || fail "docker run output differs (uncompressed)"
 stop_dockerd
 echo ok
