@@ -18,6 +18,7 @@
 #define PATH_MAX_REG 4096
 #define URL_MAX 8192 /* an upload Location with its _state */
 #define JOBS_MAX 16
+#define UPLOAD_TRIES 3 /* upload sessions for one blob */
 
 enum outcome { PUSHED, EXISTED, MOUNTED };
 
@@ -226,23 +227,41 @@ out:
 
 /* known: the HEAD was made already and said whether the registry has
  * it (has); else it is made here. */
+static bool upload_retryable(int rc)
+{
+    return rc == CAIRN_E_IO || rc == CAIRN_E_TIMEOUT || rc == CAIRN_E_RPC ||
+           rc == CAIRN_E_DIGEST;
+}
+
 static int blob_push(struct push *p, struct blob *b, bool known, bool has,
                      struct cairn_err *err)
 {
     bool mounted = false;
     char *loc = NULL;
     int rc = known ? 0 : blob_exists(p, b, &has, err);
-    if (rc == 0 && has) {
+    if (rc)
+        return rc;
+    if (has) {
         b->how = EXISTED;
         return 0;
     }
-    if (rc == 0)
+    /* An upload that broke (the transport's own retries spent, or a
+     * chunk retried after the registry had kept part of it, which the
+     * closing PUT then refuses) starts over in a new session. */
+    for (int t = 0;; t++) {
+        free(loc);
+        loc = NULL;
         rc = upload_start(p, b, &loc, &mounted, err);
-    if (rc == 0 && mounted)
-        b->how = MOUNTED;
-    else if (rc == 0) {
-        rc = upload_bytes(p, b, &loc, err);
-        b->how = PUSHED;
+        if (rc == 0 && mounted) {
+            b->how = MOUNTED;
+            break;
+        }
+        if (rc == 0 && (rc = upload_bytes(p, b, &loc, err)) == 0) {
+            b->how = PUSHED;
+            break;
+        }
+        if (t + 1 >= UPLOAD_TRIES || !upload_retryable(rc))
+            break;
     }
     free(loc);
     return rc;
