@@ -87,6 +87,15 @@ static int blob_exists(struct push *p, const struct blob *b, bool *has,
     return rc;
 }
 
+/* A Location we may send bytes to: a path on the registry or an
+ * http(s) URL, short enough to append ?digest= to, no spaces. */
+static bool loc_usable(const char *loc)
+{
+    return loc && (loc[0] == '/' || strncmp(loc, "http://", 7) == 0 ||
+                   strncmp(loc, "https://", 8) == 0) &&
+           strlen(loc) < URL_MAX - 100 && strpbrk(loc, " \t\r\n") == NULL;
+}
+
 /* Starts an upload (or mounts from b->from). *loc gets the upload's
  * Location (owned) unless the mount was done (*mounted). */
 static int upload_start(struct push *p, const struct blob *b, char **loc,
@@ -116,8 +125,7 @@ static int upload_start(struct push *p, const struct blob *b, char **loc,
         return rc;
     *mounted = r.status == 201 && b->from[0];
     if (!*mounted) {
-        if (r.status != 202 || r.location == NULL || !r.location[0] ||
-            strlen(r.location) >= URL_MAX - 100)
+        if (r.status != 202 || !loc_usable(r.location))
             rc = cairn_err_set(err, CAIRN_E_RPC,
                                "registry %s: starting the upload of %s: "
                                "answer %ld without a usable Location",
@@ -130,6 +138,24 @@ static int upload_start(struct push *p, const struct blob *b, char **loc,
     }
     cairn_reg_resp_clear(&r);
     return rc;
+}
+
+/* Whether url (an upload Location) is on the session's registry: a
+ * relative one, or http(s)://HOST/... with the session's host[:port].
+ * The registry's token goes only there. */
+static bool loc_is_registry(struct push *p, const char *url)
+{
+    const char *h = cairn_reg_session_host(p->s);
+    const char *rest = NULL;
+    if (url[0] == '/')
+        return true;
+    if (strncmp(url, "http://", 7) == 0)
+        rest = url + 7;
+    else if (strncmp(url, "https://", 8) == 0)
+        rest = url + 8;
+    size_t n = strlen(h);
+    return rest && strncmp(rest, h, n) == 0 &&
+           (rest[n] == '/' || rest[n] == '\0');
 }
 
 /* Sends len bytes of fd at off to *loc (PATCH, or the closing PUT when
@@ -154,7 +180,8 @@ static int upload_send(struct push *p, const struct blob *b, char **loc,
     struct cairn_reg_resp r;
     struct cairn_reg_req req = {.method = close ? "PUT" : "PATCH",
                                 .path = url,
-                                .scope = p->scope,
+                                .scope = loc_is_registry(p, url) ? p->scope
+                                                                 : NULL,
                                 .headers = hdr,
                                 .body = len > 0 ? NULL : "",
                                 .body_fd = len > 0 ? fd : -1,
@@ -164,8 +191,7 @@ static int upload_send(struct push *p, const struct blob *b, char **loc,
     int rc = cairn_reg_request(p->s, &req, &r, err);
     if (rc)
         return rc;
-    if (!close && (r.status != 202 || r.location == NULL || !r.location[0] ||
-                   strlen(r.location) >= URL_MAX - 100))
+    if (!close && (r.status != 202 || !loc_usable(r.location)))
         rc = cairn_err_set(err, CAIRN_E_RPC,
                            "registry %s: upload of %s: answer %ld to a chunk "
                            "without a usable Location",
@@ -179,8 +205,7 @@ static int upload_send(struct push *p, const struct blob *b, char **loc,
         rc = cairn_err_set(err, CAIRN_E_DIGEST,
                            "registry %s stored blob %s as %s",
                            cairn_reg_session_host(p->s), b->digest, r.digest);
-    if (rc == 0 && r.location && r.location[0] &&
-        strlen(r.location) < URL_MAX - 100) {
+    if (rc == 0 && !close && loc_usable(r.location)) {
         free(*loc);
         *loc = r.location;
         r.location = NULL;

@@ -9,6 +9,9 @@ breaks uploads the way a registry that lost or mangled bytes does.
                     reaching the registry, as when an upload's bytes were
                     mangled on the way
 
+  --location URL    every upload session's Location (the answer to POST
+                    .../blobs/uploads/) is replaced by URL
+
 Each request is logged to --log as one JSON line: method, path, status.
 The port it listens on is written to --port-file.
 """
@@ -24,6 +27,7 @@ p.add_argument("--upstream", required=True)  # host:port
 p.add_argument("--log", required=True)
 p.add_argument("--port-file", required=True)
 p.add_argument("--fail-put", type=int, default=0)
+p.add_argument("--location")
 a = p.parse_args()
 
 lock = threading.Lock()
@@ -81,6 +85,9 @@ class H(http.server.BaseHTTPRequestHandler):
         hs = [(k, v) for k, v in r.getheaders()
               if k.lower() not in ("connection", "transfer-encoding", "date",
                                    "content-length")]
+        if a.location and self.command == "POST":
+            hs = [(k, a.location if k.lower() == "location" else v)
+                  for k, v in hs]
         if self.command == "HEAD":
             cl = r.getheader("Content-Length")
             self.send_response(r.status)

@@ -3,7 +3,8 @@
 # registry: an upload the registry refuses at its closing PUT (its bytes
 # mangled on the way) starts over in a new upload session and the push
 # completes; one refused every time fails after 3 sessions with the
-# registry's message, and the store is left as it was.
+# registry's message, and the store is left as it was; an upload Location
+# that is not a path or an http(s) URL is refused.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
@@ -50,4 +51,12 @@ grep -q "DIGEST_INVALID" "$T/o2" || fail "message 2: $(cat "$T/o2")"
 grep -q "$PROXY_ADDR" "$T/o2" || fail "message 2 names no registry: $(cat "$T/o2")"
 assert_eq "$(count '.method == "PUT" and .status == 400')" 3 "closing PUTs tried"
 assert_eq "$("$CAIRN" inspect "$PROXY_ADDR/team/bad:1")" "$before" "image after a failed push"
+
+# 3. An upload Location that is not an http(s) URL or a path is refused
+# before anything is sent to it.
+start_proxy p3 --location 'file:///etc/passwd'
+"$CAIRN" tag busybox:latest "$PROXY_ADDR/team/loc:1"
+"$CAIRN" push "$PROXY_ADDR/team/loc:1" > "$T/o3" 2>&1 && fail "push 3 succeeded"
+grep -q "without a usable Location" "$T/o3" || fail "message 3: $(cat "$T/o3")"
+assert_eq "$(count '.method == "PUT" or .method == "PATCH"')" 0 "bytes sent to a bad Location"
 echo ok
