@@ -28,8 +28,8 @@ static void push_usage(FILE *out)
             "                                    verification (repeatable; "
             "also\n"
             "                                    CAIRN_INSECURE_REGISTRIES)\n"
-            "  -q, --quiet                       print only the pushed "
-            "reference\n");
+            "  -q, --quiet                       print only what was pushed "
+            "(NAME:TAG@DIGEST)\n");
 }
 
 int cairn_cmd_push_run(struct cairn_store *st, const char *name,
