@@ -3,7 +3,8 @@
 # a built image is pushed with docker push's lines; the registry holds
 # exactly the store's manifest (the digest `images --digests` shows) and
 # skopeo/umoci read back the tree cairn built; a second push uploads
-# nothing; a push to another repository mounts every blob; build --push
+# nothing; a push to another repository mounts every blob, and a layer
+# pulled from another repository is mounted from there; build --push
 # pushes every -t; zstd layers are refused unless asked for; an image
 # that is not stored is an error.
 . "$(dirname "$0")/lib.sh"
@@ -80,6 +81,24 @@ assert_eq "$(grep -cE '"POST /v2/other/b/blobs/uploads/\?mount=sha256%3A[0-9a-f]
     4 "mount POSTs answered 201 (3 layers, config)"
 assert_eq "$(grep -cE '"(PATCH|PUT) /v2/[^ ]*/blobs/' "$T/log3" || true)" 0 "blob bytes sent for a mount"
 skopeo inspect --tls-verify=false "docker://$REG_ADDR/other/b:v2" > /dev/null || fail "other/b readable"
+
+# 3b. A layer the store pulled from another repository is mounted from
+# there (the pull recorded the repo digest); the new layer is uploaded.
+# (A second store pulls the base that the first one pushed.)
+"$CAIRN" push -q busybox:latest "$REG_ADDR/lib/busybox:1" > /dev/null || fail "push of the base"
+export CAIRN_ROOT=$T/root2
+"$CAIRN" pull -q "$REG_ADDR/lib/busybox:1" > /dev/null || fail "pull the base"
+printf 'FROM %s/lib/busybox:1\nRUN echo on-base > /on-base.txt\n' "$REG_ADDR" > "$T/ctx/Dockerfile.base"
+"$CAIRN" build -f "$T/ctx/Dockerfile.base" -t "$REG_ADDR/team/onbase:1" "$T/ctx" > "$T/bb" 2>&1 ||
+    { cat "$T/bb" >&2; fail "build on the pulled base"; }
+"$CAIRN" push "$REG_ADDR/team/onbase:1" > "$T/p3b" 2>&1 || { cat "$T/p3b"; fail "push onbase"; }
+assert_eq "$(grep -cE '^[0-9a-f]{12}: Mounted from lib/busybox$' "$T/p3b")" 1 "base layer mounted"
+assert_eq "$(grep -cE '^[0-9a-f]{12}: Pushed$' "$T/p3b")" 1 "new layer pushed"
+# -q prints only what was pushed.
+"$CAIRN" push -q "$REG_ADDR/team/onbase:1" > "$T/p3q" 2>&1 || { cat "$T/p3q"; fail "push -q"; }
+assert_eq "$(cat "$T/p3q")" "$REG_ADDR/team/onbase:1@$("$CAIRN" inspect "$REG_ADDR/team/onbase:1" |
+    jq -r '.[0].RepoDigests[0]' | cut -d@ -f2)" "push -q output"
+export CAIRN_ROOT=$T/root
 
 # 4. build --push: every -t is pushed.
 echo "second" > "$T/ctx/file.txt"
