@@ -4,7 +4,8 @@
 # `cairn login`; alice (pull+push) pushes, asking for
 # repository:NAME:pull,push (plus the mount source's pull for a mount);
 # bob (pull only) is refused with a message naming the registry, and
-# nothing is recorded in the store for him.
+# nothing is recorded in the store for him. Without the CA the push fails
+# unless --insecure-registry names the registry.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
@@ -37,6 +38,13 @@ assert_eq "sha256:$(skopeo inspect --cert-dir "$REG_CERTS_DIR" --creds alice:ali
 grep -q "Mounted from tok/app" "$T/p2" || fail "no mount: $(cat "$T/p2")"
 [ "$(reg_issuer_count '.user == "alice" and (.scopes | index("repository:tok/copy:pull,push") != null) and (.scopes | index("repository:tok/app:pull") != null)')" -ge 1 ] ||
     fail "no mount scopes: $(cat "$REG_ISSUER_LOG")"
+
+# Without the CA the registry is not trusted; --insecure-registry skips the check.
+CAIRN_CERTS_D=$T/none "$CAIRN" push "$img" > "$T/p4" 2>&1 && fail "pushed to an untrusted TLS registry"
+grep -qi "certificate" "$T/p4" || fail "untrusted message: $(cat "$T/p4")"
+CAIRN_CERTS_D=$T/none "$CAIRN" push --insecure-registry "$REG_ADDR" "$img" > "$T/p5" 2>&1 ||
+    { cat "$T/p5"; fail "push --insecure-registry"; }
+grep -q "Layer already exists" "$T/p5" || fail "insecure push: $(cat "$T/p5")"
 
 # 3. bob may only pull: refused, the store unchanged.
 "$CAIRN" logout "$REG_ADDR" >/dev/null
