@@ -46,15 +46,13 @@ struct push {
     struct cairn_err first_err;
 };
 
-static void say(struct push *p, const struct blob *b, const char *fmt,
-                const char *arg)
+/* One line of docker push's: "ID: what". */
+static void say(struct push *p, const struct blob *b, const char *what)
 {
     if (p->o->out == NULL)
         return;
     pthread_mutex_lock(&p->out_mu);
-    fprintf(p->o->out, "%s: ", b->id);
-    fprintf(p->o->out, fmt, arg);
-    fputc('\n', p->o->out);
+    fprintf(p->o->out, "%s: %s\n", b->id, what);
     fflush(p->o->out);
     pthread_mutex_unlock(&p->out_mu);
 }
@@ -158,15 +156,15 @@ static bool loc_is_registry(struct push *p, const char *url)
            (rest[n] == '/' || rest[n] == '\0');
 }
 
-/* Sends len bytes of fd at off to *loc (PATCH, or the closing PUT when
- * digest is set), and replaces *loc with the answer's Location. */
+/* Sends len bytes of fd at off to *loc: a PATCH, whose answer's
+ * Location replaces *loc, or with last the closing PUT ?digest=. */
 static int upload_send(struct push *p, const struct blob *b, char **loc,
-                       int fd, int64_t off, int64_t len, bool close,
+                       int fd, int64_t off, int64_t len, bool last,
                        struct cairn_err *err)
 {
     char url[URL_MAX], range[80], what[CAIRN_DIGEST_STR_LEN + 16];
     snprintf(what, sizeof what, "upload of %s", b->digest);
-    if (close)
+    if (last)
         snprintf(url, sizeof url, "%s%cdigest=sha256%%3A%s", *loc,
                  strchr(*loc, '?') ? '&' : '?', b->digest + 7);
     else
@@ -176,9 +174,9 @@ static int upload_send(struct push *p, const struct blob *b, char **loc,
     snprintf(range, sizeof range, "Content-Range: %lld-%lld", (long long)off,
              (long long)(off + len - 1));
     const char *hdr[] = {"Content-Type: application/octet-stream",
-                         len > 0 && !close ? range : NULL, NULL};
+                         len > 0 && !last ? range : NULL, NULL};
     struct cairn_reg_resp r;
-    struct cairn_reg_req req = {.method = close ? "PUT" : "PATCH",
+    struct cairn_reg_req req = {.method = last ? "PUT" : "PATCH",
                                 .path = url,
                                 .scope = loc_is_registry(p, url) ? p->scope
                                                                  : NULL,
@@ -191,21 +189,21 @@ static int upload_send(struct push *p, const struct blob *b, char **loc,
     int rc = cairn_reg_request(p->s, &req, &r, err);
     if (rc)
         return rc;
-    if (!close && (r.status != 202 || !loc_usable(r.location)))
+    if (!last && (r.status != 202 || !loc_usable(r.location)))
         rc = cairn_err_set(err, CAIRN_E_RPC,
                            "registry %s: upload of %s: answer %ld to a chunk "
                            "without a usable Location",
                            cairn_reg_session_host(p->s), b->digest, r.status);
-    else if (close && r.status != 201)
+    else if (last && r.status != 201)
         rc = cairn_err_set(err, CAIRN_E_RPC,
                            "registry %s: upload of %s: answer %ld, not 201 "
                            "Created",
                            cairn_reg_session_host(p->s), b->digest, r.status);
-    else if (close && r.digest[0] && strcmp(r.digest, b->digest) != 0)
+    else if (last && r.digest[0] && strcmp(r.digest, b->digest) != 0)
         rc = cairn_err_set(err, CAIRN_E_DIGEST,
                            "registry %s stored blob %s as %s",
                            cairn_reg_session_host(p->s), b->digest, r.digest);
-    if (rc == 0 && !close && loc_usable(r.location)) {
+    if (rc == 0 && !last && loc_usable(r.location)) {
         free(*loc);
         *loc = r.location;
         r.location = NULL;
@@ -250,14 +248,15 @@ out:
     return rc;
 }
 
-/* known: the HEAD was made already and said whether the registry has
- * it (has); else it is made here. */
 static bool upload_retryable(int rc)
 {
     return rc == CAIRN_E_IO || rc == CAIRN_E_TIMEOUT || rc == CAIRN_E_RPC ||
            rc == CAIRN_E_DIGEST;
 }
 
+/* One blob: present (HEAD), mounted, or uploaded. known: the HEAD was
+ * made already and said whether the registry has it (has); else it is
+ * made here. */
 static int blob_push(struct push *p, struct blob *b, bool known, bool has,
                      struct cairn_err *err)
 {
@@ -312,12 +311,13 @@ static void *blob_worker(void *arg)
             pthread_mutex_unlock(&p->out_mu);
             break;
         }
-        if (b->how == EXISTED)
-            say(p, b, "Layer already exists%s", "");
-        else if (b->how == MOUNTED)
-            say(p, b, "Mounted from %s", b->from);
-        else
-            say(p, b, "Pushed%s", "");
+        char line[CAIRN_REG_NAME_MAX + 16];
+        if (b->how == MOUNTED)
+            snprintf(line, sizeof line, "Mounted from %s", b->from);
+        say(p, b,
+            b->how == EXISTED   ? "Layer already exists"
+            : b->how == MOUNTED ? line
+                                : "Pushed");
     }
     return NULL;
 }
