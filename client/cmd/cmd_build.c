@@ -37,6 +37,10 @@ static void build_usage(FILE *out)
             "only\n"
             "      --insecure-registry HOST[:PORT]  no TLS checks for HOST "
             "(repeatable)\n"
+            "      --push                   push every -t to its registry "
+            "after the build\n"
+            "                               (zstd layers only with "
+            "--compression zstd)\n"
             "      --explain                say why each step missed the "
             "cache\n"
             "                               (compared with the last build "
@@ -117,6 +121,7 @@ int cairn_cmd_build(int argc, char **argv)
     cairn_strvec_init(&insecure);
     const char *progress = "auto";
     int status = 2;
+    bool push = false;
     struct cairn_store *st = NULL;
     struct cairn_cache *cache = NULL;
     struct cairn_config cfg;
@@ -143,6 +148,8 @@ int cairn_cmd_build(int argc, char **argv)
             build_usage(stdout);
             status = 0;
             goto out;
+        } else if (strcmp(a, "--push") == 0) {
+            push = true;
         } else if (strcmp(a, "--no-cache") == 0) {
             o.no_cache = true;
         } else if (strcmp(a, "--pull") == 0 || strcmp(a, "--pull=always") == 0 ||
@@ -258,6 +265,11 @@ int cairn_cmd_build(int argc, char **argv)
     o.secrets = secrets;
     o.nsecrets = nsecrets;
 
+    if (push && tags.n == 0) {
+        fprintf(stderr, "cairn build: --push needs a name to push: -t "
+                        "HOST/REPO[:TAG]\n");
+        goto out;
+    }
     status = 1;
     struct cairn_err err;
     cairn_err_clear(&err);
@@ -311,6 +323,15 @@ int cairn_cmd_build(int argc, char **argv)
     else
         printf("cairn: %u steps, %u layers from cache, %u run, %.2fs\n",
                stats.steps, stats.cached, stats.run, secs);
+    fflush(stdout);
+    /* Every -t, as docker build --push does; the first failure ends it
+     * (the image stays built and tagged). zstd layers were asked for. */
+    for (size_t i = 0; push && i < tags.n; i++)
+        if (cairn_cmd_push_run(st, tags.v[i], NULL,
+                               (const char *const *)insecure.v, insecure.n,
+                               o.compression == CAIRN_COMPRESS_ZSTD,
+                               false) != 0)
+            goto out;
     status = 0;
 out:
     cairn_cache_close(cache);
