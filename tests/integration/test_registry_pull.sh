@@ -68,6 +68,14 @@ grep -q "Pulling fs layer" "$T/p4" && fail "downloaded a stored layer"
 assert_eq "$(grep -c '"GET /v2/[^ ]*/blobs/.*"cairn/' "$REG_ACCESS_LOG")" 2 \
     "cairn's blob GETs in all (one layer, one config)"
 
+# A pull by digest alone gives no tag: Docker lists the repository with
+# tag <none> (the image is still dangling for prune, as in Docker).
+export CAIRN_ROOT=$T/root-digest
+"$CAIRN" pull -q "$REG_ADDR/team/app@$digest" >/dev/null || fail "pull by digest, cold"
+"$CAIRN" images --digests | grep -qE "^$REG_ADDR/team/app +<none> +$digest " ||
+    fail "digest-only image: $("$CAIRN" images --digests)"
+export CAIRN_ROOT=$T/root
+
 # 5. A tag moved in the registry: the next pull downloads the new image.
 echo two > "$T/two.txt"
 reg_oci_image "$T/oci" app2 "$T/two.txt"
