@@ -14,6 +14,8 @@
 #                           answer 307 to a static file server over the
 #                           storage (the `redirect` middleware), which logs
 #                           to REG_STATIC_LOG
+#                           REG_EXTRA_CONFIG, when set, is appended to the
+#                           registry's config.yml
 #   reg_access_count RE     lines of REG_ACCESS_LOG matching the extended
 #                           regex RE
 #   reg_oci_image DIR NAME FILE...  an OCI layout DIR (created once) with
@@ -97,6 +99,7 @@ EOF
         printf 'middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: http://127.0.0.1:%s\n' \
             "$(cat "$REG_DIR/static.port")" >> "$REG_DIR/config.yml"
     fi
+    [ -n "${REG_EXTRA_CONFIG:-}" ] && printf '%s\n' "$REG_EXTRA_CONFIG" >> "$REG_DIR/config.yml"
     # Made here, not by the background redirections, which may come late.
     : > "$REG_ACCESS_LOG"
     : > "$REG_LOG"
