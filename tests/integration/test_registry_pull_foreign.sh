@@ -61,9 +61,9 @@ grep -q '^GET /layer.tgz ' "$T/web.log" || fail "the URL was not used: $(cat "$T
 grep -q "/blobs/$layer" "$REG_ACCESS_LOG" && fail "the layer was asked of the registry"
 [ -e "$CAIRN_ROOT/blobs/sha256/${layer#sha256:}" ] || fail "layer not stored"
 
-# 2. The first URL is missing, the second serves other bytes, and the
-# registry has no blob: the bad
-# bytes are not stored and the message names the layer.
+# 2. The first URL is missing, the second serves other bytes (and the
+# registry has no blob): the bad bytes are not stored and the message
+# names the layer.
 export CAIRN_ROOT=$T/root2
 push_foreign v2 "$web/missing.tgz" "$web/bad.tgz"
 set +e
