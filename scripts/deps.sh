@@ -19,6 +19,7 @@ TEST_PKGS=(
   uidmap iproute2 hyperfine jq docker.io buildah
   passt nginx python3
   apache2-utils python3-jwt
+  curl time
 )
 
 missing=()
