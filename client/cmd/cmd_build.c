@@ -293,6 +293,9 @@ int cairn_cmd_build(int argc, char **argv)
     }
     if (cairn_cli_insecure_env(&insecure))
         goto out;
+    for (size_t i = 0; i < cfg.insecure.n; i++)
+        if (cairn_strvec_push(&insecure, cfg.insecure.v[i]))
+            goto out;
     o.insecure_registries = (const char *const *)insecure.v;
     o.ninsecure_registries = insecure.n;
     struct timespec t0, t1;

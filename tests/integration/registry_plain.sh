@@ -2,16 +2,20 @@
 # which gives $T and fail). The same names as registry_lib.sh's http mode,
 # so a test can move to it unchanged:
 #
-#   reg_start_plain [tls|redirect]  starts Debian's docker-registry on 127.0.0.1
+#   reg_start_plain [tls|mtls|redirect]  starts Debian's docker-registry on 127.0.0.1
 #                           with an ephemeral port, storage in $T; sets
 #                           REG_ADDR (127.0.0.1:PORT), REG_PORT,
 #                           REG_STORAGE, REG_ACCESS_LOG (one line a
 #                           request), REG_LOG; killed on exit. tls: HTTPS
 #                           with a CA made in $T (REG_CA, its PEM) and a
-#                           certificate for 127.0.0.1; redirect: blob GETs
+#                           certificate for 127.0.0.1; mtls: the same, and
+#                           clients must show a certificate of that CA
+#                           (REG_CLIENT_CERT, REG_CLIENT_KEY); redirect: blob GETs
 #                           answer 307 to a static file server over the
 #                           storage (the `redirect` middleware), which logs
 #                           to REG_STATIC_LOG
+#                           REG_EXTRA_CONFIG, when set, is appended to the
+#                           registry's config.yml
 #   reg_access_count RE     lines of REG_ACCESS_LOG matching the extended
 #                           regex RE
 #   reg_oci_image DIR NAME FILE...  an OCI layout DIR (created once) with
@@ -22,6 +26,8 @@
 : "${T:?registry_plain.sh needs T (source lib.sh first)}"
 REG_PIDS=()
 REG_CA=
+REG_CLIENT_CERT=
+REG_CLIENT_KEY=
 
 reg_stop_plain() {
     local pid
@@ -55,7 +61,7 @@ storage:
 http:
   addr: 127.0.0.1:0
 EOF
-    if [ "$mode" = tls ]; then
+    if [ "$mode" = tls ] || [ "$mode" = mtls ]; then
         local d=$REG_DIR/tls
         mkdir -p "$d"
         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
@@ -71,6 +77,17 @@ EOF
         REG_CA=$d/ca.crt
         printf '  tls:\n    certificate: %s\n    key: %s\n' \
             "$d/server.crt" "$d/server.key" >> "$REG_DIR/config.yml"
+        if [ "$mode" = mtls ]; then
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -keyout "$d/client.key" -out "$d/client.csr" -subj "/CN=cairn" \
+                >/dev/null 2>&1 || fail "openssl: client key"
+            openssl x509 -req -in "$d/client.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+                -CAcreateserial -out "$d/client.crt" -days 2 >/dev/null 2>&1 ||
+                fail "openssl: client certificate"
+            REG_CLIENT_CERT=$d/client.crt
+            REG_CLIENT_KEY=$d/client.key
+            printf '    clientcas:\n      - %s\n' "$d/ca.crt" >> "$REG_DIR/config.yml"
+        fi
     elif [ "$mode" = redirect ]; then
         python3 "$CAIRN_SOURCE_DIR/tests/integration/registry_static.py" \
             "$REG_STORAGE" "$REG_DIR/static.port" "$REG_DIR/static.log" \
@@ -82,6 +99,7 @@ EOF
         printf 'middleware:\n  storage:\n    - name: redirect\n      options:\n        baseurl: http://127.0.0.1:%s\n' \
             "$(cat "$REG_DIR/static.port")" >> "$REG_DIR/config.yml"
     fi
+    [ -n "${REG_EXTRA_CONFIG:-}" ] && printf '%s\n' "$REG_EXTRA_CONFIG" >> "$REG_DIR/config.yml"
     # Made here, not by the background redirections, which may come late.
     : > "$REG_ACCESS_LOG"
     : > "$REG_LOG"
@@ -99,10 +117,11 @@ EOF
     [ -n "$REG_PORT" ] || { cat "$REG_LOG" >&2; fail "docker-registry did not start"; }
     REG_ADDR=127.0.0.1:$REG_PORT
     local scheme=http
-    [ "$mode" = tls ] && scheme=https
+    [ -n "$REG_CA" ] && scheme=https
     for i in $(seq 1 50); do
-        curl -fsS ${REG_CA:+--cacert "$REG_CA"} "$scheme://$REG_ADDR/v2/" \
-            >/dev/null 2>&1 && return 0
+        curl -fsS ${REG_CA:+--cacert "$REG_CA"} \
+            ${REG_CLIENT_CERT:+--cert "$REG_CLIENT_CERT" --key "$REG_CLIENT_KEY"} \
+            "$scheme://$REG_ADDR/v2/" >/dev/null 2>&1 && return 0
         sleep 0.1
     done
     fail "docker-registry does not answer on $REG_ADDR"
@@ -130,6 +149,13 @@ reg_oci_image() {
 }
 
 reg_push() {
-    skopeo copy -q --dest-tls-verify=false "oci:$1" "docker://$REG_ADDR/$2" \
-        >/dev/null
+    local tls=(--dest-tls-verify=false)
+    if [ -n "$REG_CLIENT_CERT" ]; then
+        mkdir -p "$REG_DIR/skopeo-certs"
+        cp "$REG_CA" "$REG_DIR/skopeo-certs/ca.crt"
+        cp "$REG_CLIENT_CERT" "$REG_DIR/skopeo-certs/client.cert"
+        cp "$REG_CLIENT_KEY" "$REG_DIR/skopeo-certs/client.key"
+        tls=(--dest-cert-dir "$REG_DIR/skopeo-certs")
+    fi
+    skopeo copy -q "${tls[@]}" "oci:$1" "docker://$REG_ADDR/$2" >/dev/null
 }
