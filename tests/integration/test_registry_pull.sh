@@ -5,7 +5,7 @@
 # by a stored digest costs none; a second image sharing the base layer
 # downloads only its own; what cairn stored is what the registry holds.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/registry_plain.sh"
+. "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 reg_start_plain
 

@@ -3,13 +3,8 @@
 # client/registry/auth.c): anonymous pulls are refused naming `cairn
 # login`; after a login the pull works and a re-pull is up to date; the
 # token stays on the registry host when a blob GET is redirected to the
-# storage server. Needs registry_lib.sh (the auth helper's fixtures):
-# skipped where it is not in the tree.
+# storage server.
 here=$(dirname "$0")
-if [ ! -f "$here/registry_lib.sh" ]; then
-    echo "SKIP: tests/integration/registry_lib.sh is not in this tree"
-    exit 0
-fi
 . "$here/lib.sh"
 . "$here/registry_lib.sh"
 export HOME=$T/home

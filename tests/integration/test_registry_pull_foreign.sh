@@ -5,7 +5,7 @@
 # validation allows the URLs); the layer is served by another server.
 # Bytes from a URL are verified like any others.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/registry_plain.sh"
+. "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 REG_EXTRA_CONFIG='validation:
   manifests:

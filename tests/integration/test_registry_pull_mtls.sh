@@ -4,7 +4,7 @@
 # the registry is on loopback); with client.cert and client.key beside
 # the CA in certs.d/HOST:PORT it succeeds.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/registry_plain.sh"
+. "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 reg_start_plain mtls
 echo one > "$T/one.txt"

@@ -4,7 +4,7 @@
 # certs.d/HOST:PORT/ca.crt ($CAIRN_CERTS_D stands for /etc/docker/certs.d
 # here), or not checked for a registry named insecure.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/registry_plain.sh"
+. "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 reg_start_plain tls
 echo one > "$T/one.txt"
