@@ -87,32 +87,27 @@ static int image_extras_put(struct cairn_store *st, MDB_txn *txn,
     return 0;
 }
 
+struct image_put {
+    const uint8_t *manifest; /* CK_SHA256_LEN */
+    char *val;
+    size_t vlen;
+    const struct cairn_image_row *row;
+};
+
 /* The image record val (for manifest), its tags and extras in one write
  * transaction. */
-static int image_put_txn(struct cairn_store *st,
-                         const uint8_t manifest[CK_SHA256_LEN], char *val,
-                         size_t vlen, const struct cairn_image_row *row,
-                         struct cairn_err *err)
+static int image_put_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
+                        struct cairn_err *err)
 {
-    MDB_txn *txn;
-    int rc = 0;
-    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
-    if (mrc)
-        return store_mdb_fail(err, mrc, "begin");
-    MDB_val k = {CK_SHA256_LEN, (void *)manifest}, v = {vlen, val};
-    mrc = mdb_put(txn, st->db_images, &k, &v, 0);
-    if (mrc)
-        rc = store_mdb_fail(err, mrc, "put image");
-    for (size_t i = 0; !rc && row->tags && i < row->ntags; i++)
-        rc = tag_put(st, txn, row->tags[i], manifest, err);
+    struct image_put *ip = arg;
+    MDB_val k = {CK_SHA256_LEN, (void *)ip->manifest}, v = {ip->vlen, ip->val};
+    int mrc = mdb_put(txn, st->db_images, &k, &v, 0);
+    int rc = mrc ? store_mdb_fail(err, mrc, "put image") : 0;
+    for (size_t i = 0; !rc && ip->row->tags && i < ip->row->ntags; i++)
+        rc = tag_put(st, txn, ip->row->tags[i], ip->manifest, err);
     if (!rc)
-        rc = image_extras_put(st, txn, row, err);
-    if (rc) {
-        cairn_index_txn_abort(st->idx, txn);
-        return rc;
-    }
-    mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? store_mdb_fail(err, mrc, "commit image") : 0;
+        rc = image_extras_put(st, txn, ip->row, err);
+    return rc;
 }
 
 int cairn_store_image_add(struct cairn_store *st,
@@ -140,9 +135,8 @@ int cairn_store_image_add(struct cairn_store *st,
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
         goto out;
     }
-    do
-        rc = image_put_txn(st, r.manifest, val, vlen, row, err);
-    while (store_map_grown(st, &rc, err));
+    struct image_put ip = {r.manifest, val, vlen, row};
+    rc = store_txn_write(st, image_put_fn, &ip, "commit image", err);
     if (!rc)
         rc = store_index_json_write(st, err);
 out:
@@ -151,30 +145,24 @@ out:
     return rc;
 }
 
-static int tag_txn(struct cairn_store *st, const char *ref,
-                   const char *manifest_digest, uint8_t m[CK_SHA256_LEN],
-                   struct cairn_err *err)
+struct tag_move {
+    const char *ref;
+    const char *manifest_digest;
+    uint8_t *m; /* CK_SHA256_LEN */
+};
+
+static int tag_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
+                  struct cairn_err *err)
 {
-    MDB_txn *txn;
-    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
-    if (mrc)
-        return store_mdb_fail(err, mrc, "begin");
-    MDB_val k = {CK_SHA256_LEN, m}, v;
-    int rc;
-    mrc = mdb_get(txn, st->db_images, &k, &v);
+    struct tag_move *t = arg;
+    MDB_val k = {CK_SHA256_LEN, t->m}, v;
+    int mrc = mdb_get(txn, st->db_images, &k, &v);
     if (mrc == MDB_NOTFOUND)
-        rc = cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
-                           manifest_digest);
-    else if (mrc)
-        rc = store_mdb_fail(err, mrc, "get image");
-    else
-        rc = tag_put(st, txn, ref, m, err);
-    if (rc) {
-        cairn_index_txn_abort(st->idx, txn);
-        return rc;
-    }
-    mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? store_mdb_fail(err, mrc, "commit tag") : 0;
+        return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
+                             t->manifest_digest);
+    if (mrc)
+        return store_mdb_fail(err, mrc, "get image");
+    return tag_put(st, txn, t->ref, t->m, err);
 }
 
 int cairn_store_tag(struct cairn_store *st, const char *ref,
@@ -183,10 +171,8 @@ int cairn_store_tag(struct cairn_store *st, const char *ref,
     uint8_t m[CK_SHA256_LEN];
     if (store_digest_bin(manifest_digest, m))
         return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
-    int rc;
-    do
-        rc = tag_txn(st, ref, manifest_digest, m, err);
-    while (store_map_grown(st, &rc, err));
+    struct tag_move t = {ref, manifest_digest, m};
+    int rc = store_txn_write(st, tag_fn, &t, "commit tag", err);
     return rc ? rc : store_index_json_write(st, err);
 }
 
@@ -393,18 +379,18 @@ out:
     return rc;
 }
 
-static int image_remove_txn(struct cairn_store *st,
-                            const char *manifest_digest,
-                            uint8_t m[CK_SHA256_LEN],
-                            struct cairn_err *err)
+struct image_drop {
+    const char *manifest_digest;
+    uint8_t *m; /* CK_SHA256_LEN */
+};
+
+static int image_remove_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
+                           struct cairn_err *err)
 {
-    MDB_txn *txn;
+    struct image_drop *d = arg;
     MDB_cursor *cur = NULL;
-    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
-    if (mrc)
-        return store_mdb_fail(err, mrc, "begin");
-    MDB_val k = {CK_SHA256_LEN, m}, v;
-    mrc = mdb_del(txn, st->db_images, &k, NULL);
+    MDB_val k = {CK_SHA256_LEN, d->m}, v;
+    int mrc = mdb_del(txn, st->db_images, &k, NULL);
     if (mrc == 0)
         mrc = mdb_cursor_open(txn, st->db_tags, &cur);
     if (mrc == 0) {
@@ -412,22 +398,18 @@ static int image_remove_txn(struct cairn_store *st,
         int c;
         for (c = mdb_cursor_get(cur, &k, &v, MDB_FIRST); c == 0;
              c = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-            if (v.mv_size == CK_SHA256_LEN && memcmp(v.mv_data, m, CK_SHA256_LEN) == 0 &&
+            if (v.mv_size == CK_SHA256_LEN &&
+                memcmp(v.mv_data, d->m, CK_SHA256_LEN) == 0 &&
                 (mrc = mdb_cursor_del(cur, 0)) != 0)
                 break;
         if (mrc == 0 && c != MDB_NOTFOUND)
             mrc = c;
         mdb_cursor_close(cur);
     }
-    if (mrc) {
-        cairn_index_txn_abort(st->idx, txn);
-        if (mrc == MDB_NOTFOUND)
-            return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
-                                 manifest_digest);
-        return store_mdb_fail(err, mrc, "remove image");
-    }
-    mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? store_mdb_fail(err, mrc, "commit remove") : 0;
+    if (mrc == MDB_NOTFOUND)
+        return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
+                             d->manifest_digest);
+    return mrc ? store_mdb_fail(err, mrc, "remove image") : 0;
 }
 
 int cairn_store_image_remove(struct cairn_store *st,
@@ -436,10 +418,8 @@ int cairn_store_image_remove(struct cairn_store *st,
     uint8_t m[CK_SHA256_LEN];
     if (store_digest_bin(manifest_digest, m))
         return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
-    int rc;
-    do
-        rc = image_remove_txn(st, manifest_digest, m, err);
-    while (store_map_grown(st, &rc, err));
+    struct image_drop d = {manifest_digest, m};
+    int rc = store_txn_write(st, image_remove_fn, &d, "commit remove", err);
     return rc ? rc : store_index_json_write(st, err);
 }
 
