@@ -8,25 +8,23 @@
  *     tags. index.json is a view of the image records and tags, rewritten
  *     after every change; it is never read back.
  *
- * This file holds the files: the root, the store lock, blobs, index.json
- * and snapshots. The LMDB records and their transactions are
- * client/store/store_records.c; references client/store/store_ref.c.
- * Prune, the one place that deletes, is client/store/store_prune.c; its
- * opening comment gives the rule.
+ * This file holds the files: blobs, snapshots, the store lock and the
+ * helpers that write under the root (rename without replacing, tmp/
+ * files, tree walks). It is the bottom of the store: opening and closing
+ * are client/store/store_open.c, the LMDB records and their transactions
+ * client/store/store_records.c, index.json client/store/store_index_json.c,
+ * references client/store/store_ref.c. Prune, the one place that deletes,
+ * is client/store/store_prune.c; its opening comment gives the rule.
  */
 #include "client/store/store.h"
 #include "client/store/store_impl.h"
 
 #include "cachekey/digest.h"
 #include "common/fdio.h"
-#include "client/store/image.h"
-#include "client/store/index.h"
-#include "common/buf.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,8 +38,6 @@
  * a directory descriptor); real layers are far shallower. */
 #define STORE_TREE_DEPTH_MAX 512
 
-#define ANN_REF_NAME "org.opencontainers.image.ref.name"
-#define ANN_CAIRN_REF "io.cairn.image.ref"
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                              */
@@ -80,41 +76,6 @@ void store_digest_str(const uint8_t bin[CK_SHA256_LEN],
     snprintf(out, CAIRN_DIGEST_STR_LEN, "sha256:%s", hex);
 }
 
-static int mkdir_one(const char *path, mode_t mode)
-{
-    if (mkdir(path, mode) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
-/* The store holds image content as it will be inside containers: setuid
- * binaries, device nodes, files of every mode. Reachable by another local
- * user, that is a root shell (a setuid-root binary from any layer) and the
- * host's devices; so nothing under the root is reachable but by its owner
- * (Docker keeps /var/lib/docker 0710 for the same reason, CVE-2021-41091).
- * The root is made 0700, and so is every directory the store creates in
- * it; layer contents keep their own modes below that. A store made by an
- * older cairn (0755) is closed up when its owner opens it; a root owned by
- * someone else is left as it is, as it is not ours to change. */
-#define STORE_DIR_MODE 0700
-
-static int root_close_up(const char *root, struct cairn_err *err)
-{
-    struct stat sb;
-    if (lstat(root, &sb) != 0)
-        return cairn_err_set(err, -errno, "cannot stat %s: %s", root,
-                             strerror(errno));
-    if (!S_ISDIR(sb.st_mode))
-        return cairn_err_set(err, CAIRN_E_INVAL, "store root %s: not a directory",
-                             root);
-    if (sb.st_uid != geteuid() || (sb.st_mode & 077) == 0)
-        return 0;
-    if (chmod(root, sb.st_mode & 07700) != 0)
-        return cairn_err_set(err, -errno, "cannot make %s private: %s", root,
-                             strerror(errno));
-    return 0;
-}
-
 /* Makes a durable rename durable: the directory entry itself. */
 static void fsync_dir(const char *dir)
 {
@@ -141,7 +102,7 @@ void store_blobs_sync(struct cairn_store *st)
 
 /* rename that never replaces: an existing final name wins. Returns 0,
  * CAIRN_E_EXISTS or -errno. */
-static int rename_noreplace(const char *from, const char *to)
+int store_rename_noreplace(const char *from, const char *to)
 {
     if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
         return 0;
@@ -167,9 +128,9 @@ static int rename_noreplace(const char *from, const char *to)
 /* Creates a file in tmp/ holding data, mode 0644, fsync'd when durable is
  * set (a caller that hands it to cairn_store_blob_add_file, which fsyncs
  * it, passes false). *path gets its name. */
-static int tmp_write(const struct cairn_store *st, const char *prefix,
-                     const void *data, size_t len, bool durable, char *path,
-                     size_t plen)
+int store_tmp_write(const struct cairn_store *st, const char *prefix,
+                    const void *data, size_t len, bool durable, char *path,
+                    size_t plen)
 {
     int n = snprintf(path, plen, "%s/%s-XXXXXX", st->tmpdir, prefix);
     if (n < 0 || (size_t)n >= plen)
@@ -234,165 +195,6 @@ int store_tree_walk(int dirfd, const char *name, bool remove, uint64_t *bytes,
         errno != ENOENT)
         rc = -errno;
     return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* open / close                                                         */
-
-
-
-/* Writes root/name with content unless it exists (by rename, so a reader
- * sees all of it or nothing). */
-static int file_create_once(struct cairn_store *st, const char *name,
-                            const char *content, struct cairn_err *err)
-{
-    char final[STORE_PATH_MAX], tmp[STORE_PATH_MAX];
-    if (store_path_fmt(final, sizeof final, st->root, "/", name))
-        return cairn_err_set(err, CAIRN_E_TOOBIG, "path too long");
-    if (access(final, F_OK) == 0)
-        return 0;
-    int rc = tmp_write(st, name, content, strlen(content), true, tmp,
-                       sizeof tmp);
-    if (!rc) {
-        rc = rename_noreplace(tmp, final);
-        if (rc == CAIRN_E_EXISTS) {
-            unlink(tmp);
-            rc = 0;
-        }
-    }
-    if (rc)
-        return cairn_err_set(err, rc, "cannot create %s: %s", final,
-                             cairn_strerror(rc));
-    return 0;
-}
-
-int cairn_store_open(const char *root, struct cairn_store **out,
-                     struct cairn_err *err)
-{
-    static const char *const dirs[] = {"", "/blobs", "/blobs/sha256",
-                                       "/snapshots", "/tmp"};
-    char p[STORE_PATH_MAX];
-    int rc;
-    if (strlen(root) > STORE_PATH_MAX - 256)
-        return cairn_err_set(err, CAIRN_E_TOOBIG, "store path too long: %s",
-                             root);
-    /* The root itself may need parents ($XDG_DATA_HOME/cairn): ordinary
-     * directories, that hold nothing of the store. */
-    memcpy(p, root, strlen(root) + 1);
-    for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        mkdir_one(p, 0755);
-        *s = '/';
-    }
-    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        store_path_fmt(p, sizeof p, root, dirs[i], NULL);
-        if ((rc = mkdir_one(p, STORE_DIR_MODE)) != 0)
-            return cairn_err_set(err, rc, "cannot create %s: %s", p,
-                                 cairn_strerror(rc));
-    }
-    if ((rc = root_close_up(root, err)) != 0)
-        return rc;
-
-    struct cairn_store *st = calloc(1, sizeof *st);
-    if (st == NULL)
-        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-    st->lock_fd = -1;
-    atomic_init(&st->blobs_unsynced, false);
-    pthread_mutex_init(&st->lock_mu, NULL);
-    st->root = strdup(root);
-    store_path_fmt(p, sizeof p, root, "/tmp", NULL);
-    st->tmpdir = strdup(p);
-    if (st->root == NULL || st->tmpdir == NULL) {
-        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-        goto fail;
-    }
-    store_path_fmt(p, sizeof p, root, "/store.lock", NULL);
-    st->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (st->lock_fd < 0) {
-        rc = cairn_err_set(err, -errno, "cannot open %s: %s", p,
-                           strerror(errno));
-        goto fail;
-    }
-    rc = cairn_index_open(root, &st->idx, err);
-    if (rc)
-        goto fail;
-    st->env = cairn_index_env(st->idx);
-    rc = store_dbs_open(st, err);
-    if (rc)
-        goto fail;
-    rc = file_create_once(st, "oci-layout",
-                          "{\"imageLayoutVersion\":\"1.0.0\"}", err);
-    if (rc)
-        goto fail;
-    store_path_fmt(p, sizeof p, root, "/index.json", NULL);
-    if (access(p, F_OK) != 0 && (rc = store_index_json_write(st, err)) != 0)
-        goto fail;
-    *out = st;
-    return 0;
-fail:
-    cairn_store_close(st);
-    return rc;
-}
-
-void cairn_store_close(struct cairn_store *st)
-{
-    if (st == NULL)
-        return;
-    store_blobs_sync(st);
-    cairn_index_close(st->idx);
-    if (st->lock_fd >= 0)
-        close(st->lock_fd); /* also drops any flock */
-    pthread_mutex_destroy(&st->lock_mu);
-    free(st->root);
-    free(st->tmpdir);
-    free(st);
-}
-
-const char *cairn_store_root(const struct cairn_store *st)
-{
-    return st->root;
-}
-
-MDB_env *cairn_store_env(struct cairn_store *st)
-{
-    return st->env;
-}
-
-static int store_map_grow(void *st)
-{
-    return cairn_index_grow(((struct cairn_store *)st)->idx, NULL);
-}
-
-static void store_map_enter(void *st)
-{
-    cairn_index_guard_enter(((struct cairn_store *)st)->idx);
-}
-
-static void store_map_leave(void *st)
-{
-    cairn_index_guard_leave(((struct cairn_store *)st)->idx);
-}
-
-int cairn_store_statcache_open(struct cairn_store *st,
-                               struct ck_statcache **out,
-                               struct cairn_err *err)
-{
-    struct ck_statcache *sc = NULL;
-    /* Opening reads the map too (it looks the database up). */
-    cairn_index_guard_enter(st->idx);
-    int rc = ck_statcache_open(st->env, &sc, err);
-    cairn_index_guard_leave(st->idx);
-    if (rc)
-        return rc;
-    ck_statcache_set_guard(sc, store_map_enter, store_map_leave, st);
-    ck_statcache_set_grow(sc, store_map_grow, st);
-    *out = sc;
-    return 0;
-}
-
-const char *cairn_store_tmpdir(const struct cairn_store *st)
-{
-    return st->tmpdir;
 }
 
 /* ------------------------------------------------------------------ */
@@ -513,7 +315,7 @@ int cairn_store_blob_add_file(struct cairn_store *st, const char *tmp_path,
         rc = -errno;
     close(fd);
     if (!rc)
-        rc = rename_noreplace(tmp_path, final);
+        rc = store_rename_noreplace(tmp_path, final);
     if (rc == CAIRN_E_EXISTS) {
         /* Same digest, same bytes: the blob already there wins. */
         unlink(tmp_path);
@@ -549,7 +351,7 @@ int cairn_store_blob_add_data(struct cairn_store *st, const void *data,
         return rc;
     /* Not fsync'd here: blob_add_file fsyncs it before the rename, and a
      * second flush of the same file would cost another journal commit. */
-    rc = tmp_write(st, "blob", data, len, false, tmp, sizeof tmp);
+    rc = store_tmp_write(st, "blob", data, len, false, tmp, sizeof tmp);
     if (rc)
         return cairn_err_set(err, rc, "cannot write a blob in %s: %s",
                              st->tmpdir, cairn_strerror(rc));
@@ -630,136 +432,6 @@ out:
 }
 
 /* ------------------------------------------------------------------ */
-/* index.json                                                           */
-
-
-static json_t *descriptor(const struct imgrec *r, const char *ref)
-{
-    char d[CAIRN_DIGEST_STR_LEN];
-    store_digest_str(r->manifest, d);
-    json_t *j = json_pack("{s:s,s:s,s:I}", "mediaType", r->media_type, "digest",
-                          d, "size", (json_int_t)r->manifest_size);
-    if (j == NULL || ref == NULL)
-        return j;
-    struct cairn_buf full;
-    cairn_buf_init(&full, 0);
-    json_t *ann = NULL;
-    if (store_ref_full(ref, &full) == 0)
-        ann =
-            json_pack("{s:s,s:s}", ANN_CAIRN_REF, full.data, ANN_REF_NAME, ref);
-    cairn_buf_free(&full);
-    if (ann == NULL || json_object_set_new(j, "annotations", ann) != 0) {
-        json_decref(j);
-        return NULL;
-    }
-    return j;
-}
-
-/* Builds the OCI index of every image: one descriptor per tag (ref.name
- * = the stored ref, which is what `skopeo inspect oci:ROOT:name:tag`
- * matches), one without annotations per dangling image. */
-static int index_json_build(struct cairn_store *st, char **out)
-{
-    MDB_txn *txn;
-    MDB_cursor *cur = NULL;
-    struct taglist tags = {0};
-    json_t *manifests = json_array();
-    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
-    if (mrc) {
-        json_decref(manifests);
-        return store_mdb_err(mrc);
-    }
-    int rc = store_taglist_load(st, txn, &tags);
-    if (!rc && manifests == NULL)
-        rc = CAIRN_E_NOMEM;
-    if (!rc)
-        rc = store_mdb_err(mdb_cursor_open(txn, st->db_images, &cur));
-    MDB_val k, v;
-    for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         mrc == 0 && !rc; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct imgrec r;
-        if (store_imgrec_decode(&k, &v, &r))
-            continue;
-        bool tagged = false;
-        for (size_t i = 0; i < tags.n && !rc; i++) {
-            if (memcmp(tags.v[i].manifest, r.manifest, CK_SHA256_LEN))
-                continue;
-            tagged = true;
-            if (json_array_append_new(manifests, descriptor(&r, tags.v[i].ref)))
-                rc = CAIRN_E_NOMEM;
-        }
-        if (!tagged && !rc &&
-            json_array_append_new(manifests, descriptor(&r, NULL)))
-            rc = CAIRN_E_NOMEM;
-        store_imgrec_clear(&r);
-    }
-    if (cur)
-        mdb_cursor_close(cur);
-    cairn_index_txn_abort(st->idx, txn);
-    store_taglist_free(&tags);
-    json_t *idx = NULL;
-    if (!rc) {
-        idx = json_pack("{s:i,s:s,s:o}", "schemaVersion", 2, "mediaType",
-                        CAIRN_MEDIA_INDEX, "manifests", manifests);
-        manifests = NULL;
-        *out = idx ? json_dumps(idx, JSON_INDENT(2)) : NULL;
-        if (*out == NULL)
-            rc = CAIRN_E_NOMEM;
-    }
-    json_decref(manifests);
-    json_decref(idx);
-    return rc;
-}
-
-/* Opens root/index.lock and takes it exclusively. Returns the fd or
- * -errno. */
-int store_index_lock(struct cairn_store *st)
-{
-    char p[STORE_PATH_MAX];
-    if (store_path_fmt(p, sizeof p, st->root, "/index.lock", NULL))
-        return CAIRN_E_TOOBIG;
-    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -errno;
-    int rc = store_flock_mode(fd, LOCK_EXCL);
-    if (rc) {
-        close(fd);
-        return rc;
-    }
-    return fd;
-}
-
-/* Rewrites index.json from LMDB. The state is read after the lock is
- * taken, so whichever writer renames last wrote the newest state: two
- * processes that change tags at once cannot lose each other's change. */
-int store_index_json_write(struct cairn_store *st, struct cairn_err *err)
-{
-    char tmp[STORE_PATH_MAX], final[STORE_PATH_MAX];
-    char *json = NULL;
-    int fd = store_index_lock(st);
-    if (fd < 0)
-        return cairn_err_set(err, fd, "cannot lock index.json: %s",
-                             cairn_strerror(fd));
-    int rc = index_json_build(st, &json);
-    if (!rc)
-        rc = tmp_write(st, "index.json", json, strlen(json), true, tmp,
-                       sizeof tmp);
-    if (!rc) {
-        store_path_fmt(final, sizeof final, st->root, "/index.json", NULL);
-        if (rename(tmp, final) != 0) {
-            rc = -errno;
-            unlink(tmp);
-        }
-    }
-    free(json);
-    close(fd);
-    if (rc)
-        return cairn_err_set(err, rc, "cannot write %s/index.json: %s",
-                             st->root, cairn_strerror(rc));
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
 /* snapshots                                                            */
 
 /* The final name of layer's snapshot in final (STORE_PATH_MAX), checked
@@ -818,7 +490,7 @@ int cairn_store_snapshot_adopt(struct cairn_store *st,
     if (!rc)
         rc = lock_implicit(st, err);
     if (!rc) {
-        rc = rename_noreplace(dir, final);
+        rc = store_rename_noreplace(dir, final);
         if (rc == CAIRN_E_EXISTS) {
             /* Another process (or an earlier unpack) made it first: use
              * theirs, which is the same tree. */

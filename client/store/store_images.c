@@ -2,7 +2,7 @@
  * records added (with the tags, the build result and the last build that
  * came with them), found, listed and removed; tags moved and removed;
  * build results (the image a final key made) put and found. The
- * rest of the store is client/store/store.c. */
+ * rest of the store is client/store/store*.c (client/store/README.md). */
 #include "client/store/store.h"
 #include "client/store/store_impl.h"
 #include "client/store/json.h"

@@ -104,6 +104,18 @@ int store_tree_walk(int dirfd, const char *name, bool remove, uint64_t *bytes,
 
 int store_flock_mode(int fd, enum lock_mode m);
 
+/* rename that never replaces: an existing final name wins. Returns 0,
+ * CAIRN_E_EXISTS or -errno. */
+int store_rename_noreplace(const char *from, const char *to);
+
+/* Creates a file in tmp/ holding data, mode 0644, fsync'd when durable is
+ * set (a caller that hands it to cairn_store_blob_add_file, which fsyncs
+ * it, passes false). path (plen bytes) gets its name. Returns 0,
+ * CAIRN_E_TOOBIG or -errno; nothing is left behind on failure. */
+int store_tmp_write(const struct cairn_store *st, const char *prefix,
+                    const void *data, size_t len, bool durable, char *path,
+                    size_t plen);
+
 int store_keyrec_unpack(const MDB_val *v, struct cairn_layer_rec *r);
 
 void store_imgrec_clear(struct imgrec *r);

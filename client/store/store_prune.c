@@ -1,5 +1,5 @@
 /* Prune and usage of the local store (client/store/store.h); the rest of
- * the store is client/store/store.c.
+ * the store is client/store/store*.c (client/store/README.md).
  *
  * Prune rule (the one place that deletes):
  *   1. Under the exclusive store lock (so no build is between writing a
