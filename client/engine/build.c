@@ -2,9 +2,13 @@
  * Dockerfile, looks steps up in the shared cache, walks the plan (base
  * images, metadata, layer steps), and commits the image. The steps that
  * run are client/engine/build_run.c (RUN) and build_copy.c (COPY, ADD);
- * the state they share is build_impl.h. */
+ * the state they share is build_state.h. */
 #include "client/engine/build.h"
-#include "client/engine/build_impl.h"
+#include "client/engine/build_copy.h"
+#include "client/engine/build_run.h"
+#include "client/engine/build_state.h"
+#include "client/engine/report.h"
+#include "client/engine/stage.h"
 
 #include "cachekey/context.h"
 #include "cachekey/dockerfile.h"

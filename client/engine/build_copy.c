@@ -1,8 +1,10 @@
 /* COPY and ADD steps of a build (client/engine/build.h): sources from the
  * context, a stage or an image, local archives and URLs written as one
  * layer. The build driver is client/engine/build.c. */
-#include "client/engine/build.h"
-#include "client/engine/build_impl.h"
+#include "client/engine/build_copy.h"
+#include "client/engine/build_state.h"
+#include "client/engine/report.h"
+#include "client/engine/stage.h"
 
 #include "cachekey/context.h"
 #include "cachekey/dockerfile.h"

@@ -2,8 +2,10 @@
  * sandbox over the parent's snapshots, with its mounts, and its upper
  * directory written as one layer. The build driver is
  * client/engine/build.c. */
-#include "client/engine/build.h"
-#include "client/engine/build_impl.h"
+#include "client/engine/build_run.h"
+#include "client/engine/build_state.h"
+#include "client/engine/report.h"
+#include "client/engine/stage.h"
 
 #include "cachekey/dockerfile.h"
 #include "cachekey/plan.h"
