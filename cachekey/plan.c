@@ -1142,6 +1142,145 @@ static int run_triggers(struct walker *w, char *const *triggers, size_t n,
     return 0;
 }
 
+/* FROM ... AS name: the stage's name, lowercased, checked and unique. */
+static int stage_name_set(struct walker *w, const struct ck_instr *in,
+                          struct ck_stage *stage, size_t idx)
+{
+    char *name = strdup(in->args[2]);
+    if (name == NULL)
+        return CAIRN_E_NOMEM;
+    for (char *p = name; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    size_t dup;
+    if (!valid_stage_name(name)) {
+        cairn_err_set(w->err, CAIRN_E_PARSE,
+                      "%s:%d: invalid name for build stage: \"%s\", name "
+                      "can't start with a number or contain symbols",
+                      w->df->name, in->line, in->args[2]);
+        free(name);
+        return CAIRN_E_PARSE;
+    }
+    if (stage_lookup(w, name, idx, &dup)) {
+        cairn_err_set(w->err, CAIRN_E_PARSE,
+                      "%s:%d: duplicate stage name \"%s\"", w->df->name,
+                      in->line, name);
+        free(name);
+        return CAIRN_E_PARSE;
+    }
+    stage->name = name;
+    return 0;
+}
+
+/* FROM an earlier stage (bs): start from its final state. */
+static int stage_from_stage(struct stage_state *st,
+                            const struct stage_state *bs)
+{
+    int rc = vars_copy(&st->env, &bs->env);
+    free(st->workdir);
+    free(st->user);
+    st->workdir = strdup(bs->workdir);
+    st->user = strdup(bs->user);
+    if (!rc && (st->workdir == NULL || st->user == NULL))
+        rc = CAIRN_E_NOMEM;
+    for (size_t i = 0; !rc && i < bs->shell.n; i++)
+        rc = cairn_strvec_push(&st->shell, bs->shell.v[i]);
+    return rc;
+}
+
+/* FROM an image: resolves it (or leaves it unresolved where the caller
+ * allows) and starts from its config. *triggers gets its ONBUILD
+ * triggers. */
+static int stage_from_image(struct walker *w, const struct ck_instr *in,
+                            struct ck_stage *stage, struct stage_state *st,
+                            char *const **triggers, size_t *ntriggers)
+{
+    int rc;
+    if (w->opts->resolve) {
+        rc = w->opts->resolve(w->opts->resolve_arg, stage->base_ref,
+                              stage->platform, &stage->base, w->err);
+        if (rc == CAIRN_E_NOTFOUND && w->opts->allow_unresolved) {
+            stage->base_unresolved = true;
+        } else if (rc) {
+            cairn_err_prefix(w->err, "%s:%d", w->df->name, in->line);
+            return rc;
+        }
+    } else if (w->opts->allow_unresolved) {
+        stage->base_unresolved = true;
+    } else {
+        return cairn_err_set(w->err, CAIRN_E_NOTFOUND,
+                             "%s:%d: image %s is not available", w->df->name,
+                             in->line, stage->base_ref);
+    }
+    if (stage->base_unresolved)
+        return 0;
+    rc = vars_set_kv_list(&st->env, stage->base.env, stage->base.nenv);
+    if (!rc && stage->base.workdir && stage->base.workdir[0]) {
+        free(st->workdir);
+        st->workdir = strdup(stage->base.workdir);
+    }
+    if (!rc && stage->base.user) {
+        free(st->user);
+        st->user = strdup(stage->base.user);
+    }
+    if (!rc && (st->workdir == NULL || st->user == NULL))
+        rc = CAIRN_E_NOMEM;
+    for (size_t i = 0; !rc && i < stage->base.nshell; i++)
+        rc = cairn_strvec_push(&st->shell, stage->base.shell[i]);
+    if (rc)
+        return rc;
+    *triggers = stage->base.onbuild;
+    *ntriggers = stage->base.nonbuild;
+    return 0;
+}
+
+/* What every stage has when its base sets none: like BuildKit, a PATH
+ * (the default one, so ENV PATH=/x:$PATH extends it), and a shell. */
+static int stage_defaults(struct stage_state *st)
+{
+    int rc = 0;
+    if (vars_find(&st->env, "PATH", 4) == NULL)
+        rc = vars_set(&st->env, "PATH", CK_DEFAULT_PATH);
+    if (!rc && st->shell.n == 0) {
+        rc = cairn_strvec_push(&st->shell, "/bin/sh");
+        if (!rc)
+            rc = cairn_strvec_push(&st->shell, "-c");
+    }
+    return rc;
+}
+
+/* The FROM step that opens stage, its text normalised ("FROM
+ * [--platform=P] REF [AS NAME]"). */
+static int stage_from_step(struct walker *w, const struct ck_instr *in,
+                           struct ck_stage *stage, struct stage_state *st,
+                           bool has_platform)
+{
+    struct ck_step *s = step_new(w, in, false);
+    if (s == NULL)
+        return CAIRN_E_NOMEM;
+    stage->first_step = w->nsteps - 1;
+    s->words = cairn_strv_dup(&stage->base_ref, 1);
+    s->nwords = 1;
+    if (s->words == NULL)
+        return CAIRN_E_NOMEM;
+    struct cairn_buf b;
+    cairn_buf_init(&b, 0);
+    int rc = cairn_buf_puts(&b, "FROM");
+    if (!rc && has_platform)
+        rc = cairn_buf_printf(&b, " --platform=%s", stage->platform);
+    if (!rc)
+        rc = cairn_buf_printf(&b, " %s", stage->base_ref);
+    if (!rc && stage->name)
+        rc = cairn_buf_printf(&b, " AS %s", stage->name);
+    if (rc) {
+        cairn_buf_free(&b);
+        return rc;
+    }
+    s->text = cairn_buf_take(&b);
+    if (s->text == NULL)
+        return CAIRN_E_NOMEM;
+    return step_snapshot(w, s, st);
+}
+
 static int start_stage(struct walker *w, const struct ck_instr *in)
 {
     if (in->nargs != 1 && in->nargs != 3)
@@ -1166,30 +1305,8 @@ static int start_stage(struct walker *w, const struct ck_instr *in)
                                                    : "linux/amd64");
     if (rc || stage->platform == NULL)
         return rc ? rc : CAIRN_E_NOMEM;
-    if (in->nargs == 3) {
-        char *name = strdup(in->args[2]);
-        if (name == NULL)
-            return CAIRN_E_NOMEM;
-        for (char *p = name; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
-        size_t dup;
-        if (!valid_stage_name(name)) {
-            cairn_err_set(w->err, CAIRN_E_PARSE,
-                          "%s:%d: invalid name for build stage: \"%s\", name "
-                          "can't start with a number or contain symbols",
-                          w->df->name, in->line, in->args[2]);
-            free(name);
-            return CAIRN_E_PARSE;
-        }
-        if (stage_lookup(w, name, idx, &dup)) {
-            cairn_err_set(w->err, CAIRN_E_PARSE,
-                          "%s:%d: duplicate stage name \"%s\"", w->df->name,
-                          in->line, name);
-            free(name);
-            return CAIRN_E_PARSE;
-        }
-        stage->name = name;
-    }
+    if (in->nargs == 3 && (rc = stage_name_set(w, in, stage, idx)) != 0)
+        return rc;
 
     st->workdir = strdup("/");
     st->user = strdup("");
@@ -1201,102 +1318,19 @@ static int start_stage(struct walker *w, const struct ck_instr *in)
     if (strcmp(stage->base_ref, "scratch") == 0) {
         stage->base_kind = CK_BASE_SCRATCH;
     } else if (stage_lookup(w, stage->base_ref, idx, &base)) {
-        /* FROM an earlier stage: start from its final state. */
         stage->base_kind = CK_BASE_STAGE;
         stage->base_stage = base;
-        struct stage_state *bs = &w->states[base];
-        rc = vars_copy(&st->env, &bs->env);
-        free(st->workdir);
-        free(st->user);
-        st->workdir = strdup(bs->workdir);
-        st->user = strdup(bs->user);
-        if (!rc && (st->workdir == NULL || st->user == NULL))
-            rc = CAIRN_E_NOMEM;
-        for (size_t i = 0; !rc && i < bs->shell.n; i++)
-            rc = cairn_strvec_push(&st->shell, bs->shell.v[i]);
-        if (rc)
-            return rc;
-        triggers = bs->onbuild.v;
-        ntriggers = bs->onbuild.n;
+        rc = stage_from_stage(st, &w->states[base]);
+        triggers = w->states[base].onbuild.v;
+        ntriggers = w->states[base].onbuild.n;
     } else {
         stage->base_kind = CK_BASE_IMAGE;
-        if (w->opts->resolve) {
-            rc = w->opts->resolve(w->opts->resolve_arg, stage->base_ref,
-                                  stage->platform, &stage->base, w->err);
-            if (rc == CAIRN_E_NOTFOUND && w->opts->allow_unresolved) {
-                stage->base_unresolved = true;
-                rc = 0;
-            } else if (rc) {
-                cairn_err_prefix(w->err, "%s:%d", w->df->name, in->line);
-                return rc;
-            }
-        } else if (w->opts->allow_unresolved) {
-            stage->base_unresolved = true;
-        } else {
-            return cairn_err_set(w->err, CAIRN_E_NOTFOUND,
-                                 "%s:%d: image %s is not available",
-                                 w->df->name, in->line, stage->base_ref);
-        }
-        if (!stage->base_unresolved) {
-            rc = vars_set_kv_list(&st->env, stage->base.env, stage->base.nenv);
-            if (!rc && stage->base.workdir && stage->base.workdir[0]) {
-                free(st->workdir);
-                st->workdir = strdup(stage->base.workdir);
-            }
-            if (!rc && stage->base.user) {
-                free(st->user);
-                st->user = strdup(stage->base.user);
-            }
-            if (!rc && (st->workdir == NULL || st->user == NULL))
-                rc = CAIRN_E_NOMEM;
-            for (size_t i = 0; !rc && i < stage->base.nshell; i++)
-                rc = cairn_strvec_push(&st->shell, stage->base.shell[i]);
-            if (rc)
-                return rc;
-            triggers = stage->base.onbuild;
-            ntriggers = stage->base.nonbuild;
-        }
+        rc = stage_from_image(w, in, stage, st, &triggers, &ntriggers);
     }
-    /* Like BuildKit, every stage's image has a PATH: the default one when
-     * the base sets none (so ENV PATH=/x:$PATH extends it). */
-    if (vars_find(&st->env, "PATH", 4) == NULL) {
-        rc = vars_set(&st->env, "PATH", CK_DEFAULT_PATH);
-        if (rc)
-            return rc;
-    }
-    if (st->shell.n == 0) {
-        rc = cairn_strvec_push(&st->shell, "/bin/sh");
-        if (!rc)
-            rc = cairn_strvec_push(&st->shell, "-c");
-        if (rc)
-            return rc;
-    }
-
-    struct ck_step *s = step_new(w, in, false);
-    if (s == NULL)
-        return CAIRN_E_NOMEM;
-    stage->first_step = w->nsteps - 1;
-    s->words = cairn_strv_dup(&stage->base_ref, 1);
-    s->nwords = 1;
-    if (s->words == NULL)
-        return CAIRN_E_NOMEM;
-    struct cairn_buf b;
-    cairn_buf_init(&b, 0);
-    rc = cairn_buf_puts(&b, "FROM");
-    if (!rc && plat != NULL)
-        rc = cairn_buf_printf(&b, " --platform=%s", stage->platform);
     if (!rc)
-        rc = cairn_buf_printf(&b, " %s", stage->base_ref);
-    if (!rc && stage->name)
-        rc = cairn_buf_printf(&b, " AS %s", stage->name);
-    if (rc) {
-        cairn_buf_free(&b);
-        return rc;
-    }
-    s->text = cairn_buf_take(&b);
-    if (s->text == NULL)
-        return CAIRN_E_NOMEM;
-    rc = step_snapshot(w, s, st);
+        rc = stage_defaults(st);
+    if (!rc)
+        rc = stage_from_step(w, in, stage, st, plat != NULL);
     if (rc)
         return rc;
     /* Triggers fire once: the new stage's image does not carry them on. */
