@@ -17,7 +17,7 @@
  * the same for any thread count.
  */
 #include "cachekey/context.h"
-#include "cachekey/context_impl.h"
+#include "cachekey/context_source.h"
 
 #include "cachekey/field.h"
 #include "common/buf.h"

@@ -2,7 +2,7 @@
  * digest, cachekey/context.c): clean the source, expand wildcards one
  * component at a time (cachekey/glob.h), follow symlinks within the
  * context, drop ignored matches. See docs/context-hashing.md. */
-#include "cachekey/context_impl.h"
+#include "cachekey/context_source.h"
 
 #include "cachekey/glob.h"
 

@@ -1,8 +1,8 @@
-/* What cachekey/context.c (walking and hashing a source) and
- * cachekey/context_source.c (resolving what a source selects) share and
- * nobody else sees. */
-#ifndef CAIRN_CACHEKEY_CONTEXT_IMPL_H
-#define CAIRN_CACHEKEY_CONTEXT_IMPL_H
+/* Resolving what a COPY or ADD source selects in the build context
+ * (cachekey/context_source.c), for cachekey/context.c, which walks and
+ * hashes the matches; private to the two. */
+#ifndef CAIRN_CACHEKEY_CONTEXT_SOURCE_H
+#define CAIRN_CACHEKEY_CONTEXT_SOURCE_H
 
 #include "cachekey/dockerignore.h"
 #include "common/error.h"
