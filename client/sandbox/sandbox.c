@@ -830,10 +830,11 @@ static int sbx_created(const struct cairn_run_spec *spec,
     return *out ? 0 : CAIRN_E_NOMEM;
 }
 
-int cairn_sandbox_run(const struct cairn_run_spec *spec,
-                      struct cairn_run_result *result, struct cairn_err *err)
+/* The checks of a run spec before anything is made for it. */
+static int sbx_spec_check(const struct cairn_run_spec *spec,
+                          struct cairn_err *err)
 {
-    if (spec == NULL || result == NULL || spec->argc == 0 ||
+    if (spec == NULL || spec->argc == 0 ||
         spec->argv == NULL || spec->argv[0] == NULL ||
         spec->argv[0][0] == '\0' || spec->upperdir == NULL ||
         spec->workdir == NULL || spec->out_fd < 0 ||
@@ -863,8 +864,70 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
                                  "sandbox: bad RUN --mount target %s",
                                  t ? t : "(none)");
     }
+    return 0;
+}
+
+/* sbx_pump (which closes the descriptors it is given), with SIGPIPE held
+ * off this thread. */
+static void sbx_pump_nosigpipe(int msg_fd, int in_fd,
+                               const struct cairn_run_spec *spec, int out_fd,
+                               int pidfd, struct sbx_msg *first_err,
+                               struct sbx_msg *mounts)
+{
+    /* A command that exits without reading its stdin makes our write fail
+     * with EPIPE; the SIGPIPE that comes with it is kept pending here and
+     * taken back below, unless one was pending already. */
+    sigset_t pipe_set, old_mask, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+    sigpending(&pending);
+    int pipe_was_pending = sigismember(&pending, SIGPIPE);
+
+    sbx_pump(msg_fd, in_fd, spec->stdin_data, spec->stdin_len, out_fd,
+             spec->out_fd, pidfd, first_err, mounts);
+
+    if (!pipe_was_pending) {
+        struct timespec zero = {0, 0};
+        sigpending(&pending);
+        if (sigismember(&pending, SIGPIPE))
+            sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+}
+
+/* Waits for the helper pid and reaps it; its wait status, or -1 when it
+ * was lost. */
+static int sbx_reap(pid_t pid)
+{
+    /* Waited for without reaping first: until it is reaped the pid
+     * cannot be reused, so kill_all never hits a stranger. */
+    siginfo_t si;
+    int st = 0;
+    while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) < 0 &&
+           errno == EINTR)
+        ;
+    sbx_register(pid, 0);
+    while (waitpid(pid, &st, 0) < 0) {
+        if (errno != EINTR) {
+            st = -1;
+            break;
+        }
+    }
+    return st;
+}
+
+int cairn_sandbox_run(const struct cairn_run_spec *spec,
+                      struct cairn_run_result *result, struct cairn_err *err)
+{
+    if (result == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "sandbox: incomplete run spec");
+    int rc = sbx_spec_check(spec, err);
+    if (rc != 0)
+        return rc;
     struct sbx_prep p;
-    int rc = sbx_prep_init(&p, spec, err);
+    rc = sbx_prep_init(&p, spec, err);
     if (rc != 0)
         return rc;
 
@@ -911,43 +974,12 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
         fcntl(in[1], F_SETFL, O_NONBLOCK);
     }
 
-    /* A command that exits without reading its stdin makes our write fail
-     * with EPIPE; the SIGPIPE that comes with it is kept pending here and
-     * taken back below, unless one was pending already. */
-    sigset_t pipe_set, old_mask, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
-    sigpending(&pending);
-    int pipe_was_pending = sigismember(&pending, SIGPIPE);
-
     struct sbx_msg first_err = {0}, mounts = {0};
-    sbx_pump(msg[0], in[1], spec->stdin_data, spec->stdin_len, out[0],
-             spec->out_fd, pidfd, &first_err, &mounts);
+    sbx_pump_nosigpipe(msg[0], in[1], spec, out[0], pidfd, &first_err,
+                       &mounts);
     msg[0] = in[1] = out[0] = -1;
 
-    if (!pipe_was_pending) {
-        struct timespec zero = {0, 0};
-        sigpending(&pending);
-        if (sigismember(&pending, SIGPIPE))
-            sigtimedwait(&pipe_set, NULL, &zero);
-    }
-    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-
-    /* Waited for without reaping first: until it is reaped the pid
-     * cannot be reused, so kill_all never hits a stranger. */
-    siginfo_t si;
-    int st = 0;
-    while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) < 0 &&
-           errno == EINTR)
-        ;
-    sbx_register(pid, 0);
-    while (waitpid(pid, &st, 0) < 0) {
-        if (errno != EINTR) {
-            st = -1;
-            break;
-        }
-    }
+    int st = sbx_reap(pid);
 
     char **created = NULL;
     if (first_err.kind == SBX_MSG_ERROR) {
