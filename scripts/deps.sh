@@ -18,8 +18,31 @@ TEST_PKGS=(
   bazel-bootstrap docker-registry
   uidmap iproute2 hyperfine jq docker.io buildah
   passt nginx python3
-  apache2-utils python3-jwt
+  apache2-utils python3-jwt python3-cryptography
+  # The Helm chart's tests (tests/helm): Helm's template engine offline.
+  golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
+  golang-github-xeipuuv-gojsonschema-dev nodejs
 )
+
+# Kubernetes' schemas for the chart's rendered objects (npm, pinned by
+# tests/helm/package-lock.json), installed here so the tests run offline.
+CAIRN_TEST_NODE_DIR=/opt/cairn-test
+npm_deps() {
+  local src
+  src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/helm"
+  if cmp -s "$src/package-lock.json" "$CAIRN_TEST_NODE_DIR/package-lock.json" &&
+     [ -d "$CAIRN_TEST_NODE_DIR/node_modules/kubernetes-models" ]; then
+    return 0
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps.sh: run as root to install the npm packages into $CAIRN_TEST_NODE_DIR" >&2
+    return 1
+  fi
+  echo "deps.sh: npm ci into $CAIRN_TEST_NODE_DIR"
+  mkdir -p "$CAIRN_TEST_NODE_DIR"
+  cp "$src/package.json" "$src/package-lock.json" "$CAIRN_TEST_NODE_DIR/"
+  npm ci --prefix "$CAIRN_TEST_NODE_DIR" --no-audit --no-fund --loglevel=error
+}
 
 missing=()
 for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do
@@ -28,7 +51,11 @@ for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do
   fi
 done
 
+# Debian's nodejs has npm apart; NodeSource's nodejs brings its own.
+command -v npm >/dev/null || missing+=(npm)
+
 if [ ${#missing[@]} -eq 0 ]; then
+  npm_deps
   exit 0
 fi
 
@@ -54,3 +81,4 @@ if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
   apt-get update
   apt-get install -y --no-install-recommends "${missing[@]}"
 fi
+npm_deps

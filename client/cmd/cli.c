@@ -1,8 +1,10 @@
 #include "client/cmd/cli.h"
 
 #include "client/store/index.h"
+#include "common/strvec.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -77,4 +79,21 @@ void cairn_cli_human_ago(int64_t t, int64_t now, char *buf, size_t len)
         snprintf(buf, len, "%lld months ago", (long long)(h / 24 / 30));
     else
         snprintf(buf, len, "%lld years ago", (long long)(s / 3600 / 24 / 365));
+}
+
+int cairn_cli_insecure_env(struct cairn_strvec *v)
+{
+    const char *e = getenv("CAIRN_INSECURE_REGISTRIES");
+    if (e == NULL)
+        return 0;
+    char *copy = strdup(e);
+    if (copy == NULL)
+        return CAIRN_E_NOMEM;
+    int rc = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(copy, ", ", &save); t && rc == 0;
+         t = strtok_r(NULL, ", ", &save))
+        rc = cairn_strvec_push(v, t);
+    free(copy);
+    return rc;
 }

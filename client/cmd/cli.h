@@ -22,6 +22,11 @@ const char *cairn_cli_opt_value(int argc, char **argv, int *i,
 /* Opens the store at cairn_root_path(). */
 int cairn_cli_store_open(struct cairn_store **st, struct cairn_err *err);
 
+/* Appends the registries named in CAIRN_INSECURE_REGISTRIES (separated
+ * by commas or spaces) to v, as --insecure-registry flags would. */
+struct cairn_strvec;
+int cairn_cli_insecure_env(struct cairn_strvec *v);
+
 /* Docker's units.HumanSizeWithPrecision: SI units, "%.*g" ("1.23MB"). */
 void cairn_cli_human_size(uint64_t bytes, int precision, char *buf,
                           size_t len);

@@ -1,5 +1,6 @@
 /* cairn build: builds a Dockerfile into an image in the local store. */
 #include "client/cmd/commands.h"
+#include "client/cmd/cli.h"
 
 #include "client/engine/build.h"
 #include "client/remote/cache.h"
@@ -28,6 +29,14 @@ static void build_usage(FILE *out)
             "(repeatable)\n"
             "      --target STAGE           build this stage\n"
             "      --no-cache               run every step\n"
+            "      --pull[=always|missing|never]  FROM images: re-resolve "
+            "every tag in\n"
+            "                               its registry, pull only missing "
+            "ones\n"
+            "                               (the default) or use the store "
+            "only\n"
+            "      --insecure-registry HOST[:PORT]  no TLS checks for HOST "
+            "(repeatable)\n"
             "      --explain                say why each step missed the "
             "cache\n"
             "                               (compared with the last build "
@@ -102,9 +111,10 @@ int cairn_cmd_build(int argc, char **argv)
     o.source_date_epoch = -1;
     o.compression = CAIRN_COMPRESS_GZIP;
     o.out = stdout;
-    struct cairn_strvec tags, args;
+    struct cairn_strvec tags, args, insecure;
     cairn_strvec_init(&tags);
     cairn_strvec_init(&args);
+    cairn_strvec_init(&insecure);
     const char *progress = "auto";
     int status = 2;
     struct cairn_store *st = NULL;
@@ -135,6 +145,18 @@ int cairn_cmd_build(int argc, char **argv)
             goto out;
         } else if (strcmp(a, "--no-cache") == 0) {
             o.no_cache = true;
+        } else if (strcmp(a, "--pull") == 0 || strcmp(a, "--pull=always") == 0 ||
+                   strcmp(a, "--pull=true") == 0) {
+            o.pull = CAIRN_BUILD_PULL_ALWAYS;
+        } else if (strcmp(a, "--pull=missing") == 0 ||
+                   strcmp(a, "--pull=false") == 0) {
+            o.pull = CAIRN_BUILD_PULL_MISSING;
+        } else if (strcmp(a, "--pull=never") == 0) {
+            o.pull = CAIRN_BUILD_PULL_NEVER;
+        } else if ((v = opt_value(argc, argv, &i, "--insecure-registry", NULL,
+                                  &missing))) {
+            if (cairn_strvec_push(&insecure, v))
+                goto out;
         } else if (strcmp(a, "--explain") == 0) {
             o.explain = true;
         } else if ((v = opt_value(argc, argv, &i, "--file", "-f", &missing))) {
@@ -257,6 +279,10 @@ int cairn_cmd_build(int argc, char **argv)
         }
         o.cache = cache;
     }
+    if (cairn_cli_insecure_env(&insecure))
+        goto out;
+    o.insecure_registries = (const char *const *)insecure.v;
+    o.ninsecure_registries = insecure.n;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     char id[CAIRN_DIGEST_STR_LEN];
@@ -292,6 +318,7 @@ out:
     cairn_store_close(st);
     cairn_strvec_free(&tags);
     cairn_strvec_free(&args);
+    cairn_strvec_free(&insecure);
     for (size_t i = 0; i < nsecrets; i++) {
         free((char *)secrets[i].id);
         /* The secret's bytes do not outlive the build in our memory. */

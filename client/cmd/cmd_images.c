@@ -130,12 +130,13 @@ static void images_usage(FILE *out)
             "                        images, so this is the default list)\n"
             "  -f, --filter FILTER   filter output: dangling=true|false, "
             "reference=PATTERN\n"
+            "      --digests         show repo digests\n"
             "      --no-trunc        show full image IDs\n"
             "  -q, --quiet           only show image IDs\n");
 }
 
 struct images_opts {
-    bool quiet, no_trunc;
+    bool quiet, no_trunc, digests;
     int dangling;             /* -1: any; 0: tagged only; 1: untagged only */
     struct cairn_strvec refs; /* reference patterns: all must match */
     int64_t now;
@@ -191,8 +192,19 @@ static int images_row(void *arg, const struct cairn_image_row *row)
                 return CAIRN_E_NOMEM;
             continue;
         }
-        const char *cells[] = {repo, tag, id, created, size};
-        if (table_row(&o->table, cells))
+        /* --digests: the repo digest of this row's repository. */
+        const char *digest = "<none>";
+        for (size_t k = 0; k < row->nrepo_digests; k++) {
+            const char *at = strchr(row->repo_digests[k], '@');
+            if (at && (dangling ||
+                       ((size_t)(at - row->repo_digests[k]) == strlen(repo) &&
+                        strncmp(row->repo_digests[k], repo, strlen(repo)) ==
+                            0)))
+                digest = at + 1;
+        }
+        const char *cells[] = {repo, tag, digest, id, created, size};
+        const char *plain[] = {repo, tag, id, created, size};
+        if (table_row(&o->table, o->digests ? cells : plain))
             return CAIRN_E_NOMEM;
     }
     return 0;
@@ -205,7 +217,6 @@ int cairn_cmd_images(int argc, char **argv)
     o.dangling = -1;
     cairn_strvec_init(&o.refs);
     cairn_strvec_init(&o.ids);
-    table_init(&o.table, 5);
     struct cairn_store *st = NULL;
     int status = 2;
     const char *arg = NULL;
@@ -223,6 +234,8 @@ int cairn_cmd_images(int argc, char **argv)
             o.quiet = true;
         } else if (strcmp(a, "--no-trunc") == 0) {
             o.no_trunc = true;
+        } else if (strcmp(a, "--digests") == 0) {
+            o.digests = true;
         } else if (strcmp(a, "-f") == 0 || strcmp(a, "--filter") == 0) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "cairn images: %s needs a value\n", a);
@@ -268,8 +281,12 @@ int cairn_cmd_images(int argc, char **argv)
     if (images_store_open("images", &st))
         goto out;
     o.now = (int64_t)time(NULL);
-    const char *hdr[] = {"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"};
-    if (table_row(&o.table, hdr))
+    const char *hdr[] = {"REPOSITORY", "TAG", "DIGEST", "IMAGE ID",
+                         "CREATED", "SIZE"};
+    const char *hdr_plain[] = {"REPOSITORY", "TAG", "IMAGE ID", "CREATED",
+                               "SIZE"};
+    table_init(&o.table, o.digests ? 6 : 5);
+    if (table_row(&o.table, o.digests ? hdr : hdr_plain))
         goto out;
     int rc = cairn_store_image_each(st, images_row, &o);
     if (rc) {

@@ -336,6 +336,18 @@ out:
 }
 
 /* A value of the raw config, or a default when it is missing. */
+/* Docker's RepoDigests: "name@sha256:..." of a pulled image. */
+static json_t *repo_digests_json(const struct cairn_image_row *row)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < row->nrepo_digests; i++)
+        if (json_array_append_new(a, cairn_json_string(row->repo_digests[i]))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
 static json_t *raw_or(json_t *raw, const char *key, json_t *dflt)
 {
     json_t *v = json_object_get(raw, key);
@@ -436,7 +448,7 @@ static json_t *inspect_one(struct cairn_store *st, const struct img *im,
     json_t *rootfs = json_pack("{s:s, s:O}", "Type", "layers", "Layers", diffs);
     if (add(o, "Id", cairn_json_string(im->row.config_digest)) ||
         add(o, "RepoTags", json_incref(tags)) ||
-        add(o, "RepoDigests", json_array()) ||
+        add(o, "RepoDigests", repo_digests_json(&im->row)) ||
         add(o, "Parent", cairn_json_string("")) ||
         add(o, "Comment", raw_or(im->raw, "comment", cairn_json_string(""))) ||
         add(o, "Created", cairn_json_string(created)) ||

@@ -15,8 +15,11 @@ int cairn_cmd_inspect(int argc, char **argv);
 int cairn_cmd_save(int argc, char **argv);
 int cairn_cmd_import(int argc, char **argv);
 int cairn_cmd_load(int argc, char **argv);
+int cairn_cmd_pull(int argc, char **argv);
 int cairn_cmd_build(int argc, char **argv);
 int cairn_cmd_cache(int argc, char **argv);
 int cairn_cmd_builder(int argc, char **argv);
+int cairn_cmd_login(int argc, char **argv);
+int cairn_cmd_logout(int argc, char **argv);
 
 #endif

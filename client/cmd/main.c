@@ -24,8 +24,11 @@ static const struct cairn_command commands[] = {
     {"save", cairn_cmd_save, "write images to a tar archive"},
     {"import", cairn_cmd_import, "make an image from a rootfs tarball"},
     {"load", cairn_cmd_load, "load images from a docker save or OCI archive"},
+    {"pull", cairn_cmd_pull, "download an image from a registry"},
     {"cache", cairn_cmd_cache, "check a remote cache (ping, stats)"},
     {"builder", cairn_cmd_builder, "show or remove RUN --mount=type=cache directories"},
+    {"login", cairn_cmd_login, "log in to a registry"},
+    {"logout", cairn_cmd_logout, "log out from a registry"},
 };
 
 static void usage(FILE *out)

@@ -7,6 +7,7 @@
 #include "client/engine/build_copy.h"
 #include "client/engine/build_run.h"
 #include "client/engine/build_state.h"
+#include "client/engine/frompull.h"
 #include "client/engine/report.h"
 #include "client/engine/stage.h"
 
@@ -88,9 +89,9 @@ static int resolve_image(void *arg, const char *ref, const char *platform,
         return cairn_err_set(
             err, CAIRN_E_NOTFOUND,
             "image \"%s\" is not in the store; bring it in with "
-            "'cairn import ROOTFS.tar %s' or 'cairn load -i IMAGE.tar' "
-            "(what docker save writes)",
-            ref, ref);
+            "'cairn pull %s', 'cairn import ROOTFS.tar %s' or "
+            "'cairn load -i IMAGE.tar' (what docker save writes)",
+            ref, ref, ref);
     if (rc)
         return cairn_err_set(err, rc, "%s", e.msg);
     struct cairn_manifest m;
@@ -868,6 +869,15 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     };
     if (!rc)
         rc = ck_plan_build(b.df, &po, &b.plan, err);
+    bool pulled = false;
+    if (!rc)
+        rc = build_bases_pull(&b, &pulled);
+    if (!rc && pulled) {
+        /* The keys must hold the digests the store has now. */
+        ck_plan_free(b.plan);
+        b.plan = NULL;
+        rc = ck_plan_build(b.df, &po, &b.plan, err);
+    }
     if (!rc)
         rc = plan_check_resolved(&b);
     if (rc)

@@ -14,6 +14,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* FROM images and registries (client/engine/frompull.c). */
+enum cairn_build_pull {
+    CAIRN_BUILD_PULL_MISSING, /* pull images not in the store (default) */
+    CAIRN_BUILD_PULL_ALWAYS,  /* --pull: re-resolve every tag */
+    CAIRN_BUILD_PULL_NEVER,   /* --pull=never: the store only */
+};
+
 struct cairn_build_opts {
     const char *context;    /* directory */
     const char *dockerfile; /* path; NULL: CONTEXT/Dockerfile */
@@ -44,6 +51,12 @@ struct cairn_build_opts {
      * never reach a layer, a key or the output. */
     const struct cairn_build_secret *secrets;
     size_t nsecrets;
+    /* How FROM and COPY --from images reach the store, and registries
+     * reached without TLS checks (borrowed; see
+     * client/registry/transport.h). */
+    enum cairn_build_pull pull;
+    const char *const *insecure_registries;
+    size_t ninsecure_registries;
 };
 
 /* Counts of what a build did, for the summary line. */

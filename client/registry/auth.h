@@ -19,6 +19,7 @@
 #ifndef CAIRN_CLIENT_REGISTRY_AUTH_H
 #define CAIRN_CLIENT_REGISTRY_AUTH_H
 
+#include "client/registry/creds.h"
 #include "common/error.h"
 
 #include <curl/curl.h>
@@ -35,6 +36,18 @@ int cairn_reg_auth_new(const char *registry, cairn_reg_auth_prepare_fn prepare,
                        void *prepare_ctx, struct cairn_reg_auth **out,
                        struct cairn_err *err);
 void cairn_reg_auth_free(struct cairn_reg_auth *a);
+
+/* Uses a copy of c instead of the stored credentials (`cairn login` checks
+ * new credentials before it stores them). Call before the first
+ * challenge. With offline, token requests also ask for a refresh token,
+ * as `docker login` does; cairn_reg_auth_refresh_take hands it over. */
+int cairn_reg_auth_use_creds(struct cairn_reg_auth *a,
+                             const struct cairn_reg_creds *c, int offline,
+                             struct cairn_err *err);
+
+/* The last refresh token a token service gave this session (caller wipes
+ * and frees), or NULL. */
+char *cairn_reg_auth_refresh_take(struct cairn_reg_auth *a);
 
 /* The Authorization header value ("Basic ...", "Bearer ...") for a request
  * that needs scope, or *out = NULL when none is known yet. Caller frees. */

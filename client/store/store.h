@@ -133,6 +133,12 @@ struct cairn_image_row {
     char **tags;     /* "repo:tag", NULL-terminated; borrowed during the
                         callback only */
     size_t ntags;
+    /* Repo digests, "name@sha256:..." (the manifest or index digest a
+     * registry served, name in the tags' form): filled by find and each
+     * like tags; given to image_add (borrowed), they are added to the
+     * image's, which a later add without them keeps. */
+    char **repo_digests;
+    size_t nrepo_digests;
     /* cairn_store_image_add only (the rest ignore them): records that
      * go in the image's own transaction, so a build pays one commit (one
      * disk flush) for its image, tags, result and --explain record. */
@@ -165,11 +171,13 @@ int cairn_store_tag(struct cairn_store *st, const char *ref,
                     const char *manifest_digest, struct cairn_err *err);
 int cairn_store_untag(struct cairn_store *st, const char *ref,
                       struct cairn_err *err);
-/* Finds an image by ref, full "sha256:..." id or manifest digest, or a
+/* Finds an image by ref, full "sha256:..." id or manifest digest, a
+ * repo digest ("name@sha256:...", the name as cairn_store_ref_normalize
+ * writes it; a tag beside the digest is ignored, as Docker does), or a
  * unique id prefix (as docker accepts). CAIRN_E_NOTFOUND otherwise;
- * CAIRN_E_INVAL for a prefix that matches several images or a ref with a
- * digest ("name@sha256:..."). On success out->tags is malloc'd and owned
- * by the caller: release it with cairn_store_image_row_clear. */
+ * CAIRN_E_INVAL for a prefix that matches several images. On success
+ * out->tags and out->repo_digests are malloc'd and owned by the caller:
+ * release them with cairn_store_image_row_clear. */
 int cairn_store_image_find(struct cairn_store *st, const char *name,
                            struct cairn_image_row *out,
                            struct cairn_err *err);

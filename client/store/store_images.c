@@ -87,6 +87,67 @@ static int image_extras_put(struct cairn_store *st, MDB_txn *txn,
     return 0;
 }
 
+/* The repo digests the image keeps: those of its record already in the
+ * index, then row's new ones, at most STORE_REPO_DIGESTS_MAX (the
+ * oldest dropped). *out: the record val re-encoded with them (malloc'd),
+ * or NULL when val stands as it is (none at all). */
+static int repo_digests_merge(struct cairn_store *st, MDB_txn *txn,
+                              const uint8_t manifest[CK_SHA256_LEN],
+                              const char *val,
+                              const struct cairn_image_row *row, char **out,
+                              struct cairn_err *err)
+{
+    MDB_val k = {CK_SHA256_LEN, (void *)manifest}, old;
+    struct imgrec prev, r;
+    json_t *all = json_array();
+    int rc = 0;
+    *out = NULL;
+    if (all == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    if (mdb_get(txn, st->db_images, &k, &old) == 0 &&
+        store_imgrec_decode(&k, &old, &prev) == 0) {
+        if (prev.repo_digests)
+            json_array_extend(all, prev.repo_digests);
+        store_imgrec_clear(&prev);
+    }
+    for (size_t i = 0; i < row->nrepo_digests; i++) {
+        const char *d = row->repo_digests[i];
+        if (!store_repo_digest_ok(d)) {
+            json_decref(all);
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "bad repo digest \"%.100s\"", d ? d : "");
+        }
+        size_t j;
+        json_t *e;
+        bool seen = false;
+        json_array_foreach(all, j, e)
+        {
+            seen = seen || strcmp(json_string_value(e), d) == 0;
+        }
+        if (!seen)
+            json_array_append_new(all, json_string(d));
+    }
+    while (json_array_size(all) > STORE_REPO_DIGESTS_MAX)
+        json_array_remove(all, 0);
+    if (json_array_size(all) == 0) {
+        json_decref(all);
+        return 0;
+    }
+    MDB_val nv = {strlen(val), (void *)val};
+    if (store_imgrec_decode(&k, &nv, &r) != 0) {
+        json_decref(all);
+        return cairn_err_set(err, CAIRN_E_CORRUPT, "image record");
+    }
+    json_decref(r.repo_digests);
+    r.repo_digests = all;
+    size_t len;
+    *out = store_imgrec_encode(&r, &len);
+    store_imgrec_clear(&r);
+    if (*out == NULL)
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    return rc;
+}
+
 struct image_put {
     const uint8_t *manifest; /* CK_SHA256_LEN */
     char *val;
@@ -101,8 +162,19 @@ static int image_put_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
 {
     struct image_put *ip = arg;
     MDB_val k = {CK_SHA256_LEN, (void *)ip->manifest}, v = {ip->vlen, ip->val};
+    char *merged = NULL;
+    int rc = repo_digests_merge(st, txn, ip->manifest, ip->val, ip->row,
+                                &merged, err);
+    if (rc)
+        return rc;
+    if (merged) {
+        v.mv_data = merged;
+        v.mv_size = strlen(merged);
+    }
     int mrc = mdb_put(txn, st->db_images, &k, &v, 0);
-    int rc = mrc ? store_mdb_fail(err, mrc, "put image") : 0;
+    free(merged);
+    if (mrc)
+        rc = store_mdb_fail(err, mrc, "put image");
     for (size_t i = 0; !rc && ip->row->tags && i < ip->row->ntags; i++)
         rc = tag_put(st, txn, ip->row->tags[i], ip->manifest, err);
     if (!rc)
@@ -207,7 +279,27 @@ static int row_fill(const struct imgrec *r, const struct taglist *tl,
     char **tags = cairn_strvec_take(&sv, &n);
     if (tags == NULL)
         return CAIRN_E_NOMEM;
+    struct cairn_strvec rd;
+    cairn_strvec_init(&rd);
+    size_t i;
+    json_t *e;
+    json_array_foreach(r->repo_digests, i, e)
+    {
+        if (cairn_strvec_push(&rd, json_string_value(e))) {
+            cairn_strvec_free(&rd);
+            cairn_strv_free(tags, n);
+            return CAIRN_E_NOMEM;
+        }
+    }
+    size_t nrd = 0;
+    char **rds = cairn_strvec_take(&rd, &nrd);
+    if (rds == NULL) {
+        cairn_strv_free(tags, n);
+        return CAIRN_E_NOMEM;
+    }
     memset(row, 0, sizeof *row);
+    row->repo_digests = rds;
+    row->nrepo_digests = nrd;
     store_digest_str(r->manifest, row->manifest_digest);
     memcpy(row->config_digest, r->config, sizeof r->config);
     row->created = r->created;
@@ -222,8 +314,11 @@ void cairn_store_image_row_clear(struct cairn_image_row *row)
     if (row == NULL)
         return;
     cairn_strv_free(row->tags, row->ntags);
+    cairn_strv_free(row->repo_digests, row->nrepo_digests);
     row->tags = NULL;
     row->ntags = 0;
+    row->repo_digests = NULL;
+    row->nrepo_digests = 0;
 }
 
 /* Every image, with its tags, read in one transaction. */
@@ -319,21 +414,62 @@ static bool is_hex_prefix(const char *s)
     return true;
 }
 
+/* "name[:tag]@sha256:..." -> "name@sha256:..." with name as
+ * cairn_store_ref_normalize writes it (its tag dropped). */
+static int repo_digest_name(const char *ref, const char *at, char *buf,
+                            size_t len, struct cairn_err *err)
+{
+    char name[STORE_NAME_MAX + STORE_TAG_MAX + 2];
+    size_t n = (size_t)(at - ref);
+    if (n >= sizeof name || !store_digest_ok(at + 1)) {
+        cairn_err_set(err, CAIRN_E_INVAL, "invalid reference \"%.100s\"",
+                      ref);
+        return CAIRN_E_INVAL;
+    }
+    memcpy(name, ref, n);
+    name[n] = '\0';
+    char norm[STORE_NAME_MAX + STORE_TAG_MAX + 2];
+    int rc = cairn_store_ref_normalize(name, norm, sizeof norm, err);
+    if (rc)
+        return rc;
+    /* The tag ends the normalised name: after the last '/', a ':'. */
+    char *slash = strrchr(norm, '/');
+    char *colon = strrchr(slash ? slash : norm, ':');
+    if (colon)
+        *colon = '\0';
+    if (snprintf(buf, len, "%s%s", norm, at) >= (int)len) {
+        cairn_err_set(err, CAIRN_E_INVAL, "reference too long");
+        return CAIRN_E_INVAL;
+    }
+    return 0;
+}
+
 int cairn_store_image_find(struct cairn_store *st, const char *name,
                            struct cairn_image_row *out, struct cairn_err *err)
 {
     if (name == NULL || name[0] == '\0')
         return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: ");
-    if (strchr(name, '@'))
-        return cairn_err_set(err, CAIRN_E_INVAL,
-                             "%s: references by digest are not supported",
-                             name);
+    char byrepo[STORE_REPO_DIGEST_MAX + 1] = "";
+    const char *at = strchr(name, '@');
+    if (at) {
+        int rrc = repo_digest_name(name, at, byrepo, sizeof byrepo, err);
+        if (rrc)
+            return rrc;
+    }
     struct rowlist rl = {0};
     int rc = rowlist_load(st, &rl);
     if (rc)
         return cairn_err_set(err, rc, "cannot read images: %s",
                              cairn_strerror(rc));
     struct cairn_image_row *hit = NULL;
+    for (size_t i = 0; byrepo[0] && i < rl.n && !hit; i++)
+        for (size_t t = 0; t < rl.v[i].nrepo_digests && !hit; t++)
+            if (strcmp(rl.v[i].repo_digests[t], byrepo) == 0)
+                hit = &rl.v[i];
+    if (byrepo[0] && !hit) {
+        rc = cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s", name);
+        goto out;
+    }
     /* A full digest names an image by ID or by manifest. */
     if (store_digest_ok(name)) {
         for (size_t i = 0; i < rl.n && !hit; i++)
@@ -371,9 +507,11 @@ int cairn_store_image_find(struct cairn_store *st, const char *name,
         goto out;
     }
     *out = *hit;
-    /* The row's tags move to the caller. */
+    /* The row's tags and repo digests move to the caller. */
     hit->tags = NULL;
     hit->ntags = 0;
+    hit->repo_digests = NULL;
+    hit->nrepo_digests = 0;
 out:
     rowlist_free(&rl);
     return rc;

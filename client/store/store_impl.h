@@ -42,7 +42,8 @@ struct cairn_store {
 
 /* What the store remembers of an image, as JSON in the images database:
  * {"mediaType","size" (of the manifest),"config","created","bytes",
- *  "layers":[digest...],"diffIds":[digest...]}. Layers and diff_ids are
+ *  "layers":[digest...],"diffIds":[digest...],"repoDigests":[...]}
+ * (repoDigests only when the image came from a registry). Layers and diff_ids are
  * kept so prune and usage never parse blobs. */
 struct imgrec {
     uint8_t manifest[CK_SHA256_LEN];
@@ -53,6 +54,7 @@ struct imgrec {
     int64_t bytes;
     json_t *layers;   /* owned array of digest strings */
     json_t *diff_ids; /* owned array of digest strings */
+    json_t *repo_digests; /* owned array of "name@sha256:..."; may be NULL */
 };
 
 /* One tag: the stored ref and the manifest it points at. */
@@ -136,6 +138,12 @@ int store_index_lock(struct cairn_store *st);
  * taken, so whichever writer renames last wrote the newest state: two
  * processes that change tags at once cannot lose each other's change. */
 int store_index_json_write(struct cairn_store *st, struct cairn_err *err);
+
+/* Repo digests of one image: each "name@sha256:...", at most this
+ * long and this many (the oldest are dropped past it). */
+#define STORE_REPO_DIGEST_MAX 512
+#define STORE_REPO_DIGESTS_MAX 32
+bool store_repo_digest_ok(const char *s);
 
 /* Docker's limits: 255 for the repository name, 128 for the tag. */
 #define STORE_NAME_MAX 255

@@ -376,7 +376,30 @@ void store_imgrec_clear(struct imgrec *r)
 {
     json_decref(r->layers);
     json_decref(r->diff_ids);
-    r->layers = r->diff_ids = NULL;
+    json_decref(r->repo_digests);
+    r->layers = r->diff_ids = r->repo_digests = NULL;
+}
+
+/* "name@sha256:<64 hex>", at most STORE_REPO_DIGEST_MAX bytes. */
+bool store_repo_digest_ok(const char *s)
+{
+    const char *at = s ? strchr(s, '@') : NULL;
+    return at && at > s && strlen(s) <= STORE_REPO_DIGEST_MAX &&
+           store_digest_ok(at + 1);
+}
+
+static bool repo_digest_array_ok(const json_t *a)
+{
+    size_t i;
+    json_t *v;
+    if (!json_is_array(a) || json_array_size(a) > STORE_REPO_DIGESTS_MAX)
+        return false;
+    json_array_foreach(a, i, v)
+    {
+        if (!store_repo_digest_ok(json_string_value(v)))
+            return false;
+    }
+    return true;
 }
 
 static bool digest_array_ok(const json_t *a)
@@ -406,10 +429,11 @@ int store_imgrec_decode(const MDB_val *k, const MDB_val *v, struct imgrec *r)
     const char *cfg = json_string_value(json_object_get(j, "config"));
     json_t *layers = json_object_get(j, "layers");
     json_t *diffs = json_object_get(j, "diffIds");
+    json_t *repo = json_object_get(j, "repoDigests");
     int rc = 0;
     if (mt == NULL || strlen(mt) >= sizeof r->media_type ||
         copy_digest(r->config, cfg) || !digest_array_ok(layers) ||
-        !digest_array_ok(diffs)) {
+        !digest_array_ok(diffs) || (repo && !repo_digest_array_ok(repo))) {
         rc = CAIRN_E_CORRUPT;
     } else {
         memcpy(r->media_type, mt, strlen(mt) + 1);
@@ -418,6 +442,7 @@ int store_imgrec_decode(const MDB_val *k, const MDB_val *v, struct imgrec *r)
         r->bytes = json_integer_value(json_object_get(j, "bytes"));
         r->layers = json_incref(layers);
         r->diff_ids = json_incref(diffs);
+        r->repo_digests = json_incref(repo);
     }
     json_decref(j);
     return rc;
@@ -432,6 +457,11 @@ char *store_imgrec_encode(const struct imgrec *r, size_t *len)
                           "layers", r->layers, "diffIds", r->diff_ids);
     if (j == NULL)
         return NULL;
+    if (json_array_size(r->repo_digests) > 0 &&
+        json_object_set(j, "repoDigests", r->repo_digests) != 0) {
+        json_decref(j);
+        return NULL;
+    }
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
     if (s)

@@ -1201,6 +1201,74 @@ static void test_crash_leftovers(void **state)
     assert_int_equal(dir_count(cairn_store_tmpdir(f->st)), 0);
 }
 
+
+/* Repo digests (a pulled image's): kept in the record, merged when the
+ * image is added again (a build re-adding it keeps them), found by
+ * "name@digest" in any spelling of name, capped, and bad ones refused. */
+static void test_repo_digests(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_err err;
+    struct cairn_layer_desc l1;
+    layer_make(f->st, "rd", &l1);
+    struct test_image a;
+    image_make(f->st, "rd", 1700000000, &l1, 1, NULL, &a);
+    char d1[300], d2[300];
+    snprintf(d1, sizeof d1, "busybox@%s", a.manifest);
+    snprintf(d2, sizeof d2, "127.0.0.1:5000/x/y@sha256:%064d", 7);
+    char *rds[] = {d1};
+    struct cairn_image_row row;
+    memset(&row, 0, sizeof row);
+    memcpy(row.manifest_digest, a.manifest, sizeof a.manifest);
+    row.repo_digests = rds;
+    row.nrepo_digests = 1;
+    const char *const tags[] = {"busybox:1", NULL};
+    row.tags = (char **)tags;
+    row.ntags = 1;
+    assert_int_equal(cairn_store_image_add(f->st, &row, &err), 0);
+    rds[0] = d2;
+    row.tags = NULL;
+    row.ntags = 0;
+    assert_int_equal(cairn_store_image_add(f->st, &row, &err), 0);
+    /* A plain re-add (a build) keeps both. */
+    row.repo_digests = NULL;
+    row.nrepo_digests = 0;
+    assert_int_equal(cairn_store_image_add(f->st, &row, &err), 0);
+    struct cairn_image_row got;
+    char name[300];
+    snprintf(name, sizeof name, "docker.io/library/busybox:9@%s", a.manifest);
+    assert_int_equal(cairn_store_image_find(f->st, name, &got, &err), 0);
+    assert_string_equal(got.manifest_digest, a.manifest);
+    assert_int_equal(got.nrepo_digests, 2);
+    assert_string_equal(got.repo_digests[0], d1);
+    assert_string_equal(got.repo_digests[1], d2);
+    assert_int_equal(got.ntags, 1);
+    cairn_store_image_row_clear(&got);
+    assert_int_equal(cairn_store_image_find(f->st, d2, &got, &err), 0);
+    cairn_store_image_row_clear(&got);
+    snprintf(name, sizeof name, "other@%s", a.manifest);
+    assert_int_equal(cairn_store_image_find(f->st, name, &got, &err),
+                     CAIRN_E_NOTFOUND);
+    /* Past the cap the oldest go. */
+    char many[40][300];
+    char *mp[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(many[i], sizeof many[i], "r%d@sha256:%064d", i, i);
+        mp[i] = many[i];
+    }
+    row.repo_digests = mp;
+    row.nrepo_digests = 40;
+    assert_int_equal(cairn_store_image_add(f->st, &row, &err), 0);
+    assert_int_equal(cairn_store_image_find(f->st, a.manifest, &got, &err), 0);
+    assert_int_equal(got.nrepo_digests, 32);
+    assert_string_equal(got.repo_digests[31], many[39]);
+    cairn_store_image_row_clear(&got);
+    char *bad[] = {"noat"};
+    row.repo_digests = bad;
+    row.nrepo_digests = 1;
+    assert_int_equal(cairn_store_image_add(f->st, &row, &err), CAIRN_E_INVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1223,6 +1291,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prune_waits_for_lock, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_crash_leftovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repo_digests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_grows_for_keys, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_map_grows_under_lookups, setup,

@@ -1,0 +1,3 @@
+module cairn.test/helmrender
+
+go 1.19

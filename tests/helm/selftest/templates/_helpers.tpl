@@ -1,0 +1,3 @@
+{{- define "selftest.greet" -}}
+hello {{ .Release.Name }}
+{{- end -}}
