@@ -52,8 +52,7 @@ static int image_extras_put(struct cairn_store *st, MDB_txn *txn,
     int mrc;
     if (row->result_key) {
         uint8_t k[CK_SHA256_LEN];
-        if (strlen(row->result_key) != CK_SHA256_HEX_LEN ||
-            ck_hex_decode(row->result_key, k))
+        if (store_key_bin(row->result_key, k))
             return cairn_err_set(err, CAIRN_E_INVAL, "bad build result");
         MDB_val kv = {sizeof k, k};
         MDB_val v = {strlen(row->manifest_digest),
@@ -571,21 +570,16 @@ int cairn_store_result_get(struct cairn_store *st, const char *key_hex,
                            char manifest_digest[CAIRN_DIGEST_STR_LEN])
 {
     uint8_t k[CK_SHA256_LEN];
-    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
-        ck_hex_decode(key_hex, k))
+    if (store_key_bin(key_hex, k))
         return CAIRN_E_INVAL;
-    MDB_txn *txn;
-    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
-    if (mrc)
-        return store_mdb_err(mrc);
-    MDB_val kv = {sizeof k, k}, v;
+    MDB_val kv = {sizeof k, k};
     char d[CAIRN_DIGEST_STR_LEN] = "";
-    mrc = mdb_get(txn, st->db_results, &kv, &v);
-    if (mrc == 0 && v.mv_size < sizeof d)
-        memcpy(d, v.mv_data, v.mv_size);
-    cairn_index_txn_abort(st->idx, txn);
-    if (mrc)
-        return store_mdb_err(mrc);
+    size_t n = 0;
+    /* One byte short of d: what is copied stays a string; a longer value
+     * is not copied, so d stays "" and the result is a miss. */
+    int rc = store_get_copy(st, st->db_results, &kv, d, sizeof d - 1, &n);
+    if (rc)
+        return rc;
     /* The image may have been pruned since: then it is a miss. */
     struct cairn_image_row row;
     memset(&row, 0, sizeof row);
@@ -600,8 +594,7 @@ int cairn_store_result_put(struct cairn_store *st, const char *key_hex,
                            const char *manifest_digest, struct cairn_err *err)
 {
     uint8_t k[CK_SHA256_LEN];
-    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
-        ck_hex_decode(key_hex, k) ||
+    if (store_key_bin(key_hex, k) ||
         strlen(manifest_digest) >= CAIRN_DIGEST_STR_LEN)
         return cairn_err_set(err, CAIRN_E_INVAL, "bad build result");
     MDB_val kv = {sizeof k, k};

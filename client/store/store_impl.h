@@ -91,6 +91,17 @@ int store_txn_write(struct cairn_store *st, store_txn_fn fn, void *arg,
 /* Opens (creating) the store's databases into st's db_* handles. */
 int store_dbs_open(struct cairn_store *st, struct cairn_err *err);
 
+/* Copies the value of k in dbi into buf (cap bytes) in a read
+ * transaction of its own; *len gets the value's size, also when it is
+ * over cap (then nothing is copied). Returns 0, CAIRN_E_NOTFOUND or
+ * store_mdb_err's code; *len written only on success. */
+int store_get_copy(struct cairn_store *st, MDB_dbi dbi, const MDB_val *k,
+                   void *buf, size_t cap, size_t *len);
+
+/* A cache key's 64 lowercase hex digits into k. Returns 0 or
+ * CAIRN_E_INVAL (NULL, wrong length, not hex). */
+int store_key_bin(const char *key_hex, uint8_t k[CK_SHA256_LEN]);
+
 int store_path_fmt(char *buf, size_t len, const char *a, const char *b,
                    const char *c);
 

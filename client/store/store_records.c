@@ -140,6 +140,33 @@ int store_dbs_open(struct cairn_store *st, struct cairn_err *err)
     return store_txn_write(st, dbs_open_fn, NULL, "open databases", err);
 }
 
+int store_get_copy(struct cairn_store *st, MDB_dbi dbi, const MDB_val *k,
+                   void *buf, size_t cap, size_t *len)
+{
+    MDB_txn *txn;
+    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
+    if (mrc)
+        return store_mdb_err(mrc);
+    MDB_val kv = *k, v;
+    mrc = mdb_get(txn, dbi, &kv, &v);
+    if (mrc == 0) {
+        /* LMDB's value is valid only inside the transaction. */
+        if (v.mv_size <= cap)
+            memcpy(buf, v.mv_data, v.mv_size);
+        *len = v.mv_size;
+    }
+    cairn_index_txn_abort(st->idx, txn);
+    return store_mdb_err(mrc);
+}
+
+int store_key_bin(const char *key_hex, uint8_t k[CK_SHA256_LEN])
+{
+    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
+        ck_hex_decode(key_hex, k))
+        return CAIRN_E_INVAL;
+    return 0;
+}
+
 static int copy_digest(char dst[CAIRN_DIGEST_STR_LEN], const char *src)
 {
     if (!store_digest_ok(src))
@@ -213,19 +240,17 @@ int store_keyrec_unpack(const MDB_val *v, struct cairn_layer_rec *r)
 int cairn_store_key_get(struct cairn_store *st, const char *key_hex,
                         struct cairn_layer_rec *out)
 {
-    uint8_t k[CK_SHA256_LEN];
-    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
-        ck_hex_decode(key_hex, k))
+    uint8_t k[CK_SHA256_LEN], val[KEYREC_LEN];
+    if (store_key_bin(key_hex, k))
         return CAIRN_E_INVAL;
-    MDB_txn *txn;
-    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
-    if (mrc)
-        return store_mdb_err(mrc);
-    MDB_val kv = {sizeof k, k}, v;
+    MDB_val kv = {sizeof k, k};
+    size_t n = 0;
     struct cairn_layer_rec r;
-    mrc = mdb_get(txn, st->db_keys, &kv, &v);
-    int rc = mrc ? store_mdb_err(mrc) : store_keyrec_unpack(&v, &r);
-    cairn_index_txn_abort(st->idx, txn);
+    int rc = store_get_copy(st, st->db_keys, &kv, val, sizeof val, &n);
+    if (!rc) {
+        MDB_val v = {n, val}; /* n over KEYREC_LEN: nothing copied, corrupt */
+        rc = store_keyrec_unpack(&v, &r);
+    }
     if (rc)
         return rc;
     /* A key whose layer is gone is a miss: the build then runs the step
@@ -273,8 +298,7 @@ int cairn_store_key_put_many(struct cairn_store *st,
 {
     uint8_t k[CK_SHA256_LEN], val[KEYREC_LEN];
     for (size_t i = 0; i < n; i++) {
-        if (key_hex[i] == NULL || strlen(key_hex[i]) != CK_SHA256_HEX_LEN ||
-            ck_hex_decode(key_hex[i], k))
+        if (store_key_bin(key_hex[i], k))
             return cairn_err_set(err, CAIRN_E_INVAL, "bad cache key \"%s\"",
                                  key_hex[i] ? key_hex[i] : "");
         if (keyrec_pack(rec[i], val))
