@@ -335,42 +335,35 @@ static void rowlist_free(struct rowlist *rl)
     rl->n = 0;
 }
 
+struct rowlist_fill {
+    struct rowlist *rl;
+    size_t alloc;
+};
+
+/* store_image_fn: r as a row appended to arg's list. */
+static int rowlist_add(void *arg, const struct imgrec *r,
+                       const struct taglist *tags)
+{
+    struct rowlist_fill *f = arg;
+    struct rowlist *rl = f->rl;
+    if (rl->n == f->alloc) {
+        size_t na = f->alloc ? f->alloc * 2 : 16;
+        struct cairn_image_row *nv = realloc(rl->v, na * sizeof *nv);
+        if (nv == NULL)
+            return CAIRN_E_NOMEM;
+        rl->v = nv;
+        f->alloc = na;
+    }
+    int rc = row_fill(r, tags, &rl->v[rl->n]);
+    if (!rc)
+        rl->n++;
+    return rc;
+}
+
 static int rowlist_load(struct cairn_store *st, struct rowlist *rl)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur = NULL;
-    struct taglist tags = {0};
-    size_t alloc = 0;
-    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
-    if (mrc)
-        return store_mdb_err(mrc);
-    int rc = store_taglist_load(st, txn, &tags);
-    if (!rc)
-        rc = store_mdb_err(mdb_cursor_open(txn, st->db_images, &cur));
-    MDB_val k, v;
-    for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         mrc == 0 && !rc; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct imgrec r;
-        if (store_imgrec_decode(&k, &v, &r))
-            continue;
-        if (rl->n == alloc) {
-            size_t na = alloc ? alloc * 2 : 16;
-            struct cairn_image_row *nv = realloc(rl->v, na * sizeof *nv);
-            if (nv == NULL)
-                rc = CAIRN_E_NOMEM;
-            else {
-                rl->v = nv;
-                alloc = na;
-            }
-        }
-        if (!rc && (rc = row_fill(&r, &tags, &rl->v[rl->n])) == 0)
-            rl->n++;
-        store_imgrec_clear(&r);
-    }
-    if (cur)
-        mdb_cursor_close(cur);
-    cairn_index_txn_abort(st->idx, txn);
-    store_taglist_free(&tags);
+    struct rowlist_fill f = {rl, 0};
+    int rc = store_images_each(st, rowlist_add, &f);
     if (rc)
         rowlist_free(rl);
     return rc;

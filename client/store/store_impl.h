@@ -141,6 +141,15 @@ void store_taglist_free(struct taglist *t);
 int store_taglist_load(struct cairn_store *st, MDB_txn *txn,
                        struct taglist *out);
 
+/* Called for each image record with every tag (both borrowed for the
+ * call); returns 0 to go on, else the code store_images_each returns. */
+typedef int (*store_image_fn)(void *arg, const struct imgrec *r,
+                              const struct taglist *tags);
+
+/* Calls fn for every readable image record, in manifest digest order, in
+ * one read transaction. Returns 0, fn's code or store_mdb_err's. */
+int store_images_each(struct cairn_store *st, store_image_fn fn, void *arg);
+
 /* Opens root/index.lock and takes it exclusively. Returns the fd or
  * -errno. */
 int store_index_lock(struct cairn_store *st);

@@ -44,45 +44,29 @@ static json_t *descriptor(const struct imgrec *r, const char *ref)
 /* Builds the OCI index of every image: one descriptor per tag (ref.name
  * = the stored ref, which is what `skopeo inspect oci:ROOT:name:tag`
  * matches), one without annotations per dangling image. */
+/* store_image_fn: r's descriptors appended to arg (a JSON array). */
+static int index_json_add(void *arg, const struct imgrec *r,
+                          const struct taglist *tags)
+{
+    json_t *manifests = arg;
+    bool tagged = false;
+    for (size_t i = 0; i < tags->n; i++) {
+        if (memcmp(tags->v[i].manifest, r->manifest, CK_SHA256_LEN))
+            continue;
+        tagged = true;
+        if (json_array_append_new(manifests, descriptor(r, tags->v[i].ref)))
+            return CAIRN_E_NOMEM;
+    }
+    if (!tagged && json_array_append_new(manifests, descriptor(r, NULL)))
+        return CAIRN_E_NOMEM;
+    return 0;
+}
+
 static int index_json_build(struct cairn_store *st, char **out)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur = NULL;
-    struct taglist tags = {0};
     json_t *manifests = json_array();
-    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
-    if (mrc) {
-        json_decref(manifests);
-        return store_mdb_err(mrc);
-    }
-    int rc = store_taglist_load(st, txn, &tags);
-    if (!rc && manifests == NULL)
-        rc = CAIRN_E_NOMEM;
-    if (!rc)
-        rc = store_mdb_err(mdb_cursor_open(txn, st->db_images, &cur));
-    MDB_val k, v;
-    for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         mrc == 0 && !rc; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct imgrec r;
-        if (store_imgrec_decode(&k, &v, &r))
-            continue;
-        bool tagged = false;
-        for (size_t i = 0; i < tags.n && !rc; i++) {
-            if (memcmp(tags.v[i].manifest, r.manifest, CK_SHA256_LEN))
-                continue;
-            tagged = true;
-            if (json_array_append_new(manifests, descriptor(&r, tags.v[i].ref)))
-                rc = CAIRN_E_NOMEM;
-        }
-        if (!tagged && !rc &&
-            json_array_append_new(manifests, descriptor(&r, NULL)))
-            rc = CAIRN_E_NOMEM;
-        store_imgrec_clear(&r);
-    }
-    if (cur)
-        mdb_cursor_close(cur);
-    cairn_index_txn_abort(st->idx, txn);
-    store_taglist_free(&tags);
+    int rc = manifests ? store_images_each(st, index_json_add, manifests)
+                       : CAIRN_E_NOMEM;
     json_t *idx = NULL;
     if (!rc) {
         idx = json_pack("{s:i,s:s,s:o}", "schemaVersion", 2, "mediaType",

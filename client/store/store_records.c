@@ -659,3 +659,31 @@ int store_taglist_load(struct cairn_store *st, MDB_txn *txn,
         store_taglist_free(out);
     return rc;
 }
+
+int store_images_each(struct cairn_store *st, store_image_fn fn, void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur = NULL;
+    struct taglist tags = {0};
+    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
+    if (mrc)
+        return store_mdb_err(mrc);
+    int rc = store_taglist_load(st, txn, &tags);
+    if (!rc)
+        rc = store_mdb_err(mdb_cursor_open(txn, st->db_images, &cur));
+    MDB_val k, v;
+    for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+         mrc == 0 && !rc; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct imgrec r;
+        /* A corrupt record hides its image, not the others. */
+        if (store_imgrec_decode(&k, &v, &r))
+            continue;
+        rc = fn(arg, &r, &tags);
+        store_imgrec_clear(&r);
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    cairn_index_txn_abort(st->idx, txn);
+    store_taglist_free(&tags);
+    return rc;
+}
