@@ -103,10 +103,11 @@ static int call(struct rc_conn *c, const char *method, const ProtobufCMessage *m
 
 /* --- subcommands --- */
 
-static int cmd_health(struct rc_conn *c, int argc, char **argv)
+/* One Check; prints "status=N" (1 SERVING, 2 NOT_SERVING) on OK. */
+static int health_once(struct rc_conn *c, const char *service)
 {
     Grpc__Health__V1__HealthCheckRequest rq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    rq.service = argc > 0 ? argv[0] : "";
+    rq.service = (char *)service;
     uint8_t *resp = NULL;
     size_t rlen = 0;
     int rc = call(c, "/grpc.health.v1.Health/Check", &rq.base, &resp, &rlen);
@@ -114,10 +115,37 @@ static int cmd_health(struct rc_conn *c, int argc, char **argv)
         Grpc__Health__V1__HealthCheckResponse *r =
             grpc__health__v1__health_check_response__unpack(NULL, rlen, resp);
         printf("status=%d\n", r ? (int)r->status : -1);
+        fflush(stdout);
         grpc__health__v1__health_check_response__free_unpacked(r, NULL);
     }
     free(resp);
     return rc;
+}
+
+static int cmd_health(struct rc_conn *c, int argc, char **argv)
+{
+    return health_once(c, argc > 0 ? argv[0] : "");
+}
+
+/* health-after FILE [SERVICE]: a Check, then once FILE exists (polled for
+ * up to --timeout) a second Check on the same connection, as a load
+ * balancer that keeps its connection asks. Exits with the second's code. */
+static int cmd_health_after(struct rc_conn *c, int argc, char **argv)
+{
+    if (argc < 1)
+        return EXIT_LOCAL;
+    const char *service = argc > 1 ? argv[1] : "";
+    int rc = health_once(c, service);
+    if (rc != 0)
+        return rc;
+    for (double waited = 0; access(argv[0], F_OK) != 0; waited += 0.05) {
+        if (waited > c->timeout_s) {
+            fprintf(stderr, "%s did not appear\n", argv[0]);
+            return EXIT_LOCAL;
+        }
+        usleep(50 * 1000);
+    }
+    return health_once(c, service);
 }
 
 static int cmd_caps(struct rc_conn *c, int argc, char **argv)
@@ -686,6 +714,7 @@ static const struct {
     const char *help;
 } commands[] = {
     {"health", cmd_health, "[SERVICE]"},
+    {"health-after", cmd_health_after, "FILE [SERVICE] (a Check, then another once FILE exists)"},
     {"caps", cmd_caps, "[INSTANCE]"},
     {"fmb", cmd_fmb, "INSTANCE DIGEST..."},
     {"put", cmd_put, "INSTANCE FILE [DIGEST]"},

@@ -106,6 +106,9 @@ static const struct opt {
      "DURATION between summary log lines (default 60s)"},
     {"--drain-timeout", OPT_DURATION, offsetof(struct cd_config, drain_timeout_s), 0, 3600,
      "DURATION calls in flight may take to finish after SIGTERM (default 5s)"},
+    {"--shutdown-delay", OPT_DURATION, offsetof(struct cd_config, shutdown_delay_s), 0, 3600,
+     "DURATION after SIGTERM that health answers NOT_SERVING while\n"
+     "                         everything is still served; then the drain (default 0)"},
     {"--reverify-after", OPT_DURATION, offsetof(struct cd_config, reverify_s), 0, 7 * 86400,
      "DURATION a blob that hashed to its digest (on its upload, a read)\n"
      "                         is served without hashing again (default 10m; 0: every read)"},

@@ -23,6 +23,7 @@ struct cd_config {
     uint64_t stage_batch;     /* --stage-batch SIZE (whole MiB) */
     unsigned stats_interval_s; /* --stats-interval DURATION */
     unsigned drain_timeout_s; /* --drain-timeout DURATION */
+    unsigned shutdown_delay_s; /* --shutdown-delay DURATION (0: drain at once) */
     unsigned reverify_s;      /* --reverify-after DURATION */
     bool no_read_verify;      /* --no-read-verify */
     /* Connection limits, passed to gRPC (server/grpc/rpc.h,

@@ -1,8 +1,10 @@
 /* cairnd: the REAPI v2 cache server. Parses the command line, opens the
  * store, starts the gRPC workers, and then the main thread only waits for
  * signals and runs the periodic jobs (upload expiry, store maintenance,
- * the summary line). SIGTERM/SIGINT drain: new calls are refused, calls in
- * flight finish (up to --drain-timeout), then the process exits 0. */
+ * the summary line). SIGTERM/SIGINT drain: health turns NOT_SERVING (for
+ * --shutdown-delay everything else is still served), then new calls are
+ * refused, calls in flight finish (up to --drain-timeout), and the process
+ * exits 0. */
 #include "server/reapi/auth.h"
 #include "server/config.h"
 #include "server/telemetry/log.h"
@@ -160,6 +162,209 @@ static void peer_name(void *ctx, const char *grpc_peer, char *out, size_t n)
     cd_relay_peer_name(ctx, grpc_peer, out, n);
 }
 
+/* Puts the relay (server/grpc/relay.c) in front of rpc: gRPC 1.51 cannot
+ * bound a header block itself (CVE-2023-33953), and gRPC takes only
+ * plaintext connections from a file descriptor, so the relay also
+ * terminates TLS (tls, may be NULL). Logs the gate's limits. Returns 0
+ * (*out, *port written) or an error with err filled; on an error nothing
+ * has reached gRPC yet. */
+static int gate_start(const struct cd_config *cfg, SSL_CTX *tls, struct cd_rpc *rpc,
+                      struct cd_relay **out, int *port, struct cairn_err *err)
+{
+    struct cd_relay_opts rlo = {cfg->listen, cfg->max_conns, cfg->max_conns_per_ip,
+                                cfg->handshake_timeout_s,
+                                cd_gate_limits_for((uint32_t)cfg->max_header_size),
+                                tls, hand_over, rpc};
+    nofile_raise(cfg->max_conns);
+    struct cd_relay *relay = NULL;
+    int rc = cd_relay_open(&rlo, &relay, port, err);
+    if (rc == 0) {
+        /* Before the first connection: log lines name clients. */
+        cd_rpc_peer_names_set(rpc, peer_name, relay);
+        rc = cd_relay_run(relay, err);
+    }
+    if (rc != 0) {
+        cd_relay_free(relay);
+        return rc;
+    }
+    cd_log(CD_LOG_INFO,
+           "HTTP/2 gate: header blocks up to %u bytes in up to %u CONTINUATION frames, "
+           "frames up to %u bytes; %u connections, %u per client address",
+           rlo.gate.max_block, rlo.gate.max_continuations, CD_GATE_FRAME_MAX, rlo.max_conns,
+           rlo.max_per_ip);
+    *out = relay;
+    return 0;
+}
+
+/* The start-up lines: what this cairnd stores, how it reads, and the
+ * connection limits ro applies. */
+static void log_start(const struct cd_config *cfg, const struct cd_rpc_opts *ro)
+{
+    char verify_how[64];
+    if (cfg->no_read_verify)
+        snprintf(verify_how, sizeof verify_how, "not verified (--no-read-verify)");
+    else
+        snprintf(verify_how, sizeof verify_how, "verified (again after %us)", cfg->reverify_s);
+    cd_log(CD_LOG_INFO,
+           "cairnd %s: store %s (max %llu bytes), %u threads, uploads idle for %us dropped, "
+           "staged %llu MiB per txn, reads %s, %s%s", CAIRN_VERSION, cfg->dir,
+           (unsigned long long)cfg->max_size, cfg->threads, cfg->upload_ttl_s,
+           (unsigned long long)(cfg->stage_batch >> 20), verify_how,
+           ro->tls_cert_pem ? "TLS" : "plaintext", ro->tls_client_ca_pem ? " with client certificates" : "");
+    if (ro->limits)
+        cd_log(CD_LOG_INFO,
+               "connections: headers up to %u bytes, %u calls each, %us to handshake, closed "
+               "after %us without calls (0: never), asked to go after %us (0: never) with %us of "
+               "grace", ro->max_header_size, ro->max_streams, ro->handshake_timeout_s,
+               ro->conn_idle_s, ro->conn_age_s, ro->conn_grace_s);
+    else
+        cd_log(CD_LOG_WARN, "connections: gRPC's default limits (--no-connection-limits)");
+}
+
+/* The main thread's life while serving: periodic jobs between signals,
+ * until SIGTERM or SIGINT, which it returns. Upload expiry runs at least
+ * twice per TTL so an abandoned upload lives at most 1.5 TTL. */
+/* Runs the periodic jobs between signals until cairnd must drain; returns
+ * the signal that asked it to stop. The first SIGTERM/SIGINT turns health
+ * NOT_SERVING; with --shutdown-delay everything else is still served (new
+ * connections too) until the delay ends or a second signal comes, so
+ * readiness probes and load balancers see the server leave before it
+ * refuses calls (once the drain starts, gRPC takes no new call on any
+ * connection, a health check included). */
+static int serve(const struct cd_config *cfg, const sigset_t *sigs, struct cd_svc *svc,
+                 struct cd_rpc *rpc, unsigned idle_s)
+{
+    unsigned maintain_every = cfg->upload_ttl_s / 2;
+    if (maintain_every < 1)
+        maintain_every = 1;
+    if (maintain_every > 30)
+        maintain_every = 30;
+    time_t last_maintain = time(NULL), last_stats = last_maintain;
+    int stop_sig = 0;
+    time_t drain_at = 0;
+    for (;;) {
+        struct timespec tick = {1, 0};
+        int sig = sigtimedwait(sigs, NULL, &tick);
+        time_t now = time(NULL);
+        if (sig == SIGTERM || sig == SIGINT) {
+            atomic_store(&svc->draining, true);
+            if (stop_sig != 0 || cfg->shutdown_delay_s == 0)
+                return stop_sig != 0 ? stop_sig : sig;
+            stop_sig = sig;
+            drain_at = now + (time_t)cfg->shutdown_delay_s;
+            cd_log(CD_LOG_INFO,
+                   "%s: health NOT_SERVING; serving on for %us before draining "
+                   "(a second signal drains at once)",
+                   sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg->shutdown_delay_s);
+        }
+        if (stop_sig != 0 && now >= drain_at)
+            return stop_sig;
+        unsigned reaped = cd_rpc_reap_idle(rpc);
+        if (reaped > 0)
+            cd_log(CD_LOG_INFO, "cancelled %u Write stream(s) idle for %us; uploads parked", reaped,
+                   idle_s);
+        if (now - last_maintain >= (time_t)maintain_every) {
+            last_maintain = now;
+            unsigned n = cd_uploads_expire(svc->uploads);
+            if (n > 0)
+                cd_log(CD_LOG_INFO, "dropped %u abandoned upload(s) idle for %us", n,
+                       cfg->upload_ttl_s);
+            int rc = cd_store_maintain(svc->store);
+            if (rc != 0)
+                cd_log(CD_LOG_WARN, "store maintenance: %s", cairn_strerror(rc));
+        }
+        if (now - last_stats >= (time_t)cfg->stats_interval_s) {
+            last_stats = now;
+            log_summary("periodic", svc->metrics, svc->store);
+        }
+    }
+}
+
+/* Signals are taken synchronously by the main thread (sigtimedwait);
+ * they are blocked before any thread exists so every thread inherits the
+ * mask and none of gRPC's threads gets them. SIGPIPE: a peer closing a
+ * socket must not kill the server. */
+static void signals_block(sigset_t *sigs)
+{
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Opens the store as the options say. Returns 0 (*out) or -1 after
+ * saying why on stderr. */
+static int store_open(const struct cd_config *cfg, struct cd_store **out)
+{
+    struct cairn_err err = {0};
+    struct cd_store_opts so = {.dir = cfg->dir,
+                               .max_size = cfg->max_size,
+                               .upload_ttl_s = cfg->upload_ttl_s,
+                               .stage_batch = (size_t)cfg->stage_batch,
+                               .verify_off = cfg->no_read_verify,
+                               .verify_ttl_s = cfg->reverify_s};
+    if (cd_store_open(&so, out, &err) != 0) {
+        fprintf(stderr, "cairnd: store %s: %s\n", cfg->dir, err.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* --tokens, or a warning that the cache is open. Returns 0 (*out: the
+ * grants, NULL without --tokens) or -1 after saying why on stderr. */
+static int auth_open(const struct cd_config *cfg, struct cd_auth **out)
+{
+    struct cd_auth *auth = NULL;
+    struct cairn_err err = {0};
+    if (cfg->tokens == NULL) {
+        cd_log(CD_LOG_WARN, "auth: no --tokens given: the cache is OPEN to anyone who can connect");
+    } else if (cd_auth_load(cfg->tokens, &auth, &err) != 0) {
+        fprintf(stderr, "cairnd: --tokens: %s\n", err.msg);
+        return -1;
+    } else {
+        cd_log(CD_LOG_INFO, "auth: %zu grants loaded from %s", cd_auth_count(auth), cfg->tokens);
+    }
+    *out = auth;
+    return 0;
+}
+
+/* Reads --tls-cert, --tls-key and --tls-client-ca (if given). Returns 0
+ * (all three written; *ca NULL without a client CA; the caller frees) or
+ * -1 after saying why on stderr. */
+static int tls_pems_read(const struct cd_config *cfg, char **cert, char **key, char **ca)
+{
+    struct cairn_err err = {0};
+    char *c = NULL, *k = NULL, *a = NULL;
+    if ((c = read_pem(cfg->tls_cert, &err)) == NULL || (k = read_pem(cfg->tls_key, &err)) == NULL ||
+        (cfg->tls_client_ca != NULL && (a = read_pem(cfg->tls_client_ca, &err)) == NULL)) {
+        fprintf(stderr, "cairnd: TLS: %s\n", err.msg);
+        free(c);
+        free(k);
+        return -1;
+    }
+    *cert = c;
+    *key = k;
+    *ca = a;
+    return 0;
+}
+
+/* After signal sig: lets calls in flight finish (up to --drain-timeout),
+ * then frees relay (may be NULL) and rpc and shuts gRPC down. */
+static void drain(const struct cd_config *cfg, int sig, struct cd_relay *relay, struct cd_rpc *rpc)
+{
+    cd_log(CD_LOG_INFO, "%s: draining (up to %us)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+           cfg->drain_timeout_s);
+    /* No new connection may reach gRPC once its shutdown has begun. */
+    cd_relay_stop_accepting(relay);
+    unsigned cancelled = cd_rpc_drain(rpc, cfg->drain_timeout_s);
+    if (cancelled > 0)
+        cd_log(CD_LOG_WARN, "cancelled %u call(s) still running after the drain timeout", cancelled);
+    cd_rpc_free(rpc);
+    cd_relay_free(relay);
+    grpc_shutdown();
+}
+
 int main(int argc, char **argv)
 {
     struct cd_config cfg;
@@ -182,16 +387,8 @@ int main(int argc, char **argv)
         return verify_main(&cfg);
     malloc_tune(cfg.stage_batch);
 
-    /* Signals are taken synchronously by the main thread (sigtimedwait);
-     * block them before any thread exists so every thread inherits the
-     * mask and none of gRPC's threads gets them. SIGPIPE: a peer closing a
-     * socket must not kill the server. */
     sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    signals_block(&sigs);
 
     int status = 1;
     struct cd_store *store = NULL;
@@ -204,40 +401,20 @@ int main(int argc, char **argv)
     struct cd_metrics metrics;
     memset(&metrics, 0, sizeof metrics);
 
-    if (cfg.tokens != NULL) {
-        if (cd_auth_load(cfg.tokens, &auth, &err) != 0) {
-            fprintf(stderr, "cairnd: --tokens: %s\n", err.msg);
-            return 2;
-        }
-        cd_log(CD_LOG_INFO, "auth: %zu grants loaded from %s", cd_auth_count(auth), cfg.tokens);
-    } else {
-        cd_log(CD_LOG_WARN, "auth: no --tokens given: the cache is OPEN to anyone who can connect");
-    }
-    if (cfg.tls_cert != NULL) {
-        if ((cert = read_pem(cfg.tls_cert, &err)) == NULL ||
-            (key = read_pem(cfg.tls_key, &err)) == NULL ||
-            (cfg.tls_client_ca != NULL && (ca = read_pem(cfg.tls_client_ca, &err)) == NULL)) {
-            fprintf(stderr, "cairnd: TLS: %s\n", err.msg);
-            status = 2;
-            goto out;
-        }
-    }
-
-    struct cd_store_opts so = {.dir = cfg.dir,
-                               .max_size = cfg.max_size,
-                               .upload_ttl_s = cfg.upload_ttl_s,
-                               .stage_batch = (size_t)cfg.stage_batch,
-                               .verify_off = cfg.no_read_verify,
-                               .verify_ttl_s = cfg.reverify_s};
-    if (cd_store_open(&so, &store, &err) != 0) {
-        fprintf(stderr, "cairnd: store %s: %s\n", cfg.dir, err.msg);
+    if (auth_open(&cfg, &auth) != 0)
+        return 2;
+    if (cfg.tls_cert != NULL && tls_pems_read(&cfg, &cert, &key, &ca) != 0) {
+        status = 2;
         goto out;
     }
+
+    if (store_open(&cfg, &store) != 0)
+        goto out;
     if (cd_uploads_new(cfg.upload_ttl_s, &uploads) != 0) {
         fprintf(stderr, "cairnd: out of memory\n");
         goto out;
     }
-    struct cd_svc svc = {store, auth, uploads, &metrics};
+    struct cd_svc svc = {store, auth, uploads, &metrics, false};
     grpc_init();
     /* A silent Write stream is cancelled after half the upload TTL, so its
      * upload is parked (and resumable) well before the store would expire
@@ -247,10 +424,8 @@ int main(int argc, char **argv)
                              !cfg.no_conn_limits, (unsigned)cfg.max_header_size,
                              cfg.max_streams, cfg.handshake_timeout_s, cfg.conn_idle_s,
                              cfg.conn_age_s, cfg.conn_grace_s, false};
-    /* Connections come through the HTTP/2 gate (server/grpc/relay.c): gRPC
-     * 1.51 cannot bound a header block itself (CVE-2023-33953). gRPC
-     * takes only plaintext connections from a file descriptor, so the
-     * relay terminates TLS. */
+    /* Connections come through the HTTP/2 gate (gate_start), unless the
+     * hidden --no-gate or --no-connection-limits keep gRPC's listener. */
     ro.external_listener = ro.limits && !cfg.no_gate;
     if (ro.external_listener && cfg.tls_cert != NULL &&
         cd_tls_ctx_new(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca, &tls, &err) != 0) {
@@ -266,97 +441,21 @@ int main(int argc, char **argv)
         goto out;
     }
     if (ro.external_listener) {
-        struct cd_relay_opts rlo = {cfg.listen, cfg.max_conns, cfg.max_conns_per_ip,
-                                    cfg.handshake_timeout_s,
-                                    cd_gate_limits_for((uint32_t)cfg.max_header_size),
-                                    tls, hand_over, rpc};
-        nofile_raise(cfg.max_conns);
-        int rrc = cd_relay_open(&rlo, &relay, &port, &err);
-        if (rrc == 0) {
-            /* Before the first connection: log lines name clients. */
-            cd_rpc_peer_names_set(rpc, peer_name, relay);
-            rrc = cd_relay_run(relay, &err);
-        }
-        if (rrc != 0) {
+        if (gate_start(&cfg, tls, rpc, &relay, &port, &err) != 0) {
             fprintf(stderr, "cairnd: %s\n", err.msg);
             cd_rpc_free(rpc);
-            cd_relay_free(relay);
             grpc_shutdown();
             goto out;
         }
-        cd_log(CD_LOG_INFO,
-               "HTTP/2 gate: header blocks up to %u bytes in up to %u CONTINUATION frames, "
-               "frames up to %u bytes; %u connections, %u per client address",
-               rlo.gate.max_block, rlo.gate.max_continuations, CD_GATE_FRAME_MAX, rlo.max_conns,
-               rlo.max_per_ip);
     } else if (ro.limits) {
         cd_log(CD_LOG_WARN, "HTTP/2 gate off (--no-gate): header blocks reach gRPC unchecked "
                "(CVE-2023-33953, docs/security.md); no connection caps");
     }
-    char verify_how[64];
-    if (cfg.no_read_verify)
-        snprintf(verify_how, sizeof verify_how, "not verified (--no-read-verify)");
-    else
-        snprintf(verify_how, sizeof verify_how, "verified (again after %us)", cfg.reverify_s);
-    cd_log(CD_LOG_INFO,
-           "cairnd %s: store %s (max %llu bytes), %u threads, uploads idle for %us dropped, "
-           "staged %llu MiB per txn, reads %s, %s%s", CAIRN_VERSION, cfg.dir,
-           (unsigned long long)cfg.max_size, cfg.threads, cfg.upload_ttl_s,
-           (unsigned long long)(cfg.stage_batch >> 20), verify_how,
-           cert ? "TLS" : "plaintext", ca ? " with client certificates" : "");
-    if (ro.limits)
-        cd_log(CD_LOG_INFO,
-               "connections: headers up to %u bytes, %u calls each, %us to handshake, closed "
-               "after %us without calls (0: never), asked to go after %us (0: never) with %us of "
-               "grace", ro.max_header_size, ro.max_streams, ro.handshake_timeout_s, ro.conn_idle_s,
-               ro.conn_age_s, ro.conn_grace_s);
-    else
-        cd_log(CD_LOG_WARN, "connections: gRPC's default limits (--no-connection-limits)");
+    log_start(&cfg, &ro);
     print_listening(cfg.listen, port);
 
-    /* Periodic jobs run on this thread between signals. Upload expiry runs
-     * at least twice per TTL so an abandoned upload lives at most 1.5 TTL. */
-    unsigned maintain_every = cfg.upload_ttl_s / 2;
-    if (maintain_every < 1)
-        maintain_every = 1;
-    if (maintain_every > 30)
-        maintain_every = 30;
-    time_t last_maintain = time(NULL), last_stats = last_maintain;
-    int sig = 0;
-    for (;;) {
-        struct timespec tick = {1, 0};
-        sig = sigtimedwait(&sigs, NULL, &tick);
-        if (sig == SIGTERM || sig == SIGINT)
-            break;
-        time_t now = time(NULL);
-        unsigned reaped = cd_rpc_reap_idle(rpc);
-        if (reaped > 0)
-            cd_log(CD_LOG_INFO, "cancelled %u Write stream(s) idle for %us; uploads parked", reaped,
-                   idle_s);
-        if (now - last_maintain >= (time_t)maintain_every) {
-            last_maintain = now;
-            unsigned n = cd_uploads_expire(uploads);
-            if (n > 0)
-                cd_log(CD_LOG_INFO, "dropped %u abandoned upload(s) idle for %us", n, cfg.upload_ttl_s);
-            int rc = cd_store_maintain(store);
-            if (rc != 0)
-                cd_log(CD_LOG_WARN, "store maintenance: %s", cairn_strerror(rc));
-        }
-        if (now - last_stats >= (time_t)cfg.stats_interval_s) {
-            last_stats = now;
-            log_summary("periodic", &metrics, store);
-        }
-    }
-    cd_log(CD_LOG_INFO, "%s: draining (up to %us)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-           cfg.drain_timeout_s);
-    /* No new connection may reach gRPC once its shutdown has begun. */
-    cd_relay_stop_accepting(relay);
-    unsigned cancelled = cd_rpc_drain(rpc, cfg.drain_timeout_s);
-    if (cancelled > 0)
-        cd_log(CD_LOG_WARN, "cancelled %u call(s) still running after the drain timeout", cancelled);
-    cd_rpc_free(rpc);
-    cd_relay_free(relay);
-    grpc_shutdown();
+    int sig = serve(&cfg, &sigs, &svc, rpc, idle_s);
+    drain(&cfg, sig, relay, rpc);
     log_summary("exit", &metrics, store);
     status = 0;
 out:

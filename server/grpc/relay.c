@@ -86,8 +86,7 @@ struct cd_relay {
     struct conn *dead;        /* closed in this batch of events */
     unsigned n_conns;
     int64_t accept_resume_ms; /* after EMFILE: when to accept again */
-    unsigned refused;         /* refused since the last warning */
-    int64_t refused_logged_ms;
+    struct cd_log_budget refused_log; /* one line a second (refuse_log) */
 };
 
 /* epoll tags for the two sockets that are not connections. */
@@ -305,14 +304,11 @@ static ssize_t buf_drain(struct buf *b, int fd, SSL *ssl)
  * so a flood of bad connections cannot flood the log. */
 static void refuse_log(struct cd_relay *r, const char *name, const char *what, const char *why)
 {
-    r->refused++;
-    int64_t now = now_ms();
-    if (now - r->refused_logged_ms < 1000)
+    unsigned dropped;
+    if (!cd_log_budget_take(&r->refused_log, &dropped))
         return;
     cd_log(CD_LOG_WARN, "connection from %s %s: %s (%u refused since the last such line)", name,
-           what, why, r->refused);
-    r->refused = 0;
-    r->refused_logged_ms = now;
+           what, why, dropped + 1);
 }
 
 /* splice(2) between a socket and the pipe; the result as buf_fill's. */
@@ -357,94 +353,107 @@ static void client_error(struct cd_relay *r, struct conn *c, const char *op)
     conn_close(r, c, NULL);
 }
 
-/* Moves whatever can move in both directions, then registers what the
- * connection waits for. Returns false when it closed the connection. */
-static bool conn_pump(struct cd_relay *r, struct conn *c)
+/* client -> gRPC, through the gate: reads what the client sent, feeds it
+ * to the gate, writes it to gRPC, and passes on the client's EOF. Sets
+ * *moved when bytes or an EOF moved. Returns false when it closed the
+ * connection. */
+static bool pump_up(struct cd_relay *r, struct conn *c, bool *moved)
 {
-    for (bool moved = true; moved;) {
-        moved = false;
-        ssize_t n;
-        /* client -> gRPC, through the gate */
-        if (!c->c_eof && c->up.len < sizeof c->up.d) {
-            size_t at = c->up.len == c->up.off ? 0 : c->up.len;
-            n = buf_fill(&c->up, c->c, c->ssl);
-            if (n == -2) {
-                client_error(r, c, "read");
+    ssize_t n;
+    if (!c->c_eof && c->up.len < sizeof c->up.d) {
+        size_t at = c->up.len == c->up.off ? 0 : c->up.len;
+        n = buf_fill(&c->up, c->c, c->ssl);
+        if (n == -2) {
+            client_error(r, c, "read");
+            return false;
+        }
+        if (n == 0)
+            c->c_eof = true;
+        if (n >= 0)
+            *moved = true;
+        if (n > 0 && c->g_eof) {
+            c->up.off = c->up.len = 0; /* gRPC is gone: drop */
+        } else if (n > 0) {
+            if (cd_gate_feed(&c->gate, c->up.d + at, (size_t)n) != 0) {
+                refuse_log(r, c->name, "closed by the HTTP/2 gate", c->gate.reason);
+                conn_close(r, c, NULL);
                 return false;
             }
-            if (n == 0)
-                c->c_eof = true;
-            if (n >= 0)
-                moved = true;
-            if (n > 0 && c->g_eof) {
-                c->up.off = c->up.len = 0; /* gRPC is gone: drop */
-            } else if (n > 0) {
-                if (cd_gate_feed(&c->gate, c->up.d + at, (size_t)n) != 0) {
-                    refuse_log(r, c->name, "closed by the HTTP/2 gate", c->gate.reason);
-                    conn_close(r, c, NULL);
-                    return false;
-                }
-                if (c->deadline_ms != 0 && cd_gate_ready(&c->gate) && !c->c_shut)
-                    c->deadline_ms = 0;
-            }
-        }
-        if (c->g >= 0 && c->up.len > c->up.off) {
-            n = buf_drain(&c->up, c->g, NULL);
-            if (n == -2) {
-                conn_close(r, c, "gRPC side write error");
-                return false;
-            }
-            moved |= n > 0;
-        }
-        if (c->c_eof && c->up.len == c->up.off && c->g >= 0 && !c->g_shut) {
-            shutdown(c->g, SHUT_WR);
-            c->g_shut = true;
-        }
-        /* gRPC -> client, unchanged */
-        size_t down_len = c->ssl ? c->tls_down->len - c->tls_down->off : c->down.len;
-        size_t down_room = c->ssl ? sizeof c->tls_down->d - c->tls_down->len : c->down.cap - c->down.len;
-        if (c->g >= 0 && down_room > 0) {
-            n = c->ssl ? buf_fill(c->tls_down, c->g, NULL) : splice_fill(&c->down, c->g);
-            if (n == -2 || n == 0) {
-                /* gRPC closed the connection: nothing more to read or
-                 * write there. */
-                c->g_eof = true;
-                /* gRPC is closing its end: its number may be reused. */
-                pthread_mutex_lock(&r->mu);
-                c->gfd = -1;
-                pthread_mutex_unlock(&r->mu);
-                epoll_ctl(r->ep, EPOLL_CTL_DEL, c->g, NULL);
-                close(c->g);
-                c->g = -1;
-                c->up.off = c->up.len = 0;
-                moved = true;
-            } else if (n > 0) {
-                down_len += (size_t)n;
-                moved = true;
-            }
-        }
-        if (down_len > 0) {
-            n = c->ssl ? buf_drain(c->tls_down, c->c, c->ssl) : splice_drain(&c->down, c->c);
-            if (n == -2) {
-                client_error(r, c, "write");
-                return false;
-            }
-            if (n > 0)
-                down_len -= (size_t)n;
-            moved |= n > 0;
-        }
-        if (c->g_eof && down_len == 0 && !c->c_shut) {
-            if (c->ssl != NULL)
-                SSL_shutdown(c->ssl); /* close_notify, best effort */
-            shutdown(c->c, SHUT_WR);
-            c->c_shut = true;
-            c->deadline_ms = now_ms() + RELAY_LINGER_MS;
+            if (c->deadline_ms != 0 && cd_gate_ready(&c->gate) && !c->c_shut)
+                c->deadline_ms = 0;
         }
     }
-    if (c->c_eof && c->c_shut) {
-        conn_close(r, c, NULL);
-        return false;
+    if (c->g >= 0 && c->up.len > c->up.off) {
+        n = buf_drain(&c->up, c->g, NULL);
+        if (n == -2) {
+            conn_close(r, c, "gRPC side write error");
+            return false;
+        }
+        *moved |= n > 0;
     }
+    if (c->c_eof && c->up.len == c->up.off && c->g >= 0 && !c->g_shut) {
+        shutdown(c->g, SHUT_WR);
+        c->g_shut = true;
+    }
+    return true;
+}
+
+/* gRPC closed its end of the connection: nothing more to read or write
+ * there, and its descriptor number may be reused. */
+static void grpc_gone(struct cd_relay *r, struct conn *c)
+{
+    c->g_eof = true;
+    pthread_mutex_lock(&r->mu);
+    c->gfd = -1;
+    pthread_mutex_unlock(&r->mu);
+    epoll_ctl(r->ep, EPOLL_CTL_DEL, c->g, NULL);
+    close(c->g);
+    c->g = -1;
+    c->up.off = c->up.len = 0;
+}
+
+/* gRPC -> client, unchanged (encrypted with TLS): reads from gRPC, writes
+ * to the client, and once gRPC is gone and all is sent, ends the client's
+ * side and lingers. Sets *moved as pump_up. Returns false when it closed
+ * the connection. */
+static bool pump_down(struct cd_relay *r, struct conn *c, bool *moved)
+{
+    ssize_t n;
+    size_t down_len = c->ssl ? c->tls_down->len - c->tls_down->off : c->down.len;
+    size_t down_room = c->ssl ? sizeof c->tls_down->d - c->tls_down->len : c->down.cap - c->down.len;
+    if (c->g >= 0 && down_room > 0) {
+        n = c->ssl ? buf_fill(c->tls_down, c->g, NULL) : splice_fill(&c->down, c->g);
+        if (n == -2 || n == 0) {
+            grpc_gone(r, c);
+            *moved = true;
+        } else if (n > 0) {
+            down_len += (size_t)n;
+            *moved = true;
+        }
+    }
+    if (down_len > 0) {
+        n = c->ssl ? buf_drain(c->tls_down, c->c, c->ssl) : splice_drain(&c->down, c->c);
+        if (n == -2) {
+            client_error(r, c, "write");
+            return false;
+        }
+        if (n > 0)
+            down_len -= (size_t)n;
+        *moved |= n > 0;
+    }
+    if (c->g_eof && down_len == 0 && !c->c_shut) {
+        if (c->ssl != NULL)
+            SSL_shutdown(c->ssl); /* close_notify, best effort */
+        shutdown(c->c, SHUT_WR);
+        c->c_shut = true;
+        c->deadline_ms = now_ms() + RELAY_LINGER_MS;
+    }
+    return true;
+}
+
+/* Registers what the connection waits for on either socket. */
+static void conn_watch(struct cd_relay *r, struct conn *c)
+{
     bool down_waiting = c->ssl ? c->tls_down->len > c->tls_down->off : c->down.len > 0;
     bool down_room = c->ssl ? c->tls_down->len < sizeof c->tls_down->d : c->down.len < c->down.cap;
     uint32_t cw = 0, gw = 0;
@@ -459,6 +468,22 @@ static bool conn_pump(struct cd_relay *r, struct conn *c)
         gw |= EPOLLOUT;
     interest_set(r, c, c->c, &c->c_mask, cw);
     interest_set(r, c, c->g, &c->g_mask, gw);
+}
+
+/* Moves whatever can move in both directions, then registers what the
+ * connection waits for. Returns false when it closed the connection. */
+static bool conn_pump(struct cd_relay *r, struct conn *c)
+{
+    for (bool moved = true; moved;) {
+        moved = false;
+        if (!pump_up(r, c, &moved) || !pump_down(r, c, &moved))
+            return false;
+    }
+    if (c->c_eof && c->c_shut) {
+        conn_close(r, c, NULL);
+        return false;
+    }
+    conn_watch(r, c);
     return true;
 }
 
@@ -647,6 +672,9 @@ int cd_relay_open(const struct cd_relay_opts *opts, struct cd_relay **out, int *
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     r->o = *opts;
     r->ep = r->wake = -1;
+    /* One refusal line a second: a header flood refuses hundreds of
+     * connections a second, and one line with their count says as much. */
+    r->refused_log.burst = 1;
     pthread_mutex_init(&r->mu, NULL);
     int rc;
     r->lfd = listen_open(opts->listen, port, err);

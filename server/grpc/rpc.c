@@ -692,20 +692,11 @@ static int ms_or_never(unsigned s)
     return s == 0 || s > INT_MAX / 1000 ? INT_MAX : (int)(s * 1000);
 }
 
-int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_rpc **out,
-                 int *port, struct cairn_err *err)
+/* The gRPC server with cairnd's channel arguments: message sizes, flow
+ * control and, unless o->limits is off, what one connection may hold.
+ * NULL when gRPC could not make one. */
+static grpc_server *server_create(const struct cd_rpc_opts *o)
 {
-    struct cd_rpc *rpc = calloc(1, sizeof *rpc);
-    if (rpc == NULL)
-        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-    rpc->svc = svc;
-    rpc->idle_s = opts->stream_idle_s;
-    pthread_mutex_init(&rpc->idle_mu, NULL);
-    pthread_mutex_init(&rpc->mu, NULL);
-    pthread_cond_init(&rpc->cv, NULL);
-    rpc->shutdown_tag.fn = on_shutdown;
-    int rc = 0;
-
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = (int)CD_MAX_MESSAGE}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = (int)CD_MAX_MESSAGE}},
@@ -720,14 +711,14 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
          * metadata size only once a header field is complete, so a huge
          * field still costs CPU before this limit applies; an operator
          * needs gRPC >= 1.53.2 or a proxy in front for that. */
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_METADATA_SIZE, {.integer = (int)opts->max_header_size}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = (int)opts->max_streams}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_METADATA_SIZE, {.integer = (int)o->max_header_size}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONCURRENT_STREAMS, {.integer = (int)o->max_streams}},
         {GRPC_ARG_INTEGER, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
-         {.integer = ms_or_never(opts->handshake_timeout_s)}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS, {.integer = ms_or_never(opts->conn_idle_s)}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_MS, {.integer = ms_or_never(opts->conn_age_s)}},
+         {.integer = ms_or_never(o->handshake_timeout_s)}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_IDLE_MS, {.integer = ms_or_never(o->conn_idle_s)}},
+        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_MS, {.integer = ms_or_never(o->conn_age_s)}},
         {GRPC_ARG_INTEGER, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
-         {.integer = ms_or_never(opts->conn_grace_s)}},
+         {.integer = ms_or_never(o->conn_grace_s)}},
         /* Pings: a client may ping at most every 5 minutes without
          * calls or data; the third early ping closes the connection
          * (gRPC's defaults, written down so they cannot drift). The HPACK
@@ -739,8 +730,50 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
         {GRPC_ARG_INTEGER, GRPC_ARG_HTTP2_HPACK_TABLE_SIZE_DECODER, {.integer = 4096}},
     };
     /* Without limits (a hidden test flag) only the first four apply. */
-    grpc_channel_args chargs = {opts->limits ? sizeof args / sizeof args[0] : 4, args};
-    rpc->server = grpc_server_create(&chargs, NULL);
+    grpc_channel_args chargs = {o->limits ? sizeof args / sizeof args[0] : 4, args};
+    return grpc_server_create(&chargs, NULL);
+}
+
+/* Posts each worker's call requests (SLOTS_PER_METHOD per method, one
+ * catch-all) and starts its thread; the server has started. Returns 0 or
+ * an error with err filled (cd_rpc_free stops what started). */
+static int workers_start(struct cd_rpc *rpc, struct cairn_err *err)
+{
+    int rc = 0;
+    for (unsigned i = 0; i < rpc->n_workers; i++) {
+        struct worker *w = &rpc->workers[i];
+        for (size_t k = 0; k <= cd_methods_count; k++) {
+            /* k == count: the catch-all for unknown methods, one is plenty. */
+            const struct cd_method *m = k < cd_methods_count ? &cd_methods[k] : NULL;
+            for (int s = 0; s < (m ? SLOTS_PER_METHOD : 1) && rc == 0; s++)
+                rc = slot_new(w, m);
+        }
+        if (rc != 0) {
+            cairn_err_set(err, rc, "cannot post call requests");
+            return rc;
+        }
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            return cairn_err_set(err, CAIRN_E_NOMEM, "cannot start worker thread");
+        w->started = true;
+    }
+    return 0;
+}
+
+int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_rpc **out,
+                 int *port, struct cairn_err *err)
+{
+    struct cd_rpc *rpc = calloc(1, sizeof *rpc);
+    if (rpc == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    rpc->svc = svc;
+    rpc->idle_s = opts->stream_idle_s;
+    pthread_mutex_init(&rpc->idle_mu, NULL);
+    pthread_mutex_init(&rpc->mu, NULL);
+    pthread_cond_init(&rpc->cv, NULL);
+    rpc->shutdown_tag.fn = on_shutdown;
+    int rc = 0;
+
+    rpc->server = server_create(opts);
     rpc->n_workers = opts->threads ? opts->threads : 1;
     rpc->workers = calloc(rpc->n_workers, sizeof *rpc->workers);
     rpc->handles = calloc(cd_methods_count, sizeof *rpc->handles);
@@ -779,24 +812,8 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
         }
     }
     grpc_server_start(rpc->server);
-    for (unsigned i = 0; i < rpc->n_workers; i++) {
-        struct worker *w = &rpc->workers[i];
-        for (size_t k = 0; k <= cd_methods_count; k++) {
-            /* k == count: the catch-all for unknown methods, one is plenty. */
-            const struct cd_method *m = k < cd_methods_count ? &cd_methods[k] : NULL;
-            for (int s = 0; s < (m ? SLOTS_PER_METHOD : 1) && rc == 0; s++)
-                rc = slot_new(w, m);
-        }
-        if (rc != 0) {
-            cairn_err_set(err, rc, "cannot post call requests");
-            goto fail;
-        }
-        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-            rc = cairn_err_set(err, CAIRN_E_NOMEM, "cannot start worker thread");
-            goto fail;
-        }
-        w->started = true;
-    }
+    if ((rc = workers_start(rpc, err)) != 0)
+        goto fail;
     *port = bound;
     *out = rpc;
     return 0;

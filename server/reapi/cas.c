@@ -87,6 +87,83 @@ static void item_set(struct item_status *s, int rc, const char *msg)
     s->st.message = s->msg;
 }
 
+/* What both batch calls check before touching a blob: the request, the
+ * caller's access, and that total bytes (sent, or asked for) fit one
+ * message. verb and stream word the refusal ("holds"/"Write", "asks
+ * for"/"Read"). Returns 0 or the code r was failed with. */
+static int cas_batch_check(struct cd_svc *svc, const struct cd_req *req, const char *instance,
+                           int digest_function, enum cd_access need, uint64_t total,
+                           const char *verb, const char *stream, struct cd_reply *r)
+{
+    int rc = cd_pb_request_check(instance, digest_function, r);
+    if (rc == 0)
+        rc = cd_svc_authorize(svc, req, instance, need, r);
+    if (rc == 0 && total > CD_MAX_BATCH)
+        rc = cd_reply_fail(r, CAIRN_E_TOOBIG,
+                           "batch %s %llu bytes, more than max_batch_total_size_bytes %u; use ByteStream %s",
+                           verb, (unsigned long long)total, CD_MAX_BATCH, stream);
+    return rc;
+}
+
+/* BatchUpdateBlobs for one blob: checks the item, stores it and words
+ * its status in s. */
+static void cas_update_one(struct cd_svc *svc, const char *instance,
+                           const PbBatchUpdateBlobsRequestItem *rq, struct item_status *s)
+{
+    struct cd_digest d;
+    struct cairn_err err;
+    int rc = cd_pb_digest_err(rq->digest, &d, &err);
+    if (rc != 0) {
+        item_set(s, rc, err.msg);
+        return;
+    }
+    if (rq->compressor != BUILD__BAZEL__REMOTE__EXECUTION__V2__COMPRESSOR__VALUE__IDENTITY) {
+        item_set(s, CAIRN_E_INVAL, "compressed uploads are not supported");
+        return;
+    }
+    if ((int64_t)rq->data.len != d.size) {
+        snprintf(err.msg, sizeof err.msg, "digest says %lld bytes, data has %zu",
+                 (long long)d.size, rq->data.len);
+        item_set(s, CAIRN_E_DIGEST, err.msg);
+        return;
+    }
+    rc = cd_store_blob_put(svc->store, instance, &d, rq->data.data, rq->data.len);
+    if (rc == 0)
+        cd_metrics_add(&svc->metrics->bytes_in, rq->data.len);
+    item_set(s, rc,
+             rc == 0                ? ""
+             : rc == CAIRN_E_DIGEST ? "data does not hash to the digest"
+             : rc == CAIRN_E_FULL   ? "store is full and eviction cannot make room"
+                                    : cairn_strerror(rc));
+}
+
+/* BatchReadBlobs for one blob: reads it into it->data (malloc'd, the
+ * caller frees) and words its status in s. */
+static void cas_read_one(struct cd_svc *svc, const char *instance, const PbDigest *pd,
+                         PbBatchReadBlobsResponseItem *it, struct item_status *s)
+{
+    struct cd_digest d;
+    struct cairn_err err;
+    int rc = cd_pb_digest_err(pd, &d, &err);
+    if (rc != 0) {
+        item_set(s, rc, err.msg);
+        return;
+    }
+    void *data = NULL;
+    rc = cd_store_blob_get(svc->store, instance, &d, CD_MAX_BATCH, &data);
+    if (rc == 0) {
+        it->data.data = data;
+        it->data.len = (size_t)d.size;
+        cd_metrics_add(&svc->metrics->bytes_out, (uint64_t)d.size);
+    }
+    if (rc == CAIRN_E_CORRUPT) {
+        cd_corrupt_report(instance ? instance : "", &d, err.msg, sizeof err.msg);
+        item_set(s, rc, err.msg);
+        return;
+    }
+    item_set(s, rc, rc == 0 ? "" : rc == CAIRN_E_NOTFOUND ? "blob not found" : cairn_strerror(rc));
+}
+
 void cd_cas_batch_update(struct cd_svc *svc, const struct cd_req *req, struct cd_reply *r)
 {
     PbBatchUpdateBlobsRequest *in =
@@ -98,18 +175,12 @@ void cd_cas_batch_update(struct cd_svc *svc, const struct cd_req *req, struct cd
     size_t n = in->n_requests;
     struct item_status *st = NULL;
     PbBatchUpdateBlobsResponseItem *items = NULL, **ptrs = NULL;
-    if (cd_pb_request_check(in->instance_name, in->digest_function, r) != 0 ||
-        cd_svc_authorize(svc, req, in->instance_name, CD_ACCESS_WRITE, r) != 0)
-        goto out;
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += in->requests[i]->data.len;
-    if (total > CD_MAX_BATCH) {
-        cd_reply_fail(r, CAIRN_E_TOOBIG,
-                      "batch holds %llu bytes, more than max_batch_total_size_bytes %u; use ByteStream Write",
-                      (unsigned long long)total, CD_MAX_BATCH);
+    if (cas_batch_check(svc, req, in->instance_name, in->digest_function, CD_ACCESS_WRITE, total,
+                        "holds", "Write", r) != 0)
         goto out;
-    }
     st = calloc(n ? n : 1, sizeof *st);
     items = calloc(n ? n : 1, sizeof *items);
     ptrs = calloc(n ? n : 1, sizeof *ptrs);
@@ -118,39 +189,13 @@ void cd_cas_batch_update(struct cd_svc *svc, const struct cd_req *req, struct cd
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        const PbBatchUpdateBlobsRequestItem *rq = in->requests[i];
-        PbBatchUpdateBlobsResponseItem *it = &items[i];
-        build__bazel__remote__execution__v2__batch_update_blobs_response__response__init(it);
-        ptrs[i] = it;
+        build__bazel__remote__execution__v2__batch_update_blobs_response__response__init(&items[i]);
+        ptrs[i] = &items[i];
         /* Echo the client's digest, even a malformed one, so it can match
          * answers to requests. */
-        it->digest = rq->digest;
-        it->status = &st[i].st;
-        struct cd_digest d;
-        struct cairn_err err;
-        int rc = cd_pb_digest_err(rq->digest, &d, &err);
-        if (rc != 0) {
-            item_set(&st[i], rc, err.msg);
-            continue;
-        }
-        if (rq->compressor != BUILD__BAZEL__REMOTE__EXECUTION__V2__COMPRESSOR__VALUE__IDENTITY) {
-            item_set(&st[i], CAIRN_E_INVAL, "compressed uploads are not supported");
-            continue;
-        }
-        if ((int64_t)rq->data.len != d.size) {
-            snprintf(err.msg, sizeof err.msg, "digest says %lld bytes, data has %zu",
-                     (long long)d.size, rq->data.len);
-            item_set(&st[i], CAIRN_E_DIGEST, err.msg);
-            continue;
-        }
-        rc = cd_store_blob_put(svc->store, in->instance_name, &d, rq->data.data, rq->data.len);
-        if (rc == 0)
-            cd_metrics_add(&svc->metrics->bytes_in, rq->data.len);
-        item_set(&st[i], rc,
-                 rc == 0                ? ""
-                 : rc == CAIRN_E_DIGEST ? "data does not hash to the digest"
-                 : rc == CAIRN_E_FULL   ? "store is full and eviction cannot make room"
-                                        : cairn_strerror(rc));
+        items[i].digest = in->requests[i]->digest;
+        items[i].status = &st[i].st;
+        cas_update_one(svc, in->instance_name, in->requests[i], &st[i]);
     }
     PbBatchUpdateBlobsResponse resp = BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_UPDATE_BLOBS_RESPONSE__INIT;
     resp.n_responses = n;
@@ -174,9 +219,6 @@ void cd_cas_batch_read(struct cd_svc *svc, const struct cd_req *req, struct cd_r
     size_t n = in->n_digests;
     struct item_status *st = NULL;
     PbBatchReadBlobsResponseItem *items = NULL, **ptrs = NULL;
-    if (cd_pb_request_check(in->instance_name, in->digest_function, r) != 0 ||
-        cd_svc_authorize(svc, req, in->instance_name, CD_ACCESS_READ, r) != 0)
-        goto out;
     /* The response must fit one message: refuse up front from the sizes
      * the digests claim (each blob's real size equals its digest size). */
     uint64_t total = 0;
@@ -184,12 +226,9 @@ void cd_cas_batch_read(struct cd_svc *svc, const struct cd_req *req, struct cd_r
         if (in->digests[i] != NULL && in->digests[i]->size_bytes > 0)
             total += (uint64_t)in->digests[i]->size_bytes;
     }
-    if (total > CD_MAX_BATCH) {
-        cd_reply_fail(r, CAIRN_E_TOOBIG,
-                      "batch asks for %llu bytes, more than max_batch_total_size_bytes %u; use ByteStream Read",
-                      (unsigned long long)total, CD_MAX_BATCH);
+    if (cas_batch_check(svc, req, in->instance_name, in->digest_function, CD_ACCESS_READ, total,
+                        "asks for", "Read", r) != 0)
         goto out;
-    }
     st = calloc(n ? n : 1, sizeof *st);
     items = calloc(n ? n : 1, sizeof *items);
     ptrs = calloc(n ? n : 1, sizeof *ptrs);
@@ -198,32 +237,11 @@ void cd_cas_batch_read(struct cd_svc *svc, const struct cd_req *req, struct cd_r
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        PbBatchReadBlobsResponseItem *it = &items[i];
-        build__bazel__remote__execution__v2__batch_read_blobs_response__response__init(it);
-        ptrs[i] = it;
-        it->digest = in->digests[i];
-        it->status = &st[i].st;
-        struct cd_digest d;
-        struct cairn_err err;
-        int rc = cd_pb_digest_err(in->digests[i], &d, &err);
-        if (rc != 0) {
-            item_set(&st[i], rc, err.msg);
-            continue;
-        }
-        void *data = NULL;
-        rc = cd_store_blob_get(svc->store, in->instance_name, &d, CD_MAX_BATCH, &data);
-        if (rc == 0) {
-            it->data.data = data;
-            it->data.len = (size_t)d.size;
-            cd_metrics_add(&svc->metrics->bytes_out, (uint64_t)d.size);
-        }
-        if (rc == CAIRN_E_CORRUPT) {
-            cd_corrupt_report(in->instance_name ? in->instance_name : "", &d, err.msg,
-                              sizeof err.msg);
-            item_set(&st[i], rc, err.msg);
-            continue;
-        }
-        item_set(&st[i], rc, rc == 0 ? "" : rc == CAIRN_E_NOTFOUND ? "blob not found" : cairn_strerror(rc));
+        build__bazel__remote__execution__v2__batch_read_blobs_response__response__init(&items[i]);
+        ptrs[i] = &items[i];
+        items[i].digest = in->digests[i];
+        items[i].status = &st[i].st;
+        cas_read_one(svc, in->instance_name, in->digests[i], &items[i], &st[i]);
     }
     PbBatchReadBlobsResponse resp = BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_READ_BLOBS_RESPONSE__INIT;
     resp.n_responses = n;

@@ -20,6 +20,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,12 +35,15 @@
 #define CD_READ_CHUNK (1u << 20)
 
 /* Everything handlers share; borrowed from main(), which outlives the RPC
- * layer. auth NULL means the server is open. */
+ * layer. auth NULL means the server is open. draining is set once, by
+ * main on SIGTERM, and read by any worker (grpc.health.v1 then answers
+ * NOT_SERVING); it starts false. */
 struct cd_svc {
     struct cd_store *store;
     struct cd_auth *auth;
     struct cd_uploads *uploads;
     struct cd_metrics *metrics;
+    atomic_bool draining;
 };
 
 /* One request message, borrowed for the duration of the handler call.

@@ -68,7 +68,7 @@ int cd_log_budget_take(struct cd_log_budget *b, unsigned *dropped)
         b->window_ms = now;
         b->used = 0;
     }
-    int ok = b->used < CD_LOG_BURST;
+    int ok = b->used < (b->burst != 0 ? b->burst : CD_LOG_BURST);
     if (ok) {
         b->used++;
         *dropped = b->dropped;

@@ -17,10 +17,12 @@ void cd_log(enum cd_log_level level, const char *fmt, ...)
 
 /* A budget for one kind of line whose cause a client controls (a refused
  * call, a refused connection), so that a flood of the cause cannot flood
- * the log: at most CD_LOG_BURST lines a second. Zero-initialise it (static
- * storage or {0}); thread-safe. */
+ * the log: at most burst (default CD_LOG_BURST) lines a second.
+ * Zero-initialise it (static storage or {0}), setting burst if the
+ * default does not fit; thread-safe. */
 #define CD_LOG_BURST 10
 struct cd_log_budget {
+    unsigned burst;      /* lines a second; 0: CD_LOG_BURST */
     long long window_ms; /* start of the current second */
     unsigned used;       /* lines written in it */
     unsigned dropped;    /* lines refused since the last one written */

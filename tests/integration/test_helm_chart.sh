@@ -8,8 +8,9 @@
 # installed by scripts/deps.sh); key facts are asserted; bad values must be
 # refused naming the field; and the rendered arguments, tokens file and
 # certificates start a real cairnd (paths moved into the temp dir, on
-# 127.0.0.1) that answers health, fails it while draining a held call,
-# accepts the write token and refuses the read one.
+# 127.0.0.1) that answers health, says NOT_SERVING after SIGTERM and fails
+# it while draining a held call, accepts the write token and refuses the
+# read one.
 . "$(dirname "$0")/server_lib.sh"
 
 SRC=${CAIRN_SOURCE_DIR:?}
@@ -124,9 +125,11 @@ check defaults "$POD.securityContext | [.runAsNonRoot, .runAsUser > 0, .seccompP
     "true,true,RuntimeDefault" "pod runs as non-root with the RuntimeDefault seccomp profile"
 check defaults "$C.securityContext | [.runAsNonRoot, .readOnlyRootFilesystem, .allowPrivilegeEscalation, (.capabilities.drop|join(\"+\")), .seccompProfile.type] | join(\",\")" \
     "true,true,false,ALL,RuntimeDefault" "container: read-only root, no escalation, all capabilities dropped"
-check defaults "$POD.terminationGracePeriodSeconds" 45 "grace period = drain (30s) + 15"
+check defaults "$POD.terminationGracePeriodSeconds" 50 "grace period = shutdown delay (5s) + drain (30s) + 15"
 [ "$(arg defaults --drain-timeout)" = 30s ] && pass "defaults: --drain-timeout 30s" ||
     fail "defaults: --drain-timeout $(arg defaults --drain-timeout)"
+[ "$(arg defaults --shutdown-delay)" = 5s ] && pass "defaults: --shutdown-delay 5s" ||
+    fail "defaults: --shutdown-delay $(arg defaults --shutdown-delay)"
 check defaults '(.[] | select(.kind=="Service" and .spec.clusterIP=="None")).metadata.name' \
     "$(q defaults "$STS.spec.serviceName")" "the StatefulSet's serviceName is the headless Service"
 check defaults '[.[] | select(.kind=="Service") | .spec.clusterIP // "ClusterIP"] | join(",")' \
@@ -225,8 +228,9 @@ refuse 'a writable root filesystem' '^- securityContext.readOnlyRootFilesystem' 
     --set securityContext.readOnlyRootFilesystem=false
 printf 'tokens:\n  enabled: true\n  grants:\n    - token: short\n      role: admin\n      instance: "*"\n' >"$T/grant.yaml"
 refuse 'a bad grant' '^- tokens.grants.0.role: tokens.grants.0.role must be one of' -f "$T/grant.yaml"
-refuse 'a grace period below the drain' 'terminationGracePeriodSeconds (20) must be above cairnd.drainTimeoutSeconds (30)' \
-    --set terminationGracePeriodSeconds=20
+refuse 'a grace period below the delay and the drain' \
+    'terminationGracePeriodSeconds (35) must be above cairnd.shutdownDelaySeconds + cairnd.drainTimeoutSeconds (35)' \
+    --set terminationGracePeriodSeconds=35
 refuse 'tokens without grants or a Secret' 'tokens.enabled: give tokens.grants' --set tokens.enabled=true
 refuse 'TLS without a certificate' 'tls.enabled: give tls.cert' --set tls.enabled=true
 refuse 'a volume too small for headroom' 'storage.size 64Mi leaves 51M' --set storage.size=64Mi
@@ -248,7 +252,8 @@ node "$SRC/tests/helm/validate.mjs" "$NODE_MODULES" "$T/type.json" >"$T/type.out
     fail "validator accepted a wrong type" || pass "validator refuses a wrong type"
 
 # --- the rendered arguments and Secrets start a real cairnd ------------------
-# start_rendered NAME: cairnd with the StatefulSet's args, its paths moved
+# start_rendered NAME [ARGS...]: cairnd with the StatefulSet's args (then
+# ARGS, which cairnd takes over earlier ones), its paths moved
 # under $T/NAME/root, the listen address 127.0.0.1:0, and each secret
 # volume's items written where the pod would see them (from the chart's
 # Secret, or from $T/NAME/secrets/<secret>/<key> for an existing one).
@@ -279,17 +284,22 @@ start_rendered() {
             *) args+=("$a") ;;
         esac
     done < <(q "$name" "$C.args[]")
-    cd_start "${args[@]}"
+    cd_start "${args[@]}" "${@:2}"
 }
 
 echo data >"$T/blob"
-start_rendered defaults
+# The rendered --shutdown-delay 5s, lengthened so that no check below
+# races its end (the second SIGTERM ends it).
+start_rendered defaults --shutdown-delay 1h
 grep -q 'max 42949672960 bytes' "$CD_LOG" && pass "defaults: cairnd takes --max-size 40960M (40 GiB)" ||
     fail "defaults: cairnd's start line: $(grep 'store' "$CD_LOG" | head -1)"
 expect 0 probe health && pass "defaults: the rendered cairnd answers health"
-# Readiness while draining: with a Write held open, SIGTERM starts the drain
-# (the chart's --drain-timeout 30s); the health check the kubelet would make
-# now fails while cairnd is still running.
+# Readiness on SIGTERM, with a Write held open: for the chart's
+# --shutdown-delay health answers NOT_SERVING (the readiness probe fails)
+# while cairnd still serves; a second SIGTERM ends the delay without
+# waiting for it, and the drain (--drain-timeout 30s) refuses new
+# connections, so the health check fails at the connection while cairnd
+# still runs.
 head -c 3000000 /dev/urandom >"$T/big"
 R="uploads/drain/blobs/$(digest "$T/big")"
 # The probe binary itself, so that $! is the client to kill.
@@ -300,6 +310,11 @@ for _ in $(seq 1 100); do
     probe qws "$R" 2>/dev/null | grep -q 'committed_size=1000000' && break
     sleep 0.1
 done
+kill -TERM "$CD_PID"
+for _ in $(seq 1 100); do grep -q 'SIGTERM: health NOT_SERVING' "$CD_LOG" && break; sleep 0.1; done
+expect 0 probe --timeout 5 health && grep -qx status=2 "$T/last.out" &&
+    pass "defaults: health NOT_SERVING during the shutdown delay (readiness drops)" ||
+    fail "defaults: health after SIGTERM: $(cat "$T/last.out")"
 kill -TERM "$CD_PID"
 for _ in $(seq 1 100); do grep -q 'SIGTERM: draining' "$CD_LOG" && break; sleep 0.1; done
 expect "$UNAVAILABLE" probe --timeout 5 health && kill -0 "$CD_PID" &&

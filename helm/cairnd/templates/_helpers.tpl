@@ -74,14 +74,15 @@ float64 in Helm, and a float printed whole would read "4.096e+04".
 {{- end -}}
 {{- end -}}
 
-{{/* Seconds before SIGKILL: above cairnd's drain timeout. */}}
+{{/* Seconds before SIGKILL: above cairnd's shutdown delay plus its drain
+timeout (both run after SIGTERM). */}}
 {{- define "cairnd.gracePeriod" -}}
-{{- $drain := int64 .Values.cairnd.drainTimeoutSeconds -}}
+{{- $drain := add (int64 .Values.cairnd.shutdownDelaySeconds) (int64 .Values.cairnd.drainTimeoutSeconds) -}}
 {{- $grace := int64 .Values.terminationGracePeriodSeconds -}}
 {{- if eq $grace 0 -}}
 {{- add $drain 15 -}}
 {{- else if le $grace $drain -}}
-{{- fail (printf "terminationGracePeriodSeconds (%d) must be above cairnd.drainTimeoutSeconds (%d): the kubelet would kill cairnd before its calls finish" $grace $drain) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be above cairnd.shutdownDelaySeconds + cairnd.drainTimeoutSeconds (%d): the kubelet would kill cairnd before its calls finish" $grace $drain) -}}
 {{- else -}}
 {{- $grace -}}
 {{- end -}}

@@ -97,6 +97,11 @@ static void test_upload_flags(void **state)
 
     assert_int_equal(parse_with("--drain-timeout", "0", &c, &err), 0);
     assert_int_equal(c.drain_timeout_s, 0);
+    assert_int_equal(c.shutdown_delay_s, 0); /* default: drain at the first signal */
+    assert_int_equal(parse_with("--shutdown-delay", "5s", &c, &err), 0);
+    assert_int_equal(c.shutdown_delay_s, 5);
+    assert_int_equal(parse_with("--shutdown-delay", "2h", &c, &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "--shutdown-delay: 2h is outside 0s to 3600s"));
     assert_int_equal(parse_with("--stats-interval", "2m", &c, &err), 0);
     assert_int_equal(c.stats_interval_s, 120);
     assert_int_equal(parse_with("--threads", "0", &c, &err), CAIRN_E_INVAL);

@@ -30,10 +30,28 @@ static void test_budget_burst_then_dropped(void **state)
     assert_int_equal(dropped, 0);
 }
 
+/* A budget with its own burst (the relay's refusals: one line a second)
+ * writes that many lines a second, then counts the rest for the next. */
+static void test_budget_own_burst(void **state)
+{
+    (void)state;
+    struct cd_log_budget b = {.burst = 1};
+    unsigned dropped = 99;
+    assert_true(cd_log_budget_take(&b, &dropped));
+    assert_int_equal(dropped, 0);
+    for (int i = 0; i < 50; i++)
+        assert_false(cd_log_budget_take(&b, &dropped));
+    b.window_ms -= 1000;
+    assert_true(cd_log_budget_take(&b, &dropped));
+    assert_int_equal(dropped, 50);
+    assert_false(cd_log_budget_take(&b, &dropped));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_budget_burst_then_dropped),
+        cmocka_unit_test(test_budget_own_burst),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
