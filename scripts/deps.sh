@@ -22,6 +22,7 @@ TEST_PKGS=(
   # The Helm chart's tests (tests/helm): Helm's template engine offline.
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
   golang-github-xeipuuv-gojsonschema-dev nodejs
+  curl time
 )
 
 # Kubernetes' schemas for the chart's rendered objects (npm, pinned by

@@ -37,6 +37,10 @@ static void build_usage(FILE *out)
             "only\n"
             "      --insecure-registry HOST[:PORT]  no TLS checks for HOST "
             "(repeatable)\n"
+            "      --push                   push every -t to its registry "
+            "after the build\n"
+            "                               (zstd layers only with "
+            "--compression zstd)\n"
             "      --explain                say why each step missed the "
             "cache\n"
             "                               (compared with the last build "
@@ -109,6 +113,7 @@ struct build_cli {
     struct cairn_build_opts o;
     struct cairn_strvec tags, args, insecure;
     const char *progress;
+    bool push; /* --push: every -t after the build */
     struct cairn_config cfg;
     bool cache_flag; /* a --cache replaced the configured endpoints */
     struct cairn_build_secret secrets[64];
@@ -123,6 +128,8 @@ static int build_flag(struct build_cli *c, const char *a)
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
         build_usage(stdout);
         return 2;
+    } else if (strcmp(a, "--push") == 0) {
+        c->push = true;
     } else if (strcmp(a, "--no-cache") == 0) {
         c->o.no_cache = true;
     } else if (strcmp(a, "--pull") == 0 || strcmp(a, "--pull=always") == 0 ||
@@ -349,6 +356,11 @@ int cairn_cmd_build(int argc, char **argv)
     o->secrets = c.secrets;
     o->nsecrets = c.nsecrets;
 
+    if (c.push && c.tags.n == 0) {
+        fprintf(stderr, "cairn build: --push needs a name to push: -t "
+                        "HOST/REPO[:TAG]\n");
+        goto out;
+    }
     status = 1;
     struct cairn_err err;
     cairn_err_clear(&err);
@@ -373,6 +385,9 @@ int cairn_cmd_build(int argc, char **argv)
     }
     if (cairn_cli_insecure_env(&c.insecure))
         goto out;
+    for (size_t i = 0; i < c.cfg.insecure.n; i++)
+        if (cairn_strvec_push(&c.insecure, c.cfg.insecure.v[i]))
+            goto out;
     o->insecure_registries = (const char *const *)c.insecure.v;
     o->ninsecure_registries = c.insecure.n;
     struct timespec t0, t1;
@@ -390,6 +405,16 @@ int cairn_cmd_build(int argc, char **argv)
     double secs = (double)(t1.tv_sec - t0.tv_sec) +
                   (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     build_summary(&c, id, &stats, cache != NULL, secs);
+    fflush(stdout);
+    /* Every -t, as docker build --push does; the first failure ends it
+     * (the image stays built and tagged). zstd layers were asked for. */
+    for (size_t i = 0; c.push && i < c.tags.n; i++)
+        if (cairn_cmd_push_run(st, c.tags.v[i], NULL,
+                               (const char *const *)c.insecure.v,
+                               c.insecure.n,
+                               o->compression == CAIRN_COMPRESS_ZSTD,
+                               false) != 0)
+            goto out;
     status = 0;
 out:
     cairn_cache_close(cache);

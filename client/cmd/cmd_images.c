@@ -181,6 +181,12 @@ static int images_row(void *arg, const struct cairn_image_row *row)
             if (!ok)
                 continue;
             ref_split(row->tags[i], repo, sizeof repo, &tag);
+        } else if (row->nrepo_digests > 0) {
+            /* Pulled by digest: Docker shows the repository, no tag. */
+            const char *rd = row->repo_digests[0];
+            const char *at = strchr(rd, '@');
+            snprintf(repo, sizeof repo, "%.*s",
+                     at ? (int)(at - rd) : (int)strlen(rd), rd);
         } else {
             snprintf(repo, sizeof repo, "<none>");
         }
@@ -196,10 +202,8 @@ static int images_row(void *arg, const struct cairn_image_row *row)
         const char *digest = "<none>";
         for (size_t k = 0; k < row->nrepo_digests; k++) {
             const char *at = strchr(row->repo_digests[k], '@');
-            if (at && (dangling ||
-                       ((size_t)(at - row->repo_digests[k]) == strlen(repo) &&
-                        strncmp(row->repo_digests[k], repo, strlen(repo)) ==
-                            0)))
+            if (at && (size_t)(at - row->repo_digests[k]) == strlen(repo) &&
+                strncmp(row->repo_digests[k], repo, strlen(repo)) == 0)
                 digest = at + 1;
         }
         const char *cells[] = {repo, tag, digest, id, created, size};

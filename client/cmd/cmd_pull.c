@@ -5,6 +5,7 @@
 #include "client/cmd/archive.h"
 #include "client/cmd/cli.h"
 #include "client/registry/pull.h"
+#include "client/remote/config.h"
 #include "client/registry/ref.h"
 #include "client/store/store.h"
 #include "common/strvec.h"
@@ -88,7 +89,15 @@ int cairn_cmd_pull(int argc, char **argv)
     struct cairn_reg_platform plat;
     char hostp[64];
     host_platform(hostp, sizeof hostp);
-    int rc = cairn_cli_insecure_env(&insecure);
+    /* The settings file's insecure-registry lines, then the environment. */
+    struct cairn_config cfg;
+    cairn_config_init(&cfg);
+    int rc = cairn_config_load(&cfg, &err);
+    for (size_t i = 0; rc == 0 && i < cfg.insecure.n; i++)
+        rc = cairn_strvec_push(&insecure, cfg.insecure.v[i]);
+    cairn_config_clear(&cfg);
+    if (rc == 0)
+        rc = cairn_cli_insecure_env(&insecure);
     if (rc == 0)
         rc = cairn_reg_ref_parse(name, &ref, &err);
     if (rc == 0)

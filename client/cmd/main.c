@@ -25,6 +25,7 @@ static const struct cairn_command commands[] = {
     {"import", cairn_cmd_import, "make an image from a rootfs tarball"},
     {"load", cairn_cmd_load, "load images from a docker save or OCI archive"},
     {"pull", cairn_cmd_pull, "download an image from a registry"},
+    {"push", cairn_cmd_push, "upload an image to a registry"},
     {"cache", cairn_cmd_cache, "check a remote cache (ping, stats)"},
     {"builder", cairn_cmd_builder, "show or remove RUN --mount=type=cache directories"},
     {"login", cairn_cmd_login, "log in to a registry"},

@@ -610,8 +610,7 @@ static int pull_run(struct pull *p, struct cairn_reg_pull_result *res,
         cairn_store_image_row_clear(&row);
         memcpy(res->repo_digest, want, sizeof res->repo_digest);
         res->up_to_date = tagged;
-        if (!tagged && !p->o->resolve_only &&
-            (rc = cairn_store_tag(p->st, tag, res->manifest, err)))
+        if (!tagged && (rc = cairn_store_tag(p->st, tag, res->manifest, err)))
             return rc;
         if (p->o->out) {
             fprintf(p->o->out, "Digest: %s\n", want);
@@ -619,10 +618,6 @@ static int pull_run(struct pull *p, struct cairn_reg_pull_result *res,
                     tagged ? "Image is up to date" : "Downloaded newer image",
                     shown);
         }
-        return 0;
-    }
-    if (p->o->resolve_only) {
-        memcpy(res->repo_digest, want, sizeof res->repo_digest);
         return 0;
     }
 

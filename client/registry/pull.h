@@ -39,9 +39,6 @@ struct cairn_reg_pull_opts {
     const struct cairn_reg_opts *transport;    /* may be NULL */
     FILE *out; /* docker pull's lines; NULL: quiet */
     int jobs;  /* 0: CAIRN_REG_PULL_JOBS */
-    /* Resolve only: answer up_to_date or the digest without fetching
-     * anything but the manifest HEAD (cairn build --pull's check). */
-    bool resolve_only;
 };
 
 struct cairn_reg_pull_result {

@@ -618,6 +618,13 @@ static int cc_error(struct cairn_reg_session *s,
 {
     const char *what = req->what ? req->what : req->path;
     const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(cc);
+    if (strstr(detail, "SSL") && strstr(detail, "alert"))
+        return cairn_err_set(err, CAIRN_E_AUTH,
+                             "%s: TLS with registry %s failed (%s); a "
+                             "client certificate goes in "
+                             "/etc/docker/certs.d/%s/ as client.cert and "
+                             "client.key",
+                             what, s->host, detail, s->host);
     if (cc == CURLE_OPERATION_TIMEDOUT)
         return cairn_err_set(err, CAIRN_E_TIMEOUT,
                              "%s: registry %s stopped answering (%s)", what,
@@ -651,6 +658,7 @@ int cairn_reg_request(struct cairn_reg_session *s,
     char *authz = NULL;
     int rc = 0, tries = 0;
     bool auth_retried = false;
+    char tls_err[CURL_ERROR_SIZE] = ""; /* why TLS failed before HTTP */
     if (url == NULL || h == NULL) {
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
         goto out;
@@ -696,12 +704,17 @@ int cairn_reg_request(struct cairn_reg_session *s,
             strncmp(url, "https://", 8) == 0 &&
             strncmp(req->path, "https://", 8) != 0) {
             atomic_store(&s->scheme, SCHEME_HTTP);
+            snprintf(tls_err, sizeof tls_err, "%s",
+                     errbuf[0] ? errbuf : curl_easy_strerror(cc));
             continue;
         }
         if (cc == CURLE_OK && strncmp(url, "https://", 8) == 0)
             atomic_store(&s->scheme, SCHEME_HTTPS);
+        /* A TLS alert (with TLS 1.3 a refused client certificate shows
+         * on the first read) will not go away by asking again. */
+        bool tls_alert = strstr(errbuf, "SSL") && strstr(errbuf, "alert");
         if (cc != CURLE_OK) {
-            if (cc_retryable(cc) && resp->delivered == 0 &&
+            if (cc_retryable(cc) && !tls_alert && resp->delivered == 0 &&
                 tries < CAIRN_REG_RETRIES) {
                 backoff_sleep(tries++, -1);
                 continue;
@@ -735,6 +748,15 @@ int cairn_reg_request(struct cairn_reg_session *s,
                 }
             }
             rc = 0;
+            goto out;
+        }
+        /* The fallback met a TLS server after all (TLS failed for
+         * another reason, e.g. a client certificate it wants): say so. */
+        if (tls_err[0] && st == 400 && x.errbody.data &&
+            strstr(x.errbody.data, "HTTP request to an HTTPS server")) {
+            rc = cairn_err_set(
+                err, CAIRN_E_IO, "%s: TLS with registry %s failed: %s",
+                req->what ? req->what : req->path, s->host, tls_err);
             goto out;
         }
         rc = cairn_reg_error_decode(s->host, st, x.errbody.data, x.errbody.len,

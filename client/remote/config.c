@@ -14,6 +14,7 @@ void cairn_config_init(struct cairn_config *c)
 {
     memset(c, 0, sizeof *c);
     cairn_strvec_init(&c->urls);
+    cairn_strvec_init(&c->insecure);
 }
 
 void cairn_config_clear(struct cairn_config *c)
@@ -21,6 +22,7 @@ void cairn_config_clear(struct cairn_config *c)
     if (c == NULL)
         return;
     cairn_strvec_free(&c->urls);
+    cairn_strvec_free(&c->insecure);
     free(c->token);
     free(c->ca_file);
     memset(c, 0, sizeof *c);
@@ -79,6 +81,14 @@ int cairn_config_set(struct cairn_config *c, const char *key,
             return 0;
         }
         return cairn_strvec_push(&c->urls, value);
+    }
+    if (strcmp(key, "insecure-registry") == 0) {
+        if (value[0] == '\0') {
+            cairn_strvec_free(&c->insecure);
+            cairn_strvec_init(&c->insecure);
+            return 0;
+        }
+        return cairn_strvec_push(&c->insecure, value);
     }
     if (strcmp(key, "cache-mode") == 0) {
         if (strcmp(value, "read") == 0)

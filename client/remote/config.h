@@ -6,7 +6,9 @@
  * CAIRN_CACHE_MAX_LAYER, CAIRN_CACHE_MIN_RATE, then command-line flags (set
  * by the caller). The file has "key = value" lines; '#' starts a comment;
  * keys: cache (repeatable), cache-mode, cache-token, cache-ca,
- * cache-timeout, cache-max-layer, cache-min-rate.
+ * cache-timeout, cache-max-layer, cache-min-rate; and for registries
+ * (docs/registry.md) insecure-registry (repeatable: HOST[:PORT] reached
+ * without TLS checks or over plain HTTP).
  *
  * Not thread-safe; one owner.
  */
@@ -32,6 +34,9 @@ struct cairn_config {
     /* A blob stream that moves fewer bytes than this per second over a
      * cache-timeout window is abandoned (stall, trickle). 0: default. */
     int64_t min_rate;
+    /* insecure-registry: registries ("host[:port]") reached without TLS
+     * checks (client/registry/transport.h); owned. */
+    struct cairn_strvec insecure;
 };
 
 #define CAIRN_CONFIG_MAX_LAYER ((int64_t)10 << 30)

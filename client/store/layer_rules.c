@@ -112,9 +112,11 @@ static int refuse(char *why, size_t whylen, int code, const char *fmt, ...)
     return code;
 }
 
-/* name without leading "./" (into *rel), and its normalised form (no
- * empty or "." components, no trailing '/') into out. Absolute names,
- * ".." components and oversize names are refused with a reason. */
+/* name without leading "./" or "/" (into *rel), and its normalised form
+ * (no empty or "." components, no trailing '/') into out. An absolute name
+ * means the same path under the layer's root, as Docker's and containerd's
+ * unpackers read it (umoci writes "/" for the root); ".." components and
+ * oversize names are refused with a reason. */
 static const char *normalise(const char *name, const char **rel,
                              struct rule_key *out)
 {
@@ -122,11 +124,9 @@ static const char *normalise(const char *name, const char **rel,
         return "entry without a name";
     if (strnlen(name, RULES_PATH_MAX) >= RULES_PATH_MAX)
         return "name too long";
-    if (name[0] == '/')
-        return "absolute path";
     const char *p = name;
-    while (p[0] == '.' && p[1] == '/')
-        p += 2;
+    while (p[0] == '/' || (p[0] == '.' && p[1] == '/'))
+        p += p[0] == '/' ? 1 : 2;
     if (strcmp(p, ".") == 0)
         p += 1;
     size_t n = 0;

@@ -60,7 +60,7 @@
 #   reg_stop_all              kill every registry and issuer started (and
 #                     the pids a test appended to REG_PIDS)
 #   reg_start_plain [tls|redirect], reg_oci_image DIR NAME FILE...,
-#   reg_push DIR:NAME REPO:TAG [USER:PASS]   registry_plain.sh's names (the
+#   reg_push DIR:NAME REPO:TAG [USER:PASS]   the pull tests' short names (the
 #                     pull tests' stand-in), kept so they run unchanged;
 #                     REG_STATIC_LOG (--redirect) logs the static server's
 #                     requests as "METHOD PATH auth=HEADER"
@@ -214,10 +214,11 @@ EOF
 reg_start() {
     local mode=${1:?reg_start MODE}
     shift
-    local tls=0 anon=0 ttl=300 redirect=0
+    local tls=0 anon=0 ttl=300 redirect=0 mtls=0
     while [ $# -gt 0 ]; do
         case $1 in
         --tls) tls=1 ;;
+        --mtls) tls=1; mtls=1 ;;
         --anonymous-pull) anon=1 ;;
         --ttl) ttl=$2; shift ;;
         --redirect) redirect=1 ;;
@@ -238,6 +239,8 @@ reg_start() {
     REG_LOG=$REG_DIR/registry.log
     REG_CA=
     REG_CERTS_DIR=
+    REG_CLIENT_CERT=
+    REG_CLIENT_KEY=
     REG_ISSUER_URL=
     REG_ISSUER_LOG=
     REG_ISSUER_CONTROL=
@@ -270,6 +273,18 @@ EOF
     certificate: $REG_DIR/tls/server.crt
     key: $REG_DIR/tls/server.key
 EOF
+        if [ "$mtls" = 1 ]; then
+            local d=$REG_DIR/tls
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+                -keyout "$d/client.key" -out "$d/client.csr" -subj "/CN=cairn" \
+                >/dev/null 2>&1 || _reg_die "openssl: client key"
+            openssl x509 -req -in "$d/client.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+                -CAcreateserial -out "$d/client.crt" -days 2 >/dev/null 2>&1 \
+                || _reg_die "openssl: client certificate"
+            REG_CLIENT_CERT=$d/client.crt
+            REG_CLIENT_KEY=$d/client.key
+            printf '    clientcas:\n      - %s\n' "$d/ca.crt" >> "$conf"
+        fi
     fi
     REG_STATIC_LOG=
     if [ "$redirect" = 1 ]; then
@@ -308,6 +323,10 @@ auth:
 EOF
         ;;
     esac
+    # A test's own settings (e.g. a notifications or proxy block).
+    if [ -n "${REG_EXTRA_CONFIG:-}" ]; then
+        printf '%s\n' "$REG_EXTRA_CONFIG" >> "$conf"
+    fi
     : > "$REG_ACCESS_LOG"
     # distribution reads REGISTRY_* variables as settings; skopeo's
     # REGISTRY_AUTH_FILE would become auth.file. None of them reach it.
@@ -336,6 +355,11 @@ EOF
         REG_CERTS_DIR=$REG_DIR/certs.d/$REG_ADDR
         mkdir -p "$REG_CERTS_DIR"
         cp "$REG_CA" "$REG_CERTS_DIR/ca.crt"
+        if [ -n "$REG_CLIENT_CERT" ]; then
+            # the certs.d names of a client pair (skopeo, Docker, cairn)
+            cp "$REG_CLIENT_CERT" "$REG_CERTS_DIR/client.cert"
+            cp "$REG_CLIENT_KEY" "$REG_CERTS_DIR/client.key"
+        fi
         REG_TLS_ARGS=(--cert-dir "$REG_CERTS_DIR")
     else
         REG_URL=http://$REG_ADDR
@@ -452,12 +476,13 @@ reg_push_busybox() {
         || { cat "$T/reg-push.out" >&2; return 1; }
 }
 
-# The names of registry_plain.sh, the pull tests' first stand-in, so those
+# The pull tests' short names (plain, tls, mtls, redirect), so those
 # tests run on these fixtures unchanged.
 reg_start_plain() {
     case ${1:-} in
     "") reg_start http ;;
     tls) reg_start tls ;;
+    mtls) reg_start tls --mtls ;;
     redirect) reg_start http --redirect ;;
     *) _reg_die "reg_start_plain: unknown mode $1" ;;
     esac

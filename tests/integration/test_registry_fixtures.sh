@@ -128,7 +128,7 @@ assert_eq "$(layers_of --cert-dir "$REG_CERTS_DIR" "docker://$REG_ADDR/anon/busy
 
 # 6. The redirect middleware: blob GETs answer 307 to the static server,
 # which serves the right bytes and logs each request. Started and filled
-# through registry_plain.sh's names.
+# through the pull tests' names (reg_start_plain, reg_oci_image, reg_push).
 reg_start_plain redirect
 echo extra > "$T/extra.txt"
 REG_ARCH=arm64 reg_oci_image "$T/oci" app "$T/extra.txt"

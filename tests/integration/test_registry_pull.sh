@@ -5,7 +5,7 @@
 # by a stored digest costs none; a second image sharing the base layer
 # downloads only its own; what cairn stored is what the registry holds.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/registry_plain.sh"
+. "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 reg_start_plain
 
@@ -68,6 +68,14 @@ grep -q "Pulling fs layer" "$T/p4" && fail "downloaded a stored layer"
 assert_eq "$(grep -c '"GET /v2/[^ ]*/blobs/.*"cairn/' "$REG_ACCESS_LOG")" 2 \
     "cairn's blob GETs in all (one layer, one config)"
 
+# A pull by digest alone gives no tag: Docker lists the repository with
+# tag <none> (the image is still dangling for prune, as in Docker).
+export CAIRN_ROOT=$T/root-digest
+"$CAIRN" pull -q "$REG_ADDR/team/app@$digest" >/dev/null || fail "pull by digest, cold"
+"$CAIRN" images --digests | grep -qE "^$REG_ADDR/team/app +<none> +$digest " ||
+    fail "digest-only image: $("$CAIRN" images --digests)"
+export CAIRN_ROOT=$T/root
+
 # 5. A tag moved in the registry: the next pull downloads the new image.
 echo two > "$T/two.txt"
 reg_oci_image "$T/oci" app2 "$T/two.txt"
@@ -76,8 +84,26 @@ reg_push "$T/oci:app2" team/app:v1 || fail "skopeo push moved tag"
 grep -q "^Status: Downloaded newer image for $REG_ADDR/team/app:v1$" "$T/p5" ||
     fail "moved tag: $(cat "$T/p5")"
 
+# 5b. Five layers download in parallel (three at a time), all verified.
+b=$T/bundle5
+for i in 1 2 3 4; do
+    umoci unpack --rootless --image "$T/oci:app" "$b" >/dev/null 2>&1
+    head -c $((300000 * i)) /dev/urandom > "$b/rootfs/blob$i"
+    umoci repack --image "$T/oci:app" "$b" >/dev/null
+    rm -rf "$b"
+done
+reg_push "$T/oci:app" team/five:v1 || fail "skopeo push five"
+"$CAIRN" pull "$REG_ADDR/team/five:v1" > "$T/p6" 2>&1 || { cat "$T/p6"; fail "pull five"; }
+assert_eq "$(grep -c 'Download complete' "$T/p6")" 4 "layers downloaded (one was stored): $(cat "$T/p6")"
+assert_eq "$(grep -c 'Already exists' "$T/p6")" 1 "layers already stored"
+assert_eq "$("$CAIRN" inspect "$REG_ADDR/team/five:v1" | jq '.[0].RootFS.Layers | length')" 5 \
+    "layers of the five-layer image"
+mkdir -p "$T/ctx5"
+printf 'FROM %s/team/five:v1\nRUN cat /blob4 /one.txt > /dev/null\n' "$REG_ADDR" > "$T/ctx5/Dockerfile"
+"$CAIRN" build "$T/ctx5" > "$T/b5" 2>&1 || { cat "$T/b5"; fail "build on five layers (diff_ids)"; }
+
 # 6. On a terminal a layer's line is redrawn with a progress bar.
-"$CAIRN" rmi "$REG_ADDR/other/app:v2" "$REG_ADDR/team/app:v1" >/dev/null
+"$CAIRN" rmi "$REG_ADDR/other/app:v2" "$REG_ADDR/team/app:v1" "$REG_ADDR/team/five:v1" >/dev/null
 "$CAIRN" prune -f >/dev/null
 script -qec "'$CAIRN' pull '$REG_ADDR/other/app:v2'" /dev/null > "$T/tty" 2>&1 ||
     { cat "$T/tty"; fail "pull on a terminal"; }

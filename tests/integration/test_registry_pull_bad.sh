@@ -5,7 +5,7 @@
 # a registry that is down, and one that accepts connections but never
 # answers (a timeout, not a hang).
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/registry_plain.sh"
+. "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 reg_start_plain
 echo one > "$T/one.txt"

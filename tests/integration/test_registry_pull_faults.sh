@@ -6,7 +6,7 @@
 # start. Each time the pull completes with the right bytes. A manifest
 # over 4 MiB and a malformed one are refused.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/registry_plain.sh"
+. "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 reg_start_plain
 echo one > "$T/one.txt"

@@ -5,7 +5,7 @@
 # manifest digest, not the tag); --pull=never uses the store only; a
 # FROM by a stored digest costs no request.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/registry_plain.sh"
+. "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 reg_start_plain
 echo one > "$T/one.txt"

@@ -4,7 +4,7 @@
 # a platform the index lacks fails listing what it has, and a re-pull of
 # either platform is up to date with one request.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/registry_plain.sh"
+. "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 reg_start_plain
 host_arch=$(dpkg --print-architecture)

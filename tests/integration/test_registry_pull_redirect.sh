@@ -3,7 +3,7 @@
 # server, as registries do to object storage: the redirect is followed and
 # the blobs verified as ever.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/registry_plain.sh"
+. "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 reg_start_plain redirect
 echo one > "$T/one.txt"

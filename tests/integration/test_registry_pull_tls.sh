@@ -4,7 +4,7 @@
 # certs.d/HOST:PORT/ca.crt ($CAIRN_CERTS_D stands for /etc/docker/certs.d
 # here), or not checked for a registry named insecure.
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/registry_plain.sh"
+. "$(dirname "$0")/registry_lib.sh"
 command -v busybox >/dev/null || fail "busybox-static is not installed"
 reg_start_plain tls
 echo one > "$T/one.txt"
@@ -30,6 +30,23 @@ grep -q '"GET /v2/team/app' "$REG_ACCESS_LOG" && fail "a request went through"
 CAIRN_INSECURE_REGISTRIES="other:1,$REG_ADDR" "$CAIRN" pull -q "$REG_ADDR/team/app:v1" \
     >/dev/null || fail "CAIRN_INSECURE_REGISTRIES"
 "$CAIRN" rmi "$REG_ADDR/team/app:v1" >/dev/null
+"$CAIRN" prune -f >/dev/null
+# ...or in the settings file, for pull and for a build's FROM.
+mkdir -p "$T/xdg/cairn"
+printf '# test\ninsecure-registry = %s\n' "$REG_ADDR" > "$T/xdg/cairn/config"
+XDG_CONFIG_HOME=$T/xdg "$CAIRN" pull -q "$REG_ADDR/team/app:v1" >/dev/null ||
+    fail "insecure-registry in the settings file"
+"$CAIRN" rmi "$REG_ADDR/team/app:v1" >/dev/null
+"$CAIRN" prune -f >/dev/null
+mkdir -p "$T/ctx"
+printf 'FROM %s/team/app:v1\n' "$REG_ADDR" > "$T/ctx/Dockerfile"
+XDG_CONFIG_HOME=$T/xdg "$CAIRN" build -t fromtls "$T/ctx" > "$T/b1" 2>&1 ||
+    { cat "$T/b1"; fail "build FROM an insecure registry"; }
+if "$CAIRN" build -t fromtls2 --pull "$T/ctx" > "$T/b2" 2>&1; then
+    fail "build --pull trusted an unknown CA"
+fi
+grep -q "not trusted" "$T/b2" || fail "build --pull message: $(cat "$T/b2")"
+"$CAIRN" rmi fromtls "$REG_ADDR/team/app:v1" >/dev/null
 "$CAIRN" prune -f >/dev/null
 
 # 3. The CA in certs.d/HOST:PORT: verified and pulled.

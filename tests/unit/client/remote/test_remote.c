@@ -175,6 +175,15 @@ static void test_config_set(void **state)
     assert_int_equal(cairn_config_set(&c, "cache-token", "tok", NULL), 0);
     assert_string_equal(c.token, "tok");
     assert_int_equal(cairn_config_set(&c, "nope", "x", NULL), CAIRN_E_INVAL);
+    /* Registries reached without TLS checks: repeatable, "" clears. */
+    assert_int_equal(cairn_config_set(&c, "insecure-registry", "h:5", NULL),
+                     0);
+    assert_int_equal(
+        cairn_config_set(&c, "insecure-registry", "10.0.0.1", NULL), 0);
+    assert_int_equal(c.insecure.n, 2);
+    assert_string_equal(c.insecure.v[1], "10.0.0.1");
+    assert_int_equal(cairn_config_set(&c, "insecure-registry", "", NULL), 0);
+    assert_int_equal(c.insecure.n, 0);
     cairn_config_clear(&c);
 }
 
