@@ -1,9 +1,9 @@
 /* Build-context hashing. How it works and why: docs/context-hashing.md.
  *
  * A source digest runs in three phases:
- *  1. resolve (caller's thread): clean the source, expand wildcards one
- *     component at a time, follow symlinks within the context, drop ignored
- *     matches;
+ *  1. resolve (caller's thread, cachekey/context_source.c): clean the
+ *     source, expand wildcards one component at a time, follow symlinks
+ *     within the context, drop ignored matches;
  *  2. walk + hash (thread pool): each worker takes a task (a directory to
  *     list, or a large file to hash), takes the directory's names from the
  *     stat cache when it is unchanged (getdents64 otherwise), stats entries
@@ -17,6 +17,7 @@
  * the same for any thread count.
  */
 #include "cachekey/context.h"
+#include "cachekey/context_source.h"
 
 #include "cachekey/field.h"
 #include "common/buf.h"
@@ -41,7 +42,6 @@
 #define CTX_SMALL_FILE (128u << 10) /* hashed inline by the dir walker */
 #define CTX_DIRBUF_SIZE (32u << 10) /* getdents64 buffer per worker */
 #define CTX_ARENA_CHUNK (256u << 10)
-#define CTX_MAX_LINKS 40 /* symlinks followed while resolving a source */
 /* A stat-cache entry is only written for a file whose ctime is older than
  * this when the digest started. Timestamps come from a coarse clock (and
  * some filesystems keep whole seconds), so a file rewritten with the same
@@ -146,13 +146,6 @@ struct entry {
     uint8_t digest[CK_SHA256_LEN];
 };
 
-struct match {
-    char *display; /* the match as selected: context-relative, "." = root */
-    char *real;    /* the same after following symlinks, "." = root */
-    struct stat st;
-    bool implicit;
-};
-
 enum task_kind { TASK_DIR, TASK_FILE };
 
 struct task {
@@ -243,11 +236,6 @@ static void run_fail(struct run *r, int rc, const char *fmt, const char *a,
         pthread_cond_broadcast(&r->cv);
     }
     pthread_mutex_unlock(&r->mu);
-}
-
-static int errno_rc(void)
-{
-    return errno ? -errno : CAIRN_E_IO;
 }
 
 /* ---- tasks ---- */
@@ -347,7 +335,7 @@ static int hash_file(struct run *r, struct worker *w, int dirfd,
     int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
                                      O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
-        int rc = errno_rc();
+        int rc = ctx_errno_rc();
         run_fail(r, rc, "reading %s: %s", e->disk, strerror(-rc));
         return rc;
     }
@@ -361,7 +349,7 @@ static int hash_file(struct run *r, struct worker *w, int dirfd,
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            rc = errno_rc();
+            rc = ctx_errno_rc();
             run_fail(r, rc, "reading %s: %s", e->disk, strerror(-rc));
             goto out;
         }
@@ -405,12 +393,6 @@ out:
 
 /* ---- walking ---- */
 
-static bool ignored(const struct ck_context *ctx, const char *disk)
-{
-    return ctx->ignore != NULL && strcmp(disk, ".") != 0 &&
-           ck_ignore_excluded(ctx->ignore, disk);
-}
-
 /* Directory listing straight from getdents64 into the worker's buffer:
  * fdopendir would add a malloc and two fcntl calls per directory, which
  * is measurable when a warm digest does little else than stat. */
@@ -429,7 +411,7 @@ static int ds_next(struct dirstream *ds, struct dirent64 **out)
             n = getdents64(ds->fd, ds->buf, CTX_DIRBUF_SIZE);
         while (n < 0 && errno == EINTR);
         if (n < 0)
-            return errno_rc();
+            return ctx_errno_rc();
         if (n == 0)
             return 0;
         ds->len = (size_t)n;
@@ -472,7 +454,7 @@ static int walk_child(struct run *r, struct worker *w, const struct entry *dir,
         memcpy(disk, name, nlen + 1);
     }
     bool implicit = false;
-    if (ignored(ctx, disk)) {
+    if (ctx_ignored(ctx->ignore, disk)) {
         /* An ignored directory is entered only when an exception
          * pattern could re-include something below it. */
         if (d_type != DT_DIR && d_type != DT_UNKNOWN)
@@ -485,7 +467,7 @@ static int walk_child(struct run *r, struct worker *w, const struct entry *dir,
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno == ENOENT) /* deleted under us: as if absent */
             return 0;
-        rc = errno_rc();
+        rc = ctx_errno_rc();
         run_fail(r, rc, "stat %s: %s", disk, strerror(-rc));
         return rc;
     }
@@ -526,7 +508,7 @@ static int walk_child(struct run *r, struct worker *w, const struct entry *dir,
         char tbuf[PATH_MAX];
         ssize_t n = readlinkat(dfd, name, tbuf, sizeof tbuf);
         if (n < 0 || (size_t)n >= sizeof tbuf) {
-            rc = n < 0 ? errno_rc() : -ENAMETOOLONG;
+            rc = n < 0 ? ctx_errno_rc() : -ENAMETOOLONG;
             run_fail(r, rc, "readlink %s: %s", disk, strerror(-rc));
             return rc;
         }
@@ -596,7 +578,7 @@ static int walk_dir(struct run *r, struct worker *w, struct entry *dir,
                      (cached ? O_PATH : O_RDONLY) | O_DIRECTORY |
                          O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0) {
-        int rc = errno_rc();
+        int rc = ctx_errno_rc();
         run_fail(r, rc, "reading %s: %s", dir->disk, strerror(-rc));
         return rc;
     }
@@ -680,7 +662,7 @@ static void run_task(struct run *r, struct worker *w, const struct task *t)
      * still taken before the read, is as good for the cache. */
     struct stat st;
     if (fstatat(r->ctx->rootfd, t->e->disk, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        int rc = errno_rc();
+        int rc = ctx_errno_rc();
         run_fail(r, rc, "stat %s: %s", t->e->disk, strerror(-rc));
         return;
     }
@@ -738,545 +720,6 @@ static void run_pool(struct run *r)
     worker_main(&args[0]);
     for (int i = 1; i <= started; i++)
         pthread_join(tids[i], NULL);
-}
-
-/* ---- resolving a source ---- */
-
-/* Go's filepath.Match for one path component (name holds no '/'). Returns
- * 1 on match, 0 on no match, -1 for a malformed pattern. Written after
- * Go's algorithm: the pattern is split into chunks, each an optional run of
- * '*' followed by literal/'?'/class items; a star chunk tries every
- * position and the last chunk must consume the rest of the name. */
-static size_t utf8_rune(const char *s, size_t n, uint32_t *r)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    if (n == 0) {
-        *r = 0;
-        return 0;
-    }
-    if (u[0] < 0x80) {
-        *r = u[0];
-        return 1;
-    }
-    size_t len = u[0] >= 0xf0 ? 4 : u[0] >= 0xe0 ? 3 : u[0] >= 0xc0 ? 2 : 0;
-    if (len == 0 || len > n)
-        goto bad;
-    uint32_t v = u[0] & (0x7f >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((u[i] & 0xc0) != 0x80)
-            goto bad;
-        v = v << 6 | (u[i] & 0x3f);
-    }
-    *r = v;
-    return len;
-bad:
-    *r = 0xfffd;
-    return 1;
-}
-
-/* Reads one class item (with its escape) at *c; -1 when malformed. */
-static int class_item(const char **c, const char *end, uint32_t *r)
-{
-    const char *p = *c;
-    if (p >= end || *p == '-' || *p == ']')
-        return -1;
-    if (*p == '\\') {
-        p++;
-        if (p >= end)
-            return -1;
-    }
-    size_t n = utf8_rune(p, (size_t)(end - p), r);
-    p += n;
-    if (p >= end) /* a class must be closed */
-        return -1;
-    *c = p;
-    return 0;
-}
-
-/* Matches chunk [c, cend) at the start of s; on success sets *rest. */
-static int match_chunk(const char *c, const char *cend, const char *s,
-                       const char *send, const char **rest)
-{
-    bool failed = false;
-    while (c < cend) {
-        if (!failed && s >= send)
-            failed = true;
-        if (*c == '[') {
-            uint32_t r = 0;
-            if (!failed)
-                s += utf8_rune(s, (size_t)(send - s), &r);
-            c++;
-            bool neg = false;
-            if (c < cend && *c == '^') {
-                neg = true;
-                c++;
-            }
-            bool hit = false;
-            int nrange = 0;
-            for (;;) {
-                if (c < cend && *c == ']' && nrange > 0) {
-                    c++;
-                    break;
-                }
-                uint32_t lo, hi;
-                if (class_item(&c, cend, &lo) != 0)
-                    return -1;
-                hi = lo;
-                if (*c == '-') {
-                    c++;
-                    if (class_item(&c, cend, &hi) != 0)
-                        return -1;
-                }
-                if (lo <= r && r <= hi)
-                    hit = true;
-                nrange++;
-            }
-            if (hit == neg)
-                failed = true;
-        } else if (*c == '?') {
-            if (!failed) {
-                uint32_t r;
-                s += utf8_rune(s, (size_t)(send - s), &r);
-            }
-            c++;
-        } else {
-            if (*c == '\\') {
-                c++;
-                if (c >= cend)
-                    return -1;
-            }
-            if (!failed) {
-                if (*c != *s)
-                    failed = true;
-                s++;
-            }
-            c++;
-        }
-    }
-    if (failed)
-        return 0;
-    *rest = s;
-    return 1;
-}
-
-static void scan_chunk(const char **p, const char *end, bool *star,
-                       const char **cend)
-{
-    *star = false;
-    while (*p < end && **p == '*') {
-        (*p)++;
-        *star = true;
-    }
-    bool inrange = false;
-    const char *q = *p;
-    for (; q < end; q++) {
-        if (*q == '\\') {
-            if (q + 1 < end)
-                q++;
-        } else if (*q == '[') {
-            inrange = true;
-        } else if (*q == ']') {
-            inrange = false;
-        } else if (*q == '*' && !inrange) {
-            break;
-        }
-    }
-    *cend = q;
-}
-
-static int go_match(const char *pat, const char *name)
-{
-    const char *p = pat, *pend = pat + strlen(pat);
-    const char *s = name, *send = name + strlen(name);
-    while (p < pend) {
-        bool star;
-        const char *c, *cend;
-        scan_chunk(&p, pend, &star, &cend);
-        c = p;
-        p = cend;
-        if (star && c == cend)
-            return 1; /* a trailing '*' takes the rest (no '/' in names) */
-        const char *rest;
-        int m = match_chunk(c, cend, s, send, &rest);
-        if (m < 0)
-            return -1;
-        if (m == 1 && (rest == send || p < pend)) {
-            s = rest;
-            continue;
-        }
-        bool found = false;
-        if (star) {
-            for (const char *t = s; t < send; t++) {
-                m = match_chunk(c, cend, t + 1, send, &rest);
-                if (m < 0)
-                    return -1;
-                if (m == 1) {
-                    if (p == pend && rest < send)
-                        continue;
-                    s = rest;
-                    found = true;
-                    break;
-                }
-            }
-        }
-        if (found)
-            continue;
-        /* Like Go, report a malformed remainder even when no match. */
-        while (p < pend) {
-            scan_chunk(&p, pend, &star, &cend);
-            if (match_chunk(p, cend, "", "", &rest) < 0)
-                return -1;
-            p = cend;
-        }
-        return 0;
-    }
-    return s == send ? 1 : 0;
-}
-
-/* BuildKit's test for a wildcard source: an unescaped * ? or [. */
-static bool has_wildcards(const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\\' && s[1] != '\0')
-            s++;
-        else if (*s == '*' || *s == '?' || *s == '[')
-            return true;
-    }
-    return false;
-}
-
-/* Go's filepath.Glob treats a component as a pattern when it holds any of
- * these (the backslash included). */
-static bool has_meta(const char *s)
-{
-    return strpbrk(s, "*?[\\") != NULL;
-}
-
-static int path_join(char *out, size_t cap, const char *a, const char *b)
-{
-    int n = strcmp(a, ".") == 0 || a[0] == '\0'
-                ? snprintf(out, cap, "%s", b)
-                : snprintf(out, cap, "%s/%s", a, b);
-    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
-}
-
-/* Lexically cleans src like Go's path.Clean relative to the root. Writes
- * "." for the root. A relative path whose ".." climbs above the root is
- * outside the context; a rooted one ("/..") stays at the root, as in
- * Go. */
-static int clean_source(const char *src, char *out, size_t cap)
-{
-    bool rooted = src[0] == '/';
-    size_t len = 0;
-    const char *p = src;
-    while (*p) {
-        while (*p == '/')
-            p++;
-        if (*p == '\0')
-            break;
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 1 && p[0] == '.') {
-            /* nothing */
-        } else if (n == 2 && p[0] == '.' && p[1] == '.') {
-            if (len == 0) {
-                if (!rooted)
-                    return CAIRN_E_OUTSIDE;
-            } else {
-                char *slash = memrchr(out, '/', len);
-                len = slash ? (size_t)(slash - out) : 0;
-            }
-        } else {
-            if (len + (len ? 1 : 0) + n + 1 > cap)
-                return -ENAMETOOLONG;
-            if (len)
-                out[len++] = '/';
-            memcpy(out + len, p, n);
-            len += n;
-        }
-        p += n;
-    }
-    if (len == 0)
-        out[len++] = '.';
-    out[len] = '\0';
-    return 0;
-}
-
-/* Resolves path (context-relative, cleaned) by following every symlink on
- * it, scoped to the context: ".." may not climb above the root and an
- * absolute target must point below the context's own absolute path.
- * Writes the symlink-free context-relative path ("." for the root).
- * Returns 0, -ENOENT (some component is missing), CAIRN_E_OUTSIDE, -ELOOP
- * or another negative errno. */
-static int resolve(struct ck_context *ctx, const char *path, char *out,
-                   size_t cap, int *links)
-{
-    /* cur holds the resolved prefix, "" for the root; todo the components
-     * still to walk, rewritten when a link's target is spliced in. */
-    char todo[PATH_MAX], cur[PATH_MAX], tmp[PATH_MAX];
-    size_t clen = 0;
-    cur[0] = '\0';
-    if (snprintf(todo, sizeof todo, "%s", path) >= (int)sizeof todo)
-        return -ENAMETOOLONG;
-    char *p = todo;
-    while (*p) {
-        while (*p == '/')
-            p++;
-        if (*p == '\0')
-            break;
-        char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 1 && p[0] == '.') {
-            p += n;
-            continue;
-        }
-        if (n == 2 && p[0] == '.' && p[1] == '.') {
-            if (clen == 0)
-                return CAIRN_E_OUTSIDE;
-            char *slash = memrchr(cur, '/', clen);
-            clen = slash ? (size_t)(slash - cur) : 0;
-            cur[clen] = '\0';
-            p += n;
-            continue;
-        }
-        size_t oldlen = clen;
-        if (clen + 1 + n + 1 > sizeof cur)
-            return -ENAMETOOLONG;
-        if (clen)
-            cur[clen++] = '/';
-        memcpy(cur + clen, p, n);
-        clen += n;
-        cur[clen] = '\0';
-        p += n;
-        struct stat st;
-        if (fstatat(ctx->rootfd, cur, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            return errno_rc();
-        if (!S_ISLNK(st.st_mode))
-            continue;
-        if (++*links > CTX_MAX_LINKS)
-            return -ELOOP;
-        ssize_t tn = readlinkat(ctx->rootfd, cur, tmp, sizeof tmp - 1);
-        if (tn < 0)
-            return errno_rc();
-        tmp[tn] = '\0';
-        const char *target = tmp;
-        clen = oldlen; /* the link's parent */
-        cur[clen] = '\0';
-        if (tmp[0] == '/') {
-            /* Only an absolute target inside the context's own absolute
-             * path stays inside it. */
-            size_t rl = ctx->rootabs_len;
-            if (strncmp(tmp, ctx->rootabs, rl) != 0 ||
-                (tmp[rl] != '\0' && tmp[rl] != '/' && rl > 1))
-                return CAIRN_E_OUTSIDE;
-            target = tmp + (rl > 1 ? rl : 0);
-            clen = 0;
-            cur[0] = '\0';
-        }
-        /* Splice: the target's components, then what was left to do. */
-        char rest[PATH_MAX];
-        if (snprintf(rest, sizeof rest, "%s/%s", target, p) >=
-            (int)sizeof rest)
-            return -ENAMETOOLONG;
-        memcpy(todo, rest, strlen(rest) + 1);
-        p = todo;
-    }
-    if (snprintf(out, cap, "%s", clen ? cur : ".") >= (int)cap)
-        return -ENAMETOOLONG;
-    return 0;
-}
-
-struct cand {
-    char *display, *real;
-};
-
-struct cands {
-    struct cand *v;
-    size_t n, cap;
-};
-
-static void cands_free(struct cands *c)
-{
-    for (size_t i = 0; i < c->n; i++) {
-        free(c->v[i].display);
-        free(c->v[i].real);
-    }
-    free(c->v);
-    memset(c, 0, sizeof *c);
-}
-
-static int cands_add(struct cands *c, const char *display, const char *real)
-{
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 16;
-        struct cand *v = realloc(c->v, cap * sizeof *v);
-        if (v == NULL)
-            return CAIRN_E_NOMEM;
-        c->v = v;
-        c->cap = cap;
-    }
-    char *d = strdup(display), *r = strdup(real);
-    if (d == NULL || r == NULL) {
-        free(d);
-        free(r);
-        return CAIRN_E_NOMEM;
-    }
-    c->v[c->n++] = (struct cand){d, r};
-    return 0;
-}
-
-/* Extends candidate (display, real) by one component: literally, or by
- * every directory entry the pattern matches. Missing paths are dropped,
- * like a glob that finds nothing. */
-static int expand_one(struct ck_context *ctx, const struct cand *cd,
-                      const char *comp, bool pattern, struct cands *next,
-                      struct cairn_err *err, const char *src)
-{
-    char disp[PATH_MAX], path[PATH_MAX], real[PATH_MAX];
-    if (!pattern) {
-        if (path_join(disp, sizeof disp, cd->display, comp) ||
-            path_join(path, sizeof path, cd->real, comp))
-            return cairn_err_set(err, -ENAMETOOLONG, "%s: path too long",
-                                 src);
-        int links = 0;
-        int rc = resolve(ctx, path, real, sizeof real, &links);
-        if (rc == -ENOENT || rc == -ENOTDIR)
-            return 0;
-        if (rc == CAIRN_E_OUTSIDE)
-            return cairn_err_set(err, rc, "forbidden path outside the build "
-                                 "context: %s", src);
-        if (rc != 0)
-            return cairn_err_set(err, rc, "%s: %s", src, cairn_strerror(rc));
-        rc = cands_add(next, disp, real);
-        return rc ? cairn_err_set(err, rc, "out of memory") : 0;
-    }
-    int dfd = openat(ctx->rootfd, cd->real,
-                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0)
-        return 0; /* not a directory: nothing below it matches */
-    DIR *d = fdopendir(dfd);
-    if (d == NULL) {
-        close(dfd);
-        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-    }
-    int rc = 0;
-    struct dirent *de;
-    while (rc == 0 && (de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        int m = go_match(comp, de->d_name);
-        if (m < 0) {
-            rc = cairn_err_set(err, CAIRN_E_PARSE,
-                               "%s: syntax error in pattern", src);
-            break;
-        }
-        if (m == 0)
-            continue;
-        struct cand sub = {.display = cd->display, .real = cd->real};
-        rc = expand_one(ctx, &sub, de->d_name, false, next, err, src);
-    }
-    closedir(d);
-    return rc;
-}
-
-static int match_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct match *)a)->display,
-                  ((const struct match *)b)->display);
-}
-
-static void matches_free(struct match *m, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(m[i].display);
-        free(m[i].real);
-    }
-    free(m);
-}
-
-/* Phase 1: what src selects, sorted by display path. */
-static int resolve_source(struct ck_context *ctx, const char *src,
-                          struct match **out, size_t *nout,
-                          struct cairn_err *err)
-{
-    char clean[PATH_MAX];
-    int rc = clean_source(src, clean, sizeof clean);
-    if (rc == CAIRN_E_OUTSIDE)
-        return cairn_err_set(err, rc, "forbidden path outside the build "
-                             "context: %s", src);
-    if (rc != 0)
-        return cairn_err_set(err, rc, "%s: path too long", src);
-
-    struct cands cur = {0}, next = {0};
-    rc = cands_add(&cur, ".", ".");
-    if (rc != 0)
-        return cairn_err_set(err, rc, "out of memory");
-    if (strcmp(clean, ".") != 0) {
-        bool wild = has_wildcards(clean);
-        char *save = NULL;
-        for (char *comp = strtok_r(clean, "/", &save); comp != NULL;
-             comp = strtok_r(NULL, "/", &save)) {
-            bool pattern = wild && has_meta(comp);
-            for (size_t i = 0; rc == 0 && i < cur.n; i++)
-                rc = expand_one(ctx, &cur.v[i], comp, pattern, &next, err,
-                                src);
-            cands_free(&cur);
-            cur = next;
-            memset(&next, 0, sizeof next);
-            if (rc != 0)
-                break;
-        }
-        /* strtok_r wrote NULs into clean; rebuild it for messages. */
-        (void)clean_source(src, clean, sizeof clean);
-    }
-
-    struct match *m = NULL;
-    size_t nm = 0;
-    if (rc == 0 && cur.n > 0) {
-        m = calloc(cur.n, sizeof *m);
-        if (m == NULL)
-            rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-    }
-    for (size_t i = 0; rc == 0 && i < cur.n; i++) {
-        struct stat st;
-        const char *real = cur.v[i].real;
-        if (fstatat(ctx->rootfd, real, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            continue; /* vanished meanwhile: as if absent */
-        bool implicit = false;
-        if (ignored(ctx, real) || ignored(ctx, cur.v[i].display)) {
-            if (!S_ISDIR(st.st_mode) ||
-                !ck_ignore_has_exceptions_below(ctx->ignore, real))
-                continue;
-            implicit = true;
-        }
-        if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-            rc = cairn_err_set(err, CAIRN_E_UNSUPPORTED,
-                               "%s: cannot copy a special file (fifo, "
-                               "socket or device): %s", src,
-                               cur.v[i].display);
-            break;
-        }
-        m[nm].display = cur.v[i].display;
-        m[nm].real = cur.v[i].real;
-        cur.v[i].display = cur.v[i].real = NULL;
-        m[nm].st = st;
-        m[nm].implicit = implicit;
-        nm++;
-    }
-    cands_free(&cur);
-    if (rc != 0) {
-        matches_free(m, nm);
-        return rc;
-    }
-    if (nm == 0) {
-        free(m);
-        return cairn_err_set(err, CAIRN_E_NOTFOUND, "\"/%s\": not found",
-                             strcmp(clean, ".") == 0 ? "" : clean);
-    }
-    qsort(m, nm, sizeof *m, match_cmp);
-    *out = m;
-    *nout = nm;
-    return 0;
 }
 
 /* ---- collecting and ordering ---- */
@@ -1354,7 +797,7 @@ struct collected {
 
 static void collected_free(struct collected *c)
 {
-    matches_free(c->matches, c->nmatches);
+    ctx_matches_free(c->matches, c->nmatches);
     free(c->v);
     memset(c, 0, sizeof *c);
 }
@@ -1364,7 +807,10 @@ static int collect(struct ck_context *ctx, const char *src,
                    struct collected *out, struct cairn_err *err)
 {
     memset(out, 0, sizeof *out);
-    int rc = resolve_source(ctx, src, &out->matches, &out->nmatches, err);
+    struct ctx_root root = {ctx->rootfd, ctx->rootabs, ctx->rootabs_len,
+                            ctx->ignore};
+    int rc = ctx_source_resolve(&root, src, &out->matches, &out->nmatches,
+                                err);
     if (rc != 0)
         return rc;
 
@@ -1462,7 +908,7 @@ static int collect(struct ck_context *ctx, const char *src,
         out->n = k;
         if (k == 0) {
             char clean[PATH_MAX];
-            if (clean_source(src, clean, sizeof clean) != 0)
+            if (ctx_source_clean(src, clean, sizeof clean) != 0)
                 clean[0] = '\0';
             collected_free(out);
             return cairn_err_set(err, CAIRN_E_NOTFOUND,
@@ -1485,13 +931,13 @@ int ck_context_open(const char *dir, const struct ck_context_opts *opts,
     int rc = 0;
     ctx->rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (ctx->rootfd < 0) {
-        rc = errno_rc();
+        rc = ctx_errno_rc();
         cairn_err_set(err, rc, "build context %s: %s", dir, strerror(-rc));
         goto fail;
     }
     ctx->rootabs = realpath(dir, NULL);
     if (ctx->rootabs == NULL) {
-        rc = errno_rc();
+        rc = ctx_errno_rc();
         cairn_err_set(err, rc, "build context %s: %s", dir, strerror(-rc));
         goto fail;
     }
@@ -1620,7 +1066,7 @@ static void entry_relpath(char *out, size_t cap, const char *match,
     if (strcmp(rel, ".") == 0)
         snprintf(out, cap, "%s", match);
     else
-        (void)path_join(out, cap, match, rel);
+        (void)ctx_path_join(out, cap, match, rel);
 }
 
 /* Keeps c's selection for a later ck_context_source_walk of src. Out of

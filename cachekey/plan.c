@@ -1,6 +1,7 @@
 #include "plan.h"
 
 #include "cachekey/expand.h"
+#include "cachekey/vars.h"
 #include "common/buf.h"
 #include "common/strvec.h"
 
@@ -10,153 +11,11 @@
 #include <string.h>
 #include <strings.h>
 
-/* ---- variables: ordered name -> value lists ---------------------------- */
-
-/* A variable; value NULL means declared without a value (an ARG with no
- * default and no --build-arg). */
-struct var {
-    char *name;
-    char *value;
-    bool used; /* build args: consumed by an ARG */
-};
-
-/* The list keeps declaration order (image Env, explain); a hash index on
- * the names makes lookups O(1), so N distinct ENV or ARG lines cost O(N),
- * not the O(N^2) of scanning the list for each. */
-struct vars {
-    struct var *v;
-    size_t n;
-    size_t alloc;
-    size_t *slot; /* index into v plus 1, 0 for free; open addressing */
-    size_t nslot; /* a power of two, at least twice n */
-};
-
-static size_t name_hash(const char *name, size_t len)
-{
-    size_t h = 14695981039346656037u; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)name[i]) * 1099511628211u;
-    return h;
-}
-
-static struct var *vars_find(const struct vars *vs, const char *name,
-                             size_t len)
-{
-    if (vs->nslot == 0)
-        return NULL;
-    size_t mask = vs->nslot - 1;
-    for (size_t j = name_hash(name, len) & mask; vs->slot[j] != 0;
-         j = (j + 1) & mask) {
-        struct var *v = &vs->v[vs->slot[j] - 1];
-        if (strncmp(v->name, name, len) == 0 && v->name[len] == '\0')
-            return v;
-    }
-    return NULL;
-}
-
-/* Makes room in the index for one more name: rehashes into twice the
- * slots when it would pass half full. */
-static int vars_index_grow(struct vars *vs)
-{
-    if (vs->n + 1 <= vs->nslot / 2)
-        return 0;
-    size_t ns = vs->nslot ? vs->nslot * 2 : 32;
-    size_t *slot = calloc(ns, sizeof *slot);
-    if (slot == NULL)
-        return CAIRN_E_NOMEM;
-    for (size_t i = 0; i < vs->n; i++) {
-        size_t j = name_hash(vs->v[i].name, strlen(vs->v[i].name)) & (ns - 1);
-        while (slot[j] != 0)
-            j = (j + 1) & (ns - 1);
-        slot[j] = i + 1;
-    }
-    free(vs->slot);
-    vs->slot = slot;
-    vs->nslot = ns;
-    return 0;
-}
-
-static int vars_set(struct vars *vs, const char *name, const char *value)
-{
-    char *val = NULL;
-    if (value != NULL && (val = strdup(value)) == NULL)
-        return CAIRN_E_NOMEM;
-    struct var *v = vars_find(vs, name, strlen(name));
-    if (v != NULL) {
-        free(v->value);
-        v->value = val;
-        return 0;
-    }
-    if (vs->n == vs->alloc) {
-        size_t na = vs->alloc ? vs->alloc * 2 : 16;
-        struct var *nv = realloc(vs->v, na * sizeof *nv);
-        if (nv == NULL) {
-            free(val);
-            return CAIRN_E_NOMEM;
-        }
-        vs->v = nv;
-        vs->alloc = na;
-    }
-    char *nm = strdup(name);
-    if (nm == NULL || vars_index_grow(vs) != 0) {
-        free(nm);
-        free(val);
-        return CAIRN_E_NOMEM;
-    }
-    size_t mask = vs->nslot - 1;
-    size_t j = name_hash(nm, strlen(nm)) & mask;
-    while (vs->slot[j] != 0)
-        j = (j + 1) & mask;
-    vs->v[vs->n++] = (struct var){nm, val, false};
-    vs->slot[j] = vs->n;
-    return 0;
-}
-
-static void vars_free(struct vars *vs)
-{
-    for (size_t i = 0; i < vs->n; i++) {
-        free(vs->v[i].name);
-        free(vs->v[i].value);
-    }
-    free(vs->v);
-    free(vs->slot);
-    vs->v = NULL;
-    vs->slot = NULL;
-    vs->n = vs->alloc = vs->nslot = 0;
-}
-
-static int vars_copy(struct vars *dst, const struct vars *src)
-{
-    for (size_t i = 0; i < src->n; i++) {
-        int rc = vars_set(dst, src->v[i].name, src->v[i].value);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-/* Sets "K=V" strings (as in an image config's Env) into vs. */
-static int vars_set_kv_list(struct vars *vs, char *const *kv, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        const char *eq = strchr(kv[i], '=');
-        size_t klen = eq ? (size_t)(eq - kv[i]) : strlen(kv[i]);
-        char *k = strndup(kv[i], klen);
-        if (k == NULL)
-            return CAIRN_E_NOMEM;
-        int rc = vars_set(vs, k, eq ? eq + 1 : "");
-        free(k);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
 /* ---- per-stage state while walking -------------------------------------- */
 
 struct stage_state {
-    struct vars env;  /* image ENV + stage ENV */
-    struct vars args; /* ARGs declared in the stage */
+    struct ck_vars env;  /* image ENV + stage ENV */
+    struct ck_vars args; /* ARGs declared in the stage */
     char *workdir;
     char *user;
     struct cairn_strvec shell;
@@ -165,8 +24,8 @@ struct stage_state {
 
 static void stage_state_free(struct stage_state *s)
 {
-    vars_free(&s->env);
-    vars_free(&s->args);
+    ck_vars_free(&s->env);
+    ck_vars_free(&s->args);
     free(s->workdir);
     free(s->user);
     cairn_strvec_free(&s->shell);
@@ -177,9 +36,9 @@ struct walker {
     const struct ck_dockerfile *df;
     const struct ck_plan_opts *opts;
     struct cairn_err *err;
-    struct vars build_args;
-    struct vars global;     /* ARGs before the first FROM */
-    struct vars predefined; /* platform args */
+    struct ck_vars build_args;
+    struct ck_vars global;     /* ARGs before the first FROM */
+    struct ck_vars predefined; /* platform args */
     struct stage_state *states;
     struct ck_stage *stages;
     size_t nstages, astages;
@@ -215,17 +74,18 @@ static int fail(struct walker *w, const struct ck_instr *in, int code,
 /* ---- expansion ---------------------------------------------------------- */
 
 struct lookup_scope {
-    const struct vars *first;
-    const struct vars *second;
+    const struct ck_vars *first;
+    const struct ck_vars *second;
 };
 
 static const char *scope_lookup(void *arg, const char *name, size_t len)
 {
     const struct lookup_scope *sc = arg;
-    const struct var *v = sc->first ? vars_find(sc->first, name, len) : NULL;
+    const struct ck_var *v =
+        sc->first ? ck_vars_find(sc->first, name, len) : NULL;
     if (v != NULL && v->value != NULL)
         return v->value;
-    v = sc->second ? vars_find(sc->second, name, len) : NULL;
+    v = sc->second ? ck_vars_find(sc->second, name, len) : NULL;
     if (v != NULL && v->value != NULL)
         return v->value;
     return NULL;
@@ -442,7 +302,7 @@ static int step_snapshot(struct walker *w, struct ck_step *s,
     cairn_buf_init(&kv, 0);
     int rc = 0;
     for (size_t i = 0; keep_env && !rc && i < st->env.n; i++) {
-        const struct var *v = &st->env.v[i];
+        const struct ck_var *v = &st->env.v[i];
         cairn_buf_reset(&kv);
         rc = cairn_buf_printf(&kv, "%s=%s", v->name, v->value ? v->value : "");
         if (!rc)
@@ -451,7 +311,7 @@ static int step_snapshot(struct walker *w, struct ck_step *s,
             rc = cairn_strvec_push(&env, kv.data);
     }
     for (size_t i = 0; !rc && i < st->args.n; i++) {
-        const struct var *v = &st->args.v[i];
+        const struct ck_var *v = &st->args.v[i];
         if (v->value == NULL)
             continue;
         cairn_buf_reset(&kv);
@@ -461,7 +321,7 @@ static int step_snapshot(struct walker *w, struct ck_step *s,
         if (!rc)
             rc = cairn_strvec_push(&args, kv.data);
         if (!rc && keep_env &&
-            vars_find(&st->env, v->name, strlen(v->name)) == NULL)
+            ck_vars_find(&st->env, v->name, strlen(v->name)) == NULL)
             rc = cairn_strvec_push(&env, kv.data);
     }
     cairn_buf_free(&kv);
@@ -603,7 +463,7 @@ static int do_env(struct walker *w, struct ck_step *s, struct stage_state *st)
     for (size_t i = 0; !rc && i + 1 < s->nwords; i += 2) {
         if (s->words[i][0] == '\0')
             return fail(w, s->instr, CAIRN_E_PARSE, "ENV names can not be blank");
-        rc = vars_set(&st->env, s->words[i], s->words[i + 1]);
+        rc = ck_vars_set(&st->env, s->words[i], s->words[i + 1]);
     }
     return rc;
 }
@@ -628,7 +488,7 @@ static int do_arg(struct walker *w, struct ck_step *s, struct stage_state *st)
             rc = fail(w, in, CAIRN_E_PARSE, "ARG names can not be blank");
             break;
         }
-        struct var *ba = vars_find(&w->build_args, name, strlen(name));
+        struct ck_var *ba = ck_vars_find(&w->build_args, name, strlen(name));
         if (ba != NULL) {
             ba->used = true;
             value = strdup(ba->value);
@@ -638,14 +498,15 @@ static int do_arg(struct walker *w, struct ck_step *s, struct stage_state *st)
         } else {
             /* Redeclaring a global ARG takes its value; platform args get
              * theirs from the build. */
-            const struct var *g = vars_find(&w->global, name, strlen(name));
+            const struct ck_var *g =
+                ck_vars_find(&w->global, name, strlen(name));
             if (g == NULL)
-                g = vars_find(&w->predefined, name, strlen(name));
+                g = ck_vars_find(&w->predefined, name, strlen(name));
             if (g != NULL && g->value != NULL)
                 value = strdup(g->value);
         }
         if (!rc)
-            rc = vars_set(&st->args, name, value);
+            rc = ck_vars_set(&st->args, name, value);
         if (!rc)
             rc = cairn_strvec_push(&out, name);
         if (!rc)
@@ -1142,6 +1003,145 @@ static int run_triggers(struct walker *w, char *const *triggers, size_t n,
     return 0;
 }
 
+/* FROM ... AS name: the stage's name, lowercased, checked and unique. */
+static int stage_name_set(struct walker *w, const struct ck_instr *in,
+                          struct ck_stage *stage, size_t idx)
+{
+    char *name = strdup(in->args[2]);
+    if (name == NULL)
+        return CAIRN_E_NOMEM;
+    for (char *p = name; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    size_t dup;
+    if (!valid_stage_name(name)) {
+        cairn_err_set(w->err, CAIRN_E_PARSE,
+                      "%s:%d: invalid name for build stage: \"%s\", name "
+                      "can't start with a number or contain symbols",
+                      w->df->name, in->line, in->args[2]);
+        free(name);
+        return CAIRN_E_PARSE;
+    }
+    if (stage_lookup(w, name, idx, &dup)) {
+        cairn_err_set(w->err, CAIRN_E_PARSE,
+                      "%s:%d: duplicate stage name \"%s\"", w->df->name,
+                      in->line, name);
+        free(name);
+        return CAIRN_E_PARSE;
+    }
+    stage->name = name;
+    return 0;
+}
+
+/* FROM an earlier stage (bs): start from its final state. */
+static int stage_from_stage(struct stage_state *st,
+                            const struct stage_state *bs)
+{
+    int rc = ck_vars_copy(&st->env, &bs->env);
+    free(st->workdir);
+    free(st->user);
+    st->workdir = strdup(bs->workdir);
+    st->user = strdup(bs->user);
+    if (!rc && (st->workdir == NULL || st->user == NULL))
+        rc = CAIRN_E_NOMEM;
+    for (size_t i = 0; !rc && i < bs->shell.n; i++)
+        rc = cairn_strvec_push(&st->shell, bs->shell.v[i]);
+    return rc;
+}
+
+/* FROM an image: resolves it (or leaves it unresolved where the caller
+ * allows) and starts from its config. *triggers gets its ONBUILD
+ * triggers. */
+static int stage_from_image(struct walker *w, const struct ck_instr *in,
+                            struct ck_stage *stage, struct stage_state *st,
+                            char *const **triggers, size_t *ntriggers)
+{
+    int rc;
+    if (w->opts->resolve) {
+        rc = w->opts->resolve(w->opts->resolve_arg, stage->base_ref,
+                              stage->platform, &stage->base, w->err);
+        if (rc == CAIRN_E_NOTFOUND && w->opts->allow_unresolved) {
+            stage->base_unresolved = true;
+        } else if (rc) {
+            cairn_err_prefix(w->err, "%s:%d", w->df->name, in->line);
+            return rc;
+        }
+    } else if (w->opts->allow_unresolved) {
+        stage->base_unresolved = true;
+    } else {
+        return cairn_err_set(w->err, CAIRN_E_NOTFOUND,
+                             "%s:%d: image %s is not available", w->df->name,
+                             in->line, stage->base_ref);
+    }
+    if (stage->base_unresolved)
+        return 0;
+    rc = ck_vars_set_kv_list(&st->env, stage->base.env, stage->base.nenv);
+    if (!rc && stage->base.workdir && stage->base.workdir[0]) {
+        free(st->workdir);
+        st->workdir = strdup(stage->base.workdir);
+    }
+    if (!rc && stage->base.user) {
+        free(st->user);
+        st->user = strdup(stage->base.user);
+    }
+    if (!rc && (st->workdir == NULL || st->user == NULL))
+        rc = CAIRN_E_NOMEM;
+    for (size_t i = 0; !rc && i < stage->base.nshell; i++)
+        rc = cairn_strvec_push(&st->shell, stage->base.shell[i]);
+    if (rc)
+        return rc;
+    *triggers = stage->base.onbuild;
+    *ntriggers = stage->base.nonbuild;
+    return 0;
+}
+
+/* What every stage has when its base sets none: like BuildKit, a PATH
+ * (the default one, so ENV PATH=/x:$PATH extends it), and a shell. */
+static int stage_defaults(struct stage_state *st)
+{
+    int rc = 0;
+    if (ck_vars_find(&st->env, "PATH", 4) == NULL)
+        rc = ck_vars_set(&st->env, "PATH", CK_DEFAULT_PATH);
+    if (!rc && st->shell.n == 0) {
+        rc = cairn_strvec_push(&st->shell, "/bin/sh");
+        if (!rc)
+            rc = cairn_strvec_push(&st->shell, "-c");
+    }
+    return rc;
+}
+
+/* The FROM step that opens stage, its text normalised ("FROM
+ * [--platform=P] REF [AS NAME]"). */
+static int stage_from_step(struct walker *w, const struct ck_instr *in,
+                           struct ck_stage *stage, struct stage_state *st,
+                           bool has_platform)
+{
+    struct ck_step *s = step_new(w, in, false);
+    if (s == NULL)
+        return CAIRN_E_NOMEM;
+    stage->first_step = w->nsteps - 1;
+    s->words = cairn_strv_dup(&stage->base_ref, 1);
+    s->nwords = 1;
+    if (s->words == NULL)
+        return CAIRN_E_NOMEM;
+    struct cairn_buf b;
+    cairn_buf_init(&b, 0);
+    int rc = cairn_buf_puts(&b, "FROM");
+    if (!rc && has_platform)
+        rc = cairn_buf_printf(&b, " --platform=%s", stage->platform);
+    if (!rc)
+        rc = cairn_buf_printf(&b, " %s", stage->base_ref);
+    if (!rc && stage->name)
+        rc = cairn_buf_printf(&b, " AS %s", stage->name);
+    if (rc) {
+        cairn_buf_free(&b);
+        return rc;
+    }
+    s->text = cairn_buf_take(&b);
+    if (s->text == NULL)
+        return CAIRN_E_NOMEM;
+    return step_snapshot(w, s, st);
+}
+
 static int start_stage(struct walker *w, const struct ck_instr *in)
 {
     if (in->nargs != 1 && in->nargs != 3)
@@ -1166,30 +1166,8 @@ static int start_stage(struct walker *w, const struct ck_instr *in)
                                                    : "linux/amd64");
     if (rc || stage->platform == NULL)
         return rc ? rc : CAIRN_E_NOMEM;
-    if (in->nargs == 3) {
-        char *name = strdup(in->args[2]);
-        if (name == NULL)
-            return CAIRN_E_NOMEM;
-        for (char *p = name; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
-        size_t dup;
-        if (!valid_stage_name(name)) {
-            cairn_err_set(w->err, CAIRN_E_PARSE,
-                          "%s:%d: invalid name for build stage: \"%s\", name "
-                          "can't start with a number or contain symbols",
-                          w->df->name, in->line, in->args[2]);
-            free(name);
-            return CAIRN_E_PARSE;
-        }
-        if (stage_lookup(w, name, idx, &dup)) {
-            cairn_err_set(w->err, CAIRN_E_PARSE,
-                          "%s:%d: duplicate stage name \"%s\"", w->df->name,
-                          in->line, name);
-            free(name);
-            return CAIRN_E_PARSE;
-        }
-        stage->name = name;
-    }
+    if (in->nargs == 3 && (rc = stage_name_set(w, in, stage, idx)) != 0)
+        return rc;
 
     st->workdir = strdup("/");
     st->user = strdup("");
@@ -1201,102 +1179,19 @@ static int start_stage(struct walker *w, const struct ck_instr *in)
     if (strcmp(stage->base_ref, "scratch") == 0) {
         stage->base_kind = CK_BASE_SCRATCH;
     } else if (stage_lookup(w, stage->base_ref, idx, &base)) {
-        /* FROM an earlier stage: start from its final state. */
         stage->base_kind = CK_BASE_STAGE;
         stage->base_stage = base;
-        struct stage_state *bs = &w->states[base];
-        rc = vars_copy(&st->env, &bs->env);
-        free(st->workdir);
-        free(st->user);
-        st->workdir = strdup(bs->workdir);
-        st->user = strdup(bs->user);
-        if (!rc && (st->workdir == NULL || st->user == NULL))
-            rc = CAIRN_E_NOMEM;
-        for (size_t i = 0; !rc && i < bs->shell.n; i++)
-            rc = cairn_strvec_push(&st->shell, bs->shell.v[i]);
-        if (rc)
-            return rc;
-        triggers = bs->onbuild.v;
-        ntriggers = bs->onbuild.n;
+        rc = stage_from_stage(st, &w->states[base]);
+        triggers = w->states[base].onbuild.v;
+        ntriggers = w->states[base].onbuild.n;
     } else {
         stage->base_kind = CK_BASE_IMAGE;
-        if (w->opts->resolve) {
-            rc = w->opts->resolve(w->opts->resolve_arg, stage->base_ref,
-                                  stage->platform, &stage->base, w->err);
-            if (rc == CAIRN_E_NOTFOUND && w->opts->allow_unresolved) {
-                stage->base_unresolved = true;
-                rc = 0;
-            } else if (rc) {
-                cairn_err_prefix(w->err, "%s:%d", w->df->name, in->line);
-                return rc;
-            }
-        } else if (w->opts->allow_unresolved) {
-            stage->base_unresolved = true;
-        } else {
-            return cairn_err_set(w->err, CAIRN_E_NOTFOUND,
-                                 "%s:%d: image %s is not available",
-                                 w->df->name, in->line, stage->base_ref);
-        }
-        if (!stage->base_unresolved) {
-            rc = vars_set_kv_list(&st->env, stage->base.env, stage->base.nenv);
-            if (!rc && stage->base.workdir && stage->base.workdir[0]) {
-                free(st->workdir);
-                st->workdir = strdup(stage->base.workdir);
-            }
-            if (!rc && stage->base.user) {
-                free(st->user);
-                st->user = strdup(stage->base.user);
-            }
-            if (!rc && (st->workdir == NULL || st->user == NULL))
-                rc = CAIRN_E_NOMEM;
-            for (size_t i = 0; !rc && i < stage->base.nshell; i++)
-                rc = cairn_strvec_push(&st->shell, stage->base.shell[i]);
-            if (rc)
-                return rc;
-            triggers = stage->base.onbuild;
-            ntriggers = stage->base.nonbuild;
-        }
+        rc = stage_from_image(w, in, stage, st, &triggers, &ntriggers);
     }
-    /* Like BuildKit, every stage's image has a PATH: the default one when
-     * the base sets none (so ENV PATH=/x:$PATH extends it). */
-    if (vars_find(&st->env, "PATH", 4) == NULL) {
-        rc = vars_set(&st->env, "PATH", CK_DEFAULT_PATH);
-        if (rc)
-            return rc;
-    }
-    if (st->shell.n == 0) {
-        rc = cairn_strvec_push(&st->shell, "/bin/sh");
-        if (!rc)
-            rc = cairn_strvec_push(&st->shell, "-c");
-        if (rc)
-            return rc;
-    }
-
-    struct ck_step *s = step_new(w, in, false);
-    if (s == NULL)
-        return CAIRN_E_NOMEM;
-    stage->first_step = w->nsteps - 1;
-    s->words = cairn_strv_dup(&stage->base_ref, 1);
-    s->nwords = 1;
-    if (s->words == NULL)
-        return CAIRN_E_NOMEM;
-    struct cairn_buf b;
-    cairn_buf_init(&b, 0);
-    rc = cairn_buf_puts(&b, "FROM");
-    if (!rc && plat != NULL)
-        rc = cairn_buf_printf(&b, " --platform=%s", stage->platform);
     if (!rc)
-        rc = cairn_buf_printf(&b, " %s", stage->base_ref);
-    if (!rc && stage->name)
-        rc = cairn_buf_printf(&b, " AS %s", stage->name);
-    if (rc) {
-        cairn_buf_free(&b);
-        return rc;
-    }
-    s->text = cairn_buf_take(&b);
-    if (s->text == NULL)
-        return CAIRN_E_NOMEM;
-    rc = step_snapshot(w, s, st);
+        rc = stage_defaults(st);
+    if (!rc)
+        rc = stage_from_step(w, in, stage, st, plat != NULL);
     if (rc)
         return rc;
     /* Triggers fire once: the new stage's image does not carry them on. */
@@ -1330,7 +1225,9 @@ static int run_instr(struct walker *w, const struct ck_instr *in,
             char *name = strndup(word, eq ? (size_t)(eq - word) : strlen(word));
             char *value = NULL;
             int rc = name ? 0 : CAIRN_E_NOMEM;
-            struct var *ba = rc ? NULL : vars_find(&w->build_args, name, strlen(name));
+            struct ck_var *ba =
+                rc ? NULL
+                   : ck_vars_find(&w->build_args, name, strlen(name));
             if (!rc && name[0] == '\0')
                 rc = fail(w, in, CAIRN_E_PARSE, "ARG names can not be blank");
             else if (!rc && ba != NULL) {
@@ -1341,7 +1238,7 @@ static int run_instr(struct walker *w, const struct ck_instr *in,
                 rc = expand_in(w, in, &sc, eq + 1, &value);
             }
             if (!rc)
-                rc = vars_set(&w->global, name, value);
+                rc = ck_vars_set(&w->global, name, value);
             free(name);
             free(value);
             if (rc)
@@ -1397,7 +1294,7 @@ static int parse_build_args(struct walker *w)
         }
         /* "--build-arg K" takes K from the environment, or is skipped. */
         const char *value = eq ? eq + 1 : getenv(name);
-        int rc = value ? vars_set(&w->build_args, name, value) : 0;
+        int rc = value ? ck_vars_set(&w->build_args, name, value) : 0;
         free(name);
         if (rc)
             return rc;
@@ -1428,7 +1325,7 @@ static int set_platform_args(struct walker *w)
         {"BUILDARCH", arch}, {"BUILDVARIANT", variant},
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
-        int rc = vars_set(&w->predefined, pairs[i][0], pairs[i][1]);
+        int rc = ck_vars_set(&w->predefined, pairs[i][0], pairs[i][1]);
         if (rc)
             return rc;
     }
@@ -1437,9 +1334,9 @@ static int set_platform_args(struct walker *w)
 
 static void walker_free(struct walker *w)
 {
-    vars_free(&w->build_args);
-    vars_free(&w->global);
-    vars_free(&w->predefined);
+    ck_vars_free(&w->build_args);
+    ck_vars_free(&w->global);
+    ck_vars_free(&w->predefined);
     for (size_t i = 0; i < w->nstages; i++)
         stage_state_free(&w->states[i]);
     free(w->states);

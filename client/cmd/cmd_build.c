@@ -108,164 +108,255 @@ static bool parse_epoch(const char *s, int64_t *out)
     return true;
 }
 
+/* What the command line and the settings ask of one build. */
+struct build_cli {
+    struct cairn_build_opts o;
+    struct cairn_strvec tags, args, insecure;
+    const char *progress;
+    bool push; /* --push: every -t after the build */
+    struct cairn_config cfg;
+    bool cache_flag; /* a --cache replaced the configured endpoints */
+    struct cairn_build_secret secrets[64];
+    size_t nsecrets;
+    struct cairn_err cerr;
+};
+
+/* The options without a value. Returns 1 when a is one of them, 0 when
+ * not, 2 after --help. */
+static int build_flag(struct build_cli *c, const char *a)
+{
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+        build_usage(stdout);
+        return 2;
+    } else if (strcmp(a, "--push") == 0) {
+        c->push = true;
+    } else if (strcmp(a, "--no-cache") == 0) {
+        c->o.no_cache = true;
+    } else if (strcmp(a, "--pull") == 0 || strcmp(a, "--pull=always") == 0 ||
+               strcmp(a, "--pull=true") == 0) {
+        c->o.pull = CAIRN_BUILD_PULL_ALWAYS;
+    } else if (strcmp(a, "--pull=missing") == 0 ||
+               strcmp(a, "--pull=false") == 0) {
+        c->o.pull = CAIRN_BUILD_PULL_MISSING;
+    } else if (strcmp(a, "--pull=never") == 0) {
+        c->o.pull = CAIRN_BUILD_PULL_NEVER;
+    } else if (strcmp(a, "--explain") == 0) {
+        c->o.explain = true;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* The shared cache's options. Returns 1 when argv[*i] is one of them
+ * (v its value), 0 when not, -1 after an error (said). */
+static int build_cache_opt(struct build_cli *c, int argc, char **argv, int *i,
+                           bool *missing)
+{
+    const char *a = argv[*i], *v;
+    if ((v = opt_value(argc, argv, i, "--cache", NULL, missing))) {
+        /* Flags replace the configured endpoints. */
+        if (!c->cache_flag && cairn_config_set(&c->cfg, "cache", "", NULL) != 0)
+            return -1;
+        c->cache_flag = true;
+        return cairn_config_set(&c->cfg, "cache", v, &c->cerr) != 0 ? -1 : 1;
+    }
+    if ((v = opt_value(argc, argv, i, "--cache-mode", NULL, missing)) ||
+        (v = opt_value(argc, argv, i, "--cache-token", NULL, missing)) ||
+        (v = opt_value(argc, argv, i, "--cache-ca", NULL, missing)) ||
+        (v = opt_value(argc, argv, i, "--cache-timeout", NULL, missing)) ||
+        (v = opt_value(argc, argv, i, "--cache-max-layer", NULL, missing)) ||
+        (v = opt_value(argc, argv, i, "--cache-min-rate", NULL, missing))) {
+        char key[32];
+        snprintf(key, sizeof key, "%.*s", (int)strcspn(a + 2, "="), a + 2);
+        if (cairn_config_set(&c->cfg, key, v, &c->cerr) != 0) {
+            fprintf(stderr, "cairn build: %s\n", c->cerr.msg);
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* One --secret value. Returns 0 or -1 after an error (said). */
+static int build_secret_add(struct build_cli *c, const char *v)
+{
+    if (c->nsecrets == sizeof c->secrets / sizeof c->secrets[0]) {
+        fprintf(stderr, "cairn build: at most %zu --secret values\n",
+                sizeof c->secrets / sizeof c->secrets[0]);
+        return -1;
+    }
+    char *sid = NULL, *sdata = NULL;
+    size_t slen = 0;
+    if (cairn_secret_parse(v, &sid, &sdata, &slen, &c->cerr) != 0) {
+        fprintf(stderr, "cairn build: %s\n", c->cerr.msg);
+        return -1;
+    }
+    c->secrets[c->nsecrets++] = (struct cairn_build_secret){sid, sdata, slen};
+    return 0;
+}
+
+/* The options with a value, but the cache's. Returns 1 when argv[*i] is
+ * one of them, 0 when not, -1 after an error (said). */
+static int build_opt(struct build_cli *c, int argc, char **argv, int *i,
+                     bool *missing)
+{
+    const char *v;
+    if ((v = opt_value(argc, argv, i, "--insecure-registry", NULL, missing))) {
+        return cairn_strvec_push(&c->insecure, v) ? -1 : 1;
+    } else if ((v = opt_value(argc, argv, i, "--file", "-f", missing))) {
+        c->o.dockerfile = v;
+    } else if ((v = opt_value(argc, argv, i, "--tag", "-t", missing))) {
+        return cairn_strvec_push(&c->tags, v) ? -1 : 1;
+    } else if ((v = opt_value(argc, argv, i, "--build-arg", NULL, missing))) {
+        return cairn_strvec_push(&c->args, v) ? -1 : 1;
+    } else if ((v = opt_value(argc, argv, i, "--target", NULL, missing))) {
+        c->o.target = v;
+    } else if ((v = opt_value(argc, argv, i, "--network", NULL, missing))) {
+        if (strcmp(v, "default") == 0)
+            c->o.network = CAIRN_RUN_NET_DEFAULT;
+        else if (strcmp(v, "host") == 0)
+            c->o.network = CAIRN_RUN_NET_HOST;
+        else if (strcmp(v, "none") == 0)
+            c->o.network = CAIRN_RUN_NET_NONE;
+        else {
+            fprintf(stderr, "cairn build: --network must be default, "
+                            "host or none\n");
+            return -1;
+        }
+    } else if ((v = opt_value(argc, argv, i, "--secret", NULL, missing))) {
+        return build_secret_add(c, v) ? -1 : 1;
+    } else if ((v = opt_value(argc, argv, i, "--compression", NULL, missing))) {
+        if (strcmp(v, "gzip") == 0)
+            c->o.compression = CAIRN_COMPRESS_GZIP;
+        else if (strcmp(v, "zstd") == 0)
+            c->o.compression = CAIRN_COMPRESS_ZSTD;
+        else if (strcmp(v, "none") == 0)
+            c->o.compression = CAIRN_COMPRESS_NONE;
+        else {
+            fprintf(stderr, "cairn build: --compression must be gzip, zstd "
+                            "or none\n");
+            return -1;
+        }
+    } else if ((v = opt_value(argc, argv, i, "--source-date-epoch", NULL,
+                              missing))) {
+        if (!parse_epoch(v, &c->o.source_date_epoch)) {
+            fprintf(stderr,
+                    "cairn build: invalid --source-date-epoch \"%s\"\n", v);
+            return -1;
+        }
+    } else if ((v = opt_value(argc, argv, i, "--progress", NULL, missing))) {
+        c->progress = v;
+    } else {
+        return build_cache_opt(c, argc, argv, i, missing);
+    }
+    return 1;
+}
+
+/* Reads the command line into c. Returns -1 to go on, else the exit
+ * status (0 after --help, 2 for bad usage). */
+static int build_args_parse(struct build_cli *c, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool missing = false;
+        int r = build_flag(c, a);
+        if (r == 2)
+            return 0;
+        if (r == 0)
+            r = build_opt(c, argc, argv, &i, &missing);
+        if (r < 0)
+            return 2;
+        if (r > 0)
+            continue;
+        if (missing) {
+            fprintf(stderr, "cairn build: %s needs a value\n", a);
+            return 2;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "cairn build: unknown option %s\n", a);
+            return 2;
+        } else if (c->o.context == NULL) {
+            c->o.context = a;
+        } else {
+            fprintf(stderr, "cairn build: only one CONTEXT may be given\n");
+            return 2;
+        }
+    }
+    if (c->o.context == NULL) {
+        fprintf(stderr, "cairn build: missing CONTEXT\n");
+        build_usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+/* Docker's closing lines, then cairn's summary of the build's work. */
+static void build_summary(const struct build_cli *c, const char *id,
+                          const struct cairn_build_stats *stats, bool cache,
+                          double secs)
+{
+    printf("Successfully built %.12s\n", id + 7);
+    for (size_t i = 0; i < c->tags.n; i++) {
+        const char *t = c->tags.v[i];
+        bool has_tag =
+            strchr(strrchr(t, '/') ? strrchr(t, '/') : t, ':') != NULL;
+        printf("Successfully tagged %s%s\n", t, has_tag ? "" : ":latest");
+    }
+    if (cache)
+        printf("cairn: %u steps, %u local hits, %u remote hits, %u run, "
+               "%llu bytes down, %llu bytes up, %.2fs\n",
+               stats->steps, stats->cached, stats->remote, stats->run,
+               (unsigned long long)stats->bytes_down,
+               (unsigned long long)stats->bytes_up, secs);
+    else
+        printf("cairn: %u steps, %u layers from cache, %u run, %.2fs\n",
+               stats->steps, stats->cached, stats->run, secs);
+}
+
 int cairn_cmd_build(int argc, char **argv)
 {
-    struct cairn_build_opts o;
-    memset(&o, 0, sizeof o);
-    o.source_date_epoch = -1;
-    o.compression = CAIRN_COMPRESS_GZIP;
-    o.out = stdout;
-    struct cairn_strvec tags, args, insecure;
-    cairn_strvec_init(&tags);
-    cairn_strvec_init(&args);
-    cairn_strvec_init(&insecure);
-    const char *progress = "auto";
+    struct build_cli c;
+    memset(&c, 0, sizeof c);
+    c.o.source_date_epoch = -1;
+    c.o.compression = CAIRN_COMPRESS_GZIP;
+    c.o.out = stdout;
+    cairn_strvec_init(&c.tags);
+    cairn_strvec_init(&c.args);
+    cairn_strvec_init(&c.insecure);
+    c.progress = "auto";
     int status = 2;
-    bool push = false;
     struct cairn_store *st = NULL;
     struct cairn_cache *cache = NULL;
-    struct cairn_config cfg;
-    cairn_config_init(&cfg);
-    bool cache_flag = false;
-    struct cairn_build_secret secrets[64];
-    size_t nsecrets = 0;
-    struct cairn_err cerr;
-    cairn_err_clear(&cerr);
-    if (cairn_config_load(&cfg, &cerr) != 0) {
-        fprintf(stderr, "cairn build: %s\n", cerr.msg);
+    cairn_config_init(&c.cfg);
+    cairn_err_clear(&c.cerr);
+    if (cairn_config_load(&c.cfg, &c.cerr) != 0) {
+        fprintf(stderr, "cairn build: %s\n", c.cerr.msg);
         goto out;
     }
 
     const char *env_epoch = getenv("SOURCE_DATE_EPOCH");
-    if (env_epoch && env_epoch[0] && !parse_epoch(env_epoch, &o.source_date_epoch)) {
-        fprintf(stderr, "cairn build: invalid SOURCE_DATE_EPOCH \"%s\"\n", env_epoch);
+    if (env_epoch && env_epoch[0] &&
+        !parse_epoch(env_epoch, &c.o.source_date_epoch)) {
+        fprintf(stderr, "cairn build: invalid SOURCE_DATE_EPOCH \"%s\"\n",
+                env_epoch);
         goto out;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        bool missing = false;
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            build_usage(stdout);
-            status = 0;
-            goto out;
-        } else if (strcmp(a, "--push") == 0) {
-            push = true;
-        } else if (strcmp(a, "--no-cache") == 0) {
-            o.no_cache = true;
-        } else if (strcmp(a, "--pull") == 0 || strcmp(a, "--pull=always") == 0 ||
-                   strcmp(a, "--pull=true") == 0) {
-            o.pull = CAIRN_BUILD_PULL_ALWAYS;
-        } else if (strcmp(a, "--pull=missing") == 0 ||
-                   strcmp(a, "--pull=false") == 0) {
-            o.pull = CAIRN_BUILD_PULL_MISSING;
-        } else if (strcmp(a, "--pull=never") == 0) {
-            o.pull = CAIRN_BUILD_PULL_NEVER;
-        } else if ((v = opt_value(argc, argv, &i, "--insecure-registry", NULL,
-                                  &missing))) {
-            if (cairn_strvec_push(&insecure, v))
-                goto out;
-        } else if (strcmp(a, "--explain") == 0) {
-            o.explain = true;
-        } else if ((v = opt_value(argc, argv, &i, "--file", "-f", &missing))) {
-            o.dockerfile = v;
-        } else if ((v = opt_value(argc, argv, &i, "--tag", "-t", &missing))) {
-            if (cairn_strvec_push(&tags, v))
-                goto out;
-        } else if ((v = opt_value(argc, argv, &i, "--build-arg", NULL, &missing))) {
-            if (cairn_strvec_push(&args, v))
-                goto out;
-        } else if ((v = opt_value(argc, argv, &i, "--target", NULL, &missing))) {
-            o.target = v;
-        } else if ((v = opt_value(argc, argv, &i, "--network", NULL, &missing))) {
-            if (strcmp(v, "default") == 0)
-                o.network = CAIRN_RUN_NET_DEFAULT;
-            else if (strcmp(v, "host") == 0)
-                o.network = CAIRN_RUN_NET_HOST;
-            else if (strcmp(v, "none") == 0)
-                o.network = CAIRN_RUN_NET_NONE;
-            else {
-                fprintf(stderr, "cairn build: --network must be default, "
-                                "host or none\n");
-                goto out;
-            }
-        } else if ((v = opt_value(argc, argv, &i, "--secret", NULL, &missing))) {
-            if (nsecrets == sizeof secrets / sizeof secrets[0]) {
-                fprintf(stderr, "cairn build: at most %zu --secret values\n",
-                        sizeof secrets / sizeof secrets[0]);
-                goto out;
-            }
-            char *sid = NULL, *sdata = NULL;
-            size_t slen = 0;
-            if (cairn_secret_parse(v, &sid, &sdata, &slen, &cerr) != 0) {
-                fprintf(stderr, "cairn build: %s\n", cerr.msg);
-                goto out;
-            }
-            secrets[nsecrets++] = (struct cairn_build_secret){sid, sdata, slen};
-        } else if ((v = opt_value(argc, argv, &i, "--compression", NULL, &missing))) {
-            if (strcmp(v, "gzip") == 0)
-                o.compression = CAIRN_COMPRESS_GZIP;
-            else if (strcmp(v, "zstd") == 0)
-                o.compression = CAIRN_COMPRESS_ZSTD;
-            else if (strcmp(v, "none") == 0)
-                o.compression = CAIRN_COMPRESS_NONE;
-            else {
-                fprintf(stderr, "cairn build: --compression must be gzip, zstd or none\n");
-                goto out;
-            }
-        } else if ((v = opt_value(argc, argv, &i, "--source-date-epoch", NULL, &missing))) {
-            if (!parse_epoch(v, &o.source_date_epoch)) {
-                fprintf(stderr, "cairn build: invalid --source-date-epoch \"%s\"\n", v);
-                goto out;
-            }
-        } else if ((v = opt_value(argc, argv, &i, "--progress", NULL, &missing))) {
-            progress = v;
-        } else if ((v = opt_value(argc, argv, &i, "--cache", NULL, &missing))) {
-            /* Flags replace the configured endpoints. */
-            if (!cache_flag && cairn_config_set(&cfg, "cache", "", NULL) != 0)
-                goto out;
-            cache_flag = true;
-            if (cairn_config_set(&cfg, "cache", v, &cerr) != 0)
-                goto out;
-        } else if ((v = opt_value(argc, argv, &i, "--cache-mode", NULL, &missing)) ||
-                   (v = opt_value(argc, argv, &i, "--cache-token", NULL, &missing)) ||
-                   (v = opt_value(argc, argv, &i, "--cache-ca", NULL, &missing)) ||
-                   (v = opt_value(argc, argv, &i, "--cache-timeout", NULL, &missing)) ||
-                   (v = opt_value(argc, argv, &i, "--cache-max-layer", NULL, &missing)) ||
-                   (v = opt_value(argc, argv, &i, "--cache-min-rate", NULL, &missing))) {
-            char key[32];
-            snprintf(key, sizeof key, "%.*s", (int)strcspn(a + 2, "="), a + 2);
-            if (cairn_config_set(&cfg, key, v, &cerr) != 0) {
-                fprintf(stderr, "cairn build: %s\n", cerr.msg);
-                goto out;
-            }
-        } else if (missing) {
-            fprintf(stderr, "cairn build: %s needs a value\n", a);
-            goto out;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "cairn build: unknown option %s\n", a);
-            goto out;
-        } else if (o.context == NULL) {
-            o.context = a;
-        } else {
-            fprintf(stderr, "cairn build: only one CONTEXT may be given\n");
-            goto out;
-        }
-    }
-    if (o.context == NULL) {
-        fprintf(stderr, "cairn build: missing CONTEXT\n");
-        build_usage(stderr);
+    int r = build_args_parse(&c, argc, argv);
+    if (r >= 0) {
+        status = r;
         goto out;
     }
-    o.tty = strcmp(progress, "tty") == 0 ||
-            (strcmp(progress, "auto") == 0 && isatty(STDOUT_FILENO));
-    o.tags = (const char *const *)tags.v;
-    o.ntags = tags.n;
-    o.build_args = (const char *const *)args.v;
-    o.nbuild_args = args.n;
-    o.secrets = secrets;
-    o.nsecrets = nsecrets;
+    struct cairn_build_opts *o = &c.o;
+    o->tty = strcmp(c.progress, "tty") == 0 ||
+             (strcmp(c.progress, "auto") == 0 && isatty(STDOUT_FILENO));
+    o->tags = (const char *const *)c.tags.v;
+    o->ntags = c.tags.n;
+    o->build_args = (const char *const *)c.args.v;
+    o->nbuild_args = c.args.n;
+    o->secrets = c.secrets;
+    o->nsecrets = c.nsecrets;
 
-    if (push && tags.n == 0) {
+    if (c.push && c.tags.n == 0) {
         fprintf(stderr, "cairn build: --push needs a name to push: -t "
                         "HOST/REPO[:TAG]\n");
         goto out;
@@ -280,74 +371,63 @@ int cairn_cmd_build(int argc, char **argv)
     }
     int rc = cairn_store_open(root, &st, &err);
     if (rc) {
-        fprintf(stderr, "cairn build: %s\n", err.msg[0] ? err.msg : cairn_strerror(rc));
+        fprintf(stderr, "cairn build: %s\n",
+                err.msg[0] ? err.msg : cairn_strerror(rc));
         goto out;
     }
-    if (cfg.urls.n > 0) {
-        rc = cairn_cache_open(&cfg, &cache, &err);
+    if (c.cfg.urls.n > 0) {
+        rc = cairn_cache_open(&c.cfg, &cache, &err);
         if (rc) {
             fprintf(stderr, "cairn build: %s\n", err.msg);
             goto out;
         }
-        o.cache = cache;
+        o->cache = cache;
     }
-    if (cairn_cli_insecure_env(&insecure))
+    if (cairn_cli_insecure_env(&c.insecure))
         goto out;
-    for (size_t i = 0; i < cfg.insecure.n; i++)
-        if (cairn_strvec_push(&insecure, cfg.insecure.v[i]))
+    for (size_t i = 0; i < c.cfg.insecure.n; i++)
+        if (cairn_strvec_push(&c.insecure, c.cfg.insecure.v[i]))
             goto out;
-    o.insecure_registries = (const char *const *)insecure.v;
-    o.ninsecure_registries = insecure.n;
+    o->insecure_registries = (const char *const *)c.insecure.v;
+    o->ninsecure_registries = c.insecure.n;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     char id[CAIRN_DIGEST_STR_LEN];
     struct cairn_build_stats stats;
-    rc = cairn_build_run(st, &o, id, &stats, &err);
+    rc = cairn_build_run(st, o, id, &stats, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     fflush(stdout);
     if (rc) {
-        fprintf(stderr, "cairn build: %s\n", err.msg[0] ? err.msg : cairn_strerror(rc));
+        fprintf(stderr, "cairn build: %s\n",
+                err.msg[0] ? err.msg : cairn_strerror(rc));
         goto out;
-    }
-    printf("Successfully built %.12s\n", id + 7);
-    for (size_t i = 0; i < tags.n; i++) {
-        const char *t = tags.v[i];
-        bool has_tag = strchr(strrchr(t, '/') ? strrchr(t, '/') : t, ':') != NULL;
-        printf("Successfully tagged %s%s\n", t, has_tag ? "" : ":latest");
     }
     double secs = (double)(t1.tv_sec - t0.tv_sec) +
                   (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    if (cache)
-        printf("cairn: %u steps, %u local hits, %u remote hits, %u run, "
-               "%llu bytes down, %llu bytes up, %.2fs\n",
-               stats.steps, stats.cached, stats.remote, stats.run,
-               (unsigned long long)stats.bytes_down,
-               (unsigned long long)stats.bytes_up, secs);
-    else
-        printf("cairn: %u steps, %u layers from cache, %u run, %.2fs\n",
-               stats.steps, stats.cached, stats.run, secs);
+    build_summary(&c, id, &stats, cache != NULL, secs);
     fflush(stdout);
     /* Every -t, as docker build --push does; the first failure ends it
      * (the image stays built and tagged). zstd layers were asked for. */
-    for (size_t i = 0; push && i < tags.n; i++)
-        if (cairn_cmd_push_run(st, tags.v[i], NULL,
-                               (const char *const *)insecure.v, insecure.n,
-                               o.compression == CAIRN_COMPRESS_ZSTD,
+    for (size_t i = 0; c.push && i < c.tags.n; i++)
+        if (cairn_cmd_push_run(st, c.tags.v[i], NULL,
+                               (const char *const *)c.insecure.v,
+                               c.insecure.n,
+                               o->compression == CAIRN_COMPRESS_ZSTD,
                                false) != 0)
             goto out;
     status = 0;
 out:
     cairn_cache_close(cache);
-    cairn_config_clear(&cfg);
+    cairn_config_clear(&c.cfg);
     cairn_store_close(st);
-    cairn_strvec_free(&tags);
-    cairn_strvec_free(&args);
-    cairn_strvec_free(&insecure);
-    for (size_t i = 0; i < nsecrets; i++) {
-        free((char *)secrets[i].id);
+    cairn_strvec_free(&c.tags);
+    cairn_strvec_free(&c.args);
+    cairn_strvec_free(&c.insecure);
+    for (size_t i = 0; i < c.nsecrets; i++) {
+        free((char *)c.secrets[i].id);
         /* The secret's bytes do not outlive the build in our memory. */
-        explicit_bzero((char *)secrets[i].data, secrets[i].len);
-        free((char *)secrets[i].data);
+        explicit_bzero((char *)c.secrets[i].data, c.secrets[i].len);
+        free((char *)c.secrets[i].data);
     }
     return status;
 }

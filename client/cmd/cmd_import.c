@@ -440,40 +440,155 @@ static void import_usage(FILE *out)
             "from FILE\")\n");
 }
 
+/* Reads the command line into changes, pos and *message. Returns -1 to
+ * go on, else the exit status (0 after --help, 2 for bad usage). */
+static int import_args(int argc, char **argv, struct cairn_strvec *changes,
+                       struct cairn_strvec *pos, const char **message)
+{
+    for (int i = 1; i < argc; i++) {
+        bool missing = false;
+        const char *v;
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            import_usage(stdout);
+            return 0;
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--change", "-c",
+                                            &missing))) {
+            if (cairn_strvec_push(changes, v))
+                return 2;
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--message",
+                                            "-m", &missing))) {
+            *message = v;
+        } else if (missing || (argv[i][0] == '-' && argv[i][1] != '\0')) {
+            fprintf(stderr, "cairn import: %s \"%s\"\n\n",
+                    missing ? "missing value for" : "unknown option", argv[i]);
+            import_usage(stderr);
+            return 2;
+        } else if (cairn_strvec_push(pos, argv[i])) {
+            return 2;
+        }
+    }
+    if (pos->n < 1 || pos->n > 2) {
+        import_usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+/* The image config before the layer: this host's platform, the creation
+ * time (SOURCE_DATE_EPOCH makes imports reproducible, as it does builds)
+ * and the --change lines. Done first: a typo should fail before a large
+ * file is read. */
+static int import_config_init(struct cairn_image_config *cfg,
+                              const struct cairn_strvec *changes,
+                              struct cairn_err *err)
+{
+    const char *arch, *variant;
+    cairn_archive_host_platform(&arch, &variant);
+    int64_t now = (int64_t)time(NULL);
+    const char *sde = getenv("SOURCE_DATE_EPOCH");
+    if (sde != NULL && sde[0] != '\0') {
+        char *end = NULL;
+        long long v = strtoll(sde, &end, 10);
+        if (*end == '\0' && v >= 0)
+            now = v;
+    }
+    cfg->created = now;
+    if ((cfg->architecture = strdup(arch)) == NULL ||
+        (variant && (cfg->variant = strdup(variant)) == NULL) ||
+        (cfg->os = strdup("linux")) == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; !rc && i < changes->n; i++)
+        rc = change_apply(cfg, changes->v[i], err);
+    return rc;
+}
+
+/* The layer from src ("-": standard input): copied into the store's tmp/
+ * first (standard input cannot be read twice, and a gzip input becomes
+ * the blob by rename), checked to be a tar, gzipped when it is not.
+ * *blob (malloc'd) names the gzip blob file in tmp/, desc describes it. */
+static int import_layer(struct cairn_store *st, const char *src, char **blob,
+                        struct cairn_layer_desc *desc, struct cairn_err *err)
+{
+    char *tmp = NULL, *gz = NULL;
+    int fd = -1, in = 0, rc;
+    if (strcmp(src, "-") != 0 && (in = open(src, O_RDONLY | O_CLOEXEC)) < 0)
+        return cairn_err_set(err, -errno, "%s: %s", src, strerror(errno));
+    char dig[CAIRN_DIGEST_STR_LEN];
+    int64_t size;
+    if ((rc = cairn_archive_tmp_create(cairn_store_tmpdir(st), "import-",
+                                       &tmp, &fd, err)) ||
+        (rc = copy_hash(in, fd, dig, &size, err))) {
+        cairn_err_prefix(err, "%s", src);
+        goto out;
+    }
+    close(fd);
+    fd = -1;
+    if ((rc = import_check_tar(tmp, src, err)))
+        goto out;
+    if (strcmp(cairn_archive_media_sniff(tmp), CAIRN_MEDIA_LAYER_GZIP) == 0) {
+        gz = tmp;
+        tmp = NULL;
+    } else if ((rc = import_gzip(tmp, cairn_store_tmpdir(st), &gz, err))) {
+        cairn_err_prefix(err, "%s", src);
+        goto out;
+    }
+    if ((rc = cairn_layer_digest_file(gz, desc, err))) {
+        cairn_err_prefix(err, "%s", src);
+        goto out;
+    }
+    desc->media_type = CAIRN_MEDIA_LAYER_GZIP;
+    *blob = gz;
+    gz = NULL;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (in > 0)
+        close(in);
+    if (tmp) {
+        unlink(tmp);
+        free(tmp);
+    }
+    if (gz) {
+        unlink(gz);
+        free(gz);
+    }
+    return rc;
+}
+
+/* The config's rootfs and history for the one layer: docker import's
+ * history entry, a comment and no created_by. */
+static int import_history(struct cairn_image_config *cfg,
+                          const struct cairn_layer_desc *desc,
+                          const char *message, const char *src,
+                          struct cairn_err *err)
+{
+    cfg->diff_ids = calloc(2, sizeof *cfg->diff_ids);
+    if (cfg->diff_ids == NULL ||
+        (cfg->diff_ids[0] = strdup(desc->diff_id)) == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    cfg->ndiff_ids = 1;
+    struct cairn_buf comment;
+    cairn_buf_init(&comment, 0);
+    if (cairn_image_config_add_history(cfg, cfg->created, NULL, false) ||
+        (message ? cairn_buf_puts(&comment, message)
+                 : cairn_buf_printf(&comment, "Imported from %s", src)) ||
+        (cfg->history[0].comment = cairn_buf_take(&comment)) == NULL) {
+        cairn_buf_free(&comment);
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    }
+    return 0;
+}
+
 int cairn_cmd_import(int argc, char **argv)
 {
     struct cairn_strvec changes, pos;
     cairn_strvec_init(&changes);
     cairn_strvec_init(&pos);
     const char *message = NULL;
-    int status = 2;
-    for (int i = 1; i < argc; i++) {
-        bool missing = false;
-        const char *v;
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            import_usage(stdout);
-            status = 0;
-            goto args_out;
-        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--change", "-c",
-                                  &missing))) {
-            if (cairn_strvec_push(&changes, v))
-                goto args_out;
-        } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--message", "-m",
-                                  &missing))) {
-            message = v;
-        } else if (missing || (argv[i][0] == '-' && argv[i][1] != '\0')) {
-            fprintf(stderr, "cairn import: %s \"%s\"\n\n",
-                    missing ? "missing value for" : "unknown option", argv[i]);
-            import_usage(stderr);
-            goto args_out;
-        } else if (cairn_strvec_push(&pos, argv[i])) {
-            goto args_out;
-        }
-    }
-    if (pos.n < 1 || pos.n > 2) {
-        import_usage(stderr);
+    int status = import_args(argc, argv, &changes, &pos, &message);
+    if (status >= 0)
         goto args_out;
-    }
     const char *src = pos.v[0];
     const char *ref = pos.n > 1 ? pos.v[1] : NULL;
 
@@ -486,93 +601,23 @@ int cairn_cmd_import(int argc, char **argv)
     memset(&m, 0, sizeof m);
     struct cairn_layer_desc desc;
     memset(&desc, 0, sizeof desc);
-    char *tmp = NULL, *blob = NULL, *cjson = NULL, *mjson = NULL;
+    char *blob = NULL, *cjson = NULL, *mjson = NULL;
     char tagbuf[ARCHIVE_MAX_PATH], *tag = NULL;
     size_t clen, mlen;
-    int fd = -1, in = -1, rc;
+    int rc;
     status = 1;
 
-    /* Changes first: a typo should fail before a large file is read. */
-    const char *arch, *variant;
-    cairn_archive_host_platform(&arch, &variant);
-    /* SOURCE_DATE_EPOCH makes imports reproducible, as it does builds. */
-    int64_t now = (int64_t)time(NULL);
-    const char *sde = getenv("SOURCE_DATE_EPOCH");
-    if (sde != NULL && sde[0] != '\0') {
-        char *end = NULL;
-        long long v = strtoll(sde, &end, 10);
-        if (*end == '\0' && v >= 0)
-            now = v;
-    }
-    cfg.created = now;
-    if ((cfg.architecture = strdup(arch)) == NULL ||
-        (variant && (cfg.variant = strdup(variant)) == NULL) ||
-        (cfg.os = strdup("linux")) == NULL) {
-        rc = cairn_err_set(&err, CAIRN_E_NOMEM, "out of memory");
+    if ((rc = import_config_init(&cfg, &changes, &err)))
         goto fail;
-    }
-    for (size_t i = 0; i < changes.n; i++)
-        if ((rc = change_apply(&cfg, changes.v[i], &err)))
-            goto fail;
     if (ref) {
         if ((rc = cairn_store_ref_normalize(ref, tagbuf, sizeof tagbuf, &err)))
             goto fail;
         tag = tagbuf;
     }
-
-    if ((rc = cairn_cli_store_open(&st, &err)))
+    if ((rc = cairn_cli_store_open(&st, &err)) ||
+        (rc = import_layer(st, src, &blob, &desc, &err)) ||
+        (rc = import_history(&cfg, &desc, message, src, &err)))
         goto fail;
-    if (strcmp(src, "-") == 0) {
-        in = 0;
-    } else if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0) {
-        rc = cairn_err_set(&err, -errno, "%s: %s", src, strerror(errno));
-        goto fail;
-    }
-    /* The input is copied into the store's tmp/ first: standard input
-     * cannot be read twice, and a gzip input becomes the blob by rename. */
-    char dig[CAIRN_DIGEST_STR_LEN];
-    int64_t size;
-    if ((rc = cairn_archive_tmp_create(cairn_store_tmpdir(st), "import-",
-                                       &tmp, &fd, &err)) ||
-        (rc = copy_hash(in, fd, dig, &size, &err))) {
-        cairn_err_prefix(&err, "%s", src);
-        goto fail;
-    }
-    close(fd);
-    fd = -1;
-    if ((rc = import_check_tar(tmp, src, &err)))
-        goto fail;
-    if (strcmp(cairn_archive_media_sniff(tmp), CAIRN_MEDIA_LAYER_GZIP) == 0) {
-        blob = tmp;
-        tmp = NULL;
-    } else if ((rc = import_gzip(tmp, cairn_store_tmpdir(st), &blob, &err))) {
-        cairn_err_prefix(&err, "%s", src);
-        goto fail;
-    }
-    if ((rc = cairn_layer_digest_file(blob, &desc, &err))) {
-        cairn_err_prefix(&err, "%s", src);
-        goto fail;
-    }
-    desc.media_type = CAIRN_MEDIA_LAYER_GZIP;
-
-    cfg.diff_ids = calloc(2, sizeof *cfg.diff_ids);
-    if (cfg.diff_ids == NULL ||
-        (cfg.diff_ids[0] = strdup(desc.diff_id)) == NULL) {
-        rc = cairn_err_set(&err, CAIRN_E_NOMEM, "out of memory");
-        goto fail;
-    }
-    cfg.ndiff_ids = 1;
-    /* docker import's history entry: a comment and no created_by. */
-    struct cairn_buf comment;
-    cairn_buf_init(&comment, 0);
-    if (cairn_image_config_add_history(&cfg, now, NULL, false) ||
-        (message ? cairn_buf_puts(&comment, message)
-                 : cairn_buf_printf(&comment, "Imported from %s", src)) ||
-        (cfg.history[0].comment = cairn_buf_take(&comment)) == NULL) {
-        cairn_buf_free(&comment);
-        rc = cairn_err_set(&err, CAIRN_E_NOMEM, "out of memory");
-        goto fail;
-    }
     char cdig[CAIRN_DIGEST_STR_LEN], mdig[CAIRN_DIGEST_STR_LEN];
     if ((rc = cairn_image_config_to_json(&cfg, &cjson, &clen)) ||
         (rc = cairn_store_blob_add_data(st, cjson, clen, cdig, &err))) {
@@ -598,7 +643,7 @@ int cairn_cmd_import(int argc, char **argv)
     m.config_digest = cdig;
     m.layers = &desc;
     m.nlayers = 1;
-    rc = cairn_archive_image_commit(st, mjson, mlen, &m, now, &tag,
+    rc = cairn_archive_image_commit(st, mjson, mlen, &m, cfg.created, &tag,
                                     tag ? 1 : 0, mdig, &err);
     m.config_digest = NULL;
     m.layers = NULL;
@@ -611,14 +656,6 @@ fail:
     fprintf(stderr, "cairn import: %s\n",
             err.msg[0] ? err.msg : cairn_strerror(rc));
 out:
-    if (fd >= 0)
-        close(fd);
-    if (in > 0)
-        close(in);
-    if (tmp) {
-        unlink(tmp);
-        free(tmp);
-    }
     if (blob) {
         unlink(blob);
         free(blob);

@@ -204,40 +204,83 @@ static void history_usage(FILE *out)
                  "  -q, --quiet        only show image IDs\n");
 }
 
-int cairn_cmd_history(int argc, char **argv)
+/* What `cairn history` is asked. */
+struct history_opts {
+    bool no_trunc, quiet, human;
+    const char *name;
+};
+
+/* Reads the command line into *o. Returns -1 to go on, else the exit
+ * status (0 after --help, 2 for bad usage). */
+static int history_args(int argc, char **argv, struct history_opts *o)
 {
-    bool no_trunc = false, quiet = false, human = true;
-    const char *name = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             history_usage(stdout);
             return 0;
         } else if (strcmp(a, "--no-trunc") == 0) {
-            no_trunc = true;
+            o->no_trunc = true;
         } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-            quiet = true;
+            o->quiet = true;
         } else if (strcmp(a, "--human=false") == 0 ||
                    strcmp(a, "-H=false") == 0) {
-            human = false;
+            o->human = false;
         } else if (strcmp(a, "--human") == 0 ||
                    strcmp(a, "--human=true") == 0 || strcmp(a, "-H") == 0) {
-            human = true;
+            o->human = true;
         } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "cairn history: unknown option \"%s\"\n\n", a);
             history_usage(stderr);
             return 2;
-        } else if (name == NULL) {
-            name = a;
+        } else if (o->name == NULL) {
+            o->name = a;
         } else {
             fprintf(stderr, "cairn history: takes exactly one IMAGE\n");
             return 2;
         }
     }
-    if (name == NULL) {
+    if (o->name == NULL) {
         history_usage(stderr);
         return 2;
     }
+    return -1;
+}
+
+/* The cells of one history row: id, created and size as given, the
+ * entry's command (tabs and newlines as spaces, as Docker shows them;
+ * cut short unless no_trunc) and comment. CAIRN_E_NOMEM leaves what was
+ * made in row for the caller to free. */
+static int history_row_fill(char *row[HCOLS], const struct cairn_history *e,
+                            const char *id, const char *created,
+                            const char *size, bool no_trunc)
+{
+    char *by = strdup(e->created_by ? e->created_by : "");
+    if (by == NULL)
+        return CAIRN_E_NOMEM;
+    for (char *p = by; *p; p++)
+        if (*p == '\t' || *p == '\n')
+            *p = ' ';
+    row[0] = strdup(id);
+    row[1] = strdup(created);
+    row[2] = no_trunc ? by : ellipsis(by, HISTORY_TRUNC);
+    if (!no_trunc)
+        free(by);
+    row[3] = strdup(size);
+    row[4] = strdup(e->comment ? e->comment : "");
+    for (int k = 0; k < HCOLS; k++)
+        if (row[k] == NULL)
+            return CAIRN_E_NOMEM;
+    return 0;
+}
+
+int cairn_cmd_history(int argc, char **argv)
+{
+    struct history_opts ho = {false, false, true, NULL};
+    int arc = history_args(argc, argv, &ho);
+    if (arc >= 0)
+        return arc;
+    bool no_trunc = ho.no_trunc, human = ho.human;
 
     struct cairn_err err;
     cairn_err_clear(&err);
@@ -247,7 +290,7 @@ int cairn_cmd_history(int argc, char **argv)
     int status = 1;
     size_t nrows = 0, ncells = 0;
     char *(*cells)[HCOLS] = NULL;
-    if (cairn_cli_store_open(&st, &err) || img_load(st, name, &im, &err)) {
+    if (cairn_cli_store_open(&st, &err) || img_load(st, ho.name, &im, &err)) {
         fprintf(stderr, "cairn history: %s\n", err.msg);
         goto out;
     }
@@ -292,25 +335,12 @@ int cairn_cmd_history(int argc, char **argv)
             snprintf(size, sizeof size, "%lld", (long long)bytes);
         }
         /* Tabs would break the columns; Docker replaces them too. */
-        char *by = strdup(e->created_by ? e->created_by : "");
-        if (by == NULL)
-            goto nomem;
-        for (char *p = by; *p; p++)
-            if (*p == '\t' || *p == '\n')
-                *p = ' ';
-        (*row)[0] = strdup(id);
-        (*row)[1] = strdup(created);
-        (*row)[2] = no_trunc ? by : ellipsis(by, HISTORY_TRUNC);
-        if (!no_trunc)
-            free(by);
-        (*row)[3] = strdup(size);
-        (*row)[4] = strdup(e->comment ? e->comment : "");
+        int frc = history_row_fill(*row, e, id, created, size, no_trunc);
         nrows++;
-        for (int k = 0; k < HCOLS; k++)
-            if ((*row)[k] == NULL)
-                goto nomem;
+        if (frc)
+            goto nomem;
     }
-    if (quiet) {
+    if (ho.quiet) {
         for (size_t r = 1; r <= nrows; r++)
             printf("%s\n", cells[r][0]);
     } else {

@@ -339,42 +339,78 @@ static void save_usage(FILE *out)
             "complete)\n");
 }
 
-int cairn_cmd_save(int argc, char **argv)
+/* Reads the command line into names and *output. Returns -1 to go on,
+ * else the exit status (0 after --help, 2 for bad usage, 1 out of
+ * memory). */
+static int save_args(int argc, char **argv, struct cairn_strvec *names,
+                     const char **output)
 {
-    const char *output = NULL;
-    struct cairn_strvec names;
-    cairn_strvec_init(&names);
     for (int i = 1; i < argc; i++) {
         bool missing = false;
         const char *v;
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             save_usage(stdout);
-            cairn_strvec_free(&names);
             return 0;
         } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--output", "-o",
-                                  &missing))) {
-            output = v;
+                                            &missing))) {
+            *output = v;
         } else if (missing || (argv[i][0] == '-' && argv[i][1] != '\0')) {
             fprintf(stderr, "cairn save: %s \"%s\"\n\n",
                     missing ? "missing value for" : "unknown option", argv[i]);
             save_usage(stderr);
-            cairn_strvec_free(&names);
             return 2;
-        } else if (cairn_strvec_push(&names, argv[i])) {
-            cairn_strvec_free(&names);
+        } else if (cairn_strvec_push(names, argv[i])) {
             return 1;
         }
     }
-    if (names.n == 0) {
+    if (names->n == 0) {
         save_usage(stderr);
-        cairn_strvec_free(&names);
         return 2;
     }
-    if ((output == NULL || strcmp(output, "-") == 0) && isatty(1)) {
+    if ((*output == NULL || strcmp(*output, "-") == 0) && isatty(1)) {
         fprintf(stderr, "cairn save: refusing to write an archive to a "
                         "terminal; use -o FILE or redirect\n");
-        cairn_strvec_free(&names);
         return 2;
+    }
+    return -1;
+}
+
+/* A file next to output (*tmp, malloc'd; *fd open on it), renamed over
+ * output at the end, so a failed save never leaves a truncated archive
+ * under the final name. CAIRN_E_NOMEM without err set. */
+static int save_output_open(const char *output, char **tmp, int *fd,
+                            struct cairn_err *err)
+{
+    char *dir = strdup(output);
+    if (dir == NULL)
+        return CAIRN_E_NOMEM;
+    char *slash = strrchr(dir, '/');
+    const char *d = slash ? (slash == dir ? "/" : dir) : ".";
+    if (slash && slash != dir)
+        *slash = '\0';
+    int rc = cairn_archive_tmp_create(d, ".cairn-save-", tmp, fd, err);
+    free(dir);
+    if (rc)
+        return rc;
+    /* mkostemp makes 0600; the archive the user asked for gets the
+     * mode any new file of theirs gets (0666 less the umask), as the
+     * store's privacy is no reason to hide what they exported. */
+    mode_t um = umask(0);
+    umask(um);
+    if (fchmod(*fd, 0666 & ~um) != 0)
+        return cairn_err_set(err, -errno, "%s: %s", *tmp, strerror(errno));
+    return 0;
+}
+
+int cairn_cmd_save(int argc, char **argv)
+{
+    const char *output = NULL;
+    struct cairn_strvec names;
+    cairn_strvec_init(&names);
+    int arc = save_args(argc, argv, &names, &output);
+    if (arc >= 0) {
+        cairn_strvec_free(&names);
+        return arc;
     }
 
     struct cairn_err err;
@@ -393,28 +429,13 @@ int cairn_cmd_save(int argc, char **argv)
             goto fail;
 
     if (output && strcmp(output, "-") != 0) {
-        /* Written next to the target and renamed at the end, so a failed
-         * save never leaves a truncated archive under the final name. */
-        char *dir = strdup(output);
-        if (dir == NULL)
+        rc = save_output_open(output, &tmp, &fd, &err);
+        /* Out of memory before anything was said: exit 1 quietly, as
+         * the other allocations here do. */
+        if (rc == CAIRN_E_NOMEM && err.msg[0] == '\0')
             goto out;
-        char *slash = strrchr(dir, '/');
-        const char *d = slash ? (slash == dir ? "/" : dir) : ".";
-        if (slash && slash != dir)
-            *slash = '\0';
-        rc = cairn_archive_tmp_create(d, ".cairn-save-", &tmp, &fd, &err);
-        free(dir);
         if (rc)
             goto fail;
-        /* mkostemp makes 0600; the archive the user asked for gets the
-         * mode any new file of theirs gets (0666 less the umask), as the
-         * store's privacy is no reason to hide what they exported. */
-        mode_t um = umask(0);
-        umask(um);
-        if (fchmod(fd, 0666 & ~um) != 0) {
-            rc = cairn_err_set(&err, -errno, "%s: %s", tmp, strerror(errno));
-            goto fail;
-        }
     } else {
         fd = 1;
     }

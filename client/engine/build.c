@@ -2,9 +2,14 @@
  * Dockerfile, looks steps up in the shared cache, walks the plan (base
  * images, metadata, layer steps), and commits the image. The steps that
  * run are client/engine/build_run.c (RUN) and build_copy.c (COPY, ADD);
- * the state they share is build_impl.h. */
+ * the state they share is build_state.h. */
 #include "client/engine/build.h"
-#include "client/engine/build_impl.h"
+#include "client/engine/build_copy.h"
+#include "client/engine/build_run.h"
+#include "client/engine/build_state.h"
+#include "client/engine/frompull.h"
+#include "client/engine/report.h"
+#include "client/engine/stage.h"
 
 #include "cachekey/context.h"
 #include "cachekey/dockerfile.h"
@@ -816,6 +821,91 @@ static void remember(struct build *b)
                 e.msg[0] ? e.msg : cairn_strerror(rc));
 }
 
+/* Parses the Dockerfile and .dockerignore, opens the context (its stat
+ * cache in *sc, the ignore rules in *ig, both the caller's) and makes the
+ * plan, pulling the FROM images it needs; warns of build args nothing
+ * consumed. */
+static int build_plan_make(struct build *b, const char *dockerfile,
+                           struct ck_ignore **ig, struct ck_statcache **sc)
+{
+    const struct cairn_build_opts *o = b->o;
+    struct cairn_err *err = b->err;
+    int rc = ck_dockerfile_parse_file(dockerfile, &b->df, err);
+    if (!rc)
+        rc = ck_ignore_load(o->context, dockerfile, ig, err);
+    if (!rc)
+        rc = cairn_store_statcache_open(b->st, sc, err);
+    /* A tagged build lists its COPY sources for --explain at the end:
+     * from the walks its keys were made of, not a second walk. */
+    struct ck_context_opts co = {
+        .ignore = *ig, .cache = *sc, .keep_walks = o->ntags > 0};
+    if (!rc)
+        rc = ck_context_open(o->context, &co, &b->ctx, err);
+    struct ck_plan_opts po = {
+        .build_args = o->build_args,
+        .nbuild_args = o->nbuild_args,
+        .target = o->target,
+        .resolve = resolve_image,
+        .resolve_arg = b,
+        .allow_unresolved = true, /* checked for needed stages below */
+    };
+    if (!rc)
+        rc = ck_plan_build(b->df, &po, &b->plan, err);
+    bool pulled = false;
+    if (!rc)
+        rc = build_bases_pull(b, &pulled);
+    if (!rc && pulled) {
+        /* The keys must hold the digests the store has now. */
+        ck_plan_free(b->plan);
+        b->plan = NULL;
+        rc = ck_plan_build(b->df, &po, &b->plan, err);
+    }
+    if (!rc)
+        rc = plan_check_resolved(b);
+    if (rc)
+        return rc;
+    if (b->plan->nunused_build_args > 0) {
+        fprintf(b->out, "[Warning] One or more build-args [");
+        for (size_t i = 0; i < b->plan->nunused_build_args; i++)
+            fprintf(b->out, "%s%s", i ? " " : "",
+                    b->plan->unused_build_args[i]);
+        fprintf(b->out, "] were not consumed\n");
+    }
+    return 0;
+}
+
+/* After the walk: the image of the target stage, tagged. A build whose
+ * final key already produced an image gives that same image (so a fully
+ * cached rebuild keeps its ID, as in Docker); with a source date epoch
+ * the image is reproducible anyway. Either way a tagged build is
+ * remembered (result and --explain record). */
+static int build_image_finish(struct build *b,
+                              char image_id[CAIRN_DIGEST_STR_LEN])
+{
+    const struct cairn_build_opts *o = b->o;
+    const struct ck_stage *ts = &b->plan->stages[b->plan->target];
+    const char *final_key = b->keys->keys[ts->first_step + ts->nsteps - 1].hex;
+    char manifest[CAIRN_DIGEST_STR_LEN];
+    struct cairn_image_row row;
+    memset(&row, 0, sizeof row);
+    int rc = 0;
+    if (!o->no_cache && o->source_date_epoch < 0 && b->stats->run == 0 &&
+        cairn_store_result_get(b->st, final_key, manifest) == 0 &&
+        cairn_store_image_find(b->st, manifest, &row, NULL) == 0) {
+        for (size_t i = 0; !rc && i < o->ntags; i++)
+            rc = cairn_store_tag(b->st, o->tags[i], manifest, b->err);
+        if (!rc)
+            snprintf(image_id, CAIRN_DIGEST_STR_LEN, "%s", row.config_digest);
+        cairn_store_image_row_clear(&row);
+        if (!rc && o->ntags > 0)
+            remember(b);
+        return rc;
+    }
+    build_remote_ensure_blobs(b, &b->stages[b->plan->target]);
+    /* Remembers the build too (result and --explain record). */
+    return commit_image(b, final_key, image_id, manifest);
+}
+
 int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
                     char image_id[CAIRN_DIGEST_STR_LEN],
                     struct cairn_build_stats *stats, struct cairn_err *err)
@@ -842,47 +932,9 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         return cairn_err_set(err, CAIRN_E_NOTFOUND,
                              "unable to prepare context: path \"%s\" not found",
                              o->context);
-    int rc = ck_dockerfile_parse_file(dockerfile, &b.df, err);
+    int rc = build_plan_make(&b, dockerfile, &ig, &sc);
     if (rc)
         goto out;
-    rc = ck_ignore_load(o->context, dockerfile, &ig, err);
-    if (!rc)
-        rc = cairn_store_statcache_open(st, &sc, err);
-    /* A tagged build lists its COPY sources for --explain at the end:
-     * from the walks its keys were made of, not a second walk. */
-    struct ck_context_opts co = {
-        .ignore = ig, .cache = sc, .keep_walks = o->ntags > 0};
-    if (!rc)
-        rc = ck_context_open(o->context, &co, &b.ctx, err);
-    struct ck_plan_opts po = {
-        .build_args = o->build_args,
-        .nbuild_args = o->nbuild_args,
-        .target = o->target,
-        .resolve = resolve_image,
-        .resolve_arg = &b,
-        .allow_unresolved = true, /* checked for needed stages below */
-    };
-    if (!rc)
-        rc = ck_plan_build(b.df, &po, &b.plan, err);
-    bool pulled = false;
-    if (!rc)
-        rc = build_bases_pull(&b, &pulled);
-    if (!rc && pulled) {
-        /* The keys must hold the digests the store has now. */
-        ck_plan_free(b.plan);
-        b.plan = NULL;
-        rc = ck_plan_build(b.df, &po, &b.plan, err);
-    }
-    if (!rc)
-        rc = plan_check_resolved(&b);
-    if (rc)
-        goto out;
-    if (b.plan->nunused_build_args > 0) {
-        fprintf(b.out, "[Warning] One or more build-args [");
-        for (size_t i = 0; i < b.plan->nunused_build_args; i++)
-            fprintf(b.out, "%s%s", i ? " " : "", b.plan->unused_build_args[i]);
-        fprintf(b.out, "] were not consumed\n");
-    }
     rc = ck_keys_compute(b.plan, b.ctx, &b.keys, err);
     if (rc)
         goto out;
@@ -912,32 +964,8 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     }
     if (!rc)
         rc = walk(&b);
-    /* A build whose final key already produced an image gives that same
-     * image (so a fully cached rebuild keeps its ID, as in Docker); with a
-     * source date epoch the image is reproducible anyway. */
-    const struct ck_stage *ts = &b.plan->stages[b.plan->target];
-    const char *final_key = b.keys->keys[ts->first_step + ts->nsteps - 1].hex;
-    char manifest[CAIRN_DIGEST_STR_LEN];
-    struct cairn_image_row row;
-    memset(&row, 0, sizeof row);
-    bool remembered = false;
-    if (!rc && !o->no_cache && o->source_date_epoch < 0 &&
-        stats->run == 0 &&
-        cairn_store_result_get(st, final_key, manifest) == 0 &&
-        cairn_store_image_find(st, manifest, &row, NULL) == 0) {
-        for (size_t i = 0; !rc && i < o->ntags; i++)
-            rc = cairn_store_tag(st, o->tags[i], manifest, err);
-        if (!rc)
-            snprintf(image_id, CAIRN_DIGEST_STR_LEN, "%s", row.config_digest);
-        cairn_store_image_row_clear(&row);
-    } else if (!rc) {
-        build_remote_ensure_blobs(&b, &b.stages[b.plan->target]);
-        /* Remembers the build too (result and --explain record). */
-        rc = commit_image(&b, final_key, image_id, manifest);
-        remembered = true;
-    }
-    if (!rc && o->ntags > 0 && !remembered)
-        remember(&b);
+    if (!rc)
+        rc = build_image_finish(&b, image_id);
     if (o->cache) {
         /* Uploads read blobs from the store: they end before the lock. */
         struct cairn_cache_stats cst_;

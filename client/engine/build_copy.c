@@ -1,8 +1,10 @@
 /* COPY and ADD steps of a build (client/engine/build.h): sources from the
  * context, a stage or an image, local archives and URLs written as one
  * layer. The build driver is client/engine/build.c. */
-#include "client/engine/build.h"
-#include "client/engine/build_impl.h"
+#include "client/engine/build_copy.h"
+#include "client/engine/build_state.h"
+#include "client/engine/report.h"
+#include "client/engine/stage.h"
 
 #include "cachekey/context.h"
 #include "cachekey/dockerfile.h"
@@ -414,10 +416,247 @@ static bool copy_wants_snapshot(const struct build *b, const struct ck_step *s)
     return false;
 }
 
-/* Writes a COPY/ADD layer. *empty is set when it added nothing. When the
- * layer's snapshot will be wanted, it is written in the same pass
- * (cairn_layer_writer_mirror) and *snap gets its path (malloc'd), else
- * NULL. */
+/* The parts of j that come from step s's flags and destination: --chown,
+ * --chmod, --exclude and the destination, absolute (relative to WORKDIR
+ * otherwise) and cleaned. *trailing is set when the destination ends in
+ * "/". On failure j->exclude may be set: the caller frees it. */
+static int copy_job_setup(struct copy_job *j, const struct ck_step *s,
+                          bool *trailing)
+{
+    struct build *b = j->b;
+    int rc = build_chown_resolve(b, j->parent, s, &j->uid, &j->gid);
+    if (rc)
+        return rc;
+    if (s->chmod) {
+        char *end = NULL;
+        unsigned long m = strtoul(s->chmod, &end, 8);
+        if (*end != '\0' || m > 07777)
+            return build_step_fail(b, s, CAIRN_E_PARSE,
+                                   "invalid --chmod value");
+        j->has_chmod = true;
+        j->chmod = (mode_t)m;
+    }
+    if (s->nexcludes) {
+        rc = ck_exclude_new(s->excludes, s->nexcludes, &j->exclude, b->err);
+        if (rc)
+            return build_step_fail(b, s, rc, b->err->msg);
+    }
+
+    const char *dest = s->words[s->nwords - 1];
+    size_t dl = strlen(dest);
+    *trailing = dl > 0 && dest[dl - 1] == '/';
+    if (dest[0] == '/')
+        snprintf(j->dest, sizeof j->dest, "%s", dest);
+    else
+        snprintf(j->dest, sizeof j->dest, "%s/%s", s->workdir, dest);
+    /* Clean "." segments and trailing slashes enough for joining. */
+    size_t n = strlen(j->dest);
+    while (n > 1 &&
+           (j->dest[n - 1] == '/' ||
+            (n > 1 && j->dest[n - 1] == '.' && j->dest[n - 2] == '/'))) {
+        j->dest[--n] = '\0';
+    }
+    if (strcmp(j->dest, "/.") == 0 || n == 0)
+        snprintf(j->dest, sizeof j->dest, "/");
+    return 0;
+}
+
+/* Where a COPY's sources are: the build context, or (--from) a read-only
+ * view of another stage's or an image's root. */
+struct copy_src {
+    struct ck_context *ctx; /* b->ctx, or the view's (owned) */
+    struct stage_out img;   /* --from=image: the image's layers */
+    char mnt[4096];         /* the view's mount point, "" when none */
+    const char **lowers;    /* the view's overlay lower directories */
+};
+
+/* Opens step s's sources into cs (zeroed by the caller); whatever was
+ * opened, also on failure, is released by copy_src_close. */
+static int copy_src_open(struct build *b, const struct ck_step *s,
+                         struct copy_src *cs)
+{
+    cs->ctx = b->ctx;
+    if (s->from_kind == CK_FROM_CONTEXT)
+        return 0;
+    struct stage_out *from = &cs->img;
+    int rc;
+    if (s->from_kind == CK_FROM_STAGE) {
+        from = &b->stages[s->from_stage];
+    } else {
+        struct cairn_manifest m;
+        memset(&m, 0, sizeof m);
+        rc = build_image_load(b, s->from_image.digest, &m, &cs->img.cfg);
+        for (size_t i = 0; !rc && i < m.nlayers; i++)
+            rc = build_layers_push(&cs->img, &m.layers[i]);
+        cairn_manifest_clear(&m);
+        if (rc)
+            return rc;
+    }
+    if (from->nlayers == 0)
+        return build_step_fail(b, s, CAIRN_E_NOTFOUND,
+                               "the stage or image copied from has no files");
+    rc = build_stage_lowers(b, from, &cs->lowers);
+    if (rc)
+        return rc;
+    snprintf(cs->mnt, sizeof cs->mnt, "%s/from-XXXXXX",
+             cairn_store_tmpdir(b->st));
+    if (mkdtemp(cs->mnt) == NULL) {
+        cs->mnt[0] = '\0';
+        return cairn_err_set(b->err, -errno, "mkdtemp: %s", strerror(errno));
+    }
+    rc = cairn_sandbox_mount_ro(cs->lowers, from->nlayers, cs->mnt, b->err);
+    if (rc) {
+        rmdir(cs->mnt);
+        cs->mnt[0] = '\0';
+        return rc;
+    }
+    struct ck_context_opts co = {.threads = 0};
+    struct ck_context *ctx = NULL;
+    rc = ck_context_open(cs->mnt, &co, &ctx, b->err);
+    if (!rc)
+        cs->ctx = ctx;
+    return rc;
+}
+
+static void copy_src_close(struct build *b, struct copy_src *cs)
+{
+    if (cs->ctx != NULL && cs->ctx != b->ctx)
+        ck_context_close(cs->ctx);
+    if (cs->mnt[0]) {
+        cairn_sandbox_unmount(cs->mnt, NULL);
+        rmdir(cs->mnt);
+    }
+    free(cs->lowers);
+    build_stage_out_free(&cs->img);
+}
+
+static void copy_err_prefix(struct build *b, const struct ck_step *s)
+{
+    cairn_err_prefix(b->err, "step %d/%d (%s:%d %s)", s->number, b->total,
+                     b->df->name, s->instr->line,
+                     ck_instr_name(s->instr->kind));
+}
+
+/* Several sources, or a wildcard with several matches, or a trailing
+ * slash: dest is a directory (Docker's rule). Sets j->dest_is_dir and
+ * follows the destination (dest_follow). */
+static int copy_dest_kind(struct copy_job *j, struct ck_context *src_ctx,
+                          bool trailing)
+{
+    struct build *b = j->b;
+    const struct ck_step *s = j->step;
+    size_t nsrc = 0;
+    int rc = 0;
+    struct cairn_strvec matches;
+    cairn_strvec_init(&matches);
+    for (size_t i = 0; !rc && i + 1 < s->nwords; i++) {
+        if (strncmp(s->words[i], "<<", 2) == 0) {
+            nsrc++;
+            continue;
+        }
+        if (s->instr->kind == CK_INSTR_ADD && add_is_remote(s->words[i])) {
+            char msg[600];
+            snprintf(msg, sizeof msg,
+                     "ADD from a URL is not supported yet: %.500s",
+                     s->words[i]);
+            rc = build_step_fail(b, s, CAIRN_E_UNSUPPORTED, msg);
+            break;
+        }
+        rc = ck_context_source_each(src_ctx, s->words[i], count_match,
+                                    &matches, b->err);
+        if (rc)
+            copy_err_prefix(b, s);
+    }
+    nsrc += matches.n;
+    cairn_strvec_free(&matches);
+    if (rc)
+        return rc;
+    j->dest_is_dir =
+        trailing || nsrc > 1 || strcmp(j->dest, "/") == 0 || s->parents;
+    rc = dest_follow(j);
+    if (rc)
+        copy_err_prefix(b, s);
+    return rc;
+}
+
+/* A heredoc source: a file named after the delimiter. */
+static int copy_heredoc(struct copy_job *j, const char *src)
+{
+    const struct ck_step *s = j->step;
+    const struct ck_heredoc *h = NULL;
+    for (size_t k = 0; k < s->instr->nheredocs; k++)
+        if (strstr(src, s->instr->heredocs[k].name))
+            h = &s->instr->heredocs[k];
+    if (h == NULL)
+        return 0;
+    char target[8192];
+    if (j->dest_is_dir)
+        snprintf(target, sizeof target, "%s/%s", j->dest, h->name);
+    else
+        snprintf(target, sizeof target, "%s", j->dest);
+    const char *rel = target;
+    while (*rel == '/')
+        rel++;
+    int rc = ensure_parents(j, rel);
+    struct cairn_layer_entry le = {
+        .path = rel,
+        .mode = S_IFREG | (j->has_chmod ? j->chmod : 0644),
+        .uid = j->uid,
+        .gid = j->gid,
+        .mtime = clamp_time(j->b, j->b->now),
+    };
+    if (!rc)
+        rc = cairn_layer_add_data(j->w, &le, h->content, strlen(h->content),
+                                  j->b->err);
+    j->entries++;
+    return rc;
+}
+
+/* Adds every source of the step to the layer being written. */
+static int copy_sources(struct copy_job *j, struct ck_context *src_ctx)
+{
+    const struct ck_step *s = j->step;
+    int rc = 0;
+    for (size_t i = 0; !rc && i + 1 < s->nwords; i++) {
+        const char *src = s->words[i];
+        if (strncmp(src, "<<", 2) == 0) {
+            rc = copy_heredoc(j, src);
+            continue;
+        }
+        /* --parents keeps the path below a "/./" pivot (Dockerfile 1.7). */
+        const char *pv = strstr(src, "/./");
+        j->pivot[0] = '\0';
+        if (s->parents && pv != NULL) {
+            const char *p0 = src;
+            while (*p0 == '/' || (p0[0] == '.' && p0[1] == '/'))
+                p0 += *p0 == '/' ? 1 : 2;
+            if (pv > p0)
+                snprintf(j->pivot, sizeof j->pivot, "%.*s", (int)(pv - p0),
+                         p0);
+        }
+        rc = ck_context_source_each(src_ctx, src, copy_entry, j, j->b->err);
+    }
+    return rc;
+}
+
+/* Starts writing the layer's tree into a staged snapshot directory as
+ * well (mirror, len bytes), when the snapshot will be wanted. Without
+ * a mirror the snapshot is unpacked when wanted, as for any layer: a
+ * mirror that cannot start is not an error. */
+static void copy_mirror_start(struct copy_job *j, char *mirror, size_t len)
+{
+    if (!copy_wants_snapshot(j->b, j->step))
+        return;
+    struct cairn_err scratch;
+    cairn_err_clear(&scratch);
+    if (cairn_store_snapshot_stage(j->b->st, mirror, len, &scratch) != 0)
+        mirror[0] = '\0';
+    else if (cairn_layer_writer_mirror(j->w, mirror, &scratch) != 0) {
+        cairn_store_snapshot_discard(j->b->st, mirror);
+        mirror[0] = '\0';
+    }
+}
+
 int build_copy_step(struct build *b, const struct ck_step *s,
                     struct stage_out *so, struct cairn_layer_desc *desc,
                     char **blob, bool *empty, char **snap)
@@ -429,132 +668,20 @@ int build_copy_step(struct build *b, const struct ck_step *s,
     j.parent = so;
     j.link = copy_is_link(s);
     cairn_strvec_init(&j.emitted);
-    struct ck_context *src_ctx = b->ctx;
-    char mnt[4096] = "";
+    struct copy_src cs;
+    memset(&cs, 0, sizeof cs);
     char mirror[4096] = "";
-    const char **lowers = NULL;
     *snap = NULL;
-    int rc = build_chown_resolve(b, so, s, &j.uid, &j.gid);
+    bool trailing = false;
+    int rc = copy_job_setup(&j, s, &trailing);
+    if (!rc)
+        rc = copy_src_open(b, s, &cs);
     if (rc)
-        return rc;
-    if (s->chmod) {
-        char *end = NULL;
-        unsigned long m = strtoul(s->chmod, &end, 8);
-        if (*end != '\0' || m > 07777)
-            return build_step_fail(b, s, CAIRN_E_PARSE,
-                                   "invalid --chmod value");
-        j.has_chmod = true;
-        j.chmod = (mode_t)m;
-    }
-    if (s->nexcludes) {
-        rc = ck_exclude_new(s->excludes, s->nexcludes, &j.exclude, b->err);
-        if (rc)
-            return build_step_fail(b, s, rc, b->err->msg);
-    }
-
-    /* The destination, absolute, relative to WORKDIR otherwise. */
-    const char *dest = s->words[s->nwords - 1];
-    size_t dl = strlen(dest);
-    bool trailing = dl > 0 && dest[dl - 1] == '/';
-    if (dest[0] == '/')
-        snprintf(j.dest, sizeof j.dest, "%s", dest);
-    else
-        snprintf(j.dest, sizeof j.dest, "%s/%s", s->workdir, dest);
-    /* Clean "." segments and trailing slashes enough for joining. */
-    size_t n = strlen(j.dest);
-    while (n > 1 && (j.dest[n - 1] == '/' ||
-                     (n > 1 && j.dest[n - 1] == '.' && j.dest[n - 2] == '/'))) {
-        j.dest[--n] = '\0';
-    }
-    if (strcmp(j.dest, "/.") == 0 || n == 0)
-        snprintf(j.dest, sizeof j.dest, "/");
-
-    /* Sources in another stage or image: a read-only view of its root. */
-    struct stage_out img;
-    memset(&img, 0, sizeof img);
-    if (s->from_kind != CK_FROM_CONTEXT) {
-        struct stage_out *from = &img;
-        if (s->from_kind == CK_FROM_STAGE) {
-            from = &b->stages[s->from_stage];
-        } else {
-            struct cairn_manifest m;
-            memset(&m, 0, sizeof m);
-            rc = build_image_load(b, s->from_image.digest, &m, &img.cfg);
-            for (size_t i = 0; !rc && i < m.nlayers; i++)
-                rc = build_layers_push(&img, &m.layers[i]);
-            cairn_manifest_clear(&m);
-            if (rc)
-                goto out;
-        }
-        if (from->nlayers == 0) {
-            rc = build_step_fail(b, s, CAIRN_E_NOTFOUND,
-                           "the stage or image copied from has no files");
-            goto out;
-        }
-        rc = build_stage_lowers(b, from, &lowers);
-        if (rc)
-            goto out;
-        snprintf(mnt, sizeof mnt, "%s/from-XXXXXX", cairn_store_tmpdir(b->st));
-        if (mkdtemp(mnt) == NULL) {
-            rc = cairn_err_set(b->err, -errno, "mkdtemp: %s", strerror(errno));
-            mnt[0] = '\0';
-            goto out;
-        }
-        rc = cairn_sandbox_mount_ro(lowers, from->nlayers, mnt, b->err);
-        if (rc) {
-            rmdir(mnt);
-            mnt[0] = '\0';
-            goto out;
-        }
-        struct ck_context_opts co = {.threads = 0};
-        rc = ck_context_open(mnt, &co, &src_ctx, b->err);
-        if (rc) {
-            src_ctx = NULL;
-            goto out;
-        }
-    }
-    j.srcroot = ck_context_dir(src_ctx);
-
-    /* Several sources, or a wildcard with several matches, or a trailing
-     * slash: dest is a directory (Docker's rule). */
-    size_t nsrc = 0;
-    struct cairn_strvec matches;
-    cairn_strvec_init(&matches);
-    for (size_t i = 0; i + 1 < s->nwords; i++) {
-        if (strncmp(s->words[i], "<<", 2) == 0) {
-            nsrc++;
-            continue;
-        }
-        if (s->instr->kind == CK_INSTR_ADD && add_is_remote(s->words[i])) {
-            char msg[600];
-            snprintf(msg, sizeof msg,
-                     "ADD from a URL is not supported yet: %.500s",
-                     s->words[i]);
-            cairn_strvec_free(&matches);
-            rc = build_step_fail(b, s, CAIRN_E_UNSUPPORTED, msg);
-            goto out;
-        }
-        rc = ck_context_source_each(src_ctx, s->words[i], count_match,
-                                    &matches, b->err);
-        if (rc) {
-            cairn_strvec_free(&matches);
-            cairn_err_prefix(b->err, "step %d/%d (%s:%d %s)", s->number,
-                             b->total, b->df->name, s->instr->line,
-                             ck_instr_name(s->instr->kind));
-            goto out;
-        }
-    }
-    nsrc += matches.n;
-    cairn_strvec_free(&matches);
-    j.dest_is_dir =
-        trailing || nsrc > 1 || strcmp(j.dest, "/") == 0 || s->parents;
-    rc = dest_follow(&j);
-    if (rc) {
-        cairn_err_prefix(b->err, "step %d/%d (%s:%d %s)", s->number, b->total,
-                         b->df->name, s->instr->line,
-                         ck_instr_name(s->instr->kind));
         goto out;
-    }
+    j.srcroot = ck_context_dir(cs.ctx);
+    rc = copy_dest_kind(&j, cs.ctx, trailing);
+    if (rc)
+        goto out;
 
     struct cairn_layer_opts lo = {.compression = b->o->compression,
                                   .source_date_epoch = b->o->source_date_epoch};
@@ -563,63 +690,8 @@ int build_copy_step(struct build *b, const struct ck_step *s,
     rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &j.w, b->err);
     if (rc)
         goto out;
-    if (copy_wants_snapshot(b, s)) {
-        /* Without a mirror the snapshot is unpacked when wanted, as for
-         * any layer: a mirror that cannot start is not an error. */
-        struct cairn_err scratch;
-        cairn_err_clear(&scratch);
-        if (cairn_store_snapshot_stage(b->st, mirror, sizeof mirror,
-                                       &scratch) != 0)
-            mirror[0] = '\0';
-        else if (cairn_layer_writer_mirror(j.w, mirror, &scratch) != 0) {
-            cairn_store_snapshot_discard(b->st, mirror);
-            mirror[0] = '\0';
-        }
-    }
-    for (size_t i = 0; !rc && i + 1 < s->nwords; i++) {
-        const char *src = s->words[i];
-        if (strncmp(src, "<<", 2) == 0) {
-            /* Heredoc source: a file named after the delimiter. */
-            const struct ck_heredoc *h = NULL;
-            for (size_t k = 0; k < s->instr->nheredocs; k++)
-                if (strstr(src, s->instr->heredocs[k].name))
-                    h = &s->instr->heredocs[k];
-            if (h == NULL)
-                continue;
-            char target[8192];
-            if (j.dest_is_dir)
-                snprintf(target, sizeof target, "%s/%s", j.dest, h->name);
-            else
-                snprintf(target, sizeof target, "%s", j.dest);
-            const char *rel = target;
-            while (*rel == '/')
-                rel++;
-            rc = ensure_parents(&j, rel);
-            struct cairn_layer_entry le = {
-                .path = rel,
-                .mode = S_IFREG | (j.has_chmod ? j.chmod : 0644),
-                .uid = j.uid,
-                .gid = j.gid,
-                .mtime = clamp_time(b, b->now),
-            };
-            if (!rc)
-                rc = cairn_layer_add_data(j.w, &le, h->content,
-                                          strlen(h->content), b->err);
-            j.entries++;
-            continue;
-        }
-        /* --parents keeps the path below a "/./" pivot (Dockerfile 1.7). */
-        const char *pv = strstr(src, "/./");
-        j.pivot[0] = '\0';
-        if (s->parents && pv != NULL) {
-            const char *p0 = src;
-            while (*p0 == '/' || (p0[0] == '.' && p0[1] == '/'))
-                p0 += *p0 == '/' ? 1 : 2;
-            if (pv > p0)
-                snprintf(j.pivot, sizeof j.pivot, "%.*s", (int)(pv - p0), p0);
-        }
-        rc = ck_context_source_each(src_ctx, src, copy_entry, &j, b->err);
-    }
+    copy_mirror_start(&j, mirror, sizeof mirror);
+    rc = copy_sources(&j, cs.ctx);
     if (rc) {
         cairn_layer_writer_abort(j.w);
         build_progress_end(&lp);
@@ -645,14 +717,7 @@ int build_copy_step(struct build *b, const struct ck_step *s,
 out:
     if (mirror[0])
         cairn_store_snapshot_discard(b->st, mirror);
-    if (src_ctx != b->ctx)
-        ck_context_close(src_ctx);
-    if (mnt[0]) {
-        cairn_sandbox_unmount(mnt, NULL);
-        rmdir(mnt);
-    }
-    free(lowers);
-    build_stage_out_free(&img);
+    copy_src_close(b, &cs);
     cairn_strvec_free(&j.emitted);
     ck_exclude_free(j.exclude);
     return rc;

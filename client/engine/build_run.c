@@ -2,8 +2,10 @@
  * sandbox over the parent's snapshots, with its mounts, and its upper
  * directory written as one layer. The build driver is
  * client/engine/build.c. */
-#include "client/engine/build.h"
-#include "client/engine/build_impl.h"
+#include "client/engine/build_run.h"
+#include "client/engine/build_state.h"
+#include "client/engine/report.h"
+#include "client/engine/stage.h"
 
 #include "cachekey/dockerfile.h"
 #include "cachekey/plan.h"
@@ -133,6 +135,143 @@ static int mount_lowers(void *arg, const struct ck_run_mount *rm,
     return rc;
 }
 
+/* RUN --mount: what the sandbox mounts for step s, prepared under tmp. */
+static int run_mounts_prepare(struct build *b, const struct ck_step *s,
+                              const char *tmp, struct mount_lowers *ml,
+                              struct cairn_runmounts **mounts)
+{
+    struct cairn_runmount_env menv = {
+        .store_root = cairn_store_root(b->st),
+        .tmpdir = tmp,
+        .ctx = b->ctx,
+        .secrets = b->o->secrets,
+        .nsecrets = b->o->nsecrets,
+        .lowers = mount_lowers,
+        .lowers_arg = ml,
+        .out = b->out,
+    };
+    int rc = cairn_runmounts_prepare(s, &menv, mounts, b->err);
+    if (rc)
+        cairn_err_prefix(b->err, "step %d/%d (%s:%d RUN)", s->number,
+                         b->total, b->df->name, s->instr->line);
+    return rc;
+}
+
+/* The command of RUN step s: exec form as written, shell form through
+ * the stage's SHELL, heredocs as the script or as redirections. *script
+ * (malloc'd, NULL if none) holds text argv points into. */
+static int run_argv(const struct ck_step *s, struct cairn_strvec *argv,
+                    char **script)
+{
+    const struct ck_instr *in = s->instr;
+    int rc = 0;
+    if (in->json) {
+        for (size_t i = 0; !rc && i < s->nwords; i++)
+            rc = cairn_strvec_push(argv, s->words[i]);
+        return rc;
+    }
+    for (size_t i = 0; !rc && i < s->nshell; i++)
+        rc = cairn_strvec_push(argv, s->shell[i]);
+    const char *cmd = s->nwords ? s->words[0] : "";
+    if (rc)
+        return rc;
+    if (in->nheredocs == 1 && strncmp(cmd, "<<", 2) == 0 &&
+        strchr(cmd, ' ') == NULL) {
+        /* RUN <<EOF: the heredoc is the script (BuildKit's rule). */
+        return cairn_strvec_push(argv, in->heredocs[0].content);
+    }
+    if (in->nheredocs > 0) {
+        /* Heredocs as redirections: the shell reads them itself. */
+        struct cairn_buf sb;
+        cairn_buf_init(&sb, 0);
+        cairn_buf_puts(&sb, cmd);
+        for (size_t i = 0; i < in->nheredocs; i++)
+            cairn_buf_printf(&sb, "\n%s%s", in->heredocs[i].content,
+                             in->heredocs[i].name);
+        cairn_buf_putc(&sb, '\n');
+        *script = cairn_buf_take(&sb);
+        return *script ? cairn_strvec_push(argv, *script) : CAIRN_E_NOMEM;
+    }
+    return cairn_strvec_push(argv, cmd);
+}
+
+/* The environment of RUN step s: the step's, HOME, and proxy settings. */
+static int run_env(struct build *b, const struct ck_step *s,
+                   struct stage_out *so, struct cairn_strvec *env)
+{
+    int rc = 0;
+    bool has_home = false;
+    for (size_t i = 0; !rc && i < s->nenv; i++) {
+        rc = cairn_strvec_push(env, s->env[i]);
+        has_home = has_home || strncmp(s->env[i], "HOME=", 5) == 0;
+    }
+    /* Docker (runc) sets HOME from the user's passwd entry when the
+     * environment has none. It is derived from the parent's files, which
+     * the key already covers, so it stays out of the key and the image. */
+    if (!rc && !has_home) {
+        char home[1024], var[1100];
+        build_passwd_home(b, so, s->user, home, sizeof home);
+        snprintf(var, sizeof var, "HOME=%s", home);
+        rc = cairn_strvec_push(env, var);
+    }
+    /* Proxy settings reach the command but never the key or the image. */
+    for (size_t i = 0; !rc && i < b->o->nbuild_args; i++) {
+        const char *a = b->o->build_args[i];
+        static const char *const proxies[] = {
+            "HTTP_PROXY=", "http_proxy=", "HTTPS_PROXY=", "https_proxy=",
+            "FTP_PROXY=", "ftp_proxy=", "NO_PROXY=", "no_proxy=",
+            "ALL_PROXY=", "all_proxy="};
+        for (size_t k = 0; k < sizeof proxies / sizeof proxies[0]; k++)
+            if (strncmp(a, proxies[k], strlen(proxies[k])) == 0)
+                rc = cairn_strvec_push(env, a);
+    }
+    return rc;
+}
+
+/* The error of a command that exited with code, in Docker's words. */
+static int run_failed(struct build *b, const struct ck_step *s,
+                      const struct cairn_strvec *argv, int code)
+{
+    struct cairn_buf cmdline;
+    cairn_buf_init(&cmdline, 4096);
+    for (size_t i = 0; i < argv->n; i++)
+        cairn_buf_printf(&cmdline, "%s%s", i ? " " : "", argv->v[i]);
+    int rc = cairn_err_set(b->err, CAIRN_E_FAILED,
+                           "step %d/%d (%s:%d RUN): The command '%s' returned "
+                           "a non-zero code: %d",
+                           s->number, b->total, b->df->name, s->instr->line,
+                           cmdline.data ? cmdline.data : "", code);
+    cairn_buf_free(&cmdline);
+    note_full_disk(b);
+    return rc;
+}
+
+/* Writes the upper directory of a RUN as a layer (build_run_step's desc
+ * and blob). */
+static int run_layer_write(struct build *b, const char *upper,
+                           const struct cairn_run_result *res,
+                           struct cairn_layer_desc *desc, char **blob)
+{
+    struct cairn_layer_writer *w = NULL;
+    struct cairn_layer_opts lo = {.compression = b->o->compression,
+                                  .source_date_epoch = b->o->source_date_epoch};
+    struct layer_progress lp;
+    build_progress_start(b, &lo, &lp);
+    int rc =
+        cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &w, b->err);
+    if (!rc)
+        rc = cairn_layer_add_upper(w, upper, (const char *const *)res->created,
+                                   b->err);
+    if (rc) {
+        cairn_layer_writer_abort(w);
+        build_progress_end(&lp);
+        return rc;
+    }
+    rc = cairn_layer_writer_finish(w, desc, blob, b->err);
+    build_progress_end(&lp);
+    return rc;
+}
+
 int build_run_step(struct build *b, const struct ck_step *s,
                    struct stage_out *so, struct cairn_layer_desc *desc,
                    char **blob, bool *empty)
@@ -149,8 +288,6 @@ int build_run_step(struct build *b, const struct ck_step *s,
     cairn_strvec_init(&env);
     struct cairn_run_result res;
     memset(&res, 0, sizeof res);
-    const void *stdin_data = NULL;
-    size_t stdin_len = 0;
     char *script = NULL;
     struct cairn_runmounts *mounts = NULL;
     struct mount_lowers ml;
@@ -172,58 +309,9 @@ int build_run_step(struct build *b, const struct ck_step *s,
     if (rc)
         goto out;
 
-    const struct ck_instr *in = s->instr;
-    if (in->json) {
-        for (size_t i = 0; !rc && i < s->nwords; i++)
-            rc = cairn_strvec_push(&argv, s->words[i]);
-    } else {
-        for (size_t i = 0; !rc && i < s->nshell; i++)
-            rc = cairn_strvec_push(&argv, s->shell[i]);
-        const char *cmd = s->nwords ? s->words[0] : "";
-        if (!rc && in->nheredocs == 1 && strncmp(cmd, "<<", 2) == 0 &&
-            strchr(cmd, ' ') == NULL) {
-            /* RUN <<EOF: the heredoc is the script (BuildKit's rule). */
-            rc = cairn_strvec_push(&argv, in->heredocs[0].content);
-        } else if (!rc && in->nheredocs > 0) {
-            /* Heredocs as redirections: the shell reads them itself. */
-            struct cairn_buf sb;
-            cairn_buf_init(&sb, 0);
-            cairn_buf_puts(&sb, cmd);
-            for (size_t i = 0; i < in->nheredocs; i++)
-                cairn_buf_printf(&sb, "\n%s%s", in->heredocs[i].content,
-                                 in->heredocs[i].name);
-            cairn_buf_putc(&sb, '\n');
-            script = cairn_buf_take(&sb);
-            rc = script ? cairn_strvec_push(&argv, script) : CAIRN_E_NOMEM;
-        } else if (!rc) {
-            rc = cairn_strvec_push(&argv, cmd);
-        }
-    }
-    bool has_home = false;
-    for (size_t i = 0; !rc && i < s->nenv; i++) {
-        rc = cairn_strvec_push(&env, s->env[i]);
-        has_home = has_home || strncmp(s->env[i], "HOME=", 5) == 0;
-    }
-    /* Docker (runc) sets HOME from the user's passwd entry when the
-     * environment has none. It is derived from the parent's files, which
-     * the key already covers, so it stays out of the key and the image. */
-    if (!rc && !has_home) {
-        char home[1024], var[1100];
-        build_passwd_home(b, so, s->user, home, sizeof home);
-        snprintf(var, sizeof var, "HOME=%s", home);
-        rc = cairn_strvec_push(&env, var);
-    }
-    /* Proxy settings reach the command but never the key or the image. */
-    for (size_t i = 0; !rc && i < b->o->nbuild_args; i++) {
-        const char *a = b->o->build_args[i];
-        static const char *const proxies[] = {
-            "HTTP_PROXY=", "http_proxy=", "HTTPS_PROXY=", "https_proxy=",
-            "FTP_PROXY=", "ftp_proxy=", "NO_PROXY=", "no_proxy=",
-            "ALL_PROXY=", "all_proxy="};
-        for (size_t k = 0; k < sizeof proxies / sizeof proxies[0]; k++)
-            if (strncmp(a, proxies[k], strlen(proxies[k])) == 0)
-                rc = cairn_strvec_push(&env, a);
-    }
+    rc = run_argv(s, &argv, &script);
+    if (!rc)
+        rc = run_env(b, s, so, &env);
     if (rc)
         goto out;
     enum cairn_run_network net = b->o->network;
@@ -231,23 +319,10 @@ int build_run_step(struct build *b, const struct ck_step *s,
         net = CAIRN_RUN_NET_NONE;
     else if (strcmp(s->network, "host") == 0)
         net = CAIRN_RUN_NET_HOST;
-    struct cairn_runmount_env menv = {
-        .store_root = cairn_store_root(b->st),
-        .tmpdir = tmp,
-        .ctx = b->ctx,
-        .secrets = b->o->secrets,
-        .nsecrets = b->o->nsecrets,
-        .lowers = mount_lowers,
-        .lowers_arg = &ml,
-        .out = b->out,
-    };
     if (s->nmounts) {
-        rc = cairn_runmounts_prepare(s, &menv, &mounts, b->err);
-        if (rc) {
-            cairn_err_prefix(b->err, "step %d/%d (%s:%d RUN)", s->number,
-                             b->total, b->df->name, s->instr->line);
+        rc = run_mounts_prepare(b, s, tmp, &ml, &mounts);
+        if (rc)
             goto out;
-        }
     }
     size_t nmounts = 0;
     const struct cairn_run_mount *mlist =
@@ -264,8 +339,6 @@ int build_run_step(struct build *b, const struct ck_step *s,
         .cwd = s->workdir,
         .user = s->user,
         .network = net,
-        .stdin_data = stdin_data,
-        .stdin_len = stdin_len,
         .out_fd = fileno(b->out),
         .mounts = mlist,
         .nmounts = nmounts,
@@ -282,38 +355,12 @@ int build_run_step(struct build *b, const struct ck_step *s,
         goto out;
     }
     if (res.exit_code != 0) {
-        struct cairn_buf cmdline;
-        cairn_buf_init(&cmdline, 4096);
-        for (size_t i = 0; i < argv.n; i++)
-            cairn_buf_printf(&cmdline, "%s%s", i ? " " : "", argv.v[i]);
-        rc = cairn_err_set(b->err, CAIRN_E_FAILED,
-                           "step %d/%d (%s:%d RUN): The command '%s' returned "
-                           "a non-zero code: %d",
-                           s->number, b->total, b->df->name, s->instr->line,
-                           cmdline.data ? cmdline.data : "", res.exit_code);
-        cairn_buf_free(&cmdline);
-        note_full_disk(b);
+        rc = run_failed(b, s, &argv, res.exit_code);
         goto out;
     }
     *empty = !upper_has_changes(upper, "", res.created);
-    if (*empty)
-        goto out;
-    struct cairn_layer_writer *w = NULL;
-    struct cairn_layer_opts lo = {.compression = b->o->compression,
-                                  .source_date_epoch = b->o->source_date_epoch};
-    struct layer_progress lp;
-    build_progress_start(b, &lo, &lp);
-    rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &w, b->err);
-    if (!rc)
-        rc = cairn_layer_add_upper(w, upper, (const char *const *)res.created,
-                                   b->err);
-    if (rc) {
-        cairn_layer_writer_abort(w);
-        build_progress_end(&lp);
-        goto out;
-    }
-    rc = cairn_layer_writer_finish(w, desc, blob, b->err);
-    build_progress_end(&lp);
+    if (!*empty)
+        rc = run_layer_write(b, upper, &res, desc, blob);
 out:
     cairn_runmounts_release(mounts);
     for (size_t i = 0; i < ml.nimgs; i++)

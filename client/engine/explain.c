@@ -324,10 +324,8 @@ static int list_cb(void *arg, const char *relpath, char type, unsigned mode,
     return 0;
 }
 
-/* Lists the sources that carry a src-tree in the material: exactly those
- * read from the context. */
-static int list_sources(struct cairn_explain_step *s, struct ck_context *ctx,
-                        struct cairn_err *err)
+int cairn_explain_step_list(struct cairn_explain_step *s,
+                            struct ck_context *ctx, struct cairn_err *err)
 {
     struct cairn_material_fields fs;
     int rc = cairn_material_parse(&s->material, &fs);
@@ -388,7 +386,7 @@ int cairn_explain_step_from_plan(const struct ck_plan *plan,
         rc = cairn_strvec_push(&out->args, ps->args_in_scope[a]);
     if (!rc && ctx != NULL && (ps->instr->kind == CK_INSTR_COPY ||
                                ps->instr->kind == CK_INSTR_ADD))
-        rc = list_sources(out, ctx, err);
+        rc = cairn_explain_step_list(out, ctx, err);
     if (rc)
         cairn_explain_step_clear(out);
     return rc;
@@ -509,46 +507,5 @@ int cairn_explain_load(struct cairn_store *st, const char *tag,
     if (rc == CAIRN_E_CORRUPT)
         return cairn_err_set(err, CAIRN_E_NOTFOUND,
                              "the last build of %s is unreadable", tag);
-    return rc;
-}
-
-int cairn_explain_plan_step(const struct cairn_explain_build *last,
-                            const char *tag, const struct ck_plan *plan,
-                            const struct ck_keys *keys, size_t i,
-                            struct ck_context *ctx, bool same_key_quiet,
-                            struct cairn_strvec *causes,
-                            struct cairn_err *err)
-{
-    char line[512];
-    if (last == NULL) {
-        snprintf(line, sizeof line, "no previous build of %s", tag);
-        return cairn_strvec_push(causes, line);
-    }
-    struct cairn_explain_step cur;
-    int rc = cairn_explain_step_from_plan(plan, keys, i, NULL, &cur, err);
-    if (rc)
-        return rc;
-    const struct cairn_explain_step *old = cairn_explain_build_match(last, &cur);
-    if (old == NULL) {
-        snprintf(line, sizeof line,
-                 "no matching step in the previous build of %s", tag);
-        rc = cairn_strvec_push(causes, line);
-    } else if (strcmp(old->key, cur.key) == 0) {
-        /* The key is the one the last build had: the layer went away
-         * (pruned, or the shared cache did not answer). */
-        if (!same_key_quiet)
-            rc = cairn_strvec_push(causes,
-                                   "same key as the previous build; its "
-                                   "layer is no longer in the cache");
-    } else {
-        /* Listing the sources costs a walk of them (stat-cached), so it
-         * is done only for a step whose key changed. */
-        if (ctx != NULL && (plan->steps[i].instr->kind == CK_INSTR_COPY ||
-                            plan->steps[i].instr->kind == CK_INSTR_ADD))
-            rc = list_sources(&cur, ctx, err);
-        if (!rc)
-            rc = cairn_explain_step_diff(old, &cur, causes);
-    }
-    cairn_explain_step_clear(&cur);
     return rc;
 }

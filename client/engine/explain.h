@@ -140,6 +140,13 @@ int cairn_explain_load(struct cairn_store *st, const char *tag,
                        struct cairn_explain_build *out,
                        struct cairn_err *err);
 
+/* Lists the files of s's sources that carry a src-tree in its material
+ * (exactly those read from the context) from ctx, as
+ * cairn_explain_step_from_plan does when given a context. A source with
+ * more than CAIRN_EXPLAIN_MAX_FILES files keeps no listing. */
+int cairn_explain_step_list(struct cairn_explain_step *s,
+                            struct ck_context *ctx, struct cairn_err *err);
+
 /* Everything a caller needs for step i of a plan: finds the remembered
  * step in last (NULL: no previous build), lists cur's sources when its key
  * differs, and appends the causes. Same key: appends nothing when

@@ -1,6 +1,9 @@
 /* Explaining cache misses: the diff of two key materials, as causes a
  * user reads ("COPY app/: content of app/f7 changed"; see explain.h and
- * docs/explain.md).
+ * docs/explain.md), and the causes of one plan step against the last
+ * build (cairn_explain_plan_step). The records themselves are
+ * client/engine/explain.c, which this file uses and which does not use
+ * it.
  *
  * The diff needs no knowledge of how a material is laid out beyond its
  * labels (docs/cachekey.md): fields are grouped by label and each group is
@@ -545,5 +548,46 @@ int cairn_explain_step_diff(const struct cairn_explain_step *old,
     cairn_buf_free(&d.line);
     free(of.v);
     free(cf.v);
+    return rc;
+}
+
+int cairn_explain_plan_step(const struct cairn_explain_build *last,
+                            const char *tag, const struct ck_plan *plan,
+                            const struct ck_keys *keys, size_t i,
+                            struct ck_context *ctx, bool same_key_quiet,
+                            struct cairn_strvec *causes,
+                            struct cairn_err *err)
+{
+    char line[512];
+    if (last == NULL) {
+        snprintf(line, sizeof line, "no previous build of %s", tag);
+        return cairn_strvec_push(causes, line);
+    }
+    struct cairn_explain_step cur;
+    int rc = cairn_explain_step_from_plan(plan, keys, i, NULL, &cur, err);
+    if (rc)
+        return rc;
+    const struct cairn_explain_step *old = cairn_explain_build_match(last, &cur);
+    if (old == NULL) {
+        snprintf(line, sizeof line,
+                 "no matching step in the previous build of %s", tag);
+        rc = cairn_strvec_push(causes, line);
+    } else if (strcmp(old->key, cur.key) == 0) {
+        /* The key is the one the last build had: the layer went away
+         * (pruned, or the shared cache did not answer). */
+        if (!same_key_quiet)
+            rc = cairn_strvec_push(causes,
+                                   "same key as the previous build; its "
+                                   "layer is no longer in the cache");
+    } else {
+        /* Listing the sources costs a walk of them (stat-cached), so it
+         * is done only for a step whose key changed. */
+        if (ctx != NULL && (plan->steps[i].instr->kind == CK_INSTR_COPY ||
+                            plan->steps[i].instr->kind == CK_INSTR_ADD))
+            rc = cairn_explain_step_list(&cur, ctx, err);
+        if (!rc)
+            rc = cairn_explain_step_diff(old, &cur, causes);
+    }
+    cairn_explain_step_clear(&cur);
     return rc;
 }

@@ -5,7 +5,7 @@
  * The plan is then made again, so each key holds the manifest digest the
  * store now has for the tag (cachekey/plan.h: ck_image_info.digest), not
  * the tag: a moved tag is a clean miss. */
-#include "client/engine/build_impl.h"
+#include "client/engine/frompull.h"
 
 #include "client/registry/pull.h"
 #include "client/registry/ref.h"

@@ -1,7 +1,7 @@
-/* How a step shows itself (build_impl.h): the message of its failure
+/* How a step shows itself (report.h): the message of its failure
  * and the progress line of its layer write. Used by the build driver
  * (build.c) and the steps (build_run.c, build_copy.c). */
-#include "client/engine/build_impl.h"
+#include "client/engine/report.h"
 
 #include "client/store/layer.h"
 

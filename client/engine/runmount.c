@@ -369,21 +369,22 @@ static int view_source(struct cairn_runmounts *r, const struct ck_run_mount *rm,
                        const struct cairn_runmount_env *env, size_t idx,
                        char **real_out, bool *is_dir, struct cairn_err *err);
 
-static int prepare_cache(struct cairn_runmounts *r,
-                         const struct ck_run_mount *rm,
-                         const struct cairn_runmount_env *env, size_t idx,
-                         struct cairn_run_mount *out, struct cairn_err *err)
+/* The cache's directory under the store, cache-mounts/<sha256 of id>
+ * (kept in r), made with an "id" file for people looking at the store
+ * (du, prune). */
+static int cache_dir_make(struct cairn_runmounts *r, const char *store_root,
+                          const char *id, char **dir_out,
+                          struct cairn_err *err)
 {
-    const struct ck_mount *m = &rm->m;
     uint8_t d[CK_SHA256_LEN];
     char hex[CK_SHA256_HEX_LEN + 1];
-    int rc = ck_sha256(m->id, strlen(m->id), d);
+    int rc = ck_sha256(id, strlen(id), d);
     if (rc)
         return rc;
     ck_hex_encode(d, hex);
     struct cairn_buf b;
     cairn_buf_init(&b, PATH_MAX);
-    rc = cairn_buf_printf(&b, "%s/cache-mounts/%s", env->store_root, hex);
+    rc = cairn_buf_printf(&b, "%s/cache-mounts/%s", store_root, hex);
     char *dir = rc ? NULL : keep(r, cairn_buf_take(&b));
     cairn_buf_free(&b);
     if (dir == NULL)
@@ -392,19 +393,27 @@ static int prepare_cache(struct cairn_runmounts *r,
     if (rc)
         return cairn_err_set(err, rc, "cache mount %s: %s", dir,
                              cairn_strerror(rc));
-    /* The id, for people looking at the store (du, prune). */
     char *idf = path_join(dir, "id");
     if (idf == NULL)
         return CAIRN_E_NOMEM;
     int fd = open(idf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd >= 0) {
-        (void)cairn_write_all(fd, m->id, strlen(m->id));
+        (void)cairn_write_all(fd, id, strlen(id));
         close(fd);
     }
     free(idf);
+    *dir_out = dir;
+    return 0;
+}
 
-    unsigned inst = 0;
-    int lfd = -1;
+/* Takes the lock that sharing= asks for (kept in r until the command
+ * ends); *inst is the private instance taken (0 otherwise). */
+static int cache_instance_lock(struct cairn_runmounts *r, const char *dir,
+                               const struct ck_mount *m, unsigned *inst,
+                               struct cairn_err *err)
+{
+    unsigned i = 0;
+    int lfd = -1, rc = 0;
     switch (m->sharing) {
     case CK_SHARING_SHARED:
         rc = cache_lock(dir, 0, LOCK_SH, &lfd, err);
@@ -414,9 +423,9 @@ static int prepare_cache(struct cairn_runmounts *r,
         break;
     case CK_SHARING_PRIVATE:
         rc = 1;
-        for (inst = 0; rc == 1 && inst < RUNMOUNT_MAX_PRIVATE; inst++)
-            rc = cache_lock(dir, inst, LOCK_EX | LOCK_NB, &lfd, err);
-        inst--;
+        for (i = 0; rc == 1 && i < RUNMOUNT_MAX_PRIVATE; i++)
+            rc = cache_lock(dir, i, LOCK_EX | LOCK_NB, &lfd, err);
+        i--;
         if (rc == 1)
             rc = cairn_err_set(err, CAIRN_E_TOOBIG,
                                "cache mount %s: %d private instances in use",
@@ -426,15 +435,87 @@ static int prepare_cache(struct cairn_runmounts *r,
     if (rc)
         return rc;
     r->lock_fds[r->nlocks++] = lfd;
+    *inst = i;
+    return 0;
+}
+
+/* Makes a new cache's data directory: aside in dir and renamed into
+ * place, so a build sharing it never sees it half seeded; with from=, it
+ * starts as a copy of rel of that stage or image (BuildKit bases the
+ * cache on from's files). */
+static int cache_seed(struct cairn_runmounts *r, const struct ck_run_mount *rm,
+                      const struct cairn_runmount_env *env, size_t idx,
+                      const char *dir, const char *data, const char *rel,
+                      struct cairn_err *err)
+{
+    const struct ck_mount *m = &rm->m;
+    char *tmp = path_join(dir, "new-XXXXXX");
+    if (tmp == NULL)
+        return CAIRN_E_NOMEM;
+    int rc = 0;
+    if (mkdtemp(tmp) == NULL) {
+        rc = cairn_err_set(err, -errno, "cache mount %s: %s", dir,
+                           strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    if (m->from != NULL) {
+        char *real = NULL;
+        bool is_dir = false;
+        char *seed = strcmp(rel, ".") == 0 ? strdup(tmp) : path_join(tmp, rel);
+        rc = seed ? view_source(r, rm, env, idx, &real, &is_dir, err)
+                  : CAIRN_E_NOMEM;
+        if (!rc && !is_dir)
+            rc = cairn_err_set(err, CAIRN_E_INVAL,
+                               "source %s in %s is not a directory", rel,
+                               m->from);
+        if (!rc && strcmp(rel, ".") != 0) {
+            char *slash = strrchr(seed, '/');
+            *slash = '\0';
+            rc = mkdir_p(seed, 0755);
+            *slash = '/';
+        }
+        if (!rc)
+            rc = copy_tree(real, seed, 0, err);
+        free(real);
+        free(seed);
+    }
+    mode_t mode = (mode_t)(m->has_mode ? m->mode : 0755);
+    if (!rc &&
+        (chown(tmp, m->has_uid ? m->uid : 0, m->has_gid ? m->gid : 0) != 0 ||
+         chmod(tmp, mode) != 0))
+        rc = cairn_err_set(err, -errno, "cache mount %s: %s", tmp,
+                           strerror(errno));
+    if (!rc &&
+        renameat2(AT_FDCWD, tmp, AT_FDCWD, data, RENAME_NOREPLACE) != 0 &&
+        errno != EEXIST)
+        rc = cairn_err_set(err, -errno, "cache mount %s: %s", data,
+                           strerror(errno));
+    /* Gone when renamed; another build's won the race otherwise. */
+    nftw_remove(tmp);
+    free(tmp);
+    return rc;
+}
+
+static int prepare_cache(struct cairn_runmounts *r,
+                         const struct ck_run_mount *rm,
+                         const struct cairn_runmount_env *env, size_t idx,
+                         struct cairn_run_mount *out, struct cairn_err *err)
+{
+    const struct ck_mount *m = &rm->m;
+    char *dir = NULL;
+    unsigned inst = 0;
+    int rc = cache_dir_make(r, env->store_root, m->id, &dir, err);
+    if (!rc)
+        rc = cache_instance_lock(r, dir, m, &inst, err);
+    if (rc)
+        return rc;
     char name[32];
     snprintf(name, sizeof name, inst ? "data.%u" : "data", inst);
     char *data = keep(r, path_join(dir, name));
     if (data == NULL)
         return CAIRN_E_NOMEM;
-    mode_t mode = (mode_t)(m->has_mode ? m->mode : 0755);
-    /* source is a path inside the cache; with from=, a new cache starts
-     * as a copy of that path of the stage or image (BuildKit bases the
-     * cache on from's files). */
+    /* source is a path inside the cache. */
     char rel[PATH_MAX];
     rc = clean_rel(m->source ? m->source : ".", rel, sizeof rel);
     if (rc)
@@ -444,56 +525,9 @@ static int prepare_cache(struct cairn_runmounts *r,
     if (sub == NULL)
         return CAIRN_E_NOMEM;
     struct stat st;
-    if (lstat(data, &st) != 0) {
-        /* A new cache is made aside and renamed into place, so a build
-         * sharing it never sees it half seeded. */
-        char *tmp = path_join(dir, "new-XXXXXX");
-        if (tmp == NULL)
-            return CAIRN_E_NOMEM;
-        if (mkdtemp(tmp) == NULL) {
-            rc = cairn_err_set(err, -errno, "cache mount %s: %s", dir,
-                               strerror(errno));
-            free(tmp);
-            return rc;
-        }
-        if (m->from != NULL) {
-            char *real = NULL;
-            bool is_dir = false;
-            char *seed =
-                strcmp(rel, ".") == 0 ? strdup(tmp) : path_join(tmp, rel);
-            rc = seed ? view_source(r, rm, env, idx, &real, &is_dir, err)
-                      : CAIRN_E_NOMEM;
-            if (!rc && !is_dir)
-                rc = cairn_err_set(err, CAIRN_E_INVAL,
-                                   "source %s in %s is not a directory", rel,
-                                   m->from);
-            if (!rc && strcmp(rel, ".") != 0) {
-                char *slash = strrchr(seed, '/');
-                *slash = '\0';
-                rc = mkdir_p(seed, 0755);
-                *slash = '/';
-            }
-            if (!rc)
-                rc = copy_tree(real, seed, 0, err);
-            free(real);
-            free(seed);
-        }
-        if (!rc && (chown(tmp, m->has_uid ? m->uid : 0,
-                          m->has_gid ? m->gid : 0) != 0 ||
-                    chmod(tmp, mode) != 0))
-            rc = cairn_err_set(err, -errno, "cache mount %s: %s", tmp,
-                               strerror(errno));
-        if (!rc &&
-            renameat2(AT_FDCWD, tmp, AT_FDCWD, data, RENAME_NOREPLACE) != 0 &&
-            errno != EEXIST)
-            rc = cairn_err_set(err, -errno, "cache mount %s: %s", data,
-                               strerror(errno));
-        /* Gone when renamed; another build's won the race otherwise. */
-        nftw_remove(tmp);
-        free(tmp);
-        if (rc)
-            return rc;
-    }
+    if (lstat(data, &st) != 0 &&
+        (rc = cache_seed(r, rm, env, idx, dir, data, rel, err)) != 0)
+        return rc;
     if (sub != data) {
         rc = mkdir_p(sub, 0755);
         if (rc)

@@ -1,9 +1,11 @@
-/* What a stage has made so far (build_impl.h): its layers, their
+/* What a stage has made so far (stage.h): its layers, their
  * snapshots, the base image it starts from, and lookups in its file
  * system (lstat through the layers, HOME, --chown names). The build
  * driver (build.c) and the steps (build_run.c, build_copy.c) use it; it
  * uses neither. */
-#include "client/engine/build_impl.h"
+#include "client/engine/stage.h"
+
+#include "client/engine/report.h"
 
 #include "client/remote/cache.h"
 #include "client/store/image.h"

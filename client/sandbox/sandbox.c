@@ -429,34 +429,12 @@ static int sbx_make_in(const char *dir, const char *name, mode_t mode,
     return rc;
 }
 
-static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
-                         struct cairn_err *err)
+/* The paths and options of the RUN --mount mounts that need them: a
+ * secret's file under sec/, a tmpfs's options. */
+static int sbx_prep_mounts(struct sbx_prep *p,
+                           const struct cairn_run_spec *spec)
 {
-    memset(p, 0, sizeof *p);
-    p->msg_fd = p->stdin_fd = p->out_fd = p->netns_fd = -1;
-    int rc = sbx_parse_user(p, spec->user, err);
-    if (rc == 0)
-        rc = cairn_seccomp_filter_get(&p->seccomp, err);
-    if (rc == 0)
-        rc = sbx_mkdtemp("cairn-run", &p->rundir, err);
-    if (rc != 0) {
-        sbx_prep_free(p, 0);
-        return rc;
-    }
-    struct cairn_buf opts;
-    cairn_buf_init(&opts, (size_t)sysconf(_SC_PAGESIZE) - 1);
-    const char *step = "prepare the run directory";
-    if ((rc = sbx_make_in(p->rundir, "root", 0755, NULL)) != 0 ||
-        (rc = sbx_make_in(p->rundir, "l", 0755, NULL)) != 0)
-        goto out;
-    p->mounts = spec->mounts;
-    p->nmounts = spec->nmounts;
-    if ((rc = sbx_make_stub(p->rundir, spec->mounts, spec->nmounts,
-                            spec->cwd ? spec->cwd : "/")) != 0)
-        goto out;
-    step = "prepare the RUN --mount mounts";
-    if ((rc = sbx_make_in(p->rundir, "sec", 0700, NULL)) != 0)
-        goto out;
+    int rc = sbx_make_in(p->rundir, "sec", 0700, NULL);
     for (size_t i = 0; i < spec->nmounts && rc == 0; i++) {
         const struct cairn_run_mount *m = &spec->mounts[i];
         struct cairn_buf b;
@@ -472,10 +450,17 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
         }
         cairn_buf_free(&b);
     }
-    if (rc != 0)
-        goto out;
+    return rc;
+}
 
-    step = "link the layer directories";
+/* The overlay's options (p->opts), with the layers linked under l/ and
+ * the upper and work directories as u and w, so they fit in a page. */
+static int sbx_prep_overlay(struct sbx_prep *p,
+                            const struct cairn_run_spec *spec)
+{
+    struct cairn_buf opts;
+    cairn_buf_init(&opts, (size_t)sysconf(_SC_PAGESIZE) - 1);
+    int rc;
     if ((rc = cairn_buf_puts(&opts, "lowerdir=")) != 0 ||
         (rc = sbx_link_lowers(p->rundir, "l/", spec->lowerdirs,
                               spec->nlowerdirs, &opts)) != 0 ||
@@ -491,12 +476,18 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
                                     "metacopy=off,index=off")) != 0)
         goto out;
     p->opts = cairn_buf_take(&opts);
-    if (p->opts == NULL) {
+    if (p->opts == NULL)
         rc = CAIRN_E_NOMEM;
-        goto out;
-    }
+out:
+    cairn_buf_free(&opts);
+    return rc;
+}
 
-    step = "write the network files";
+/* The host files the root gets: the devices, and /etc/hosts and
+ * /etc/resolv.conf (the host's with --network host, else our own). */
+static int sbx_prep_host_files(struct sbx_prep *p,
+                               const struct cairn_run_spec *spec)
+{
     for (int i = 0; i < SRC_NDEV; i++) {
         static const char *const devs[SRC_NDEV] = {
             "/dev/null",   "/dev/zero",    "/dev/full",
@@ -507,6 +498,7 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
     p->src[SRC_HOSTS] = "/etc/hosts";
     p->src[SRC_RESOLV] = "/etc/resolv.conf";
     bool own_net = spec->network != CAIRN_RUN_NET_HOST;
+    int rc;
     if (own_net || access("/etc/hosts", F_OK) != 0) {
         rc = sbx_write_file(p->rundir, "hosts",
                             spec->network == CAIRN_RUN_NET_DEFAULT
@@ -515,7 +507,7 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
                                 : "127.0.0.1\tlocalhost\n",
                             &p->own_hosts);
         if (rc != 0)
-            goto out;
+            return rc;
         p->src[SRC_HOSTS] = p->own_hosts;
     }
     if (own_net || access("/etc/resolv.conf", F_OK) != 0) {
@@ -523,17 +515,21 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
                  ? sbx_resolv_conf(p, &p->dns_forward)
                  : sbx_write_file(p->rundir, "resolv.conf", "", &p->own_resolv);
         if (rc != 0)
-            goto out;
+            return rc;
         p->src[SRC_RESOLV] = p->own_resolv;
     }
+    return 0;
+}
 
-    step = "prepare the command";
+/* The command: argv, the environment (and the PATH the exec searches),
+ * cwd, hostname. */
+static int sbx_prep_command(struct sbx_prep *p,
+                            const struct cairn_run_spec *spec)
+{
     p->argv = calloc(spec->argc + 1, sizeof *p->argv);
     p->envp = calloc(spec->nenv + 1, sizeof *p->envp);
-    if (p->argv == NULL || p->envp == NULL) {
-        rc = CAIRN_E_NOMEM;
-        goto out;
-    }
+    if (p->argv == NULL || p->envp == NULL)
+        return CAIRN_E_NOMEM;
     for (size_t i = 0; i < spec->argc; i++)
         p->argv[i] = spec->argv[i];
     p->path = SBX_DEFAULT_PATH;
@@ -546,8 +542,44 @@ static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
     p->hostname = spec->hostname != NULL ? spec->hostname : "cairn";
     p->network_none = spec->network == CAIRN_RUN_NET_NONE;
     p->parent_pid = getpid();
+    return 0;
+}
+
+static int sbx_prep_init(struct sbx_prep *p, const struct cairn_run_spec *spec,
+                         struct cairn_err *err)
+{
+    memset(p, 0, sizeof *p);
+    p->msg_fd = p->stdin_fd = p->out_fd = p->netns_fd = -1;
+    int rc = sbx_parse_user(p, spec->user, err);
+    if (rc == 0)
+        rc = cairn_seccomp_filter_get(&p->seccomp, err);
+    if (rc == 0)
+        rc = sbx_mkdtemp("cairn-run", &p->rundir, err);
+    if (rc != 0) {
+        sbx_prep_free(p, 0);
+        return rc;
+    }
+    const char *step = "prepare the run directory";
+    if ((rc = sbx_make_in(p->rundir, "root", 0755, NULL)) != 0 ||
+        (rc = sbx_make_in(p->rundir, "l", 0755, NULL)) != 0)
+        goto out;
+    p->mounts = spec->mounts;
+    p->nmounts = spec->nmounts;
+    if ((rc = sbx_make_stub(p->rundir, spec->mounts, spec->nmounts,
+                            spec->cwd ? spec->cwd : "/")) != 0)
+        goto out;
+    step = "prepare the RUN --mount mounts";
+    if ((rc = sbx_prep_mounts(p, spec)) != 0)
+        goto out;
+    step = "link the layer directories";
+    if ((rc = sbx_prep_overlay(p, spec)) != 0)
+        goto out;
+    step = "write the network files";
+    if ((rc = sbx_prep_host_files(p, spec)) != 0)
+        goto out;
+    step = "prepare the command";
+    rc = sbx_prep_command(p, spec);
 out:
-    cairn_buf_free(&opts);
     if (rc != 0) {
         cairn_err_set(err, rc, "sandbox: %s in %s: %s", step, p->rundir,
                       cairn_strerror(rc));
@@ -830,10 +862,11 @@ static int sbx_created(const struct cairn_run_spec *spec,
     return *out ? 0 : CAIRN_E_NOMEM;
 }
 
-int cairn_sandbox_run(const struct cairn_run_spec *spec,
-                      struct cairn_run_result *result, struct cairn_err *err)
+/* The checks of a run spec before anything is made for it. */
+static int sbx_spec_check(const struct cairn_run_spec *spec,
+                          struct cairn_err *err)
 {
-    if (spec == NULL || result == NULL || spec->argc == 0 ||
+    if (spec == NULL || spec->argc == 0 ||
         spec->argv == NULL || spec->argv[0] == NULL ||
         spec->argv[0][0] == '\0' || spec->upperdir == NULL ||
         spec->workdir == NULL || spec->out_fd < 0 ||
@@ -863,8 +896,70 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
                                  "sandbox: bad RUN --mount target %s",
                                  t ? t : "(none)");
     }
+    return 0;
+}
+
+/* sbx_pump (which closes the descriptors it is given), with SIGPIPE held
+ * off this thread. */
+static void sbx_pump_nosigpipe(int msg_fd, int in_fd,
+                               const struct cairn_run_spec *spec, int out_fd,
+                               int pidfd, struct sbx_msg *first_err,
+                               struct sbx_msg *mounts)
+{
+    /* A command that exits without reading its stdin makes our write fail
+     * with EPIPE; the SIGPIPE that comes with it is kept pending here and
+     * taken back below, unless one was pending already. */
+    sigset_t pipe_set, old_mask, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+    sigpending(&pending);
+    int pipe_was_pending = sigismember(&pending, SIGPIPE);
+
+    sbx_pump(msg_fd, in_fd, spec->stdin_data, spec->stdin_len, out_fd,
+             spec->out_fd, pidfd, first_err, mounts);
+
+    if (!pipe_was_pending) {
+        struct timespec zero = {0, 0};
+        sigpending(&pending);
+        if (sigismember(&pending, SIGPIPE))
+            sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+}
+
+/* Waits for the helper pid and reaps it; its wait status, or -1 when it
+ * was lost. */
+static int sbx_reap(pid_t pid)
+{
+    /* Waited for without reaping first: until it is reaped the pid
+     * cannot be reused, so kill_all never hits a stranger. */
+    siginfo_t si;
+    int st = 0;
+    while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) < 0 &&
+           errno == EINTR)
+        ;
+    sbx_register(pid, 0);
+    while (waitpid(pid, &st, 0) < 0) {
+        if (errno != EINTR) {
+            st = -1;
+            break;
+        }
+    }
+    return st;
+}
+
+int cairn_sandbox_run(const struct cairn_run_spec *spec,
+                      struct cairn_run_result *result, struct cairn_err *err)
+{
+    if (result == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "sandbox: incomplete run spec");
+    int rc = sbx_spec_check(spec, err);
+    if (rc != 0)
+        return rc;
     struct sbx_prep p;
-    int rc = sbx_prep_init(&p, spec, err);
+    rc = sbx_prep_init(&p, spec, err);
     if (rc != 0)
         return rc;
 
@@ -911,43 +1006,12 @@ int cairn_sandbox_run(const struct cairn_run_spec *spec,
         fcntl(in[1], F_SETFL, O_NONBLOCK);
     }
 
-    /* A command that exits without reading its stdin makes our write fail
-     * with EPIPE; the SIGPIPE that comes with it is kept pending here and
-     * taken back below, unless one was pending already. */
-    sigset_t pipe_set, old_mask, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
-    sigpending(&pending);
-    int pipe_was_pending = sigismember(&pending, SIGPIPE);
-
     struct sbx_msg first_err = {0}, mounts = {0};
-    sbx_pump(msg[0], in[1], spec->stdin_data, spec->stdin_len, out[0],
-             spec->out_fd, pidfd, &first_err, &mounts);
+    sbx_pump_nosigpipe(msg[0], in[1], spec, out[0], pidfd, &first_err,
+                       &mounts);
     msg[0] = in[1] = out[0] = -1;
 
-    if (!pipe_was_pending) {
-        struct timespec zero = {0, 0};
-        sigpending(&pending);
-        if (sigismember(&pending, SIGPIPE))
-            sigtimedwait(&pipe_set, NULL, &zero);
-    }
-    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-
-    /* Waited for without reaping first: until it is reaped the pid
-     * cannot be reused, so kill_all never hits a stranger. */
-    siginfo_t si;
-    int st = 0;
-    while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) < 0 &&
-           errno == EINTR)
-        ;
-    sbx_register(pid, 0);
-    while (waitpid(pid, &st, 0) < 0) {
-        if (errno != EINTR) {
-            st = -1;
-            break;
-        }
-    }
+    int st = sbx_reap(pid);
 
     char **created = NULL;
     if (first_err.kind == SBX_MSG_ERROR) {

@@ -572,6 +572,162 @@ static void sbx_mounts_attach(const struct sbx_prep *p, const int *tree,
         sbx_fail(fd, SBX_STEP_RUNMOUNT, errno, -1);
 }
 
+/* G: clones the trees of p->src (devices, /etc/hosts, /etc/resolv.conf)
+ * into tree, before the pivot hides them; the files read-only. A device
+ * the host lacks is -1. */
+static void sbx_trees_clone(const struct sbx_prep *p, int tree[SRC_COUNT])
+{
+    int fd = p->msg_fd;
+    for (int i = 0; i < SRC_COUNT; i++) {
+        tree[i] =
+            open_tree(AT_FDCWD, p->src[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        /* A host without some device (a minimal container) still runs. */
+        if (tree[i] < 0 && i < SRC_NDEV && errno == ENOENT)
+            continue;
+        if (tree[i] < 0)
+            sbx_fail(fd, SBX_STEP_CLONE, errno, i);
+        if (i >= SRC_NDEV) {
+            struct mount_attr attr = {
+                .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                            MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            };
+            if (mount_setattr(tree[i], "", AT_EMPTY_PATH, &attr, sizeof attr) !=
+                0)
+                sbx_fail(fd, SBX_STEP_CLONE, errno, i);
+        }
+    }
+}
+
+/* G: makes the overlay in the current directory's "root" the root. */
+static void sbx_pivot(int fd)
+{
+    /* pivot_root(".", ".") stacks the old root on the new one; detaching
+     * it leaves only the overlay. Where pivot_root is refused (an
+     * initramfs root), moving the mount and chroot does the job. */
+    if (chdir("root") != 0)
+        sbx_fail(fd, SBX_STEP_PIVOT, errno, -1);
+    if (syscall(SYS_pivot_root, ".", ".") == 0) {
+        if (umount2(".", MNT_DETACH) != 0)
+            sbx_fail(fd, SBX_STEP_PIVOT, errno, -1);
+    } else if (mount(".", "/", NULL, MS_MOVE, NULL) != 0 || chroot(".") != 0) {
+        sbx_fail(fd, SBX_STEP_PIVOT, errno, -1);
+    }
+    if (chdir("/") != 0)
+        sbx_fail(fd, SBX_STEP_PIVOT, errno, -1);
+}
+
+/* G: makes the mount points the image lacks and tells the parent which
+ * (struct sbx_msg: arg the mount points created, a stub of an earlier
+ * run's included; arg2 those made here). */
+static void sbx_mountpoints_make(int fd, struct sbx_msg *mp)
+{
+    /* Which mount points the image lacks: the stub's marker shows. */
+    for (int i = 0; i < MP_COUNT; i++) {
+        const char *path = sbx_mountpoints[i].path;
+        struct stat st;
+        if (lstat(path, &st) == 0) {
+            if (st.st_mtim.tv_sec == SBX_MARK_SEC &&
+                st.st_mtim.tv_nsec == SBX_MARK_NSEC)
+                mp->arg |= 1 << i;
+            continue;
+        }
+        if (errno != ENOENT)
+            sbx_fail(fd, SBX_STEP_MOUNTPOINT, errno, i);
+        if (sbx_mountpoints[i].dir) {
+            if (mkdir(path, 0755) != 0)
+                sbx_fail(fd, SBX_STEP_MOUNTPOINT, errno, i);
+        } else {
+            int f = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            if (f < 0)
+                sbx_fail(fd, SBX_STEP_MOUNTPOINT, errno, i);
+            close(f);
+        }
+        mp->arg |= 1 << i;
+        mp->arg2 |= 1 << i;
+    }
+    if (write(fd, mp, sizeof *mp) != (ssize_t)sizeof *mp)
+        sbx_fail(fd, SBX_STEP_MOUNTPOINT, errno, -1);
+}
+
+/* G: /proc, a /dev of its own (the host's devices bound in from tree,
+ * pts, shm, the usual links), then /proc's risky files covered. */
+static void sbx_dev_mount(int fd, int tree[SRC_COUNT])
+{
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              NULL) != 0)
+        sbx_fail(fd, SBX_STEP_PROC, errno, -1);
+    if (mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME,
+              "mode=755,size=65536k") != 0)
+        sbx_fail(fd, SBX_STEP_DEV, errno, -1);
+    for (int i = 0; i < SRC_NDEV; i++) {
+        if (tree[i] < 0)
+            continue;
+        char path[32];
+        size_t n = strlen(sbx_dev_names[i]);
+        memcpy(path, "/dev/", 5);
+        memcpy(path + 5, sbx_dev_names[i], n + 1);
+        int f = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (f < 0)
+            sbx_fail(fd, SBX_STEP_DEVNODE, errno, i);
+        close(f);
+        int e = sbx_attach(tree[i], path, 0);
+        if (e != 0)
+            sbx_fail(fd, SBX_STEP_DEVNODE, e, i);
+        close(tree[i]);
+    }
+    if (mkdir("/dev/pts", 0755) != 0 ||
+        mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620,gid=5") != 0)
+        sbx_fail(fd, SBX_STEP_DEVPTS, errno, -1);
+    if (mkdir("/dev/shm", 01777) != 0 ||
+        mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=1777,size=65536k") != 0)
+        sbx_fail(fd, SBX_STEP_SHM, errno, -1);
+    if (symlink("pts/ptmx", "/dev/ptmx") != 0 ||
+        symlink("/proc/self/fd", "/dev/fd") != 0 ||
+        symlink("/proc/self/fd/0", "/dev/stdin") != 0 ||
+        symlink("/proc/self/fd/1", "/dev/stdout") != 0 ||
+        symlink("/proc/self/fd/2", "/dev/stderr") != 0)
+        sbx_fail(fd, SBX_STEP_DEVLINK, errno, -1);
+    sbx_proc_protect(fd);
+}
+
+/* G: binds /etc/hosts and /etc/resolv.conf from tree. */
+static void sbx_etc_attach(int fd, int tree[SRC_COUNT])
+{
+    /* /etc/hosts and /etc/resolv.conf: an image's symlink is followed
+     * (inside the root); a dangling one is left alone. */
+    for (int i = SRC_HOSTS; i < SRC_COUNT; i++) {
+        int m = i == SRC_HOSTS ? MP_HOSTS : MP_RESOLV;
+        const char *target = sbx_mountpoints[m].path;
+        struct stat st;
+        if (stat(target, &st) == 0) {
+            int e = sbx_attach(tree[i], target, MOVE_MOUNT_T_SYMLINKS);
+            if (e != 0)
+                sbx_fail(fd, SBX_STEP_BIND, e, m);
+        } else if (errno != ENOENT) {
+            sbx_fail(fd, SBX_STEP_BIND, errno, m);
+        }
+        close(tree[i]);
+    }
+}
+
+/* G: the command's stdin, stdout and stderr. */
+static void sbx_stdio(const struct sbx_prep *p)
+{
+    int fd = p->msg_fd;
+    /* stdio: the descriptors are 3 or above (C moved them), so the dup2
+     * calls cannot overwrite one another. */
+    int in = p->stdin_fd;
+    if (in < 0) {
+        in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+            sbx_fail(fd, SBX_STEP_STDIO, errno, -1);
+    }
+    if (dup2(in, 0) < 0 || dup2(p->out_fd, 1) < 0 || dup2(p->out_fd, 2) < 0)
+        sbx_fail(fd, SBX_STEP_STDIO, errno, -1);
+}
+
 /* G: PID 1 of the new namespaces. Sets up the root and execs. */
 static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
 {
@@ -610,136 +766,23 @@ static _Noreturn void sbx_init(const struct sbx_prep *p, int alive_fd)
         sbx_fail(fd, SBX_STEP_OVERLAY, errno, -1);
 
     int tree[SRC_COUNT];
-    for (int i = 0; i < SRC_COUNT; i++) {
-        tree[i] =
-            open_tree(AT_FDCWD, p->src[i], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-        /* A host without some device (a minimal container) still runs. */
-        if (tree[i] < 0 && i < SRC_NDEV && errno == ENOENT)
-            continue;
-        if (tree[i] < 0)
-            sbx_fail(fd, SBX_STEP_CLONE, errno, i);
-        if (i >= SRC_NDEV) {
-            struct mount_attr attr = {
-                .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
-                            MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-            };
-            if (mount_setattr(tree[i], "", AT_EMPTY_PATH, &attr, sizeof attr) !=
-                0)
-                sbx_fail(fd, SBX_STEP_CLONE, errno, i);
-        }
-    }
+    sbx_trees_clone(p, tree);
 
     int mtree[CAIRN_RUN_MAX_MOUNTS];
     sbx_mounts_clone(p, mtree);
 
-    /* pivot_root(".", ".") stacks the old root on the new one; detaching
-     * it leaves only the overlay. Where pivot_root is refused (an
-     * initramfs root), moving the mount and chroot does the job. */
-    if (chdir("root") != 0)
-        sbx_fail(fd, SBX_STEP_PIVOT, errno, -1);
-    if (syscall(SYS_pivot_root, ".", ".") == 0) {
-        if (umount2(".", MNT_DETACH) != 0)
-            sbx_fail(fd, SBX_STEP_PIVOT, errno, -1);
-    } else if (mount(".", "/", NULL, MS_MOVE, NULL) != 0 || chroot(".") != 0) {
-        sbx_fail(fd, SBX_STEP_PIVOT, errno, -1);
-    }
-    if (chdir("/") != 0)
-        sbx_fail(fd, SBX_STEP_PIVOT, errno, -1);
+    sbx_pivot(fd);
 
-    /* Which mount points the image lacks: the stub's marker shows. */
     struct sbx_msg mp = {SBX_MSG_MOUNTPOINTS, 0, 0, 0, 0, 0};
-    for (int i = 0; i < MP_COUNT; i++) {
-        const char *path = sbx_mountpoints[i].path;
-        struct stat st;
-        if (lstat(path, &st) == 0) {
-            if (st.st_mtim.tv_sec == SBX_MARK_SEC &&
-                st.st_mtim.tv_nsec == SBX_MARK_NSEC)
-                mp.arg |= 1 << i;
-            continue;
-        }
-        if (errno != ENOENT)
-            sbx_fail(fd, SBX_STEP_MOUNTPOINT, errno, i);
-        if (sbx_mountpoints[i].dir) {
-            if (mkdir(path, 0755) != 0)
-                sbx_fail(fd, SBX_STEP_MOUNTPOINT, errno, i);
-        } else {
-            int f = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-            if (f < 0)
-                sbx_fail(fd, SBX_STEP_MOUNTPOINT, errno, i);
-            close(f);
-        }
-        mp.arg |= 1 << i;
-        mp.arg2 |= 1 << i;
-    }
-    if (write(fd, &mp, sizeof mp) != (ssize_t)sizeof mp)
-        sbx_fail(fd, SBX_STEP_MOUNTPOINT, errno, -1);
+    sbx_mountpoints_make(fd, &mp);
 
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              NULL) != 0)
-        sbx_fail(fd, SBX_STEP_PROC, errno, -1);
-    if (mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NODEV | MS_STRICTATIME,
-              "mode=755,size=65536k") != 0)
-        sbx_fail(fd, SBX_STEP_DEV, errno, -1);
-    for (int i = 0; i < SRC_NDEV; i++) {
-        if (tree[i] < 0)
-            continue;
-        char path[32];
-        size_t n = strlen(sbx_dev_names[i]);
-        memcpy(path, "/dev/", 5);
-        memcpy(path + 5, sbx_dev_names[i], n + 1);
-        int f = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (f < 0)
-            sbx_fail(fd, SBX_STEP_DEVNODE, errno, i);
-        close(f);
-        int e = sbx_attach(tree[i], path, 0);
-        if (e != 0)
-            sbx_fail(fd, SBX_STEP_DEVNODE, e, i);
-        close(tree[i]);
-    }
-    if (mkdir("/dev/pts", 0755) != 0 ||
-        mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-              "newinstance,ptmxmode=0666,mode=0620,gid=5") != 0)
-        sbx_fail(fd, SBX_STEP_DEVPTS, errno, -1);
-    if (mkdir("/dev/shm", 01777) != 0 ||
-        mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              "mode=1777,size=65536k") != 0)
-        sbx_fail(fd, SBX_STEP_SHM, errno, -1);
-    if (symlink("pts/ptmx", "/dev/ptmx") != 0 ||
-        symlink("/proc/self/fd", "/dev/fd") != 0 ||
-        symlink("/proc/self/fd/0", "/dev/stdin") != 0 ||
-        symlink("/proc/self/fd/1", "/dev/stdout") != 0 ||
-        symlink("/proc/self/fd/2", "/dev/stderr") != 0)
-        sbx_fail(fd, SBX_STEP_DEVLINK, errno, -1);
-    sbx_proc_protect(fd);
+    sbx_dev_mount(fd, tree);
 
-    /* /etc/hosts and /etc/resolv.conf: an image's symlink is followed
-     * (inside the root); a dangling one is left alone. */
-    for (int i = SRC_HOSTS; i < SRC_COUNT; i++) {
-        int m = i == SRC_HOSTS ? MP_HOSTS : MP_RESOLV;
-        const char *target = sbx_mountpoints[m].path;
-        struct stat st;
-        if (stat(target, &st) == 0) {
-            int e = sbx_attach(tree[i], target, MOVE_MOUNT_T_SYMLINKS);
-            if (e != 0)
-                sbx_fail(fd, SBX_STEP_BIND, e, m);
-        } else if (errno != ENOENT) {
-            sbx_fail(fd, SBX_STEP_BIND, errno, m);
-        }
-        close(tree[i]);
-    }
+    sbx_etc_attach(fd, tree);
 
     sbx_mounts_attach(p, mtree, &mp);
 
-    /* stdio: the descriptors are 3 or above (C moved them), so the dup2
-     * calls cannot overwrite one another. */
-    int in = p->stdin_fd;
-    if (in < 0) {
-        in = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (in < 0)
-            sbx_fail(fd, SBX_STEP_STDIO, errno, -1);
-    }
-    if (dup2(in, 0) < 0 || dup2(p->out_fd, 1) < 0 || dup2(p->out_fd, 2) < 0)
-        sbx_fail(fd, SBX_STEP_STDIO, errno, -1);
+    sbx_stdio(p);
 
     struct sbx_ids ids;
     sbx_resolve_user(p, &ids);

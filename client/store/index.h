@@ -1,7 +1,7 @@
 /* The client's LMDB index under $CAIRN_ROOT/index: the LMDB part of the
- * local store (client/store/store.c), one environment holding the context stat
- * cache ("statcache", opened by cachekey/statcache.c) and the store's
- * "keys", "tags" and "images" databases (DESIGN.md, "Storage", client
+ * local store (client/store/store_records.c), one environment holding the
+ * context stat cache ("statcache", opened by cachekey/statcache.c) and
+ * the store's "keys", "tags" and "images" databases (DESIGN.md, "Storage", client
  * part). `cairn keys` opens only this, for the stat cache; everything
  * else goes through cairn_store_open. A process must open one store root
  * at most once at a time (an LMDB rule).

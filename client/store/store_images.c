@@ -2,7 +2,7 @@
  * records added (with the tags, the build result and the last build that
  * came with them), found, listed and removed; tags moved and removed;
  * build results (the image a final key made) put and found. The
- * rest of the store is client/store/store.c. */
+ * rest of the store is client/store/store*.c (client/store/README.md). */
 #include "client/store/store.h"
 #include "client/store/store_impl.h"
 #include "client/store/json.h"
@@ -52,8 +52,7 @@ static int image_extras_put(struct cairn_store *st, MDB_txn *txn,
     int mrc;
     if (row->result_key) {
         uint8_t k[CK_SHA256_LEN];
-        if (strlen(row->result_key) != CK_SHA256_HEX_LEN ||
-            ck_hex_decode(row->result_key, k))
+        if (store_key_bin(row->result_key, k))
             return cairn_err_set(err, CAIRN_E_INVAL, "bad build result");
         MDB_val kv = {sizeof k, k};
         MDB_val v = {strlen(row->manifest_digest),
@@ -148,43 +147,38 @@ static int repo_digests_merge(struct cairn_store *st, MDB_txn *txn,
     return rc;
 }
 
+struct image_put {
+    const uint8_t *manifest; /* CK_SHA256_LEN */
+    char *val;
+    size_t vlen;
+    const struct cairn_image_row *row;
+};
+
 /* The image record val (for manifest), its tags and extras in one write
  * transaction. */
-static int image_put_txn(struct cairn_store *st,
-                         const uint8_t manifest[CK_SHA256_LEN], char *val,
-                         size_t vlen, const struct cairn_image_row *row,
-                         struct cairn_err *err)
+static int image_put_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
+                        struct cairn_err *err)
 {
-    MDB_txn *txn;
-    int rc = 0;
-    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
-    if (mrc)
-        return store_mdb_fail(err, mrc, "begin");
-    MDB_val k = {CK_SHA256_LEN, (void *)manifest}, v = {vlen, val};
+    struct image_put *ip = arg;
+    MDB_val k = {CK_SHA256_LEN, (void *)ip->manifest}, v = {ip->vlen, ip->val};
     char *merged = NULL;
-    if ((rc = repo_digests_merge(st, txn, manifest, val, row, &merged,
-                                 err))) {
-        cairn_index_txn_abort(st->idx, txn);
+    int rc = repo_digests_merge(st, txn, ip->manifest, ip->val, ip->row,
+                                &merged, err);
+    if (rc)
         return rc;
-    }
     if (merged) {
         v.mv_data = merged;
         v.mv_size = strlen(merged);
     }
-    mrc = mdb_put(txn, st->db_images, &k, &v, 0);
+    int mrc = mdb_put(txn, st->db_images, &k, &v, 0);
     free(merged);
     if (mrc)
         rc = store_mdb_fail(err, mrc, "put image");
-    for (size_t i = 0; !rc && row->tags && i < row->ntags; i++)
-        rc = tag_put(st, txn, row->tags[i], manifest, err);
+    for (size_t i = 0; !rc && ip->row->tags && i < ip->row->ntags; i++)
+        rc = tag_put(st, txn, ip->row->tags[i], ip->manifest, err);
     if (!rc)
-        rc = image_extras_put(st, txn, row, err);
-    if (rc) {
-        cairn_index_txn_abort(st->idx, txn);
-        return rc;
-    }
-    mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? store_mdb_fail(err, mrc, "commit image") : 0;
+        rc = image_extras_put(st, txn, ip->row, err);
+    return rc;
 }
 
 int cairn_store_image_add(struct cairn_store *st,
@@ -212,9 +206,8 @@ int cairn_store_image_add(struct cairn_store *st,
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
         goto out;
     }
-    do
-        rc = image_put_txn(st, r.manifest, val, vlen, row, err);
-    while (store_map_grown(st, &rc, err));
+    struct image_put ip = {r.manifest, val, vlen, row};
+    rc = store_txn_write(st, image_put_fn, &ip, "commit image", err);
     if (!rc)
         rc = store_index_json_write(st, err);
 out:
@@ -223,30 +216,24 @@ out:
     return rc;
 }
 
-static int tag_txn(struct cairn_store *st, const char *ref,
-                   const char *manifest_digest, uint8_t m[CK_SHA256_LEN],
-                   struct cairn_err *err)
+struct tag_move {
+    const char *ref;
+    const char *manifest_digest;
+    uint8_t *m; /* CK_SHA256_LEN */
+};
+
+static int tag_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
+                  struct cairn_err *err)
 {
-    MDB_txn *txn;
-    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
-    if (mrc)
-        return store_mdb_fail(err, mrc, "begin");
-    MDB_val k = {CK_SHA256_LEN, m}, v;
-    int rc;
-    mrc = mdb_get(txn, st->db_images, &k, &v);
+    struct tag_move *t = arg;
+    MDB_val k = {CK_SHA256_LEN, t->m}, v;
+    int mrc = mdb_get(txn, st->db_images, &k, &v);
     if (mrc == MDB_NOTFOUND)
-        rc = cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
-                           manifest_digest);
-    else if (mrc)
-        rc = store_mdb_fail(err, mrc, "get image");
-    else
-        rc = tag_put(st, txn, ref, m, err);
-    if (rc) {
-        cairn_index_txn_abort(st->idx, txn);
-        return rc;
-    }
-    mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? store_mdb_fail(err, mrc, "commit tag") : 0;
+        return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
+                             t->manifest_digest);
+    if (mrc)
+        return store_mdb_fail(err, mrc, "get image");
+    return tag_put(st, txn, t->ref, t->m, err);
 }
 
 int cairn_store_tag(struct cairn_store *st, const char *ref,
@@ -255,10 +242,8 @@ int cairn_store_tag(struct cairn_store *st, const char *ref,
     uint8_t m[CK_SHA256_LEN];
     if (store_digest_bin(manifest_digest, m))
         return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
-    int rc;
-    do
-        rc = tag_txn(st, ref, manifest_digest, m, err);
-    while (store_map_grown(st, &rc, err));
+    struct tag_move t = {ref, manifest_digest, m};
+    int rc = store_txn_write(st, tag_fn, &t, "commit tag", err);
     return rc ? rc : store_index_json_write(st, err);
 }
 
@@ -350,42 +335,35 @@ static void rowlist_free(struct rowlist *rl)
     rl->n = 0;
 }
 
+struct rowlist_fill {
+    struct rowlist *rl;
+    size_t alloc;
+};
+
+/* store_image_fn: r as a row appended to arg's list. */
+static int rowlist_add(void *arg, const struct imgrec *r,
+                       const struct taglist *tags)
+{
+    struct rowlist_fill *f = arg;
+    struct rowlist *rl = f->rl;
+    if (rl->n == f->alloc) {
+        size_t na = f->alloc ? f->alloc * 2 : 16;
+        struct cairn_image_row *nv = realloc(rl->v, na * sizeof *nv);
+        if (nv == NULL)
+            return CAIRN_E_NOMEM;
+        rl->v = nv;
+        f->alloc = na;
+    }
+    int rc = row_fill(r, tags, &rl->v[rl->n]);
+    if (!rc)
+        rl->n++;
+    return rc;
+}
+
 static int rowlist_load(struct cairn_store *st, struct rowlist *rl)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur = NULL;
-    struct taglist tags = {0};
-    size_t alloc = 0;
-    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
-    if (mrc)
-        return store_mdb_err(mrc);
-    int rc = store_taglist_load(st, txn, &tags);
-    if (!rc)
-        rc = store_mdb_err(mdb_cursor_open(txn, st->db_images, &cur));
-    MDB_val k, v;
-    for (mrc = rc ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         mrc == 0 && !rc; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        struct imgrec r;
-        if (store_imgrec_decode(&k, &v, &r))
-            continue;
-        if (rl->n == alloc) {
-            size_t na = alloc ? alloc * 2 : 16;
-            struct cairn_image_row *nv = realloc(rl->v, na * sizeof *nv);
-            if (nv == NULL)
-                rc = CAIRN_E_NOMEM;
-            else {
-                rl->v = nv;
-                alloc = na;
-            }
-        }
-        if (!rc && (rc = row_fill(&r, &tags, &rl->v[rl->n])) == 0)
-            rl->n++;
-        store_imgrec_clear(&r);
-    }
-    if (cur)
-        mdb_cursor_close(cur);
-    cairn_index_txn_abort(st->idx, txn);
-    store_taglist_free(&tags);
+    struct rowlist_fill f = {rl, 0};
+    int rc = store_images_each(st, rowlist_add, &f);
     if (rc)
         rowlist_free(rl);
     return rc;
@@ -531,18 +509,18 @@ out:
     return rc;
 }
 
-static int image_remove_txn(struct cairn_store *st,
-                            const char *manifest_digest,
-                            uint8_t m[CK_SHA256_LEN],
-                            struct cairn_err *err)
+struct image_drop {
+    const char *manifest_digest;
+    uint8_t *m; /* CK_SHA256_LEN */
+};
+
+static int image_remove_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
+                           struct cairn_err *err)
 {
-    MDB_txn *txn;
+    struct image_drop *d = arg;
     MDB_cursor *cur = NULL;
-    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
-    if (mrc)
-        return store_mdb_fail(err, mrc, "begin");
-    MDB_val k = {CK_SHA256_LEN, m}, v;
-    mrc = mdb_del(txn, st->db_images, &k, NULL);
+    MDB_val k = {CK_SHA256_LEN, d->m}, v;
+    int mrc = mdb_del(txn, st->db_images, &k, NULL);
     if (mrc == 0)
         mrc = mdb_cursor_open(txn, st->db_tags, &cur);
     if (mrc == 0) {
@@ -550,22 +528,18 @@ static int image_remove_txn(struct cairn_store *st,
         int c;
         for (c = mdb_cursor_get(cur, &k, &v, MDB_FIRST); c == 0;
              c = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-            if (v.mv_size == CK_SHA256_LEN && memcmp(v.mv_data, m, CK_SHA256_LEN) == 0 &&
+            if (v.mv_size == CK_SHA256_LEN &&
+                memcmp(v.mv_data, d->m, CK_SHA256_LEN) == 0 &&
                 (mrc = mdb_cursor_del(cur, 0)) != 0)
                 break;
         if (mrc == 0 && c != MDB_NOTFOUND)
             mrc = c;
         mdb_cursor_close(cur);
     }
-    if (mrc) {
-        cairn_index_txn_abort(st->idx, txn);
-        if (mrc == MDB_NOTFOUND)
-            return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
-                                 manifest_digest);
-        return store_mdb_fail(err, mrc, "remove image");
-    }
-    mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? store_mdb_fail(err, mrc, "commit remove") : 0;
+    if (mrc == MDB_NOTFOUND)
+        return cairn_err_set(err, CAIRN_E_NOTFOUND, "No such image: %s",
+                             d->manifest_digest);
+    return mrc ? store_mdb_fail(err, mrc, "remove image") : 0;
 }
 
 int cairn_store_image_remove(struct cairn_store *st,
@@ -574,10 +548,8 @@ int cairn_store_image_remove(struct cairn_store *st,
     uint8_t m[CK_SHA256_LEN];
     if (store_digest_bin(manifest_digest, m))
         return cairn_err_set(err, CAIRN_E_INVAL, "bad manifest digest");
-    int rc;
-    do
-        rc = image_remove_txn(st, manifest_digest, m, err);
-    while (store_map_grown(st, &rc, err));
+    struct image_drop d = {manifest_digest, m};
+    int rc = store_txn_write(st, image_remove_fn, &d, "commit remove", err);
     return rc ? rc : store_index_json_write(st, err);
 }
 
@@ -591,21 +563,16 @@ int cairn_store_result_get(struct cairn_store *st, const char *key_hex,
                            char manifest_digest[CAIRN_DIGEST_STR_LEN])
 {
     uint8_t k[CK_SHA256_LEN];
-    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
-        ck_hex_decode(key_hex, k))
+    if (store_key_bin(key_hex, k))
         return CAIRN_E_INVAL;
-    MDB_txn *txn;
-    int mrc = cairn_index_txn_begin(st->idx, MDB_RDONLY, &txn);
-    if (mrc)
-        return store_mdb_err(mrc);
-    MDB_val kv = {sizeof k, k}, v;
+    MDB_val kv = {sizeof k, k};
     char d[CAIRN_DIGEST_STR_LEN] = "";
-    mrc = mdb_get(txn, st->db_results, &kv, &v);
-    if (mrc == 0 && v.mv_size < sizeof d)
-        memcpy(d, v.mv_data, v.mv_size);
-    cairn_index_txn_abort(st->idx, txn);
-    if (mrc)
-        return store_mdb_err(mrc);
+    size_t n = 0;
+    /* One byte short of d: what is copied stays a string; a longer value
+     * is not copied, so d stays "" and the result is a miss. */
+    int rc = store_get_copy(st, st->db_results, &kv, d, sizeof d - 1, &n);
+    if (rc)
+        return rc;
     /* The image may have been pruned since: then it is a miss. */
     struct cairn_image_row row;
     memset(&row, 0, sizeof row);
@@ -620,8 +587,7 @@ int cairn_store_result_put(struct cairn_store *st, const char *key_hex,
                            const char *manifest_digest, struct cairn_err *err)
 {
     uint8_t k[CK_SHA256_LEN];
-    if (key_hex == NULL || strlen(key_hex) != CK_SHA256_HEX_LEN ||
-        ck_hex_decode(key_hex, k) ||
+    if (store_key_bin(key_hex, k) ||
         strlen(manifest_digest) >= CAIRN_DIGEST_STR_LEN)
         return cairn_err_set(err, CAIRN_E_INVAL, "bad build result");
     MDB_val kv = {sizeof k, k};

@@ -1,7 +1,7 @@
-/* What client/store/store.c, store_images.c and store_prune.c share and
+/* What the files of the local store (client/store/store*.c) share and
  * nobody else sees: the store's struct, the records read back from LMDB,
- * and the helpers images, tags and prune need. Private to those three
- * files. */
+ * the transaction helper, and the helpers images, tags and prune need.
+ * Private to those files. */
 #ifndef CAIRN_CLIENT_STORE_STORE_IMPL_H
 #define CAIRN_CLIENT_STORE_STORE_IMPL_H
 
@@ -9,6 +9,7 @@
 #include "client/store/image.h"
 #include "client/store/index.h"
 #include "client/store/store.h"
+#include "common/buf.h"
 #include "common/error.h"
 
 #include <jansson.h>
@@ -72,12 +73,34 @@ int store_mdb_err(int mrc);
 
 int store_mdb_fail(struct cairn_err *err, int mrc, const char *what);
 
-/* The map grows on demand (client/store/index.c): a write transaction that
- * failed with CAIRN_E_FULL (store_mdb_err's MDB_MAP_FULL; LMDB has aborted
- * or the caller has aborted it) is run again after the map doubled. True
- * when the caller is to run it again; false leaves *rc as it was, or the
- * growth's error when the map could not grow. */
-bool store_map_grown(struct cairn_store *st, int *rc, struct cairn_err *err);
+/* The work of one write transaction: fn runs inside txn and returns 0
+ * or a CAIRN_E_* code with err set (its LMDB errors through
+ * store_mdb_fail). fn may run more than once (see store_txn_write): what
+ * an aborted run left in arg, it clears first. */
+typedef int (*store_txn_fn)(struct cairn_store *st, MDB_txn *txn, void *arg,
+                            struct cairn_err *err);
+
+/* Runs fn in a write transaction: commits it when fn returns 0, aborts it
+ * otherwise. A transaction that found the map full (CAIRN_E_FULL) runs
+ * again after the map doubled (client/store/index.c). what names the
+ * commit in its error. Returns 0, fn's code, or an LMDB or growth error
+ * (err says which). */
+int store_txn_write(struct cairn_store *st, store_txn_fn fn, void *arg,
+                    const char *what, struct cairn_err *err);
+
+/* Opens (creating) the store's databases into st's db_* handles. */
+int store_dbs_open(struct cairn_store *st, struct cairn_err *err);
+
+/* Copies the value of k in dbi into buf (cap bytes) in a read
+ * transaction of its own; *len gets the value's size, also when it is
+ * over cap (then nothing is copied). Returns 0, CAIRN_E_NOTFOUND or
+ * store_mdb_err's code; *len written only on success. */
+int store_get_copy(struct cairn_store *st, MDB_dbi dbi, const MDB_val *k,
+                   void *buf, size_t cap, size_t *len);
+
+/* A cache key's 64 lowercase hex digits into k. Returns 0 or
+ * CAIRN_E_INVAL (NULL, wrong length, not hex). */
+int store_key_bin(const char *key_hex, uint8_t k[CK_SHA256_LEN]);
 
 int store_path_fmt(char *buf, size_t len, const char *a, const char *b,
                    const char *c);
@@ -94,6 +117,18 @@ int store_tree_walk(int dirfd, const char *name, bool remove, uint64_t *bytes,
 
 int store_flock_mode(int fd, enum lock_mode m);
 
+/* rename that never replaces: an existing final name wins. Returns 0,
+ * CAIRN_E_EXISTS or -errno. */
+int store_rename_noreplace(const char *from, const char *to);
+
+/* Creates a file in tmp/ holding data, mode 0644, fsync'd when durable is
+ * set (a caller that hands it to cairn_store_blob_add_file, which fsyncs
+ * it, passes false). path (plen bytes) gets its name. Returns 0,
+ * CAIRN_E_TOOBIG or -errno; nothing is left behind on failure. */
+int store_tmp_write(const struct cairn_store *st, const char *prefix,
+                    const void *data, size_t len, bool durable, char *path,
+                    size_t plen);
+
 int store_keyrec_unpack(const MDB_val *v, struct cairn_layer_rec *r);
 
 void store_imgrec_clear(struct imgrec *r);
@@ -105,6 +140,15 @@ void store_taglist_free(struct taglist *t);
 /* Reads every tag, in ref order (the database's). */
 int store_taglist_load(struct cairn_store *st, MDB_txn *txn,
                        struct taglist *out);
+
+/* Called for each image record with every tag (both borrowed for the
+ * call); returns 0 to go on, else the code store_images_each returns. */
+typedef int (*store_image_fn)(void *arg, const struct imgrec *r,
+                              const struct taglist *tags);
+
+/* Calls fn for every readable image record, in manifest digest order, in
+ * one read transaction. Returns 0, fn's code or store_mdb_err's. */
+int store_images_each(struct cairn_store *st, store_image_fn fn, void *arg);
 
 /* Opens root/index.lock and takes it exclusively. Returns the fd or
  * -errno. */
@@ -125,7 +169,10 @@ bool store_repo_digest_ok(const char *s);
 #define STORE_NAME_MAX 255
 #define STORE_TAG_MAX 128
 
-/* Helpers of client/store/store.c that store_images.c uses. */
+/* The fully qualified form of a stored ref ("x:1" ->
+ * "docker.io/library/x:1"), as containerd writes io.containerd.image.name,
+ * appended to out. Returns 0 or the buffer's error. */
+int store_ref_full(const char *ref, struct cairn_buf *out);
 
 /* One put (v not NULL) or delete (v NULL) of k in dbi, in its own write
  * transaction; what names the record in errors. A delete of a missing

@@ -1,5 +1,5 @@
 /* Prune and usage of the local store (client/store/store.h); the rest of
- * the store is client/store/store.c.
+ * the store is client/store/store*.c (client/store/README.md).
  *
  * Prune rule (the one place that deletes):
  *   1. Under the exclusive store lock (so no build is between writing a
@@ -378,22 +378,16 @@ int cairn_store_usage_get(struct cairn_store *st, struct cairn_store_usage *out,
     return 0;
 }
 
-/* Deletes the records prune drops, in one write transaction; p gets the
- * plan. */
-static int prune_txn(struct cairn_store *st, struct plan *p,
-                     struct cairn_err *err)
+/* Deletes the records prune drops, in one write transaction; arg (a
+ * struct plan) gets the plan, made afresh each time the transaction runs. */
+static int prune_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
+                    struct cairn_err *err)
 {
-    MDB_txn *txn;
-    int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
-    if (mrc)
-        return store_mdb_fail(err, mrc, "begin");
+    struct plan *p = arg;
+    plan_free(p);
+    memset(p, 0, sizeof *p);
     int rc = plan_make(st, txn, true, p);
-    if (rc) {
-        cairn_index_txn_abort(st->idx, txn);
-        return cairn_err_set(err, rc, "prune: %s", cairn_strerror(rc));
-    }
-    mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? store_mdb_fail(err, mrc, "commit prune") : 0;
+    return rc ? cairn_err_set(err, rc, "prune: %s", cairn_strerror(rc)) : 0;
 }
 
 int cairn_store_prune_with(struct cairn_store *st,
@@ -417,11 +411,7 @@ int cairn_store_prune_with(struct cairn_store *st,
     struct plan p;
     memset(&p, 0, sizeof p);
     int ifd = -1;
-    do {
-        plan_free(&p);
-        memset(&p, 0, sizeof p);
-        rc = prune_txn(st, &p, err);
-    } while (store_map_grown(st, &rc, err));
+    rc = store_txn_write(st, prune_fn, &p, "commit prune", err);
     if (rc)
         goto out;
     /* Commits do not wait for their meta page (client/store/index.c), so make

@@ -11,7 +11,6 @@
 . "$(dirname "$0")/lib.sh"
 
 command -v ip >/dev/null || fail "iproute2 is not installed"
-command -v cc >/dev/null || fail "no C compiler for the probe"
 command -v pasta >/dev/null || fail "pasta is not installed (package passt)"
 
 NS_HOST=cairn-net-$$-h
@@ -59,10 +58,12 @@ in_host ip -6 route add default via fd42:c41::2
 # copies that one's name and addresses, but no other.
 in_host ip link add "cn$$x" type veth peer name "cn$$y"
 
-# The probe, static so it runs in the busybox image too.
+# The probe (its network tools), static so it runs in the busybox image
+# too.
+probe="$CAIRN_BUILD_DIR/tests/probe/sandbox_probe"
+[ -x "$probe" ] || fail "$probe is not built"
 mkdir -p "$T/ctx" "$T/www"
-cc -static -O1 -o "$T/ctx/netprobe" "$CAIRN_SOURCE_DIR/tests/integration/netprobe.c" ||
-    fail "build the probe"
+cp "$probe" "$T/ctx/netprobe"
 echo "hello from the peer" > "$T/www/hello.txt"
 
 # listen NAME ARGS...: starts a listener in the host namespace.

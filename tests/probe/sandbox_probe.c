@@ -4,6 +4,7 @@
  *   sandbox_probe check [--netns INODE] [--tcp PORT] [--unix NAME]
  *                       [--sid SID] [--mknod-dir DIR]...
  *   sandbox_probe serve NAME
+ *   sandbox_probe listen-tcp|connect-tcp|listen-abstract|... (probe_net.h)
  *
  * check prints one line per check, "NAME allowed DETAIL" or "NAME denied
  * DETAIL", where allowed means the sandbox let the (risky) thing happen.
@@ -29,10 +30,15 @@
  * and on the abstract unix socket NAME, and accepts and closes connections
  * until it is killed: the host side of the --tcp and --unix checks.
  *
+ * The network tools (probe_net.h) listen, connect and answer DNS for
+ * tests/integration/test_build_network.sh, on the host and in a RUN.
+ *
  * Built statically (no libraries needed in the image) and without the
  * sanitizers (they would need /proc and a writable environment and would
  * change what the process may do).
  */
+#include "probe_net.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -446,24 +452,6 @@ static void chk_packet(const struct probe_args *a, struct probe_res *r)
               host ? "the host's" : "a private");
 }
 
-/* Connects with a bound wait (a filtered address would hang). */
-static int probe_connect(int s, const struct sockaddr *sa, socklen_t len)
-{
-    int fl = fcntl(s, F_GETFL);
-    fcntl(s, F_SETFL, fl | O_NONBLOCK);
-    if (connect(s, sa, len) == 0)
-        return 0;
-    if (errno != EINPROGRESS)
-        return errno;
-    struct pollfd pf = {s, POLLOUT, 0};
-    if (poll(&pf, 1, 3000) != 1)
-        return ETIMEDOUT;
-    int e = 0;
-    socklen_t el = sizeof e;
-    getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &el);
-    return e;
-}
-
 static void chk_tcp(const struct probe_args *a, struct probe_res *r)
 {
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -476,24 +464,12 @@ static void chk_tcp(const struct probe_args *a, struct probe_res *r)
     sin.sin_family = AF_INET;
     sin.sin_port = htons((uint16_t)a->tcp_port);
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int e = probe_connect(s, (struct sockaddr *)&sin, sizeof sin);
+    int e = probe_net_connect(s, (struct sockaddr *)&sin, sizeof sin);
     close(s);
     if (e == 0)
         probe_say(r, 1, "connected to 127.0.0.1:%d", a->tcp_port);
     else
         probe_say(r, 0, "connect 127.0.0.1:%d: %s", a->tcp_port, strerror(e));
-}
-
-/* An abstract unix address for name; returns its length. */
-static socklen_t probe_abstract(const char *name, struct sockaddr_un *sun)
-{
-    memset(sun, 0, sizeof *sun);
-    sun->sun_family = AF_UNIX;
-    size_t n = strlen(name);
-    if (n > sizeof sun->sun_path - 1)
-        n = sizeof sun->sun_path - 1;
-    memcpy(sun->sun_path + 1, name, n);
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
 }
 
 static void chk_unix(const struct probe_args *a, struct probe_res *r)
@@ -504,8 +480,9 @@ static void chk_unix(const struct probe_args *a, struct probe_res *r)
         return;
     }
     struct sockaddr_un sun;
-    socklen_t len = probe_abstract(a->unix_name, &sun);
-    int e = probe_connect(s, (struct sockaddr *)&sun, len);
+    socklen_t len = probe_net_abstract(a->unix_name, &sun);
+    int e = len == 0 ? ENAMETOOLONG
+                     : probe_net_connect(s, (struct sockaddr *)&sun, len);
     close(s);
     if (e == 0)
         probe_say(r, 1, "connected to @%s", a->unix_name);
@@ -672,6 +649,19 @@ static int probe_check(const struct probe_args *a)
     return 0;
 }
 
+static int probe_usage(void)
+{
+    fprintf(stderr, "usage: sandbox_probe check [--netns INODE] [--tcp PORT] "
+                    "[--unix NAME] [--sid SID] [--mknod-dir DIR]...\n"
+                    "       sandbox_probe serve NAME\n"
+                    "       sandbox_probe listen-tcp|connect-tcp ADDR PORT\n"
+                    "       sandbox_probe listen-abstract|connect-abstract "
+                    "NAME\n"
+                    "       sandbox_probe listen-dns ADDR NAME IP\n"
+                    "       sandbox_probe packet\n");
+    return 2;
+}
+
 /* The host side: listeners for the --tcp and --unix checks. */
 static int probe_serve(const char *name)
 {
@@ -682,8 +672,10 @@ static int probe_serve(const char *name)
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     struct sockaddr_un sun;
-    socklen_t ulen = probe_abstract(name, &sun);
+    socklen_t ulen = probe_net_abstract(name, &sun);
     socklen_t slen = sizeof sin;
+    if (ulen == 0)
+        return probe_usage();
     if (t < 0 || u < 0 || bind(t, (struct sockaddr *)&sin, sizeof sin) != 0 ||
         listen(t, 16) != 0 || bind(u, (struct sockaddr *)&sun, ulen) != 0 ||
         listen(u, 16) != 0 ||
@@ -707,14 +699,6 @@ static int probe_serve(const char *name)
     }
 }
 
-static int probe_usage(void)
-{
-    fprintf(stderr, "usage: sandbox_probe check [--netns INODE] [--tcp PORT] "
-                    "[--unix NAME] [--sid SID] [--mknod-dir DIR]...\n"
-                    "       sandbox_probe serve NAME\n");
-    return 2;
-}
-
 static long probe_num(const char *s)
 {
     char *end;
@@ -727,6 +711,9 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "serve") == 0)
         return probe_serve(argv[2]);
+    int rc = probe_net_tool(argc, argv);
+    if (rc >= 0)
+        return rc == 2 ? probe_usage() : rc;
     if (argc < 2 || strcmp(argv[1], "check") != 0)
         return probe_usage();
     struct probe_args a;

@@ -1,39 +1,52 @@
-/* A probe for test_build_network.sh, built static by the test so it runs
- * both on the host and inside a busybox image.
- *
- *   netprobe listen-tcp ADDR PORT     answer every connection with
- *                                     "secret-tcp\n" (forever)
- *   netprobe listen-abstract NAME     the same on the abstract unix socket
- *                                     @NAME ("secret-abstract\n")
- *   netprobe connect-tcp ADDR PORT    print "reached: <first line>" or
- *                                     "refused: <reason>"
- *   netprobe connect-abstract NAME    the same for @NAME
- *   netprobe listen-dns ADDR NAME IP  a DNS server on UDP ADDR:53 that
- *                                     knows one name: NAME has the IPv4
- *                                     address IP (forever)
- *   netprobe packet                   print "packet: open" when an
- *                                     AF_PACKET raw socket opens, else
- *                                     "packet: <reason>"
- *
- * The listeners print "listening" once they accept connections. Exit
- * status 0 unless the arguments are wrong or a listener cannot start.
- */
+/* The network part of sandbox_probe: see probe_net.h. */
+#include "probe_net.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/if_ether.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/time.h>
 #include <unistd.h>
 
-static socklen_t probe_addr(const char *host, const char *port,
-                            struct sockaddr_storage *ss)
+#define PROBE_NET_WAIT_MS 3000
+
+socklen_t probe_net_abstract(const char *name, struct sockaddr_un *sun)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= sizeof sun->sun_path - 1)
+        return 0;
+    memset(sun, 0, sizeof *sun);
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path + 1, name, n); /* sun_path[0] == 0: abstract */
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+}
+
+int probe_net_connect(int s, const struct sockaddr *sa, socklen_t len)
+{
+    int fl = fcntl(s, F_GETFL);
+    fcntl(s, F_SETFL, fl | O_NONBLOCK);
+    if (connect(s, sa, len) == 0)
+        return 0;
+    if (errno != EINPROGRESS)
+        return errno;
+    struct pollfd pf = {s, POLLOUT, 0};
+    if (poll(&pf, 1, PROBE_NET_WAIT_MS) != 1)
+        return ETIMEDOUT;
+    int e = 0;
+    socklen_t el = sizeof e;
+    getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &el);
+    return e;
+}
+
+/* ADDR (IPv4 or IPv6) and PORT into *ss; returns its length or 0. */
+static socklen_t net_addr(const char *host, const char *port,
+                          struct sockaddr_storage *ss)
 {
     char *end;
     long p = strtol(port, &end, 10);
@@ -55,31 +68,20 @@ static socklen_t probe_addr(const char *host, const char *port,
     return 0;
 }
 
-static socklen_t probe_abstract(const char *name, struct sockaddr_un *un)
+static int net_listen(const struct sockaddr *sa, socklen_t len,
+                      const char *reply)
 {
-    size_t n = strlen(name);
-    if (n == 0 || n >= sizeof un->sun_path - 1)
-        return 0;
-    memset(un, 0, sizeof *un);
-    un->sun_family = AF_UNIX;
-    memcpy(un->sun_path + 1, name, n); /* sun_path[0] == 0: abstract */
-    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-}
-
-static int probe_listen(const struct sockaddr *sa, socklen_t len,
-                        const char *reply)
-{
-    int s = socket(sa->sa_family, SOCK_STREAM, 0);
+    int s = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
         bind(s, sa, len) != 0 || listen(s, 16) != 0) {
-        perror("netprobe: listen");
+        perror("sandbox_probe: listen");
         return 1;
     }
     printf("listening\n");
     fflush(stdout);
     for (;;) {
-        int c = accept(s, NULL, NULL);
+        int c = accept4(s, NULL, NULL, SOCK_CLOEXEC);
         if (c < 0)
             continue;
         ssize_t w = write(c, reply, strlen(reply));
@@ -88,22 +90,25 @@ static int probe_listen(const struct sockaddr *sa, socklen_t len,
     }
 }
 
-static int probe_connect(const struct sockaddr *sa, socklen_t len)
+static int net_connect(const struct sockaddr *sa, socklen_t len)
 {
-    int s = socket(sa->sa_family, SOCK_STREAM, 0);
-    struct timeval tv = {3, 0};
+    int s = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0) {
         printf("refused: socket: %s\n", strerror(errno));
         return 0;
     }
-    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(s, sa, len) != 0) {
-        printf("refused: %s\n", strerror(errno));
+    int e = probe_net_connect(s, sa, len);
+    if (e != 0) {
+        printf("refused: %s\n", strerror(e));
+        close(s);
         return 0;
     }
     char buf[128];
-    ssize_t n = read(s, buf, sizeof buf - 1);
+    struct pollfd pf = {s, POLLIN, 0};
+    ssize_t n = poll(&pf, 1, PROBE_NET_WAIT_MS) == 1
+                    ? read(s, buf, sizeof buf - 1)
+                    : -1;
+    close(s);
     if (n <= 0) {
         printf("refused: no answer\n");
         return 0;
@@ -116,16 +121,16 @@ static int probe_connect(const struct sockaddr *sa, socklen_t len)
 
 /* Answers DNS queries for one A record; anything else gets no answer
  * records (NXDOMAIN for other names). */
-static int probe_dns(const char *addr, const char *name, const char *ip)
+static int net_dns(const char *addr, const char *name, const char *ip)
 {
     struct sockaddr_storage ss;
-    socklen_t len = probe_addr(addr, "53", &ss);
+    socklen_t len = net_addr(addr, "53", &ss);
     struct in_addr a;
     if (len == 0 || inet_pton(AF_INET, ip, &a) != 1)
         return 2;
-    int s = socket(ss.ss_family, SOCK_DGRAM, 0);
+    int s = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0 || bind(s, (struct sockaddr *)&ss, len) != 0) {
-        perror("netprobe: dns");
+        perror("sandbox_probe: dns");
         return 1;
     }
     printf("listening\n");
@@ -174,32 +179,39 @@ static int probe_dns(const char *addr, const char *name, const char *ip)
     }
 }
 
-int main(int argc, char **argv)
+int probe_net_tool(int argc, char **argv)
 {
     struct sockaddr_storage ss;
     struct sockaddr_un un;
     socklen_t len;
     const char *cmd = argc > 1 ? argv[1] : "";
-    if (strcmp(cmd, "listen-tcp") == 0 && argc == 4 &&
-        (len = probe_addr(argv[2], argv[3], &ss)) != 0)
-        return probe_listen((struct sockaddr *)&ss, len, "secret-tcp\n");
-    if (strcmp(cmd, "connect-tcp") == 0 && argc == 4 &&
-        (len = probe_addr(argv[2], argv[3], &ss)) != 0)
-        return probe_connect((struct sockaddr *)&ss, len);
-    if (strcmp(cmd, "listen-abstract") == 0 && argc == 3 &&
-        (len = probe_abstract(argv[2], &un)) != 0)
-        return probe_listen((struct sockaddr *)&un, len, "secret-abstract\n");
-    if (strcmp(cmd, "connect-abstract") == 0 && argc == 3 &&
-        (len = probe_abstract(argv[2], &un)) != 0)
-        return probe_connect((struct sockaddr *)&un, len);
-    if (strcmp(cmd, "listen-dns") == 0 && argc == 5)
-        return probe_dns(argv[2], argv[3], argv[4]);
-    if (strcmp(cmd, "packet") == 0 && argc == 2) {
-        int s = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+    if (strcmp(cmd, "listen-tcp") == 0)
+        return argc == 4 && (len = net_addr(argv[2], argv[3], &ss)) != 0
+                   ? net_listen((struct sockaddr *)&ss, len, "secret-tcp\n")
+                   : 2;
+    if (strcmp(cmd, "connect-tcp") == 0)
+        return argc == 4 && (len = net_addr(argv[2], argv[3], &ss)) != 0
+                   ? net_connect((struct sockaddr *)&ss, len)
+                   : 2;
+    if (strcmp(cmd, "listen-abstract") == 0)
+        return argc == 3 && (len = probe_net_abstract(argv[2], &un)) != 0
+                   ? net_listen((struct sockaddr *)&un, len,
+                                "secret-abstract\n")
+                   : 2;
+    if (strcmp(cmd, "connect-abstract") == 0)
+        return argc == 3 && (len = probe_net_abstract(argv[2], &un)) != 0
+                   ? net_connect((struct sockaddr *)&un, len)
+                   : 2;
+    if (strcmp(cmd, "listen-dns") == 0)
+        return argc == 5 ? net_dns(argv[2], argv[3], argv[4]) : 2;
+    if (strcmp(cmd, "packet") == 0) {
+        if (argc != 2)
+            return 2;
+        int s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
         printf("packet: %s\n", s >= 0 ? "open" : strerror(errno));
+        if (s >= 0)
+            close(s);
         return 0;
     }
-    fprintf(stderr, "usage: netprobe listen-tcp|connect-tcp ADDR PORT | "
-                    "listen-abstract|connect-abstract NAME | packet\n");
-    return 2;
+    return -1;
 }
