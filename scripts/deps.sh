@@ -9,7 +9,7 @@ BUILD_PKGS=(
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libssl-dev liblmdb-dev libarchive-dev libjansson-dev
   libcmocka-dev openssl zlib1g-dev libzstd-dev
-  libseccomp-dev libcurl4-openssl-dev
+  libseccomp-dev libcurl4-openssl-dev libmicrohttpd-dev
 )
 # Test and benchmark peers: tools we did not write that check our output.
 TEST_PKGS=(
@@ -22,6 +22,8 @@ TEST_PKGS=(
   # The Helm chart's tests (tests/helm): Helm's template engine offline.
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
   golang-github-xeipuuv-gojsonschema-dev nodejs
+  # cairnd's /metrics checked by a real Prometheus and promtool.
+  prometheus
 )
 
 # Kubernetes' schemas for the chart's rendered objects (npm, pinned by
