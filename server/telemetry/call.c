@@ -27,11 +27,22 @@ static void path_split(const char *path, char *svc, size_t svc_n, const char **m
     *meth = slash + 1;
 }
 
+/* Failed calls are logged at info, and how often a call fails is the
+ * client's choice: a budget keeps a flood of them from flooding the log
+ * (the next line written says how many were dropped). At debug every
+ * call is written: the operator asked for it. */
+#define CALL_FAIL_BURST 100
+static struct cd_log_budget fail_budget = {.burst = CALL_FAIL_BURST};
+
 static void call_log(const struct cd_call_record *r)
 {
     enum cd_log_level level =
         r->code != 0 && r->code != CODE_NOT_FOUND ? CD_LOG_INFO : CD_LOG_DEBUG;
     if (!cd_log_enabled(level))
+        return;
+    unsigned dropped = 0;
+    if (level == CD_LOG_INFO && !cd_log_enabled(CD_LOG_DEBUG) &&
+        !cd_log_budget_take(&fail_budget, &dropped))
         return;
     char svc[128], peer[128] = "";
     const char *meth;
@@ -50,10 +61,13 @@ static void call_log(const struct cd_call_record *r)
         {"bytes_out", CD_LOG_INT, NULL, (long long)r->bytes_out, 0},
         {"peer", CD_LOG_STR, peer, 0, 0},
         {"details", CD_LOG_STR, r->details ? r->details : "", 0, 0},
+        {"dropped", CD_LOG_INT, NULL, (long long)dropped, 0},
     };
     size_t n = sizeof f / sizeof f[0];
+    if (dropped == 0)
+        n--; /* "dropped" only after a flood */
     if (r->code == 0)
-        n--; /* no details on success */
+        n--; /* no details on success (nor a flood to report) */
     cd_log_fields(level, "call", f, n);
 }
 

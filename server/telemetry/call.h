@@ -2,7 +2,9 @@
  * cd_telemetry_call_done where a call ends, and it feeds both the
  * counters (struct cd_metrics: by method and code, latency, bytes) and
  * the call log line (debug for every call; info for a failed one, a
- * NOT_FOUND excepted: a cache miss is an answer, not a failure).
+ * NOT_FOUND excepted: a cache miss is an answer, not a failure; at info
+ * at most 100 such lines a second, the next one naming how many were
+ * dropped).
  * Thread-safe: atomics and one fprintf. */
 #ifndef CAIRN_SERVER_CALL_H
 #define CAIRN_SERVER_CALL_H

@@ -1,6 +1,7 @@
 #include "server/telemetry/process.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,16 @@ static int boot_time(double *out)
     }
     fclose(f);
     return rc;
+}
+
+static pthread_once_t boot_once = PTHREAD_ONCE_INIT;
+static double boot = -1; /* written once, under boot_once */
+
+static void boot_read(void)
+{
+    double bt;
+    if (boot_time(&bt) == 0)
+        boot = bt;
 }
 
 static uint64_t fds_open(void)
@@ -62,14 +73,10 @@ int cd_process_stats_get(struct cd_expo_info *info)
                             &utime, &stime, &start, &vsize, &rss) != 5)
         return -EINVAL;
     /* Start time never changes: boot time is read once. */
-    static double boot = -1;
+    pthread_once(&boot_once, boot_read);
+    if (boot < 0)
+        return -ENOENT;
     double bt = boot;
-    if (bt < 0) {
-        int rc = boot_time(&bt);
-        if (rc != 0)
-            return rc;
-        boot = bt;
-    }
     double tck = (double)sysconf(_SC_CLK_TCK);
     struct rlimit rl;
     info->cpu_seconds = (double)(utime + stime) / tck;

@@ -159,12 +159,57 @@ static void test_call_lines(void **state)
     assert_int_equal(cd_metrics_get(&m.errors), 1);
 }
 
+/* A flood of failing calls at info: every one is counted, at most 100
+ * lines a second are written (the log is the client's to fill
+ * otherwise). */
+static void test_call_flood_budget(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/cairn-logflood.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    cd_log_format_set(CD_LOG_JSON);
+    cd_log_level_set(CD_LOG_INFO);
+    static struct cd_metrics m;
+    cd_metrics_init(&m, NULL, 0);
+    struct cd_call_record bad = {0, NULL, 16, 1000, 5, 0, "", "UNAUTHENTICATED", "no token",
+                                 NULL, NULL};
+    for (int i = 0; i < 1000; i++) {
+        cd_telemetry_call_start(&m, 0);
+        cd_telemetry_call_done(&m, &bad);
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    cd_log_format_set(CD_LOG_TEXT);
+    FILE *f = fdopen(fd, "r");
+    rewind(f);
+    char line[65536];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        json_decref(parse_line(line));
+        n++;
+    }
+    fclose(f);
+    unlink(path);
+    /* Within one second 100 (less the line test_call_lines may have
+     * taken in the same second); a second boundary crossed mid-loop
+     * allows up to 200. */
+    if (n < 90 || n > 200)
+        fail_msg("%d lines for 1000 failed calls", n);
+    assert_int_equal(cd_metrics_get(&m.calls[CD_METRICS_METHODS_MAX][16]), 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hostile_strings),
         cmocka_unit_test(test_text_unchanged),
         cmocka_unit_test(test_call_lines),
+        cmocka_unit_test(test_call_flood_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
