@@ -18,12 +18,12 @@ TEST_PKGS=(
   bazel-bootstrap docker-registry
   uidmap iproute2 hyperfine jq docker.io buildah
   passt nginx python3
+  # cairnd's /metrics checked by a real Prometheus and promtool.
+  prometheus
   apache2-utils python3-jwt python3-cryptography
   # The Helm chart's tests (tests/helm): Helm's template engine offline.
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
   golang-github-xeipuuv-gojsonschema-dev nodejs
-  # cairnd's /metrics checked by a real Prometheus and promtool.
-  prometheus
 )
 
 # Kubernetes' schemas for the chart's rendered objects (npm, pinned by
