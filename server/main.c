@@ -260,9 +260,12 @@ static void hand_over(void *ctx, int fd)
     cd_rpc_channel_add(ctx, fd);
 }
 
-static void peer_name(void *ctx, const char *grpc_peer, char *out, size_t n)
+static void peer_name(void *ctx, const char *grpc_peer, char *out, size_t n, bool wait)
 {
-    cd_relay_peer_name(ctx, grpc_peer, out, n);
+    if (wait)
+        cd_relay_peer_name(ctx, grpc_peer, out, n);
+    else
+        cd_relay_peer_name_try(ctx, grpc_peer, out, n);
 }
 
 /* Puts the relay (server/grpc/relay.c) in front of rpc: gRPC 1.51 cannot

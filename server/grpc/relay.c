@@ -705,14 +705,20 @@ int cd_relay_run(struct cd_relay *r, struct cairn_err *err)
     return 0;
 }
 
-void cd_relay_peer_name(struct cd_relay *r, const char *grpc_peer, char *out, size_t n)
+/* cd_relay_peer_name's lookup; wait false: give up when r->mu is busy. */
+static void peer_lookup(struct cd_relay *r, const char *grpc_peer, char *out, size_t n, bool wait)
 {
     char *end = NULL;
     long fd = -1;
     if (strncmp(grpc_peer, "fd:", 3) == 0 && grpc_peer[3] >= '0' && grpc_peer[3] <= '9')
         fd = strtol(grpc_peer + 3, &end, 10);
     const char *name = grpc_peer;
-    pthread_mutex_lock(&r->mu);
+    if (wait) {
+        pthread_mutex_lock(&r->mu);
+    } else if (pthread_mutex_trylock(&r->mu) != 0) {
+        snprintf(out, n, "%s", grpc_peer);
+        return;
+    }
     /* Newest first: should two entries share a number, the older one's
      * gRPC end is the closed one. */
     for (struct conn *c = r->head; c != NULL && fd >= 0 && end != NULL && *end == '\0';
@@ -724,6 +730,16 @@ void cd_relay_peer_name(struct cd_relay *r, const char *grpc_peer, char *out, si
     }
     snprintf(out, n, "%s", name);
     pthread_mutex_unlock(&r->mu);
+}
+
+void cd_relay_peer_name(struct cd_relay *r, const char *grpc_peer, char *out, size_t n)
+{
+    peer_lookup(r, grpc_peer, out, n, true);
+}
+
+void cd_relay_peer_name_try(struct cd_relay *r, const char *grpc_peer, char *out, size_t n)
+{
+    peer_lookup(r, grpc_peer, out, n, false);
 }
 
 void cd_relay_stop_accepting(struct cd_relay *r)

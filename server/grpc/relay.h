@@ -62,6 +62,11 @@ int cd_relay_run(struct cd_relay *r, struct cairn_err *err);
  * of it), into out; grpc_peer itself when it is not one (any more).
  * Thread-safe. */
 void cd_relay_peer_name(struct cd_relay *r, const char *grpc_peer, char *out, size_t n);
+/* The same without waiting: while the relay thread holds its lock (an
+ * accept storm hands connections to gRPC under it) out gets grpc_peer
+ * itself. For the per-call log line, which a worker thread writes and
+ * which must not make calls wait on the relay. */
+void cd_relay_peer_name_try(struct cd_relay *r, const char *grpc_peer, char *out, size_t n);
 
 /* Closes the listening socket: new connections are refused by the
  * kernel; open ones keep being relayed until either side ends them.

@@ -191,7 +191,7 @@ static void call_peer(void *ctx, char *out, size_t n)
     struct call *c = ctx;
     char *peer = grpc_call_get_peer(c->call);
     if (c->rpc->peer_name != NULL && peer != NULL)
-        c->rpc->peer_name(c->rpc->peer_ctx, peer, out, n);
+        c->rpc->peer_name(c->rpc->peer_ctx, peer, out, n, false);
     else
         snprintf(out, n, "%s", peer ? peer : "");
     gpr_free(peer);
@@ -535,7 +535,7 @@ static bool auth_refuse_duplicate(struct call *c)
         char *peer = grpc_call_get_peer(c->call);
         char name[128];
         if (c->rpc->peer_name != NULL && peer != NULL)
-            c->rpc->peer_name(c->rpc->peer_ctx, peer, name, sizeof name);
+            c->rpc->peer_name(c->rpc->peer_ctx, peer, name, sizeof name, true);
         else
             snprintf(name, sizeof name, "%s", peer ? peer : "?");
         cd_log(CD_LOG_WARN,
