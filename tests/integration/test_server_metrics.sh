@@ -61,6 +61,11 @@ newstore B
 build B b1 -t app --cache "$URL" "$ctx"
 summary b1 | grep -q '2 remote hits, 0 run' || fail "B summary: $(summary b1)"
 
+# A 20 MiB ByteStream Write: staged in batches (8 MiB each by default).
+head -c 20971520 /dev/urandom >"$T/big"
+expect 0 probe write "main/uploads/00000000-0000-4000-8000-000000000001/blobs/$(digest "$T/big")" "$T/big" ||
+    fail "ByteStream Write of 20 MiB"
+
 # 3. curl: the page is valid by promtool's rules, and what must have moved did.
 code=$(scrape m1)
 [ "$code" = 200 ] || fail "GET /metrics: HTTP $code"
@@ -85,6 +90,13 @@ upd_ok=$(value m1 'cairnd_grpc_requests_total{service="build.bazel.remote.execut
     fail "requests by method: GetActionResult OK '$get_ok', UpdateActionResult OK '$upd_ok'"
 nf=$(value m1 'cairnd_grpc_requests_total{service="build.bazel.remote.execution.v2.ActionCache",method="GetActionResult",code="NOT_FOUND"}')
 [ "${nf:-0}" -ge 2 ] || fail "GetActionResult NOT_FOUND '$nf'"
+wr=$(value m1 'cairnd_grpc_requests_total{service="google.bytestream.ByteStream",method="Write",code="OK"}')
+batches=$(value m1 cairnd_store_stage_batches_total)
+syncs=$(value m1 cairnd_store_stage_sync_duration_seconds_count)
+[ "${wr:-0}" -ge 1 ] && [ "${batches:-0}" -ge 2 ] && [ "$syncs" = "$batches" ] &&
+    pass "Write OK $wr; $batches stage batches, each in the sync histogram" ||
+    fail "Write OK '$wr', stage batches '$batches', sync histogram count '$syncs'"
+[ "$(value m1 cairnd_uploads_in_flight)" = 0 ] || fail "uploads in flight after the uploads: $(value m1 cairnd_uploads_in_flight)"
 blobs=$(value m1 cairnd_store_blobs)
 [ "${blobs:-0}" -ge 2 ] || fail "cairnd_store_blobs '$blobs'"
 [ "$(value m1 cairnd_store_limit_bytes)" = 1073741824 ] || fail "store limit: $(value m1 cairnd_store_limit_bytes)"
