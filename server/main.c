@@ -204,6 +204,7 @@ static char *metrics_token_read(const char *path)
     if (!ok) {
         fprintf(stderr, "cairnd: --metrics-token-file %s: expected one token of 1 to %u printable "
                 "characters without spaces\n", path, MAX_METRICS_TOKEN);
+        explicit_bzero(t, strlen(t));
         free(t);
         return NULL;
     }
