@@ -9,7 +9,7 @@ BUILD_PKGS=(
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libssl-dev liblmdb-dev libarchive-dev libjansson-dev
   libcmocka-dev openssl zlib1g-dev libzstd-dev
-  libseccomp-dev libcurl4-openssl-dev
+  libseccomp-dev libcurl4-openssl-dev libmicrohttpd-dev
 )
 # Test and benchmark peers: tools we did not write that check our output.
 TEST_PKGS=(
@@ -18,6 +18,8 @@ TEST_PKGS=(
   bazel-bootstrap docker-registry
   uidmap iproute2 hyperfine jq docker.io buildah
   passt nginx python3
+  # cairnd's /metrics checked by a real Prometheus and promtool.
+  prometheus
   apache2-utils python3-jwt python3-cryptography
   # The Helm chart's tests (tests/helm): Helm's template engine offline.
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev

@@ -95,6 +95,13 @@ static const struct opt {
      "N worker threads (default: number of cores)"},
     {"--log-level", OPT_STRING, offsetof(struct cd_config, log_level), 0, 0,
      "error|warn|info|debug (default info)"},
+    {"--log-format", OPT_STRING, offsetof(struct cd_config, log_format), 0, 0,
+     "text|json: lines as text (default) or one JSON object each"},
+    {"--metrics-listen", OPT_STRING, offsetof(struct cd_config, metrics_listen), 0, 0,
+     "ADDR:PORT to serve Prometheus /metrics on (*:PORT: every address;\n"
+     "                         port 0 picks a free port and prints it)"},
+    {"--metrics-token-file", OPT_STRING, offsetof(struct cd_config, metrics_token_file), 0, 0,
+     "FILE holding a token /metrics requires as 'Authorization: Bearer'"},
     {"--upload-idle-timeout", OPT_DURATION, offsetof(struct cd_config, upload_ttl_s), 1, 7 * 86400,
      "DURATION an unfinished upload is kept without calls (default 1h);\n"
      "                         a Write stream silent for half of it is cancelled"},
@@ -209,6 +216,7 @@ int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_e
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->threads = ncpu > 0 ? (unsigned)ncpu : 1;
     cfg->log_level = "info";
+    cfg->log_format = "text";
     cfg->upload_ttl_s = 3600;
     cfg->stage_batch = CD_STORE_STAGE_BATCH_DEFAULT;
     cfg->stats_interval_s = 60;
@@ -249,6 +257,8 @@ int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_e
         return cairn_err_set(err, CAIRN_E_INVAL, "--listen, --dir and --max-size are required");
     if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL))
         return cairn_err_set(err, CAIRN_E_INVAL, "--tls-cert and --tls-key go together");
+    if (cfg->metrics_token_file != NULL && cfg->metrics_listen == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "--metrics-token-file needs --metrics-listen");
     if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL)
         return cairn_err_set(err, CAIRN_E_INVAL, "--tls-client-ca needs --tls-cert and --tls-key");
     return 0;

@@ -19,6 +19,9 @@ struct cd_config {
     const char *tls_client_ca; /* --tls-client-ca FILE */
     unsigned threads;         /* --threads N (default: online CPUs) */
     const char *log_level;    /* --log-level L */
+    const char *log_format;   /* --log-format text|json */
+    const char *metrics_listen; /* --metrics-listen ADDR:PORT (NULL: none) */
+    const char *metrics_token_file; /* --metrics-token-file FILE */
     unsigned upload_ttl_s;    /* --upload-idle-timeout DURATION */
     uint64_t stage_batch;     /* --stage-batch SIZE (whole MiB) */
     unsigned stats_interval_s; /* --stats-interval DURATION */

@@ -5,16 +5,21 @@
  * --shutdown-delay everything else is still served), then new calls are
  * refused, calls in flight finish (up to --drain-timeout), and the process
  * exits 0. */
+#include "cachekey/key.h"
 #include "server/reapi/auth.h"
 #include "server/config.h"
+#include "server/grpc/metrics_http.h"
+#include "server/telemetry/expo.h"
 #include "server/telemetry/log.h"
 #include "server/telemetry/metrics.h"
+#include "server/telemetry/process.h"
 #include "server/grpc/relay.h"
 #include "server/grpc/rpc.h"
 #include "server/store/store.h"
 #include "server/grpc/tls.h"
 #include "server/store/uploads.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <grpc/grpc.h>
 #include <malloc.h>
@@ -127,13 +132,112 @@ static void malloc_tune(uint64_t stage_batch)
 }
 
 /* Prints the bound address the way tests and scripts read it:
- * "listening on HOST:PORT" (HOST as given, e.g. 127.0.0.1 or [::1]). */
-static void print_listening(const char *listen, int port)
+ * "WHAT HOST:PORT" (HOST as given, e.g. 127.0.0.1 or [::1]). */
+static void print_bound(const char *what, const char *listen, int port)
 {
     const char *colon = strrchr(listen, ':');
     int hostlen = colon ? (int)(colon - listen) : (int)strlen(listen);
-    printf("listening on %.*s:%d\n", hostlen, listen, port);
+    printf("%s %.*s:%d\n", what, hostlen, listen, port);
     fflush(stdout);
+}
+
+/* What a scrape reads: the counters, the store's totals and /proc. */
+struct scrape {
+    struct cd_metrics *m;
+    struct cd_store *store;
+};
+
+/* cd_metrics_render_fn: every input is read without a lock a call
+ * waits on (atomics; cd_store_stats_get's own read txn). */
+static int scrape_render(void *ctx, struct cairn_buf *out)
+{
+    struct scrape *sc = ctx;
+    struct cd_expo_info info = {.version = CAIRN_VERSION, .key_scheme = CK_KEY_VERSION,
+                                .grpc_version = grpc_version_string()};
+    struct cd_store_stats ss;
+    cd_store_stats_get(sc->store, &ss);
+    info.store = true;
+    info.store_bytes = ss.bytes;
+    info.store_limit = ss.max_size;
+    info.store_blobs = ss.blobs;
+    info.store_ac_entries = ss.ac_entries;
+    info.store_ac_bytes = ss.ac_bytes;
+    info.evictions = ss.evictions;
+    info.evicted_bytes = ss.evicted_bytes;
+    info.quarantined = ss.quarantined;
+    info.quarantined_bytes = ss.quarantined_bytes;
+    info.pending_uploads = ss.pending_uploads;
+    (void)cd_process_stats_get(&info);
+    struct cd_expo e = {out, 0};
+    return cd_expo_render(&e, sc->m, &info);
+}
+
+/* The store's staging transactions, for cairnd_store_stage_*. */
+static void stage_observed(void *ctx, uint64_t ns)
+{
+    struct cd_metrics *m = ctx;
+    cd_metrics_add(&m->stage_batches, 1);
+    cd_hist_observe(&m->stage_sync, ns);
+}
+
+/* Reads --metrics-token-file: one token (surrounding white space
+ * dropped), printable, at most 4 KiB. Returns a malloc'd copy or NULL
+ * after saying why on stderr (never the file's content). */
+#define MAX_METRICS_TOKEN 4096
+static char *metrics_token_read(const char *path)
+{
+    struct cairn_err err = {0};
+    char *t = read_pem(path, &err);
+    if (t == NULL) {
+        fprintf(stderr, "cairnd: --metrics-token-file %s\n", err.msg);
+        return NULL;
+    }
+    char *p = t;
+    while (isspace((unsigned char)*p))
+        p++;
+    size_t n = strlen(p);
+    while (n > 0 && isspace((unsigned char)p[n - 1]))
+        n--;
+    bool ok = n > 0 && n <= MAX_METRICS_TOKEN;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = p[i] > ' ' && p[i] < 0x7f;
+    if (!ok) {
+        fprintf(stderr, "cairnd: --metrics-token-file %s: expected one token of 1 to %u printable "
+                "characters without spaces\n", path, MAX_METRICS_TOKEN);
+        explicit_bzero(t, strlen(t));
+        free(t);
+        return NULL;
+    }
+    memmove(t, p, n);
+    t[n] = '\0';
+    return t;
+}
+
+/* --metrics-listen: the /metrics listener (NULL without the option).
+ * Returns 0 (*out, *port) or -1 after saying why on stderr. */
+static int metrics_start(const struct cd_config *cfg, struct scrape *sc,
+                         struct cd_metrics_http **out, int *port)
+{
+    *out = NULL;
+    if (cfg->metrics_listen == NULL)
+        return 0;
+    char *token = NULL;
+    if (cfg->metrics_token_file != NULL && (token = metrics_token_read(cfg->metrics_token_file)) == NULL)
+        return -1;
+    struct cairn_err err = {0};
+    struct cd_metrics_http_opts mo = {cfg->metrics_listen, token, scrape_render, sc};
+    int rc = cd_metrics_http_open(&mo, out, port, &err);
+    if (token != NULL) {
+        explicit_bzero(token, strlen(token));
+        free(token);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "cairnd: %s\n", err.msg);
+        return -1;
+    }
+    cd_log(CD_LOG_INFO, "metrics: /metrics on %s%s", cfg->metrics_listen,
+           cfg->metrics_token_file ? " (bearer token required)" : "");
+    return 0;
 }
 
 /* Each relayed connection holds five descriptors (docs/operations.md):
@@ -157,9 +261,12 @@ static void hand_over(void *ctx, int fd)
     cd_rpc_channel_add(ctx, fd);
 }
 
-static void peer_name(void *ctx, const char *grpc_peer, char *out, size_t n)
+static void peer_name(void *ctx, const char *grpc_peer, char *out, size_t n, bool wait)
 {
-    cd_relay_peer_name(ctx, grpc_peer, out, n);
+    if (wait)
+        cd_relay_peer_name(ctx, grpc_peer, out, n);
+    else
+        cd_relay_peer_name_try(ctx, grpc_peer, out, n);
 }
 
 /* Puts the relay (server/grpc/relay.c) in front of rpc: gRPC 1.51 cannot
@@ -260,12 +367,14 @@ static int serve(const struct cd_config *cfg, const sigset_t *sigs, struct cd_sv
         if (stop_sig != 0 && now >= drain_at)
             return stop_sig;
         unsigned reaped = cd_rpc_reap_idle(rpc);
+        cd_metrics_add(&svc->metrics->streams_reaped, reaped);
         if (reaped > 0)
             cd_log(CD_LOG_INFO, "cancelled %u Write stream(s) idle for %us; uploads parked", reaped,
                    idle_s);
         if (now - last_maintain >= (time_t)maintain_every) {
             last_maintain = now;
             unsigned n = cd_uploads_expire(svc->uploads);
+            cd_metrics_add(&svc->metrics->uploads_abandoned, n);
             if (n > 0)
                 cd_log(CD_LOG_INFO, "dropped %u abandoned upload(s) idle for %us", n,
                        cfg->upload_ttl_s);
@@ -295,7 +404,7 @@ static void signals_block(sigset_t *sigs)
 
 /* Opens the store as the options say. Returns 0 (*out) or -1 after
  * saying why on stderr. */
-static int store_open(const struct cd_config *cfg, struct cd_store **out)
+static int store_open(const struct cd_config *cfg, struct cd_metrics *m, struct cd_store **out)
 {
     struct cairn_err err = {0};
     struct cd_store_opts so = {.dir = cfg->dir,
@@ -303,7 +412,9 @@ static int store_open(const struct cd_config *cfg, struct cd_store **out)
                                .upload_ttl_s = cfg->upload_ttl_s,
                                .stage_batch = (size_t)cfg->stage_batch,
                                .verify_off = cfg->no_read_verify,
-                               .verify_ttl_s = cfg->reverify_s};
+                               .verify_ttl_s = cfg->reverify_s,
+                               .on_stage = stage_observed,
+                               .on_stage_ctx = m};
     if (cd_store_open(&so, out, &err) != 0) {
         fprintf(stderr, "cairnd: store %s: %s\n", cfg->dir, err.msg);
         return -1;
@@ -383,6 +494,12 @@ int main(int argc, char **argv)
         return 2;
     }
     cd_log_level_set(level);
+    enum cd_log_format format;
+    if (cd_log_format_parse(cfg.log_format, &format) != 0) {
+        fprintf(stderr, "cairnd: --log-format: '%s' is not text|json\n", cfg.log_format);
+        return 2;
+    }
+    cd_log_format_set(format);
     if (cfg.verify)
         return verify_main(&cfg);
     malloc_tune(cfg.stage_batch);
@@ -398,8 +515,13 @@ int main(int argc, char **argv)
     struct cd_relay *relay = NULL;
     SSL_CTX *tls = NULL;
     char *cert = NULL, *key = NULL, *ca = NULL;
-    struct cd_metrics metrics;
-    memset(&metrics, 0, sizeof metrics);
+    struct cd_metrics_http *mh = NULL;
+    static struct cd_metrics metrics; /* 8 KiB of counters: not on the stack */
+    const char *paths[CD_METRICS_METHODS_MAX];
+    size_t npaths = 0;
+    for (; npaths < cd_methods_count && npaths < CD_METRICS_METHODS_MAX; npaths++)
+        paths[npaths] = cd_methods[npaths].path;
+    cd_metrics_init(&metrics, paths, npaths);
 
     if (auth_open(&cfg, &auth) != 0)
         return 2;
@@ -408,8 +530,17 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    if (store_open(&cfg, &store) != 0)
+    if (store_open(&cfg, &metrics, &store) != 0)
         goto out;
+    /* Before gRPC: a bad --metrics-listen stops cairnd (exit 2) before it
+     * has served anything. Scrapes go on through the drain; the listener
+     * stops before the store closes (at out). */
+    struct scrape sc = {&metrics, store};
+    int metrics_port = 0;
+    if (metrics_start(&cfg, &sc, &mh, &metrics_port) != 0) {
+        status = 2;
+        goto out;
+    }
     if (cd_uploads_new(cfg.upload_ttl_s, &uploads) != 0) {
         fprintf(stderr, "cairnd: out of memory\n");
         goto out;
@@ -452,13 +583,16 @@ int main(int argc, char **argv)
                "(CVE-2023-33953, docs/security.md); no connection caps");
     }
     log_start(&cfg, &ro);
-    print_listening(cfg.listen, port);
+    if (mh != NULL)
+        print_bound("metrics on", cfg.metrics_listen, metrics_port);
+    print_bound("listening on", cfg.listen, port);
 
     int sig = serve(&cfg, &sigs, &svc, rpc, idle_s);
     drain(&cfg, sig, relay, rpc);
     log_summary("exit", &metrics, store);
     status = 0;
 out:
+    cd_metrics_http_free(mh);
     cd_uploads_free(uploads);
     cd_store_close(store);
     cd_auth_free(auth);

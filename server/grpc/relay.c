@@ -130,17 +130,15 @@ static bool peer_same_ip(const struct sockaddr_storage *a, const struct sockaddr
                   &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
 }
 
-/* Binds "host:port" or "[v6]:port" (an empty host or "*": every address)
- * and listens. Returns the socket or a negative code with err set. */
-static int listen_open(const char *addr, int *port, struct cairn_err *err)
+int cd_relay_listen_open(const char *opt, const char *addr, int *port, struct cairn_err *err)
 {
     char host[256];
     const char *colon = strrchr(addr, ':');
     char *end = NULL;
     unsigned long pn = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
     if (colon == NULL || colon[1] < '0' || colon[1] > '9' || *end != '\0' || pn > 65535)
-        return cairn_err_set(err, CAIRN_E_INVAL, "--listen %s: expected HOST:PORT (port 0-65535)",
-                             addr);
+        return cairn_err_set(err, CAIRN_E_INVAL, "%s %s: expected HOST:PORT (port 0-65535)",
+                             opt, addr);
     size_t hl = (size_t)(colon - addr);
     const char *h = addr;
     if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
@@ -148,7 +146,7 @@ static int listen_open(const char *addr, int *port, struct cairn_err *err)
         hl -= 2;
     }
     if (hl >= sizeof host)
-        return cairn_err_set(err, CAIRN_E_INVAL, "--listen %s: host name too long", addr);
+        return cairn_err_set(err, CAIRN_E_INVAL, "%s %s: host name too long", opt, addr);
     memcpy(host, h, hl);
     host[hl] = '\0';
     struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
@@ -156,7 +154,7 @@ static int listen_open(const char *addr, int *port, struct cairn_err *err)
     bool any = host[0] == '\0' || strcmp(host, "*") == 0;
     int gai = getaddrinfo(any ? NULL : host, colon + 1, &hints, &ai);
     if (gai != 0)
-        return cairn_err_set(err, CAIRN_E_INVAL, "--listen %s: %s", addr, gai_strerror(gai));
+        return cairn_err_set(err, CAIRN_E_INVAL, "%s %s: %s", opt, addr, gai_strerror(gai));
     int fd = -1, e = 0;
     /* The wildcard prefers one dual-stack IPv6 socket, as gRPC did. */
     for (int pass = 0; pass < 2 && fd < 0; pass++) {
@@ -181,7 +179,7 @@ static int listen_open(const char *addr, int *port, struct cairn_err *err)
     }
     freeaddrinfo(ai);
     if (fd < 0)
-        return cairn_err_set(err, CAIRN_E_INVAL, "cannot listen on %s: %s", addr,
+        return cairn_err_set(err, CAIRN_E_INVAL, "%s: cannot listen on %s: %s", opt, addr,
                              strerror(e ? e : EADDRNOTAVAIL));
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -677,7 +675,7 @@ int cd_relay_open(const struct cd_relay_opts *opts, struct cd_relay **out, int *
     r->refused_log.burst = 1;
     pthread_mutex_init(&r->mu, NULL);
     int rc;
-    r->lfd = listen_open(opts->listen, port, err);
+    r->lfd = cd_relay_listen_open("--listen", opts->listen, port, err);
     if (r->lfd < 0) {
         rc = r->lfd;
         goto fail;
@@ -707,14 +705,20 @@ int cd_relay_run(struct cd_relay *r, struct cairn_err *err)
     return 0;
 }
 
-void cd_relay_peer_name(struct cd_relay *r, const char *grpc_peer, char *out, size_t n)
+/* cd_relay_peer_name's lookup; wait false: give up when r->mu is busy. */
+static void peer_lookup(struct cd_relay *r, const char *grpc_peer, char *out, size_t n, bool wait)
 {
     char *end = NULL;
     long fd = -1;
     if (strncmp(grpc_peer, "fd:", 3) == 0 && grpc_peer[3] >= '0' && grpc_peer[3] <= '9')
         fd = strtol(grpc_peer + 3, &end, 10);
     const char *name = grpc_peer;
-    pthread_mutex_lock(&r->mu);
+    if (wait) {
+        pthread_mutex_lock(&r->mu);
+    } else if (pthread_mutex_trylock(&r->mu) != 0) {
+        snprintf(out, n, "%s", grpc_peer);
+        return;
+    }
     /* Newest first: should two entries share a number, the older one's
      * gRPC end is the closed one. */
     for (struct conn *c = r->head; c != NULL && fd >= 0 && end != NULL && *end == '\0';
@@ -726,6 +730,16 @@ void cd_relay_peer_name(struct cd_relay *r, const char *grpc_peer, char *out, si
     }
     snprintf(out, n, "%s", name);
     pthread_mutex_unlock(&r->mu);
+}
+
+void cd_relay_peer_name(struct cd_relay *r, const char *grpc_peer, char *out, size_t n)
+{
+    peer_lookup(r, grpc_peer, out, n, true);
+}
+
+void cd_relay_peer_name_try(struct cd_relay *r, const char *grpc_peer, char *out, size_t n)
+{
+    peer_lookup(r, grpc_peer, out, n, false);
 }
 
 void cd_relay_stop_accepting(struct cd_relay *r)

@@ -41,6 +41,13 @@ struct cd_relay_opts {
 
 struct cd_relay;
 
+/* Binds "host:port" or "[v6]:port" (an empty host or "*": every address,
+ * one dual-stack socket when IPv6 is there) and listens, non-blocking;
+ * *port is the bound port. Returns the socket, or a negative code with
+ * err naming opt (the option that gave addr) and what failed. Also used
+ * by the metrics listener (server/grpc/metrics_http.h). */
+int cd_relay_listen_open(const char *opt, const char *addr, int *port, struct cairn_err *err);
+
 /* Binds and listens; connections wait in the kernel's backlog until
  * cd_relay_run. *port is the bound port. Returns 0, CAIRN_E_INVAL (bad or
  * unusable address, err says which), CAIRN_E_NOMEM or a negative errno. */
@@ -55,6 +62,11 @@ int cd_relay_run(struct cd_relay *r, struct cairn_err *err);
  * of it), into out; grpc_peer itself when it is not one (any more).
  * Thread-safe. */
 void cd_relay_peer_name(struct cd_relay *r, const char *grpc_peer, char *out, size_t n);
+/* The same without waiting: while the relay thread holds its lock (an
+ * accept storm hands connections to gRPC under it) out gets grpc_peer
+ * itself. For the per-call log line, which a worker thread writes and
+ * which must not make calls wait on the relay. */
+void cd_relay_peer_name_try(struct cd_relay *r, const char *grpc_peer, char *out, size_t n);
 
 /* Closes the listening socket: new connections are refused by the
  * kernel; open ones keep being relayed until either side ends them.

@@ -1,5 +1,6 @@
 #include "server/grpc/rpc.h"
 
+#include "server/telemetry/call.h"
 #include "server/telemetry/log.h"
 #include "server/reapi/status.h"
 
@@ -108,9 +109,20 @@ struct call {
     bool idle_listed;
     bool reaped;
     _Atomic int64_t last_ms;
+    /* For the call's record (cd_telemetry_call_done, at call_free). */
+    int64_t start_ns;
+    int code; /* status sent; CANCELLED until call_finish */
+    uint64_t bytes_in, bytes_out;
 };
 
 /* --- call lifetime --- */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static int64_t now_ms(void)
 {
@@ -173,8 +185,42 @@ unsigned cd_rpc_reap_idle(struct cd_rpc *rpc)
     return n;
 }
 
+/* The client's address for the call's log line (cd_call_peer_fn). */
+static void call_peer(void *ctx, char *out, size_t n)
+{
+    struct call *c = ctx;
+    char *peer = grpc_call_get_peer(c->call);
+    if (c->rpc->peer_name != NULL && peer != NULL)
+        c->rpc->peer_name(c->rpc->peer_ctx, peer, out, n, false);
+    else
+        snprintf(out, n, "%s", peer ? peer : "");
+    gpr_free(peer);
+}
+
+/* The call's one record, for the counters and the log (server/telemetry/
+ * call.h): made when the call is freed, after its status went out. */
+static void call_record(struct call *c)
+{
+    grpc_status_code code = (grpc_status_code)c->code;
+    struct cd_call_record r = {
+        c->m != NULL ? (size_t)(c->m - cd_methods) : SIZE_MAX,
+        c->m != NULL ? c->m->path : NULL,
+        c->code,
+        (uint64_t)(now_ns() - c->start_ns),
+        c->bytes_in,
+        c->bytes_out,
+        c->reply.instance,
+        cd_status_name(code),
+        c->code != GRPC_STATUS_OK ? c->reply.err.msg : "",
+        call_peer,
+        c,
+    };
+    cd_telemetry_call_done(c->rpc->svc->metrics, &r);
+}
+
 static void call_free(struct call *c)
 {
+    call_record(c);
     if (c->idle_listed)
         idle_remove(c);
     if (c->state != NULL && c->m != NULL && c->m->stream != NULL)
@@ -267,11 +313,7 @@ static void call_finish(struct call *c)
         c->state = NULL;
     }
     grpc_status_code code = cd_status_from_err(c->reply.err.code);
-    if (code != GRPC_STATUS_OK) {
-        cd_metrics_add(&c->rpc->svc->metrics->errors, 1);
-        cd_log(CD_LOG_DEBUG, "%s: %s: %s", c->m ? c->m->path : "?", cd_status_name(code),
-               c->reply.err.msg);
-    }
+    c->code = (int)code;
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
     size_t n = 0;
@@ -280,6 +322,7 @@ static void call_finish(struct call *c)
         c->initial_md_sent = true;
     }
     if (code == GRPC_STATUS_OK && c->reply.out != NULL) {
+        c->bytes_out += c->reply.out_len;
         c->send_buf = buffer_take(&c->reply.out, c->reply.out_len);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = c->send_buf;
@@ -367,6 +410,7 @@ static void stream_send_next(struct call *c)
         ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
         c->initial_md_sent = true;
     }
+    c->bytes_out += c->reply.out_len;
     c->send_buf = buffer_take(&c->reply.out, c->reply.out_len);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = c->send_buf;
@@ -418,6 +462,7 @@ static void on_stream_recv(struct call *c, bool ok)
         niov = 1;
         total = GRPC_SLICE_LENGTH(flat);
     }
+    c->bytes_in += total;
     struct cd_req req = {NULL, total, iov, niov, c->authorization};
     bool done = false;
     int rc = c->m->stream->message(c->state, &req, &done, &c->reply);
@@ -490,7 +535,7 @@ static bool auth_refuse_duplicate(struct call *c)
         char *peer = grpc_call_get_peer(c->call);
         char name[128];
         if (c->rpc->peer_name != NULL && peer != NULL)
-            c->rpc->peer_name(c->rpc->peer_ctx, peer, name, sizeof name);
+            c->rpc->peer_name(c->rpc->peer_ctx, peer, name, sizeof name, true);
         else
             snprintf(name, sizeof name, "%s", peer ? peer : "?");
         cd_log(CD_LOG_WARN,
@@ -534,6 +579,7 @@ static void call_dispatch(struct call *c, grpc_byte_buffer *payload)
         return;
     }
     grpc_slice s = buffer_flatten(payload);
+    c->bytes_in += GRPC_SLICE_LENGTH(s);
     struct cd_req req = {GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), NULL, 0,
                          c->authorization};
     if (m->request != NULL && cd_request_strings_check(m->request, &req, &c->reply) != 0) {
@@ -580,6 +626,10 @@ static void slot_done(struct tag *t, bool ok)
         c->close_tag.fn = call_close_done;
         c->rpc = rpc;
         c->m = sl->m;
+        c->start_ns = now_ns();
+        c->code = GRPC_STATUS_CANCELLED;
+        cd_telemetry_call_start(rpc->svc->metrics,
+                                sl->m != NULL ? (size_t)(sl->m - cd_methods) : SIZE_MAX);
         c->call = sl->call;
         c->md = sl->md; /* moves the metadata (and the slices it holds) */
         c->authorization = auth_header(&c->md, &c->auth_count);

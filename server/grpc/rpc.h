@@ -60,7 +60,10 @@ void cd_rpc_channel_add(struct cd_rpc *rpc, int fd);
  * sees "fd:N"): fn writes the client's address for gRPC's peer string.
  * Call before the first cd_rpc_channel_add; ctx is borrowed until
  * cd_rpc_free. */
-typedef void cd_rpc_peer_name_fn(void *ctx, const char *grpc_peer, char *out, size_t n);
+/* wait false: the caller is a call's log line, which must not wait on a
+ * lock; fn may then give grpc_peer itself. */
+typedef void cd_rpc_peer_name_fn(void *ctx, const char *grpc_peer, char *out, size_t n,
+                                 bool wait);
 void cd_rpc_peer_names_set(struct cd_rpc *rpc, cd_rpc_peer_name_fn *fn, void *ctx);
 
 /* Cancels client-streaming calls (ByteStream Write) that have received

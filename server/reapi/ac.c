@@ -70,6 +70,8 @@ void cd_ac_get(struct cd_svc *svc, const struct cd_req *req, struct cd_reply *r)
                                       &data, &len, &missing);
     if (rc == CAIRN_E_NOTFOUND || rc == CAIRN_E_CORRUPT) {
         cd_metrics_add(&svc->metrics->ac_misses, 1);
+        if (rc == CAIRN_E_CORRUPT || missing != SIZE_MAX)
+            cd_metrics_add(&svc->metrics->ac_incomplete, 1);
         if (rc == CAIRN_E_CORRUPT) {
             cd_reply_fail(r, CAIRN_E_NOTFOUND, "%s", chk.err.msg);
         } else if (missing == SIZE_MAX) {

@@ -70,8 +70,10 @@ static int read_start(struct cd_svc *svc, const struct cd_req *req, void **state
      * be (docs/storage.md "Verification"). */
     if (st->end == size && (rc = cd_reader_verify(st->reader, st->pos)) != 0) {
         char why[256];
-        if (rc == CAIRN_E_CORRUPT)
+        if (rc == CAIRN_E_CORRUPT) {
+            cd_metrics_add(&svc->metrics->verify_failures, 1);
             cd_corrupt_report(res.instance, &res.digest, why, sizeof why);
+        }
         cd_reply_fail(r, rc, "%s", rc == CAIRN_E_CORRUPT ? why : cairn_strerror(rc));
         cd_reader_close(st->reader);
         goto out;
@@ -114,6 +116,7 @@ static int read_next(void *state, bool *done, struct cd_reply *r)
         if (rc == CAIRN_E_CORRUPT) {
             free(msg);
             char why[256];
+            cd_metrics_add(&st->svc->metrics->verify_failures, 1);
             cd_corrupt_report(st->res.instance, &st->res.digest, why, sizeof why);
             return cd_reply_fail(r, rc, "%s", why);
         }

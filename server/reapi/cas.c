@@ -62,6 +62,8 @@ void cd_cas_find_missing(struct cd_svc *svc, const struct cd_req *req, struct cd
         if (missing[i])
             out[resp.n_missing_blob_digests++] = in->blob_digests[i];
     }
+    cd_metrics_add(&svc->metrics->blobs_missing, resp.n_missing_blob_digests);
+    cd_metrics_add(&svc->metrics->blobs_found, n - resp.n_missing_blob_digests);
     cd_pb_pack(&resp.base, r);
 out:
     free(out);
@@ -157,6 +159,7 @@ static void cas_read_one(struct cd_svc *svc, const char *instance, const PbDiges
         cd_metrics_add(&svc->metrics->bytes_out, (uint64_t)d.size);
     }
     if (rc == CAIRN_E_CORRUPT) {
+        cd_metrics_add(&svc->metrics->verify_failures, 1);
         cd_corrupt_report(instance ? instance : "", &d, err.msg, sizeof err.msg);
         item_set(s, rc, err.msg);
         return;

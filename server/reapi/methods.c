@@ -45,6 +45,7 @@ int cd_svc_authorize(const struct cd_svc *svc, const struct cd_req *req,
                      const char *instance, enum cd_access need,
                      struct cd_reply *r)
 {
+    snprintf(r->instance, sizeof r->instance, "%s", instance ? instance : "");
     int rc = cd_auth_check(svc->auth, req->authorization, instance, need);
     if (rc == CAIRN_E_AUTH)
         return cd_reply_fail(r, rc, "missing or unknown bearer token");

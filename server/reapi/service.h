@@ -65,6 +65,9 @@ struct cd_reply {
     struct cairn_err err;
     uint8_t *out;
     size_t out_len;
+    /* The instance the call named (set by cd_svc_authorize, truncated),
+     * for the call's log line; "" when none. */
+    char instance[128];
 };
 
 /* Records a failure in r (code + sentence) and returns code. */
@@ -72,7 +75,8 @@ int cd_reply_fail(struct cd_reply *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Checks access for a request under instance; on refusal fills r with
- * UNAUTHENTICATED or PERMISSION_DENIED and returns the code. */
+ * UNAUTHENTICATED or PERMISSION_DENIED and returns the code. Records
+ * instance in r->instance either way. */
 int cd_svc_authorize(const struct cd_svc *svc, const struct cd_req *req,
                      const char *instance, enum cd_access need,
                      struct cd_reply *r);

@@ -287,6 +287,9 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
     pthread_mutex_init(&st->pin_mu, NULL);
     pthread_mutex_init(&st->up_mu, NULL);
     pthread_mutex_init(&st->ctr_mu, NULL);
+    pthread_mutex_init(&st->stats_mu, NULL);
+    st->on_stage = opts->on_stage;
+    st->on_stage_ctx = opts->on_stage_ctx;
     pthread_mutex_init(&st->sg_mu, NULL);
     pthread_cond_init(&st->sg_cond, NULL);
     pthread_cond_init(&st->sg_done, NULL);
@@ -368,6 +371,8 @@ void cd_store_close(struct cd_store *st)
         (void)cd_store_access_flush(st);
         for (size_t i = 0; i < st->npool; i++)
             mdb_txn_abort(st->pool[i]);
+        if (st->stats_txn != NULL)
+            mdb_txn_abort(st->stats_txn);
         (void)mdb_env_sync(st->env, 1);
         mdb_env_close(st->env);
     }
@@ -382,6 +387,7 @@ void cd_store_close(struct cd_store *st)
     pthread_mutex_destroy(&st->pin_mu);
     pthread_mutex_destroy(&st->up_mu);
     pthread_mutex_destroy(&st->ctr_mu);
+    pthread_mutex_destroy(&st->stats_mu);
     pthread_mutex_destroy(&st->sg_mu);
     pthread_cond_destroy(&st->sg_cond);
     pthread_cond_destroy(&st->sg_done);
@@ -394,15 +400,23 @@ void cd_store_stats_get(struct cd_store *st, struct cd_store_stats *out)
 {
     memset(out, 0, sizeof *out);
     out->max_size = st->max_size;
-    pthread_mutex_lock(&st->ctr_mu);
-    out->evictions = st->evictions;
-    out->evicted_bytes = st->evicted_bytes;
-    out->quarantined = st->quarantined;
-    out->quarantined_bytes = st->quarantined_bytes;
-    pthread_mutex_unlock(&st->ctr_mu);
-    MDB_txn *txn = NULL;
-    if (cd_store_rtxn_begin(st, &txn) != 0)
+    out->evictions = atomic_load_explicit(&st->evictions, memory_order_relaxed);
+    out->evicted_bytes = atomic_load_explicit(&st->evicted_bytes, memory_order_relaxed);
+    out->quarantined = atomic_load_explicit(&st->quarantined, memory_order_relaxed);
+    out->quarantined_bytes = atomic_load_explicit(&st->quarantined_bytes, memory_order_relaxed);
+    /* Not the pool (pool_mu is taken by every read): a txn of its own,
+     * begun once (LMDB's reader-table lock, once) and renewed after. */
+    pthread_mutex_lock(&st->stats_mu);
+    MDB_txn *txn = st->stats_txn;
+    st->stats_txn = NULL;
+    if (txn != NULL && mdb_txn_renew(txn) != 0) {
+        mdb_txn_abort(txn);
+        txn = NULL;
+    }
+    if (txn == NULL && mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn) != 0) {
+        pthread_mutex_unlock(&st->stats_mu);
         return;
+    }
     struct store_stats_rec s;
     if (cd_store_stats_load(st, txn, &s) == 0) {
         out->blobs = s.blobs;
@@ -418,7 +432,9 @@ void cd_store_stats_get(struct cd_store *st, struct cd_store_stats *out)
         out->pending_uploads = ms.ms_entries;
     if (mdb_stat(txn, st->dbi_garbage, &ms) == 0)
         out->garbage = ms.ms_entries;
-    cd_store_rtxn_end(st, txn);
+    mdb_txn_reset(txn);
+    st->stats_txn = txn;
+    pthread_mutex_unlock(&st->stats_mu);
 }
 
 int cd_store_maintain(struct cd_store *st)

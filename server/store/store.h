@@ -69,6 +69,11 @@ struct cd_store_opts {
     bool scrub;            /* open for cd_store_scrub, possibly beside a
                             * running server: keeps the file's map size and
                             * leaves pending uploads alone */
+    /* Called (may be NULL) after each staging transaction of upload data
+     * committed, with how long it took (writes and sync), on the stager
+     * thread: for metrics. ctx is borrowed until cd_store_close. */
+    void (*on_stage)(void *ctx, uint64_t ns);
+    void *on_stage_ctx;
 };
 
 /* Opens or creates the store. Returns 0, CAIRN_E_DB, negative errno; err
@@ -215,6 +220,8 @@ struct cd_store_stats {
     uint64_t quarantined;     /* blobs found corrupt and removed since open */
     uint64_t quarantined_bytes;
 };
+/* Thread-safe, and takes no lock a CAS or AC call waits on (atomics and
+ * a read txn of its own), so a metrics scrape never slows calls. */
 void cd_store_stats_get(struct cd_store *st, struct cd_store_stats *out);
 
 struct cd_store_scrub_stats {

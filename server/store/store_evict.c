@@ -265,8 +265,6 @@ void cd_store_evicted_account(struct cd_store *st,
 {
     if (ev->blobs == 0)
         return;
-    pthread_mutex_lock(&st->ctr_mu);
-    st->evictions += ev->blobs;
-    st->evicted_bytes += ev->bytes;
-    pthread_mutex_unlock(&st->ctr_mu);
+    atomic_fetch_add_explicit(&st->evictions, ev->blobs, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->evicted_bytes, ev->bytes, memory_order_relaxed);
 }

@@ -25,6 +25,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -116,8 +117,16 @@ struct cd_store {
 
     pthread_mutex_t ctr_mu;
     uint64_t next_id; /* in-memory allocator; persisted lazily */
-    uint64_t evictions, evicted_bytes;
-    uint64_t quarantined, quarantined_bytes;
+    /* Since open; atomics (not under ctr_mu) so that cd_store_stats_get,
+     * called by a metrics scrape, waits on no lock a call takes. */
+    atomic_uint_fast64_t evictions, evicted_bytes;
+    atomic_uint_fast64_t quarantined, quarantined_bytes;
+    /* cd_store_stats_get's own read txn (reset between calls: a renew
+     * takes no LMDB lock), under stats_mu, which only it takes. */
+    pthread_mutex_t stats_mu;
+    MDB_txn *stats_txn;
+    void (*on_stage)(void *ctx, uint64_t ns);
+    void *on_stage_ctx;
     uint64_t stage_used; /* bytes of STORE_STAGE_BUDGET held by uploads */
     size_t stage_batch;  /* whole chunks */
 

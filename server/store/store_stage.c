@@ -118,6 +118,8 @@ int cd_store_stage_async(struct cd_upload *u)
 int cd_store_stage(struct cd_upload *u, const uint8_t *p, size_t len)
 {
     struct cd_store *st = u->st;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     MDB_txn *txn = NULL;
     int rc = cd_store_mdb_err(mdb_txn_begin(st->env, NULL, 0, &txn));
     if (rc != 0)
@@ -151,6 +153,10 @@ int cd_store_stage(struct cd_upload *u, const uint8_t *p, size_t len)
     if (rc == 0) {
         u->nstaged += n;
         u->pending = true;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (st->on_stage != NULL)
+            st->on_stage(st->on_stage_ctx, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
+                                                      (t1.tv_nsec - t0.tv_nsec)));
     }
     return rc;
 }

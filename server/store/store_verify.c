@@ -97,10 +97,8 @@ static int store_quarantine(struct cd_store *st, const struct store_key *k,
     s.bytes -= m.size;
     if ((rc = cd_store_wtxn_end(st, txn, &s, 0)) != 0)
         return rc;
-    pthread_mutex_lock(&st->ctr_mu);
-    st->quarantined++;
-    st->quarantined_bytes += m.size;
-    pthread_mutex_unlock(&st->ctr_mu);
+    atomic_fetch_add_explicit(&st->quarantined, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->quarantined_bytes, m.size, memory_order_relaxed);
     (void)cd_store_sweep(st, st->dbi_garbage);
     return 0;
 fail:

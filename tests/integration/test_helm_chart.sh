@@ -175,6 +175,14 @@ check shards '(.[] | select(.kind=="ServiceMonitor")).spec.selector.matchLabels 
 check shards '(.[] | select(.kind=="ServiceMonitor")).metadata.labels.release' prometheus "ServiceMonitor labels"
 [ "$(arg shards --metrics-listen)" = "*:9464" ] && pass "shards: --metrics-listen *:9464" ||
     fail "shards: --metrics-listen '$(arg shards --metrics-listen)'"
+[ "$(arg shards --metrics-token-file)" = /etc/cairnd/metrics/token ] && pass "shards: --metrics-token-file" ||
+    fail "shards: --metrics-token-file '$(arg shards --metrics-token-file)'"
+check shards "($POD.volumes[] | select(.name==\"metrics-token\")).secret | \"\(.secretName):\(.items[0].key)>\(.items[0].path)\"" \
+    "cache-metrics-token:token>token" "the metrics token comes from the named Secret"
+check shards '(.[] | select(.kind=="ServiceMonitor")).spec.endpoints[0].authorization | "\(.type) \(.credentials.name):\(.credentials.key)"' \
+    "Bearer cache-metrics-token:token" "the ServiceMonitor sends the metrics token"
+[ -z "$(arg defaults --metrics-token-file)" ] && pass "defaults: no metrics token" ||
+    fail "defaults: --metrics-token-file '$(arg defaults --metrics-token-file)'"
 check shards '(.[] | select(.kind=="NetworkPolicy")).spec | [.policyTypes[], (.ingress | map(.ports[0].port) | join("+")), (.egress|length)] | join(",")' \
     "Ingress,Egress,grpc+metrics,0" "NetworkPolicy: gRPC and metrics in, nothing out"
 urls=$(grep -o 'grpcs://[^ "]*' "$T/shards.notes" | sort -u | tr '\n' ' ')
@@ -322,7 +330,14 @@ expect "$UNAVAILABLE" probe --timeout 5 health && kill -0 "$CD_PID" &&
 kill "$held" 2>/dev/null; wait "$held" 2>/dev/null
 cd_stop
 
+mkdir -p "$T/shards/secrets/cache-metrics-token"
+printf 'metrics-token-0123456789\n' >"$T/shards/secrets/cache-metrics-token/token"
 start_rendered shards
+MP=$(sed -n 's/^metrics on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$T/cairnd$CD_N.out")
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MP/metrics")" = 401 ] &&
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer metrics-token-0123456789' \
+        "http://127.0.0.1:$MP/metrics")" = 200 ] &&
+    pass "shards: /metrics requires the Secret's token" || fail "shards: /metrics token (port '$MP')"
 TLSARGS=(--ca "$T/ca.pem" --cert "$T/client.pem" --key "$T/client.key" --timeout 10)
 expect 0 probe "${TLSARGS[@]}" health && pass "shards: health over mutual TLS"
 expect 0 probe "${TLSARGS[@]}" --token ci-writer-0123456789abcdef put main/x "$T/blob" &&

@@ -164,6 +164,21 @@ static void test_options(void **state)
     assert_int_equal(cd_config_parse(2, unknown, &c, &err), CAIRN_E_INVAL);
     char *tls[] = {"cairnd", "--listen", "x:1", "--dir", "d", "--max-size", "1M", "--tls-cert", "c", NULL};
     assert_int_equal(cd_config_parse(9, tls, &c, &err), CAIRN_E_INVAL);
+    /* Metrics and log format: text and no listener by default; a token
+     * file without a listener protects nothing and is refused. */
+    assert_int_equal(cd_config_parse(11, ok, &c, &err), 0);
+    assert_string_equal(c.log_format, "text");
+    assert_null(c.metrics_listen);
+    char *m[] = {"cairnd", "--listen", "x:1", "--dir", "d", "--max-size", "1M", "--metrics-listen",
+                 "*:9464", "--metrics-token-file", "t", "--log-format", "json", NULL};
+    assert_int_equal(cd_config_parse(13, m, &c, &err), 0);
+    assert_string_equal(c.metrics_listen, "*:9464");
+    assert_string_equal(c.metrics_token_file, "t");
+    assert_string_equal(c.log_format, "json");
+    char *tok[] = {"cairnd", "--listen", "x:1", "--dir", "d", "--max-size", "1M",
+                   "--metrics-token-file", "t", NULL};
+    assert_int_equal(cd_config_parse(9, tok, &c, &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "--metrics-token-file needs --metrics-listen"));
 }
 
 int main(void)
