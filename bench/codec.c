@@ -1,5 +1,5 @@
 /* bench_codec: times the layer codecs on one file held in memory, to choose
- * the defaults (docs/storage.md, "Compression").
+ * the defaults (docs/build.md, "Compression").
  *
  *   bench_codec FILE
  *

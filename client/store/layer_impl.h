@@ -36,13 +36,13 @@
 #define LAYER_XATTR_LIST_MAX 65536
 #define LAYER_XATTR_VALUE_MAX 65536
 /* gzip level 1: on ~256 MB of shared libraries 2.7x faster than level 6
- * for 11% more bytes (bench/codec, docs/storage.md "Compression"); the
+ * for 11% more bytes (bench/codec, docs/build.md "Compression"); the
  * build waits on the CPU, a push spends the extra bytes once. */
 #define LAYER_GZIP_LEVEL 1
 #define LAYER_ZSTD_LEVEL 3
 /* zstd's multi-threaded mode cuts the input into jobs of this size; its
  * output depends on the job size (and level) but not on the number of
- * workers, as long as there is at least one (docs/storage.md,
+ * workers, as long as there is at least one (docs/build.md,
  * "Compression"). Pinned so the bytes never depend on the machine. */
 #define LAYER_ZSTD_JOB ((size_t)2 << 20)
 

@@ -19,6 +19,12 @@
 #include <zlib.h>
 
 #define PGZ_DICT ((size_t)32 << 10) /* deflate's window */
+/* The incompressible-block probe: PGZ_PROBES slices of PGZ_PROBE bytes
+ * spread over the block, deflated at level 1; a block whose probe does not
+ * shrink below PGZ_PROBE_KEEP percent is stored, not deflated. */
+#define PGZ_PROBE ((size_t)4 << 10)
+#define PGZ_PROBES 4
+#define PGZ_PROBE_KEEP 97
 
 enum slot_state { SLOT_FREE, SLOT_READY, SLOT_BUSY, SLOT_DONE };
 
@@ -40,6 +46,9 @@ struct pgz_worker {
     struct layer_pgzip *g;
     z_stream z;
     bool z_live;
+    z_stream probe; /* raw deflate at level 1 */
+    bool probe_live;
+    uint8_t probe_out[PGZ_PROBES * PGZ_PROBE + 1024];
     pthread_t th;
     bool started;
 };
@@ -65,11 +74,43 @@ struct layer_pgzip {
     int broken;
 };
 
-/* Deflates one slot with z (a raw deflate stream at the level), growing the
- * output buffer if the bound was not enough. */
-static int slot_deflate(struct pgz_slot *s, z_stream *z)
+/* Whether the block is worth deflating. Already compressed content (zipped
+ * archives, images, random bytes) costs deflate as much CPU as text and
+ * gains nothing; such blocks are stored. The answer depends only on the
+ * block's bytes, so the output stays a function of the input. */
+static bool slot_compresses(struct pgz_slot *s, struct pgz_worker *wk)
 {
+    if (s->in_len < PGZ_PROBES * PGZ_PROBE)
+        return true; /* small: deflating costs little */
+    z_stream *z = &wk->probe;
     if (deflateReset(z) != Z_OK)
+        return true;
+    z->next_out = wk->probe_out;
+    z->avail_out = (uInt)sizeof wk->probe_out;
+    size_t step = s->in_len / PGZ_PROBES;
+    for (size_t i = 0; i < PGZ_PROBES; i++) {
+        z->next_in = s->in + i * step;
+        z->avail_in = (uInt)PGZ_PROBE;
+        if (deflate(z, i + 1 == PGZ_PROBES ? Z_FINISH : Z_NO_FLUSH) ==
+                Z_STREAM_ERROR ||
+            z->avail_out == 0)
+            return false; /* did not even fit: it does not shrink */
+    }
+    return z->total_out * 100 < (uLong)(PGZ_PROBES * PGZ_PROBE) * PGZ_PROBE_KEEP;
+}
+
+/* Deflates one slot with the worker's stream (raw deflate), at the level or
+ * stored (level 0), growing the output buffer if the bound was not
+ * enough. */
+static int slot_deflate(struct pgz_slot *s, struct pgz_worker *wk, int level)
+{
+    z_stream *z = &wk->z;
+    if (deflateReset(z) != Z_OK)
+        return CAIRN_E_IO;
+    /* Right after a reset deflateParams only sets the level (nothing to
+     * flush), so each block starts alike whatever block came before. */
+    if (deflateParams(z, slot_compresses(s, wk) ? level : 0,
+                      Z_DEFAULT_STRATEGY) != Z_OK)
         return CAIRN_E_IO;
     if (s->dict_len > 0 &&
         deflateSetDictionary(z, s->dict, (uInt)s->dict_len) != Z_OK)
@@ -118,7 +159,7 @@ static void *worker_main(void *p)
         g->work++;
         s->state = SLOT_BUSY;
         pthread_mutex_unlock(&g->mu);
-        int rc = slot_deflate(s, &wk->z);
+        int rc = slot_deflate(s, wk, g->level);
         pthread_mutex_lock(&g->mu);
         s->rc = rc;
         s->state = SLOT_DONE;
@@ -247,6 +288,8 @@ void layer_pgzip_free(struct layer_pgzip *g)
             pthread_join(g->workers[i].th, NULL);
         if (g->workers[i].z_live)
             deflateEnd(&g->workers[i].z);
+        if (g->workers[i].probe_live)
+            deflateEnd(&g->workers[i].probe);
     }
     for (size_t i = 0; g->slots != NULL && i < g->nslots; i++) {
         free(g->slots[i].in);
@@ -297,6 +340,12 @@ int layer_pgzip_new(int level, unsigned threads, layer_pgzip_sink sink,
             goto fail;
         }
         wk->z_live = true;
+        if (deflateInit2(&wk->probe, 1, Z_DEFLATED, -15, 8,
+                         Z_DEFAULT_STRATEGY) != Z_OK) {
+            rc = CAIRN_E_NOMEM;
+            goto fail;
+        }
+        wk->probe_live = true;
     }
     size_t bound = deflateBound(&g->workers[0].z, LAYER_PGZIP_BLOCK) + 64;
     for (size_t i = 0; i < g->nslots; i++) {

@@ -1,6 +1,6 @@
 /* A gzip compressor that uses several cores and still writes the same bytes
- * whatever the number of threads (client/store/layer_pgzip.c, docs/layers
- * in docs/storage.md "Compression"). Private to client/store/layer*.c.
+ * whatever the number of threads (client/store/layer_pgzip.c; the reasons in
+ * docs/build.md, "Compression"). Private to client/store/layer*.c.
  *
  * The input is cut into blocks of a fixed size; each block is deflated on
  * its own, primed with the 32 KiB of input before it as a preset
