@@ -104,9 +104,11 @@ static int run_zstd(const uint8_t *in, size_t n, int level, unsigned threads)
     static uint8_t out[1 << 20];
     ZSTD_CCtx *zc = ZSTD_createCCtx();
     if (zc == NULL ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(
+            ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, level)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(zc, ZSTD_c_checksumFlag, 1)) ||
-        ZSTD_isError(ZSTD_CCtx_setParameter(zc, ZSTD_c_nbWorkers, (int)threads)) ||
+        ZSTD_isError(
+            ZSTD_CCtx_setParameter(zc, ZSTD_c_nbWorkers, (int)threads)) ||
         ZSTD_isError(ZSTD_CCtx_setParameter(zc, ZSTD_c_jobSize, 2 << 20)))
         return 1;
     double t0 = now_s();

@@ -225,7 +225,8 @@ static int compressor_init(struct cairn_layer_writer *w)
             return CAIRN_E_NOMEM;
         if (ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel,
                                                 LAYER_ZSTD_LEVEL)) ||
-            ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1)) ||
+            ZSTD_isError(
+                ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1)) ||
             ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_nbWorkers,
                                                 (int)threads)) ||
             ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_jobSize,

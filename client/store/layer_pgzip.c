@@ -96,7 +96,8 @@ static bool slot_compresses(struct pgz_slot *s, struct pgz_worker *wk)
             z->avail_out == 0)
             return false; /* did not even fit: it does not shrink */
     }
-    return z->total_out * 100 < (uLong)(PGZ_PROBES * PGZ_PROBE) * PGZ_PROBE_KEEP;
+    return z->total_out * 100 <
+           (uLong)(PGZ_PROBES * PGZ_PROBE) * PGZ_PROBE_KEEP;
 }
 
 /* Deflates one slot with the worker's stream (raw deflate), at the level or
@@ -137,8 +138,7 @@ static int slot_deflate(struct pgz_slot *s, struct pgz_worker *wk, int level)
         /* Done when the stream ended (Z_FINISH) or when a sync flush
          * consumed everything and left room: deflate fills the buffer
          * exactly when it may have more to write. */
-        if (s->last ? zr == Z_STREAM_END
-                    : z->avail_in == 0 && z->avail_out > 0)
+        if (s->last ? zr == Z_STREAM_END : z->avail_in == 0 && z->avail_out > 0)
             break;
     }
     s->crc = crc32(0L, s->in, (uInt)s->in_len);

@@ -67,8 +67,8 @@ static uint8_t *make_input(size_t n)
 }
 
 /* Compresses in with threads workers, fed in writes of chunk bytes. */
-static struct sinkbuf pgz_compress(const uint8_t *in, size_t n, unsigned threads,
-                               size_t chunk)
+static struct sinkbuf pgz_compress(const uint8_t *in, size_t n,
+                                   unsigned threads, size_t chunk)
 {
     struct sinkbuf b = {0};
     struct layer_pgzip *g = NULL;
@@ -82,8 +82,7 @@ static struct sinkbuf pgz_compress(const uint8_t *in, size_t n, unsigned threads
     return b;
 }
 
-static void check_inflates(const struct sinkbuf *b, const uint8_t *in,
-                           size_t n)
+static void check_inflates(const struct sinkbuf *b, const uint8_t *in, size_t n)
 {
     uint8_t *out = malloc(n + 1);
     assert_non_null(out);
@@ -115,8 +114,8 @@ static void check_inflates(const struct sinkbuf *b, const uint8_t *in,
 static void test_sizes_threads_chunks(void **state)
 {
     (void)state;
-    const size_t sizes[] = {0, 1, 32768, BLK - 1, BLK, BLK + 1, 2 * BLK,
-                            7 * BLK + 12345};
+    const size_t sizes[] = {0,   1,       32768,   BLK - 1,
+                            BLK, BLK + 1, 2 * BLK, 7 * BLK + 12345};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         size_t n = sizes[i];
         uint8_t *in = make_input(n);
@@ -129,8 +128,8 @@ static void test_sizes_threads_chunks(void **state)
         for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
             struct sinkbuf b = pgz_compress(in, n, v[j].threads, v[j].chunk);
             if (b.n != ref.n || memcmp(b.p, ref.p, ref.n) != 0)
-                fail_msg("size %zu: %u threads, writes of %zu: other bytes",
-                         n, v[j].threads, v[j].chunk);
+                fail_msg("size %zu: %u threads, writes of %zu: other bytes", n,
+                         v[j].threads, v[j].chunk);
             free(b.p);
         }
         /* Blocks share no more than the bytes a sync flush costs: at this
@@ -183,9 +182,9 @@ static void test_bad_arguments(void **state)
     struct layer_pgzip *g = NULL;
     assert_int_equal(layer_pgzip_new(0, 1, sink, &b, &g), CAIRN_E_INVAL);
     assert_int_equal(layer_pgzip_new(6, 0, sink, &b, &g), CAIRN_E_INVAL);
-    assert_int_equal(layer_pgzip_new(6, LAYER_PGZIP_MAX_THREADS + 1, sink, &b,
-                                     &g),
-                     CAIRN_E_INVAL);
+    assert_int_equal(
+        layer_pgzip_new(6, LAYER_PGZIP_MAX_THREADS + 1, sink, &b, &g),
+        CAIRN_E_INVAL);
     assert_null(g);
     layer_pgzip_free(NULL);
 }
