@@ -7,6 +7,7 @@
 #include "cachekey/digest.h"
 #include "client/store/layer_rules.h"
 #include "client/store/layer_impl.h"
+#include "client/store/layer_pgzip.h"
 #include "common/fdio.h"
 
 #include <archive.h>
@@ -139,22 +140,10 @@ static int out_compress(struct cairn_layer_writer *w, const void *p, size_t n,
         return 0;
     }
     case CAIRN_COMPRESS_GZIP:
-        /* zlib counts in uInt; the callers never pass more than a tar block
-         * or LAYER_IO_BUF at a time. */
-        w->z.next_in = (Bytef *)(uintptr_t)p;
-        w->z.avail_in = (uInt)n;
-        for (;;) {
-            w->z.next_out = w->out + w->out_len;
-            w->z.avail_out = (uInt)(LAYER_IO_BUF - w->out_len);
-            int zr = deflate(&w->z, finish ? Z_FINISH : Z_NO_FLUSH);
-            w->out_len = LAYER_IO_BUF - w->z.avail_out;
-            if (zr == Z_STREAM_ERROR)
-                return CAIRN_E_IO;
-            if (w->out_len == LAYER_IO_BUF && (rc = out_flush(w)) != 0)
-                return rc;
-            if (finish ? zr == Z_STREAM_END : w->z.avail_in == 0)
-                return 0;
-        }
+        /* The compressed bytes reach pgzip_sink below, on this thread. */
+        if (n > 0 && (rc = layer_pgzip_write(w->pgz, p, n)) != 0)
+            return rc;
+        return finish ? layer_pgzip_finish(w->pgz) : 0;
     case CAIRN_COMPRESS_ZSTD: {
         ZSTD_inBuffer in = {p, n, 0};
         for (;;) {
@@ -200,34 +189,48 @@ static la_ssize_t tar_write_cb(struct archive *a, void *cd, const void *buf,
     return (la_ssize_t)len;
 }
 
+/* The block-parallel gzip's output: hashed and written in order, on the
+ * writer's thread. */
+static int pgzip_sink(void *arg, const void *p, size_t n)
+{
+    struct cairn_layer_writer *w = arg;
+    int rc = ck_sha256_update(w->blob_hash, p, n);
+    if (rc == 0)
+        rc = cairn_write_all(w->fd, p, n);
+    if (rc == 0)
+        w->blob_bytes += n;
+    return rc;
+}
+
 static int compressor_init(struct cairn_layer_writer *w)
 {
+    unsigned threads = layer_threads_default();
     switch (w->comp) {
     case CAIRN_COMPRESS_NONE:
         return 0;
     case CAIRN_COMPRESS_GZIP:
-        /* windowBits 15 + 16 selects the gzip wrapper. The header is set
-         * explicitly (mtime 0, no name, fixed OS byte) so the blob depends
-         * only on the tar bytes. */
-        if (deflateInit2(&w->z, LAYER_GZIP_LEVEL, Z_DEFLATED, 15 + 16, 8,
-                         Z_DEFAULT_STRATEGY) != Z_OK)
-            return CAIRN_E_NOMEM;
-        w->z_live = true;
-        memset(&w->gzh, 0, sizeof w->gzh);
-        w->gzh.os = LAYER_GZIP_OS;
-        if (deflateSetHeader(&w->z, &w->gzh) != Z_OK)
-            return CAIRN_E_INVAL;
-        return 0;
+        /* Blocks deflated on every core, the same bytes whatever their
+         * number (client/store/layer_pgzip.h); the header has no name, no
+         * mtime and OS 255, so the blob depends only on the tar bytes. */
+        return layer_pgzip_new(LAYER_GZIP_LEVEL, threads, pgzip_sink, w,
+                               &w->pgz);
     case CAIRN_COMPRESS_ZSTD:
-        /* Single-threaded on purpose: zstd's multi-threaded mode produces
-         * different (if deterministic) frames, and the build runs steps in
-         * parallel already. */
+        /* Always at least one worker, and a pinned job size: zstd's
+         * multi-threaded frames differ from its single-threaded ones but
+         * not between 1 and N workers, so the digest does not depend on
+         * the machine's cores (tests/unit/client/store/test_layer.c
+         * checks it). */
         w->zc = ZSTD_createCCtx();
         if (w->zc == NULL)
             return CAIRN_E_NOMEM;
         if (ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel,
                                                 LAYER_ZSTD_LEVEL)) ||
-            ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1)))
+            ZSTD_isError(
+                ZSTD_CCtx_setParameter(w->zc, ZSTD_c_checksumFlag, 1)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_nbWorkers,
+                                                (int)threads)) ||
+            ZSTD_isError(ZSTD_CCtx_setParameter(w->zc, ZSTD_c_jobSize,
+                                                (int)LAYER_ZSTD_JOB)))
             return CAIRN_E_INVAL;
         return 0;
     }
@@ -241,8 +244,7 @@ static void writer_free(struct cairn_layer_writer *w, bool remove_file)
     mirror_free(w->mirror);
     if (w->ar != NULL)
         archive_write_free(w->ar); /* also closes; errors are moot here */
-    if (w->z_live)
-        deflateEnd(&w->z);
+    layer_pgzip_free(w->pgz);
     ZSTD_freeCCtx(w->zc);
     if (w->fd >= 0)
         close(w->fd);

@@ -35,11 +35,16 @@
 #define LAYER_MAX_ENTRIES ((size_t)1 << 21)
 #define LAYER_XATTR_LIST_MAX 65536
 #define LAYER_XATTR_VALUE_MAX 65536
-#define LAYER_GZIP_LEVEL 6
+/* gzip level 1: on ~256 MB of shared libraries 2.7x faster than level 6
+ * for 11% more bytes (bench/codec, docs/build.md "Compression"); the
+ * build waits on the CPU, a push spends the extra bytes once. */
+#define LAYER_GZIP_LEVEL 1
 #define LAYER_ZSTD_LEVEL 3
-/* The OS byte of the gzip header: 255 ("unknown"), as Go's compress/gzip
- * writes it, so our blobs do not depend on the build host. */
-#define LAYER_GZIP_OS 255
+/* zstd's multi-threaded mode cuts the input into jobs of this size; its
+ * output depends on the job size (and level) but not on the number of
+ * workers, as long as there is at least one (docs/build.md,
+ * "Compression"). Pinned so the bytes never depend on the machine. */
+#define LAYER_ZSTD_JOB ((size_t)2 << 20)
 
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
@@ -64,10 +69,8 @@ struct cairn_layer_writer {
     void *progress_arg;
     struct ck_sha256 *tar_hash;
     struct ck_sha256 *blob_hash;
-    z_stream z;
-    gz_header gzh;
-    bool z_live;
     ZSTD_CCtx *zc;
+    struct layer_pgzip *pgz; /* gzip: the block-parallel compressor */
     uint8_t *out; /* LAYER_IO_BUF bytes of compressed output */
     size_t out_len;
     uint8_t *copy; /* LAYER_IO_BUF bytes for reading file content */

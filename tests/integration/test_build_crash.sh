@@ -2,7 +2,8 @@
 # kill -9 of a build, mid-RUN and mid-layer-write, leaves the store
 # consistent: `cairn images` works, blobs/ and snapshots/ hold only final
 # (content-addressed) names whose content matches, the sandboxed command
-# died with the build, the rerun succeeds and prune clears tmp/. Also
+# died with the build, the rerun succeeds and prune clears tmp/ (the
+# layer write killed with gzip and with zstd, whose threads compress). Also
 # mid-COPY, while the COPY writes its snapshot with its layer.
 . "$(dirname "$0")/lib.sh"
 
@@ -65,16 +66,19 @@ check_store "kill mid-RUN"
 "$CAIRN" images | grep -q '^crash ' && fail "a killed build tagged an image"
 
 # 2. Killed while a big layer is being written (the progress line shows
-# that the tar is being written).
+# that the tar is being written), with each codec: gzip's and zstd's worker
+# threads are compressing when the process dies.
 cat > "$ctx/Dockerfile" <<'DF'
 FROM busybox
 RUN head -c 300000000 /dev/urandom > /big
 DF
-"$CAIRN" build --progress tty -t crash2 "$ctx" > "$T/b2.out" 2>&1 & pid=$!
-wait_for "$T/b2.out" "writing layer" || { kill -9 "$pid"; fail "no layer write seen: $(cat -A "$T/b2.out")"; }
-kill -9 "$pid"
-wait "$pid" 2>/dev/null && fail "killed build exited 0"
-check_store "kill mid-layer-write"
+for comp in gzip zstd; do
+    "$CAIRN" build --progress tty --compression "$comp" -t crash2 "$ctx" > "$T/b2.out" 2>&1 & pid=$!
+    wait_for "$T/b2.out" "writing layer" || { kill -9 "$pid"; fail "$comp: no layer write seen: $(cat -A "$T/b2.out")"; }
+    kill -9 "$pid"
+    wait "$pid" 2>/dev/null && fail "$comp: killed build exited 0"
+    check_store "kill mid-layer-write ($comp)"
+done
 
 # 2b. Killed while a COPY writes its layer and, in the same pass, the
 # snapshot the RUN after it needs: the partial snapshot stays in tmp/,

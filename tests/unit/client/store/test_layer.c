@@ -520,6 +520,59 @@ static void test_deterministic(void **state)
     }
 }
 
+/* The compressed bytes do not depend on the number of compression threads
+ * (CAIRN_LAYER_THREADS): gzip's blocks and zstd's jobs are cut the same
+ * way for 1, 2 or 3 workers, at sizes spanning many blocks and jobs; gzip
+ * -t and zstd -t accept every blob; the diff_id is the same across codecs. */
+static void test_threads_same_bytes(void **state)
+{
+    struct fixture *f = *state;
+    mkdir_at(f, "upper", 0755);
+    write_file_at(f, "upper/noise", 3 * MIB + 17, 9, 0644);
+    char p[512];
+    path_in(p, sizeof p, f, "upper/text");
+    FILE *t = fopen(p, "w");
+    assert_non_null(t);
+    for (int i = 0; i < 200000; i++)
+        fprintf(t, "line %d of a text that compresses %d\n", i, i % 97);
+    fclose(t);
+    static const char *const tools[] = {"gzip -t", "zstd -q -t", NULL};
+    char diff_id[CAIRN_DIGEST_STR_LEN] = "";
+    for (int c = CAIRN_COMPRESS_GZIP; c <= CAIRN_COMPRESS_NONE; c++) {
+        char digest[CAIRN_DIGEST_STR_LEN] = "";
+        for (int threads = 1; threads <= 3; threads++) {
+            char v[8];
+            snprintf(v, sizeof v, "%d", threads);
+            setenv("CAIRN_LAYER_THREADS", v, 1);
+            struct cairn_layer_writer *w;
+            writer_new_ok(f, (enum cairn_compression)c, 1000, &w);
+            char up[512];
+            path_in(up, sizeof up, f, "upper");
+            struct cairn_err err = {0};
+            if (cairn_layer_add_upper(w, up, NULL, &err) != 0)
+                fail_msg("add_upper: %s", err.msg);
+            struct cairn_layer_desc d;
+            char *blob = finish_ok(w, &d);
+            if (digest[0] == '\0')
+                memcpy(digest, d.digest, sizeof digest);
+            else if (strcmp(digest, d.digest) != 0)
+                fail_msg("compression %d: %d threads gave %s, 1 gave %s", c,
+                         threads, d.digest, digest);
+            if (diff_id[0] == '\0')
+                memcpy(diff_id, d.diff_id, sizeof diff_id);
+            assert_string_equal(diff_id, d.diff_id);
+            if (tools[c] != NULL) {
+                char cmd[1024];
+                snprintf(cmd, sizeof cmd, "%s %s", tools[c], blob);
+                assert_int_equal(system(cmd), 0);
+            }
+            unlink(blob);
+            free(blob);
+        }
+    }
+    unsetenv("CAIRN_LAYER_THREADS");
+}
+
 static void test_epoch_clamp(void **state)
 {
     struct fixture *f = *state;
@@ -1404,6 +1457,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deterministic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_same_bytes, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_epoch_clamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress, setup, teardown),

@@ -1,0 +1,218 @@
+/* client/store/layer_pgzip.c: the block-parallel gzip writes one valid gzip
+ * member (zlib inflates it, gzip -t accepts it) whose bytes depend only on
+ * the input: not on the thread count nor on how the input is cut into
+ * writes; at the sizes where blocks begin and end. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "client/store/layer_pgzip.h"
+#include "common/error.h"
+
+#define BLK LAYER_PGZIP_BLOCK
+
+struct sinkbuf {
+    uint8_t *p;
+    size_t n, cap;
+    int fail_after; /* > 0: the sink fails on that call */
+    int calls;
+};
+
+static int sink(void *arg, const void *p, size_t n)
+{
+    struct sinkbuf *b = arg;
+    if (b->fail_after > 0 && ++b->calls >= b->fail_after)
+        return CAIRN_E_IO;
+    if (b->n + n > b->cap) {
+        size_t cap = (b->n + n) * 2;
+        b->p = realloc(b->p, cap);
+        assert_non_null(b->p);
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+    return 0;
+}
+
+/* Half text that compresses, half noise that does not, so blocks differ
+ * and the dictionary matters; blocks 3 and 4 are all noise, so they are
+ * stored while their neighbours are deflated (and a worker's stream goes
+ * from one to the other). */
+static uint8_t *make_input(size_t n)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    uint64_t s = 0x12345678u;
+    for (size_t i = 0; i < n; i++) {
+        bool noise = i >= 3 * BLK && i < 5 * BLK;
+        if (!noise && (i / 4096) % 2 == 0) {
+            p[i] = (uint8_t)("lorem ipsum dolor sit amet "[i % 27]);
+        } else {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            p[i] = (uint8_t)(s >> 24);
+        }
+    }
+    return p;
+}
+
+/* Compresses in with threads workers, fed in writes of chunk bytes. */
+static struct sinkbuf pgz_compress(const uint8_t *in, size_t n,
+                                   unsigned threads, size_t chunk)
+{
+    struct sinkbuf b = {0};
+    struct layer_pgzip *g = NULL;
+    assert_int_equal(layer_pgzip_new(6, threads, sink, &b, &g), 0);
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t k = n - off < chunk ? n - off : chunk;
+        assert_int_equal(layer_pgzip_write(g, in + off, k), 0);
+    }
+    assert_int_equal(layer_pgzip_finish(g), 0);
+    layer_pgzip_free(g);
+    return b;
+}
+
+static void check_inflates(const struct sinkbuf *b, const uint8_t *in, size_t n)
+{
+    uint8_t *out = malloc(n + 1);
+    assert_non_null(out);
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+    z.next_in = b->p;
+    z.avail_in = (uInt)b->n;
+    z.next_out = out;
+    z.avail_out = (uInt)(n + 1);
+    assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+    assert_int_equal(z.total_out, n);
+    assert_int_equal(z.avail_in, 0); /* one member, nothing after it */
+    assert_memory_equal(out, in, n);
+    inflateEnd(&z);
+    free(out);
+
+    char path[] = "/tmp/cairn-pgzip-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, b->p, b->n), (ssize_t)b->n);
+    close(fd);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "gzip -t %s", path);
+    assert_int_equal(system(cmd), 0);
+    unlink(path);
+}
+
+static void test_sizes_threads_chunks(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {0,   1,       32768,   BLK - 1,
+                            BLK, BLK + 1, 2 * BLK, 7 * BLK + 12345};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        uint8_t *in = make_input(n);
+        struct sinkbuf ref = pgz_compress(in, n, 1, 65536);
+        check_inflates(&ref, in, n);
+        const struct {
+            unsigned threads;
+            size_t chunk;
+        } v[] = {{2, 65536}, {3, 65536}, {2, 1000}, {1, BLK}, {4, BLK + 7}};
+        for (size_t j = 0; j < sizeof v / sizeof v[0]; j++) {
+            struct sinkbuf b = pgz_compress(in, n, v[j].threads, v[j].chunk);
+            if (b.n != ref.n || memcmp(b.p, ref.p, ref.n) != 0)
+                fail_msg("size %zu: %u threads, writes of %zu: other bytes", n,
+                         v[j].threads, v[j].chunk);
+            free(b.p);
+        }
+        /* Blocks share no more than the bytes a sync flush costs: at this
+         * size a mostly text input must compress well. */
+        if (n >= BLK)
+            assert_true(ref.n < n * 3 / 4);
+        free(ref.p);
+        free(in);
+    }
+}
+
+/* The gzip header: no name, mtime 0, OS 255; nothing of the host. */
+static void test_header(void **state)
+{
+    (void)state;
+    struct sinkbuf b = pgz_compress((const uint8_t *)"x", 1, 2, 1);
+    assert_true(b.n > 18);
+    const uint8_t want[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255};
+    assert_memory_equal(b.p, want, 10);
+    free(b.p);
+}
+
+/* A sink failure stops the stream and stays: later calls return it. */
+static void test_sink_failure_sticky(void **state)
+{
+    (void)state;
+    size_t n = 20 * BLK;
+    uint8_t *in = make_input(n);
+    struct sinkbuf b = {0};
+    b.fail_after = 2;
+    struct layer_pgzip *g = NULL;
+    assert_int_equal(layer_pgzip_new(6, 2, sink, &b, &g), 0);
+    int rc = 0;
+    for (size_t off = 0; off < n && rc == 0; off += 65536)
+        rc = layer_pgzip_write(g, in + off, 65536);
+    if (rc == 0)
+        rc = layer_pgzip_finish(g);
+    assert_int_equal(rc, CAIRN_E_IO);
+    assert_int_equal(layer_pgzip_write(g, in, 1), CAIRN_E_IO);
+    assert_int_equal(layer_pgzip_finish(g), CAIRN_E_IO);
+    layer_pgzip_free(g);
+    free(b.p);
+    free(in);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    struct sinkbuf b = {0};
+    struct layer_pgzip *g = NULL;
+    assert_int_equal(layer_pgzip_new(0, 1, sink, &b, &g), CAIRN_E_INVAL);
+    assert_int_equal(layer_pgzip_new(6, 0, sink, &b, &g), CAIRN_E_INVAL);
+    assert_int_equal(
+        layer_pgzip_new(6, LAYER_PGZIP_MAX_THREADS + 1, sink, &b, &g),
+        CAIRN_E_INVAL);
+    assert_null(g);
+    layer_pgzip_free(NULL);
+}
+
+/* CAIRN_LAYER_THREADS picks the worker count; junk falls back to the CPUs. */
+static void test_threads_env(void **state)
+{
+    (void)state;
+    setenv("CAIRN_LAYER_THREADS", "3", 1);
+    assert_int_equal(layer_threads_default(), 3);
+    setenv("CAIRN_LAYER_THREADS", "0", 1);
+    unsigned cpus = layer_threads_default();
+    assert_true(cpus >= 1 && cpus <= 8);
+    setenv("CAIRN_LAYER_THREADS", "2x", 1);
+    assert_int_equal(layer_threads_default(), cpus);
+    setenv("CAIRN_LAYER_THREADS", "100000", 1);
+    assert_int_equal(layer_threads_default(), cpus);
+    unsetenv("CAIRN_LAYER_THREADS");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes_threads_chunks),
+        cmocka_unit_test(test_header),
+        cmocka_unit_test(test_sink_failure_sticky),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_threads_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
