@@ -1,5 +1,6 @@
 /* cairn build: builds a Dockerfile into an image in the local store. */
 #include "client/cmd/commands.h"
+#include "client/cmd/build_report.h"
 #include "client/cmd/cli.h"
 
 #include "client/engine/build.h"
@@ -55,7 +56,13 @@ static void build_usage(FILE *out)
             "(default gzip)\n"
             "      --source-date-epoch N    clamp times (or "
             "SOURCE_DATE_EPOCH)\n"
-            "      --progress auto|plain|tty\n"
+            "      --progress auto|plain|tty|json   json: one JSON line per "
+            "step and\n"
+            "                               the totals on stdout (the log "
+            "goes to stderr)\n"
+            "      --metadata-file FILE     write a JSON report of the "
+            "build's steps\n"
+            "                               and totals (docs/build.md)\n"
             "      --secret id=ID[,src=PATH|env=VAR]   a secret for RUN "
             "--mount=type=secret\n"
             "                               (repeatable; never stored)\n"
@@ -113,6 +120,7 @@ struct build_cli {
     struct cairn_build_opts o;
     struct cairn_strvec tags, args, insecure;
     const char *progress;
+    const char *metadata_file; /* --metadata-file */
     bool push; /* --push: every -t after the build */
     struct cairn_config cfg;
     bool cache_flag; /* a --cache replaced the configured endpoints */
@@ -247,6 +255,9 @@ static int build_opt(struct build_cli *c, int argc, char **argv, int *i,
         }
     } else if ((v = opt_value(argc, argv, i, "--progress", NULL, missing))) {
         c->progress = v;
+    } else if ((v = opt_value(argc, argv, i, "--metadata-file", NULL,
+                              missing))) {
+        c->metadata_file = v;
     } else {
         return build_cache_opt(c, argc, argv, i, missing);
     }
@@ -291,26 +302,59 @@ static int build_args_parse(struct build_cli *c, int argc, char **argv)
 }
 
 /* Docker's closing lines, then cairn's summary of the build's work. */
-static void build_summary(const struct build_cli *c, const char *id,
-                          const struct cairn_build_stats *stats, bool cache,
-                          double secs)
+static void build_summary(FILE *out, const struct build_cli *c,
+                          const char *id, const struct cairn_build_stats *stats,
+                          bool cache, double secs)
 {
-    printf("Successfully built %.12s\n", id + 7);
+    fprintf(out, "Successfully built %.12s\n", id + 7);
     for (size_t i = 0; i < c->tags.n; i++) {
         const char *t = c->tags.v[i];
         bool has_tag =
             strchr(strrchr(t, '/') ? strrchr(t, '/') : t, ':') != NULL;
-        printf("Successfully tagged %s%s\n", t, has_tag ? "" : ":latest");
+        fprintf(out, "Successfully tagged %s%s\n", t,
+                has_tag ? "" : ":latest");
     }
     if (cache)
-        printf("cairn: %u steps, %u local hits, %u remote hits, %u run, "
+        fprintf(out, "cairn: %u steps, %u local hits, %u remote hits, %u run, "
                "%llu bytes down, %llu bytes up, %.2fs\n",
                stats->steps, stats->cached, stats->remote, stats->run,
                (unsigned long long)stats->bytes_down,
                (unsigned long long)stats->bytes_up, secs);
     else
-        printf("cairn: %u steps, %u layers from cache, %u run, %.2fs\n",
+        fprintf(out, "cairn: %u steps, %u layers from cache, %u run, %.2fs\n",
                stats->steps, stats->cached, stats->run, secs);
+}
+
+/* Ends the build's report: the totals line of --progress json and the
+ * --metadata-file. berr is the build's error (NULL: it succeeded, id is
+ * its image). Returns 0, or -1 when the file could not be written (said). */
+static int build_report_finish(const struct build_cli *c,
+                               struct build_report *r,
+                               const struct cairn_build_stats *stats,
+                               double secs, const char *id,
+                               const struct cairn_err *berr, int brc)
+{
+    const char *msg = NULL;
+    if (berr)
+        msg = berr->msg[0] ? berr->msg : cairn_strerror(brc);
+    struct build_report_end e = {
+        .stats = stats,
+        .secs = secs,
+        .image_id = id,
+        .tags = (const char *const *)c->tags.v,
+        .ntags = c->tags.n,
+        .error = msg,
+    };
+    build_report_totals_line(r, &e);
+    if (c->metadata_file == NULL)
+        return 0;
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    if (build_report_write(r, &e, c->metadata_file, &err) != 0) {
+        fprintf(stderr, "cairn build: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
 }
 
 int cairn_cmd_build(int argc, char **argv)
@@ -327,6 +371,7 @@ int cairn_cmd_build(int argc, char **argv)
     int status = 2;
     struct cairn_store *st = NULL;
     struct cairn_cache *cache = NULL;
+    struct build_report *report = NULL;
     cairn_config_init(&c.cfg);
     cairn_err_clear(&c.cerr);
     if (cairn_config_load(&c.cfg, &c.cerr) != 0) {
@@ -347,6 +392,17 @@ int cairn_cmd_build(int argc, char **argv)
         goto out;
     }
     struct cairn_build_opts *o = &c.o;
+    bool json_lines = strcmp(c.progress, "json") == 0;
+    if (!json_lines && strcmp(c.progress, "auto") != 0 &&
+        strcmp(c.progress, "plain") != 0 && strcmp(c.progress, "tty") != 0) {
+        fprintf(stderr, "cairn build: --progress must be auto, plain, tty "
+                        "or json\n");
+        goto out;
+    }
+    /* With JSON lines on stdout, the log (steps, RUN output, summary)
+     * goes to stderr. */
+    FILE *log = json_lines ? stderr : stdout;
+    o->out = log;
     o->tty = strcmp(c.progress, "tty") == 0 ||
              (strcmp(c.progress, "auto") == 0 && isatty(STDOUT_FILENO));
     o->tags = (const char *const *)c.tags.v;
@@ -390,22 +446,38 @@ int cairn_cmd_build(int argc, char **argv)
             goto out;
     o->insecure_registries = (const char *const *)c.insecure.v;
     o->ninsecure_registries = c.insecure.n;
+    if ((c.metadata_file || json_lines) &&
+        build_report_new(c.metadata_file != NULL, json_lines ? stdout : NULL,
+                         &report) != 0) {
+        fprintf(stderr, "cairn build: out of memory\n");
+        goto out;
+    }
+    if (report) {
+        o->on_step = build_report_step;
+        o->on_step_arg = report;
+    }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     char id[CAIRN_DIGEST_STR_LEN];
     struct cairn_build_stats stats;
     rc = cairn_build_run(st, o, id, &stats, &err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    fflush(stdout);
+    fflush(log);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) +
+                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    /* A failed build is reported too, its last step marked "failed". */
+    int wrc = report ? build_report_finish(&c, report, &stats, secs,
+                                           rc ? NULL : id, rc ? &err : NULL, rc)
+                     : 0;
     if (rc) {
         fprintf(stderr, "cairn build: %s\n",
                 err.msg[0] ? err.msg : cairn_strerror(rc));
         goto out;
     }
-    double secs = (double)(t1.tv_sec - t0.tv_sec) +
-                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    build_summary(&c, id, &stats, cache != NULL, secs);
-    fflush(stdout);
+    if (wrc)
+        goto out;
+    build_summary(log, &c, id, &stats, cache != NULL, secs);
+    fflush(log);
     /* Every -t, as docker build --push does; the first failure ends it
      * (the image stays built and tagged). zstd layers were asked for. */
     for (size_t i = 0; c.push && i < c.tags.n; i++)
@@ -417,6 +489,7 @@ int cairn_cmd_build(int argc, char **argv)
             goto out;
     status = 0;
 out:
+    build_report_free(report);
     cairn_cache_close(cache);
     cairn_config_clear(&c.cfg);
     cairn_store_close(st);

@@ -487,8 +487,9 @@ static bool remote_rec(struct build *b, size_t i, struct cairn_layer_rec *out)
     return true;
 }
 
+/* Runs or reuses layer step i; sets rep's status and layer. */
 static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
-                         bool *cached)
+                         bool *cached, struct cairn_build_step *rep)
 {
     const struct ck_step *s = &b->plan->steps[i];
     const struct ck_step_key *k = &b->keys->keys[i];
@@ -499,10 +500,12 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
     if (!b->o->no_cache && (cairn_store_key_get(b->st, k->hex, &rec) == 0 ||
                             remote_rec(b, i, &rec))) {
         *cached = true;
-        if (b->remote_hit && b->remote_hit[i])
+        bool remote = b->remote_hit && b->remote_hit[i];
+        if (remote)
             b->stats->remote++;
         else
             b->stats->cached++;
+        rep->status = remote ? CAIRN_STEP_REMOTE : CAIRN_STEP_LOCAL;
     } else {
         *cached = false;
         explain_step(b, i, true);
@@ -515,6 +518,7 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
         if (rc)
             return rc;
         b->stats->run++;
+        rep->status = CAIRN_STEP_RAN;
         rec.empty = empty;
         if (blob != NULL && empty) {
             unlink(blob);
@@ -534,6 +538,8 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
                                k->material.len, &rec);
     }
     if (!rec.empty) {
+        rep->has_layer = true;
+        rep->layer = rec.layer;
         rc = build_layers_push(so, &rec.layer);
         if (!rc && snap != NULL)
             rc = build_stage_snapshot_take(so, so->nlayers - 1, &snap);
@@ -659,6 +665,37 @@ out:
     return rc;
 }
 
+static double mono_secs(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Hands step i's record to the caller's on_step, if any. */
+static void step_report(struct build *b, size_t i, struct cairn_build_step *rep,
+                        double t0, int rc)
+{
+    if (b->o->on_step == NULL)
+        return;
+    const struct ck_step *s = &b->plan->steps[i];
+    const struct ck_stage *st = &b->plan->stages[s->stage];
+    rep->number = s->number;
+    rep->total = b->total;
+    rep->stage_index = st->index;
+    rep->stage_name = st->name;
+    rep->kind = ck_instr_name(s->instr->kind);
+    rep->instruction = s->text;
+    rep->key = b->keys->keys[i].hex;
+    rep->secs = mono_secs() - t0;
+    if (rc) {
+        rep->status = CAIRN_STEP_FAILED;
+        rep->error = b->err->msg;
+    }
+    fflush(b->out);
+    b->o->on_step(b->o->on_step_arg, rep);
+}
+
 static int walk(struct build *b)
 {
     const struct ck_plan *p = b->plan;
@@ -673,6 +710,9 @@ static int walk(struct build *b)
         fprintf(b->out, "Step %d/%d : %s\n", s->number, b->total, display);
         int rc = 0;
         bool cached = false;
+        struct cairn_build_step rep;
+        memset(&rep, 0, sizeof rep);
+        double t0 = mono_secs();
         if (s->instr->kind == CK_INSTR_FROM) {
             rc = start_stage(b, st, so);
             if (!rc)
@@ -680,7 +720,7 @@ static int walk(struct build *b)
         } else if (s->instr->kind == CK_INSTR_RUN ||
                    s->instr->kind == CK_INSTR_COPY ||
                    s->instr->kind == CK_INSTR_ADD) {
-            rc = do_layer_step(b, i, so, &cached);
+            rc = do_layer_step(b, i, so, &cached, &rep);
             if (!rc && cached)
                 fprintf(b->out, " ---> Using cache%s\n",
                         b->remote_hit && b->remote_hit[i] ? " (remote)" : "");
@@ -698,12 +738,14 @@ static int walk(struct build *b)
                 cairn_err_prefix(b->err, "step %d/%d (%s:%d %s)", s->number,
                                  b->total, b->df->name, s->instr->line,
                                  ck_instr_name(s->instr->kind));
+            step_report(b, i, &rep, t0, rc);
             return rc;
         }
         char id[13];
         short_id(b->keys->keys[i].hex, id);
         fprintf(b->out, " ---> %s\n", id);
         fflush(b->out);
+        step_report(b, i, &rep, t0, 0);
     }
     return 0;
 }

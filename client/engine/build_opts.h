@@ -21,6 +21,32 @@ enum cairn_build_pull {
     CAIRN_BUILD_PULL_NEVER,   /* --pull=never: the store only */
 };
 
+/* How a step's result was had, for build reports. */
+enum cairn_step_status {
+    CAIRN_STEP_NONE,   /* no layer: FROM and the metadata instructions */
+    CAIRN_STEP_LOCAL,  /* layer from the local index */
+    CAIRN_STEP_REMOTE, /* layer from the shared cache */
+    CAIRN_STEP_RAN,    /* layer step executed */
+    CAIRN_STEP_FAILED, /* the step that ended the build */
+};
+
+/* What one step did, handed to cairn_build_opts.on_step when it ends.
+ * Every pointer is borrowed for the call only. */
+struct cairn_build_step {
+    int number; /* 1-based, as "Step N/TOTAL" */
+    int total;
+    size_t stage_index;
+    const char *stage_name;  /* AS name, or NULL */
+    const char *kind;        /* "RUN", "COPY", ... */
+    const char *instruction; /* as printed (args expanded), not UTF-8-checked */
+    const char *key;         /* hex cache key */
+    enum cairn_step_status status;
+    double secs;    /* wall time of the step */
+    bool has_layer; /* a layer step whose layer is not empty */
+    struct cairn_layer_desc layer;
+    const char *error; /* CAIRN_STEP_FAILED: the build's message */
+};
+
 struct cairn_build_opts {
     const char *context;    /* directory */
     const char *dockerfile; /* path; NULL: CONTEXT/Dockerfile */
@@ -57,6 +83,10 @@ struct cairn_build_opts {
     enum cairn_build_pull pull;
     const char *const *insecure_registries;
     size_t ninsecure_registries;
+    /* Called after each step of the needed stages ends, the failed one
+     * included (NULL: none); the build's output is already flushed. */
+    void (*on_step)(void *arg, const struct cairn_build_step *step);
+    void *on_step_arg;
 };
 
 /* Counts of what a build did, for the summary line. */
