@@ -57,27 +57,25 @@ static json_t *step_json(const struct cairn_build_step *s)
         snprintf(label, sizeof label, "stage-%zu", s->stage_index);
     /* Stage names and instructions come from the Dockerfile and need not
      * be UTF-8: "o" with cairn_json_string, never "s". */
-    json_t *o = json_pack("{s:I, s:I, s:o, s:I, s:s, s:o, s:s, s:s, s:f}",
-                          "step", (json_int_t)s->number, "total",
-                          (json_int_t)s->total, "stage", cairn_json_string(label),
-                          "stage_index", (json_int_t)s->stage_index, "kind",
-                          s->kind, "instruction",
-                          cairn_json_string(s->instruction), "key", s->key,
-                          "status", status_name(s->status), "duration",
-                          s->secs);
+    json_t *o = json_pack(
+        "{s:I, s:I, s:o, s:I, s:s, s:o, s:s, s:s, s:f}", "step",
+        (json_int_t)s->number, "total", (json_int_t)s->total, "stage",
+        cairn_json_string(label), "stage_index", (json_int_t)s->stage_index,
+        "kind", s->kind, "instruction", cairn_json_string(s->instruction),
+        "key", s->key, "status", status_name(s->status), "duration", s->secs);
     if (o == NULL)
         return NULL;
     json_t *layer = json_null();
     if (s->has_layer)
-        layer = json_pack("{s:s, s:I, s:s}", "digest", s->layer.digest, "size",
-                          (json_int_t)s->layer.size, "diff_id",
-                          s->layer.diff_id);
+        layer =
+            json_pack("{s:s, s:I, s:s}", "digest", s->layer.digest, "size",
+                      (json_int_t)s->layer.size, "diff_id", s->layer.diff_id);
     if (layer == NULL || json_object_set_new(o, "layer", layer) != 0) {
         json_decref(o);
         return NULL;
     }
-    if (s->error && json_object_set_new(o, "error",
-                                        cairn_json_string(s->error)) != 0) {
+    if (s->error &&
+        json_object_set_new(o, "error", cairn_json_string(s->error)) != 0) {
         json_decref(o);
         return NULL;
     }
@@ -117,10 +115,10 @@ static json_t *totals_json(const struct build_report_end *e)
 {
     const struct cairn_build_stats *st = e->stats;
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "steps",
-                     (json_int_t)st->steps, "local_hits", (json_int_t)st->cached,
-                     "remote_hits", (json_int_t)st->remote, "ran",
-                     (json_int_t)st->run, "bytes_down",
-                     (json_int_t)st->bytes_down, "bytes_up",
+                     (json_int_t)st->steps, "local_hits",
+                     (json_int_t)st->cached, "remote_hits",
+                     (json_int_t)st->remote, "ran", (json_int_t)st->run,
+                     "bytes_down", (json_int_t)st->bytes_down, "bytes_up",
                      (json_int_t)st->bytes_up, "layer_bytes",
                      (json_int_t)st->layer_bytes, "duration", e->secs);
 }
@@ -185,8 +183,9 @@ int build_report_write(struct build_report *r, const struct build_report_end *e,
     /* mkstemp makes it 0600; a report is no secret. */
     errno = 0;
     if (fchmod(fd, 0644) != 0 ||
-        json_dumpfd(o, fd, JSON_INDENT(2) | JSON_ENSURE_ASCII |
-                                   JSON_REAL_PRECISION(6)) != 0 ||
+        json_dumpfd(o, fd,
+                    JSON_INDENT(2) | JSON_ENSURE_ASCII |
+                        JSON_REAL_PRECISION(6)) != 0 ||
         write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
         rc = -(errno ? errno : EIO);
         cairn_err_set(err, rc, "metadata file %s: %s", tmp, strerror(-rc));

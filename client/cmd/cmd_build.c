@@ -302,27 +302,27 @@ static int build_args_parse(struct build_cli *c, int argc, char **argv)
 }
 
 /* Docker's closing lines, then cairn's summary of the build's work. */
-static void build_summary(FILE *out, const struct build_cli *c,
-                          const char *id, const struct cairn_build_stats *stats,
-                          bool cache, double secs)
+static void build_summary(FILE *out, const struct build_cli *c, const char *id,
+                          const struct cairn_build_stats *stats, bool cache,
+                          double secs)
 {
     fprintf(out, "Successfully built %.12s\n", id + 7);
     for (size_t i = 0; i < c->tags.n; i++) {
         const char *t = c->tags.v[i];
         bool has_tag =
             strchr(strrchr(t, '/') ? strrchr(t, '/') : t, ':') != NULL;
-        fprintf(out, "Successfully tagged %s%s\n", t,
-                has_tag ? "" : ":latest");
+        fprintf(out, "Successfully tagged %s%s\n", t, has_tag ? "" : ":latest");
     }
     if (cache)
-        fprintf(out, "cairn: %u steps, %u local hits, %u remote hits, %u run, "
-               "%llu bytes down, %llu bytes up, %.2fs\n",
-               stats->steps, stats->cached, stats->remote, stats->run,
-               (unsigned long long)stats->bytes_down,
-               (unsigned long long)stats->bytes_up, secs);
+        fprintf(out,
+                "cairn: %u steps, %u local hits, %u remote hits, %u run, "
+                "%llu bytes down, %llu bytes up, %.2fs\n",
+                stats->steps, stats->cached, stats->remote, stats->run,
+                (unsigned long long)stats->bytes_down,
+                (unsigned long long)stats->bytes_up, secs);
     else
         fprintf(out, "cairn: %u steps, %u layers from cache, %u run, %.2fs\n",
-               stats->steps, stats->cached, stats->run, secs);
+                stats->steps, stats->cached, stats->run, secs);
 }
 
 /* Ends the build's report: the totals line of --progress json and the
