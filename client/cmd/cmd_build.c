@@ -479,13 +479,14 @@ int cairn_cmd_build(int argc, char **argv)
     build_summary(log, &c, id, &stats, cache != NULL, secs);
     fflush(log);
     /* Every -t, as docker build --push does; the first failure ends it
-     * (the image stays built and tagged). zstd layers were asked for. */
+     * (the image stays built and tagged). zstd layers were asked for.
+     * Under --progress json only NAME@DIGEST lines follow the totals. */
     for (size_t i = 0; c.push && i < c.tags.n; i++)
         if (cairn_cmd_push_run(st, c.tags.v[i], NULL,
                                (const char *const *)c.insecure.v,
                                c.insecure.n,
                                o->compression == CAIRN_COMPRESS_ZSTD,
-                               false) != 0)
+                               json_lines) != 0)
             goto out;
     status = 0;
 out:
