@@ -9,9 +9,9 @@
 # health SERVING, a Bazel-style round trip (CAS blob + action result, then
 # read back; ByteStream for a larger blob), cairn's own remote cache (a
 # fresh store gets every layer as a remote hit), health NOT_SERVING after
-# SIGTERM, and `docker stop` drains and exits 0.
-# TODO(issue 13 item 2): once cairnd has --metrics-listen, add it to the
-# run below and scrape /metrics through the container.
+# SIGTERM, and `docker stop` drains and exits 0. With the chart's
+# metrics setting (--metrics-listen), /metrics through the container counts
+# what the round trips did, and promtool (when installed) accepts it.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/docker_lib.sh"
 skip() {
@@ -64,7 +64,7 @@ assert_eq "$(cfg Cmd)" \
 # seccomp...), skip rather than blame the image.
 mapfile -t args < <(jq -r '.[0].Config.Cmd[] | if . == "*:9092" then "127.0.0.1:0" else . end' \
     "$T/inspect.json")
-args+=(--shutdown-delay 1h)
+args+=(--shutdown-delay 1h --metrics-listen 127.0.0.1:0)
 dk run -d --name cairnd-it --network=host --read-only --cap-drop ALL \
     --security-opt no-new-privileges "$IMAGE" "${args[@]}" >"$T/run.out" 2>&1 || {
     grep -qiE 'cgroup|seccomp|apparmor|permission denied|operation not permitted' "$T/run.out" &&
@@ -79,6 +79,8 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 [ -n "$port" ] || { dk logs cairnd-it 2>&1 | tail -20; fail "cairnd in the container printed no port"; }
+mport=$(dk logs cairnd-it 2>/dev/null | sed -n 's/^metrics on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p')
+[ -n "$mport" ] || { dk logs cairnd-it 2>&1 | tail -20; fail "cairnd in the container printed no metrics port"; }
 pid=$(dk inspect -f '{{.State.Pid}}' cairnd-it)
 assert_eq "$(awk '/^Uid:/ {print $2} /^Gid:/ {print $2}' "/proc/$pid/status" | paste -sd:)" 65532:65532 \
     "the container's cairnd runs as uid:gid"
@@ -126,6 +128,20 @@ done
 grep -q '^cairn: .* 2 remote hits, 0 run' "$T/B.out" ||
     fail "store B: $(grep '^cairn: ' "$T/B.out")"
 echo "ok: cairn's remote cache through the container: $(grep '^cairn: ' "$T/B.out")"
+
+# /metrics through the container: what the calls above did is counted.
+curl -fsS "http://127.0.0.1:$mport/metrics" >"$T/metrics.txt" || fail "GET /metrics"
+metric() { awk -v m="$1" '$1 == m {print $2}' "$T/metrics.txt"; }
+grep -q '^cairnd_build_info{' "$T/metrics.txt" || fail "no cairnd_build_info"
+hits=$(metric cairnd_action_cache_hits_total)
+[ -n "$hits" ] && [ "${hits%.*}" -ge 3 ] || fail "action cache hits: '$hits' (AC get + store B's 2 hits)"
+inb=$(metric cairnd_cas_received_bytes_total)
+[ -n "$inb" ] && [ "${inb%.*}" -ge 3000000 ] || fail "CAS bytes received: '$inb' (the 3 MB Write)"
+if command -v promtool >/dev/null; then
+    promtool check metrics <"$T/metrics.txt" >"$T/promtool.out" 2>&1 ||
+        fail "promtool check metrics: $(cat "$T/promtool.out")"
+fi
+echo "ok: /metrics through the container: $hits AC hits, $inb CAS bytes in"
 
 # --- SIGTERM: NOT_SERVING (readiness); docker stop: the drain, exit 0 ---------
 dk kill -s TERM cairnd-it >/dev/null || fail "docker kill -s TERM"
