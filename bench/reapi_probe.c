@@ -524,12 +524,133 @@ static int cmd_read(struct rc_conn *c, int argc, char **argv)
     return report(&st);
 }
 
+/* The options of write (see cmd_write). */
+struct write_opts {
+    long long from, count, offset, chunk, finish, abort_call, hold, silent;
+};
+
+/* Parses write's KEY=N words (argv[2..]); -1 on an unknown or malformed
+ * one. */
+static int write_opts_parse(int argc, char **argv, struct write_opts *o)
+{
+    *o = (struct write_opts){.count = -1, .offset = -1, .chunk = 64 * 1024, .finish = 1};
+    for (int i = 2; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (eq == NULL)
+            return -1;
+        *eq = '\0';
+        long long v = parse_ll(eq + 1);
+        if (!strcmp(argv[i], "from")) o->from = v;
+        else if (!strcmp(argv[i], "count")) o->count = v;
+        else if (!strcmp(argv[i], "offset")) o->offset = v;
+        else if (!strcmp(argv[i], "chunk")) o->chunk = v;
+        else if (!strcmp(argv[i], "finish")) o->finish = v;
+        else if (!strcmp(argv[i], "abort")) o->abort_call = v;
+        else if (!strcmp(argv[i], "hold")) o->hold = v;
+        else if (!strcmp(argv[i], "silent")) o->silent = v;
+        else return -1;
+    }
+    return 0;
+}
+
+/* Sends data[from, from+count) in messages of chunk bytes (nothing when
+ * silent), the resource name on the first; stops early when the server
+ * ends the call. */
+static void write_send(struct rc_conn *c, grpc_call *call, const char *resource,
+                       const uint8_t *data, const struct write_opts *o)
+{
+    long long sent = 0;
+    bool first = true, ok = !o->silent;
+    while (ok) {
+        long long n = o->count - sent < o->chunk ? o->count - sent : o->chunk;
+        Google__Bytestream__WriteRequest wr = GOOGLE__BYTESTREAM__WRITE_REQUEST__INIT;
+        if (first)
+            wr.resource_name = (char *)resource;
+        first = false;
+        wr.write_offset = o->offset + sent;
+        wr.data.data = (uint8_t *)data + o->from + sent;
+        wr.data.len = (size_t)n;
+        sent += n;
+        wr.finish_write = o->finish && sent == o->count;
+        size_t len;
+        uint8_t *msg = pack(&wr.base, &len);
+        grpc_byte_buffer *bb = rc_buffer(msg, len);
+        free(msg);
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_SEND_MESSAGE;
+        op.data.send_message.send_message = bb;
+        grpc_call_start_batch(call, &op, 1, (void *)2, NULL);
+        ok = rc_wait(c, (void *)2) && sent < o->count;
+        grpc_byte_buffer_destroy(bb);
+    }
+}
+
+/* Keeps the stream open without sending and without a half-close for
+ * hold seconds (default 1), then half-closes and collects the status
+ * (tag 9, posted by the caller). The initial metadata is asked for now:
+ * gRPC holds back the status of a call whose initial metadata nobody
+ * asked for, so this is what lets a server's early end show at once. */
+static void write_hold(struct rc_conn *c, grpc_call *call, long long hold,
+                       grpc_metadata_array *init_md)
+{
+    grpc_op ops[1];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[0].data.recv_initial_metadata.recv_initial_metadata = init_md;
+    grpc_call_start_batch(call, ops, 1, (void *)5, NULL);
+    gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
+                                      gpr_time_from_seconds(hold > 0 ? hold : 1, GPR_TIMESPAN));
+    grpc_event ev = grpc_completion_queue_pluck(c->cq, (void *)9, until, NULL);
+    if (ev.type == GRPC_OP_COMPLETE) {
+        rc_wait(c, (void *)5);
+        return;
+    }
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    grpc_call_start_batch(call, ops, 1, (void *)4, NULL);
+    rc_wait(c, (void *)4);
+    rc_wait(c, (void *)9);
+    rc_wait(c, (void *)5);
+}
+
+/* Half-closes, takes the response into *recv and waits for the status
+ * (tag 9, posted by the caller). */
+static void write_close(struct rc_conn *c, grpc_call *call, grpc_metadata_array *init_md,
+                        grpc_byte_buffer **recv)
+{
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[1].data.recv_initial_metadata.recv_initial_metadata = init_md;
+    ops[2].op = GRPC_OP_RECV_MESSAGE;
+    ops[2].data.recv_message.recv_message = recv;
+    grpc_call_start_batch(call, ops, 3, (void *)3, NULL);
+    rc_wait(c, (void *)3);
+    rc_wait(c, (void *)9);
+}
+
+/* Prints "committed_size=N" from a WriteResponse (-1 when it does not
+ * parse). */
+static void write_committed_print(grpc_byte_buffer *recv)
+{
+    size_t rlen;
+    uint8_t *m = rc_flatten(recv, &rlen);
+    Google__Bytestream__WriteResponse *r = google__bytestream__write_response__unpack(NULL, rlen, m);
+    printf("committed_size=%lld\n", r ? (long long)r->committed_size : -1LL);
+    google__bytestream__write_response__free_unpacked(r, NULL);
+    free(m);
+}
+
 /* write RESOURCE FILE [offset=N] [from=N] [count=N] [chunk=N]
- * [finish=0|1] [abort=1] [raw=HEXSTRING]
+ * [finish=0|1] [abort=1] [hold=S] [silent=1] [raw=HEXSTRING]
  * Sends FILE[from, from+count) starting at write_offset=offset (default:
  * from), in messages of chunk bytes; finish_write on the last unless
  * finish=0. abort=1 cancels the call after sending (a client that goes
- * away). Prints "committed_size=N". */
+ * away); hold=S keeps the stream open S seconds before the half-close,
+ * silent=1 sends nothing at all (see write_hold). Prints
+ * "committed_size=N". */
 static int cmd_write(struct rc_conn *c, int argc, char **argv)
 {
     if (argc < 2)
@@ -538,28 +659,15 @@ static int cmd_write(struct rc_conn *c, int argc, char **argv)
     uint8_t *data = (uint8_t *)rc_read_file(argv[1], &flen);
     if (data == NULL)
         return EXIT_LOCAL;
-    long long from = 0, count = -1, offset = -1, chunk = 64 * 1024, finish = 1, abort_call = 0;
-    long long hold = 0, silent = 0;
-    for (int i = 2; i < argc; i++) {
-        char *eq = strchr(argv[i], '=');
-        if (eq == NULL)
-            return EXIT_LOCAL;
-        *eq = '\0';
-        long long v = parse_ll(eq + 1);
-        if (!strcmp(argv[i], "from")) from = v;
-        else if (!strcmp(argv[i], "count")) count = v;
-        else if (!strcmp(argv[i], "offset")) offset = v;
-        else if (!strcmp(argv[i], "chunk")) chunk = v;
-        else if (!strcmp(argv[i], "finish")) finish = v;
-        else if (!strcmp(argv[i], "abort")) abort_call = v;
-        else if (!strcmp(argv[i], "hold")) hold = v;
-        else if (!strcmp(argv[i], "silent")) silent = v;
-        else return EXIT_LOCAL;
+    struct write_opts o;
+    if (write_opts_parse(argc, argv, &o) != 0) {
+        free(data);
+        return EXIT_LOCAL;
     }
-    if (count < 0 || from + count > (long long)flen)
-        count = (long long)flen - from;
-    if (offset < 0)
-        offset = from;
+    if (o.count < 0 || o.from + o.count > (long long)flen)
+        o.count = (long long)flen - o.from;
+    if (o.offset < 0)
+        o.offset = o.from;
     grpc_call *call = grpc_channel_create_call(c->ch, NULL, 0, c->cq,
                                                grpc_slice_from_static_string("/google.bytestream.ByteStream/Write"),
                                                NULL, rc_deadline(c), NULL);
@@ -568,7 +676,7 @@ static int cmd_write(struct rc_conn *c, int argc, char **argv)
     grpc_metadata_array_init(&trail_md);
     grpc_status_code code = GRPC_STATUS_UNKNOWN;
     grpc_slice details = grpc_empty_slice();
-    grpc_op ops[3];
+    grpc_op ops[1];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[0].data.send_initial_metadata.count = c->n_md;
@@ -583,82 +691,21 @@ static int cmd_write(struct rc_conn *c, int argc, char **argv)
     ops[0].data.recv_status_on_client.status = &code;
     ops[0].data.recv_status_on_client.status_details = &details;
     grpc_call_start_batch(call, ops, 1, (void *)9, NULL);
-    long long sent = 0;
-    bool first = true, ok = !silent;
-    while (ok) {
-        long long n = count - sent < chunk ? count - sent : chunk;
-        Google__Bytestream__WriteRequest wr = GOOGLE__BYTESTREAM__WRITE_REQUEST__INIT;
-        if (first)
-            wr.resource_name = argv[0];
-        first = false;
-        wr.write_offset = offset + sent;
-        wr.data.data = data + from + sent;
-        wr.data.len = (size_t)n;
-        sent += n;
-        wr.finish_write = finish && sent == count;
-        size_t len;
-        uint8_t *msg = pack(&wr.base, &len);
-        grpc_byte_buffer *bb = rc_buffer(msg, len);
-        free(msg);
-        grpc_op op;
-        memset(&op, 0, sizeof op);
-        op.op = GRPC_OP_SEND_MESSAGE;
-        op.data.send_message.send_message = bb;
-        grpc_call_start_batch(call, &op, 1, (void *)2, NULL);
-        ok = rc_wait(c, (void *)2) && sent < count;
-        grpc_byte_buffer_destroy(bb);
-    }
-    if (abort_call) {
+    write_send(c, call, argv[0], data, &o);
+    if (o.abort_call) {
         /* Let the server take in what was sent, then vanish. */
         usleep(300 * 1000);
         grpc_call_cancel(call, NULL);
     }
     grpc_byte_buffer *recv = NULL;
-    if (hold || silent) {
-        /* Keep the stream open without sending and without a half-close
-         * for hold seconds (default 1), then half-close and collect the
-         * status. The initial metadata is asked for now: gRPC holds back
-         * the status of a call whose initial metadata nobody asked for,
-         * so this is what lets a server's early end show at once. */
-        memset(ops, 0, sizeof ops);
-        ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
-        ops[0].data.recv_initial_metadata.recv_initial_metadata = &init_md;
-        grpc_call_start_batch(call, ops, 1, (void *)5, NULL);
-        gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                          gpr_time_from_seconds(hold > 0 ? hold : 1, GPR_TIMESPAN));
-        grpc_event ev = grpc_completion_queue_pluck(c->cq, (void *)9, until, NULL);
-        if (ev.type == GRPC_OP_COMPLETE) {
-            rc_wait(c, (void *)5);
-            goto done;
-        }
-        memset(ops, 0, sizeof ops);
-        ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-        grpc_call_start_batch(call, ops, 1, (void *)4, NULL);
-        rc_wait(c, (void *)4);
-        rc_wait(c, (void *)9);
-        rc_wait(c, (void *)5);
-        goto done;
-    }
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[1].data.recv_initial_metadata.recv_initial_metadata = &init_md;
-    ops[2].op = GRPC_OP_RECV_MESSAGE;
-    ops[2].data.recv_message.recv_message = &recv;
-    grpc_call_start_batch(call, ops, 3, (void *)3, NULL);
-    rc_wait(c, (void *)3);
-    rc_wait(c, (void *)9);
-done:;
+    if (o.hold || o.silent)
+        write_hold(c, call, o.hold, &init_md);
+    else
+        write_close(c, call, &init_md, &recv);
     struct rc_status st;
     rc_status_set(&st, code, details);
-    if (code == GRPC_STATUS_OK && recv != NULL) {
-        size_t rlen;
-        uint8_t *m = rc_flatten(recv, &rlen);
-        Google__Bytestream__WriteResponse *r = google__bytestream__write_response__unpack(NULL, rlen, m);
-        printf("committed_size=%lld\n", r ? (long long)r->committed_size : -1LL);
-        google__bytestream__write_response__free_unpacked(r, NULL);
-        free(m);
-    }
+    if (code == GRPC_STATUS_OK && recv != NULL)
+        write_committed_print(recv);
     if (recv)
         grpc_byte_buffer_destroy(recv);
     grpc_slice_unref(details);

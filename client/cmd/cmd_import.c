@@ -173,6 +173,117 @@ static int change_expose(struct cairn_image_config *c, const char *w,
     return 0;
 }
 
+/* ENV or LABEL: key value pairs, both words expanded. */
+static int change_pairs(struct cairn_image_config *c, const struct ck_instr *in,
+                        char esc, struct cairn_err *err)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i + 1 < in->nargs; i += 2) {
+        char *key = NULL, *one = NULL;
+        rc = ck_expand_word(in->args[i], esc, env_lookup, c, &key, err);
+        if (rc == 0)
+            rc = ck_expand_word(in->args[i + 1], esc, env_lookup, c, &one,
+                                err);
+        if (rc == 0)
+            rc = in->kind == CK_INSTR_ENV
+                     ? cairn_image_config_set_env(c, key, one)
+                     : cairn_image_config_set_label(c, key, one);
+        free(key);
+        free(one);
+    }
+    return rc;
+}
+
+/* EXPOSE or VOLUME: each expanded word joins the set. */
+static int change_sets(struct cairn_image_config *c, const struct ck_instr *in,
+                       char esc, struct cairn_err *err)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < in->nargs; i++) {
+        char **words = NULL;
+        size_t nwords = 0;
+        rc = ck_expand_words(in->args[i], esc, env_lookup, c, &words, &nwords,
+                             err);
+        for (size_t j = 0; rc == 0 && j < nwords; j++)
+            rc = in->kind == CK_INSTR_EXPOSE
+                     ? change_expose(c, words[j], err)
+                     : set_add(&c->volumes, &c->nvolumes, words[j]);
+        ck_expand_words_free(words, nwords);
+    }
+    return rc;
+}
+
+/* docker import accepts ONBUILD: the trigger is stored as written and
+ * runs when a build uses this image. */
+static int change_onbuild(struct cairn_image_config *c,
+                          const struct ck_instr *in, struct cairn_err *err)
+{
+    if (in->sub == NULL || in->sub->original == NULL)
+        return cairn_err_set(err, CAIRN_E_PARSE,
+                             "ONBUILD needs an instruction");
+    /* In order, unlike the sets above: triggers run in turn. */
+    struct cairn_strvec sv = {.v = c->onbuild, .n = c->nonbuild,
+                              .alloc = c->nonbuild + 1};
+    if (sv.v == NULL)
+        sv.alloc = 0;
+    int rc = cairn_strvec_push(&sv, in->sub->original);
+    c->onbuild = sv.v;
+    c->nonbuild = sv.n;
+    return rc;
+}
+
+/* WORKDIR one (owned: taken or freed). A relative WORKDIR continues from
+ * the previous one. */
+static int change_workdir(struct cairn_image_config *c, char *one)
+{
+    int rc;
+    struct cairn_buf b;
+    cairn_buf_init(&b, ARCHIVE_MAX_PATH);
+    if (one[0] == '/' || c->workdir == NULL) {
+        free(c->workdir);
+        if (one[0] == '/') {
+            c->workdir = one;
+            cairn_buf_free(&b);
+            return 0;
+        }
+        rc = cairn_buf_printf(&b, "/%s", one);
+        c->workdir = rc ? NULL : cairn_buf_take(&b);
+    } else {
+        size_t wl = strlen(c->workdir);
+        rc = cairn_buf_printf(&b, "%s%s%s", c->workdir,
+                              wl && c->workdir[wl - 1] == '/' ? "" : "/", one);
+        if (rc == 0) {
+            free(c->workdir);
+            c->workdir = cairn_buf_take(&b);
+        }
+    }
+    free(one);
+    cairn_buf_free(&b);
+    return rc;
+}
+
+/* USER, WORKDIR or STOPSIGNAL: one expanded word. */
+static int change_scalar(struct cairn_image_config *c,
+                         const struct ck_instr *in, char esc,
+                         struct cairn_err *err)
+{
+    char *one = NULL;
+    int rc = ck_expand_word(in->nargs ? in->args[0] : "", esc, env_lookup, c,
+                            &one, err);
+    if (rc)
+        return rc;
+    if (in->kind == CK_INSTR_USER) {
+        free(c->user);
+        c->user = one;
+    } else if (in->kind == CK_INSTR_STOPSIGNAL) {
+        free(c->stop_signal);
+        c->stop_signal = one;
+    } else {
+        rc = change_workdir(c, one);
+    }
+    return rc;
+}
+
 /* Applies one --change line to the config. */
 static int change_apply(struct cairn_image_config *c, const char *text,
                         struct cairn_err *err)
@@ -181,9 +292,6 @@ static int change_apply(struct cairn_image_config *c, const char *text,
     int rc = ck_dockerfile_parse("--change", text, strlen(text), &df, err);
     if (rc)
         return rc;
-    char *one = NULL;
-    char **words = NULL;
-    size_t nwords = 0;
     for (size_t k = 0; rc == 0 && k < df->ninstrs; k++) {
         const struct ck_instr *in = &df->instrs[k];
         char esc = df->escape;
@@ -198,93 +306,19 @@ static int change_apply(struct cairn_image_config *c, const char *text,
             break;
         case CK_INSTR_ENV:
         case CK_INSTR_LABEL:
-            for (size_t i = 0; rc == 0 && i + 1 < in->nargs; i += 2) {
-                char *key = NULL;
-                rc = ck_expand_word(in->args[i], esc, env_lookup, c, &key, err);
-                if (rc == 0)
-                    rc = ck_expand_word(in->args[i + 1], esc, env_lookup, c,
-                                        &one, err);
-                if (rc == 0)
-                    rc = in->kind == CK_INSTR_ENV
-                             ? cairn_image_config_set_env(c, key, one)
-                             : cairn_image_config_set_label(c, key, one);
-                free(key);
-                free(one);
-                one = NULL;
-            }
+            rc = change_pairs(c, in, esc, err);
             break;
         case CK_INSTR_EXPOSE:
         case CK_INSTR_VOLUME:
-            for (size_t i = 0; rc == 0 && i < in->nargs; i++) {
-                rc = ck_expand_words(in->args[i], esc, env_lookup, c, &words,
-                                     &nwords, err);
-                for (size_t j = 0; rc == 0 && j < nwords; j++)
-                    rc = in->kind == CK_INSTR_EXPOSE
-                             ? change_expose(c, words[j], err)
-                             : set_add(&c->volumes, &c->nvolumes, words[j]);
-                ck_expand_words_free(words, nwords);
-                words = NULL;
-            }
+            rc = change_sets(c, in, esc, err);
             break;
         case CK_INSTR_ONBUILD:
-            /* docker import accepts ONBUILD: the trigger is stored as
-             * written and runs when a build uses this image. */
-            if (in->sub == NULL || in->sub->original == NULL) {
-                rc = cairn_err_set(err, CAIRN_E_PARSE,
-                                   "ONBUILD needs an instruction");
-                break;
-            } else {
-                /* In order, unlike the sets above: triggers run in turn. */
-                struct cairn_strvec sv = {.v = c->onbuild, .n = c->nonbuild,
-                                          .alloc = c->nonbuild + 1};
-                if (sv.v == NULL)
-                    sv.alloc = 0;
-                rc = cairn_strvec_push(&sv, in->sub->original);
-                c->onbuild = sv.v;
-                c->nonbuild = sv.n;
-            }
+            rc = change_onbuild(c, in, err);
             break;
         case CK_INSTR_USER:
         case CK_INSTR_WORKDIR:
         case CK_INSTR_STOPSIGNAL:
-            rc = ck_expand_word(in->nargs ? in->args[0] : "", esc, env_lookup,
-                                c, &one, err);
-            if (rc)
-                break;
-            if (in->kind == CK_INSTR_USER) {
-                free(c->user);
-                c->user = one;
-            } else if (in->kind == CK_INSTR_STOPSIGNAL) {
-                free(c->stop_signal);
-                c->stop_signal = one;
-            } else if (one[0] == '/' || c->workdir == NULL) {
-                /* A relative WORKDIR continues from the previous one. */
-                free(c->workdir);
-                if (one[0] == '/') {
-                    c->workdir = one;
-                } else {
-                    struct cairn_buf b;
-                    cairn_buf_init(&b, ARCHIVE_MAX_PATH);
-                    rc = cairn_buf_printf(&b, "/%s", one);
-                    c->workdir = rc ? NULL : cairn_buf_take(&b);
-                    cairn_buf_free(&b);
-                    free(one);
-                }
-            } else {
-                struct cairn_buf b;
-                cairn_buf_init(&b, ARCHIVE_MAX_PATH);
-                size_t wl = strlen(c->workdir);
-                rc = cairn_buf_printf(
-                    &b, "%s%s%s", c->workdir,
-                    wl && c->workdir[wl - 1] == '/' ? "" : "/", one);
-                free(one);
-                if (rc == 0) {
-                    free(c->workdir);
-                    c->workdir = cairn_buf_take(&b);
-                }
-                cairn_buf_free(&b);
-            }
-            one = NULL;
+            rc = change_scalar(c, in, esc, err);
             break;
         default:
             rc = cairn_err_set(err, CAIRN_E_UNSUPPORTED,

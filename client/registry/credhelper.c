@@ -89,6 +89,72 @@ static int drain(int fd, struct cairn_buf *b, int keep_excess_err)
     return rc;
 }
 
+/* Reads the helper's stdout and stderr (out_fd, err_fd) into r until
+ * both reach end of file or the deadline (now_ms) passes. */
+static int helper_collect(const char *prog, const char *action, int out_fd,
+                          int err_fd, long deadline, struct helper_run *r,
+                          struct cairn_err *err)
+{
+    int open_out = 1, open_err = 1;
+    while (open_out || open_err) {
+        long left = deadline - now_ms();
+        if (left <= 0)
+            return cairn_err_set(err, CAIRN_E_TIMEOUT,
+                                 "credential helper %s %s did not finish in "
+                                 "%ld s; killed",
+                                 prog, action, helper_timeout_ms() / 1000);
+        struct pollfd p[2] = {{.fd = open_out ? out_fd : -1, .events = POLLIN},
+                              {.fd = open_err ? err_fd : -1, .events = POLLIN}};
+        if (poll(p, 2, (int)(left > 1000 ? 1000 : left)) < 0) {
+            if (errno == EINTR)
+                continue;
+            return cairn_err_set(err, -errno, "%s: poll: %s", prog,
+                                 strerror(errno));
+        }
+        if (open_out && p[0].revents) {
+            int d = drain(out_fd, &r->out, 1);
+            if (d < 0)
+                return cairn_err_set(
+                    err, d == CAIRN_E_TOOBIG ? d : CAIRN_E_FAILED,
+                    "credential helper %s %s: output over %d "
+                    "bytes or unreadable",
+                    prog, action, CAIRN_REG_CREDHELPER_OUT_MAX);
+            open_out = !d;
+        }
+        if (open_err && p[1].revents) {
+            int d = drain(err_fd, &r->errout, 0);
+            open_err = d == 0;
+        }
+    }
+    return 0;
+}
+
+/* Waits for *pid to exit, into r->status, until the deadline; *pid
+ * becomes -1 once reaped. Both pipes are closed by then: the helper is
+ * exiting (or handed them to a child of its own, which does not keep
+ * cairn waiting past the deadline either). */
+static int helper_reap(const char *prog, const char *action, pid_t *pid,
+                       long deadline, struct helper_run *r,
+                       struct cairn_err *err)
+{
+    for (;;) {
+        pid_t w = waitpid(*pid, &r->status, WNOHANG);
+        if (w == *pid) {
+            *pid = -1;
+            return 0;
+        }
+        if (w < 0 && errno != EINTR)
+            return cairn_err_set(err, -errno, "%s: waitpid: %s", prog,
+                                 strerror(errno));
+        if (now_ms() >= deadline)
+            return cairn_err_set(err, CAIRN_E_TIMEOUT,
+                                 "credential helper %s %s did not exit; killed",
+                                 prog, action);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Runs docker-credential-NAME ACTION with input on stdin, collecting its
  * stdout and stderr until it exits. stdin is a memfd rather than a pipe so
  * a helper that exits without reading cannot raise SIGPIPE in cairn. */
@@ -140,64 +206,9 @@ static int helper_run(const char *name, const char *action, const char *input,
     outp[1] = errp[1] = -1;
 
     long deadline = now_ms() + helper_timeout_ms();
-    int open_out = 1, open_err = 1;
-    while (open_out || open_err) {
-        long left = deadline - now_ms();
-        if (left <= 0) {
-            rc = cairn_err_set(err, CAIRN_E_TIMEOUT,
-                               "credential helper %s %s did not finish in "
-                               "%ld s; killed",
-                               prog, action, helper_timeout_ms() / 1000);
-            goto out;
-        }
-        struct pollfd p[2] = {{.fd = open_out ? outp[0] : -1, .events = POLLIN},
-                              {.fd = open_err ? errp[0] : -1, .events = POLLIN}};
-        if (poll(p, 2, (int)(left > 1000 ? 1000 : left)) < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = cairn_err_set(err, -errno, "%s: poll: %s", prog,
-                               strerror(errno));
-            goto out;
-        }
-        if (open_out && p[0].revents) {
-            int d = drain(outp[0], &r->out, 1);
-            if (d < 0) {
-                rc = cairn_err_set(err, d == CAIRN_E_TOOBIG ? d : CAIRN_E_FAILED,
-                                   "credential helper %s %s: output over %d "
-                                   "bytes or unreadable",
-                                   prog, action, CAIRN_REG_CREDHELPER_OUT_MAX);
-                goto out;
-            }
-            open_out = !d;
-        }
-        if (open_err && p[1].revents) {
-            int d = drain(errp[0], &r->errout, 0);
-            open_err = d == 0;
-        }
-    }
-    /* Both pipes closed: the helper is exiting (or handed them to a
-     * child of its own, which does not keep cairn waiting past the
-     * deadline either). */
-    for (;;) {
-        pid_t w = waitpid(pid, &r->status, WNOHANG);
-        if (w == pid) {
-            pid = -1;
-            break;
-        }
-        if (w < 0 && errno != EINTR) {
-            rc = cairn_err_set(err, -errno, "%s: waitpid: %s", prog,
-                               strerror(errno));
-            goto out;
-        }
-        if (now_ms() >= deadline) {
-            rc = cairn_err_set(err, CAIRN_E_TIMEOUT,
-                               "credential helper %s %s did not exit; killed",
-                               prog, action);
-            goto out;
-        }
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    rc = helper_collect(prog, action, outp[0], errp[0], deadline, r, err);
+    if (rc == 0)
+        rc = helper_reap(prog, action, &pid, deadline, r, err);
 out:
     if (pid > 0) {
         kill(pid, SIGKILL);

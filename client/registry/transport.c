@@ -642,6 +642,72 @@ static int cc_error(struct cairn_reg_session *s,
                          detail);
 }
 
+/* Readies x for one attempt of req. */
+static void xfer_reset(struct xfer *x, const struct cairn_reg_req *req,
+                       struct cairn_reg_resp *resp)
+{
+    cairn_buf_reset(&x->body);
+    cairn_buf_reset(&x->errbody);
+    x->req = req;
+    x->resp = resp;
+    x->status = 0;
+    x->sink_rc = 0;
+    x->toobig = false;
+    x->retry_after_s = -1;
+}
+
+/* What the receiving side of an attempt refused: the sink's error, an
+ * ignored range, a body past req->max_body. 0 when none. */
+static int xfer_check(struct cairn_reg_session *s,
+                      const struct cairn_reg_req *req, const struct xfer *x,
+                      struct cairn_err *err)
+{
+    if (x->sink_rc == CAIRN_E_UNSUPPORTED && req->range_from > 0 &&
+        x->status == 200)
+        return cairn_err_set(err, CAIRN_E_UNSUPPORTED,
+                             "%s: registry %s ignored the range",
+                             req->what ? req->what : req->path, s->host);
+    if (x->sink_rc)
+        return x->sink_rc;
+    if (x->toobig)
+        return cairn_err_set(err, CAIRN_E_TOOBIG,
+                             "%s: answer from %s over %zu bytes",
+                             req->what ? req->what : req->path, s->host,
+                             req->max_body);
+    return 0;
+}
+
+/* The final answer (no retry left to make): a success hands the body to
+ * resp, anything else becomes the registry's error. tls_err: why TLS
+ * failed before the plain-HTTP fallback ("" when it did not). */
+static int answer_finish(struct cairn_reg_session *s,
+                         const struct cairn_reg_req *req,
+                         struct cairn_reg_resp *resp, struct xfer *x,
+                         const char *tls_err, struct cairn_err *err)
+{
+    long st = x->status;
+    resp->status = st;
+    if (st / 100 == 2 || (req->ok_status && st == req->ok_status)) {
+        if (!req->sink && st / 100 == 2) {
+            resp->body_len = x->body.len;
+            if ((resp->body = cairn_buf_take(&x->body)) == NULL)
+                return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        }
+        return 0;
+    }
+    /* The fallback met a TLS server after all (TLS failed for
+     * another reason, e.g. a client certificate it wants): say so. */
+    if (tls_err[0] && st == 400 && x->errbody.data &&
+        strstr(x->errbody.data, "HTTP request to an HTTPS server"))
+        return cairn_err_set(err, CAIRN_E_IO,
+                             "%s: TLS with registry %s failed: %s",
+                             req->what ? req->what : req->path, s->host,
+                             tls_err);
+    return cairn_reg_error_decode(s->host, st, x->errbody.data,
+                                  x->errbody.len,
+                                  req->what ? req->what : req->path, err);
+}
+
 int cairn_reg_request(struct cairn_reg_session *s,
                       const struct cairn_reg_req *req,
                       struct cairn_reg_resp *resp, struct cairn_err *err)
@@ -671,33 +737,11 @@ int cairn_reg_request(struct cairn_reg_session *s,
         free(authz);
         if ((rc = authz_get(s, req, &authz, err)))
             goto out;
-        cairn_buf_reset(&x.body);
-        cairn_buf_reset(&x.errbody);
-        x.req = req;
-        x.resp = resp;
-        x.status = 0;
-        x.sink_rc = 0;
-        x.toobig = false;
-        x.retry_after_s = -1;
+        xfer_reset(&x, req, resp);
         errbuf[0] = '\0';
         CURLcode cc = attempt(s, h, req, url, authz, &x, errbuf);
-        if (x.sink_rc == CAIRN_E_UNSUPPORTED && req->range_from > 0 &&
-            x.status == 200) {
-            rc = cairn_err_set(err, CAIRN_E_UNSUPPORTED,
-                               "%s: registry %s ignored the range",
-                               req->what ? req->what : req->path, s->host);
+        if ((rc = xfer_check(s, req, &x, err)))
             goto out;
-        }
-        if (x.sink_rc) {
-            rc = x.sink_rc;
-            goto out;
-        }
-        if (x.toobig) {
-            rc = cairn_err_set(
-                err, CAIRN_E_TOOBIG, "%s: answer from %s over %zu bytes",
-                req->what ? req->what : req->path, s->host, req->max_body);
-            goto out;
-        }
         /* A loopback or insecure registry that does not speak TLS. */
         if (cc == CURLE_SSL_CONNECT_ERROR && s->plain_ok &&
             atomic_load(&s->scheme) == SCHEME_UNKNOWN &&
@@ -738,29 +782,7 @@ int cairn_reg_request(struct cairn_reg_session *s,
             backoff_sleep(tries++, x.retry_after_s);
             continue;
         }
-        resp->status = st;
-        if (st / 100 == 2 || (req->ok_status && st == req->ok_status)) {
-            if (!req->sink && st / 100 == 2) {
-                resp->body_len = x.body.len;
-                if ((resp->body = cairn_buf_take(&x.body)) == NULL) {
-                    rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
-                    goto out;
-                }
-            }
-            rc = 0;
-            goto out;
-        }
-        /* The fallback met a TLS server after all (TLS failed for
-         * another reason, e.g. a client certificate it wants): say so. */
-        if (tls_err[0] && st == 400 && x.errbody.data &&
-            strstr(x.errbody.data, "HTTP request to an HTTPS server")) {
-            rc = cairn_err_set(
-                err, CAIRN_E_IO, "%s: TLS with registry %s failed: %s",
-                req->what ? req->what : req->path, s->host, tls_err);
-            goto out;
-        }
-        rc = cairn_reg_error_decode(s->host, st, x.errbody.data, x.errbody.len,
-                                    req->what ? req->what : req->path, err);
+        rc = answer_finish(s, req, resp, &x, tls_err, err);
         goto out;
     }
 out:

@@ -57,7 +57,7 @@
  * so no terminal of the caller's is reachable (docs/security.md).
  */
 #include "client/sandbox/sandbox.h"
-#include "client/sandbox/sandbox_impl.h"
+#include "client/sandbox/sandbox_child.h"
 
 #include "client/sandbox/netns.h"
 #include "client/sandbox/seccomp.h"
@@ -89,30 +89,6 @@
 #include <grp.h>
 #include <time.h>
 #include <unistd.h>
-
-/* The tables of sandbox_impl.h. */
-const struct sbx_mountpoint sbx_mountpoints[MP_COUNT] = {
-    {"proc", 1},
-    {"dev", 1},
-    {"etc", 1},
-    {"etc/hosts", 0},
-    {"etc/resolv.conf", 0},
-};
-
-const char *const sbx_dev_names[SRC_NDEV] = {
-    "null", "zero", "full", "random", "urandom", "tty",
-};
-
-const struct sbx_guard sbx_proc_guard[] = {
-    {"/proc/bus", 0},           {"/proc/fs", 0},
-    {"/proc/irq", 0},           {"/proc/sys", 0},
-    {"/proc/sysrq-trigger", 0}, {"/proc/asound", 1},
-    {"/proc/acpi", 1},          {"/proc/kcore", 1},
-    {"/proc/keys", 1},          {"/proc/latency_stats", 1},
-    {"/proc/timer_list", 1},    {"/proc/timer_stats", 1},
-    {"/proc/sched_debug", 1},   {"/proc/scsi", 1},
-};
-const size_t sbx_nproc_guard = sizeof sbx_proc_guard / sizeof sbx_proc_guard[0];
 
 static const char *const sbx_step_text[SBX_STEP_COUNT] = {
 #define SBX_STEP_TEXT(name, text) text,

@@ -1004,6 +1004,77 @@ static int add_refuse(struct add_state *s, const char *name, const char *why,
                          s->src, name, why);
 }
 
+/* Checks the current entry's kind and link target (rel: its cleaned
+ * path); a hard link's target, joined to dest, goes to target. *skip:
+ * an entry that is left out (a socket). */
+static int add_kind_check(struct add_state *s, struct archive_entry *in,
+                          const char *name, const char *rel,
+                          char target[LAYER_PATH_MAX], bool *skip,
+                          struct cairn_err *err)
+{
+    mode_t type = archive_entry_filetype(in);
+    const char *hard = archive_entry_hardlink(in);
+    if (hard != NULL) {
+        char hrel[LAYER_PATH_MAX];
+        if (!add_clean("", hard, hrel, sizeof hrel) || hrel[0] == '\0' ||
+            !add_join(s->x->dest, hrel, target, LAYER_PATH_MAX))
+            return add_refuse(s, name, "hard link target escapes", err);
+    } else if (type == AE_IFLNK) {
+        const char *t = archive_entry_symlink(in);
+        if (t == NULL || t[0] == '\0')
+            return add_refuse(s, name, "symlink without a target", err);
+        /* Docker's check: a relative target, joined to the link's
+         * directory, stays inside dest. Absolute targets are resolved in
+         * the container's root, so they cannot escape it. */
+        char dir[LAYER_PATH_MAX], tmp[LAYER_PATH_MAX];
+        snprintf(dir, sizeof dir, "%s", rel);
+        char *sl = strrchr(dir, '/');
+        if (sl)
+            *sl = '\0';
+        else
+            dir[0] = '\0';
+        if (t[0] != '/' && !add_clean(dir, t, tmp, sizeof tmp))
+            return add_refuse(s, name, "symlink target escapes", err);
+        if (strlen(t) >= LAYER_PATH_MAX)
+            return add_refuse(s, name, "symlink target too long", err);
+    } else if (type == AE_IFSOCK) {
+        *skip = true; /* tar cannot hold sockets anyway */
+    } else if (type == AE_IFCHR && archive_entry_rdev(in) == 0) {
+        return add_refuse(s, name, "a 0/0 device is an overlay whiteout", err);
+    } else if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFIFO &&
+               type != AE_IFCHR && type != AE_IFBLK) {
+        return add_refuse(s, name, "unknown entry type", err);
+    }
+    return 0;
+}
+
+/* Copies the current entry's size bytes of data into the layer (path:
+ * its path there). The header promised size bytes: anything short
+ * breaks the writer. */
+static int add_data(struct add_state *s, const char *name, const char *path,
+                    int64_t size, struct cairn_err *err)
+{
+    int64_t left = size;
+    while (left > 0) {
+        la_ssize_t r = archive_read_data(s->a, s->w->copy, LAYER_IO_BUF);
+        if (r <= 0) {
+            const char *why = archive_error_string(s->a);
+            if (r == 0 || why == NULL)
+                why = "truncated";
+            writer_break(s->w, CAIRN_E_CORRUPT, "archive %s: entry %s: %s",
+                         s->src, name, why);
+            return layer_writer_fail_report(s->w, err);
+        }
+        if (r > left)
+            r = (la_ssize_t)left;
+        int rc = writer_data(s->w, s->w->copy, (size_t)r, path, err);
+        if (rc != 0)
+            return rc;
+        left -= r;
+    }
+    return 0;
+}
+
 /* Adds the current entry of the archive (header in). */
 static int add_one(struct add_state *s, struct archive_entry *in,
                    struct cairn_err *err)
@@ -1029,43 +1100,16 @@ static int add_one(struct add_state *s, struct archive_entry *in,
         return add_refuse(s, name, "\".wh.\" names are OCI whiteouts", err);
 
     char target[LAYER_PATH_MAX];
-    if (hard != NULL) {
-        char hrel[LAYER_PATH_MAX];
-        if (!add_clean("", hard, hrel, sizeof hrel) || hrel[0] == '\0' ||
-            !add_join(x->dest, hrel, target, sizeof target))
-            return add_refuse(s, name, "hard link target escapes", err);
-    } else if (type == AE_IFLNK) {
-        const char *t = archive_entry_symlink(in);
-        if (t == NULL || t[0] == '\0')
-            return add_refuse(s, name, "symlink without a target", err);
-        /* Docker's check: a relative target, joined to the link's
-         * directory, stays inside dest. Absolute targets are resolved in
-         * the container's root, so they cannot escape it. */
-        char dir[LAYER_PATH_MAX], tmp[LAYER_PATH_MAX];
-        snprintf(dir, sizeof dir, "%s", rel);
-        char *sl = strrchr(dir, '/');
-        if (sl)
-            *sl = '\0';
-        else
-            dir[0] = '\0';
-        if (t[0] != '/' && !add_clean(dir, t, tmp, sizeof tmp))
-            return add_refuse(s, name, "symlink target escapes", err);
-        if (strlen(t) >= LAYER_PATH_MAX)
-            return add_refuse(s, name, "symlink target too long", err);
-    } else if (type == AE_IFSOCK) {
-        return 0; /* tar cannot hold sockets anyway */
-    } else if (type == AE_IFCHR && archive_entry_rdev(in) == 0) {
-        return add_refuse(s, name, "a 0/0 device is an overlay whiteout", err);
-    } else if (type != AE_IFREG && type != AE_IFDIR && type != AE_IFIFO &&
-               type != AE_IFCHR && type != AE_IFBLK) {
-        return add_refuse(s, name, "unknown entry type", err);
-    }
+    bool skip = false;
+    int rc = add_kind_check(s, in, name, rel, target, &skip, err);
+    if (rc != 0 || skip)
+        return rc;
 
     mode_t mode = (mode_t)(type | (archive_entry_perm(in) & 07777));
     if (hard != NULL)
         mode = (mode_t)(S_IFREG | (archive_entry_perm(in) & 07777));
     if (x->entry != NULL) {
-        int rc = x->entry(x->arg, path, mode, err);
+        rc = x->entry(x->arg, path, mode, err);
         if (rc != 0)
             return rc < 0 ? rc : 0;
     }
@@ -1088,7 +1132,7 @@ static int add_one(struct add_state *s, struct archive_entry *in,
     archive_entry_set_size(ae, size);
     struct cairn_layer_rule_view v;
     char rwhy[512];
-    int rc = cairn_layer_rules_check(s->rules, path, hard ? S_IFREG : type,
+    rc = cairn_layer_rules_check(s->rules, path, hard ? S_IFREG : type,
                                      hard ? target : NULL, &v, rwhy,
                                      sizeof rwhy);
     if (rc != 0) {
@@ -1107,26 +1151,7 @@ static int add_one(struct add_state *s, struct archive_entry *in,
     archive_entry_free(ae);
     if (rc != 0)
         return rc;
-    /* The header promised size bytes: anything short breaks the writer. */
-    int64_t left = size;
-    while (left > 0) {
-        la_ssize_t r = archive_read_data(s->a, s->w->copy, LAYER_IO_BUF);
-        if (r <= 0) {
-            const char *why = archive_error_string(s->a);
-            if (r == 0 || why == NULL)
-                why = "truncated";
-            writer_break(s->w, CAIRN_E_CORRUPT, "archive %s: entry %s: %s",
-                         s->src, name, why);
-            return layer_writer_fail_report(s->w, err);
-        }
-        if (r > left)
-            r = (la_ssize_t)left;
-        rc = writer_data(s->w, s->w->copy, (size_t)r, path, err);
-        if (rc != 0)
-            return rc;
-        left -= r;
-    }
-    return 0;
+    return add_data(s, name, path, size, err);
 }
 
 int cairn_layer_add_archive(struct cairn_layer_writer *w, const char *path,

@@ -1,14 +1,15 @@
-/* What the two sides of the RUN sandbox share and nobody else sees: the
- * caps, the mount points and host files, the setup steps, the message
- * records and the prepared state (struct sbx_prep).
+/* The types the two sides of the RUN sandbox share and nobody else sees:
+ * the caps, the mount points and host files, the setup steps, the message
+ * records and the prepared state (struct sbx_prep). Types only: the
+ * tables and functions are client/sandbox/sandbox_child.h's.
  * client/sandbox/sandbox.c is the caller's side (P: prepare, fork, relay,
  * report); client/sandbox/sandbox_child.c runs in the children (C, the
  * helper, and G, the init; no allocation, no locks). Private to those
  * two files. */
-#ifndef CAIRN_CLIENT_SANDBOX_SANDBOX_IMPL_H
-#define CAIRN_CLIENT_SANDBOX_SANDBOX_IMPL_H
+#ifndef CAIRN_CLIENT_SANDBOX_SANDBOX_STATE_H
+#define CAIRN_CLIENT_SANDBOX_SANDBOX_STATE_H
 
-#include "client/sandbox/sandbox.h"
+#include "client/sandbox/sandbox_spec.h"
 
 #include <linux/filter.h>
 #include <stdbool.h>
@@ -35,7 +36,6 @@ struct sbx_mountpoint {
     const char *path; /* relative to the root */
     int dir;
 };
-extern const struct sbx_mountpoint sbx_mountpoints[MP_COUNT];
 
 /* Host files cloned into the sandbox: the devices, then /etc files. */
 enum {
@@ -50,7 +50,6 @@ enum {
     SRC_RESOLV,
     SRC_COUNT
 };
-extern const char *const sbx_dev_names[SRC_NDEV];
 
 /* /proc entries a RUN must not write or read, Docker's default list:
  * the kernel's tunables (core_pattern, whose "|program" the host kernel
@@ -63,9 +62,6 @@ struct sbx_guard {
     const char *path;
     int mask; /* 1: masked, 0: read-only */
 };
-extern const struct sbx_guard sbx_proc_guard[];
-extern const size_t sbx_nproc_guard;
-#define SBX_NPROC_GUARD sbx_nproc_guard
 
 /* Setup steps, for the messages. */
 #define SBX_STEPS(X)                                                           \
@@ -155,22 +151,5 @@ struct sbx_prep {
     char *mnt_path[CAIRN_RUN_MAX_MOUNTS]; /* DATA: "sec/N" in rundir */
     char *mnt_opts[CAIRN_RUN_MAX_MOUNTS]; /* TMPFS: mount options */
 };
-
-/* C: namespaces, the init, and its exit status. */
-_Noreturn void sbx_helper(struct sbx_prep *p);
-
-/* mkdir -p with 0755 directories owned by root (we are still root), in
- * the new root. Existing symlinks on the way are followed by the kernel;
- * a dangling one gets the directory it names made, as Docker's WORKDIR
- * does (the path goes on from the link's target, up to 40 links). */
-int sbx_mkdir_p(const char *path);
-
-/* Parses a decimal id (no sign, no spaces, below 2^32-1). */
-int sbx_parse_id(const char *s, size_t n, uint32_t *out);
-
-/* True when the mount target t is cwd or one of its parents: the run
- * creates cwd in the image when it is missing (Docker's WORKDIR rule), so
- * such a target is made for real, not on the stub, and stays. */
-int sbx_target_holds_cwd(const char *t, const char *cwd);
 
 #endif
