@@ -18,7 +18,7 @@
 #ifndef CAIRN_CLIENT_REGISTRY_CREDHELPER_H
 #define CAIRN_CLIENT_REGISTRY_CREDHELPER_H
 
-#include "client/registry/creds.h"
+#include "client/registry/credential.h"
 #include "common/error.h"
 
 /* Largest output read from a helper; more is an error. */

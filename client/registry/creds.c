@@ -27,19 +27,6 @@
 /* Where Docker keeps Docker Hub's login, whatever name the reference used. */
 #define HUB_KEY "https://index.docker.io/v1/"
 
-void cairn_reg_creds_clear(struct cairn_reg_creds *c)
-{
-    if (!c)
-        return;
-    if (c->secret)
-        explicit_bzero(c->secret, strlen(c->secret));
-    free(c->username);
-    free(c->secret);
-    c->username = NULL;
-    c->secret = NULL;
-    c->identity_token = 0;
-}
-
 static int is_hub(const char *host)
 {
     return strcasecmp(host, "docker.io") == 0 ||

@@ -14,15 +14,8 @@
 #ifndef CAIRN_CLIENT_REGISTRY_CREDS_H
 #define CAIRN_CLIENT_REGISTRY_CREDS_H
 
+#include "client/registry/credential.h"
 #include "common/error.h"
-
-struct cairn_reg_creds {
-    char *username;      /* owned; NULL with an identity token */
-    char *secret;        /* owned: password, or the identity token */
-    int identity_token;  /* 1: secret is an OAuth2 refresh token */
-};
-
-void cairn_reg_creds_clear(struct cairn_reg_creds *c);
 
 /* Credentials for registry. 0 and *out filled; CAIRN_E_NOTFOUND when the
  * config has none (anonymous); other codes for an unreadable config or a
