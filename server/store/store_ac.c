@@ -1,6 +1,6 @@
 /* The action cache: results stored by action digest, read together with
  * the check that the blobs they reference are all still stored. */
-#include "server/store/store_impl.h"
+#include "server/store/store_txn.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * txn, and the removal of chunks that no entry owns any more (evicted,
  * quarantined, or left by an upload that never committed), in small
  * txns. */
-#include "server/store/store_impl.h"
+#include "server/store/store_txn.h"
 
 #include <stdlib.h>
 #include <string.h>

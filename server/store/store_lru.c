@@ -1,7 +1,7 @@
 /* The store's LRU, kept cheap for readers: a read only queues the entry
  * key in memory; the flusher thread (or a writer about to evict) writes
  * the queued accesses into the "lru" table in batches. */
-#include "server/store/store_impl.h"
+#include "server/store/store_txn.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -1,26 +1,11 @@
 /* CAS reads: which blobs exist, a whole blob into memory, and streaming
  * readers, all copied straight out of the map by the chunk walk that
  * verification (store_verify.c) hashes with too. */
-#include "server/store/store_impl.h"
+#include "server/store/store_txn.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
-/* Walks over blobs this big drop the map pages they are done with. */
-#define STORE_MADVISE_MIN (4ull * CD_STORE_CHUNK)
-
-/* Drops the pages of chunk value v from this process's page tables (they
- * stay in the page cache): streaming gigabytes out of the map must not
- * grow RSS. */
-static void store_pages_drop(struct cd_store *st, const MDB_val *v)
-{
-    uintptr_t a = (uintptr_t)v->mv_data;
-    uintptr_t lo = (a + st->page - 1) & ~(uintptr_t)(st->page - 1);
-    uintptr_t hi = (a + v->mv_size) & ~(uintptr_t)(st->page - 1);
-    if (hi > lo)
-        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
 
 int cd_store_find_missing(struct cd_store *st, const char *instance,
                           const struct cd_digest *digests, size_t n,
@@ -59,39 +44,6 @@ int cd_store_find_missing(struct cd_store *st, const char *instance,
     return rc;
 }
 
-int cd_store_chunks_walk(struct cd_store *st, MDB_txn *txn, uint64_t id,
-                         uint64_t size, uint64_t off, uint64_t n,
-                         cd_store_piece_fn *fn, void *ctx)
-{
-    while (n > 0) {
-        uint32_t idx = (uint32_t)(off / CD_STORE_CHUNK);
-        size_t in = (size_t)(off % CD_STORE_CHUNK);
-        uint8_t ck[STORE_CHUNK_KEY];
-        store_chunk_key(ck, id, idx);
-        MDB_val k = {STORE_CHUNK_KEY, ck}, v;
-        int rc = mdb_get(txn, st->dbi_chunks, &k, &v);
-        if (rc == MDB_NOTFOUND)
-            return CAIRN_E_CORRUPT; /* the entry says it is there */
-        if (rc != 0)
-            return cd_store_mdb_err(rc);
-        if (v.mv_size <= in)
-            return CAIRN_E_CORRUPT;
-        size_t take = v.mv_size - in;
-        if (take > n)
-            take = (size_t)n;
-        if ((rc = fn(ctx, (const uint8_t *)v.mv_data + in, take)) != 0)
-            return rc;
-        /* When the caller streams a large blob, pages it has consumed are
-         * dropped from this process's page tables (they stay in the page
-         * cache), so RSS stays small while gigabytes stream out of the
-         * map. */
-        if (size >= STORE_MADVISE_MIN && in + take == v.mv_size)
-            store_pages_drop(st, &v);
-        off += take;
-        n -= take;
-    }
-    return 0;
-}
 
 /* A cd_store_piece_fn that copies to *ctx (a uint8_t *) and moves it on. */
 static int store_copy_piece(void *ctx, const uint8_t *p, size_t n)
@@ -110,23 +62,6 @@ static int store_copy(struct cd_store *st, MDB_txn *txn, uint64_t id,
                                 &buf);
 }
 
-int cd_store_blob_walk(struct cd_store *st, const struct store_key *key,
-                       uint64_t id, uint64_t size, uint64_t off, uint64_t n,
-                       cd_store_piece_fn *fn, void *ctx)
-{
-    MDB_txn *txn = NULL;
-    int rc = cd_store_rtxn_begin(st, &txn);
-    if (rc != 0)
-        return rc;
-    struct store_meta m;
-    rc = cd_store_meta_get(st, txn, key, &m);
-    if (rc == 0 && m.id != id)
-        rc = CAIRN_E_NOTFOUND;
-    if (rc == 0)
-        rc = cd_store_chunks_walk(st, txn, id, size, off, n, fn, ctx);
-    cd_store_rtxn_end(st, txn);
-    return rc;
-}
 
 int cd_store_blob_get(struct cd_store *st, const char *instance,
                       const struct cd_digest *d, size_t max, void **data)

@@ -1,7 +1,7 @@
 /* Upload buffers and the stager thread: an upload fills one buffer while
  * the stager writes the other as chunks in one write txn, so receiving
  * and hashing overlap with the disk (docs/storage.md). */
-#include "server/store/store_impl.h"
+#include "server/store/store_txn.h"
 
 #include <stdlib.h>
 #include <string.h>

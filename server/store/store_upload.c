@@ -2,7 +2,7 @@
  * buffers through store_stage.c), commit (verify, then publish in one
  * txn), abort, and the expiry of idle uploads. cd_store_blob_put is an
  * upload in one call. */
-#include "server/store/store_impl.h"
+#include "server/store/store_txn.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * to their digest lately, the hashing of a reader's blob (inline or by a
  * thread of its own), quarantine of corrupt blobs, and the scrub that
  * hashes them all. */
-#include "server/store/store_impl.h"
+#include "server/store/store_txn.h"
 
 #include <errno.h>
 #include <stdatomic.h>

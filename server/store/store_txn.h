@@ -2,8 +2,10 @@
  * store's struct, the records kept in LMDB, and the helpers each part
  * needs from the others. Private to server/store/store*.c:
  *
- *   store.c         open/close, the LMDB environment and tables, the
- *                   running totals, read-txn pool, stats, maintain
+ *   store.c         open/close, the LMDB environment and tables, stats,
+ *                   maintain (the top: it starts the other parts' threads)
+ *   store_txn.c     the bottom every part uses: LMDB codes, record keys,
+ *                   the running totals, the read-txn pool, write txns
  *   store_read.c    CAS reads: find_missing, whole-blob get, cd_reader,
  *                   and the walk over a blob's chunks
  *   store_verify.c  read verification, quarantine, the hasher thread, scrub
@@ -16,8 +18,8 @@
  * Every MDB_* error is translated by cd_store_mdb_err and nowhere else.
  * Functions here take the store's locks themselves unless they say
  * otherwise; none is part of server/store/store.h's contract. */
-#ifndef CAIRN_SERVER_STORE_STORE_IMPL_H
-#define CAIRN_SERVER_STORE_STORE_IMPL_H
+#ifndef CAIRN_SERVER_STORE_STORE_TXN_H
+#define CAIRN_SERVER_STORE_STORE_TXN_H
 
 #include "cachekey/digest.h"
 #include "common/error.h"
@@ -47,6 +49,10 @@
 /* Opaque outside their files (store_evict.c, store_verify.c). */
 struct store_pin;
 struct store_hasher;
+
+/* The layout version the stats record carries; a store of another one is
+ * refused at open. */
+#define STORE_SCHEMA 1u
 
 /* The running totals, one record in the "meta" table, rewritten in every
  * txn that changes them, so open never counts anything. Host byte order:
@@ -241,7 +247,7 @@ static inline void store_chunk_key(uint8_t k[STORE_CHUNK_KEY], uint64_t id,
     k[11] = (uint8_t)idx;
 }
 
-/* --- store.c: keys, totals, transactions ------------------------------- */
+/* --- store_txn.c: keys, totals, transactions --------------------------- */
 
 /* The one place MDB_* and errno values from LMDB become cairn codes. */
 int cd_store_mdb_err(int rc);
@@ -307,7 +313,7 @@ int cd_store_evict(struct cd_store *st, MDB_txn *txn, struct store_stats_rec *s,
 void cd_store_evicted_account(struct cd_store *st,
                               const struct store_evicted *ev);
 
-/* --- store_read.c ------------------------------------------------------ */
+/* --- store_txn.c: the walk over a blob's chunks ------------------------ */
 
 /* Hands fn a piece of a blob's bytes, borrowed from the map until the
  * txn ends; a non-zero return stops the walk. */
