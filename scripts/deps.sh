@@ -25,6 +25,8 @@ TEST_PKGS=(
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
   golang-github-xeipuuv-gojsonschema-dev nodejs
   curl time
+  # bench/rebuild draws its chart with gnuplot.
+  gnuplot-nox
 )
 
 # Kubernetes' schemas for the chart's rendered objects (npm, pinned by
