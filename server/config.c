@@ -100,6 +100,9 @@ static const struct opt {
     {"--metrics-listen", OPT_STRING, offsetof(struct cd_config, metrics_listen), 0, 0,
      "ADDR:PORT to serve Prometheus /metrics on (*:PORT: every address;\n"
      "                         port 0 picks a free port and prints it)"},
+    {"--health-listen", OPT_STRING, offsetof(struct cd_config, health_listen), 0, 0,
+     "ADDR:PORT of a plaintext listener that answers only\n"
+     "                         grpc.health.v1.Health/Check (Kubernetes gRPC probes)"},
     {"--metrics-token-file", OPT_STRING, offsetof(struct cd_config, metrics_token_file), 0, 0,
      "FILE holding a token /metrics requires as 'Authorization: Bearer'"},
     {"--upload-idle-timeout", OPT_DURATION, offsetof(struct cd_config, upload_ttl_s), 1, 7 * 86400,
@@ -259,6 +262,10 @@ int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_e
         return cairn_err_set(err, CAIRN_E_INVAL, "--tls-cert and --tls-key go together");
     if (cfg->metrics_token_file != NULL && cfg->metrics_listen == NULL)
         return cairn_err_set(err, CAIRN_E_INVAL, "--metrics-token-file needs --metrics-listen");
+    /* The health listener is a relay (server/grpc/relay.h) in front of a
+     * health-only gRPC server: without the gate there is no relay. */
+    if (cfg->health_listen != NULL && (cfg->no_gate || cfg->no_conn_limits))
+        return cairn_err_set(err, CAIRN_E_INVAL, "--health-listen needs the HTTP/2 gate");
     if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL)
         return cairn_err_set(err, CAIRN_E_INVAL, "--tls-client-ca needs --tls-cert and --tls-key");
     return 0;

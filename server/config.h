@@ -20,6 +20,7 @@ struct cd_config {
     unsigned threads;         /* --threads N (default: online CPUs) */
     const char *log_level;    /* --log-level L */
     const char *log_format;   /* --log-format text|json */
+    const char *health_listen;  /* --health-listen ADDR:PORT (NULL: none) */
     const char *metrics_listen; /* --metrics-listen ADDR:PORT (NULL: none) */
     const char *metrics_token_file; /* --metrics-token-file FILE */
     unsigned upload_ttl_s;    /* --upload-idle-timeout DURATION */

@@ -281,7 +281,7 @@ static int gate_start(const struct cd_config *cfg, SSL_CTX *tls, struct cd_rpc *
     struct cd_relay_opts rlo = {cfg->listen, cfg->max_conns, cfg->max_conns_per_ip,
                                 cfg->handshake_timeout_s,
                                 cd_gate_limits_for((uint32_t)cfg->max_header_size),
-                                tls, hand_over, rpc};
+                                tls, hand_over, rpc, "--listen"};
     nofile_raise(cfg->max_conns);
     struct cd_relay *relay = NULL;
     int rc = cd_relay_open(&rlo, &relay, port, err);
@@ -301,6 +301,51 @@ static int gate_start(const struct cd_config *cfg, SSL_CTX *tls, struct cd_rpc *
            rlo.max_per_ip);
     *out = relay;
     return 0;
+}
+
+/* --health-listen: a second relay, plaintext whatever the main port
+ * speaks (the kubelet's gRPC probe has no TLS), in front of a gRPC server
+ * that registers only grpc.health.v1.Health (server/grpc/rpc.h): any
+ * other path is UNIMPLEMENTED there, no token is asked (the health
+ * handler reads none) and it answers from the same svc, so it turns
+ * NOT_SERVING with the main port's drain. The same caps and gate limits
+ * as the main port. Returns 0 (both written, NULL without the option) or
+ * -1 after saying why on stderr. */
+static int health_start(const struct cd_config *cfg, struct cd_svc *svc, struct cd_rpc **rpc_out,
+                        struct cd_relay **relay_out, int *port)
+{
+    if (cfg->health_listen == NULL)
+        return 0;
+    struct cairn_err err = {0};
+    struct cd_rpc_opts ro = {cfg->health_listen, 1, NULL, NULL, NULL, 0, true,
+                             (unsigned)cfg->max_header_size, cfg->max_streams,
+                             cfg->handshake_timeout_s, cfg->conn_idle_s, cfg->conn_age_s,
+                             cfg->conn_grace_s, true, true};
+    struct cd_relay_opts rlo = {cfg->health_listen, cfg->max_conns, cfg->max_conns_per_ip,
+                                cfg->handshake_timeout_s,
+                                cd_gate_limits_for((uint32_t)cfg->max_header_size),
+                                NULL, hand_over, NULL, "--health-listen"};
+    struct cd_rpc *rpc = NULL;
+    struct cd_relay *relay = NULL;
+    int unused = 0;
+    if (cd_rpc_start(&ro, svc, &rpc, &unused, &err) != 0)
+        goto fail;
+    rlo.ctx = rpc;
+    if (cd_relay_open(&rlo, &relay, port, &err) != 0)
+        goto fail;
+    cd_rpc_peer_names_set(rpc, peer_name, relay);
+    if (cd_relay_run(relay, &err) != 0)
+        goto fail;
+    cd_log(CD_LOG_INFO, "health: grpc.health.v1.Health/Check only, plaintext, on %s",
+           cfg->health_listen);
+    *rpc_out = rpc;
+    *relay_out = relay;
+    return 0;
+fail:
+    fprintf(stderr, "cairnd: %s\n", err.msg);
+    cd_relay_free(relay);
+    cd_rpc_free(rpc);
+    return -1;
 }
 
 /* The start-up lines: what this cairnd stores, how it reads, and the
@@ -461,8 +506,11 @@ static int tls_pems_read(const struct cd_config *cfg, char **cert, char **key, c
 }
 
 /* After signal sig: lets calls in flight finish (up to --drain-timeout),
- * then frees relay (may be NULL) and rpc and shuts gRPC down. */
-static void drain(const struct cd_config *cfg, int sig, struct cd_relay *relay, struct cd_rpc *rpc)
+ * then frees relay (may be NULL) and rpc, then the health listener
+ * (hrelay, hrpc: NULL without --health-listen; it answers NOT_SERVING
+ * until the main drain ends) and shuts gRPC down. */
+static void drain(const struct cd_config *cfg, int sig, struct cd_relay *relay, struct cd_rpc *rpc,
+                  struct cd_relay *hrelay, struct cd_rpc *hrpc)
 {
     cd_log(CD_LOG_INFO, "%s: draining (up to %us)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
            cfg->drain_timeout_s);
@@ -473,6 +521,12 @@ static void drain(const struct cd_config *cfg, int sig, struct cd_relay *relay, 
         cd_log(CD_LOG_WARN, "cancelled %u call(s) still running after the drain timeout", cancelled);
     cd_rpc_free(rpc);
     cd_relay_free(relay);
+    if (hrpc != NULL) {
+        cd_relay_stop_accepting(hrelay);
+        cd_rpc_drain(hrpc, 1);
+        cd_rpc_free(hrpc);
+        cd_relay_free(hrelay);
+    }
     grpc_shutdown();
 }
 
@@ -554,7 +608,7 @@ int main(int argc, char **argv)
     struct cd_rpc_opts ro = {cfg.listen, cfg.threads, cert, key, ca, idle_s,
                              !cfg.no_conn_limits, (unsigned)cfg.max_header_size,
                              cfg.max_streams, cfg.handshake_timeout_s, cfg.conn_idle_s,
-                             cfg.conn_age_s, cfg.conn_grace_s, false};
+                             cfg.conn_age_s, cfg.conn_grace_s, false, false};
     /* Connections come through the HTTP/2 gate (gate_start), unless the
      * hidden --no-gate or --no-connection-limits keep gRPC's listener. */
     ro.external_listener = ro.limits && !cfg.no_gate;
@@ -582,13 +636,26 @@ int main(int argc, char **argv)
         cd_log(CD_LOG_WARN, "HTTP/2 gate off (--no-gate): header blocks reach gRPC unchecked "
                "(CVE-2023-33953, docs/security.md); no connection caps");
     }
+    struct cd_rpc *hrpc = NULL;
+    struct cd_relay *hrelay = NULL;
+    int health_port = 0;
+    if (health_start(&cfg, &svc, &hrpc, &hrelay, &health_port) != 0) {
+        cd_relay_stop_accepting(relay);
+        cd_rpc_free(rpc);
+        cd_relay_free(relay);
+        grpc_shutdown();
+        status = 2;
+        goto out;
+    }
     log_start(&cfg, &ro);
+    if (hrpc != NULL)
+        print_bound("health on", cfg.health_listen, health_port);
     if (mh != NULL)
         print_bound("metrics on", cfg.metrics_listen, metrics_port);
     print_bound("listening on", cfg.listen, port);
 
     int sig = serve(&cfg, &sigs, &svc, rpc, idle_s);
-    drain(&cfg, sig, relay, rpc);
+    drain(&cfg, sig, relay, rpc, hrelay, hrpc);
     log_summary("exit", &metrics, store);
     status = 0;
 out:

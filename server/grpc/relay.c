@@ -675,7 +675,7 @@ int cd_relay_open(const struct cd_relay_opts *opts, struct cd_relay **out, int *
     r->refused_log.burst = 1;
     pthread_mutex_init(&r->mu, NULL);
     int rc;
-    r->lfd = cd_relay_listen_open("--listen", opts->listen, port, err);
+    r->lfd = cd_relay_listen_open(opts->opt, opts->listen, port, err);
     if (r->lfd < 0) {
         rc = r->lfd;
         goto fail;

@@ -37,6 +37,7 @@ struct cd_relay_opts {
      * relay thread, never after cd_relay_stop_accepting returned. */
     void (*hand_over)(void *ctx, int fd);
     void *ctx;
+    const char *opt;           /* the option errors name, e.g. "--listen" */
 };
 
 struct cd_relay;

@@ -55,6 +55,7 @@ struct cd_rpc {
     struct worker *workers;
     unsigned n_workers;
     void **handles; /* registered method handles, parallel to cd_methods */
+    bool health_only; /* only grpc.health.v1 is registered (opts) */
     atomic_bool draining;
     atomic_uint active; /* calls accepted and not yet freed */
     struct tag shutdown_tag;
@@ -784,6 +785,15 @@ static grpc_server *server_create(const struct cd_rpc_opts *o)
     return grpc_server_create(&chargs, NULL);
 }
 
+/* Whether rpc serves m: a health-only server registers nothing but
+ * grpc.health.v1.Health, so gRPC hands every other path to the catch-all,
+ * which answers UNIMPLEMENTED before any handler or store is reached. */
+static bool method_served(const struct cd_rpc *rpc, const struct cd_method *m)
+{
+    static const char health[] = "/grpc.health.v1.Health/";
+    return !rpc->health_only || strncmp(m->path, health, sizeof health - 1) == 0;
+}
+
 /* Posts each worker's call requests (SLOTS_PER_METHOD per method, one
  * catch-all) and starts its thread; the server has started. Returns 0 or
  * an error with err filled (cd_rpc_free stops what started). */
@@ -795,6 +805,8 @@ static int workers_start(struct cd_rpc *rpc, struct cairn_err *err)
         for (size_t k = 0; k <= cd_methods_count; k++) {
             /* k == count: the catch-all for unknown methods, one is plenty. */
             const struct cd_method *m = k < cd_methods_count ? &cd_methods[k] : NULL;
+            if (m != NULL && !method_served(rpc, m))
+                continue;
             for (int s = 0; s < (m ? SLOTS_PER_METHOD : 1) && rc == 0; s++)
                 rc = slot_new(w, m);
         }
@@ -831,7 +843,10 @@ int cd_rpc_start(const struct cd_rpc_opts *opts, struct cd_svc *svc, struct cd_r
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
         goto fail;
     }
+    rpc->health_only = opts->health_only;
     for (size_t i = 0; i < cd_methods_count; i++) {
+        if (!method_served(rpc, &cd_methods[i]))
+            continue;
         rpc->handles[i] = grpc_server_register_method(
             rpc->server, cd_methods[i].path, NULL,
             cd_methods[i].kind == CD_CALL_CLIENT_STREAM ? GRPC_SRM_PAYLOAD_NONE

@@ -40,6 +40,9 @@ struct cd_rpc_opts {
     /* true: bind nothing; connections arrive through cd_rpc_channel_add
      * (server/grpc/relay.c, the HTTP/2 gate). Plaintext only. */
     bool external_listener;
+    /* true: register only grpc.health.v1.Health; every other path is
+     * UNIMPLEMENTED (the --health-listen server: no token, no store). */
+    bool health_only;
 };
 
 struct cd_rpc;

@@ -162,8 +162,10 @@ check shards "$STS.spec.replicas" 3 "three shards"
     fail "shards: --max-size $(arg shards --max-size)"
 [ "$(arg shards --tls-client-ca)" = /etc/cairnd/tls/ca.crt ] && pass "shards: mutual TLS from ca.crt" ||
     fail "shards: --tls-client-ca '$(arg shards --tls-client-ca)'"
-check shards "[$C.startupProbe, $C.readinessProbe, $C.livenessProbe] | map(.tcpSocket.port) | join(\",\")" \
-    "grpc,grpc,grpc" "with TLS the probes are TCP (the kubelet's gRPC probe speaks plaintext only)"
+check shards "[$C.startupProbe, $C.readinessProbe, $C.livenessProbe] | map(.grpc.port) | join(\",\")" \
+    "9093,9093,9093" "with TLS the probes are gRPC on the plaintext health port (the kubelet's speaks no TLS)"
+[ "$(arg shards --health-listen)" = "*:9093" ] && pass "shards: cairnd opens the health port" ||
+    fail "shards: --health-listen '$(arg shards --health-listen)'"
 check shards "$POD.terminationGracePeriodSeconds > 60" true "grace period above the 60s drain"
 check shards '(.[] | select(.kind=="Secret" and .type=="kubernetes.io/tls")).stringData | keys | join(",")' \
     "ca.crt,tls.crt,tls.key" "TLS Secret with cert-manager's keys"
@@ -332,7 +334,7 @@ cd_stop
 
 mkdir -p "$T/shards/secrets/cache-metrics-token"
 printf 'metrics-token-0123456789\n' >"$T/shards/secrets/cache-metrics-token/token"
-start_rendered shards
+start_rendered shards --shutdown-delay 1h
 MP=$(sed -n 's/^metrics on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$T/cairnd$CD_N.out")
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MP/metrics")" = 401 ] &&
     [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer metrics-token-0123456789' \
@@ -344,6 +346,19 @@ expect 0 probe "${TLSARGS[@]}" --token ci-writer-0123456789abcdef put main/x "$T
     pass "shards: the chart's write token writes main/x"
 expect "$PERMISSION_DENIED" probe "${TLSARGS[@]}" --token dev-reader-0123456789abcdef put main/x "$T/blob" &&
     pass "shards: the chart's read token may not write"
+# The probes' port: plaintext, no token, health only, NOT_SERVING on SIGTERM.
+HP=$(sed -n 's/^health on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$T/cairnd$CD_N.out")
+hprobe() { "$PROBE" --addr "127.0.0.1:${HP:-1}" --timeout 10 "$@"; }
+expect 0 hprobe health && grep -qx status=1 "$T/last.out" &&
+    pass "shards: the probes' Check on the health port is SERVING over plaintext" ||
+    fail "shards: health port (port '$HP'): $(cat "$T/last.out")"
+expect "$UNIMPLEMENTED" hprobe fmb main/x "$(digest "$T/blob")" &&
+    pass "shards: the health port serves nothing but health"
+kill -TERM "$CD_PID"
+for _ in $(seq 1 100); do grep -q 'SIGTERM: health NOT_SERVING' "$CD_LOG" && break; sleep 0.1; done
+expect 0 hprobe health && grep -qx status=2 "$T/last.out" &&
+    pass "shards: health port NOT_SERVING during the shutdown delay (readiness drops)" ||
+    fail "shards: health port after SIGTERM: $(cat "$T/last.out")"
 cd_stop
 
 mkdir -p "$T/existing/secrets/build-cache-tokens" "$T/existing/secrets/build-cache-cert"

@@ -179,6 +179,17 @@ static void test_options(void **state)
                    "--metrics-token-file", "t", NULL};
     assert_int_equal(cd_config_parse(9, tok, &c, &err), CAIRN_E_INVAL);
     assert_non_null(strstr(err.msg, "--metrics-token-file needs --metrics-listen"));
+    /* --health-listen: off by default; it needs the gate's relay. */
+    assert_int_equal(cd_config_parse(11, ok, &c, &err), 0);
+    assert_null(c.health_listen);
+    char *h[] = {"cairnd", "--listen", "x:1", "--dir", "d", "--max-size", "1M", "--health-listen",
+                 "*:9093", NULL};
+    assert_int_equal(cd_config_parse(9, h, &c, &err), 0);
+    assert_string_equal(c.health_listen, "*:9093");
+    char *hg[] = {"cairnd", "--listen", "x:1", "--dir", "d", "--max-size", "1M", "--health-listen",
+                  "*:9093", "--no-gate", NULL};
+    assert_int_equal(cd_config_parse(10, hg, &c, &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "--health-listen needs the HTTP/2 gate"));
 }
 
 int main(void)
