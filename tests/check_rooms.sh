@@ -12,9 +12,10 @@ cd "$root" || exit 1
 rules='
 common
 cachekey          common
-server            common cachekey server/grpc server/reapi server/store server/telemetry
+server            common cachekey server/grpc server/reapi server/store server/s3 server/telemetry
 server/telemetry  common
-server/store      common cachekey
+server/s3         common cachekey
+server/store      common cachekey server/s3
 server/reapi      common cachekey server/store server/telemetry
 server/grpc       common cachekey server/reapi server/store server/telemetry
 client/sandbox    common

@@ -1,0 +1,99 @@
+/* The bucket: an S3-compatible object store reached over HTTP(S) by
+ * libcurl, requests signed with AWS Signature V4 by libcurl
+ * (CURLOPT_AWS_SIGV4), payload hashes by OpenSSL. cairnd's store
+ * (server/store/) uses it as the durable tier under LMDB
+ * (docs/storage.md).
+ *
+ * Objects are named by the caller ("cas/<instance>/<hex>", ...); this
+ * module adds the bucket's prefix, percent-encodes, signs, retries 5xx
+ * and 503 SlowDown with bounded backoff, and maps HTTP answers to codes:
+ *   CAIRN_E_NOTFOUND     404 (object or bucket)
+ *   CAIRN_E_AUTH         403; err says which (bad key id, bad signature,
+ *                        clock skew: RequestTimeTooSkewed, access denied)
+ *   CAIRN_E_TIMEOUT      no answer in time (after the retries)
+ *   CAIRN_E_RPC          connection refused/reset, 5xx after the retries:
+ *                        the bucket is unreachable (callers: UNAVAILABLE)
+ *   CAIRN_E_DIGEST       the server refused the payload's sha256
+ *   CAIRN_E_CORRUPT      an answer that does not add up (length, XML)
+ * Secrets never appear in err or in any log line.
+ *
+ * Thread-safety: a struct cd_s3 is shared by every thread of cairnd; each
+ * call uses its own curl handles (from a pool).
+ */
+#ifndef CAIRN_SERVER_S3_H
+#define CAIRN_SERVER_S3_H
+
+#include "common/error.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CD_S3_MAX_KEY 1024 /* bytes of an object name, prefix included */
+
+/* Where the credentials come from, first match wins: the file of
+ * --s3-credentials-file (an AWS shared-credentials file), else
+ * AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY[/AWS_SESSION_TOKEN], else the
+ * shared credentials file (AWS_SHARED_CREDENTIALS_FILE or
+ * ~/.aws/credentials) at profile AWS_PROFILE (default "default"). */
+struct cd_s3_creds {
+    char access_key[256];
+    char secret_key[256];
+    char session_token[4096]; /* "" when none */
+};
+int cd_s3_creds_load(const char *file, const char *profile,
+                     struct cd_s3_creds *out, struct cairn_err *err);
+
+struct cd_s3_opts {
+    const char *url;       /* s3://BUCKET[/PREFIX] */
+    const char *endpoint;  /* http(s)://host[:port] */
+    const char *region;    /* NULL: "us-east-1" */
+    bool path_style;       /* endpoint/BUCKET/key instead of BUCKET.host */
+    const struct cd_s3_creds *creds; /* copied */
+    unsigned timeout_s;    /* per request without progress; 0: 30 */
+    unsigned parallel;     /* requests one call may have in flight
+                            * (multipart parts, ranged GETs, HEADs); 0: 8 */
+    size_t part_size;      /* multipart part and ranged-GET size; 0: 16 MiB */
+};
+
+struct cd_s3;
+
+/* Parses and copies opts; contacts nothing. CAIRN_E_INVAL for a bad URL,
+ * endpoint or bucket name. */
+int cd_s3_open(const struct cd_s3_opts *opts, struct cd_s3 **out,
+               struct cairn_err *err);
+void cd_s3_close(struct cd_s3 *s3);
+
+/* HEAD on the bucket: cairnd's start-up check. */
+int cd_s3_check(struct cd_s3 *s3, struct cairn_err *err);
+
+/* HEAD on one object: 0 and *size, or CAIRN_E_NOTFOUND, ... */
+int cd_s3_head(struct cd_s3 *s3, const char *key, uint64_t *size,
+               struct cairn_err *err);
+/* HEADs n objects, at most opts.parallel at once (curl multi); present[i]
+ * set for each that exists. Any answer but 200/404 fails the call. */
+int cd_s3_head_many(struct cd_s3 *s3, const char *const *keys, size_t n,
+                    bool *present, struct cairn_err *err);
+
+/* PUT of a whole object from memory, sha256 of the payload sent
+ * (x-amz-content-sha256) so the server checks it. */
+int cd_s3_put(struct cd_s3 *s3, const char *key, const void *data,
+              size_t len, struct cairn_err *err);
+/* PUT of size bytes read from fd at offset 0 (pread): one PUT up to
+ * part_size, else a multipart upload, parts in parallel, aborted on
+ * failure. The object is visible only when the call returns 0. */
+int cd_s3_put_fd(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
+                 struct cairn_err *err);
+
+/* GET of [offset, offset+len) of an object of known size, delivered to
+ * sink in order (ranged GETs in parallel above part_size, reassembled in
+ * order with bounded memory: parallel * part_size). sink returning
+ * nonzero stops the call with that code. */
+typedef int (*cd_s3_sink)(void *ctx, const void *data, size_t n);
+int cd_s3_get(struct cd_s3 *s3, const char *key, uint64_t offset,
+              uint64_t len, cd_s3_sink sink, void *ctx,
+              struct cairn_err *err);
+
+int cd_s3_delete(struct cd_s3 *s3, const char *key, struct cairn_err *err);
+
+#endif
