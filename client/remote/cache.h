@@ -72,6 +72,9 @@ struct cairn_cache_step {
      * warning, the record is used from memory only). A fetch that fails
      * clears hit (the step must run). */
     bool fetched;
+    /* Set by lookup when trust (config.h) refused the cache's entry for
+     * the key: why, for --explain; "" otherwise. */
+    char refused[256];
 };
 /* Probes the endpoints, then looks all steps up in parallel (action
  * cache only, no blob is read). A layer over cfg's max_layer is a miss
