@@ -49,8 +49,13 @@ CAIRN_ROOT="$T/S0" "$CAIRN" build --cache grpc://127.0.0.1:1/a --trust "a ed2551
     fail "a bad --trust was accepted"
 grep -q 'not a public key' "$T/bad" && pass "bad --trust: $(head -1 "$T/bad")" || fail "bad --trust: $(cat "$T/bad")"
 
-CD_DIR=$T/srv cd_start
+# The server wants a token; the planter holds the same write token as
+# the builders, only not the key.
+printf 'ci-secret write *\n' >"$T/tokens"
+CD_DIR=$T/srv cd_start --tokens "$T/tokens"
 U=grpc://127.0.0.1:$CD_PORT
+export CAIRN_CACHE_TOKEN=ci-secret
+probe() { "$PROBE" --addr "127.0.0.1:$CD_PORT" --token ci-secret "$@"; }
 
 # 1. A signed upload: every entry carries cairn.sig (88 base64
 # characters) and cairn.sig.key; a reader trusting the key hits them all.
@@ -63,7 +68,7 @@ build B b1 -t t --cache "$U/a" --cache-mode read --trust "a $P1" "$ctx"
     pass "trusting reader: signed entries are hits" || fail "signed entries: hits '$(hits_at b1)': $(cat "$T/b1")"
 
 # 2. The poisoned entry: a valid layer with other content, planted
-# unsigned for the real key of step 4 by a writer without the key.
+# unsigned for the real key of step 4 by a write-token holder without the key.
 mkdir -p "$T/evilctx"
 cp "$ctx/Dockerfile" "$ctx/one" "$ctx/two" "$T/evilctx/"
 echo pwned >"$T/evilctx/three"
