@@ -86,12 +86,11 @@ static void build_usage(FILE *out)
             "key\n"
             "                               (`cairn key generate`; or "
             "CAIRN_SIGN_KEY)\n"
-            "      --trust 'SCOPE KEY'      use only entries signed by KEY "
-            "from the\n"
-            "                               caches SCOPE (a URL, an "
-            "instance or *)\n"
-            "                               covers (repeatable; or "
-            "CAIRN_TRUST)\n"
+            "      --trust 'SCOPE KEY'      from the caches SCOPE names (a "
+            "URL, an\n"
+            "                               instance or *), use only "
+            "entries KEY signed\n"
+            "                               (repeatable; or CAIRN_TRUST)\n"
             "Settings also come from $XDG_CONFIG_HOME/cairn/config "
             "(docs/remote.md).\n");
 }

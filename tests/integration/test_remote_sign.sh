@@ -152,5 +152,13 @@ unset CAIRN_TRUST
 # Trust for another cache does not apply here: as today.
 build J j1 -t t --cache "$U/r" --cache-mode read --trust "a $P1" "$ctx"
 [ "$(hits_at j1)" = "2/4 3/4 4/4 " ] && pass "trust for /a leaves /r as without trust" || fail "scope: '$(hits_at j1)'"
+# A trusting writer whose store has the steps offers them; the cache's
+# entries (signed by k2, not trusted here) are replaced with k1's.
+build A a2 -t t --cache "$U/r" --sign-key "$T/k1.pem" --trust "r $P1" "$ctx"
+summary a2 | grep -q '3 local hits, 0 remote hits, 0 run' || fail "offer over refused entries: $(summary a2)"
+probe ac-get r "$(action 3)" | grep -qx "prop layer cairn.sig.key=$ID1" || fail "/r's step 4 is not k1's after the offer"
+build K k1 -t t --cache "$U/r" --cache-mode read --trust "r $P1" "$ctx"
+[ "$(hits_at k1)" = "2/4 3/4 4/4 " ] && pass "a trusting writer's offers replace entries it does not trust" ||
+    fail "after the offers: '$(hits_at k1)'"
 cd_stop
 finish
