@@ -417,6 +417,34 @@ void cairn_cache_result_make(const struct cairn_layer_rec *rec,
     f->nprops = 2;
 }
 
+/* ---- signatures (sign.h) ------------------------------------------------ */
+
+/* Every entry cairn writes goes through entry_sign and every entry it
+ * reads through entry_check, whatever its kind. */
+
+/* Signs res for e when a sign-key is set (the uploader's thread only). */
+static int entry_sign(struct cairn_cache *c, const struct endpoint *e,
+                      const struct cairn_remote_digest *action,
+                      struct cairn_remote_result *res, struct cairn_err *err)
+{
+    if (c->sign_key == NULL)
+        return 0;
+    return cairn_sign_result(c->sign_key, e->instance, action, res, err);
+}
+
+/* With trust for e, res must carry a signature by one of its keys:
+ * CAIRN_E_CRYPTO with the reason otherwise. */
+static int entry_check(const struct endpoint *e,
+                       const struct cairn_remote_digest *action,
+                       const struct cairn_remote_result *res,
+                       struct cairn_err *err)
+{
+    if (e->ntrust == 0)
+        return 0;
+    return cairn_sign_result_verify(e->trust, e->ntrust, e->instance, action,
+                                    res, err);
+}
+
 /* ---- lookups and fetches ------------------------------------------------ */
 
 static void add_down(struct cairn_cache *c, uint64_t n)
@@ -592,12 +620,8 @@ static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
         rc = cairn_cache_result_parse(res, &rec, err);
     /* With trust configured, an entry no trusted key signed is a miss
      * before anything of it is used; --explain says why. */
-    if (!rc && e->ntrust > 0) {
-        rc = cairn_sign_result_verify(e->trust, e->ntrust, e->instance,
-                                      &action, res, err);
-        if (rc)
-            snprintf(s->refused, sizeof s->refused, "%.255s", err->msg);
-    }
+    if (!rc && (rc = entry_check(e, &action, res, err)) != 0)
+        snprintf(s->refused, sizeof s->refused, "%.255s", err->msg);
     /* Before a byte of it is read: a layer over the cap is a miss. */
     if (!rc && !rec.empty && rec.layer.size > c->max_layer)
         rc = cairn_err_set(err, CAIRN_E_TOOBIG,
@@ -865,9 +889,7 @@ static int upload_one(struct cairn_cache *c, struct endpoint *e,
             struct cairn_remote_digest action;
             snprintf(action.hash, sizeof action.hash, "%s", j->key_hex);
             action.size = (int64_t)j->material_len;
-            if (c->sign_key != NULL)
-                rc = cairn_sign_result(c->sign_key, e->instance, &action, res,
-                                       err);
+            rc = entry_sign(c, e, &action, res, err);
             if (!rc)
                 rc = cairn_remote_ac_put(e->r, e->instance, &action, res, err);
             free(res);
@@ -896,9 +918,7 @@ static int offer_check(struct endpoint *e, const struct upload_job *j,
     /* An entry trust refuses is replaced, as a broken one is. */
     if (rc == 0)
         *present = cairn_cache_result_parse(res, &rec, &scratch) == 0 &&
-                   (e->ntrust == 0 ||
-                    cairn_sign_result_verify(e->trust, e->ntrust, e->instance,
-                                             &action, res, &scratch) == 0);
+                   entry_check(e, &action, res, &scratch) == 0;
     else if (rc == CAIRN_E_NOTFOUND || rc == CAIRN_E_CORRUPT)
         rc = 0;
     free(res);
