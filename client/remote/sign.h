@@ -38,6 +38,7 @@
 #include "common/buf.h"
 #include "common/error.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
