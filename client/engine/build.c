@@ -579,6 +579,7 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
             }
         }
         if (differs) {
+            b->verify_differed = true;
             *cached = false;
             b->stats->remote--;
             b->stats->run++;
@@ -980,6 +981,30 @@ static int build_plan_make(struct build *b, const char *dockerfile,
     return 0;
 }
 
+/* Offers the image row, which the local store had for this build's
+ * final key, to the shared cache as its image record. */
+static void offer_local_image(struct build *b,
+                              const struct cairn_imagerec_key *rk,
+                              const struct cairn_image_row *row)
+{
+    struct stat cs, ms;
+    char cp[4096], mp[4096];
+    cairn_store_blob_path(b->st, row->config_digest, cp, sizeof cp);
+    cairn_store_blob_path(b->st, row->manifest_digest, mp, sizeof mp);
+    if (stat(cp, &cs) != 0 || stat(mp, &ms) != 0)
+        return;
+    struct cairn_imagerec ir;
+    memset(&ir, 0, sizeof ir);
+    snprintf(ir.config_digest, sizeof ir.config_digest, "%s",
+             row->config_digest);
+    ir.config_size = (int64_t)cs.st_size;
+    snprintf(ir.manifest_digest, sizeof ir.manifest_digest, "%s",
+             row->manifest_digest);
+    ir.manifest_size = (int64_t)ms.st_size;
+    ir.created = row->created;
+    cairn_imagerec_offer(b->o->cache, b->st, rk, &ir, true);
+}
+
 /* After the walk: the image of the target stage, tagged. A build whose
  * final key already produced an image gives that same image (so a fully
  * cached rebuild keeps its ID, as in Docker); so does one whose shared
@@ -997,7 +1022,6 @@ static int build_image_finish(struct build *b,
     bool records = o->cache != NULL && o->source_date_epoch < 0;
     char name[24];
     struct cairn_imagerec_key rk;
-    struct cairn_imagerec ir;
     build_image_record_key(b, name, &rk);
     char manifest[CAIRN_DIGEST_STR_LEN];
     struct cairn_image_row row;
@@ -1011,21 +1035,8 @@ static int build_image_finish(struct build *b,
         if (!rc)
             snprintf(image_id, CAIRN_DIGEST_STR_LEN, "%s", row.config_digest);
         /* A cache that was wiped, or never had it, gets it back. */
-        struct stat cs, ms;
-        char cp[4096], mp[4096];
-        cairn_store_blob_path(b->st, row.config_digest, cp, sizeof cp);
-        cairn_store_blob_path(b->st, row.manifest_digest, mp, sizeof mp);
-        if (!rc && records && stat(cp, &cs) == 0 && stat(mp, &ms) == 0) {
-            memset(&ir, 0, sizeof ir);
-            snprintf(ir.config_digest, sizeof ir.config_digest, "%s",
-                     row.config_digest);
-            ir.config_size = (int64_t)cs.st_size;
-            snprintf(ir.manifest_digest, sizeof ir.manifest_digest, "%s",
-                     row.manifest_digest);
-            ir.manifest_size = (int64_t)ms.st_size;
-            ir.created = row.created;
-            cairn_imagerec_offer(o->cache, b->st, &rk, &ir, true);
-        }
+        if (!rc && records)
+            offer_local_image(b, &rk, &row);
         cairn_store_image_row_clear(&row);
         if (!rc && o->ntags > 0)
             remember(b);
@@ -1033,16 +1044,17 @@ static int build_image_finish(struct build *b,
     }
     build_remote_ensure_blobs(b, &b->stages[b->plan->target]);
     struct image_json j;
-    bool taken = false, found = false;
+    bool taken = false;
     if (records && !o->no_cache)
-        taken = build_image_record_take(b, &j, &found);
+        taken = build_image_record_take(b, &j);
     if (!taken)
         rc = build_image_render(b, b->now, &j);
     if (rc)
         return rc;
     /* Remembers the build too (result and --explain record). */
     rc = commit_image(b, final_key, &j, image_id, manifest);
-    if (!rc && records && !taken) {
+    if (!rc && records && !taken && !b->verify_differed) {
+        struct cairn_imagerec ir;
         build_image_record_of(&j, &ir);
         cairn_imagerec_offer(o->cache, b->st, &rk, &ir, false);
     }

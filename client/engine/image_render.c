@@ -90,8 +90,7 @@ void build_image_record_of(const struct image_json *j,
     out->created = j->created;
 }
 
-bool build_image_record_take(struct build *b, struct image_json *out,
-                             bool *found)
+bool build_image_record_take(struct build *b, struct image_json *out)
 {
     char name[24];
     struct cairn_imagerec_key k;
@@ -99,7 +98,6 @@ bool build_image_record_take(struct build *b, struct image_json *out,
     struct cairn_imagerec rec;
     struct cairn_err e;
     cairn_err_clear(&e);
-    *found = false;
     int rc = cairn_imagerec_lookup(b->o->cache, &k, &rec, &e);
     if (rc == CAIRN_E_NOTFOUND)
         return false;
@@ -109,7 +107,6 @@ bool build_image_record_take(struct build *b, struct image_json *out,
                 k.final_key, e.msg[0] ? e.msg : cairn_strerror(rc));
         return false;
     }
-    *found = true;
     struct image_json j;
     rc = build_image_render(b, rec.created, &j);
     if (rc) {

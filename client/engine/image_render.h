@@ -39,10 +39,8 @@ void build_image_record_key(struct build *b, char name[24],
 /* Looks the image record of this build up in the shared cache and, when
  * there is one, remakes the image at its time: returns true with *out
  * when both digests are the record's. A record that does not match is a
- * warning (the image is then made anew, as without one); *found says
- * whether the cache had a well-formed record at all. */
-bool build_image_record_take(struct build *b, struct image_json *out,
-                             bool *found);
+ * warning (the image is then made anew, as without one). */
+bool build_image_record_take(struct build *b, struct image_json *out);
 
 /* The record of an image this build committed (j), for the cache. */
 void build_image_record_of(const struct image_json *j,
