@@ -1057,7 +1057,8 @@ static int entry_blob_put(struct endpoint *e, struct cairn_store *st,
     int rc = 0;
     if (fstat(fd, &sb) != 0)
         rc = cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
-    d.size = (int64_t)sb.st_size;
+    else
+        d.size = (int64_t)sb.st_size;
     bool missing = false;
     if (!rc)
         rc = cairn_remote_find_missing(e->r, e->instance, &d, 1, &missing,
