@@ -9,7 +9,6 @@
 
 #include <stddef.h>
 #include <stdlib.h>
-#include <stdio.h>
 
 #define container_of(p, type, member) \
     ((type *)((char *)(p) - offsetof(type, member)))
@@ -100,16 +99,9 @@ int cd_store_group_run(void *ctx, struct cd_group_item *batch)
             bad->rc = rc;
             continue;
         }
-        struct timespec T0, T1, T2;
-        clock_gettime(CLOCK_MONOTONIC, &T0);
-        if ((rc = cd_store_wtxn_end(st, txn, &s, 0)) != 0)
+        if ((rc = cd_store_wtxn_end(st, txn, &s, 0)) != 0 ||
+            (rc = cd_store_sync(st)) != 0)
             return rc;
-        clock_gettime(CLOCK_MONOTONIC, &T1);
-        if ((rc = cd_store_sync(st)) != 0)
-            return rc;
-        clock_gettime(CLOCK_MONOTONIC, &T2);
-        if (getenv("GDBG")) { size_t nn=0; for (struct cd_group_item *it = batch; it; it=it->next) nn++;
-            fprintf(stderr, "group n=%zu commit=%.2fms sync=%.2fms\n", nn, ((T1.tv_sec-T0.tv_sec)*1e9+(T1.tv_nsec-T0.tv_nsec))/1e6, ((T2.tv_sec-T1.tv_sec)*1e9+(T2.tv_nsec-T1.tv_nsec))/1e6); }
         for (struct cd_group_item *it = batch; it != NULL; it = it->next) {
             struct store_pub *p = container_of(it, struct store_pub, item);
             if (it->rc != 0)
