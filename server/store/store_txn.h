@@ -11,6 +11,8 @@
  *   store_verify.c  read verification, quarantine, the hasher thread, scrub
  *   store_upload.c  upload sessions: begin, write, publish, commit, expiry
  *   store_stage.c   upload buffers and the stager thread (batched writes)
+ *   store_group.c   publishing blobs, many per txn (the group commit;
+ *                   group.c is its queue and knows no LMDB)
  *   store_lru.c     the access queue and its flusher (batched LRU updates)
  *   store_evict.c   reader pins, LRU eviction, chunk garbage removal
  *   store_ac.c      the action cache
