@@ -1,7 +1,9 @@
 /* The group-commit queue (group.h): one FIFO, one committer thread. While
  * the committer applies one batch (for the store, mostly waiting on the
  * disk's sync), the next writers queue up behind it and go together in
- * the next batch: the more writers, the more items share one sync. */
+ * the next batch: the more writers, the more items share one sync; and
+ * with a sync function, the next batch's commit is also the previous
+ * one's sync. */
 #include "server/store/group.h"
 
 #include "common/error.h"
@@ -12,6 +14,7 @@
 
 struct cd_group {
     cd_group_run_fn *run;
+    cd_group_sync_fn *sync;
     void *ctx;
     size_t max_items;
     uint64_t max_bytes;
@@ -61,40 +64,65 @@ static void group_finish(struct cd_group_item *it)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Answers every item of batch; rc non-zero overrides their own results. */
+static void group_answer(struct cd_group_item *batch, int rc)
+{
+    /* The links are read before done, which may free the item. */
+    for (struct cd_group_item *it = batch, *next; it != NULL; it = next) {
+        next = it->next;
+        if (rc != 0)
+            it->rc = rc;
+        group_finish(it);
+    }
+}
+
 static void *group_main(void *arg)
 {
     struct cd_group *g = arg;
+    /* The last batch run, not yet durable (only with g->sync). */
+    struct cd_group_item *held = NULL;
     pthread_mutex_lock(&g->mu);
     for (;;) {
-        while (!g->stop && g->head == NULL)
+        while (!g->stop && g->head == NULL && held == NULL)
             pthread_cond_wait(&g->cond, &g->mu);
-        if (g->head == NULL)
+        if (g->head == NULL && held == NULL)
             break; /* stopping, and nothing left */
+        if (g->head == NULL) {
+            /* Nobody to share the next sync with: sync now. */
+            pthread_mutex_unlock(&g->mu);
+            group_answer(held, g->sync(g->ctx));
+            held = NULL;
+            pthread_mutex_lock(&g->mu);
+            continue;
+        }
         struct cd_group_item *batch = group_take(g);
         pthread_mutex_unlock(&g->mu);
         for (struct cd_group_item *it = batch; it != NULL; it = it->next)
             it->rc = 0;
         int rc = g->run(g->ctx, batch);
-        /* The links are read before done, which may free the item. */
-        for (struct cd_group_item *it = batch, *next; it != NULL; it = next) {
-            next = it->next;
-            if (rc != 0)
-                it->rc = rc;
-            group_finish(it);
+        if (held != NULL) {
+            /* This run made the held batch durable, unless it failed. */
+            group_answer(held, rc == 0 ? 0 : g->sync(g->ctx));
+            held = NULL;
         }
+        if (rc == 0 && g->sync != NULL)
+            held = batch;
+        else
+            group_answer(batch, rc);
         pthread_mutex_lock(&g->mu);
     }
     pthread_mutex_unlock(&g->mu);
     return NULL;
 }
 
-int cd_group_open(cd_group_run_fn *run, void *ctx, size_t max_items,
-                  uint64_t max_bytes, struct cd_group **out)
+int cd_group_open(cd_group_run_fn *run, cd_group_sync_fn *sync, void *ctx,
+                  size_t max_items, uint64_t max_bytes, struct cd_group **out)
 {
     struct cd_group *g = calloc(1, sizeof *g);
     if (g == NULL)
         return CAIRN_E_NOMEM;
     g->run = run;
+    g->sync = sync;
     g->ctx = ctx;
     g->max_items = max_items ? max_items : 1;
     g->max_bytes = max_bytes;

@@ -6,8 +6,17 @@
  * store), so the queue is tested on its own.
  *
  * Order: items are applied in the order they were submitted (one FIFO),
- * and a batch's done callbacks run only after run returned for it, in
- * the same order. A batch holds at most max_items items and, past its
+ * and a batch's done callbacks run only once it is durable, in the same
+ * order.
+ *
+ * Durability, with a sync function: run commits a batch without making
+ * it durable, and a run that returns 0 makes every batch run before it
+ * durable (for LMDB with MDB_NOMETASYNC: the next commit's fdatasync also
+ * writes out the previous commit's meta page). So while writers keep
+ * coming, a batch is answered after the next batch's run, and each batch
+ * costs one sync instead of two; when nothing else is queued (or the next
+ * run failed), sync is called before answering. Without a sync function,
+ * run must make its batch durable itself. A batch holds at most max_items items and, past its
  * first item, at most max_bytes of their weight (a writer says what an
  * item weighs: the store uses its unstaged bytes, so one commit's dirty
  * pages stay bounded).
@@ -37,13 +46,17 @@ struct cd_group_item {
  * returns an error that failed the whole batch (a failed commit or
  * sync), which the queue then gives every item of the batch. */
 typedef int cd_group_run_fn(void *ctx, struct cd_group_item *batch);
+/* Makes the last batch run durable. Returns 0 or an error that the queue
+ * gives every item of that batch. */
+typedef int cd_group_sync_fn(void *ctx);
 
 struct cd_group;
 
-/* Starts the committer thread. ctx is borrowed until cd_group_close.
- * Returns 0 or CAIRN_E_NOMEM. */
-int cd_group_open(cd_group_run_fn *run, void *ctx, size_t max_items,
-                  uint64_t max_bytes, struct cd_group **out);
+/* Starts the committer thread. sync may be NULL (see Durability above).
+ * ctx is borrowed until cd_group_close. Returns 0 or CAIRN_E_NOMEM. */
+int cd_group_open(cd_group_run_fn *run, cd_group_sync_fn *sync, void *ctx,
+                  size_t max_items, uint64_t max_bytes,
+                  struct cd_group **out);
 /* Applies what is queued, stops the thread and frees g. Accepts NULL.
  * Nothing may be submitted any more. */
 void cd_group_close(struct cd_group *g);

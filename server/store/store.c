@@ -183,8 +183,8 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
         goto fail;
     }
     st->stager_started = true;
-    if (cd_group_open(cd_store_group_run, st, STORE_GROUP_ITEMS,
-                      STORE_GROUP_BYTES, &st->group) != 0) {
+    if (cd_group_open(cd_store_group_run, cd_store_group_sync, st,
+                      STORE_GROUP_ITEMS, STORE_GROUP_BYTES, &st->group) != 0) {
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "store: cannot start thread");
         goto fail;
     }

@@ -401,12 +401,16 @@ void *cd_store_stager_main(void *arg);
 /* --- store_group.c: publishing blobs, many per txn ------------------------ */
 
 /* The store's cd_group_run_fn (ctx: the store): one write txn, every
- * item's entry, chunks and LRU record, one commit and one sync. An item
+ * item's entry, chunks and LRU record, one commit; its fdatasync makes the
+ * previous batch durable, and cd_store_group_sync (the queue's sync) the
+ * last one. An item
  * that fails alone (over max_size, or an LMDB error while it is applied,
  * after which the txn is redone without it) gets its own code; a failed
  * commit or sync fails the batch. Successful items are marked verified
  * (their bytes were hashed on the way in). */
 int cd_store_group_run(void *ctx, struct cd_group_item *batch);
+/* The queue's cd_group_sync_fn: cd_store_sync. */
+int cd_store_group_sync(void *ctx);
 /* Publishes the n items (through the group queue) and waits; each item's
  * item.rc and dup say how it went. */
 void cd_store_publish(struct cd_store *st, struct store_pub **pubs, size_t n);

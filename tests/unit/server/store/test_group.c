@@ -42,6 +42,12 @@ struct recorder {
     useconds_t delay; /* per batch, so that writers pile up */
     bool bad; /* something the committer thread saw was wrong (cmocka's
                * asserts belong to the test's own thread) */
+    /* With sync_record: the last batch made durable (by a later run that
+     * returned 0, or a sync), syncs made, and which one fails. */
+    int durable;
+    int syncs;
+    int fail_sync;
+    bool self_sync; /* no sync function: run makes its own batch durable */
 };
 
 static int run_record(void *ctx, struct cd_group_item *batch)
@@ -63,10 +69,31 @@ static int run_record(void *ctx, struct cd_group_item *batch)
     if (n > r->max_batch)
         r->max_batch = n;
     int fail = r->fail_batch == b ? CAIRN_E_DB : 0;
+    if (fail == 0) /* a run that works covers earlier batches */
+        r->durable = r->self_sync ? b : b - 1;
     pthread_mutex_unlock(&r->mu);
     if (r->delay)
         usleep(r->delay);
     return fail;
+}
+
+static int sync_record(void *ctx)
+{
+    struct recorder *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    r->durable = r->batches;
+    int fail = ++r->syncs == r->fail_sync ? CAIRN_E_DB : 0;
+    pthread_mutex_unlock(&r->mu);
+    return fail;
+}
+
+/* Whether item's batch was durable when the item was answered. */
+static bool answered_durable(struct recorder *r, const struct item *it)
+{
+    pthread_mutex_lock(&r->mu);
+    bool ok = it->batch <= r->durable;
+    pthread_mutex_unlock(&r->mu);
+    return ok;
 }
 
 static struct recorder *recorder_new(void)
@@ -87,6 +114,7 @@ static void recorder_free(struct recorder *r)
 
 struct writer {
     struct cd_group *g;
+    struct recorder *r;
     int id;
     bool bad;
     struct item items[PER_WRITER];
@@ -104,7 +132,7 @@ static void *writer_main(void *arg)
         it->fail_with = i == 7 ? CAIRN_E_FULL : 0;
         struct cd_group_item *p = &it->g;
         if (cd_group_put(w->g, &p, 1) != 0 || it->batch == 0 ||
-            it->g.rc != (i == 7 ? CAIRN_E_FULL : 0))
+            it->g.rc != (i == 7 ? CAIRN_E_FULL : 0) || !answered_durable(w->r, it))
             w->bad = true;
         atomic_store(&it->done, true);
     }
@@ -114,18 +142,20 @@ static void *writer_main(void *arg)
 /* Many writers at once: every item applied once, each writer's in its
  * order, items batched together, and the one failing item's error goes
  * to that item only. */
-static void test_group_order_and_own_errors(void **state)
+static void group_order_and_own_errors(bool with_sync)
 {
-    (void)state;
     struct recorder *r = recorder_new();
     r->delay = 2000;
+    r->self_sync = !with_sync;
     struct cd_group *g = NULL;
-    assert_int_equal(cd_group_open(run_record, r, 4096, UINT64_MAX, &g), 0);
+    assert_int_equal(cd_group_open(run_record, with_sync ? sync_record : NULL, r, 4096,
+                                   UINT64_MAX, &g), 0);
     struct writer *w = calloc(WRITERS, sizeof *w);
     assert_non_null(w);
     pthread_t th[WRITERS];
     for (int i = 0; i < WRITERS; i++) {
         w[i].g = g;
+        w[i].r = r;
         w[i].id = i;
         assert_int_equal(pthread_create(&th[i], NULL, writer_main, &w[i]), 0);
     }
@@ -141,8 +171,68 @@ static void test_group_order_and_own_errors(void **state)
     /* The writers piled up behind the slow batches: groups formed. */
     assert_true(r->max_batch > 1);
     assert_true(r->batches < WRITERS * PER_WRITER);
+    /* With a sync function, writers that kept coming were answered after
+     * the next batch's run: fewer syncs than batches. (Every answer came
+     * after its batch was durable: answered_durable above.) */
+    if (with_sync)
+        assert_true(r->syncs < r->batches);
     recorder_free(r);
     free(w);
+}
+
+static void test_group_order_and_own_errors(void **state)
+{
+    (void)state;
+    group_order_and_own_errors(false);
+}
+
+/* The same with a sync function: no item is answered before its batch is
+ * durable, and syncs are saved. */
+static void test_group_sync_shared(void **state)
+{
+    (void)state;
+    group_order_and_own_errors(true);
+}
+
+/* A sync that fails reaches every item of the batch it was to make
+ * durable, and only those; a failed run answers its own batch with the
+ * error and the held batch after a sync of its own. */
+static void test_group_sync_errors(void **state)
+{
+    (void)state;
+    struct recorder *r = recorder_new();
+    r->fail_sync = 1;
+    r->fail_batch = 3;
+    struct cd_group *g = NULL;
+    assert_int_equal(cd_group_open(run_record, sync_record, r, 4096, UINT64_MAX, &g), 0);
+    struct item items[4][20];
+    memset(items, 0, sizeof items);
+    for (int b = 0; b < 4; b++) {
+        struct cd_group_item *p[20];
+        for (int i = 0; i < 20; i++) {
+            items[b][i].seq = b * 20 + i;
+            p[i] = &items[b][i].g;
+        }
+        /* Each put waits: nothing else is queued, so every batch is held
+         * and then synced. */
+        assert_int_equal(cd_group_put(g, p, 20), 0);
+        for (int i = 0; i < 20; i++)
+            if (items[b][i].g.rc == 0)
+                assert_true(answered_durable(r, &items[b][i]));
+    }
+    cd_group_close(g);
+    assert_false(r->bad);
+    assert_int_equal(r->batches, 4);
+    /* batch 1: sync 1 failed; 2: synced; 3: run failed (no sync needed);
+     * 4: synced. */
+    assert_int_equal(r->syncs, 3);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(items[0][i].g.rc, CAIRN_E_DB);
+        assert_int_equal(items[1][i].g.rc, 0);
+        assert_int_equal(items[2][i].g.rc, CAIRN_E_DB);
+        assert_int_equal(items[3][i].g.rc, 0);
+    }
+    recorder_free(r);
 }
 
 /* A batch that fails as a whole (its commit or sync failed) gives that
@@ -155,7 +245,7 @@ static void test_group_batch_error_reaches_all(void **state)
     struct recorder *r = recorder_new();
     r->fail_batch = 2;
     struct cd_group *g = NULL;
-    assert_int_equal(cd_group_open(run_record, r, 4096, UINT64_MAX, &g), 0);
+    assert_int_equal(cd_group_open(run_record, NULL, r, 4096, UINT64_MAX, &g), 0);
     struct item items[3][50];
     memset(items, 0, sizeof items);
     for (int b = 0; b < 3; b++) {
@@ -186,7 +276,7 @@ static void test_group_caps(void **state)
     (void)state;
     struct recorder *r = recorder_new();
     struct cd_group *g = NULL;
-    assert_int_equal(cd_group_open(run_record, r, 10, 1000, &g), 0);
+    assert_int_equal(cd_group_open(run_record, NULL, r, 10, 1000, &g), 0);
     struct item items[25];
     struct cd_group_item *p[25];
     memset(items, 0, sizeof items);
@@ -235,7 +325,7 @@ static void test_group_async(void **state)
     async_main_thread = pthread_self();
     atomic_store(&async_done, 0);
     struct cd_group *g = NULL;
-    assert_int_equal(cd_group_open(run_record, r, 4096, UINT64_MAX, &g), 0);
+    assert_int_equal(cd_group_open(run_record, NULL, r, 4096, UINT64_MAX, &g), 0);
     struct item items[300];
     memset(items, 0, sizeof items);
     for (int i = 0; i < 300; i++) {
@@ -257,6 +347,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_order_and_own_errors),
+        cmocka_unit_test(test_group_sync_shared),
+        cmocka_unit_test(test_group_sync_errors),
         cmocka_unit_test(test_group_batch_error_reaches_all),
         cmocka_unit_test(test_group_caps),
         cmocka_unit_test(test_group_async),
