@@ -9,10 +9,13 @@
  *     channel (connection), or one channel for all with "shared"
  *   bench_load ADDR cas SIZE COUNT [READS] ByteStream write+read MB/s (the
  *                                          reads READS times, 1 by default)
- *   bench_load ADDR small SIZE SECONDS WRITERS
+ *   bench_load ADDR small SIZE SECONDS WRITERS [ACKFILE]
  *                                          blobs/s of fresh SIZE-byte blobs,
  *                                          one ByteStream Write each, WRITERS
- *                                          calls in flight (async, as ac)
+ *                                          calls in flight (async, as ac);
+ *                                          ACKFILE lists the acknowledged ones
+ *   bench_load ADDR check SIZE ACKFILE     reads back each blob in ACKFILE
+ *                                          (exit 1 if one is missing or bad)
  *   bench_load ADDR batch SIZE PER SECONDS [CALLERS]
  *                                          blobs/s through BatchUpdateBlobs
  *                                          of PER fresh blobs, CALLERS (1)
@@ -219,7 +222,10 @@ static int64_t bs_read(struct rc_conn *c, const char *res)
 /* The method the async load calls (ac, echo: AC_METHOD; small, batch). */
 static const char *load_method = AC_METHOD;
 /* small/batch: a fresh request per call (NULL: the worker's fixed one). */
-static grpc_slice (*load_next_req)(void);
+static grpc_slice (*load_next_req)(uint64_t *seq);
+/* small with ACKFILE: each blob the server acknowledged, one seq a line. */
+static FILE *load_acks;
+static pthread_mutex_t load_acks_mu = PTHREAD_MUTEX_INITIALIZER;
 
 struct ac_caller {
     grpc_call *call;
@@ -228,6 +234,7 @@ struct ac_caller {
     grpc_status_code code;
     grpc_slice details;
     double t0;
+    uint64_t seq; /* small: the blob this call writes */
 };
 
 struct ac_worker {
@@ -248,7 +255,7 @@ static void ac_call_start(grpc_channel *ch, void *method, grpc_completion_queue 
     grpc_metadata_array_init(&k->init_md);
     grpc_metadata_array_init(&k->trail_md);
     if (load_next_req != NULL) {
-        grpc_slice s = load_next_req();
+        grpc_slice s = load_next_req(&k->seq);
         k->send = grpc_raw_byte_buffer_create(&s, 1);
         grpc_slice_unref(s);
     } else {
@@ -316,8 +323,16 @@ static void *ac_main(void *arg)
             break;
         struct ac_caller *c = ev.tag;
         double t1 = now();
-        if (!ev.success || c->code != GRPC_STATUS_OK || c->recv == NULL)
+        if (!ev.success || c->code != GRPC_STATUS_OK || c->recv == NULL) {
             w->errors++;
+        } else if (load_acks != NULL) {
+            /* Written as soon as the answer is in: what a client could
+             * rely on had the server died right after. */
+            pthread_mutex_lock(&load_acks_mu);
+            fprintf(load_acks, "%llu\n", (unsigned long long)c->seq);
+            fflush(load_acks);
+            pthread_mutex_unlock(&load_acks_mu);
+        }
         if (w->n == w->cap) {
             w->cap = w->cap ? w->cap * 2 : 65536;
             w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
@@ -622,9 +637,10 @@ static uint64_t small_seed0;
 
 /* Blob number seq of this run (SIZE bytes, distinct from every other run's
  * by the seed) with its hex digest. */
-static void small_blob(uint8_t *buf, char hex[65])
+static void small_blob(uint8_t *buf, char hex[65], uint64_t *seqp)
 {
     uint64_t seq = atomic_fetch_add(&small_seq, 1);
+    *seqp = seq;
     gen(small_seed0 + seq, 0, buf, (size_t)small_size);
     uint8_t d[32];
     ck_sha256(buf, (size_t)small_size, d);
@@ -632,11 +648,11 @@ static void small_blob(uint8_t *buf, char hex[65])
 }
 
 /* One WriteRequest holding a whole fresh blob (finish_write set). */
-static grpc_slice small_req(void)
+static grpc_slice small_req(uint64_t *seq)
 {
     uint8_t *data = malloc(small_size ? small_size : 1), *msg = malloc(small_size + 512);
     char hex[65], res[256];
-    small_blob(data, hex);
+    small_blob(data, hex, seq);
     snprintf(res, sizeof res, "bench/uploads/s/blobs/%s/%llu", hex, (unsigned long long)small_size);
     Google__Bytestream__WriteRequest wr = GOOGLE__BYTESTREAM__WRITE_REQUEST__INIT;
     wr.resource_name = res;
@@ -649,7 +665,7 @@ static grpc_slice small_req(void)
 }
 
 /* One BatchUpdateBlobsRequest of batch_per fresh blobs. */
-static grpc_slice batch_req(void)
+static grpc_slice batch_req(uint64_t *seq)
 {
     typedef Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest__Request Item;
     typedef Build__Bazel__Remote__Execution__V2__Digest Digest;
@@ -660,7 +676,7 @@ static grpc_slice batch_req(void)
     uint8_t *data = malloc((size_t)small_size * batch_per + 1);
     for (unsigned i = 0; i < batch_per; i++) {
         uint8_t *p = data + (size_t)small_size * i;
-        small_blob(p, hex[i]);
+        small_blob(p, hex[i], seq);
         build__bazel__remote__execution__v2__digest__init(&ds[i]);
         ds[i].hash = hex[i];
         ds[i].size_bytes = (int64_t)small_size;
@@ -688,10 +704,16 @@ static grpc_slice batch_req(void)
 
 /* Both print calls/s from ac_drive's line; blobs/s is calls/s times the
  * blobs per call. */
-static int run_small(uint64_t size, double seconds, int writers)
+static int run_small(uint64_t size, double seconds, int writers, const char *ackfile)
 {
     small_size = size;
     small_seed0 = (uint64_t)time(NULL) << 24;
+    if (ackfile != NULL) {
+        if ((load_acks = fopen(ackfile, "w")) == NULL)
+            return 2;
+        fprintf(load_acks, "seed0 %llu\n", (unsigned long long)small_seed0);
+        fflush(load_acks);
+    }
     load_method = "/google.bytestream.ByteStream/Write";
     load_next_req = small_req;
     grpc_slice none = grpc_empty_slice();
@@ -700,7 +722,41 @@ static int run_small(uint64_t size, double seconds, int writers)
     double el = now() - t0;
     printf("small size=%llu writers=%d blobs=%llu rate=%.0f blobs/s\n", (unsigned long long)size,
            writers, (unsigned long long)small_seq, (double)small_seq / el);
+    if (load_acks != NULL)
+        fclose(load_acks);
     return rc;
+}
+
+/* check SIZE ACKFILE: reads back every blob a "small" run listed as
+ * acknowledged, whole, through ByteStream Read (a cairnd hashes a blob
+ * on its first read after a restart: a full read is a verified one).
+ * Prints how many were checked and missing; exits 1 if any was not
+ * read back whole. */
+static int run_check(uint64_t size, const char *ackfile)
+{
+    FILE *f = fopen(ackfile, "r");
+    unsigned long long seed0 = 0, seq;
+    if (f == NULL || fscanf(f, "seed0 %llu", &seed0) != 1)
+        return 2;
+    struct rc_conn c;
+    rc_connect(&c, addr, NULL, NULL, NULL, NULL, NULL);
+    uint8_t *buf = malloc(size ? size : 1);
+    unsigned long long n = 0, bad = 0;
+    while (fscanf(f, "%llu", &seq) == 1) {
+        gen(seed0 + seq, 0, buf, (size_t)size);
+        uint8_t d[32];
+        char hex[65], rn[256];
+        ck_sha256(buf, (size_t)size, d);
+        ck_hex_encode(d, hex);
+        snprintf(rn, sizeof rn, "bench/blobs/%s/%llu", hex, (unsigned long long)size);
+        n++;
+        bad += bs_read(&c, rn) < (int64_t)size;
+    }
+    fclose(f);
+    free(buf);
+    rc_close(&c);
+    printf("check size=%llu acked=%llu missing_or_bad=%llu\n", (unsigned long long)size, n, bad);
+    return bad ? 1 : 0;
 }
 
 static int run_batch(uint64_t size, unsigned per, double seconds, int callers)
@@ -828,7 +884,9 @@ int main(int argc, char **argv)
         rc = run_echo(strtod(argv[3], NULL), (int)strtol(argv[4], NULL, 10));
     else if (!strcmp(argv[2], "small") && argc > 5)
         rc = run_small(strtoull(argv[3], NULL, 10), strtod(argv[4], NULL),
-                       (int)strtol(argv[5], NULL, 10));
+                       (int)strtol(argv[5], NULL, 10), argc > 6 ? argv[6] : NULL);
+    else if (!strcmp(argv[2], "check") && argc > 4)
+        rc = run_check(strtoull(argv[3], NULL, 10), argv[4]);
     else if (!strcmp(argv[2], "batch") && argc > 5)
         rc = run_batch(strtoull(argv[3], NULL, 10), (unsigned)strtoul(argv[4], NULL, 10),
                        strtod(argv[5], NULL), argc > 6 ? (int)strtol(argv[6], NULL, 10) : 1);
