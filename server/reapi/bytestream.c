@@ -157,8 +157,8 @@ struct write_state {
     struct cd_resource res;
     struct cd_upload *upload; /* held while the stream feeds it */
     bool named;              /* name is marked busy in the upload table */
-    /* While a commit answers later (struct cd_later): whom to tell, the
-     * reply to fill and the size the digest promised. */
+    /* While a commit answers later (struct cd_later): whom to tell and
+     * the reply to fill; total: the bytes received at finish_write. */
     struct cd_later *later;
     struct cd_reply *later_reply;
     uint64_t total;
