@@ -7,8 +7,8 @@
  * date epoch when it has one, and the inputs its kind depends on (RUN:
  * command as executed, environment, WORKDIR, USER, network; COPY/ADD:
  * flags, destination, tree digest of each source; FROM: the base image
- * digest and platform). Keys never depend on a step's
- * output, so a whole build's keys are known before anything runs.
+ * digest and platform). Keys never depend on a step's output, so a whole
+ * build's keys are known before anything runs.
  *
  * The material is kept beside each key so a miss can be explained field by
  * field. Not thread-safe while computing; results are read-only after.
