@@ -10,7 +10,6 @@
 #include "client/store/store.h"
 #include "common/strvec.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,17 +116,6 @@ static const char *opt_value(int argc, char **argv, int *i, const char *lng,
         return argv[++*i];
     }
     return NULL;
-}
-
-static bool parse_epoch(const char *s, int64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < 0)
-        return false;
-    *out = v;
-    return true;
 }
 
 /* --cache-verify: a whole percentage, digits only. */
@@ -283,7 +271,7 @@ static int build_opt(struct build_cli *c, int argc, char **argv, int *i,
         }
     } else if ((v = opt_value(argc, argv, i, "--source-date-epoch", NULL,
                               missing))) {
-        if (!parse_epoch(v, &c->o.source_date_epoch)) {
+        if (!cairn_cli_epoch_parse(v, &c->o.source_date_epoch)) {
             fprintf(stderr,
                     "cairn build: invalid --source-date-epoch \"%s\"\n", v);
             return -1;
@@ -425,7 +413,7 @@ int cairn_cmd_build(int argc, char **argv)
 
     const char *env_epoch = getenv("SOURCE_DATE_EPOCH");
     if (env_epoch && env_epoch[0] &&
-        !parse_epoch(env_epoch, &c.o.source_date_epoch)) {
+        !cairn_cli_epoch_parse(env_epoch, &c.o.source_date_epoch)) {
         fprintf(stderr, "cairn build: invalid SOURCE_DATE_EPOCH \"%s\"\n",
                 env_epoch);
         goto out;

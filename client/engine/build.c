@@ -960,6 +960,8 @@ static int build_plan_make(struct build *b, const char *dockerfile,
         .resolve = resolve_image,
         .resolve_arg = b,
         .allow_unresolved = true, /* checked for needed stages below */
+        .has_source_date_epoch = o->source_date_epoch >= 0,
+        .source_date_epoch = o->source_date_epoch,
     };
     if (!rc)
         rc = ck_plan_build(b->df, &po, &b->plan, err);
