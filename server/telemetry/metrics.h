@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Methods cairnd can have (server/reapi/methods.c has 10). */
+/* Methods cairnd can have (server/reapi/methods.c has 13). */
 #define CD_METRICS_METHODS_MAX 16
 /* gRPC status codes 0 (OK) .. 16 (UNAUTHENTICATED). */
 #define CD_METRICS_CODES 17
