@@ -160,8 +160,11 @@ static int claim_op(struct cd_claims *t, const char *instance, const struct cd_d
     } else if (!create) {
         view_of(NULL, CD_CLAIM_GONE, ttl, now_ms, &out);
     } else {
-        if (t->n >= t->max)
+        if (t->n >= t->max) {
             sweep(t, now_ms);
+            /* The sweep may have freed the node pp pointed into. */
+            pp = find(t, instance, d, now_ms);
+        }
         c = t->n < t->max ? calloc(1, sizeof *c) : NULL;
         if (c == NULL) {
             rc = t->n < t->max ? CAIRN_E_NOMEM : CAIRN_E_FULL;
