@@ -87,7 +87,8 @@ fan_dockerd_stop() {
 fan_row() {
     local row=$1 n=$2 rep=$3 i t0 t1 c0 c1 kind=cairn ran=0 r
     [[ $row == *BuildKit* ]] && kind=buildkit
-    local tag=fanout-$rep-${row//[^a-zA-Z0-9]/}
+    local tag
+    tag=$(tr 'A-Z' 'a-z' <<<"fanout-$rep-${row//[^a-zA-Z0-9]/}")
     for i in $(seq "$n"); do
         if [ $kind = cairn ]; then
             cairn_store "$T/fan-$i"
@@ -115,9 +116,12 @@ fan_row() {
                     -t "$REG/$tag:cache" "$T/ctx/fanout" && $D push "$REG/$tag:cache"; } >"$log" 2>&1 &
             fi
         done
-        wait
+        bad=0
+        for p in $(jobs -p); do wait "$p" || bad=$((bad + 1)); done
+        echo "$bad" >"$T/fan.bad"
         times >"$T/fan.times"
     )
+    [ "$(cat "$T/fan.bad")" = 0 ] || say "fan-out $row #$rep: $(cat "$T/fan.bad") of $n builds failed (logs: fan-$tag-*.log)"
     t1=$(now)
     c1=$(fan_servers_cpu $kind)
     for i in $(seq "$n"); do
