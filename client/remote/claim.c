@@ -17,6 +17,11 @@
  * again as late, up to the last. */
 #define CLAIM_POLL_FIRST_MS 200
 #define CLAIM_POLL_MAX_MS 1000
+/* The longest a step waits for another builder before running it here:
+ * a holder that renews forever (a hung step, or a server that answers
+ * HELD to everything) must not hang the build. Past it the step runs
+ * twice, which is waste, never a wrong result. */
+#define CLAIM_MAX_WAIT_MS ((int64_t)3600 * 1000)
 
 /* One claim this build holds. Only the renewer unlinks and frees nodes;
  * the build thread prepends them and sets flags, under cl->mu. */
@@ -266,7 +271,7 @@ enum cairn_claim_outcome cairn_claims_settle(struct cairn_claims *cl, struct cai
     snprintf(action.hash, sizeof action.hash, "%s", s->key_hex);
     action.size = (int64_t)s->material_len;
     bool waited = false;
-    int64_t pause = CLAIM_POLL_FIRST_MS;
+    int64_t pause = CLAIM_POLL_FIRST_MS, since = mono_ms();
     for (;;) {
         /* Again each round: the endpoint may have gone down meanwhile. */
         struct cairn_cache_target t;
@@ -308,6 +313,11 @@ enum cairn_claim_outcome cairn_claims_settle(struct cairn_claims *cl, struct cai
             cl->stats.waited++;
             fprintf(out, " ---> waiting for another builder to finish %s...\n", label);
             fflush(out);
+        }
+        if (mono_ms() - since > CLAIM_MAX_WAIT_MS) {
+            fprintf(out, " ---> waited %lld s for another builder; running %s here\n",
+                    (long long)(CLAIM_MAX_WAIT_MS / 1000), label);
+            return CAIRN_CLAIM_RUN;
         }
         /* Not past the holder's expiry by much: if it died, its claim is
          * free then. */

@@ -9,7 +9,8 @@
  * the build says so and polls the action cache (every 200 ms, backing
  * off to 1 s) until the result appears (fetched like any remote hit), or
  * the claim is gone without one (its owner died and the ttl ran out, or
- * its step failed): then this build claims it and runs the step. The
+ * its step failed): then this build claims it and runs the step; after
+ * an hour of waiting it runs the step unclaimed. The
  * step runs here at once, unclaimed, when the server does not offer
  * claims (UNIMPLEMENTED: any other REAPI server, or cairnd --no-claims),
  * when the cache is read-only for this client or down, when claims are
