@@ -143,7 +143,8 @@ void cd_ac_update(struct cd_svc *svc, const struct cd_req *req, struct cd_reply 
     } else {
         /* The result is what a claim on this action promised
          * (server/reapi/claim.c): its waiters now find it. */
-        cd_claims_end(svc->claims, in->instance_name ? in->instance_name : "", &action);
+        if (cd_claims_end(svc->claims, in->instance_name ? in->instance_name : "", &action))
+            cd_metrics_add(&svc->metrics->claims_ended, 1);
     }
 out:
     cd_acrefs_free(&refs);

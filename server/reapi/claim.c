@@ -65,6 +65,10 @@ static void claim_call(struct cd_svc *svc, const struct cd_req *req, struct cd_r
         cd_reply_fail(r, rc, "claim: %s", cairn_strerror(rc));
         goto out;
     }
+    if (op == CLAIM_TAKE)
+        cd_metrics_add(v.state == CD_CLAIM_GRANTED ? &svc->metrics->claims_granted
+                                                   : &svc->metrics->claims_held,
+                       1);
     PbClaimResponse resp = CAIRN__CLAIM__V1__CLAIM_RESPONSE__INIT;
     resp.state = (Cairn__Claim__V1__ClaimResponse__State)v.state;
     resp.remaining_ms = v.remaining_ms;

@@ -224,20 +224,22 @@ int cd_claims_release(struct cd_claims *t, const char *instance, const struct cd
     return 0;
 }
 
-void cd_claims_end(struct cd_claims *t, const char *instance, const struct cd_digest *d)
+bool cd_claims_end(struct cd_claims *t, const char *instance, const struct cd_digest *d)
 {
     if (t == NULL)
-        return;
+        return false;
     pthread_mutex_lock(&t->mu);
     /* now 0: nothing counts as expired here; this drops only the match. */
     struct claim **pp = find(t, instance, d, 0);
     struct claim *c = *pp;
-    if (c != NULL) {
+    bool ended = c != NULL;
+    if (ended) {
         *pp = c->next;
         free(c);
         t->n--;
     }
     pthread_mutex_unlock(&t->mu);
+    return ended;
 }
 
 size_t cd_claims_count(struct cd_claims *t)

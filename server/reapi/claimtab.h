@@ -16,6 +16,7 @@
 
 #include "server/store/store.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,8 +64,9 @@ int cd_claims_release(struct cd_claims *t, const char *instance, const struct cd
                       const char *builder, uint64_t now_ms, struct cd_claim_view *v);
 
 /* Ends whatever claim (instance, d) has, whoever holds it: the action's
- * result was just stored. Accepts t NULL (claims off). */
-void cd_claims_end(struct cd_claims *t, const char *instance, const struct cd_digest *d);
+ * result was just stored. Returns whether there was one. Accepts t NULL
+ * (claims off). */
+bool cd_claims_end(struct cd_claims *t, const char *instance, const struct cd_digest *d);
 
 /* Live claims now (expired ones not yet swept may be counted). */
 size_t cd_claims_count(struct cd_claims *t);

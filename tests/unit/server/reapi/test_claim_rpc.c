@@ -132,6 +132,8 @@ static void test_auth_and_upload_ends(void **state)
 
     assert_int_equal(update(&svc, "main"), 0);
     assert_int_equal(cd_claims_count(claims), 0);
+    assert_int_equal(cd_metrics_get(&m.claims_ended), 1);
+    assert_int_equal(cd_metrics_get(&m.claims_held), 1);
     assert_int_equal(call(cd_claim_renew, &svc, "w", "main", "a", &st), 0);
     assert_int_equal(st, CAIRN__CLAIM__V1__CLAIM_RESPONSE__STATE__GONE);
     assert_int_equal(call(cd_claim_take, &svc, "w", "main", "b", &st), 0);
