@@ -12,15 +12,17 @@ export SOURCE_DATE_EPOCH=1700000000
 
 busybox_base
 
-# dockerfile DIR TAG: three RUN steps, each writing something distinct;
-# the third reads the first two (so a fetched layer must be in place).
+# dockerfile DIR TAG [SECS]: three RUN steps of SECS (2) seconds, each
+# writing something distinct; the third reads the first two (so a fetched
+# layer must be in place).
 dockerfile() {
+    local n=${3:-2}
     mkdir -p "$1"
     cat >"$1/Dockerfile" <<DF
 FROM busybox:latest
-RUN echo STEP-ONE-RAN && sleep 2 && echo one-$2 > /s1
-RUN echo STEP-TWO-RAN && sleep 2 && echo two-$2 > /s2
-RUN echo STEP-THREE-RAN && sleep 2 && cat /s1 /s2 > /s3
+RUN echo STEP-ONE-RAN && sleep $n && echo one-$2 > /s1
+RUN echo STEP-TWO-RAN && sleep $n && echo two-$2 > /s2
+RUN echo STEP-THREE-RAN && sleep $n && cat /s1 /s2 > /s3
 DF
 }
 
@@ -73,8 +75,9 @@ pass "four builders, 3 steps run in all, same layers ($waited waits)"
 # 2. kill -9 of the owner mid-step: another builder takes over. A short
 # ttl, so F waits little for the dead owner's claim (the default, 30 s,
 # elsewhere: a loaded machine may stall a renewal past a short one).
-export CAIRN_CACHE_CLAIM_TTL=1500ms
-dockerfile "$T/ctx2" kill
+export CAIRN_CACHE_CLAIM_TTL=3s
+# Steps of 8 s: F must start and meet E's claim while E runs step 2.
+dockerfile "$T/ctx2" kill 8
 newstore E
 newstore F
 CAIRN_ROOT="$T/E" "$CAIRN" build -t app --cache "$URL" "$T/ctx2" >"$T/E.out" 2>&1 &
