@@ -82,6 +82,15 @@ static void build_usage(FILE *out)
             "a\n"
             "                               --cache-timeout window "
             "(default 256k/s)\n"
+            "      --sign-key PATH          sign uploaded entries with this "
+            "key\n"
+            "                               (`cairn key generate`; or "
+            "CAIRN_SIGN_KEY)\n"
+            "      --trust 'SCOPE KEY'      from the caches SCOPE names (a "
+            "URL, an\n"
+            "                               instance or *), use only "
+            "entries KEY signed\n"
+            "                               (repeatable; or CAIRN_TRUST)\n"
             "Settings also come from $XDG_CONFIG_HOME/cairn/config "
             "(docs/remote.md).\n");
 }
@@ -174,7 +183,9 @@ static int build_cache_opt(struct build_cli *c, int argc, char **argv, int *i,
         (v = opt_value(argc, argv, i, "--cache-ca", NULL, missing)) ||
         (v = opt_value(argc, argv, i, "--cache-timeout", NULL, missing)) ||
         (v = opt_value(argc, argv, i, "--cache-max-layer", NULL, missing)) ||
-        (v = opt_value(argc, argv, i, "--cache-min-rate", NULL, missing))) {
+        (v = opt_value(argc, argv, i, "--cache-min-rate", NULL, missing)) ||
+        (v = opt_value(argc, argv, i, "--sign-key", NULL, missing)) ||
+        (v = opt_value(argc, argv, i, "--trust", NULL, missing))) {
         char key[32];
         snprintf(key, sizeof key, "%.*s", (int)strcspn(a + 2, "="), a + 2);
         if (cairn_config_set(&c->cfg, key, v, &c->cerr) != 0) {

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 int cairn_cmd_keys(int argc, char **argv);
+int cairn_cmd_key(int argc, char **argv);
 int cairn_cmd_images(int argc, char **argv);
 int cairn_cmd_tag(int argc, char **argv);
 int cairn_cmd_rmi(int argc, char **argv);

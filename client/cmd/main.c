@@ -27,6 +27,7 @@ static const struct cairn_command commands[] = {
     {"pull", cairn_cmd_pull, "download an image from a registry"},
     {"push", cairn_cmd_push, "upload an image to a registry"},
     {"cache", cairn_cmd_cache, "check a remote cache (ping, stats)"},
+    {"key", cairn_cmd_key, "make or show a key that signs cache entries"},
     {"builder", cairn_cmd_builder, "show or remove RUN --mount=type=cache directories"},
     {"login", cairn_cmd_login, "log in to a registry"},
     {"logout", cairn_cmd_logout, "log out from a registry"},

@@ -455,6 +455,11 @@ static void explain_step(struct build *b, size_t i, bool layer_miss)
 {
     if (!b->o->explain || b->o->no_cache || (!layer_miss && !b->have_last))
         return;
+    /* The shared cache had an entry for the key that trust refused. */
+    if (layer_miss && b->remote != NULL && b->remote[i] != NULL &&
+        b->remote[i]->refused[0] != '\0')
+        fprintf(b->out, " ---> cache miss: shared cache entry refused: %s\n",
+                b->remote[i]->refused);
     struct cairn_strvec causes;
     cairn_strvec_init(&causes);
     struct cairn_err e;

@@ -3,6 +3,7 @@
 #include "cachekey/digest.h"
 #include "client/store/layer.h"
 #include "client/remote/remote.h"
+#include "client/remote/sign.h"
 #include "common/buf.h"
 
 #include <errno.h>
@@ -25,6 +26,10 @@ struct endpoint {
     bool down;     /* guarded by cache->mu after the probe */
     bool writable; /* readwrite mode and update_enabled */
     int64_t max_batch;
+    /* The keys trust gives this endpoint (sign.h); with any, only entries
+     * signed by one of them are hits. Owned. */
+    struct cairn_sign_pub *trust;
+    size_t ntrust;
 };
 
 struct upload_job {
@@ -46,6 +51,7 @@ struct cairn_cache {
     int64_t claim_ttl_ms; /* cfg's cache-claim-ttl: -1 off, 0 default */
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    struct cairn_sign_key *sign_key; /* sign-key; the uploader's alone */
     struct upload_job *head, *tail;
     bool uploader_running, stopping;
     unsigned busy; /* jobs queued or in progress */
@@ -128,6 +134,31 @@ int cairn_cache_url_parse(const char *url, char *target, size_t tlen,
     return 0;
 }
 
+/* Loads the sign-key and gives each endpoint the trusted keys whose
+ * scope covers it. */
+static int cache_keys_setup(struct cairn_cache *c,
+                            const struct cairn_config *cfg,
+                            struct cairn_err *err)
+{
+    int rc = 0;
+    if (cfg->sign_key != NULL && cfg->sign_key[0] != '\0')
+        rc = cairn_sign_key_load(cfg->sign_key, &c->sign_key, err);
+    for (size_t i = 0; !rc && i < c->neps; i++) {
+        struct endpoint *e = &c->eps[i];
+        e->trust = calloc(cfg->trust.n + 1, sizeof *e->trust);
+        if (e->trust == NULL)
+            return CAIRN_E_NOMEM;
+        for (size_t t = 0; !rc && t < cfg->trust.n; t++) {
+            char scope[512];
+            rc = cairn_sign_trust_parse(cfg->trust.v[t], scope, sizeof scope,
+                                        &e->trust[e->ntrust], err);
+            if (!rc && cairn_sign_trust_covers(scope, e->url, e->instance))
+                e->ntrust++;
+        }
+    }
+    return rc;
+}
+
 int cairn_cache_open(const struct cairn_config *cfg, struct cairn_cache **out,
                      struct cairn_err *err)
 {
@@ -166,6 +197,8 @@ int cairn_cache_open(const struct cairn_config *cfg, struct cairn_cache **out,
         if (!rc)
             c->neps++;
     }
+    if (!rc)
+        rc = cache_keys_setup(c, cfg, err);
     if (rc) {
         cairn_cache_close(c);
         return rc;
@@ -399,6 +432,34 @@ void cairn_cache_result_make(const struct cairn_layer_rec *rec,
     f->nprops = 2;
 }
 
+/* ---- signatures (sign.h) ------------------------------------------------ */
+
+/* Every entry cairn writes goes through entry_sign and every entry it
+ * reads through entry_check, whatever its kind. */
+
+/* Signs res for e when a sign-key is set (the uploader's thread only). */
+static int entry_sign(struct cairn_cache *c, const struct endpoint *e,
+                      const struct cairn_remote_digest *action,
+                      struct cairn_remote_result *res, struct cairn_err *err)
+{
+    if (c->sign_key == NULL)
+        return 0;
+    return cairn_sign_result(c->sign_key, e->instance, action, res, err);
+}
+
+/* With trust for e, res must carry a signature by one of its keys:
+ * CAIRN_E_CRYPTO with the reason otherwise. */
+static int entry_check(const struct endpoint *e,
+                       const struct cairn_remote_digest *action,
+                       const struct cairn_remote_result *res,
+                       struct cairn_err *err)
+{
+    if (e->ntrust == 0)
+        return 0;
+    return cairn_sign_result_verify(e->trust, e->ntrust, e->instance, action,
+                                    res, err);
+}
+
 /* ---- lookups and fetches ------------------------------------------------ */
 
 static void add_down(struct cairn_cache *c, uint64_t n)
@@ -572,6 +633,10 @@ static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
     int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
     if (!rc)
         rc = cairn_cache_result_parse(res, &rec, err);
+    /* With trust configured, an entry no trusted key signed is a miss
+     * before anything of it is used; --explain says why. */
+    if (!rc && (rc = entry_check(e, &action, res, err)) != 0)
+        snprintf(s->refused, sizeof s->refused, "%.255s", err->msg);
     /* Before a byte of it is read: a layer over the cap is a miss. */
     if (!rc && !rec.empty && rec.layer.size > c->max_layer)
         rc = cairn_err_set(err, CAIRN_E_TOOBIG,
@@ -666,6 +731,7 @@ void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
     for (size_t i = 0; i < n; i++) {
         steps[i].hit = false;
         steps[i].fetched = false;
+        steps[i].refused[0] = '\0';
     }
     struct lookup_ctx l = {.c = c, .st = st, .steps = steps};
     pool_run(c, n, lookup_item, &l);
@@ -796,7 +862,6 @@ static int upload_one(struct cairn_cache *c, struct endpoint *e,
                       struct upload_job *j, uint64_t *up,
                       struct cairn_err *err)
 {
-    (void)c;
     /* d[0] the key material, d[1] the layer (none for an empty step: the
      * empty blob is always there). */
     struct cairn_remote_digest d[2];
@@ -839,7 +904,9 @@ static int upload_one(struct cairn_cache *c, struct endpoint *e,
             struct cairn_remote_digest action;
             snprintf(action.hash, sizeof action.hash, "%s", j->key_hex);
             action.size = (int64_t)j->material_len;
-            rc = cairn_remote_ac_put(e->r, e->instance, &action, res, err);
+            rc = entry_sign(c, e, &action, res, err);
+            if (!rc)
+                rc = cairn_remote_ac_put(e->r, e->instance, &action, res, err);
             free(res);
         }
     }
@@ -863,8 +930,10 @@ static int offer_check(struct endpoint *e, const struct upload_job *j,
     struct cairn_err scratch;
     cairn_err_clear(&scratch);
     int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
+    /* An entry trust refuses is replaced, as a broken one is. */
     if (rc == 0)
-        *present = cairn_cache_result_parse(res, &rec, &scratch) == 0;
+        *present = cairn_cache_result_parse(res, &rec, &scratch) == 0 &&
+                   entry_check(e, &action, res, &scratch) == 0;
     else if (rc == CAIRN_E_NOTFOUND || rc == CAIRN_E_CORRUPT)
         rc = 0;
     free(res);
@@ -1027,9 +1096,12 @@ void cairn_cache_close(struct cairn_cache *c)
     pthread_mutex_unlock(&c->mu);
     if (running)
         pthread_join(c->uploader, NULL);
-    for (size_t i = 0; i < c->neps; i++)
+    for (size_t i = 0; i < c->neps; i++) {
         cairn_remote_close(c->eps[i].r);
+        free(c->eps[i].trust);
+    }
     free(c->eps);
+    cairn_sign_key_free(c->sign_key);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     free(c);

@@ -26,6 +26,13 @@
  * else, or by a cairn that stored them in a `layer.json` blob) is a
  * quiet miss.
  *
+ * Signed entries (sign.h): with a sign-key, every uploaded result is
+ * signed; an endpoint that trust covers accepts only results signed by
+ * one of its trusted keys (checked right after the result is parsed,
+ * before any blob is read; a refusal is a warning, and the step's
+ * `refused` says why for --explain), and an offer replaces a result it
+ * refuses.
+ *
  * Thread-safety: lookup, fetch and finish are called by the build thread;
  * upload may be called from it while the background uploader runs.
  */
@@ -72,6 +79,9 @@ struct cairn_cache_step {
      * warning, the record is used from memory only). A fetch that fails
      * clears hit (the step must run). */
     bool fetched;
+    /* Set by lookup when trust (config.h) refused the cache's entry for
+     * the key: why, for --explain; "" otherwise. */
+    char refused[256];
 };
 /* Probes the endpoints, then looks all steps up in parallel (action
  * cache only, no blob is read). A layer over cfg's max_layer is a miss

@@ -1,5 +1,6 @@
 #include "client/remote/config.h"
 
+#include "client/remote/sign.h"
 #include "common/units.h"
 
 #include <ctype.h>
@@ -15,6 +16,7 @@ void cairn_config_init(struct cairn_config *c)
     memset(c, 0, sizeof *c);
     cairn_strvec_init(&c->urls);
     cairn_strvec_init(&c->insecure);
+    cairn_strvec_init(&c->trust);
 }
 
 void cairn_config_clear(struct cairn_config *c)
@@ -23,6 +25,8 @@ void cairn_config_clear(struct cairn_config *c)
         return;
     cairn_strvec_free(&c->urls);
     cairn_strvec_free(&c->insecure);
+    cairn_strvec_free(&c->trust);
+    free(c->sign_key);
     free(c->token);
     free(c->ca_file);
     memset(c, 0, sizeof *c);
@@ -90,6 +94,20 @@ int cairn_config_set(struct cairn_config *c, const char *key,
         }
         return cairn_strvec_push(&c->insecure, value);
     }
+    if (strcmp(key, "trust") == 0) {
+        if (value[0] == '\0') {
+            cairn_strvec_free(&c->trust);
+            cairn_strvec_init(&c->trust);
+            return 0;
+        }
+        /* Checked now, so a typo is an error where it was written. */
+        char scope[512];
+        struct cairn_sign_pub pub;
+        int rc = cairn_sign_trust_parse(value, scope, sizeof scope, &pub, err);
+        return rc ? rc : cairn_strvec_push(&c->trust, value);
+    }
+    if (strcmp(key, "sign-key") == 0)
+        return set_str(&c->sign_key, value);
     if (strcmp(key, "cache-mode") == 0) {
         if (strcmp(value, "read") == 0)
             c->read_only = true;
@@ -221,6 +239,25 @@ int cairn_config_load(struct cairn_config *c, struct cairn_err *err)
             rc = cairn_strvec_push(&c->urls, t);
         free(copy);
     }
+    const char *trust = getenv("CAIRN_TRUST");
+    if (!rc && trust && trust[0]) {
+        /* Replaces the file's entries, as CAIRN_CACHE does its URLs. */
+        cairn_strvec_free(&c->trust);
+        cairn_strvec_init(&c->trust);
+        char *copy = strdup(trust), *save = NULL;
+        if (copy == NULL)
+            return CAIRN_E_NOMEM;
+        for (char *t = strtok_r(copy, ";\n", &save); !rc && t;
+             t = strtok_r(NULL, ";\n", &save)) {
+            t = trim(t);
+            if (*t == '\0')
+                continue;
+            rc = cairn_config_set(c, "trust", t, err);
+            if (rc)
+                cairn_err_prefix(err, "CAIRN_TRUST");
+        }
+        free(copy);
+    }
     static const struct {
         const char *env, *key;
     } envs[] = {
@@ -231,6 +268,7 @@ int cairn_config_load(struct cairn_config *c, struct cairn_err *err)
         {"CAIRN_CACHE_MAX_LAYER", "cache-max-layer"},
         {"CAIRN_CACHE_MIN_RATE", "cache-min-rate"},
         {"CAIRN_CACHE_CLAIM_TTL", "cache-claim-ttl"},
+        {"CAIRN_SIGN_KEY", "sign-key"},
     };
     for (size_t i = 0; !rc && i < sizeof envs / sizeof envs[0]; i++) {
         const char *v = getenv(envs[i].env);

@@ -3,13 +3,18 @@
  * the cache once. Later sources override earlier ones: the file, then
  * CAIRN_CACHE (URLs separated by spaces or commas), CAIRN_CACHE_MODE,
  * CAIRN_CACHE_TOKEN, CAIRN_CACHE_CA, CAIRN_CACHE_TIMEOUT,
- * CAIRN_CACHE_MAX_LAYER, CAIRN_CACHE_MIN_RATE, CAIRN_CACHE_CLAIM_TTL, then
- * command-line flags (set by the caller). The file has "key = value" lines;
- * '#' starts a comment; keys: cache (repeatable), cache-mode, cache-token,
- * cache-ca, cache-timeout, cache-max-layer, cache-min-rate,
- * cache-claim-ttl; and for registries (docs/registry.md)
- * insecure-registry (repeatable: HOST[:PORT] reached without TLS checks or
- * over plain HTTP).
+ * CAIRN_CACHE_MAX_LAYER, CAIRN_CACHE_MIN_RATE, CAIRN_CACHE_CLAIM_TTL,
+ * CAIRN_SIGN_KEY, CAIRN_TRUST (entries separated by ';'), then
+ * command-line flags (set by the caller). The file has "key = value"
+ * lines; '#' starts a comment; keys: cache (repeatable), cache-mode,
+ * cache-token, cache-ca, cache-timeout, cache-max-layer, cache-min-rate,
+ * cache-claim-ttl (client/remote/claim.h); for signed entries
+ * (client/remote/sign.h) sign-key (a private key file: uploads are
+ * signed with it) and trust (repeatable: "SCOPE KEY", a public key
+ * trusted for a cache URL, an instance or "*"; a cache some trust
+ * covers accepts only entries signed by its keys); and for registries
+ * (docs/registry.md) insecure-registry (repeatable: HOST[:PORT] reached
+ * without TLS checks or over plain HTTP).
  *
  * Not thread-safe; one owner.
  */
@@ -42,6 +47,8 @@ struct cairn_config {
     /* insecure-registry: registries ("host[:port]") reached without TLS
      * checks (client/registry/transport.h); owned. */
     struct cairn_strvec insecure;
+    char *sign_key;            /* sign-key: owned, may be NULL */
+    struct cairn_strvec trust; /* trust: "SCOPE KEY" entries, checked; owned */
 };
 
 #define CAIRN_CONFIG_MAX_LAYER ((int64_t)10 << 30)
