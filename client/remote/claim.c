@@ -16,6 +16,7 @@
 /* Polls of a waiting step: the first after this long, each next one half
  * again as late, up to the last. */
 #define CLAIM_POLL_FIRST_MS 200
+#define CLAIM_POLL_MIN_MS 50
 #define CLAIM_POLL_MAX_MS 1000
 /* The longest a step waits for another builder before running it here:
  * a holder that renews forever (a hung step, or a server that answers
@@ -97,6 +98,11 @@ int cairn_claims_open(struct cairn_cache *c, struct cairn_claims **out)
  * alive when the server is back. */
 static bool held_service(struct cairn_claims *cl, struct held *h, bool release)
 {
+    /* An endpoint the build has marked down gets no calls (each could
+     * wait a whole cache-timeout): its claim simply expires. */
+    struct cairn_cache_target t;
+    if (cairn_cache_claim_target(cl->c, h->key_hex, &t) != 0)
+        return release;
     struct cairn_remote_claim cr;
     struct cairn_err err;
     cairn_err_clear(&err);
@@ -322,6 +328,8 @@ enum cairn_claim_outcome cairn_claims_settle(struct cairn_claims *cl, struct cai
         /* Not past the holder's expiry by much: if it died, its claim is
          * free then. */
         int64_t nap = pause < cr.remaining_ms + 20 ? pause : cr.remaining_ms + 20;
+        if (nap < CLAIM_POLL_MIN_MS)
+            nap = CLAIM_POLL_MIN_MS; /* a claim about to expire: no busy loop */
         sleep_ms(nap);
         pause = pause * 3 / 2 < CLAIM_POLL_MAX_MS ? pause * 3 / 2 : CLAIM_POLL_MAX_MS;
         if (result_found(cl, st, s)) {
