@@ -7,7 +7,19 @@
  *                                          server that does nothing (ceiling)
  *     THREADS client threads (2), each with its own completion queue and
  *     channel (connection), or one channel for all with "shared"
- *   bench_load ADDR cas SIZE COUNT         ByteStream write+read MB/s
+ *   bench_load ADDR cas SIZE COUNT [READS] ByteStream write+read MB/s (the
+ *                                          reads READS times, 1 by default)
+ *   bench_load ADDR small SIZE SECONDS WRITERS [ACKFILE]
+ *                                          blobs/s of fresh SIZE-byte blobs,
+ *                                          one ByteStream Write each, WRITERS
+ *                                          calls in flight (async, as ac);
+ *                                          ACKFILE lists the acknowledged ones
+ *   bench_load ADDR check SIZE ACKFILE     reads back each blob in ACKFILE
+ *                                          (exit 1 if one is missing or bad)
+ *   bench_load ADDR batch SIZE PER SECONDS [CALLERS]
+ *                                          blobs/s through BatchUpdateBlobs
+ *                                          of PER fresh blobs, CALLERS (1)
+ *                                          batches in flight
  *   bench_load - tcp SIZE                  loopback TCP copy MB/s (baseline)
  *   bench_load - disk SIZE DIR [STEP]      STEP (16 MiB) write+fdatasync MB/s in DIR
  *
@@ -23,6 +35,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -206,6 +219,13 @@ static int64_t bs_read(struct rc_conn *c, const char *res)
  * A caller starts its next call as soon as its last one completes, so the
  * rate measures the server, not a thread per caller blocked in pluck. */
 #define AC_METHOD "/build.bazel.remote.execution.v2.ActionCache/GetActionResult"
+/* The method the async load calls (ac, echo: AC_METHOD; small, batch). */
+static const char *load_method = AC_METHOD;
+/* small/batch: a fresh request per call (NULL: the worker's fixed one). */
+static grpc_slice (*load_next_req)(uint64_t *seq);
+/* small with ACKFILE: each blob the server acknowledged, one seq a line. */
+static FILE *load_acks;
+static pthread_mutex_t load_acks_mu = PTHREAD_MUTEX_INITIALIZER;
 
 struct ac_caller {
     grpc_call *call;
@@ -214,6 +234,7 @@ struct ac_caller {
     grpc_status_code code;
     grpc_slice details;
     double t0;
+    uint64_t seq; /* small: the blob this call writes */
 };
 
 struct ac_worker {
@@ -233,7 +254,13 @@ static void ac_call_start(grpc_channel *ch, void *method, grpc_completion_queue 
                                                   gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     grpc_metadata_array_init(&k->init_md);
     grpc_metadata_array_init(&k->trail_md);
-    k->send = grpc_raw_byte_buffer_create(&w->req, 1);
+    if (load_next_req != NULL) {
+        grpc_slice s = load_next_req(&k->seq);
+        k->send = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+    } else {
+        k->send = grpc_raw_byte_buffer_create(&w->req, 1);
+    }
     k->recv = NULL;
     k->code = GRPC_STATUS_UNKNOWN;
     k->details = grpc_empty_slice();
@@ -285,7 +312,7 @@ static void *ac_main(void *arg)
     struct ac_worker *w = arg;
     grpc_channel *ch = ac_shared ? ac_channel : ac_channel_new();
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-    void *method = grpc_channel_register_call(ch, AC_METHOD, NULL, NULL);
+    void *method = grpc_channel_register_call(ch, load_method, NULL, NULL);
     struct ac_caller *k = calloc((size_t)w->callers, sizeof *k);
     for (int i = 0; i < w->callers; i++)
         ac_call_start(ch, method, cq, w, &k[i]);
@@ -296,8 +323,16 @@ static void *ac_main(void *arg)
             break;
         struct ac_caller *c = ev.tag;
         double t1 = now();
-        if (!ev.success || c->code != GRPC_STATUS_OK || c->recv == NULL)
+        if (!ev.success || c->code != GRPC_STATUS_OK || c->recv == NULL) {
             w->errors++;
+        } else if (load_acks != NULL) {
+            /* Written as soon as the answer is in: what a client could
+             * rely on had the server died right after. */
+            pthread_mutex_lock(&load_acks_mu);
+            fprintf(load_acks, "%llu\n", (unsigned long long)c->seq);
+            fflush(load_acks);
+            pthread_mutex_unlock(&load_acks_mu);
+        }
         if (w->n == w->cap) {
             w->cap = w->cap ? w->cap * 2 : 65536;
             w->lat = realloc(w->lat, w->cap * sizeof *w->lat);
@@ -541,7 +576,7 @@ static int ac_drive(const char *what, grpc_slice req, double seconds, int caller
 
 /* --- cas --- */
 
-static int run_cas(uint64_t size, int count)
+static int run_cas(uint64_t size, int count, int reads)
 {
     struct rc_conn c;
     rc_connect(&c, addr, NULL, NULL, NULL, NULL, NULL);
@@ -567,20 +602,178 @@ static int run_cas(uint64_t size, int count)
     for (int i = 0; i < count; i++)
         bad |= bs_write(&c, names[i], seed0 + (uint64_t)i, size);
     double wr = now() - t0 - gen_s;
-    t0 = now();
-    for (int i = 0; i < count; i++) {
-        /* read resource: drop "uploads/x/" */
-        char rn[256];
-        snprintf(rn, sizeof rn, "bench/%s", strstr(names[i], "blobs/"));
-        bad |= bs_read(&c, rn) < (int64_t)size;
-    }
-    double rd = now() - t0;
     double mb = (double)size * count / 1e6;
-    printf("cas size=%llu count=%d write=%.1fMB/s read=%.1fMB/s errors=%d\n", (unsigned long long)size,
-           count, mb / (wr > 1e-9 ? wr : 1e-9), mb / rd, bad);
+    if (reads == 0)
+        printf("cas size=%llu count=%d write=%.1fMB/s errors=%d\n", (unsigned long long)size,
+               count, mb / (wr > 1e-9 ? wr : 1e-9), bad);
+    for (int k = 0; k < reads; k++) {
+        t0 = now();
+        for (int i = 0; i < count; i++) {
+            /* read resource: drop "uploads/x/" */
+            char rn[256];
+            snprintf(rn, sizeof rn, "bench/%s", strstr(names[i], "blobs/"));
+            bad |= bs_read(&c, rn) < (int64_t)size;
+        }
+        double rd = now() - t0;
+        if (k == 0)
+            printf("cas size=%llu count=%d write=%.1fMB/s read=%.1fMB/s errors=%d\n",
+                   (unsigned long long)size, count, mb / (wr > 1e-9 ? wr : 1e-9), mb / rd, bad);
+        else
+            printf("cas size=%llu count=%d read again=%.1fMB/s errors=%d\n", (unsigned long long)size,
+                   count, mb / rd, bad);
+        fflush(stdout);
+    }
     free(names);
     rc_close(&c);
     return bad ? 1 : 0;
+}
+
+/* --- small: many fresh blobs, one Write each; batch: BatchUpdateBlobs --- */
+
+static uint64_t small_size;
+static unsigned batch_per;
+static _Atomic uint64_t small_seq;
+static uint64_t small_seed0;
+
+/* Blob number seq of this run (SIZE bytes, distinct from every other run's
+ * by the seed) with its hex digest. */
+static void small_blob(uint8_t *buf, char hex[65], uint64_t *seqp)
+{
+    uint64_t seq = atomic_fetch_add(&small_seq, 1);
+    *seqp = seq;
+    gen(small_seed0 + seq, 0, buf, (size_t)small_size);
+    uint8_t d[32];
+    ck_sha256(buf, (size_t)small_size, d);
+    ck_hex_encode(d, hex);
+}
+
+/* One WriteRequest holding a whole fresh blob (finish_write set). */
+static grpc_slice small_req(uint64_t *seq)
+{
+    uint8_t *data = malloc(small_size ? small_size : 1), *msg = malloc(small_size + 512);
+    char hex[65], res[256];
+    small_blob(data, hex, seq);
+    snprintf(res, sizeof res, "bench/uploads/s/blobs/%s/%llu", hex, (unsigned long long)small_size);
+    Google__Bytestream__WriteRequest wr = GOOGLE__BYTESTREAM__WRITE_REQUEST__INIT;
+    wr.resource_name = res;
+    wr.data.data = data;
+    wr.data.len = (size_t)small_size;
+    wr.finish_write = 1;
+    size_t len = protobuf_c_message_pack(&wr.base, msg);
+    free(data);
+    return grpc_slice_new(msg, len, free);
+}
+
+/* One BatchUpdateBlobsRequest of batch_per fresh blobs. */
+static grpc_slice batch_req(uint64_t *seq)
+{
+    typedef Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest__Request Item;
+    typedef Build__Bazel__Remote__Execution__V2__Digest Digest;
+    Item *items = calloc(batch_per, sizeof *items);
+    Item **ptrs = calloc(batch_per, sizeof *ptrs);
+    Digest *ds = calloc(batch_per, sizeof *ds);
+    char (*hex)[65] = calloc(batch_per, sizeof *hex);
+    uint8_t *data = malloc((size_t)small_size * batch_per + 1);
+    for (unsigned i = 0; i < batch_per; i++) {
+        uint8_t *p = data + (size_t)small_size * i;
+        small_blob(p, hex[i], seq);
+        build__bazel__remote__execution__v2__digest__init(&ds[i]);
+        ds[i].hash = hex[i];
+        ds[i].size_bytes = (int64_t)small_size;
+        build__bazel__remote__execution__v2__batch_update_blobs_request__request__init(&items[i]);
+        items[i].digest = &ds[i];
+        items[i].data.data = p;
+        items[i].data.len = (size_t)small_size;
+        ptrs[i] = &items[i];
+    }
+    Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest rq =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_UPDATE_BLOBS_REQUEST__INIT;
+    rq.instance_name = "bench";
+    rq.n_requests = batch_per;
+    rq.requests = ptrs;
+    size_t len = protobuf_c_message_get_packed_size(&rq.base);
+    uint8_t *msg = malloc(len);
+    protobuf_c_message_pack(&rq.base, msg);
+    free(data);
+    free(hex);
+    free(ds);
+    free(ptrs);
+    free(items);
+    return grpc_slice_new(msg, len, free);
+}
+
+/* Both print calls/s from ac_drive's line; blobs/s is calls/s times the
+ * blobs per call. */
+static int run_small(uint64_t size, double seconds, int writers, const char *ackfile)
+{
+    small_size = size;
+    small_seed0 = (uint64_t)time(NULL) << 24;
+    if (ackfile != NULL) {
+        if ((load_acks = fopen(ackfile, "w")) == NULL)
+            return 2;
+        fprintf(load_acks, "seed0 %llu\n", (unsigned long long)small_seed0);
+        fflush(load_acks);
+    }
+    load_method = "/google.bytestream.ByteStream/Write";
+    load_next_req = small_req;
+    grpc_slice none = grpc_empty_slice();
+    double t0 = now();
+    int rc = ac_drive("small", none, seconds, writers);
+    double el = now() - t0;
+    printf("small size=%llu writers=%d blobs=%llu rate=%.0f blobs/s\n", (unsigned long long)size,
+           writers, (unsigned long long)small_seq, (double)small_seq / el);
+    if (load_acks != NULL)
+        fclose(load_acks);
+    return rc;
+}
+
+/* check SIZE ACKFILE: reads back every blob a "small" run listed as
+ * acknowledged, whole, through ByteStream Read (a cairnd hashes a blob
+ * on its first read after a restart: a full read is a verified one).
+ * Prints how many were checked and missing; exits 1 if any was not
+ * read back whole. */
+static int run_check(uint64_t size, const char *ackfile)
+{
+    FILE *f = fopen(ackfile, "r");
+    unsigned long long seed0 = 0, seq;
+    if (f == NULL || fscanf(f, "seed0 %llu", &seed0) != 1)
+        return 2;
+    struct rc_conn c;
+    rc_connect(&c, addr, NULL, NULL, NULL, NULL, NULL);
+    uint8_t *buf = malloc(size ? size : 1);
+    unsigned long long n = 0, bad = 0;
+    while (fscanf(f, "%llu", &seq) == 1) {
+        gen(seed0 + seq, 0, buf, (size_t)size);
+        uint8_t d[32];
+        char hex[65], rn[256];
+        ck_sha256(buf, (size_t)size, d);
+        ck_hex_encode(d, hex);
+        snprintf(rn, sizeof rn, "bench/blobs/%s/%llu", hex, (unsigned long long)size);
+        n++;
+        bad += bs_read(&c, rn) < (int64_t)size;
+    }
+    fclose(f);
+    free(buf);
+    rc_close(&c);
+    printf("check size=%llu acked=%llu missing_or_bad=%llu\n", (unsigned long long)size, n, bad);
+    return bad ? 1 : 0;
+}
+
+static int run_batch(uint64_t size, unsigned per, double seconds, int callers)
+{
+    small_size = size;
+    batch_per = per;
+    small_seed0 = ((uint64_t)time(NULL) << 24) + (1ull << 60);
+    load_method = "/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchUpdateBlobs";
+    load_next_req = batch_req;
+    grpc_slice none = grpc_empty_slice();
+    double t0 = now();
+    int rc = ac_drive("batch", none, seconds, callers);
+    double el = now() - t0;
+    printf("batch size=%llu per=%u callers=%d blobs=%llu rate=%.0f blobs/s\n",
+           (unsigned long long)size, per, callers, (unsigned long long)small_seq,
+           (double)small_seq / el);
+    return rc;
 }
 
 /* --- disk baseline --- */
@@ -689,8 +882,17 @@ int main(int argc, char **argv)
         rc = run_ac(strtod(argv[3], NULL), (int)strtol(argv[4], NULL, 10));
     else if (!strcmp(argv[2], "echo") && argc > 4)
         rc = run_echo(strtod(argv[3], NULL), (int)strtol(argv[4], NULL, 10));
+    else if (!strcmp(argv[2], "small") && argc > 5)
+        rc = run_small(strtoull(argv[3], NULL, 10), strtod(argv[4], NULL),
+                       (int)strtol(argv[5], NULL, 10), argc > 6 ? argv[6] : NULL);
+    else if (!strcmp(argv[2], "check") && argc > 4)
+        rc = run_check(strtoull(argv[3], NULL, 10), argv[4]);
+    else if (!strcmp(argv[2], "batch") && argc > 5)
+        rc = run_batch(strtoull(argv[3], NULL, 10), (unsigned)strtoul(argv[4], NULL, 10),
+                       strtod(argv[5], NULL), argc > 6 ? (int)strtol(argv[6], NULL, 10) : 1);
     else if (!strcmp(argv[2], "cas") && argc > 4)
-        rc = run_cas(strtoull(argv[3], NULL, 10), (int)strtol(argv[4], NULL, 10));
+        rc = run_cas(strtoull(argv[3], NULL, 10), (int)strtol(argv[4], NULL, 10),
+                     argc > 5 ? (int)strtol(argv[5], NULL, 10) : 1);
     else if (!strcmp(argv[2], "disk") && argc > 4)
         rc = run_disk(strtoull(argv[3], NULL, 10), argv[4],
                       argc > 5 ? (size_t)strtoull(argv[5], NULL, 10) : 16u << 20);

@@ -297,6 +297,20 @@ static int material_meta(struct cairn_buf *m, const struct ck_step *s)
     return rc;
 }
 
+/* The source date epoch, when the build has one. It is an input of every
+ * step: a layer's file times are clamped to it and the image's times are
+ * it, so an epoch build and one without (or another epoch) must never
+ * share an entry. Absent without an epoch, so those keys are the ones
+ * version 1 always gave. */
+static int put_epoch(struct cairn_buf *m, const struct ck_plan *plan)
+{
+    if (!plan->has_source_date_epoch)
+        return 0;
+    char v[24];
+    snprintf(v, sizeof v, "%lld", (long long)plan->source_date_epoch);
+    return put(m, "source-date-epoch", v);
+}
+
 static int step_key(const struct ck_plan *plan, struct ck_keys *keys,
                     size_t i, const uint8_t *parent, bool parent_unresolved,
                     struct ck_context *ctx, struct cairn_err *err)
@@ -320,6 +334,8 @@ static int step_key(const struct ck_plan *plan, struct ck_keys *keys,
         rc = put(m, "op", ck_instr_name(kind));
     if (!rc)
         rc = put(m, "instruction", s->text);
+    if (!rc)
+        rc = put_epoch(m, plan);
     if (rc)
         goto out;
     switch (kind) {

@@ -3,11 +3,12 @@
  * Every step of a plan gets a key: sha256 of its key material, a sequence
  * of labelled, length-prefixed fields (label field, value field; see
  * cachekey/field.h) that starts with the scheme version and the parent
- * key, then the step's kind, its expanded instruction and the inputs its
- * kind depends on (RUN: command as executed, environment, WORKDIR, USER,
- * network; COPY/ADD: flags, destination, tree digest of each source; FROM:
- * the base image digest and platform). Keys never depend on a step's
- * output, so a whole build's keys are known before anything runs.
+ * key, then the step's kind, its expanded instruction, the build's source
+ * date epoch when it has one, and the inputs its kind depends on (RUN:
+ * command as executed, environment, WORKDIR, USER, network; COPY/ADD:
+ * flags, destination, tree digest of each source; FROM: the base image
+ * digest and platform). Keys never depend on a step's output, so a whole
+ * build's keys are known before anything runs.
  *
  * The material is kept beside each key so a miss can be explained field by
  * field. Not thread-safe while computing; results are read-only after.

@@ -1355,7 +1355,15 @@ int ck_plan_build(const struct ck_dockerfile *df,
     if (p == NULL)
         return CAIRN_E_NOMEM;
     p->name = df->name;
-    int rc = parse_build_args(&w);
+    p->has_source_date_epoch = opts->has_source_date_epoch;
+    p->source_date_epoch = opts->source_date_epoch;
+    int rc = 0;
+    if (opts->has_source_date_epoch && opts->source_date_epoch < 0)
+        rc = cairn_err_set(err, CAIRN_E_INVAL,
+                           "invalid source date epoch %lld: must be >= 0",
+                           (long long)opts->source_date_epoch);
+    if (!rc)
+        rc = parse_build_args(&w);
     if (!rc)
         rc = set_platform_args(&w);
     for (size_t i = 0; !rc && i < df->ninstrs; i++)

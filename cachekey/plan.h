@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* What a resolver knows about a base image. Strings and arrays are owned by
  * the resolver's caller after a successful call (ck_plan frees them). */
@@ -63,6 +64,12 @@ struct ck_plan_opts {
      * build); when true (cairn keys) the reference as written stands in
      * for its digest and the step is marked unresolved. */
     bool allow_unresolved;
+    /* --source-date-epoch (seconds, >= 0) when has_source_date_epoch:
+     * it clamps the times in every layer and sets the image's, so it is
+     * an input of every key (docs/cachekey.md). A flag beside the value
+     * because 0 is an epoch and a zeroed opts must mean "none". */
+    bool has_source_date_epoch;
+    int64_t source_date_epoch;
 };
 
 enum ck_base_kind {
@@ -172,6 +179,9 @@ struct ck_plan {
      * pointers), at most CK_PLAN_MAX_STATE: linear in the Dockerfile for
      * ENV and ARG lines, times the RUN steps that keep an environment. */
     size_t state_bytes;
+    /* The build's source date epoch, from ck_plan_opts. */
+    bool has_source_date_epoch;
+    int64_t source_date_epoch;
 };
 
 /* Cap on ck_plan.state_bytes: each RUN keeps its whole environment and
@@ -180,7 +190,8 @@ struct ck_plan {
  * CAIRN_E_TOOBIG naming the line. */
 #define CK_PLAN_MAX_STATE (64u << 20)
 
-/* Makes the plan of df. Returns 0, CAIRN_E_PARSE (bad expansion, an
+/* Makes the plan of df. Returns 0, CAIRN_E_INVAL (a negative source date
+ * epoch, a bad --build-arg or platform), CAIRN_E_PARSE (bad expansion, an
  * instruction before the first FROM, unknown stage in --from or --target,
  * a stage that depends on itself; err says file:line), CAIRN_E_NOTFOUND
  * (base image unknown and !allow_unresolved), CAIRN_E_TOOBIG (state past

@@ -79,11 +79,18 @@ for m in A B; do
 done
 say "machine A: build examples/hello with --cache (everything runs, uploads)"
 t0=$(now)
-CAIRN_ROOT="$work/machine-A" "$cairn" build -t hello --build-arg BASE=busybox:latest --cache "$cache" examples/hello
+CAIRN_ROOT="$work/machine-A" "$cairn" build -t hello --build-arg BASE=busybox:latest --cache "$cache" examples/hello | tee "$work/A.out"
 t1=$(now)
 say "machine B: a fresh store, the same build (all remote hits)"
-CAIRN_ROOT="$work/machine-B" "$cairn" build -t hello --build-arg BASE=busybox:latest --cache "$cache" examples/hello
+CAIRN_ROOT="$work/machine-B" "$cairn" build -t hello --build-arg BASE=busybox:latest --cache "$cache" examples/hello | tee "$work/B.out"
 t2=$(now)
+# B took A's image record from the cache: not only the same layers, the
+# same image (config and manifest digests), though B built later.
+say "the same image on A and B"
+for m in A B; do
+    printf 'machine %s: %s, manifest %s\n' "$m" "$(sed -n 's/^Successfully built //p' "$work/$m.out")" \
+        "$(jq -r '.manifests[] | select((.annotations["org.opencontainers.image.ref.name"] // "") | test("hello")) | .digest' "$work/machine-$m/index.json")"
+done
 say "times"
 awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN {
     printf "machine A (cold, builds and uploads): %.2fs\n", b - a

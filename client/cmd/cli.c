@@ -3,6 +3,7 @@
 #include "client/store/index.h"
 #include "common/strvec.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -79,6 +80,17 @@ void cairn_cli_human_ago(int64_t t, int64_t now, char *buf, size_t len)
         snprintf(buf, len, "%lld months ago", (long long)(h / 24 / 30));
     else
         snprintf(buf, len, "%lld years ago", (long long)(s / 3600 / 24 / 365));
+}
+
+bool cairn_cli_epoch_parse(const char *s, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < 0)
+        return false;
+    *out = v;
+    return true;
 }
 
 int cairn_cli_insecure_env(struct cairn_strvec *v)

@@ -27,6 +27,12 @@ int cairn_cli_store_open(struct cairn_store **st, struct cairn_err *err);
 struct cairn_strvec;
 int cairn_cli_insecure_env(struct cairn_strvec *v);
 
+/* Parses a source date epoch (--source-date-epoch, SOURCE_DATE_EPOCH):
+ * decimal seconds, >= 0, nothing else. Sets *out and returns true, or
+ * returns false. build and keys share it: the epoch is in the keys, so
+ * both must read it alike. */
+bool cairn_cli_epoch_parse(const char *s, int64_t *out);
+
 /* Docker's units.HumanSizeWithPrecision: SI units, "%.*g" ("1.23MB"). */
 void cairn_cli_human_size(uint64_t bytes, int precision, char *buf,
                           size_t len);

@@ -10,7 +10,6 @@
 #include "client/store/store.h"
 #include "common/strvec.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +90,12 @@ static void build_usage(FILE *out)
             "                               instance or *), use only "
             "entries KEY signed\n"
             "                               (repeatable; or CAIRN_TRUST)\n"
+            "      --cache-verify PERCENT   also run this share (0-100) of "
+            "the remote\n"
+            "                               hits locally and compare "
+            "their layers\n"
+            "                               (the same steps each time; "
+            "100: all)\n"
             "Settings also come from $XDG_CONFIG_HOME/cairn/config "
             "(docs/remote.md).\n");
 }
@@ -113,12 +118,19 @@ static const char *opt_value(int argc, char **argv, int *i, const char *lng,
     return NULL;
 }
 
-static bool parse_epoch(const char *s, int64_t *out)
+/* --cache-verify: a whole percentage, digits only. */
+static bool parse_percent(const char *s, unsigned *out)
 {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < 0)
+    unsigned v = 0;
+    size_t n = strlen(s);
+    if (n == 0 || n > 3)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    if (v > 100)
         return false;
     *out = v;
     return true;
@@ -259,9 +271,18 @@ static int build_opt(struct build_cli *c, int argc, char **argv, int *i,
         }
     } else if ((v = opt_value(argc, argv, i, "--source-date-epoch", NULL,
                               missing))) {
-        if (!parse_epoch(v, &c->o.source_date_epoch)) {
+        if (!cairn_cli_epoch_parse(v, &c->o.source_date_epoch)) {
             fprintf(stderr,
                     "cairn build: invalid --source-date-epoch \"%s\"\n", v);
+            return -1;
+        }
+    } else if ((v = opt_value(argc, argv, i, "--cache-verify", NULL,
+                              missing))) {
+        if (!parse_percent(v, &c->o.cache_verify)) {
+            fprintf(stderr,
+                    "cairn build: --cache-verify wants a percentage from 0 "
+                    "to 100, not \"%s\"\n",
+                    v);
             return -1;
         }
     } else if ((v = opt_value(argc, argv, i, "--progress", NULL, missing))) {
@@ -397,7 +418,7 @@ int cairn_cmd_build(int argc, char **argv)
 
     const char *env_epoch = getenv("SOURCE_DATE_EPOCH");
     if (env_epoch && env_epoch[0] &&
-        !parse_epoch(env_epoch, &c.o.source_date_epoch)) {
+        !cairn_cli_epoch_parse(env_epoch, &c.o.source_date_epoch)) {
         fprintf(stderr, "cairn build: invalid SOURCE_DATE_EPOCH \"%s\"\n",
                 env_epoch);
         goto out;

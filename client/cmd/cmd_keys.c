@@ -20,6 +20,7 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@ struct keys_opts {
     bool json;
     bool explain;
     const char *tag; /* --explain compares with this tag's last build */
+    bool has_epoch;  /* --source-date-epoch or SOURCE_DATE_EPOCH */
+    int64_t epoch;
 };
 
 /* What --explain -t compares with; last is NULL when the tag has no
@@ -51,6 +54,9 @@ static void keys_usage(FILE *out)
             "  -f, --file PATH        Dockerfile (default CONTEXT/Dockerfile)\n"
             "      --build-arg K=V    set a build-time variable (repeatable)\n"
             "      --target STAGE     stop at this stage\n"
+            "      --source-date-epoch N\n"
+            "                         the build's epoch (or SOURCE_DATE_EPOCH):\n"
+            "                         it is part of every key\n"
             "      --json             print a JSON array\n"
             "      --explain          also print every field of the key "
             "material\n"
@@ -62,6 +68,16 @@ static void keys_usage(FILE *out)
 
 static int parse_opts(int argc, char **argv, struct keys_opts *o)
 {
+    /* As cairn build reads it: the environment, then the flag. */
+    const char *env_epoch = getenv("SOURCE_DATE_EPOCH");
+    if (env_epoch && env_epoch[0]) {
+        if (!cairn_cli_epoch_parse(env_epoch, &o->epoch)) {
+            fprintf(stderr, "cairn keys: invalid SOURCE_DATE_EPOCH \"%s\"\n",
+                    env_epoch);
+            return -1;
+        }
+        o->has_epoch = true;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v;
@@ -85,6 +101,15 @@ static int parse_opts(int argc, char **argv, struct keys_opts *o)
         } else if ((v = cairn_cli_opt_value(argc, argv, &i, "--target", NULL,
                                   &missing))) {
             o->target = v;
+        } else if ((v = cairn_cli_opt_value(argc, argv, &i,
+                                            "--source-date-epoch", NULL,
+                                            &missing))) {
+            if (!cairn_cli_epoch_parse(v, &o->epoch)) {
+                fprintf(stderr,
+                        "cairn keys: invalid --source-date-epoch \"%s\"\n", v);
+                return -1;
+            }
+            o->has_epoch = true;
         } else if (missing) {
             fprintf(stderr, "cairn keys: %s needs a value\n", a);
             return -1;
@@ -371,6 +396,8 @@ int cairn_cmd_keys(int argc, char **argv)
         .resolve = store ? cairn_build_resolve : NULL,
         .resolve_arg = store,
         .allow_unresolved = true,
+        .has_source_date_epoch = o.has_epoch,
+        .source_date_epoch = o.epoch,
     };
     rc = ck_plan_build(df, &popts, &plan, &err);
     if (rc)

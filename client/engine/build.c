@@ -8,6 +8,7 @@
 #include "client/engine/build_run.h"
 #include "client/engine/build_state.h"
 #include "client/engine/frompull.h"
+#include "client/engine/image_render.h"
 #include "client/engine/report.h"
 #include "client/engine/stage.h"
 
@@ -511,6 +512,69 @@ static enum cairn_claim_outcome claim_settle(struct build *b, size_t i, bool loc
     return o;
 }
 
+/* --cache-verify: whether remote hit i is one of the share that also
+ * runs locally. By the first 32 bits of its key (a sha256, so evenly
+ * spread): a percentage picks the same steps every time. */
+static bool verify_pick(const struct build *b, size_t i)
+{
+    unsigned pct = b->o->cache_verify;
+    if (pct == 0 || b->remote == NULL || b->remote[i] == NULL ||
+        !b->remote[i]->hit)
+        return false;
+    uint32_t v = 0;
+    for (const char *h = b->keys->keys[i].hex; h < b->keys->keys[i].hex + 8;
+         h++)
+        v = v << 4 | (uint32_t)(*h <= '9' ? *h - '0' : *h - 'a' + 10);
+    return v % 100 < pct;
+}
+
+/* --cache-verify: runs remote hit i locally as well. The same diff_id
+ * (and emptiness) is a clean check and the cache's record stays in *rec;
+ * another one is said, naming the step, and the local result replaces
+ * *rec (and the key's record in the local index). *differs says which. */
+static int verify_step(struct build *b, size_t i, struct stage_out *so,
+                       struct cairn_layer_rec *rec, char **snap,
+                       bool *differs)
+{
+    const struct ck_step *s = &b->plan->steps[i];
+    struct cairn_layer_rec loc;
+    memset(&loc, 0, sizeof loc);
+    char *blob = NULL;
+    bool empty = false;
+    int rc;
+    if (s->instr->kind == CK_INSTR_RUN)
+        rc = build_run_step(b, s, so, &loc.layer, &blob, &empty);
+    else
+        rc = build_copy_step(b, s, so, &loc.layer, &blob, &empty, snap);
+    if (rc)
+        return rc;
+    loc.empty = empty;
+    *differs = loc.empty != rec->empty ||
+               (!loc.empty && strcmp(loc.layer.diff_id, rec->layer.diff_id));
+    if (blob != NULL && (empty || !*differs))
+        unlink(blob);
+    else if (blob != NULL)
+        rc = cairn_store_blob_add_file(b->st, blob, loc.layer.digest, b->err);
+    free(blob);
+    if (!*differs) {
+        fprintf(b->out, " ---> Verified: a local run makes the cache's "
+                        "layer\n");
+        return rc;
+    }
+    fprintf(b->out,
+            "[Warning] --cache-verify: step %d/%d (%s:%d %s) differs from "
+            "the shared cache: diff_id %s there, %s here: a nondeterministic "
+            "step or a bad cache entry; the build uses the local result\n",
+            s->number, b->total, b->df->name, s->instr->line, s->text,
+            rec->empty ? "(empty)" : rec->layer.diff_id,
+            loc.empty ? "(empty)" : loc.layer.diff_id);
+    if (!rc)
+        rc = cairn_store_key_put(b->st, b->keys->keys[i].hex, &loc, b->err);
+    if (!rc)
+        *rec = loc;
+    return rc;
+}
+
 /* Runs or reuses layer step i; sets rep's status and layer. */
 static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
                          bool *cached, struct cairn_build_step *rep)
@@ -531,6 +595,21 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
         else
             b->stats->cached++;
         rep->status = remote ? CAIRN_STEP_REMOTE : CAIRN_STEP_LOCAL;
+        bool differs = false;
+        if (verify_pick(b, i)) {
+            rc = verify_step(b, i, so, &rec, &snap, &differs);
+            if (rc) {
+                free(snap);
+                return rc;
+            }
+        }
+        if (differs) {
+            b->verify_differed = true;
+            *cached = false;
+            b->stats->remote--;
+            b->stats->run++;
+            rep->status = CAIRN_STEP_RAN;
+        }
     } else {
         *cached = false;
         explain_step(b, i, true);
@@ -667,10 +746,12 @@ static int remote_fetch(struct build *b)
                               s->instr->kind == CK_INSTR_COPY ||
                               s->instr->kind == CK_INSTR_ADD;
             struct cairn_layer_rec rec;
+            /* A hit that --cache-verify runs needs what a miss needs. */
             if (!p->stages[s->stage].needed || !layer_step ||
-                (b->remote[i] && b->remote[i]->hit) ||
-                (k->computed && !k->unresolved &&
-                 cairn_store_key_get(b->st, k->hex, &rec) == 0))
+                (!verify_pick(b, i) &&
+                 ((b->remote[i] && b->remote[i]->hit) ||
+                  (k->computed && !k->unresolved &&
+                   cairn_store_key_get(b->st, k->hex, &rec) == 0))))
                 continue;
             /* Step i runs. */
             remote_need_chain(b, need, s->stage, i);
@@ -810,39 +891,23 @@ static void remember_record(struct build *b, struct cairn_buf *rec,
             e.msg[0] ? e.msg : cairn_strerror(rc));
 }
 
-/* Stores config and manifest of the target stage and records the image,
- * with its tags, the build's result under result_key and, when it has
- * tags, its --explain record, in one transaction (one disk flush). */
+/* Stores config and manifest j of the target stage and records the
+ * image, with its tags, the build's result under result_key and, when it
+ * has tags, its --explain record, in one transaction (one disk flush). */
 static int commit_image(struct build *b, const char *result_key,
+                        const struct image_json *j,
                         char image_id[CAIRN_DIGEST_STR_LEN],
                         char manifest_out[CAIRN_DIGEST_STR_LEN])
 {
     struct stage_out *so = &b->stages[b->plan->target];
-    so->cfg.created = b->now;
-    char *json = NULL;
-    size_t len = 0;
-    int rc = cairn_image_config_to_json(&so->cfg, &json, &len);
-    if (rc)
-        return rc;
     char config_digest[CAIRN_DIGEST_STR_LEN];
-    rc = cairn_store_blob_add_data(b->st, json, len, config_digest, b->err);
-    free(json);
-    if (rc)
-        return rc;
-    struct cairn_manifest m = {
-        .media_type = CAIRN_MEDIA_MANIFEST,
-        .config_digest = config_digest,
-        .config_size = (int64_t)len,
-        .config_media_type = CAIRN_MEDIA_CONFIG,
-        .layers = so->layers,
-        .nlayers = so->nlayers,
-    };
-    rc = cairn_manifest_to_json(&m, &json, &len);
+    int rc = cairn_store_blob_add_data(b->st, j->config, j->config_len,
+                                       config_digest, b->err);
     if (rc)
         return rc;
     char manifest_digest[CAIRN_DIGEST_STR_LEN];
-    rc = cairn_store_blob_add_data(b->st, json, len, manifest_digest, b->err);
-    free(json);
+    rc = cairn_store_blob_add_data(b->st, j->manifest, j->manifest_len,
+                                   manifest_digest, b->err);
     if (rc)
         return rc;
     struct cairn_image_row row;
@@ -850,7 +915,7 @@ static int commit_image(struct build *b, const char *result_key,
     snprintf(row.manifest_digest, sizeof row.manifest_digest, "%s",
              manifest_digest);
     snprintf(row.config_digest, sizeof row.config_digest, "%s", config_digest);
-    row.created = b->now;
+    row.created = j->created;
     for (size_t i = 0; i < so->nlayers; i++)
         row.size += so->layers[i].size;
     /* The tags go in the image's own transaction: one commit and one
@@ -917,6 +982,8 @@ static int build_plan_make(struct build *b, const char *dockerfile,
         .resolve = resolve_image,
         .resolve_arg = b,
         .allow_unresolved = true, /* checked for needed stages below */
+        .has_source_date_epoch = o->source_date_epoch >= 0,
+        .source_date_epoch = o->source_date_epoch,
     };
     if (!rc)
         rc = ck_plan_build(b->df, &po, &b->plan, err);
@@ -943,10 +1010,37 @@ static int build_plan_make(struct build *b, const char *dockerfile,
     return 0;
 }
 
+/* Offers the image row, which the local store had for this build's
+ * final key, to the shared cache as its image record. */
+static void offer_local_image(struct build *b,
+                              const struct cairn_imagerec_key *rk,
+                              const struct cairn_image_row *row)
+{
+    struct stat cs, ms;
+    char cp[4096], mp[4096];
+    cairn_store_blob_path(b->st, row->config_digest, cp, sizeof cp);
+    cairn_store_blob_path(b->st, row->manifest_digest, mp, sizeof mp);
+    if (stat(cp, &cs) != 0 || stat(mp, &ms) != 0)
+        return;
+    struct cairn_imagerec ir;
+    memset(&ir, 0, sizeof ir);
+    snprintf(ir.config_digest, sizeof ir.config_digest, "%s",
+             row->config_digest);
+    ir.config_size = (int64_t)cs.st_size;
+    snprintf(ir.manifest_digest, sizeof ir.manifest_digest, "%s",
+             row->manifest_digest);
+    ir.manifest_size = (int64_t)ms.st_size;
+    ir.created = row->created;
+    cairn_imagerec_offer(b->o->cache, b->st, rk, &ir, true);
+}
+
 /* After the walk: the image of the target stage, tagged. A build whose
  * final key already produced an image gives that same image (so a fully
- * cached rebuild keeps its ID, as in Docker); with a source date epoch
- * the image is reproducible anyway. Either way a tagged build is
+ * cached rebuild keeps its ID, as in Docker); so does one whose shared
+ * cache has the image record of its final key that its own layers and
+ * settings remake (the first build's time, so the same ID on every
+ * machine); with a source date epoch the image is reproducible anyway
+ * and no record is read or written. Either way a tagged build is
  * remembered (result and --explain record). */
 static int build_image_finish(struct build *b,
                               char image_id[CAIRN_DIGEST_STR_LEN])
@@ -954,6 +1048,10 @@ static int build_image_finish(struct build *b,
     const struct cairn_build_opts *o = b->o;
     const struct ck_stage *ts = &b->plan->stages[b->plan->target];
     const char *final_key = b->keys->keys[ts->first_step + ts->nsteps - 1].hex;
+    bool records = o->cache != NULL && o->source_date_epoch < 0;
+    char name[24];
+    struct cairn_imagerec_key rk;
+    build_image_record_key(b, name, &rk);
     char manifest[CAIRN_DIGEST_STR_LEN];
     struct cairn_image_row row;
     memset(&row, 0, sizeof row);
@@ -965,14 +1063,32 @@ static int build_image_finish(struct build *b,
             rc = cairn_store_tag(b->st, o->tags[i], manifest, b->err);
         if (!rc)
             snprintf(image_id, CAIRN_DIGEST_STR_LEN, "%s", row.config_digest);
+        /* A cache that was wiped, or never had it, gets it back. */
+        if (!rc && records)
+            offer_local_image(b, &rk, &row);
         cairn_store_image_row_clear(&row);
         if (!rc && o->ntags > 0)
             remember(b);
         return rc;
     }
     build_remote_ensure_blobs(b, &b->stages[b->plan->target]);
+    struct image_json j;
+    bool taken = false;
+    if (records && !o->no_cache)
+        taken = build_image_record_take(b, &j);
+    if (!taken)
+        rc = build_image_render(b, b->now, &j);
+    if (rc)
+        return rc;
     /* Remembers the build too (result and --explain record). */
-    return commit_image(b, final_key, image_id, manifest);
+    rc = commit_image(b, final_key, &j, image_id, manifest);
+    if (!rc && records && !taken && !b->verify_differed) {
+        struct cairn_imagerec ir;
+        build_image_record_of(&j, &ir);
+        cairn_imagerec_offer(o->cache, b->st, &rk, &ir, false);
+    }
+    build_image_json_clear(&j);
+    return rc;
 }
 
 int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,

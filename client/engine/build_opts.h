@@ -68,6 +68,11 @@ struct cairn_build_opts {
      * new layers are uploaded while later steps run; the build waits for
      * the uploads before it returns. */
     struct cairn_cache *cache;
+    /* --cache-verify: this percentage (0-100) of the layer steps that hit
+     * the shared cache also run locally, and the diff_ids are compared; a
+     * step that differs is named and its local result used. Which steps:
+     * by their keys, so a percentage picks the same ones every time. */
+    unsigned cache_verify;
     /* Under every layer step that misses (and every other step whose key
      * differs from the last build of tags[0]), print why: the causes of
      * client/engine/explain.h. A successful build with tags always

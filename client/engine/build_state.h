@@ -49,6 +49,10 @@ struct build {
     struct cairn_claims *claims;
     struct cairn_explain_build last; /* tags[0]'s last build (--explain) */
     bool have_last;
+    /* --cache-verify found a step that differs from the shared cache:
+     * the image is not the one the cache's layers make, so no image
+     * record is written for it. */
+    bool verify_differed;
 };
 
 #endif

@@ -378,6 +378,7 @@ static const char *const handled[] = {
     "platform",    "from-key",
     "from-digest", "from-unresolved-ref",
     "src",         "src-tree",
+    "source-date-epoch",
 };
 
 static bool is_handled(const struct cairn_material_field *f)
@@ -501,6 +502,10 @@ int cairn_explain_step_diff(const struct cairn_explain_step *old,
     }
     if (!rc)
         rc = diff_single(&d, &of, &cf, "platform", "platform changed");
+    /* Absent without an epoch: shown as "unset". */
+    if (!rc)
+        rc = diff_single(&d, &of, &cf, "source-date-epoch",
+                         "source date epoch changed");
     if (!rc && !instr &&
         !cairn_material_single_eq(cairn_material_get(&of, "from-key"),
                                   cairn_material_get(&cf, "from-key")))

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1105,4 +1106,109 @@ void cairn_cache_close(struct cairn_cache *c)
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
     free(c);
+}
+
+/* ---- entries of other kinds (client/remote/imagerec.c) ------------------ */
+
+int cairn_cache_entry_get(struct cairn_cache *c,
+                          const struct cairn_remote_digest *action,
+                          struct cairn_remote_result *out, const char *what)
+{
+    probe_all(c);
+    struct endpoint *e = pick(c, action->hash);
+    if (e == NULL || ep_down(c, e))
+        return CAIRN_E_NOTFOUND;
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    int rc = cairn_remote_ac_get(e->r, e->instance, action, out, &err);
+    if (rc && rc != CAIRN_E_NOTFOUND)
+        ep_failed(c, e, rc, &err, what);
+    /* The same rule as a step's entry: with trust, unsigned is a miss. */
+    if (!rc && entry_check(e, action, out, &err) != 0) {
+        warn(c, "%s: shared cache entry refused: %s", what, err.msg);
+        rc = CAIRN_E_NOTFOUND;
+    }
+    return rc;
+}
+
+/* Uploads blob digest of st to e unless there; adds to *up. */
+static int entry_blob_put(struct endpoint *e, struct cairn_store *st,
+                          const char *digest, uint64_t *up,
+                          struct cairn_err *err)
+{
+    char path[4096];
+    struct stat sb;
+    struct cairn_remote_digest d;
+    if (strncmp(digest, "sha256:", 7) != 0 || strlen(digest) != 71)
+        return cairn_err_set(err, CAIRN_E_INVAL, "bad blob digest %s", digest);
+    snprintf(d.hash, sizeof d.hash, "%s", digest + 7);
+    cairn_store_blob_path(st, digest, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    int rc = 0;
+    if (fstat(fd, &sb) != 0)
+        rc = cairn_err_set(err, -errno, "%s: %s", path, strerror(errno));
+    else
+        d.size = (int64_t)sb.st_size;
+    bool missing = false;
+    if (!rc)
+        rc = cairn_remote_find_missing(e->r, e->instance, &d, 1, &missing,
+                                       err);
+    if (!rc && missing) {
+        rc = cairn_remote_write(e->r, e->instance, &d, fd, err);
+        if (!rc)
+            *up += (uint64_t)d.size;
+    }
+    close(fd);
+    return rc;
+}
+
+int cairn_cache_entry_put(struct cairn_cache *c, struct cairn_store *st,
+                          const struct cairn_remote_digest *action,
+                          const void *material, const char *const *blobs,
+                          size_t nblobs, const struct cairn_remote_result *res,
+                          const char *what)
+{
+    probe_all(c);
+    struct endpoint *e = pick(c, action->hash);
+    if (e == NULL || ep_down(c, e) || !e->writable)
+        return 0;
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    uint64_t up = 0;
+    bool missing = false;
+    int rc = cairn_remote_find_missing(e->r, e->instance, action, 1, &missing,
+                                       &err);
+    if (!rc && missing && action->size > e->max_batch / 2)
+        rc = cairn_err_set(&err, CAIRN_E_TOOBIG, "material too large");
+    if (!rc && missing) {
+        struct cairn_remote_blob b = {.digest = *action, .data = material};
+        rc = cairn_remote_batch_update(e->r, e->instance, &b, 1, &err);
+        if (!rc)
+            up += (uint64_t)action->size;
+    }
+    for (size_t i = 0; !rc && i < nblobs; i++)
+        rc = entry_blob_put(e, st, blobs[i], &up, &err);
+    /* Signed like a step's entry (entry_sign adds properties: a copy). */
+    struct cairn_remote_result *sres = NULL;
+    if (!rc && (sres = malloc(sizeof *sres)) == NULL)
+        rc = cairn_err_set(&err, CAIRN_E_NOMEM, "out of memory");
+    if (!rc) {
+        *sres = *res;
+        rc = entry_sign(c, e, action, sres, &err);
+    }
+    if (!rc)
+        rc = cairn_remote_ac_put(e->r, e->instance, action, sres, &err);
+    free(sres);
+    if (rc)
+        ep_failed(c, e, rc, &err, what);
+    pthread_mutex_lock(&c->mu);
+    c->stats.bytes_up += up;
+    if (rc == 0)
+        c->stats.uploads++;
+    else
+        c->stats.upload_failures++;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
 }

@@ -146,6 +146,24 @@ struct cairn_cache_target {
 int cairn_cache_claim_target(struct cairn_cache *c, const char *key_hex,
                              struct cairn_cache_target *out);
 
+/* Entries of other kinds than a step's layer (the image record,
+ * client/remote/imagerec.h) go through the same endpoints: the one that
+ * rendezvous hashing picks for the action's hash, skipped when it is
+ * down. get reads the action result (CAIRN_E_NOTFOUND: a miss, or the
+ * endpoint is down); put uploads the material (whose digest is the
+ * action) and the blobs of the store named by blobs ("sha256:..." of
+ * st) that the endpoint lacks, then the result; a read-only cache is a
+ * no-op (returns 0). Failures other than a miss are warnings on stderr
+ * naming what, and return their code. Called from the build thread. */
+int cairn_cache_entry_get(struct cairn_cache *c,
+                          const struct cairn_remote_digest *action,
+                          struct cairn_remote_result *out, const char *what);
+int cairn_cache_entry_put(struct cairn_cache *c, struct cairn_store *st,
+                          const struct cairn_remote_digest *action,
+                          const void *material, const char *const *blobs,
+                          size_t nblobs, const struct cairn_remote_result *res,
+                          const char *what);
+
 /* Waits for every queued upload and offer; failures were warnings. */
 void cairn_cache_finish(struct cairn_cache *c);
 

@@ -82,7 +82,14 @@ struct slot {
     grpc_call_details details;
 };
 
-/* One accepted call. Touched only by its worker's thread. */
+/* Where a call is with an answer its handler gives later (struct
+ * cd_later): armed while message runs, early when done came before
+ * message returned, waiting once the worker let go of the call. */
+enum { LATER_IDLE, LATER_ARMED, LATER_EARLY, LATER_WAITING };
+
+/* One accepted call. Touched only by its worker's thread, except while a
+ * handler answers later: then whoever calls later.done finishes it (the
+ * worker touches nothing of it but refs in the meantime). */
 struct call {
     struct tag ops_tag;   /* the one batch of sends/receives in flight */
     struct tag close_tag; /* RECV_CLOSE_ON_SERVER, for streaming calls */
@@ -94,8 +101,8 @@ struct call {
     char *authorization;
     size_t auth_count;    /* `authorization` entries in md */
     void *state;          /* streaming handler state */
-    int refs;             /* batches in flight */
-    bool terminal;        /* no more batches will be started */
+    atomic_int refs;      /* batches in flight, and a waiting answer */
+    atomic_bool terminal; /* no more batches will be started */
     bool close_posted;
     bool initial_md_sent;
     int cancelled;        /* written by RECV_CLOSE_ON_SERVER */
@@ -114,6 +121,8 @@ struct call {
     int64_t start_ns;
     int code; /* status sent; CANCELLED until call_finish */
     uint64_t bytes_in, bytes_out;
+    struct cd_later later;
+    atomic_int later_st;
 };
 
 /* --- call lifetime --- */
@@ -250,8 +259,7 @@ static void call_free(struct call *c)
  * the state machine has stopped. */
 static void call_unref(struct call *c)
 {
-    c->refs--;
-    if (c->refs == 0 && c->terminal)
+    if (atomic_fetch_sub(&c->refs, 1) == 1 && atomic_load(&c->terminal))
         call_free(c);
 }
 
@@ -287,12 +295,12 @@ static int start_batch(struct call *c, grpc_op *ops, size_t n,
                        void (*on_ops)(struct call *, bool))
 {
     c->on_ops = on_ops;
-    c->refs++;
+    atomic_fetch_add(&c->refs, 1);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->ops_tag, NULL);
     if (e != GRPC_CALL_OK) {
         cd_log(CD_LOG_ERROR, "grpc_call_start_batch failed (%d) on %s", (int)e,
                c->m ? c->m->path : "?");
-        c->refs--;
+        atomic_fetch_sub(&c->refs, 1);
         return -1;
     }
     return 0;
@@ -301,7 +309,7 @@ static int start_batch(struct call *c, grpc_op *ops, size_t n,
 static void on_finished(struct call *c, bool ok)
 {
     (void)ok;
-    c->terminal = true;
+    atomic_store(&c->terminal, true);
 }
 
 /* Ends the call with c->reply: response message (when OK), status and
@@ -340,7 +348,7 @@ static void call_finish(struct call *c)
         c->close_posted = true;
     }
     if (start_batch(c, ops, n, on_finished) != 0)
-        c->terminal = true;
+        atomic_store(&c->terminal, true);
 }
 
 /* The call died under us (client gone, deadline, server cancel): stop. */
@@ -350,7 +358,7 @@ static void call_abandon(struct call *c)
         c->m->stream->close(c->state, true);
         c->state = NULL;
     }
-    c->terminal = true;
+    atomic_store(&c->terminal, true);
 }
 
 static int post_close(struct call *c)
@@ -360,9 +368,9 @@ static int post_close(struct call *c)
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     op.data.recv_close_on_server.cancelled = &c->cancelled;
     c->close_posted = true;
-    c->refs++;
+    atomic_fetch_add(&c->refs, 1);
     if (grpc_call_start_batch(c->call, &op, 1, &c->close_tag, NULL) != GRPC_CALL_OK) {
-        c->refs--;
+        atomic_fetch_sub(&c->refs, 1);
         return -1;
     }
     return 0;
@@ -464,17 +472,42 @@ static void on_stream_recv(struct call *c, bool ok)
         total = GRPC_SLICE_LENGTH(flat);
     }
     c->bytes_in += total;
-    struct cd_req req = {NULL, total, iov, niov, c->authorization};
+    struct cd_req req = {NULL, total, iov, niov, c->authorization, &c->later};
     bool done = false;
+    atomic_store(&c->later_st, LATER_ARMED);
     int rc = c->m->stream->message(c->state, &req, &done, &c->reply);
     if (iov != small)
         free(iov);
     grpc_slice_unref(flat);
     grpc_byte_buffer_destroy(bb);
+    if (rc == CD_REPLY_LATER) {
+        /* The waiting answer holds a reference, taken before the call is
+         * let go: whoever finishes it drops it. */
+        atomic_fetch_add(&c->refs, 1);
+        int st = LATER_ARMED;
+        if (atomic_compare_exchange_strong(&c->later_st, &st, LATER_WAITING))
+            return;
+        atomic_fetch_sub(&c->refs, 1); /* done came already: finish here */
+        rc = 0;
+    }
+    atomic_store(&c->later_st, LATER_IDLE);
     if (rc != 0 || done)
         call_finish(c);
     else
         stream_recv(c);
+}
+
+/* cd_later.done: the handler's answer is in c->reply. Runs on any thread;
+ * when message has not returned yet, the worker finishes the call. */
+static void call_later_done(struct cd_later *l)
+{
+    struct call *c = container_of(l, struct call, later);
+    int st = LATER_ARMED;
+    if (atomic_compare_exchange_strong(&c->later_st, &st, LATER_EARLY))
+        return;
+    atomic_store(&c->later_st, LATER_IDLE);
+    call_finish(c);
+    call_unref(c);
 }
 
 static void stream_recv(struct call *c)
@@ -564,7 +597,7 @@ static void call_dispatch(struct call *c, grpc_byte_buffer *payload)
         return;
     }
     if (m->kind == CD_CALL_CLIENT_STREAM) {
-        struct cd_req req = {NULL, 0, NULL, 0, c->authorization};
+        struct cd_req req = {NULL, 0, NULL, 0, c->authorization, NULL};
         if (m->stream->start(svc, &req, &c->state, &c->reply) != 0 || post_close(c) != 0) {
             call_finish(c);
             return;
@@ -582,7 +615,7 @@ static void call_dispatch(struct call *c, grpc_byte_buffer *payload)
     grpc_slice s = buffer_flatten(payload);
     c->bytes_in += GRPC_SLICE_LENGTH(s);
     struct cd_req req = {GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), NULL, 0,
-                         c->authorization};
+                         c->authorization, NULL};
     if (m->request != NULL && cd_request_strings_check(m->request, &req, &c->reply) != 0) {
         grpc_slice_unref(s);
         call_finish(c);
@@ -625,6 +658,7 @@ static void slot_done(struct tag *t, bool ok)
         cd_metrics_add(&rpc->svc->metrics->requests, 1);
         c->ops_tag.fn = call_ops_done;
         c->close_tag.fn = call_close_done;
+        c->later.done = call_later_done;
         c->rpc = rpc;
         c->m = sl->m;
         c->start_ns = now_ns();

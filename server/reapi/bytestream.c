@@ -157,6 +157,11 @@ struct write_state {
     struct cd_resource res;
     struct cd_upload *upload; /* held while the stream feeds it */
     bool named;              /* name is marked busy in the upload table */
+    /* While a commit answers later (struct cd_later): whom to tell and
+     * the reply to fill; total: the bytes received at finish_write. */
+    struct cd_later *later;
+    struct cd_reply *later_reply;
+    uint64_t total;
     struct cd_write_req req; /* the message being handled (2 KiB: kept
                               * here rather than on the stack) */
 };
@@ -215,6 +220,32 @@ static int write_open(struct write_state *st, const struct cd_req *req, const ch
     return 0;
 }
 
+/* The reply to a finished Write whose commit returned rc. */
+static int write_answer(struct write_state *st, int rc, struct cd_reply *r)
+{
+    if (rc == CAIRN_E_DIGEST) {
+        if (st->total != (uint64_t)st->res.digest.size)
+            cd_reply_fail(r, rc, "finish_write after %llu bytes, the digest says %lld; nothing stored",
+                          (unsigned long long)st->total, (long long)st->res.digest.size);
+        else
+            cd_reply_fail(r, rc, "uploaded data does not hash to the digest; nothing stored");
+        return rc;
+    }
+    if (rc != 0)
+        return cd_reply_fail(r, rc, rc == CAIRN_E_FULL ? "store is full" : "store: %s",
+                             cairn_strerror(rc));
+    return write_reply(st->res.digest.size, r);
+}
+
+/* cd_upload_done_fn of an answer given later (on the store's group-commit
+ * thread, or on the worker before write_message returned). */
+static void write_committed(void *ctx, int rc)
+{
+    struct write_state *st = ctx;
+    (void)write_answer(st, rc, st->later_reply);
+    st->later->done(st->later);
+}
+
 static int write_piece(void *ctx, const uint8_t *p, size_t n)
 {
     return cd_upload_write(ctx, p, n);
@@ -259,22 +290,19 @@ static int write_message(void *state, const struct cd_req *req, bool *done, stru
     if (!in->finish)
         return 0;
     *done = true;
-    uint64_t total = cd_upload_offset(st->upload);
-    /* commit frees the upload whatever it returns. */
-    rc = cd_upload_commit(st->upload);
+    st->total = cd_upload_offset(st->upload);
+    struct cd_upload *u = st->upload;
     st->upload = NULL;
-    if (rc == CAIRN_E_DIGEST) {
-        if (total != (uint64_t)st->res.digest.size)
-            cd_reply_fail(r, rc, "finish_write after %llu bytes, the digest says %lld; nothing stored",
-                          (unsigned long long)total, (long long)st->res.digest.size);
-        else
-            cd_reply_fail(r, rc, "uploaded data does not hash to the digest; nothing stored");
-        return rc;
+    if (req->later != NULL) {
+        /* The worker thread goes on with other calls while the blob waits
+         * for its group commit, so concurrent writes share one sync. */
+        st->later = req->later;
+        st->later_reply = r;
+        cd_upload_commit_async(u, write_committed, st);
+        return CD_REPLY_LATER;
     }
-    if (rc != 0)
-        return cd_reply_fail(r, rc, rc == CAIRN_E_FULL ? "store is full" : "store: %s",
-                             cairn_strerror(rc));
-    return write_reply(st->res.digest.size, r);
+    /* commit frees the upload whatever it returns. */
+    return write_answer(st, cd_upload_commit(u), r);
 }
 
 static void write_end(void *state, struct cd_reply *r)

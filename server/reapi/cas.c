@@ -107,36 +107,72 @@ static int cas_batch_check(struct cd_svc *svc, const struct cd_req *req, const c
     return rc;
 }
 
-/* BatchUpdateBlobs for one blob: checks the item, stores it and words
- * its status in s. */
-static void cas_update_one(struct cd_svc *svc, const char *instance,
-                           const PbBatchUpdateBlobsRequestItem *rq, struct item_status *s)
+/* BatchUpdateBlobs for one blob, before the store: checks the item; on
+ * success sets *d and returns 0, else words its status in s. */
+static int cas_update_check(const PbBatchUpdateBlobsRequestItem *rq, struct cd_digest *d,
+                            struct item_status *s)
 {
-    struct cd_digest d;
     struct cairn_err err;
-    int rc = cd_pb_digest_err(rq->digest, &d, &err);
+    int rc = cd_pb_digest_err(rq->digest, d, &err);
     if (rc != 0) {
         item_set(s, rc, err.msg);
-        return;
+        return rc;
     }
     if (rq->compressor != BUILD__BAZEL__REMOTE__EXECUTION__V2__COMPRESSOR__VALUE__IDENTITY) {
         item_set(s, CAIRN_E_INVAL, "compressed uploads are not supported");
-        return;
+        return CAIRN_E_INVAL;
     }
-    if ((int64_t)rq->data.len != d.size) {
+    if ((int64_t)rq->data.len != d->size) {
         snprintf(err.msg, sizeof err.msg, "digest says %lld bytes, data has %zu",
-                 (long long)d.size, rq->data.len);
+                 (long long)d->size, rq->data.len);
         item_set(s, CAIRN_E_DIGEST, err.msg);
-        return;
+        return CAIRN_E_DIGEST;
     }
-    rc = cd_store_blob_put(svc->store, instance, &d, rq->data.data, rq->data.len);
-    if (rc == 0)
-        cd_metrics_add(&svc->metrics->bytes_in, rq->data.len);
+    return 0;
+}
+
+/* Words the store's answer for one blob in s. */
+static void cas_update_status(struct item_status *s, int rc)
+{
     item_set(s, rc,
              rc == 0                ? ""
              : rc == CAIRN_E_DIGEST ? "data does not hash to the digest"
              : rc == CAIRN_E_FULL   ? "store is full and eviction cannot make room"
                                     : cairn_strerror(rc));
+}
+
+/* Stores the batch's well-formed blobs in one call to the store, so they
+ * share a group commit (one sync for the batch), and words every status. */
+static int cas_update_all(struct cd_svc *svc, const PbBatchUpdateBlobsRequest *in,
+                          struct item_status *st)
+{
+    size_t n = in->n_requests, k = 0;
+    struct cd_digest *d = calloc(n ? n : 1, sizeof *d);
+    const void **data = calloc(n ? n : 1, sizeof *data);
+    size_t *at = calloc(n ? n : 1, sizeof *at);
+    int *rcs = calloc(n ? n : 1, sizeof *rcs);
+    int rc = CAIRN_E_NOMEM;
+    if (d == NULL || data == NULL || at == NULL || rcs == NULL)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        if (cas_update_check(in->requests[i], &d[k], &st[i]) != 0)
+            continue;
+        data[k] = in->requests[i]->data.data;
+        at[k++] = i;
+    }
+    if ((rc = cd_store_blob_put_many(svc->store, in->instance_name, k, d, data, rcs)) != 0)
+        goto out;
+    for (size_t j = 0; j < k; j++) {
+        if (rcs[j] == 0)
+            cd_metrics_add(&svc->metrics->bytes_in, (uint64_t)d[j].size);
+        cas_update_status(&st[at[j]], rcs[j]);
+    }
+out:
+    free(rcs);
+    free(at);
+    free(data);
+    free(d);
+    return rc;
 }
 
 /* BatchReadBlobs for one blob: reads it into it->data (malloc'd, the
@@ -198,7 +234,10 @@ void cd_cas_batch_update(struct cd_svc *svc, const struct cd_req *req, struct cd
          * answers to requests. */
         items[i].digest = in->requests[i]->digest;
         items[i].status = &st[i].st;
-        cas_update_one(svc, in->instance_name, in->requests[i], &st[i]);
+    }
+    if (cas_update_all(svc, in, st) != 0) {
+        cd_reply_fail(r, CAIRN_E_NOMEM, "out of memory");
+        goto out;
     }
     PbBatchUpdateBlobsResponse resp = BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_UPDATE_BLOBS_RESPONSE__INIT;
     resp.n_responses = n;

@@ -51,6 +51,18 @@ struct cd_svc {
     struct cd_claims *claims;
 };
 
+/* A call whose client-streaming handler answers later (server/grpc/
+ * rpc.c fills done): message may return CD_REPLY_LATER with *done set
+ * instead of an answer; it then keeps req->later and the reply r it was
+ * given, and later, from any thread, fills r and calls later->done(later)
+ * exactly once. The call (r, the handler's state) stays alive until then;
+ * the state is closed after done. A write waiting on the store's group
+ * commit must not hold a worker thread: other calls' commits join it. */
+struct cd_later {
+    void (*done)(struct cd_later *later);
+};
+#define CD_REPLY_LATER 1
+
 /* One request message, borrowed for the duration of the handler call.
  * Unary calls and the first message of a server-streaming call arrive
  * contiguous in data/len (iov NULL). Client-streaming messages arrive as
@@ -62,6 +74,7 @@ struct cd_req {
     const struct cd_iov *iov;
     size_t niov;
     const char *authorization; /* `authorization` metadata or NULL */
+    struct cd_later *later;     /* non-NULL: message may answer later */
 };
 
 /* The handler's answer. out is malloc'd by the handler and owned by the
@@ -99,7 +112,8 @@ struct cd_stream_ops {
      * set *done (r->out NULL) when the stream is complete, or fail. */
     int (*next)(void *state, bool *done, struct cd_reply *r);
     /* Client streaming: one request message; sets *done with the final
-     * reply in r, or fails. */
+     * reply in r, or fails, or (req->later set) sets *done and returns
+     * CD_REPLY_LATER (see struct cd_later). */
     int (*message)(void *state, const struct cd_req *req, bool *done,
                    struct cd_reply *r);
     /* Client streaming: the client half-closed before *done. r gets the

@@ -183,6 +183,11 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
         goto fail;
     }
     st->stager_started = true;
+    if (cd_group_open(cd_store_group_run, cd_store_group_sync, st,
+                      STORE_GROUP_ITEMS, STORE_GROUP_BYTES, &st->group) != 0) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "store: cannot start thread");
+        goto fail;
+    }
     *out = st;
     return 0;
 fail:
@@ -194,6 +199,9 @@ void cd_store_close(struct cd_store *st)
 {
     if (st == NULL)
         return;
+    /* Nothing is queued (every upload is done), but a batch may still be
+     * publishing. */
+    cd_group_close(st->group);
     if (st->flusher_started) {
         pthread_mutex_lock(&st->q_mu);
         st->q_stop = true;

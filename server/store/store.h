@@ -97,6 +97,16 @@ int cd_store_find_missing(struct cd_store *st, const char *instance,
 int cd_store_blob_put(struct cd_store *st, const char *instance,
                       const struct cd_digest *d, const void *data, size_t len);
 
+/* Stores n whole blobs (BatchUpdateBlobs): d[i] and data[i] (d[i].size
+ * bytes), each checked and stored as by cd_store_blob_put, with its result
+ * in rcs[i]. They are published together with whatever other writers have
+ * queued (one commit and one sync for all, docs/storage.md "Group
+ * commit"); each blob is durable when this returns with rcs[i] 0. Returns
+ * 0 (see rcs) or CAIRN_E_NOMEM (nothing stored). */
+int cd_store_blob_put_many(struct cd_store *st, const char *instance, size_t n,
+                           const struct cd_digest *d, const void *const *data,
+                           int *rcs);
+
 /* Reads a whole blob of at most max bytes (BatchReadBlobs). *data is
  * malloc'd (caller frees). The bytes are hashed unless verification is off
  * or the blob was verified within verify_ttl_s; content that does not
@@ -166,11 +176,22 @@ int cd_upload_wait(struct cd_upload *u);
 void cd_upload_touch(struct cd_upload *u);
 /* Bytes received so far (QueryWriteStatus committed_size). */
 uint64_t cd_upload_offset(const struct cd_upload *u);
-/* Verifies size and sha256 and publishes the blob; frees u in every case.
+/* Verifies size and sha256 and publishes the blob (in a group commit with
+ * other writers' blobs: one txn and one sync for all, durable when this
+ * returns 0); frees u in every case.
  * Returns 0 (also when a concurrent upload of the same blob won),
  * CAIRN_E_DIGEST (size or hash wrong; nothing visible), CAIRN_E_FULL,
  * CAIRN_E_DB, CAIRN_E_TIMEOUT (expired, see cd_upload_write). */
 int cd_upload_commit(struct cd_upload *u);
+/* cd_upload_commit without waiting for the publish: done(ctx, rc) is
+ * called exactly once with what cd_upload_commit would return, on the
+ * calling thread before this returns when the upload fails its checks,
+ * else on the store's group-commit thread once the blob is durable (done
+ * must not block for long: the next group waits; it must not call
+ * cd_store_close). u is freed before done runs. */
+typedef void cd_upload_done_fn(void *ctx, int rc);
+void cd_upload_commit_async(struct cd_upload *u, cd_upload_done_fn *done,
+                            void *ctx);
 /* Drops everything staged and frees u. Accepts NULL. */
 void cd_upload_abort(struct cd_upload *u);
 

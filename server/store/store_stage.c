@@ -10,6 +10,10 @@
 /* All uploads' batch buffers together stay below this; an upload that
  * finds the budget spent stages chunk by chunk, as before batching. */
 #define STORE_STAGE_BUDGET (4ull * CD_STORE_STAGE_BATCH_MAX)
+/* Buffers this big or bigger are mapped (freeing them gives the memory
+ * back at once); smaller ones, only ever of blobs under one chunk, come
+ * from the heap. */
+#define STORE_BUF_MMAP_MIN CD_STORE_CHUNK
 
 /* Value of the "pending" table: one staged upload. */
 struct store_pending {
@@ -22,7 +26,9 @@ struct store_pending {
 void cd_store_buf_free(struct cd_upload *u)
 {
     for (int i = 0; i < 2; i++) {
-        if (u->bufs[i] != NULL)
+        if (u->bufs[i] != NULL && u->cap < STORE_BUF_MMAP_MIN)
+            free(u->bufs[i]);
+        else if (u->bufs[i] != NULL)
             munmap(u->bufs[i], u->cap);
         u->bufs[i] = NULL;
     }
@@ -57,9 +63,14 @@ int cd_store_buf_alloc(struct cd_upload *u)
         pthread_mutex_unlock(&st->ctr_mu);
     }
     u->cap = cap;
-    void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
+    /* A blob smaller than a chunk is one buffer that is never staged: the
+     * heap is much cheaper for it than a map of its own (whose munmap
+     * costs every core a TLB flush, per small blob). */
+    void *p = cap < STORE_BUF_MMAP_MIN
+                  ? malloc(cap)
+                  : mmap(NULL, cap, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == NULL || p == MAP_FAILED) {
         cd_store_buf_free(u);
         return CAIRN_E_NOMEM;
     }

@@ -11,6 +11,8 @@
  *   store_verify.c  read verification, quarantine, the hasher thread, scrub
  *   store_upload.c  upload sessions: begin, write, publish, commit, expiry
  *   store_stage.c   upload buffers and the stager thread (batched writes)
+ *   store_group.c   publishing blobs, many per txn (the group commit;
+ *                   group.c is its queue and knows no LMDB)
  *   store_lru.c     the access queue and its flusher (batched LRU updates)
  *   store_evict.c   reader pins, LRU eviction, chunk garbage removal
  *   store_ac.c      the action cache
@@ -23,6 +25,7 @@
 
 #include "cachekey/digest.h"
 #include "common/error.h"
+#include "server/store/group.h"
 #include "server/store/store.h"
 
 #include <lmdb.h>
@@ -45,6 +48,13 @@
 /* Verified data ids remembered (direct-mapped: a collision only means
  * hashing that blob again). */
 #define STORE_VERIFIED_SLOTS 4096
+
+/* Items of one group commit at most (store_group.c): a BatchUpdateBlobs of
+ * 1,000 blobs fits one, and so does everything 64 writers have queued. */
+#define STORE_GROUP_ITEMS 4096
+/* Unstaged bytes (dirty pages) one group commit takes at most, past its
+ * first item. */
+#define STORE_GROUP_BYTES (16ull * CD_STORE_CHUNK)
 
 /* Opaque outside their files (store_evict.c, store_verify.c). */
 struct store_pin;
@@ -154,6 +164,25 @@ struct cd_store {
     pthread_mutex_t vf_mu;
     struct store_verified *verified; /* STORE_VERIFIED_SLOTS */
     unsigned hashers; /* running store_hasher threads, under vf_mu */
+
+    /* Group commit (store_group.c): every blob is published through it,
+     * so concurrent small writes share one txn and one sync. */
+    struct cd_group *group;
+};
+
+/* One blob to publish in a group commit (store_group.c): verified, with
+ * its first nstaged chunks already staged under data id and the rest of
+ * its bytes (tail, borrowed until the item is done) to write. */
+struct store_pub {
+    struct cd_group_item item; /* item.rc: 0, CAIRN_E_FULL, ... */
+    struct store_key key;
+    uint64_t size;
+    uint64_t id;
+    uint32_t nstaged;
+    bool pending;        /* a "pending" record exists for id */
+    const uint8_t *tail;
+    size_t tail_len;
+    bool dup;            /* out: the blob was there already (rc 0) */
 };
 
 struct cd_upload {
@@ -368,6 +397,23 @@ int cd_store_stage_async(struct cd_upload *u);
 int cd_store_stage(struct cd_upload *u, const uint8_t *p, size_t len);
 /* The stager thread's body; arg is the store. */
 void *cd_store_stager_main(void *arg);
+
+/* --- store_group.c: publishing blobs, many per txn ------------------------ */
+
+/* The store's cd_group_run_fn (ctx: the store): one write txn, every
+ * item's entry, chunks and LRU record, one commit; its fdatasync makes the
+ * previous batch durable, and cd_store_group_sync (the queue's sync) the
+ * last one. An item
+ * that fails alone (over max_size, or an LMDB error while it is applied,
+ * after which the txn is redone without it) gets its own code; a failed
+ * commit or sync fails the batch. Successful items are marked verified
+ * (their bytes were hashed on the way in). */
+int cd_store_group_run(void *ctx, struct cd_group_item *batch);
+/* The queue's cd_group_sync_fn: cd_store_sync. */
+int cd_store_group_sync(void *ctx);
+/* Publishes the n items (through the group queue) and waits; each item's
+ * item.rc and dup say how it went. */
+void cd_store_publish(struct cd_store *st, struct store_pub **pubs, size_t n);
 
 /* --- store_upload.c ----------------------------------------------------- */
 

@@ -1,7 +1,8 @@
 /* Upload sessions: begin, write (hashing on the way in, staging full
  * buffers through store_stage.c), commit (verify, then publish in one
- * txn), abort, and the expiry of idle uploads. cd_store_blob_put is an
- * upload in one call. */
+ * through the group commit, store_group.c), abort, and the expiry of idle
+ * uploads. cd_store_blob_put(_many) publishes whole blobs from the
+ * caller's memory through the same group commit. */
 #include "server/store/store_txn.h"
 
 #include <stdlib.h>
@@ -144,8 +145,9 @@ uint64_t cd_upload_offset(const struct cd_upload *u)
     return u->off;
 }
 
-/* Frees u; drops what it staged unless maintain already did. */
-static void store_upload_free(struct cd_upload *u, bool drop)
+/* Takes u off the store's list of live uploads: cd_store_maintain cannot
+ * expire it any more (u->mu held). */
+static void store_upload_unlist(struct cd_upload *u)
 {
     struct cd_store *st = u->st;
     pthread_mutex_lock(&st->up_mu);
@@ -159,6 +161,13 @@ static void store_upload_free(struct cd_upload *u, bool drop)
         u->listed = false;
     }
     pthread_mutex_unlock(&st->up_mu);
+}
+
+/* Frees u; drops what it staged unless maintain already did. */
+static void store_upload_free(struct cd_upload *u, bool drop)
+{
+    struct cd_store *st = u->st;
+    store_upload_unlist(u);
     /* The stager may still be writing u's chunks; they must be in before
      * they can be dropped. */
     (void)cd_store_stage_wait(u);
@@ -172,113 +181,96 @@ static void store_upload_free(struct cd_upload *u, bool drop)
     free(u);
 }
 
-/* The publish txn: everything the blob needs becomes visible at once. */
-static int store_publish(struct cd_upload *u, struct store_evicted *ev,
-                         bool *dup)
+/* What cd_upload_commit checks before publishing: no error, every byte
+ * staged or buffered, and the hash. Then u is unlisted (u->mu held). */
+static int store_upload_seal(struct cd_upload *u)
 {
-    struct cd_store *st = u->st;
-    MDB_txn *txn = NULL;
-    struct store_stats_rec s;
-    int rc = cd_store_wtxn_begin(st, &txn, &s);
-    if (rc != 0)
-        return rc;
-    struct store_meta m;
-    rc = cd_store_meta_get(st, txn, &u->key, &m);
-    if (rc == 0) {
-        /* A concurrent upload of the same digest won; ours is redundant. */
-        *dup = true;
-        goto fail;
-    }
-    if (rc != CAIRN_E_NOTFOUND)
-        goto fail;
-    uint64_t size = (uint64_t)u->d.size;
-    if ((rc = cd_store_evict(st, txn, &s, size, ev)) != 0)
-        goto fail;
-    /* The rest of the data: whole chunks and a last, shorter one. */
-    for (size_t off = 0; off < u->blen; off += CD_STORE_CHUNK) {
-        uint8_t ck[STORE_CHUNK_KEY];
-        size_t n =
-            u->blen - off < CD_STORE_CHUNK ? u->blen - off : CD_STORE_CHUNK;
-        store_chunk_key(ck, u->id,
-                        u->nstaged + (uint32_t)(off / CD_STORE_CHUNK));
-        MDB_val k = {STORE_CHUNK_KEY, ck}, v = {n, u->buf + off};
-        if ((rc = cd_store_mdb_err(mdb_put(txn, st->dbi_chunks, &k, &v, 0))) !=
-            0)
-            goto fail;
-    }
-    m = (struct store_meta){size, s.next_seq++, u->id};
-    uint8_t sk[8];
-    store_be64(sk, m.seq);
-    MDB_val ek = {u->key.len, u->key.b}, ev_ = {sizeof m, &m};
-    MDB_val lk = {8, sk}, lv = {u->key.len, u->key.b};
-    if ((rc = cd_store_mdb_err(mdb_put(txn, st->dbi_entries, &ek, &ev_, 0))) !=
-            0 ||
-        (rc = cd_store_mdb_err(mdb_put(txn, st->dbi_lru, &lk, &lv, 0))) != 0)
-        goto fail;
-    if (u->pending) {
-        uint8_t ik[8];
-        store_be64(ik, u->id);
-        MDB_val pk = {8, ik};
-        int prc = mdb_del(txn, st->dbi_pending, &pk, NULL);
-        if (prc != 0 && prc != MDB_NOTFOUND) {
-            rc = cd_store_mdb_err(prc);
-            goto fail;
-        }
-    }
-    s.blobs++;
-    s.bytes += size;
-    if (s.next_id <= u->id)
-        s.next_id = u->id + 1;
-    if ((rc = cd_store_wtxn_end(st, txn, &s, 0)) != 0)
-        return rc;
-    u->pending = false; /* the chunks belong to the blob now */
-    return cd_store_sync(st);
-fail:
-    mdb_txn_abort(txn);
-    return rc;
-}
-
-int cd_upload_commit(struct cd_upload *u)
-{
-    struct cd_store *st = u->st;
-    /* Held to the end, so cd_store_maintain cannot expire the upload and
-     * drop its chunks while they are being published. */
-    pthread_mutex_lock(&u->mu);
     int rc = u->err;
     if (rc == 0)
         rc = cd_store_stage_wait(u);
     if (rc != 0)
-        goto out;
+        return rc;
     uint8_t h[CK_SHA256_LEN];
-    if (u->off != (uint64_t)u->d.size) {
-        rc = CAIRN_E_DIGEST;
-        goto out;
-    }
+    if (u->off != (uint64_t)u->d.size)
+        return CAIRN_E_DIGEST;
     if ((rc = ck_sha256_final(u->h, h)) != 0)
-        goto out;
-    if (memcmp(h, u->d.hash, CK_SHA256_LEN) != 0) {
-        rc = CAIRN_E_DIGEST;
-        goto out;
-    }
-    struct store_evicted ev = {0, 0};
-    bool dup = false;
-    rc = store_publish(u, &ev, &dup);
-    if (dup) {
-        cd_store_touch(st, &u->key);
-        rc = 0;
-    } else if (rc == 0) {
-        /* These are the bytes just hashed on the way in, and still in the
-         * page cache: a read within verify_ttl_s need not hash them. */
-        cd_store_verified_mark(st, u->id);
-    }
-    if (ev.blobs > 0) {
-        cd_store_evicted_account(st, &ev);
-        (void)cd_store_sweep(st, st->dbi_garbage);
-    }
-out:
+        return rc;
+    if (memcmp(h, u->d.hash, CK_SHA256_LEN) != 0)
+        return CAIRN_E_DIGEST;
+    store_upload_unlist(u);
+    return 0;
+}
+
+static void store_pub_of(struct cd_upload *u, struct store_pub *p)
+{
+    memset(p, 0, sizeof *p);
+    p->key = u->key;
+    p->size = (uint64_t)u->d.size;
+    p->id = u->id;
+    p->nstaged = u->nstaged;
+    p->pending = u->pending;
+    p->tail = u->buf;
+    p->tail_len = u->blen;
+}
+
+int cd_upload_commit(struct cd_upload *u)
+{
+    /* u->mu is held until u is off the list, so cd_store_maintain cannot
+     * expire the upload and drop its chunks while they are published. */
+    pthread_mutex_lock(&u->mu);
+    int rc = store_upload_seal(u);
     pthread_mutex_unlock(&u->mu);
+    if (rc == 0) {
+        struct store_pub p, *pp = &p;
+        store_pub_of(u, &p);
+        cd_store_publish(u->st, &pp, 1);
+        rc = p.item.rc;
+        if (rc == 0 && !p.dup)
+            u->pending = false; /* the chunks belong to the blob now */
+    }
     store_upload_free(u, true);
     return rc;
+}
+
+/* cd_upload_commit_async's item: the publish and whom to tell. */
+struct store_commit {
+    struct store_pub pub;
+    struct cd_upload *u;
+    cd_upload_done_fn *done;
+    void *ctx;
+};
+
+static void store_commit_done(struct cd_group_item *it)
+{
+    struct store_commit *c = (struct store_commit *)it;
+    int rc = it->rc;
+    if (rc == 0 && !c->pub.dup)
+        c->u->pending = false;
+    store_upload_free(c->u, true);
+    c->done(c->ctx, rc);
+    free(c);
+}
+
+void cd_upload_commit_async(struct cd_upload *u, cd_upload_done_fn *done, void *ctx)
+{
+    pthread_mutex_lock(&u->mu);
+    int rc = store_upload_seal(u);
+    pthread_mutex_unlock(&u->mu);
+    struct store_commit *c = NULL;
+    if (rc == 0 && (c = malloc(sizeof *c)) == NULL)
+        rc = CAIRN_E_NOMEM;
+    if (rc != 0) {
+        store_upload_free(u, true);
+        done(ctx, rc);
+        return;
+    }
+    store_pub_of(u, &c->pub);
+    c->u = u;
+    c->done = done;
+    c->ctx = ctx;
+    c->pub.item.weight = c->pub.tail_len;
+    c->pub.item.done = store_commit_done;
+    cd_group_submit(u->st->group, &c->pub.item);
 }
 
 void cd_upload_abort(struct cd_upload *u)
@@ -287,27 +279,82 @@ void cd_upload_abort(struct cd_upload *u)
         store_upload_free(u, true);
 }
 
+/* Checks one blob of cd_store_blob_put_many and prepares its publish;
+ * returns 0 with *todo set when it must be published, else its result. */
+static int store_put_prepare(struct cd_store *st, const char *instance,
+                             const struct cd_digest *d, const void *data,
+                             size_t len, struct store_pub *p, bool *todo)
+{
+    *todo = false;
+    if ((uint64_t)len != (uint64_t)d->size || d->size < 0)
+        return CAIRN_E_DIGEST;
+    /* Present or not, content that does not match is refused. */
+    uint8_t h[CK_SHA256_LEN];
+    int rc = ck_sha256(data, len, h);
+    if (rc != 0)
+        return rc;
+    if (memcmp(h, d->hash, CK_SHA256_LEN) != 0)
+        return CAIRN_E_DIGEST;
+    if (store_is_empty(st, d))
+        return 0;
+    memset(p, 0, sizeof *p);
+    if ((rc = cd_store_key_make(STORE_KIND_BLOB, instance, d, &p->key)) != 0)
+        return rc;
+    bool exists = false;
+    if ((rc = store_exists(st, &p->key, &exists)) != 0)
+        return rc;
+    if (exists) {
+        cd_store_touch(st, &p->key);
+        return 0;
+    }
+    p->size = (uint64_t)len;
+    p->tail = data;
+    p->tail_len = len;
+    pthread_mutex_lock(&st->ctr_mu);
+    p->id = st->next_id++;
+    pthread_mutex_unlock(&st->ctr_mu);
+    *todo = true;
+    return 0;
+}
+
+int cd_store_blob_put_many(struct cd_store *st, const char *instance, size_t n,
+                           const struct cd_digest *d, const void *const *data,
+                           int *rcs)
+{
+    struct store_pub one, *pubs = &one, *ponly[1], **todo = ponly;
+    if (n > 1 && ((pubs = malloc(n * sizeof *pubs)) == NULL ||
+                  (todo = malloc(n * sizeof *todo)) == NULL)) {
+        if (pubs != &one)
+            free(pubs);
+        return CAIRN_E_NOMEM;
+    }
+    size_t ntodo = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool t = false;
+        rcs[i] = store_put_prepare(st, instance, &d[i], data[i], (size_t)d[i].size,
+                                   &pubs[i], &t);
+        if (t)
+            todo[ntodo++] = &pubs[i];
+    }
+    cd_store_publish(st, todo, ntodo);
+    for (size_t i = 0; i < ntodo; i++)
+        rcs[todo[i] - pubs] = todo[i]->item.rc;
+    if (pubs != &one) {
+        free(pubs);
+        free(todo);
+    }
+    return 0;
+}
+
 int cd_store_blob_put(struct cd_store *st, const char *instance,
                       const struct cd_digest *d, const void *data, size_t len)
 {
     if ((uint64_t)len != (uint64_t)d->size || d->size < 0)
         return CAIRN_E_DIGEST;
-    struct cd_upload *u = NULL;
-    int rc = cd_store_upload_begin(st, instance, d, &u);
-    if (rc == CAIRN_E_EXISTS) {
-        /* Present already; still refuse content that does not match. */
-        uint8_t h[CK_SHA256_LEN];
-        if ((rc = ck_sha256(data, len, h)) != 0)
-            return rc;
-        return memcmp(h, d->hash, CK_SHA256_LEN) == 0 ? 0 : CAIRN_E_DIGEST;
-    }
-    if (rc != 0)
-        return rc;
-    if ((rc = cd_upload_write(u, data, len)) != 0) {
-        cd_upload_abort(u);
-        return rc;
-    }
-    return cd_upload_commit(u);
+    const void *p = data;
+    int rc = 0;
+    int mrc = cd_store_blob_put_many(st, instance, 1, d, &p, &rc);
+    return mrc != 0 ? mrc : rc;
 }
 
 /* Marks idle uploads expired and returns their ids (those with staged

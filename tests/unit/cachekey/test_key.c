@@ -65,8 +65,8 @@ struct result {
     struct cairn_err err;
 };
 
-static int compute(const char *root, const char *dockerfile,
-                   const char *const *args, size_t nargs, struct result *r)
+static int compute_opts(const char *root, const char *dockerfile,
+                        const struct ck_plan_opts *po, struct result *r)
 {
     memset(r, 0, sizeof *r);
     struct ck_ignore *ig = NULL;
@@ -78,15 +78,21 @@ static int compute(const char *root, const char *dockerfile,
     struct ck_context_opts co = {.ignore = ig, .threads = 2};
     if (!rc)
         rc = ck_context_open(root, &co, &ctx, &r->err);
-    struct ck_plan_opts po = {.build_args = args, .nbuild_args = nargs,
-                              .allow_unresolved = true};
     if (!rc)
-        rc = ck_plan_build(r->df, &po, &r->plan, &r->err);
+        rc = ck_plan_build(r->df, po, &r->plan, &r->err);
     if (!rc)
         rc = ck_keys_compute(r->plan, ctx, &r->keys, &r->err);
     ck_context_close(ctx);
     ck_ignore_free(ig);
     return rc;
+}
+
+static int compute(const char *root, const char *dockerfile,
+                   const char *const *args, size_t nargs, struct result *r)
+{
+    struct ck_plan_opts po = {.build_args = args, .nbuild_args = nargs,
+                              .allow_unresolved = true};
+    return compute_opts(root, dockerfile, &po, r);
 }
 
 static void release(struct result *r)
@@ -345,6 +351,101 @@ static void test_material_layout(void **state)
     free(root);
 }
 
+/* Keys of prop_dockerfile with a source date epoch (epoch < 0: none). */
+static void keys_epoch(const char *root, int64_t epoch,
+                       char out[][CK_SHA256_HEX_LEN + 1], size_t max)
+{
+    struct ck_plan_opts po = {.allow_unresolved = true,
+                              .has_source_date_epoch = epoch >= 0,
+                              .source_date_epoch = epoch};
+    struct result r;
+    assert_int_equal(compute_opts(root, prop_dockerfile, &po, &r), 0);
+    assert_int_equal(r.keys->n, max);
+    for (size_t i = 0; i < max; i++)
+        memcpy(out[i], r.keys->keys[i].hex, CK_SHA256_HEX_LEN + 1);
+    release(&r);
+}
+
+/* Pinned keys of prop_dockerfile over golden_files with epoch 1700000000:
+ * the source-date-epoch field of docs/cachekey.md. */
+static const char *const epoch_keys[] = {
+    "8b32159f474d809c9e421fd89918ed07addc84566b8b5911974a3e25db3cae75",
+    /* FROM scratch */
+    "d3e06a566b357fc17763f21a34ec7e6f253473cde14a83c15f7df18c1cce0d38",
+    /* ARG UNUSED=a */
+    "cf04bbd1c84ce25cb9e1a3abf283918e6dc6205cf674fa2fa7e777392731ba58",
+    /* ARG USED=b */
+    "b21225925d442ec6c62f31fdbff373ec5a8e2e49a584cfc33a3fde2acf85a848",
+    /* COPY app/ /app/ */
+    "02eb970fb8737dd09be7769fa7ec1a15ede314c2bcb82466889e7f5281d0a79d",
+    /* RUN echo $USED */
+    "931627e415488688c68fa1f16bb197f705437f4500f04afe8ed46a6dce9ae19b",
+    /* COPY config.json / */
+};
+
+/* The epoch clamps a layer's file times: a build with one never shares a
+ * key with a build without one or with another epoch, and a build
+ * without one keeps the keys it always had (the golden vectors). */
+static void test_source_date_epoch(void **state)
+{
+    (void)state;
+    char *root = make_root();
+    write_tree(root, golden_files, sizeof golden_files / sizeof golden_files[0]);
+    char none[6][CK_SHA256_HEX_LEN + 1], a[6][CK_SHA256_HEX_LEN + 1],
+        b[6][CK_SHA256_HEX_LEN + 1];
+    keys_epoch(root, -1, none, 6);
+    keys_of(root, NULL, 0, a, 6);
+    for (int i = 0; i < 6; i++) /* no epoch: the material is as before */
+        assert_string_equal(none[i], a[i]);
+
+    keys_epoch(root, 1700000000, a, 6);
+    if (getenv("CAIRN_GOLDEN_PRINT"))
+        for (int i = 0; i < 6; i++)
+            printf("    \"%s\",\n", a[i]);
+    for (int i = 0; i < 6; i++) {
+        assert_string_not_equal(none[i], a[i]);
+        assert_string_equal(a[i], epoch_keys[i]);
+    }
+    keys_epoch(root, 1700000000, b, 6);
+    for (int i = 0; i < 6; i++)
+        assert_string_equal(a[i], b[i]);
+    keys_epoch(root, 1700000001, b, 6);
+    for (int i = 0; i < 6; i++)
+        assert_string_not_equal(a[i], b[i]);
+    /* 0 is an epoch, not "none". */
+    keys_epoch(root, 0, b, 6);
+    for (int i = 0; i < 6; i++)
+        assert_string_not_equal(none[i], b[i]);
+
+    /* The field follows the instruction, in decimal. */
+    struct ck_plan_opts po = {.allow_unresolved = true,
+                              .has_source_date_epoch = true,
+                              .source_date_epoch = 1700000000};
+    struct result r;
+    assert_int_equal(compute_opts(root, prop_dockerfile, &po, &r), 0);
+    const struct ck_step_key *k = &r.keys->keys[4]; /* RUN */
+    size_t pos = 0;
+    const char *l = NULL, *v = NULL;
+    size_t ln = 0, vn = 0;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(ck_material_next(k->material.data, k->material.len,
+                                          &pos, &l, &ln, &v, &vn), 1);
+    assert_int_equal(ln, strlen("source-date-epoch"));
+    assert_memory_equal(l, "source-date-epoch", ln);
+    assert_int_equal(vn, 10);
+    assert_memory_equal(v, "1700000000", 10);
+    release(&r);
+
+    /* A negative epoch is refused, not keyed. */
+    po.source_date_epoch = -5;
+    assert_int_equal(compute_opts(root, prop_dockerfile, &po, &r),
+                     CAIRN_E_INVAL);
+    assert_non_null(strstr(r.err.msg, "epoch"));
+    release(&r);
+    rm_tree(root);
+    free(root);
+}
+
 static void test_unresolved_and_missing_source(void **state)
 {
     (void)state;
@@ -506,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_golden_vectors),
         cmocka_unit_test(test_inputs_change_exactly_their_steps),
         cmocka_unit_test(test_material_layout),
+        cmocka_unit_test(test_source_date_epoch),
         cmocka_unit_test(test_unresolved_and_missing_source),
         cmocka_unit_test(test_mount_and_exclude_keys),
         cmocka_unit_test(test_mount_from_stage_key),

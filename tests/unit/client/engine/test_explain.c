@@ -322,6 +322,40 @@ static void test_other_label_named(void **state)
     cairn_explain_step_clear(&b);
 }
 
+/* The source date epoch (docs/cachekey.md) is said with its values, on
+ * every step it is in, whether it appears, changes or goes away. */
+static void test_source_date_epoch(void **state)
+{
+    (void)state;
+    const char *none[] = {"version", "1", "parent", P_OLD, "op", "RUN",
+                          "instruction", "RUN make", "argv", "/bin/sh", NULL};
+    const char *e1[] = {"version", "1", "parent", P_NEW, "op", "RUN",
+                        "instruction", "RUN make", "source-date-epoch",
+                        "1700000000", "argv", "/bin/sh", NULL};
+    const char *e2[] = {"version", "1", "parent", P_OLD, "op", "RUN",
+                        "instruction", "RUN make", "source-date-epoch",
+                        "1600000000", "argv", "/bin/sh", NULL};
+    struct cairn_explain_step a, b, c;
+    step_make(&a, 2, none);
+    step_make(&b, 2, e1);
+    step_make(&c, 2, e2);
+    char *t = causes_of(&a, &b);
+    assert_string_equal(t,
+                        "RUN: source date epoch changed (unset -> 1700000000)");
+    free(t);
+    t = causes_of(&b, &a);
+    assert_string_equal(t,
+                        "RUN: source date epoch changed (1700000000 -> unset)");
+    free(t);
+    t = causes_of(&c, &b);
+    assert_string_equal(
+        t, "RUN: source date epoch changed (1600000000 -> 1700000000)");
+    free(t);
+    cairn_explain_step_clear(&a);
+    cairn_explain_step_clear(&b);
+    cairn_explain_step_clear(&c);
+}
+
 static void build_fixture(struct cairn_explain_build *eb)
 {
     eb->nsteps = 3;
@@ -504,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_copy_many_files_capped),
         cmocka_unit_test(test_values_escaped),
         cmocka_unit_test(test_other_label_named),
+        cmocka_unit_test(test_source_date_epoch),
         cmocka_unit_test(test_record_roundtrip),
         cmocka_unit_test(test_record_corrupt),
         cmocka_unit_test(test_match),

@@ -35,7 +35,7 @@ static int call(cd_unary_fn fn, struct cd_svc *svc, const char *token, const cha
     size_t len = cairn__claim__v1__claim_request__pack(&in, buf);
     char authz[64];
     snprintf(authz, sizeof authz, "Bearer %s", token);
-    struct cd_req req = {buf, len, NULL, 0, authz};
+    struct cd_req req = {.data = buf, .len = len, .authorization = authz};
     struct cd_reply r;
     memset(&r, 0, sizeof r);
     fn(svc, &req, &r);
@@ -63,7 +63,7 @@ static int update(struct cd_svc *svc, const char *instance)
     in.action_result = &res;
     uint8_t buf[512];
     size_t len = build__bazel__remote__execution__v2__update_action_result_request__pack(&in, buf);
-    struct cd_req req = {buf, len, NULL, 0, "Bearer w"};
+    struct cd_req req = {.data = buf, .len = len, .authorization = "Bearer w"};
     struct cd_reply r;
     memset(&r, 0, sizeof r);
     cd_ac_update(svc, &req, &r);
@@ -145,7 +145,7 @@ static void test_auth_and_upload_ends(void **state)
 
     /* Garbage is INVALID_ARGUMENT, not a crash. */
     uint8_t junk[] = {0x12, 0xff, 0xff, 0x01};
-    struct cd_req req = {junk, sizeof junk, NULL, 0, "Bearer w"};
+    struct cd_req req = {.data = junk, .len = sizeof junk, .authorization = "Bearer w"};
     struct cd_reply r;
     memset(&r, 0, sizeof r);
     cd_claim_take(&svc, &req, &r);

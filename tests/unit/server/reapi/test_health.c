@@ -16,7 +16,7 @@ static int check(struct cd_svc *svc, const char *name, int *status)
     in.service = (char *)name;
     uint8_t buf[256];
     size_t len = grpc__health__v1__health_check_request__pack(&in, buf);
-    struct cd_req req = {buf, len, NULL, 0, NULL};
+    struct cd_req req = {buf, len, NULL, 0, NULL, NULL};
     struct cd_reply r;
     memset(&r, 0, sizeof r);
     cd_health_check(svc, &req, &r);

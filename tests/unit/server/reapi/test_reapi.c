@@ -11,7 +11,7 @@ static int check(const ProtobufCMessageDescriptor *d, const char *bytes, size_t 
                  struct cd_reply *r)
 {
     memset(r, 0, sizeof *r);
-    struct cd_req req = {(const uint8_t *)bytes, len, NULL, 0, NULL};
+    struct cd_req req = {(const uint8_t *)bytes, len, NULL, 0, NULL, NULL};
     return cd_request_strings_check(d, &req, r);
 }
 

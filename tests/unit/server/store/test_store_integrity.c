@@ -274,6 +274,175 @@ static void test_kill9_durability(void **state)
     store_open_ok(f);
 }
 
+/* --- kill -9 durability of group commits ----------------------------------
+ * Many writers of small blobs at once, so that their publishes share
+ * group commits (one txn and one sync for many blobs): every blob whose
+ * call returned before the kill is there afterwards and verifies. A
+ * writer is told only after the shared sync; acknowledging any earlier
+ * would lose the blobs of a batch cut short by the kill. */
+
+#define SMALL_THREADS 64
+#define SMALL_ACKS 2000 /* acks the parent waits for before killing */
+#define SMALL_MANY 8    /* blobs per cd_store_blob_put_many */
+
+static size_t small_size(int t, uint64_t i)
+{
+    uint64_t s = (uint64_t)t * 7919 + i * 104729 + 3;
+    rng_next(&s);
+    return (size_t)(rng_next(&s) % 4096) + 1;
+}
+
+static uint8_t *small_blob(int round, int t, uint64_t i, struct cd_digest *d)
+{
+    return make_blob(small_size(t, i), ((uint64_t)round << 48) | ((uint64_t)t << 32) | i, d);
+}
+
+/* Thread t stores its blobs 0, 1, 2, ... in steps: i % 3 == 0 alone with
+ * cd_store_blob_put, 1 as an upload, 2 and the SMALL_MANY - 1 after it in
+ * one cd_store_blob_put_many; each step is acked (its last index) once
+ * its call returned. */
+static void *small_writer(void *arg)
+{
+    struct crash_child *c = arg;
+    for (uint32_t i = 0;;) {
+        struct cd_digest d[SMALL_MANY];
+        uint8_t *p[SMALL_MANY];
+        const void *data[SMALL_MANY];
+        int rcs[SMALL_MANY];
+        uint32_t n = i % 3 == 2 ? SMALL_MANY : 1;
+        for (uint32_t k = 0; k < n; k++) {
+            p[k] = small_blob(c->round, c->t, i + k, &d[k]);
+            data[k] = p[k];
+            rcs[k] = 0;
+        }
+        int rc;
+        if (n > 1) {
+            rc = cd_store_blob_put_many(c->st, "small", n, d, data, rcs);
+            for (uint32_t k = 0; k < n && rc == 0; k++)
+                rc = rcs[k];
+        } else if (i % 3 == 0) {
+            rc = cd_store_blob_put(c->st, "small", &d[0], p[0], (size_t)d[0].size);
+        } else {
+            struct cd_upload *u = NULL;
+            rc = cd_store_upload_begin(c->st, "small", &d[0], &u);
+            if (rc == 0)
+                rc = cd_upload_write(u, p[0], (size_t)d[0].size);
+            rc = rc == 0 ? cd_upload_commit(u) : rc;
+        }
+        for (uint32_t k = 0; k < n; k++)
+            free(p[k]);
+        if (rc != 0)
+            _exit(3);
+        i += n;
+        crash_send(c, CRASH_ACK, i - 1);
+    }
+    return NULL;
+}
+
+static void small_child_run(const char *dir, int fd, int round)
+{
+    struct cd_store_opts o = {.dir = dir, .max_size = 0, .upload_ttl_s = 3600};
+    struct cd_store *st = NULL;
+    if (cd_store_open(&o, &st, NULL) != 0)
+        _exit(2);
+    pthread_mutex_t mu;
+    pthread_mutex_init(&mu, NULL);
+    static struct crash_child c[SMALL_THREADS];
+    pthread_t th;
+    for (int t = 0; t < SMALL_THREADS; t++) {
+        c[t] = (struct crash_child){st, fd, t, round, &mu};
+        if (pthread_create(&th, NULL, small_writer, &c[t]) != 0)
+            _exit(5);
+    }
+    for (;;)
+        pause(); /* until SIGKILL */
+}
+
+/* 1 when blob i of thread t is stored and verifies, 0 when absent. */
+static int small_check(struct cd_store *st, int round, int t, uint64_t i)
+{
+    struct cd_digest d;
+    uint8_t *p = small_blob(round, t, i, &d);
+    void *got = NULL;
+    int rc = cd_store_blob_get(st, "small", &d, 1u << 20, &got);
+    free(p);
+    if (rc == CAIRN_E_NOTFOUND)
+        return 0;
+    /* cd_store_blob_get hashes what it read: the blob is whole. */
+    assert_int_equal(rc, 0);
+    free(got);
+    return 1;
+}
+
+static void test_kill9_group_commit(void **state)
+{
+    struct fixture *f = *state;
+    cd_store_close(f->st);
+    f->st = NULL;
+    srand((unsigned)time(NULL) ^ 0x5a5a);
+    for (int round = 0; round < 2; round++) {
+        rm_store_dir(f->dir);
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(fds[0]);
+            small_child_run(f->dir, fds[1], round);
+        }
+        close(fds[1]);
+        int64_t last[SMALL_THREADS];
+        for (int t = 0; t < SMALL_THREADS; t++)
+            last[t] = -1;
+        struct crash_ack a;
+        unsigned acks = 0;
+        bool killed = false;
+        while (read(fds[0], &a, sizeof a) == (ssize_t)sizeof a) {
+            assert_int_equal(a.kind, CRASH_ACK);
+            assert_true(a.t < SMALL_THREADS);
+            assert_true((int64_t)a.i > last[a.t]); /* in order */
+            last[a.t] = a.i;
+            if (++acks == SMALL_ACKS && !killed) {
+                /* Killed in full swing, wherever the commits are. */
+                struct timespec ts = {0, (rand() % 20) * 1000000L};
+                nanosleep(&ts, NULL);
+                assert_int_equal(kill(pid, SIGKILL), 0);
+                killed = true;
+            }
+        }
+        close(fds[0]);
+        int status = 0;
+        if (!killed)
+            (void)kill(pid, SIGKILL);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status)); /* not an early _exit */
+        assert_true(killed);
+        store_open_ok(f);
+        struct cd_store_stats s;
+        cd_store_stats_get(f->st, &s);
+        uint64_t visible = 0, acked = 0;
+        for (int t = 0; t < SMALL_THREADS; t++) {
+            for (int64_t i = 0; i <= last[t]; i++)
+                assert_int_equal(small_check(f->st, round, t, (uint64_t)i), 1);
+            acked += (uint64_t)(last[t] + 1);
+            /* The step in flight at the kill may be there or not (whole
+             * either way); nothing after it can be. */
+            uint64_t i = (uint64_t)(last[t] + 1);
+            for (; i < (uint64_t)(last[t] + 1 + SMALL_MANY); i++)
+                visible += (uint64_t)small_check(f->st, round, t, i);
+            assert_int_equal(small_check(f->st, round, t, i + SMALL_MANY), 0);
+        }
+        visible += acked;
+        print_message("round %d: %llu blobs acked, %llu visible\n", round,
+                      (unsigned long long)acked, (unsigned long long)visible);
+        assert_true(acked >= SMALL_ACKS);
+        assert_int_equal(s.blobs, visible); /* nothing else is there */
+        cd_store_close(f->st);
+        f->st = NULL;
+    }
+    store_open_ok(f);
+}
+
 /* --- verification ------------------------------------------------------- */
 
 /* Closes f's store, flips one byte in every copy of blob's middle 256
@@ -613,6 +782,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_kill9_durability, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_group_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_corrupt_read_quarantines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_corrupt_read_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_async_cancel, setup, teardown),
