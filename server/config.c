@@ -124,6 +124,9 @@ static const struct opt {
      "                         is served without hashing again (default 10m; 0: every read)"},
     {"--no-read-verify", OPT_FLAG, offsetof(struct cd_config, no_read_verify), 0, 0,
      "serve blobs without hashing them (clients still check digests)"},
+    {"--no-claims", OPT_FLAG, offsetof(struct cd_config, no_claims), 0, 0,
+     "do not offer step claims (cairn.claim.v1): concurrent builders\n"
+     "                         that miss the same step each run it"},
     {"--max-header-size", OPT_SIZE, offsetof(struct cd_config, max_header_size), 1024, 1u << 20,
      "SIZE of the request headers (metadata) of a call, 1K to 1M\n"
      "                         (default 8K, gRPC's); larger is refused"},

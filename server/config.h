@@ -30,6 +30,7 @@ struct cd_config {
     unsigned shutdown_delay_s; /* --shutdown-delay DURATION (0: drain at once) */
     unsigned reverify_s;      /* --reverify-after DURATION */
     bool no_read_verify;      /* --no-read-verify */
+    bool no_claims;           /* --no-claims: cairn.claim.v1 is UNIMPLEMENTED */
     /* Connection limits, passed to gRPC (server/grpc/rpc.h,
      * docs/security.md). */
     uint64_t max_header_size; /* --max-header-size SIZE */

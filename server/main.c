@@ -7,6 +7,7 @@
  * exits 0. */
 #include "cachekey/key.h"
 #include "server/reapi/auth.h"
+#include "server/reapi/claimtab.h"
 #include "server/config.h"
 #include "server/grpc/metrics_http.h"
 #include "server/telemetry/expo.h"
@@ -565,6 +566,7 @@ int main(int argc, char **argv)
     struct cd_store *store = NULL;
     struct cd_auth *auth = NULL;
     struct cd_uploads *uploads = NULL;
+    struct cd_claims *claims = NULL;
     struct cd_rpc *rpc = NULL;
     struct cd_relay *relay = NULL;
     SSL_CTX *tls = NULL;
@@ -599,7 +601,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "cairnd: out of memory\n");
         goto out;
     }
-    struct cd_svc svc = {store, auth, uploads, &metrics, false};
+    if (!cfg.no_claims && cd_claims_new(0, &claims) != 0) {
+        fprintf(stderr, "cairnd: out of memory\n");
+        goto out;
+    }
+    struct cd_svc svc = {store, auth, uploads, &metrics, false, claims};
     grpc_init();
     /* A silent Write stream is cancelled after half the upload TTL, so its
      * upload is parked (and resumable) well before the store would expire
@@ -660,6 +666,7 @@ int main(int argc, char **argv)
     status = 0;
 out:
     cd_metrics_http_free(mh);
+    cd_claims_free(claims);
     cd_uploads_free(uploads);
     cd_store_close(store);
     cd_auth_free(auth);

@@ -114,11 +114,12 @@ void build_report_step(void *arg, const struct cairn_build_step *step)
 static json_t *totals_json(const struct build_report_end *e)
 {
     const struct cairn_build_stats *st = e->stats;
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "steps",
-                     (json_int_t)st->steps, "local_hits",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}",
+                     "steps", (json_int_t)st->steps, "local_hits",
                      (json_int_t)st->cached, "remote_hits",
                      (json_int_t)st->remote, "ran", (json_int_t)st->run,
-                     "bytes_down", (json_int_t)st->bytes_down, "bytes_up",
+                     "claimed", (json_int_t)st->claimed, "waited",
+                     (json_int_t)st->waited, "bytes_down", (json_int_t)st->bytes_down, "bytes_up",
                      (json_int_t)st->bytes_up, "layer_bytes",
                      (json_int_t)st->layer_bytes, "duration", e->secs);
 }

@@ -345,16 +345,21 @@ static void build_summary(FILE *out, const struct build_cli *c, const char *id,
             strchr(strrchr(t, '/') ? strrchr(t, '/') : t, ':') != NULL;
         fprintf(out, "Successfully tagged %s%s\n", t, has_tag ? "" : ":latest");
     }
-    if (cache)
+    if (cache) {
         fprintf(out,
                 "cairn: %u steps, %u local hits, %u remote hits, %u run, "
                 "%llu bytes down, %llu bytes up, %.2fs\n",
                 stats->steps, stats->cached, stats->remote, stats->run,
                 (unsigned long long)stats->bytes_down,
                 (unsigned long long)stats->bytes_up, secs);
-    else
+        /* A line of its own: the one above keeps its shape for scripts. */
+        if (stats->waited > 0)
+            fprintf(out, "cairn: waited for another builder on %u step%s\n",
+                    stats->waited, stats->waited == 1 ? "" : "s");
+    } else {
         fprintf(out, "cairn: %u steps, %u layers from cache, %u run, %.2fs\n",
                 stats->steps, stats->cached, stats->run, secs);
+    }
 }
 
 /* Ends the build's report: the totals line of --progress json and the

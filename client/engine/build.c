@@ -19,6 +19,7 @@
 #include "cachekey/plan.h"
 #include "cachekey/statcache.h"
 #include "client/engine/explain.h"
+#include "client/remote/claim.h"
 #include "client/store/image.h"
 #include "common/buf.h"
 #include "common/strvec.h"
@@ -493,6 +494,24 @@ static bool remote_rec(struct build *b, size_t i, struct cairn_layer_rec *out)
     return true;
 }
 
+/* A layer step the local store lacks (local false) and the cache lookup
+ * missed is settled among concurrent builders (client/remote/claim.h):
+ * when another builder's result arrives while this one waits, it becomes
+ * a remote hit here. */
+static enum cairn_claim_outcome claim_settle(struct build *b, size_t i, bool local)
+{
+    if (local || b->claims == NULL || b->remote == NULL || b->remote[i] == NULL ||
+        b->remote[i]->hit)
+        return CAIRN_CLAIM_RUN;
+    char label[64];
+    snprintf(label, sizeof label, "step %d/%d", b->plan->steps[i].number, b->total);
+    enum cairn_claim_outcome o =
+        cairn_claims_settle(b->claims, b->st, b->remote[i], b->out, label);
+    if (o == CAIRN_CLAIM_FOUND)
+        b->remote_hit[i] = true;
+    return o;
+}
+
 /* --cache-verify: whether remote hit i is one of the share that also
  * runs locally. By the first 32 bits of its key (a sha256, so evenly
  * spread): a percentage picks the same steps every time. */
@@ -566,8 +585,9 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
     memset(&rec, 0, sizeof rec);
     char *snap = NULL; /* the snapshot a COPY wrote with its layer */
     int rc;
-    if (!b->o->no_cache && (cairn_store_key_get(b->st, k->hex, &rec) == 0 ||
-                            remote_rec(b, i, &rec))) {
+    bool local = !b->o->no_cache && cairn_store_key_get(b->st, k->hex, &rec) == 0;
+    enum cairn_claim_outcome claim = claim_settle(b, i, local);
+    if (local || (!b->o->no_cache && remote_rec(b, i, &rec))) {
         *cached = true;
         bool remote = b->remote_hit && b->remote_hit[i];
         if (remote)
@@ -599,6 +619,8 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
             rc = build_run_step(b, s, so, &rec.layer, &blob, &empty);
         else
             rc = build_copy_step(b, s, so, &rec.layer, &blob, &empty, &snap);
+        if (claim == CAIRN_CLAIM_OWNED)
+            cairn_claims_done(b->claims, k->hex, rc == 0);
         if (rc)
             return rc;
         b->stats->run++;
@@ -1121,7 +1143,9 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     if (rc)
         goto out;
     if (o->cache && !o->no_cache) {
-        rc = remote_lookup(&b);
+        rc = cairn_claims_open(o->cache, &b.claims);
+        if (!rc)
+            rc = remote_lookup(&b);
         if (!rc)
             rc = remote_fetch(&b);
     }
@@ -1136,9 +1160,17 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         cairn_cache_stats_get(o->cache, &cst_);
         stats->bytes_down = cst_.bytes_down;
         stats->bytes_up = cst_.bytes_up;
+        /* After the uploads, which ended the claims they answer. */
+        struct cairn_claims_stats clst;
+        cairn_claims_stats_get(b.claims, &clst);
+        stats->claimed = clst.claimed;
+        stats->waited = clst.waited;
+        cairn_claims_close(b.claims);
+        b.claims = NULL;
     }
     cairn_store_unlock(st);
 out:
+    cairn_claims_close(b.claims);
     free(b.remote_hit);
     free(b.remote);
     free(b.remote_steps);

@@ -102,6 +102,8 @@ struct cairn_build_stats {
     uint64_t bytes_down;  /* from the shared cache */
     uint64_t bytes_up;    /* to the shared cache */
     unsigned run;         /* layer steps executed */
+    unsigned claimed;     /* ... of which claimed from the cache first */
+    unsigned waited;      /* layer steps that waited for another builder */
     uint64_t layer_bytes; /* bytes of new layer blobs */
 };
 

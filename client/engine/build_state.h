@@ -44,6 +44,9 @@ struct build {
      * pointers into remote_steps. */
     struct cairn_cache_step **remote;
     struct cairn_cache_step *remote_steps;
+    /* Step claims among concurrent builders (client/remote/claim.h); NULL
+     * without a shared cache. */
+    struct cairn_claims *claims;
     struct cairn_explain_build last; /* tags[0]'s last build (--explain) */
     bool have_last;
     /* --cache-verify found a step that differs from the shared cache:

@@ -49,6 +49,7 @@ struct cairn_cache {
     bool read_only;
     bool probed;
     int64_t max_layer; /* blob bytes; the tar may be TAR_FACTOR times more */
+    int64_t claim_ttl_ms; /* cfg's cache-claim-ttl: -1 off, 0 default */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct cairn_sign_key *sign_key; /* sign-key; the uploader's alone */
@@ -173,6 +174,7 @@ int cairn_cache_open(const struct cairn_config *cfg, struct cairn_cache **out,
     pthread_cond_init(&c->cv, NULL);
     c->read_only = cfg->read_only;
     c->max_layer = cfg->max_layer > 0 ? cfg->max_layer : CAIRN_CONFIG_MAX_LAYER;
+    c->claim_ttl_ms = cfg->claim_ttl_ms;
     int rc = 0;
     for (size_t i = 0; !rc && i < cfg->urls.n; i++) {
         struct endpoint *e = &c->eps[i];
@@ -241,6 +243,19 @@ static bool ep_down(struct cairn_cache *c, struct endpoint *e)
     bool d = e->down;
     pthread_mutex_unlock(&c->mu);
     return d;
+}
+
+int cairn_cache_claim_target(struct cairn_cache *c, const char *key_hex,
+                             struct cairn_cache_target *out)
+{
+    struct endpoint *e = pick(c, key_hex);
+    if (c->claim_ttl_ms < 0 || !c->probed || ep_down(c, e) || !e->writable)
+        return CAIRN_E_NOTFOUND;
+    out->r = e->r;
+    out->instance = e->instance;
+    out->url = e->url;
+    out->ttl_ms = c->claim_ttl_ms > 0 ? c->claim_ttl_ms : CAIRN_CONFIG_CLAIM_TTL;
+    return 0;
 }
 
 /* A transport failure (down, timeout) takes the endpoint out for the rest

@@ -132,6 +132,20 @@ int cairn_cache_result_parse(const struct cairn_remote_result *res,
 void cairn_cache_result_make(const struct cairn_layer_rec *rec,
                              struct cairn_remote_result *res);
 
+/* Where step claims for key_hex go (client/remote/claim.h): the
+ * endpoint that holds the key, when the lookups probed it, it is up, this
+ * client may write it and claims are not off (cache-claim-ttl). r,
+ * instance and url are borrowed for c's life. CAIRN_E_NOTFOUND when the
+ * step is not to be claimed. */
+struct cairn_cache_target {
+    struct cairn_remote *r;
+    const char *instance;
+    const char *url;
+    int64_t ttl_ms;
+};
+int cairn_cache_claim_target(struct cairn_cache *c, const char *key_hex,
+                             struct cairn_cache_target *out);
+
 /* Entries of other kinds than a step's layer (the image record,
  * client/remote/imagerec.h) go through the same endpoints: the one that
  * rendezvous hashing picks for the action's hash, skipped when it is

@@ -146,6 +146,20 @@ int cairn_config_set(struct cairn_config *c, const char *key,
                                  value);
         return 0;
     }
+    if (strcmp(key, "cache-claim-ttl") == 0) {
+        /* "off": never claim steps (client/remote/claim.h). */
+        if (strcmp(value, "off") == 0) {
+            c->claim_ttl_ms = -1;
+            return 0;
+        }
+        if (cairn_config_duration_ms(value, &c->claim_ttl_ms) != 0 ||
+            c->claim_ttl_ms > CAIRN_CONFIG_MAX_CLAIM_TTL)
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "cache-claim-ttl: bad duration \"%s\" "
+                                 "(e.g. 30s, 1500ms, up to 10m; or off)",
+                                 value);
+        return 0;
+    }
     return cairn_err_set(err, CAIRN_E_INVAL, "unknown setting \"%s\"", key);
 }
 
@@ -253,6 +267,7 @@ int cairn_config_load(struct cairn_config *c, struct cairn_err *err)
         {"CAIRN_CACHE_TIMEOUT", "cache-timeout"},
         {"CAIRN_CACHE_MAX_LAYER", "cache-max-layer"},
         {"CAIRN_CACHE_MIN_RATE", "cache-min-rate"},
+        {"CAIRN_CACHE_CLAIM_TTL", "cache-claim-ttl"},
         {"CAIRN_SIGN_KEY", "sign-key"},
     };
     for (size_t i = 0; !rc && i < sizeof envs / sizeof envs[0]; i++) {

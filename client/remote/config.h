@@ -3,11 +3,12 @@
  * the cache once. Later sources override earlier ones: the file, then
  * CAIRN_CACHE (URLs separated by spaces or commas), CAIRN_CACHE_MODE,
  * CAIRN_CACHE_TOKEN, CAIRN_CACHE_CA, CAIRN_CACHE_TIMEOUT,
- * CAIRN_CACHE_MAX_LAYER, CAIRN_CACHE_MIN_RATE, CAIRN_SIGN_KEY, CAIRN_TRUST
- * (entries separated by ';'), then command-line flags (set by the
- * caller). The file has "key = value" lines; '#' starts a comment;
- * keys: cache (repeatable), cache-mode, cache-token, cache-ca,
- * cache-timeout, cache-max-layer, cache-min-rate; for signed entries
+ * CAIRN_CACHE_MAX_LAYER, CAIRN_CACHE_MIN_RATE, CAIRN_CACHE_CLAIM_TTL,
+ * CAIRN_SIGN_KEY, CAIRN_TRUST (entries separated by ';'), then
+ * command-line flags (set by the caller). The file has "key = value"
+ * lines; '#' starts a comment; keys: cache (repeatable), cache-mode,
+ * cache-token, cache-ca, cache-timeout, cache-max-layer, cache-min-rate,
+ * cache-claim-ttl (client/remote/claim.h); for signed entries
  * (client/remote/sign.h) sign-key (a private key file: uploads are
  * signed with it) and trust (repeatable: "SCOPE KEY", a public key
  * trusted for a cache URL, an instance or "*"; a cache some trust
@@ -39,6 +40,10 @@ struct cairn_config {
     /* A blob stream that moves fewer bytes than this per second over a
      * cache-timeout window is abandoned (stall, trickle). 0: default. */
     int64_t min_rate;
+    /* How long a claim on a step lasts unless renewed (client/remote/
+     * claim.h); the owner renews every third of it. 0: the default,
+     * CAIRN_CONFIG_CLAIM_TTL; -1: "off", steps are never claimed. */
+    int64_t claim_ttl_ms;
     /* insecure-registry: registries ("host[:port]") reached without TLS
      * checks (client/registry/transport.h); owned. */
     struct cairn_strvec insecure;
@@ -49,6 +54,8 @@ struct cairn_config {
 #define CAIRN_CONFIG_MAX_LAYER ((int64_t)10 << 30)
 #define CAIRN_CONFIG_TAR_FACTOR 4
 #define CAIRN_CONFIG_MIN_RATE ((int64_t)256 << 10)
+#define CAIRN_CONFIG_CLAIM_TTL ((int64_t)30000)
+#define CAIRN_CONFIG_MAX_CLAIM_TTL ((int64_t)600000)
 
 void cairn_config_init(struct cairn_config *c);
 /* Frees what c owns. Accepts NULL. */

@@ -1,6 +1,7 @@
 #include "client/remote/remote.h"
 
 #include "build/bazel/remote/execution/v2/remote_execution.pb-c.h"
+#include "cairn/claim/v1/claim.pb-c.h"
 #include "google/bytestream/bytestream.pb-c.h"
 
 #include <grpc/byte_buffer.h>
@@ -997,4 +998,47 @@ int cairn_remote_write(struct cairn_remote *r, const char *instance,
     call_end(&c);
     free(chunk);
     return rc;
+}
+
+/* ---- cairn.claim.v1 ------------------------------------------------------ */
+
+int cairn_remote_claim(struct cairn_remote *r, const char *instance,
+                       const struct cairn_remote_digest *action,
+                       enum cairn_remote_claim_op op, int64_t ttl_ms,
+                       const char *builder, struct cairn_remote_claim *out,
+                       struct cairn_err *err)
+{
+    static const char *const methods[] = {"/cairn.claim.v1.Claims/Claim",
+                                          "/cairn.claim.v1.Claims/Renew",
+                                          "/cairn.claim.v1.Claims/Release"};
+    static const char *const whats[] = {"Claim", "Renew", "Release"};
+    Cairn__Claim__V1__ClaimRequest rq = CAIRN__CLAIM__V1__CLAIM_REQUEST__INIT;
+    Digest ad;
+    digest_to_pb(action, &ad);
+    rq.instance_name = (char *)instance;
+    rq.action_digest = &ad;
+    rq.ttl_ms = ttl_ms < 0 ? 0 : ttl_ms > UINT32_MAX ? UINT32_MAX
+                                                      : (uint32_t)ttl_ms;
+    rq.builder_id = (char *)builder;
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    int rc = unary(r, methods[op], whats[op], &rq.base, &resp, &rlen, err);
+    if (rc)
+        return rc;
+    Cairn__Claim__V1__ClaimResponse *m =
+        cairn__claim__v1__claim_response__unpack(NULL, rlen, resp);
+    free(resp);
+    int state = m ? (int)m->state : 0;
+    if (m == NULL || state < CAIRN_REMOTE_CLAIM_GRANTED ||
+        state > CAIRN_REMOTE_CLAIM_GONE) {
+        cairn__claim__v1__claim_response__free_unpacked(m, NULL);
+        return cairn_err_set(err, CAIRN_E_CORRUPT, "%s %s: malformed reply",
+                             r->target, whats[op]);
+    }
+    out->state = (enum cairn_remote_claim_state)state;
+    out->remaining_ms = m->remaining_ms;
+    out->held_ms = m->held_ms;
+    out->ttl_ms = m->ttl_ms;
+    cairn__claim__v1__claim_response__free_unpacked(m, NULL);
+    return 0;
 }

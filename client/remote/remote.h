@@ -128,4 +128,33 @@ int cairn_remote_write(struct cairn_remote *r, const char *instance,
                        const struct cairn_remote_digest *d, int fd,
                        struct cairn_err *err);
 
+/* cairn.claim.v1 (proto/cairn/claim/v1/claim.proto, docs/remote.md
+ * "Claims"): a lease on an action digest among builders, cairnd's own
+ * extension. TAKE gets it (GRANTED) or says who has it (HELD); RENEW
+ * extends the caller's (GRANTED) or says it is GONE; RELEASE ends the
+ * caller's (GONE). builder identifies the caller (1..128 bytes). A
+ * server without the service answers CAIRN_E_UNSUPPORTED. */
+enum cairn_remote_claim_op {
+    CAIRN_REMOTE_CLAIM_TAKE,
+    CAIRN_REMOTE_CLAIM_RENEW,
+    CAIRN_REMOTE_CLAIM_RELEASE,
+};
+enum cairn_remote_claim_state {
+    CAIRN_REMOTE_CLAIM_GRANTED = 1,
+    CAIRN_REMOTE_CLAIM_HELD = 2,
+    CAIRN_REMOTE_CLAIM_GONE = 3,
+};
+struct cairn_remote_claim {
+    enum cairn_remote_claim_state state;
+    int64_t remaining_ms; /* until the claim expires */
+    int64_t held_ms;      /* HELD: how long its holder has had it */
+    int64_t ttl_ms;       /* the ttl the server applied */
+};
+/* A reply in another state, or an unparsable one, is CAIRN_E_CORRUPT. */
+int cairn_remote_claim(struct cairn_remote *r, const char *instance,
+                       const struct cairn_remote_digest *action,
+                       enum cairn_remote_claim_op op, int64_t ttl_ms,
+                       const char *builder, struct cairn_remote_claim *out,
+                       struct cairn_err *err);
+
 #endif

@@ -15,6 +15,7 @@
  * update path uses the same scanner on the bytes it stores, so the digests
  * checked at update and at lookup are the same by construction. */
 #include "server/reapi/acrefs.h"
+#include "server/reapi/claimtab.h"
 #include "server/reapi/reapi.h"
 #include "server/reapi/resource.h"
 
@@ -139,6 +140,11 @@ void cd_ac_update(struct cd_svc *svc, const struct cd_req *req, struct cd_reply 
             cd_reply_fail(r, rc, "action result exceeds %u bytes", CD_STORE_MAX_AC_RESULT);
         else
             cd_reply_fail(r, rc, "store: %s", cairn_strerror(rc));
+    } else {
+        /* The result is what a claim on this action promised
+         * (server/reapi/claim.c): its waiters now find it. */
+        if (cd_claims_end(svc->claims, in->instance_name ? in->instance_name : "", &action))
+            cd_metrics_add(&svc->metrics->claims_ended, 1);
     }
 out:
     cd_acrefs_free(&refs);

@@ -3,6 +3,8 @@
  * else is UNIMPLEMENTED. */
 #include "server/reapi/reapi.h"
 
+#include "cairn/claim/v1/claim.pb-c.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -26,6 +28,13 @@ const struct cd_method cd_methods[] = {
     {"/google.bytestream.ByteStream/Write", CD_CALL_CLIENT_STREAM, NULL, &cd_bytestream_write_ops, NULL},
     {"/google.bytestream.ByteStream/QueryWriteStatus", CD_CALL_UNARY, cd_bytestream_query, NULL,
      &google__bytestream__query_write_status_request__descriptor},
+    /* cairn's extension (server/reapi/claim.c); REAPI clients never call it. */
+    {"/cairn.claim.v1.Claims/Claim", CD_CALL_UNARY, cd_claim_take, NULL,
+     &cairn__claim__v1__claim_request__descriptor},
+    {"/cairn.claim.v1.Claims/Renew", CD_CALL_UNARY, cd_claim_renew, NULL,
+     &cairn__claim__v1__claim_request__descriptor},
+    {"/cairn.claim.v1.Claims/Release", CD_CALL_UNARY, cd_claim_release, NULL,
+     &cairn__claim__v1__claim_request__descriptor},
     {"/grpc.health.v1.Health/Check", CD_CALL_UNARY, cd_health_check, NULL,
      &grpc__health__v1__health_check_request__descriptor},
 };

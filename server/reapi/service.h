@@ -34,6 +34,8 @@
 /* ByteStream Read sends the blob in messages of at most this many bytes. */
 #define CD_READ_CHUNK (1u << 20)
 
+struct cd_claims;
+
 /* Everything handlers share; borrowed from main(), which outlives the RPC
  * layer. auth NULL means the server is open. draining is set once, by
  * main on SIGTERM, and read by any worker (grpc.health.v1 then answers
@@ -44,6 +46,9 @@ struct cd_svc {
     struct cd_uploads *uploads;
     struct cd_metrics *metrics;
     atomic_bool draining;
+    /* The claim table (server/reapi/claimtab.h); NULL: claims are off
+     * (--no-claims) and cairn.claim.v1 answers UNIMPLEMENTED. */
+    struct cd_claims *claims;
 };
 
 /* A call whose client-streaming handler answers later (server/grpc/
@@ -156,5 +161,8 @@ void cd_cas_batch_read(struct cd_svc *svc, const struct cd_req *req, struct cd_r
 extern const struct cd_stream_ops cd_bytestream_read_ops;
 extern const struct cd_stream_ops cd_bytestream_write_ops;
 void cd_bytestream_query(struct cd_svc *svc, const struct cd_req *req, struct cd_reply *r);
+void cd_claim_take(struct cd_svc *svc, const struct cd_req *req, struct cd_reply *r);
+void cd_claim_renew(struct cd_svc *svc, const struct cd_req *req, struct cd_reply *r);
+void cd_claim_release(struct cd_svc *svc, const struct cd_req *req, struct cd_reply *r);
 
 #endif

@@ -226,6 +226,15 @@ static void render_counters(struct cd_expo *e, const struct cd_metrics *m)
             "ByteStream Write calls cancelled after half the upload idle timeout "
             "without a message (upload parked).",
             cd_metrics_get(&m->streams_reaped));
+    one_u64(e, "cairnd_claims_granted_total", "counter",
+            "Step claims granted (cairn.claim.v1 Claim answered GRANTED).",
+            cd_metrics_get(&m->claims_granted));
+    one_u64(e, "cairnd_claims_held_total", "counter",
+            "Claim calls answered HELD: a builder waits for another's step.",
+            cd_metrics_get(&m->claims_held));
+    one_u64(e, "cairnd_claims_ended_by_result_total", "counter",
+            "Step claims ended by UpdateActionResult storing their result.",
+            cd_metrics_get(&m->claims_ended));
     one_u64(e, "cairnd_store_stage_batches_total", "counter",
             "Staging transactions of upload data written and synced.",
             cd_metrics_get(&m->stage_batches));

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Methods cairnd can have (server/reapi/methods.c has 10). */
+/* Methods cairnd can have (server/reapi/methods.c has 13). */
 #define CD_METRICS_METHODS_MAX 16
 /* gRPC status codes 0 (OK) .. 16 (UNAUTHENTICATED). */
 #define CD_METRICS_CODES 17
@@ -45,6 +45,9 @@ struct cd_metrics {
     atomic_uint_fast64_t uploads_abandoned; /* expired by the upload TTL */
     atomic_uint_fast64_t streams_reaped;    /* Write streams cancelled when silent */
     atomic_uint_fast64_t stage_batches;     /* staging transactions synced */
+    atomic_uint_fast64_t claims_granted;    /* Claim answered GRANTED */
+    atomic_uint_fast64_t claims_held;       /* Claim answered HELD (a builder waits) */
+    atomic_uint_fast64_t claims_ended;      /* claims ended by their result's upload */
     struct cd_hist stage_sync;              /* their commit + sync time */
     /* Calls finished, by method and gRPC status code. */
     atomic_uint_fast64_t calls[CD_METRICS_METHODS_MAX + 1][CD_METRICS_CODES];

@@ -39,7 +39,7 @@ static void test_not_serving_while_draining(void **state)
     (void)state;
     struct cd_metrics m;
     memset(&m, 0, sizeof m);
-    struct cd_svc svc = {NULL, NULL, NULL, &m, false};
+    struct cd_svc svc = {NULL, NULL, NULL, &m, false, NULL};
     int st = -1;
     assert_int_equal(check(&svc, "", &st), 0);
     assert_int_equal(st, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
