@@ -183,6 +183,8 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
         goto fail;
     }
     st->stager_started = true;
+    if ((rc = cd_store_tier_open(st, opts, err)) != 0)
+        goto fail;
     *out = st;
     return 0;
 fail:
@@ -217,6 +219,7 @@ void cd_store_close(struct cd_store *st)
         (void)mdb_env_sync(st->env, 1);
         mdb_env_close(st->env);
     }
+    cd_store_tier_close(st);
     free(st->q_buf);
     free(st->q_set);
     free(st->pins);
@@ -240,6 +243,7 @@ void cd_store_close(struct cd_store *st)
 void cd_store_stats_get(struct cd_store *st, struct cd_store_stats *out)
 {
     memset(out, 0, sizeof *out);
+    cd_store_tier_stats(st, out);
     out->max_size = st->max_size;
     out->evictions = atomic_load_explicit(&st->evictions, memory_order_relaxed);
     out->evicted_bytes = atomic_load_explicit(&st->evicted_bytes, memory_order_relaxed);

@@ -14,6 +14,10 @@
  *   store_lru.c     the access queue and its flusher (batched LRU updates)
  *   store_evict.c   reader pins, LRU eviction, chunk garbage removal
  *   store_ac.c      the action cache
+ *   store_tier.c    the bucket under LMDB (cd_store_opts.s3): the public
+ *                   find_missing, blob_get, reader_open, ac_get_complete
+ *                   and ac_put, which call the LMDB ones below (*_local)
+ *                   and go to the bucket for the rest; upload hooks
  *
  * Every MDB_* error is translated by cd_store_mdb_err and nowhere else.
  * Functions here take the store's locks themselves unless they say
@@ -46,9 +50,12 @@
  * hashing that blob again). */
 #define STORE_VERIFIED_SLOTS 4096
 
-/* Opaque outside their files (store_evict.c, store_verify.c). */
+/* Opaque outside their files (store_evict.c, store_verify.c,
+ * store_tier.c). */
 struct store_pin;
 struct store_hasher;
+struct store_tier;
+struct store_tier_up;
 
 /* The layout version the stats record carries; a store of another one is
  * refused at open. */
@@ -154,6 +161,8 @@ struct cd_store {
     pthread_mutex_t vf_mu;
     struct store_verified *verified; /* STORE_VERIFIED_SLOTS */
     unsigned hashers; /* running store_hasher threads, under vf_mu */
+
+    struct store_tier *tier; /* the bucket; NULL: LMDB only */
 };
 
 struct cd_upload {
@@ -186,6 +195,11 @@ struct cd_upload {
     struct cd_upload *sg_next;
     struct ck_sha256 *h;
     time_t last; /* monotonic seconds of the last call */
+    /* The bytes kept for the bucket PUT at commit (store_tier.c); NULL
+     * until the first write. tier_skip: the upload is a fill from the
+     * bucket, which needs no PUT. */
+    struct store_tier_up *tier;
+    bool tier_skip;
 };
 
 struct cd_reader {
@@ -368,6 +382,52 @@ int cd_store_stage_async(struct cd_upload *u);
 int cd_store_stage(struct cd_upload *u, const uint8_t *p, size_t len);
 /* The stager thread's body; arg is the store. */
 void *cd_store_stager_main(void *arg);
+
+/* --- the LMDB halves of the public calls store_tier.c wraps ----------- */
+
+int cd_store_find_missing_local(struct cd_store *st, const char *instance,
+                                const struct cd_digest *digests, size_t n,
+                                bool *missing);
+int cd_store_blob_get_local(struct cd_store *st, const char *instance,
+                            const struct cd_digest *d, size_t max, void **data);
+int cd_store_reader_open_local(struct cd_store *st, const char *instance,
+                               const struct cd_digest *d, struct cd_reader **out);
+int cd_store_ac_get_complete_local(struct cd_store *st, const char *instance,
+                                   const struct cd_digest *action,
+                                   cd_store_refs_fn refs, void *ctx, void **data,
+                                   size_t *len, size_t *missing);
+int cd_store_ac_put_local(struct cd_store *st, const char *instance,
+                          const struct cd_digest *action, const void *data,
+                          size_t len);
+
+/* --- store_tier.c: the bucket ------------------------------------------- */
+
+/* How long find_missing remembers that the bucket lacked a blob. */
+#define STORE_TIER_NEG_TTL_MS 2000
+/* The object name of a blob (kind STORE_KIND_BLOB: "cas/...") or action
+ * result (STORE_KIND_AC: "ac/...") in out (cap bytes, NUL included):
+ * "<kind>/<escaped instance>/<sha256 hex>-<size>". Returns 0,
+ * CAIRN_E_INVAL (instance too long, negative size), CAIRN_E_TOOBIG. */
+int cd_store_tier_key(char kind, const char *instance, const struct cd_digest *d,
+                   char *out, size_t cap);
+/* The instance name as one path segment: letters, digits and '-' as they
+ * are, every other byte as '_' and two lower-case hex digits, "" as "_".
+ * Injective, and free of '/', '.' and '%' (no dot segments, nothing a URL
+ * layer could decode). Returns 0 or CAIRN_E_TOOBIG (cap too small). */
+int cd_store_tier_instance_escape(const char *instance, char *out, size_t cap);
+/* Sets up st->tier when opts->s3 is set (nothing otherwise); close
+ * accepts a store without one. */
+int cd_store_tier_open(struct cd_store *st, const struct cd_store_opts *opts,
+                       struct cairn_err *err);
+void cd_store_tier_close(struct cd_store *st);
+void cd_store_tier_stats(struct cd_store *st, struct cd_store_stats *out);
+/* Upload hooks, called only when st->tier is set: write keeps the n
+ * bytes at u->off for the PUT; commit, after the digest check and before
+ * the blob is published, puts the blob in the bucket (CAIRN_E_RPC when it
+ * is unreachable); free drops what write kept. */
+int cd_store_tier_upload_write(struct cd_upload *u, const void *p, size_t n);
+int cd_store_tier_upload_commit(struct cd_upload *u);
+void cd_store_tier_upload_free(struct cd_upload *u);
 
 /* --- store_upload.c ----------------------------------------------------- */
 

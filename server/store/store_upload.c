@@ -78,6 +78,8 @@ int cd_upload_write(struct cd_upload *u, const void *p, size_t n)
         rc = CAIRN_E_INVAL;
         goto out;
     }
+    if (u->st->tier != NULL && (rc = cd_store_tier_upload_write(u, p, n)) != 0)
+        goto poison;
     if ((rc = ck_sha256_update(u->h, p, n)) != 0)
         goto poison;
     if (u->buf == NULL && n > 0 && (rc = cd_store_buf_alloc(u)) != 0)
@@ -167,6 +169,7 @@ static void store_upload_free(struct cd_upload *u, bool drop)
     if (drop && u->pending)
         (void)cd_store_chunks_drop(st, st->dbi_pending, u->id);
     ck_sha256_free(u->h);
+    cd_store_tier_upload_free(u);
     cd_store_buf_free(u);
     pthread_mutex_destroy(&u->mu);
     free(u);
@@ -260,6 +263,9 @@ int cd_upload_commit(struct cd_upload *u)
         rc = CAIRN_E_DIGEST;
         goto out;
     }
+    /* Write-through: in the bucket before it is visible or acknowledged. */
+    if (st->tier != NULL && (rc = cd_store_tier_upload_commit(u)) != 0)
+        goto out;
     struct store_evicted ev = {0, 0};
     bool dup = false;
     rc = store_publish(u, &ev, &dup);

@@ -1,0 +1,708 @@
+/* The bucket under LMDB (docs/storage.md "Two tiers"). With
+ * cd_store_opts.s3 set, LMDB is this node's hot tier and the bucket the
+ * durable one that every node shares:
+ *
+ * - writes go through: an upload's bytes are kept (in memory when small,
+ *   else in an unlinked temp file beside the LMDB file) while they arrive,
+ *   and its commit puts them in the bucket after the digest check and
+ *   before the blob is published or acknowledged; an action result is put
+ *   before it is stored locally. A bucket that cannot be reached fails the
+ *   call with CAIRN_E_RPC (UNAVAILABLE), and nothing becomes visible.
+ * - reads take LMDB first; a blob only in the bucket is brought in through
+ *   the normal upload path (hashed on the way, published only when it
+ *   matches its digest) and then served from LMDB. An object that does
+ *   not match is reported, deleted from the bucket (so find_missing says
+ *   missing and a client uploads it again) and not served.
+ * - find_missing asks LMDB, then the bucket with parallel HEADs for the
+ *   rest; absent answers are remembered for STORE_TIER_NEG_TTL_MS, so a
+ *   client's repeated question costs no HEADs (what that risks:
+ *   docs/storage.md).
+ * - the action-cache completeness check counts a blob in the bucket as
+ *   present.
+ * Eviction stays LMDB's: it drops local copies only.
+ *
+ * Object names: cas/<instance>/<sha256 hex>-<size> and ac/<...> alike,
+ * the instance escaped (store_tier_instance_escape) so that any instance
+ * name is one path segment of letters, digits, '-' and '_' escapes. */
+#include "server/store/store_txn.h"
+
+#include "common/buf.h"
+#include "server/s3/s3.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Blobs up to this size are kept in memory for their PUT; larger ones go
+ * to a temp file, so an upload's memory stays bounded. */
+#define STORE_TIER_MEM_MAX CD_STORE_CHUNK
+/* find_missing asks the bucket about this many digests per call of
+ * cd_s3_head_many (bounded key memory; the s3 module bounds the
+ * parallelism). */
+#define STORE_TIER_HEAD_BATCH 256
+#define STORE_TIER_NEG_SLOTS 8192
+
+struct store_tier_neg {
+    uint8_t hash[CK_SHA256_LEN];
+    int64_t size;
+    uint64_t inst; /* hash of the instance name */
+    uint64_t until_ms; /* monotonic; 0: free */
+};
+
+struct store_tier {
+    struct cd_s3 *s3;
+    char *dir; /* where upload temp files go */
+    void (*report)(void *ctx, const char *msg);
+    void *report_ctx;
+    unsigned neg_ttl_ms;
+    pthread_mutex_t neg_mu;
+    struct store_tier_neg *neg; /* STORE_TIER_NEG_SLOTS, direct-mapped */
+    atomic_uint_fast64_t puts, put_bytes, fills, fill_bytes, ac_fills, heads,
+        neg_hits, errors, corrupt;
+};
+
+struct store_tier_up {
+    int fd;       /* the temp file, or -1 */
+    uint8_t *mem; /* or the bytes (small blobs) */
+};
+
+/* --- names -------------------------------------------------------------- */
+
+int cd_store_tier_instance_escape(const char *instance, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    if (instance[0] == '\0') {
+        /* "_" alone: an escape is always '_' and two hex digits. */
+        if (cap < 2)
+            return CAIRN_E_TOOBIG;
+        out[0] = '_';
+        out[1] = '\0';
+        return 0;
+    }
+    for (const unsigned char *p = (const unsigned char *)instance; *p; p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || *p == '-';
+        if (n + (plain ? 1 : 3) >= cap)
+            return CAIRN_E_TOOBIG;
+        if (plain) {
+            out[n++] = (char)*p;
+        } else {
+            out[n++] = '_';
+            out[n++] = hex[*p >> 4];
+            out[n++] = hex[*p & 15];
+        }
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+int cd_store_tier_key(char kind, const char *instance, const struct cd_digest *d,
+                   char *out, size_t cap)
+{
+    if (strlen(instance) > CD_STORE_MAX_INSTANCE || d->size < 0)
+        return CAIRN_E_INVAL;
+    char inst[3 * CD_STORE_MAX_INSTANCE + 1];
+    int rc = cd_store_tier_instance_escape(instance, inst, sizeof inst);
+    if (rc != 0)
+        return rc;
+    char hex[CK_SHA256_HEX_LEN + 1];
+    ck_hex_encode(d->hash, hex);
+    int n = snprintf(out, cap, "%s/%s/%s-%lld",
+                     kind == STORE_KIND_AC ? "ac" : "cas", inst, hex,
+                     (long long)d->size);
+    return n < 0 || (size_t)n >= cap ? CAIRN_E_TOOBIG : 0;
+}
+
+/* The instance name inside an entry key (cd_store_key_make's layout),
+ * copied to out (CD_STORE_MAX_INSTANCE + 1 bytes). */
+static void store_tier_key_instance(const struct store_key *k, char *out)
+{
+    size_t n = (size_t)k->b[1] << 8 | k->b[2];
+    memcpy(out, k->b + 3, n);
+    out[n] = '\0';
+}
+
+/* --- the negative cache ------------------------------------------------- */
+
+static uint64_t store_tier_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t store_tier_inst_hash(const char *instance)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)instance; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
+static struct store_tier_neg *store_tier_neg_slot(struct store_tier *t,
+                                                  uint64_t inst,
+                                                  const struct cd_digest *d)
+{
+    uint64_t h;
+    memcpy(&h, d->hash, sizeof h); /* a sha256: already uniform */
+    return &t->neg[(h ^ inst) % STORE_TIER_NEG_SLOTS];
+}
+
+static bool store_tier_neg_match(const struct store_tier_neg *e, uint64_t inst,
+                                 const struct cd_digest *d)
+{
+    return e->until_ms != 0 && e->inst == inst && e->size == d->size &&
+           memcmp(e->hash, d->hash, CK_SHA256_LEN) == 0;
+}
+
+/* Whether d was absent from the bucket less than neg_ttl_ms ago. */
+static bool store_tier_neg_has(struct store_tier *t, uint64_t inst,
+                               const struct cd_digest *d, uint64_t now)
+{
+    pthread_mutex_lock(&t->neg_mu);
+    struct store_tier_neg *e = store_tier_neg_slot(t, inst, d);
+    bool hit = store_tier_neg_match(e, inst, d) && now < e->until_ms;
+    pthread_mutex_unlock(&t->neg_mu);
+    return hit;
+}
+
+/* A collision replaces the older entry: it only costs that digest a HEAD. */
+static void store_tier_neg_add(struct store_tier *t, uint64_t inst,
+                               const struct cd_digest *d, uint64_t now)
+{
+    pthread_mutex_lock(&t->neg_mu);
+    struct store_tier_neg *e = store_tier_neg_slot(t, inst, d);
+    memcpy(e->hash, d->hash, CK_SHA256_LEN);
+    e->size = d->size;
+    e->inst = inst;
+    e->until_ms = now + t->neg_ttl_ms;
+    pthread_mutex_unlock(&t->neg_mu);
+}
+
+/* This node just put d: its own answers must not say missing any more. */
+static void store_tier_neg_drop(struct store_tier *t, const char *instance,
+                                const struct cd_digest *d)
+{
+    uint64_t inst = store_tier_inst_hash(instance);
+    pthread_mutex_lock(&t->neg_mu);
+    struct store_tier_neg *e = store_tier_neg_slot(t, inst, d);
+    if (store_tier_neg_match(e, inst, d))
+        e->until_ms = 0;
+    pthread_mutex_unlock(&t->neg_mu);
+}
+
+/* --- open, close, stats, reports ---------------------------------------- */
+
+int cd_store_tier_open(struct cd_store *st, const struct cd_store_opts *opts,
+                       struct cairn_err *err)
+{
+    if (opts->s3 == NULL)
+        return 0;
+    struct store_tier *t = calloc(1, sizeof *t);
+    if (t == NULL || (t->dir = strdup(opts->dir)) == NULL ||
+        (t->neg = calloc(STORE_TIER_NEG_SLOTS, sizeof *t->neg)) == NULL) {
+        if (t != NULL) {
+            free(t->dir);
+            free(t);
+        }
+        return cairn_err_set(err, CAIRN_E_NOMEM, "store: out of memory");
+    }
+    t->s3 = opts->s3;
+    t->report = opts->on_tier_report;
+    t->report_ctx = opts->on_tier_ctx;
+    t->neg_ttl_ms = STORE_TIER_NEG_TTL_MS;
+    pthread_mutex_init(&t->neg_mu, NULL);
+    st->tier = t;
+    return 0;
+}
+
+void cd_store_tier_close(struct cd_store *st)
+{
+    struct store_tier *t = st->tier;
+    if (t == NULL)
+        return;
+    pthread_mutex_destroy(&t->neg_mu);
+    free(t->neg);
+    free(t->dir);
+    free(t);
+    st->tier = NULL;
+}
+
+static uint64_t store_tier_ld(atomic_uint_fast64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static void store_tier_add(atomic_uint_fast64_t *v, uint64_t n)
+{
+    atomic_fetch_add_explicit(v, n, memory_order_relaxed);
+}
+
+void cd_store_tier_stats(struct cd_store *st, struct cd_store_stats *out)
+{
+    struct store_tier *t = st->tier;
+    if (t == NULL)
+        return;
+    out->tier_puts = store_tier_ld(&t->puts);
+    out->tier_put_bytes = store_tier_ld(&t->put_bytes);
+    out->tier_fills = store_tier_ld(&t->fills);
+    out->tier_fill_bytes = store_tier_ld(&t->fill_bytes);
+    out->tier_ac_fills = store_tier_ld(&t->ac_fills);
+    out->tier_heads = store_tier_ld(&t->heads);
+    out->tier_neg_hits = store_tier_ld(&t->neg_hits);
+    out->tier_errors = store_tier_ld(&t->errors);
+    out->tier_corrupt = store_tier_ld(&t->corrupt);
+}
+
+__attribute__((format(printf, 2, 3))) static void
+store_tier_report(struct store_tier *t, const char *fmt, ...)
+{
+    if (t->report == NULL)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    t->report(t->report_ctx, msg);
+}
+
+/* A bucket call failed with rc: counted, reported, and turned into what
+ * the store's callers see. Every failure to reach the bucket or to be let
+ * in (403: the operator's credentials, not the client's) is CAIRN_E_RPC,
+ * which the services answer with UNAVAILABLE. */
+static int store_tier_fail(struct store_tier *t, const char *what,
+                           const char *key, int rc,
+                           const struct cairn_err *err)
+{
+    if (rc == CAIRN_E_NOTFOUND || rc == CAIRN_E_NOMEM)
+        return rc;
+    store_tier_add(&t->errors, 1);
+    store_tier_report(t, "bucket: %s %s: %s", what, key,
+                      err->msg[0] ? err->msg : cairn_strerror(rc));
+    return CAIRN_E_RPC;
+}
+
+/* --- uploads: write-through --------------------------------------------- */
+
+/* The temp file of a large upload: unlinked from the start (O_TMPFILE, or
+ * mkstemp and unlink where the file system has none), so a crash leaves
+ * nothing behind. */
+static int store_tier_tmp_open(const char *dir, int *out)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        char path[4096];
+        int n = snprintf(path, sizeof path, "%s/tier-XXXXXX", dir);
+        if (n < 0 || (size_t)n >= sizeof path)
+            return -ENAMETOOLONG;
+        fd = mkostemp(path, O_CLOEXEC);
+        if (fd >= 0)
+            unlink(path);
+    }
+    if (fd < 0)
+        return -errno;
+    *out = fd;
+    return 0;
+}
+
+int cd_store_tier_upload_write(struct cd_upload *u, const void *p, size_t n)
+{
+    if (u->tier_skip || n == 0)
+        return 0;
+    struct store_tier_up *tu = u->tier;
+    if (tu == NULL) {
+        if ((tu = calloc(1, sizeof *tu)) == NULL)
+            return CAIRN_E_NOMEM;
+        tu->fd = -1;
+        int rc = 0;
+        if ((uint64_t)u->d.size <= STORE_TIER_MEM_MAX) {
+            if ((tu->mem = malloc((size_t)u->d.size)) == NULL)
+                rc = CAIRN_E_NOMEM;
+        } else {
+            rc = store_tier_tmp_open(u->st->tier->dir, &tu->fd);
+        }
+        if (rc != 0) {
+            free(tu);
+            return rc;
+        }
+        u->tier = tu;
+    }
+    /* The caller checked that [off, off + n) is inside the blob. */
+    if (tu->mem != NULL) {
+        memcpy(tu->mem + u->off, p, n);
+        return 0;
+    }
+    const uint8_t *src = p;
+    uint64_t off = u->off;
+    while (n > 0) {
+        ssize_t w = pwrite(tu->fd, src, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : CAIRN_E_IO;
+        src += w;
+        off += (uint64_t)w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int cd_store_tier_upload_commit(struct cd_upload *u)
+{
+    struct store_tier *t = u->st->tier;
+    if (u->tier_skip)
+        return 0;
+    struct store_tier_up *tu = u->tier;
+    if (tu == NULL)
+        return CAIRN_E_DIGEST; /* no bytes arrived; the digest check ran */
+    char key[CD_S3_MAX_KEY];
+    char instance[CD_STORE_MAX_INSTANCE + 1];
+    store_tier_key_instance(&u->key, instance);
+    int rc = cd_store_tier_key(STORE_KIND_BLOB, instance, &u->d, key, sizeof key);
+    if (rc != 0)
+        return rc;
+    struct cairn_err err = {0};
+    uint64_t size = (uint64_t)u->d.size;
+    if (tu->mem != NULL)
+        rc = cd_s3_put(t->s3, key, tu->mem, (size_t)size, &err);
+    else
+        rc = cd_s3_put_fd(t->s3, key, tu->fd, size, &err);
+    if (rc != 0)
+        return store_tier_fail(t, "PUT", key, rc, &err);
+    store_tier_add(&t->puts, 1);
+    store_tier_add(&t->put_bytes, size);
+    store_tier_neg_drop(t, instance, &u->d);
+    return 0;
+}
+
+void cd_store_tier_upload_free(struct cd_upload *u)
+{
+    struct store_tier_up *tu = u->tier;
+    if (tu == NULL)
+        return;
+    if (tu->fd >= 0)
+        close(tu->fd);
+    free(tu->mem);
+    free(tu);
+    u->tier = NULL;
+}
+
+/* --- reads: the bucket fills LMDB --------------------------------------- */
+
+static int store_tier_fill_sink(void *ctx, const void *data, size_t n)
+{
+    return cd_upload_write(ctx, data, n);
+}
+
+/* Brings blob d of instance from the bucket into LMDB through the upload
+ * path, which hashes it and publishes it only when it matches. Returns 0
+ * (stored now or by a concurrent fill), CAIRN_E_NOTFOUND (not in the
+ * bucket, or there but corrupt: then reported and deleted), CAIRN_E_RPC,
+ * CAIRN_E_FULL, CAIRN_E_DB. */
+static int store_tier_fill(struct cd_store *st, const char *instance,
+                           const struct cd_digest *d)
+{
+    struct store_tier *t = st->tier;
+    char key[CD_S3_MAX_KEY];
+    int rc = cd_store_tier_key(STORE_KIND_BLOB, instance, d, key, sizeof key);
+    if (rc != 0)
+        return rc;
+    struct cd_upload *u = NULL;
+    rc = cd_store_upload_begin(st, instance, d, &u);
+    if (rc == CAIRN_E_EXISTS)
+        return 0;
+    if (rc != 0)
+        return rc;
+    u->tier_skip = true;
+    struct cairn_err err = {0};
+    rc = cd_s3_get(t->s3, key, 0, (uint64_t)d->size, store_tier_fill_sink, u,
+                   &err);
+    if (rc != 0) {
+        cd_upload_abort(u);
+        /* An object longer or shorter than its digest says is corrupt
+         * like a wrong one; the store's own write errors are its own. */
+        bool local = rc == CAIRN_E_FULL || rc == CAIRN_E_DB ||
+                     rc == CAIRN_E_NOMEM || (rc < 0 && rc > -1000);
+        if (rc == CAIRN_E_CORRUPT || rc == CAIRN_E_INVAL)
+            rc = CAIRN_E_DIGEST;
+        else if (local)
+            return rc;
+        else if (rc != CAIRN_E_DIGEST)
+            return store_tier_fail(t, "GET", key, rc, &err);
+    } else {
+        rc = cd_upload_commit(u);
+    }
+    if (rc == CAIRN_E_DIGEST) {
+        store_tier_add(&t->corrupt, 1);
+        struct cairn_err derr = {0};
+        int drc = cd_s3_delete(t->s3, key, &derr);
+        store_tier_report(t,
+                          "bucket: object %s does not match its digest: not "
+                          "served%s",
+                          key, drc == 0 ? ", deleted" : ", could not delete it");
+        return CAIRN_E_NOTFOUND;
+    }
+    if (rc == 0) {
+        store_tier_add(&t->fills, 1);
+        store_tier_add(&t->fill_bytes, (uint64_t)d->size);
+    }
+    return rc;
+}
+
+int cd_store_blob_get(struct cd_store *st, const char *instance,
+                      const struct cd_digest *d, size_t max, void **data)
+{
+    int rc = cd_store_blob_get_local(st, instance, d, max, data);
+    if (rc != CAIRN_E_NOTFOUND || st->tier == NULL || d->size < 0)
+        return rc;
+    if ((uint64_t)d->size > max)
+        return CAIRN_E_TOOBIG;
+    if ((rc = store_tier_fill(st, instance, d)) != 0)
+        return rc;
+    return cd_store_blob_get_local(st, instance, d, max, data);
+}
+
+int cd_store_reader_open(struct cd_store *st, const char *instance,
+                         const struct cd_digest *d, struct cd_reader **out)
+{
+    int rc = cd_store_reader_open_local(st, instance, d, out);
+    if (rc != CAIRN_E_NOTFOUND || st->tier == NULL || d->size < 0)
+        return rc;
+    if ((rc = store_tier_fill(st, instance, d)) != 0)
+        return rc;
+    return cd_store_reader_open_local(st, instance, d, out);
+}
+
+/* --- find_missing: local, negative cache, HEADs -------------------------- */
+
+/* Asks the bucket about the digests idx[0..n) names; clears missing[] of
+ * those present, remembers the absent ones. */
+static int store_tier_heads(struct store_tier *t, const char *instance,
+                            uint64_t inst, const struct cd_digest *digests,
+                            const size_t *idx, size_t n, bool *missing,
+                            char *keys, const char **kp, bool *present)
+{
+    for (size_t j = 0; j < n; j++) {
+        kp[j] = keys + j * CD_S3_MAX_KEY;
+        int rc = cd_store_tier_key(STORE_KIND_BLOB, instance, &digests[idx[j]],
+                                keys + j * CD_S3_MAX_KEY, CD_S3_MAX_KEY);
+        if (rc != 0)
+            return rc;
+    }
+    struct cairn_err err = {0};
+    int rc = cd_s3_head_many(t->s3, kp, n, present, &err);
+    store_tier_add(&t->heads, n);
+    if (rc != 0)
+        return store_tier_fail(t, "HEAD", kp[0], rc, &err);
+    uint64_t now = store_tier_now_ms();
+    for (size_t j = 0; j < n; j++) {
+        if (present[j])
+            missing[idx[j]] = false;
+        else
+            store_tier_neg_add(t, inst, &digests[idx[j]], now);
+    }
+    return 0;
+}
+
+int cd_store_find_missing(struct cd_store *st, const char *instance,
+                          const struct cd_digest *digests, size_t n,
+                          bool *missing)
+{
+    int rc = cd_store_find_missing_local(st, instance, digests, n, missing);
+    struct store_tier *t = st->tier;
+    if (rc != 0 || t == NULL)
+        return rc;
+    char *keys = malloc((size_t)STORE_TIER_HEAD_BATCH * CD_S3_MAX_KEY);
+    const char **kp = malloc(STORE_TIER_HEAD_BATCH * sizeof *kp);
+    bool *present = malloc(STORE_TIER_HEAD_BATCH * sizeof *present);
+    size_t *idx = malloc(STORE_TIER_HEAD_BATCH * sizeof *idx);
+    if (keys == NULL || kp == NULL || present == NULL || idx == NULL) {
+        rc = CAIRN_E_NOMEM;
+        goto out;
+    }
+    uint64_t inst = store_tier_inst_hash(instance);
+    uint64_t now = store_tier_now_ms();
+    size_t k = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i < n) {
+            if (!missing[i] || digests[i].size < 0)
+                continue;
+            if (store_tier_neg_has(t, inst, &digests[i], now)) {
+                store_tier_add(&t->neg_hits, 1);
+                continue;
+            }
+            idx[k++] = i;
+        }
+        if (k == STORE_TIER_HEAD_BATCH || (i == n && k > 0)) {
+            rc = store_tier_heads(t, instance, inst, digests, idx, k, missing,
+                                  keys, kp, present);
+            k = 0;
+            /* The bucket out of reach: what LMDB lacks is reported
+             * missing, the safe answer (an upload then fails UNAVAILABLE,
+             * and nothing is acknowledged). */
+            if (rc == CAIRN_E_RPC) {
+                rc = 0;
+                break;
+            }
+            if (rc != 0)
+                break;
+        }
+    }
+out:
+    free(keys);
+    free(kp);
+    free(present);
+    free(idx);
+    return rc;
+}
+
+/* --- the action cache --------------------------------------------------- */
+
+static int store_tier_buf_sink(void *ctx, const void *data, size_t n)
+{
+    return cairn_buf_append(ctx, data, n);
+}
+
+/* Brings the action result of action from the bucket into LMDB. Returns 0,
+ * CAIRN_E_NOTFOUND (also when the bucket is out of reach: a miss is the
+ * safe answer for a cache lookup), CAIRN_E_NOMEM, the store's errors. */
+static int store_tier_ac_fill(struct cd_store *st, const char *instance,
+                              const struct cd_digest *action)
+{
+    struct store_tier *t = st->tier;
+    char key[CD_S3_MAX_KEY];
+    int rc = cd_store_tier_key(STORE_KIND_AC, instance, action, key, sizeof key);
+    if (rc != 0)
+        return rc;
+    struct cairn_err err = {0};
+    uint64_t size = 0;
+    struct cairn_buf b;
+    cairn_buf_init(&b, CD_STORE_MAX_AC_RESULT);
+    if ((rc = cd_s3_head(t->s3, key, &size, &err)) != 0)
+        goto fail;
+    if (size > CD_STORE_MAX_AC_RESULT) {
+        store_tier_add(&t->corrupt, 1);
+        store_tier_report(t, "bucket: object %s: %llu bytes, more than an "
+                          "action result may have: not served", key,
+                          (unsigned long long)size);
+        return CAIRN_E_NOTFOUND;
+    }
+    if ((rc = cairn_buf_reserve(&b, (size_t)size + 1)) != 0)
+        return rc;
+    if ((rc = cd_s3_get(t->s3, key, 0, size, store_tier_buf_sink, &b, &err)) !=
+        0) {
+        cairn_buf_free(&b);
+        goto fail;
+    }
+    rc = cd_store_ac_put_local(st, instance, action, b.data, b.len);
+    cairn_buf_free(&b);
+    if (rc == 0)
+        store_tier_add(&t->ac_fills, 1);
+    return rc;
+fail:
+    rc = store_tier_fail(t, "GET", key, rc, &err);
+    return rc == CAIRN_E_RPC ? CAIRN_E_NOTFOUND : rc;
+}
+
+/* The refs callback the LMDB check runs, wrapped to remember what the
+ * caller's returned (owned by the caller's ctx until the public call
+ * returns). */
+struct store_tier_refs {
+    cd_store_refs_fn fn;
+    void *ctx;
+    const struct cd_digest *d;
+    size_t n;
+};
+
+static int store_tier_refs_wrap(void *ctx, const void *data, size_t len,
+                                const struct cd_digest **refs, size_t *n)
+{
+    struct store_tier_refs *w = ctx;
+    int rc = w->fn(w->ctx, data, len, refs, n);
+    if (rc == 0) {
+        w->d = *refs;
+        w->n = *n;
+    }
+    return rc;
+}
+
+/* The completeness check across tiers, for a result LMDB holds whose
+ * blobs from first on are not all in LMDB: those count when the bucket
+ * has them. */
+static int store_tier_ac_complete(struct cd_store *st, const char *instance,
+                                  const struct cd_digest *action,
+                                  const struct store_tier_refs *w,
+                                  size_t first, void **data, size_t *len,
+                                  size_t *missing)
+{
+    size_t rest = w->n - first;
+    bool *miss = malloc(rest ? rest : 1);
+    if (miss == NULL)
+        return CAIRN_E_NOMEM;
+    int rc = cd_store_find_missing(st, instance, w->d + first, rest, miss);
+    for (size_t i = 0; rc == 0 && i < rest; i++) {
+        if (miss[i]) {
+            *missing = first + i;
+            rc = CAIRN_E_NOTFOUND;
+        }
+    }
+    free(miss);
+    if (rc != 0)
+        return rc;
+    size_t unused;
+    return cd_store_ac_get_complete_local(st, instance, action, NULL, NULL,
+                                          data, len, &unused);
+}
+
+int cd_store_ac_get_complete(struct cd_store *st, const char *instance,
+                             const struct cd_digest *action,
+                             cd_store_refs_fn refs, void *ctx, void **data,
+                             size_t *len, size_t *missing)
+{
+    if (st->tier == NULL)
+        return cd_store_ac_get_complete_local(st, instance, action, refs, ctx,
+                                              data, len, missing);
+    struct store_tier_refs w = {refs, ctx, NULL, 0};
+    cd_store_refs_fn fn = refs != NULL ? store_tier_refs_wrap : NULL;
+    int rc = cd_store_ac_get_complete_local(st, instance, action, fn, &w,
+                                            data, len, missing);
+    if (rc != CAIRN_E_NOTFOUND || action->size < 0)
+        return rc;
+    if (*missing == SIZE_MAX) {
+        if ((rc = store_tier_ac_fill(st, instance, action)) != 0)
+            return rc;
+        rc = cd_store_ac_get_complete_local(st, instance, action, fn, &w, data,
+                                            len, missing);
+        if (rc != CAIRN_E_NOTFOUND || *missing == SIZE_MAX)
+            return rc;
+    }
+    return store_tier_ac_complete(st, instance, action, &w, *missing, data,
+                                  len, missing);
+}
+
+int cd_store_ac_put(struct cd_store *st, const char *instance,
+                    const struct cd_digest *action, const void *data,
+                    size_t len)
+{
+    struct store_tier *t = st->tier;
+    if (t == NULL)
+        return cd_store_ac_put_local(st, instance, action, data, len);
+    if (len > CD_STORE_MAX_AC_RESULT)
+        return CAIRN_E_TOOBIG;
+    char key[CD_S3_MAX_KEY];
+    int rc = cd_store_tier_key(STORE_KIND_AC, instance, action, key, sizeof key);
+    if (rc != 0)
+        return rc;
+    struct cairn_err err = {0};
+    if ((rc = cd_s3_put(t->s3, key, data, len, &err)) != 0)
+        return store_tier_fail(t, "PUT", key, rc, &err);
+    store_tier_add(&t->puts, 1);
+    store_tier_add(&t->put_bytes, len);
+    return cd_store_ac_put_local(st, instance, action, data, len);
+}
