@@ -33,7 +33,7 @@ S3=(--s3-endpoint "$S3_ENDPOINT" --s3-path-style)
 start_fails 'no-such-bucket' --backend s3://no-such-bucket "${S3[@]}"
 AWS_SECRET_ACCESS_KEY=wrong-secret-3141 start_fails '403\|signature\|denied' --backend "$S3_URL" "${S3[@]}"
 grep -q 'wrong-secret-3141' "$T/start.err" "$T/start.out" && fail "the secret key was printed"
-start_fails '127.0.0.1:1\b\|refused\|unreachable\|connect' --backend "$S3_URL" --s3-endpoint http://127.0.0.1:1 --s3-path-style
+start_fails 'at http://127.0.0.1:1: ' --backend "$S3_URL" --s3-endpoint http://127.0.0.1:1 --s3-path-style
 start_fails 'needs --s3-endpoint' --backend "$S3_URL"
 start_fails 's3://BUCKET' --backend http://x "${S3[@]}"
 
@@ -149,4 +149,5 @@ expect 0 at 2 ac-put main "$(digest "$T/act3")" "file=o:$(digest "$T/never")" ||
 expect $NOT_FOUND at 5 ac-get main "$(digest "$T/act3")" && pass "incomplete across tiers: NOT_FOUND"
 
 for n in 2 3 4 5; do node_stop $n; done
+s3_stop
 finish

@@ -25,7 +25,7 @@ node_start 2
 # action result is an object in the bucket.
 build A a1 -t t --cache "grpc://127.0.0.1:${NP[1]}/main" "$ctx"
 summary a1 | grep -q "0 remote hits, $STEPS run" || fail "A: $(summary a1)"
-s3_curl "$S3_ENDPOINT/$S3_BUCKET?list-type=2&prefix=ac/main/" >"$T/ac.xml"
+s3_curl "$S3_ENDPOINT/$S3_BUCKET?list-type=2&prefix=ac%2Fmain%2F" >"$T/ac.xml"
 n_ac=$(grep -o '<Key>ac/main/[0-9a-f]*-[0-9]*</Key>' "$T/ac.xml" | wc -l)
 [ "$n_ac" -eq "$STEPS" ] && pass "the bucket holds the $STEPS action results" ||
     fail "the bucket holds $n_ac action results: $(head -c 400 "$T/ac.xml")"
@@ -72,4 +72,5 @@ acf2=$(bucket_stat "${NL[2]}" | grep -o 'ac_fills=[0-9]*' | cut -d= -f2)
 fills2=$(bucket_stat "${NL[2]}" | grep -o ' fills=[0-9]*' | cut -d= -f2)
 [ "${acf2:-0}" -eq "$STEPS" ] && [ "${fills2:-0}" -ge 1 ] && pass "node 2 filled its disk from the bucket ($(bucket_stat "${NL[2]}"))" ||
     fail "node 2's bucket counters: $(bucket_stat "${NL[2]}")"
+s3_stop
 finish
