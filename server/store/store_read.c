@@ -148,6 +148,8 @@ int cd_store_reader_open_local(struct cd_store *st, const char *instance,
 int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
                    size_t *got)
 {
+    if (r->trd != NULL)
+        return cd_store_tier_read(r, offset, buf, n, got);
     if (offset > r->size)
         return CAIRN_E_INVAL;
     if (r->size - offset < n)
@@ -176,6 +178,8 @@ void cd_reader_close(struct cd_reader *r)
 {
     if (r == NULL)
         return;
+    if (r->trd != NULL)
+        cd_store_tier_reader_close(r);
     if (r->bg != NULL) {
         uint8_t unused[CK_SHA256_LEN];
         (void)cd_store_hasher_join(r, true, unused);

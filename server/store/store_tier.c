@@ -395,6 +395,17 @@ void cd_store_tier_upload_free(struct cd_upload *u)
 
 /* --- reads: the bucket fills LMDB --------------------------------------- */
 
+/* Deletes and reports an object that is not what its name says. */
+static void store_tier_corrupt(struct store_tier *t, const char *key,
+                               const char *why)
+{
+    store_tier_add(&t->corrupt, 1);
+    struct cairn_err derr = {0};
+    int drc = cd_s3_delete(t->s3, key, &derr);
+    store_tier_report(t, "bucket: object %s %s: not served%s", key, why,
+                      drc == 0 ? ", deleted" : ", could not delete it");
+}
+
 static int store_tier_fill_sink(void *ctx, const void *data, size_t n)
 {
     return cd_upload_write(ctx, data, n);
@@ -439,13 +450,7 @@ static int store_tier_fill(struct cd_store *st, const char *instance,
         rc = cd_upload_commit(u);
     }
     if (rc == CAIRN_E_DIGEST) {
-        store_tier_add(&t->corrupt, 1);
-        struct cairn_err derr = {0};
-        int drc = cd_s3_delete(t->s3, key, &derr);
-        store_tier_report(t,
-                          "bucket: object %s does not match its digest: not "
-                          "served%s",
-                          key, drc == 0 ? ", deleted" : ", could not delete it");
+        store_tier_corrupt(t, key, "does not match its digest");
         return CAIRN_E_NOTFOUND;
     }
     if (rc == 0) {
@@ -468,15 +473,242 @@ int cd_store_blob_get(struct cd_store *st, const char *instance,
     return cd_store_blob_get_local(st, instance, d, max, data);
 }
 
+/* --- streaming reads: the caller reads while LMDB fills ----------------- */
+
+/* A cd_reader of a blob only the bucket has. A thread of its own GETs the
+ * object into an unlinked temp file, hashes it, and feeds an upload that
+ * publishes it in LMDB; reads wait for the bytes they ask for, and the read
+ * that would return the blob's last bytes waits for the hash, so a corrupt
+ * object is never served whole (CAIRN_E_CORRUPT, as a local blob that fails
+ * verification). */
+struct store_tier_rd {
+    struct cd_store *st;
+    struct cd_digest d;
+    char key[CD_S3_MAX_KEY];
+    int fd;
+    struct cd_upload *u;  /* NULL: not kept (no room, or it failed) */
+    struct ck_sha256 *h;
+    pthread_t th;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    uint64_t avail; /* bytes in fd, under mu */
+    bool done;      /* under mu; then rc is the fetch's result */
+    bool stop;      /* under mu: the reader is closing */
+    int rc;
+};
+
+static int store_tier_rd_sink(void *ctx, const void *data, size_t n)
+{
+    struct store_tier_rd *t = ctx;
+    pthread_mutex_lock(&t->mu);
+    bool stop = t->stop;
+    uint64_t off = t->avail;
+    pthread_mutex_unlock(&t->mu);
+    if (stop)
+        return -ECANCELED;
+    int rc = ck_sha256_update(t->h, data, n);
+    const uint8_t *p = data;
+    for (size_t left = n; rc == 0 && left > 0;) {
+        ssize_t w = pwrite(t->fd, p, left, (off_t)(off + (uint64_t)(p - (const uint8_t *)data)));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            rc = w < 0 ? -errno : CAIRN_E_IO;
+        else {
+            p += w;
+            left -= (size_t)w;
+        }
+    }
+    if (rc != 0)
+        return rc;
+    /* LMDB failing (full, a write error) costs only the local copy. */
+    if (t->u != NULL && cd_upload_write(t->u, data, n) != 0) {
+        cd_upload_abort(t->u);
+        t->u = NULL;
+    }
+    pthread_mutex_lock(&t->mu);
+    t->avail += n;
+    pthread_cond_broadcast(&t->cond);
+    pthread_mutex_unlock(&t->mu);
+    return 0;
+}
+
+static void *store_tier_rd_main(void *arg)
+{
+    struct store_tier_rd *t = arg;
+    struct store_tier *tier = t->st->tier;
+    struct cairn_err err = {0};
+    uint64_t size = (uint64_t)t->d.size;
+    int rc = cd_s3_get(tier->s3, t->key, 0, size, store_tier_rd_sink, t, &err);
+    if (rc == 0) {
+        uint8_t h[CK_SHA256_LEN];
+        if ((rc = ck_sha256_final(t->h, h)) == 0 &&
+            memcmp(h, t->d.hash, CK_SHA256_LEN) != 0)
+            rc = CAIRN_E_CORRUPT;
+    } else if (rc == CAIRN_E_INVAL) {
+        rc = CAIRN_E_CORRUPT; /* longer than its digest says */
+    } else if (rc != -ECANCELED && rc != CAIRN_E_CORRUPT) {
+        rc = store_tier_fail(tier, "GET", t->key, rc, &err);
+    }
+    if (rc == CAIRN_E_CORRUPT)
+        store_tier_corrupt(tier, t->key, "does not match its digest");
+    /* The caller's last read waits for this: publish first, so that a
+     * read that follows the caller's finds the blob in LMDB. */
+    if (t->u != NULL) {
+        if (rc == 0 && cd_upload_commit(t->u) == 0) {
+            store_tier_add(&tier->fills, 1);
+            store_tier_add(&tier->fill_bytes, size);
+        } else if (rc != 0) {
+            cd_upload_abort(t->u);
+        }
+        t->u = NULL;
+    }
+    pthread_mutex_lock(&t->mu);
+    t->rc = rc;
+    t->done = true;
+    pthread_cond_broadcast(&t->cond);
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+static void store_tier_rd_free(struct store_tier_rd *t)
+{
+    if (t->started) {
+        pthread_mutex_lock(&t->mu);
+        t->stop = true;
+        pthread_mutex_unlock(&t->mu);
+        pthread_join(t->th, NULL);
+    }
+    if (t->u != NULL)
+        cd_upload_abort(t->u);
+    if (t->fd >= 0)
+        close(t->fd);
+    ck_sha256_free(t->h);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cond);
+    free(t);
+}
+
+/* Opens a streaming reader on the bucket's copy of d, after a HEAD (so a
+ * missing object is NOT_FOUND at open, as for a local blob). Returns 0,
+ * CAIRN_E_EXISTS (LMDB has it now: open that), CAIRN_E_NOTFOUND,
+ * CAIRN_E_RPC, CAIRN_E_NOMEM, negative errno. */
+static int store_tier_reader_open(struct cd_store *st, const char *instance,
+                                  const struct cd_digest *d,
+                                  struct cd_reader **out)
+{
+    struct store_tier *tier = st->tier;
+    struct store_tier_rd *t = calloc(1, sizeof *t);
+    struct cd_reader *r = calloc(1, sizeof *r);
+    if (t == NULL || r == NULL) {
+        free(t);
+        free(r);
+        return CAIRN_E_NOMEM;
+    }
+    t->st = st;
+    t->d = *d;
+    t->fd = -1;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cond, NULL);
+    struct cairn_err err = {0};
+    uint64_t size = 0;
+    int rc = cd_store_tier_key(STORE_KIND_BLOB, instance, d, t->key, sizeof t->key);
+    if (rc == 0 && (rc = cd_s3_head(tier->s3, t->key, &size, &err)) != 0)
+        rc = store_tier_fail(tier, "HEAD", t->key, rc, &err);
+    if (rc == 0 && size != (uint64_t)d->size) {
+        store_tier_corrupt(tier, t->key, "has the wrong size");
+        rc = CAIRN_E_NOTFOUND;
+    }
+    if (rc == 0)
+        rc = ck_sha256_new(&t->h);
+    if (rc == 0)
+        rc = store_tier_tmp_open(tier->dir, &t->fd);
+    if (rc == 0) {
+        int urc = cd_store_upload_begin(st, instance, d, &t->u);
+        if (urc == CAIRN_E_EXISTS)
+            rc = urc;
+        else if (urc == 0)
+            t->u->tier_skip = true;
+        else
+            t->u = NULL; /* no room locally: stream without keeping it */
+    }
+    if (rc == 0) {
+        if (pthread_create(&t->th, NULL, store_tier_rd_main, t) != 0)
+            rc = CAIRN_E_NOMEM;
+        else
+            t->started = true;
+    }
+    if (rc != 0) {
+        store_tier_rd_free(t);
+        free(r);
+        return rc;
+    }
+    r->st = st;
+    r->size = (uint64_t)d->size;
+    r->trd = t;
+    *out = r;
+    return 0;
+}
+
+int cd_store_tier_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
+                       size_t *got)
+{
+    struct store_tier_rd *t = r->trd;
+    if (offset > r->size)
+        return CAIRN_E_INVAL;
+    if (r->size - offset < n)
+        n = (size_t)(r->size - offset);
+    if (n == 0) {
+        *got = 0;
+        return 0;
+    }
+    bool last = offset + n == r->size;
+    pthread_mutex_lock(&t->mu);
+    while (!t->done && (last || t->avail < offset + n))
+        pthread_cond_wait(&t->cond, &t->mu);
+    /* A failed fetch fails every read after it, even of bytes already
+     * here: the blob is not to be trusted, nor the bucket reachable. */
+    int rc = 0;
+    if (t->done && t->rc != 0)
+        rc = t->rc == -ECANCELED ? CAIRN_E_RPC : t->rc;
+    else if (t->avail < offset + n)
+        rc = CAIRN_E_RPC;
+    pthread_mutex_unlock(&t->mu);
+    uint8_t *dst = buf;
+    for (size_t left = n; rc == 0 && left > 0;) {
+        ssize_t k = pread(t->fd, dst, left, (off_t)(offset + (uint64_t)(dst - (uint8_t *)buf)));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            rc = k < 0 ? -errno : CAIRN_E_IO;
+        else {
+            dst += k;
+            left -= (size_t)k;
+        }
+    }
+    if (rc != 0)
+        return rc;
+    *got = n;
+    return 0;
+}
+
+void cd_store_tier_reader_close(struct cd_reader *r)
+{
+    store_tier_rd_free(r->trd);
+    r->trd = NULL;
+}
+
 int cd_store_reader_open(struct cd_store *st, const char *instance,
                          const struct cd_digest *d, struct cd_reader **out)
 {
     int rc = cd_store_reader_open_local(st, instance, d, out);
     if (rc != CAIRN_E_NOTFOUND || st->tier == NULL || d->size < 0)
         return rc;
-    if ((rc = store_tier_fill(st, instance, d)) != 0)
-        return rc;
-    return cd_store_reader_open_local(st, instance, d, out);
+    rc = store_tier_reader_open(st, instance, d, out);
+    if (rc == CAIRN_E_EXISTS)
+        return cd_store_reader_open_local(st, instance, d, out);
+    return rc;
 }
 
 /* --- find_missing: local, negative cache, HEADs -------------------------- */

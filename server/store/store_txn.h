@@ -56,6 +56,7 @@ struct store_pin;
 struct store_hasher;
 struct store_tier;
 struct store_tier_up;
+struct store_tier_rd;
 
 /* The layout version the stats record carries; a store of another one is
  * refused at open. */
@@ -213,6 +214,9 @@ struct cd_reader {
     struct ck_sha256 *h;
     struct store_hasher *bg;
     uint64_t hashed;
+    /* A blob only the bucket has, streamed while LMDB fills (store_tier.c);
+     * then id is 0 and nothing above is used. */
+    struct store_tier_rd *trd;
 };
 
 /* What one txn's eviction took (cd_store_evict), for the counters. */
@@ -428,6 +432,10 @@ void cd_store_tier_stats(struct cd_store *st, struct cd_store_stats *out);
 int cd_store_tier_upload_write(struct cd_upload *u, const void *p, size_t n);
 int cd_store_tier_upload_commit(struct cd_upload *u);
 void cd_store_tier_upload_free(struct cd_upload *u);
+/* cd_reader_read and cd_reader_close of a reader with r->trd set. */
+int cd_store_tier_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
+                       size_t *got);
+void cd_store_tier_reader_close(struct cd_reader *r);
 
 /* --- store_upload.c ----------------------------------------------------- */
 

@@ -11,7 +11,8 @@
 #    disk go on; after a restart writes work again;
 # 4. an object corrupted in the bucket is caught by the digest: not
 #    served (NOT_FOUND), reported in the log, removed from the bucket, so
-#    FindMissingBlobs says missing and a client's upload repairs it;
+#    FindMissingBlobs says missing and a client's upload repairs it; a
+#    streamed read of one ends DATA_LOSS before its last bytes;
 # 5. action results: written through, read through another node, and the
 #    completeness check counts blobs that only the bucket has.
 . "$(dirname "$0")/s3_nodes_lib.sh"
@@ -132,6 +133,19 @@ expect 0 at 3 put main "$T/victim" || fail "re-upload victim"
 node_start 4
 expect 0 at 4 get main "$(digest "$T/victim")" && cmp -s "$T/last.out" "$T/victim" &&
     pass "a re-upload repaired it" || fail "victim after re-upload"
+
+# ... and streamed (ByteStream Read of a blob only the bucket has): the
+# read ends DATA_LOSS and the last bytes are withheld.
+head -c 3000000 /dev/urandom >"$T/victim2"
+expect 0 at 2 write "main/uploads/v2/blobs/$(digest "$T/victim2")" "$T/victim2" chunk=1048576 || fail "write victim2"
+KEY2=$(bucket_key cas main "$T/victim2")
+s3_corrupt "$KEY2" || fail "s3_corrupt victim2"
+expect 15 at 4 read "main/blobs/$(digest "$T/victim2")" && [ "$(size "$T/last.out")" -lt 3000000 ] &&
+    pass "a corrupt object streamed: DATA_LOSS, $(size "$T/last.out") of 3000000 bytes sent" ||
+    fail "streamed corrupt object: $(size "$T/last.out") bytes, $(head -c 200 "$T/last.err")"
+grep -q "object $KEY2 does not match its digest" "${NL[4]}" || fail "streamed corrupt object not reported"
+expect 0 at 4 fmb main "$(digest "$T/victim2")" && grep -q "$(sha "$T/victim2")" "$T/last.out" &&
+    pass "and it is missing now (not stored locally, deleted from the bucket)" || fail "victim2 not missing"
 
 # 5. Action results across nodes and tiers: blob on node 2's disk and in
 # the bucket; node 4 has neither the result nor the blob locally.
