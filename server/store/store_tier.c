@@ -408,7 +408,9 @@ static void store_tier_corrupt(struct store_tier *t, const char *key,
 
 static int store_tier_fill_sink(void *ctx, const void *data, size_t n)
 {
-    return cd_upload_write(ctx, data, n);
+    int rc = cd_upload_write(ctx, data, n);
+    /* More bytes than the digest's size: the object is not the blob. */
+    return rc == CAIRN_E_INVAL ? CAIRN_E_CORRUPT : rc;
 }
 
 /* Brings blob d of instance from the bucket into LMDB through the upload
@@ -440,7 +442,7 @@ static int store_tier_fill(struct cd_store *st, const char *instance,
          * like a wrong one; the store's own write errors are its own. */
         bool local = rc == CAIRN_E_FULL || rc == CAIRN_E_DB ||
                      rc == CAIRN_E_NOMEM || (rc < 0 && rc > -1000);
-        if (rc == CAIRN_E_CORRUPT || rc == CAIRN_E_INVAL)
+        if (rc == CAIRN_E_CORRUPT)
             rc = CAIRN_E_DIGEST;
         else if (local)
             return rc;
@@ -546,8 +548,6 @@ static void *store_tier_rd_main(void *arg)
         if ((rc = ck_sha256_final(t->h, h)) == 0 &&
             memcmp(h, t->d.hash, CK_SHA256_LEN) != 0)
             rc = CAIRN_E_CORRUPT;
-    } else if (rc == CAIRN_E_INVAL) {
-        rc = CAIRN_E_CORRUPT; /* longer than its digest says */
     } else if (rc != -ECANCELED && rc != CAIRN_E_CORRUPT) {
         rc = store_tier_fail(tier, "GET", t->key, rc, &err);
     }
