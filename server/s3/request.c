@@ -356,11 +356,6 @@ static int attempt_setup(struct cd_s3 *s3, struct cd_s3_req *r)
         explicit_bzero(t.data, t.alloc);
         cairn_buf_free(&t);
     }
-    /* No "Expect: 100-continue" round trip before each body: the
-     * answers that would stop one early are rare here (the credentials
-     * were checked at start-up). */
-    if (rc == 0 && upload)
-        rc = add_header(r, "Expect:");
     if (rc)
         return rc;
 
@@ -392,6 +387,11 @@ static int attempt_setup(struct cd_s3 *s3, struct cd_s3_req *r)
     } else if (strcmp(r->method, "PUT") == 0) {
         SET(CURLOPT_UPLOAD, 1L);
         SET(CURLOPT_UPLOAD_BUFFERSIZE, (long)SEND_BUFFER);
+        /* No wait for "100 Continue" before each body: the answers that
+         * would stop one early are rare here (the credentials were checked
+         * at start-up). Removing the Expect header instead would not do:
+         * curl would still sign it. */
+        SET(CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
         SET(CURLOPT_INFILESIZE_LARGE,
             (curl_off_t)(r->from_fd ? r->fd_len : r->body_len));
     } else if (strcmp(r->method, "POST") == 0) {
@@ -620,6 +620,7 @@ int cd_s3_batch_run(struct cd_s3 *s3, struct cd_s3_req **reqs, size_t n,
         }
         CURLMsg *msg;
         int left;
+        bool finished = false;
         while ((msg = curl_multi_info_read(u.m, &left)) != NULL) {
             if (msg->msg != CURLMSG_DONE)
                 continue;
@@ -629,12 +630,15 @@ int cd_s3_batch_run(struct cd_s3 *s3, struct cd_s3_req **reqs, size_t n,
             rc = finish(&u, r, cc, err);
             if (rc)
                 goto out;
+            finished = true;
         }
+        /* A finished request frees a slot: fill it before waiting. */
+        if (finished)
+            continue;
         int timeout = 1000;
         if (wait_ms >= 0 && wait_ms < timeout)
             timeout = (int)wait_ms;
-        if (u.active > 0 || timeout > 0)
-            curl_multi_poll(u.m, NULL, 0, timeout, NULL);
+        curl_multi_poll(u.m, NULL, 0, timeout, NULL);
     }
 out:
     for (size_t i = 0; i < u.next; i++)
