@@ -148,9 +148,15 @@ static struct store_tier_neg *store_tier_neg_slot(struct store_tier *t,
                                                   uint64_t inst,
                                                   const struct cd_digest *d)
 {
-    uint64_t h;
-    memcpy(&h, d->hash, sizeof h); /* a sha256: already uniform */
-    return &t->neg[(h ^ inst) % STORE_TIER_NEG_SLOTS];
+    /* All of the digest, mixed: a client may ask about digests that are
+     * not uniform (made up, or mostly zero). */
+    uint64_t h = inst ^ (uint64_t)d->size;
+    for (size_t i = 0; i < CK_SHA256_LEN; i += 8) {
+        uint64_t w;
+        memcpy(&w, d->hash + i, sizeof w);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    }
+    return &t->neg[(h >> 32) % STORE_TIER_NEG_SLOTS];
 }
 
 static bool store_tier_neg_match(const struct store_tier_neg *e, uint64_t inst,
