@@ -196,6 +196,8 @@ void cd_store_close(struct cd_store *st)
 {
     if (st == NULL)
         return;
+    /* First: the bucket tier's threads may still be storing into LMDB. */
+    cd_store_tier_close(st);
     if (st->flusher_started) {
         pthread_mutex_lock(&st->q_mu);
         st->q_stop = true;
@@ -219,7 +221,6 @@ void cd_store_close(struct cd_store *st)
         (void)mdb_env_sync(st->env, 1);
         mdb_env_close(st->env);
     }
-    cd_store_tier_close(st);
     free(st->q_buf);
     free(st->q_set);
     free(st->pins);

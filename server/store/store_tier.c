@@ -61,6 +61,11 @@ struct store_tier {
     unsigned neg_ttl_ms;
     pthread_mutex_t neg_mu;
     struct store_tier_neg *neg; /* STORE_TIER_NEG_SLOTS, direct-mapped */
+    /* Streaming readers' threads still running (they outlive their
+     * readers to finish the local copy). */
+    pthread_mutex_t run_mu;
+    pthread_cond_t run_cond;
+    unsigned running;
     atomic_uint_fast64_t puts, put_bytes, fills, fill_bytes, ac_fills, heads,
         neg_hits, errors, corrupt;
 };
@@ -223,6 +228,8 @@ int cd_store_tier_open(struct cd_store *st, const struct cd_store_opts *opts,
     t->report_ctx = opts->on_tier_ctx;
     t->neg_ttl_ms = STORE_TIER_NEG_TTL_MS;
     pthread_mutex_init(&t->neg_mu, NULL);
+    pthread_mutex_init(&t->run_mu, NULL);
+    pthread_cond_init(&t->run_cond, NULL);
     st->tier = t;
     return 0;
 }
@@ -232,6 +239,12 @@ void cd_store_tier_close(struct cd_store *st)
     struct store_tier *t = st->tier;
     if (t == NULL)
         return;
+    pthread_mutex_lock(&t->run_mu);
+    while (t->running > 0)
+        pthread_cond_wait(&t->run_cond, &t->run_mu);
+    pthread_mutex_unlock(&t->run_mu);
+    pthread_mutex_destroy(&t->run_mu);
+    pthread_cond_destroy(&t->run_cond);
     pthread_mutex_destroy(&t->neg_mu);
     free(t->neg);
     free(t->dir);
@@ -484,26 +497,29 @@ int cd_store_blob_get(struct cd_store *st, const char *instance,
 /* --- streaming reads: the caller reads while LMDB fills ----------------- */
 
 /* A cd_reader of a blob only the bucket has. A thread of its own GETs the
- * object into an unlinked temp file, hashes it, and feeds an upload that
- * publishes it in LMDB; reads wait for the bytes they ask for, and the read
- * that would return the blob's last bytes waits for the hash, so a corrupt
- * object is never served whole (CAIRN_E_CORRUPT, as a local blob that fails
- * verification). */
+ * object into an unlinked temp file and hashes it; reads wait for the
+ * bytes they ask for, and the read that would return the blob's last bytes
+ * waits for the hash, so a corrupt object is never served whole
+ * (CAIRN_E_CORRUPT, as a local blob that fails verification). Only then,
+ * off the caller's path, the thread feeds the temp file to an upload that
+ * publishes the blob in LMDB (LMDB's synced staging would otherwise pace
+ * the GET). The reader and the thread each hold a reference; a reader
+ * closed early stops the GET, one closed after it leaves the thread to
+ * finish the local copy. cd_store_tier_close waits for such threads. */
 struct store_tier_rd {
     struct cd_store *st;
     struct cd_digest d;
     char key[CD_S3_MAX_KEY];
     int fd;
-    struct cd_upload *u;  /* NULL: not kept (no room, or it failed) */
+    struct cd_upload *u;  /* NULL: not kept (no room) */
     struct ck_sha256 *h;
-    pthread_t th;
-    bool started;
     pthread_mutex_t mu;
     pthread_cond_t cond;
     uint64_t avail; /* bytes in fd, under mu */
     bool done;      /* under mu; then rc is the fetch's result */
-    bool stop;      /* under mu: the reader is closing */
+    bool stop;      /* under mu: the reader closed */
     int rc;
+    unsigned refs;  /* under mu: the reader's and the thread's */
 };
 
 static int store_tier_rd_sink(void *ctx, const void *data, size_t n)
@@ -530,16 +546,64 @@ static int store_tier_rd_sink(void *ctx, const void *data, size_t n)
     }
     if (rc != 0)
         return rc;
-    /* LMDB failing (full, a write error) costs only the local copy. */
-    if (t->u != NULL && cd_upload_write(t->u, data, n) != 0) {
-        cd_upload_abort(t->u);
-        t->u = NULL;
-    }
     pthread_mutex_lock(&t->mu);
     t->avail += n;
     pthread_cond_broadcast(&t->cond);
     pthread_mutex_unlock(&t->mu);
     return 0;
+}
+
+/* Publishes the verified temp file in LMDB through t->u. */
+static int store_tier_rd_keep(struct store_tier_rd *t)
+{
+    size_t cap = CD_STORE_CHUNK;
+    uint8_t *buf = malloc(cap);
+    int rc = buf == NULL ? CAIRN_E_NOMEM : 0;
+    uint64_t size = (uint64_t)t->d.size;
+    for (uint64_t off = 0; rc == 0 && off < size;) {
+        size_t want = size - off < cap ? (size_t)(size - off) : cap;
+        ssize_t k = pread(t->fd, buf, want, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            rc = k < 0 ? -errno : CAIRN_E_IO;
+        else if ((rc = cd_upload_write(t->u, buf, (size_t)k)) == 0)
+            off += (uint64_t)k;
+    }
+    free(buf);
+    if (rc != 0) {
+        cd_upload_abort(t->u);
+        t->u = NULL;
+        return rc;
+    }
+    rc = cd_upload_commit(t->u);
+    t->u = NULL;
+    return rc;
+}
+
+static void store_tier_rd_free(struct store_tier_rd *t)
+{
+    if (t->u != NULL)
+        cd_upload_abort(t->u);
+    if (t->fd >= 0)
+        close(t->fd);
+    ck_sha256_free(t->h);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cond);
+    free(t);
+}
+
+/* Drops one reference; the last frees t. stop: the reader's, which also
+ * stops a GET still running. */
+static void store_tier_rd_put(struct store_tier_rd *t, bool stop)
+{
+    pthread_mutex_lock(&t->mu);
+    if (stop)
+        t->stop = true;
+    unsigned left = --t->refs;
+    pthread_mutex_unlock(&t->mu);
+    if (left == 0)
+        store_tier_rd_free(t);
 }
 
 static void *store_tier_rd_main(void *arg)
@@ -559,41 +623,46 @@ static void *store_tier_rd_main(void *arg)
     }
     if (rc == CAIRN_E_CORRUPT)
         store_tier_corrupt(tier, t->key, "does not match its digest");
-    /* The caller's last read waits for this: publish first, so that a
-     * read that follows the caller's finds the blob in LMDB. */
-    if (t->u != NULL) {
-        if (rc == 0 && cd_upload_commit(t->u) == 0) {
-            store_tier_add(&tier->fills, 1);
-            store_tier_add(&tier->fill_bytes, size);
-        } else if (rc != 0) {
-            cd_upload_abort(t->u);
-        }
-        t->u = NULL;
-    }
     pthread_mutex_lock(&t->mu);
     t->rc = rc;
     t->done = true;
     pthread_cond_broadcast(&t->cond);
     pthread_mutex_unlock(&t->mu);
+    if (rc == 0 && t->u != NULL && store_tier_rd_keep(t) == 0) {
+        store_tier_add(&tier->fills, 1);
+        store_tier_add(&tier->fill_bytes, size);
+    }
+    store_tier_rd_put(t, false);
+    /* The last touch of the store: cd_store_tier_close waits for it. */
+    pthread_mutex_lock(&tier->run_mu);
+    tier->running--;
+    pthread_cond_broadcast(&tier->run_cond);
+    pthread_mutex_unlock(&tier->run_mu);
     return NULL;
 }
 
-static void store_tier_rd_free(struct store_tier_rd *t)
+/* Starts t's thread, detached (counted in tier->running). */
+static int store_tier_rd_start(struct store_tier *tier, struct store_tier_rd *t)
 {
-    if (t->started) {
-        pthread_mutex_lock(&t->mu);
-        t->stop = true;
-        pthread_mutex_unlock(&t->mu);
-        pthread_join(t->th, NULL);
+    pthread_attr_t a;
+    pthread_t th;
+    if (pthread_attr_init(&a) != 0)
+        return CAIRN_E_NOMEM;
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&tier->run_mu);
+    tier->running++;
+    pthread_mutex_unlock(&tier->run_mu);
+    t->refs = 2;
+    int rc = 0;
+    if (pthread_create(&th, &a, store_tier_rd_main, t) != 0) {
+        t->refs = 1;
+        pthread_mutex_lock(&tier->run_mu);
+        tier->running--;
+        pthread_mutex_unlock(&tier->run_mu);
+        rc = CAIRN_E_NOMEM;
     }
-    if (t->u != NULL)
-        cd_upload_abort(t->u);
-    if (t->fd >= 0)
-        close(t->fd);
-    ck_sha256_free(t->h);
-    pthread_mutex_destroy(&t->mu);
-    pthread_cond_destroy(&t->cond);
-    free(t);
+    pthread_attr_destroy(&a);
+    return rc;
 }
 
 /* Opens a streaming reader on the bucket's copy of d, after a HEAD (so a
@@ -639,12 +708,8 @@ static int store_tier_reader_open(struct cd_store *st, const char *instance,
         else
             t->u = NULL; /* no room locally: stream without keeping it */
     }
-    if (rc == 0) {
-        if (pthread_create(&t->th, NULL, store_tier_rd_main, t) != 0)
-            rc = CAIRN_E_NOMEM;
-        else
-            t->started = true;
-    }
+    if (rc == 0)
+        rc = store_tier_rd_start(tier, t);
     if (rc != 0) {
         store_tier_rd_free(t);
         free(r);
@@ -701,7 +766,7 @@ int cd_store_tier_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n
 
 void cd_store_tier_reader_close(struct cd_reader *r)
 {
-    store_tier_rd_free(r->trd);
+    store_tier_rd_put(r->trd, true);
     r->trd = NULL;
 }
 

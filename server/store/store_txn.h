@@ -420,7 +420,8 @@ int cd_store_tier_key(char kind, const char *instance, const struct cd_digest *d
  * layer could decode). Returns 0 or CAIRN_E_TOOBIG (cap too small). */
 int cd_store_tier_instance_escape(const char *instance, char *out, size_t cap);
 /* Sets up st->tier when opts->s3 is set (nothing otherwise); close
- * accepts a store without one. */
+ * accepts a store without one, and waits for the tier's threads (they use
+ * the store: call it before anything else is torn down). */
 int cd_store_tier_open(struct cd_store *st, const struct cd_store_opts *opts,
                        struct cairn_err *err);
 void cd_store_tier_close(struct cd_store *st);

@@ -37,7 +37,7 @@ build B b1 -t t --cache "grpc://127.0.0.1:${NP[2]}/main" "$ctx"
     pass "through node 2: $STEPS remote hits, same image" || fail "B: $(summary b1)"
 
 # 3. Node 3, an empty disk: serves everything; C gets the same image.
-node_start 3
+node_start 3 --stats-interval 1s
 build C c1 -t t --cache "grpc://127.0.0.1:${NP[3]}/main" "$ctx"
 [ "$(field c1 'remote hits')" -eq "$STEPS" ] && [ "$(id_of c1)" = "$(id_of ref)" ] &&
     pass "node 3 (empty disk): $STEPS remote hits, same image" || fail "C: $(summary c1)"
@@ -67,7 +67,15 @@ expect 0 at 3 get main "$(digest "$T/small")" && cmp -s "$T/last.out" "$T/small"
     pass "BatchReadBlobs through node 3 reads the blob node 1 wrote" || fail "get small through node 3"
 expect 0 at 3 read "main/blobs/$(digest "$T/large")" && cmp -s "$T/last.out" "$T/large" &&
     pass "ByteStream Read through node 3 reads the 40 MB blob node 1 wrote" || fail "read large through node 3"
-# Now on node 3's disk: read again with the bucket gone.
+# Now on node 3's disk (the streaming reader stores it after the read
+# ends, so wait for the counters to say so): read again with the bucket
+# gone.
+for i in $(seq 1 600); do
+    fb=$(grep 'bucket (periodic)' "${NL[3]}" | tail -1 | grep -o 'fill_bytes=[0-9]*' | cut -d= -f2)
+    [ "${fb:-0}" -ge 40000000 ] && break
+    sleep 0.1
+done
+[ "${fb:-0}" -ge 40000000 ] || fail "node 3 never stored the 40 MB blob: $(grep 'bucket (periodic)' "${NL[3]}" | tail -1)"
 s3_stop
 expect 0 at 3 read "main/blobs/$(digest "$T/large")" && cmp -s "$T/last.out" "$T/large" &&
     pass "node 3 warmed up: the blob reads back with the bucket stopped" || fail "node 3 not warm"
