@@ -41,9 +41,10 @@
  * to a temp file, so an upload's memory stays bounded. */
 #define STORE_TIER_MEM_MAX CD_STORE_CHUNK
 /* find_missing asks the bucket about this many digests per call of
- * cd_s3_head_many (bounded key memory; the s3 module bounds the
- * parallelism). */
-#define STORE_TIER_HEAD_BATCH 256
+ * cd_s3_head_many (key memory: 1 KiB each; the s3 module bounds the
+ * parallelism). Large, because every batch waits for its slowest HEAD: a
+ * FindMissingBlobs of 1,000 is one batch. */
+#define STORE_TIER_HEAD_BATCH 1024
 #define STORE_TIER_NEG_SLOTS 8192
 
 struct store_tier_neg {
