@@ -38,6 +38,19 @@ start_fails 'at http://127.0.0.1:1: ' --backend "$S3_URL" --s3-endpoint http://1
 start_fails 'needs --s3-endpoint' --backend "$S3_URL"
 start_fails 's3://BUCKET' --backend http://x "${S3[@]}"
 
+# --s3-credentials-file comes first: a wrong secret in the environment
+# does not matter, and a wrong one in the file stops cairnd.
+printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+    "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$T/creds"
+chmod 600 "$T/creds"
+AWS_SECRET_ACCESS_KEY=wrong-secret-3141 node_start 9 --s3-credentials-file "$T/creds"
+echo creds >"$T/credblob"
+expect 0 at 9 put main "$T/credblob" && pass "credentials from --s3-credentials-file" || fail "put with file credentials"
+node_stop 9
+sed -i 's/^aws_secret_access_key = .*/aws_secret_access_key = wrong-secret-3141/' "$T/creds"
+start_fails 'SignatureDoesNotMatch' --backend "$S3_URL" "${S3[@]}" --s3-credentials-file "$T/creds"
+grep -q 'wrong-secret-3141' "$T/start.err" "$T/start.out" && fail "the secret key from the file was printed"
+
 # blobs N: makes $T/blob1..N, 200 KB to 2.2 MB, random.
 blobs() {
     local i
