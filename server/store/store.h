@@ -20,6 +20,17 @@
  * between threads). Every reader and upload must be closed/committed/
  * aborted before cd_store_close.
  *
+ * With a bucket under LMDB (cd_store_opts.s3; docs/storage.md "Two
+ * tiers"), the calls below keep their contracts and add one code:
+ * CAIRN_E_RPC, the bucket could not be reached or refused the request.
+ * cd_upload_commit, cd_store_blob_put and cd_store_ac_put return it when
+ * the bucket did not take the write (then nothing is stored anywhere);
+ * cd_store_reader_open, cd_reader_read and cd_store_blob_get when only the
+ * bucket has the blob. find_missing and the action-cache reads answer
+ * "missing" instead. An object in the bucket that does not match its
+ * digest is not found (reader reads: CAIRN_E_CORRUPT before the last
+ * bytes).
+ *
  * Instance names longer than CD_STORE_MAX_INSTANCE bytes are refused with
  * CAIRN_E_INVAL by every function that takes one; a negative digest size
  * is simply not found (missing).
