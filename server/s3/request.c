@@ -382,7 +382,11 @@ static int attempt_setup(struct cd_s3 *s3, struct cd_s3_req *r)
     /* Stalled, not slow: a big object may take long, a silent one not. */
     SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
     SET(CURLOPT_LOW_SPEED_TIME, (long)s3->timeout_s);
+#if LIBCURL_VERSION_NUM >= 0x075500
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
     if (strcmp(r->method, "HEAD") == 0) {
         SET(CURLOPT_NOBODY, 1L);
     } else if (strcmp(r->method, "PUT") == 0) {
