@@ -5,8 +5,11 @@
  *
  *   s3_probe [--url s3://B[/P]] [--endpoint URL] [--region R]
  *            [--creds-file F] [--profile P] [--part-size BYTES]
- *            [--parallel N] [--timeout S] [--time] CMD ARGS...
+ *            [--parallel N] [--timeout S] [--threads N] [--time] CMD ARGS...
  *
+ * --threads N runs the command in N threads at once on one client (the way
+ * cairnd's threads share it); their output lines interleave, and the exit
+ * code is the first failure's (each failure is printed).
  * Defaults come from S3_URL, S3_ENDPOINT and S3_REGION; credentials the
  * AWS way (cd_s3_creds_load). --time prints "<cmd> <ms> ms <MiB/s>" to
  * stdout after a successful transfer. */
@@ -17,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,6 +276,47 @@ static int usage(void)
     return EXIT_LOCAL;
 }
 
+struct job {
+    struct cd_s3 *s3;
+    int (*fn)(struct cd_s3 *, char **, struct cairn_err *);
+    char **argv;
+    int rc;
+    struct cairn_err err;
+};
+
+static void *job_run(void *arg)
+{
+    struct job *j = arg;
+    j->rc = j->fn(j->s3, j->argv, &j->err);
+    return NULL;
+}
+
+/* Runs fn in n threads at once on the same client. */
+static int run_threads(struct cd_s3 *s3,
+                       int (*fn)(struct cd_s3 *, char **, struct cairn_err *),
+                       char **argv, unsigned n)
+{
+    struct job *jobs = calloc(n, sizeof *jobs);
+    pthread_t *tids = calloc(n, sizeof *tids);
+    if (jobs == NULL || tids == NULL)
+        exit(EXIT_LOCAL);
+    fflush(stdout);
+    for (unsigned t = 0; t < n; t++) {
+        jobs[t] = (struct job){.s3 = s3, .fn = fn, .argv = argv};
+        if (pthread_create(&tids[t], NULL, job_run, &jobs[t]) != 0)
+            exit(EXIT_LOCAL);
+    }
+    int rc = 0;
+    for (unsigned t = 0; t < n; t++) {
+        pthread_join(tids[t], NULL);
+        if (jobs[t].rc && rc == 0)
+            rc = jobs[t].rc;
+    }
+    free(jobs);
+    free(tids);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct cd_s3_opts o = {.url = getenv("S3_URL"),
@@ -279,6 +324,7 @@ int main(int argc, char **argv)
                            .region = getenv("S3_REGION"),
                            .path_style = true};
     const char *creds_file = NULL, *profile = NULL;
+    unsigned threads = 1;
     int i = 1;
     for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
@@ -299,6 +345,10 @@ int main(int argc, char **argv)
             o.part_size = (size_t)parse_u64(v);
         } else if (strcmp(k, "--parallel") == 0) {
             o.parallel = (unsigned)parse_u64(v);
+        } else if (strcmp(k, "--threads") == 0) {
+            threads = (unsigned)parse_u64(v);
+            if (threads == 0 || threads > 64)
+                return usage();
         } else if (strcmp(k, "--timeout") == 0) {
             o.timeout_s = (unsigned)parse_u64(v);
         } else {
@@ -322,7 +372,10 @@ int main(int argc, char **argv)
         rc = cd_s3_open(&o, &s3, &err);
         if (rc)
             return fail(rc, &err);
-        rc = cmds[c].fn(s3, argv + i + 1, &err);
+        if (threads > 1)
+            rc = run_threads(s3, cmds[c].fn, argv + i + 1, threads);
+        else
+            rc = cmds[c].fn(s3, argv + i + 1, &err);
         cd_s3_close(s3);
         return rc;
     }

@@ -60,14 +60,16 @@ int cd_s3_pool_init(struct cd_s3 *s3, struct cairn_err *err)
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&s3->share_mu[i], NULL);
     pthread_mutex_init(&s3->pool_mu, NULL);
-    /* One connection cache for every handle and thread: a HEAD after a
-     * GET reuses the GET's connection instead of a new handshake. */
+    /* DNS answers and TLS sessions are shared by every thread. Idle
+     * connections are not: libcurl's shared connection cache is not safe
+     * across concurrent threads (a known limitation), so each pooled multi
+     * handle keeps its own, and the LIFO pool hands the warmest one out
+     * first. */
     s3->share = curl_share_init();
     if (s3->share == NULL ||
         curl_share_setopt(s3->share, CURLSHOPT_LOCKFUNC, share_lock) ||
         curl_share_setopt(s3->share, CURLSHOPT_UNLOCKFUNC, share_unlock) ||
         curl_share_setopt(s3->share, CURLSHOPT_USERDATA, s3) ||
-        curl_share_setopt(s3->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) ||
         curl_share_setopt(s3->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) ||
         curl_share_setopt(s3->share, CURLSHOPT_SHARE,
                           CURL_LOCK_DATA_SSL_SESSION))
@@ -127,11 +129,10 @@ static CURLM *multi_get(struct cd_s3 *s3)
     pthread_mutex_unlock(&s3->pool_mu);
     if (m == NULL) {
         m = curl_multi_init();
-        /* The shared cache keeps at most this many idle connections;
-         * curl's default (4 per easy handle in the multi) would close
-         * those of other threads. */
+        /* Idle connections this multi keeps: enough for the widest batch
+         * (curl's default, 4 per handle added, shrinks as handles leave). */
         if (m)
-            curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 256L);
+            curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 300L);
     }
     return m;
 }
@@ -381,7 +382,11 @@ static int attempt_setup(struct cd_s3 *s3, struct cd_s3_req *r)
     /* Stalled, not slow: a big object may take long, a silent one not. */
     SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
     SET(CURLOPT_LOW_SPEED_TIME, (long)s3->timeout_s);
+#if LIBCURL_VERSION_NUM >= 0x075500
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
     if (strcmp(r->method, "HEAD") == 0) {
         SET(CURLOPT_NOBODY, 1L);
     } else if (strcmp(r->method, "PUT") == 0) {

@@ -1,6 +1,6 @@
 /* The request engine shared by the room's files: struct cd_s3 (the
- * session), a pool of curl handles on one shared connection cache, and a
- * runner that drives a batch of requests through one curl multi handle,
+ * session), pools of curl handles (the pooled multi handles keep the idle
+ * connections), and a runner that drives a batch of requests through one curl multi handle,
  * at most N in flight, retrying 5xx/503 SlowDown and dropped connections
  * with bounded backoff (cd_s3_backoff_ms), and mapping each answer to a
  * CAIRN_E_* code (answer.h). Internal to server/s3/.
@@ -27,7 +27,8 @@
 #define CD_S3_TRIES 4           /* attempts per request */
 #define CD_S3_ANSWER_MAX 65536  /* XML answers and error bodies kept */
 #define CD_S3_POOL_EASY 64      /* idle easy handles kept */
-#define CD_S3_POOL_MULTI 16     /* idle multi handles kept */
+#define CD_S3_POOL_MULTI 32     /* idle multi handles (and their
+                                 * connections) kept */
 #define CD_S3_SHA_EMPTY \
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 

@@ -15,6 +15,9 @@
 #define DEFAULT_PARALLEL 8
 #define DEFAULT_PART_SIZE ((size_t)16 << 20)
 #define MAX_PARALLEL 256
+#define MIN_PART_SIZE ((size_t)64 << 10)
+#define MAX_PART_SIZE ((size_t)5 << 30)
+#define MAX_TIMEOUT_S 3600
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -44,6 +47,13 @@ int cd_s3_open(const struct cd_s3_opts *opts, struct cd_s3 **out,
     if (opts->parallel > MAX_PARALLEL)
         return cairn_err_set(err, CAIRN_E_INVAL,
                              "S3 parallelism above %d", MAX_PARALLEL);
+    if (opts->part_size != 0 &&
+        (opts->part_size < MIN_PART_SIZE || opts->part_size > MAX_PART_SIZE))
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "S3 part size must be 64 KiB to 5 GiB");
+    if (opts->timeout_s > MAX_TIMEOUT_S)
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "S3 timeout above %d s", MAX_TIMEOUT_S);
     s3 = calloc(1, sizeof *s3);
     if (s3 == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "S3: %s",
@@ -96,11 +106,20 @@ int cd_s3_check(struct cd_s3 *s3, struct cairn_err *err)
         rc = cd_s3_req_run(s3, &r, err);
     if (rc == CAIRN_E_AUTH || (rc == CAIRN_E_INVAL && r.status == 400)) {
         /* A HEAD answer has no body to say why; a listing of at most one
-         * key asks the same question and names the cause. */
-        cd_s3_req_free(&r);
-        rc = cd_s3_req_init(s3, &r, "GET", NULL, "max-keys=1", err);
-        if (rc == 0)
-            rc = cd_s3_req_run(s3, &r, err);
+         * key asks the same question and names the cause. Should the
+         * listing be allowed where the HEAD was not, the HEAD's answer
+         * stands. */
+        struct cd_s3_req g;
+        struct cairn_err gerr = {0};
+        int grc = cd_s3_req_init(s3, &g, "GET", NULL, "max-keys=1", &gerr);
+        if (grc == 0)
+            grc = cd_s3_req_run(s3, &g, &gerr);
+        if (grc != 0 && grc != CAIRN_E_NOMEM) {
+            rc = grc;
+            if (err != NULL)
+                *err = gerr;
+        }
+        cd_s3_req_free(&g);
     }
     if (rc == CAIRN_E_NOTFOUND)
         cairn_err_set(err, rc, "S3 bucket %s not found at %s",

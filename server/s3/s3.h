@@ -73,7 +73,8 @@ struct cd_s3_opts {
 struct cd_s3;
 
 /* Parses and copies opts; contacts nothing. CAIRN_E_INVAL for a bad URL,
- * endpoint or bucket name. */
+ * endpoint, bucket name or region, parallel > 256, part_size outside
+ * 64 KiB..5 GiB, timeout_s > 3600. Close with cd_s3_close (NULL ok). */
 int cd_s3_open(const struct cd_s3_opts *opts, struct cd_s3 **out,
                struct cairn_err *err);
 void cd_s3_close(struct cd_s3 *s3);
@@ -110,12 +111,17 @@ int cd_s3_parts_plan(uint64_t size, size_t part_size, uint64_t *psize,
 /* GET of [offset, offset+len) of an object of known size, delivered to
  * sink in order (ranged GETs in parallel above part_size, reassembled in
  * order with bounded memory: parallel * part_size). sink returning
- * nonzero stops the call with that code. */
+ * nonzero stops the call with that code. sink runs in the calling thread,
+ * between transfers: while it blocks, the other ranges wait (past
+ * timeout_s they count as stalled and are retried from where they
+ * stopped). A range the server answers short, long or with other bytes
+ * than asked is CAIRN_E_CORRUPT. */
 typedef int (*cd_s3_sink)(void *ctx, const void *data, size_t n);
 int cd_s3_get(struct cd_s3 *s3, const char *key, uint64_t offset,
               uint64_t len, cd_s3_sink sink, void *ctx,
               struct cairn_err *err);
 
+/* DELETE of one object; 0 also when it was absent (S3's semantics). */
 int cd_s3_delete(struct cd_s3 *s3, const char *key, struct cairn_err *err);
 
 #endif

@@ -15,8 +15,13 @@
 #   s3_get_raw KEY OUT     GET BUCKET/KEY into OUT; prints the HTTP status
 #   s3_object_path KEY     the object's data file on Swift's disk
 #   s3_corrupt KEY         flip the first byte of that file in place (same
-#                          length: only a digest check can tell)
+#                          length: only a digest check can tell). Swift
+#                          serves the bad bytes once (200), notices its own
+#                          MD5 mismatch at the end and quarantines the file:
+#                          later GETs and HEADs of KEY answer 404
 #
+# The server is a background job of the test's shell: wait for your own jobs
+# by pid (`wait "$pid"`), since a bare `wait` would wait for the server too.
 # Call s3_start in the test's own shell, not in $(...): the server dies with
 # the shell that started it (PR_SET_PDEATHSIG), so a test killed by a signal
 # leaves nothing running. State lives in $T/s3 when the test has a temp dir
