@@ -428,9 +428,26 @@ static void store_tier_corrupt(struct store_tier *t, const char *key,
 
 static int store_tier_fill_sink(void *ctx, const void *data, size_t n)
 {
-    int rc = cd_upload_write(ctx, data, n);
-    /* More bytes than the digest's size: the object is not the blob. */
-    return rc == CAIRN_E_INVAL ? CAIRN_E_CORRUPT : rc;
+    return cd_upload_write(ctx, data, n);
+}
+
+/* A GET of key failed with rc, which the s3 module says when an answer
+ * did not add up (CAIRN_E_CORRUPT: a short body, a range not served): the
+ * object may be of the wrong size, or the transfer broke. Only a HEAD
+ * that shows the wrong size makes it corrupt (deleted, NOT_FOUND); else
+ * it is a bucket failure. */
+static int store_tier_get_failed(struct store_tier *t, const char *key,
+                                 const struct cd_digest *d, int rc,
+                                 const struct cairn_err *err)
+{
+    uint64_t size = 0;
+    struct cairn_err herr = {0};
+    if (rc == CAIRN_E_CORRUPT && cd_s3_head(t->s3, key, &size, &herr) == 0 &&
+        size != (uint64_t)d->size) {
+        store_tier_corrupt(t, key, "has the wrong size");
+        return CAIRN_E_NOTFOUND;
+    }
+    return store_tier_fail(t, "GET", key, rc, err);
 }
 
 /* Brings blob d of instance from the bucket into LMDB through the upload
@@ -458,19 +475,13 @@ static int store_tier_fill(struct cd_store *st, const char *instance,
                    &err);
     if (rc != 0) {
         cd_upload_abort(u);
-        /* An object longer or shorter than its digest says is corrupt
-         * like a wrong one; the store's own write errors are its own. */
+        /* The store's own write errors (from the sink) are its own. */
         bool local = rc == CAIRN_E_FULL || rc == CAIRN_E_DB ||
                      rc == CAIRN_E_NOMEM || (rc < 0 && rc > -1000);
-        if (rc == CAIRN_E_CORRUPT)
-            rc = CAIRN_E_DIGEST;
-        else if (local)
-            return rc;
-        else if (rc != CAIRN_E_DIGEST)
-            return store_tier_fail(t, "GET", key, rc, &err);
-    } else {
-        rc = cd_upload_commit(u);
+        return local ? rc : store_tier_get_failed(t, key, d, rc, &err);
     }
+    /* The upload hashed every byte: a mismatch is the object's. */
+    rc = cd_upload_commit(u);
     if (rc == CAIRN_E_DIGEST) {
         store_tier_corrupt(t, key, "does not match its digest");
         return CAIRN_E_NOTFOUND;
@@ -619,11 +630,12 @@ static void *store_tier_rd_main(void *arg)
         if ((rc = ck_sha256_final(t->h, h)) == 0 &&
             memcmp(h, t->d.hash, CK_SHA256_LEN) != 0)
             rc = CAIRN_E_CORRUPT;
-    } else if (rc != -ECANCELED && rc != CAIRN_E_CORRUPT) {
+        if (rc == CAIRN_E_CORRUPT)
+            store_tier_corrupt(tier, t->key, "does not match its digest");
+    } else if (rc != -ECANCELED) {
+        /* The size was right at the HEAD: a transfer that broke. */
         rc = store_tier_fail(tier, "GET", t->key, rc, &err);
     }
-    if (rc == CAIRN_E_CORRUPT)
-        store_tier_corrupt(tier, t->key, "does not match its digest");
     pthread_mutex_lock(&t->mu);
     t->rc = rc;
     t->done = true;

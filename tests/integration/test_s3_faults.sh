@@ -12,7 +12,8 @@
 # 4. an object corrupted in the bucket is caught by the digest: not
 #    served (NOT_FOUND), reported in the log, removed from the bucket, so
 #    FindMissingBlobs says missing and a client's upload repairs it; a
-#    streamed read of one ends DATA_LOSS before its last bytes;
+#    streamed read of one ends DATA_LOSS before its last bytes; an object
+#    of the wrong size is NOT_FOUND, reported and deleted;
 # 5. action results: written through, read through another node, and the
 #    completeness check counts blobs that only the bucket has.
 . "$(dirname "$0")/s3_nodes_lib.sh"
@@ -159,6 +160,21 @@ expect 15 at 4 read "main/blobs/$(digest "$T/victim2")" && [ "$(size "$T/last.ou
 grep -q "object $KEY2 does not match its digest" "${NL[4]}" || fail "streamed corrupt object not reported"
 expect 0 at 4 fmb main "$(digest "$T/victim2")" && grep -q "$(sha "$T/victim2")" "$T/last.out" &&
     pass "and it is missing now (not stored locally, deleted from the bucket)" || fail "victim2 not missing"
+
+# ... and an object of the wrong size (put straight into the bucket under
+# a blob's name): NOT_FOUND through both read paths, reported, deleted.
+for how in get read; do
+    head -c 300000 /dev/urandom >"$T/sb-$how"
+    head -c 1000 "$T/sb-$how" >"$T/sb-$how.short"
+    k=$(bucket_key cas main "$T/sb-$how")
+    s3_put_raw "$k" "$T/sb-$how.short" || fail "s3_put_raw"
+    if [ $how = get ]; then
+        expect $NOT_FOUND at 4 get main "$(digest "$T/sb-$how")"
+    else
+        expect $NOT_FOUND at 4 read "main/blobs/$(digest "$T/sb-$how")"
+    fi && grep -q "object $k has the wrong size" "${NL[4]}" && [ "$(s3_get_raw "$k" "$T/gone")" = 404 ] &&
+        pass "a short object ($how): NOT_FOUND, reported, deleted" || fail "short object ($how)"
+done
 
 # 5. Action results across nodes and tiers: blob on node 2's disk and in
 # the bucket; node 4 has neither the result nor the blob locally.
