@@ -73,12 +73,12 @@ static void log_summary(const char *when, struct cd_metrics *m, struct cd_store 
     if (ss.tier_puts + ss.tier_fills + ss.tier_heads + ss.tier_errors > 0)
         cd_log(CD_LOG_INFO,
                "bucket (%s): puts=%llu put_bytes=%llu fills=%llu fill_bytes=%llu ac_fills=%llu "
-               "heads=%llu negative_hits=%llu errors=%llu corrupt=%llu",
+               "heads=%llu negative_hits=%llu errors=%llu corrupt=%llu shared_reads=%llu",
                when, (unsigned long long)ss.tier_puts, (unsigned long long)ss.tier_put_bytes,
                (unsigned long long)ss.tier_fills, (unsigned long long)ss.tier_fill_bytes,
                (unsigned long long)ss.tier_ac_fills, (unsigned long long)ss.tier_heads,
                (unsigned long long)ss.tier_neg_hits, (unsigned long long)ss.tier_errors,
-               (unsigned long long)ss.tier_corrupt);
+               (unsigned long long)ss.tier_corrupt, (unsigned long long)ss.tier_shared);
 }
 
 static void print_bad(void *ctx, const char *instance, const struct cd_digest *d)

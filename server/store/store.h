@@ -249,6 +249,7 @@ struct cd_store_stats {
     uint64_t tier_neg_hits;   /* answered by the negative cache */
     uint64_t tier_errors;     /* bucket calls that failed */
     uint64_t tier_corrupt;    /* objects that did not match their digest */
+    uint64_t tier_shared;     /* reads that joined another's fetch */
 };
 /* Thread-safe, and takes no lock a CAS or AC call waits on (atomics and
  * a read txn of its own), so a metrics scrape never slows calls. */

@@ -67,8 +67,9 @@ struct store_tier {
     pthread_mutex_t run_mu;
     pthread_cond_t run_cond;
     unsigned running;
+    struct store_tier_rd *active; /* their fetches, for store_tier_rd_join */
     atomic_uint_fast64_t puts, put_bytes, fills, fill_bytes, ac_fills, heads,
-        neg_hits, errors, corrupt;
+        neg_hits, errors, corrupt, shared;
 };
 
 struct store_tier_up {
@@ -277,6 +278,7 @@ void cd_store_tier_stats(struct cd_store *st, struct cd_store_stats *out)
     out->tier_neg_hits = store_tier_ld(&t->neg_hits);
     out->tier_errors = store_tier_ld(&t->errors);
     out->tier_corrupt = store_tier_ld(&t->corrupt);
+    out->tier_shared = store_tier_ld(&t->shared);
 }
 
 __attribute__((format(printf, 2, 3))) static void
@@ -515,9 +517,11 @@ int cd_store_blob_get(struct cd_store *st, const char *instance,
  * (CAIRN_E_CORRUPT, as a local blob that fails verification). Only then,
  * off the caller's path, the thread feeds the temp file to an upload that
  * publishes the blob in LMDB (LMDB's synced staging would otherwise pace
- * the GET). The reader and the thread each hold a reference; a reader
- * closed early stops the GET, one closed after it leaves the thread to
- * finish the local copy. cd_store_tier_close waits for such threads. */
+ * the GET). Readers of the same blob that come while it is fetched join
+ * the fetch (store_tier_rd_join). Each reader and the thread hold a
+ * reference; when every reader closed before the end the GET stops, else
+ * the thread finishes the local copy on its own. cd_store_tier_close
+ * waits for such threads. */
 struct store_tier_rd {
     struct cd_store *st;
     struct cd_digest d;
@@ -531,7 +535,9 @@ struct store_tier_rd {
     bool done;      /* under mu; then rc is the fetch's result */
     bool stop;      /* under mu: the reader closed */
     int rc;
-    unsigned refs;  /* under mu: the reader's and the thread's */
+    unsigned refs;    /* under mu: one per reader, one the thread's */
+    unsigned readers; /* under mu: when it drops to 0, stop */
+    struct store_tier_rd *next; /* tier->active, under tier->run_mu */
 };
 
 static int store_tier_rd_sink(void *ctx, const void *data, size_t n)
@@ -605,12 +611,12 @@ static void store_tier_rd_free(struct store_tier_rd *t)
     free(t);
 }
 
-/* Drops one reference; the last frees t. stop: the reader's, which also
- * stops a GET still running. */
-static void store_tier_rd_put(struct store_tier_rd *t, bool stop)
+/* Drops one reference; the last frees t. reader: a reader's; the last
+ * reader's stops a GET still running. */
+static void store_tier_rd_put(struct store_tier_rd *t, bool reader)
 {
     pthread_mutex_lock(&t->mu);
-    if (stop)
+    if (reader && --t->readers == 0)
         t->stop = true;
     unsigned left = --t->refs;
     pthread_mutex_unlock(&t->mu);
@@ -645,6 +651,14 @@ static void *store_tier_rd_main(void *arg)
         store_tier_add(&tier->fills, 1);
         store_tier_add(&tier->fill_bytes, size);
     }
+    pthread_mutex_lock(&tier->run_mu);
+    for (struct store_tier_rd **pp = &tier->active; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&tier->run_mu);
     store_tier_rd_put(t, false);
     /* The last touch of the store: cd_store_tier_close waits for it. */
     pthread_mutex_lock(&tier->run_mu);
@@ -662,20 +676,49 @@ static int store_tier_rd_start(struct store_tier *tier, struct store_tier_rd *t)
     if (pthread_attr_init(&a) != 0)
         return CAIRN_E_NOMEM;
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    t->refs = 2;
+    t->readers = 1;
+    int rc = 0;
+    /* Listed before the thread runs, which unlists it at its end. */
     pthread_mutex_lock(&tier->run_mu);
     tier->running++;
-    pthread_mutex_unlock(&tier->run_mu);
-    t->refs = 2;
-    int rc = 0;
+    t->next = tier->active;
+    tier->active = t;
     if (pthread_create(&th, &a, store_tier_rd_main, t) != 0) {
         t->refs = 1;
-        pthread_mutex_lock(&tier->run_mu);
+        tier->active = t->next;
         tier->running--;
-        pthread_mutex_unlock(&tier->run_mu);
         rc = CAIRN_E_NOMEM;
     }
+    pthread_mutex_unlock(&tier->run_mu);
     pthread_attr_destroy(&a);
     return rc;
+}
+
+/* The fetch of key another reader started, if it is still good to read
+ * from (going, or done and verified): one more reader on it, returned.
+ * Callers of a cold blob share one GET and one temp file. */
+static struct store_tier_rd *store_tier_rd_join(struct store_tier *tier,
+                                                const char *key)
+{
+    struct store_tier_rd *found = NULL;
+    pthread_mutex_lock(&tier->run_mu);
+    for (struct store_tier_rd *a = tier->active; a != NULL && found == NULL;
+         a = a->next) {
+        if (strcmp(a->key, key) != 0)
+            continue;
+        pthread_mutex_lock(&a->mu);
+        if (!a->stop && !(a->done && a->rc != 0)) {
+            a->refs++;
+            a->readers++;
+            found = a;
+        }
+        pthread_mutex_unlock(&a->mu);
+    }
+    pthread_mutex_unlock(&tier->run_mu);
+    if (found != NULL)
+        store_tier_add(&tier->shared, 1);
+    return found;
 }
 
 /* Opens a streaming reader on the bucket's copy of d, after a HEAD (so a
@@ -687,22 +730,33 @@ static int store_tier_reader_open(struct cd_store *st, const char *instance,
                                   struct cd_reader **out)
 {
     struct store_tier *tier = st->tier;
-    struct store_tier_rd *t = calloc(1, sizeof *t);
+    char key[CD_S3_MAX_KEY];
+    int rc = cd_store_tier_key(STORE_KIND_BLOB, instance, d, key, sizeof key);
+    if (rc != 0)
+        return rc;
     struct cd_reader *r = calloc(1, sizeof *r);
-    if (t == NULL || r == NULL) {
-        free(t);
+    if (r == NULL)
+        return CAIRN_E_NOMEM;
+    r->st = st;
+    r->size = (uint64_t)d->size;
+    if ((r->trd = store_tier_rd_join(tier, key)) != NULL) {
+        *out = r;
+        return 0;
+    }
+    struct store_tier_rd *t = calloc(1, sizeof *t);
+    if (t == NULL) {
         free(r);
         return CAIRN_E_NOMEM;
     }
     t->st = st;
     t->d = *d;
     t->fd = -1;
+    memcpy(t->key, key, sizeof key);
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cond, NULL);
     struct cairn_err err = {0};
     uint64_t size = 0;
-    int rc = cd_store_tier_key(STORE_KIND_BLOB, instance, d, t->key, sizeof t->key);
-    if (rc == 0 && (rc = cd_s3_head(tier->s3, t->key, &size, &err)) != 0)
+    if ((rc = cd_s3_head(tier->s3, t->key, &size, &err)) != 0)
         rc = store_tier_fail(tier, "HEAD", t->key, rc, &err);
     if (rc == 0 && size != (uint64_t)d->size) {
         store_tier_corrupt(tier, t->key, "has the wrong size");
@@ -728,8 +782,6 @@ static int store_tier_reader_open(struct cd_store *st, const char *instance,
         free(r);
         return rc;
     }
-    r->st = st;
-    r->size = (uint64_t)d->size;
     r->trd = t;
     *out = r;
     return 0;
