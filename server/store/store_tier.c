@@ -501,6 +501,8 @@ int cd_store_blob_get(struct cd_store *st, const char *instance,
     int rc = cd_store_blob_get_local(st, instance, d, max, data);
     if (rc != CAIRN_E_NOTFOUND || st->tier == NULL || d->size < 0)
         return rc;
+    if (instance == NULL)
+        instance = "";
     if ((uint64_t)d->size > max)
         return CAIRN_E_TOOBIG;
     if ((rc = store_tier_fill(st, instance, d)) != 0)
@@ -841,6 +843,8 @@ int cd_store_reader_open(struct cd_store *st, const char *instance,
     int rc = cd_store_reader_open_local(st, instance, d, out);
     if (rc != CAIRN_E_NOTFOUND || st->tier == NULL || d->size < 0)
         return rc;
+    if (instance == NULL)
+        instance = "";
     rc = store_tier_reader_open(st, instance, d, out);
     if (rc == CAIRN_E_EXISTS)
         return cd_store_reader_open_local(st, instance, d, out);
@@ -886,10 +890,17 @@ int cd_store_find_missing(struct cd_store *st, const char *instance,
     struct store_tier *t = st->tier;
     if (rc != 0 || t == NULL)
         return rc;
-    char *keys = malloc((size_t)STORE_TIER_HEAD_BATCH * CD_S3_MAX_KEY);
-    const char **kp = malloc(STORE_TIER_HEAD_BATCH * sizeof *kp);
-    bool *present = malloc(STORE_TIER_HEAD_BATCH * sizeof *present);
-    size_t *idx = malloc(STORE_TIER_HEAD_BATCH * sizeof *idx);
+    if (instance == NULL)
+        instance = "";
+    size_t cap = 0;
+    for (size_t i = 0; i < n && cap < STORE_TIER_HEAD_BATCH; i++)
+        cap += missing[i] && digests[i].size >= 0;
+    if (cap == 0)
+        return 0;
+    char *keys = malloc(cap * CD_S3_MAX_KEY);
+    const char **kp = malloc(cap * sizeof *kp);
+    bool *present = malloc(cap * sizeof *present);
+    size_t *idx = malloc(cap * sizeof *idx);
     if (keys == NULL || kp == NULL || present == NULL || idx == NULL) {
         rc = CAIRN_E_NOMEM;
         goto out;
@@ -907,7 +918,7 @@ int cd_store_find_missing(struct cd_store *st, const char *instance,
             }
             idx[k++] = i;
         }
-        if (k == STORE_TIER_HEAD_BATCH || (i == n && k > 0)) {
+        if (k == cap || (i == n && k > 0)) {
             rc = store_tier_heads(t, instance, inst, digests, idx, k, missing,
                                   keys, kp, present);
             k = 0;
@@ -1036,6 +1047,8 @@ int cd_store_ac_get_complete(struct cd_store *st, const char *instance,
     if (st->tier == NULL)
         return cd_store_ac_get_complete_local(st, instance, action, refs, ctx,
                                               data, len, missing);
+    if (instance == NULL)
+        instance = "";
     struct store_tier_refs w = {refs, ctx, NULL, 0};
     cd_store_refs_fn fn = refs != NULL ? store_tier_refs_wrap : NULL;
     int rc = cd_store_ac_get_complete_local(st, instance, action, fn, &w,
@@ -1063,6 +1076,8 @@ int cd_store_ac_put(struct cd_store *st, const char *instance,
         return cd_store_ac_put_local(st, instance, action, data, len);
     if (len > CD_STORE_MAX_AC_RESULT)
         return CAIRN_E_TOOBIG;
+    if (instance == NULL)
+        instance = "";
     char key[CD_S3_MAX_KEY];
     int rc = cd_store_tier_key(STORE_KIND_AC, instance, action, key, sizeof key);
     if (rc != 0)
