@@ -47,13 +47,13 @@ build C c1 -t t --cache "grpc://127.0.0.1:${NP[3]}/main" "$ctx"
 # multipart upload) written through node 1, read through node 3.
 head -c 5000 /dev/urandom >"$T/small"
 head -c 40000000 /dev/urandom >"$T/large"
-# The negative cache never hides this node's own upload: missing, put,
-# present at once.
+# A miss (remembered by the negative cache) never hides this node's own
+# upload: missing, put, present at once.
 expect 0 at 1 fmb main "$(digest "$T/small")" && grep -q "$(sha "$T/small")" "$T/last.out" ||
     fail "small is not missing before its upload"
 expect 0 at 1 put main "$T/small" || fail "put small through node 1"
 expect 0 at 1 fmb main "$(digest "$T/small")" && [ ! -s "$T/last.out" ] &&
-    pass "node 1's own upload is present at once (negative cache cleared)" || fail "fmb after put: $(cat "$T/last.out")"
+    pass "node 1's own upload is present at once after a miss" || fail "fmb after put: $(cat "$T/last.out")"
 expect 0 at 1 write "main/uploads/u1/blobs/$(digest "$T/large")" "$T/large" chunk=1048576 ||
     fail "write large through node 1"
 code=$(s3_get_raw "$(bucket_key cas main "$T/large")" "$T/large.raw")
