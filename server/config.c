@@ -150,6 +150,18 @@ static const struct opt {
      100000, "N open connections from one client address (default 128)"},
     {"--no-connection-limits", OPT_FLAG, offsetof(struct cd_config, no_conn_limits), 0, 0, NULL},
     {"--no-gate", OPT_FLAG, offsetof(struct cd_config, no_gate), 0, 0, NULL},
+    {"--backend", OPT_STRING, offsetof(struct cd_config, backend), 0, 0,
+     "s3://BUCKET[/PREFIX]: every blob and action result is also kept in\n"
+     "                         this bucket, written through; --dir is the local hot tier"},
+    {"--s3-endpoint", OPT_STRING, offsetof(struct cd_config, s3_endpoint), 0, 0,
+     "URL of the S3 service, e.g. https://s3.eu-west-1.amazonaws.com"},
+    {"--s3-region", OPT_STRING, offsetof(struct cd_config, s3_region), 0, 0,
+     "R the bucket's region, for signing (default us-east-1)"},
+    {"--s3-path-style", OPT_FLAG, offsetof(struct cd_config, s3_path_style), 0, 0,
+     "address the bucket as URL/BUCKET/key (MinIO, Ceph, Swift)"},
+    {"--s3-credentials-file", OPT_STRING, offsetof(struct cd_config, s3_credentials_file), 0, 0,
+     "FILE in AWS shared-credentials format (default: AWS_ACCESS_KEY_ID\n"
+     "                         etc., then ~/.aws/credentials at AWS_PROFILE)"},
     {"--verify", OPT_FLAG, offsetof(struct cd_config, verify), 0, 0,
      "check every blob in --dir, remove corrupt ones, print a summary\n"
      "                         and exit (1 if any was corrupt); only --dir is needed"},
@@ -216,6 +228,24 @@ static int opt_set(const struct opt *o, const char *v, void *field, struct cairn
     return 0;
 }
 
+/* --backend and the --s3-* options that go with it. */
+static int config_backend_check(const struct cd_config *cfg, struct cairn_err *err)
+{
+    bool s3_opt = cfg->s3_endpoint != NULL || cfg->s3_region != NULL || cfg->s3_path_style ||
+                  cfg->s3_credentials_file != NULL;
+    if (cfg->backend == NULL)
+        return s3_opt ? cairn_err_set(err, CAIRN_E_INVAL, "--s3-* options need --backend s3://...")
+                      : 0;
+    if (strncmp(cfg->backend, "s3://", 5) != 0 || cfg->backend[5] == '\0' ||
+        cfg->backend[5] == '/')
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "--backend: '%s' is not s3://BUCKET[/PREFIX]", cfg->backend);
+    if (cfg->s3_endpoint == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "--backend %s needs --s3-endpoint URL",
+                             cfg->backend);
+    return 0;
+}
+
 int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_err *err)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -271,5 +301,5 @@ int cd_config_parse(int argc, char **argv, struct cd_config *cfg, struct cairn_e
         return cairn_err_set(err, CAIRN_E_INVAL, "--health-listen needs the HTTP/2 gate");
     if (cfg->tls_client_ca != NULL && cfg->tls_cert == NULL)
         return cairn_err_set(err, CAIRN_E_INVAL, "--tls-client-ca needs --tls-cert and --tls-key");
-    return 0;
+    return config_backend_check(cfg, err);
 }

@@ -43,6 +43,12 @@ struct cd_config {
     unsigned max_conns_per_ip; /* --max-connections-per-ip N */
     bool no_conn_limits;      /* hidden: gRPC's defaults and no gate, for tests */
     bool no_gate;             /* hidden: gRPC's own listener, for measurements */
+    /* The durable tier (docs/storage.md "Two tiers"); NULL: LMDB only. */
+    const char *backend;      /* --backend s3://BUCKET[/PREFIX] */
+    const char *s3_endpoint;  /* --s3-endpoint URL */
+    const char *s3_region;    /* --s3-region R (NULL: us-east-1) */
+    bool s3_path_style;       /* --s3-path-style */
+    const char *s3_credentials_file; /* --s3-credentials-file FILE */
     bool verify;              /* --verify: scrub --dir and exit */
     bool help;
 };

@@ -16,6 +16,7 @@
 #include "server/telemetry/process.h"
 #include "server/grpc/relay.h"
 #include "server/grpc/rpc.h"
+#include "server/s3/s3.h"
 #include "server/store/store.h"
 #include "server/grpc/tls.h"
 #include "server/store/uploads.h"
@@ -70,6 +71,15 @@ static void log_summary(const char *when, struct cd_metrics *m, struct cd_store 
            (unsigned long long)atomic_load(&m->bytes_out), (unsigned long long)ss.blobs,
            (unsigned long long)ss.bytes, (unsigned long long)ss.max_size,
            (unsigned long long)ss.evictions, (unsigned long long)ss.quarantined);
+    if (ss.tier_puts + ss.tier_fills + ss.tier_heads + ss.tier_errors > 0)
+        cd_log(CD_LOG_INFO,
+               "bucket (%s): puts=%llu put_bytes=%llu fills=%llu fill_bytes=%llu ac_fills=%llu "
+               "heads=%llu negative_hits=%llu errors=%llu corrupt=%llu shared_reads=%llu",
+               when, (unsigned long long)ss.tier_puts, (unsigned long long)ss.tier_put_bytes,
+               (unsigned long long)ss.tier_fills, (unsigned long long)ss.tier_fill_bytes,
+               (unsigned long long)ss.tier_ac_fills, (unsigned long long)ss.tier_heads,
+               (unsigned long long)ss.tier_neg_hits, (unsigned long long)ss.tier_errors,
+               (unsigned long long)ss.tier_corrupt, (unsigned long long)ss.tier_shared);
 }
 
 static void print_bad(void *ctx, const char *instance, const struct cd_digest *d)
@@ -448,9 +458,63 @@ static void signals_block(sigset_t *sigs)
     signal(SIGPIPE, SIG_IGN);
 }
 
-/* Opens the store as the options say. Returns 0 (*out) or -1 after
- * saying why on stderr. */
-static int store_open(const struct cd_config *cfg, struct cd_metrics *m, struct cd_store **out)
+/* The store's warnings about the bucket (never a secret: the s3 module
+ * keeps them out of its messages). */
+static void tier_report(void *ctx, const char *msg)
+{
+    (void)ctx;
+    cd_log(CD_LOG_WARN, "%s", msg);
+}
+
+/* --backend: loads the credentials, opens the bucket and checks it with a
+ * HEAD, so that a bucket that is missing, out of reach or closed to these
+ * credentials stops cairnd before it serves anything. Returns 0 (*out:
+ * NULL without --backend) or -1 after saying why on stderr. */
+static int backend_open(const struct cd_config *cfg, struct cd_s3 **out)
+{
+    *out = NULL;
+    if (cfg->backend == NULL)
+        return 0;
+    struct cairn_err err = {0};
+    struct cd_s3_creds *creds = calloc(1, sizeof *creds);
+    struct cd_s3 *s3 = NULL;
+    int rc = -1;
+    if (creds == NULL) {
+        fprintf(stderr, "cairnd: out of memory\n");
+        return -1;
+    }
+    if (cd_s3_creds_load(cfg->s3_credentials_file, NULL, creds, &err) != 0) {
+        fprintf(stderr, "cairnd: --backend %s: credentials: %s\n", cfg->backend, err.msg);
+        goto out;
+    }
+    struct cd_s3_opts so = {.url = cfg->backend, .endpoint = cfg->s3_endpoint,
+                            .region = cfg->s3_region, .path_style = cfg->s3_path_style,
+                            .creds = creds};
+    if (cd_s3_open(&so, &s3, &err) != 0) {
+        fprintf(stderr, "cairnd: --backend %s: %s\n", cfg->backend, err.msg);
+        goto out;
+    }
+    if (cd_s3_check(s3, &err) != 0) {
+        fprintf(stderr, "cairnd: --backend %s at %s: %s\n", cfg->backend, cfg->s3_endpoint,
+                err.msg);
+        cd_s3_close(s3);
+        goto out;
+    }
+    cd_log(CD_LOG_INFO, "backend: %s at %s (region %s%s), written through; %s is the local tier",
+           cfg->backend, cfg->s3_endpoint, cfg->s3_region ? cfg->s3_region : "us-east-1",
+           cfg->s3_path_style ? ", path-style" : "", cfg->dir);
+    *out = s3;
+    rc = 0;
+out:
+    explicit_bzero(creds, sizeof *creds);
+    free(creds);
+    return rc;
+}
+
+/* Opens the store as the options say (s3: the bucket under it, or NULL).
+ * Returns 0 (*out) or -1 after saying why on stderr. */
+static int store_open(const struct cd_config *cfg, struct cd_metrics *m, struct cd_s3 *s3,
+                      struct cd_store **out)
 {
     struct cairn_err err = {0};
     struct cd_store_opts so = {.dir = cfg->dir,
@@ -460,7 +524,9 @@ static int store_open(const struct cd_config *cfg, struct cd_metrics *m, struct 
                                .verify_off = cfg->no_read_verify,
                                .verify_ttl_s = cfg->reverify_s,
                                .on_stage = stage_observed,
-                               .on_stage_ctx = m};
+                               .on_stage_ctx = m,
+                               .s3 = s3,
+                               .on_tier_report = tier_report};
     if (cd_store_open(&so, out, &err) != 0) {
         fprintf(stderr, "cairnd: store %s: %s\n", cfg->dir, err.msg);
         return -1;
@@ -564,6 +630,7 @@ int main(int argc, char **argv)
 
     int status = 1;
     struct cd_store *store = NULL;
+    struct cd_s3 *s3 = NULL;
     struct cd_auth *auth = NULL;
     struct cd_uploads *uploads = NULL;
     struct cd_claims *claims = NULL;
@@ -586,7 +653,9 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    if (store_open(&cfg, &metrics, &store) != 0)
+    if (backend_open(&cfg, &s3) != 0)
+        goto out;
+    if (store_open(&cfg, &metrics, s3, &store) != 0)
         goto out;
     /* Before gRPC: a bad --metrics-listen stops cairnd (exit 2) before it
      * has served anything. Scrapes go on through the drain; the listener
@@ -669,6 +738,8 @@ out:
     cd_claims_free(claims);
     cd_uploads_free(uploads);
     cd_store_close(store);
+    if (s3 != NULL)
+        cd_s3_close(s3);
     cd_auth_free(auth);
     cd_tls_ctx_free(tls);
     free(cert);

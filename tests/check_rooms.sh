@@ -25,7 +25,7 @@ client/registry   common cachekey client/store
 client/engine     common cachekey client/store client/remote client/registry client/sandbox
 client/cmd        common cachekey client/store client/remote client/registry client/sandbox client/engine
 '
-project='common|cachekey|client/[a-z_]+|server/[a-z_]+|server'
+project='common|cachekey|client/[a-z0-9_]+|server/[a-z0-9_]+|server'
 bad=0
 while read -r folder allowed; do
   [ -n "$folder" ] || continue

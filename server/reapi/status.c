@@ -29,6 +29,9 @@ static const struct {
     {-EACCES, GRPC_STATUS_PERMISSION_DENIED},
     {-EBUSY, GRPC_STATUS_ABORTED},
     {-ESHUTDOWN, GRPC_STATUS_UNAVAILABLE},
+    /* The store's bucket out of reach (server/store/store_tier.c): the
+     * call may succeed later; nothing was acknowledged. */
+    {CAIRN_E_RPC, GRPC_STATUS_UNAVAILABLE},
     {-ECANCELED, GRPC_STATUS_CANCELLED},
 };
 

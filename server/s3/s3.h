@@ -14,7 +14,10 @@
  *   CAIRN_E_RPC          connection refused/reset, 5xx after the retries:
  *                        the bucket is unreachable (callers: UNAVAILABLE)
  *   CAIRN_E_DIGEST       the server refused the payload's sha256
- *   CAIRN_E_CORRUPT      an answer that does not add up (length, XML)
+ *   CAIRN_E_CORRUPT      an answer that does not add up (length, range,
+ *                        XML), or 416: the object is shorter than asked
+ *   CAIRN_E_INVAL        other 4xx: the server refused the request (err
+ *                        has S3's error Code)
  * Secrets never appear in err or in any log line.
  *
  * Thread-safety: a struct cd_s3 is shared by every thread of cairnd; each
@@ -43,6 +46,17 @@ struct cd_s3_creds {
 };
 int cd_s3_creds_load(const char *file, const char *profile,
                      struct cd_s3_creds *out, struct cairn_err *err);
+/* The shared-credentials format, from text[0..len) (at most
+ * CD_S3_CREDS_FILE_MAX): "[name]" sections ("[profile name]" too), lines
+ * "key = value" (aws_access_key_id, aws_secret_access_key,
+ * aws_session_token; others ignored), '#' and ';' comments. origin names
+ * the text in messages, which never quote a value. CAIRN_E_NOTFOUND when
+ * the profile or a key is missing, CAIRN_E_TOOBIG for a value past its
+ * field, CAIRN_E_PARSE for a line that is none of these. */
+#define CD_S3_CREDS_FILE_MAX (1 << 20)
+int cd_s3_creds_parse(const char *text, size_t len, const char *profile,
+                      const char *origin, struct cd_s3_creds *out,
+                      struct cairn_err *err);
 
 struct cd_s3_opts {
     const char *url;       /* s3://BUCKET[/PREFIX] */
@@ -59,7 +73,8 @@ struct cd_s3_opts {
 struct cd_s3;
 
 /* Parses and copies opts; contacts nothing. CAIRN_E_INVAL for a bad URL,
- * endpoint or bucket name. */
+ * endpoint, bucket name or region, parallel > 256, part_size outside
+ * 64 KiB..5 GiB, timeout_s > 3600. Close with cd_s3_close (NULL ok). */
 int cd_s3_open(const struct cd_s3_opts *opts, struct cd_s3 **out,
                struct cairn_err *err);
 void cd_s3_close(struct cd_s3 *s3);
@@ -85,15 +100,28 @@ int cd_s3_put(struct cd_s3 *s3, const char *key, const void *data,
 int cd_s3_put_fd(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
                  struct cairn_err *err);
 
+/* How put_fd cuts size bytes: *nparts == 1 is one PUT (size <= part_size);
+ * else parts of *psize (the last shorter): at least 5 MiB and part_size,
+ * raised to whole MiB so that there are at most CD_S3_MAX_PARTS (Swift's
+ * limit; S3 allows more). CAIRN_E_TOOBIG past 5 GiB parts. Pure. */
+#define CD_S3_MAX_PARTS 1000
+int cd_s3_parts_plan(uint64_t size, size_t part_size, uint64_t *psize,
+                     unsigned *nparts);
+
 /* GET of [offset, offset+len) of an object of known size, delivered to
  * sink in order (ranged GETs in parallel above part_size, reassembled in
  * order with bounded memory: parallel * part_size). sink returning
- * nonzero stops the call with that code. */
+ * nonzero stops the call with that code. sink runs in the calling thread,
+ * between transfers: while it blocks, the other ranges wait (past
+ * timeout_s they count as stalled and are retried from where they
+ * stopped). A range the server answers short, long or with other bytes
+ * than asked is CAIRN_E_CORRUPT. */
 typedef int (*cd_s3_sink)(void *ctx, const void *data, size_t n);
 int cd_s3_get(struct cd_s3 *s3, const char *key, uint64_t offset,
               uint64_t len, cd_s3_sink sink, void *ctx,
               struct cairn_err *err);
 
+/* DELETE of one object; 0 also when it was absent (S3's semantics). */
 int cd_s3_delete(struct cd_s3 *s3, const char *key, struct cairn_err *err);
 
 #endif

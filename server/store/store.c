@@ -188,6 +188,8 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "store: cannot start thread");
         goto fail;
     }
+    if ((rc = cd_store_tier_open(st, opts, err)) != 0)
+        goto fail;
     *out = st;
     return 0;
 fail:
@@ -199,6 +201,9 @@ void cd_store_close(struct cd_store *st)
 {
     if (st == NULL)
         return;
+    /* First: the bucket tier's threads may still be storing into LMDB
+     * (through the group). */
+    cd_store_tier_close(st);
     /* Nothing is queued (every upload is done), but a batch may still be
      * publishing. */
     cd_group_close(st->group);
@@ -248,6 +253,7 @@ void cd_store_close(struct cd_store *st)
 void cd_store_stats_get(struct cd_store *st, struct cd_store_stats *out)
 {
     memset(out, 0, sizeof *out);
+    cd_store_tier_stats(st, out);
     out->max_size = st->max_size;
     out->evictions = atomic_load_explicit(&st->evictions, memory_order_relaxed);
     out->evicted_bytes = atomic_load_explicit(&st->evicted_bytes, memory_order_relaxed);

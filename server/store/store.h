@@ -20,6 +20,17 @@
  * between threads). Every reader and upload must be closed/committed/
  * aborted before cd_store_close.
  *
+ * With a bucket under LMDB (cd_store_opts.s3; docs/storage.md "Two
+ * tiers"), the calls below keep their contracts and add one code:
+ * CAIRN_E_RPC, the bucket could not be reached or refused the request.
+ * cd_upload_commit, cd_store_blob_put and cd_store_ac_put return it when
+ * the bucket did not take the write (then nothing is stored anywhere);
+ * cd_store_reader_open, cd_reader_read and cd_store_blob_get when only the
+ * bucket has the blob. find_missing and the action-cache reads answer
+ * "missing" instead. An object in the bucket that does not match its
+ * digest is not found (reader reads: CAIRN_E_CORRUPT before the last
+ * bytes).
+ *
  * Instance names longer than CD_STORE_MAX_INSTANCE bytes are refused with
  * CAIRN_E_INVAL by every function that takes one; a negative digest size
  * is simply not found (missing).
@@ -50,6 +61,7 @@ struct cd_digest {
 };
 
 struct cd_store;
+struct cd_s3; /* server/s3/s3.h */
 
 struct cd_store_opts {
     const char *dir;       /* LMDB environment directory (created) */
@@ -74,6 +86,16 @@ struct cd_store_opts {
      * thread: for metrics. ctx is borrowed until cd_store_close. */
     void (*on_stage)(void *ctx, uint64_t ns);
     void *on_stage_ctx;
+    /* The durable tier (docs/storage.md "Two tiers"): NULL keeps the
+     * store LMDB only. With a bucket, every blob and action result is in
+     * the bucket before a call that stores it returns 0, and reads,
+     * find_missing and the action-cache check go to the bucket for what
+     * LMDB lacks. Borrowed until cd_store_close. */
+    struct cd_s3 *s3;
+    /* Called (may be NULL) with a line worth a warning in the log: the
+     * bucket unreachable, an object in it that is corrupt. Any thread. */
+    void (*on_tier_report)(void *ctx, const char *msg);
+    void *on_tier_ctx;
 };
 
 /* Opens or creates the store. Returns 0, CAIRN_E_DB, negative errno; err
@@ -240,6 +262,15 @@ struct cd_store_stats {
     uint64_t garbage;         /* evicted blobs whose chunks await removal */
     uint64_t quarantined;     /* blobs found corrupt and removed since open */
     uint64_t quarantined_bytes;
+    /* The bucket (all 0 without one), since open: */
+    uint64_t tier_puts, tier_put_bytes; /* objects written */
+    uint64_t tier_fills, tier_fill_bytes; /* blobs brought into LMDB */
+    uint64_t tier_ac_fills;   /* action results brought into LMDB */
+    uint64_t tier_heads;      /* objects asked about by find_missing */
+    uint64_t tier_neg_hits;   /* answered by the negative cache */
+    uint64_t tier_errors;     /* bucket calls that failed */
+    uint64_t tier_corrupt;    /* objects that did not match their digest */
+    uint64_t tier_shared;     /* reads that joined another's fetch */
 };
 /* Thread-safe, and takes no lock a CAS or AC call waits on (atomics and
  * a read txn of its own), so a metrics scrape never slows calls. */

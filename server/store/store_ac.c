@@ -23,10 +23,10 @@ static void store_touches_add(struct cd_store *st, struct store_touches *t,
     t->k[t->n++] = *k;
 }
 
-int cd_store_ac_get_complete(struct cd_store *st, const char *instance,
-                             const struct cd_digest *action,
-                             cd_store_refs_fn refs, void *ctx, void **data,
-                             size_t *len, size_t *missing)
+int cd_store_ac_get_complete_local(struct cd_store *st, const char *instance,
+                                   const struct cd_digest *action,
+                                   cd_store_refs_fn refs, void *ctx, void **data,
+                                   size_t *len, size_t *missing)
 {
     *missing = SIZE_MAX;
     struct store_key k;
@@ -93,9 +93,9 @@ int cd_store_ac_get(struct cd_store *st, const char *instance,
                                     &missing);
 }
 
-int cd_store_ac_put(struct cd_store *st, const char *instance,
-                    const struct cd_digest *action, const void *data,
-                    size_t len)
+int cd_store_ac_put_local(struct cd_store *st, const char *instance,
+                          const struct cd_digest *action, const void *data,
+                          size_t len)
 {
     if (len > CD_STORE_MAX_AC_RESULT)
         return CAIRN_E_TOOBIG;

@@ -7,9 +7,9 @@
 #include <string.h>
 
 
-int cd_store_find_missing(struct cd_store *st, const char *instance,
-                          const struct cd_digest *digests, size_t n,
-                          bool *missing)
+int cd_store_find_missing_local(struct cd_store *st, const char *instance,
+                                const struct cd_digest *digests, size_t n,
+                                bool *missing)
 {
     MDB_txn *txn = NULL;
     int rc = cd_store_rtxn_begin(st, &txn);
@@ -63,8 +63,8 @@ static int store_copy(struct cd_store *st, MDB_txn *txn, uint64_t id,
 }
 
 
-int cd_store_blob_get(struct cd_store *st, const char *instance,
-                      const struct cd_digest *d, size_t max, void **data)
+int cd_store_blob_get_local(struct cd_store *st, const char *instance,
+                            const struct cd_digest *d, size_t max, void **data)
 {
     if (store_is_empty(st, d)) {
         void *p = malloc(1);
@@ -108,8 +108,8 @@ int cd_store_blob_get(struct cd_store *st, const char *instance,
     return 0;
 }
 
-int cd_store_reader_open(struct cd_store *st, const char *instance,
-                         const struct cd_digest *d, struct cd_reader **out)
+int cd_store_reader_open_local(struct cd_store *st, const char *instance,
+                               const struct cd_digest *d, struct cd_reader **out)
 {
     struct cd_reader *r = calloc(1, sizeof *r);
     if (r == NULL)
@@ -148,6 +148,8 @@ int cd_store_reader_open(struct cd_store *st, const char *instance,
 int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
                    size_t *got)
 {
+    if (r->trd != NULL)
+        return cd_store_tier_read(r, offset, buf, n, got);
     if (offset > r->size)
         return CAIRN_E_INVAL;
     if (r->size - offset < n)
@@ -176,6 +178,8 @@ void cd_reader_close(struct cd_reader *r)
 {
     if (r == NULL)
         return;
+    if (r->trd != NULL)
+        cd_store_tier_reader_close(r);
     if (r->bg != NULL) {
         uint8_t unused[CK_SHA256_LEN];
         (void)cd_store_hasher_join(r, true, unused);

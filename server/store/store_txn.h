@@ -16,6 +16,10 @@
  *   store_lru.c     the access queue and its flusher (batched LRU updates)
  *   store_evict.c   reader pins, LRU eviction, chunk garbage removal
  *   store_ac.c      the action cache
+ *   store_tier.c    the bucket under LMDB (cd_store_opts.s3): the public
+ *                   find_missing, blob_get, reader_open, ac_get_complete
+ *                   and ac_put, which call the LMDB ones below (*_local)
+ *                   and go to the bucket for the rest; upload hooks
  *
  * Every MDB_* error is translated by cd_store_mdb_err and nowhere else.
  * Functions here take the store's locks themselves unless they say
@@ -56,9 +60,13 @@
  * first item. */
 #define STORE_GROUP_BYTES (16ull * CD_STORE_CHUNK)
 
-/* Opaque outside their files (store_evict.c, store_verify.c). */
+/* Opaque outside their files (store_evict.c, store_verify.c,
+ * store_tier.c). */
 struct store_pin;
 struct store_hasher;
+struct store_tier;
+struct store_tier_up;
+struct store_tier_rd;
 
 /* The layout version the stats record carries; a store of another one is
  * refused at open. */
@@ -165,6 +173,7 @@ struct cd_store {
     struct store_verified *verified; /* STORE_VERIFIED_SLOTS */
     unsigned hashers; /* running store_hasher threads, under vf_mu */
 
+    struct store_tier *tier; /* the bucket; NULL: LMDB only */
     /* Group commit (store_group.c): every blob is published through it,
      * so concurrent small writes share one txn and one sync. */
     struct cd_group *group;
@@ -215,6 +224,11 @@ struct cd_upload {
     struct cd_upload *sg_next;
     struct ck_sha256 *h;
     time_t last; /* monotonic seconds of the last call */
+    /* The bytes kept for the bucket PUT at commit (store_tier.c); NULL
+     * until the first write. tier_skip: the upload is a fill from the
+     * bucket, which needs no PUT. */
+    struct store_tier_up *tier;
+    bool tier_skip;
 };
 
 struct cd_reader {
@@ -228,6 +242,9 @@ struct cd_reader {
     struct ck_sha256 *h;
     struct store_hasher *bg;
     uint64_t hashed;
+    /* A blob only the bucket has, streamed while LMDB fills (store_tier.c);
+     * then id is 0 and nothing above is used. */
+    struct store_tier_rd *trd;
 };
 
 /* What one txn's eviction took (cd_store_evict), for the counters. */
@@ -414,6 +431,61 @@ int cd_store_group_sync(void *ctx);
 /* Publishes the n items (through the group queue) and waits; each item's
  * item.rc and dup say how it went. */
 void cd_store_publish(struct cd_store *st, struct store_pub **pubs, size_t n);
+
+/* --- the LMDB halves of the public calls store_tier.c wraps ----------- */
+
+int cd_store_find_missing_local(struct cd_store *st, const char *instance,
+                                const struct cd_digest *digests, size_t n,
+                                bool *missing);
+int cd_store_blob_get_local(struct cd_store *st, const char *instance,
+                            const struct cd_digest *d, size_t max, void **data);
+int cd_store_reader_open_local(struct cd_store *st, const char *instance,
+                               const struct cd_digest *d, struct cd_reader **out);
+int cd_store_ac_get_complete_local(struct cd_store *st, const char *instance,
+                                   const struct cd_digest *action,
+                                   cd_store_refs_fn refs, void *ctx, void **data,
+                                   size_t *len, size_t *missing);
+int cd_store_ac_put_local(struct cd_store *st, const char *instance,
+                          const struct cd_digest *action, const void *data,
+                          size_t len);
+
+/* --- store_tier.c: the bucket ------------------------------------------- */
+
+/* How long find_missing remembers that the bucket lacked a blob. */
+#define STORE_TIER_NEG_TTL_MS 2000
+/* The object name of a blob (kind STORE_KIND_BLOB: "cas/...") or action
+ * result (STORE_KIND_AC: "ac/...") in out (cap bytes, NUL included):
+ * "<kind>/<escaped instance>/<sha256 hex>-<size>". Returns 0,
+ * CAIRN_E_INVAL (instance too long, negative size), CAIRN_E_TOOBIG. */
+int cd_store_tier_key(char kind, const char *instance, const struct cd_digest *d,
+                   char *out, size_t cap);
+/* The instance name as one path segment: letters, digits and '-' as they
+ * are, every other byte as '_' and two lower-case hex digits, "" as "_".
+ * Injective, and free of '/', '.' and '%' (no dot segments, nothing a URL
+ * layer could decode). Returns 0 or CAIRN_E_TOOBIG (cap too small). */
+int cd_store_tier_instance_escape(const char *instance, char *out, size_t cap);
+/* Sets up st->tier when opts->s3 is set (nothing otherwise); close
+ * accepts a store without one, and waits for the tier's threads (they use
+ * the store: call it before anything else is torn down). */
+int cd_store_tier_open(struct cd_store *st, const struct cd_store_opts *opts,
+                       struct cairn_err *err);
+void cd_store_tier_close(struct cd_store *st);
+void cd_store_tier_stats(struct cd_store *st, struct cd_store_stats *out);
+/* Upload hooks, called only when st->tier is set: write keeps the n
+ * bytes at u->off for the PUT; commit, after the digest check and before
+ * the blob is published, puts the blob in the bucket (CAIRN_E_RPC when it
+ * is unreachable); free drops what write kept. */
+int cd_store_tier_upload_write(struct cd_upload *u, const void *p, size_t n);
+/* The same write-through for a whole blob in memory (BatchUpdateBlobs):
+ * d->size bytes of data, already verified, PUT before it is published. */
+int cd_store_tier_put(struct cd_store *st, const char *instance,
+                      const struct cd_digest *d, const void *data);
+int cd_store_tier_upload_commit(struct cd_upload *u);
+void cd_store_tier_upload_free(struct cd_upload *u);
+/* cd_reader_read and cd_reader_close of a reader with r->trd set. */
+int cd_store_tier_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
+                       size_t *got);
+void cd_store_tier_reader_close(struct cd_reader *r);
 
 /* --- store_upload.c ----------------------------------------------------- */
 

@@ -79,6 +79,8 @@ int cd_upload_write(struct cd_upload *u, const void *p, size_t n)
         rc = CAIRN_E_INVAL;
         goto out;
     }
+    if (u->st->tier != NULL && (rc = cd_store_tier_upload_write(u, p, n)) != 0)
+        goto poison;
     if ((rc = ck_sha256_update(u->h, p, n)) != 0)
         goto poison;
     if (u->buf == NULL && n > 0 && (rc = cd_store_buf_alloc(u)) != 0)
@@ -176,6 +178,7 @@ static void store_upload_free(struct cd_upload *u, bool drop)
     if (drop && u->pending)
         (void)cd_store_chunks_drop(st, st->dbi_pending, u->id);
     ck_sha256_free(u->h);
+    cd_store_tier_upload_free(u);
     cd_store_buf_free(u);
     pthread_mutex_destroy(&u->mu);
     free(u);
@@ -197,6 +200,9 @@ static int store_upload_seal(struct cd_upload *u)
         return rc;
     if (memcmp(h, u->d.hash, CK_SHA256_LEN) != 0)
         return CAIRN_E_DIGEST;
+    /* Write-through: in the bucket before it is visible or acknowledged. */
+    if (u->st->tier != NULL && (rc = cd_store_tier_upload_commit(u)) != 0)
+        return rc;
     store_upload_unlist(u);
     return 0;
 }
@@ -333,6 +339,11 @@ int cd_store_blob_put_many(struct cd_store *st, const char *instance, size_t n,
         bool t = false;
         rcs[i] = store_put_prepare(st, instance, &d[i], data[i], (size_t)d[i].size,
                                    &pubs[i], &t);
+        /* Write-through, as for uploads: a blob the bucket did not take
+         * is neither published nor acknowledged. */
+        if (t && st->tier != NULL &&
+            (rcs[i] = cd_store_tier_put(st, instance, &d[i], data[i])) != 0)
+            t = false;
         if (t)
             todo[ntodo++] = &pubs[i];
     }

@@ -249,6 +249,36 @@ refuse 'Kubernetes 1.23 (no gRPC probes by default)' 'chart requires kubeVersion
 refuse 'a ServiceMonitor without metrics' 'metrics.serviceMonitor.enabled needs metrics.enabled' \
     --set metrics.serviceMonitor.enabled=true
 
+# --- an S3 backend: nodes on one bucket ------------------------------------
+render s3 --name cache --namespace build -f "$SRC/tests/helm/values-s3.yaml"
+DEP='(.[] | select(.kind=="Deployment"))'
+SC="$DEP.spec.template.spec.containers[0]"
+s3arg() { q s3 "$SC.args as \$a | [range(0; \$a|length) | select(\$a[.] == \"$1\") | \$a[.+1]] | join(\" \")"; }
+check s3 '[.[].kind] | join(",")' "NetworkPolicy,PodDisruptionBudget,Service,Service,Deployment" \
+    "a Deployment instead of the StatefulSet"
+check s3 "$DEP.spec.replicas" 3 "three nodes"
+[ "$(s3arg --backend) $(s3arg --s3-endpoint) $(s3arg --s3-region)" = \
+    "s3://build-cache/cairn http://minio.storage:9000 eu-west-1" ] &&
+    q s3 "$SC.args | index(\"--s3-path-style\") != null" | grep -qx true &&
+    pass "s3: --backend, --s3-endpoint, --s3-region, --s3-path-style" || fail "s3: args $(q s3 "$SC.args | join(\" \")")"
+check s3 "$SC.env | map(\"\(.name)=\(.valueFrom.secretKeyRef.name):\(.valueFrom.secretKeyRef.key):\(.valueFrom.secretKeyRef.optional // false)\") | join(\",\")" \
+    "AWS_ACCESS_KEY_ID=cache-s3-keys:AWS_ACCESS_KEY_ID:false,AWS_SECRET_ACCESS_KEY=cache-s3-keys:AWS_SECRET_ACCESS_KEY:false,AWS_SESSION_TOKEN=cache-s3-keys:AWS_SESSION_TOKEN:true" \
+    "credentials from the Secret as AWS_* variables, the session token optional"
+check s3 "($DEP.spec.template.spec.volumes[] | select(.name==\"data\")).emptyDir.sizeLimit" 20Gi \
+    "the local cache is an emptyDir of storage.size"
+[ "$(s3arg --max-size)" = 16384M ] && pass "s3: --max-size 16384M = 20Gi less 20%" || fail "s3: --max-size $(s3arg --max-size)"
+check s3 "$DEP.spec | has(\"volumeClaimTemplates\") or has(\"serviceName\")" false "no claims, no serviceName"
+check s3 '(.[] | select(.kind=="NetworkPolicy")).spec.egress | map(if .to then "bucket" else (.ports | map(.port) | join("+")) end) | join(",")' \
+    "bucket,53+53" "NetworkPolicy: egress to the bucket's peers and DNS only"
+grep -qx '  export CAIRN_CACHE="grpc://cache-cairnd.build.svc.cluster.local:9092"' "$T/s3.notes" &&
+    ! grep -q 'cairnd-0\.' "$T/s3.notes" && pass "s3: NOTES gives the one Service URL" ||
+    { fail "s3: NOTES"; cat "$T/s3.notes"; }
+check defaults '[.[] | select(.kind=="Deployment")] | length' 0 "defaults: no Deployment"
+refuse 'backend.s3.url without an endpoint' 'backend.s3.url needs backend.s3.endpoint' \
+    --set backend.s3.url=s3://bucket-a
+refuse 'backend.s3.url not s3://' '^- backend.s3.url: Does not match pattern' \
+    --set backend.s3.url=https://bucket-a,backend.s3.endpoint=http://x
+
 # --- the validator itself catches what validate() alone lets through --------
 jq '(.[] | select(.object.kind=="StatefulSet") | .object.spec.template.spec.containers[0].imagePullPolice) = "Always"' \
     "$T/defaults.json" >"$T/typo.json"

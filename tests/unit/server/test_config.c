@@ -192,10 +192,48 @@ static void test_options(void **state)
     assert_non_null(strstr(err.msg, "--health-listen needs the HTTP/2 gate"));
 }
 
+/* --backend and its --s3-* options: parsed, and refused when they do not
+ * go together or the URL is not s3://BUCKET[/PREFIX]. */
+static void test_backend_flags(void **state)
+{
+    (void)state;
+    struct cd_config c;
+    struct cairn_err err;
+    char *ok[] = {"cairnd", "--listen", "x:1", "--dir", "d", "--max-size", "1M", "--backend",
+                  "s3://bucket/pre/fix", "--s3-endpoint", "http://127.0.0.1:9000", "--s3-region",
+                  "eu-west-1", "--s3-path-style", "--s3-credentials-file", "f", NULL};
+    assert_int_equal(cd_config_parse(16, ok, &c, &err), 0);
+    assert_string_equal(c.backend, "s3://bucket/pre/fix");
+    assert_string_equal(c.s3_endpoint, "http://127.0.0.1:9000");
+    assert_string_equal(c.s3_region, "eu-west-1");
+    assert_true(c.s3_path_style);
+    assert_string_equal(c.s3_credentials_file, "f");
+    char *plain[] = {"cairnd", "--listen", "x:1", "--dir", "d", "--max-size", "1M", NULL};
+    assert_int_equal(cd_config_parse(7, plain, &c, &err), 0);
+    assert_null(c.backend);
+    assert_false(c.s3_path_style);
+    char *noep[] = {"cairnd", "--listen", "x:1", "--dir", "d", "--max-size", "1M", "--backend",
+                    "s3://bucket", NULL};
+    assert_int_equal(cd_config_parse(9, noep, &c, &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "needs --s3-endpoint"));
+    const char *bad_urls[] = {"http://bucket", "s3://", "s3:///x", "bucket"};
+    for (size_t i = 0; i < 4; i++) {
+        char *bad[] = {"cairnd", "--listen", "x:1", "--dir", "d", "--max-size", "1M", "--backend",
+                       (char *)bad_urls[i], "--s3-endpoint", "http://e", NULL};
+        assert_int_equal(cd_config_parse(11, bad, &c, &err), CAIRN_E_INVAL);
+        assert_non_null(strstr(err.msg, "is not s3://BUCKET[/PREFIX]"));
+    }
+    char *orphan[] = {"cairnd", "--listen", "x:1", "--dir", "d", "--max-size", "1M",
+                      "--s3-path-style", NULL};
+    assert_int_equal(cd_config_parse(8, orphan, &c, &err), CAIRN_E_INVAL);
+    assert_non_null(strstr(err.msg, "need --backend"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_backend_flags),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_upload_flags),
         cmocka_unit_test(test_options),

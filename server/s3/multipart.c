@@ -1,0 +1,234 @@
+/* PUT from a file: one request, or a multipart upload with its parts in
+ * parallel (s3.h). Parts stream from the file with pread; nothing is
+ * buffered. */
+#include "server/s3/s3.h"
+
+#include "cachekey/digest.h"
+#include "server/s3/answer.h"
+#include "server/s3/request.h"
+#include "server/s3/url.h"
+#include "server/s3/xml.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIN_PART ((uint64_t)5 << 20)
+#define MAX_PART ((uint64_t)5 << 30)
+#define MIB ((uint64_t)1 << 20)
+#define UPLOAD_ID_MAX 1024
+
+int cd_s3_parts_plan(uint64_t size, size_t part_size, uint64_t *psize,
+                     unsigned *nparts)
+{
+    uint64_t ps = part_size > MIN_PART ? part_size : MIN_PART;
+    if (size <= part_size || size <= ps) {
+        if (size > MAX_PART)
+            return CAIRN_E_TOOBIG;
+        *psize = size;
+        *nparts = 1;
+        return 0;
+    }
+    if ((size + ps - 1) / ps > CD_S3_MAX_PARTS) {
+        ps = (size + CD_S3_MAX_PARTS - 1) / CD_S3_MAX_PARTS;
+        ps = (ps + MIB - 1) / MIB * MIB;
+    }
+    if (ps > MAX_PART)
+        return CAIRN_E_TOOBIG;
+    *psize = ps;
+    *nparts = (unsigned)((size + ps - 1) / ps);
+    return 0;
+}
+
+static int put_one(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
+                   struct cairn_err *err)
+{
+    struct cd_s3_req r;
+    int rc = cd_s3_req_init(s3, &r, "PUT", key, NULL, err);
+    if (rc == 0) {
+        r.from_fd = true;
+        r.fd = fd;
+        r.fd_len = size;
+        rc = cd_s3_req_run(s3, &r, err);
+    }
+    cd_s3_req_free(&r);
+    return rc;
+}
+
+/* query = name=ESCAPED(value)[&...] for the upload id. */
+static int upload_query(struct cairn_buf *q, unsigned part, const char *id)
+{
+    cairn_buf_reset(q);
+    int rc = part ? cairn_buf_printf(q, "partNumber=%u&uploadId=", part)
+                  : cairn_buf_puts(q, "uploadId=");
+    if (rc == 0)
+        rc = cd_s3_url_escape(q, id, strlen(id), false);
+    return rc;
+}
+
+/* POST ?uploads=: the new upload's id into id. */
+static int initiate(struct cd_s3 *s3, const char *key, char *id,
+                    struct cairn_err *err)
+{
+    struct cd_s3_req r;
+    int rc = cd_s3_req_init(s3, &r, "POST", key, "uploads=", err);
+    if (rc == 0) {
+        r.body = "";
+        r.body_sha = CD_S3_SHA_EMPTY;
+        rc = cd_s3_req_run(s3, &r, err);
+    }
+    if (rc == 0 && cd_s3_xml_text(r.answer.data ? r.answer.data : "",
+                                  r.answer.len, "UploadId", id,
+                                  UPLOAD_ID_MAX + 1) != 0)
+        rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                           "S3 %s: answer has no usable UploadId", r.what);
+    cd_s3_req_free(&r);
+    return rc;
+}
+
+static int xml_escaped(struct cairn_buf *b, const char *s)
+{
+    int rc = 0;
+    for (; *s && rc == 0; s++) {
+        switch (*s) {
+        case '&': rc = cairn_buf_puts(b, "&amp;"); break;
+        case '<': rc = cairn_buf_puts(b, "&lt;"); break;
+        case '>': rc = cairn_buf_puts(b, "&gt;"); break;
+        default: rc = cairn_buf_putc(b, *s); break;
+        }
+    }
+    return rc;
+}
+
+/* POST ?uploadId=: the parts, by number and ETag, become the object. */
+static int complete(struct cd_s3 *s3, const char *key, const char *id,
+                    struct cd_s3_req *parts, unsigned n, struct cairn_err *err)
+{
+    struct cd_s3_req r;
+    struct cairn_buf q, xml;
+    uint8_t bin[CK_SHA256_LEN];
+    char hex[CK_SHA256_HEX_LEN + 1];
+    cairn_buf_init(&q, 0);
+    cairn_buf_init(&xml, 0);
+    int rc = upload_query(&q, 0, id);
+    rc = rc ? rc : cairn_buf_puts(&xml, "<CompleteMultipartUpload>");
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        rc = cairn_buf_printf(&xml, "<Part><PartNumber>%u</PartNumber><ETag>",
+                              i + 1);
+        rc = rc ? rc : xml_escaped(&xml, parts[i].etag);
+        rc = rc ? rc : cairn_buf_puts(&xml, "</ETag></Part>");
+    }
+    rc = rc ? rc : cairn_buf_puts(&xml, "</CompleteMultipartUpload>");
+    rc = rc ? rc : ck_sha256(xml.data, xml.len, bin);
+    if (rc) {
+        memset(&r, 0, sizeof r);
+        rc = cairn_err_set(err, rc, "S3 complete %s: %s", key,
+                           cairn_strerror(rc));
+        goto out;
+    }
+    ck_hex_encode(bin, hex);
+    rc = cd_s3_req_init(s3, &r, "POST", key, q.data, err);
+    if (rc)
+        goto out;
+    r.body = xml.data;
+    r.body_len = xml.len;
+    r.body_sha = hex;
+    rc = cd_s3_req_run(s3, &r, err);
+    /* S3 may answer 200 and then report the failure in the body. */
+    const char *a = r.answer.data ? r.answer.data : "";
+    char code[64];
+    if (rc == 0 && cd_s3_xml_text(a, r.answer.len, "Code", code,
+                                  sizeof code) == 0)
+        rc = cd_s3_answer_error(r.status, a, r.answer.len, r.what, err);
+    else if (rc == 0 && strstr(a, "CompleteMultipartUploadResult") == NULL)
+        rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                           "S3 %s: answer is not a completed upload", r.what);
+out:
+    cd_s3_req_free(&r);
+    cairn_buf_free(&q);
+    cairn_buf_free(&xml);
+    return rc;
+}
+
+/* DELETE ?uploadId=, best effort: the upload failed already, and an
+ * upload left behind costs only space (a lifecycle rule can reap it). */
+static void abort_upload(struct cd_s3 *s3, const char *key, const char *id)
+{
+    struct cd_s3_req r;
+    struct cairn_buf q;
+    memset(&r, 0, sizeof r);
+    cairn_buf_init(&q, 0);
+    if (upload_query(&q, 0, id) == 0 &&
+        cd_s3_req_init(s3, &r, "DELETE", key, q.data, NULL) == 0)
+        cd_s3_req_run(s3, &r, NULL);
+    cd_s3_req_free(&r);
+    cairn_buf_free(&q);
+}
+
+static int put_parts(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
+                     uint64_t psize, unsigned n, struct cairn_err *err)
+{
+    char id[UPLOAD_ID_MAX + 1];
+    struct cairn_buf q;
+    cairn_buf_init(&q, 0);
+    struct cd_s3_req *parts = calloc(n, sizeof *parts);
+    struct cd_s3_req **order = calloc(n, sizeof *order);
+    unsigned made = 0;
+    bool started = false;
+    int rc = 0;
+    if (parts == NULL || order == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "S3 PUT %s", key);
+        goto out;
+    }
+    rc = initiate(s3, key, id, err);
+    if (rc)
+        goto out;
+    started = true;
+    for (; made < n; made++) {
+        struct cd_s3_req *r = &parts[made];
+        rc = upload_query(&q, made + 1, id);
+        rc = rc ? cairn_err_set(err, rc, "S3 PUT %s", key)
+                : cd_s3_req_init(s3, r, "PUT", key, q.data, err);
+        if (rc) {
+            made++;
+            goto out;
+        }
+        r->from_fd = true;
+        r->fd = fd;
+        r->fd_off = (uint64_t)made * psize;
+        r->fd_len = made + 1 < n ? psize : size - r->fd_off;
+        order[made] = r;
+    }
+    rc = cd_s3_batch_run(s3, order, n, s3->parallel, NULL, err);
+    for (unsigned i = 0; rc == 0 && i < n; i++)
+        if (parts[i].etag[0] == '\0')
+            rc = cairn_err_set(err, CAIRN_E_CORRUPT,
+                               "S3 %s: answer without ETag", parts[i].what);
+    if (rc == 0)
+        rc = complete(s3, key, id, parts, n, err);
+out:
+    if (rc && started)
+        abort_upload(s3, key, id);
+    for (unsigned i = 0; parts != NULL && i < made; i++)
+        cd_s3_req_free(&parts[i]);
+    free(parts);
+    free(order);
+    cairn_buf_free(&q);
+    return rc;
+}
+
+int cd_s3_put_fd(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
+                 struct cairn_err *err)
+{
+    uint64_t psize;
+    unsigned n;
+    if (cd_s3_parts_plan(size, s3->part_size, &psize, &n) != 0)
+        return cairn_err_set(err, CAIRN_E_TOOBIG,
+                             "S3 PUT %s: %" PRIu64 " bytes is past the "
+                             "largest object (%d parts of 5 GiB)",
+                             key, size, CD_S3_MAX_PARTS);
+    if (n == 1)
+        return put_one(s3, key, fd, size, err);
+    return put_parts(s3, key, fd, size, psize, n, err);
+}
