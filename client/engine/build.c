@@ -512,7 +512,7 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
         char *blob = NULL;
         bool empty = false;
         if (s->instr->kind == CK_INSTR_RUN)
-            rc = build_run_step(b, s, so, &rec.layer, &blob, &empty);
+            rc = build_run_step(b, s, so, &rec.layer, &blob, &empty, &snap);
         else
             rc = build_copy_step(b, s, so, &rec.layer, &blob, &empty, &snap);
         if (rc)

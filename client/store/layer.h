@@ -101,6 +101,24 @@ int cairn_layer_add_opaque(struct cairn_layer_writer *w, const char *dir,
  * xattrs) fails with CAIRN_E_UNSUPPORTED. */
 int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
                           const char *const *skip, struct cairn_err *err);
+/* cairn_layer_add_upper, and then, once every entry is in the layer,
+ * turns upperdir itself into the tree cairn_layer_unpack would make from
+ * the finished layer, so that the store can adopt it as the layer's
+ * snapshot (cairn_store_snapshot_adopt) instead of unpacking the blob
+ * again and deleting the upper directory: overlayfs' attributes go
+ * (trusted.overlay.opaque=y stays on opaque directories), every entry but
+ * the whiteouts gets the tar's mtime (whole seconds, clamped to the
+ * source date epoch) and an atime of now, the root gets mode 0755. Only
+ * metadata changes. *settled is true when that is done; false when the
+ * upper directory holds something the layer leaves out (a socket, a path
+ * of skip) or a change failed (the layer is not affected: the caller
+ * removes upperdir as before). Nothing may write under upperdir
+ * meanwhile; the caller may read it (mount it as a lower layer) once the
+ * call returns. */
+int cairn_layer_add_upper_settle(struct cairn_layer_writer *w,
+                                 const char *upperdir,
+                                 const char *const *skip, bool *settled,
+                                 struct cairn_err *err);
 
 /* ADD's archive rule (Docker's): *yes is set when the file at path is a
  * tar archive with at least one entry, plain or compressed with gzip,
