@@ -84,6 +84,13 @@ int cairn_layer_add_file(struct cairn_layer_writer *w,
 int cairn_layer_add_data(struct cairn_layer_writer *w,
                          const struct cairn_layer_entry *e, const void *data,
                          size_t len, struct cairn_err *err);
+/* Feeds n bytes of an uncompressed layer made elsewhere, kept byte for
+ * byte (cairn import keeps the tar it is given, so its diff_id is
+ * Docker's): the whole layer is then the concatenation of the bytes fed,
+ * no entry can be added (nor before the first call), and finish hashes
+ * and compresses it as any layer, in the same one pass. */
+int cairn_layer_add_raw(struct cairn_layer_writer *w, const void *p, size_t n,
+                        struct cairn_err *err);
 /* Adds ".wh.<name>" for path (deleted), or ".wh..wh..opq" inside dir. */
 int cairn_layer_add_whiteout(struct cairn_layer_writer *w, const char *path,
                              struct cairn_err *err);
