@@ -382,22 +382,24 @@ out:
     return rc;
 }
 
-/* gzip-compresses src into a new file in dir, byte-exact content (raw
- * format in, raw format out: no tar re-encoding). The gzip header carries
- * no time, so the same input always gives the same blob. */
+/* Compresses src (a tar, or a tar in any compression libarchive reads)
+ * into a new gzip layer in dir, the tar bytes kept exactly (raw format in,
+ * raw bytes into the layer writer: no tar re-encoding). The layer
+ * writer's gzip is the build's: blocks deflated on every core, the same
+ * bytes whatever their number, and diff_id and digest hashed in the same
+ * pass (*desc). */
 static int import_gzip(const char *src, const char *dir, char **out,
-                       struct cairn_err *err)
+                       struct cairn_layer_desc *desc, struct cairn_err *err)
 {
-    char *dst = NULL;
-    int fd = -1;
-    int rc = cairn_archive_tmp_create(dir, "import-gz-", &dst, &fd, err);
+    struct cairn_layer_opts lo = {.compression = CAIRN_COMPRESS_GZIP,
+                                  .source_date_epoch = -1};
+    struct cairn_layer_writer *w = NULL;
+    int rc = cairn_layer_writer_new(dir, &lo, &w, err);
     if (rc)
         return rc;
     struct archive *in = archive_read_new();
-    struct archive *w = archive_write_new();
-    struct archive_entry *e = archive_entry_new();
     char *buf = malloc(COPY_CHUNK);
-    if (!in || !w || !e || !buf) {
+    if (!in || !buf) {
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
         goto out;
     }
@@ -410,21 +412,6 @@ static int import_gzip(const char *src, const char *dir, char **out,
             cairn_err_set(err, CAIRN_E_ARCHIVE, "%s", archive_error_string(in));
         goto out;
     }
-    if (archive_write_add_filter_gzip(w) != ARCHIVE_OK ||
-        archive_write_set_filter_option(w, "gzip", "timestamp", NULL) !=
-            ARCHIVE_OK ||
-        archive_write_set_format_raw(w) != ARCHIVE_OK ||
-        archive_write_set_bytes_per_block(w, 0) != ARCHIVE_OK ||
-        archive_write_open_fd(w, fd) != ARCHIVE_OK) {
-        rc = cairn_err_set(err, CAIRN_E_ARCHIVE, "%s", archive_error_string(w));
-        goto out;
-    }
-    archive_entry_set_pathname(e, "layer.tar");
-    archive_entry_set_filetype(e, AE_IFREG);
-    if (archive_write_header(w, e) != ARCHIVE_OK) {
-        rc = cairn_err_set(err, CAIRN_E_ARCHIVE, "%s", archive_error_string(w));
-        goto out;
-    }
     for (;;) {
         la_ssize_t n = archive_read_data(in, buf, COPY_CHUNK);
         if (n < 0) {
@@ -434,29 +421,16 @@ static int import_gzip(const char *src, const char *dir, char **out,
         }
         if (n == 0)
             break;
-        if (archive_write_data(w, buf, (size_t)n) != n) {
-            rc = cairn_err_set(err, CAIRN_E_ARCHIVE, "%s",
-                               archive_error_string(w));
+        if ((rc = cairn_layer_add_raw(w, buf, (size_t)n, err)) != 0)
             goto out;
-        }
     }
-    if (archive_write_close(w) != ARCHIVE_OK) {
-        rc = cairn_err_set(err, CAIRN_E_ARCHIVE, "%s", archive_error_string(w));
-        goto out;
-    }
+    rc = cairn_layer_writer_finish(w, desc, out, err);
+    w = NULL; /* freed by finish in every case */
 out:
-    archive_entry_free(e);
+    cairn_layer_writer_abort(w);
     archive_read_free(in);
-    archive_write_free(w);
     free(buf);
-    close(fd);
-    if (rc) {
-        unlink(dst);
-        free(dst);
-        return rc;
-    }
-    *out = dst;
-    return 0;
+    return rc;
 }
 
 static void import_usage(FILE *out)
@@ -561,13 +535,15 @@ static int import_layer(struct cairn_store *st, const char *src, char **blob,
     if ((rc = import_check_tar(tmp, src, err)))
         goto out;
     if (strcmp(cairn_archive_media_sniff(tmp), CAIRN_MEDIA_LAYER_GZIP) == 0) {
+        /* gzip input is the blob as it is: its bytes are the ones Docker
+         * would store, so only its digests are computed. */
         gz = tmp;
         tmp = NULL;
-    } else if ((rc = import_gzip(tmp, cairn_store_tmpdir(st), &gz, err))) {
-        cairn_err_prefix(err, "%s", src);
-        goto out;
+        rc = cairn_layer_digest_file(gz, desc, err);
+    } else {
+        rc = import_gzip(tmp, cairn_store_tmpdir(st), &gz, desc, err);
     }
-    if ((rc = cairn_layer_digest_file(gz, desc, err))) {
+    if (rc) {
         cairn_err_prefix(err, "%s", src);
         goto out;
     }

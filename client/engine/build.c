@@ -543,7 +543,7 @@ static int verify_step(struct build *b, size_t i, struct stage_out *so,
     bool empty = false;
     int rc;
     if (s->instr->kind == CK_INSTR_RUN)
-        rc = build_run_step(b, s, so, &loc.layer, &blob, &empty);
+        rc = build_run_step(b, s, so, &loc.layer, &blob, &empty, snap);
     else
         rc = build_copy_step(b, s, so, &loc.layer, &blob, &empty, snap);
     if (rc)
@@ -616,7 +616,7 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
         char *blob = NULL;
         bool empty = false;
         if (s->instr->kind == CK_INSTR_RUN)
-            rc = build_run_step(b, s, so, &rec.layer, &blob, &empty);
+            rc = build_run_step(b, s, so, &rec.layer, &blob, &empty, &snap);
         else
             rc = build_copy_step(b, s, so, &rec.layer, &blob, &empty, &snap);
         if (claim == CAIRN_CLAIM_OWNED)

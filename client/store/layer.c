@@ -163,30 +163,64 @@ static int out_compress(struct cairn_layer_writer *w, const void *p, size_t n,
     return CAIRN_E_INVAL;
 }
 
-/* libarchive's sink: every byte of the tar passes here exactly once. */
-static la_ssize_t tar_write_cb(struct archive *a, void *cd, const void *buf,
-                               size_t len)
+/* Every byte of the uncompressed layer passes here exactly once: hashed
+ * for the diff_id, compressed, the output hashed for the digest and
+ * written, all in this one pass. A failure breaks the writer. */
+static int writer_stream(struct cairn_layer_writer *w, const void *buf,
+                         size_t len)
 {
-    struct cairn_layer_writer *w = cd;
-    if (w->broken) {
-        archive_set_error(a, EIO, "layer pipeline failed earlier");
-        return -1;
-    }
     int rc = ck_sha256_update(w->tar_hash, buf, len);
     if (rc == 0)
         rc = out_compress(w, buf, len, false);
-    if (rc != 0) {
-        writer_break(w, rc, "writing layer %s: %s", w->path,
-                     cairn_strerror(rc));
-        archive_set_error(a, EIO, "layer pipeline: %s", cairn_strerror(rc));
-        return -1;
-    }
+    if (rc != 0)
+        return writer_break(w, rc, "writing layer %s: %s", w->path,
+                            cairn_strerror(rc));
     w->tar_bytes += len;
     if (w->progress != NULL && w->tar_bytes >= w->next_progress) {
         w->progress(w->progress_arg, w->tar_bytes);
         w->next_progress = w->tar_bytes + LAYER_PROGRESS_STEP;
     }
+    return 0;
+}
+
+/* libarchive's sink: the tar's bytes. */
+static la_ssize_t tar_write_cb(struct archive *a, void *cd, const void *buf,
+                               size_t len)
+{
+    struct cairn_layer_writer *w = cd;
+    if (w->raw)
+        return (la_ssize_t)len;
+    if (w->broken) {
+        archive_set_error(a, EIO, "layer pipeline failed earlier");
+        return -1;
+    }
+    int rc = writer_stream(w, buf, len);
+    if (rc != 0) {
+        archive_set_error(a, EIO, "layer pipeline: %s", cairn_strerror(rc));
+        return -1;
+    }
     return (la_ssize_t)len;
+}
+
+int cairn_layer_add_raw(struct cairn_layer_writer *w, const void *p, size_t n,
+                        struct cairn_err *err)
+{
+    if (w == NULL || (p == NULL && n > 0))
+        return cairn_err_set(err, CAIRN_E_INVAL, "add_raw: bad arguments");
+    if (w->broken)
+        return layer_writer_fail_report(w, err);
+    if (!w->raw) {
+        if (w->entries > 0)
+            return cairn_err_set(err, CAIRN_E_INVAL,
+                                 "add_raw: the layer already has entries");
+        /* From now on the tar writer's bytes (only its end-of-archive
+         * blocks when it is freed) go nowhere: tar_write_cb drops them. */
+        layer_mirror_drop(w);
+        w->raw = true;
+    }
+    if (n > 0 && writer_stream(w, p, n) != 0)
+        return layer_writer_fail_report(w, err);
+    return 0;
 }
 
 /* The block-parallel gzip's output: hashed and written in order, on the
@@ -376,6 +410,9 @@ int layer_writer_header(struct cairn_layer_writer *w, struct archive_entry *ae,
 {
     if (w->broken)
         return layer_writer_fail_report(w, err);
+    if (w->raw)
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "layer of raw bytes: no entries can be added");
     if (w->entries >= LAYER_MAX_ENTRIES)
         return cairn_err_set(err, CAIRN_E_TOOBIG,
                              "layer has more than %zu entries",
@@ -861,7 +898,7 @@ int cairn_layer_writer_finish(struct cairn_layer_writer *w,
         goto out;
     }
     /* Close writes the end-of-archive blocks through tar_write_cb. */
-    if (archive_write_close(w->ar) != ARCHIVE_OK) {
+    if (!w->raw && archive_write_close(w->ar) != ARCHIVE_OK) {
         rc = writer_archive_fail(w, "(end of archive)", err);
         goto out;
     }

@@ -84,6 +84,13 @@ int cairn_layer_add_file(struct cairn_layer_writer *w,
 int cairn_layer_add_data(struct cairn_layer_writer *w,
                          const struct cairn_layer_entry *e, const void *data,
                          size_t len, struct cairn_err *err);
+/* Feeds n bytes of an uncompressed layer made elsewhere, kept byte for
+ * byte (cairn import keeps the tar it is given, so its diff_id is
+ * Docker's): the whole layer is then the concatenation of the bytes fed,
+ * no entry can be added (nor before the first call), and finish hashes
+ * and compresses it as any layer, in the same one pass. */
+int cairn_layer_add_raw(struct cairn_layer_writer *w, const void *p, size_t n,
+                        struct cairn_err *err);
 /* Adds ".wh.<name>" for path (deleted), or ".wh..wh..opq" inside dir. */
 int cairn_layer_add_whiteout(struct cairn_layer_writer *w, const char *path,
                              struct cairn_err *err);
@@ -101,6 +108,24 @@ int cairn_layer_add_opaque(struct cairn_layer_writer *w, const char *dir,
  * xattrs) fails with CAIRN_E_UNSUPPORTED. */
 int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
                           const char *const *skip, struct cairn_err *err);
+/* cairn_layer_add_upper, and then, once every entry is in the layer,
+ * turns upperdir itself into the tree cairn_layer_unpack would make from
+ * the finished layer, so that the store can adopt it as the layer's
+ * snapshot (cairn_store_snapshot_adopt) instead of unpacking the blob
+ * again and deleting the upper directory: overlayfs' attributes go
+ * (trusted.overlay.opaque=y stays on opaque directories), every entry but
+ * the whiteouts gets the tar's mtime (whole seconds, clamped to the
+ * source date epoch) and an atime of now, the root gets mode 0755. Only
+ * metadata changes. *settled is true when that is done; false when the
+ * upper directory holds something the layer leaves out (a socket, a path
+ * of skip) or a change failed (the layer is not affected: the caller
+ * removes upperdir as before). Nothing may write under upperdir
+ * meanwhile; the caller may read it (mount it as a lower layer) once the
+ * call returns. */
+int cairn_layer_add_upper_settle(struct cairn_layer_writer *w,
+                                 const char *upperdir,
+                                 const char *const *skip, bool *settled,
+                                 struct cairn_err *err);
 
 /* ADD's archive rule (Docker's): *yes is set when the file at path is a
  * tar archive with at least one entry, plain or compressed with gzip,

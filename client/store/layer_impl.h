@@ -83,6 +83,7 @@ struct cairn_layer_writer {
      * call fails with the same code and message. */
     int broken;
     struct cairn_err fail;
+    bool raw; /* cairn_layer_add_raw: bytes, not entries */
     struct layer_mirror *mirror; /* NULL: not mirrored (or dropped) */
 };
 

@@ -49,6 +49,7 @@ struct upper_item {
     ino_t ino;
     nlink_t nlink;
     ptrdiff_t link_to; /* first path of its hard-link group, or -1 */
+    bool ovl_attrs;    /* has overlayfs attributes the unpack would not */
 };
 
 struct upper_walk {
@@ -60,6 +61,7 @@ struct upper_walk {
     char *full; /* scratch: upperdir + "/" + rel, for the *xattr calls */
     size_t full_cap;
     size_t root_len;
+    size_t left_out; /* entries in upperdir that are not in the layer */
 };
 
 static const char *item_rel(const struct upper_item *it)
@@ -211,8 +213,10 @@ static int upper_walk_dir(struct upper_walk *u, const char *rel, size_t self,
         else if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ||
                  S_ISFIFO(st.st_mode))
             it.kind = UK_DEV;
-        else
+        else {
+            u->left_out++;
             continue; /* sockets: tar cannot hold them; Docker drops them too */
+        }
         it.name = path_join(rel, "", nm);
         if (it.name == NULL) {
             rc = cairn_err_set(err, CAIRN_E_TOOBIG, "path too long: %s/%s", rel,
@@ -221,6 +225,7 @@ static int upper_walk_dir(struct upper_walk *u, const char *rel, size_t self,
         }
         if (skip_match(u->skip, it.name)) {
             free(it.name);
+            u->left_out++;
             continue;
         }
         if (it.kind == UK_WHITEOUT) {
@@ -308,7 +313,7 @@ static int name_cmp(const void *a, const void *b)
  * overlayfs' own attributes stay behind; the ones that mean this upper
  * directory cannot stand alone as a layer are refused. */
 static int upper_xattrs(struct archive_entry *ae, const char *full,
-                        struct cairn_err *err)
+                        bool *ovl_attrs, struct cairn_err *err)
 {
     ssize_t len = llistxattr(full, NULL, 0);
     if (len < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP))
@@ -361,6 +366,11 @@ static int upper_xattrs(struct archive_entry *ae, const char *full,
                                full, nm);
             goto out;
         }
+        /* The unpack sets trusted.overlay.opaque=y and nothing else of
+         * overlayfs' (origin, impure, user.overlay.*): anything more
+         * must go before this directory can stand in for the unpack. */
+        if (ovl && strcmp(nm, "trusted.overlay.opaque") != 0)
+            *ovl_attrs = true;
         if (ovl || nm[0] == '\0')
             continue;
         ssize_t vl = lgetxattr(full, nm, val, LAYER_XATTR_VALUE_MAX);
@@ -389,7 +399,7 @@ static int upper_full_path(struct upper_walk *u, const char *rel,
 static int upper_emit(struct cairn_layer_writer *w, struct upper_walk *u,
                       const char *upperdir, size_t i, struct cairn_err *err)
 {
-    const struct upper_item *it = &u->items[i];
+    struct upper_item *it = &u->items[i];
     if (it->kind == UK_WHITEOUT)
         return layer_writer_marker(w, it->name, err);
     int rc = upper_full_path(u, item_rel(it), upperdir);
@@ -400,7 +410,7 @@ static int upper_emit(struct cairn_layer_writer *w, struct upper_walk *u,
     if (ae == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     int fd = -1;
-    if ((rc = upper_xattrs(ae, u->full, err)) != 0)
+    if ((rc = upper_xattrs(ae, u->full, &it->ovl_attrs, err)) != 0)
         goto out;
     switch (it->kind) {
     case UK_FILE:
@@ -468,8 +478,59 @@ out:
     return rc;
 }
 
-int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
-                          const char *const *skip, struct cairn_err *err)
+/* Removes overlayfs' attributes from the entry at full (not following a
+ * symlink) and gives an opaque directory trusted.overlay.opaque=y, as
+ * the unpack writes it. */
+static bool settle_attrs(const char *full, bool opaque)
+{
+    char list[LAYER_XATTR_LIST_MAX];
+    ssize_t len = llistxattr(full, list, sizeof list);
+    if (len < 0)
+        return false;
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(list + i) + 1) {
+        const char *nm = list + i;
+        if ((strncmp(nm, "trusted.overlay.", 16) == 0 ||
+             strncmp(nm, "user.overlay.", 13) == 0) &&
+            lremovexattr(full, nm) != 0)
+            return false;
+    }
+    return !opaque || lsetxattr(full, "trusted.overlay.opaque", "y", 1, 0) == 0;
+}
+
+/* Turns the upper directory, whose entries are all in the layer now, into
+ * the tree cairn_layer_unpack makes from that layer (see
+ * cairn_layer_add_upper_settle). Only metadata changes: nothing is
+ * removed, so no directory's content or mtime moves; an upper directory
+ * holding what the layer leaves out (a socket, a path of the skip list)
+ * is not settled at all. */
+static bool upper_settle(struct upper_walk *u, const char *upperdir,
+                         int64_t epoch)
+{
+    if (u->left_out > 0 || fchmod(u->root, 0755) != 0)
+        return false;
+    if (!settle_attrs(upperdir, dir_is_opaque(u->root)))
+        return false;
+    /* libarchive gives an unpacked entry the time the unpack started as
+     * its atime, and the tar's whole-second mtime. */
+    struct timespec ts[2] = {{.tv_sec = time(NULL)}, {0}};
+    for (size_t i = 0; i < u->n; i++) {
+        const struct upper_item *it = &u->items[i];
+        if (it->kind == UK_WHITEOUT)
+            continue; /* hidden by overlayfs whatever its times */
+        if (upper_full_path(u, item_rel(it), upperdir) != 0)
+            return false;
+        if (it->ovl_attrs && !settle_attrs(u->full, it->opaque))
+            return false;
+        ts[1].tv_sec = epoch >= 0 && it->mtime > epoch ? epoch : it->mtime;
+        if (utimensat(u->root, item_rel(it), ts, AT_SYMLINK_NOFOLLOW) != 0)
+            return false;
+    }
+    return true;
+}
+
+static int upper_add(struct cairn_layer_writer *w, const char *upperdir,
+                     const char *const *skip, bool *settled,
+                     struct cairn_err *err)
 {
     if (w == NULL || upperdir == NULL)
         return cairn_err_set(err, CAIRN_E_INVAL, "add_upper: bad arguments");
@@ -504,6 +565,8 @@ int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
         goto out;
     for (size_t i = 0; i < u.n && rc == 0; i++)
         rc = upper_emit(w, &u, upperdir, i, err);
+    if (rc == 0 && settled != NULL)
+        *settled = upper_settle(&u, upperdir, w->epoch);
 out:
     for (size_t i = 0; i < u.n; i++) {
         free(u.items[i].name);
@@ -514,4 +577,21 @@ out:
     if (u.root >= 0)
         close(u.root);
     return rc;
+}
+
+int cairn_layer_add_upper(struct cairn_layer_writer *w, const char *upperdir,
+                          const char *const *skip, struct cairn_err *err)
+{
+    return upper_add(w, upperdir, skip, NULL, err);
+}
+
+int cairn_layer_add_upper_settle(struct cairn_layer_writer *w,
+                                 const char *upperdir,
+                                 const char *const *skip, bool *settled,
+                                 struct cairn_err *err)
+{
+    if (settled == NULL)
+        return cairn_err_set(err, CAIRN_E_INVAL, "add_upper: bad arguments");
+    *settled = false;
+    return upper_add(w, upperdir, skip, settled, err);
 }

@@ -52,6 +52,17 @@ if command -v zstd >/dev/null; then
     assert_eq "$(jq -r '.history[0].comment' "$CAIRN_ROOT/blobs/sha256/${id_zst#sha256:}")" \
         "Imported from -" "default import comment"
 fi
+# A plain tar is compressed with the build's block-parallel gzip, in one
+# pass: the same blob with 1 and 2 workers, one that gzip -t accepts,
+# holding the tar byte for byte.
+imp_layer() { "$CAIRN" inspect "$1" | jq -r '.[0].Store.Layers[0].Digest'; }
+CAIRN_LAYER_THREADS=1 "$CAIRN" import "$T/rootfs.tar" thr:1 >/dev/null || fail "import, 1 worker"
+CAIRN_LAYER_THREADS=2 "$CAIRN" import "$T/rootfs.tar" thr:2 >/dev/null || fail "import, 2 workers"
+assert_eq "$(imp_layer thr:2)" "$(imp_layer thr:1)" "imported layer digest with 2 workers against 1"
+thr_blob="$CAIRN_ROOT/blobs/sha256/$(imp_layer thr:1 | cut -d: -f2)"
+gzip -t "$thr_blob" || fail "gzip -t refuses the imported layer"
+cmp -s <(gzip -dc "$thr_blob") "$T/rootfs.tar" || fail "imported layer is not the tar byte for byte"
+"$CAIRN" rmi thr:1 thr:2 >/dev/null || fail "rmi thr"
 
 # --- history ---
 "$CAIRN" history test/busybox:1 >"$T/hist"

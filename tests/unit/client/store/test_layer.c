@@ -573,6 +573,61 @@ static void test_threads_same_bytes(void **state)
     unsetenv("CAIRN_LAYER_THREADS");
 }
 
+/* cairn_layer_add_raw: the bytes fed are the whole uncompressed layer
+ * (diff_id = their sha256, gzip -dc gives them back), the blob does not
+ * depend on the thread count or on how the bytes were cut, and no entry
+ * can be mixed in. */
+static void test_raw_bytes(void **state)
+{
+    struct fixture *f = *state;
+    size_t n = 3 * MIB + 5;
+    uint8_t *data = malloc(n);
+    assert_non_null(data);
+    fill(data, n / 2, 3); /* noise, then text-like repeats */
+    for (size_t i = n / 2; i < n; i++)
+        data[i] = (uint8_t)("layer bytes kept as they are\n"[i % 29]);
+    char want[CAIRN_DIGEST_STR_LEN];
+    uint8_t bin[CK_SHA256_LEN];
+    char hex[CK_SHA256_HEX_LEN + 1];
+    assert_int_equal(ck_sha256(data, n, bin), 0);
+    ck_hex_encode(bin, hex);
+    snprintf(want, sizeof want, "sha256:%s", hex);
+    char digest[CAIRN_DIGEST_STR_LEN] = "";
+    struct cairn_err err = {0};
+    for (int threads = 1; threads <= 2; threads++) {
+        setenv("CAIRN_LAYER_THREADS", threads == 1 ? "1" : "2", 1);
+        struct cairn_layer_writer *w;
+        writer_new_ok(f, CAIRN_COMPRESS_GZIP, -1, &w);
+        size_t step = threads == 1 ? 4096 : 1000003; /* cut differently */
+        for (size_t at = 0; at < n; at += step)
+            assert_int_equal(cairn_layer_add_raw(
+                                 w, data + at, at + step < n ? step : n - at,
+                                 &err),
+                             0);
+        struct cairn_layer_entry e = {.path = "x", .mode = S_IFDIR | 0755};
+        assert_int_equal(cairn_layer_add(w, &e, &err), CAIRN_E_INVAL);
+        struct cairn_layer_desc d;
+        char *blob = finish_ok(w, &d);
+        assert_string_equal(d.diff_id, want);
+        assert_string_equal(d.media_type, CAIRN_MEDIA_LAYER_GZIP);
+        check_digests(blob, &d, "gzip -dc");
+        if (digest[0] == '\0')
+            memcpy(digest, d.digest, sizeof digest);
+        assert_string_equal(digest, d.digest);
+        unlink(blob);
+        free(blob);
+    }
+    unsetenv("CAIRN_LAYER_THREADS");
+    /* Raw bytes after an entry are refused. */
+    struct cairn_layer_writer *w;
+    writer_new_ok(f, CAIRN_COMPRESS_GZIP, -1, &w);
+    struct cairn_layer_entry e = {.path = "x", .mode = S_IFDIR | 0755};
+    assert_int_equal(cairn_layer_add(w, &e, &err), 0);
+    assert_int_equal(cairn_layer_add_raw(w, data, 10, &err), CAIRN_E_INVAL);
+    cairn_layer_writer_abort(w);
+    free(data);
+}
+
 static void test_epoch_clamp(void **state)
 {
     struct fixture *f = *state;
@@ -1459,6 +1514,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deterministic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_same_bytes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_raw_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoch_clamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_api, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
