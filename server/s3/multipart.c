@@ -18,6 +18,7 @@
 #define MAX_PART ((uint64_t)5 << 30)
 #define MIB ((uint64_t)1 << 20)
 #define UPLOAD_ID_MAX 1024
+#define MAX_WIDE_PART ((uint64_t)512 << 20)
 
 int cd_s3_parts_plan(uint64_t size, size_t part_size, uint64_t *psize,
                      unsigned *nparts)
@@ -218,12 +219,30 @@ out:
     return rc;
 }
 
+/* The part size for an upload of size bytes: part_size, or more so that
+ * the parts are no more than the requests in flight. Parts stream from the
+ * file, so a bigger part costs no memory, while every part is a request
+ * (and, on some servers, an object) of its own. Capped so that a failed
+ * part is not a costly retry. */
+static uint64_t upload_part_size(const struct cd_s3 *s3, uint64_t size)
+{
+    uint64_t ps = s3->part_size;
+    if (s3->parallel <= 1 || size <= ps)
+        return ps;
+    uint64_t wide = (size + s3->parallel - 1) / s3->parallel;
+    wide = (wide + MIB - 1) / MIB * MIB;
+    if (wide > MAX_WIDE_PART)
+        wide = MAX_WIDE_PART;
+    return wide > ps ? wide : ps;
+}
+
 int cd_s3_put_fd(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
                  struct cairn_err *err)
 {
     uint64_t psize;
     unsigned n;
-    if (cd_s3_parts_plan(size, s3->part_size, &psize, &n) != 0)
+    if (cd_s3_parts_plan(size, (size_t)upload_part_size(s3, size), &psize,
+                         &n) != 0)
         return cairn_err_set(err, CAIRN_E_TOOBIG,
                              "S3 PUT %s: %" PRIu64 " bytes is past the "
                              "largest object (%d parts of 5 GiB)",

@@ -96,7 +96,10 @@ int cd_s3_put(struct cd_s3 *s3, const char *key, const void *data,
               size_t len, struct cairn_err *err);
 /* PUT of size bytes read from fd at offset 0 (pread): one PUT up to
  * part_size, else a multipart upload, parts in parallel, aborted on
- * failure. The object is visible only when the call returns 0. */
+ * failure. Parts are part_size or larger (up to 512 MiB), so that there
+ * are no more parts than opts.parallel when that allows: they stream from
+ * fd, so size costs no memory, and fewer parts are fewer requests. The
+ * object is visible only when the call returns 0. */
 int cd_s3_put_fd(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
                  struct cairn_err *err);
 

@@ -46,7 +46,7 @@ _s3_die() {
 # Run at exit when s3_lib made its own dir; chained in front of the trap
 # the test had when s3_start ran.
 _s3_exit() {
-    [ -n "$S3_PID" ] && kill -KILL "$S3_PID" 2>/dev/null
+    s3_stop
     [ -n "$S3_OWN_DIR" ] && rm -rf "$S3_OWN_DIR"
     eval "${_S3_PREV_TRAP:-}"
 }
@@ -104,9 +104,16 @@ s3_start() {
 
 s3_stop() {
     [ -n "$S3_PID" ] || return 0
-    # The server kills and reaps its three backends on SIGTERM, then exits.
-    kill -TERM "$S3_PID" 2>/dev/null
-    wait "$S3_PID" 2>/dev/null
+    # The server kills and reaps its three backends on SIGTERM, then exits;
+    # one that does not within 10 s is killed (its backends die with it).
+    kill -TERM "$S3_PID" 2>/dev/null || true
+    local i
+    for i in $(seq 1 100); do
+        kill -0 "$S3_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$S3_PID" 2>/dev/null || true
+    wait "$S3_PID" 2>/dev/null || true
     S3_PID=
 }
 

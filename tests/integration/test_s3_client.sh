@@ -50,17 +50,26 @@ code=$(s3_get_raw 'dir/a%20b%2Bc%25d~%C3%A9%3D%26%3F.txt' "$T/raw")
 # --- 100 MiB: multipart upload, parallel ranged GET ----------------------
 head -c $((100 << 20)) /dev/urandom >"$T/big"
 want=$(sha "$T/big")
-if probe --part-size $((8 << 20)) --parallel 4 put-fd big "$T/big"; then
+etag_of() {
+    s3_curl -I "$S3_ENDPOINT/$S3_BUCKET/$1" | tr -d '\r' | sed -n 's/^[Ee][Tt]ag: *//p'
+}
+# 16 at once: 13 parts of 8 MiB. S3's ETag of a multipart object ends in
+# -<parts>.
+if probe --part-size $((8 << 20)) --parallel 16 put-fd big "$T/big"; then
     pass "put-fd of 100 MiB"
 else
     fail "put-fd: $(errtext)"
 fi
-# 13 parts of 8 MiB: S3's ETag of a multipart object ends in -13.
-etag=$(s3_curl -I "$S3_ENDPOINT/$S3_BUCKET/big" | tr -d '\r' |
-    sed -n 's/^[Ee][Tt]ag: *//p')
-case $etag in
-*-13\"*|*-13) pass "uploaded as 13 parts ($etag)" ;;
-*) fail "not a 13-part upload: ETag $etag" ;;
+case $(etag_of big) in
+*-13\"*|*-13) pass "uploaded as 13 parts of 8 MiB" ;;
+*) fail "not a 13-part upload: ETag $(etag_of big)" ;;
+esac
+# 4 at once: parts grow to 25 MiB, so that all 4 are in flight together.
+probe --part-size $((8 << 20)) --parallel 4 put-fd big4 "$T/big" ||
+    fail "put-fd, 4 at once: $(errtext)"
+case $(etag_of big4) in
+*-4\"*|*-4) pass "4 at once: 4 parts" ;;
+*) fail "4 at once: ETag $(etag_of big4)" ;;
 esac
 uploads=$(s3_curl "$S3_ENDPOINT/$S3_BUCKET?uploads=")
 echo "$uploads" | grep -q '<UploadId>' &&
