@@ -24,6 +24,8 @@ TEST_PKGS=(
   # The S3 backend's tests: a real OpenStack Swift with s3api on 127.0.0.1
   # (tests/integration/s3_lib.sh; its cache runs in-process, no memcached).
   python3-swift
+  # ... and cairnd under a clock an hour off (RequestTimeTooSkewed).
+  faketime
   # The Helm chart's tests (tests/helm): Helm's template engine offline.
   golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
   golang-github-xeipuuv-gojsonschema-dev nodejs

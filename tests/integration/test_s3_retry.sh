@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The bucket's transient and permanent faults (docs/storage.md "Failures"),
+# against a real Swift with s3api on 127.0.0.1, through a fault injector in
+# front of it (s3_faults_proxy.py: forwards, or answers the next N requests
+# 503 SlowDown / 500 itself, and logs each request's signed headers):
+# 1. 503 SlowDown and 500 on writes and reads are retried: the calls
+#    succeed, and the proxy's log shows the injected answers were followed
+#    by the same request forwarded;
+# 2. a permanent 503: a write fails UNAVAILABLE in a bounded time (no hang)
+#    and nothing reaches the bucket; blobs on the node's disk still read;
+#    FindMissingBlobs of a blob only the bucket has says missing (never
+#    present); the log names SlowDown;
+# 3. AWS_SESSION_TOKEN goes out as x-amz-security-token on every request,
+#    signed (in SignedHeaders), and never appears in cairnd's log or output;
+# 4. a clock an hour off (faketime): the start-up check fails naming the
+#    clock (RequestTimeTooSkewed).
+. "$(dirname "$0")/s3_nodes_lib.sh"
+
+PX_CTL=$T/proxy.ctl PX_LOG=$T/proxy.log
+echo pass >"$PX_CTL"
+"$S3_PY" "$(dirname "$0")/s3_faults_proxy.py" "$S3_PORT" "$PX_CTL" "$PX_LOG" "$T/proxy.ready" \
+    >"$T/proxy.err" 2>&1 &
+PX_PID=$!
+for i in $(seq 1 200); do [ -s "$T/proxy.ready" ] && break; sleep 0.05; done
+[ -s "$T/proxy.ready" ] || { echo "proxy did not start: $(cat "$T/proxy.err")"; exit 1; }
+PROXY=http://127.0.0.1:$(cat "$T/proxy.ready")
+px() { echo "$*" >"$PX_CTL"; }
+# injected STATUS: how many answers the proxy made up so far
+injected() { grep -c " $1 injected " "$PX_LOG" || true; }
+
+TOKEN=tok-4242-session-secret
+S3_ENDPOINT=$PROXY AWS_SESSION_TOKEN=$TOKEN node_start 1
+node_start 2 # straight to the server
+
+# 1. Transient faults.
+head -c 300000 /dev/urandom >"$T/a"
+px 503 3
+expect 0 at 1 put main "$T/a" && [ "$(injected 503)" -eq 3 ] &&
+    pass "BatchUpdateBlobs through 3 x 503 SlowDown: acknowledged after retries" ||
+    fail "503 x3: injected $(injected 503)"
+expect 0 at 2 get main "$(digest "$T/a")" && cmp -s "$T/last.out" "$T/a" &&
+    pass "and the blob is in the bucket (read through node 2)" || fail "blob a not in the bucket"
+
+head -c 3000000 /dev/urandom >"$T/b"
+px 500 2
+expect 0 at 1 write "main/uploads/u1/blobs/$(digest "$T/b")" "$T/b" chunk=1048576 &&
+    [ "$(injected 500)" -eq 2 ] && pass "ByteStream Write through 2 x 500: acknowledged after retries" ||
+    fail "500 x2: injected $(injected 500)"
+expect 0 at 2 read "main/blobs/$(digest "$T/b")" && cmp -s "$T/last.out" "$T/b" ||
+    fail "blob b not in the bucket"
+
+# A read of a blob only the bucket has (put through node 2).
+head -c 200000 /dev/urandom >"$T/c"
+expect 0 at 2 put main "$T/c" || fail "put c"
+px 503 2
+before=$(injected 503)
+expect 0 at 1 get main "$(digest "$T/c")" && cmp -s "$T/last.out" "$T/c" &&
+    [ "$(injected 503)" -eq $((before + 2)) ] &&
+    pass "a read from the bucket through 2 x 503: served" || fail "read c through 503s"
+grep -q "GET /$S3_BUCKET/$(bucket_key cas main "$T/c") 20[06] forwarded" "$PX_LOG" ||
+    { fail "the read was not forwarded after the faults"; grep GET "$PX_LOG"; }
+
+# 2. A permanent 503.
+px 503 always
+head -c 100000 /dev/urandom >"$T/d"
+before=$(injected 503)
+expect $UNAVAILABLE timeout 60 "$PROBE" --addr "127.0.0.1:${NP[1]}" put main "$T/d" &&
+    pass "permanent 503: BatchUpdateBlobs is UNAVAILABLE (within the 60 s bound)"
+tries=$(($(injected 503) - before))
+[ "$tries" -ge 2 ] && [ "$tries" -le 8 ] && pass "permanent 503: $tries attempts, then gave up" ||
+    fail "permanent 503: $tries attempts"
+grep -q 'SlowDown' "${NL[1]}" && pass "the log names SlowDown" || fail "no SlowDown in node 1's log"
+[ "$(s3_get_raw "$(bucket_key cas main "$T/d")" "$T/gone")" = 404 ] &&
+    pass "permanent 503: nothing reached the bucket" || fail "d is in the bucket"
+expect 0 at 1 get main "$(digest "$T/a")" && cmp -s "$T/last.out" "$T/a" &&
+    pass "permanent 503: a blob on the node's disk still reads" || fail "local read under 503"
+# In the bucket, not on node 1's disk: missing (safe), never present.
+head -c 5000 /dev/urandom >"$T/e"
+expect 0 at 2 put main "$T/e" || fail "put e"
+expect 0 timeout 60 "$PROBE" --addr "127.0.0.1:${NP[1]}" fmb main "$(digest "$T/e")" "$(digest "$T/a")" &&
+    grep -q "$(sha "$T/e")" "$T/last.out" && ! grep -q "$(sha "$T/a")" "$T/last.out" &&
+    pass "permanent 503: FindMissingBlobs says missing for what the disk lacks, present for what it holds" ||
+    fail "fmb under 503: $(cat "$T/last.out" "$T/last.err")"
+px pass
+expect 0 at 1 put main "$T/d" && pass "faults gone: the write succeeds" || fail "put d after the faults"
+
+# 3. The session token: sent and signed on every request of node 1.
+n1=$(grep -c " token=$TOKEN\$" "$PX_LOG")
+nall=$(wc -l <"$PX_LOG")
+unsigned=$(grep " token=$TOKEN\$" "$PX_LOG" | grep -vc 'signed=[^ ]*x-amz-security-token' || true)
+[ "$n1" -gt 0 ] && [ "$n1" -eq "$nall" ] && [ "$unsigned" -eq 0 ] &&
+    pass "AWS_SESSION_TOKEN sent as x-amz-security-token and signed on all $n1 requests" ||
+    fail "session token: $n1 of $nall requests carry it, $unsigned unsigned"
+node_stop 1
+grep -q "$TOKEN" "${NL[1]}" "$T"/cairnd*.out && fail "the session token was printed" ||
+    pass "the session token is not in cairnd's log"
+
+# 4. A clock an hour ahead: RequestTimeTooSkewed at start-up.
+rc=0
+ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0 timeout 60 faketime -f '+1h' \
+    "$CAIRND" --listen 127.0.0.1:0 --dir "$T/skew" --max-size 1G --backend "$S3_URL" \
+    --s3-endpoint "$S3_ENDPOINT" --s3-path-style >"$T/skew.out" 2>"$T/skew.err" || rc=$?
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q 'RequestTimeTooSkewed: .*clock' "$T/skew.err"; then
+    pass "clock skew at start-up: $(grep 'clock' "$T/skew.err" | head -1)"
+else
+    fail "clock skew: exit $rc, $(head -3 "$T/skew.err")"
+fi
+
+node_stop 2
+kill "$PX_PID" 2>/dev/null; wait "$PX_PID" 2>/dev/null
+s3_stop
+finish
