@@ -64,8 +64,10 @@ grep -q "GET /$S3_BUCKET/$(bucket_key cas main "$T/c") 20[06] forwarded" "$PX_LO
 px 503 always
 head -c 100000 /dev/urandom >"$T/d"
 before=$(injected 503)
+t0=$(date +%s%N)
 expect $UNAVAILABLE timeout 60 "$PROBE" --addr "127.0.0.1:${NP[1]}" put main "$T/d" &&
     pass "permanent 503: BatchUpdateBlobs is UNAVAILABLE (within the 60 s bound)"
+echo "note: gave up after $((($(date +%s%N) - t0) / 1000000)) ms"
 tries=$(($(injected 503) - before))
 [ "$tries" -ge 2 ] && [ "$tries" -le 8 ] && pass "permanent 503: $tries attempts, then gave up" ||
     fail "permanent 503: $tries attempts"
@@ -81,7 +83,15 @@ expect 0 timeout 60 "$PROBE" --addr "127.0.0.1:${NP[1]}" fmb main "$(digest "$T/
     grep -q "$(sha "$T/e")" "$T/last.out" && ! grep -q "$(sha "$T/a")" "$T/last.out" &&
     pass "permanent 503: FindMissingBlobs says missing for what the disk lacks, present for what it holds" ||
     fail "fmb under 503: $(cat "$T/last.out" "$T/last.err")"
+head -c 3000000 /dev/urandom >"$T/f"
+expect $UNAVAILABLE timeout 60 "$PROBE" --addr "127.0.0.1:${NP[1]}" write \
+    "main/uploads/u2/blobs/$(digest "$T/f")" "$T/f" chunk=1048576 &&
+    pass "permanent 503: ByteStream Write is UNAVAILABLE"
 px pass
+# Not half-stored: neither node 1's disk nor the bucket has d or f.
+expect 0 at 1 fmb main "$(digest "$T/d")" "$(digest "$T/f")" &&
+    grep -q "$(sha "$T/d")" "$T/last.out" && grep -q "$(sha "$T/f")" "$T/last.out" &&
+    pass "the refused writes are missing everywhere" || fail "refused writes: $(cat "$T/last.out")"
 expect 0 at 1 put main "$T/d" && pass "faults gone: the write succeeds" || fail "put d after the faults"
 
 # 3. The session token: sent and signed on every request of node 1.
