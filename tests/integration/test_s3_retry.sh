@@ -3,9 +3,9 @@
 # against a real Swift with s3api on 127.0.0.1, through a fault injector in
 # front of it (s3_faults_proxy.py: forwards, or answers the next N requests
 # 503 SlowDown / 500 itself, and logs each request's signed headers):
-# 1. 503 SlowDown and 500 on writes and reads are retried: the calls
-#    succeed, and the proxy's log shows the injected answers were followed
-#    by the same request forwarded;
+# 1. 503 SlowDown and 500 on writes, reads, HEADs and action results are
+#    retried: the calls succeed, and the proxy counted the answers it made
+#    up (so a client that did not retry would fail here);
 # 2. a permanent 503: a write fails UNAVAILABLE in a bounded time (no hang)
 #    and nothing reaches the bucket; blobs on the node's disk still read;
 #    FindMissingBlobs of a blob only the bucket has says missing (never
@@ -92,6 +92,20 @@ px pass
 expect 0 at 1 fmb main "$(digest "$T/d")" "$(digest "$T/f")" &&
     grep -q "$(sha "$T/d")" "$T/last.out" && grep -q "$(sha "$T/f")" "$T/last.out" &&
     pass "the refused writes are missing everywhere" || fail "refused writes: $(cat "$T/last.out")"
+# Transient faults on HEADs (FindMissingBlobs) and on an action result.
+px 503 2
+before=$(injected 503)
+expect 0 at 1 fmb main "$(digest "$T/e")" && ! grep -q "$(sha "$T/e")" "$T/last.out" &&
+    [ "$(injected 503)" -eq $((before + 2)) ] &&
+    pass "FindMissingBlobs through 2 x 503: the bucket's blob is present" ||
+    fail "fmb through 503s: $(cat "$T/last.out"), injected $(($(injected 503) - before))"
+echo action-r >"$T/act"
+px 500 1
+expect 0 at 1 ac-put main "$(digest "$T/act")" "file=o:$(digest "$T/a")" &&
+    expect 0 at 2 ac-get main "$(digest "$T/act")" &&
+    pass "UpdateActionResult through a 500: written through, served by node 2" ||
+    fail "ac-put through a 500"
+px pass
 expect 0 at 1 put main "$T/d" && pass "faults gone: the write succeeds" || fail "put d after the faults"
 
 # 3. The session token: sent and signed on every request of node 1.
