@@ -13,7 +13,8 @@
 # 3. AWS_SESSION_TOKEN goes out as x-amz-security-token on every request,
 #    signed (in SignedHeaders), and never appears in cairnd's log or output;
 # 4. a clock an hour off (faketime): the start-up check fails naming the
-#    clock (RequestTimeTooSkewed).
+#    clock (RequestTimeTooSkewed); a clock that jumps later fails writes
+#    UNAVAILABLE with RequestTimeTooSkewed in the log.
 . "$(dirname "$0")/s3_nodes_lib.sh"
 
 PX_CTL=$T/proxy.ctl PX_LOG=$T/proxy.log
@@ -129,6 +130,23 @@ if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q 'RequestTimeTooSkewed: .*cloc
 else
     fail "clock skew: exit $rc, $(head -3 "$T/skew.err")"
 fi
+
+# ... and the clock jumping an hour ahead while cairnd runs: writes fail
+# UNAVAILABLE, the log names RequestTimeTooSkewed; back in step, they work.
+# (libfaketime rereads the offset file on each call; the monotonic clock
+# stays real, so timers and deadlines are untouched.)
+echo +0 >"$T/clock"
+LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 FAKETIME_TIMESTAMP_FILE=$T/clock \
+    FAKETIME_NO_CACHE=1 DONT_FAKE_MONOTONIC=1 ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0 \
+    node_start 3
+head -c 4000 /dev/urandom >"$T/g"
+echo +1h >"$T/clock"
+expect $UNAVAILABLE at 3 put main "$T/g" && grep -q 'RequestTimeTooSkewed' "${NL[3]}" &&
+    pass "clock skew later: UNAVAILABLE, the log says RequestTimeTooSkewed" ||
+    fail "clock skew later: $(grep -i 'bucket' "${NL[3]}" | tail -2)"
+echo +0 >"$T/clock"
+expect 0 at 3 put main "$T/g" && pass "clock back: the write succeeds" || fail "put g after the clock came back"
+node_stop 3
 
 node_stop 2
 kill "$PX_PID" 2>/dev/null; wait "$PX_PID" 2>/dev/null
