@@ -11,6 +11,8 @@ CONTROL is read before each request; it holds one line:
     503 N         answer the next N requests 503 SlowDown (Retry-After: 1),
                   then forward; N may be "always"
     500 N         the same with 500 InternalError
+    503 N after S forward the next S requests first (so that the faults
+                  fall on, say, the parts of a multipart upload)
 A changed line starts counting anew. LOG gets one line per request:
     METHOD PATH STATUS forwarded|injected signed=<SignedHeaders> token=<x-amz-security-token or ->
 READY receives the proxy's port once it listens.
@@ -46,14 +48,17 @@ def decide():
             line = f.read().strip()
     except FileNotFoundError:
         line = 'pass'
+    parts = line.split()
     with MU:
         if line != STATE['line']:
             STATE['line'] = line
-            parts = line.split()
-            STATE['left'] = (-1 if parts[1:] == ['always'] else int(parts[1])) \
-                if len(parts) == 2 else 0
-        parts = line.split()
-        if len(parts) != 2 or STATE['left'] == 0:
+            STATE['left'] = 0 if len(parts) < 2 else \
+                -1 if parts[1] == 'always' else int(parts[1])
+            STATE['skip'] = int(parts[3]) if len(parts) == 4 and parts[2] == 'after' else 0
+        if STATE['left'] == 0:
+            return None
+        if STATE['skip'] > 0:
+            STATE['skip'] -= 1
             return None
         if STATE['left'] > 0:
             STATE['left'] -= 1

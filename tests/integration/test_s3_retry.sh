@@ -61,6 +61,29 @@ expect 0 at 1 get main "$(digest "$T/c")" && cmp -s "$T/last.out" "$T/c" &&
 grep -q "GET /$S3_BUCKET/$(bucket_key cas main "$T/c") 20[06] forwarded" "$PX_LOG" ||
     { fail "the read was not forwarded after the faults"; grep GET "$PX_LOG"; }
 
+# Big blobs: a multipart upload and parallel ranged GETs (parts of 16 MiB)
+# through faults.
+head -c $((40 << 20)) /dev/urandom >"$T/big"
+# The first request initiates the upload: the faults fall on the parts,
+# sent again from the file.
+px 503 3 after 1
+before=$(injected 503)
+expect 0 at 1 write "main/uploads/u3/blobs/$(digest "$T/big")" "$T/big" chunk=1048576 &&
+    [ "$(injected 503)" -eq $((before + 3)) ] &&
+    grep -q "PUT /$S3_BUCKET/$(bucket_key cas main "$T/big")?partNumber=.* 503 injected" "$PX_LOG" &&
+    grep -q "POST /$S3_BUCKET/$(bucket_key cas main "$T/big")?uploadId=.* 200 forwarded" "$PX_LOG" &&
+    pass "a 40 MiB multipart upload through 3 x 503: acknowledged" || fail "multipart upload through 503s"
+expect 0 at 2 read "main/blobs/$(digest "$T/big")" && cmp -s "$T/last.out" "$T/big" &&
+    pass "and it reads back whole through node 2" || fail "big blob not whole in the bucket"
+head -c $((40 << 20)) /dev/urandom >"$T/big2"
+expect 0 at 2 write "main/uploads/u4/blobs/$(digest "$T/big2")" "$T/big2" chunk=1048576 || fail "write big2"
+px 500 3
+before=$(injected 500)
+expect 0 at 1 read "main/blobs/$(digest "$T/big2")" && cmp -s "$T/last.out" "$T/big2" &&
+    [ "$(injected 500)" -eq $((before + 3)) ] &&
+    pass "a 40 MiB read from the bucket through 3 x 500: whole" || fail "big read through 500s"
+px pass
+
 # 2. A permanent 503.
 px 503 always
 head -c 100000 /dev/urandom >"$T/d"
