@@ -11,10 +11,13 @@ CONTROL is read before each request; it holds one line:
     503 N         answer the next N requests 503 SlowDown (Retry-After: 1),
                   then forward; N may be "always"
     500 N         the same with 500 InternalError
+    0 N           forward the next N requests, but send only half of each
+                  answer's body, then drop the connection
     503 N after S forward the next S requests first (so that the faults
                   fall on, say, the parts of a multipart upload)
 A changed line starts counting anew. LOG gets one line per request:
-    METHOD PATH STATUS forwarded|injected signed=<SignedHeaders> token=<x-amz-security-token or ->
+    METHOD PATH STATUS forwarded|injected|cut range=<Range or ->
+        signed=<SignedHeaders> token=<x-amz-security-token or ->
 READY receives the proxy's port once it listens.
 """
 import ctypes
@@ -76,8 +79,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         m = re.search(r'SignedHeaders=([^,\s]*)', auth)
         token = self.headers.get('x-amz-security-token') or '-'
         with MU, open(LOG, 'a') as f:
-            f.write('%s %s %d %s signed=%s token=%s\n' % (
-                self.command, self.path, status, how, m.group(1) if m else '-', token))
+            f.write('%s %s %d %s range=%s signed=%s token=%s\n' % (
+                self.command, self.path, status, how,
+                (self.headers.get('Range') or '-').replace(' ', ''),
+                m.group(1) if m else '-', token))
 
     def body(self):
         n = int(self.headers.get('Content-Length') or 0)
@@ -86,6 +91,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle_any(self):
         data = self.body()
         status = decide()
+        if status == 0:
+            self.forward(data, cut=True)
+            return
         if status is not None:
             code, msg, reason = ERRORS[status]
             xml = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code>'
@@ -100,6 +108,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(xml)
             self.log_line(status, 'injected')
             return
+        self.forward(data)
+
+    def forward(self, data, cut=False):
         up = http.client.HTTPConnection('127.0.0.1', UPSTREAM, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
         up.request(self.command, self.path, body=data if data or self.command in
@@ -115,6 +126,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_header('Content-Length', str(len(payload)))
         self.end_headers()
+        if cut:
+            # Half the body, then the connection drops.
+            self.wfile.write(payload[:len(payload) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            up.close()
+            self.log_line(r.status, 'cut')
+            return
         if self.command != 'HEAD':
             self.wfile.write(payload)
         up.close()

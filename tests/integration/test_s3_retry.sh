@@ -3,7 +3,8 @@
 # against a real Swift with s3api on 127.0.0.1, through a fault injector in
 # front of it (s3_faults_proxy.py: forwards, or answers the next N requests
 # 503 SlowDown / 500 itself, and logs each request's signed headers):
-# 1. 503 SlowDown and 500 on writes, reads, HEADs and action results are
+# 1. 503 SlowDown and 500 on writes, reads, HEADs, action results, the parts
+#    of a multipart upload and ranged GETs (also dropped halfway) are
 #    retried: the calls succeed, and the proxy counted the answers it made
 #    up (so a client that did not retry would fail here);
 # 2. a permanent 503: a write fails UNAVAILABLE in a bounded time (no hang)
@@ -82,6 +83,20 @@ before=$(injected 500)
 expect 0 at 1 read "main/blobs/$(digest "$T/big2")" && cmp -s "$T/last.out" "$T/big2" &&
     [ "$(injected 500)" -eq $((before + 3)) ] &&
     pass "a 40 MiB read from the bucket through 3 x 500: whole" || fail "big read through 500s"
+# resumed_ranges FILE: some GET of FILE's object asked for a range that
+# starts inside a 16 MiB part: a resumption after the bytes delivered.
+resumed_ranges() {
+    grep "GET /$S3_BUCKET/$(bucket_key cas main "$1") " "$PX_LOG" |
+        sed -n 's/.* range=bytes=\([0-9]*\)-.*/\1/p' | awk '$1 % 16777216 { f = 1 } END { exit !f }'
+}
+# Connections dropped halfway through the answer: the ranges resume.
+head -c $((40 << 20)) /dev/urandom >"$T/big3"
+expect 0 at 2 write "main/uploads/u5/blobs/$(digest "$T/big3")" "$T/big3" chunk=1048576 || fail "write big3"
+px 0 2
+expect 0 at 1 read "main/blobs/$(digest "$T/big3")" && cmp -s "$T/last.out" "$T/big3" &&
+    [ "$(grep -c " cut " "$PX_LOG")" -eq 2 ] && resumed_ranges "$T/big3" &&
+    pass "a 40 MiB read through 2 connections dropped halfway: whole" ||
+    fail "big read through dropped connections: $(grep -c " cut " "$PX_LOG") cut"
 px pass
 
 # 2. A permanent 503.
