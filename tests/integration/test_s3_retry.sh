@@ -8,7 +8,8 @@
 #    retried: the calls succeed, and the proxy counted the answers it made
 #    up (so a client that did not retry would fail here);
 # 2. a permanent 503: a write fails UNAVAILABLE in a bounded time (no hang)
-#    and nothing reaches the bucket; blobs on the node's disk still read;
+#    and nothing reaches the bucket; blobs on the node's disk still read,
+#    a blob only the bucket has is UNAVAILABLE (not NOT_FOUND);
 #    FindMissingBlobs of a blob only the bucket has says missing (never
 #    present); the log names SlowDown;
 # 3. AWS_SESSION_TOKEN goes out as x-amz-security-token on every request,
@@ -122,6 +123,8 @@ expect 0 timeout 60 "$PROBE" --addr "127.0.0.1:${NP[1]}" fmb main "$(digest "$T/
     grep -q "$(sha "$T/e")" "$T/last.out" && ! grep -q "$(sha "$T/a")" "$T/last.out" &&
     pass "permanent 503: FindMissingBlobs says missing for what the disk lacks, present for what it holds" ||
     fail "fmb under 503: $(cat "$T/last.out" "$T/last.err")"
+expect $UNAVAILABLE timeout 60 "$PROBE" --addr "127.0.0.1:${NP[1]}" get main "$(digest "$T/e")" &&
+    pass "permanent 503: reading a blob only the bucket has is UNAVAILABLE, not NOT_FOUND"
 head -c 3000000 /dev/urandom >"$T/f"
 expect $UNAVAILABLE timeout 60 "$PROBE" --addr "127.0.0.1:${NP[1]}" write \
     "main/uploads/u2/blobs/$(digest "$T/f")" "$T/f" chunk=1048576 &&
