@@ -162,6 +162,9 @@ grep -q "$TOKEN" "${NL[1]}" "$T"/cairnd*.out && fail "the session token was prin
     pass "the session token is not in cairnd's log"
 
 # 4. A clock an hour ahead: RequestTimeTooSkewed at start-up.
+FAKETIME_LIB=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+command -v faketime >/dev/null && [ -e "$FAKETIME_LIB" ] ||
+    fail "faketime is not installed (scripts/deps.sh)"
 rc=0
 ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0 timeout 60 faketime -f '+1h' \
     "$CAIRND" --listen 127.0.0.1:0 --dir "$T/skew" --max-size 1G --backend "$S3_URL" \
@@ -177,7 +180,7 @@ fi
 # (libfaketime rereads the offset file on each call; the monotonic clock
 # stays real, so timers and deadlines are untouched.)
 echo +0 >"$T/clock"
-LD_PRELOAD=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 FAKETIME_TIMESTAMP_FILE=$T/clock \
+LD_PRELOAD=$FAKETIME_LIB FAKETIME_TIMESTAMP_FILE=$T/clock \
     FAKETIME_NO_CACHE=1 DONT_FAKE_MONOTONIC=1 ASAN_OPTIONS=$ASAN_OPTIONS:verify_asan_link_order=0 \
     node_start 3
 head -c 4000 /dev/urandom >"$T/g"
