@@ -5,9 +5,13 @@
  * - writes go through: an upload's bytes are kept (in memory when small,
  *   else in an unlinked temp file beside the LMDB file) while they arrive,
  *   and its commit puts them in the bucket after the digest check and
- *   before the blob is published or acknowledged; an action result is put
- *   before it is stored locally. A bucket that cannot be reached fails the
- *   call with CAIRN_E_RPC (UNAVAILABLE), and nothing becomes visible.
+ *   before the blob is published or acknowledged (a blob of several parts
+ *   streams: its parts but the last go up while it arrives, the last and
+ *   CompleteMultipartUpload at commit; an upload that ends otherwise is
+ *   aborted); an action result is put before it is stored locally.
+ *   BatchUpdateBlobs' blobs are put in parallel. A bucket that cannot be
+ *   reached fails the call with CAIRN_E_RPC (UNAVAILABLE), and nothing
+ *   becomes visible.
  * - reads take LMDB first; a blob only in the bucket is brought in through
  *   the normal upload path (hashed on the way, published only when it
  *   matches its digest) and then served from LMDB. An object that does
