@@ -12,10 +12,12 @@
 # 3. an upload whose bytes do not match its digest: refused, and neither
 #    an object nor an upload in progress is left in the bucket;
 # 4. BatchUpdateBlobs of 200 small blobs (their PUTs in parallel): every
-#    one in the bucket and read back through another node.
+#    one in the bucket and read back through another node;
+# 5. /metrics has the bucket's counters: what was put, and no errors.
 . "$(dirname "$0")/s3_nodes_lib.sh"
 
-node_start 1 --upload-idle-timeout 2s
+node_start 1 --upload-idle-timeout 2s --metrics-listen 127.0.0.1:0
+MP=$(sed -n 's/^metrics on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$T/cairnd$CD_N.out")
 node_start 2
 
 # uploads_of KEY: the in-progress multipart uploads of KEY (ListMultipartUploads).
@@ -91,4 +93,14 @@ for i in 1 57 200; do
     at 2 read "main/blobs/$(digest "$T/small/$i")" >"$T/back" 2>/dev/null && cmp -s "$T/back" "$T/small/$i" || bad=1
 done
 [ "$bad" -eq 0 ] && pass "the batch's blobs are in the bucket and read back" || fail "batch blobs missing"
+
+# 5. The bucket's counters in /metrics: the 40 MiB blob and the 200 small
+# ones were put; the killed and the corrupt uploads were not.
+curl -s --max-time 10 "http://127.0.0.1:$MP/metrics" >"$T/metrics"
+metric() { sed -n "s/^$1 //p" "$T/metrics"; }
+[ "$(metric cairnd_bucket_puts_total)" = 201 ] &&
+    [ "$(metric cairnd_bucket_put_bytes_total)" = $(((40 << 20) + 200 * 1024)) ] &&
+    [ "$(metric cairnd_bucket_errors_total)" = 0 ] &&
+    pass "/metrics counts 201 bucket puts, no errors" ||
+    fail "bucket metrics: $(grep '^cairnd_bucket' "$T/metrics" | tr '\n' ' ')"
 finish
