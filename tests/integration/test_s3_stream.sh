@@ -13,7 +13,8 @@
 #    an object nor an upload in progress is left in the bucket;
 # 4. BatchUpdateBlobs of 200 small blobs (their PUTs in parallel): every
 #    one in the bucket and read back through another node;
-# 5. /metrics has the bucket's counters: what was put, and no errors.
+# 5. /metrics has the bucket's counters: what was put, and no errors;
+# 6. a node stopped with a parked streamed upload aborts it, exits clean.
 . "$(dirname "$0")/s3_nodes_lib.sh"
 
 node_start 1 --upload-idle-timeout 2s --metrics-listen 127.0.0.1:0
@@ -103,4 +104,26 @@ metric() { sed -n "s/^$1 //p" "$T/metrics"; }
     [ "$(metric cairnd_bucket_errors_total)" = 0 ] &&
     pass "/metrics counts 201 bucket puts, no errors" ||
     fail "bucket metrics: $(grep '^cairnd_bucket' "$T/metrics" | tr '\n' ' ')"
+
+# 6. A node stopped while a killed client's upload is parked: the upload
+# is aborted on the way out (and the exit is clean: no sanitizer report).
+node_start 3 --upload-idle-timeout 1h
+head -c $((40 << 20)) /dev/urandom >"$T/parked"
+key=$(bucket_key cas main "$T/parked")
+at 3 write "main/uploads/u4/blobs/$(digest "$T/parked")" "$T/parked" count=$((36 << 20)) \
+    chunk=1048576 finish=0 hold=120 >/dev/null 2>&1 &
+client=$!
+for _ in $(seq 200); do
+    [ "$(uploads_of "$key")" -gt 0 ] && break
+    sleep 0.1
+done
+kill -KILL "$client"
+wait "$client" 2>/dev/null
+sleep 0.5
+node_stop 3
+node_stop 1
+node_stop 2
+[ "$(uploads_of "$key")" -eq 0 ] && [ "$(object_size "$key")" = 404 ] &&
+    pass "a parked upload is aborted when its node stops" ||
+    fail "after the stop: $(object_size "$key"), $(head -c 400 "$T/uploads.xml")"
 finish
