@@ -268,6 +268,68 @@ static int cmd_put(struct rc_conn *c, int argc, char **argv)
     return rc;
 }
 
+/* put-many INSTANCE FILE... : one BatchUpdateBlobs of every FILE. Exit
+ * code: the call's status, else the first blob's nonzero status. */
+static int cmd_put_many(struct rc_conn *c, int argc, char **argv)
+{
+    if (argc < 2)
+        return EXIT_LOCAL;
+    size_t n = (size_t)argc - 1;
+    typedef Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest__Request Item;
+    Digest *ds = calloc(n, sizeof *ds);
+    Item *items = calloc(n, sizeof *items);
+    Item **ip = calloc(n, sizeof *ip);
+    char **hexes = calloc(n, sizeof *hexes);
+    if (ds == NULL || items == NULL || ip == NULL || hexes == NULL)
+        return EXIT_LOCAL;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *data;
+        size_t len;
+        hexes[i] = file_digest(argv[i + 1], &data, &len);
+        build__bazel__remote__execution__v2__digest__init(&ds[i]);
+        ds[i].hash = hexes[i];
+        ds[i].size_bytes = (int64_t)len;
+        build__bazel__remote__execution__v2__batch_update_blobs_request__request__init(&items[i]);
+        items[i].digest = &ds[i];
+        items[i].data.data = data;
+        items[i].data.len = len;
+        ip[i] = &items[i];
+    }
+    Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsRequest rq =
+        BUILD__BAZEL__REMOTE__EXECUTION__V2__BATCH_UPDATE_BLOBS_REQUEST__INIT;
+    rq.instance_name = argv[0];
+    rq.n_requests = n;
+    rq.requests = ip;
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    int rc = call(c, REAPI "ContentAddressableStorage/BatchUpdateBlobs", &rq.base, &resp, &rlen);
+    if (rc == 0) {
+        Build__Bazel__Remote__Execution__V2__BatchUpdateBlobsResponse *r =
+            build__bazel__remote__execution__v2__batch_update_blobs_response__unpack(NULL, rlen, resp);
+        if (r == NULL || r->n_responses != n) {
+            fprintf(stderr, "expected %zu responses\n", n);
+            rc = EXIT_LOCAL;
+        }
+        for (size_t i = 0; rc == 0 && r != NULL && i < r->n_responses; i++) {
+            if (r->responses[i]->status && r->responses[i]->status->code != 0) {
+                rc = r->responses[i]->status->code;
+                fprintf(stderr, "%s: %s\n", code_name(rc), r->responses[i]->status->message);
+            }
+        }
+        build__bazel__remote__execution__v2__batch_update_blobs_response__free_unpacked(r, NULL);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(hexes[i]);
+        free(items[i].data.data);
+    }
+    free(resp);
+    free(hexes);
+    free(items);
+    free(ip);
+    free(ds);
+    return rc;
+}
+
 /* get INSTANCE DIGEST : BatchReadBlobs; the data goes to stdout. */
 static int cmd_get(struct rc_conn *c, int argc, char **argv)
 {
@@ -765,6 +827,7 @@ static const struct {
     {"caps", cmd_caps, "[INSTANCE]"},
     {"fmb", cmd_fmb, "INSTANCE DIGEST..."},
     {"put", cmd_put, "INSTANCE FILE [DIGEST]"},
+    {"put-many", cmd_put_many, "INSTANCE FILE... (one BatchUpdateBlobs)"},
     {"get", cmd_get, "INSTANCE DIGEST... (several: one 'DIGEST STATUS BYTES' line each)"},
     {"ac-put", cmd_ac_put, "INSTANCE ACTION [file=PATH:DIGEST|prop=PATH:NAME=VALUE|tree=PATH:DIGEST|stdout=DIGEST]..."},
     {"ac-get", cmd_ac_get, "INSTANCE ACTION"},

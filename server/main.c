@@ -156,6 +156,7 @@ static void print_bound(const char *what, const char *listen, int port)
 struct scrape {
     struct cd_metrics *m;
     struct cd_store *store;
+    bool bucket; /* --backend */
 };
 
 /* cd_metrics_render_fn: every input is read without a lock a call
@@ -178,6 +179,17 @@ static int scrape_render(void *ctx, struct cairn_buf *out)
     info.quarantined = ss.quarantined;
     info.quarantined_bytes = ss.quarantined_bytes;
     info.pending_uploads = ss.pending_uploads;
+    info.bucket = sc->bucket;
+    info.bucket_puts = ss.tier_puts;
+    info.bucket_put_bytes = ss.tier_put_bytes;
+    info.bucket_fills = ss.tier_fills;
+    info.bucket_fill_bytes = ss.tier_fill_bytes;
+    info.bucket_ac_fills = ss.tier_ac_fills;
+    info.bucket_heads = ss.tier_heads;
+    info.bucket_neg_hits = ss.tier_neg_hits;
+    info.bucket_errors = ss.tier_errors;
+    info.bucket_corrupt = ss.tier_corrupt;
+    info.bucket_shared = ss.tier_shared;
     (void)cd_process_stats_get(&info);
     struct cd_expo e = {out, 0};
     return cd_expo_render(&e, sc->m, &info);
@@ -660,7 +672,7 @@ int main(int argc, char **argv)
     /* Before gRPC: a bad --metrics-listen stops cairnd (exit 2) before it
      * has served anything. Scrapes go on through the drain; the listener
      * stops before the store closes (at out). */
-    struct scrape sc = {&metrics, store};
+    struct scrape sc = {&metrics, store, cfg.backend != NULL};
     int metrics_port = 0;
     if (metrics_start(&cfg, &sc, &mh, &metrics_port) != 0) {
         status = 2;

@@ -10,6 +10,7 @@
 #include "server/s3/xml.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +105,8 @@ static int xml_escaped(struct cairn_buf *b, const char *s)
 
 /* POST ?uploadId=: the parts, by number and ETag, become the object. */
 static int complete(struct cd_s3 *s3, const char *key, const char *id,
-                    struct cd_s3_req *parts, unsigned n, struct cairn_err *err)
+                    const char *const *etags, unsigned n,
+                    struct cairn_err *err)
 {
     struct cd_s3_req r;
     struct cairn_buf q, xml;
@@ -117,7 +119,7 @@ static int complete(struct cd_s3 *s3, const char *key, const char *id,
     for (unsigned i = 0; i < n && rc == 0; i++) {
         rc = cairn_buf_printf(&xml, "<Part><PartNumber>%u</PartNumber><ETag>",
                               i + 1);
-        rc = rc ? rc : xml_escaped(&xml, parts[i].etag);
+        rc = rc ? rc : xml_escaped(&xml, etags[i]);
         rc = rc ? rc : cairn_buf_puts(&xml, "</ETag></Part>");
     }
     rc = rc ? rc : cairn_buf_puts(&xml, "</CompleteMultipartUpload>");
@@ -175,10 +177,11 @@ static int put_parts(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
     cairn_buf_init(&q, 0);
     struct cd_s3_req *parts = calloc(n, sizeof *parts);
     struct cd_s3_req **order = calloc(n, sizeof *order);
+    const char **etags = calloc(n, sizeof *etags);
     unsigned made = 0;
     bool started = false;
     int rc = 0;
-    if (parts == NULL || order == NULL) {
+    if (parts == NULL || order == NULL || etags == NULL) {
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "S3 PUT %s", key);
         goto out;
     }
@@ -202,12 +205,14 @@ static int put_parts(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
         order[made] = r;
     }
     rc = cd_s3_batch_run(s3, order, n, s3->parallel, NULL, err);
-    for (unsigned i = 0; rc == 0 && i < n; i++)
+    for (unsigned i = 0; rc == 0 && i < n; i++) {
+        etags[i] = parts[i].etag;
         if (parts[i].etag[0] == '\0')
             rc = cairn_err_set(err, CAIRN_E_CORRUPT,
                                "S3 %s: answer without ETag", parts[i].what);
+    }
     if (rc == 0)
-        rc = complete(s3, key, id, parts, n, err);
+        rc = complete(s3, key, id, etags, n, err);
 out:
     if (rc && started)
         abort_upload(s3, key, id);
@@ -215,6 +220,7 @@ out:
         cd_s3_req_free(&parts[i]);
     free(parts);
     free(order);
+    free(etags);
     cairn_buf_free(&q);
     return rc;
 }
@@ -250,4 +256,219 @@ int cd_s3_put_fd(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
     if (n == 1)
         return put_one(s3, key, fd, size, err);
     return put_parts(s3, key, fd, size, psize, n, err);
+}
+
+/* --- a multipart upload fed while its bytes arrive ----------------------- */
+
+#define MPU_THREADS_MAX 16
+
+struct mpu_part {
+    int fd;
+    uint64_t off, len;
+    char etag[130];
+};
+
+struct cd_s3_mpu {
+    struct cd_s3 *s3;
+    char key[CD_S3_MAX_KEY];
+    char id[UPLOAD_ID_MAX + 1];
+    unsigned nparts;
+    struct mpu_part *parts;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    /* parts[0..queued) are queued, [0..taken) taken by a worker, done of
+     * them finished (mu). */
+    unsigned queued, taken, done;
+    bool closing; /* complete: no more parts come; workers end when idle */
+    bool stop;    /* abort: workers end after their part in flight */
+    int rc;       /* the first part's failure, with err */
+    struct cairn_err err;
+    unsigned nthreads;
+    pthread_t threads[MPU_THREADS_MAX];
+};
+
+size_t cd_s3_part_size(const struct cd_s3 *s3)
+{
+    return s3->part_size;
+}
+
+/* PUT ?partNumber=i+1&uploadId=: one part from its fd. */
+static int mpu_send(struct cd_s3_mpu *m, unsigned i, struct cairn_err *err)
+{
+    struct mpu_part *p = &m->parts[i];
+    struct cd_s3_req r;
+    struct cairn_buf q;
+    cairn_buf_init(&q, 0);
+    memset(&r, 0, sizeof r);
+    int rc = upload_query(&q, i + 1, m->id);
+    rc = rc ? cairn_err_set(err, rc, "S3 PUT %s", m->key)
+            : cd_s3_req_init(m->s3, &r, "PUT", m->key, q.data, err);
+    if (rc == 0) {
+        r.from_fd = true;
+        r.fd = p->fd;
+        r.fd_off = p->off;
+        r.fd_len = p->len;
+        rc = cd_s3_req_run(m->s3, &r, err);
+    }
+    if (rc == 0 && r.etag[0] == '\0')
+        rc = cairn_err_set(err, CAIRN_E_CORRUPT, "S3 %s: answer without ETag",
+                           r.what);
+    if (rc == 0)
+        memcpy(p->etag, r.etag, sizeof p->etag);
+    cd_s3_req_free(&r);
+    cairn_buf_free(&q);
+    return rc;
+}
+
+static void *mpu_worker(void *arg)
+{
+    struct cd_s3_mpu *m = arg;
+    pthread_mutex_lock(&m->mu);
+    for (;;) {
+        while (!m->stop && m->rc == 0 && !m->closing && m->taken == m->queued)
+            pthread_cond_wait(&m->cond, &m->mu);
+        if (m->stop || m->rc != 0 || m->taken == m->queued)
+            break;
+        unsigned i = m->taken++;
+        pthread_mutex_unlock(&m->mu);
+        struct cairn_err err = {0};
+        int rc = mpu_send(m, i, &err);
+        pthread_mutex_lock(&m->mu);
+        if (rc != 0 && m->rc == 0) {
+            m->rc = rc;
+            m->err = err;
+        }
+        m->done++;
+        pthread_cond_broadcast(&m->cond);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+/* Ends the workers (after their part in flight) and frees m's memory; the
+ * upload itself is the caller's (completed or aborted). */
+static void mpu_free(struct cd_s3_mpu *m, bool stop)
+{
+    pthread_mutex_lock(&m->mu);
+    m->closing = true;
+    m->stop = m->stop || stop;
+    pthread_cond_broadcast(&m->cond);
+    pthread_mutex_unlock(&m->mu);
+    for (unsigned i = 0; i < m->nthreads; i++)
+        pthread_join(m->threads[i], NULL);
+    pthread_mutex_destroy(&m->mu);
+    pthread_cond_destroy(&m->cond);
+    free(m->parts);
+    free(m);
+}
+
+int cd_s3_mpu_begin(struct cd_s3 *s3, const char *key, unsigned nparts,
+                    struct cd_s3_mpu **out, struct cairn_err *err)
+{
+    if (nparts < 2 || nparts > CD_S3_MAX_PARTS ||
+        strlen(key) >= CD_S3_MAX_KEY)
+        return cairn_err_set(err, CAIRN_E_INVAL,
+                             "S3 PUT %s: %u parts is not a multipart upload",
+                             key, nparts);
+    struct cd_s3_mpu *m = calloc(1, sizeof *m);
+    if (m == NULL || (m->parts = calloc(nparts, sizeof *m->parts)) == NULL) {
+        free(m);
+        return cairn_err_set(err, CAIRN_E_NOMEM, "S3 PUT %s", key);
+    }
+    m->s3 = s3;
+    m->nparts = nparts;
+    memcpy(m->key, key, strlen(key) + 1);
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cond, NULL);
+    int rc = initiate(s3, key, m->id, err);
+    if (rc != 0) {
+        mpu_free(m, true);
+        return rc;
+    }
+    unsigned want = s3->parallel < nparts ? s3->parallel : nparts;
+    if (want > MPU_THREADS_MAX)
+        want = MPU_THREADS_MAX;
+    for (; m->nthreads < want; m->nthreads++) {
+        if (pthread_create(&m->threads[m->nthreads], NULL, mpu_worker, m) !=
+            0)
+            break;
+    }
+    if (m->nthreads == 0) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "S3 PUT %s: no thread", key);
+        cd_s3_mpu_abort(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int cd_s3_mpu_part(struct cd_s3_mpu *m, int fd, uint64_t off, uint64_t len,
+                   struct cairn_err *err)
+{
+    pthread_mutex_lock(&m->mu);
+    int rc = m->rc;
+    if (rc != 0) {
+        if (err != NULL)
+            *err = m->err;
+    } else if (m->queued == m->nparts || m->closing) {
+        rc = cairn_err_set(err, CAIRN_E_INVAL, "S3 PUT %s: part %u of %u",
+                           m->key, m->queued + 1, m->nparts);
+    } else {
+        struct mpu_part *p = &m->parts[m->queued++];
+        p->fd = fd;
+        p->off = off;
+        p->len = len;
+        pthread_cond_signal(&m->cond);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int cd_s3_mpu_complete(struct cd_s3_mpu *m, struct cairn_err *err)
+{
+    pthread_mutex_lock(&m->mu);
+    m->closing = true;
+    pthread_cond_broadcast(&m->cond);
+    while (m->rc == 0 && m->done < m->queued)
+        pthread_cond_wait(&m->cond, &m->mu);
+    int rc = m->rc;
+    if (rc != 0 && err != NULL)
+        *err = m->err;
+    else if (rc == 0 && m->queued != m->nparts)
+        rc = cairn_err_set(err, CAIRN_E_INVAL, "S3 PUT %s: %u of %u parts",
+                           m->key, m->queued, m->nparts);
+    pthread_mutex_unlock(&m->mu);
+    if (rc != 0) {
+        cd_s3_mpu_abort(m);
+        return rc;
+    }
+    const char **etags = calloc(m->nparts, sizeof *etags);
+    if (etags == NULL) {
+        cd_s3_mpu_abort(m);
+        return cairn_err_set(err, CAIRN_E_NOMEM, "S3 PUT %s", m->key);
+    }
+    for (unsigned i = 0; i < m->nparts; i++)
+        etags[i] = m->parts[i].etag;
+    rc = complete(m->s3, m->key, m->id, etags, m->nparts, err);
+    free(etags);
+    if (rc != 0) {
+        cd_s3_mpu_abort(m);
+        return rc;
+    }
+    mpu_free(m, false);
+    return 0;
+}
+
+void cd_s3_mpu_abort(struct cd_s3_mpu *m)
+{
+    if (m == NULL)
+        return;
+    struct cd_s3 *s3 = m->s3;
+    char key[CD_S3_MAX_KEY], id[UPLOAD_ID_MAX + 1];
+    memcpy(key, m->key, sizeof key);
+    memcpy(id, m->id, sizeof id);
+    mpu_free(m, true);
+    /* After the workers: a part still in flight would outlive the abort. */
+    if (id[0] != '\0')
+        abort_upload(s3, key, id);
 }

@@ -153,6 +153,49 @@ out:
     return rc;
 }
 
+int cd_s3_put_many(struct cd_s3 *s3, const char *const *keys,
+                   const void *const *data, const size_t *lens, size_t n,
+                   struct cairn_err *err)
+{
+    if (n == 0)
+        return 0;
+    struct cd_s3_req *reqs = calloc(n, sizeof *reqs);
+    struct cd_s3_req **order = calloc(n, sizeof *order);
+    char (*hex)[CK_SHA256_HEX_LEN + 1] = calloc(n, sizeof *hex);
+    size_t made = 0;
+    int rc = 0;
+    if (reqs == NULL || order == NULL || hex == NULL) {
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "S3 PUT of %zu objects", n);
+        goto out;
+    }
+    for (; made < n; made++) {
+        struct cd_s3_req *r = &reqs[made];
+        uint8_t bin[CK_SHA256_LEN];
+        if ((rc = cd_s3_req_init(s3, r, "PUT", keys[made], NULL, err)) != 0) {
+            made++;
+            goto out;
+        }
+        if ((rc = ck_sha256(data[made], lens[made], bin)) != 0) {
+            cairn_err_set(err, rc, "S3 %s: sha256", r->what);
+            made++;
+            goto out;
+        }
+        ck_hex_encode(bin, hex[made]);
+        r->body = lens[made] ? data[made] : "";
+        r->body_len = lens[made];
+        r->body_sha = hex[made];
+        order[made] = r;
+    }
+    rc = cd_s3_batch_run(s3, order, n, s3->parallel, NULL, err);
+out:
+    for (size_t i = 0; reqs != NULL && i < made; i++)
+        cd_s3_req_free(&reqs[i]);
+    free(reqs);
+    free(order);
+    free(hex);
+    return rc;
+}
+
 int cd_s3_delete(struct cd_s3 *s3, const char *key, struct cairn_err *err)
 {
     struct cd_s3_req r;

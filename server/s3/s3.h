@@ -103,6 +103,40 @@ int cd_s3_put(struct cd_s3 *s3, const char *key, const void *data,
 int cd_s3_put_fd(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
                  struct cairn_err *err);
 
+/* PUTs of n whole objects from memory, at most opts.parallel at once (curl
+ * multi), each as cd_s3_put. Returns 0 when every object is in; on a
+ * failure, the first failure's code with err: some objects may be in and
+ * others not (the caller counts none as written). */
+int cd_s3_put_many(struct cd_s3 *s3, const char *const *keys,
+                   const void *const *data, const size_t *lens, size_t n,
+                   struct cairn_err *err);
+
+/* A multipart upload fed part by part while its bytes still arrive (a
+ * client's stream): begin starts it (POST ?uploads) for nparts parts
+ * (2..CD_S3_MAX_PARTS); part queues the next part, numbered in order
+ * from 1, as len bytes of fd at off, and returns at once: worker threads
+ * of the upload send the queued parts, at most min(opts.parallel, 16) at
+ * once, streaming from fd (pread; no copy, so memory stays bounded); the
+ * bytes must stay in fd until complete or abort returns. Every part but
+ * the last must have the same size, at least 5 MiB (cd_s3_parts_plan).
+ * part returns the first failure of an earlier part, if any (the caller
+ * may stop feeding; it must still call abort).
+ * complete waits for the parts, then makes them the object
+ * (CompleteMultipartUpload): the object is visible only when it returns 0;
+ * on failure the upload is aborted. abort (NULL ok) stops the workers,
+ * waits for the parts in flight, and deletes the upload (best effort: a
+ * node killed meanwhile leaves it to the bucket's lifecycle rule). Both
+ * free m. */
+struct cd_s3_mpu;
+int cd_s3_mpu_begin(struct cd_s3 *s3, const char *key, unsigned nparts,
+                    struct cd_s3_mpu **out, struct cairn_err *err);
+int cd_s3_mpu_part(struct cd_s3_mpu *m, int fd, uint64_t off, uint64_t len,
+                   struct cairn_err *err);
+int cd_s3_mpu_complete(struct cd_s3_mpu *m, struct cairn_err *err);
+void cd_s3_mpu_abort(struct cd_s3_mpu *m);
+/* opts.part_size as opened (16 MiB by default). */
+size_t cd_s3_part_size(const struct cd_s3 *s3);
+
 /* How put_fd cuts size bytes: *nparts == 1 is one PUT (size <= part_size);
  * else parts of *psize (the last shorter): at least 5 MiB and part_size,
  * raised to whole MiB so that there are at most CD_S3_MAX_PARTS (Swift's

@@ -5,9 +5,13 @@
  * - writes go through: an upload's bytes are kept (in memory when small,
  *   else in an unlinked temp file beside the LMDB file) while they arrive,
  *   and its commit puts them in the bucket after the digest check and
- *   before the blob is published or acknowledged; an action result is put
- *   before it is stored locally. A bucket that cannot be reached fails the
- *   call with CAIRN_E_RPC (UNAVAILABLE), and nothing becomes visible.
+ *   before the blob is published or acknowledged (a blob of several parts
+ *   streams: its parts but the last go up while it arrives, the last and
+ *   CompleteMultipartUpload at commit; an upload that ends otherwise is
+ *   aborted); an action result is put before it is stored locally.
+ *   BatchUpdateBlobs' blobs are put in parallel. A bucket that cannot be
+ *   reached fails the call with CAIRN_E_RPC (UNAVAILABLE), and nothing
+ *   becomes visible.
  * - reads take LMDB first; a blob only in the bucket is brought in through
  *   the normal upload path (hashed on the way, published only when it
  *   matches its digest) and then served from LMDB. An object that does
@@ -75,6 +79,13 @@ struct store_tier {
 struct store_tier_up {
     int fd;       /* the temp file, or -1 */
     uint8_t *mem; /* or the bytes (small blobs) */
+    /* A blob of more than one part streams to the bucket while it
+     * arrives: a multipart upload, begun when its first part is in the
+     * temp file, fed each whole part as it arrives (store_tier_stream). */
+    uint64_t psize;
+    unsigned nparts, queued; /* nparts < 2: one PUT at commit */
+    struct cd_s3_mpu *mpu;
+    char key[CD_S3_MAX_KEY];
 };
 
 /* --- names -------------------------------------------------------------- */
@@ -333,26 +344,72 @@ static int store_tier_tmp_open(const char *dir, int *out)
     return 0;
 }
 
+/* Queues to the multipart upload every whole part but the last that is
+ * in the temp file once arrived bytes are: the bucket PUT runs while the
+ * client still streams. The last part waits for commit, after the digest
+ * check; nothing is visible before CompleteMultipartUpload. */
+static int store_tier_stream(struct store_tier *t, struct store_tier_up *tu,
+                             uint64_t arrived)
+{
+    while (tu->queued + 1 < tu->nparts &&
+           (uint64_t)(tu->queued + 1) * tu->psize <= arrived) {
+        struct cairn_err err = {0};
+        int rc = 0;
+        if (tu->mpu == NULL)
+            rc = cd_s3_mpu_begin(t->s3, tu->key, tu->nparts, &tu->mpu, &err);
+        if (rc == 0)
+            rc = cd_s3_mpu_part(tu->mpu, tu->fd, tu->queued * tu->psize,
+                                tu->psize, &err);
+        if (rc != 0)
+            return store_tier_fail(t, "PUT", tu->key, rc, &err);
+        tu->queued++;
+    }
+    return 0;
+}
+
+/* The upload's tier state at its first write: memory for a small blob,
+ * else a temp file, and the part plan of a blob past one part. */
+static int store_tier_up_new(struct cd_upload *u, struct store_tier_up **out)
+{
+    struct store_tier *t = u->st->tier;
+    struct store_tier_up *tu = calloc(1, sizeof *tu);
+    if (tu == NULL)
+        return CAIRN_E_NOMEM;
+    tu->fd = -1;
+    char instance[CD_STORE_MAX_INSTANCE + 1];
+    store_tier_key_instance(&u->key, instance);
+    int rc = cd_store_tier_key(STORE_KIND_BLOB, instance, &u->d, tu->key,
+                               sizeof tu->key);
+    uint64_t size = (uint64_t)u->d.size;
+    if (rc == 0 && size <= STORE_TIER_MEM_MAX) {
+        if ((tu->mem = malloc((size_t)size)) == NULL)
+            rc = CAIRN_E_NOMEM;
+    } else if (rc == 0) {
+        rc = store_tier_tmp_open(t->dir, &tu->fd);
+        /* A plan that fails (past the largest object) leaves one PUT at
+         * commit, which reports it. */
+        if (rc == 0 && cd_s3_parts_plan(size, cd_s3_part_size(t->s3),
+                                        &tu->psize, &tu->nparts) != 0)
+            tu->nparts = 0;
+    }
+    if (rc != 0) {
+        free(tu->mem);
+        free(tu);
+        return rc;
+    }
+    *out = tu;
+    return 0;
+}
+
 int cd_store_tier_upload_write(struct cd_upload *u, const void *p, size_t n)
 {
     if (u->tier_skip || n == 0)
         return 0;
     struct store_tier_up *tu = u->tier;
+    int rc;
     if (tu == NULL) {
-        if ((tu = calloc(1, sizeof *tu)) == NULL)
-            return CAIRN_E_NOMEM;
-        tu->fd = -1;
-        int rc = 0;
-        if ((uint64_t)u->d.size <= STORE_TIER_MEM_MAX) {
-            if ((tu->mem = malloc((size_t)u->d.size)) == NULL)
-                rc = CAIRN_E_NOMEM;
-        } else {
-            rc = store_tier_tmp_open(u->st->tier->dir, &tu->fd);
-        }
-        if (rc != 0) {
-            free(tu);
+        if ((rc = store_tier_up_new(u, &tu)) != 0)
             return rc;
-        }
         u->tier = tu;
     }
     /* The caller checked that [off, off + n) is inside the blob. */
@@ -362,17 +419,38 @@ int cd_store_tier_upload_write(struct cd_upload *u, const void *p, size_t n)
     }
     const uint8_t *src = p;
     uint64_t off = u->off;
-    while (n > 0) {
-        ssize_t w = pwrite(tu->fd, src, n, (off_t)off);
+    for (size_t left = n; left > 0;) {
+        ssize_t w = pwrite(tu->fd, src, left, (off_t)off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             return w < 0 ? -errno : CAIRN_E_IO;
         src += w;
         off += (uint64_t)w;
-        n -= (size_t)w;
+        left -= (size_t)w;
     }
-    return 0;
+    return store_tier_stream(u->st->tier, tu, off);
+}
+
+/* The rest of a streamed upload at commit: the parts not yet queued, the
+ * last one, and CompleteMultipartUpload. */
+static int store_tier_stream_finish(struct store_tier *t,
+                                    struct store_tier_up *tu, uint64_t size)
+{
+    int rc = store_tier_stream(t, tu, size);
+    if (rc != 0)
+        return rc;
+    struct cairn_err err = {0};
+    if (tu->mpu == NULL)
+        rc = cd_s3_mpu_begin(t->s3, tu->key, tu->nparts, &tu->mpu, &err);
+    uint64_t off = (uint64_t)(tu->nparts - 1) * tu->psize;
+    if (rc == 0)
+        rc = cd_s3_mpu_part(tu->mpu, tu->fd, off, size - off, &err);
+    if (rc == 0) {
+        rc = cd_s3_mpu_complete(tu->mpu, &err);
+        tu->mpu = NULL; /* complete frees it, and aborts what failed */
+    }
+    return rc != 0 ? store_tier_fail(t, "PUT", tu->key, rc, &err) : 0;
 }
 
 int cd_store_tier_upload_commit(struct cd_upload *u)
@@ -383,41 +461,73 @@ int cd_store_tier_upload_commit(struct cd_upload *u)
     struct store_tier_up *tu = u->tier;
     if (tu == NULL)
         return CAIRN_E_DIGEST; /* no bytes arrived; the digest check ran */
-    char key[CD_S3_MAX_KEY];
     char instance[CD_STORE_MAX_INSTANCE + 1];
     store_tier_key_instance(&u->key, instance);
-    int rc = cd_store_tier_key(STORE_KIND_BLOB, instance, &u->d, key, sizeof key);
-    if (rc != 0)
-        return rc;
     struct cairn_err err = {0};
     uint64_t size = (uint64_t)u->d.size;
+    int rc;
     if (tu->mem != NULL)
-        rc = cd_s3_put(t->s3, key, tu->mem, (size_t)size, &err);
+        rc = cd_s3_put(t->s3, tu->key, tu->mem, (size_t)size, &err);
+    else if (tu->nparts >= 2)
+        rc = store_tier_stream_finish(t, tu, size);
     else
-        rc = cd_s3_put_fd(t->s3, key, tu->fd, size, &err);
+        rc = cd_s3_put_fd(t->s3, tu->key, tu->fd, size, &err);
     if (rc != 0)
-        return store_tier_fail(t, "PUT", key, rc, &err);
+        return tu->nparts >= 2 ? rc : store_tier_fail(t, "PUT", tu->key, rc, &err);
     store_tier_add(&t->puts, 1);
     store_tier_add(&t->put_bytes, size);
     store_tier_neg_drop(t, instance, &u->d);
     return 0;
 }
 
-int cd_store_tier_put(struct cd_store *st, const char *instance,
-                      const struct cd_digest *d, const void *data)
+/* Objects per cd_s3_put_many: bounds the keys' memory (1 KiB each). */
+#define STORE_TIER_PUT_BATCH 256
+
+int cd_store_tier_put_many(struct cd_store *st, const char *instance,
+                           const struct cd_digest *d, const void *const *data,
+                           const size_t *which, size_t n)
 {
     struct store_tier *t = st->tier;
-    char key[CD_S3_MAX_KEY];
-    int rc = cd_store_tier_key(STORE_KIND_BLOB, instance, d, key, sizeof key);
-    if (rc != 0)
-        return rc;
-    struct cairn_err err = {0};
-    if ((rc = cd_s3_put(t->s3, key, data, (size_t)d->size, &err)) != 0)
-        return store_tier_fail(t, "PUT", key, rc, &err);
-    store_tier_add(&t->puts, 1);
-    store_tier_add(&t->put_bytes, (uint64_t)d->size);
-    store_tier_neg_drop(t, instance, d);
-    return 0;
+    size_t cap = n < STORE_TIER_PUT_BATCH ? n : STORE_TIER_PUT_BATCH;
+    char *keys = malloc(cap * CD_S3_MAX_KEY);
+    const char **kp = malloc(cap * sizeof *kp);
+    const void **dp = malloc(cap * sizeof *dp);
+    size_t *lens = malloc(cap * sizeof *lens);
+    int rc = 0;
+    if (keys == NULL || kp == NULL || dp == NULL || lens == NULL) {
+        rc = CAIRN_E_NOMEM;
+        goto out;
+    }
+    for (size_t at = 0; at < n && rc == 0; at += cap) {
+        size_t k = n - at < cap ? n - at : cap;
+        uint64_t bytes = 0;
+        for (size_t j = 0; j < k && rc == 0; j++) {
+            const struct cd_digest *dj = &d[which[at + j]];
+            kp[j] = keys + j * CD_S3_MAX_KEY;
+            rc = cd_store_tier_key(STORE_KIND_BLOB, instance, dj,
+                                   keys + j * CD_S3_MAX_KEY, CD_S3_MAX_KEY);
+            dp[j] = data[which[at + j]];
+            lens[j] = (size_t)dj->size;
+            bytes += (uint64_t)dj->size;
+        }
+        if (rc != 0)
+            break;
+        struct cairn_err err = {0};
+        if ((rc = cd_s3_put_many(t->s3, kp, dp, lens, k, &err)) != 0) {
+            rc = store_tier_fail(t, "PUT", kp[0], rc, &err);
+            break;
+        }
+        store_tier_add(&t->puts, k);
+        store_tier_add(&t->put_bytes, bytes);
+        for (size_t j = 0; j < k; j++)
+            store_tier_neg_drop(t, instance, &d[which[at + j]]);
+    }
+out:
+    free(keys);
+    free(kp);
+    free(dp);
+    free(lens);
+    return rc;
 }
 
 void cd_store_tier_upload_free(struct cd_upload *u)
@@ -425,6 +535,9 @@ void cd_store_tier_upload_free(struct cd_upload *u)
     struct store_tier_up *tu = u->tier;
     if (tu == NULL)
         return;
+    /* Before the file closes: its workers read the parts from it. An
+     * upload that did not complete leaves nothing in the bucket. */
+    cd_s3_mpu_abort(tu->mpu);
     if (tu->fd >= 0)
         close(tu->fd);
     free(tu->mem);

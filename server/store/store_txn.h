@@ -476,10 +476,14 @@ void cd_store_tier_stats(struct cd_store *st, struct cd_store_stats *out);
  * the blob is published, puts the blob in the bucket (CAIRN_E_RPC when it
  * is unreachable); free drops what write kept. */
 int cd_store_tier_upload_write(struct cd_upload *u, const void *p, size_t n);
-/* The same write-through for a whole blob in memory (BatchUpdateBlobs):
- * d->size bytes of data, already verified, PUT before it is published. */
-int cd_store_tier_put(struct cd_store *st, const char *instance,
-                      const struct cd_digest *d, const void *data);
+/* The same write-through for whole blobs in memory (BatchUpdateBlobs):
+ * for each i in which[0..n), d[i].size bytes of data[i], already
+ * verified, PUT before it is published, in parallel (bounded by the s3
+ * module). 0 when every one is in the bucket; else CAIRN_E_RPC (or
+ * CAIRN_E_NOMEM) and the caller counts none as written. */
+int cd_store_tier_put_many(struct cd_store *st, const char *instance,
+                           const struct cd_digest *d, const void *const *data,
+                           const size_t *which, size_t n);
 int cd_store_tier_upload_commit(struct cd_upload *u);
 void cd_store_tier_upload_free(struct cd_upload *u);
 /* cd_reader_read and cd_reader_close of a reader with r->trd set. */

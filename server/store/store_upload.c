@@ -328,10 +328,14 @@ int cd_store_blob_put_many(struct cd_store *st, const char *instance, size_t n,
                            int *rcs)
 {
     struct store_pub one, *pubs = &one, *ponly[1], **todo = ponly;
+    size_t wone, *which = &wone;
     if (n > 1 && ((pubs = malloc(n * sizeof *pubs)) == NULL ||
-                  (todo = malloc(n * sizeof *todo)) == NULL)) {
+                  (todo = malloc(n * sizeof *todo)) == NULL ||
+                  (which = malloc(n * sizeof *which)) == NULL)) {
         if (pubs != &one)
             free(pubs);
+        if (todo != ponly)
+            free(todo);
         return CAIRN_E_NOMEM;
     }
     size_t ntodo = 0;
@@ -339,20 +343,27 @@ int cd_store_blob_put_many(struct cd_store *st, const char *instance, size_t n,
         bool t = false;
         rcs[i] = store_put_prepare(st, instance, &d[i], data[i], (size_t)d[i].size,
                                    &pubs[i], &t);
-        /* Write-through, as for uploads: a blob the bucket did not take
-         * is neither published nor acknowledged. */
-        if (t && st->tier != NULL &&
-            (rcs[i] = cd_store_tier_put(st, instance, &d[i], data[i])) != 0)
-            t = false;
         if (t)
-            todo[ntodo++] = &pubs[i];
+            which[ntodo++] = i;
     }
+    /* Write-through, as for uploads, the blobs' PUTs in parallel: what
+     * the bucket did not take is neither published nor acknowledged. */
+    int trc = 0;
+    if (ntodo > 0 && st->tier != NULL &&
+        (trc = cd_store_tier_put_many(st, instance, d, data, which, ntodo)) != 0) {
+        for (size_t k = 0; k < ntodo; k++)
+            rcs[which[k]] = trc;
+        ntodo = 0;
+    }
+    for (size_t k = 0; k < ntodo; k++)
+        todo[k] = &pubs[which[k]];
     cd_store_publish(st, todo, ntodo);
     for (size_t i = 0; i < ntodo; i++)
         rcs[todo[i] - pubs] = todo[i]->item.rc;
     if (pubs != &one) {
         free(pubs);
         free(todo);
+        free(which);
     }
     return 0;
 }

@@ -280,6 +280,34 @@ static void render_store(struct cd_expo *e, const struct cd_expo_info *in)
             in->pending_uploads);
 }
 
+/* The bucket tier (--backend; docs/storage.md "Two tiers"). */
+static void render_bucket(struct cd_expo *e, const struct cd_expo_info *in)
+{
+    one_u64(e, "cairnd_bucket_puts_total", "counter",
+            "Objects written to the bucket (blobs and action results).", in->bucket_puts);
+    one_u64(e, "cairnd_bucket_put_bytes_total", "counter", "Bytes written to the bucket.",
+            in->bucket_put_bytes);
+    one_u64(e, "cairnd_bucket_fills_total", "counter",
+            "Blobs brought from the bucket into the local store.", in->bucket_fills);
+    one_u64(e, "cairnd_bucket_fill_bytes_total", "counter",
+            "Bytes of the blobs brought from the bucket.", in->bucket_fill_bytes);
+    one_u64(e, "cairnd_bucket_action_result_fills_total", "counter",
+            "Action results brought from the bucket into the local store.", in->bucket_ac_fills);
+    one_u64(e, "cairnd_bucket_heads_total", "counter",
+            "Objects asked about by FindMissingBlobs (HEADs).", in->bucket_heads);
+    one_u64(e, "cairnd_bucket_negative_cache_hits_total", "counter",
+            "Digests answered absent by the negative cache, without a HEAD.",
+            in->bucket_neg_hits);
+    one_u64(e, "cairnd_bucket_errors_total", "counter",
+            "Bucket calls that failed after the retries (unreachable, 5xx, 403).",
+            in->bucket_errors);
+    one_u64(e, "cairnd_bucket_corrupt_total", "counter",
+            "Objects that did not match their digest or size: not served, deleted.",
+            in->bucket_corrupt);
+    one_u64(e, "cairnd_bucket_shared_reads_total", "counter",
+            "Reads of a cold blob that joined another reader's fetch.", in->bucket_shared);
+}
+
 static void render_process(struct cd_expo *e, const struct cd_expo_info *in)
 {
     cd_expo_family(e, "process_cpu_seconds_total", "counter",
@@ -311,6 +339,8 @@ int cd_expo_render(struct cd_expo *e, const struct cd_metrics *m, const struct c
             writes_running(m));
     if (info->store)
         render_store(e, info);
+    if (info->bucket)
+        render_bucket(e, info);
     if (info->process)
         render_process(e, info);
     return e->err;

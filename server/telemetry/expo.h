@@ -45,6 +45,10 @@ struct cd_expo_info {
     uint64_t store_bytes, store_limit, store_blobs, store_ac_entries, store_ac_bytes;
     uint64_t evictions, evicted_bytes, quarantined, quarantined_bytes;
     uint64_t pending_uploads;   /* uploads with staged data (parked included) */
+    bool bucket;                /* --backend: the bucket figures below are set */
+    uint64_t bucket_puts, bucket_put_bytes, bucket_fills, bucket_fill_bytes;
+    uint64_t bucket_ac_fills, bucket_heads, bucket_neg_hits, bucket_errors;
+    uint64_t bucket_corrupt, bucket_shared;
     bool process;               /* the process figures below are set */
     double cpu_seconds, start_time_seconds;
     uint64_t resident_bytes, virtual_bytes, open_fds, max_fds;
