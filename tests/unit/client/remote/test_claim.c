@@ -54,7 +54,7 @@ static void test_unprobed_runs(void **state)
     s.key_hex = key;
     s.material = "m";
     s.material_len = 1;
-    assert_int_equal(cairn_claims_settle(cl, NULL, &s, stdout, "step 2/2"), CAIRN_CLAIM_RUN);
+    assert_int_equal(cairn_claims_settle(cl, NULL, &s, 0, stdout, "step 2/2"), CAIRN_CLAIM_RUN);
     cairn_claims_done(cl, key, false);
     struct cairn_claims_stats st;
     cairn_claims_stats_get(cl, &st);
