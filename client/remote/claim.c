@@ -338,7 +338,6 @@ enum cairn_claim_outcome cairn_claims_settle(struct cairn_claims *cl, struct cai
          * here would cost. */
         int64_t expect = expected_ms > 0 ? expected_ms : cr.expected_ms;
         if (cairn_claims_overdue(expect, cr.held_ms)) {
-            cl->stats.gave_up++;
             fprintf(out, " ---> the other builder is taking longer than this step took before "
                          "(%llds); running %s here\n",
                     (long long)((expect + 999) / 1000), label);

@@ -78,7 +78,6 @@ struct cairn_claims_stats {
     unsigned waited;    /* steps it waited for another builder on */
     unsigned found;     /* ... that ended with the other's result */
     unsigned took_over; /* ... that it claimed after the other's was gone */
-    unsigned gave_up;   /* ... that it ran because the other was overdue */
 };
 void cairn_claims_stats_get(struct cairn_claims *cl, struct cairn_claims_stats *out);
 
