@@ -20,6 +20,7 @@
 #include "cachekey/statcache.h"
 #include "client/engine/explain.h"
 #include "client/remote/claim.h"
+#include "client/store/durations.h"
 #include "client/store/image.h"
 #include "common/buf.h"
 #include "common/strvec.h"
@@ -505,8 +506,16 @@ static enum cairn_claim_outcome claim_settle(struct build *b, size_t i, bool loc
         return CAIRN_CLAIM_RUN;
     char label[64];
     snprintf(label, sizeof label, "step %d/%d", b->plan->steps[i].number, b->total);
+    /* How long the step took here before caps a wait for another
+     * builder (none known: 0). */
+    const struct ck_step *s = &b->plan->steps[i];
+    uint8_t id[CK_SHA256_LEN];
+    int64_t expected = 0;
+    if (cairn_duration_id(s->stage, s->number, s->text, id) != 0 ||
+        cairn_duration_get(b->st, id, &expected) != 0)
+        expected = 0;
     enum cairn_claim_outcome o =
-        cairn_claims_settle(b->claims, b->st, b->remote[i], b->out, label);
+        cairn_claims_settle(b->claims, b->st, b->remote[i], expected, b->out, label);
     if (o == CAIRN_CLAIM_FOUND)
         b->remote_hit[i] = true;
     return o;
@@ -575,6 +584,19 @@ static int verify_step(struct build *b, size_t i, struct stage_out *so,
     return rc;
 }
 
+/* Records how long step s took since t0 in the store's step history
+ * (client/store/durations.h), for claims' waits of later builds. A
+ * failure to record costs only that hint. */
+static void duration_record(struct build *b, const struct ck_step *s, const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t ms = (int64_t)(t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+    uint8_t id[CK_SHA256_LEN];
+    if (cairn_duration_id(s->stage, s->number, s->text, id) == 0)
+        (void)cairn_duration_put(b->st, id, ms);
+}
+
 /* Runs or reuses layer step i; sets rep's status and layer. */
 static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
                          bool *cached, struct cairn_build_step *rep)
@@ -615,10 +637,14 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
         explain_step(b, i, true);
         char *blob = NULL;
         bool empty = false;
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         if (s->instr->kind == CK_INSTR_RUN)
             rc = build_run_step(b, s, so, &rec.layer, &blob, &empty, &snap);
         else
             rc = build_copy_step(b, s, so, &rec.layer, &blob, &empty, &snap);
+        if (!rc)
+            duration_record(b, s, &t0);
         if (claim == CAIRN_CLAIM_OWNED)
             cairn_claims_done(b->claims, k->hex, rc == 0);
         if (rc)

@@ -107,8 +107,8 @@ static bool held_service(struct cairn_claims *cl, struct held *h, bool release)
     struct cairn_err err;
     cairn_err_clear(&err);
     enum cairn_remote_claim_op op = release ? CAIRN_REMOTE_CLAIM_RELEASE : CAIRN_REMOTE_CLAIM_RENEW;
-    int rc = cairn_remote_claim(h->t.r, h->t.instance, &h->action, op, h->t.ttl_ms, cl->builder,
-                                &cr, &err);
+    int rc = cairn_remote_claim(h->t.r, h->t.instance, &h->action, op, h->t.ttl_ms, 0,
+                                cl->builder, &cr, &err);
     if (release)
         return true;
     /* GONE: the upload ended it (or it expired and another took it). */
@@ -238,6 +238,19 @@ void cairn_claims_stats_get(struct cairn_claims *cl, struct cairn_claims_stats *
 
 /* ---- settling a step ------------------------------------------------------ */
 
+/* The slack past the expected time: a step's time varies with the load
+ * of the machine, and a short step's more so. */
+#define CLAIM_OVERDUE_SLACK_MS 10000
+
+bool cairn_claims_overdue(int64_t expected_ms, int64_t held_ms)
+{
+    if (expected_ms <= 0)
+        return false;
+    int64_t cap = expected_ms > CLAIM_OVERDUE_SLACK_MS ? 2 * expected_ms
+                                                       : expected_ms + CLAIM_OVERDUE_SLACK_MS;
+    return held_ms > cap;
+}
+
 /* Whether the cache has s's result now; when it does, its layer is
  * fetched into st as for any remote hit. A result whose layer cannot be
  * fetched counts as none (the step runs). */
@@ -268,7 +281,8 @@ static enum cairn_claim_outcome claims_off(struct cairn_claims *cl, const struct
 }
 
 enum cairn_claim_outcome cairn_claims_settle(struct cairn_claims *cl, struct cairn_store *st,
-                                             struct cairn_cache_step *s, FILE *out,
+                                             struct cairn_cache_step *s,
+                                             int64_t expected_ms, FILE *out,
                                              const char *label)
 {
     if (cl == NULL || cl->off)
@@ -287,7 +301,7 @@ enum cairn_claim_outcome cairn_claims_settle(struct cairn_claims *cl, struct cai
         struct cairn_err err;
         cairn_err_clear(&err);
         int rc = cairn_remote_claim(t.r, t.instance, &action, CAIRN_REMOTE_CLAIM_TAKE, t.ttl_ms,
-                                    cl->builder, &cr, &err);
+                                    expected_ms, cl->builder, &cr, &err);
         if (rc)
             return claims_off(cl, &t, rc, &err);
         if (cr.state == CAIRN_REMOTE_CLAIM_GRANTED) {
@@ -295,13 +309,13 @@ enum cairn_claim_outcome cairn_claims_settle(struct cairn_claims *cl, struct cai
              * the build's lookups (another builder ran it and its upload
              * ended the claim). One more look before running it. */
             if (result_found(cl, st, s)) {
-                cairn_remote_claim(t.r, t.instance, &action, CAIRN_REMOTE_CLAIM_RELEASE, 0,
+                cairn_remote_claim(t.r, t.instance, &action, CAIRN_REMOTE_CLAIM_RELEASE, 0, 0,
                                    cl->builder, &cr, &err);
                 cl->stats.found += waited;
                 return CAIRN_CLAIM_FOUND;
             }
             if (!held_add(cl, s->key_hex, &action, &t)) {
-                cairn_remote_claim(t.r, t.instance, &action, CAIRN_REMOTE_CLAIM_RELEASE, 0,
+                cairn_remote_claim(t.r, t.instance, &action, CAIRN_REMOTE_CLAIM_RELEASE, 0, 0,
                                    cl->builder, &cr, &err);
                 return CAIRN_CLAIM_RUN;
             }
@@ -319,6 +333,15 @@ enum cairn_claim_outcome cairn_claims_settle(struct cairn_claims *cl, struct cai
             cl->stats.waited++;
             fprintf(out, " ---> waiting for another builder to finish %s...\n", label);
             fflush(out);
+        }
+        /* This build's own history first: it is what running the step
+         * here would cost. */
+        int64_t expect = expected_ms > 0 ? expected_ms : cr.expected_ms;
+        if (cairn_claims_overdue(expect, cr.held_ms)) {
+            fprintf(out, " ---> the other builder is taking longer than this step took before "
+                         "(%llds); running %s here\n",
+                    (long long)((expect + 999) / 1000), label);
+            return CAIRN_CLAIM_RUN;
         }
         if (mono_ms() - since > CLAIM_MAX_WAIT_MS) {
             fprintf(out, " ---> waited %lld s for another builder; running %s here\n",

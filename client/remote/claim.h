@@ -9,8 +9,10 @@
  * the build says so and polls the action cache (every 200 ms, backing
  * off to 1 s) until the result appears (fetched like any remote hit), or
  * the claim is gone without one (its owner died and the ttl ran out, or
- * its step failed): then this build claims it and runs the step; after
- * an hour of waiting it runs the step unclaimed. The
+ * its step failed): then this build claims it and runs the step. It
+ * also runs the step, unclaimed, when the holder has been at it far
+ * longer than the step took before (cairn_claims_overdue), and after an
+ * hour of waiting in any case. The
  * step runs here at once, unclaimed, when the server does not offer
  * claims (UNIMPLEMENTED: any other REAPI server, or cairnd --no-claims),
  * when the cache is read-only for this client or down, when claims are
@@ -28,6 +30,7 @@
 #include "common/error.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 struct cairn_claims;
@@ -48,13 +51,22 @@ enum cairn_claim_outcome {
 
 /* Decides who runs step s (a step the cache lookup missed: key_hex and
  * material set), waiting for another builder when it holds the claim.
- * Progress goes to out as " ---> waiting for another builder to finish
- * <label>..." (label: e.g. "step 3/5"). Never fails: trouble is a
- * warning and CAIRN_CLAIM_RUN. */
+ * expected_ms is how long the step took here before (0: unknown); it
+ * goes with this build's claim, and caps its wait for another's (else
+ * the holder's expected time does). Progress goes to out as " --->
+ * waiting for another builder to finish <label>..." (label: e.g. "step
+ * 3/5"). Never fails: trouble is a warning and CAIRN_CLAIM_RUN. */
 enum cairn_claim_outcome cairn_claims_settle(struct cairn_claims *cl,
                                              struct cairn_store *st,
                                              struct cairn_cache_step *s,
-                                             FILE *out, const char *label);
+                                             int64_t expected_ms, FILE *out,
+                                             const char *label);
+
+/* Whether a waiter should stop waiting for a holder that has been at a
+ * step for held_ms when the step is expected to take expected_ms: past
+ * max(2 x expected, expected + 10 s). Never with expected_ms <= 0
+ * (unknown). */
+bool cairn_claims_overdue(int64_t expected_ms, int64_t held_ms);
 
 /* The step of an OWNED claim on key_hex ended: ok, its result is queued
  * for upload (the claim is renewed until the upload ends it); not ok, the

@@ -1005,8 +1005,8 @@ int cairn_remote_write(struct cairn_remote *r, const char *instance,
 int cairn_remote_claim(struct cairn_remote *r, const char *instance,
                        const struct cairn_remote_digest *action,
                        enum cairn_remote_claim_op op, int64_t ttl_ms,
-                       const char *builder, struct cairn_remote_claim *out,
-                       struct cairn_err *err)
+                       int64_t expected_ms, const char *builder,
+                       struct cairn_remote_claim *out, struct cairn_err *err)
 {
     static const char *const methods[] = {"/cairn.claim.v1.Claims/Claim",
                                           "/cairn.claim.v1.Claims/Renew",
@@ -1019,6 +1019,8 @@ int cairn_remote_claim(struct cairn_remote *r, const char *instance,
     rq.action_digest = &ad;
     rq.ttl_ms = ttl_ms < 0 ? 0 : ttl_ms > UINT32_MAX ? UINT32_MAX
                                                       : (uint32_t)ttl_ms;
+    rq.expected_ms = expected_ms < 0 ? 0 : expected_ms > UINT32_MAX ? UINT32_MAX
+                                                                   : (uint32_t)expected_ms;
     rq.builder_id = (char *)builder;
     uint8_t *resp = NULL;
     size_t rlen = 0;
@@ -1039,6 +1041,7 @@ int cairn_remote_claim(struct cairn_remote *r, const char *instance,
     out->remaining_ms = m->remaining_ms;
     out->held_ms = m->held_ms;
     out->ttl_ms = m->ttl_ms;
+    out->expected_ms = m->expected_ms;
     cairn__claim__v1__claim_response__free_unpacked(m, NULL);
     return 0;
 }

@@ -133,7 +133,10 @@ int cairn_remote_write(struct cairn_remote *r, const char *instance,
  * extension. TAKE gets it (GRANTED) or says who has it (HELD); RENEW
  * extends the caller's (GRANTED) or says it is GONE; RELEASE ends the
  * caller's (GONE). builder identifies the caller (1..128 bytes). A
- * server without the service answers CAIRN_E_UNSUPPORTED. */
+ * server without the service answers CAIRN_E_UNSUPPORTED. expected_ms
+ * (TAKE; 0: unknown) is how long the caller expects the step to take,
+ * kept by the server with a granted claim and told to waiters in HELD
+ * replies. */
 enum cairn_remote_claim_op {
     CAIRN_REMOTE_CLAIM_TAKE,
     CAIRN_REMOTE_CLAIM_RENEW,
@@ -149,12 +152,13 @@ struct cairn_remote_claim {
     int64_t remaining_ms; /* until the claim expires */
     int64_t held_ms;      /* HELD: how long its holder has had it */
     int64_t ttl_ms;       /* the ttl the server applied */
+    int64_t expected_ms;  /* HELD: its holder's expected step time (0: unknown) */
 };
 /* A reply in another state, or an unparsable one, is CAIRN_E_CORRUPT. */
 int cairn_remote_claim(struct cairn_remote *r, const char *instance,
                        const struct cairn_remote_digest *action,
                        enum cairn_remote_claim_op op, int64_t ttl_ms,
-                       const char *builder, struct cairn_remote_claim *out,
-                       struct cairn_err *err);
+                       int64_t expected_ms, const char *builder,
+                       struct cairn_remote_claim *out, struct cairn_err *err);
 
 #endif

@@ -52,7 +52,8 @@ static void claim_call(struct cd_svc *svc, const struct cd_req *req, struct cd_r
     struct cd_claim_view v;
     int rc;
     if (op == CLAIM_TAKE)
-        rc = cd_claims_take(svc->claims, instance, &action, builder, in->ttl_ms, now_ms(), &v);
+        rc = cd_claims_take_expecting(svc->claims, instance, &action, builder, in->ttl_ms,
+                                      in->expected_ms, now_ms(), &v);
     else if (op == CLAIM_RENEW)
         rc = cd_claims_renew(svc->claims, instance, &action, builder, in->ttl_ms, now_ms(), &v);
     else
@@ -74,6 +75,7 @@ static void claim_call(struct cd_svc *svc, const struct cd_req *req, struct cd_r
     resp.remaining_ms = v.remaining_ms;
     resp.held_ms = v.held_ms;
     resp.ttl_ms = v.ttl_ms;
+    resp.expected_ms = v.expected_ms;
     cd_pb_pack(&resp.base, r);
 out:
     cairn__claim__v1__claim_request__free_unpacked(in, NULL);

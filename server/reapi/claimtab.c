@@ -15,6 +15,7 @@ struct claim {
     struct claim *next;
     struct cd_digest d;
     uint64_t since_ms, expires_ms;
+    uint32_t expected_ms; /* the holder's, from its Claim */
     char builder[CD_CLAIM_MAX_BUILDER + 1];
     char instance[CD_STORE_MAX_INSTANCE];
 };
@@ -134,13 +135,14 @@ static void view_of(const struct claim *c, enum cd_claim_state state, uint32_t t
     if (c != NULL) {
         v->remaining_ms = ms_between(now_ms, c->expires_ms);
         v->held_ms = ms_between(c->since_ms, now_ms);
+        v->expected_ms = c->expected_ms;
     }
 }
 
 /* The shared body of take and renew: create tells them apart. */
 static int claim_op(struct cd_claims *t, const char *instance, const struct cd_digest *d,
-                    const char *builder, uint32_t ttl_ms, uint64_t now_ms, bool create,
-                    struct cd_claim_view *v)
+                    const char *builder, uint32_t ttl_ms, uint32_t expected_ms,
+                    uint64_t now_ms, bool create, struct cd_claim_view *v)
 {
     if (strlen(builder) > CD_CLAIM_MAX_BUILDER || strlen(instance) >= CD_STORE_MAX_INSTANCE)
         return CAIRN_E_INVAL;
@@ -153,9 +155,11 @@ static int claim_op(struct cd_claims *t, const char *instance, const struct cd_d
     if (c != NULL && strcmp(c->builder, builder) != 0) {
         view_of(c, create ? CD_CLAIM_HELD : CD_CLAIM_GONE, ttl, now_ms, &out);
         if (!create)
-            out.remaining_ms = out.held_ms = 0;
+            out.remaining_ms = out.held_ms = out.expected_ms = 0;
     } else if (c != NULL) {
         c->expires_ms = now_ms + ttl;
+        if (expected_ms)
+            c->expected_ms = expected_ms;
         view_of(c, CD_CLAIM_GRANTED, ttl, now_ms, &out);
     } else if (!create) {
         view_of(NULL, CD_CLAIM_GONE, ttl, now_ms, &out);
@@ -173,6 +177,7 @@ static int claim_op(struct cd_claims *t, const char *instance, const struct cd_d
         c->d = *d;
         c->since_ms = now_ms;
         c->expires_ms = now_ms + ttl;
+        c->expected_ms = expected_ms;
         memcpy(c->builder, builder, strlen(builder) + 1);
         memcpy(c->instance, instance, strlen(instance) + 1);
         /* find left pp at the end of the bucket (an expired entry it
@@ -192,14 +197,21 @@ int cd_claims_take(struct cd_claims *t, const char *instance, const struct cd_di
                    const char *builder, uint32_t ttl_ms, uint64_t now_ms,
                    struct cd_claim_view *v)
 {
-    return claim_op(t, instance, d, builder, ttl_ms, now_ms, true, v);
+    return claim_op(t, instance, d, builder, ttl_ms, 0, now_ms, true, v);
+}
+
+int cd_claims_take_expecting(struct cd_claims *t, const char *instance,
+                             const struct cd_digest *d, const char *builder, uint32_t ttl_ms,
+                             uint32_t expected_ms, uint64_t now_ms, struct cd_claim_view *v)
+{
+    return claim_op(t, instance, d, builder, ttl_ms, expected_ms, now_ms, true, v);
 }
 
 int cd_claims_renew(struct cd_claims *t, const char *instance, const struct cd_digest *d,
                     const char *builder, uint32_t ttl_ms, uint64_t now_ms,
                     struct cd_claim_view *v)
 {
-    return claim_op(t, instance, d, builder, ttl_ms, now_ms, false, v);
+    return claim_op(t, instance, d, builder, ttl_ms, 0, now_ms, false, v);
 }
 
 int cd_claims_release(struct cd_claims *t, const char *instance, const struct cd_digest *d,

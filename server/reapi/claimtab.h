@@ -39,6 +39,7 @@ struct cd_claim_view {
     uint32_t remaining_ms; /* until the claim expires */
     uint32_t held_ms;      /* since its holder took it */
     uint32_t ttl_ms;       /* the ttl applied (clamped) */
+    uint32_t expected_ms;  /* the holder's expected step time (0: unknown) */
 };
 
 /* A table for at most max claims (0: CD_CLAIMS_DEFAULT_MAX). Returns 0 or
@@ -57,6 +58,12 @@ void cd_claims_free(struct cd_claims *t);
 int cd_claims_take(struct cd_claims *t, const char *instance, const struct cd_digest *d,
                    const char *builder, uint32_t ttl_ms, uint64_t now_ms,
                    struct cd_claim_view *v);
+/* take with the caller's expected step time (0: unknown): kept with the
+ * claim when it is granted (a nonzero one replaces the holder's own
+ * earlier one), reported to others in their HELD views. */
+int cd_claims_take_expecting(struct cd_claims *t, const char *instance,
+                             const struct cd_digest *d, const char *builder, uint32_t ttl_ms,
+                             uint32_t expected_ms, uint64_t now_ms, struct cd_claim_view *v);
 int cd_claims_renew(struct cd_claims *t, const char *instance, const struct cd_digest *d,
                     const char *builder, uint32_t ttl_ms, uint64_t now_ms,
                     struct cd_claim_view *v);

@@ -54,7 +54,7 @@ static void test_unprobed_runs(void **state)
     s.key_hex = key;
     s.material = "m";
     s.material_len = 1;
-    assert_int_equal(cairn_claims_settle(cl, NULL, &s, stdout, "step 2/2"), CAIRN_CLAIM_RUN);
+    assert_int_equal(cairn_claims_settle(cl, NULL, &s, 0, stdout, "step 2/2"), CAIRN_CLAIM_RUN);
     cairn_claims_done(cl, key, false);
     struct cairn_claims_stats st;
     cairn_claims_stats_get(cl, &st);
@@ -65,10 +65,26 @@ static void test_unprobed_runs(void **state)
     cairn_config_clear(&cfg);
 }
 
+/* The give-up rule: never without an expected time; past twice the
+ * expected time for long steps, past it plus 10 s for short ones. */
+static void test_overdue(void **state)
+{
+    (void)state;
+    assert_false(cairn_claims_overdue(0, 999999999));
+    assert_false(cairn_claims_overdue(-5, 999999999));
+    assert_false(cairn_claims_overdue(1000, 11000));
+    assert_true(cairn_claims_overdue(1000, 11001));
+    assert_false(cairn_claims_overdue(10000, 20000));
+    assert_true(cairn_claims_overdue(10000, 20001));
+    assert_false(cairn_claims_overdue(60000, 120000));
+    assert_true(cairn_claims_overdue(60000, 120001));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_claim_ttl),
+        cmocka_unit_test(test_overdue),
         cmocka_unit_test(test_unprobed_runs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

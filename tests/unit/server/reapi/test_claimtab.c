@@ -47,6 +47,39 @@ static void test_take_held_expire(void **state)
     cd_claims_free(t);
 }
 
+/* The holder's expected step time is kept with its claim and told to
+ * waiters (a waiter's own is not kept: the claim is not its); the
+ * holder's take without one keeps the earlier one; a new claim starts
+ * from its own. */
+static void test_expected(void **state)
+{
+    (void)state;
+    struct cd_claims *t = NULL;
+    assert_int_equal(cd_claims_new(0, &t), 0);
+    struct cd_digest d = dg(7);
+    struct cd_claim_view v;
+    assert_int_equal(cd_claims_take_expecting(t, "main", &d, "a", 1000, 1500, 100, &v), 0);
+    assert_int_equal(v.state, CD_CLAIM_GRANTED);
+    assert_int_equal(cd_claims_take_expecting(t, "main", &d, "b", 1000, 99, 300, &v), 0);
+    assert_int_equal(v.state, CD_CLAIM_HELD);
+    assert_int_equal(v.expected_ms, 1500);
+    assert_int_equal(v.held_ms, 200);
+    assert_int_equal(cd_claims_take(t, "main", &d, "a", 1000, 400, &v), 0);
+    assert_int_equal(cd_claims_take(t, "main", &d, "b", 1000, 500, &v), 0);
+    assert_int_equal(v.expected_ms, 1500);
+    /* Renew by another says nothing about the claim. */
+    assert_int_equal(cd_claims_renew(t, "main", &d, "b", 1000, 500, &v), 0);
+    assert_int_equal(v.state, CD_CLAIM_GONE);
+    assert_int_equal(v.expected_ms, 0);
+    /* Expired: b's new claim carries b's own (none). */
+    assert_int_equal(cd_claims_take(t, "main", &d, "b", 1000, 5000, &v), 0);
+    assert_int_equal(v.state, CD_CLAIM_GRANTED);
+    assert_int_equal(cd_claims_take(t, "main", &d, "a", 1000, 5100, &v), 0);
+    assert_int_equal(v.state, CD_CLAIM_HELD);
+    assert_int_equal(v.expected_ms, 0);
+    cd_claims_free(t);
+}
+
 /* Renew never creates and never touches another's claim; release ends
  * only the caller's; the result's upload (end) ends anyone's. */
 static void test_renew_release_end(void **state)
@@ -116,6 +149,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_take_held_expire),
+        cmocka_unit_test(test_expected),
         cmocka_unit_test(test_renew_release_end),
         cmocka_unit_test(test_bounds),
     };
