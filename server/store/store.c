@@ -53,14 +53,9 @@ static int store_env_open(struct cd_store *st, const struct cd_store_opts *o,
         rc = mdb_env_set_maxreaders(st->env, STORE_MAX_READERS);
     /* NOTLS: gRPC may move a read between threads, and pooled read txns
      * are shared. NOMETASYNC: each commit syncs its data once; the meta
-     * page is synced by cd_store_sync before anything is acknowledged.
-     * With a bucket, LMDB is a cache of what the bucket already holds
-     * (docs/storage.md "Two tiers"): NOSYNC, nothing is synced (an OS
-     * crash may leave the file corrupt: the operator empties --dir). */
-    unsigned flags = MDB_NOTLS;
-    flags |= o->s3 != NULL && !o->scrub ? MDB_NOSYNC : MDB_NOMETASYNC;
+     * page is synced by cd_store_sync before anything is acknowledged. */
     if (rc == 0)
-        rc = mdb_env_open(st->env, o->dir, flags, 0600);
+        rc = mdb_env_open(st->env, o->dir, MDB_NOTLS | MDB_NOMETASYNC, 0600);
     if (rc != 0) {
         /* A failed open leaves no map: close it here so that nothing
          * (cd_store_close's sync) touches it. */
@@ -188,10 +183,7 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
         goto fail;
     }
     st->stager_started = true;
-    /* Without syncs (a bucket, see store_env_open) a batch is answered
-     * after its commit. */
-    if (cd_group_open(cd_store_group_run,
-                      opts->s3 != NULL ? NULL : cd_store_group_sync, st,
+    if (cd_group_open(cd_store_group_run, cd_store_group_sync, st,
                       STORE_GROUP_ITEMS, STORE_GROUP_BYTES, &st->group) != 0) {
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "store: cannot start thread");
         goto fail;

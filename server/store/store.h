@@ -90,9 +90,7 @@ struct cd_store_opts {
      * store LMDB only. With a bucket, every blob and action result is in
      * the bucket before a call that stores it returns 0, and reads,
      * find_missing and the action-cache check go to the bucket for what
-     * LMDB lacks; LMDB is then a cache and never synced (MDB_NOSYNC: an OS
-     * crash may corrupt it, a process crash does not). Borrowed until
-     * cd_store_close. */
+     * LMDB lacks. Borrowed until cd_store_close. */
     struct cd_s3 *s3;
     /* Called (may be NULL) with a line worth a warning in the log: the
      * bucket unreachable, an object in it that is corrupt. Any thread. */

@@ -162,13 +162,9 @@ int cd_store_wtxn_end(struct cd_store *st, MDB_txn *txn,
 
 /* Makes every commit so far durable: with MDB_NOMETASYNC a commit has
  * synced its data pages but not yet its meta page. Called before
- * anything is acknowledged. With MDB_NOSYNC (a bucket tier) LMDB is a
- * cache and nothing is synced: mdb_env_sync(force) would still sync. */
+ * anything is acknowledged. */
 int cd_store_sync(struct cd_store *st)
 {
-    unsigned flags = 0;
-    if (mdb_env_get_flags(st->env, &flags) == 0 && (flags & MDB_NOSYNC))
-        return 0;
     return cd_store_mdb_err(mdb_env_sync(st->env, 1));
 }
 

@@ -322,8 +322,7 @@ int cd_store_wtxn_begin(struct cd_store *st, MDB_txn **out,
                         struct store_stats_rec *s);
 int cd_store_wtxn_end(struct cd_store *st, MDB_txn *txn,
                       const struct store_stats_rec *s, int rc);
-/* Makes every commit so far durable; called before acknowledging. A no-op
- * with a bucket tier (MDB_NOSYNC: LMDB is a cache, see store_env_open). */
+/* Makes every commit so far durable; called before acknowledging. */
 int cd_store_sync(struct cd_store *st);
 
 /* --- store_lru.c: batched access times --------------------------------- */

@@ -6,7 +6,7 @@
 #    clear error and a nonzero exit;
 # 2. a node killed with -9 in the middle of a stream of uploads: every
 #    upload it acknowledged reads back, byte for byte, through another node,
-#    and through the killed node restarted on its own (unsynced) LMDB;
+#    and from the killed node's LMDB when it restarts on its own --dir;
 # 3. the bucket stopped under a stream of uploads: writes fail UNAVAILABLE
 #    and none that was acknowledged is lost; reads of blobs on the node's
 #    disk go on; after a restart writes work again;
@@ -104,9 +104,9 @@ wait "$LOOP"
 all_read 2 "$T/acked1" && pass "kill -9 mid-upload: all $(wc -l <"$T/acked1") acknowledged blobs read back through node 2" ||
     fail "kill -9: an acknowledged blob is lost"
 [ "$(wc -l <"$T/acked1")" -lt 20 ] || echo "note: every upload finished before the kill"
-# Node 1 again on its own --dir: LMDB is not synced with a bucket
-# (MDB_NOSYNC), yet after a process kill the page cache has every commit:
-# it opens, and serves every acknowledged blob from its disk (no fill).
+# Node 1 again on its own --dir: after a process kill the page cache has
+# every commit (synced or not): it opens, and serves every acknowledged
+# blob from its disk (no fill from the bucket).
 node_start 1
 all_read 1 "$T/acked1" || fail "node 1 restarted on its --dir: an acknowledged blob is lost"
 node_stop 1
