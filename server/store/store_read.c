@@ -148,8 +148,6 @@ int cd_store_reader_open_local(struct cd_store *st, const char *instance,
 int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
                    size_t *got)
 {
-    if (r->trd != NULL)
-        return cd_store_tier_read(r, offset, buf, n, got);
     if (offset > r->size)
         return CAIRN_E_INVAL;
     if (r->size - offset < n)
@@ -158,6 +156,8 @@ int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
         *got = 0;
         return 0;
     }
+    if (r->trd != NULL)
+        return cd_store_tier_read(r, offset, buf, n, got);
     /* One short read txn per call, not one for the reader's lifetime: a
      * slow client must not pin old pages. The walk checks whether the
      * blob was evicted since the last call (ids are never reused). */

@@ -922,15 +922,8 @@ static int store_tier_reader_open(struct cd_store *st, const char *instance,
 int cd_store_tier_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
                        size_t *got)
 {
+    /* cd_reader_read checked offset and clamped n to the blob: n > 0. */
     struct store_tier_rd *t = r->trd;
-    if (offset > r->size)
-        return CAIRN_E_INVAL;
-    if (r->size - offset < n)
-        n = (size_t)(r->size - offset);
-    if (n == 0) {
-        *got = 0;
-        return 0;
-    }
     bool last = offset + n == r->size;
     pthread_mutex_lock(&t->mu);
     while (!t->done && (last || t->avail < offset + n))

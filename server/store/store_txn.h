@@ -486,7 +486,8 @@ int cd_store_tier_put_many(struct cd_store *st, const char *instance,
                            const size_t *which, size_t n);
 int cd_store_tier_upload_commit(struct cd_upload *u);
 void cd_store_tier_upload_free(struct cd_upload *u);
-/* cd_reader_read and cd_reader_close of a reader with r->trd set. */
+/* cd_reader_read (offset <= size and 0 < n <= size - offset, checked by
+ * the caller) and cd_reader_close of a reader with r->trd set. */
 int cd_store_tier_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
                        size_t *got);
 void cd_store_tier_reader_close(struct cd_reader *r);
