@@ -11,9 +11,10 @@
  * one, which sends the reader down its zlib path (as a registry's or an
  * old store's layer goes) over the same deflate data. The blobs are
  * written next to TAR and read from the page cache. Rounds alternate the
- * three readers; one line per reader with the median:
- *   reader=R threads=T seconds=S tar_mb_per_s=M vs_zlib=X
- * where vs_zlib is the zlib median over this one (higher is faster). */
+ * three readers; one line per reader with the medians:
+ *   reader=R threads=T seconds=S cpu_seconds=C tar_mb_per_s=M vs_zlib=X
+ * where cpu_seconds counts every thread (getrusage), and vs_zlib is the
+ * zlib median over this one (higher is faster). */
 #include "cachekey/digest.h"
 #include "client/store/layer.h"
 #include "client/store/layer_gzm.h"
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +38,15 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds of every thread of the process so far. */
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static void le32_put(uint8_t *p, uint32_t v)
@@ -86,17 +97,20 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* One verify of path against want; seconds, or < 0 on failure. */
+/* One verify of path against want; seconds, or < 0 on failure; the CPU
+ * seconds it took into *cpu. */
 static double verify_once(const char *path,
-                          const struct cairn_layer_expect *want)
+                          const struct cairn_layer_expect *want, double *cpu)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
     struct cairn_err err = {0};
+    double c0 = cpu_s();
     double t0 = now_s();
     int rc = cairn_layer_verify_fd(fd, want, &err);
     double s = now_s() - t0;
+    *cpu = cpu_s() - c0;
     close(fd);
     if (rc != 0) {
         fprintf(stderr, "bench_gunzip: %s\n", err.msg);
@@ -138,6 +152,7 @@ int main(int argc, char **argv)
         char digest[CAIRN_DIGEST_STR_LEN];
         struct cairn_layer_desc d;
         double s[MAX_ROUNDS];
+        double cpu[MAX_ROUNDS];
     } r[] = {{.name = "zlib", .path = plain, .threads = "1"},
              {.name = "members", .path = gzm, .threads = "1"},
              {.name = "members", .path = gzm, .threads = "2"}};
@@ -159,20 +174,22 @@ int main(int argc, char **argv)
             struct cairn_layer_expect want = {r[i].d.digest, r[i].d.diff_id,
                                               CAIRN_MEDIA_LAYER_GZIP,
                                               r[i].d.size, 0};
-            r[i].s[k] = verify_once(r[i].path, &want);
+            r[i].s[k] = verify_once(r[i].path, &want, &r[i].cpu[k]);
             rc = r[i].s[k] < 0;
         }
     }
     double zlib_med = 0;
     for (size_t i = 0; rc == 0 && i < nr; i++) {
         qsort(r[i].s, (size_t)rounds, sizeof r[i].s[0], cmp_double);
+        qsort(r[i].cpu, (size_t)rounds, sizeof r[i].cpu[0], cmp_double);
         double med = r[i].s[rounds / 2];
         if (i == 0)
             zlib_med = med;
-        printf("reader=%s threads=%s seconds=%.3f tar_mb_per_s=%.1f "
-               "blob_bytes=%lld vs_zlib=%.2f\n",
-               r[i].name, r[i].threads, med, (double)n / 1e6 / med,
-               (long long)r[i].d.size, zlib_med / med);
+        printf("reader=%s threads=%s seconds=%.3f cpu_seconds=%.3f "
+               "tar_mb_per_s=%.1f blob_bytes=%lld vs_zlib=%.2f\n",
+               r[i].name, r[i].threads, med, r[i].cpu[rounds / 2],
+               (double)n / 1e6 / med, (long long)r[i].d.size,
+               zlib_med / med);
     }
     unlink(gzm);
     unlink(plain);

@@ -54,6 +54,7 @@ struct layer_gunzip {
     size_t used;      /* slots in use from head on */
     bool handed_out;  /* head's output is the caller's until its next call */
     uint64_t fed;     /* blob bytes taken so far */
+    uint64_t members; /* members queued so far */
     struct libdeflate_decompressor *dd; /* the caller's own */
     int rc;           /* sticky */
     char msg[200];
@@ -62,7 +63,8 @@ struct layer_gunzip {
     size_t pending;  /* queued slots, from next_job on */
     bool stop;
     pthread_t *threads;
-    size_t nthreads; /* started */
+    size_t nthreads;   /* started */
+    size_t maxthreads; /* workers wanted: the threads asked for, less one */
 };
 
 /* The fixed bytes of every member header (layer_gzm.h): everything but
@@ -167,6 +169,17 @@ static void *gunzip_worker(void *arg)
     return NULL;
 }
 
+/* Starts the workers. One that cannot start only leaves more of the
+ * work to the others and to the caller's thread, which inflates whatever
+ * is queued while it waits: never an error. */
+static void gunzip_workers_start(struct layer_gunzip *g)
+{
+    while (g->nthreads < g->maxthreads &&
+           pthread_create(&g->threads[g->nthreads], NULL, gunzip_worker, g) ==
+               0)
+        g->nthreads++;
+}
+
 int layer_gunzip_new(unsigned threads, struct layer_gunzip **out)
 {
     if (threads == 0 || out == NULL)
@@ -176,7 +189,6 @@ int layer_gunzip_new(unsigned threads, struct layer_gunzip **out)
     struct layer_gunzip *g = calloc(1, sizeof *g);
     if (g == NULL)
         return CAIRN_E_NOMEM;
-    int rc = 0;
     /* With default attributes glibc's init functions cannot fail and hold
      * no resources, so one check covers the three. */
     if (pthread_mutex_init(&g->mu, NULL) != 0 ||
@@ -185,34 +197,16 @@ int layer_gunzip_new(unsigned threads, struct layer_gunzip **out)
         free(g);
         return CAIRN_E_NOMEM;
     }
+    /* Slot buffers are allocated when a slot is first used and workers
+     * start with the second member, so a small layer costs neither. */
     g->nslots = (size_t)threads * GUNZIP_SLOTS_PER_THREAD;
+    g->maxthreads = threads - 1;
     g->slots = calloc(g->nslots, sizeof *g->slots);
     g->threads = calloc(threads, sizeof *g->threads);
     g->dd = libdeflate_alloc_decompressor();
     if (g->slots == NULL || g->threads == NULL || g->dd == NULL) {
-        rc = CAIRN_E_NOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < g->nslots; i++) {
-        g->slots[i].in = malloc(LAYER_GUNZIP_MEMBER_MAX);
-        g->slots[i].out = malloc(LAYER_GZM_BLOCK);
-        if (g->slots[i].in == NULL || g->slots[i].out == NULL) {
-            rc = CAIRN_E_NOMEM;
-            goto out;
-        }
-    }
-    for (unsigned i = 1; i < threads; i++) {
-        if (pthread_create(&g->threads[g->nthreads], NULL, gunzip_worker, g) !=
-            0) {
-            rc = CAIRN_E_NOMEM;
-            goto out;
-        }
-        g->nthreads++;
-    }
-out:
-    if (rc != 0) {
         layer_gunzip_free(g);
-        return rc;
+        return CAIRN_E_NOMEM;
     }
     *out = g;
     return 0;
@@ -282,6 +276,15 @@ int layer_gunzip_feed(struct layer_gunzip *g, const uint8_t *p, size_t n,
             if (g->used == g->nslots)
                 break;
             s = &g->slots[(g->head + g->used) % g->nslots];
+            if (s->in == NULL)
+                s->in = malloc(LAYER_GUNZIP_MEMBER_MAX);
+            if (s->out == NULL)
+                s->out = malloc(LAYER_GZM_BLOCK);
+            if (s->in == NULL || s->out == NULL) {
+                g->rc = CAIRN_E_NOMEM;
+                snprintf(g->msg, sizeof g->msg, "out of memory");
+                break;
+            }
             g->used++;
             s->state = SLOT_FILLING;
             s->in_len = 0;
@@ -307,6 +310,8 @@ int layer_gunzip_feed(struct layer_gunzip *g, const uint8_t *p, size_t n,
         g->pending++;
         pthread_cond_signal(&g->work);
         pthread_mutex_unlock(&g->mu);
+        if (++g->members == 2)
+            gunzip_workers_start(g);
     }
     g->fed += took;
     *used = took;

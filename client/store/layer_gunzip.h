@@ -40,16 +40,18 @@ bool layer_gunzip_detect(const uint8_t *p, size_t n);
 
 /* A reader inflating on threads threads in all (1..LAYER_GUNZIP_MAX_THREADS,
  * larger is clamped): the caller's thread, which helps while it waits, and
- * threads - 1 workers. *out owns them; free with layer_gunzip_free.
- * Returns 0, CAIRN_E_INVAL or CAIRN_E_NOMEM. */
+ * up to threads - 1 workers (a worker that cannot start leaves its share
+ * to the others). *out owns them; free with layer_gunzip_free. Returns 0,
+ * CAIRN_E_INVAL or CAIRN_E_NOMEM. */
 int layer_gunzip_new(unsigned threads, struct layer_gunzip **out);
 
 /* Takes up to n bytes of the blob, in order, from the caller's buffer
  * (copied; p is borrowed for the call only). *used says how many were
  * taken: fewer than n when every slot is full, and then the caller takes
  * output with layer_gunzip_next before feeding the rest. A member that is
- * complete goes to the workers. Returns 0 or CAIRN_E_CORRUPT (a header
- * out of the layout, a size field out of bounds). */
+ * complete goes to the workers (started with the second member). Returns
+ * 0, CAIRN_E_CORRUPT (a header out of the layout, a size field out of
+ * bounds) or CAIRN_E_NOMEM (a slot's buffers, allocated at first use). */
 int layer_gunzip_feed(struct layer_gunzip *g, const uint8_t *p, size_t n,
                       size_t *used);
 

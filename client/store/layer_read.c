@@ -191,10 +191,9 @@ static int reader_produce_gzm(struct blob_reader *r, const uint8_t **p,
                     break;
             }
             size_t used;
-            if (layer_gunzip_feed(r->gz, r->raw + r->raw_pos,
-                                  r->raw_len - r->raw_pos, &used) != 0)
-                return reader_fail(r, CAIRN_E_CORRUPT,
-                                   layer_gunzip_error(r->gz));
+            if ((rc = layer_gunzip_feed(r->gz, r->raw + r->raw_pos,
+                                        r->raw_len - r->raw_pos, &used)) != 0)
+                return reader_fail(r, rc, layer_gunzip_error(r->gz));
             r->raw_pos += used;
             if (r->raw_pos < r->raw_len)
                 break; /* every slot is full */
