@@ -53,6 +53,9 @@ struct layer_gunzip {
     size_t head;      /* the oldest slot in use */
     size_t used;      /* slots in use from head on */
     bool handed_out;  /* head's output is the caller's until its next call */
+    /* The last slot in use is being filled. Kept here rather than read
+     * from the slots' states, which the workers write. */
+    bool filling;
     uint64_t fed;     /* blob bytes taken so far */
     uint64_t members; /* members queued so far */
     struct libdeflate_decompressor *dd; /* the caller's own */
@@ -266,13 +269,10 @@ int layer_gunzip_feed(struct layer_gunzip *g, const uint8_t *p, size_t n,
 {
     size_t took = 0;
     while (g->rc == 0 && took < n) {
-        struct slot *s = NULL;
-        if (g->used > 0) {
+        struct slot *s;
+        if (g->filling) {
             s = &g->slots[(g->head + g->used - 1) % g->nslots];
-            if (s->state != SLOT_FILLING)
-                s = NULL;
-        }
-        if (s == NULL) {
+        } else {
             if (g->used == g->nslots)
                 break;
             s = &g->slots[(g->head + g->used) % g->nslots];
@@ -286,6 +286,7 @@ int layer_gunzip_feed(struct layer_gunzip *g, const uint8_t *p, size_t n,
                 break;
             }
             g->used++;
+            g->filling = true;
             s->state = SLOT_FILLING;
             s->in_len = 0;
             s->size = 0;
@@ -305,6 +306,7 @@ int layer_gunzip_feed(struct layer_gunzip *g, const uint8_t *p, size_t n,
                 break;
             continue;
         }
+        g->filling = false;
         pthread_mutex_lock(&g->mu);
         s->state = SLOT_QUEUED;
         g->pending++;
@@ -330,9 +332,9 @@ int layer_gunzip_next(struct layer_gunzip *g, const uint8_t **p, size_t *n)
             g->used--;
             g->handed_out = false;
         }
-        struct slot *s = &g->slots[g->head];
-        if (g->used == 0 || s->state == SLOT_FILLING)
+        if (g->used == 0 || (g->used == 1 && g->filling))
             return 0;
+        struct slot *s = &g->slots[g->head];
         pthread_mutex_lock(&g->mu);
         /* Waiting is wasted: this thread inflates the first queued member
          * itself (the head's, or a later one a worker would take next). */
@@ -367,15 +369,13 @@ int layer_gunzip_end(struct layer_gunzip *g)
 {
     if (g->rc != 0)
         return g->rc;
-    if (g->used > 0) {
+    if (g->filling) {
         struct slot *s = &g->slots[(g->head + g->used - 1) % g->nslots];
-        if (s->state == SLOT_FILLING)
-            return gunzip_fail(
-                g,
-                "the blob ends inside the gzip member at offset %llu "
-                "(%zu of its %s bytes)",
-                (unsigned long long)s->offset, s->in_len,
-                s->size == 0 ? "header's" : "announced");
+        return gunzip_fail(g,
+                           "the blob ends inside the gzip member at offset "
+                           "%llu (%zu of its %s bytes)",
+                           (unsigned long long)s->offset, s->in_len,
+                           s->size == 0 ? "header's" : "announced");
     }
     return 0;
 }
