@@ -57,8 +57,7 @@ static void le32_put(uint8_t *p, uint32_t v)
 
 /* Writes in[0..n) to path as members of LAYER_GZM_BLOCK bytes; plain: the
  * first header is an ordinary gzip header. */
-static int blob_write(const char *path, const uint8_t *in, size_t n,
-                      bool plain)
+static int blob_write(const char *path, const uint8_t *in, size_t n, bool plain)
 {
     struct libdeflate_compressor *c = libdeflate_alloc_compressor(1);
     size_t cap = c ? libdeflate_deflate_compress_bound(c, LAYER_GZM_BLOCK) : 0;
@@ -68,9 +67,8 @@ static int blob_write(const char *path, const uint8_t *in, size_t n,
     for (size_t off = 0; rc == 0 && off < n; off += LAYER_GZM_BLOCK) {
         size_t k = n - off < LAYER_GZM_BLOCK ? n - off : LAYER_GZM_BLOCK;
         size_t dn = libdeflate_deflate_compress(c, in + off, k, d, cap);
-        uint8_t head[LAYER_GZM_HEAD] = {0x1f, 0x8b, 8, 4, 0,    0,    0,
-                                        0,    0,    0xff, 8, 0, 0x43, 0x7a,
-                                        4,    0};
+        uint8_t head[LAYER_GZM_HEAD] = {0x1f, 0x8b, 8, 4, 0,    0,    0, 0,
+                                        0,    0xff, 8, 0, 0x43, 0x7a, 4, 0};
         size_t hn = LAYER_GZM_HEAD;
         if (plain && off == 0) {
             head[3] = 0;
@@ -188,8 +186,7 @@ int main(int argc, char **argv)
         printf("reader=%s threads=%s seconds=%.3f cpu_seconds=%.3f "
                "tar_mb_per_s=%.1f blob_bytes=%lld vs_zlib=%.2f\n",
                r[i].name, r[i].threads, med, r[i].cpu[rounds / 2],
-               (double)n / 1e6 / med, (long long)r[i].d.size,
-               zlib_med / med);
+               (double)n / 1e6 / med, (long long)r[i].d.size, zlib_med / med);
     }
     unlink(gzm);
     unlink(plain);

@@ -33,9 +33,9 @@ enum slot_state {
 
 struct slot {
     enum slot_state state;
-    uint8_t *in;   /* the member: LAYER_GUNZIP_MEMBER_MAX bytes */
-    size_t in_len; /* bytes copied in so far */
-    size_t size;   /* the header's size field; 0 until the header is in */
+    uint8_t *in;     /* the member: LAYER_GUNZIP_MEMBER_MAX bytes */
+    size_t in_len;   /* bytes copied in so far */
+    size_t size;     /* the header's size field; 0 until the header is in */
     uint64_t offset; /* where the member starts in the blob */
     uint8_t *out;    /* LAYER_GZM_BLOCK bytes */
     size_t out_len;
@@ -50,16 +50,16 @@ struct layer_gunzip {
     struct slot *slots;
     size_t nslots;
     /* The caller's side, touched only by the caller's thread. */
-    size_t head;      /* the oldest slot in use */
-    size_t used;      /* slots in use from head on */
-    bool handed_out;  /* head's output is the caller's until its next call */
+    size_t head;     /* the oldest slot in use */
+    size_t used;     /* slots in use from head on */
+    bool handed_out; /* head's output is the caller's until its next call */
     /* The last slot in use is being filled. Kept here rather than read
      * from the slots' states, which the workers write. */
     bool filling;
-    uint64_t fed;     /* blob bytes taken so far */
-    uint64_t members; /* members queued so far */
+    uint64_t fed;                       /* blob bytes taken so far */
+    uint64_t members;                   /* members queued so far */
     struct libdeflate_decompressor *dd; /* the caller's own */
-    int rc;           /* sticky */
+    int rc;                             /* sticky */
     char msg[200];
     /* Shared with the workers, under mu. */
     size_t next_job; /* the first queued slot */
@@ -73,7 +73,7 @@ struct layer_gunzip {
 /* The fixed bytes of every member header (layer_gzm.h): everything but
  * the four bytes of the size field. */
 static const uint8_t gzm_fixed[LAYER_GZM_HEAD - 4] = {
-    0x1f, 0x8b, 0x08, 0x04, 0x00, 0x00, 0x00, 0x00,
+    0x1f, 0x8b, 0x08, 0x04, 0x00,          0x00,          0x00, 0x00,
     0x00, 0xff, 0x08, 0x00, LAYER_GZM_SI1, LAYER_GZM_SI2, 0x04, 0x00};
 
 static uint32_t le32(const uint8_t *p)
@@ -123,9 +123,9 @@ static void slot_inflate(struct libdeflate_decompressor *d, struct slot *s)
     /* With the actual sizes asked for, libdeflate never writes past
      * isize bytes and never reads past deflate_len: more output than
      * ISIZE is INSUFFICIENT_SPACE, data cut short is BAD_DATA. */
-    enum libdeflate_result res = libdeflate_deflate_decompress_ex(
-        d, s->in + LAYER_GZM_HEAD, deflate_len, s->out, isize, &in_got,
-        &out_got);
+    enum libdeflate_result res =
+        libdeflate_deflate_decompress_ex(d, s->in + LAYER_GZM_HEAD, deflate_len,
+                                         s->out, isize, &in_got, &out_got);
     if (res == LIBDEFLATE_INSUFFICIENT_SPACE)
         why = "it inflates to more bytes than its trailer says";
     else if (res != LIBDEFLATE_SUCCESS)

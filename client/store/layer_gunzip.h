@@ -26,7 +26,7 @@
  * deflateBound with non-default parameters) is under an eighth more than
  * its input: a quarter more is room to spare, and still a small cap on
  * what a lying size field can make us allocate or wait for. */
-#define LAYER_GUNZIP_MEMBER_MAX                                               \
+#define LAYER_GUNZIP_MEMBER_MAX                                                \
     (LAYER_GZM_HEAD + LAYER_GZM_BLOCK + LAYER_GZM_BLOCK / 4 + LAYER_GZM_TRAILER)
 /* The most threads a reader starts, whatever it is asked for. */
 #define LAYER_GUNZIP_MAX_THREADS 64

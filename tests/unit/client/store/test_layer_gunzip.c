@@ -85,9 +85,8 @@ static void member_add(struct blob *o, const uint8_t *in, size_t n,
     size_t dn = libdeflate_deflate_compress(c, in, n, d, cap);
     assert_true(dn > 0);
     libdeflate_free_compressor(c);
-    uint8_t head[LAYER_GZM_HEAD] = {0x1f, 0x8b, 0x08, 0x04, 0, 0, 0,
-                                    0,    0,    0xff, 8,    0, 0x43, 0x7a,
-                                    4,    0};
+    uint8_t head[LAYER_GZM_HEAD] = {0x1f, 0x8b, 0x08, 0x04, 0,    0,    0, 0,
+                                    0,    0xff, 8,    0,    0x43, 0x7a, 4, 0};
     size_t hn = LAYER_GZM_HEAD;
     if (plain_header) {
         head[3] = 0;
@@ -533,8 +532,8 @@ static void test_hostile(void **state)
             struct cairn_err err = {0};
             int rc = cairn_layer_digest_file(f->blob, &d, &err);
             if (rc != CAIRN_E_CORRUPT || strstr(err.msg, h->want) == NULL)
-                fail_msg("%s, %u threads: rc %d: %s", h->what,
-                         thread_counts[i], rc, err.msg);
+                fail_msg("%s, %u threads: rc %d: %s", h->what, thread_counts[i],
+                         rc, err.msg);
             /* Out-params untouched on failure. */
             assert_int_equal(d.diff_id[0], 0x7e);
             struct cairn_layer_expect want = {dig, diff, CAIRN_MEDIA_LAYER_GZIP,
