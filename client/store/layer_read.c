@@ -5,8 +5,10 @@
 #include "client/store/layer.h"
 
 #include "cachekey/digest.h"
-#include "client/store/layer_rules.h"
+#include "client/store/layer_gunzip.h"
 #include "client/store/layer_impl.h"
+#include "client/store/layer_pgzip.h"
+#include "client/store/layer_rules.h"
 #include "common/fdio.h"
 
 #include <archive.h>
@@ -47,6 +49,9 @@ struct blob_reader {
     z_stream z;
     bool z_live;
     bool z_member_done; /* the last gzip member ended cleanly */
+    /* gzip in cairn's member layout (layer_gzm.h): inflated on every
+     * core instead of through z. */
+    struct layer_gunzip *gz;
     ZSTD_DCtx *zd;
     size_t zd_hint; /* 0 when the last zstd frame is complete */
     bool started;
@@ -118,13 +123,19 @@ static int reader_attach(struct blob_reader *r, int fd, bool own)
     if (ck_sha256_new(&r->tar_hash) != 0 || ck_sha256_new(&r->blob_hash) != 0)
         return reader_fail(r, CAIRN_E_CRYPTO, "sha256 failed");
     int rc = reader_fill(r);
-    /* A pipe or socket may hand out fewer bytes than the magic needs. */
-    while (rc == 0 && r->raw_len < 4 && !r->raw_eof)
+    /* A pipe or socket may hand out fewer bytes than the magic (or a
+     * member header of cairn's gzip layout) needs. */
+    while (rc == 0 && r->raw_len < LAYER_GZM_HEAD && !r->raw_eof)
         rc = reader_read(r, r->raw_len);
     if (rc != 0)
         return rc;
     const uint8_t *m = r->raw;
-    if (r->raw_len >= 2 && m[0] == 0x1f && m[1] == 0x8b) {
+    if (layer_gunzip_detect(m, r->raw_len)) {
+        r->comp = CAIRN_COMPRESS_GZIP;
+        rc = layer_gunzip_new(layer_threads_default(), &r->gz);
+        if (rc != 0)
+            return reader_fail(r, rc, "cannot start the gzip reader");
+    } else if (r->raw_len >= 2 && m[0] == 0x1f && m[1] == 0x8b) {
         r->comp = CAIRN_COMPRESS_GZIP;
         if (inflateInit2(&r->z, 15 + 16) != Z_OK)
             return reader_fail(r, CAIRN_E_NOMEM, "zlib init failed");
@@ -154,11 +165,51 @@ static void reader_close(struct blob_reader *r)
         close(r->fd);
     if (r->z_live)
         inflateEnd(&r->z);
+    layer_gunzip_free(r->gz);
     ZSTD_freeDCtx(r->zd);
     free(r->raw);
     free(r->out);
     ck_sha256_free(r->tar_hash);
     ck_sha256_free(r->blob_hash);
+}
+
+/* The next block of a member-layout gzip blob: the raw bytes go to the
+ * parallel reader as long as it has room, then the oldest member's tar
+ * comes back. */
+static int reader_produce_gzm(struct blob_reader *r, const uint8_t **p,
+                              size_t *n)
+{
+    for (;;) {
+        int rc;
+        for (;;) {
+            if (r->raw_pos == r->raw_len) {
+                if (r->raw_eof)
+                    break;
+                if ((rc = reader_fill(r)) != 0)
+                    return rc;
+                if (r->raw_eof)
+                    break;
+            }
+            size_t used;
+            if ((rc = layer_gunzip_feed(r->gz, r->raw + r->raw_pos,
+                                        r->raw_len - r->raw_pos, &used)) != 0)
+                return reader_fail(r, rc, layer_gunzip_error(r->gz));
+            r->raw_pos += used;
+            if (r->raw_pos < r->raw_len)
+                break; /* every slot is full */
+        }
+        if (layer_gunzip_next(r->gz, p, n) != 0)
+            return reader_fail(r, CAIRN_E_CORRUPT, layer_gunzip_error(r->gz));
+        if (*n > 0)
+            return 0;
+        if (r->raw_eof && r->raw_pos == r->raw_len) {
+            if (layer_gunzip_end(r->gz) != 0)
+                return reader_fail(r, CAIRN_E_CORRUPT,
+                                   layer_gunzip_error(r->gz));
+            r->eof = true;
+            return 0;
+        }
+    }
 }
 
 /* Decompresses the next chunk into r->out (or, uncompressed, hands out
@@ -185,6 +236,11 @@ static int reader_produce(struct blob_reader *r, const uint8_t **p, size_t *n)
         *n = r->raw_len;
         break;
     case CAIRN_COMPRESS_GZIP:
+        if (r->gz != NULL) {
+            if ((rc = reader_produce_gzm(r, p, n)) != 0 || *n == 0)
+                return rc;
+            break;
+        }
         for (;;) {
             if (r->raw_pos == r->raw_len && !r->raw_eof &&
                 (rc = reader_fill(r)) != 0)
