@@ -8,16 +8,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int store_exists(struct cd_store *st, const struct store_key *k,
-                        bool *exists)
+/* Whether k is stored, looked up in rtxn (a read txn of the caller's,
+ * so a batch takes one for all its blobs) or, when NULL, in one of its
+ * own. */
+static int store_exists(struct cd_store *st, MDB_txn *rtxn,
+                        const struct store_key *k, bool *exists)
 {
-    MDB_txn *txn = NULL;
-    int rc = cd_store_rtxn_begin(st, &txn);
+    MDB_txn *txn = rtxn;
+    int rc = txn == NULL ? cd_store_rtxn_begin(st, &txn) : 0;
     if (rc != 0)
         return rc;
     MDB_val mk = {k->len, (void *)k->b}, mv;
     rc = mdb_get(txn, st->dbi_entries, &mk, &mv);
-    cd_store_rtxn_end(st, txn);
+    if (rtxn == NULL)
+        cd_store_rtxn_end(st, txn);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return cd_store_mdb_err(rc);
     *exists = rc == 0;
@@ -36,7 +40,7 @@ int cd_store_upload_begin(struct cd_store *st, const char *instance,
     if (st->max_size != 0 && (uint64_t)d->size > st->max_size)
         return CAIRN_E_FULL;
     bool exists = false;
-    if ((rc = store_exists(st, &k, &exists)) != 0)
+    if ((rc = store_exists(st, NULL, &k, &exists)) != 0)
         return rc;
     if (exists) {
         cd_store_touch(st, &k);
@@ -286,8 +290,12 @@ void cd_upload_abort(struct cd_upload *u)
 }
 
 /* Checks one blob of cd_store_blob_put_many and prepares its publish;
- * returns 0 with *todo set when it must be published, else its result. */
-static int store_put_prepare(struct cd_store *st, const char *instance,
+ * returns 0 with *todo set when it must be published, else its result.
+ * hs and rtxn are the batch's: one hash context and one read txn for
+ * all its blobs (per blob, their setup cost as much as a 1 KiB blob's
+ * hashing and lookup). */
+static int store_put_prepare(struct cd_store *st, struct ck_sha256 *hs,
+                             MDB_txn *rtxn, const char *instance,
                              const struct cd_digest *d, const void *data,
                              size_t len, struct store_pub *p, bool *todo)
 {
@@ -296,7 +304,9 @@ static int store_put_prepare(struct cd_store *st, const char *instance,
         return CAIRN_E_DIGEST;
     /* Present or not, content that does not match is refused. */
     uint8_t h[CK_SHA256_LEN];
-    int rc = ck_sha256(data, len, h);
+    int rc = ck_sha256_update(hs, data, len);
+    if (rc == 0)
+        rc = ck_sha256_final(hs, h);
     if (rc != 0)
         return rc;
     if (memcmp(h, d->hash, CK_SHA256_LEN) != 0)
@@ -307,7 +317,7 @@ static int store_put_prepare(struct cd_store *st, const char *instance,
     if ((rc = cd_store_key_make(STORE_KIND_BLOB, instance, d, &p->key)) != 0)
         return rc;
     bool exists = false;
-    if ((rc = store_exists(st, &p->key, &exists)) != 0)
+    if ((rc = store_exists(st, rtxn, &p->key, &exists)) != 0)
         return rc;
     if (exists) {
         cd_store_touch(st, &p->key);
@@ -339,13 +349,25 @@ int cd_store_blob_put_many(struct cd_store *st, const char *instance, size_t n,
         return CAIRN_E_NOMEM;
     }
     size_t ntodo = 0;
+    struct ck_sha256 *hs = NULL;
+    MDB_txn *rtxn = NULL;
+    int prc = ck_sha256_new(&hs);
+    if (prc == 0)
+        prc = cd_store_rtxn_begin(st, &rtxn);
     for (size_t i = 0; i < n; i++) {
         bool t = false;
-        rcs[i] = store_put_prepare(st, instance, &d[i], data[i], (size_t)d[i].size,
-                                   &pubs[i], &t);
+        rcs[i] = prc != 0 ? prc
+                          : store_put_prepare(st, hs, rtxn, instance, &d[i], data[i],
+                                              (size_t)d[i].size, &pubs[i], &t);
+        /* A hash context that failed is not trusted with the next blob. */
+        if (rcs[i] == CAIRN_E_CRYPTO)
+            prc = CAIRN_E_CRYPTO;
         if (t)
             which[ntodo++] = i;
     }
+    if (rtxn != NULL)
+        cd_store_rtxn_end(st, rtxn);
+    ck_sha256_free(hs);
     /* Write-through, as for uploads, the blobs' PUTs in parallel: what
      * the bucket did not take is neither published nor acknowledged. */
     int trc = 0;

@@ -801,6 +801,45 @@ static void test_group_concurrent_small(void **state)
         }
 }
 
+/* Uploads publish in any order, not in the order they took their data
+ * ids: a younger upload committed first leaves an older one whose chunk
+ * keys sort below the last chunk (the publish appends to the chunk and
+ * LRU tables, and falls back to a plain put for such a key). Every blob
+ * reads back whole after a reopen, a staged one included. */
+static void test_publish_out_of_id_order(void **state)
+{
+    struct fixture *f = *state; /* setup_chunkwise: 1 MiB stages */
+    enum { N = 4 };
+    size_t sizes[N] = {1024, 2 * MIB + 77, 3000, 1};
+    struct cd_digest d[N];
+    uint8_t *p[N];
+    struct cd_upload *u[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = make_blob(sizes[i], 1300 + (uint64_t)i, &d[i]);
+        assert_int_equal(cd_store_upload_begin(f->st, "o", &d[i], &u[i]), 0);
+        assert_int_equal(cd_upload_write(u[i], p[i], sizes[i]), 0);
+    }
+    /* Newest id first; then a whole-blob put, whose id is newer still,
+     * before the oldest upload. */
+    assert_int_equal(cd_upload_commit(u[3]), 0);
+    assert_int_equal(cd_upload_commit(u[2]), 0);
+    struct cd_digest dx;
+    uint8_t *px = make_blob(2048, 1399, &dx);
+    assert_int_equal(cd_store_blob_put(f->st, "o", &dx, px, 2048), 0);
+    assert_int_equal(cd_upload_commit(u[1]), 0);
+    assert_int_equal(cd_upload_commit(u[0]), 0);
+    reopen(f);
+    struct cd_store_stats s;
+    cd_store_stats_get(f->st, &s);
+    assert_int_equal(s.blobs, N + 1);
+    for (int i = 0; i < N; i++) {
+        read_back(f->st, "o", &d[i], p[i], 4096);
+        free(p[i]);
+    }
+    read_back(f->st, "o", &dx, px, 4096);
+    free(px);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -836,6 +875,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reopen_keeps_stats, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_put_many_own_results, setup_small,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_publish_out_of_id_order, setup_chunkwise,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_group_concurrent_small, setup,
                                         teardown),
