@@ -216,8 +216,9 @@ static grpc_status_code rc_unary(struct rc_conn *c, const char *method, const vo
 }
 
 /* One ByteStream Read of resource res to its end, the messages dropped.
- * Returns the bytes received (framing included), -1 on error. */
-static int64_t rc_bs_read(struct rc_conn *c, const char *res)
+ * Returns the bytes received (framing included), -1 on error. Inline: not
+ * every tool that includes this header reads. */
+static inline int64_t rc_bs_read(struct rc_conn *c, const char *res)
 {
     Google__Bytestream__ReadRequest rq = GOOGLE__BYTESTREAM__READ_REQUEST__INIT;
     rq.resource_name = (char *)res;
