@@ -3,7 +3,7 @@
  * the same data, in one run (driven by bench/s3_tier --warm).
  *
  *   bench_tier_read seed ADDR DIGESTS
- *   bench_tier_read ROUNDS BASE_ADDR WARM_ADDR DIGESTS BIG
+ *   bench_tier_read ROUNDS BASE_ADDR WARM_ADDR DIGESTS BIG [BASE_PID WARM_PID]
  *
  * DIGESTS: a file of "hash/size" lines, blobs both servers hold (1,000 of
  * 1 KiB in bench/s3_tier); BIG: "hash/size" of a big blob both hold.
@@ -20,7 +20,11 @@
  * ratio warm/base, and the noise: the base server's rounds over their own
  * median (lowest .. highest). A ratio inside that band is "within noise".
  * "paired" is the median of each round's own warm/base (the two ran side
- * by side, so load that drifts between rounds cancels more).
+ * by side, so load that drifts between rounds cancels more). With the
+ * servers' pids, the same again for the CPU time each server spent on the
+ * measure (its threads' run time from /proc/PID/task/∗/schedstat): what
+ * a server does per call, much less moved by the neighbours' load than
+ * wall time.
  * Exits 1 if any call failed or answered wrong. */
 #include "reapi_client.h"
 
@@ -28,6 +32,7 @@
 #include "cachekey/digest.h"
 #include "google/bytestream/bytestream.pb-c.h"
 
+#include <dirent.h>
 #include <time.h>
 
 #define REAPI "/build.bazel.remote.execution.v2."
@@ -255,6 +260,32 @@ static bool run_big(struct rc_conn *c) { return read_one(c, &big); }
 
 static bool (*const measures[M_N])(struct rc_conn *) = {run_fmb, run_ac, run_batch, run_bsread, run_big};
 
+/* Seconds on a CPU of every thread of pid so far; 0 if unknown. */
+static double cpu_s(long pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/task", pid);
+    DIR *d = pid > 0 ? opendir(path) : NULL;
+    if (d == NULL)
+        return 0;
+    double total = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char f[320];
+        unsigned long long ns = 0;
+        snprintf(f, sizeof f, "/proc/%ld/task/%s/schedstat", pid, e->d_name);
+        FILE *fp = fopen(f, "r");
+        if (fp != NULL && fscanf(fp, "%llu", &ns) == 1)
+            total += (double)ns / 1e9;
+        if (fp != NULL)
+            fclose(fp);
+    }
+    closedir(d);
+    return total;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -269,18 +300,20 @@ static double median(const double *v, int n)
     return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
-/* One round on one server: every measure once; times into t[M_N]. */
-static void round_on(struct rc_conn *c, const char *who, int round, double *t)
+/* One round on one server (pid: 0 unknown): every measure once; wall
+ * times into t[M_N], the server's CPU times into cpu[M_N]. */
+static void round_on(struct rc_conn *c, long pid, const char *who, int round, double *t, double *cpu)
 {
     printf("round %d %-4s", round, who);
     for (int m = 0; m < M_N; m++) {
-        double t0 = now();
+        double c0 = cpu_s(pid), t0 = now();
         if (!measures[m](c)) {
             fprintf(stderr, "%s on %s failed\n", measure_names[m], who);
             exit(1);
         }
         t[m] = now() - t0;
-        printf(" %s=%.4f", measure_names[m], t[m]);
+        cpu[m] = cpu_s(pid) - c0;
+        printf(" %s=%.4f/%.4f", measure_names[m], t[m], cpu[m]);
     }
     printf("\n");
     fflush(stdout);
@@ -301,12 +334,37 @@ static int seed_main(const char *addr, const char *list)
     return 0;
 }
 
+/* Per measure: medians, warm/base, paired ratio, and the base's noise band. */
+static void summary(double (*b)[M_N], double (*w)[M_N], int rounds)
+{
+    for (int m = 0; m < M_N; m++) {
+        double vb[ROUNDS_MAX], vw[ROUNDS_MAX], vp[ROUNDS_MAX], lo = 1e300, hi = 0;
+        for (int r = 0; r < rounds; r++) {
+            vb[r] = b[r][m];
+            vw[r] = w[r][m];
+            vp[r] = w[r][m] / b[r][m];
+        }
+        double mb = median(vb, rounds), mw = median(vw, rounds);
+        double paired = median(vp, rounds);
+        for (int r = 0; r < rounds; r++) {
+            lo = vb[r] / mb < lo ? vb[r] / mb : lo;
+            hi = vb[r] / mb > hi ? vb[r] / mb : hi;
+        }
+        double ratio = mw / mb;
+        printf("%-6s base %.4f s  warm %.4f s  warm/base %.3f (paired %.3f)  noise %.3f..%.3f  %s\n",
+               measure_names[m], mb, mw, ratio, paired, lo, hi,
+               ratio >= lo && ratio <= hi ? "within noise" : ratio > hi ? "SLOWER than noise" : "faster");
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "seed") == 0)
         return seed_main(argv[2], argv[3]);
-    if (argc != 6)
-        die("usage: bench_tier_read seed ADDR DIGESTS | ROUNDS BASE_ADDR WARM_ADDR DIGESTS BIG");
+    if (argc != 6 && argc != 8)
+        die("usage: bench_tier_read seed ADDR DIGESTS | ROUNDS BASE_ADDR WARM_ADDR DIGESTS BIG [BASE_PID WARM_PID]");
+    long base_pid = argc == 8 ? strtol(argv[6], NULL, 10) : 0;
+    long warm_pid = argc == 8 ? strtol(argv[7], NULL, 10) : 0;
     char *end = NULL;
     long rounds = strtol(argv[1], &end, 10);
     if (*end != '\0')
@@ -323,35 +381,23 @@ int main(int argc, char **argv)
         rc_connect(&warm, argv[3], NULL, NULL, NULL, NULL, NULL) != 0)
         die("cannot connect");
     base.timeout_s = warm.timeout_s = 600;
-    double tb[ROUNDS_MAX][M_N], tw[ROUNDS_MAX][M_N], scratch[M_N];
-    round_on(&base, "base", 0, scratch);
-    round_on(&warm, "warm", 0, scratch);
+    double tb[ROUNDS_MAX][M_N], tw[ROUNDS_MAX][M_N], cb[ROUNDS_MAX][M_N], cw[ROUNDS_MAX][M_N], s1[M_N], s2[M_N];
+    round_on(&base, base_pid, "base", 0, s1, s2);
+    round_on(&warm, warm_pid, "warm", 0, s1, s2);
     for (long r = 0; r < rounds; r++) {
         if (r % 2 == 0) {
-            round_on(&base, "base", (int)r + 1, tb[r]);
-            round_on(&warm, "warm", (int)r + 1, tw[r]);
+            round_on(&base, base_pid, "base", (int)r + 1, tb[r], cb[r]);
+            round_on(&warm, warm_pid, "warm", (int)r + 1, tw[r], cw[r]);
         } else {
-            round_on(&warm, "warm", (int)r + 1, tw[r]);
-            round_on(&base, "base", (int)r + 1, tb[r]);
+            round_on(&warm, warm_pid, "warm", (int)r + 1, tw[r], cw[r]);
+            round_on(&base, base_pid, "base", (int)r + 1, tb[r], cb[r]);
         }
     }
-    for (int m = 0; m < M_N; m++) {
-        double vb[ROUNDS_MAX], vw[ROUNDS_MAX], vp[ROUNDS_MAX], lo = 1e300, hi = 0;
-        for (long r = 0; r < rounds; r++) {
-            vb[r] = tb[r][m];
-            vw[r] = tw[r][m];
-            vp[r] = tw[r][m] / tb[r][m];
-        }
-        double mb = median(vb, (int)rounds), mw = median(vw, (int)rounds);
-        double paired = median(vp, (int)rounds);
-        for (long r = 0; r < rounds; r++) {
-            lo = vb[r] / mb < lo ? vb[r] / mb : lo;
-            hi = vb[r] / mb > hi ? vb[r] / mb : hi;
-        }
-        double ratio = mw / mb;
-        printf("%-6s base %.4f s  warm %.4f s  warm/base %.3f (paired %.3f)  noise %.3f..%.3f  %s\n",
-               measure_names[m], mb, mw, ratio, paired, lo, hi,
-               ratio >= lo && ratio <= hi ? "within noise" : ratio > hi ? "SLOWER than noise" : "faster");
+    printf("wall time:\n");
+    summary(tb, tw, (int)rounds);
+    if (base_pid > 0 && warm_pid > 0) {
+        printf("server CPU time:\n");
+        summary(cb, cw, (int)rounds);
     }
     rc_close(&base);
     rc_close(&warm);
