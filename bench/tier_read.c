@@ -25,6 +25,8 @@
  * measure (its threads' run time from /proc/PID/task/∗/schedstat): what
  * a server does per call, much less moved by the neighbours' load than
  * wall time.
+ * TIER_READ_ONLY=NAME in the environment runs that measure alone (the
+ * others print 0), e.g. to count one measure's instructions with perf.
  * Exits 1 if any call failed or answered wrong. */
 #include "reapi_client.h"
 
@@ -305,7 +307,12 @@ static double median(const double *v, int n)
 static void round_on(struct rc_conn *c, long pid, const char *who, int round, double *t, double *cpu)
 {
     printf("round %d %-4s", round, who);
+    const char *only = getenv("TIER_READ_ONLY");
     for (int m = 0; m < M_N; m++) {
+        if (only != NULL && strcmp(only, measure_names[m]) != 0) {
+            t[m] = cpu[m] = 1;
+            continue;
+        }
         double c0 = cpu_s(pid), t0 = now();
         if (!measures[m](c)) {
             fprintf(stderr, "%s on %s failed\n", measure_names[m], who);
