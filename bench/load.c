@@ -156,61 +156,6 @@ static int bs_write(struct rc_conn *c, const char *res, uint64_t seed, uint64_t 
     return code == GRPC_STATUS_OK ? 0 : -1;
 }
 
-/* Reads the blob, returning bytes received (framing included), -1 on error. */
-static int64_t bs_read(struct rc_conn *c, const char *res)
-{
-    Google__Bytestream__ReadRequest rq = GOOGLE__BYTESTREAM__READ_REQUEST__INIT;
-    rq.resource_name = (char *)res;
-    uint8_t req[1024];
-    size_t len = protobuf_c_message_pack(&rq.base, req);
-    grpc_call *call = grpc_channel_create_call(c->ch, NULL, 0, c->cq,
-                                               grpc_slice_from_static_string("/google.bytestream.ByteStream/Read"),
-                                               NULL, rc_deadline(c), NULL);
-    grpc_metadata_array md, tmd;
-    grpc_metadata_array_init(&md);
-    grpc_metadata_array_init(&tmd);
-    grpc_byte_buffer *send = rc_buffer(req, len), *recv = NULL;
-    grpc_op ops[4];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &md;
-    grpc_call_start_batch(call, ops, 4, (void *)1, NULL);
-    rc_wait(c, (void *)1);
-    int64_t total = 0;
-    for (;;) {
-        grpc_op op;
-        memset(&op, 0, sizeof op);
-        op.op = GRPC_OP_RECV_MESSAGE;
-        op.data.recv_message.recv_message = &recv;
-        grpc_call_start_batch(call, &op, 1, (void *)2, NULL);
-        if (!rc_wait(c, (void *)2) || recv == NULL)
-            break;
-        total += (int64_t)grpc_byte_buffer_length(recv);
-        grpc_byte_buffer_destroy(recv);
-        recv = NULL;
-    }
-    grpc_status_code code = GRPC_STATUS_UNKNOWN;
-    grpc_slice details = grpc_empty_slice();
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    op.data.recv_status_on_client.trailing_metadata = &tmd;
-    op.data.recv_status_on_client.status = &code;
-    op.data.recv_status_on_client.status_details = &details;
-    grpc_call_start_batch(call, &op, 1, (void *)3, NULL);
-    rc_wait(c, (void *)3);
-    grpc_slice_unref(details);
-    grpc_byte_buffer_destroy(send);
-    grpc_metadata_array_destroy(&md);
-    grpc_metadata_array_destroy(&tmd);
-    grpc_call_unref(call);
-    return code == GRPC_STATUS_OK ? total : -1;
-}
-
 /* --- ac --- */
 
 /* The AC load is asynchronous: ac_threads threads, each with its own
@@ -636,7 +581,7 @@ static int run_cas(uint64_t size, int count, int reads)
             /* read resource: drop "uploads/x/" */
             char rn[256];
             snprintf(rn, sizeof rn, "bench/%s", strstr(names[i], "blobs/"));
-            bad |= bs_read(&c, rn) < (int64_t)size;
+            bad |= rc_bs_read(&c, rn) < (int64_t)size;
         }
         double rd = now() - t0;
         if (k == 0)
@@ -775,7 +720,7 @@ static int run_check(uint64_t size, const char *ackfile)
         ck_hex_encode(d, hex);
         snprintf(rn, sizeof rn, "bench/blobs/%s/%llu", hex, (unsigned long long)size);
         n++;
-        bad += bs_read(&c, rn) < (int64_t)size;
+        bad += rc_bs_read(&c, rn) < (int64_t)size;
     }
     fclose(f);
     free(buf);

@@ -85,14 +85,6 @@ int cd_store_ac_get_complete_local(struct cd_store *st, const char *instance,
     return 0;
 }
 
-int cd_store_ac_get(struct cd_store *st, const char *instance,
-                    const struct cd_digest *action, void **data, size_t *len)
-{
-    size_t missing;
-    return cd_store_ac_get_complete(st, instance, action, NULL, NULL, data, len,
-                                    &missing);
-}
-
 int cd_store_ac_put_local(struct cd_store *st, const char *instance,
                           const struct cd_digest *action, const void *data,
                           size_t len)

@@ -145,19 +145,9 @@ int cd_store_reader_open_local(struct cd_store *st, const char *instance,
     return 0;
 }
 
-int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
-                   size_t *got)
+int cd_reader_read_local(struct cd_reader *r, uint64_t offset, void *buf,
+                         size_t n, size_t *got)
 {
-    if (offset > r->size)
-        return CAIRN_E_INVAL;
-    if (r->size - offset < n)
-        n = (size_t)(r->size - offset);
-    if (n == 0) {
-        *got = 0;
-        return 0;
-    }
-    if (r->trd != NULL)
-        return cd_store_tier_read(r, offset, buf, n, got);
     /* One short read txn per call, not one for the reader's lifetime: a
      * slow client must not pin old pages. The walk checks whether the
      * blob was evicted since the last call (ids are never reused). */
@@ -174,12 +164,8 @@ int cd_reader_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
     return 0;
 }
 
-void cd_reader_close(struct cd_reader *r)
+void cd_reader_close_local(struct cd_reader *r)
 {
-    if (r == NULL)
-        return;
-    if (r->trd != NULL)
-        cd_store_tier_reader_close(r);
     if (r->bg != NULL) {
         uint8_t unused[CK_SHA256_LEN];
         (void)cd_store_hasher_join(r, true, unused);

@@ -16,10 +16,14 @@
  *   store_lru.c     the access queue and its flusher (batched LRU updates)
  *   store_evict.c   reader pins, LRU eviction, chunk garbage removal
  *   store_ac.c      the action cache
- *   store_tier.c    the bucket under LMDB (cd_store_opts.s3): the public
- *                   find_missing, blob_get, reader_open, ac_get_complete
- *                   and ac_put, which call the LMDB ones below (*_local)
- *                   and go to the bucket for the rest; upload hooks
+ *   store_tier.c    the bucket under LMDB (cd_store_opts.s3): open, names,
+ *                   counters, negative cache; writes through it (the
+ *                   upload hooks, the public ac_put)
+ *   store_tier_read.c  reads and lookups across the tiers: the public
+ *                   find_missing, blob_get, reader_open, cd_reader_read,
+ *                   cd_reader_close, ac_get and ac_get_complete, which
+ *                   call the LMDB ones below (*_local) and go to the
+ *                   bucket for the rest (store_tier.h: what the two share)
  *
  * Every MDB_* error is translated by cd_store_mdb_err and nowhere else.
  * Functions here take the store's locks themselves unless they say
@@ -432,7 +436,7 @@ int cd_store_group_sync(void *ctx);
  * item.rc and dup say how it went. */
 void cd_store_publish(struct cd_store *st, struct store_pub **pubs, size_t n);
 
-/* --- the LMDB halves of the public calls store_tier.c wraps ----------- */
+/* --- the LMDB halves of the public calls the tier files wrap ---------- */
 
 int cd_store_find_missing_local(struct cd_store *st, const char *instance,
                                 const struct cd_digest *digests, size_t n,
@@ -441,6 +445,12 @@ int cd_store_blob_get_local(struct cd_store *st, const char *instance,
                             const struct cd_digest *d, size_t max, void **data);
 int cd_store_reader_open_local(struct cd_store *st, const char *instance,
                                const struct cd_digest *d, struct cd_reader **out);
+/* cd_reader_read of a reader on LMDB (r->trd unset), offset <= size and
+ * 0 < n <= size - offset checked by the caller; cd_reader_close of any
+ * reader but its tier part. */
+int cd_reader_read_local(struct cd_reader *r, uint64_t offset, void *buf,
+                         size_t n, size_t *got);
+void cd_reader_close_local(struct cd_reader *r);
 int cd_store_ac_get_complete_local(struct cd_store *st, const char *instance,
                                    const struct cd_digest *action,
                                    cd_store_refs_fn refs, void *ctx, void **data,
@@ -449,7 +459,7 @@ int cd_store_ac_put_local(struct cd_store *st, const char *instance,
                           const struct cd_digest *action, const void *data,
                           size_t len);
 
-/* --- store_tier.c: the bucket ------------------------------------------- */
+/* --- store_tier.c: the bucket (store_tier.h has the rest) ----------------- */
 
 /* How long find_missing remembers that the bucket lacked a blob. */
 #define STORE_TIER_NEG_TTL_MS 2000
@@ -486,11 +496,6 @@ int cd_store_tier_put_many(struct cd_store *st, const char *instance,
                            const size_t *which, size_t n);
 int cd_store_tier_upload_commit(struct cd_upload *u);
 void cd_store_tier_upload_free(struct cd_upload *u);
-/* cd_reader_read (offset <= size and 0 < n <= size - offset, checked by
- * the caller) and cd_reader_close of a reader with r->trd set. */
-int cd_store_tier_read(struct cd_reader *r, uint64_t offset, void *buf, size_t n,
-                       size_t *got);
-void cd_store_tier_reader_close(struct cd_reader *r);
 
 /* --- store_upload.c ----------------------------------------------------- */
 
