@@ -457,6 +457,10 @@ static int store_tier_stream_finish(struct store_tier *t,
         rc = cd_s3_mpu_complete(tu->mpu, &err);
         tu->mpu = NULL; /* complete frees it, and aborts what failed */
     }
+    /* A write's 404 (no such bucket, upload gone) is the bucket's
+     * failure, not a missing blob: UNAVAILABLE, and reported. */
+    if (rc == CAIRN_E_NOTFOUND)
+        rc = CAIRN_E_RPC;
     return rc != 0 ? store_tier_fail(t, "PUT", tu->key, rc, &err) : 0;
 }
 
