@@ -116,12 +116,8 @@ static int hexval(char c)
     return -1;
 }
 
-/* The ETag S3 gives the object a multipart upload makes: the MD5 of the
- * parts' MD5s (their ETags, in binary) in hex, '-', the number of parts.
- * CAIRN_E_INVAL when a part's ETag is not an MD5 in hex (a server that
- * names parts otherwise: no such check is possible). */
-static int multipart_etag(const char *const *etags, unsigned n, char *out,
-                          size_t cap)
+int cd_s3_multipart_etag(const char *const *etags, unsigned n, char *out,
+                         size_t cap)
 {
     uint8_t *bin = malloc((size_t)n * 16 + 1);
     if (bin == NULL)
@@ -172,7 +168,7 @@ static int complete_lost(struct cd_s3 *s3, const char *key,
                          struct cairn_err *err)
 {
     char want[64];
-    int rc = multipart_etag(etags, n, want, sizeof want);
+    int rc = cd_s3_multipart_etag(etags, n, want, sizeof want);
     if (rc != 0)
         return rc == CAIRN_E_INVAL ? CAIRN_E_NOTFOUND : rc;
     struct cd_s3_req r;

@@ -134,6 +134,16 @@ int cd_s3_mpu_part(struct cd_s3_mpu *m, int fd, uint64_t off, uint64_t len,
                    struct cairn_err *err);
 int cd_s3_mpu_complete(struct cd_s3_mpu *m, struct cairn_err *err);
 void cd_s3_mpu_abort(struct cd_s3_mpu *m);
+/* The ETag S3 gives the object a multipart upload of n parts makes, from
+ * the parts' ETags (as the server returned them, quoted or not): the MD5
+ * of the parts' MD5s in binary, in lower-case hex, then "-n"; into out
+ * (cap >= 44 bytes). CAIRN_E_INVAL when a part's ETag is not 32 hex
+ * digits (a server that names parts otherwise: no check possible),
+ * CAIRN_E_TOOBIG, CAIRN_E_NOMEM. complete uses it when S3 answers
+ * NoSuchUpload (a completed upload whose answer was lost): the object
+ * is taken for this upload's only with this ETag and its size. */
+int cd_s3_multipart_etag(const char *const *etags, unsigned n, char *out,
+                         size_t cap);
 /* opts.part_size as opened (16 MiB by default). */
 size_t cd_s3_part_size(const struct cd_s3 *s3);
 

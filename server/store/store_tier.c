@@ -8,7 +8,11 @@
  *   before the blob is published or acknowledged (a blob of several parts
  *   streams: its parts but the last go up while it arrives, the last and
  *   CompleteMultipartUpload at commit; an upload that ends otherwise is
- *   aborted); an action result is put before it is stored locally.
+ *   aborted); an action result is put before it is stored locally. A blob
+ *   in a temp file is not staged in LMDB while it arrives: once the
+ *   bucket has it, the call is answered and a thread stores it in LMDB
+ *   from the temp file (cd_store_tier_upload_keep; reads on this node
+ *   meanwhile read the temp file).
  *   BatchUpdateBlobs' blobs are put in parallel. A bucket that cannot be
  *   reached fails the call with CAIRN_E_RPC (UNAVAILABLE), and nothing
  *   becomes visible.
