@@ -1231,9 +1231,10 @@ int cd_store_ac_put(struct cd_store *st, const char *instance,
 /* --- writes: LMDB filled after the ack ----------------------------------- */
 
 /* Local copies after the ack at once, and their bytes in temp files: past
- * either, a written blob is not kept now (its first read on this node
- * fills LMDB from the bucket), so a burst of writes faster than LMDB
- * takes them costs neither unbounded threads nor unbounded disk. */
+ * either (one copy is always allowed), a written blob is not kept now
+ * (its first read on this node fills LMDB from the bucket), so a burst of
+ * writes faster than LMDB takes them costs neither unbounded threads nor
+ * unbounded disk. */
 #define STORE_TIER_KEEP_MAX 4
 #define STORE_TIER_KEEP_BYTES ((uint64_t)1 << 30)
 
@@ -1300,8 +1301,10 @@ void cd_store_tier_upload_keep(struct cd_upload *u)
     struct store_tier_up *tu = u->tier;
     uint64_t size = (uint64_t)u->d.size;
     pthread_mutex_lock(&tier->run_mu);
-    bool room = tier->keeping < STORE_TIER_KEEP_MAX &&
-                tier->keep_bytes + size <= STORE_TIER_KEEP_BYTES;
+    /* One copy always fits, however big: its temp file exists anyway. */
+    bool room = tier->keeping == 0 ||
+                (tier->keeping < STORE_TIER_KEEP_MAX &&
+                 tier->keep_bytes + size <= STORE_TIER_KEEP_BYTES);
     if (room) {
         tier->keeping++;
         tier->keep_bytes += size;
