@@ -22,6 +22,10 @@
 #define MIB ((uint64_t)1 << 20)
 #define UPLOAD_ID_MAX 1024
 #define MAX_WIDE_PART ((uint64_t)512 << 20)
+/* A streamed upload aims at this many parts, of at most MAX_STREAM_PART
+ * (cd_s3_stream_part_size). */
+#define STREAM_PARTS 4
+#define MAX_STREAM_PART ((uint64_t)64 << 20)
 
 int cd_s3_parts_plan(uint64_t size, size_t part_size, uint64_t *psize,
                      unsigned *nparts)
@@ -335,6 +339,16 @@ static uint64_t upload_part_size(const struct cd_s3 *s3, uint64_t size)
     if (wide > MAX_WIDE_PART)
         wide = MAX_WIDE_PART;
     return wide > ps ? wide : ps;
+}
+
+size_t cd_s3_stream_part_size(const struct cd_s3 *s3, uint64_t size)
+{
+    uint64_t ps = s3->part_size;
+    uint64_t quarter = (size + STREAM_PARTS - 1) / STREAM_PARTS;
+    quarter = (quarter + MIB - 1) / MIB * MIB;
+    if (quarter > MAX_STREAM_PART)
+        quarter = MAX_STREAM_PART;
+    return (size_t)(quarter > ps ? quarter : ps);
 }
 
 int cd_s3_put_fd(struct cd_s3 *s3, const char *key, int fd, uint64_t size,

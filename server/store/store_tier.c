@@ -396,7 +396,8 @@ static int store_tier_up_new(struct cd_upload *u, struct store_tier_up **out)
         rc = store_tier_tmp_open(t->dir, &tu->fd);
         /* A plan that fails (past the largest object) leaves one PUT at
          * commit, which reports it. */
-        if (rc == 0 && cd_s3_parts_plan(size, cd_s3_part_size(t->s3),
+        if (rc == 0 && cd_s3_parts_plan(size,
+                                        cd_s3_stream_part_size(t->s3, size),
                                         &tu->psize, &tu->nparts) != 0)
             tu->nparts = 0;
     }
