@@ -10,16 +10,22 @@
 #include "server/s3/xml.h"
 
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MIN_PART ((uint64_t)5 << 20)
 #define MAX_PART ((uint64_t)5 << 30)
 #define MIB ((uint64_t)1 << 20)
 #define UPLOAD_ID_MAX 1024
 #define MAX_WIDE_PART ((uint64_t)512 << 20)
+/* A streamed upload aims at this many parts, of at most MAX_STREAM_PART
+ * (cd_s3_stream_part_size). */
+#define STREAM_PARTS 4
+#define MAX_STREAM_PART ((uint64_t)64 << 20)
 
 int cd_s3_parts_plan(uint64_t size, size_t part_size, uint64_t *psize,
                      unsigned *nparts)
@@ -103,9 +109,94 @@ static int xml_escaped(struct cairn_buf *b, const char *s)
     return rc;
 }
 
-/* POST ?uploadId=: the parts, by number and ETag, become the object. */
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int cd_s3_multipart_etag(const char *const *etags, unsigned n, char *out,
+                         size_t cap)
+{
+    uint8_t *bin = malloc((size_t)n * 16 + 1);
+    if (bin == NULL)
+        return CAIRN_E_NOMEM;
+    int rc = 0;
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        const char *e = etags[i];
+        size_t l = strlen(e);
+        if (l == 34 && e[0] == '"' && e[33] == '"')
+            e++, l -= 2;
+        for (size_t j = 0; rc == 0 && j < 32; j++) {
+            int v = l != 32 ? -1 : hexval(e[j]);
+            if (v < 0)
+                rc = CAIRN_E_INVAL;
+            else
+                bin[(size_t)i * 16 + j / 2] =
+                    (uint8_t)(j % 2 ? bin[(size_t)i * 16 + j / 2] | v : v << 4);
+        }
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    if (rc == 0 && EVP_Digest(bin, (size_t)n * 16, md, &mdlen, EVP_md5(),
+                              NULL) != 1)
+        rc = CAIRN_E_NOMEM;
+    free(bin);
+    if (rc != 0)
+        return rc;
+    static const char hex[] = "0123456789abcdef";
+    if (cap < 2 * (size_t)mdlen + 12)
+        return CAIRN_E_TOOBIG;
+    for (unsigned i = 0; i < mdlen; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    snprintf(out + 2 * mdlen, cap - 2 * mdlen, "-%u", n);
+    return 0;
+}
+
+/* CompleteMultipartUpload answered NoSuchUpload: an earlier attempt may
+ * have completed the upload and its answer been lost (S3 forgets a
+ * completed upload's id). Accepted only if the object is there
+ * now with exactly size bytes and the ETag these very parts make: that
+ * ETag is a hash of the parts' MD5s, so it says the object is this
+ * upload's bytes without reading them back. Anything else is the
+ * original failure. */
+static int complete_lost(struct cd_s3 *s3, const char *key,
+                         const char *const *etags, unsigned n, uint64_t size,
+                         struct cairn_err *err)
+{
+    char want[64];
+    int rc = cd_s3_multipart_etag(etags, n, want, sizeof want);
+    if (rc != 0)
+        return rc == CAIRN_E_INVAL ? CAIRN_E_NOTFOUND : rc;
+    struct cd_s3_req r;
+    struct cairn_err herr = {0};
+    if ((rc = cd_s3_req_init(s3, &r, "HEAD", key, NULL, &herr)) != 0)
+        return CAIRN_E_NOTFOUND;
+    rc = cd_s3_req_run(s3, &r, &herr);
+    const char *got = r.etag;
+    size_t gl = strlen(got);
+    if (gl >= 2 && got[0] == '"' && got[gl - 1] == '"')
+        got++, gl -= 2;
+    bool same = rc == 0 && r.has_length && r.content_length == size &&
+                gl == strlen(want) && strncasecmp(got, want, gl) == 0;
+    cd_s3_req_free(&r);
+    if (!same)
+        return CAIRN_E_NOTFOUND;
+    cairn_err_clear(err);
+    return 0;
+}
+
+/* POST ?uploadId=: the parts, by number and ETag, become the object
+ * (size bytes in all). */
 static int complete(struct cd_s3 *s3, const char *key, const char *id,
-                    const char *const *etags, unsigned n,
+                    const char *const *etags, unsigned n, uint64_t size,
                     struct cairn_err *err)
 {
     struct cd_s3_req r;
@@ -141,10 +232,18 @@ static int complete(struct cd_s3 *s3, const char *key, const char *id,
     /* S3 may answer 200 and then report the failure in the body. */
     const char *a = r.answer.data ? r.answer.data : "";
     char code[64];
-    if (rc == 0 && cd_s3_xml_text(a, r.answer.len, "Code", code,
-                                  sizeof code) == 0)
+    /* NoSuchUpload: maybe completed by an attempt whose answer was lost
+     * (retried here, or by libcurl itself on a reused connection that
+     * died before answering: so whether there was a retry is not known). */
+    if (rc == CAIRN_E_NOTFOUND &&
+        cd_s3_xml_text(a, r.answer.len, "Code", code, sizeof code) == 0 &&
+        strcmp(code, "NoSuchUpload") == 0) {
+        if (complete_lost(s3, key, etags, n, size, err) == 0)
+            rc = 0;
+    } else if (rc == 0 && cd_s3_xml_text(a, r.answer.len, "Code", code,
+                                         sizeof code) == 0) {
         rc = cd_s3_answer_error(r.status, a, r.answer.len, r.what, err);
-    else if (rc == 0 && strstr(a, "CompleteMultipartUploadResult") == NULL)
+    } else if (rc == 0 && strstr(a, "CompleteMultipartUploadResult") == NULL)
         rc = cairn_err_set(err, CAIRN_E_CORRUPT,
                            "S3 %s: answer is not a completed upload", r.what);
 out:
@@ -212,7 +311,7 @@ static int put_parts(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
                                "S3 %s: answer without ETag", parts[i].what);
     }
     if (rc == 0)
-        rc = complete(s3, key, id, etags, n, err);
+        rc = complete(s3, key, id, etags, n, size, err);
 out:
     if (rc && started)
         abort_upload(s3, key, id);
@@ -240,6 +339,16 @@ static uint64_t upload_part_size(const struct cd_s3 *s3, uint64_t size)
     if (wide > MAX_WIDE_PART)
         wide = MAX_WIDE_PART;
     return wide > ps ? wide : ps;
+}
+
+size_t cd_s3_stream_part_size(const struct cd_s3 *s3, uint64_t size)
+{
+    uint64_t ps = s3->part_size;
+    uint64_t quarter = (size + STREAM_PARTS - 1) / STREAM_PARTS;
+    quarter = (quarter + MIB - 1) / MIB * MIB;
+    if (quarter > MAX_STREAM_PART)
+        quarter = MAX_STREAM_PART;
+    return (size_t)(quarter > ps ? quarter : ps);
 }
 
 int cd_s3_put_fd(struct cd_s3 *s3, const char *key, int fd, uint64_t size,
@@ -447,9 +556,12 @@ int cd_s3_mpu_complete(struct cd_s3_mpu *m, struct cairn_err *err)
         cd_s3_mpu_abort(m);
         return cairn_err_set(err, CAIRN_E_NOMEM, "S3 PUT %s", m->key);
     }
-    for (unsigned i = 0; i < m->nparts; i++)
+    uint64_t size = 0;
+    for (unsigned i = 0; i < m->nparts; i++) {
         etags[i] = m->parts[i].etag;
-    rc = complete(m->s3, m->key, m->id, etags, m->nparts, err);
+        size += m->parts[i].len;
+    }
+    rc = complete(m->s3, m->key, m->id, etags, m->nparts, size, err);
     free(etags);
     if (rc != 0) {
         cd_s3_mpu_abort(m);

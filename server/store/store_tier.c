@@ -8,7 +8,11 @@
  *   before the blob is published or acknowledged (a blob of several parts
  *   streams: its parts but the last go up while it arrives, the last and
  *   CompleteMultipartUpload at commit; an upload that ends otherwise is
- *   aborted); an action result is put before it is stored locally.
+ *   aborted); an action result is put before it is stored locally. A blob
+ *   in a temp file is not staged in LMDB while it arrives: once the
+ *   bucket has it, the call is answered and a thread stores it in LMDB
+ *   from the temp file (cd_store_tier_upload_keep; reads on this node
+ *   meanwhile read the temp file).
  *   BatchUpdateBlobs' blobs are put in parallel. A bucket that cannot be
  *   reached fails the call with CAIRN_E_RPC (UNAVAILABLE), and nothing
  *   becomes visible.
@@ -322,7 +326,8 @@ static int store_tier_up_new(struct cd_upload *u, struct store_tier_up **out)
         rc = cd_store_tier_tmp_open(t->dir, &tu->fd);
         /* A plan that fails (past the largest object) leaves one PUT at
          * commit, which reports it. */
-        if (rc == 0 && cd_s3_parts_plan(size, cd_s3_part_size(t->s3),
+        if (rc == 0 && cd_s3_parts_plan(size,
+                                        cd_s3_stream_part_size(t->s3, size),
                                         &tu->psize, &tu->nparts) != 0)
             tu->nparts = 0;
     }
@@ -345,6 +350,9 @@ int cd_store_tier_upload_write(struct cd_upload *u, const void *p, size_t n)
         if ((rc = store_tier_up_new(u, &tu)) != 0)
             return rc;
         u->tier = tu;
+        /* A blob in a temp file reaches LMDB from there after the ack
+         * (cd_store_tier_upload_keep), not while it arrives. */
+        u->tier_only = tu->fd >= 0;
     }
     /* The caller checked that [off, off + n) is inside the blob. */
     if (tu->mem != NULL) {
@@ -384,6 +392,10 @@ static int store_tier_stream_finish(struct store_tier *t,
         rc = cd_s3_mpu_complete(tu->mpu, &err);
         tu->mpu = NULL; /* complete frees it, and aborts what failed */
     }
+    /* A write's 404 (no such bucket, upload gone) is the bucket's
+     * failure, not a missing blob: UNAVAILABLE, and reported. */
+    if (rc == CAIRN_E_NOTFOUND)
+        rc = CAIRN_E_RPC;
     return rc != 0 ? cd_store_tier_fail(t, "PUT", tu->key, rc, &err) : 0;
 }
 
@@ -500,4 +512,17 @@ int cd_store_ac_put(struct cd_store *st, const char *instance,
     store_tier_add(&t->puts, 1);
     store_tier_add(&t->put_bytes, len);
     return cd_store_ac_put_local(st, instance, action, data, len);
+}
+
+int cd_store_tier_upload_take(struct cd_upload *u, int *fd, char *key,
+                              char *instance)
+{
+    struct store_tier_up *tu = u->tier;
+    if (tu == NULL || tu->fd < 0)
+        return CAIRN_E_INVAL;
+    memcpy(key, tu->key, CD_S3_MAX_KEY);
+    store_tier_key_instance(&u->key, instance);
+    *fd = tu->fd;
+    tu->fd = -1; /* the caller's now */
+    return 0;
 }

@@ -34,6 +34,10 @@ struct store_tier {
     pthread_cond_t run_cond;
     unsigned running;
     struct store_tier_rd *active; /* their fetches, for store_tier_rd_join */
+    /* Local copies of written blobs still being made
+     * (cd_store_tier_upload_keep), and their bytes, under run_mu. */
+    unsigned keeping;
+    uint64_t keep_bytes;
     atomic_uint_fast64_t puts, put_bytes, fills, fill_bytes, ac_fills, heads,
         neg_hits, errors, corrupt, shared;
 };
@@ -84,5 +88,11 @@ bool cd_store_tier_neg_has(struct store_tier *t, uint64_t inst,
                            const struct cd_digest *d, uint64_t now);
 void cd_store_tier_neg_add(struct store_tier *t, uint64_t inst,
                            const struct cd_digest *d, uint64_t now);
+/* Hands over a tier_only upload's temp file after its commit (the blob
+ * is in the bucket): *fd (the caller closes it), its object name (key,
+ * CD_S3_MAX_KEY bytes) and its instance (CD_STORE_MAX_INSTANCE + 1
+ * bytes). CAIRN_E_INVAL when the upload has no temp file. */
+int cd_store_tier_upload_take(struct cd_upload *u, int *fd, char *key,
+                              char *instance);
 
 #endif

@@ -713,3 +713,120 @@ int cd_store_ac_get(struct cd_store *st, const char *instance,
     return cd_store_ac_get_complete(st, instance, action, NULL, NULL, data, len,
                                     &missing);
 }
+
+/* --- writes: LMDB filled after the ack ----------------------------------- */
+
+/* Local copies after the ack at once, and their bytes in temp files: past
+ * either (one copy is always allowed), a written blob is not kept now
+ * (its first read on this node fills LMDB from the bucket), so a burst of
+ * writes faster than LMDB takes them costs neither unbounded threads nor
+ * unbounded disk. */
+#define STORE_TIER_KEEP_MAX 4
+#define STORE_TIER_KEEP_BYTES ((uint64_t)1 << 30)
+
+static void *store_tier_keep_main(void *arg)
+{
+    struct store_tier_rd *t = arg;
+    struct store_tier *tier = t->st->tier;
+    uint64_t size = (uint64_t)t->d.size;
+    /* t->u hashes the bytes again: the temp file is checked, not trusted,
+     * on its way into LMDB. */
+    int rc = store_tier_rd_keep(t);
+    if (rc != 0)
+        cd_store_tier_report(tier, "bucket: %s is in the bucket, but no local "
+                          "copy was kept: %s", t->key, cairn_strerror(rc));
+    pthread_mutex_lock(&tier->run_mu);
+    for (struct store_tier_rd **pp = &tier->active; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    }
+    tier->keeping--;
+    tier->keep_bytes -= size;
+    pthread_mutex_unlock(&tier->run_mu);
+    store_tier_rd_put(t, true);
+    pthread_mutex_lock(&tier->run_mu);
+    tier->running--;
+    pthread_cond_broadcast(&tier->run_cond);
+    pthread_mutex_unlock(&tier->run_mu);
+    return NULL;
+}
+
+/* Lists t as a fetch that is done (readers on this node join it and read
+ * the temp file) and starts its thread, detached, which holds the only
+ * reference and counts as a reader until it ends, so joiners that come
+ * and go never mark it stopped. */
+static int store_tier_keep_start(struct store_tier *tier, struct store_tier_rd *t)
+{
+    pthread_attr_t a;
+    pthread_t th;
+    if (pthread_attr_init(&a) != 0)
+        return CAIRN_E_NOMEM;
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    t->refs = 1;
+    t->readers = 1;
+    int rc = 0;
+    pthread_mutex_lock(&tier->run_mu);
+    tier->running++;
+    t->next = tier->active;
+    tier->active = t;
+    if (pthread_create(&th, &a, store_tier_keep_main, t) != 0) {
+        tier->active = t->next;
+        tier->running--;
+        rc = CAIRN_E_NOMEM;
+    }
+    pthread_mutex_unlock(&tier->run_mu);
+    pthread_attr_destroy(&a);
+    return rc;
+}
+
+void cd_store_tier_upload_keep(struct cd_upload *u)
+{
+    struct store_tier *tier = u->st->tier;
+    uint64_t size = (uint64_t)u->d.size;
+    pthread_mutex_lock(&tier->run_mu);
+    /* One copy always fits, however big: its temp file exists anyway. */
+    bool room = tier->keeping == 0 ||
+                (tier->keeping < STORE_TIER_KEEP_MAX &&
+                 tier->keep_bytes + size <= STORE_TIER_KEEP_BYTES);
+    if (room) {
+        tier->keeping++;
+        tier->keep_bytes += size;
+    }
+    pthread_mutex_unlock(&tier->run_mu);
+    if (!room)
+        return;
+    char instance[CD_STORE_MAX_INSTANCE + 1];
+    struct store_tier_rd *t = calloc(1, sizeof *t);
+    int rc = t == NULL ? CAIRN_E_NOMEM : 0;
+    if (rc == 0) {
+        t->st = u->st;
+        t->d = u->d;
+        t->fd = -1;
+        pthread_mutex_init(&t->mu, NULL);
+        pthread_cond_init(&t->cond, NULL);
+        t->avail = size;
+        t->done = true;
+        rc = cd_store_tier_upload_take(u, &t->fd, t->key, instance);
+    }
+    /* CAIRN_E_EXISTS: a concurrent writer or fill stored it already. */
+    if (rc == 0)
+        rc = cd_store_upload_begin(u->st, instance, &u->d, &t->u);
+    if (rc == 0) {
+        t->u->tier_skip = true; /* the bucket has it */
+        rc = store_tier_keep_start(tier, t);
+    }
+    if (rc == 0)
+        return;
+    if (rc != CAIRN_E_EXISTS)
+        cd_store_tier_report(tier, "bucket: %s is in the bucket, but no "
+                             "local copy was kept: %s",
+                             t != NULL ? t->key : "a blob", cairn_strerror(rc));
+    if (t != NULL)
+        store_tier_rd_free(t); /* closes the temp file */
+    pthread_mutex_lock(&tier->run_mu);
+    tier->keeping--;
+    tier->keep_bytes -= size;
+    pthread_mutex_unlock(&tier->run_mu);
+}

@@ -230,9 +230,14 @@ struct cd_upload {
     time_t last; /* monotonic seconds of the last call */
     /* The bytes kept for the bucket PUT at commit (store_tier.c); NULL
      * until the first write. tier_skip: the upload is a fill from the
-     * bucket, which needs no PUT. */
+     * bucket, which needs no PUT. tier_only: the bytes go to the tier's
+     * temp file alone (a blob past one chunk with a bucket): nothing is
+     * buffered or staged in LMDB while it arrives; after the bucket has
+     * it, commit hands the temp file to cd_store_tier_upload_keep, which
+     * fills LMDB off the caller's path. */
     struct store_tier_up *tier;
     bool tier_skip;
+    bool tier_only;
 };
 
 struct cd_reader {
@@ -495,6 +500,14 @@ int cd_store_tier_put_many(struct cd_store *st, const char *instance,
                            const struct cd_digest *d, const void *const *data,
                            const size_t *which, size_t n);
 int cd_store_tier_upload_commit(struct cd_upload *u);
+/* After a tier_only upload's commit succeeded (the blob is in the
+ * bucket): takes its temp file and stores the blob in LMDB from it in a
+ * thread of its own, off the caller's path; until that is done, readers
+ * on this node are served from the temp file. Never fails the write: a
+ * local copy that cannot be made (no room, too many in flight, a disk
+ * error) is reported and skipped, and the first read fills LMDB from the
+ * bucket instead. */
+void cd_store_tier_upload_keep(struct cd_upload *u);
 void cd_store_tier_upload_free(struct cd_upload *u);
 
 /* --- store_upload.c ----------------------------------------------------- */

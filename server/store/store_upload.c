@@ -87,6 +87,11 @@ int cd_upload_write(struct cd_upload *u, const void *p, size_t n)
         goto poison;
     if ((rc = ck_sha256_update(u->h, p, n)) != 0)
         goto poison;
+    if (u->tier_only) {
+        /* In the tier's temp file only; LMDB is filled after the ack. */
+        u->off += n;
+        goto out;
+    }
     if (u->buf == NULL && n > 0 && (rc = cd_store_buf_alloc(u)) != 0)
         goto poison;
     const uint8_t *src = p;
@@ -230,7 +235,9 @@ int cd_upload_commit(struct cd_upload *u)
     pthread_mutex_lock(&u->mu);
     int rc = store_upload_seal(u);
     pthread_mutex_unlock(&u->mu);
-    if (rc == 0) {
+    if (rc == 0 && u->tier_only) {
+        cd_store_tier_upload_keep(u); /* in the bucket: done */
+    } else if (rc == 0) {
         struct store_pub p, *pp = &p;
         store_pub_of(u, &p);
         cd_store_publish(u->st, &pp, 1);
@@ -267,6 +274,13 @@ void cd_upload_commit_async(struct cd_upload *u, cd_upload_done_fn *done, void *
     int rc = store_upload_seal(u);
     pthread_mutex_unlock(&u->mu);
     struct store_commit *c = NULL;
+    if (rc == 0 && u->tier_only) {
+        /* In the bucket: answered now, LMDB filled behind. */
+        cd_store_tier_upload_keep(u);
+        store_upload_free(u, true);
+        done(ctx, 0);
+        return;
+    }
     if (rc == 0 && (c = malloc(sizeof *c)) == NULL)
         rc = CAIRN_E_NOMEM;
     if (rc != 0) {

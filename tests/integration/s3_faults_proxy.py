@@ -15,8 +15,18 @@ CONTROL is read before each request; it holds one line:
                   answer's body, then drop the connection
     503 N after S forward the next S requests first (so that the faults
                   fall on, say, the parts of a multipart upload)
+    lost N        forward the next N CompleteMultipartUpload POSTs, but
+                  drop each answer (the connection closes with nothing
+                  sent): the upload completed, its client cannot know
+    lost-nsu N    the same, and then answer the next complete (the
+                  client's retry) 404 NoSuchUpload without forwarding it,
+                  as S3 does for an upload it completed already (Swift
+                  would answer 200)
+    nsu N         answer the next N completes 404 NoSuchUpload without
+                  forwarding them (the upload is not complete)
+Only completes count for the last three; other requests are forwarded.
 A changed line starts counting anew. LOG gets one line per request:
-    METHOD PATH STATUS forwarded|injected|cut range=<Range or ->
+    METHOD PATH STATUS forwarded|injected|cut|dropped range=<Range or ->
         signed=<SignedHeaders> token=<x-amz-security-token or ->
 READY receives the proxy's port once it listens.
 """
@@ -44,8 +54,12 @@ ERRORS = {
 }
 
 
-def decide():
-    """None to forward, else the status to answer with."""
+COMPLETE_MODES = ('lost', 'lost-nsu', 'nsu')
+
+
+def decide(complete=False):
+    """None to forward, else the status to answer with, or for a
+    complete 'drop' (forward, drop the answer) or 'nsu' (NoSuchUpload)."""
     try:
         with open(CONTROL) as f:
             line = f.read().strip()
@@ -58,6 +72,21 @@ def decide():
             STATE['left'] = 0 if len(parts) < 2 else \
                 -1 if parts[1] == 'always' else int(parts[1])
             STATE['skip'] = int(parts[3]) if len(parts) == 4 and parts[2] == 'after' else 0
+            STATE['nsu'] = 0
+        if parts and parts[0] in COMPLETE_MODES:
+            if not complete:
+                return None
+            if STATE['nsu'] > 0:
+                STATE['nsu'] -= 1
+                return 'nsu'
+            if STATE['left'] == 0:
+                return None
+            STATE['left'] -= 1
+            if parts[0] == 'nsu':
+                return 'nsu'
+            if parts[0] == 'lost-nsu':
+                STATE['nsu'] += 1
+            return 'drop'
         if STATE['left'] == 0:
             return None
         if STATE['skip'] > 0:
@@ -88,11 +117,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get('Content-Length') or 0)
         return self.rfile.read(n) if n else b''
 
+    def is_complete(self):
+        query = self.path.partition('?')[2]
+        return self.command == 'POST' and 'uploadId=' in query
+
     def handle_any(self):
         data = self.body()
-        status = decide()
+        status = decide(self.is_complete())
         if status == 0:
             self.forward(data, cut=True)
+            return
+        if status == 'drop':
+            self.forward(data, drop=True)
+            return
+        if status == 'nsu':
+            xml = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchUpload'
+                   b'</Code><Message>The specified multipart upload does not exist.'
+                   b'</Message></Error>')
+            self.send_response(404, 'Not Found')
+            self.send_header('Content-Type', 'application/xml')
+            self.send_header('Content-Length', str(len(xml)))
+            self.end_headers()
+            self.wfile.write(xml)
+            self.log_line(404, 'injected')
             return
         if status is not None:
             code, msg, reason = ERRORS[status]
@@ -110,13 +157,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         self.forward(data)
 
-    def forward(self, data, cut=False):
+    def forward(self, data, cut=False, drop=False):
         up = http.client.HTTPConnection('127.0.0.1', UPSTREAM, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
         up.request(self.command, self.path, body=data if data or self.command in
                    ('PUT', 'POST') else None, headers=headers)
         r = up.getresponse()
         payload = r.read()
+        if drop:
+            # The server did it; its answer never reaches the client.
+            up.close()
+            self.close_connection = True
+            self.log_line(r.status, 'dropped')
+            return
         self.send_response(r.status, r.reason)
         for k, v in r.getheaders():
             if k.lower() not in HOP and k.lower() not in OWN:

@@ -6,7 +6,10 @@
 # 1. 503 SlowDown and 500 on writes, reads, HEADs, action results, the parts
 #    of a multipart upload and ranged GETs (also dropped halfway) are
 #    retried: the calls succeed, and the proxy counted the answers it made
-#    up (so a client that did not retry would fail here);
+#    up (so a client that did not retry would fail here); a
+#    CompleteMultipartUpload whose answer is lost is acknowledged once the
+#    object is checked (NoSuchUpload on the retry, as S3 says it: size and
+#    the parts' multipart ETag), not when the object is not these parts;
 # 2. a permanent 503: a write fails UNAVAILABLE in a bounded time (no hang)
 #    and nothing reaches the bucket; blobs on the node's disk still read,
 #    a blob only the bucket has is UNAVAILABLE (not NOT_FOUND);
@@ -98,6 +101,51 @@ expect 0 at 1 read "main/blobs/$(digest "$T/big3")" && cmp -s "$T/last.out" "$T/
     [ "$(grep -c " cut " "$PX_LOG")" -eq 2 ] && resumed_ranges "$T/big3" &&
     pass "a 40 MiB read through 2 connections dropped halfway: whole" ||
     fail "big read through dropped connections: $(grep -c " cut " "$PX_LOG") cut"
+px pass
+
+# A CompleteMultipartUpload whose answer is lost (the proxy forwards it and
+# drops the answer): the upload completed, the node cannot know, and
+# retries. Swift answers the retry 200 (it knows the object's upload id);
+# S3 answers NoSuchUpload (the proxy plays that part): the node HEADs the
+# object and acknowledges only because it has the size and the multipart
+# ETag of these very parts. A NoSuchUpload to a first attempt (the upload
+# never completed) is UNAVAILABLE, and nothing is in the bucket.
+# completes FILE: CompleteMultipartUpload POSTs of FILE's object seen
+completes() { grep -c "^POST /$S3_BUCKET/$(bucket_key cas main "$1")?uploadId=" "$PX_LOG" || true; }
+for mode in lost lost-nsu; do
+    head -c $((40 << 20)) /dev/urandom >"$T/lc-$mode"
+    k=$(bucket_key cas main "$T/lc-$mode")
+    retry=$([ $mode = lost ] && echo "200 forwarded" || echo "404 injected")
+    px "$mode" 1
+    expect 0 at 1 write "main/uploads/lc-$mode/blobs/$(digest "$T/lc-$mode")" "$T/lc-$mode" chunk=1048576 &&
+        [ "$(completes "$T/lc-$mode")" -eq 2 ] &&
+        grep "^POST /$S3_BUCKET/$k?uploadId=" "$PX_LOG" | head -1 | grep -q " 200 dropped " &&
+        grep "^POST /$S3_BUCKET/$k?uploadId=" "$PX_LOG" | tail -1 | grep -q " $retry " &&
+        { [ $mode = lost ] || grep -q "^HEAD /$S3_BUCKET/$k 200 " "$PX_LOG"; } &&
+        pass "complete's answer lost, retry answered $retry: acknowledged after exactly 2 completes" ||
+        fail "lost complete ($mode): $(grep "^POST /$S3_BUCKET/$k" "$PX_LOG")"
+    px pass
+    [ "$(s3_get_raw "$k" "$T/lc.back")" = 200 ] && cmp -s "$T/lc.back" "$T/lc-$mode" &&
+        pass "and the object is in the bucket, byte for byte" || fail "lost complete ($mode): object not right"
+    rm -f "$T/lc.back"
+done
+head -c $((40 << 20)) /dev/urandom >"$T/lc-nsu"
+k=$(bucket_key cas main "$T/lc-nsu")
+px nsu 1
+expect $UNAVAILABLE at 1 write "main/uploads/lc-nsu/blobs/$(digest "$T/lc-nsu")" "$T/lc-nsu" chunk=1048576 &&
+    [ "$(completes "$T/lc-nsu")" -eq 1 ] && [ "$(s3_get_raw "$k" "$T/gone")" = 404 ] &&
+    pass "NoSuchUpload to the first complete: UNAVAILABLE, one complete, no object" ||
+    fail "nsu on the first complete: $(grep "^POST /$S3_BUCKET/$k" "$PX_LOG")"
+# ... and when the name holds an object of the right size but other bytes
+# (not what these parts make: another multipart ETag, or none), the
+# NoSuchUpload is not taken for success either.
+head -c $((40 << 20)) /dev/urandom >"$T/lc-other"
+s3_put_raw "$k" "$T/lc-other" || fail "s3_put_raw lc-other"
+px nsu 1 after 0 # (another line than the last: the proxy counts anew)
+expect $UNAVAILABLE at 1 write "main/uploads/lc-nsu2/blobs/$(digest "$T/lc-nsu")" "$T/lc-nsu" chunk=1048576 &&
+    grep -q "^HEAD /$S3_BUCKET/$k 200 " "$PX_LOG" &&
+    pass "NoSuchUpload, an object of the right size but not these parts' ETag: UNAVAILABLE" ||
+    fail "nsu with a same-size object: $(grep "^[A-Z]* /$S3_BUCKET/$k" "$PX_LOG" | tail -3)"
 px pass
 
 # 2. A permanent 503.

@@ -49,6 +49,33 @@ static void test_parts(void **state)
     assert_int_equal(cd_s3_parts_plan(6144 * MiB, 8192 * MiB, &ps, &n), CAIRN_E_TOOBIG);
 }
 
+/* Streamed uploads: about 4 parts, between part_size and 64 MiB. */
+static void test_stream_parts(void **state)
+{
+    (void)state;
+    static struct cd_s3 s3; /* only part_size is read */
+    s3.part_size = 16 * MiB;
+    assert_true(cd_s3_stream_part_size(&s3, 40 * MiB) == 16 * MiB);
+    assert_true(cd_s3_stream_part_size(&s3, 64 * MiB) == 16 * MiB);
+    assert_true(cd_s3_stream_part_size(&s3, 100 * MiB) == 25 * MiB);
+    assert_true(cd_s3_stream_part_size(&s3, 100 * MiB + 1) == 26 * MiB);
+    assert_true(cd_s3_stream_part_size(&s3, 256 * MiB) == 64 * MiB);
+    assert_true(cd_s3_stream_part_size(&s3, 2048 * MiB) == 64 * MiB);
+    /* A larger part_size wins. */
+    s3.part_size = 128 * MiB;
+    assert_true(cd_s3_stream_part_size(&s3, 2048 * MiB) == 128 * MiB);
+    /* Through the plan: 256 MiB in 4 parts; 64 GiB still in <= 1000. */
+    s3.part_size = 16 * MiB;
+    uint64_t ps = 0;
+    unsigned n = 0;
+    assert_int_equal(cd_s3_parts_plan(256 * MiB, cd_s3_stream_part_size(&s3, 256 * MiB),
+                                      &ps, &n), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(cd_s3_parts_plan(65536 * MiB, cd_s3_stream_part_size(&s3, 65536 * MiB),
+                                      &ps, &n), 0);
+    assert_true(n <= CD_S3_MAX_PARTS);
+}
+
 static void test_backoff(void **state)
 {
     (void)state;
@@ -68,6 +95,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parts),
+        cmocka_unit_test(test_stream_parts),
         cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
