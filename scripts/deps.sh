@@ -8,7 +8,7 @@ BUILD_PKGS=(
   build-essential cmake pkg-config git
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   libssl-dev liblmdb-dev libarchive-dev libjansson-dev
-  libcmocka-dev openssl zlib1g-dev libzstd-dev
+  libcmocka-dev openssl zlib1g-dev libzstd-dev libdeflate-dev
   libseccomp-dev libcurl4-openssl-dev libmicrohttpd-dev
 )
 # Test and benchmark peers: tools we did not write that check our output.
