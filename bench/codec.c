@@ -4,14 +4,21 @@
  *   bench_codec FILE
  *
  * One line per codec, level and thread count:
- *   codec=C level=L threads=T seconds=S bytes=N ratio=R mb_per_s=M
- * "zlib" is the single-stream gzip cairn wrote before (deflate with the
- * gzip wrapper on one core); "pgzip" the block-parallel gzip layers use
- * now; "zstd" zstd's streaming API with the layer writer's parameters.
+ *   codec=C level=L threads=T seconds=S cpu_seconds=U bytes=N ratio=R
+ *   mb_per_s=M
+ * (cpu_seconds: the process's CPU time over the run, every thread; on a
+ * shared machine the steadier of the two.)
+ * "zlib" is the single-stream gzip cairn wrote first (deflate with the
+ * gzip wrapper on one core); "gzm" the gzip layers use now (libdeflate,
+ * one member per block, client/store/layer_gzm.h, on the threads);
+ * "deflate-noprobe" libdeflate on each block on one thread without the
+ * incompressible-block probe, to weigh the probe; "zstd" zstd's
+ * streaming API with the layer writer's parameters.
  * The input is read whole first (capped at 1 GiB), so only compression is
  * timed, not the disk. */
 #include "client/store/layer_pgzip.h"
 
+#include <libdeflate.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +37,16 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The CPU time at the start of the codec being timed, for report(). */
+static double cpu0;
+
 static int count_sink(void *arg, const void *p, size_t n)
 {
     (void)p;
@@ -40,10 +57,10 @@ static int count_sink(void *arg, const void *p, size_t n)
 static void report(const char *codec, int level, unsigned threads, double s,
                    size_t out, size_t in)
 {
-    printf("codec=%s level=%d threads=%u seconds=%.3f bytes=%zu ratio=%.2f "
-           "mb_per_s=%.1f\n",
-           codec, level, threads, s, out, out ? (double)in / (double)out : 0,
-           (double)in / 1e6 / s);
+    printf("codec=%s level=%d threads=%u seconds=%.3f cpu_seconds=%.3f "
+           "bytes=%zu ratio=%.2f mb_per_s=%.1f\n",
+           codec, level, threads, s, cpu_s() - cpu0, out,
+           out ? (double)in / (double)out : 0, (double)in / 1e6 / s);
     fflush(stdout);
 }
 
@@ -56,6 +73,7 @@ static int run_zlib(const uint8_t *in, size_t n, int level)
         Z_OK)
         return 1;
     double t0 = now_s();
+    cpu0 = cpu_s();
     size_t total = 0;
     for (size_t off = 0;; off += CHUNK) {
         size_t k = off < n ? (n - off < CHUNK ? n - off : CHUNK) : 0;
@@ -87,6 +105,7 @@ static int run_pgzip(const uint8_t *in, size_t n, int level, unsigned threads)
     if (layer_pgzip_new(level, threads, count_sink, &total, &g) != 0)
         return 1;
     double t0 = now_s();
+    cpu0 = cpu_s();
     for (size_t off = 0; off < n; off += CHUNK) {
         size_t k = n - off < CHUNK ? n - off : CHUNK;
         if (layer_pgzip_write(g, in + off, k) != 0)
@@ -94,8 +113,31 @@ static int run_pgzip(const uint8_t *in, size_t n, int level, unsigned threads)
     }
     if (layer_pgzip_finish(g) != 0)
         return 1;
-    report("pgzip", level, threads, now_s() - t0, total, n);
+    report("gzm", level, threads, now_s() - t0, total, n);
     layer_pgzip_free(g);
+    return 0;
+}
+
+static int run_noprobe(const uint8_t *in, size_t n, int level)
+{
+    struct libdeflate_compressor *c = libdeflate_alloc_compressor(level);
+    size_t cap = c ? libdeflate_deflate_compress_bound(c, LAYER_GZM_BLOCK) : 0;
+    uint8_t *out = malloc(cap ? cap : 1);
+    if (c == NULL || out == NULL)
+        return 1;
+    double t0 = now_s();
+    cpu0 = cpu_s();
+    size_t total = 0;
+    for (size_t off = 0; off < n; off += LAYER_GZM_BLOCK) {
+        size_t k = n - off < LAYER_GZM_BLOCK ? n - off : LAYER_GZM_BLOCK;
+        size_t r = libdeflate_deflate_compress(c, in + off, k, out, cap);
+        if (r == 0)
+            return 1;
+        total += r;
+    }
+    report("deflate-noprobe", level, 1, now_s() - t0, total, n);
+    libdeflate_free_compressor(c);
+    free(out);
     return 0;
 }
 
@@ -112,6 +154,7 @@ static int run_zstd(const uint8_t *in, size_t n, int level, unsigned threads)
         ZSTD_isError(ZSTD_CCtx_setParameter(zc, ZSTD_c_jobSize, 2 << 20)))
         return 1;
     double t0 = now_s();
+    cpu0 = cpu_s();
     size_t total = 0;
     for (size_t off = 0;; off += CHUNK) {
         size_t k = off < n ? (n - off < CHUNK ? n - off : CHUNK) : 0;
@@ -156,6 +199,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; rc == 0 && i < 3; i++)
         for (unsigned t = 1; rc == 0 && t <= 2; t++)
             rc = run_pgzip(in, n, levels[i], t);
+    if (rc == 0)
+        rc = run_noprobe(in, n, 1);
     for (unsigned t = 1; rc == 0 && t <= 2; t++)
         rc = run_zstd(in, n, 3, t);
     free(in);

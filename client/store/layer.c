@@ -223,8 +223,8 @@ int cairn_layer_add_raw(struct cairn_layer_writer *w, const void *p, size_t n,
     return 0;
 }
 
-/* The block-parallel gzip's output: hashed and written in order, on the
- * writer's thread. */
+/* The block-parallel gzip's output, one whole member per call: hashed and
+ * written in order, on the writer's thread. */
 static int pgzip_sink(void *arg, const void *p, size_t n)
 {
     struct cairn_layer_writer *w = arg;
@@ -243,9 +243,11 @@ static int compressor_init(struct cairn_layer_writer *w)
     case CAIRN_COMPRESS_NONE:
         return 0;
     case CAIRN_COMPRESS_GZIP:
-        /* Blocks deflated on every core, the same bytes whatever their
-         * number (client/store/layer_pgzip.h); the header has no name, no
-         * mtime and OS 255, so the blob depends only on the tar bytes. */
+        /* One gzip member per block, deflated by libdeflate on every
+         * core, the same bytes whatever their number
+         * (client/store/layer_pgzip.h, the layout of layer_gzm.h); the
+         * headers have no name, no mtime and OS 255, so the blob depends
+         * only on the tar bytes and libdeflate's version. */
         return layer_pgzip_new(LAYER_GZIP_LEVEL, threads, pgzip_sink, w,
                                &w->pgz);
     case CAIRN_COMPRESS_ZSTD:

@@ -35,9 +35,9 @@
 #define LAYER_MAX_ENTRIES ((size_t)1 << 21)
 #define LAYER_XATTR_LIST_MAX 65536
 #define LAYER_XATTR_VALUE_MAX 65536
-/* gzip level 1: on ~256 MB of shared libraries 2.7x faster than level 6
- * for 11% more bytes (bench/codec, docs/build.md "Compression"); the
- * build waits on the CPU, a push spends the extra bytes once. */
+/* libdeflate level 1: on ~256 MB of shared libraries 2.5x less CPU than
+ * level 6 for 9% more bytes (bench/codec, docs/build.md "Compression");
+ * the build waits on the CPU, a push spends the extra bytes once. */
 #define LAYER_GZIP_LEVEL 1
 #define LAYER_ZSTD_LEVEL 3
 /* zstd's multi-threaded mode cuts the input into jobs of this size; its

@@ -1,27 +1,28 @@
-/* Parallel deterministic gzip (client/store/layer_pgzip.h).
+/* Parallel deterministic gzip in cairn's member layout
+ * (client/store/layer_pgzip.h, client/store/layer_gzm.h).
  *
  * A ring of slots holds blocks on their way: the caller fills the slot of
- * block `fill`, workers deflate blocks in sequence (`work`), and the caller
- * hands finished blocks to the sink in sequence (`emit`), so
- * emit <= work <= fill and at most nslots blocks are in flight. One mutex
- * guards the counters and slot states; block data is touched only by the
- * side that owns the slot in its current state. */
+ * block `fill`, workers turn blocks into whole gzip members in sequence
+ * (`work`), and the caller hands finished members to the sink in sequence
+ * (`emit`), so emit <= work <= fill and at most nslots blocks are in
+ * flight. One mutex guards the counters and slot states; block data is
+ * touched only by the side that owns the slot in its current state. */
 #include "client/store/layer_pgzip.h"
 
 #include "common/error.h"
 
+#include <libdeflate.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
-#define PGZ_DICT ((size_t)32 << 10) /* deflate's window */
 /* The incompressible-block probe: PGZ_PROBES slices of PGZ_PROBE bytes
- * spread over the block, deflated at level 1; a block whose probe does not
- * shrink below PGZ_PROBE_KEEP percent is stored, not deflated. */
+ * spread over the block, gathered and deflated at level 1; a block whose
+ * probe does not shrink below PGZ_PROBE_KEEP percent is stored (level 0),
+ * not deflated. */
 #define PGZ_PROBE ((size_t)4 << 10)
 #define PGZ_PROBES 4
 #define PGZ_PROBE_KEEP 97
@@ -30,25 +31,21 @@ enum slot_state { SLOT_FREE, SLOT_READY, SLOT_BUSY, SLOT_DONE };
 
 struct pgz_slot {
     enum slot_state state;
-    bool last;
-    uint8_t *in; /* LAYER_PGZIP_BLOCK bytes */
+    uint8_t *in; /* LAYER_GZM_BLOCK bytes */
     size_t in_len;
-    uint8_t dict[PGZ_DICT]; /* the input just before this block */
-    size_t dict_len;
-    uint8_t *out;
-    size_t out_cap;
+    uint8_t *out; /* one whole member; out_cap fits the worst case */
     size_t out_len;
-    uLong crc; /* CRC-32 of in[0..in_len) */
     int rc;
 };
 
 struct pgz_worker {
     struct layer_pgzip *g;
-    z_stream z;
-    bool z_live;
-    z_stream probe; /* raw deflate at level 1 */
-    bool probe_live;
-    uint8_t probe_out[PGZ_PROBES * PGZ_PROBE + 1024];
+    struct libdeflate_compressor *deflate; /* at the level */
+    struct libdeflate_compressor *store;   /* level 0 */
+    struct libdeflate_compressor *probe;   /* level 1 */
+    uint8_t probe_in[PGZ_PROBES * PGZ_PROBE];
+    uint8_t *probe_out;
+    size_t probe_cap;
     pthread_t th;
     bool started;
 };
@@ -63,85 +60,62 @@ struct layer_pgzip {
     bool stop;
     struct pgz_slot *slots;
     size_t nslots;
+    size_t out_cap;
     uint64_t fill, work, emit;
     struct pgz_worker *workers;
     unsigned nworkers;
-    uint8_t dict[PGZ_DICT]; /* the last PGZ_DICT input bytes dispatched */
-    size_t dict_len;
-    uLong crc;
-    uint64_t total; /* input bytes, for ISIZE */
-    bool header_done;
     int broken;
 };
 
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
 /* Whether the block is worth deflating. Already compressed content (zipped
- * archives, images, random bytes) costs deflate as much CPU as text and
- * gains nothing; such blocks are stored. The answer depends only on the
- * block's bytes, so the output stays a function of the input. */
-static bool slot_compresses(struct pgz_slot *s, struct pgz_worker *wk)
+ * archives, images, random bytes) costs deflate CPU and gains nothing;
+ * such blocks are stored. The answer depends only on the block's bytes
+ * (and libdeflate's version), so the output stays a function of the
+ * input. */
+static bool slot_compresses(const struct pgz_slot *s, struct pgz_worker *wk)
 {
     if (s->in_len < PGZ_PROBES * PGZ_PROBE)
         return true; /* small: deflating costs little */
-    z_stream *z = &wk->probe;
-    if (deflateReset(z) != Z_OK)
-        return true;
-    z->next_out = wk->probe_out;
-    z->avail_out = (uInt)sizeof wk->probe_out;
     size_t step = s->in_len / PGZ_PROBES;
-    for (size_t i = 0; i < PGZ_PROBES; i++) {
-        z->next_in = s->in + i * step;
-        z->avail_in = (uInt)PGZ_PROBE;
-        if (deflate(z, i + 1 == PGZ_PROBES ? Z_FINISH : Z_NO_FLUSH) ==
-                Z_STREAM_ERROR ||
-            z->avail_out == 0)
-            return false; /* did not even fit: it does not shrink */
-    }
-    return z->total_out * 100 <
-           (uLong)(PGZ_PROBES * PGZ_PROBE) * PGZ_PROBE_KEEP;
+    for (size_t i = 0; i < PGZ_PROBES; i++)
+        memcpy(wk->probe_in + i * PGZ_PROBE, s->in + i * step, PGZ_PROBE);
+    size_t n = libdeflate_deflate_compress(wk->probe, wk->probe_in,
+                                           sizeof wk->probe_in, wk->probe_out,
+                                           wk->probe_cap);
+    return n > 0 && n * 100 < sizeof wk->probe_in * PGZ_PROBE_KEEP;
 }
 
-/* Deflates one slot with the worker's stream (raw deflate), at the level or
- * stored (level 0), growing the output buffer if the bound was not
- * enough. */
-static int slot_deflate(struct pgz_slot *s, struct pgz_worker *wk, int level)
+/* Turns one slot's block into a whole member: the header of
+ * client/store/layer_gzm.h with the member's size, the raw deflate data,
+ * the CRC-32 and ISIZE. out_cap holds libdeflate's bound, so a 0 from it
+ * is a broken library, not a full buffer. */
+static int slot_deflate(struct pgz_slot *s, struct pgz_worker *wk,
+                        size_t out_cap)
 {
-    z_stream *z = &wk->z;
-    if (deflateReset(z) != Z_OK)
+    struct libdeflate_compressor *c =
+        slot_compresses(s, wk) ? wk->deflate : wk->store;
+    size_t room = out_cap - LAYER_GZM_HEAD - LAYER_GZM_TRAILER;
+    size_t n = libdeflate_deflate_compress(c, s->in, s->in_len,
+                                           s->out + LAYER_GZM_HEAD, room);
+    if (n == 0)
         return CAIRN_E_IO;
-    /* Right after a reset deflateParams only sets the level (nothing to
-     * flush), so each block starts alike whatever block came before. */
-    if (deflateParams(z, slot_compresses(s, wk) ? level : 0,
-                      Z_DEFAULT_STRATEGY) != Z_OK)
-        return CAIRN_E_IO;
-    if (s->dict_len > 0 &&
-        deflateSetDictionary(z, s->dict, (uInt)s->dict_len) != Z_OK)
-        return CAIRN_E_IO;
-    z->next_in = s->in;
-    z->avail_in = (uInt)s->in_len;
-    s->out_len = 0;
-    int flush = s->last ? Z_FINISH : Z_SYNC_FLUSH;
-    for (;;) {
-        if (s->out_len == s->out_cap) {
-            size_t cap = s->out_cap * 2;
-            uint8_t *o = realloc(s->out, cap);
-            if (o == NULL)
-                return CAIRN_E_NOMEM;
-            s->out = o;
-            s->out_cap = cap;
-        }
-        z->next_out = s->out + s->out_len;
-        z->avail_out = (uInt)(s->out_cap - s->out_len);
-        int zr = deflate(z, flush);
-        s->out_len = s->out_cap - z->avail_out;
-        if (zr == Z_STREAM_ERROR)
-            return CAIRN_E_IO;
-        /* Done when the stream ended (Z_FINISH) or when a sync flush
-         * consumed everything and left room: deflate fills the buffer
-         * exactly when it may have more to write. */
-        if (s->last ? zr == Z_STREAM_END : z->avail_in == 0 && z->avail_out > 0)
-            break;
-    }
-    s->crc = crc32(0L, s->in, (uInt)s->in_len);
+    size_t total = LAYER_GZM_HEAD + n + LAYER_GZM_TRAILER;
+    static const uint8_t head[LAYER_GZM_HEAD - 4] = {
+        0x1f, 0x8b, 8,    4, 0, 0, 0, 0, 0, 0xff, /* FLG FEXTRA, OS 255 */
+        8,    0,                                  /* XLEN */
+        LAYER_GZM_SI1, LAYER_GZM_SI2, 4, 0};     /* subfield, LEN 4 */
+    memcpy(s->out, head, sizeof head);
+    put_le32(s->out + sizeof head, (uint32_t)total);
+    uint8_t *t = s->out + LAYER_GZM_HEAD + n;
+    put_le32(t, libdeflate_crc32(0, s->in, s->in_len));
+    put_le32(t + 4, (uint32_t)s->in_len);
+    s->out_len = total;
     return 0;
 }
 
@@ -159,7 +133,7 @@ static void *worker_main(void *p)
         g->work++;
         s->state = SLOT_BUSY;
         pthread_mutex_unlock(&g->mu);
-        int rc = slot_deflate(s, wk, g->level);
+        int rc = slot_deflate(s, wk, g->out_cap);
         pthread_mutex_lock(&g->mu);
         s->rc = rc;
         s->state = SLOT_DONE;
@@ -169,17 +143,7 @@ static void *worker_main(void *p)
     return NULL;
 }
 
-static int emit_header(struct layer_pgzip *g)
-{
-    /* As zlib writes it for these levels (XFL 2: best, 4: fastest), with
-     * no name, no mtime and OS 255 ("unknown"), as Go's compress/gzip. */
-    uint8_t h[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255};
-    h[8] = g->level == 9 ? 2 : g->level == 1 ? 4 : 0;
-    g->header_done = true;
-    return g->sink(g->arg, h, sizeof h);
-}
-
-/* Waits for the oldest block in flight and hands it to the sink. */
+/* Waits for the oldest block in flight and hands its member to the sink. */
 static int emit_one(struct layer_pgzip *g)
 {
     struct pgz_slot *s = &g->slots[g->emit % g->nslots];
@@ -188,12 +152,8 @@ static int emit_one(struct layer_pgzip *g)
         pthread_cond_wait(&g->done_cv, &g->mu);
     pthread_mutex_unlock(&g->mu);
     int rc = s->rc;
-    if (rc == 0 && !g->header_done)
-        rc = emit_header(g);
     if (rc == 0)
         rc = g->sink(g->arg, s->out, s->out_len);
-    if (rc == 0)
-        g->crc = crc32_combine(g->crc, s->crc, (z_off_t)s->in_len);
     pthread_mutex_lock(&g->mu);
     s->state = SLOT_FREE;
     s->in_len = 0;
@@ -204,19 +164,9 @@ static int emit_one(struct layer_pgzip *g)
 
 /* Hands the slot being filled to the workers and makes the next one ready
  * to fill, emitting the oldest block first when the ring is full. */
-static int dispatch(struct layer_pgzip *g, bool last)
+static int dispatch(struct layer_pgzip *g)
 {
     struct pgz_slot *s = &g->slots[g->fill % g->nslots];
-    s->last = last;
-    memcpy(s->dict, g->dict, g->dict_len);
-    s->dict_len = g->dict_len;
-    /* The next block's dictionary: the last 32 KiB of input so far. A
-     * block is never shorter than that except the last one, after which
-     * no dictionary is needed. */
-    if (!last) {
-        memcpy(g->dict, s->in + s->in_len - PGZ_DICT, PGZ_DICT);
-        g->dict_len = PGZ_DICT;
-    }
     pthread_mutex_lock(&g->mu);
     s->state = SLOT_READY;
     g->fill++;
@@ -234,19 +184,18 @@ int layer_pgzip_write(struct layer_pgzip *g, const void *p, size_t n)
     const uint8_t *b = p;
     while (n > 0) {
         struct pgz_slot *s = &g->slots[g->fill % g->nslots];
-        size_t k = LAYER_PGZIP_BLOCK - s->in_len;
+        size_t k = LAYER_GZM_BLOCK - s->in_len;
         if (k > n)
             k = n;
         memcpy(s->in + s->in_len, b, k);
         s->in_len += k;
-        g->total += k;
         b += k;
         n -= k;
         /* A full block is dispatched only once more input arrives, so the
-         * last block (the one layer_pgzip_finish ends) is never empty
-         * unless the whole input is. */
-        if (s->in_len == LAYER_PGZIP_BLOCK && n > 0) {
-            int rc = dispatch(g, false);
+         * last block (the one layer_pgzip_finish dispatches) is never
+         * empty unless the whole input is. */
+        if (s->in_len == LAYER_GZM_BLOCK && n > 0) {
+            int rc = dispatch(g);
             if (rc != 0)
                 return g->broken = rc;
         }
@@ -258,18 +207,9 @@ int layer_pgzip_finish(struct layer_pgzip *g)
 {
     if (g->broken)
         return g->broken;
-    int rc = dispatch(g, true);
+    int rc = dispatch(g);
     while (rc == 0 && g->emit < g->fill)
         rc = emit_one(g);
-    if (rc == 0) {
-        uint8_t t[8];
-        uint32_t crc = (uint32_t)g->crc, isz = (uint32_t)g->total;
-        for (int i = 0; i < 4; i++) {
-            t[i] = (uint8_t)(crc >> (8 * i));
-            t[4 + i] = (uint8_t)(isz >> (8 * i));
-        }
-        rc = g->sink(g->arg, t, sizeof t);
-    }
     if (rc != 0)
         g->broken = rc;
     return rc;
@@ -284,12 +224,13 @@ void layer_pgzip_free(struct layer_pgzip *g)
     pthread_cond_broadcast(&g->work_cv);
     pthread_mutex_unlock(&g->mu);
     for (unsigned i = 0; i < g->nworkers; i++) {
-        if (g->workers[i].started)
-            pthread_join(g->workers[i].th, NULL);
-        if (g->workers[i].z_live)
-            deflateEnd(&g->workers[i].z);
-        if (g->workers[i].probe_live)
-            deflateEnd(&g->workers[i].probe);
+        struct pgz_worker *wk = &g->workers[i];
+        if (wk->started)
+            pthread_join(wk->th, NULL);
+        libdeflate_free_compressor(wk->deflate);
+        libdeflate_free_compressor(wk->store);
+        libdeflate_free_compressor(wk->probe);
+        free(wk->probe_out);
     }
     for (size_t i = 0; g->slots != NULL && i < g->nslots; i++) {
         free(g->slots[i].in);
@@ -303,10 +244,24 @@ void layer_pgzip_free(struct layer_pgzip *g)
     free(g);
 }
 
+static int worker_init(struct pgz_worker *wk, struct layer_pgzip *g)
+{
+    wk->g = g;
+    wk->deflate = libdeflate_alloc_compressor(g->level);
+    wk->store = libdeflate_alloc_compressor(0);
+    wk->probe = libdeflate_alloc_compressor(1);
+    if (wk->deflate == NULL || wk->store == NULL || wk->probe == NULL)
+        return CAIRN_E_NOMEM;
+    wk->probe_cap =
+        libdeflate_deflate_compress_bound(wk->probe, sizeof wk->probe_in);
+    wk->probe_out = malloc(wk->probe_cap);
+    return wk->probe_out == NULL ? CAIRN_E_NOMEM : 0;
+}
+
 int layer_pgzip_new(int level, unsigned threads, layer_pgzip_sink sink,
                     void *arg, struct layer_pgzip **out)
 {
-    if (level < 1 || level > 9 || threads < 1 ||
+    if (level < 1 || level > LAYER_PGZIP_MAX_LEVEL || threads < 1 ||
         threads > LAYER_PGZIP_MAX_THREADS || sink == NULL || out == NULL)
         return CAIRN_E_INVAL;
     struct layer_pgzip *g = calloc(1, sizeof *g);
@@ -315,7 +270,6 @@ int layer_pgzip_new(int level, unsigned threads, layer_pgzip_sink sink,
     g->level = level;
     g->sink = sink;
     g->arg = arg;
-    g->crc = crc32(0L, Z_NULL, 0);
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->work_cv, NULL);
     pthread_cond_init(&g->done_cv, NULL);
@@ -330,28 +284,19 @@ int layer_pgzip_new(int level, unsigned threads, layer_pgzip_sink sink,
         goto fail;
     }
     for (unsigned i = 0; i < threads; i++) {
-        struct pgz_worker *wk = &g->workers[i];
-        wk->g = g;
         g->nworkers = i + 1;
-        /* windowBits -15: raw deflate; the gzip wrapper is ours. */
-        if (deflateInit2(&wk->z, level, Z_DEFLATED, -15, 8,
-                         Z_DEFAULT_STRATEGY) != Z_OK) {
-            rc = CAIRN_E_NOMEM;
+        if ((rc = worker_init(&g->workers[i], g)) != 0)
             goto fail;
-        }
-        wk->z_live = true;
-        if (deflateInit2(&wk->probe, 1, Z_DEFLATED, -15, 8,
-                         Z_DEFAULT_STRATEGY) != Z_OK) {
-            rc = CAIRN_E_NOMEM;
-            goto fail;
-        }
-        wk->probe_live = true;
     }
-    size_t bound = deflateBound(&g->workers[0].z, LAYER_PGZIP_BLOCK) + 64;
+    /* The bound covers stored blocks too (libdeflate never emits a
+     * compressed block bigger than storing it would be). */
+    g->out_cap = LAYER_GZM_HEAD +
+                 libdeflate_deflate_compress_bound(g->workers[0].deflate,
+                                                   LAYER_GZM_BLOCK) +
+                 LAYER_GZM_TRAILER;
     for (size_t i = 0; i < g->nslots; i++) {
-        g->slots[i].in = malloc(LAYER_PGZIP_BLOCK);
-        g->slots[i].out = malloc(bound);
-        g->slots[i].out_cap = bound;
+        g->slots[i].in = malloc(LAYER_GZM_BLOCK);
+        g->slots[i].out = malloc(g->out_cap);
         if (g->slots[i].in == NULL || g->slots[i].out == NULL) {
             rc = CAIRN_E_NOMEM;
             goto fail;

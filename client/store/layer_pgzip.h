@@ -2,22 +2,22 @@
  * whatever the number of threads (client/store/layer_pgzip.c; the reasons in
  * docs/build.md, "Compression"). Private to client/store/layer*.c.
  *
- * The input is cut into blocks of a fixed size; each block is deflated on
- * its own, primed with the 32 KiB of input before it as a preset
- * dictionary, and ended with a sync flush (the last one with the final
- * bit), as pigz does. The joined blocks are one deflate stream inside one
- * gzip member (header: no name, mtime 0, OS 255), whose CRC-32 is combined
- * from the blocks'. The output depends only on the input, the level and
- * the block size: threads only change when each block is done. */
+ * The output is the member layout of client/store/layer_gzm.h: the input is
+ * cut into blocks of LAYER_GZM_BLOCK bytes (the last may be shorter), each
+ * deflated on its own by libdeflate (no preset dictionary) and wrapped in a
+ * gzip member whose header carries the member's size. The output depends
+ * only on the input, the level and libdeflate's version: threads only
+ * change when each block is done. */
 #ifndef CAIRN_CLIENT_STORE_LAYER_PGZIP_H
 #define CAIRN_CLIENT_STORE_LAYER_PGZIP_H
 
+#include "client/store/layer_gzm.h"
+
 #include <stddef.h>
 
-/* The block size: part of the output's definition, never change it without
- * accepting that every gzip layer digest changes. */
-#define LAYER_PGZIP_BLOCK ((size_t)256 << 10)
 #define LAYER_PGZIP_MAX_THREADS 64
+/* libdeflate's levels: 1 (fastest) .. 12 (smallest). */
+#define LAYER_PGZIP_MAX_LEVEL 12
 
 struct layer_pgzip;
 
@@ -26,10 +26,11 @@ struct layer_pgzip;
  * errno / CAIRN_E_* code, which stops the compressor. */
 typedef int (*layer_pgzip_sink)(void *arg, const void *p, size_t n);
 
-/* A compressor at zlib level (1..9) with threads worker threads (1..
- * LAYER_PGZIP_MAX_THREADS); sink(arg, ...) receives the gzip bytes. On
- * success *out owns the threads; free it with layer_pgzip_free. Returns
- * 0, CAIRN_E_INVAL or CAIRN_E_NOMEM (threads or memory). */
+/* A compressor at libdeflate level (1..LAYER_PGZIP_MAX_LEVEL) with threads
+ * worker threads (1..LAYER_PGZIP_MAX_THREADS); sink(arg, ...) receives the
+ * gzip bytes, one whole member per call. On success *out owns the threads;
+ * free it with layer_pgzip_free. Returns 0, CAIRN_E_INVAL or CAIRN_E_NOMEM
+ * (threads or memory). */
 int layer_pgzip_new(int level, unsigned threads, layer_pgzip_sink sink,
                     void *arg, struct layer_pgzip **out);
 
@@ -37,8 +38,9 @@ int layer_pgzip_new(int level, unsigned threads, layer_pgzip_sink sink,
  * failure (a worker's or the sink's) is sticky. */
 int layer_pgzip_write(struct layer_pgzip *g, const void *p, size_t n);
 
-/* Ends the stream: the last block, the trailer, all through the sink.
- * Call once; afterwards only layer_pgzip_free. */
+/* Ends the stream: the last member (an empty input still makes one, so
+ * the output is always a valid gzip file), all through the sink. Call
+ * once; afterwards only layer_pgzip_free. */
 int layer_pgzip_finish(struct layer_pgzip *g);
 
 /* Stops the workers and frees everything; NULL is fine. */

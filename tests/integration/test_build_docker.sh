@@ -22,8 +22,9 @@ tar -C "$T/rootfs" -cf "$T/busybox.tar" .
 # The image: a RUN layer, a deletion (whiteout), a COPY with --chown, an
 # ENV, a WORKDIR, a USER and a CMD that prints all of them. The RUN layer
 # spans many of the parallel gzip's blocks (2 MB of text), so docker's
-# gunzip and diff_id check see a stream joined from independently deflated
-# blocks, as every default layer now is.
+# gunzip (Go's compress/gzip) and diff_id check read a series of gzip
+# members, one per block (client/store/layer_gzm.h), as every default
+# layer now is.
 ctx="$T/ctx"
 mkdir -p "$ctx"
 echo "copied file" > "$ctx/file.txt"
@@ -39,6 +40,21 @@ DF
 "$CAIRN" build --progress plain -t cairn-docker-test:1 "$ctx" > "$T/build.out" 2>&1 ||
     { cat "$T/build.out"; fail "build"; }
 "$CAIRN" save cairn-docker-test:1 -o "$T/image.tar" || fail "save"
+# That RUN layer is such a series: walked by the size each member header
+# carries, members of the exact layout, more than one, ending at the end.
+run_blob=$("$CAIRN" inspect cairn-docker-test:1 | jq -r '.[0].Store.Layers[1].Digest')
+python3 - "$CAIRN_ROOT/blobs/sha256/${run_blob#sha256:}" <<'PY' ||
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+head = bytes([0x1F, 0x8B, 8, 4, 0, 0, 0, 0, 0, 0xFF, 8, 0, 0x43, 0x7A, 4, 0])
+off = n = 0
+while off < len(b):
+    assert b[off:off + 16] == head, "member %d at %d: header" % (n, off)
+    off += struct.unpack("<I", b[off + 16:off + 20])[0]
+    n += 1
+assert off == len(b) and n > 1, "sizes end at %d of %d, %d members" % (off, len(b), n)
+PY
+    fail "the RUN layer is not a series of cairn gzip members"
 
 # Start dockerd: networking off, everything under $T.
 start_dockerd || skip "$dockerd_why"

@@ -1,5 +1,7 @@
-/* client/store/layer_pgzip.c: the block-parallel gzip writes one valid gzip
- * member (zlib inflates it, gzip -t accepts it) whose bytes depend only on
+/* client/store/layer_pgzip.c: the block-parallel gzip writes the member
+ * layout of client/store/layer_gzm.h (every member header exactly as the
+ * contract says, sizes that add up to the blob, one member per block;
+ * zlib inflates the series, gzip -t accepts it) whose bytes depend only on
  * the input: not on the thread count nor on how the input is cut into
  * writes; at the sizes where blocks begin and end. */
 #include <setjmp.h>
@@ -18,7 +20,7 @@
 #include "client/store/layer_pgzip.h"
 #include "common/error.h"
 
-#define BLK LAYER_PGZIP_BLOCK
+#define BLK LAYER_GZM_BLOCK
 
 struct sinkbuf {
     uint8_t *p;
@@ -43,10 +45,9 @@ static int sink(void *arg, const void *p, size_t n)
     return 0;
 }
 
-/* Half text that compresses, half noise that does not, so blocks differ
- * and the dictionary matters; blocks 3 and 4 are all noise, so they are
- * stored while their neighbours are deflated (and a worker's stream goes
- * from one to the other). */
+/* Half text that compresses, half noise that does not, so blocks differ;
+ * blocks 3 and 4 are all noise, so they are stored while their
+ * neighbours are deflated (and a worker goes from one to the other). */
 static uint8_t *make_input(size_t n)
 {
     uint8_t *p = malloc(n ? n : 1);
@@ -82,6 +83,56 @@ static struct sinkbuf pgz_compress(const uint8_t *in, size_t n,
     return b;
 }
 
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+/* Walks the blob by the size fields alone, as the parallel reader does,
+ * and checks each member against client/store/layer_gzm.h: the fixed
+ * header bytes, a size that stays inside the blob, raw deflate data that
+ * ends exactly where the size says and gives back block i of the input,
+ * the CRC-32 and ISIZE of that block. The sizes add up to the blob. */
+static void check_layout(const struct sinkbuf *b, const uint8_t *in, size_t n)
+{
+    static const uint8_t head[LAYER_GZM_HEAD - 4] = {
+        0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff, 8, 0, 'C', 'z', 4, 0};
+    uint8_t *out = malloc(BLK + 1);
+    assert_non_null(out);
+    size_t off = 0, block = 0;
+    while (off < b->n) {
+        assert_true(b->n - off >= LAYER_GZM_HEAD + LAYER_GZM_TRAILER);
+        assert_memory_equal(b->p + off, head, sizeof head);
+        size_t size = le32(b->p + off + sizeof head);
+        assert_true(size >= LAYER_GZM_HEAD + LAYER_GZM_TRAILER);
+        assert_true(size <= b->n - off);
+        size_t start = block * BLK;
+        size_t want = n - start < BLK ? n - start : BLK;
+        size_t dlen = size - LAYER_GZM_HEAD - LAYER_GZM_TRAILER;
+        z_stream z;
+        memset(&z, 0, sizeof z);
+        assert_int_equal(inflateInit2(&z, -15), Z_OK);
+        z.next_in = b->p + off + LAYER_GZM_HEAD;
+        z.avail_in = (uInt)dlen;
+        z.next_out = out;
+        z.avail_out = (uInt)(BLK + 1);
+        assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+        assert_int_equal(z.avail_in, 0); /* ends where the size says */
+        assert_int_equal(z.total_out, want);
+        inflateEnd(&z);
+        assert_memory_equal(out, in + start, want);
+        const uint8_t *t = b->p + off + size - LAYER_GZM_TRAILER;
+        assert_int_equal(le32(t), crc32(0L, in + start, (uInt)want));
+        assert_int_equal(le32(t + 4), want);
+        off += size;
+        block++;
+    }
+    assert_int_equal(off, b->n); /* the sizes add up to the blob */
+    assert_int_equal(block, n == 0 ? 1 : (n + BLK - 1) / BLK);
+    free(out);
+}
+
 static void check_inflates(const struct sinkbuf *b, const uint8_t *in, size_t n)
 {
     uint8_t *out = malloc(n + 1);
@@ -93,12 +144,21 @@ static void check_inflates(const struct sinkbuf *b, const uint8_t *in, size_t n)
     z.avail_in = (uInt)b->n;
     z.next_out = out;
     z.avail_out = (uInt)(n + 1);
-    assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
-    assert_int_equal(z.total_out, n);
-    assert_int_equal(z.avail_in, 0); /* one member, nothing after it */
+    /* Member after member, as gzip and Go's compress/gzip read them. */
+    size_t members = 0;
+    for (;;) {
+        assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+        members++;
+        if (z.avail_in == 0)
+            break;
+        assert_int_equal(inflateReset(&z), Z_OK);
+    }
+    assert_int_equal((size_t)(z.next_out - out), n);
+    assert_int_equal(members, n == 0 ? 1 : (n + BLK - 1) / BLK);
     assert_memory_equal(out, in, n);
     inflateEnd(&z);
     free(out);
+    check_layout(b, in, n);
 
     char path[] = "/tmp/cairn-pgzip-XXXXXX";
     int fd = mkstemp(path);
@@ -132,8 +192,8 @@ static void test_sizes_threads_chunks(void **state)
                          v[j].threads, v[j].chunk);
             free(b.p);
         }
-        /* Blocks share no more than the bytes a sync flush costs: at this
-         * size a mostly text input must compress well. */
+        /* Independent blocks still compress: at this size a mostly text
+         * input must shrink well. */
         if (n >= BLK)
             assert_true(ref.n < n * 3 / 4);
         free(ref.p);
@@ -141,14 +201,21 @@ static void test_sizes_threads_chunks(void **state)
     }
 }
 
-/* The gzip header: no name, mtime 0, OS 255; nothing of the host. */
-static void test_header(void **state)
+/* The whole blob of a one-byte input, byte for byte: the header of
+ * client/store/layer_gzm.h (no name, mtime 0, OS 255: nothing of the
+ * host) with the member's size, libdeflate's stored block for "x", the
+ * CRC-32 of "x" and ISIZE 1. */
+static void test_one_member_bytes(void **state)
 {
     (void)state;
     struct sinkbuf b = pgz_compress((const uint8_t *)"x", 1, 2, 1);
-    assert_true(b.n > 18);
-    const uint8_t want[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255};
-    assert_memory_equal(b.p, want, 10);
+    const uint8_t want[] = {
+        0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff, 8, 0, 'C', 'z', 4, 0,
+        34, 0, 0, 0,                     /* 20 + 6 + 8 */
+        1, 1, 0, 0xfe, 0xff, 'x',        /* final stored block, LEN 1 */
+        0x83, 0x16, 0xdc, 0x8c, 1, 0, 0, 0}; /* CRC-32 ("x"), ISIZE */
+    assert_int_equal(b.n, sizeof want);
+    assert_memory_equal(b.p, want, sizeof want);
     free(b.p);
 }
 
@@ -185,6 +252,9 @@ static void test_bad_arguments(void **state)
     assert_int_equal(
         layer_pgzip_new(6, LAYER_PGZIP_MAX_THREADS + 1, sink, &b, &g),
         CAIRN_E_INVAL);
+    assert_int_equal(
+        layer_pgzip_new(LAYER_PGZIP_MAX_LEVEL + 1, 1, sink, &b, &g),
+        CAIRN_E_INVAL);
     assert_null(g);
     layer_pgzip_free(NULL);
 }
@@ -209,7 +279,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sizes_threads_chunks),
-        cmocka_unit_test(test_header),
+        cmocka_unit_test(test_one_member_bytes),
         cmocka_unit_test(test_sink_failure_sticky),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_threads_env),
