@@ -715,6 +715,16 @@ static int remote_lookup(struct build *b)
         cs->material_len = k->material.len;
         b->remote[i] = cs;
     }
+    /* The image record's entry rides with the lookups (the final key is
+     * known now): build_image_finish finds its answer here. */
+    const struct ck_stage *ts = &p->stages[p->target];
+    const struct ck_step_key *fk = &b->keys->keys[ts->first_step + ts->nsteps - 1];
+    if (b->o->source_date_epoch < 0 && fk->computed && !fk->unresolved) {
+        char name[24];
+        struct cairn_imagerec_key rk;
+        build_image_record_key(b, name, &rk);
+        cairn_imagerec_prefetch(b->o->cache, &rk);
+    }
     cairn_cache_lookup(b->o->cache, b->st, b->remote_steps, n);
     /* Local hits the cache may lack: checked and uploaded in the
      * background, after the lookups that the walk waits for. */
@@ -1138,6 +1148,9 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         snprintf(dfpath, sizeof dfpath, "%s/Dockerfile", o->context);
         dockerfile = dfpath;
     }
+    /* The cache's connection and probe overlap the plan and the keys. */
+    if (o->cache && !o->no_cache)
+        cairn_cache_probe_start(o->cache);
     struct stat cst;
     if (stat(o->context, &cst) != 0 || !S_ISDIR(cst.st_mode))
         return cairn_err_set(err, CAIRN_E_NOTFOUND,
@@ -1194,6 +1207,15 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         cairn_claims_close(b.claims);
         b.claims = NULL;
     }
+    /* Fetched keys wait for the image's commit (cairn_store_key_put_later);
+     * when there was none (a failed build), they are recorded here,
+     * while the lock still keeps prune away. */
+    struct cairn_err kerr;
+    cairn_err_clear(&kerr);
+    if (cairn_store_keys_commit(st, &kerr) != 0)
+        fprintf(stderr, "cairn: warning: fetched layers are not recorded in "
+                        "the local key index: %s\n",
+                kerr.msg);
     cairn_store_unlock(st);
 out:
     cairn_claims_close(b.claims);

@@ -74,8 +74,8 @@ struct cairn_cache_step {
      * index at once (it has no blob); any other is not, until fetched. */
     bool hit;
     struct cairn_layer_rec rec;
-    /* Set by fetch: the layer blob is in st and the record in its key
-     * index (all of one fetch in one transaction; if that fails, with a
+    /* Set by fetch: the layer blob is in st and the record waits for
+     * st's next commit (cairn_store_key_put_later; if that fails, with a
      * warning, the record is used from memory only). A fetch that fails
      * clears hit (the step must run). */
     bool fetched;
@@ -83,6 +83,13 @@ struct cairn_cache_step {
      * the key: why, for --explain; "" otherwise. */
     char refused[256];
 };
+/* Starts probing the endpoints (Capabilities: the connection is made
+ * and the digest function, batch size and write access learnt) on a
+ * thread of its own, so that the round trip overlaps the work before
+ * the first lookup; whatever needs the probe's answer waits for it.
+ * Without this call the first lookup, fetch or upload probes. */
+void cairn_cache_probe_start(struct cairn_cache *c);
+
 /* Probes the endpoints, then looks all steps up in parallel (action
  * cache only, no blob is read). A layer over cfg's max_layer is a miss
  * with a warning. Never fails the build: misses and failures leave hit
@@ -158,6 +165,13 @@ int cairn_cache_claim_target(struct cairn_cache *c, const char *key_hex,
 int cairn_cache_entry_get(struct cairn_cache *c,
                           const struct cairn_remote_digest *action,
                           struct cairn_remote_result *out, const char *what);
+/* Reads the entry of action ahead, in the next cairn_cache_lookup's
+ * batch (its round trip, not one more later); the next entry_get of
+ * that action takes the answer instead of asking, with the same checks
+ * (trust) and warnings. One entry at a time: a second call replaces an
+ * answer not yet taken. */
+void cairn_cache_entry_prefetch(struct cairn_cache *c,
+                                const struct cairn_remote_digest *action);
 int cairn_cache_entry_put(struct cairn_cache *c, struct cairn_store *st,
                           const struct cairn_remote_digest *action,
                           const void *material, const char *const *blobs,

@@ -100,6 +100,25 @@ int cairn_store_key_put_many(struct cairn_store *st,
                              const struct cairn_layer_rec *const rec[],
                              size_t n, struct cairn_err *err);
 
+/* cairn_store_key_put_many without a commit of its own: the records wait
+ * in memory (cairn_store_key_get sees them) and ride along with the
+ * store's next commit, whichever it is (a build's image), or are
+ * committed by cairn_store_keys_commit, by the cairn_store_unlock that
+ * drops the lock, or at close, whichever comes first. Each layer's blob
+ * must be in the store already (cairn_store_blob_add_file); the commit
+ * that records them fsyncs blobs/sha256 first, as key_put_many does. At
+ * most CAIRN_STORE_PENDING_MAX wait: more commit the waiting ones first.
+ * A crash before the commit loses only the records (the blobs are
+ * unreferenced, as after a crash before key_put_many). Thread-safe. */
+#define CAIRN_STORE_PENDING_MAX 4096
+int cairn_store_key_put_later(struct cairn_store *st,
+                              const char *const key_hex[],
+                              const struct cairn_layer_rec *const rec[],
+                              size_t n, struct cairn_err *err);
+/* Commits the records key_put_later left waiting (none: returns 0 at
+ * once). On failure they stay waiting for the next try. */
+int cairn_store_keys_commit(struct cairn_store *st, struct cairn_err *err);
+
 /* The image (manifest digest) a build's final key produced. get returns
  * CAIRN_E_NOTFOUND when unknown or when that image is gone. */
 int cairn_store_result_get(struct cairn_store *st, const char *key_hex,
