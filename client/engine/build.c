@@ -936,16 +936,14 @@ static int commit_image(struct build *b, const char *result_key,
                         char manifest_out[CAIRN_DIGEST_STR_LEN])
 {
     struct stage_out *so = &b->stages[b->plan->target];
-    char config_digest[CAIRN_DIGEST_STR_LEN];
-    int rc = cairn_store_blob_add_data(b->st, j->config, j->config_len,
-                                       config_digest, b->err);
+    /* Config and manifest flushed together, not one after the other. */
+    char dg[2][CAIRN_DIGEST_STR_LEN];
+    const void *data[2] = {j->config, j->manifest};
+    size_t len[2] = {j->config_len, j->manifest_len};
+    int rc = cairn_store_blobs_add_data(b->st, 2, data, len, dg, b->err);
     if (rc)
         return rc;
-    char manifest_digest[CAIRN_DIGEST_STR_LEN];
-    rc = cairn_store_blob_add_data(b->st, j->manifest, j->manifest_len,
-                                   manifest_digest, b->err);
-    if (rc)
-        return rc;
+    const char *config_digest = dg[0], *manifest_digest = dg[1];
     struct cairn_image_row row;
     memset(&row, 0, sizeof row);
     snprintf(row.manifest_digest, sizeof row.manifest_digest, "%s",

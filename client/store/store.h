@@ -72,6 +72,18 @@ int cairn_store_blob_add_file(struct cairn_store *st, const char *tmp_path,
 int cairn_store_blob_add_data(struct cairn_store *st, const void *data,
                               size_t len, char digest[CAIRN_DIGEST_STR_LEN],
                               struct cairn_err *err);
+/* cairn_store_blob_add_data of data[i] (len[i] bytes) for i < n (at most
+ * CAIRN_STORE_BLOBS_AT_ONCE), digest[i] written for each: the files are
+ * written first and fsync'd together (a device cache flush each on a
+ * file system without a journal, and flushes that overlap are merged),
+ * then renamed. The rule is blob_add_file's: no final name before its
+ * content is on disk. On failure nothing new is left under a final name
+ * that was not complete, and digests are not written. */
+#define CAIRN_STORE_BLOBS_AT_ONCE 8
+int cairn_store_blobs_add_data(struct cairn_store *st, size_t n,
+                               const void *const data[], const size_t len[],
+                               char digest[][CAIRN_DIGEST_STR_LEN],
+                               struct cairn_err *err);
 /* Reads a blob of at most max bytes and verifies its digest
  * (CAIRN_E_DIGEST on mismatch). *data malloc'd, NUL-terminated. */
 int cairn_store_blob_read(struct cairn_store *st, const char *digest,
