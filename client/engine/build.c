@@ -687,6 +687,20 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
     return add_history(b, s, so, rec.empty);
 }
 
+/* Whether stage si is the target stage or one it is built on. */
+static bool in_target_chain(const struct ck_plan *p, size_t si)
+{
+    size_t t = p->target;
+    for (size_t depth = 0; depth <= p->nstages; depth++) {
+        if (t == si)
+            return true;
+        if (p->stages[t].base_kind != CK_BASE_STAGE)
+            return false;
+        t = p->stages[t].base_stage;
+    }
+    return false;
+}
+
 /* The shared cache's lookup phase: every layer step the local index
  * cannot serve is looked up at once, before anything runs (keys never
  * depend on a step's output). Only action results are read here; which
@@ -713,6 +727,11 @@ static int remote_lookup(struct build *b)
         cs->key_hex = k->hex;
         cs->material = k->material.data;
         cs->material_len = k->material.len;
+        /* The target stage's chain is fetched whatever else hits (the
+         * image must be complete in the store: remote_fetch): with its
+         * lookup, not in a second round. --cache-verify decides later. */
+        cs->fetch_on_hit = b->o->cache_verify == 0 &&
+                           in_target_chain(p, p->steps[i].stage);
         b->remote[i] = cs;
     }
     /* The image record's entry rides with the lookups (the final key is

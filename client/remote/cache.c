@@ -745,7 +745,32 @@ struct lookup_ctx {
     struct cairn_store *st;
     struct cairn_cache_step *steps;
     size_t n; /* steps */
+    /* Layers a lookup thread fetches or fetched (guarded by c->mu): a
+     * second step with the same layer leaves it to cairn_cache_fetch,
+     * which then only checks the blob, rather than download it twice. */
+    const char **taken;
+    size_t ntaken;
 };
+
+static bool fetch_step(struct cairn_cache *c, struct cairn_store *st,
+                       struct cairn_cache_step *s);
+
+/* A hit's layer fetched by its lookup thread (fetch_on_hit), unless
+ * another step of the batch took the same layer. */
+static void lookup_fetch(struct lookup_ctx *l, struct cairn_cache_step *s)
+{
+    if (!s->fetch_on_hit || s->rec.empty || l->taken == NULL)
+        return;
+    bool mine = true;
+    pthread_mutex_lock(&l->c->mu);
+    for (size_t k = 0; k < l->ntaken && mine; k++)
+        mine = strcmp(l->taken[k], s->rec.layer.digest) != 0;
+    if (mine)
+        l->taken[l->ntaken++] = s->rec.layer.digest;
+    pthread_mutex_unlock(&l->c->mu);
+    if (mine)
+        fetch_step(l->c, l->st, s);
+}
 
 static void lookup_item(void *arg, size_t i)
 {
@@ -763,6 +788,7 @@ static void lookup_item(void *arg, size_t i)
         pthread_mutex_lock(&c->mu);
         c->stats.remote_hits++;
         pthread_mutex_unlock(&c->mu);
+        lookup_fetch(l, s);
     } else if (rc != CAIRN_E_NOTFOUND) {
         char what[100];
         snprintf(what, sizeof what, "step key %.12s refused", s->key_hex);
@@ -852,8 +878,29 @@ void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
     bool ahead = c->ahead.wanted;
     c->ahead.wanted = false;
     pthread_mutex_unlock(&c->mu);
-    struct lookup_ctx l = {.c = c, .st = st, .steps = steps, .n = n};
+    struct lookup_ctx l = {.c = c, .st = st, .steps = steps, .n = n,
+                           .taken = calloc(n + 1, sizeof *l.taken)};
     pool_run(c, n + (ahead ? 1 : 0), lookup_or_ahead, &l);
+    free(l.taken);
+    /* The layers fetched with their lookups: recorded as a fetch's are. */
+    const char **keys = calloc(n + 1, sizeof *keys);
+    const struct cairn_layer_rec **recs = calloc(n + 1, sizeof *recs);
+    size_t nk = 0;
+    for (size_t i = 0; keys != NULL && recs != NULL && i < n; i++)
+        if (steps[i].fetched) {
+            keys[nk] = steps[i].key_hex;
+            recs[nk++] = &steps[i].rec;
+        }
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    if (keys == NULL || recs == NULL)
+        warn(c, "out of memory: fetched layers are not recorded in the "
+                "local key index");
+    else if (cairn_store_key_put_later(st, keys, recs, nk, &err) != 0)
+        warn(c, "fetched layers are not recorded in the local key index: "
+                "%s", err.msg);
+    free(keys);
+    free(recs);
 }
 
 struct fetch_ctx {
@@ -863,13 +910,11 @@ struct fetch_ctx {
     size_t *failed; /* guarded by c->mu */
 };
 
-static void fetch_item(void *arg, size_t i)
+/* Fetches hit s's layer into st: true when it is there (s->fetched);
+ * a failure clears s->hit (the step runs), with a warning. */
+static bool fetch_step(struct cairn_cache *c, struct cairn_store *st,
+                       struct cairn_cache_step *s)
 {
-    struct fetch_ctx *f = arg;
-    struct cairn_cache *c = f->c;
-    struct cairn_cache_step *s = f->want[i];
-    if (!s->hit || s->fetched || s->rec.empty)
-        return;
     struct endpoint *e = pick(c, s->key_hex);
     struct cairn_err err;
     cairn_err_clear(&err);
@@ -877,7 +922,7 @@ static void fetch_item(void *arg, size_t i)
     if (!ep_down(c, e)) {
         /* The key is recorded by cairn_cache_fetch, with the others of
          * this fetch, once every blob has landed. */
-        rc = fetch_layer(c, e, f->st, &s->rec, &err);
+        rc = fetch_layer(c, e, st, &s->rec, &err);
         if (rc) {
             char what[120];
             snprintf(what, sizeof what, "layer of step key %.12s refused",
@@ -891,9 +936,22 @@ static void fetch_item(void *arg, size_t i)
         c->stats.fetches++;
     } else {
         s->hit = false;
-        (*f->failed)++;
     }
     pthread_mutex_unlock(&c->mu);
+    return rc == 0;
+}
+
+static void fetch_item(void *arg, size_t i)
+{
+    struct fetch_ctx *f = arg;
+    struct cairn_cache_step *s = f->want[i];
+    if (!s->hit || s->fetched || s->rec.empty)
+        return;
+    if (!fetch_step(f->c, f->st, s)) {
+        pthread_mutex_lock(&f->c->mu);
+        (*f->failed)++;
+        pthread_mutex_unlock(&f->c->mu);
+    }
 }
 
 size_t cairn_cache_fetch(struct cairn_cache *c, struct cairn_store *st,

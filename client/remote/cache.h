@@ -69,6 +69,11 @@ struct cairn_cache_step {
     const char *key_hex;
     const void *material;
     size_t material_len;
+    /* Set by the caller: the build needs this step's layer whenever it
+     * hits (the target stage's chain), so the lookup thread fetches it
+     * as soon as the hit is known (one round of round trips, not two);
+     * fetched then says so, as after cairn_cache_fetch. */
+    bool fetch_on_hit;
     /* Set by lookup: the cache has a valid result for the key, whose
      * layer record is rec. An empty step's record is put in st's key
      * index at once (it has no blob); any other is not, until fetched. */
