@@ -1165,9 +1165,6 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         snprintf(dfpath, sizeof dfpath, "%s/Dockerfile", o->context);
         dockerfile = dfpath;
     }
-    /* The cache's connection and probe overlap the plan and the keys. */
-    if (o->cache && !o->no_cache)
-        cairn_cache_probe_start(o->cache);
     struct stat cst;
     if (stat(o->context, &cst) != 0 || !S_ISDIR(cst.st_mode))
         return cairn_err_set(err, CAIRN_E_NOTFOUND,
@@ -1176,6 +1173,11 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     int rc = build_plan_make(&b, dockerfile, &ig, &sc);
     if (rc)
         goto out;
+    /* The cache's connection and probe overlap the keys (the context's
+     * hashing); after the plan, so that a Dockerfile's error does not
+     * wait for an unreachable cache's timeout at exit. */
+    if (o->cache && !o->no_cache)
+        cairn_cache_probe_start(o->cache);
     rc = ck_keys_compute(b.plan, b.ctx, &b.keys, err);
     if (rc)
         goto out;
