@@ -920,8 +920,9 @@ static bool fetch_step(struct cairn_cache *c, struct cairn_store *st,
     cairn_err_clear(&err);
     int rc = CAIRN_E_RPC;
     if (!ep_down(c, e)) {
-        /* The key is recorded by cairn_cache_fetch, with the others of
-         * this fetch, once every blob has landed. */
+        /* The key is recorded by the caller (cairn_cache_fetch or
+         * cairn_cache_lookup), with the others of its batch, once every
+         * blob has landed. */
         rc = fetch_layer(c, e, st, &s->rec, &err);
         if (rc) {
             char what[120];

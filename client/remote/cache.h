@@ -96,9 +96,11 @@ struct cairn_cache_step {
 void cairn_cache_probe_start(struct cairn_cache *c);
 
 /* Probes the endpoints, then looks all steps up in parallel (action
- * cache only, no blob is read). A layer over cfg's max_layer is a miss
- * with a warning. Never fails the build: misses and failures leave hit
- * false. */
+ * cache only, no blob is read, but for a hit with fetch_on_hit, whose
+ * layer its lookup's thread fetches as cairn_cache_fetch would; and the
+ * entry of cairn_cache_entry_prefetch, read in the same batch). A layer
+ * over cfg's max_layer is a miss with a warning. Never fails the build:
+ * misses and failures leave hit false. */
 void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
                         struct cairn_cache_step *steps, size_t n);
 
