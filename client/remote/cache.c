@@ -756,10 +756,16 @@ static bool fetch_step(struct cairn_cache *c, struct cairn_store *st,
                        struct cairn_cache_step *s);
 
 /* A hit's layer fetched by its lookup thread (fetch_on_hit), unless
- * another step of the batch took the same layer. */
+ * another step of the batch took the same layer, or it is big: a small
+ * layer's fetch is a round trip that the build would wait for; a big
+ * one's time is its bytes, which would only compete with the lookups
+ * still in flight on the same connection (on a slow link a lookup could
+ * then miss its deadline), so big ones wait for cairn_cache_fetch. */
+#define CACHE_FETCH_ON_HIT_MAX (1 << 20)
 static void lookup_fetch(struct lookup_ctx *l, struct cairn_cache_step *s)
 {
-    if (!s->fetch_on_hit || s->rec.empty || l->taken == NULL)
+    if (!s->fetch_on_hit || s->rec.empty || l->taken == NULL ||
+        s->rec.layer.size > CACHE_FETCH_ON_HIT_MAX)
         return;
     bool mine = true;
     pthread_mutex_lock(&l->c->mu);

@@ -71,8 +71,9 @@ struct cairn_cache_step {
     size_t material_len;
     /* Set by the caller: the build needs this step's layer whenever it
      * hits (the target stage's chain), so the lookup thread fetches it
-     * as soon as the hit is known (one round of round trips, not two);
-     * fetched then says so, as after cairn_cache_fetch. */
+     * as soon as the hit is known (one round of round trips, not two)
+     * when it is small (at most 1 MiB); fetched then says so, as after
+     * cairn_cache_fetch. */
     bool fetch_on_hit;
     /* Set by lookup: the cache has a valid result for the key, whose
      * layer record is rec. An empty step's record is put in st's key
