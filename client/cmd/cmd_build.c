@@ -10,6 +10,7 @@
 #include "client/store/store.h"
 #include "common/strvec.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -394,6 +395,12 @@ static int build_report_finish(const struct build_cli *c,
     return 0;
 }
 
+static void *cache_closer(void *arg)
+{
+    cairn_cache_close(arg);
+    return NULL;
+}
+
 int cairn_cmd_build(int argc, char **argv)
 {
     struct build_cli c;
@@ -528,9 +535,19 @@ int cairn_cmd_build(int argc, char **argv)
     status = 0;
 out:
     build_report_free(report);
-    cairn_cache_close(cache);
-    cairn_config_clear(&c.cfg);
+    /* The cache's close (gRPC's shutdown waits for its threads, a few
+     * milliseconds of sleeps) overlaps the store's (its last disk
+     * flush). Uploads read the store: they are over before either. */
+    cairn_cache_finish(cache);
+    pthread_t closer;
+    bool closing = cache != NULL &&
+                   pthread_create(&closer, NULL, cache_closer, cache) == 0;
+    if (!closing)
+        cairn_cache_close(cache);
     cairn_store_close(st);
+    if (closing)
+        pthread_join(closer, NULL);
+    cairn_config_clear(&c.cfg);
     cairn_strvec_free(&c.tags);
     cairn_strvec_free(&c.args);
     cairn_strvec_free(&c.insecure);

@@ -687,6 +687,20 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
     return add_history(b, s, so, rec.empty);
 }
 
+/* Whether stage si is the target stage or one it is built on. */
+static bool in_target_chain(const struct ck_plan *p, size_t si)
+{
+    size_t t = p->target;
+    for (size_t depth = 0; depth <= p->nstages; depth++) {
+        if (t == si)
+            return true;
+        if (p->stages[t].base_kind != CK_BASE_STAGE)
+            return false;
+        t = p->stages[t].base_stage;
+    }
+    return false;
+}
+
 /* The shared cache's lookup phase: every layer step the local index
  * cannot serve is looked up at once, before anything runs (keys never
  * depend on a step's output). Only action results are read here; which
@@ -713,7 +727,22 @@ static int remote_lookup(struct build *b)
         cs->key_hex = k->hex;
         cs->material = k->material.data;
         cs->material_len = k->material.len;
+        /* The target stage's chain is fetched whatever else hits (the
+         * image must be complete in the store: remote_fetch): with its
+         * lookup, not in a second round. --cache-verify decides later. */
+        cs->fetch_on_hit = b->o->cache_verify == 0 &&
+                           in_target_chain(p, p->steps[i].stage);
         b->remote[i] = cs;
+    }
+    /* The image record's entry rides with the lookups (the final key is
+     * known now): build_image_finish finds its answer here. */
+    const struct ck_stage *ts = &p->stages[p->target];
+    const struct ck_step_key *fk = &b->keys->keys[ts->first_step + ts->nsteps - 1];
+    if (b->o->source_date_epoch < 0 && fk->computed && !fk->unresolved) {
+        char name[24];
+        struct cairn_imagerec_key rk;
+        build_image_record_key(b, name, &rk);
+        cairn_imagerec_prefetch(b->o->cache, &rk);
     }
     cairn_cache_lookup(b->o->cache, b->st, b->remote_steps, n);
     /* Local hits the cache may lack: checked and uploaded in the
@@ -926,16 +955,14 @@ static int commit_image(struct build *b, const char *result_key,
                         char manifest_out[CAIRN_DIGEST_STR_LEN])
 {
     struct stage_out *so = &b->stages[b->plan->target];
-    char config_digest[CAIRN_DIGEST_STR_LEN];
-    int rc = cairn_store_blob_add_data(b->st, j->config, j->config_len,
-                                       config_digest, b->err);
+    /* Config and manifest flushed together, not one after the other. */
+    char dg[2][CAIRN_DIGEST_STR_LEN];
+    const void *data[2] = {j->config, j->manifest};
+    size_t len[2] = {j->config_len, j->manifest_len};
+    int rc = cairn_store_blobs_add_data(b->st, 2, data, len, dg, b->err);
     if (rc)
         return rc;
-    char manifest_digest[CAIRN_DIGEST_STR_LEN];
-    rc = cairn_store_blob_add_data(b->st, j->manifest, j->manifest_len,
-                                   manifest_digest, b->err);
-    if (rc)
-        return rc;
+    const char *config_digest = dg[0], *manifest_digest = dg[1];
     struct cairn_image_row row;
     memset(&row, 0, sizeof row);
     snprintf(row.manifest_digest, sizeof row.manifest_digest, "%s",
@@ -1146,6 +1173,11 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
     int rc = build_plan_make(&b, dockerfile, &ig, &sc);
     if (rc)
         goto out;
+    /* The cache's connection and probe overlap the keys (the context's
+     * hashing); after the plan, so that a Dockerfile's error does not
+     * wait for an unreachable cache's timeout at exit. */
+    if (o->cache && !o->no_cache)
+        cairn_cache_probe_start(o->cache);
     rc = ck_keys_compute(b.plan, b.ctx, &b.keys, err);
     if (rc)
         goto out;
@@ -1194,6 +1226,15 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
         cairn_claims_close(b.claims);
         b.claims = NULL;
     }
+    /* Fetched keys wait for the image's commit (cairn_store_key_put_later);
+     * when there was none (a failed build), they are recorded here,
+     * while the lock still keeps prune away. */
+    struct cairn_err kerr;
+    cairn_err_clear(&kerr);
+    if (cairn_store_keys_commit(st, &kerr) != 0)
+        fprintf(stderr, "cairn: warning: fetched layers are not recorded in "
+                        "the local key index: %s\n",
+                kerr.msg);
     cairn_store_unlock(st);
 out:
     cairn_claims_close(b.claims);

@@ -47,12 +47,24 @@ struct cairn_cache {
     struct endpoint *eps;
     size_t neps;
     bool read_only;
+    pthread_mutex_t probe_mu; /* guards probed and the prober */
     bool probed;
+    bool probing; /* prober runs (cairn_cache_probe_start) */
+    pthread_t prober;
     int64_t max_layer; /* blob bytes; the tar may be TAR_FACTOR times more */
     int64_t claim_ttl_ms; /* cfg's cache-claim-ttl: -1 off, 0 default */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct cairn_sign_key *sign_key; /* sign-key; the uploader's alone */
+    /* The entry read ahead (cairn_cache_entry_prefetch), guarded by mu:
+     * wanted until the lookup batch reads it, then done until taken. */
+    struct {
+        bool wanted, done;
+        struct cairn_remote_digest action;
+        int rc;
+        struct cairn_err err;
+        struct cairn_remote_result *res; /* owned */
+    } ahead;
     struct upload_job *head, *tail;
     bool uploader_running, stopping;
     unsigned busy; /* jobs queued or in progress */
@@ -171,6 +183,7 @@ int cairn_cache_open(const struct cairn_config *cfg, struct cairn_cache **out,
         return CAIRN_E_NOMEM;
     }
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->probe_mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     c->read_only = cfg->read_only;
     c->max_layer = cfg->max_layer > 0 ? cfg->max_layer : CAIRN_CONFIG_MAX_LAYER;
@@ -249,7 +262,10 @@ int cairn_cache_claim_target(struct cairn_cache *c, const char *key_hex,
                              struct cairn_cache_target *out)
 {
     struct endpoint *e = pick(c, key_hex);
-    if (c->claim_ttl_ms < 0 || !c->probed || ep_down(c, e) || !e->writable)
+    pthread_mutex_lock(&c->probe_mu);
+    bool probed = c->probed;
+    pthread_mutex_unlock(&c->probe_mu);
+    if (c->claim_ttl_ms < 0 || !probed || ep_down(c, e) || !e->writable)
         return CAIRN_E_NOTFOUND;
     out->r = e->r;
     out->instance = e->instance;
@@ -307,11 +323,8 @@ static void *probe_thread(void *arg)
     return NULL;
 }
 
-static void probe_all(struct cairn_cache *c)
+static void probe_run(struct cairn_cache *c)
 {
-    if (c->probed)
-        return;
-    c->probed = true;
     pthread_t *t = calloc(c->neps, sizeof *t);
     void *(*args)[2] = calloc(c->neps, sizeof *args);
     bool *started = calloc(c->neps, sizeof *started);
@@ -328,6 +341,35 @@ static void probe_all(struct cairn_cache *c)
     free(t);
     free(args);
     free(started);
+}
+
+static void *prober_thread(void *arg)
+{
+    probe_run(arg);
+    return NULL;
+}
+
+void cairn_cache_probe_start(struct cairn_cache *c)
+{
+    pthread_mutex_lock(&c->probe_mu);
+    if (!c->probed && !c->probing)
+        c->probing = pthread_create(&c->prober, NULL, prober_thread, c) == 0;
+    pthread_mutex_unlock(&c->probe_mu);
+}
+
+/* The probe's answers, once: waits for the prober, or probes here. */
+static void probe_all(struct cairn_cache *c)
+{
+    pthread_mutex_lock(&c->probe_mu);
+    if (!c->probed) {
+        if (c->probing)
+            pthread_join(c->prober, NULL);
+        else
+            probe_run(c);
+        c->probing = false;
+        c->probed = true;
+    }
+    pthread_mutex_unlock(&c->probe_mu);
 }
 
 /* ---- the layer record in an action result ------------------------------- */
@@ -645,9 +687,11 @@ static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
                            "cache-max-layer cap of %lld; the step runs",
                            rec.layer.digest, (long long)rec.layer.size,
                            (long long)c->max_layer);
-    /* An empty step has no blob to wait for: its record is complete. */
+    /* An empty step has no blob to wait for: its record is complete. It
+     * rides along with the build's next commit (no flush of its own). */
+    const struct cairn_layer_rec *recp = &rec;
     if (!rc && rec.empty)
-        rc = cairn_store_key_put(st, s->key_hex, &rec, err);
+        rc = cairn_store_key_put_later(st, &s->key_hex, &recp, 1, err);
     if (!rc)
         s->rec = rec;
     free(res);
@@ -700,7 +744,39 @@ struct lookup_ctx {
     struct cairn_cache *c;
     struct cairn_store *st;
     struct cairn_cache_step *steps;
+    size_t n; /* steps */
+    /* Layers a lookup thread fetches or fetched (guarded by c->mu): a
+     * second step with the same layer leaves it to cairn_cache_fetch,
+     * which then only checks the blob, rather than download it twice. */
+    const char **taken;
+    size_t ntaken;
 };
+
+static bool fetch_step(struct cairn_cache *c, struct cairn_store *st,
+                       struct cairn_cache_step *s);
+
+/* A hit's layer fetched by its lookup thread (fetch_on_hit), unless
+ * another step of the batch took the same layer, or it is big: a small
+ * layer's fetch is a round trip that the build would wait for; a big
+ * one's time is its bytes, which would only compete with the lookups
+ * still in flight on the same connection (on a slow link a lookup could
+ * then miss its deadline), so big ones wait for cairn_cache_fetch. */
+#define CACHE_FETCH_ON_HIT_MAX (1 << 20)
+static void lookup_fetch(struct lookup_ctx *l, struct cairn_cache_step *s)
+{
+    if (!s->fetch_on_hit || s->rec.empty || l->taken == NULL ||
+        s->rec.layer.size > CACHE_FETCH_ON_HIT_MAX)
+        return;
+    bool mine = true;
+    pthread_mutex_lock(&l->c->mu);
+    for (size_t k = 0; k < l->ntaken && mine; k++)
+        mine = strcmp(l->taken[k], s->rec.layer.digest) != 0;
+    if (mine)
+        l->taken[l->ntaken++] = s->rec.layer.digest;
+    pthread_mutex_unlock(&l->c->mu);
+    if (mine)
+        fetch_step(l->c, l->st, s);
+}
 
 static void lookup_item(void *arg, size_t i)
 {
@@ -718,11 +794,81 @@ static void lookup_item(void *arg, size_t i)
         pthread_mutex_lock(&c->mu);
         c->stats.remote_hits++;
         pthread_mutex_unlock(&c->mu);
+        lookup_fetch(l, s);
     } else if (rc != CAIRN_E_NOTFOUND) {
         char what[100];
         snprintf(what, sizeof what, "step key %.12s refused", s->key_hex);
         ep_failed(c, e, rc, &err, what);
     }
+}
+
+void cairn_cache_entry_prefetch(struct cairn_cache *c,
+                                const struct cairn_remote_digest *action)
+{
+    pthread_mutex_lock(&c->mu);
+    free(c->ahead.res);
+    c->ahead.res = NULL;
+    c->ahead.done = false;
+    c->ahead.wanted = true;
+    c->ahead.action = *action;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The entry read ahead, on a lookup thread. */
+static void ahead_read(struct cairn_cache *c)
+{
+    pthread_mutex_lock(&c->mu);
+    struct cairn_remote_digest action = c->ahead.action;
+    pthread_mutex_unlock(&c->mu);
+    struct cairn_remote_result *res = calloc(1, sizeof *res);
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    struct endpoint *e = pick(c, action.hash);
+    int rc = res == NULL ? CAIRN_E_NOMEM
+             : e == NULL || ep_down(c, e)
+                 ? CAIRN_E_NOTFOUND
+                 : cairn_remote_ac_get(e->r, e->instance, &action, res, &err);
+    pthread_mutex_lock(&c->mu);
+    c->ahead.rc = rc;
+    c->ahead.err = err;
+    c->ahead.res = res;
+    c->ahead.done = true;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Takes the answer read ahead for action, if there is one: true with
+ * *rc (and *out on success). */
+static bool ahead_take(struct cairn_cache *c,
+                       const struct cairn_remote_digest *action,
+                       struct cairn_remote_result *out, int *rc,
+                       struct cairn_err *err)
+{
+    pthread_mutex_lock(&c->mu);
+    bool mine = c->ahead.done && c->ahead.res != NULL &&
+                c->ahead.action.size == action->size &&
+                strcmp(c->ahead.action.hash, action->hash) == 0;
+    if (mine) {
+        *rc = c->ahead.rc;
+        *err = c->ahead.err;
+        if (*rc == 0)
+            *out = *c->ahead.res;
+        free(c->ahead.res);
+        c->ahead.res = NULL;
+        c->ahead.done = false;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return mine;
+}
+
+/* Items [0, n) are steps; item n, when there is one, the entry read
+ * ahead. */
+static void lookup_or_ahead(void *arg, size_t i)
+{
+    struct lookup_ctx *l = arg;
+    if (i < l->n)
+        lookup_item(arg, i);
+    else
+        ahead_read(l->c);
 }
 
 void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
@@ -734,8 +880,33 @@ void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
         steps[i].fetched = false;
         steps[i].refused[0] = '\0';
     }
-    struct lookup_ctx l = {.c = c, .st = st, .steps = steps};
-    pool_run(c, n, lookup_item, &l);
+    pthread_mutex_lock(&c->mu);
+    bool ahead = c->ahead.wanted;
+    c->ahead.wanted = false;
+    pthread_mutex_unlock(&c->mu);
+    struct lookup_ctx l = {.c = c, .st = st, .steps = steps, .n = n,
+                           .taken = calloc(n + 1, sizeof *l.taken)};
+    pool_run(c, n + (ahead ? 1 : 0), lookup_or_ahead, &l);
+    free(l.taken);
+    /* The layers fetched with their lookups: recorded as a fetch's are. */
+    const char **keys = calloc(n + 1, sizeof *keys);
+    const struct cairn_layer_rec **recs = calloc(n + 1, sizeof *recs);
+    size_t nk = 0;
+    for (size_t i = 0; keys != NULL && recs != NULL && i < n; i++)
+        if (steps[i].fetched) {
+            keys[nk] = steps[i].key_hex;
+            recs[nk++] = &steps[i].rec;
+        }
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    if (keys == NULL || recs == NULL)
+        warn(c, "out of memory: fetched layers are not recorded in the "
+                "local key index");
+    else if (cairn_store_key_put_later(st, keys, recs, nk, &err) != 0)
+        warn(c, "fetched layers are not recorded in the local key index: "
+                "%s", err.msg);
+    free(keys);
+    free(recs);
 }
 
 struct fetch_ctx {
@@ -745,21 +916,20 @@ struct fetch_ctx {
     size_t *failed; /* guarded by c->mu */
 };
 
-static void fetch_item(void *arg, size_t i)
+/* Fetches hit s's layer into st: true when it is there (s->fetched);
+ * a failure clears s->hit (the step runs), with a warning. */
+static bool fetch_step(struct cairn_cache *c, struct cairn_store *st,
+                       struct cairn_cache_step *s)
 {
-    struct fetch_ctx *f = arg;
-    struct cairn_cache *c = f->c;
-    struct cairn_cache_step *s = f->want[i];
-    if (!s->hit || s->fetched || s->rec.empty)
-        return;
     struct endpoint *e = pick(c, s->key_hex);
     struct cairn_err err;
     cairn_err_clear(&err);
     int rc = CAIRN_E_RPC;
     if (!ep_down(c, e)) {
-        /* The key is recorded by cairn_cache_fetch, with the others of
-         * this fetch, once every blob has landed. */
-        rc = fetch_layer(c, e, f->st, &s->rec, &err);
+        /* The key is recorded by the caller (cairn_cache_fetch or
+         * cairn_cache_lookup), with the others of its batch, once every
+         * blob has landed. */
+        rc = fetch_layer(c, e, st, &s->rec, &err);
         if (rc) {
             char what[120];
             snprintf(what, sizeof what, "layer of step key %.12s refused",
@@ -773,9 +943,22 @@ static void fetch_item(void *arg, size_t i)
         c->stats.fetches++;
     } else {
         s->hit = false;
-        (*f->failed)++;
     }
     pthread_mutex_unlock(&c->mu);
+    return rc == 0;
+}
+
+static void fetch_item(void *arg, size_t i)
+{
+    struct fetch_ctx *f = arg;
+    struct cairn_cache_step *s = f->want[i];
+    if (!s->hit || s->fetched || s->rec.empty)
+        return;
+    if (!fetch_step(f->c, f->st, s)) {
+        pthread_mutex_lock(&f->c->mu);
+        (*f->failed)++;
+        pthread_mutex_unlock(&f->c->mu);
+    }
 }
 
 size_t cairn_cache_fetch(struct cairn_cache *c, struct cairn_store *st,
@@ -820,11 +1003,13 @@ size_t cairn_cache_fetch(struct cairn_cache *c, struct cairn_store *st,
     free(first);
     free(rest);
 
-    /* Record the fetched keys in one transaction (one disk flush, not
-     * one per layer). Each blob is in the store already (fsync'd and
-     * renamed by fetch_layer), so the index never names a missing blob.
-     * A failure only leaves them unrecorded: this build uses them from
-     * memory, and a later one finds them in the cache again. */
+    /* Record the fetched keys with the build's next commit, its image's
+     * (cairn_store_key_put_later: no disk flush of their own). Each
+     * blob is in the store already (fsync'd and renamed by fetch_layer),
+     * and that commit fsyncs blobs/sha256 first, so the index never
+     * names a missing blob. A failure only leaves them unrecorded: this
+     * build uses them from memory, and a later one finds them in the
+     * cache again. */
     const char **keys = calloc(n + 1, sizeof *keys);
     const struct cairn_layer_rec **recs = calloc(n + 1, sizeof *recs);
     size_t nk = 0;
@@ -840,7 +1025,7 @@ size_t cairn_cache_fetch(struct cairn_cache *c, struct cairn_store *st,
     if (was == NULL || keys == NULL || recs == NULL)
         warn(c, "out of memory: fetched layers are not recorded in the "
                 "local key index");
-    else if (cairn_store_key_put_many(st, keys, recs, nk, &err) != 0)
+    else if (cairn_store_key_put_later(st, keys, recs, nk, &err) != 0)
         warn(c, "fetched layers are not recorded in the local key index: "
                 "%s", err.msg);
     free(was);
@@ -1097,13 +1282,22 @@ void cairn_cache_close(struct cairn_cache *c)
     pthread_mutex_unlock(&c->mu);
     if (running)
         pthread_join(c->uploader, NULL);
+    /* A prober that nothing waited for (a build that looked nothing up)
+     * is joined; without one, nothing is probed now. */
+    pthread_mutex_lock(&c->probe_mu);
+    if (c->probing)
+        pthread_join(c->prober, NULL);
+    c->probing = false;
+    pthread_mutex_unlock(&c->probe_mu);
     for (size_t i = 0; i < c->neps; i++) {
         cairn_remote_close(c->eps[i].r);
         free(c->eps[i].trust);
     }
     free(c->eps);
     cairn_sign_key_free(c->sign_key);
+    free(c->ahead.res);
     pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->probe_mu);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -1116,11 +1310,14 @@ int cairn_cache_entry_get(struct cairn_cache *c,
 {
     probe_all(c);
     struct endpoint *e = pick(c, action->hash);
-    if (e == NULL || ep_down(c, e))
-        return CAIRN_E_NOTFOUND;
     struct cairn_err err;
     cairn_err_clear(&err);
-    int rc = cairn_remote_ac_get(e->r, e->instance, action, out, &err);
+    int rc;
+    if (!ahead_take(c, action, out, &rc, &err)) {
+        if (e == NULL || ep_down(c, e))
+            return CAIRN_E_NOTFOUND;
+        rc = cairn_remote_ac_get(e->r, e->instance, action, out, &err);
+    }
     if (rc && rc != CAIRN_E_NOTFOUND)
         ep_failed(c, e, rc, &err, what);
     /* The same rule as a step's entry: with trust, unsigned is a miss. */

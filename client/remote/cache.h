@@ -69,13 +69,19 @@ struct cairn_cache_step {
     const char *key_hex;
     const void *material;
     size_t material_len;
+    /* Set by the caller: the build needs this step's layer whenever it
+     * hits (the target stage's chain), so the lookup thread fetches it
+     * as soon as the hit is known (one round of round trips, not two)
+     * when it is small (at most 1 MiB); fetched then says so, as after
+     * cairn_cache_fetch. */
+    bool fetch_on_hit;
     /* Set by lookup: the cache has a valid result for the key, whose
      * layer record is rec. An empty step's record is put in st's key
      * index at once (it has no blob); any other is not, until fetched. */
     bool hit;
     struct cairn_layer_rec rec;
-    /* Set by fetch: the layer blob is in st and the record in its key
-     * index (all of one fetch in one transaction; if that fails, with a
+    /* Set by fetch: the layer blob is in st and the record waits for
+     * st's next commit (cairn_store_key_put_later; if that fails, with a
      * warning, the record is used from memory only). A fetch that fails
      * clears hit (the step must run). */
     bool fetched;
@@ -83,10 +89,19 @@ struct cairn_cache_step {
      * the key: why, for --explain; "" otherwise. */
     char refused[256];
 };
+/* Starts probing the endpoints (Capabilities: the connection is made
+ * and the digest function, batch size and write access learnt) on a
+ * thread of its own, so that the round trip overlaps the work before
+ * the first lookup; whatever needs the probe's answer waits for it.
+ * Without this call the first lookup, fetch or upload probes. */
+void cairn_cache_probe_start(struct cairn_cache *c);
+
 /* Probes the endpoints, then looks all steps up in parallel (action
- * cache only, no blob is read). A layer over cfg's max_layer is a miss
- * with a warning. Never fails the build: misses and failures leave hit
- * false. */
+ * cache only, no blob is read, but for a hit with fetch_on_hit, whose
+ * layer its lookup's thread fetches as cairn_cache_fetch would; and the
+ * entry of cairn_cache_entry_prefetch, read in the same batch). A layer
+ * over cfg's max_layer is a miss with a warning. Never fails the build:
+ * misses and failures leave hit false. */
 void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
                         struct cairn_cache_step *steps, size_t n);
 
@@ -158,6 +173,13 @@ int cairn_cache_claim_target(struct cairn_cache *c, const char *key_hex,
 int cairn_cache_entry_get(struct cairn_cache *c,
                           const struct cairn_remote_digest *action,
                           struct cairn_remote_result *out, const char *what);
+/* Reads the entry of action ahead, in the next cairn_cache_lookup's
+ * batch (its round trip, not one more later); the next entry_get of
+ * that action takes the answer instead of asking, with the same checks
+ * (trust) and warnings. One entry at a time: a second call replaces an
+ * answer not yet taken. */
+void cairn_cache_entry_prefetch(struct cairn_cache *c,
+                                const struct cairn_remote_digest *action);
 int cairn_cache_entry_put(struct cairn_cache *c, struct cairn_store *st,
                           const struct cairn_remote_digest *action,
                           const void *material, const char *const *blobs,

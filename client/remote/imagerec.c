@@ -183,6 +183,17 @@ int cairn_imagerec_lookup(struct cairn_cache *c,
     return rc;
 }
 
+void cairn_imagerec_prefetch(struct cairn_cache *c,
+                             const struct cairn_imagerec_key *k)
+{
+    struct cairn_buf mat;
+    cairn_buf_init(&mat, 0);
+    struct cairn_remote_digest action;
+    if (cairn_imagerec_action(k, &mat, &action) == 0)
+        cairn_cache_entry_prefetch(c, &action);
+    cairn_buf_free(&mat);
+}
+
 void cairn_imagerec_offer(struct cairn_cache *c, struct cairn_store *st,
                           const struct cairn_imagerec_key *k,
                           const struct cairn_imagerec *rec, bool check)

@@ -74,6 +74,11 @@ int cairn_imagerec_lookup(struct cairn_cache *c,
                           const struct cairn_imagerec_key *k,
                           struct cairn_imagerec *out, struct cairn_err *err);
 
+/* The GetActionResult of a later cairn_imagerec_lookup of k, sent with
+ * the build's step lookups (cairn_cache_entry_prefetch). */
+void cairn_imagerec_prefetch(struct cairn_cache *c,
+                             const struct cairn_imagerec_key *k);
+
 /* Uploads rec, whose two blobs are in st, under k (a no-op for a
  * read-only cache). With check, first looks: a cache that holds this
  * very record is left alone. Failures are warnings. */

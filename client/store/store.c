@@ -242,6 +242,16 @@ int cairn_store_lock(struct cairn_store *st, bool exclusive,
 
 void cairn_store_unlock(struct cairn_store *st)
 {
+    /* Keys that wait are recorded while the lock still keeps prune from
+     * the blobs they name; a failure leaves them to the close. */
+    pthread_mutex_lock(&st->lock_mu);
+    bool last = st->lock_depth == 1;
+    pthread_mutex_unlock(&st->lock_mu);
+    if (last) {
+        struct cairn_err err;
+        cairn_err_clear(&err);
+        (void)store_pending_commit(st, &err);
+    }
     pthread_mutex_lock(&st->lock_mu);
     if (st->lock_depth > 0 && --st->lock_depth == 0) {
         store_flock_mode(st->lock_fd, LOCK_NONE);
@@ -358,6 +368,104 @@ int cairn_store_blob_add_data(struct cairn_store *st, const void *data,
     rc = cairn_store_blob_add_file(st, tmp, d, err);
     if (!rc)
         memcpy(digest, d, sizeof d);
+    return rc;
+}
+
+struct fsync_job {
+    int fd;
+    int rc;
+};
+
+static void *fsync_thread(void *arg)
+{
+    struct fsync_job *j = arg;
+    j->rc = fsync(j->fd) == 0 ? 0 : -errno;
+    return NULL;
+}
+
+int cairn_store_blobs_add_data(struct cairn_store *st, size_t n,
+                               const void *const data[], const size_t len[],
+                               char digest[][CAIRN_DIGEST_STR_LEN],
+                               struct cairn_err *err)
+{
+    if (n > CAIRN_STORE_BLOBS_AT_ONCE)
+        return cairn_err_set(err, CAIRN_E_INVAL, "too many blobs at once");
+    char d[CAIRN_STORE_BLOBS_AT_ONCE][CAIRN_DIGEST_STR_LEN];
+    char tmp[CAIRN_STORE_BLOBS_AT_ONCE][STORE_PATH_MAX];
+    struct fsync_job job[CAIRN_STORE_BLOBS_AT_ONCE];
+    pthread_t th[CAIRN_STORE_BLOBS_AT_ONCE];
+    bool started[CAIRN_STORE_BLOBS_AT_ONCE] = {false};
+    int rc = lock_implicit(st, err);
+    size_t i;
+    for (i = 0; i < n; i++) {
+        tmp[i][0] = '\0';
+        job[i].fd = -1;
+        job[i].rc = 0;
+    }
+    /* Written (not yet flushed), each opened for its fsync. */
+    for (i = 0; !rc && i < n; i++) {
+        uint8_t bin[CK_SHA256_LEN];
+        if ((rc = ck_sha256(data[i], len[i], bin)) != 0) {
+            cairn_err_set(err, rc, "sha256 failed");
+            break;
+        }
+        store_digest_str(bin, d[i]);
+        if (cairn_store_blob_has(st, d[i]))
+            continue;
+        rc = store_tmp_write(st, "blob", data[i], len[i], false, tmp[i],
+                             sizeof tmp[i]);
+        if (rc) {
+            tmp[i][0] = '\0';
+            cairn_err_set(err, rc, "cannot write a blob in %s: %s",
+                          st->tmpdir, cairn_strerror(rc));
+        } else if ((job[i].fd = open(tmp[i], O_RDONLY | O_CLOEXEC)) < 0) {
+            rc = cairn_err_set(err, -errno, "cannot open %s: %s", tmp[i],
+                               strerror(errno));
+        }
+    }
+    /* The flushes at once: a thread for each but the last. */
+    size_t last = n;
+    for (i = 0; !rc && i < n; i++)
+        if (job[i].fd >= 0)
+            last = i;
+    for (i = 0; !rc && i < n; i++) {
+        if (job[i].fd < 0)
+            continue;
+        if (i == last || pthread_create(&th[i], NULL, fsync_thread, &job[i]))
+            fsync_thread(&job[i]);
+        else
+            started[i] = true;
+    }
+    for (i = 0; i < n; i++) {
+        if (started[i])
+            pthread_join(th[i], NULL);
+        if (job[i].fd >= 0)
+            close(job[i].fd);
+        if (!rc && job[i].rc)
+            rc = cairn_err_set(err, job[i].rc, "cannot flush %s: %s", tmp[i],
+                               cairn_strerror(job[i].rc));
+    }
+    /* Then the names (only when every content is on disk). */
+    for (i = 0; i < n; i++) {
+        if (tmp[i][0] == '\0')
+            continue;
+        char final[STORE_PATH_MAX];
+        int r = rc;
+        if (!r)
+            r = cairn_store_blob_path(st, d[i], final, sizeof final);
+        if (!r)
+            r = store_rename_noreplace(tmp[i], final);
+        if (r == 0) {
+            atomic_store(&st->blobs_unsynced, true);
+            continue;
+        }
+        unlink(tmp[i]);
+        if (r != CAIRN_E_EXISTS && !rc)
+            rc = cairn_err_set(err, r, "cannot store blob %s: %s", d[i],
+                               cairn_strerror(r));
+    }
+    for (i = 0; !rc && i < n; i++)
+        memcpy(digest[i], d[i], sizeof d[i]);
     return rc;
 }
 

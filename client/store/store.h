@@ -72,6 +72,18 @@ int cairn_store_blob_add_file(struct cairn_store *st, const char *tmp_path,
 int cairn_store_blob_add_data(struct cairn_store *st, const void *data,
                               size_t len, char digest[CAIRN_DIGEST_STR_LEN],
                               struct cairn_err *err);
+/* cairn_store_blob_add_data of data[i] (len[i] bytes) for i < n (at most
+ * CAIRN_STORE_BLOBS_AT_ONCE), digest[i] written for each: the files are
+ * written first and fsync'd together (a device cache flush each on a
+ * file system without a journal, and flushes that overlap are merged),
+ * then renamed. The rule is blob_add_file's: no final name before its
+ * content is on disk. On failure nothing new is left under a final name
+ * that was not complete, and digests are not written. */
+#define CAIRN_STORE_BLOBS_AT_ONCE 8
+int cairn_store_blobs_add_data(struct cairn_store *st, size_t n,
+                               const void *const data[], const size_t len[],
+                               char digest[][CAIRN_DIGEST_STR_LEN],
+                               struct cairn_err *err);
 /* Reads a blob of at most max bytes and verifies its digest
  * (CAIRN_E_DIGEST on mismatch). *data malloc'd, NUL-terminated. */
 int cairn_store_blob_read(struct cairn_store *st, const char *digest,
@@ -99,6 +111,25 @@ int cairn_store_key_put_many(struct cairn_store *st,
                              const char *const key_hex[],
                              const struct cairn_layer_rec *const rec[],
                              size_t n, struct cairn_err *err);
+
+/* cairn_store_key_put_many without a commit of its own: the records wait
+ * in memory (cairn_store_key_get sees them) and ride along with the
+ * store's next commit, whichever it is (a build's image), or are
+ * committed by cairn_store_keys_commit, by the cairn_store_unlock that
+ * drops the lock, or at close, whichever comes first. Each layer's blob
+ * must be in the store already (cairn_store_blob_add_file); the commit
+ * that records them fsyncs blobs/sha256 first, as key_put_many does. At
+ * most CAIRN_STORE_PENDING_MAX wait: more commit the waiting ones first.
+ * A crash before the commit loses only the records (the blobs are
+ * unreferenced, as after a crash before key_put_many). Thread-safe. */
+#define CAIRN_STORE_PENDING_MAX 4096
+int cairn_store_key_put_later(struct cairn_store *st,
+                              const char *const key_hex[],
+                              const struct cairn_layer_rec *const rec[],
+                              size_t n, struct cairn_err *err);
+/* Commits the records key_put_later left waiting (none: returns 0 at
+ * once). On failure they stay waiting for the next try. */
+int cairn_store_keys_commit(struct cairn_store *st, struct cairn_err *err);
 
 /* The image (manifest digest) a build's final key produced. get returns
  * CAIRN_E_NOTFOUND when unknown or when that image is gone. */

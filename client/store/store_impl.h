@@ -24,6 +24,10 @@
 
 enum lock_mode { LOCK_NONE, LOCK_SHARED, LOCK_EXCL };
 
+/* Key records waiting for the store's next commit
+ * (cairn_store_key_put_later; store_records.c). */
+struct store_pending;
+
 struct cairn_store {
     char *root;
     char *tmpdir;
@@ -38,6 +42,8 @@ struct cairn_store {
     /* A blob was renamed into blobs/sha256 and the directory not fsync'd
      * since (blobs_sync). Set by fetch threads, hence atomic. */
     atomic_bool blobs_unsynced;
+    pthread_mutex_t pending_mu; /* guards pending */
+    struct store_pending *pending; /* NULL until a key waits */
 };
 
 /* What the store remembers of an image, as JSON in the images database:
@@ -87,6 +93,14 @@ typedef int (*store_txn_fn)(struct cairn_store *st, MDB_txn *txn, void *arg,
  * (err says which). */
 int store_txn_write(struct cairn_store *st, store_txn_fn fn, void *arg,
                     const char *what, struct cairn_err *err);
+
+/* Commits the keys cairn_store_key_put_later left waiting, if any, in a
+ * transaction of their own. Returns 0 or the commit's error (the keys
+ * then stay waiting). */
+int store_pending_commit(struct cairn_store *st, struct cairn_err *err);
+
+/* Frees what still waits (at close, after the last commit). */
+void store_pending_free(struct cairn_store *st);
 
 /* Opens (creating) the store's databases into st's db_* handles. */
 int store_dbs_open(struct cairn_store *st, struct cairn_err *err);

@@ -110,6 +110,7 @@ int cairn_store_open(const char *root, struct cairn_store **out,
     st->lock_fd = -1;
     atomic_init(&st->blobs_unsynced, false);
     pthread_mutex_init(&st->lock_mu, NULL);
+    pthread_mutex_init(&st->pending_mu, NULL);
     st->root = strdup(root);
     store_path_fmt(p, sizeof p, root, "/tmp", NULL);
     st->tmpdir = strdup(p);
@@ -149,11 +150,19 @@ void cairn_store_close(struct cairn_store *st)
 {
     if (st == NULL)
         return;
+    /* Best effort: keys that still wait (their commit failed at unlock)
+     * are only a cache of the shared cache's entries. */
+    struct cairn_err err;
+    cairn_err_clear(&err);
+    if (st->env != NULL)
+        (void)store_pending_commit(st, &err);
+    store_pending_free(st);
     store_blobs_sync(st);
     cairn_index_close(st->idx);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* also drops any flock */
     pthread_mutex_destroy(&st->lock_mu);
+    pthread_mutex_destroy(&st->pending_mu);
     free(st->root);
     free(st->tmpdir);
     free(st);

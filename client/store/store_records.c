@@ -52,22 +52,34 @@ int store_mdb_fail(struct cairn_err *err, int mrc, const char *what)
                          mdb_strerror(mrc));
 }
 
+static int pending_put(struct cairn_store *st, MDB_txn *txn, size_t *n,
+                       struct cairn_err *err);
+static void pending_drop(struct cairn_store *st, size_t n);
+
 /* One run of fn in a write transaction: committed when fn succeeds,
- * aborted when it fails. */
+ * aborted when it fails. The keys waiting in memory go into every
+ * write transaction (cairn_store_key_put_later), and leave memory
+ * when it commits. */
 static int txn_write_once(struct cairn_store *st, store_txn_fn fn, void *arg,
                           const char *what, struct cairn_err *err)
 {
     MDB_txn *txn;
+    size_t npending = 0;
     int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
     if (mrc)
         return store_mdb_fail(err, mrc, "begin");
-    int rc = fn(st, txn, arg, err);
+    int rc = pending_put(st, txn, &npending, err);
+    if (!rc)
+        rc = fn(st, txn, arg, err);
     if (rc) {
         cairn_index_txn_abort(st->idx, txn);
         return rc;
     }
     mrc = cairn_index_txn_commit(st->idx, txn);
-    return mrc ? store_mdb_fail(err, mrc, what) : 0;
+    if (mrc)
+        return store_mdb_fail(err, mrc, what);
+    pending_drop(st, npending);
+    return 0;
 }
 
 int store_txn_write(struct cairn_store *st, store_txn_fn fn, void *arg,
@@ -183,6 +195,9 @@ static int copy_digest(char dst[CAIRN_DIGEST_STR_LEN], const char *src)
 #define KEYREC_VERSION 1
 #define KEYREC_LEN 76
 
+static bool pending_get(struct cairn_store *st, const uint8_t k[CK_SHA256_LEN],
+                        uint8_t val[KEYREC_LEN]);
+
 static const char *const media_codes[] = {
     CAIRN_MEDIA_LAYER_GZIP,
     CAIRN_MEDIA_LAYER_ZSTD,
@@ -244,9 +259,11 @@ int cairn_store_key_get(struct cairn_store *st, const char *key_hex,
     if (store_key_bin(key_hex, k))
         return CAIRN_E_INVAL;
     MDB_val kv = {sizeof k, k};
-    size_t n = 0;
+    size_t n = KEYREC_LEN;
     struct cairn_layer_rec r;
-    int rc = store_get_copy(st, st->db_keys, &kv, val, sizeof val, &n);
+    int rc = pending_get(st, k, val)
+                 ? 0
+                 : store_get_copy(st, st->db_keys, &kv, val, sizeof val, &n);
     if (!rc) {
         MDB_val v = {n, val}; /* n over KEYREC_LEN: nothing copied, corrupt */
         rc = store_keyrec_unpack(&v, &r);
@@ -310,6 +327,155 @@ int cairn_store_key_put_many(struct cairn_store *st,
     store_blobs_sync(st);
     struct keys_put kp = {key_hex, rec, n};
     return store_txn_write(st, keys_put_fn, &kp, "commit key", err);
+}
+
+/* ---- keys that wait for the next commit ---------------------------------- */
+
+struct pending_key {
+    uint8_t k[CK_SHA256_LEN];
+    uint8_t val[KEYREC_LEN];
+};
+
+struct store_pending {
+    size_t n, cap;
+    struct pending_key *v;
+};
+
+/* Puts the waiting keys into txn; *n gets how many (pending_drop's
+ * count once txn commits). Keys added meanwhile wait for the next
+ * commit. The blobs they name were renamed before they were added, so
+ * the directory sync after the count makes their names durable before
+ * this commit can (store_blobs_sync's rule). */
+static int pending_put(struct cairn_store *st, MDB_txn *txn, size_t *n,
+                       struct cairn_err *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&st->pending_mu);
+    struct store_pending *p = st->pending;
+    size_t cnt = p ? p->n : 0;
+    for (size_t i = 0; i < cnt && !rc; i++) {
+        MDB_val kv = {CK_SHA256_LEN, p->v[i].k};
+        MDB_val v = {KEYREC_LEN, p->v[i].val};
+        int mrc = mdb_put(txn, st->db_keys, &kv, &v, 0);
+        if (mrc)
+            rc = store_mdb_fail(err, mrc, "put key");
+    }
+    pthread_mutex_unlock(&st->pending_mu);
+    if (cnt > 0)
+        store_blobs_sync(st);
+    if (!rc)
+        *n = cnt;
+    return rc;
+}
+
+/* Forgets the first n waiting keys: a commit recorded them. */
+static void pending_drop(struct cairn_store *st, size_t n)
+{
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&st->pending_mu);
+    struct store_pending *p = st->pending;
+    memmove(p->v, p->v + n, (p->n - n) * sizeof *p->v);
+    p->n -= n;
+    pthread_mutex_unlock(&st->pending_mu);
+}
+
+/* A waiting record of k into val: true when one waits (the newest). */
+static bool pending_get(struct cairn_store *st, const uint8_t k[CK_SHA256_LEN],
+                        uint8_t val[KEYREC_LEN])
+{
+    bool found = false;
+    pthread_mutex_lock(&st->pending_mu);
+    struct store_pending *p = st->pending;
+    for (size_t i = p ? p->n : 0; i > 0 && !found; i--)
+        if (memcmp(p->v[i - 1].k, k, CK_SHA256_LEN) == 0) {
+            memcpy(val, p->v[i - 1].val, KEYREC_LEN);
+            found = true;
+        }
+    pthread_mutex_unlock(&st->pending_mu);
+    return found;
+}
+
+static int noop_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
+                   struct cairn_err *err)
+{
+    (void)st, (void)txn, (void)arg, (void)err;
+    return 0;
+}
+
+int store_pending_commit(struct cairn_store *st, struct cairn_err *err)
+{
+    pthread_mutex_lock(&st->pending_mu);
+    bool any = st->pending != NULL && st->pending->n > 0;
+    pthread_mutex_unlock(&st->pending_mu);
+    return any ? store_txn_write(st, noop_fn, NULL, "commit keys", err) : 0;
+}
+
+int cairn_store_keys_commit(struct cairn_store *st, struct cairn_err *err)
+{
+    return store_pending_commit(st, err);
+}
+
+void store_pending_free(struct cairn_store *st)
+{
+    if (st->pending != NULL)
+        free(st->pending->v);
+    free(st->pending);
+    st->pending = NULL;
+}
+
+int cairn_store_key_put_later(struct cairn_store *st,
+                              const char *const key_hex[],
+                              const struct cairn_layer_rec *const rec[],
+                              size_t n, struct cairn_err *err)
+{
+    if (n == 0 || n > CAIRN_STORE_PENDING_MAX)
+        return cairn_store_key_put_many(st, key_hex, rec, n, err);
+    struct pending_key *add = calloc(n + 1, sizeof *add);
+    if (add == NULL)
+        return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (store_key_bin(key_hex[i], add[i].k))
+            rc = cairn_err_set(err, CAIRN_E_INVAL, "bad cache key \"%s\"",
+                               key_hex[i] ? key_hex[i] : "");
+        else if (keyrec_pack(rec[i], add[i].val))
+            rc = cairn_err_set(err, CAIRN_E_INVAL,
+                               "bad layer record for key %s", key_hex[i]);
+    }
+    /* Over the cap: what waits is committed first (outside the mutex:
+     * the commit takes it). */
+    for (bool full = true; !rc && full;) {
+        pthread_mutex_lock(&st->pending_mu);
+        full = st->pending != NULL &&
+               st->pending->n + n > CAIRN_STORE_PENDING_MAX;
+        pthread_mutex_unlock(&st->pending_mu);
+        if (full)
+            rc = store_pending_commit(st, err);
+    }
+    pthread_mutex_lock(&st->pending_mu);
+    struct store_pending *p = st->pending;
+    if (!rc && p == NULL && (p = st->pending = calloc(1, sizeof *p)) == NULL)
+        rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+    if (!rc && p->n + n > p->cap) {
+        size_t cap = p->cap ? p->cap : 16;
+        while (cap < p->n + n)
+            cap *= 2;
+        struct pending_key *v = realloc(p->v, cap * sizeof *v);
+        if (v == NULL) {
+            rc = cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
+        } else {
+            p->v = v;
+            p->cap = cap;
+        }
+    }
+    if (!rc) {
+        memcpy(p->v + p->n, add, n * sizeof *add);
+        p->n += n;
+    }
+    pthread_mutex_unlock(&st->pending_mu);
+    free(add);
+    return rc;
 }
 
 /* Last builds: tag -> an opaque record (client/engine/explain.c). Keyed by the

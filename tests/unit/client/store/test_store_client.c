@@ -615,6 +615,115 @@ static void test_keys_many(void **state)
     assert_string_equal(got.layer.diff_id, r2.layer.diff_id);
 }
 
+/* Keys put later wait in memory (no commit of their own, yet key_get sees
+ * them), ride along with the next commit, whichever it is, and are
+ * committed by the unlock that drops the lock or by the close. A bad
+ * record waits not at all. */
+static void test_keys_later(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_err err;
+    struct cairn_layer_rec r1, r2, got, empty;
+    memset(&r1, 0, sizeof r1);
+    memset(&r2, 0, sizeof r2);
+    memset(&empty, 0, sizeof empty);
+    empty.empty = true;
+    layer_make(f->st, "later one", &r1.layer);
+    layer_make(f->st, "later two", &r2.layer);
+    const char *keys[] = {KEY1, KEY2};
+    const struct cairn_layer_rec *recs[] = {&r1, &r2};
+    struct cairn_layer_rec bad = r2;
+    bad.layer.media_type = "text/plain";
+    const struct cairn_layer_rec *badrecs[] = {&r1, &bad};
+
+    size_t t0 = last_txnid(f->st);
+    assert_int_equal(
+        cairn_store_key_put_later(f->st, keys, badrecs, 2, &err),
+        CAIRN_E_INVAL);
+    assert_int_equal(cairn_store_key_get(f->st, KEY1, &got), CAIRN_E_NOTFOUND);
+    assert_int_equal(cairn_store_key_put_later(f->st, keys, recs, 2, &err), 0);
+    assert_int_equal(last_txnid(f->st), t0);
+    assert_int_equal(cairn_store_key_get(f->st, KEY2, &got), 0);
+    assert_string_equal(got.layer.diff_id, r2.layer.diff_id);
+    /* Nothing waits any more after the next commit (another key's). */
+    static const char key3[] =
+        "3333333333333333333333333333333333333333333333333333333333333333";
+    const char *k3[] = {key3};
+    const struct cairn_layer_rec *e3[] = {&empty};
+    assert_int_equal(cairn_store_key_put_many(f->st, k3, e3, 1, &err), 0);
+    assert_int_equal(last_txnid(f->st), t0 + 1);
+    assert_int_equal(cairn_store_keys_commit(f->st, &err), 0);
+    assert_int_equal(last_txnid(f->st), t0 + 1);
+
+    /* The unlock that drops the lock commits what waits. */
+    static const char key4[] =
+        "4444444444444444444444444444444444444444444444444444444444444444";
+    const char *k4[] = {key4};
+    cairn_store_unlock(f->st); /* the lock layer_make's blobs took */
+    assert_int_equal(last_txnid(f->st), t0 + 1);
+    assert_int_equal(cairn_store_lock(f->st, false, &err), 0);
+    assert_int_equal(cairn_store_lock(f->st, false, &err), 0);
+    assert_int_equal(cairn_store_key_put_later(f->st, k4, e3, 1, &err), 0);
+    cairn_store_unlock(f->st);
+    assert_int_equal(last_txnid(f->st), t0 + 1);
+    cairn_store_unlock(f->st);
+    assert_int_equal(last_txnid(f->st), t0 + 2);
+
+    /* And the close. */
+    static const char key5[] =
+        "5555555555555555555555555555555555555555555555555555555555555555";
+    const char *k5[] = {key5};
+    assert_int_equal(cairn_store_key_put_later(f->st, k5, e3, 1, &err), 0);
+    cairn_store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(cairn_store_open(f->root, &f->st, &err), 0);
+    assert_int_equal(cairn_store_key_get(f->st, KEY1, &got), 0);
+    assert_string_equal(got.layer.digest, r1.layer.digest);
+    assert_int_equal(cairn_store_key_get(f->st, KEY2, &got), 0);
+    assert_string_equal(got.layer.digest, r2.layer.digest);
+    assert_int_equal(cairn_store_key_get(f->st, key3, &got), 0);
+    assert_int_equal(cairn_store_key_get(f->st, key4, &got), 0);
+    assert_int_equal(cairn_store_key_get(f->st, key5, &got), 0);
+    assert_true(got.empty);
+}
+
+/* Blobs added together get the digests, names and bytes one at a time
+ * gives; one already there is no error; nothing stays in tmp/. */
+static void test_blobs_at_once(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_err err;
+    const char *a = "config bytes", *b = "manifest bytes, longer";
+    char one[CAIRN_DIGEST_STR_LEN], dg[2][CAIRN_DIGEST_STR_LEN], p[256];
+    assert_int_equal(cairn_store_blob_add_data(f->st, a, strlen(a), one, &err),
+                     0);
+    const void *data[] = {a, b};
+    size_t len[] = {strlen(a), strlen(b)};
+    assert_int_equal(cairn_store_blobs_add_data(f->st, 2, data, len, dg, &err),
+                     0);
+    assert_string_equal(dg[0], one);
+    char want[CAIRN_DIGEST_STR_LEN];
+    digest_hex(b, strlen(b), want);
+    assert_string_equal(dg[1], want);
+    char *got = NULL;
+    size_t glen = 0;
+    assert_int_equal(
+        cairn_store_blob_read(f->st, dg[1], 100, &got, &glen, &err), 0);
+    assert_int_equal(glen, strlen(b));
+    assert_memory_equal(got, b, glen);
+    free(got);
+    assert_int_equal(cairn_store_blob_path(f->st, dg[0], p, sizeof p), 0);
+    assert_int_equal(file_size(p), (int64_t)strlen(a));
+    assert_int_equal(dir_count(cairn_store_tmpdir(f->st)), 0);
+    char many[CAIRN_STORE_BLOBS_AT_ONCE + 1][CAIRN_DIGEST_STR_LEN];
+    const void *md[CAIRN_STORE_BLOBS_AT_ONCE + 1] = {0};
+    size_t ml[CAIRN_STORE_BLOBS_AT_ONCE + 1] = {0};
+    assert_int_equal(cairn_store_blobs_add_data(
+                         f->st, CAIRN_STORE_BLOBS_AT_ONCE + 1, md, ml, many,
+                         &err),
+                     CAIRN_E_INVAL);
+}
+
 static void test_ref_normalize(void **state)
 {
     (void)state;
@@ -1276,6 +1385,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_blobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blobs_at_once, setup, teardown),
         cmocka_unit_test(test_ref_normalize),
         cmocka_unit_test_setup_teardown(test_images_and_tags, setup, teardown),
         cmocka_unit_test_setup_teardown(test_image_add_records, setup,
