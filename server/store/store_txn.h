@@ -512,10 +512,9 @@ void cd_store_tier_upload_done(struct cd_upload *u);
 /* That keep, given by store.c: takes a tier_only upload's temp file and
  * stores the blob in LMDB from it in a thread of its own, off the
  * caller's path; until that is done, readers on this node are served
- * from the temp file. Never fails the write: a
- * local copy that cannot be made (no room, too many in flight, a disk
- * error) is reported and skipped, and the first read fills LMDB from the
- * bucket instead. */
+ * from the temp file. Never fails the write: a local copy that cannot
+ * be made (no room, too many in flight, a disk error) is reported and
+ * skipped, and the first read fills LMDB from the bucket instead. */
 void cd_store_tier_upload_keep(struct cd_upload *u);
 void cd_store_tier_upload_free(struct cd_upload *u);
 
