@@ -188,7 +188,7 @@ int cd_store_open(const struct cd_store_opts *opts, struct cd_store **out,
         rc = cairn_err_set(err, CAIRN_E_NOMEM, "store: cannot start thread");
         goto fail;
     }
-    if ((rc = cd_store_tier_open(st, opts, err)) != 0)
+    if ((rc = cd_store_tier_open(st, opts, cd_store_tier_upload_keep, err)) != 0)
         goto fail;
     *out = st;
     return 0;

@@ -11,7 +11,8 @@
  *   aborted); an action result is put before it is stored locally. A blob
  *   in a temp file is not staged in LMDB while it arrives: once the
  *   bucket has it, the call is answered and a thread stores it in LMDB
- *   from the temp file (cd_store_tier_upload_keep; reads on this node
+ *   from the temp file (cd_store_tier_upload_done runs the keep that
+ *   store.c gave at open, store_tier_read.c's; reads on this node
  *   meanwhile read the temp file).
  *   BatchUpdateBlobs' blobs are put in parallel. A bucket that cannot be
  *   reached fails the call with CAIRN_E_RPC (UNAVAILABLE), and nothing
@@ -180,7 +181,7 @@ static void store_tier_neg_drop(struct store_tier *t, const char *instance,
 /* --- open, close, stats, reports ---------------------------------------- */
 
 int cd_store_tier_open(struct cd_store *st, const struct cd_store_opts *opts,
-                       struct cairn_err *err)
+                       cd_store_tier_keep_fn *keep, struct cairn_err *err)
 {
     if (opts->s3 == NULL)
         return 0;
@@ -194,6 +195,7 @@ int cd_store_tier_open(struct cd_store *st, const struct cd_store_opts *opts,
         return cairn_err_set(err, CAIRN_E_NOMEM, "store: out of memory");
     }
     t->s3 = opts->s3;
+    t->keep = keep;
     t->report = opts->on_tier_report;
     t->report_ctx = opts->on_tier_ctx;
     t->neg_ttl_ms = STORE_TIER_NEG_TTL_MS;
@@ -424,6 +426,11 @@ int cd_store_tier_upload_commit(struct cd_upload *u)
     store_tier_add(&t->put_bytes, size);
     store_tier_neg_drop(t, instance, &u->d);
     return 0;
+}
+
+void cd_store_tier_upload_done(struct cd_upload *u)
+{
+    u->st->tier->keep(u);
 }
 
 /* Objects per cd_s3_put_many: bounds the keys' memory (1 KiB each). */

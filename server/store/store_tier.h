@@ -12,7 +12,10 @@
  * The arrows run one way: store_tier_read.c uses store_read.c, store_ac.c
  * and store_upload.c (a blob from the bucket enters LMDB as an upload),
  * and those use store_tier.c (the upload hooks), which uses none of them
- * but store_ac.c's ac_put_local. */
+ * but store_ac.c's ac_put_local. The local copy of a written blob after
+ * the ack is store_tier_read.c's, but the commit that starts it is
+ * store_upload.c's: store.c gives it to cd_store_tier_open, and the hook
+ * cd_store_tier_upload_done runs it through store_tier.keep. */
 #ifndef CAIRN_SERVER_STORE_STORE_TIER_H
 #define CAIRN_SERVER_STORE_STORE_TIER_H
 
@@ -24,6 +27,9 @@ struct store_tier {
     struct cd_s3 *s3;
     char *dir; /* where upload temp files go */
     void (*report)(void *ctx, const char *msg);
+    /* store_tier_read.c's local copy after the ack, given at open:
+     * cd_store_tier_upload_done runs it. */
+    cd_store_tier_keep_fn *keep;
     void *report_ctx;
     unsigned neg_ttl_ms;
     pthread_mutex_t neg_mu;

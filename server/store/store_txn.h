@@ -233,7 +233,7 @@ struct cd_upload {
      * bucket, which needs no PUT. tier_only: the bytes go to the tier's
      * temp file alone (a blob past one chunk with a bucket): nothing is
      * buffered or staged in LMDB while it arrives; after the bucket has
-     * it, commit hands the temp file to cd_store_tier_upload_keep, which
+     * it, commit hands the temp file to cd_store_tier_upload_done, which
      * fills LMDB off the caller's path. */
     struct store_tier_up *tier;
     bool tier_skip;
@@ -479,11 +479,17 @@ int cd_store_tier_key(char kind, const char *instance, const struct cd_digest *d
  * Injective, and free of '/', '.' and '%' (no dot segments, nothing a URL
  * layer could decode). Returns 0 or CAIRN_E_TOOBIG (cap too small). */
 int cd_store_tier_instance_escape(const char *instance, char *out, size_t cap);
-/* Sets up st->tier when opts->s3 is set (nothing otherwise); close
- * accepts a store without one, and waits for the tier's threads (they use
- * the store: call it before anything else is torn down). */
+/* The local copy of a written blob after the ack (store_tier_read.c's
+ * cd_store_tier_upload_keep). */
+typedef void cd_store_tier_keep_fn(struct cd_upload *u);
+/* Sets up st->tier when opts->s3 is set (nothing otherwise), with keep as
+ * what cd_store_tier_upload_done runs: store.c passes the read side's
+ * function, so the write hooks below reach it without naming it (the
+ * calls between the parts run one way, README.md). close accepts a store
+ * without a tier, and waits for the tier's threads (they use the store:
+ * call it before anything else is torn down). */
 int cd_store_tier_open(struct cd_store *st, const struct cd_store_opts *opts,
-                       struct cairn_err *err);
+                       cd_store_tier_keep_fn *keep, struct cairn_err *err);
 void cd_store_tier_close(struct cd_store *st);
 void cd_store_tier_stats(struct cd_store *st, struct cd_store_stats *out);
 /* Upload hooks, called only when st->tier is set: write keeps the n
@@ -501,12 +507,14 @@ int cd_store_tier_put_many(struct cd_store *st, const char *instance,
                            const size_t *which, size_t n);
 int cd_store_tier_upload_commit(struct cd_upload *u);
 /* After a tier_only upload's commit succeeded (the blob is in the
- * bucket): takes its temp file and stores the blob in LMDB from it in a
- * thread of its own, off the caller's path; until that is done, readers
- * on this node are served from the temp file. Never fails the write: a
- * local copy that cannot be made (no room, too many in flight, a disk
- * error) is reported and skipped, and the first read fills LMDB from the
- * bucket instead. */
+ * bucket): runs the keep given to cd_store_tier_open. */
+void cd_store_tier_upload_done(struct cd_upload *u);
+/* That keep, given by store.c: takes a tier_only upload's temp file and
+ * stores the blob in LMDB from it in a thread of its own, off the
+ * caller's path; until that is done, readers on this node are served
+ * from the temp file. Never fails the write: a local copy that cannot
+ * be made (no room, too many in flight, a disk error) is reported and
+ * skipped, and the first read fills LMDB from the bucket instead. */
 void cd_store_tier_upload_keep(struct cd_upload *u);
 void cd_store_tier_upload_free(struct cd_upload *u);
 

@@ -236,7 +236,7 @@ int cd_upload_commit(struct cd_upload *u)
     int rc = store_upload_seal(u);
     pthread_mutex_unlock(&u->mu);
     if (rc == 0 && u->tier_only) {
-        cd_store_tier_upload_keep(u); /* in the bucket: done */
+        cd_store_tier_upload_done(u); /* in the bucket: done */
     } else if (rc == 0) {
         struct store_pub p, *pp = &p;
         store_pub_of(u, &p);
@@ -276,7 +276,7 @@ void cd_upload_commit_async(struct cd_upload *u, cd_upload_done_fn *done, void *
     struct store_commit *c = NULL;
     if (rc == 0 && u->tier_only) {
         /* In the bucket: answered now, LMDB filled behind. */
-        cd_store_tier_upload_keep(u);
+        cd_store_tier_upload_done(u);
         store_upload_free(u, true);
         done(ctx, 0);
         return;
