@@ -522,7 +522,15 @@ struct fetch_sink {
     int sock; /* to the verifier; -1 when it could not start */
     bool verifier_gone;
     int write_errno; /* the file could not be written (ENOSPC, EIO) */
+    uint64_t written, started; /* bytes in fd; of those, sent to the disk */
 };
+
+/* A fetched blob is fsync'd before its rename (cairn_store_blob_add_file);
+ * starting the write-back of each FETCH_WRITEBACK bytes as they arrive
+ * leaves that fsync little to wait for, where a whole 64 MB layer would
+ * otherwise go to the disk only then. A hint: its errors are the fsync's
+ * to report. */
+#define FETCH_WRITEBACK ((uint64_t)8 << 20)
 
 static int fetch_write(void *arg, const void *data, size_t len)
 {
@@ -539,6 +547,13 @@ static int fetch_write(void *arg, const void *data, size_t len)
         }
         p += n;
         left -= (size_t)n;
+    }
+    f->written += len;
+    if (f->written - f->started >= FETCH_WRITEBACK) {
+        (void)sync_file_range(f->fd, (off64_t)f->started,
+                              (off64_t)(f->written - f->started),
+                              SYNC_FILE_RANGE_WRITE);
+        f->started = f->written;
     }
     for (p = data, left = len; f->sock >= 0 && left > 0;) {
         /* MSG_NOSIGNAL: a verifier that stopped early (it refused the
