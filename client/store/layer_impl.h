@@ -76,6 +76,7 @@ struct cairn_layer_writer {
     uint8_t *copy; /* LAYER_IO_BUF bytes for reading file content */
     uint64_t tar_bytes;
     uint64_t blob_bytes;
+    uint64_t blob_started; /* of those, sent to the disk (out_written) */
     uint64_t next_progress;
     size_t entries;
     /* The first failure, sticky: after libarchive has seen a write error
