@@ -247,6 +247,64 @@ static void store_tier_rd_put(struct store_tier_rd *t, bool reader)
         store_tier_rd_free(t);
 }
 
+/* The end of a thread store_tier_thread_start started: t leaves
+ * tier->active (keep: a post-ack copy, which also leaves tier->keeping and
+ * holds a reader's reference; else a fetch's own), drops the thread's
+ * reference, and the thread's count goes last, since that is the last
+ * touch of the store cd_store_tier_close waits for. */
+static void store_tier_thread_end(struct store_tier *tier,
+                                  struct store_tier_rd *t, bool keep)
+{
+    pthread_mutex_lock(&tier->run_mu);
+    for (struct store_tier_rd **pp = &tier->active; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    }
+    if (keep) {
+        tier->keeping--;
+        tier->keep_bytes -= (uint64_t)t->d.size;
+    }
+    pthread_mutex_unlock(&tier->run_mu);
+    store_tier_rd_put(t, keep);
+    pthread_mutex_lock(&tier->run_mu);
+    tier->running--;
+    pthread_cond_broadcast(&tier->run_cond);
+    pthread_mutex_unlock(&tier->run_mu);
+}
+
+/* Lists t in tier->active and starts fn(t) on a detached thread (counted
+ * in tier->running) holding refs references, t counting one reader. On
+ * failure t is unlisted and keeps refs - 1. */
+static int store_tier_thread_start(struct store_tier *tier,
+                                   struct store_tier_rd *t,
+                                   void *(*fn)(void *), unsigned refs)
+{
+    pthread_attr_t a;
+    pthread_t th;
+    if (pthread_attr_init(&a) != 0)
+        return CAIRN_E_NOMEM;
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    t->refs = refs;
+    t->readers = 1;
+    int rc = 0;
+    /* Listed before the thread runs, which unlists it at its end. */
+    pthread_mutex_lock(&tier->run_mu);
+    tier->running++;
+    t->next = tier->active;
+    tier->active = t;
+    if (pthread_create(&th, &a, fn, t) != 0) {
+        t->refs = refs - 1;
+        tier->active = t->next;
+        tier->running--;
+        rc = CAIRN_E_NOMEM;
+    }
+    pthread_mutex_unlock(&tier->run_mu);
+    pthread_attr_destroy(&a);
+    return rc;
+}
+
 static void *store_tier_rd_main(void *arg)
 {
     struct store_tier_rd *t = arg;
@@ -274,48 +332,8 @@ static void *store_tier_rd_main(void *arg)
         store_tier_add(&tier->fills, 1);
         store_tier_add(&tier->fill_bytes, size);
     }
-    pthread_mutex_lock(&tier->run_mu);
-    for (struct store_tier_rd **pp = &tier->active; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == t) {
-            *pp = t->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&tier->run_mu);
-    store_tier_rd_put(t, false);
-    /* The last touch of the store: cd_store_tier_close waits for it. */
-    pthread_mutex_lock(&tier->run_mu);
-    tier->running--;
-    pthread_cond_broadcast(&tier->run_cond);
-    pthread_mutex_unlock(&tier->run_mu);
+    store_tier_thread_end(tier, t, false);
     return NULL;
-}
-
-/* Starts t's thread, detached (counted in tier->running). */
-static int store_tier_rd_start(struct store_tier *tier, struct store_tier_rd *t)
-{
-    pthread_attr_t a;
-    pthread_t th;
-    if (pthread_attr_init(&a) != 0)
-        return CAIRN_E_NOMEM;
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    t->refs = 2;
-    t->readers = 1;
-    int rc = 0;
-    /* Listed before the thread runs, which unlists it at its end. */
-    pthread_mutex_lock(&tier->run_mu);
-    tier->running++;
-    t->next = tier->active;
-    tier->active = t;
-    if (pthread_create(&th, &a, store_tier_rd_main, t) != 0) {
-        t->refs = 1;
-        tier->active = t->next;
-        tier->running--;
-        rc = CAIRN_E_NOMEM;
-    }
-    pthread_mutex_unlock(&tier->run_mu);
-    pthread_attr_destroy(&a);
-    return rc;
 }
 
 /* The fetch of key another reader started, if it is still good to read
@@ -399,7 +417,7 @@ static int store_tier_reader_open(struct cd_store *st, const char *instance,
             t->u = NULL; /* no room locally: stream without keeping it */
     }
     if (rc == 0)
-        rc = store_tier_rd_start(tier, t);
+        rc = store_tier_thread_start(tier, t, store_tier_rd_main, 2);
     if (rc != 0) {
         store_tier_rd_free(t);
         free(r);
@@ -728,57 +746,14 @@ static void *store_tier_keep_main(void *arg)
 {
     struct store_tier_rd *t = arg;
     struct store_tier *tier = t->st->tier;
-    uint64_t size = (uint64_t)t->d.size;
     /* t->u hashes the bytes again: the temp file is checked, not trusted,
      * on its way into LMDB. */
     int rc = store_tier_rd_keep(t);
     if (rc != 0)
         cd_store_tier_report(tier, "bucket: %s is in the bucket, but no local "
-                          "copy was kept: %s", t->key, cairn_strerror(rc));
-    pthread_mutex_lock(&tier->run_mu);
-    for (struct store_tier_rd **pp = &tier->active; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == t) {
-            *pp = t->next;
-            break;
-        }
-    }
-    tier->keeping--;
-    tier->keep_bytes -= size;
-    pthread_mutex_unlock(&tier->run_mu);
-    store_tier_rd_put(t, true);
-    pthread_mutex_lock(&tier->run_mu);
-    tier->running--;
-    pthread_cond_broadcast(&tier->run_cond);
-    pthread_mutex_unlock(&tier->run_mu);
+                             "copy was kept: %s", t->key, cairn_strerror(rc));
+    store_tier_thread_end(tier, t, true);
     return NULL;
-}
-
-/* Lists t as a fetch that is done (readers on this node join it and read
- * the temp file) and starts its thread, detached, which holds the only
- * reference and counts as a reader until it ends, so joiners that come
- * and go never mark it stopped. */
-static int store_tier_keep_start(struct store_tier *tier, struct store_tier_rd *t)
-{
-    pthread_attr_t a;
-    pthread_t th;
-    if (pthread_attr_init(&a) != 0)
-        return CAIRN_E_NOMEM;
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    t->refs = 1;
-    t->readers = 1;
-    int rc = 0;
-    pthread_mutex_lock(&tier->run_mu);
-    tier->running++;
-    t->next = tier->active;
-    tier->active = t;
-    if (pthread_create(&th, &a, store_tier_keep_main, t) != 0) {
-        tier->active = t->next;
-        tier->running--;
-        rc = CAIRN_E_NOMEM;
-    }
-    pthread_mutex_unlock(&tier->run_mu);
-    pthread_attr_destroy(&a);
-    return rc;
 }
 
 void cd_store_tier_upload_keep(struct cd_upload *u)
@@ -815,7 +790,11 @@ void cd_store_tier_upload_keep(struct cd_upload *u)
         rc = cd_store_upload_begin(u->st, instance, &u->d, &t->u);
     if (rc == 0) {
         t->u->tier_skip = true; /* the bucket has it */
-        rc = store_tier_keep_start(tier, t);
+        /* Listed as a fetch that is done (readers on this node join it
+         * and read the temp file); its thread holds the only reference
+         * and counts as a reader until it ends, so joiners that come and
+         * go never mark it stopped. */
+        rc = store_tier_thread_start(tier, t, store_tier_keep_main, 1);
     }
     if (rc == 0)
         return;
