@@ -240,26 +240,6 @@ int cairn_store_lock(struct cairn_store *st, bool exclusive,
     return 0;
 }
 
-void cairn_store_unlock(struct cairn_store *st)
-{
-    /* Keys that wait are recorded while the lock still keeps prune from
-     * the blobs they name; a failure leaves them to the close. */
-    pthread_mutex_lock(&st->lock_mu);
-    bool last = st->lock_depth == 1;
-    pthread_mutex_unlock(&st->lock_mu);
-    if (last) {
-        struct cairn_err err;
-        cairn_err_clear(&err);
-        (void)store_pending_commit(st, &err);
-    }
-    pthread_mutex_lock(&st->lock_mu);
-    if (st->lock_depth > 0 && --st->lock_depth == 0) {
-        store_flock_mode(st->lock_fd, LOCK_NONE);
-        st->lock_mode = LOCK_NONE;
-    }
-    pthread_mutex_unlock(&st->lock_mu);
-}
-
 /* Writers of blobs and snapshots need at least the shared lock, or prune
  * could delete what they have written before it is referenced. */
 static int lock_implicit(struct cairn_store *st, struct cairn_err *err)

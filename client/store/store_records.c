@@ -424,6 +424,29 @@ void store_pending_free(struct cairn_store *st)
     st->pending = NULL;
 }
 
+/* Here rather than beside the lock in store.c: the last unlock records
+ * the keys that wait (store_pending_commit), and store.c stays below the
+ * records. */
+void cairn_store_unlock(struct cairn_store *st)
+{
+    /* Keys that wait are recorded while the lock still keeps prune from
+     * the blobs they name; a failure leaves them to the close. */
+    pthread_mutex_lock(&st->lock_mu);
+    bool last = st->lock_depth == 1;
+    pthread_mutex_unlock(&st->lock_mu);
+    if (last) {
+        struct cairn_err err;
+        cairn_err_clear(&err);
+        (void)store_pending_commit(st, &err);
+    }
+    pthread_mutex_lock(&st->lock_mu);
+    if (st->lock_depth > 0 && --st->lock_depth == 0) {
+        store_flock_mode(st->lock_fd, LOCK_NONE);
+        st->lock_mode = LOCK_NONE;
+    }
+    pthread_mutex_unlock(&st->lock_mu);
+}
+
 int cairn_store_key_put_later(struct cairn_store *st,
                               const char *const key_hex[],
                               const struct cairn_layer_rec *const rec[],
