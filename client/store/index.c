@@ -49,6 +49,21 @@ int cairn_root_path(char *buf, size_t len)
         else
             n = snprintf(buf, len, "%s/.local/share/cairn", home ? home : ".");
     }
+    if (n < 0 || (size_t)n >= len)
+        return CAIRN_E_TOOBIG;
+    if (buf[0] == '/')
+        return 0;
+    /* A relative root (CAIRN_ROOT=store) is made absolute here, once: the
+     * RUN sandbox changes directory before it mounts the overlay from
+     * snapshot paths under the root, where a relative path names nothing. */
+    char cwd[4096];
+    if (getcwd(cwd, sizeof cwd) == NULL)
+        return CAIRN_E_TOOBIG;
+    char rel[4096];
+    if ((size_t)n >= sizeof rel)
+        return CAIRN_E_TOOBIG;
+    memcpy(rel, buf, (size_t)n + 1);
+    n = snprintf(buf, len, "%s/%s", cwd, rel);
     return n < 0 || (size_t)n >= len ? CAIRN_E_TOOBIG : 0;
 }
 

@@ -31,7 +31,9 @@ struct cairn_index;
 
 /* Writes the store root into buf: $CAIRN_ROOT if set; else /var/lib/cairn
  * for root; else $XDG_DATA_HOME/cairn (default ~/.local/share/cairn).
- * Returns 0 or CAIRN_E_TOOBIG. */
+ * A relative path is taken from the current directory and written
+ * absolute. Returns 0 or CAIRN_E_TOOBIG (also when the current directory
+ * cannot be read). */
 int cairn_root_path(char *buf, size_t len);
 
 /* Opens (creating directories as needed, mode 0700) the index of the
