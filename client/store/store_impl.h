@@ -44,6 +44,11 @@ struct cairn_store {
     atomic_bool blobs_unsynced;
     pthread_mutex_t pending_mu; /* guards pending */
     struct store_pending *pending; /* NULL until a key waits */
+    /* The stat cache whose entries ride in every write transaction
+     * (cairn_store_statcache_open); sc_mu is held from its put to its
+     * done, so that cairn_store_statcache_close waits for it. */
+    pthread_mutex_t sc_mu;
+    struct ck_statcache *sc;
 };
 
 /* What the store remembers of an image, as JSON in the images database:
