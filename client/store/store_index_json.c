@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,12 @@ int store_index_lock(struct cairn_store *st)
     return fd;
 }
 
+static void *index_sync_thread(void *idx)
+{
+    (void)cairn_index_sync(idx);
+    return NULL;
+}
+
 /* Rewrites index.json from LMDB. The state is read after the lock is
  * taken, so whichever writer renames last wrote the newest state: two
  * processes that change tags at once cannot lose each other's change. */
@@ -106,10 +113,22 @@ int store_index_json_write(struct cairn_store *st, struct cairn_err *err)
 {
     char tmp[STORE_PATH_MAX], final[STORE_PATH_MAX];
     char *json = NULL;
+    /* The commit that changed the records left its meta page unsynced
+     * (MDB_NOMETASYNC), for the close to sync. Syncing it now, while
+     * this file is written and fsync'd, lets the two disk flushes
+     * overlap instead of following each other (the close then finds
+     * nothing to do). Only when: the file's rename still waits for its
+     * own fsync, and a failed sync is the close's to do again. */
+    pthread_t th;
+    bool syncing = cairn_index_unsynced(st->idx) &&
+                   pthread_create(&th, NULL, index_sync_thread, st->idx) == 0;
     int fd = store_index_lock(st);
-    if (fd < 0)
+    if (fd < 0) {
+        if (syncing)
+            pthread_join(th, NULL);
         return cairn_err_set(err, fd, "cannot lock index.json: %s",
                              cairn_strerror(fd));
+    }
     int rc = index_json_build(st, &json);
     if (!rc)
         rc = store_tmp_write(st, "index.json", json, strlen(json), true, tmp,
@@ -123,6 +142,8 @@ int store_index_json_write(struct cairn_store *st, struct cairn_err *err)
     }
     free(json);
     close(fd);
+    if (syncing)
+        pthread_join(th, NULL);
     if (rc)
         return cairn_err_set(err, rc, "cannot write %s/index.json: %s",
                              st->root, cairn_strerror(rc));
