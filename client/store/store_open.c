@@ -159,6 +159,7 @@ void cairn_store_close(struct cairn_store *st)
         (void)store_pending_commit(st, &err);
     store_pending_free(st);
     store_blobs_sync(st);
+    store_index_json_release_wait(st);
     cairn_index_close(st->idx);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* also drops any flock */
