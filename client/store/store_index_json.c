@@ -123,7 +123,7 @@ void store_index_json_release_wait(struct cairn_store *st)
 /* Lets go of old, the replaced index.json, on a thread of its own. Its
  * last reference frees its blocks, and on a file system mounted with
  * `discard` and no journal (ext4 here) that waits for the device to
- * discard them: 0.3 to 4 ms measured inside the rename, in the middle of
+ * discard them: 0.25 to 3.8 ms measured inside the rename, in the middle of
  * a build's last flushes. Held open across the rename, the old file is
  * freed by this close instead, beside the build's remaining work.
  * Readers that opened it keep reading it either way. */
