@@ -544,18 +544,11 @@ static int entries_put(struct ck_statcache *sc, MDB_txn *txn, uint64_t *upto)
     return mrc;
 }
 
-/* A transaction that took the entries before sequence upto committed:
- * they leave the queue (unless an earlier commit already took them),
- * the database they created is ours, and idle readers drop their
- * snapshot so that they see the entries (and do not pin old pages
- * between builds); busy ones notice the new generation when they come
+/* Idle readers drop their snapshot, so that their next lookup sees the
+ * latest commits; busy ones notice the new generation when they come
  * back. mu held. */
-static void entries_drop(struct ck_statcache *sc, uint64_t upto)
+static void readers_refresh(struct ck_statcache *sc)
 {
-    if (!sc->have_db && upto > 0) {
-        sc->dbi = sc->new_dbi;
-        sc->have_db = true;
-    }
     sc->gen++;
     for (size_t i = 0; i < sc->nidle; i++) {
         if (sc->idle[i].live) {
@@ -563,6 +556,19 @@ static void entries_drop(struct ck_statcache *sc, uint64_t upto)
             sc->idle[i].live = false;
         }
     }
+}
+
+/* A transaction that took the entries before sequence upto committed:
+ * they leave the queue (unless an earlier commit already took them),
+ * the database they created is ours, and readers look again (they see
+ * the entries, and pin no old pages between builds). mu held. */
+static void entries_drop(struct ck_statcache *sc, uint64_t upto)
+{
+    if (!sc->have_db && upto > 0) {
+        sc->dbi = sc->new_dbi;
+        sc->have_db = true;
+    }
+    readers_refresh(sc);
     if (upto <= sc->base_seq)
         return;
     size_t n = (size_t)(upto - sc->base_seq);
@@ -653,6 +659,9 @@ int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
         return 0;
     pthread_mutex_lock(&sc->mu);
     bool wait = sc->defer && sc->keys_len < SC_DEFER_MAX;
+    /* Whatever is written, idle readers take a new snapshot from here
+     * on (they see other commits, and pin no old pages between builds). */
+    readers_refresh(sc);
     pthread_mutex_unlock(&sc->mu);
     return wait ? 0 : flush_now(sc, err);
 }
