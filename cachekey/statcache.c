@@ -1,5 +1,6 @@
 #include "cachekey/statcache.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,10 @@
 #define SC_DIR_VERSION 2
 #define SC_STAT_LEN (1 + 5 * 8)
 #define SC_DBNAME "statcache"
+/* Queued bytes past which a deferred flush writes anyway, so that a huge
+ * context neither grows the queue without bound nor turns the owner's
+ * next transaction into a giant one. */
+#define SC_DEFER_MAX (16u << 20)
 
 /* A read transaction kept between lookups. Beginning one per lookup costs a
  * reader-slot acquisition each time; with MDB_NOTLS a txn is not tied to a
@@ -62,6 +67,19 @@ struct ck_statcache {
     size_t keys_len, keys_cap;
     struct sc_pending *pend;
     size_t npend, pend_cap;
+    /* pend[0] is the base_seq-th entry ever queued: a commit that took
+     * entries up to some sequence drops exactly those, whichever commit
+     * (a flush's, the owner's) recorded them first. */
+    uint64_t base_seq;
+    /* Hash of the queued keys: slot i holds 1 + an index into pend (0:
+     * empty), the newest entry of its key. Lookups see queued entries
+     * through it before any commit (ck_statcache_set_defer). */
+    uint32_t *slot;
+    size_t nslot; /* a power of two, or 0 */
+    /* The database as created by a transaction that took entries
+     * (have_db is set from it once that commits). */
+    MDB_dbi new_dbi;
+    bool defer; /* flush leaves entries queued (ck_statcache_set_defer) */
     /* Grows the map when a flush finds it full (ck_statcache_set_grow). */
     int (*grow)(void *arg);
     void *grow_arg;
@@ -107,6 +125,58 @@ static void encode_stat(uint8_t val[SC_STAT_LEN], uint8_t version,
     put_le64(val + 33, (uint64_t)ts_ns(&st->st_ctim));
 }
 
+static uint64_t key_hash(const char *k, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)k[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The slot of key k (its entry's, or the empty one it would take).
+ * nslot > 0, mu held. */
+static size_t slot_find(const struct ck_statcache *sc, const char *k,
+                        size_t n)
+{
+    size_t mask = sc->nslot - 1, i = (size_t)key_hash(k, n) & mask;
+    for (;; i = (i + 1) & mask) {
+        uint32_t s = sc->slot[i];
+        if (s == 0)
+            return i;
+        const struct sc_pending *p = &sc->pend[s - 1];
+        if (p->key_len == n && memcmp(sc->keys + p->off, k, n) == 0)
+            return i;
+    }
+}
+
+/* Indexes every queued entry again into a table of nslot slots (a power
+ * of two above twice the entries, or 0 for none). mu held. */
+static int slots_rebuild(struct ck_statcache *sc, size_t nslot)
+{
+    uint32_t *t = NULL;
+    if (nslot > 0 && (t = calloc(nslot, sizeof *t)) == NULL)
+        return CAIRN_E_NOMEM;
+    free(sc->slot);
+    sc->slot = t;
+    sc->nslot = nslot;
+    for (size_t i = 0; i < sc->npend; i++) {
+        const struct sc_pending *p = &sc->pend[i];
+        sc->slot[slot_find(sc, sc->keys + p->off, p->key_len)] =
+            (uint32_t)(i + 1);
+    }
+    return 0;
+}
+
+/* The newest queued value of key k, or NULL. mu held. */
+static const struct sc_pending *queued_get(const struct ck_statcache *sc,
+                                           const char *k, size_t n)
+{
+    if (sc->npend == 0 || sc->nslot == 0)
+        return NULL;
+    uint32_t s = sc->slot[slot_find(sc, k, n)];
+    return s ? &sc->pend[s - 1] : NULL;
+}
+
 int ck_statcache_open(MDB_env *env, struct ck_statcache **out,
                       struct cairn_err *err)
 {
@@ -143,17 +213,20 @@ int ck_statcache_open(MDB_env *env, struct ck_statcache **out,
     return 0;
 }
 
+static int flush_now(struct ck_statcache *sc, struct cairn_err *err);
+
 void ck_statcache_close(struct ck_statcache *sc)
 {
     if (sc == NULL)
         return;
-    (void)ck_statcache_flush(sc, NULL);
+    (void)flush_now(sc, NULL);
     /* Every txn is idle here: the contract forbids lookups racing close. */
     for (size_t i = 0; i < sc->nidle; i++)
         mdb_txn_abort(sc->idle[i].txn);
     free(sc->idle);
     free(sc->keys);
     free(sc->pend);
+    free(sc->slot);
     pthread_mutex_destroy(&sc->mu);
     free(sc);
 }
@@ -233,12 +306,25 @@ static bool lookup(struct ck_statcache *sc, const char *abspath,
     size_t klen = strlen(abspath);
     if (klen == 0 || klen > sc->maxkey)
         return false;
+    uint8_t want[SC_STAT_LEN];
+    encode_stat(want, version, st);
+    bool hit = false;
     pthread_mutex_lock(&sc->mu);
     bool have_db = sc->have_db;
     MDB_dbi dbi = sc->dbi;
+    /* A queued entry is newer than the database's. */
+    const struct sc_pending *q = queued_get(sc, abspath, klen);
+    if (q != NULL && q->val_len - SC_STAT_LEN <= cap) {
+        const char *v = sc->keys + q->off + q->key_len;
+        if (memcmp(v, want, SC_STAT_LEN) == 0) {
+            *len = q->val_len - SC_STAT_LEN;
+            memcpy(out, v + SC_STAT_LEN, *len);
+            hit = true;
+        }
+    }
     pthread_mutex_unlock(&sc->mu);
-    if (!have_db)
-        return false;
+    if (hit || !have_db)
+        return hit;
     struct sc_rtxn t;
     guard_enter(sc);
     if (!rtxn_get(sc, &t)) {
@@ -247,11 +333,8 @@ static bool lookup(struct ck_statcache *sc, const char *abspath,
     }
     MDB_val k = {.mv_size = klen, .mv_data = (void *)abspath};
     MDB_val v;
-    bool hit = false;
     if (mdb_get(t.txn, dbi, &k, &v) == 0 && v.mv_size >= SC_STAT_LEN &&
         v.mv_size - SC_STAT_LEN <= cap) {
-        uint8_t want[SC_STAT_LEN];
-        encode_stat(want, version, st);
         if (memcmp(v.mv_data, want, SC_STAT_LEN) == 0) {
             *len = v.mv_size - SC_STAT_LEN;
             memcpy(out, (const uint8_t *)v.mv_data + SC_STAT_LEN, *len);
@@ -314,10 +397,15 @@ static int put(struct ck_statcache *sc, const char *abspath, uint8_t version,
     size_t vlen = SC_STAT_LEN + plen;
     int rc = 0;
     pthread_mutex_lock(&sc->mu);
-    if (grow((void **)&sc->keys, &sc->keys_cap, sc->keys_len + klen + vlen,
+    /* Past a 32-bit index the table is not kept (nor is anything queued):
+     * the cache is only an optimisation. */
+    if (sc->npend >= UINT32_MAX / 4 ||
+        grow((void **)&sc->keys, &sc->keys_cap, sc->keys_len + klen + vlen,
              1) ||
         grow((void **)&sc->pend, &sc->pend_cap, sc->npend + 1,
-             sizeof *sc->pend)) {
+             sizeof *sc->pend) ||
+        ((sc->npend + 1) * 2 > sc->nslot &&
+         slots_rebuild(sc, sc->nslot ? sc->nslot * 2 : 256))) {
         rc = CAIRN_E_NOMEM;
     } else {
         struct sc_pending *p = &sc->pend[sc->npend++];
@@ -330,6 +418,7 @@ static int put(struct ck_statcache *sc, const char *abspath, uint8_t version,
         if (plen > 0)
             memcpy(d + klen + SC_STAT_LEN, payload, plen);
         sc->keys_len += klen + vlen;
+        sc->slot[slot_find(sc, abspath, klen)] = (uint32_t)sc->npend;
     }
     pthread_mutex_unlock(&sc->mu);
     return rc;
@@ -418,14 +507,48 @@ void ck_statcache_set_grow(struct ck_statcache *sc, int (*fn)(void *arg),
     pthread_mutex_unlock(&sc->mu);
 }
 
-int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
+/* Puts every queued entry into txn, in key order (inserting in key order
+ * walks the B-tree left to right, touching each page once instead of at
+ * random: LMDB's own advice for bulk loads); *upto gets the sequence
+ * number after the last one put (entries_drop's, once txn commits). A key
+ * queued twice keeps its last value: equal keys stay in queue order (the
+ * offset tie-break), so the newest is put last. mu held. Returns 0 or an
+ * LMDB code. */
+static int entries_put(struct ck_statcache *sc, MDB_txn *txn, uint64_t *upto)
 {
-    if (sc == NULL)
+    size_t n = sc->npend;
+    if (n == 0) {
+        *upto = sc->base_seq;
         return 0;
-    pthread_mutex_lock(&sc->mu);
-    /* Idle readers drop their snapshot now so they see this flush (and so
-     * they do not pin old pages between builds); busy ones notice the new
-     * generation when they come back. */
+    }
+    struct sc_pending *order = malloc(n * sizeof *order);
+    if (order == NULL)
+        return ENOMEM;
+    memcpy(order, sc->pend, n * sizeof *order);
+    sort_keys = sc->keys;
+    qsort(order, n, sizeof *order, pending_cmp);
+    int mrc = 0;
+    if (!sc->have_db)
+        mrc = mdb_dbi_open(txn, SC_DBNAME, MDB_CREATE, &sc->new_dbi);
+    MDB_dbi dbi = sc->have_db ? sc->dbi : sc->new_dbi;
+    for (size_t i = 0; mrc == 0 && i < n; i++) {
+        MDB_val k = {.mv_size = order[i].key_len,
+                     .mv_data = sc->keys + order[i].off};
+        MDB_val v = {.mv_size = order[i].val_len,
+                     .mv_data = sc->keys + order[i].off + order[i].key_len};
+        mrc = mdb_put(txn, dbi, &k, &v, 0);
+    }
+    free(order);
+    if (mrc == 0)
+        *upto = sc->base_seq + n;
+    return mrc;
+}
+
+/* Idle readers drop their snapshot, so that their next lookup sees the
+ * latest commits; busy ones notice the new generation when they come
+ * back. mu held. */
+static void readers_refresh(struct ck_statcache *sc)
+{
     sc->gen++;
     for (size_t i = 0; i < sc->nidle; i++) {
         if (sc->idle[i].live) {
@@ -433,62 +556,112 @@ int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
             sc->idle[i].live = false;
         }
     }
-    char *keys = sc->keys;
-    struct sc_pending *pend = sc->pend;
-    size_t npend = sc->npend;
-    bool have_db = sc->have_db;
-    MDB_dbi dbi = sc->dbi;
-    sc->keys = NULL;
-    sc->pend = NULL;
-    sc->keys_len = sc->keys_cap = sc->npend = sc->pend_cap = 0;
-    pthread_mutex_unlock(&sc->mu);
+}
 
-    int rc = 0;
-    if (npend > 0) {
-        /* Inserting in key order walks the B-tree left to right, touching
-         * each page once instead of at random (LMDB's own advice for bulk
-         * loads); a key queued twice keeps its last value, as the stable
-         * queue order of equal keys is kept by the offset tie-break. */
-        sort_keys = keys;
-        qsort(pend, npend, sizeof *pend, pending_cmp);
-        int mrc;
-        MDB_txn *txn;
-        do {
-            txn = NULL;
-            guard_enter(sc);
-            mrc = mdb_txn_begin(sc->env, NULL, 0, &txn);
-            if (mrc == 0 && !have_db)
-                mrc = mdb_dbi_open(txn, SC_DBNAME, MDB_CREATE, &dbi);
-            for (size_t i = 0; mrc == 0 && i < npend; i++) {
-                MDB_val k = {.mv_size = pend[i].key_len,
-                             .mv_data = keys + pend[i].off};
-                MDB_val v = {.mv_size = pend[i].val_len,
-                             .mv_data = keys + pend[i].off + pend[i].key_len};
-                mrc = mdb_put(txn, dbi, &k, &v, 0);
-            }
-            if (mrc == 0) {
-                mrc = mdb_txn_commit(txn); /* aborts it on failure */
-                txn = NULL;
-            }
-            if (mrc != 0 && txn != NULL)
-                mdb_txn_abort(txn);
-            guard_leave(sc);
-        } while (mrc == MDB_MAP_FULL && map_grow(sc));
-        if (mrc == 0) {
-            if (mrc == 0 && !have_db) {
-                /* The handle outlives the transaction that created it
-                 * once that commits (LMDB). */
-                pthread_mutex_lock(&sc->mu);
-                sc->dbi = dbi;
-                sc->have_db = true;
-                pthread_mutex_unlock(&sc->mu);
-            }
-        }
-        if (mrc != 0)
-            rc = cairn_err_set(err, CAIRN_E_DB, "stat cache flush: %s",
-                               mdb_strerror(mrc));
+/* A transaction that took the entries before sequence upto committed:
+ * they leave the queue (unless an earlier commit already took them),
+ * the database they created is ours, and readers look again (they see
+ * the entries, and pin no old pages between builds). mu held. */
+static void entries_drop(struct ck_statcache *sc, uint64_t upto)
+{
+    if (!sc->have_db && upto > 0) {
+        sc->dbi = sc->new_dbi;
+        sc->have_db = true;
     }
-    free(keys);
-    free(pend);
-    return rc;
+    readers_refresh(sc);
+    if (upto <= sc->base_seq)
+        return;
+    size_t n = (size_t)(upto - sc->base_seq);
+    if (n > sc->npend)
+        n = sc->npend;
+    size_t cut = n < sc->npend ? sc->pend[n].off : sc->keys_len;
+    memmove(sc->keys, sc->keys + cut, sc->keys_len - cut);
+    sc->keys_len -= cut;
+    memmove(sc->pend, sc->pend + n, (sc->npend - n) * sizeof *sc->pend);
+    sc->npend -= n;
+    for (size_t i = 0; i < sc->npend; i++)
+        sc->pend[i].off -= cut;
+    sc->base_seq += n;
+    /* The table shrinks with the queue; failing to make a new one only
+     * hides the rest from lookups until their commit. */
+    size_t nslot = 0;
+    while (sc->npend > 0 && nslot < 2 * sc->npend + 256)
+        nslot = nslot ? nslot * 2 : 256;
+    if (slots_rebuild(sc, nslot) != 0) {
+        free(sc->slot);
+        sc->slot = NULL;
+        sc->nslot = 0;
+    }
+}
+
+int ck_statcache_txn_put(struct ck_statcache *sc, MDB_txn *txn,
+                         uint64_t *upto)
+{
+    pthread_mutex_lock(&sc->mu);
+    uint64_t u = 0;
+    int mrc = entries_put(sc, txn, &u);
+    pthread_mutex_unlock(&sc->mu);
+    if (mrc == 0)
+        *upto = u;
+    return mrc;
+}
+
+void ck_statcache_txn_done(struct ck_statcache *sc, uint64_t upto)
+{
+    pthread_mutex_lock(&sc->mu);
+    if (upto > sc->base_seq)
+        entries_drop(sc, upto);
+    pthread_mutex_unlock(&sc->mu);
+}
+
+void ck_statcache_set_defer(struct ck_statcache *sc, bool on)
+{
+    pthread_mutex_lock(&sc->mu);
+    sc->defer = on;
+    pthread_mutex_unlock(&sc->mu);
+}
+
+/* Writes the queue in a transaction of its own. */
+static int flush_now(struct ck_statcache *sc, struct cairn_err *err)
+{
+    pthread_mutex_lock(&sc->mu);
+    bool any = sc->npend > 0;
+    pthread_mutex_unlock(&sc->mu);
+    if (!any)
+        return 0;
+    int mrc;
+    uint64_t upto = 0;
+    do {
+        MDB_txn *txn = NULL;
+        guard_enter(sc);
+        mrc = mdb_txn_begin(sc->env, NULL, 0, &txn);
+        if (mrc == 0) {
+            pthread_mutex_lock(&sc->mu);
+            mrc = entries_put(sc, txn, &upto);
+            pthread_mutex_unlock(&sc->mu);
+            if (mrc == 0)
+                mrc = mdb_txn_commit(txn); /* aborts it on failure */
+            else
+                mdb_txn_abort(txn);
+        }
+        guard_leave(sc);
+    } while (mrc == MDB_MAP_FULL && map_grow(sc));
+    if (mrc != 0)
+        return cairn_err_set(err, CAIRN_E_DB, "stat cache flush: %s",
+                             mdb_strerror(mrc));
+    ck_statcache_txn_done(sc, upto);
+    return 0;
+}
+
+int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err)
+{
+    if (sc == NULL)
+        return 0;
+    pthread_mutex_lock(&sc->mu);
+    bool wait = sc->defer && sc->keys_len < SC_DEFER_MAX;
+    /* Whatever is written, idle readers take a new snapshot from here
+     * on (they see other commits, and pin no old pages between builds). */
+    readers_refresh(sc);
+    pthread_mutex_unlock(&sc->mu);
+    return wait ? 0 : flush_now(sc, err);
 }

@@ -88,7 +88,27 @@ void ck_statcache_set_guard(struct ck_statcache *sc, void (*enter)(void *arg),
                             void (*leave)(void *arg), void *arg);
 
 /* Writes queued entries in one transaction. Returns 0 or CAIRN_E_DB (the
- * cache is only an optimisation: callers may ignore a failure). */
+ * cache is only an optimisation: callers may ignore a failure). Under
+ * ck_statcache_set_defer, leaves them queued (returns 0) unless they
+ * pass 16 MiB. */
 int ck_statcache_flush(struct ck_statcache *sc, struct cairn_err *err);
+
+/* Deferred flushes (on: true): the owner of env commits the queue in its
+ * own next write transaction (ck_statcache_txn_put), so a build pays no
+ * disk flush of its own for the cache. Queued entries are seen by
+ * lookups all the same. ck_statcache_close still writes what is left.
+ * Thread-safe. */
+void ck_statcache_set_defer(struct ck_statcache *sc, bool on);
+
+/* Puts every queued entry into txn, a write transaction of sc's env
+ * that the caller commits or aborts; *upto (written on success) is the
+ * token for ck_statcache_txn_done, which the caller must call once txn
+ * committed (not when it aborted: the entries then stay queued).
+ * Entries queued meanwhile wait for the next transaction. Returns 0 or
+ * an LMDB code (MDB_MAP_FULL: grow the map and run the transaction
+ * again). Thread-safe. */
+int ck_statcache_txn_put(struct ck_statcache *sc, MDB_txn *txn,
+                         uint64_t *upto);
+void ck_statcache_txn_done(struct ck_statcache *sc, uint64_t upto);
 
 #endif

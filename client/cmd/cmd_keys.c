@@ -436,7 +436,7 @@ out:
     ck_keys_free(keys);
     ck_plan_free(plan);
     ck_context_close(ctx);
-    ck_statcache_close(sc);
+    cairn_store_statcache_close(store, sc);
     cairn_store_close(store);
     ck_ignore_free(ig);
     ck_dockerfile_free(df);

@@ -1249,7 +1249,7 @@ out:
     ck_keys_free(b.keys);
     ck_plan_free(b.plan);
     ck_context_close(b.ctx);
-    ck_statcache_close(sc);
+    cairn_store_statcache_close(st, sc);
     ck_ignore_free(ig);
     ck_dockerfile_free(b.df);
     return rc;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,9 @@
 struct cairn_index {
     MDB_env *env;
     size_t txnid_open; /* last committed txn when opened */
+    /* The last committed txn a cairn_index_sync found and made durable
+     * (0: none); set from any thread. */
+    _Atomic size_t txnid_synced;
     /* Held shared by every transaction begun through this module and
      * exclusively while the map is remapped: LMDB requires that no
      * transaction of the process be active then. */
@@ -276,12 +280,35 @@ size_t cairn_index_mapsize(struct cairn_index *idx)
     return size;
 }
 
+/* The last committed txn, or 0 when unknown. */
+static size_t last_txnid(struct cairn_index *idx)
+{
+    MDB_envinfo info;
+    pthread_rwlock_rdlock(&idx->map_lock);
+    size_t id = 0;
+    if (!idx->broken && mdb_env_info(idx->env, &info) == 0)
+        id = info.me_last_txnid;
+    pthread_rwlock_unlock(&idx->map_lock);
+    return id;
+}
+
 int cairn_index_sync(struct cairn_index *idx)
 {
     if (idx->broken)
         return CAIRN_E_DB;
+    /* Read before the flush: every commit up to it is durable after. */
+    size_t id = last_txnid(idx);
     int mrc = mdb_env_sync(idx->env, 1);
+    if (mrc == 0 && id != 0)
+        atomic_store(&idx->txnid_synced, id);
     return mrc == 0 ? 0 : mrc > 0 ? -mrc : CAIRN_E_DB;
+}
+
+bool cairn_index_unsynced(struct cairn_index *idx)
+{
+    size_t id = last_txnid(idx);
+    return id != 0 && id != idx->txnid_open &&
+           id != atomic_load(&idx->txnid_synced);
 }
 
 MDB_env *cairn_index_env(struct cairn_index *idx)
@@ -295,11 +322,11 @@ void cairn_index_close(struct cairn_index *idx)
         return;
     /* Make the last commit durable before the process reports success
      * (MDB_NOMETASYNC deferred its meta page); nothing to do when no
-     * transaction was committed since open, by us or anyone. A broken
+     * transaction was committed since open, by us or anyone, or when a
+     * sync made the last one durable already (an image's commit syncs
+     * while index.json is written, store_index_json_write). A broken
      * environment has no map to read the meta page from. */
-    MDB_envinfo info;
-    if (!idx->broken && mdb_env_info(idx->env, &info) == 0 &&
-        info.me_last_txnid != idx->txnid_open)
+    if (cairn_index_unsynced(idx))
         (void)mdb_env_sync(idx->env, 1);
     mdb_env_close(idx->env);
     pthread_rwlock_destroy(&idx->map_lock);

@@ -25,6 +25,7 @@
 #include "common/error.h"
 
 #include <lmdb.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct cairn_index;
@@ -49,6 +50,11 @@ int cairn_index_open(const char *root, struct cairn_index **out,
  * after its commit). cairn_index_close does it too when anything was
  * committed. Returns 0, negative errno or CAIRN_E_DB. */
 int cairn_index_sync(struct cairn_index *idx);
+
+/* True when a transaction was committed since open (by this process or
+ * another) and no cairn_index_sync has made the last one durable since.
+ * Thread-safe. */
+bool cairn_index_unsynced(struct cairn_index *idx);
 
 /* Begins a transaction (mdb_txn_begin's flags) holding the map's shared
  * lock until cairn_index_txn_commit or _abort ends it; adopts a map grown
@@ -84,8 +90,8 @@ size_t cairn_index_mapsize(struct cairn_index *idx);
 /* The LMDB environment, borrowed until cairn_index_close. */
 MDB_env *cairn_index_env(struct cairn_index *idx);
 
-/* Syncs (see cairn_index_sync) if any transaction was committed since
- * open, then closes the index. Accepts NULL. */
+/* Syncs (see cairn_index_sync) if cairn_index_unsynced, then closes the
+ * index. Accepts NULL. */
 void cairn_index_close(struct cairn_index *idx);
 
 #endif

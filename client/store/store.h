@@ -41,12 +41,20 @@ MDB_env *cairn_store_env(struct cairn_store *st);
 /* Opens the context stat cache kept in the store's index, wired to the
  * index's map: its transactions hold the map's shared lock (so a growth of
  * the map by a store write never runs under a lookup) and a full map grows
- * it (cairn_index_grow). *out is the caller's (ck_statcache_close, before
- * cairn_store_close); written only on success. Returns 0 or an error code
- * with err set. Thread-safe as ck_statcache is. */
+ * it (cairn_index_grow). The first one opened on st defers its flushes
+ * (ck_statcache_set_defer): its entries go into the store's next write
+ * transaction, whichever it is (a build's image commit). *out is the
+ * caller's (cairn_store_statcache_close, before cairn_store_close);
+ * written only on success. Returns 0 or an error code with err set.
+ * Thread-safe as ck_statcache is. */
 int cairn_store_statcache_open(struct cairn_store *st,
                                struct ck_statcache **out,
                                struct cairn_err *err);
+/* Stops the store's commits carrying sc's entries (waiting for one that
+ * does), then ck_statcache_close (which writes what is left). Accepts
+ * NULL. */
+void cairn_store_statcache_close(struct cairn_store *st,
+                                 struct ck_statcache *sc);
 /* Directory for temporary files on the store's file system. */
 const char *cairn_store_tmpdir(const struct cairn_store *st);
 

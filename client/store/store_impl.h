@@ -44,6 +44,15 @@ struct cairn_store {
     atomic_bool blobs_unsynced;
     pthread_mutex_t pending_mu; /* guards pending */
     struct store_pending *pending; /* NULL until a key waits */
+    /* The stat cache whose entries ride in every write transaction
+     * (cairn_store_statcache_open); sc_mu is held from its put to its
+     * done, so that cairn_store_statcache_close waits for it. */
+    pthread_mutex_t sc_mu;
+    struct ck_statcache *sc;
+    /* Closes the index.json an index.json write replaced (store_index_json.c);
+     * joined by the next write and by cairn_store_close. */
+    pthread_t json_release;
+    bool json_release_live;
 };
 
 /* What the store remembers of an image, as JSON in the images database:
@@ -172,6 +181,9 @@ int store_index_lock(struct cairn_store *st);
  * taken, so whichever writer renames last wrote the newest state: two
  * processes that change tags at once cannot lose each other's change. */
 int store_index_json_write(struct cairn_store *st, struct cairn_err *err);
+/* Waits until the index.json a write replaced is let go of (its blocks
+ * freed). Called by cairn_store_close. */
+void store_index_json_release_wait(struct cairn_store *st);
 
 /* Repo digests of one image: each "name@sha256:...", at most this
  * long and this many (the oldest are dropped past it). */

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +101,42 @@ int store_index_lock(struct cairn_store *st)
     return fd;
 }
 
+static void *index_sync_thread(void *idx)
+{
+    (void)cairn_index_sync(idx);
+    return NULL;
+}
+
+static void *release_thread(void *fd)
+{
+    close((int)(intptr_t)fd);
+    return NULL;
+}
+
+void store_index_json_release_wait(struct cairn_store *st)
+{
+    if (st->json_release_live)
+        pthread_join(st->json_release, NULL);
+    st->json_release_live = false;
+}
+
+/* Lets go of old, the replaced index.json, on a thread of its own. Its
+ * last reference frees its blocks, and on a file system mounted with
+ * `discard` and no journal (ext4 here) that waits for the device to
+ * discard them: 0.25 to 3.8 ms measured inside the rename, in the middle of
+ * a build's last flushes. Held open across the rename, the old file is
+ * freed by this close instead, beside the build's remaining work.
+ * Readers that opened it keep reading it either way. */
+static void index_json_release(struct cairn_store *st, int old)
+{
+    store_index_json_release_wait(st);
+    if (pthread_create(&st->json_release, NULL, release_thread,
+                       (void *)(intptr_t)old) == 0)
+        st->json_release_live = true;
+    else
+        close(old);
+}
+
 /* Rewrites index.json from LMDB. The state is read after the lock is
  * taken, so whichever writer renames last wrote the newest state: two
  * processes that change tags at once cannot lose each other's change. */
@@ -106,23 +144,42 @@ int store_index_json_write(struct cairn_store *st, struct cairn_err *err)
 {
     char tmp[STORE_PATH_MAX], final[STORE_PATH_MAX];
     char *json = NULL;
+    /* The commit that changed the records left its meta page unsynced
+     * (MDB_NOMETASYNC), for the close to sync. Syncing it now, while
+     * this file is written and fsync'd, lets the two disk flushes
+     * overlap instead of following each other (the close then finds
+     * nothing to do). Only when: the file's rename still waits for its
+     * own fsync, and a failed sync is the close's to do again. */
+    pthread_t th;
+    bool syncing = cairn_index_unsynced(st->idx) &&
+                   pthread_create(&th, NULL, index_sync_thread, st->idx) == 0;
     int fd = store_index_lock(st);
-    if (fd < 0)
+    if (fd < 0) {
+        if (syncing)
+            pthread_join(th, NULL);
         return cairn_err_set(err, fd, "cannot lock index.json: %s",
                              cairn_strerror(fd));
+    }
     int rc = index_json_build(st, &json);
     if (!rc)
         rc = store_tmp_write(st, "index.json", json, strlen(json), true, tmp,
                        sizeof tmp);
     if (!rc) {
         store_path_fmt(final, sizeof final, st->root, "/index.json", NULL);
+        int old = open(final, O_RDONLY | O_CLOEXEC);
         if (rename(tmp, final) != 0) {
             rc = -errno;
             unlink(tmp);
         }
+        if (old >= 0 && rc)
+            close(old);
+        else if (old >= 0)
+            index_json_release(st, old);
     }
     free(json);
     close(fd);
+    if (syncing)
+        pthread_join(th, NULL);
     if (rc)
         return cairn_err_set(err, rc, "cannot write %s/index.json: %s",
                              st->root, cairn_strerror(rc));

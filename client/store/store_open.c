@@ -111,6 +111,7 @@ int cairn_store_open(const char *root, struct cairn_store **out,
     atomic_init(&st->blobs_unsynced, false);
     pthread_mutex_init(&st->lock_mu, NULL);
     pthread_mutex_init(&st->pending_mu, NULL);
+    pthread_mutex_init(&st->sc_mu, NULL);
     st->root = strdup(root);
     store_path_fmt(p, sizeof p, root, "/tmp", NULL);
     st->tmpdir = strdup(p);
@@ -158,11 +159,13 @@ void cairn_store_close(struct cairn_store *st)
         (void)store_pending_commit(st, &err);
     store_pending_free(st);
     store_blobs_sync(st);
+    store_index_json_release_wait(st);
     cairn_index_close(st->idx);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* also drops any flock */
     pthread_mutex_destroy(&st->lock_mu);
     pthread_mutex_destroy(&st->pending_mu);
+    pthread_mutex_destroy(&st->sc_mu);
     free(st->root);
     free(st->tmpdir);
     free(st);
@@ -206,8 +209,29 @@ int cairn_store_statcache_open(struct cairn_store *st,
         return rc;
     ck_statcache_set_guard(sc, store_map_enter, store_map_leave, st);
     ck_statcache_set_grow(sc, store_map_grow, st);
+    /* The first one opened rides in the store's commits: a build's stat
+     * cache entries go into its image's transaction instead of a commit
+     * (a disk flush) of their own. */
+    pthread_mutex_lock(&st->sc_mu);
+    if (st->sc == NULL) {
+        st->sc = sc;
+        ck_statcache_set_defer(sc, true);
+    }
+    pthread_mutex_unlock(&st->sc_mu);
     *out = sc;
     return 0;
+}
+
+void cairn_store_statcache_close(struct cairn_store *st,
+                                 struct ck_statcache *sc)
+{
+    if (sc == NULL)
+        return;
+    pthread_mutex_lock(&st->sc_mu);
+    if (st->sc == sc)
+        st->sc = NULL;
+    pthread_mutex_unlock(&st->sc_mu);
+    ck_statcache_close(sc);
 }
 
 const char *cairn_store_tmpdir(const struct cairn_store *st)

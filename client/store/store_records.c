@@ -65,17 +65,29 @@ static int txn_write_once(struct cairn_store *st, store_txn_fn fn, void *arg,
 {
     MDB_txn *txn;
     size_t npending = 0;
+    uint64_t sc_upto = 0;
     int mrc = cairn_index_txn_begin(st->idx, 0, &txn);
     if (mrc)
         return store_mdb_fail(err, mrc, "begin");
+    /* The stat cache's queue too (cairn_store_statcache_open): it is only
+     * a cache, and rides here rather than paying a disk flush of its own.
+     * sc_mu keeps it from being closed until its done. */
+    pthread_mutex_lock(&st->sc_mu);
     int rc = pending_put(st, txn, &npending, err);
+    if (!rc && st->sc != NULL &&
+        (mrc = ck_statcache_txn_put(st->sc, txn, &sc_upto)) != 0)
+        rc = store_mdb_fail(err, mrc, "put stat cache");
     if (!rc)
         rc = fn(st, txn, arg, err);
     if (rc) {
         cairn_index_txn_abort(st->idx, txn);
+        pthread_mutex_unlock(&st->sc_mu);
         return rc;
     }
     mrc = cairn_index_txn_commit(st->idx, txn);
+    if (!mrc && st->sc != NULL)
+        ck_statcache_txn_done(st->sc, sc_upto);
+    pthread_mutex_unlock(&st->sc_mu);
     if (mrc)
         return store_mdb_fail(err, mrc, what);
     pending_drop(st, npending);

@@ -851,6 +851,40 @@ static void test_listing_cache(void **state)
     rm_tree(r);
 }
 
+/* A deferred cache (the store's, whose entries wait for the build's
+ * image commit): a second walk of the same files in one build hits the
+ * queued entries and reads nothing, with nothing committed meanwhile. */
+static void test_deferred_cache_hits(void **state)
+{
+    (void)state;
+    char r[64];
+    mk_tmpdir(r);
+    make_tree(r);
+    struct lmdb_dir l;
+    lmdb_open(&l);
+    struct ck_statcache *sc = NULL;
+    assert_int_equal(ck_statcache_open(l.env, &sc, NULL), 0);
+    ck_statcache_set_defer(sc, true);
+    MDB_envinfo info;
+    assert_int_equal(mdb_env_info(l.env, &info), 0);
+    size_t t0 = info.me_last_txnid;
+    sleep(3); /* past the racy window, so entries are recorded */
+    struct dig cold = digest_opts(r, ".", 2, NULL, sc);
+    struct dig warm = digest_opts(r, ".", 2, NULL, sc);
+    assert_int_equal(cold.rc, 0);
+    assert_true(cold.st.bytes_read > 0);
+    assert_int_equal(warm.rc, 0);
+    assert_int_equal(warm.st.bytes_read, 0);
+    assert_string_equal(warm.hex, cold.hex);
+    assert_int_equal(mdb_env_info(l.env, &info), 0);
+    assert_int_equal(info.me_last_txnid, t0);
+    ck_statcache_close(sc); /* writes them */
+    assert_int_equal(mdb_env_info(l.env, &info), 0);
+    assert_int_equal(info.me_last_txnid, t0 + 1);
+    lmdb_close(&l);
+    rm_tree(r);
+}
+
 /* ---- scale ---- */
 
 static void test_many_files_below_cap(void **state)
@@ -887,6 +921,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_stat_cache),
         cmocka_unit_test(test_listing_cache),
+        cmocka_unit_test(test_deferred_cache_hits),
         cmocka_unit_test(test_many_files_below_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

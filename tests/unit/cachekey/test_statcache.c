@@ -77,8 +77,10 @@ static void test_put_flush_lookup(void **state)
     memset(d, 0xab, sizeof d);
     assert_false(ck_statcache_lookup(sc, "/ctx/a", &st, got));
     assert_int_equal(ck_statcache_put(sc, "/ctx/a", &st, d), 0);
-    /* queued, not visible before the flush */
-    assert_false(ck_statcache_lookup(sc, "/ctx/a", &st, got));
+    /* Queued entries are seen before any flush (a later COPY of the same
+     * files in a build hits while its entries wait for a commit). */
+    assert_true(ck_statcache_lookup(sc, "/ctx/a", &st, got));
+    assert_memory_equal(got, d, sizeof d);
     assert_int_equal(ck_statcache_flush(sc, &err), 0);
     memset(got, 0, sizeof got);
     assert_true(ck_statcache_lookup(sc, "/ctx/a", &st, got));
@@ -318,6 +320,105 @@ static void test_concurrent_lookups_and_puts(void **state)
     ck_statcache_close(sc);
 }
 
+/* Deferred: a flush commits nothing (the entries are seen from the
+ * queue), the owner's write transaction carries them, an aborted one
+ * leaves them queued, and close writes what is left. */
+static void test_deferred_ride_owner_txn(void **state)
+{
+    struct fixture *f = *state;
+    struct ck_statcache *sc = NULL, *other = NULL;
+    struct cairn_err err;
+    assert_int_equal(ck_statcache_open(f->env, &sc, &err), 0);
+    ck_statcache_set_defer(sc, true);
+    struct stat st = fake_stat();
+    uint8_t d[CK_SHA256_LEN], got[CK_SHA256_LEN];
+    memset(d, 0x31, sizeof d);
+    size_t t0 = last_txnid(f->env);
+    assert_int_equal(ck_statcache_put(sc, "/ctx/a", &st, d), 0);
+    d[0] = 0x32; /* queued twice: the newest value wins */
+    assert_int_equal(ck_statcache_put(sc, "/ctx/a", &st, d), 0);
+    assert_int_equal(ck_statcache_flush(sc, &err), 0);
+    assert_int_equal(last_txnid(f->env), t0);
+    assert_true(ck_statcache_lookup(sc, "/ctx/a", &st, got));
+    assert_int_equal(got[0], 0x32);
+
+    /* An aborted transaction of the owner leaves them queued. */
+    MDB_txn *txn = NULL;
+    uint64_t upto = 0;
+    assert_int_equal(mdb_txn_begin(f->env, NULL, 0, &txn), 0);
+    assert_int_equal(ck_statcache_txn_put(sc, txn, &upto), 0);
+    mdb_txn_abort(txn);
+    assert_int_equal(last_txnid(f->env), t0);
+    assert_true(ck_statcache_lookup(sc, "/ctx/a", &st, got));
+
+    /* A committed one records them: another cache opened now sees them. */
+    assert_int_equal(mdb_txn_begin(f->env, NULL, 0, &txn), 0);
+    assert_int_equal(ck_statcache_txn_put(sc, txn, &upto), 0);
+    /* Queued after the put: waits for the next transaction. */
+    d[0] = 0x33;
+    assert_int_equal(ck_statcache_put(sc, "/ctx/b", &st, d), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    ck_statcache_txn_done(sc, upto);
+    assert_int_equal(last_txnid(f->env), t0 + 1);
+    assert_int_equal(ck_statcache_open(f->env, &other, &err), 0);
+    memset(got, 0, sizeof got);
+    assert_true(ck_statcache_lookup(other, "/ctx/a", &st, got));
+    assert_int_equal(got[0], 0x32);
+    assert_false(ck_statcache_lookup(other, "/ctx/b", &st, got));
+    ck_statcache_close(other);
+    /* Ours still sees both: /ctx/a from the database, /ctx/b queued. */
+    assert_true(ck_statcache_lookup(sc, "/ctx/a", &st, got));
+    assert_int_equal(got[0], 0x32);
+    assert_true(ck_statcache_lookup(sc, "/ctx/b", &st, got));
+    assert_int_equal(got[0], 0x33);
+    /* A second done with the same token drops nothing more. */
+    ck_statcache_txn_done(sc, upto);
+    assert_true(ck_statcache_lookup(sc, "/ctx/b", &st, got));
+
+    /* Close writes /ctx/b in a commit of its own. */
+    ck_statcache_close(sc);
+    assert_int_equal(last_txnid(f->env), t0 + 2);
+    assert_int_equal(ck_statcache_open(f->env, &other, &err), 0);
+    assert_true(ck_statcache_lookup(other, "/ctx/b", &st, got));
+    assert_int_equal(got[0], 0x33);
+    ck_statcache_close(other);
+}
+
+/* Deferred, yet a queue past its cap is flushed so that it stays
+ * bounded; lookups of many queued keys all hit (the table grows). */
+static void test_deferred_cap_flushes(void **state)
+{
+    struct fixture *f = *state;
+    struct ck_statcache *sc = NULL;
+    assert_int_equal(ck_statcache_open(f->env, &sc, NULL), 0);
+    ck_statcache_set_defer(sc, true);
+    struct stat st = fake_stat();
+    size_t t0 = last_txnid(f->env);
+    char path[64];
+    static char list[CK_STATCACHE_DIR_MAX];
+    enum { N = 300 }; /* 300 * 64 KiB: past the 16 MiB cap */
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof path, "/ctx/dir%d", i);
+        list[0] = (char)i;
+        assert_int_equal(ck_statcache_dir_put(sc, path, &st, list, sizeof list),
+                         0);
+    }
+    static char got[CK_STATCACHE_DIR_MAX];
+    size_t len = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof path, "/ctx/dir%d", i);
+        assert_true(ck_statcache_dir_lookup(sc, path, &st, got, sizeof got,
+                                            &len));
+        assert_int_equal(got[0], (char)i);
+    }
+    assert_int_equal(ck_statcache_flush(sc, NULL), 0);
+    assert_int_equal(last_txnid(f->env), t0 + 1);
+    assert_true(ck_statcache_dir_lookup(sc, "/ctx/dir7", &st, got, sizeof got,
+                                        &len));
+    ck_statcache_close(sc);
+    assert_int_equal(last_txnid(f->env), t0 + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +433,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dir_listing, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_fresh_store_creates_in_first_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_ride_owner_txn, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_cap_flushes, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -540,7 +540,7 @@ static void test_map_grows_under_lookups(void **state)
     assert_true(map_size(f->st) > MAP_INITIAL);
     assert_true(atomic_load(&a.hits) > 0);
     assert_int_equal(atomic_load(&a.misses), 0);
-    ck_statcache_close(a.sc);
+    cairn_store_statcache_close(f->st, a.sc);
 }
 
 /* The stat cache writes through the same map: a flush larger than the
@@ -574,7 +574,7 @@ static void test_map_grows_for_statcache(void **state)
         assert_int_equal(len, LISTING);
         assert_int_equal(got[0], 'a' + i % 26);
     }
-    ck_statcache_close(sc);
+    cairn_store_statcache_close(f->st, sc);
 }
 
 /* Fetched keys are recorded together: one transaction for all (one disk
@@ -685,6 +685,57 @@ static void test_keys_later(void **state)
     assert_int_equal(cairn_store_key_get(f->st, key4, &got), 0);
     assert_int_equal(cairn_store_key_get(f->st, key5, &got), 0);
     assert_true(got.empty);
+}
+
+/* The store's stat cache rides in the store's commits: its flush commits
+ * nothing, the next key commit records its entries (one commit for
+ * both), and closing it after that commits nothing more. A second one
+ * opened meanwhile flushes on its own. */
+static void test_statcache_rides_in_commit(void **state)
+{
+    struct fixture *f = *state;
+    struct cairn_err err;
+    struct ck_statcache *sc = NULL, *again = NULL;
+    assert_int_equal(cairn_store_statcache_open(f->st, &sc, &err), 0);
+    struct stat st;
+    assert_int_equal(stat(f->root, &st), 0);
+    uint8_t d[CK_SHA256_LEN], got[CK_SHA256_LEN];
+    memset(d, 0x6c, sizeof d);
+    size_t t0 = last_txnid(f->st);
+    assert_int_equal(ck_statcache_put(sc, "/ctx/rides", &st, d), 0);
+    assert_int_equal(ck_statcache_flush(sc, &err), 0);
+    assert_int_equal(last_txnid(f->st), t0);
+    assert_true(ck_statcache_lookup(sc, "/ctx/rides", &st, got));
+
+    struct cairn_layer_rec empty;
+    memset(&empty, 0, sizeof empty);
+    empty.empty = true;
+    assert_int_equal(cairn_store_key_put(f->st, KEY1, &empty, &err), 0);
+    assert_int_equal(last_txnid(f->st), t0 + 1);
+    /* Another cache of the same store reads it from the database; it is
+     * not the store's, so it flushes by itself. */
+    assert_int_equal(cairn_store_statcache_open(f->st, &again, &err), 0);
+    memset(got, 0, sizeof got);
+    assert_true(ck_statcache_lookup(again, "/ctx/rides", &st, got));
+    assert_memory_equal(got, d, sizeof d);
+    assert_int_equal(ck_statcache_put(again, "/ctx/alone", &st, d), 0);
+    assert_int_equal(ck_statcache_flush(again, &err), 0);
+    assert_int_equal(last_txnid(f->st), t0 + 2);
+    cairn_store_statcache_close(f->st, again);
+    cairn_store_statcache_close(f->st, sc);
+    assert_int_equal(last_txnid(f->st), t0 + 2);
+
+    /* Closed, it no longer rides: the next commit is the key's alone, and
+     * an entry left queued at close is written by the close. */
+    assert_int_equal(cairn_store_statcache_open(f->st, &sc, &err), 0);
+    assert_int_equal(ck_statcache_put(sc, "/ctx/left", &st, d), 0);
+    cairn_store_statcache_close(f->st, sc);
+    assert_int_equal(last_txnid(f->st), t0 + 3);
+    assert_int_equal(cairn_store_key_put(f->st, KEY2, &empty, &err), 0);
+    assert_int_equal(last_txnid(f->st), t0 + 4);
+    assert_int_equal(ck_statcache_open(cairn_store_env(f->st), &sc, &err), 0);
+    assert_true(ck_statcache_lookup(sc, "/ctx/left", &st, got));
+    ck_statcache_close(sc);
 }
 
 /* Blobs added together get the digests, names and bytes one at a time
@@ -1386,6 +1437,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keys_later, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_statcache_rides_in_commit, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_blobs_at_once, setup, teardown),
         cmocka_unit_test(test_ref_normalize),
         cmocka_unit_test_setup_teardown(test_images_and_tags, setup, teardown),
