@@ -1,9 +1,11 @@
 #include "server/grpc/gatefd.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -32,8 +34,25 @@ static _Atomic(slot_t *) table;
 static size_t table_n;
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
+/* Whether the process resolves name to fn, ours: not when a build
+ * hides the executable's symbols from the dynamic linker (static gRPC,
+ * --exclude-libs, a version script), and then gRPC would read past the
+ * gate. */
+static bool resolves_to(const char *name, void (*fn)(void))
+{
+    void *sym = dlsym(RTLD_DEFAULT, name);
+    void (*got)(void) = NULL;
+    if (sym == NULL)
+        return false;
+    memcpy(&got, &sym, sizeof got);
+    return got == fn;
+}
+
 static void table_make(void)
 {
+    if (!resolves_to("recvmsg", (void (*)(void))recvmsg) ||
+        !resolves_to("read", (void (*)(void))read) || !resolves_to("close", (void (*)(void))close))
+        return;
     struct rlimit rl;
     size_t n = 1024;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > n)
@@ -59,6 +78,12 @@ static struct cd_gatefd *lookup(int fd)
 {
     slot_t *s = slot_of(fd);
     return s == NULL ? NULL : atomic_load_explicit(s, memory_order_acquire);
+}
+
+bool cd_gatefd_available(void)
+{
+    pthread_once(&table_once, table_make);
+    return atomic_load_explicit(&table, memory_order_acquire) != NULL;
 }
 
 struct cd_gatefd *cd_gatefd_add(int fd, const struct cd_gate_limits *lim,

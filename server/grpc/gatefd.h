@@ -33,10 +33,16 @@ struct cd_gatefd;
  * lock held: must only note g for later (cd_gatefd_free it then). */
 typedef void cd_gatefd_closed_fn(void *ctx, struct cd_gatefd *g);
 
+/* Whether gRPC's reads reach gatefd.c's functions in this process (the
+ * dynamic linker resolves recvmsg, read and close to them) and the table
+ * could be made; when not, cd_gatefd_add always returns NULL. */
+bool cd_gatefd_available(void);
+
 /* Gates fd (a connected client socket not yet given to gRPC) with lim
  * until it is closed; then closed(ctx, g) runs. Returns NULL when fd
  * cannot be gated here (a number past the table, sized once from
- * RLIMIT_NOFILE, or no memory): the caller relays it instead. */
+ * RLIMIT_NOFILE, or no memory, or !cd_gatefd_available()): the caller
+ * relays it instead. */
 struct cd_gatefd *cd_gatefd_add(int fd, const struct cd_gate_limits *lim,
                                 cd_gatefd_closed_fn *closed, void *ctx);
 

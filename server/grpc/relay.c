@@ -803,6 +803,9 @@ int cd_relay_open(const struct cd_relay_opts *opts, struct cd_relay **out, int *
         rc = cairn_err_set(err, -errno, "relay: %s", strerror(errno));
         goto fail;
     }
+    if (opts->tls == NULL && !cd_gatefd_available())
+        cd_log(CD_LOG_WARN, "%s: plaintext connections are relayed: gRPC's reads do not "
+               "reach cairnd's gate in this build (docs/security.md)", opts->opt);
     *out = r;
     return 0;
 fail:
