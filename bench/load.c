@@ -7,8 +7,13 @@
  *                                          server that does nothing (ceiling)
  *     THREADS client threads (2), each with its own completion queue and
  *     channel (connection), or one channel for all with "shared"
- *   bench_load ADDR cas SIZE COUNT [READS] ByteStream write+read MB/s (the
- *                                          reads READS times, 1 by default)
+ *   bench_load ADDR cas SIZE COUNT [READS [SEED]]
+ *                                          ByteStream write+read MB/s (the
+ *                                          reads READS times, 1 by default);
+ *                                          SEED names the blobs (default: the
+ *                                          clock), so a second run with the
+ *                                          same SEED finds them stored and
+ *                                          only reads (for a profiler)
  *   bench_load ADDR small SIZE SECONDS WRITERS [ACKFILE]
  *                                          blobs/s of fresh SIZE-byte blobs,
  *                                          one ByteStream Write each, WRITERS
@@ -545,13 +550,14 @@ static int ac_drive(const char *what, grpc_slice req, double seconds, int caller
 
 /* --- cas --- */
 
-static int run_cas(uint64_t size, int count, int reads)
+static int run_cas(uint64_t size, int count, int reads, uint64_t seed0)
 {
     struct rc_conn c;
     rc_connect(&c, addr, NULL, NULL, NULL, NULL, NULL);
     c.timeout_s = 3600;
     char (*names)[256] = calloc((size_t)count, sizeof *names);
-    uint64_t seed0 = (uint64_t)time(NULL) * 1000;
+    if (seed0 == 0)
+        seed0 = (uint64_t)time(NULL) * 1000;
     for (int i = 0; i < count; i++) {
         char hex[65];
         blob_hash(seed0 + (uint64_t)i, size, hex);
@@ -863,7 +869,8 @@ int main(int argc, char **argv)
                        strtod(argv[5], NULL), argc > 6 ? (int)strtol(argv[6], NULL, 10) : 1);
     else if (!strcmp(argv[2], "cas") && argc > 4)
         rc = run_cas(strtoull(argv[3], NULL, 10), (int)strtol(argv[4], NULL, 10),
-                     argc > 5 ? (int)strtol(argv[5], NULL, 10) : 1);
+                     argc > 5 ? (int)strtol(argv[5], NULL, 10) : 1,
+                     argc > 6 ? strtoull(argv[6], NULL, 10) : 0);
     else if (!strcmp(argv[2], "disk") && argc > 4)
         rc = run_disk(strtoull(argv[3], NULL, 10), argv[4],
                       argc > 5 ? (size_t)strtoull(argv[5], NULL, 10) : 16u << 20);

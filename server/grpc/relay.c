@@ -1,6 +1,7 @@
 #include "server/grpc/relay.h"
 
 #include "server/telemetry/log.h"
+#include "server/grpc/gatefd.h"
 #include "server/grpc/tls.h"
 
 #include <arpa/inet.h>
@@ -58,6 +59,14 @@ struct spliced {
 struct conn {
     struct conn *prev, *next;
     bool dead;                 /* closed; freed after this batch of events */
+    /* Plaintext: gRPC has the client's socket itself and the gate runs
+     * on its reads (server/grpc/gatefd.h); none of the relaying fields
+     * below are used (c and g are -1, up is never touched).
+     * direct_closed: gRPC closed the socket (reap_closed). */
+    struct cd_gatefd *direct;
+    bool direct_closed;
+    struct conn *closed_next;  /* in r->closed */
+    struct cd_relay *r;
     int c, g;                  /* client socket, our end of the socketpair */
     int gfd;                   /* gRPC's end, while gRPC has it (under mu) */
     uint32_t c_mask, g_mask;   /* epoll interest registered */
@@ -87,10 +96,15 @@ struct cd_relay {
     unsigned n_conns;
     int64_t accept_resume_ms; /* after EMFILE: when to accept again */
     struct cd_log_budget refused_log; /* one line a second (refuse_log) */
+    /* Direct connections gRPC closed (on its threads), for the relay
+     * thread to forget; reap is the eventfd that says so. */
+    pthread_mutex_t closed_mu;
+    struct conn *closed;
+    int reap;
 };
 
-/* epoll tags for the two sockets that are not connections. */
-static char tag_listen, tag_wake;
+/* epoll tags for the descriptors that are not connections. */
+static char tag_listen, tag_wake, tag_reap;
 
 static int64_t now_ms(void)
 {
@@ -205,6 +219,9 @@ static void conn_close(struct cd_relay *r, struct conn *c, const char *why)
         close(c->down.r);
         close(c->down.w);
     }
+    /* Not closed yet (cd_relay_free): detached, close() frees it. */
+    if (c->direct != NULL && c->direct_closed)
+        cd_gatefd_free(c->direct);
     SSL_free(c->ssl);
     free(c->tls_down);
     pthread_mutex_lock(&r->mu);
@@ -485,8 +502,83 @@ static bool conn_pump(struct cd_relay *r, struct conn *c)
     return true;
 }
 
-/* One accepted client socket: check the caps, make the socketpair, hand
- * gRPC its end. Called with r->mu held and r->accepting. */
+/* cd_gatefd_closed_fn: gRPC closed a direct connection's socket (on its
+ * thread, under the gatefd's lock): queue it for the relay thread. */
+static void direct_closed(void *ctx, struct cd_gatefd *g)
+{
+    (void)g;
+    struct conn *c = ctx;
+    struct cd_relay *r = c->r;
+    pthread_mutex_lock(&r->closed_mu);
+    c->closed_next = r->closed;
+    r->closed = c;
+    pthread_mutex_unlock(&r->closed_mu);
+    uint64_t one = 1;
+    if (write(r->reap, &one, sizeof one) != (ssize_t)sizeof one)
+        cd_log(CD_LOG_ERROR, "relay: cannot wake the thread: %s", strerror(errno));
+}
+
+/* The direct connections gRPC closed: log a gate refusal, forget them. */
+static void reap_closed(struct cd_relay *r)
+{
+    uint64_t n;
+    if (read(r->reap, &n, sizeof n) < 0 && errno != EAGAIN)
+        cd_log(CD_LOG_ERROR, "relay: eventfd: %s", strerror(errno));
+    pthread_mutex_lock(&r->closed_mu);
+    struct conn *c = r->closed;
+    r->closed = NULL;
+    pthread_mutex_unlock(&r->closed_mu);
+    while (c != NULL) {
+        struct conn *next = c->closed_next;
+        const char *why = cd_gatefd_refusal(c->direct);
+        if (why != NULL)
+            refuse_log(r, c->name, "closed by the HTTP/2 gate", why);
+        c->direct_closed = true;
+        conn_close(r, c, why == NULL ? "closed by gRPC" : NULL);
+        c = next;
+    }
+}
+
+/* A plaintext connection: gRPC gets the client's socket itself, gated on
+ * its own reads (server/grpc/gatefd.h), so no byte crosses the relay.
+ * Returns false when that cannot be (the descriptor is past the gate's
+ * table, or no memory): the caller relays it. Called as conn_accept. */
+static bool conn_direct(struct cd_relay *r, int fd, const struct sockaddr_storage *peer,
+                        const char *name)
+{
+    /* up stays untouched (no page of it is used). */
+    struct conn *c = malloc(sizeof *c);
+    if (c == NULL)
+        return false;
+    memset(c, 0, offsetof(struct conn, up));
+    c->direct = cd_gatefd_add(fd, &r->o.gate, direct_closed, c);
+    if (c->direct == NULL) {
+        free(c);
+        return false;
+    }
+    c->r = r;
+    c->c = c->g = -1;
+    c->gfd = fd;
+    c->down = (struct spliced){-1, -1, 0, 0};
+    c->peer = *peer;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    if (r->o.handshake_s != 0)
+        c->deadline_ms = now_ms() + (int64_t)r->o.handshake_s * 1000;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->next = r->head;
+    if (r->head)
+        r->head->prev = c;
+    r->head = c;
+    r->n_conns++;
+    cd_log(CD_LOG_DEBUG, "connection from %s", name);
+    r->o.hand_over(r->o.ctx, fd);
+    return true;
+}
+
+/* One accepted client socket: check the caps, then hand it to gRPC
+ * (conn_direct), or with TLS make the socketpair and hand gRPC its end.
+ * Called with r->mu held and r->accepting. */
 static void conn_accept(struct cd_relay *r, int fd, const struct sockaddr_storage *peer)
 {
     char name[PEER_NAME];
@@ -504,6 +596,8 @@ static void conn_accept(struct cd_relay *r, int fd, const struct sockaddr_storag
         close(fd);
         return;
     }
+    if (r->o.tls == NULL && conn_direct(r, fd, peer, name))
+        return;
     int sp[2] = {-1, -1}, pp[2] = {-1, -1};
     const char *why = "out of memory";
     struct conn *c = malloc(sizeof *c);
@@ -610,6 +704,16 @@ static void sweep(struct cd_relay *r, int64_t now)
         next = c->next;
         if (c->deadline_ms == 0 || now < c->deadline_ms)
             continue;
+        if (c->direct != NULL) {
+            /* gRPC reads EOF and closes it: reap_closed forgets it. */
+            if (!cd_gatefd_ready(c->direct)) {
+                cd_log(CD_LOG_INFO, "connection from %s closed: no HTTP/2 preface and SETTINGS "
+                       "within %us (--handshake-timeout)", c->name, r->o.handshake_s);
+                cd_gatefd_shutdown(c->direct);
+            }
+            c->deadline_ms = 0;
+            continue;
+        }
         if (!c->c_shut)
             cd_log(CD_LOG_INFO, "connection from %s closed: no HTTP/2 preface and SETTINGS "
                    "within %us (--handshake-timeout)", c->name, r->o.handshake_s);
@@ -637,6 +741,10 @@ static void *relay_main(void *arg)
             void *p = evs[i].data.ptr;
             if (p == &tag_wake)
                 return NULL;
+            if (p == &tag_reap) {
+                reap_closed(r);
+                continue;
+            }
             if (p == &tag_listen) {
                 accept_some(r);
                 continue;
@@ -669,11 +777,12 @@ int cd_relay_open(const struct cd_relay_opts *opts, struct cd_relay **out, int *
     if (r == NULL)
         return cairn_err_set(err, CAIRN_E_NOMEM, "out of memory");
     r->o = *opts;
-    r->ep = r->wake = -1;
+    r->ep = r->wake = r->reap = -1;
     /* One refusal line a second: a header flood refuses hundreds of
      * connections a second, and one line with their count says as much. */
     r->refused_log.burst = 1;
     pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->closed_mu, NULL);
     int rc;
     r->lfd = cd_relay_listen_open(opts->opt, opts->listen, port, err);
     if (r->lfd < 0) {
@@ -683,13 +792,20 @@ int cd_relay_open(const struct cd_relay_opts *opts, struct cd_relay **out, int *
     r->accepting = true;
     r->ep = epoll_create1(EPOLL_CLOEXEC);
     r->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    r->reap = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event le = {.events = EPOLLIN, .data.ptr = &tag_listen};
     struct epoll_event we = {.events = EPOLLIN, .data.ptr = &tag_wake};
-    if (r->ep < 0 || r->wake < 0 || epoll_ctl(r->ep, EPOLL_CTL_ADD, r->lfd, &le) != 0 ||
-        epoll_ctl(r->ep, EPOLL_CTL_ADD, r->wake, &we) != 0) {
+    struct epoll_event re = {.events = EPOLLIN, .data.ptr = &tag_reap};
+    if (r->ep < 0 || r->wake < 0 || r->reap < 0 ||
+        epoll_ctl(r->ep, EPOLL_CTL_ADD, r->lfd, &le) != 0 ||
+        epoll_ctl(r->ep, EPOLL_CTL_ADD, r->wake, &we) != 0 ||
+        epoll_ctl(r->ep, EPOLL_CTL_ADD, r->reap, &re) != 0) {
         rc = cairn_err_set(err, -errno, "relay: %s", strerror(errno));
         goto fail;
     }
+    if (opts->tls == NULL && !cd_gatefd_available())
+        cd_log(CD_LOG_WARN, "%s: plaintext connections are relayed: gRPC's reads do not "
+               "reach cairnd's gate in this build (docs/security.md)", opts->opt);
     *out = r;
     return 0;
 fail:
@@ -769,13 +885,26 @@ void cd_relay_free(struct cd_relay *r)
             cd_log(CD_LOG_ERROR, "relay: cannot wake the thread: %s", strerror(errno));
         pthread_join(r->thread, NULL);
     }
+    /* Direct connections gRPC still has are cut and let go of (close()
+     * frees their gate); those it closed meanwhile are in r->closed. */
+    for (struct conn *c = r->head; c != NULL; c = c->next) {
+        if (c->direct != NULL && !c->direct_closed) {
+            cd_gatefd_shutdown(c->direct);
+            cd_gatefd_detach(c->direct);
+        }
+    }
+    if (r->reap >= 0)
+        reap_closed(r);
     while (r->head != NULL)
         conn_close(r, r->head, NULL);
     dead_free(r);
+    if (r->reap >= 0)
+        close(r->reap);
     if (r->wake >= 0)
         close(r->wake);
     if (r->ep >= 0)
         close(r->ep);
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->closed_mu);
     free(r);
 }

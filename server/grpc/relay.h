@@ -1,8 +1,12 @@
 /* cairnd's own listener: accepts TCP connections, caps how many, and
- * relays each one to gRPC over a socketpair through the HTTP/2 frame gate
- * (server/grpc/gate.h), so that no client byte reaches gRPC's header parser
- * unchecked (docs/security.md, "cairnd: connections, headers and instance
- * names").
+ * makes sure no client byte reaches gRPC's header parser unchecked by the
+ * HTTP/2 frame gate (server/grpc/gate.h; docs/security.md, "cairnd:
+ * connections, headers and instance names"). A plaintext connection is
+ * handed to gRPC as the client's socket itself, gated on gRPC's own reads
+ * (server/grpc/gatefd.h); the relay keeps it counted until gRPC closes it
+ * and closes it (shutdown) when the handshake is not done in time. The
+ * rest of this comment is about the relayed connections: TLS ones, and a
+ * plaintext one gatefd cannot take.
  *
  * One thread runs an epoll loop over every connection: both sockets are
  * non-blocking, each direction has one bounded buffer, and a side is not
@@ -32,9 +36,11 @@ struct cd_relay_opts {
     unsigned handshake_s;      /* 0: no handshake deadline */
     struct cd_gate_limits gate;
     SSL_CTX *tls;              /* borrowed until cd_relay_free; NULL: plaintext */
-    /* Takes ownership of fd, the server end of a connected, non-blocking
-     * socketpair (gRPC's grpc_server_add_channel_from_fd). Called on the
-     * relay thread, never after cd_relay_stop_accepting returned. */
+    /* Takes ownership of fd, a connected, non-blocking stream socket:
+     * the client's own (plaintext, gated on gRPC's reads) or the server
+     * end of a socketpair (gRPC's grpc_server_add_channel_from_fd).
+     * Called on the relay thread, never after cd_relay_stop_accepting
+     * returned. */
     void (*hand_over)(void *ctx, int fd);
     void *ctx;
     const char *opt;           /* the option errors name, e.g. "--listen" */
