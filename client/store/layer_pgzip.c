@@ -141,10 +141,9 @@ static bool slot_compresses(const struct pgz_slot *s, struct pgz_worker *wk)
  * the CRC-32 and ISIZE. out_cap holds libdeflate's bound, so a 0 from it
  * is a broken library, not a full buffer. */
 static int slot_deflate(struct pgz_slot *s, struct pgz_worker *wk,
-                        size_t out_cap)
+                        size_t out_cap, bool compresses)
 {
-    struct libdeflate_compressor *c =
-        slot_compresses(s, wk) ? wk->deflate : wk->store;
+    struct libdeflate_compressor *c = compresses ? wk->deflate : wk->store;
     size_t room = out_cap - LAYER_GZM_HEAD - LAYER_GZM_TRAILER;
     size_t n = libdeflate_deflate_compress(c, s->in, s->in_len,
                                            s->out + LAYER_GZM_HEAD, room);
@@ -209,13 +208,16 @@ static bool slot_reuse(struct pgz_slot *s, struct pgz_worker *wk,
 }
 
 /* Makes s's member: from an earlier blob when reuse is on and one checks
- * out, else by deflating. A hashing failure only costs the reuse. */
+ * out, else by deflating. A block that will be stored is neither hashed
+ * nor recorded: storing it costs less than hashing it. A hashing failure
+ * only costs the reuse. */
 static int slot_make(struct pgz_slot *s, struct pgz_worker *wk, size_t out_cap)
 {
     struct layer_pgzip *g = wk->g;
     s->keyed = false;
     s->reused = false;
-    if (g->reuse_on && s->in_len >= LAYER_PGZIP_REUSE_MIN &&
+    bool compresses = slot_compresses(s, wk);
+    if (compresses && g->reuse_on && s->in_len >= LAYER_PGZIP_REUSE_MIN &&
         ck_sha256_update(wk->hash, g->tag, sizeof g->tag) == 0 &&
         ck_sha256_update(wk->hash, s->in, s->in_len) == 0 &&
         ck_sha256_final(wk->hash, s->key) == 0) {
@@ -226,7 +228,7 @@ static int slot_make(struct pgz_slot *s, struct pgz_worker *wk, size_t out_cap)
             return 0;
         }
     }
-    return slot_deflate(s, wk, out_cap);
+    return slot_deflate(s, wk, out_cap, compresses);
 }
 
 static void *worker_main(void *p)

@@ -50,7 +50,8 @@ struct layer_pgzip_reuse {
 };
 
 /* A member of the output worth remembering (at least
- * LAYER_PGZIP_REUSE_MIN bytes uncompressed): key is the SHA-256 of a
+ * LAYER_PGZIP_REUSE_MIN bytes uncompressed, and deflated: a block the
+ * probe stores is cheaper to store again than to hash): key is the SHA-256 of a
  * codec tag (libdeflate's version, the level, and a fingerprint of
  * libdeflate's output made at startup) followed by the member's
  * uncompressed bytes; offset and size place it in the output. */
