@@ -7,6 +7,7 @@
 #include "client/store/store_impl.h"
 
 #include <lmdb.h>
+#include <stdio.h>
 #include <string.h>
 
 #define MEMBER_VERSION 1
