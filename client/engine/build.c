@@ -4,8 +4,8 @@
  * run are client/engine/build_run.c (RUN) and build_copy.c (COPY, ADD);
  * the state they share is build_state.h. */
 #include "client/engine/build.h"
-#include "client/engine/build_members.h"
 #include "client/engine/build_copy.h"
+#include "client/engine/build_members.h"
 #include "client/engine/build_run.h"
 #include "client/engine/build_state.h"
 #include "client/engine/frompull.h"

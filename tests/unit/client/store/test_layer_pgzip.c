@@ -3,7 +3,8 @@
  * contract says, sizes that add up to the blob, one member per block;
  * zlib inflates the series, gzip -t accepts it) whose bytes depend only on
  * the input: not on the thread count nor on how the input is cut into
- * writes; at the sizes where blocks begin and end. */
+ * writes; at the sizes where blocks begin and end. Members also end at
+ * the cut offsets the caller gives (layer_pgzip_cut_at). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
