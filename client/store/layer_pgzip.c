@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* The incompressible-block probe: PGZ_PROBES slices of PGZ_PROBE bytes
@@ -179,11 +180,15 @@ static bool slot_reuse(struct pgz_slot *s, struct pgz_worker *wk,
     if (size < LAYER_GZM_HEAD + LAYER_GZM_TRAILER || size > out_cap ||
         off > (uint64_t)INT64_MAX - size)
         return false;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK and the type check: whatever sits at the path (a FIFO
+     * put there by hand), reading it never blocks the layer. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return false;
+    struct stat st;
+    bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     size_t got = 0;
-    while (got < size) {
+    while (regular && got < size) {
         ssize_t k = pread(fd, s->out + got, size - got, (off_t)(off + got));
         if (k <= 0)
             break;

@@ -4,7 +4,7 @@
  * or more; the bytes do not depend on the thread count; a layer written
  * with reuse is byte for byte the layer written without it, whatever the
  * member table says (right, wrong offset, truncated, missing or altered
- * blob); after a small change that sorts first, the members after it are
+ * blob, a FIFO in its place); after a small change that sorts first, the members after it are
  * reused. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -181,7 +182,7 @@ static void check_cuts(const char *path)
 /* The member table of the tests: what one layer recorded, and how the
  * finder lies. */
 enum lie { LIE_NONE, LIE_OFFSET, LIE_TRUNCATED, LIE_MISSING, LIE_CRC,
-           LIE_DATA };
+           LIE_DATA, LIE_FIFO };
 struct table {
     struct cairn_layer_member *m;
     size_t n;
@@ -231,7 +232,9 @@ static void spoil(struct table *t, const char *src, enum lie lie)
     }
     if (lie == LIE_TRUNCATED)
         b.n /= 2;
-    if (lie != LIE_MISSING)
+    if (lie == LIE_FIFO) /* opening it for reading would wait forever */
+        assert_int_equal(mkfifo(t->path, 0600), 0);
+    else if (lie != LIE_MISSING)
         write_file(t->path, b.p, b.n);
     if (lie == LIE_NONE || lie == LIE_OFFSET)
         snprintf(t->path, sizeof t->path, "%s", src);
@@ -323,7 +326,7 @@ static void test_reuse_same_bytes(void **state)
     cairn_layer_reuse_clear(&rb);
 
     const enum lie lies[] = {LIE_OFFSET, LIE_TRUNCATED, LIE_MISSING, LIE_CRC,
-                             LIE_DATA};
+                             LIE_DATA, LIE_FIFO};
     for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
         spoil(&t, a, lies[i]);
         t.hits = 0;
