@@ -68,8 +68,10 @@ static json_t *step_json(const struct cairn_build_step *s)
     json_t *layer = json_null();
     if (s->has_layer)
         layer =
-            json_pack("{s:s, s:I, s:s}", "digest", s->layer.digest, "size",
-                      (json_int_t)s->layer.size, "diff_id", s->layer.diff_id);
+            json_pack("{s:s, s:I, s:s, s:I, s:I}", "digest", s->layer.digest,
+                      "size", (json_int_t)s->layer.size, "diff_id",
+                      s->layer.diff_id, "members", (json_int_t)s->members,
+                      "members_reused", (json_int_t)s->members_reused);
     if (layer == NULL || json_object_set_new(o, "layer", layer) != 0) {
         json_decref(o);
         return NULL;

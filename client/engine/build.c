@@ -5,6 +5,7 @@
  * the state they share is build_state.h. */
 #include "client/engine/build.h"
 #include "client/engine/build_copy.h"
+#include "client/engine/build_members.h"
 #include "client/engine/build_run.h"
 #include "client/engine/build_state.h"
 #include "client/engine/frompull.h"
@@ -657,6 +658,8 @@ static int do_layer_step(struct build *b, size_t i, struct stage_out *so,
         } else if (blob != NULL) {
             rc = cairn_store_blob_add_file(b->st, blob, rec.layer.digest, b->err);
             b->stats->layer_bytes += (uint64_t)rec.layer.size;
+            if (!rc)
+                build_members_record(b, &rec.layer, rep);
         }
         free(blob);
         if (!rc)
@@ -1237,6 +1240,7 @@ int cairn_build_run(struct cairn_store *st, const struct cairn_build_opts *o,
                 kerr.msg);
     cairn_store_unlock(st);
 out:
+    build_members_free(&b);
     cairn_claims_close(b.claims);
     free(b.remote_hit);
     free(b.remote);

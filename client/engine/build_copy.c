@@ -2,6 +2,7 @@
  * context, a stage or an image, local archives and URLs written as one
  * layer. The build driver is client/engine/build.c. */
 #include "client/engine/build_copy.h"
+#include "client/engine/build_members.h"
 #include "client/engine/build_state.h"
 #include "client/engine/report.h"
 #include "client/engine/stage.h"
@@ -687,6 +688,7 @@ int build_copy_step(struct build *b, const struct ck_step *s,
                                   .source_date_epoch = b->o->source_date_epoch};
     struct layer_progress lp;
     build_progress_start(b, &lo, &lp);
+    build_members_opts(b, &lo);
     rc = cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &j.w, b->err);
     if (rc)
         goto out;

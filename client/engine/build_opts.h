@@ -44,6 +44,10 @@ struct cairn_build_step {
     double secs;    /* wall time of the step */
     bool has_layer; /* a layer step whose layer is not empty */
     struct cairn_layer_desc layer;
+    /* A gzip layer this build wrote: its members big enough to reuse,
+     * and how many of them came from earlier blobs (docs/build.md,
+     * "Compression"); 0 otherwise. */
+    size_t members, members_reused;
     const char *error; /* CAIRN_STEP_FAILED: the build's message */
 };
 

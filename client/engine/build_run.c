@@ -3,6 +3,7 @@
  * directory written as one layer. The build driver is
  * client/engine/build.c. */
 #include "client/engine/build_run.h"
+#include "client/engine/build_members.h"
 #include "client/engine/build_state.h"
 #include "client/engine/report.h"
 #include "client/engine/stage.h"
@@ -259,6 +260,7 @@ static int run_layer_write(struct build *b, const char *upper,
                                   .source_date_epoch = b->o->source_date_epoch};
     struct layer_progress lp;
     build_progress_start(b, &lo, &lp);
+    build_members_opts(b, &lo);
     int rc =
         cairn_layer_writer_new(cairn_store_tmpdir(b->st), &lo, &w, b->err);
     if (!rc)

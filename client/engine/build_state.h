@@ -53,6 +53,9 @@ struct build {
      * the image is not the one the cache's layers make, so no image
      * record is written for it. */
     bool verify_differed;
+    /* The gzip member reuse of the layer being written
+     * (client/engine/build_members.h). */
+    struct cairn_layer_reuse members;
 };
 
 #endif

@@ -254,6 +254,54 @@ static int pgzip_sink(void *arg, const void *p, size_t n)
     return rc;
 }
 
+void cairn_layer_reuse_clear(struct cairn_layer_reuse *r)
+{
+    if (r == NULL)
+        return;
+    free(r->members);
+    r->members = NULL;
+    r->nmembers = 0;
+    r->reused = 0;
+}
+
+/* The member cut rule (client/store/layer_gzm.h): a member ends before
+ * the header of every regular file of at least LAYER_CUT_BIG bytes, and
+ * before an entry whose path hash selects it once the member holds
+ * LAYER_CUT_BIG bytes, so that the members after a changed file are the
+ * same as before it changed and can be reused. */
+#define LAYER_CUT_BIG ((size_t)64 << 10)
+
+/* FNV-1a, 32 bits: a fixed hash, the same on every host. */
+static uint32_t path_hash(const char *p)
+{
+    uint32_t h = 2166136261u;
+    for (; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h;
+}
+
+/* Asks the gzip compressor to cut before ae's header, when the rule
+ * selects ae. The offset is the tar's byte count once the previous
+ * entry's padding is out (archive_write_finish_entry writes it; the
+ * header call would do it anyway): libarchive's first filter counts the
+ * bytes the format writes, before they are blocked for tar_write_cb. */
+static void writer_cut(struct cairn_layer_writer *w, struct archive_entry *ae)
+{
+    const char *path = archive_entry_pathname(ae);
+    if (w->pgz == NULL || path == NULL)
+        return;
+    bool big = archive_entry_filetype(ae) == AE_IFREG &&
+               archive_entry_size(ae) >= (la_int64_t)LAYER_CUT_BIG;
+    if (!big && (path_hash(path) & 7) != 0)
+        return;
+    if (archive_write_finish_entry(w->ar) < ARCHIVE_WARN)
+        return; /* the header call reports it */
+    la_int64_t off = archive_filter_bytes(w->ar, 0);
+    if (off >= 0)
+        (void)layer_pgzip_cut_at(w->pgz, (uint64_t)off,
+                                 big ? 1 : LAYER_CUT_BIG);
+}
+
 static int compressor_init(struct cairn_layer_writer *w)
 {
     unsigned threads = layer_threads_default();
@@ -266,8 +314,15 @@ static int compressor_init(struct cairn_layer_writer *w)
          * (client/store/layer_pgzip.h, the layout of layer_gzm.h); the
          * headers have no name, no mtime and OS 255, so the blob depends
          * only on the tar bytes and libdeflate's version. */
-        return layer_pgzip_new(LAYER_GZIP_LEVEL, threads, pgzip_sink, w,
-                               &w->pgz);
+        {
+            int rc = layer_pgzip_new(LAYER_GZIP_LEVEL, threads, pgzip_sink, w,
+                                     &w->pgz);
+            if (rc == 0 && w->reuse != NULL) {
+                struct layer_pgzip_reuse r = {w->reuse->find, w->reuse->arg};
+                rc = layer_pgzip_reuse_set(w->pgz, &r);
+            }
+            return rc;
+        }
     case CAIRN_COMPRESS_ZSTD:
         /* Always at least one worker, and a pinned job size: zstd's
          * multi-threaded frames differ from its single-threaded ones but
@@ -333,6 +388,8 @@ int cairn_layer_writer_new(const char *tmpdir,
     w->progress = opts->progress;
     w->progress_arg = opts->progress_arg;
     w->next_progress = LAYER_PROGRESS_STEP;
+    w->reuse = opts->reuse != NULL && opts->reuse->find != NULL ? opts->reuse
+                                                                : NULL;
     int rc = 0;
 
     size_t plen = strlen(tmpdir) + sizeof "/layer-XXXXXX";
@@ -437,6 +494,7 @@ int layer_writer_header(struct cairn_layer_writer *w, struct archive_entry *ae,
         return cairn_err_set(err, CAIRN_E_TOOBIG,
                              "layer has more than %zu entries",
                              LAYER_MAX_ENTRIES);
+    writer_cut(w, ae);
     /* ARCHIVE_WARN is accepted: libarchive warns about things like names it
      * cannot convert, and writes them unchanged (hdrcharset=BINARY). */
     if (archive_write_header(w->ar, ae) < ARCHIVE_WARN)
@@ -904,6 +962,26 @@ int cairn_layer_add_opaque(struct cairn_layer_writer *w, const char *dir,
     return layer_writer_marker(w, name, err);
 }
 
+/* Hands the compressor's member records to the caller's reuse struct.
+ * Out of memory leaves the list empty: only later reuse is lost. */
+static void reuse_report(struct cairn_layer_writer *w)
+{
+    const struct layer_pgzip_member *v;
+    size_t n, reused;
+    layer_pgzip_members(w->pgz, &v, &n, &reused);
+    cairn_layer_reuse_clear(w->reuse);
+    w->reuse->reused = reused;
+    w->reuse->members = n ? calloc(n, sizeof *w->reuse->members) : NULL;
+    if (w->reuse->members == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(w->reuse->members[i].key, v[i].key, sizeof v[i].key);
+        w->reuse->members[i].offset = v[i].offset;
+        w->reuse->members[i].size = v[i].size;
+    }
+    w->reuse->nmembers = n;
+}
+
 int cairn_layer_writer_finish(struct cairn_layer_writer *w,
                               struct cairn_layer_desc *desc, char **blob_path,
                               struct cairn_err *err)
@@ -945,6 +1023,8 @@ int cairn_layer_writer_finish(struct cairn_layer_writer *w,
     }
     d.size = (int64_t)w->blob_bytes;
     d.media_type = cairn_layer_media_type(w->comp);
+    if (w->reuse != NULL && w->pgz != NULL)
+        reuse_report(w);
     if (w->progress != NULL)
         w->progress(w->progress_arg, w->tar_bytes);
     *desc = d;

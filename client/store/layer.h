@@ -46,6 +46,37 @@ struct cairn_layer_desc {
 
 struct cairn_layer_writer;
 
+/* A member of a gzip layer blob that a later layer may reuse (the member
+ * layout of client/store/layer_gzm.h): key names its uncompressed bytes
+ * and the codec (layer_pgzip.h), offset and size place it in the blob. */
+struct cairn_layer_member {
+    uint8_t key[32];
+    uint64_t offset;
+    uint32_t size;
+};
+
+/* Member reuse for a gzip layer (docs/build.md, "Compression"): find
+ * names where an earlier blob holds the member with a key (see struct
+ * layer_pgzip_reuse in client/store/layer_pgzip.h: thread-safe, 0 on a
+ * hit, anything else a miss; every candidate is checked before use, so
+ * the blob is byte for byte the one a writer without reuse makes). On a
+ * successful cairn_layer_writer_finish the writer fills the rest: the
+ * members of the new blob worth recording (malloc'd, owned by the caller:
+ * cairn_layer_reuse_clear frees them) and how many members came from
+ * earlier blobs. Record the members only once the blob is in the store. */
+struct cairn_layer_reuse {
+    int (*find)(void *arg, const uint8_t key[32], char *path, size_t cap,
+                uint64_t *offset, uint32_t *size);
+    void *arg;
+    struct cairn_layer_member *members;
+    size_t nmembers;
+    size_t reused;
+};
+
+/* Frees r's members and zeroes the results (find and arg stay). NULL is
+ * fine. */
+void cairn_layer_reuse_clear(struct cairn_layer_reuse *r);
+
 struct cairn_layer_opts {
     enum cairn_compression compression;
     int64_t source_date_epoch; /* < 0: keep file times */
@@ -53,6 +84,10 @@ struct cairn_layer_opts {
      * may be NULL. */
     void (*progress)(void *arg, uint64_t tar_bytes);
     void *progress_arg;
+    /* gzip only, may be NULL: where earlier members are found and where
+     * the new ones are reported; borrowed until the writer is finished or
+     * aborted. */
+    struct cairn_layer_reuse *reuse;
 };
 
 /* Starts a layer written to a new file in tmpdir (same file system as the

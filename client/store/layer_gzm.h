@@ -1,8 +1,17 @@
 /* The layout of cairn's gzip layers: a series of gzip members (RFC 1952,
- * section 2.2), one per LAYER_GZM_BLOCK bytes of tar (the last may be
- * shorter), each deflated on its own. Every gzip reader that follows the
- * RFC (gzip, Go's compress/gzip as docker and containerd use it, zlib's
- * inflate looped over members, pigz) reads the series as one stream.
+ * section 2.2) of at most LAYER_GZM_BLOCK bytes of tar each, each deflated
+ * on its own. Every gzip reader that follows the RFC (gzip, Go's
+ * compress/gzip as docker and containerd use it, zlib's inflate looped
+ * over members, pigz) reads the series as one stream.
+ *
+ * Where members end is a pure function of the tar (client/store/layer.c,
+ * writer_cut): right before the header (a pax header included) of every
+ * regular file of at least 64 KiB; right before an entry whose path's
+ * FNV-1a hash has its low 3 bits zero, when the member already holds at
+ * least 64 KiB; and wherever a member reaches LAYER_GZM_BLOCK bytes. So
+ * the members after a changed file are the ones the unchanged tar had,
+ * and the store can reuse them (docs/build.md, "Compression"); a member
+ * may be shorter than the block anywhere in the series.
  *
  * Each member's header carries its own size, so a reader can hand whole
  * members to several threads without inflating to find where the next one
@@ -23,8 +32,9 @@
  * ends exactly where the size says) and treats a gzip stream without this
  * header (a registry's layer, an old store's) as a plain stream.
  *
- * The block size and the header are part of what a layer digest means:
- * changing either changes every gzip layer digest cairn writes. */
+ * The block size, the cut rule and the header are part of what a layer
+ * digest means: changing any of them changes the gzip layer digests cairn
+ * writes (the cut rule did, once). */
 #ifndef CAIRN_CLIENT_STORE_LAYER_GZM_H
 #define CAIRN_CLIENT_STORE_LAYER_GZM_H
 

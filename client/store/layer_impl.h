@@ -71,6 +71,7 @@ struct cairn_layer_writer {
     struct ck_sha256 *blob_hash;
     ZSTD_CCtx *zc;
     struct layer_pgzip *pgz; /* gzip: the block-parallel compressor */
+    struct cairn_layer_reuse *reuse; /* borrowed; NULL: none */
     uint8_t *out; /* LAYER_IO_BUF bytes of compressed output */
     size_t out_len;
     uint8_t *copy; /* LAYER_IO_BUF bytes for reading file content */

@@ -34,6 +34,7 @@ struct cairn_store {
     struct cairn_index *idx;
     MDB_env *env; /* borrowed from idx */
     MDB_dbi db_keys, db_tags, db_images, db_results, db_lastbuild;
+    MDB_dbi db_members; /* client/store/store_members.c */
 
     pthread_mutex_t lock_mu; /* guards the lock_* fields */
     int lock_fd;             /* root/store.lock */
@@ -110,6 +111,13 @@ int store_pending_commit(struct cairn_store *st, struct cairn_err *err);
 
 /* Frees what still waits (at close, after the last commit). */
 void store_pending_free(struct cairn_store *st);
+
+/* Deletes, in txn (a write txn), every member table entry whose blob
+ * keep(arg, sha256) does not keep, and every entry it cannot read
+ * (client/store/store_members.c). Returns 0 or store_mdb_err's code. */
+int store_members_prune(struct cairn_store *st, MDB_txn *txn,
+                        bool (*keep)(void *arg, const uint8_t blob[32]),
+                        void *arg);
 
 /* Opens (creating) the store's databases into st's db_* handles. */
 int store_dbs_open(struct cairn_store *st, struct cairn_err *err);

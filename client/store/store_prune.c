@@ -9,7 +9,8 @@
  *      left; remove every key index entry whose layer blob is not in K
  *      (entries for empty steps stay); the snapshots to keep, D, are the
  *      diff_ids of the layers of the images left and of the key entries
- *      left. Commit.
+ *      left; remove every member table entry whose blob is not in K.
+ *      Commit.
  *   2. Then delete every blob not in K, every snapshot not in D, and
  *      everything in tmp/ (leftovers of crashed processes: with the
  *      exclusive lock and the index.json lock held, nobody else is
@@ -378,6 +379,12 @@ int cairn_store_usage_get(struct cairn_store *st, struct cairn_store_usage *out,
     return 0;
 }
 
+/* Whether prune keeps the blob (arg: the plan's K). */
+static bool keep_blob(void *arg, const uint8_t blob[32])
+{
+    return digset_has(arg, blob);
+}
+
 /* Deletes the records prune drops, in one write transaction; arg (a
  * struct plan) gets the plan, made afresh each time the transaction runs. */
 static int prune_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
@@ -387,6 +394,8 @@ static int prune_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
     plan_free(p);
     memset(p, 0, sizeof *p);
     int rc = plan_make(st, txn, true, p);
+    if (!rc)
+        rc = store_members_prune(st, txn, keep_blob, &p->keep_blobs);
     return rc ? cairn_err_set(err, rc, "prune: %s", cairn_strerror(rc)) : 0;
 }
 

@@ -26,6 +26,7 @@
 #define STORE_DB_TAGS "tags"
 #define STORE_DB_IMAGES "images"
 #define STORE_DB_LASTBUILD "lastbuild"
+#define STORE_DB_MEMBERS "members" /* client/store/store_members.c */
 /* Image records are small JSON; anything bigger is corrupt. */
 #define STORE_RECORD_MAX (1u << 20)
 
@@ -150,6 +151,7 @@ static int dbs_open_fn(struct cairn_store *st, MDB_txn *txn, void *arg,
         {STORE_DB_TAGS, &st->db_tags},
         {STORE_DB_IMAGES, &st->db_images},
         {STORE_DB_LASTBUILD, &st->db_lastbuild},
+        {STORE_DB_MEMBERS, &st->db_members},
     };
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         int mrc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);

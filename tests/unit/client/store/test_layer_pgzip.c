@@ -3,7 +3,8 @@
  * contract says, sizes that add up to the blob, one member per block;
  * zlib inflates the series, gzip -t accepts it) whose bytes depend only on
  * the input: not on the thread count nor on how the input is cut into
- * writes; at the sizes where blocks begin and end. */
+ * writes; at the sizes where blocks begin and end. Members also end at
+ * the cut offsets the caller gives (layer_pgzip_cut_at). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -259,6 +260,82 @@ static void test_bad_arguments(void **state)
     layer_pgzip_free(NULL);
 }
 
+/* Compresses in with the cuts (offset, min pairs) given up front. */
+static struct sinkbuf pgz_cut_compress(const uint8_t *in, size_t n,
+                                       unsigned threads, size_t chunk,
+                                       const size_t (*cuts)[2], size_t ncuts)
+{
+    struct sinkbuf b = {0};
+    struct layer_pgzip *g = NULL;
+    assert_int_equal(layer_pgzip_new(1, threads, sink, &b, &g), 0);
+    for (size_t i = 0; i < ncuts; i++)
+        assert_int_equal(layer_pgzip_cut_at(g, cuts[i][0], cuts[i][1]), 0);
+    for (size_t off = 0; off < n; off += chunk) {
+        size_t k = n - off < chunk ? n - off : chunk;
+        assert_int_equal(layer_pgzip_write(g, in + off, k), 0);
+    }
+    /* Offsets may not go back behind the input taken. */
+    assert_int_equal(layer_pgzip_cut_at(g, 10, 1), CAIRN_E_INVAL);
+    assert_int_equal(layer_pgzip_finish(g), 0);
+    layer_pgzip_free(g);
+    return b;
+}
+
+/* Members end at the cuts asked for (not at one whose min the member
+ * does not reach, never twice at one offset) and at every block; the
+ * bytes do not depend on threads or write sizes. */
+static void test_cuts(void **state)
+{
+    (void)state;
+    size_t n = 3 * BLK + 5000;
+    uint8_t *in = make_input(n);
+    const size_t cuts[][2] = {
+        {1000, 1},           /* cut */
+        {5000, 100000},      /* member holds 4000 bytes: no cut */
+        {BLK + 10, 0},       /* cut (0 acts as 1) */
+        {BLK + 10, 1},       /* same offset: no empty member */
+        {2 * BLK + 10, 1},   /* the block cut at BLK + 10 + BLK comes after */
+        {n, 1},              /* the end: no empty member either */
+    };
+    const size_t want[] = {0, 1000, BLK + 10, 2 * BLK + 10, 3 * BLK + 10};
+    size_t ncuts = sizeof cuts / sizeof cuts[0];
+    struct sinkbuf ref = pgz_cut_compress(in, n, 1, 65536, cuts, ncuts);
+    size_t off = 0, pos = 0, m = 0;
+    while (off < ref.n) {
+        assert_true(m < sizeof want / sizeof want[0]);
+        assert_int_equal(pos, want[m]);
+        size_t size = le32(ref.p + off + 16);
+        pos += le32(ref.p + off + size - 4);
+        off += size;
+        m++;
+    }
+    assert_int_equal(m, sizeof want / sizeof want[0]);
+    assert_int_equal(pos, n);
+    struct sinkbuf b = pgz_cut_compress(in, n, 3, 777, cuts, ncuts);
+    assert_int_equal(b.n, ref.n);
+    assert_memory_equal(b.p, ref.p, ref.n);
+    /* zlib reads the series as one stream and gives back the input. */
+    uint8_t *out = malloc(n + 1);
+    assert_non_null(out);
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    assert_int_equal(inflateInit2(&z, 15 + 16), Z_OK);
+    z.next_in = ref.p;
+    z.avail_in = (uInt)ref.n;
+    z.next_out = out;
+    z.avail_out = (uInt)(n + 1);
+    while (inflate(&z, Z_FINISH) == Z_STREAM_END && z.avail_in > 0)
+        assert_int_equal(inflateReset(&z), Z_OK);
+    assert_int_equal(z.avail_in, 0);
+    assert_int_equal((size_t)(z.next_out - out), n);
+    assert_memory_equal(out, in, n);
+    inflateEnd(&z);
+    free(out);
+    free(b.p);
+    free(ref.p);
+    free(in);
+}
+
 /* CAIRN_LAYER_THREADS picks the worker count; junk falls back to the CPUs. */
 static void test_threads_env(void **state)
 {
@@ -283,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_sink_failure_sticky),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_threads_env),
+        cmocka_unit_test(test_cuts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@
 #include "cachekey/statcache.h"
 #include "client/store/image.h"
 #include "client/store/store.h"
+#include "client/store/store_members.h"
 #include "common/error.h"
 
 struct fixture {
@@ -1084,6 +1085,21 @@ static void test_prune(void **state)
     assert_int_equal(cairn_store_key_put(f->st, key4, &r4, &err), 0);
     snapshot_fake(f, shared.diff_id, 100);
     snapshot_fake(f, only_b.diff_id, 1000);
+    /* Member records: one in the kept layer, one in a layer prune
+     * deletes (the record must go with the blob). */
+    struct cairn_layer_member mk = {.key = {1}, .offset = 0, .size = 30},
+                              md = {.key = {2}, .offset = 0, .size = 30};
+    assert_int_equal(cairn_store_members_put(f->st, shared.digest, &mk, 1, &err),
+                     0);
+    assert_int_equal(cairn_store_members_put(f->st, only_b.digest, &md, 1, &err),
+                     0);
+    char mpath[512];
+    uint64_t moff;
+    uint32_t msize;
+    assert_int_equal(cairn_store_members_find(f->st, md.key, mpath,
+                                              sizeof mpath, &moff, &msize),
+                     0);
+    assert_int_equal(msize, 30);
     /* A crash leftover in tmp/. */
     char leftover[256];
     snprintf(leftover, sizeof leftover, "%s/blob-dead01",
@@ -1147,6 +1163,16 @@ static void test_prune(void **state)
     const char *const refs[] = {"keep:1"};
     const char *const mans[] = {a.manifest};
     index_check(f, refs, mans, 1, 0);
+
+    assert_int_equal(cairn_store_members_find(f->st, mk.key, mpath,
+                                              sizeof mpath, &moff, &msize),
+                     0);
+    char want_path[512];
+    cairn_store_blob_path(f->st, shared.digest, want_path, sizeof want_path);
+    assert_string_equal(mpath, want_path);
+    assert_int_equal(cairn_store_members_find(f->st, md.key, mpath,
+                                              sizeof mpath, &moff, &msize),
+                     CAIRN_E_NOTFOUND);
 
     /* The dropped keys are gone from the index, not just misses. */
     assert_int_equal(cairn_store_usage_get(f->st, &u, &err), 0);
