@@ -531,7 +531,8 @@ static void add_down(struct cairn_cache *c, uint64_t n)
  * a thread that verifies it as it streams (cairn_layer_verify_fd: media
  * type, entries, digests, caps), so the blob is decompressed once, while
  * it arrives, and a hostile one stops the download at its first bad
- * byte or entry. */
+ * byte or entry. A small one is verified from the file after it
+ * (FETCH_VERIFY_AFTER_MAX). */
 struct fetch_sink {
     int fd;   /* the temporary file */
     int sock; /* to the verifier; -1 when it could not start */
@@ -593,6 +594,13 @@ struct verifier {
     struct cairn_err err;
 };
 
+/* A layer up to this size is verified from its file once it is down, on
+ * the fetching thread: the same checks, but no thread, socket pair and
+ * copy through it for a blob whose download and check take less time
+ * than starting them (a fresh build's small layers; the download is
+ * capped at the digest's size, so a hostile one costs at most this). */
+#define FETCH_VERIFY_AFTER_MAX ((int64_t)1 << 20)
+
 static void *verifier_thread(void *arg)
 {
     struct verifier *v = arg;
@@ -643,7 +651,8 @@ static int fetch_layer(struct cairn_cache *c, struct endpoint *e,
     int sv[2];
     pthread_t th;
     bool threaded = false;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+    if (rec->layer.size > FETCH_VERIFY_AFTER_MAX &&
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
         v.fd = sv[1];
         threaded = pthread_create(&th, NULL, verifier_thread, &v) == 0;
         if (threaded) {
