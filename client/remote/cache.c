@@ -742,8 +742,9 @@ static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
     return rc;
 }
 
-/* Runs fn(arg, i) for i in [0, n) on up to CACHE_LOOKUP_THREADS threads
- * (on this one when none can start). */
+/* Runs fn(arg, i) for i in [0, n) on up to CACHE_LOOKUP_THREADS threads,
+ * this one among them: it would only wait for the others otherwise (a
+ * thread fewer to start and join per batch). */
 struct pool {
     struct cairn_cache *c;
     size_t n;
@@ -775,11 +776,10 @@ static void pool_run(struct cairn_cache *c, size_t n,
     size_t nt = n < CACHE_LOOKUP_THREADS ? n : CACHE_LOOKUP_THREADS;
     pthread_t t[CACHE_LOOKUP_THREADS];
     size_t started = 0;
-    for (size_t i = 0; i < nt; i++)
+    for (size_t i = 1; i < nt; i++)
         if (pthread_create(&t[started], NULL, pool_thread, &p) == 0)
             started++;
-    if (started == 0)
-        pool_thread(&p);
+    pool_thread(&p);
     for (size_t i = 0; i < started; i++)
         pthread_join(t[i], NULL);
 }
