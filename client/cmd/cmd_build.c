@@ -535,14 +535,20 @@ int cairn_cmd_build(int argc, char **argv)
     status = 0;
 out:
     build_report_free(report);
-    /* The cache's close (gRPC's shutdown waits for its threads, a few
-     * milliseconds of sleeps) overlaps the store's (its last disk
-     * flush). Uploads read the store: they are over before either. */
+    /* Uploads read the store: they are over before its close. A build
+     * that succeeded is durable and said so; the process exits next, so
+     * it leaves gRPC up (cairn_cache_leave: gRPC's shutdown would join its
+     * threads and unmap their stacks, milliseconds that four builders
+     * started together all wait at once, docs/build.md). Any other end
+     * tears down in full, overlapping the store's close. */
     cairn_cache_finish(cache);
     pthread_t closer;
-    bool closing = cache != NULL &&
+    bool leave = status == 0;
+    if (leave)
+        cairn_cache_leave(cache);
+    bool closing = !leave && cache != NULL &&
                    pthread_create(&closer, NULL, cache_closer, cache) == 0;
-    if (!closing)
+    if (!leave && !closing)
         cairn_cache_close(cache);
     cairn_store_close(st);
     if (closing)

@@ -70,6 +70,7 @@ struct cairn_cache {
     unsigned busy; /* jobs queued or in progress */
     pthread_t uploader;
     struct cairn_cache_stats stats;
+    struct cairn_cache *left_next; /* cairn_cache_leave's list */
 };
 
 static void warn(struct cairn_cache *c, const char *fmt, ...)
@@ -325,6 +326,13 @@ static void *probe_thread(void *arg)
 
 static void probe_run(struct cairn_cache *c)
 {
+    /* One endpoint (the usual case): probed on this thread, not on one
+     * more. */
+    if (c->neps == 1) {
+        void *a[2] = {c, &c->eps[0]};
+        probe_thread(a);
+        return;
+    }
     pthread_t *t = calloc(c->neps, sizeof *t);
     void *(*args)[2] = calloc(c->neps, sizeof *args);
     bool *started = calloc(c->neps, sizeof *started);
@@ -370,6 +378,13 @@ static void probe_all(struct cairn_cache *c)
         c->probed = true;
     }
     pthread_mutex_unlock(&c->probe_mu);
+}
+
+/* Waits for the probe: whether e is usable (not taken out by it). */
+static bool probe_usable(struct cairn_cache *c, struct endpoint *e)
+{
+    probe_all(c);
+    return !ep_down(c, e);
 }
 
 /* ---- the layer record in an action result ------------------------------- */
@@ -516,7 +531,8 @@ static void add_down(struct cairn_cache *c, uint64_t n)
  * a thread that verifies it as it streams (cairn_layer_verify_fd: media
  * type, entries, digests, caps), so the blob is decompressed once, while
  * it arrives, and a hostile one stops the download at its first bad
- * byte or entry. */
+ * byte or entry. A small one is verified from the file after it
+ * (FETCH_VERIFY_AFTER_MAX). */
 struct fetch_sink {
     int fd;   /* the temporary file */
     int sock; /* to the verifier; -1 when it could not start */
@@ -578,6 +594,13 @@ struct verifier {
     struct cairn_err err;
 };
 
+/* A layer up to this size is verified from its file once it is down, on
+ * the fetching thread: the same checks, but no thread, socket pair and
+ * copy through it for a blob whose download and check take less time
+ * than starting them (a fresh build's small layers; the download is
+ * capped at the digest's size, so a hostile one costs at most this). */
+#define FETCH_VERIFY_AFTER_MAX ((int64_t)1 << 20)
+
 static void *verifier_thread(void *arg)
 {
     struct verifier *v = arg;
@@ -628,7 +651,8 @@ static int fetch_layer(struct cairn_cache *c, struct endpoint *e,
     int sv[2];
     pthread_t th;
     bool threaded = false;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+    if (rec->layer.size > FETCH_VERIFY_AFTER_MAX &&
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
         v.fd = sv[1];
         threaded = pthread_create(&th, NULL, verifier_thread, &v) == 0;
         if (threaded) {
@@ -689,6 +713,11 @@ static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
         return CAIRN_E_NOMEM;
     struct cairn_layer_rec rec;
     int rc = cairn_remote_ac_get(e->r, e->instance, &action, res, err);
+    /* The lookup went out beside the probe (it may open the connection
+     * with it): its answer counts only once the probe found the endpoint
+     * usable; the probe's warning says why when it did not. */
+    if (!probe_usable(c, e))
+        rc = CAIRN_E_NOTFOUND;
     if (!rc)
         rc = cairn_cache_result_parse(res, &rec, err);
     /* With trust configured, an entry no trusted key signed is a miss
@@ -713,8 +742,9 @@ static int lookup_one(struct cairn_cache *c, struct cairn_store *st,
     return rc;
 }
 
-/* Runs fn(arg, i) for i in [0, n) on up to CACHE_LOOKUP_THREADS threads
- * (on this one when none can start). */
+/* Runs fn(arg, i) for i in [0, n) on up to CACHE_LOOKUP_THREADS threads,
+ * this one among them: it would only wait for the others otherwise (a
+ * thread fewer to start and join per batch). */
 struct pool {
     struct cairn_cache *c;
     size_t n;
@@ -746,11 +776,10 @@ static void pool_run(struct cairn_cache *c, size_t n,
     size_t nt = n < CACHE_LOOKUP_THREADS ? n : CACHE_LOOKUP_THREADS;
     pthread_t t[CACHE_LOOKUP_THREADS];
     size_t started = 0;
-    for (size_t i = 0; i < nt; i++)
+    for (size_t i = 1; i < nt; i++)
         if (pthread_create(&t[started], NULL, pool_thread, &p) == 0)
             started++;
-    if (started == 0)
-        pool_thread(&p);
+    pool_thread(&p);
     for (size_t i = 0; i < started; i++)
         pthread_join(t[i], NULL);
 }
@@ -843,6 +872,8 @@ static void ahead_read(struct cairn_cache *c)
              : e == NULL || ep_down(c, e)
                  ? CAIRN_E_NOTFOUND
                  : cairn_remote_ac_get(e->r, e->instance, &action, res, &err);
+    if (e != NULL && !probe_usable(c, e))
+        rc = CAIRN_E_NOTFOUND; /* as lookup_one */
     pthread_mutex_lock(&c->mu);
     c->ahead.rc = rc;
     c->ahead.err = err;
@@ -889,7 +920,9 @@ static void lookup_or_ahead(void *arg, size_t i)
 void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
                         struct cairn_cache_step *steps, size_t n)
 {
-    probe_all(c);
+    /* No wait for the probe here: each lookup waits for it after its
+     * call went out, so the probe's round trip and the lookups' overlap
+     * instead of following each other. */
     for (size_t i = 0; i < n; i++) {
         steps[i].hit = false;
         steps[i].fetched = false;
@@ -902,6 +935,7 @@ void cairn_cache_lookup(struct cairn_cache *c, struct cairn_store *st,
     struct lookup_ctx l = {.c = c, .st = st, .steps = steps, .n = n,
                            .taken = calloc(n + 1, sizeof *l.taken)};
     pool_run(c, n + (ahead ? 1 : 0), lookup_or_ahead, &l);
+    probe_all(c); /* probed from here on, as before (claims read it) */
     free(l.taken);
     /* The layers fetched with their lookups: recorded as a fetch's are. */
     const char **keys = calloc(n + 1, sizeof *keys);
@@ -1285,10 +1319,10 @@ void cairn_cache_stats_get(struct cairn_cache *c, struct cairn_cache_stats *out)
     pthread_mutex_unlock(&c->mu);
 }
 
-void cairn_cache_close(struct cairn_cache *c)
+/* Waits for the uploads, then ends the uploader and the prober: after
+ * this no thread of the cache's runs, only gRPC's. */
+static void cache_threads_end(struct cairn_cache *c)
 {
-    if (c == NULL)
-        return;
     cairn_cache_finish(c);
     pthread_mutex_lock(&c->mu);
     c->stopping = true;
@@ -1304,6 +1338,13 @@ void cairn_cache_close(struct cairn_cache *c)
         pthread_join(c->prober, NULL);
     c->probing = false;
     pthread_mutex_unlock(&c->probe_mu);
+}
+
+void cairn_cache_close(struct cairn_cache *c)
+{
+    if (c == NULL)
+        return;
+    cache_threads_end(c);
     for (size_t i = 0; i < c->neps; i++) {
         cairn_remote_close(c->eps[i].r);
         free(c->eps[i].trust);
@@ -1315,6 +1356,22 @@ void cairn_cache_close(struct cairn_cache *c)
     pthread_mutex_destroy(&c->probe_mu);
     pthread_mutex_destroy(&c->mu);
     free(c);
+}
+
+/* The caches left at exit: a global keeps them reachable, so a leak
+ * check at exit (LSan) reports only what nothing references, as before. */
+static struct cairn_cache *cache_left;
+static pthread_mutex_t cache_left_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void cairn_cache_leave(struct cairn_cache *c)
+{
+    if (c == NULL)
+        return;
+    cache_threads_end(c);
+    pthread_mutex_lock(&cache_left_mu);
+    c->left_next = cache_left;
+    cache_left = c;
+    pthread_mutex_unlock(&cache_left_mu);
 }
 
 /* ---- entries of other kinds (client/remote/imagerec.c) ------------------ */
